@@ -1,0 +1,50 @@
+//! `ctm check FILE`: validate and report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{OutputFormat, load_and_validate};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The host file (`.kdl`, or `.toml` for the TOML form).
+    file: PathBuf,
+    /// How to print problems.
+    #[arg(long, value_enum, default_value_t)]
+    format: OutputFormat,
+    /// The lock file to read (default: FILE.lock).
+    #[arg(long)]
+    lock: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let outcome = match load_and_validate(&args.file, args.lock.as_deref()) {
+        Ok(o) => o,
+        Err(report) => {
+            eprintln!("{report:?}");
+            return ExitCode::FAILURE;
+        }
+    };
+    outcome.print_diagnostics(args.format);
+    if outcome.error_count() > 0 {
+        return ExitCode::FAILURE;
+    }
+    if let (OutputFormat::Human, Some(v)) = (args.format, &outcome.validated) {
+        let h = &v.host;
+        eprintln!(
+            "{}: ok ({} container{}, {} network{}, {} tunnel{})",
+            args.file.display(),
+            h.containers.len(),
+            plural(h.containers.len()),
+            h.networks.len(),
+            plural(h.networks.len()),
+            h.tunnels.len(),
+            plural(h.tunnels.len()),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,119 @@
+//! `ctm compile FILE --out DIR`: write the compiled tree, and the lock.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use miette::{IntoDiagnostic, WrapErr};
+
+use super::{OutputFormat, load_and_validate};
+use crate::compile::{self, Artifacts, Content};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The host file (`.kdl`, or `.toml` for the TOML form).
+    file: PathBuf,
+    /// Directory to write the root-relative tree into (created if missing).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// The lock file to read and update (default: FILE.lock).
+    #[arg(long)]
+    lock: Option<PathBuf>,
+    /// Fail instead of updating the lock file (for CI).
+    #[arg(long)]
+    locked: bool,
+    /// How to print problems.
+    #[arg(long, value_enum, default_value_t)]
+    format: OutputFormat,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    match compile_to(args) {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn compile_to(args: &Args) -> miette::Result<ExitCode> {
+    let outcome = load_and_validate(&args.file, args.lock.as_deref())?;
+    outcome.print_diagnostics(args.format);
+    let Some(validated) = &outcome.validated else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let new_lock = validated.lock.render();
+    let lock_changed =
+        outcome.lock_file.as_ref().map(|l| l.text.as_str()) != Some(new_lock.as_str());
+    if lock_changed && args.locked {
+        eprintln!(
+            "error: {} is out of date and --locked was given; run `ctm compile` without --locked to update it",
+            outcome.lock_path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let artifacts = compile::compile(&validated.host);
+    write_tree(&args.out, &artifacts)?;
+    if lock_changed {
+        write_atomically(&outcome.lock_path, new_lock.as_bytes())?;
+        eprintln!("updated {}", outcome.lock_path.display());
+    }
+    eprintln!(
+        "wrote {} files to {}",
+        artifacts.files.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes every artifact under `root`, replacing what is at its path.
+pub fn write_tree(root: &Path, artifacts: &Artifacts) -> miette::Result<()> {
+    for (rel, artifact) in &artifacts.files {
+        let path = root.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot create directory {}", dir.display()))?;
+        }
+        match &artifact.content {
+            Content::File { text, mode } => {
+                write_atomically(&path, text.as_bytes())?;
+                set_mode(&path, *mode)?;
+            }
+            Content::Symlink { target } => {
+                let tmp = path.with_extension("ctm-tmp");
+                let _ = std::fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(target, &tmp)
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot create symlink {}", tmp.display()))?;
+                std::fs::rename(&tmp, &path)
+                    .into_diagnostic()
+                    .wrap_err_with(|| {
+                        format!("cannot move symlink into place at {}", path.display())
+                    })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> miette::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot set mode of {}", path.display()))
+}
+
+/// Write to a temporary file beside `path`, then rename over it, so a
+/// reader never sees half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".ctm-tmp");
+    let tmp = PathBuf::from(tmp_name);
+    std::fs::write(&tmp, bytes)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot move {} into place", path.display()))
+}

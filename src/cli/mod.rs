@@ -1,0 +1,200 @@
+//! The command line: argument parsing and wiring. Every side effect of ctm
+//! (reading the host file and lock, writing artifacts) happens here or
+//! below; the stages it calls are pure.
+
+mod check;
+mod compile;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Format, Source};
+use crate::diagnostic::Diagnostic;
+use crate::lock::Lock;
+use crate::validate::{self, Validated};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ctm",
+    version,
+    about = "Declarative manager for systemd-nspawn containers",
+    long_about = "ctm compiles one declarative host file (KDL or TOML) into systemd-nspawn, \
+                  systemd-networkd and nftables configuration.\n\n\
+                  Start with `ctm check host.kdl`, then `ctm compile host.kdl --out DIR` to see \
+                  the files it would install."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and validate a host file; report every problem at once.
+    Check(check::Args),
+    /// Compile a host file into the files systemd and nft read.
+    Compile(compile::Args),
+    /// Print the JSON Schema of the TOML form of the host file.
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How diagnostics are printed.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum OutputFormat {
+    /// Annotated source excerpts, for people.
+    #[default]
+    Human,
+    /// One JSON document, for editors and tools.
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Compile(args) => compile::run(&args),
+        Command::Schema => {
+            print!("{}", crate::schema::render());
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ctm", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The lock file that belongs to a host file: `host.kdl` → `host.kdl.lock`.
+pub fn lock_path_for(host_file: &Path) -> PathBuf {
+    let mut name = host_file.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// A file that was read, for reporting diagnostics against it.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Everything `check` and `compile` share: read, parse, validate.
+pub struct Outcome {
+    pub host_file: Loaded,
+    pub lock_file: Option<Loaded>,
+    pub lock_path: PathBuf,
+    /// Problems in the host file.
+    pub diagnostics: Vec<Diagnostic>,
+    /// A problem in the lock file.
+    pub lock_diagnostic: Option<Diagnostic>,
+    pub validated: Option<Validated>,
+}
+
+pub fn load_and_validate(
+    path: &Path,
+    lock_override: Option<&Path>,
+) -> Result<Outcome, miette::Report> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
+    let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
+    let lock_file = match std::fs::read_to_string(&lock_path) {
+        Ok(text) => Some(Loaded {
+            path: lock_path.clone(),
+            text,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(miette::miette!(
+                "cannot read lock file {}: {e}",
+                lock_path.display()
+            ));
+        }
+    };
+    let (previous, lock_diagnostic) = match &lock_file {
+        Some(loaded) => match Lock::parse(&loaded.text) {
+            Ok(lock) => (lock, None),
+            Err(d) => (Lock::empty(), Some(d)),
+        },
+        None => (Lock::empty(), None),
+    };
+    let source = Source::new(path.display().to_string(), text, Format::from_path(path));
+    let (document, mut diagnostics) = config::parse(&source);
+    let mut validated = None;
+    // Without a readable document or lock there is nothing sound to
+    // validate; structural errors still let semantic ones be found.
+    if lock_diagnostic.is_none() && !(document.nodes.is_empty() && !diagnostics.is_empty()) {
+        match validate::validate(&document, &previous) {
+            Ok(v) if diagnostics.is_empty() => validated = Some(v),
+            Ok(_) => {}
+            Err(more) => diagnostics.extend(more),
+        }
+    }
+    Ok(Outcome {
+        host_file: Loaded {
+            path: path.to_path_buf(),
+            text: source.text,
+        },
+        lock_file,
+        lock_path,
+        diagnostics,
+        lock_diagnostic,
+        validated,
+    })
+}
+
+impl Outcome {
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+            + usize::from(self.lock_diagnostic.is_some())
+    }
+
+    /// Prints every diagnostic, sorted by position, in the chosen format.
+    pub fn print_diagnostics(&self, format: OutputFormat) {
+        let mut sorted: Vec<&Diagnostic> = self.diagnostics.iter().collect();
+        sorted.sort_by_key(|d| (d.span.offset(), d.message.clone()));
+        let host_name = self.host_file.path.display().to_string();
+        let lock_name = self.lock_path.display().to_string();
+        let lock_text = self.lock_file.as_ref().map_or("", |l| l.text.as_str());
+        match format {
+            OutputFormat::Human => {
+                for d in &sorted {
+                    eprintln!("{:?}", d.report(&host_name, &self.host_file.text));
+                }
+                if let Some(d) = &self.lock_diagnostic {
+                    eprintln!("{:?}", d.report(&lock_name, lock_text));
+                }
+                let errors = self.error_count();
+                if errors > 0 {
+                    eprintln!(
+                        "error: {host_name}: {errors} problem{} found",
+                        if errors == 1 { "" } else { "s" }
+                    );
+                }
+            }
+            OutputFormat::Json => {
+                let mut list: Vec<_> = sorted
+                    .iter()
+                    .map(|d| d.to_json(&host_name, &self.host_file.text))
+                    .collect();
+                if let Some(d) = &self.lock_diagnostic {
+                    list.push(d.to_json(&lock_name, lock_text));
+                }
+                let doc = serde_json::json!({
+                    "file": host_name,
+                    "valid": self.error_count() == 0,
+                    "diagnostics": list,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Host-side networking for systemd-networkd: a bridge per network, a
+//! tunnel interface per tunnel, and the forwarding sysctls.
+
+use super::ini::Ini;
+use super::{Artifacts, Owner};
+use crate::model::{Host, Network, Tunnel};
+
+pub fn bridge(network: &Network, header: &[String], out: &mut Artifacts) {
+    let owner = || Owner::Network(network.name.clone());
+    let base = format!("etc/systemd/network/50-ctm-{}", network.bridge);
+
+    let mut netdev = Ini::new(header);
+    netdev
+        .section("NetDev")
+        .set("Name", &network.bridge)
+        .set("Kind", "bridge");
+    out.file(format!("{base}.netdev"), owner(), netdev.render());
+
+    let mut config = Ini::new(header);
+    config.section("Match").set("Name", &network.bridge);
+    // A bridge has no carrier until a container attaches; it must still
+    // get its addresses, and must not hold up network-online.target.
+    config.section("Link").set("RequiredForOnline", "no");
+    config
+        .section("Network")
+        .set("ConfigureWithoutCarrier", "yes");
+    if let Some(v4) = network.ipv4 {
+        config.set("Address", v4.address);
+    }
+    if let Some(v6) = network.ipv6 {
+        config.set("Address", v6.address).set("IPv6SendRA", "yes");
+        config
+            .section("IPv6Prefix")
+            .set("Prefix", v6.address.trunc());
+    }
+    out.file(format!("{base}.network"), owner(), config.render());
+}
+
+pub fn tunnel(tunnel: &Tunnel, header: &[String], out: &mut Artifacts) {
+    let owner = || Owner::Tunnel(tunnel.name.clone());
+    let base = format!("etc/systemd/network/50-ctm-{}", tunnel.name);
+
+    let mut netdev = Ini::new(header);
+    netdev.section("NetDev").set("Name", &tunnel.name).set(
+        "Kind",
+        if tunnel.local.is_ipv4() {
+            "gre"
+        } else {
+            "ip6gre"
+        },
+    );
+    // Independent: ctm does not own the uplink's .network file, so the
+    // tunnel cannot be attached there with Tunnel=.
+    netdev
+        .section("Tunnel")
+        .set("Local", tunnel.local)
+        .set("Remote", tunnel.remote)
+        .set("Independent", "yes");
+    out.file(format!("{base}.netdev"), owner(), netdev.render());
+
+    let mut config = Ini::new(header);
+    config.section("Match").set("Name", &tunnel.name);
+    config.section("Network");
+    for address in &tunnel.addresses {
+        config.set("Address", address);
+    }
+    out.file(format!("{base}.network"), owner(), config.render());
+}
+
+/// Routing between bridges, tunnels and the uplink needs forwarding on.
+/// IPv6 forwarding makes the kernel ignore router advertisements, so the
+/// uplink is told to keep accepting them (accept_ra=2): otherwise a host
+/// that gets its own IPv6 route by SLAAC would lose it.
+pub fn sysctl(host: &Host, header: &[String], out: &mut Artifacts) {
+    if host.networks.is_empty() && host.tunnels.is_empty() {
+        return;
+    }
+    let mut text = String::new();
+    for line in header {
+        text.push_str(&format!("# {}\n", super::ini::escape_controls(line)));
+    }
+    text.push_str("net.ipv4.ip_forward = 1\n");
+    text.push_str("net.ipv6.conf.all.forwarding = 1\n");
+    if let Some(uplink) = &host.uplink {
+        // sysctl.d reads dots as separators; a name with dots (a VLAN such
+        // as eth0.10) must be written with slashes instead.
+        if uplink.as_str().contains('.') {
+            text.push_str(&format!("net/ipv6/conf/{uplink}/accept_ra = 2\n"));
+        } else {
+            text.push_str(&format!("net.ipv6.conf.{uplink}.accept_ra = 2\n"));
+        }
+    }
+    out.file("etc/sysctl.d/50-ctm.conf".into(), Owner::Host, text);
+}

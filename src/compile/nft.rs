@@ -1,0 +1,117 @@
+//! The nftables ruleset: one table, `inet ctm`, replaced as a whole.
+//!
+//! The file declares the table, deletes it and defines it again, so that
+//! `nft -f` swaps the old table for the new one in a single kernel
+//! transaction, also on the very first load (nftables wiki, "Atomic rule
+//! replacement"). Only validated addresses, ports and interface names are
+//! written; no user text reaches the ruleset.
+
+use std::fmt::Write as _;
+
+use super::{Artifacts, NFT_RULESET, NFT_UNIT, Owner};
+use crate::model::Host;
+
+const UNIT_TEMPLATE: &str = include_str!("../../templates/ctm-nftables.service");
+
+pub fn firewall(host: &Host, header: &[String], out: &mut Artifacts) {
+    out.file(NFT_RULESET.into(), Owner::Firewall, ruleset(host, header));
+    out.file(NFT_UNIT.into(), Owner::Firewall, UNIT_TEMPLATE.to_string());
+    out.symlink(
+        "etc/systemd/system/multi-user.target.wants/ctm-nftables.service".into(),
+        Owner::Firewall,
+        &format!("/{NFT_UNIT}"),
+    );
+}
+
+pub fn ruleset(host: &Host, header: &[String]) -> String {
+    let mut prerouting = Vec::new();
+    let mut output = Vec::new();
+    let mut postrouting = Vec::new();
+    let mut forward = vec!["ct state established,related accept".to_string()];
+
+    for container in host.containers.values() {
+        let Some(attach) = &container.network else {
+            continue;
+        };
+        for f in &container.forwards {
+            let proto = f.protocol.as_str();
+            let (host_port, port) = (f.host, f.container);
+            if let Some(addr) = attach.ipv4 {
+                let dnat = format!("{proto} dport {host_port} dnat ip to {addr}:{port}");
+                prerouting.push(format!("meta nfproto ipv4 fib daddr type local {dnat}"));
+                // Loopback is left out: DNAT from 127.0.0.1 to a bridge
+                // needs route_localnet, which ctm does not turn on.
+                output.push(format!(
+                    "meta nfproto ipv4 fib daddr type local ip daddr != 127.0.0.0/8 {dnat}"
+                ));
+            }
+            if let Some(addr) = attach.ipv6 {
+                let dnat = format!("{proto} dport {host_port} dnat ip6 to [{addr}]:{port}");
+                prerouting.push(format!("meta nfproto ipv6 fib daddr type local {dnat}"));
+                output.push(format!(
+                    "meta nfproto ipv6 fib daddr type local ip6 daddr != ::1 {dnat}"
+                ));
+            }
+        }
+    }
+    for network in host.networks.values() {
+        let bridge = &network.bridge;
+        if let Some(uplink) = &host.uplink {
+            if let Some(v4) = network.ipv4.filter(|s| s.nat) {
+                postrouting.push(format!(
+                    "ip saddr {} oifname \"{uplink}\" masquerade",
+                    v4.address.trunc()
+                ));
+            }
+            if let Some(v6) = network.ipv6.filter(|s| s.nat) {
+                postrouting.push(format!(
+                    "ip6 saddr {} oifname \"{uplink}\" masquerade",
+                    v6.address.trunc()
+                ));
+            }
+        }
+        forward.push(format!("iifname \"{bridge}\" accept"));
+    }
+    forward.push("ct status dnat accept".to_string());
+
+    let mut text = String::from("#!/usr/sbin/nft -f\n");
+    for line in header {
+        let _ = writeln!(text, "# {}", super::ini::escape_controls(line));
+    }
+    text.push_str("\ntable inet ctm\ndelete table inet ctm\n\ntable inet ctm {\n");
+    chain(
+        &mut text,
+        "prerouting",
+        "type nat hook prerouting priority dstnat; policy accept;",
+        &prerouting,
+    );
+    chain(
+        &mut text,
+        "output",
+        "type nat hook output priority -100; policy accept;",
+        &output,
+    );
+    chain(
+        &mut text,
+        "postrouting",
+        "type nat hook postrouting priority srcnat; policy accept;",
+        &postrouting,
+    );
+    chain(
+        &mut text,
+        "forward",
+        "type filter hook forward priority filter; policy accept;",
+        &forward,
+    );
+    text.push_str("}\n");
+    text
+}
+
+fn chain(text: &mut String, name: &str, hook: &str, rules: &[String]) {
+    let _ = writeln!(text, "\tchain {name} {{");
+    let _ = writeln!(text, "\t\t{hook}");
+    for rule in rules {
+        let _ = writeln!(text, "\t\t{rule}");
+    }
+    text.push_str("\t}\n");
+}

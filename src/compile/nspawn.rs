@@ -1,0 +1,146 @@
+//! Per-container files: the `.nspawn` settings, the service drop-in with
+//! resource limits, the autostart link, and the container-side network
+//! configuration for `host0`.
+
+use super::ini::Ini;
+use super::{Artifacts, Owner};
+use crate::model::{Container, Host};
+
+/// Where the stock template unit lives on Debian 12 and later (merged /usr).
+const NSPAWN_UNIT: &str = "/usr/lib/systemd/system/systemd-nspawn@.service";
+
+/// Sorts before systemd's own `80-container-host0.network` (DHCP), which
+/// would otherwise win: networkd uses the first matching file by name.
+pub const HOST0_NETWORK: &str = "10-ctm-host0.network";
+
+pub fn host0_source(container: &Container) -> String {
+    format!("etc/ctm/machines/{}/{HOST0_NETWORK}", container.name)
+}
+
+pub fn container(host: &Host, container: &Container, header: &[String], out: &mut Artifacts) {
+    let owner = || Owner::Container(container.name.clone());
+    let name = &container.name;
+
+    let mut nspawn = Ini::new(header);
+    nspawn
+        .section("Exec")
+        .set("Boot", "yes")
+        .set("Hostname", name);
+    if container.docker || container.nested {
+        // An inner nspawn or Docker needs real root: a user-namespaced
+        // container cannot mount proc/sysfs for a nested one or create
+        // device nodes (see docs/nspawn-settings.md).
+        nspawn.set("PrivateUsers", "no");
+    }
+    if container.docker {
+        // runc uses the kernel keyring and loads a cgroup device eBPF
+        // program; nspawn's default seccomp filter blocks all three.
+        nspawn.set("SystemCallFilter", "add_key keyctl bpf");
+        nspawn.set("Capability", "all");
+    }
+    for (key, value) in &container.environment {
+        nspawn.set(
+            "Environment",
+            format!("{}={}", key.as_str(), value.as_str()),
+        );
+    }
+
+    let has_files = !container.binds.is_empty() || container.network.is_some();
+    if has_files {
+        nspawn.section("Files");
+        for bind in &container.binds {
+            let key = if bind.read_only {
+                "BindReadOnly"
+            } else {
+                "Bind"
+            };
+            if bind.source == bind.target {
+                nspawn.set(key, bind.source.as_str());
+            } else {
+                nspawn.set(key, format!("{}:{}", bind.source, bind.target));
+            }
+        }
+        if container.network.is_some() {
+            nspawn.set(
+                "BindReadOnly",
+                format!(
+                    "/{}:/etc/systemd/network/{HOST0_NETWORK}",
+                    host0_source(container)
+                ),
+            );
+        }
+    }
+
+    nspawn.section("Network");
+    match container
+        .network
+        .as_ref()
+        .and_then(|a| host.networks.get(&a.network))
+    {
+        Some(network) => {
+            nspawn.set("Bridge", &network.bridge);
+        }
+        None => {
+            // No network in the host file means none: not the stock unit's
+            // private veth, which would come up unconfigured.
+            nspawn.set("Private", "no").set("VirtualEthernet", "no");
+        }
+    }
+    out.file(
+        format!("etc/systemd/nspawn/{name}.nspawn"),
+        owner(),
+        nspawn.render(),
+    );
+
+    if !container.limits.is_empty() {
+        let mut dropin = Ini::new(header);
+        dropin.section("Service");
+        if let Some(memory) = container.limits.memory {
+            dropin.set("MemoryMax", memory);
+        }
+        if let Some(quota) = container.limits.cpu_quota {
+            dropin.set("CPUQuota", format!("{}%", quota.percent()));
+        }
+        out.file(
+            format!("etc/systemd/system/systemd-nspawn@{name}.service.d/50-ctm-limits.conf"),
+            owner(),
+            dropin.render(),
+        );
+    }
+
+    if container.autostart {
+        out.symlink(
+            format!("etc/systemd/system/machines.target.wants/systemd-nspawn@{name}.service"),
+            owner(),
+            NSPAWN_UNIT,
+        );
+    }
+
+    if let (Some(attach), Some(network)) = (
+        &container.network,
+        container
+            .network
+            .as_ref()
+            .and_then(|a| host.networks.get(&a.network)),
+    ) {
+        let mut inside = Ini::new(header);
+        inside
+            .section("Match")
+            .set("Name", "host0")
+            .set("Virtualization", "container");
+        inside.section("Network");
+        if let (Some(addr), Some(subnet)) = (attach.ipv4, network.ipv4) {
+            inside
+                .set("Address", format!("{addr}/{}", subnet.address.prefix_len()))
+                .set("Gateway", subnet.gateway());
+        }
+        if let (Some(addr), Some(subnet)) = (attach.ipv6, network.ipv6) {
+            inside
+                .set("Address", format!("{addr}/{}", subnet.address.prefix_len()))
+                .set("Gateway", subnet.gateway());
+        }
+        // The addresses above are the truth; SLAAC would add others.
+        inside.set("IPv6AcceptRA", "no");
+        out.file(host0_source(container), owner(), inside.render());
+    }
+}

@@ -1,0 +1,217 @@
+//! Provisioning steps: what must happen to a container's root file system
+//! or inside the running container, as data.
+//!
+//! Each step has a check that says whether it is already done, so applying
+//! twice runs nothing the second time. Executing them belongs to the apply
+//! engine; here they are only compiled, in order, and written as
+//! `etc/ctm/machines/NAME/provision.json` so that a plan shows a changed
+//! step like any changed file. Commands are argument vectors, never shell
+//! text: a value from the host file cannot become shell syntax.
+
+use serde::Serialize;
+
+use super::{Artifacts, Owner};
+use crate::model::{Container, PackageName};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Stable identifier within the container, e.g. `ssh-authorized-keys`.
+    pub id: String,
+    pub description: String,
+    pub phase: Phase,
+    pub check: Check,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Against the root file system, before the container first boots.
+    BeforeBoot,
+    /// Inside the running container.
+    Running,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Check {
+    /// Done if this path exists (relative to the container's root).
+    PathExists { path: String },
+    /// Done if this file has exactly this content and mode.
+    FileContent {
+        path: String,
+        content: String,
+        mode: u32,
+    },
+    /// Done if this command exits 0.
+    Command { argv: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Action {
+    /// Create the root file system from an image.
+    CreateRootfs { image: String },
+    /// Write a file (creating its directory with mode 0700), owned by `owner`.
+    WriteFile {
+        path: String,
+        content: String,
+        mode: u32,
+        owner: String,
+    },
+    /// Run a command with these extra environment variables.
+    Command {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+fn packages_step(id: &str, description: String, packages: &[&PackageName]) -> Step {
+    let names: Vec<String> = packages.iter().map(|p| p.as_str().to_string()).collect();
+    let mut check = argv(&[
+        "dpkg-query",
+        "--show",
+        "--showformat=${db:Status-Status}\\n",
+    ]);
+    check.extend(names.iter().cloned());
+    let mut install = argv(&["apt-get", "install", "--yes", "--no-install-recommends"]);
+    install.extend(names);
+    Step {
+        id: id.into(),
+        description,
+        phase: Phase::Running,
+        // dpkg-query exits non-zero when any package is unknown to dpkg.
+        check: Check::Command { argv: check },
+        action: Action::Command {
+            argv: install,
+            env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
+        },
+    }
+}
+
+fn enable_step(id: &str, unit: &str) -> Step {
+    Step {
+        id: id.into(),
+        description: format!("enable and start {unit}"),
+        phase: Phase::Running,
+        check: Check::Command {
+            argv: argv(&["systemctl", "is-enabled", "--quiet", unit]),
+        },
+        action: Action::Command {
+            argv: argv(&["systemctl", "enable", "--now", unit]),
+            env: Vec::new(),
+        },
+    }
+}
+
+/// The steps for one container, in the order they must run.
+pub fn steps(container: &Container) -> Vec<Step> {
+    let machine_dir = format!("/var/lib/machines/{}", container.name);
+    let mut steps = vec![Step {
+        id: "rootfs".into(),
+        description: format!("create the root file system from image {}", container.image),
+        phase: Phase::BeforeBoot,
+        check: Check::PathExists {
+            path: machine_dir.clone(),
+        },
+        action: Action::CreateRootfs {
+            image: container.image.to_string(),
+        },
+    }];
+    if container.network.is_some() {
+        steps.push(enable_step("networkd", "systemd-networkd.service"));
+    }
+    if !container.packages.is_empty() {
+        let packages: Vec<&PackageName> = container.packages.iter().collect();
+        steps.push(packages_step(
+            "packages",
+            "install the container's packages".into(),
+            &packages,
+        ));
+    }
+    if let Some(ssh) = &container.ssh {
+        let server = PackageName::trusted("openssh-server");
+        steps.push(packages_step(
+            "ssh-server",
+            "install the OpenSSH server".into(),
+            &[&server],
+        ));
+        let home = if ssh.user.as_str() == "root" {
+            "/root".to_string()
+        } else {
+            steps.push(Step {
+                id: "ssh-user".into(),
+                description: format!("create user {}", ssh.user.as_str()),
+                phase: Phase::Running,
+                check: Check::Command {
+                    argv: argv(&["id", "--user", ssh.user.as_str()]),
+                },
+                action: Action::Command {
+                    argv: argv(&[
+                        "useradd",
+                        "--create-home",
+                        "--shell",
+                        "/bin/bash",
+                        ssh.user.as_str(),
+                    ]),
+                    env: Vec::new(),
+                },
+            });
+            format!("/home/{}", ssh.user.as_str())
+        };
+        let mut keys = String::new();
+        for key in &ssh.authorized_keys {
+            keys.push_str(key.as_str());
+            keys.push('\n');
+        }
+        let path = format!("{home}/.ssh/authorized_keys");
+        steps.push(Step {
+            id: "ssh-authorized-keys".into(),
+            description: format!("write {path}"),
+            phase: Phase::Running,
+            check: Check::FileContent {
+                path: path.clone(),
+                content: keys.clone(),
+                mode: 0o600,
+            },
+            action: Action::WriteFile {
+                path,
+                content: keys,
+                mode: 0o600,
+                owner: ssh.user.as_str().to_string(),
+            },
+        });
+        steps.push(enable_step("ssh-enabled", "ssh.service"));
+    }
+    if container.docker {
+        let docker = PackageName::trusted("docker.io");
+        steps.push(packages_step("docker", "install Docker".into(), &[&docker]));
+        steps.push(enable_step("docker-enabled", "docker.service"));
+    }
+    if container.nested {
+        let nspawn = PackageName::trusted("systemd-container");
+        steps.push(packages_step(
+            "nested",
+            "install systemd-nspawn for nested containers".into(),
+            &[&nspawn],
+        ));
+    }
+    steps
+}
+
+pub fn container(container: &Container, out: &mut Artifacts) {
+    let steps = steps(container);
+    // Plain structs with string keys: serialization has no way to fail.
+    let mut json =
+        serde_json::to_string_pretty(&steps).expect("provisioning steps serialize to JSON");
+    json.push('\n');
+    out.file(
+        format!("etc/ctm/machines/{}/provision.json", container.name),
+        Owner::Container(container.name.clone()),
+        json,
+    );
+}

@@ -1,0 +1,156 @@
+//! KDL 2.0 front-end: text → [`Document`], through the `kdl` crate's
+//! document model (the same model the web editor edits, keeping comments).
+
+use ::kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+use miette::SourceSpan;
+
+use super::{Document, Node, Spanned, Value, join_spans};
+use crate::diagnostic::Diagnostic;
+
+pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
+    match KdlDocument::parse(text) {
+        Ok(doc) => {
+            let mut diagnostics = Vec::new();
+            let nodes = doc
+                .nodes()
+                .iter()
+                .map(|n| convert_node(text, n, &mut diagnostics))
+                .collect();
+            (Document { nodes }, diagnostics)
+        }
+        Err(error) => {
+            let diagnostics = error
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    let mut diagnostic = Diagnostic::error(
+                        "ctm::kdl-syntax",
+                        d.message
+                            .clone()
+                            .unwrap_or_else(|| "invalid KDL syntax".to_string()),
+                        clamp(d.span, text.len()),
+                    )
+                    .with_label(d.label.clone().unwrap_or_else(|| "here".to_string()));
+                    if let Some(help) = &d.help {
+                        diagnostic = diagnostic.with_help(help.clone());
+                    }
+                    diagnostic
+                })
+                .collect();
+            (Document::default(), diagnostics)
+        }
+    }
+}
+
+fn clamp(span: SourceSpan, len: usize) -> SourceSpan {
+    let offset = span.offset().min(len);
+    SourceSpan::new(offset.into(), span.len().min(len - offset))
+}
+
+fn convert_node(text: &str, node: &KdlNode, out: &mut Vec<Diagnostic>) -> Node {
+    let name = Spanned::new(node.name().value().to_string(), node.name().span());
+    if let Some(ty) = node.ty() {
+        out.push(type_annotation(ty.span()));
+    }
+    let mut span = name.span;
+    let mut args = Vec::new();
+    let mut props = Vec::new();
+    for entry in node.entries() {
+        let value_span = value_span(text, entry);
+        span = join_spans(span, value_span);
+        if let Some(ty) = entry.ty() {
+            out.push(type_annotation(ty.span()));
+        }
+        let value = match convert_value(entry.value(), value_span, out) {
+            Some(value) => Spanned::new(value, value_span),
+            None => continue,
+        };
+        match entry.name() {
+            Some(key) => props.push((Spanned::new(key.value().to_string(), key.span()), value)),
+            None => args.push(value),
+        }
+    }
+    let children = node
+        .children()
+        .map(|doc| {
+            doc.nodes()
+                .iter()
+                .map(|n| convert_node(text, n, out))
+                .collect()
+        })
+        .unwrap_or_default();
+    Node {
+        name,
+        args,
+        props,
+        children,
+        span,
+    }
+}
+
+fn type_annotation(span: SourceSpan) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::type-annotation",
+        "type annotations are not used by ctm",
+        span,
+    )
+    .with_label("remove this annotation")
+}
+
+fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) -> Option<Value> {
+    Some(match value {
+        KdlValue::String(s) => Value::String(s.clone()),
+        KdlValue::Integer(i) => Value::Integer(*i),
+        KdlValue::Float(f) => Value::Float(*f),
+        KdlValue::Bool(b) => Value::Bool(*b),
+        KdlValue::Null => {
+            out.push(
+                Diagnostic::error("ctm::null-value", "`#null` is not a valid value here", span)
+                    .with_label("leave the entry out instead"),
+            );
+            return None;
+        }
+    })
+}
+
+/// The span of just the value, without the surrounding whitespace and
+/// comments the parser includes in an entry's span, and without `key=`.
+fn value_span(text: &str, entry: &KdlEntry) -> SourceSpan {
+    let span = entry.span();
+    let start = span.offset().min(text.len());
+    let end = (start + span.len()).min(text.len());
+    let Some(slice) = text.get(start..end) else {
+        return span;
+    };
+    let after_key = match entry.name() {
+        Some(key) => {
+            let key_end = key.span().offset() + key.span().len();
+            let rel = key_end.saturating_sub(start).min(slice.len());
+            match slice[rel..].find('=') {
+                Some(eq) => rel + eq + 1,
+                None => rel,
+            }
+        }
+        None => 0,
+    };
+    let repr = entry
+        .format()
+        .map(|f| f.value_repr.trim())
+        .filter(|r| !r.is_empty());
+    let found = repr.and_then(|repr| {
+        slice
+            .get(after_key..)
+            .and_then(|rest| rest.find(repr))
+            .map(|pos| (after_key + pos, repr.len()))
+    });
+    match found {
+        Some((pos, len)) => SourceSpan::new((start + pos).into(), len),
+        None => {
+            let rest = slice.get(after_key..).unwrap_or("");
+            let trimmed = rest.trim_start();
+            let lead = rest.len() - trimmed.len();
+            let len = trimmed.trim_end().len();
+            SourceSpan::new((start + after_key + lead).into(), len)
+        }
+    }
+}

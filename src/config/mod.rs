@@ -1,0 +1,484 @@
+//! Stage 1: source text → one syntax tree with spans.
+//!
+//! Both front-ends ([`kdl`] and [`toml`]) produce the same [`Document`]: nodes
+//! with positional arguments, properties and children, every piece carrying
+//! the byte span it came from. Both check the text against the one
+//! [`vocab`]ulary, so a host file means the same thing in either syntax and
+//! every structural error (unknown node, wrong type, missing value, control
+//! character) is reported the same way. Meaning is assigned later, by
+//! `validate`.
+
+pub mod kdl;
+pub mod toml;
+pub mod vocab;
+
+use std::fmt;
+use std::path::Path;
+
+use miette::SourceSpan;
+
+use crate::diagnostic::Diagnostic;
+use vocab::{ChildSpec, NodeSpec, ValueKind};
+
+/// Which syntax a host file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Kdl,
+    Toml,
+}
+
+impl Format {
+    /// Picks the syntax from the file extension; KDL unless it ends in `.toml`.
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|ext| ext.to_str()) {
+            Some("toml") => Format::Toml,
+            _ => Format::Kdl,
+        }
+    }
+}
+
+/// A host file's text and the name it is reported under.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+    pub format: Format,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>, format: Format) -> Source {
+        Source {
+            name: name.into(),
+            text: text.into(),
+            format,
+        }
+    }
+}
+
+/// A value with the byte span it was written at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: SourceSpan,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, span: SourceSpan) -> Spanned<T> {
+        Spanned { value, span }
+    }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Spanned<U> {
+        Spanned {
+            value: f(self.value),
+            span: self.span,
+        }
+    }
+}
+
+/// A scalar as written in the file, before it is given a meaning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    Integer(i128),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_integer(&self) -> Option<i128> {
+        match self {
+            Value::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// Integers and floats alike, for keys such as `cpus=1.5`.
+    pub fn as_number(&self) -> Option<f64> {
+        match self {
+            Value::Integer(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Bool(_) => "a boolean",
+        }
+    }
+
+    fn fits(&self, kind: ValueKind) -> bool {
+        matches!(
+            (kind, self),
+            (ValueKind::String, Value::String(_))
+                | (ValueKind::Integer, Value::Integer(_))
+                | (ValueKind::Number, Value::Integer(_) | Value::Float(_))
+                | (ValueKind::Bool, Value::Bool(_))
+        )
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::String(s) => write!(f, "{s:?}"),
+            Value::Integer(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// One node of the syntax tree, checked against its [`NodeSpec`].
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: Spanned<String>,
+    pub args: Vec<Spanned<Value>>,
+    pub props: Vec<(Spanned<String>, Spanned<Value>)>,
+    pub children: Vec<Node>,
+    /// The whole node, for errors about it as a unit.
+    pub span: SourceSpan,
+}
+
+impl Node {
+    pub fn arg(&self, index: usize) -> Option<&Spanned<Value>> {
+        self.args.get(index)
+    }
+
+    pub fn prop(&self, name: &str) -> Option<&Spanned<Value>> {
+        self.props
+            .iter()
+            .find(|(key, _)| key.value == name)
+            .map(|(_, value)| value)
+    }
+
+    pub fn child(&self, name: &str) -> Option<&Node> {
+        self.children.iter().find(|c| c.name.value == name)
+    }
+
+    pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.children.iter().filter(move |c| c.name.value == name)
+    }
+}
+
+/// A parsed host file: its top-level nodes.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    pub nodes: Vec<Node>,
+}
+
+impl Document {
+    pub fn nodes_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.nodes.iter().filter(move |n| n.name.value == name)
+    }
+}
+
+/// Parses a host file in its own syntax and checks it against the vocabulary.
+///
+/// Returns the document even when there are errors, so that later stages can
+/// still report their own problems with the parts that were fine; a caller
+/// must not compile a document that came with errors.
+pub fn parse(source: &Source) -> (Document, Vec<Diagnostic>) {
+    let (document, mut diagnostics) = match source.format {
+        Format::Kdl => kdl::parse(&source.text),
+        Format::Toml => toml::parse(&source.text),
+    };
+    let syntax_failed = !diagnostics.is_empty() && document.nodes.is_empty();
+    if !syntax_failed {
+        let syntax = source.format;
+        check_children(
+            &document.nodes,
+            vocab::ROOT.children,
+            None,
+            syntax,
+            &mut diagnostics,
+        );
+    }
+    (document, diagnostics)
+}
+
+/// Words for one syntax: KDL says node/property, TOML says key.
+fn noun(syntax: Format, kdl: &'static str) -> &'static str {
+    match syntax {
+        Format::Kdl => kdl,
+        Format::Toml => "key",
+    }
+}
+
+fn check_children(
+    nodes: &[Node],
+    allowed: &[ChildSpec],
+    parent: Option<&Node>,
+    syntax: Format,
+    out: &mut Vec<Diagnostic>,
+) {
+    let parent_name = parent.map(|p| p.name.value.as_str());
+    for node in nodes {
+        match allowed.iter().find(|c| c.spec.name == node.name.value) {
+            Some(child) => check_node(node, child.spec, syntax, out),
+            None => {
+                let names: Vec<&str> = allowed.iter().map(|c| c.spec.name).collect();
+                let place = match parent_name {
+                    Some(p) => format!(" in `{p}`"),
+                    None => " at the top level".to_string(),
+                };
+                out.push(
+                    Diagnostic::error(
+                        "ctm::unknown-node",
+                        format!(
+                            "unknown {} `{}`{place}",
+                            noun(syntax, "node"),
+                            node.name.value
+                        ),
+                        node.name.span,
+                    )
+                    .with_label("not part of ctm's configuration language")
+                    .with_help(did_you_mean(&node.name.value, &names)),
+                );
+            }
+        }
+    }
+    for child in allowed {
+        let mut same = nodes.iter().filter(|n| n.name.value == child.spec.name);
+        let first = same.next();
+        if child.required && first.is_none() {
+            if let Some(parent) = parent {
+                out.push(
+                    Diagnostic::error(
+                        "ctm::missing-node",
+                        format!("`{}` needs `{}`", parent.name.value, child.spec.name),
+                        parent.name.span,
+                    )
+                    .with_label(format!("`{}` is missing here", child.spec.name))
+                    .with_help(format!("add it, for example: {}", child.spec.example)),
+                );
+            }
+        }
+        if !child.repeat {
+            if let Some(first) = first {
+                for again in same {
+                    out.push(
+                        Diagnostic::error(
+                            "ctm::duplicate-node",
+                            format!("`{}` is given more than once", again.name.value),
+                            again.name.span,
+                        )
+                        .with_label("given again here")
+                        .with_related(first.name.span, "first given here")
+                        .with_help("keep only one of them"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagnostic>) {
+    let node_name = &node.name.value;
+    // Positional arguments.
+    let fixed = spec.args.iter().filter(|a| !a.variadic).count();
+    let variadic = spec.args.iter().find(|a| a.variadic);
+    for (index, arg) in node.args.iter().enumerate() {
+        let arg_spec = spec.args.get(index).or(variadic);
+        match arg_spec {
+            Some(arg_spec) => check_value(
+                &arg.value,
+                arg.span,
+                arg_spec.kind,
+                node_name,
+                arg_spec.name,
+                out,
+            ),
+            None => out.push(
+                Diagnostic::error(
+                    "ctm::extra-argument",
+                    format!("`{node_name}` takes {}", count_words(fixed, "value")),
+                    arg.span,
+                )
+                .with_label("unexpected value")
+                .with_help(format!("for example: {}", spec.example)),
+            ),
+        }
+    }
+    for (index, arg_spec) in spec.args.iter().enumerate() {
+        if arg_spec.required && node.args.len() <= index {
+            out.push(
+                Diagnostic::error(
+                    "ctm::missing-value",
+                    format!("`{node_name}` needs its {}", arg_spec.name),
+                    node.name.span,
+                )
+                .with_label(format!("{} missing", arg_spec.name))
+                .with_help(format!("for example: {}", spec.example)),
+            );
+        }
+    }
+    // Properties.
+    let known: Vec<&str> = spec.props.iter().map(|p| p.name).collect();
+    for (i, (key, value)) in node.props.iter().enumerate() {
+        if let Some(earlier) = node.props[..i].iter().find(|(k, _)| k.value == key.value) {
+            out.push(
+                Diagnostic::error(
+                    "ctm::duplicate-property",
+                    format!("`{}` is given twice on `{node_name}`", key.value),
+                    key.span,
+                )
+                .with_label("given again here")
+                .with_related(earlier.0.span, "first given here"),
+            );
+            continue;
+        }
+        match spec.props.iter().find(|p| p.name == key.value) {
+            Some(prop) => check_value(
+                &value.value,
+                value.span,
+                prop.kind,
+                node_name,
+                prop.name,
+                out,
+            ),
+            None => match spec.any_props {
+                Some(kind) => {
+                    check_value(&value.value, value.span, kind, node_name, &key.value, out)
+                }
+                None => out.push(
+                    Diagnostic::error(
+                        "ctm::unknown-property",
+                        format!(
+                            "unknown {} `{}` on `{node_name}`",
+                            noun(syntax, "property"),
+                            key.value
+                        ),
+                        key.span,
+                    )
+                    .with_label("not understood here")
+                    .with_help(did_you_mean(&key.value, &known)),
+                ),
+            },
+        }
+        check_key_text(key, out);
+    }
+    for prop in spec.props.iter().filter(|p| p.required) {
+        if node.prop(prop.name).is_none() {
+            out.push(
+                Diagnostic::error(
+                    "ctm::missing-property",
+                    format!("`{node_name}` needs `{}`", prop.name),
+                    node.name.span,
+                )
+                .with_label(format!("`{}` missing", prop.name))
+                .with_help(format!("for example: {}", spec.example)),
+            );
+        }
+    }
+    check_key_text(&node.name, out);
+    check_children(&node.children, spec.children, Some(node), syntax, out);
+}
+
+fn check_value(
+    value: &Value,
+    span: SourceSpan,
+    kind: ValueKind,
+    node: &str,
+    what: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    if !value.fits(kind) {
+        out.push(
+            Diagnostic::error(
+                "ctm::wrong-type",
+                format!(
+                    "`{what}` of `{node}` must be {}, found {}",
+                    kind.description(),
+                    value.type_name()
+                ),
+                span,
+            )
+            .with_label(format!("expected {}", kind.description())),
+        );
+        return;
+    }
+    if let Value::String(text) = value {
+        check_text(text, span, out);
+    }
+}
+
+fn check_key_text(key: &Spanned<String>, out: &mut Vec<Diagnostic>) {
+    check_text(&key.value, key.span, out);
+}
+
+/// No value may carry a control character: a newline in a name or a key
+/// would otherwise become an extra line in a unit file or an nft statement.
+fn check_text(text: &str, span: SourceSpan, out: &mut Vec<Diagnostic>) {
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        out.push(
+            Diagnostic::error(
+                "ctm::control-character",
+                format!(
+                    "value contains the control character {}",
+                    c.escape_default()
+                ),
+                span,
+            )
+            .with_label("contains a control character")
+            .with_help(
+                "newlines, tabs and other control characters are never allowed in values: \
+                 they could inject lines into the generated unit files or nftables rules",
+            ),
+        );
+    }
+}
+
+fn count_words(n: usize, word: &str) -> String {
+    match n {
+        0 => format!("no {word}s"),
+        1 => format!("one {word}"),
+        n => format!("{n} {word}s"),
+    }
+}
+
+/// The closest known name, if one is close enough to be a likely typo.
+pub fn did_you_mean(name: &str, candidates: &[&str]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(name, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, candidate)) => format!("did you mean `{candidate}`?"),
+        None if candidates.is_empty() => "this node takes no children".to_string(),
+        None => format!("expected one of: {}", quote_list(candidates)),
+    }
+}
+
+fn quote_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The span covering both `a` and `b`.
+pub fn join_spans(a: SourceSpan, b: SourceSpan) -> SourceSpan {
+    let start = a.offset().min(b.offset());
+    let end = (a.offset() + a.len()).max(b.offset() + b.len());
+    SourceSpan::new(start.into(), end - start)
+}

@@ -1,0 +1,601 @@
+//! The configuration language, described once.
+//!
+//! Every node, argument and property ctm understands is listed here, with
+//! its type, whether it may repeat, and a line of documentation. The KDL and
+//! TOML front-ends check input against it, the JSON Schema is generated from
+//! it, and a test holds `docs/config.md` to it, so the language cannot drift
+//! between the two syntaxes or away from its documentation.
+
+/// The type a value must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    String,
+    Integer,
+    /// An integer or a decimal number.
+    Number,
+    Bool,
+}
+
+impl ValueKind {
+    pub fn description(self) -> &'static str {
+        match self {
+            ValueKind::String => "a string",
+            ValueKind::Integer => "an integer",
+            ValueKind::Number => "a number",
+            ValueKind::Bool => "a boolean",
+        }
+    }
+}
+
+/// A positional argument. In TOML it is the key `name`, or the value itself
+/// when it is the node's only argument (`uplink = "eth0"`).
+#[derive(Debug)]
+pub struct ArgSpec {
+    pub name: &'static str,
+    pub kind: ValueKind,
+    pub required: bool,
+    /// Takes all remaining arguments (`packages "a" "b"`); a TOML array.
+    pub variadic: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug)]
+pub struct PropSpec {
+    pub name: &'static str,
+    pub kind: ValueKind,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+#[derive(Debug)]
+pub struct NodeSpec {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// One line of KDL, shown in hints.
+    pub example: &'static str,
+    pub args: &'static [ArgSpec],
+    pub props: &'static [PropSpec],
+    /// Free-form properties of this type (`environment KEY="value"`).
+    pub any_props: Option<ValueKind>,
+    pub children: &'static [ChildSpec],
+    /// A named collection: the first argument is the name, and TOML writes
+    /// it as a table key (`[container.web]`).
+    pub keyed: bool,
+}
+
+impl NodeSpec {
+    /// A node that is present or absent (`docker`, `nat`); `true` in TOML.
+    pub fn is_flag(&self) -> bool {
+        self.args.is_empty()
+            && self.props.is_empty()
+            && self.any_props.is_none()
+            && self.children.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub struct ChildSpec {
+    pub spec: &'static NodeSpec,
+    pub required: bool,
+    /// May be given more than once (a TOML array).
+    pub repeat: bool,
+}
+
+const fn arg(name: &'static str, kind: ValueKind, doc: &'static str) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind,
+        required: true,
+        variadic: false,
+        doc,
+    }
+}
+
+const fn optional_arg(name: &'static str, kind: ValueKind, doc: &'static str) -> ArgSpec {
+    ArgSpec {
+        name,
+        kind,
+        required: false,
+        variadic: false,
+        doc,
+    }
+}
+
+const fn prop(name: &'static str, kind: ValueKind, doc: &'static str) -> PropSpec {
+    PropSpec {
+        name,
+        kind,
+        required: false,
+        doc,
+    }
+}
+
+const fn required_prop(name: &'static str, kind: ValueKind, doc: &'static str) -> PropSpec {
+    PropSpec {
+        name,
+        kind,
+        required: true,
+        doc,
+    }
+}
+
+const fn once(spec: &'static NodeSpec) -> ChildSpec {
+    ChildSpec {
+        spec,
+        required: false,
+        repeat: false,
+    }
+}
+
+const fn required(spec: &'static NodeSpec) -> ChildSpec {
+    ChildSpec {
+        spec,
+        required: true,
+        repeat: false,
+    }
+}
+
+const fn many(spec: &'static NodeSpec) -> ChildSpec {
+    ChildSpec {
+        spec,
+        required: false,
+        repeat: true,
+    }
+}
+
+const NO_ARGS: &[ArgSpec] = &[];
+const NO_PROPS: &[PropSpec] = &[];
+const NO_CHILDREN: &[ChildSpec] = &[];
+
+const fn leaf(
+    name: &'static str,
+    doc: &'static str,
+    example: &'static str,
+    args: &'static [ArgSpec],
+) -> NodeSpec {
+    NodeSpec {
+        name,
+        doc,
+        example,
+        args,
+        props: NO_PROPS,
+        any_props: None,
+        children: NO_CHILDREN,
+        keyed: false,
+    }
+}
+
+const fn flag(name: &'static str, doc: &'static str) -> NodeSpec {
+    leaf(name, doc, name, NO_ARGS)
+}
+
+use ValueKind::{Bool, Integer, Number, String};
+
+// ---- host ----------------------------------------------------------------
+
+static UPLINK: NodeSpec = leaf(
+    "uplink",
+    "The host's link to the outside: NAT masquerades out of it.",
+    "uplink \"eth0\"",
+    &[arg("interface", String, "Name of the network interface.")],
+);
+
+static HOST: NodeSpec = NodeSpec {
+    name: "host",
+    doc: "Settings of the host itself.",
+    example: "host \"lab1\" { uplink \"eth0\"; }",
+    args: &[arg(
+        "name",
+        String,
+        "The host's name, used in generated file headers.",
+    )],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[once(&UPLINK)],
+    keyed: false,
+};
+
+// ---- images --------------------------------------------------------------
+
+static DEBOOTSTRAP: NodeSpec = NodeSpec {
+    name: "debootstrap",
+    doc: "Build the image with debootstrap.",
+    example: "debootstrap suite=\"bookworm\"",
+    args: NO_ARGS,
+    props: &[
+        required_prop("suite", String, "Debian or Ubuntu suite, e.g. `bookworm`."),
+        prop(
+            "mirror",
+            String,
+            "Mirror URL; defaults to the one the host's own apt sources use.",
+        ),
+        prop("variant", String, "debootstrap variant, e.g. `minbase`."),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static DIRECTORY: NodeSpec = leaf(
+    "directory",
+    "Use an existing root file system tree on the host as the image.",
+    "directory \"/srv/images/bookworm\"",
+    &[arg("path", String, "Absolute path of the tree.")],
+);
+
+static TARBALL: NodeSpec = NodeSpec {
+    name: "tarball",
+    doc: "Unpack a local tarball (`.tar`, `.tar.zst`, `.tar.xz`) as the image.",
+    example: "tarball \"/srv/images/bookworm.tar.zst\" sha256=\"…\"",
+    args: &[arg("path", String, "Absolute path of the tarball.")],
+    props: &[prop(
+        "sha256",
+        String,
+        "Expected SHA-256 of the tarball, checked before use.",
+    )],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static PACKAGES: NodeSpec = NodeSpec {
+    name: "packages",
+    doc: "Packages to install into the image (or container).",
+    example: "packages \"openssh-server\" \"curl\"",
+    args: &[ArgSpec {
+        name: "names",
+        kind: String,
+        required: true,
+        variadic: true,
+        doc: "Package names.",
+    }],
+    props: NO_PROPS,
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static IMAGE: NodeSpec = NodeSpec {
+    name: "image",
+    doc: "A root file system image that containers are created from.",
+    example: "image \"debian-bookworm\" { debootstrap suite=\"bookworm\"; }",
+    args: &[arg("name", String, "The image's name.")],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[
+        once(&DEBOOTSTRAP),
+        once(&DIRECTORY),
+        once(&TARBALL),
+        many(&PACKAGES),
+    ],
+    keyed: true,
+};
+
+// ---- networks ------------------------------------------------------------
+
+static BRIDGE: NodeSpec = leaf(
+    "bridge",
+    "Name of the bridge interface ctm creates for the network.",
+    "bridge \"br-lan\"",
+    &[arg(
+        "name",
+        String,
+        "Interface name, at most 15 characters.",
+    )],
+);
+
+static NAT: NodeSpec = flag(
+    "nat",
+    "Masquerade traffic from this subnet out of the host's uplink.",
+);
+
+static IPV4: NodeSpec = NodeSpec {
+    name: "ipv4",
+    doc: "The bridge's IPv4 address with the subnet's prefix length; containers use it as their gateway.",
+    example: "ipv4 \"10.42.0.1/24\" { nat; }",
+    args: &[arg(
+        "address",
+        String,
+        "Address and prefix, e.g. `10.42.0.1/24`.",
+    )],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[once(&NAT)],
+    keyed: false,
+};
+
+static IPV6: NodeSpec = NodeSpec {
+    name: "ipv6",
+    doc: "The bridge's IPv6 address with the subnet's prefix length; the bridge sends router advertisements for the prefix.",
+    example: "ipv6 \"fd42:42::1/64\"",
+    args: &[arg(
+        "address",
+        String,
+        "Address and prefix, e.g. `fd42:42::1/64`.",
+    )],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[once(&NAT)],
+    keyed: false,
+};
+
+static NETWORK: NodeSpec = NodeSpec {
+    name: "network",
+    doc: "A bridged network on the host that containers attach to.",
+    example: "network \"lan\" { bridge \"br-lan\"; ipv4 \"10.42.0.1/24\"; }",
+    args: &[arg("name", String, "The network's name.")],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[required(&BRIDGE), once(&IPV4), once(&IPV6)],
+    keyed: true,
+};
+
+// ---- containers and templates --------------------------------------------
+
+static FROM: NodeSpec = leaf(
+    "from",
+    "Inherit the settings of a template; the node's own settings override them, lists are merged.",
+    "from \"base\"",
+    &[arg("template", String, "Name of the template.")],
+);
+
+static USE_IMAGE: NodeSpec = leaf(
+    "image",
+    "The image the container's root file system is created from.",
+    "image \"debian-bookworm\"",
+    &[arg("name", String, "Name of an `image`.")],
+);
+
+static ATTACH: NodeSpec = NodeSpec {
+    name: "network",
+    doc: "Attach the container to a network. Addresses not given are assigned by ctm and recorded in the lock file.",
+    example: "network \"lan\" ipv4=\"10.42.0.10\" ipv6=\"fd42:42::10\"",
+    args: &[arg("name", String, "Name of a `network`.")],
+    props: &[
+        prop(
+            "ipv4",
+            String,
+            "The container's IPv4 address, inside the network's subnet.",
+        ),
+        prop(
+            "ipv6",
+            String,
+            "The container's IPv6 address, inside the network's subnet.",
+        ),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static FORWARD: NodeSpec = NodeSpec {
+    name: "forward",
+    doc: "Forward a port of the host to the container, over IPv4 and IPv6 (where the container has an address of that family).",
+    example: "forward \"tcp\" host=8080 container=80",
+    args: &[arg("protocol", String, "`tcp` or `udp`.")],
+    props: &[
+        required_prop("host", Integer, "Port on the host, 1–65535."),
+        required_prop("container", Integer, "Port in the container, 1–65535."),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static BIND: NodeSpec = NodeSpec {
+    name: "bind",
+    doc: "Bind-mount a host directory or file into the container.",
+    example: "bind \"/srv/www\" \"/var/www\" read-only=#true",
+    args: &[
+        arg("source", String, "Absolute path on the host."),
+        optional_arg(
+            "target",
+            String,
+            "Absolute path in the container; defaults to the source path.",
+        ),
+    ],
+    props: &[prop("read-only", Bool, "Mount read-only (default: false).")],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static LIMITS: NodeSpec = NodeSpec {
+    name: "limits",
+    doc: "Resource limits, enforced by systemd on the container's unit.",
+    example: "limits memory=\"1G\" cpus=2",
+    args: NO_ARGS,
+    props: &[
+        prop(
+            "memory",
+            String,
+            "Memory limit with a unit suffix K, M, G or T (powers of 1024), e.g. `512M`.",
+        ),
+        prop(
+            "cpus",
+            Number,
+            "CPU time, in CPUs; `1.5` is 150% of one CPU.",
+        ),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static AUTHORIZED_KEY: NodeSpec = leaf(
+    "authorized-key",
+    "An OpenSSH public key allowed to log in.",
+    "authorized-key \"ssh-ed25519 AAAA… admin@laptop\"",
+    &[arg(
+        "key",
+        String,
+        "The key, as in an authorized_keys line.",
+    )],
+);
+
+static SSH_USER: NodeSpec = leaf(
+    "user",
+    "The account the keys are for (default: root).",
+    "user \"deploy\"",
+    &[arg("name", String, "A user name.")],
+);
+
+static SSH: NodeSpec = NodeSpec {
+    name: "ssh",
+    doc: "Run an SSH server in the container and authorize these keys.",
+    example: "ssh { authorized-key \"ssh-ed25519 AAAA…\"; }",
+    args: NO_ARGS,
+    props: NO_PROPS,
+    any_props: None,
+    children: &[many(&AUTHORIZED_KEY), once(&SSH_USER)],
+    keyed: false,
+};
+
+static DOCKER: NodeSpec = flag(
+    "docker",
+    "Run Docker inside the container: ctm adds the nspawn settings Docker needs and installs it.",
+);
+
+static NESTED: NodeSpec = flag(
+    "nested",
+    "Let the container run systemd-nspawn containers of its own.",
+);
+
+static AUTOSTART: NodeSpec = leaf(
+    "autostart",
+    "Start the container when the host boots (default: true).",
+    "autostart #false",
+    &[arg("enabled", Bool, "`#true` or `#false`.")],
+);
+
+static ENVIRONMENT: NodeSpec = NodeSpec {
+    name: "environment",
+    doc: "Environment variables for the container's init process, as properties.",
+    example: "environment TZ=\"Europe/Berlin\" LANG=\"C.UTF-8\"",
+    args: NO_ARGS,
+    props: NO_PROPS,
+    any_props: Some(String),
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static CONTAINER_CHILDREN: &[ChildSpec] = &[
+    once(&FROM),
+    once(&USE_IMAGE),
+    once(&ATTACH),
+    many(&FORWARD),
+    many(&BIND),
+    once(&LIMITS),
+    once(&SSH),
+    once(&DOCKER),
+    once(&NESTED),
+    once(&AUTOSTART),
+    many(&PACKAGES),
+    once(&ENVIRONMENT),
+];
+
+static TEMPLATE: NodeSpec = NodeSpec {
+    name: "template",
+    doc: "Settings shared by containers that name it with `from`. Takes every node a container takes.",
+    example: "template \"base\" { image \"debian-bookworm\"; }",
+    args: &[arg("name", String, "The template's name.")],
+    props: NO_PROPS,
+    any_props: None,
+    children: CONTAINER_CHILDREN,
+    keyed: true,
+};
+
+static CONTAINER: NodeSpec = NodeSpec {
+    name: "container",
+    doc: "A systemd-nspawn container. Its name is the machine name.",
+    example: "container \"web\" { image \"debian-bookworm\"; }",
+    args: &[arg(
+        "name",
+        String,
+        "Machine name: letters, digits, `-`, `_`, `.`, at most 64 characters.",
+    )],
+    props: NO_PROPS,
+    any_props: None,
+    children: CONTAINER_CHILDREN,
+    keyed: true,
+};
+
+// ---- tunnels ---------------------------------------------------------------
+
+static GRE: NodeSpec = NodeSpec {
+    name: "gre",
+    doc: "A GRE tunnel between two endpoints (both IPv4, or both IPv6 for ip6gre).",
+    example: "gre local=\"192.0.2.1\" remote=\"198.51.100.7\"",
+    args: NO_ARGS,
+    props: &[
+        required_prop("local", String, "This host's endpoint address."),
+        required_prop("remote", String, "The peer's endpoint address."),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static TUNNEL_ADDRESS: NodeSpec = leaf(
+    "address",
+    "An address with prefix on the tunnel interface.",
+    "address \"172.16.0.0/31\"",
+    &[arg("address", String, "Address and prefix length.")],
+);
+
+static TUNNEL: NodeSpec = NodeSpec {
+    name: "tunnel",
+    doc: "A tunnel interface; its name is the interface name.",
+    example: "tunnel \"site-b\" { gre local=\"192.0.2.1\" remote=\"198.51.100.7\"; }",
+    args: &[arg(
+        "name",
+        String,
+        "Interface name, at most 15 characters.",
+    )],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[required(&GRE), many(&TUNNEL_ADDRESS)],
+    keyed: true,
+};
+
+/// The top of a host file.
+pub static ROOT: NodeSpec = NodeSpec {
+    name: "",
+    doc: "A host file.",
+    example: "",
+    args: NO_ARGS,
+    props: NO_PROPS,
+    any_props: None,
+    children: &[
+        once(&HOST),
+        many(&IMAGE),
+        many(&NETWORK),
+        many(&TEMPLATE),
+        many(&CONTAINER),
+        many(&TUNNEL),
+    ],
+    keyed: false,
+};
+
+/// Every node spec reachable from the root, each once, with its path of
+/// node names (`["container", "forward"]`), in declaration order.
+pub fn walk() -> Vec<(Vec<&'static str>, &'static NodeSpec)> {
+    fn visit(
+        spec: &'static NodeSpec,
+        path: &mut Vec<&'static str>,
+        out: &mut Vec<(Vec<&'static str>, &'static NodeSpec)>,
+    ) {
+        for child in spec.children {
+            path.push(child.spec.name);
+            out.push((path.clone(), child.spec));
+            // Templates share the container's children; list them once.
+            if !std::ptr::eq(child.spec, &TEMPLATE) {
+                visit(child.spec, path, out);
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    visit(&ROOT, &mut Vec::new(), &mut out);
+    out
+}

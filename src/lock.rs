@@ -1,0 +1,82 @@
+//! The lock file: addresses ctm assigned, kept so they never move.
+//!
+//! A container without explicit addresses gets them from its network, and
+//! the assignment is recorded here (`HOSTFILE.lock`, meant to be committed
+//! like `Cargo.lock`). Validation reads the previous lock and keeps every
+//! recorded address that is still valid, so adding, removing or renaming
+//! another container never changes an existing container's address.
+//! Parsing and rendering are pure; the CLI reads and writes the file.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use miette::SourceSpan;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::Diagnostic;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub version: u32,
+    /// Container name → its assigned addresses.
+    #[serde(default)]
+    pub containers: BTreeMap<String, Assigned>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assigned {
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl Lock {
+    pub fn empty() -> Lock {
+        Lock {
+            version: VERSION,
+            containers: BTreeMap::new(),
+        }
+    }
+
+    /// Parses a lock file; errors point into the lock file's text.
+    pub fn parse(text: &str) -> Result<Lock, Diagnostic> {
+        let lock: Lock = toml::from_str(text).map_err(|e| {
+            let span = e
+                .span()
+                .map_or(SourceSpan::new(0.into(), 0), |r| SourceSpan::new(r.start.into(), r.end - r.start));
+            Diagnostic::error("ctm::lock-file", format!("invalid lock file: {}", e.message().trim()), span)
+                .with_label("here")
+                .with_help("the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew")
+        })?;
+        if lock.version != VERSION {
+            return Err(Diagnostic::error(
+                "ctm::lock-file",
+                format!(
+                    "lock file version {} is not supported (this ctm writes version {VERSION})",
+                    lock.version
+                ),
+                SourceSpan::new(0.into(), 0),
+            ));
+        }
+        Ok(lock)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# Written by ctm: addresses it assigned to containers that do not set their own.\n\
+             # Commit this file next to the host file; ctm keeps these addresses stable.\n",
+        );
+        // toml's serializer writes maps in order; BTreeMap keeps that sorted.
+        match toml::to_string(self) {
+            Ok(body) => out.push_str(&body),
+            Err(e) => out.push_str(&format!("# cannot serialize lock: {e}\n")),
+        }
+        out
+    }
+}

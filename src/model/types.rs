@@ -1,0 +1,567 @@
+//! Values parsed once into types that cannot hold a bad value.
+//!
+//! Each `parse` returns a message fit for a diagnostic; the validator adds
+//! the span. Once a value is one of these types, the compiler can write it
+//! into a unit file or an nft rule without further checks: none of them can
+//! contain a control character, a quote, or a separator of those formats.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// A container, image, network or template name: systemd's machine-name
+/// rules (letters, digits, `-`, `_`, `.`; no leading `.` or `-`; no `..`;
+/// at most 64 characters).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Name, String> {
+        if s.is_empty() {
+            return Err("a name cannot be empty".into());
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "`{s}` is {} characters long; names have at most {} characters",
+                s.len(),
+                Self::MAX_LEN
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "`{}` may not appear in a name; use letters, digits, `-`, `_` and `.`",
+                c.escape_default()
+            ));
+        }
+        if s.starts_with('.') || s.starts_with('-') {
+            return Err("a name may not start with `.` or `-`".into());
+        }
+        if s.contains("..") {
+            return Err("a name may not contain `..`".into());
+        }
+        if s.ends_with('.') {
+            return Err("a name may not end with `.`".into());
+        }
+        Ok(Name(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A network interface name as the kernel and networkd accept it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct IfName(String);
+
+impl IfName {
+    /// IFNAMSIZ less the terminating NUL.
+    pub const MAX_LEN: usize = 15;
+
+    pub fn parse(s: &str) -> Result<IfName, String> {
+        if s.is_empty() {
+            return Err("an interface name cannot be empty".into());
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "`{s}` is {} characters long; Linux interface names have at most {}",
+                s.len(),
+                Self::MAX_LEN
+            ));
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "`{}` may not appear in an interface name; use letters, digits, `-`, `_` and `.`",
+                c.escape_default()
+            ));
+        }
+        if s.starts_with('.') || s.starts_with('-') {
+            return Err("an interface name may not start with `.` or `-`".into());
+        }
+        if matches!(s, "all" | "default" | "lo") {
+            return Err(format!("`{s}` is reserved by the kernel"));
+        }
+        Ok(IfName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An absolute, normalized path without characters that unit files,
+/// nspawn's `Bind=` (which splits on `:`) or shells treat specially.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AbsPath(String);
+
+impl AbsPath {
+    pub fn parse(s: &str) -> Result<AbsPath, String> {
+        if !s.starts_with('/') {
+            return Err(format!("`{s}` is not an absolute path"));
+        }
+        if let Some(c) = s.chars().find(|c| {
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, ':' | '\\' | '"' | '\'' | '%' | '$' | '`')
+        }) {
+            return Err(format!(
+                "`{}` may not appear in a path: it is a separator or quote in unit files",
+                c.escape_default()
+            ));
+        }
+        if s.len() > 1 && s.ends_with('/') {
+            return Err("a path may not end with `/`".into());
+        }
+        if s.split('/')
+            .skip(1)
+            .any(|part| matches!(part, "" | "." | ".."))
+            && s != "/"
+        {
+            return Err("a path may not contain empty, `.` or `..` components".into());
+        }
+        Ok(AbsPath(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True if this path is `other` or lies below it.
+    pub fn is_within(&self, other: &str) -> bool {
+        self.0 == other
+            || self
+                .0
+                .starts_with(&format!("{}/", other.trim_end_matches('/')))
+    }
+}
+
+impl fmt::Display for AbsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A TCP or UDP port, 1–65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Port(u16);
+
+impl Port {
+    pub fn from_integer(i: i128) -> Result<Port, String> {
+        match u16::try_from(i) {
+            Ok(p) if p != 0 => Ok(Port(p)),
+            _ => Err(format!("{i} is not a port; ports are 1 to 65535")),
+        }
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn parse(s: &str) -> Result<Protocol, String> {
+        match s {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            _ => Err(format!(
+                "`{s}` is not a protocol ctm forwards; use `tcp` or `udp`"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A memory size in bytes, written with systemd's suffixes (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(u64);
+
+impl ByteSize {
+    /// Below this a container cannot even boot its init.
+    pub const MIN: u64 = 16 << 20;
+
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, suffix) = s.split_at(digits_end);
+        let shift = match suffix {
+            "" => 0,
+            "K" => 10,
+            "M" => 20,
+            "G" => 30,
+            "T" => 40,
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a size; write a whole number with K, M, G or T, e.g. `512M`"
+                ));
+            }
+        };
+        let number: u64 = digits.parse().map_err(|_| {
+            format!("`{s}` is not a size; write a whole number with K, M, G or T, e.g. `512M`")
+        })?;
+        let bytes = number
+            .checked_mul(1u64 << shift)
+            .ok_or_else(|| format!("`{s}` is too large"))?;
+        if bytes < Self::MIN {
+            return Err(format!(
+                "`{s}` is too little memory for a container; give at least 16M"
+            ));
+        }
+        Ok(ByteSize(bytes))
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest suffix that represents the size exactly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+            if self.0 % (1u64 << shift) == 0 {
+                return write!(f, "{}{suffix}", self.0 >> shift);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+/// CPU time as a percentage of one CPU (systemd's `CPUQuota=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CpuQuota(u32);
+
+impl CpuQuota {
+    pub fn from_cpus(cpus: f64) -> Result<CpuQuota, String> {
+        if !(cpus.is_finite() && cpus > 0.0 && cpus <= 4096.0) {
+            return Err(format!(
+                "{cpus} is not a CPU count; give a number above 0, e.g. `2` or `0.5`"
+            ));
+        }
+        let percent = (cpus * 100.0).round();
+        if percent < 1.0 {
+            return Err(format!("{cpus} CPUs is less than 1% of a CPU"));
+        }
+        Ok(CpuQuota(percent as u32))
+    }
+
+    pub fn percent(self) -> u32 {
+        self.0
+    }
+}
+
+/// A validated OpenSSH public key: algorithm, key data and an optional
+/// comment, as one `authorized_keys` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct SshKey(String);
+
+impl SshKey {
+    const ALGORITHMS: &'static [&'static str] = &[
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+
+    pub fn parse(s: &str) -> Result<SshKey, String> {
+        let mut words = s.split(' ').filter(|w| !w.is_empty());
+        let algorithm = words.next().unwrap_or("");
+        if !Self::ALGORITHMS.contains(&algorithm) {
+            let why = if algorithm == "ssh-dss" {
+                "DSA keys are no longer accepted by OpenSSH".to_string()
+            } else {
+                format!("`{algorithm}` is not an OpenSSH public key type")
+            };
+            return Err(format!(
+                "not a valid OpenSSH public key: {why}; expected e.g. `ssh-ed25519 AAAA… comment`"
+            ));
+        }
+        let data = words
+            .next()
+            .ok_or("not a valid OpenSSH public key: the key data is missing")?;
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|_| "not a valid OpenSSH public key: the key data is not valid base64")?;
+        // The blob starts with its own algorithm name as an SSH string.
+        let declared = blob
+            .get(..4)
+            .map(|len| u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize)
+            .and_then(|len| blob.get(4..4 + len));
+        if declared != Some(algorithm.as_bytes()) {
+            return Err(format!(
+                "not a valid OpenSSH public key: the key data is not an `{algorithm}` key"
+            ));
+        }
+        if algorithm == "ssh-ed25519" && blob.len() != 4 + 11 + 4 + 32 {
+            return Err(
+                "not a valid OpenSSH public key: the ed25519 key data has the wrong length".into(),
+            );
+        }
+        if has_control(s) {
+            return Err("an SSH key may not contain control characters".into());
+        }
+        let comment: Vec<&str> = words.collect();
+        let mut line = format!("{algorithm} {data}");
+        if !comment.is_empty() {
+            line.push(' ');
+            line.push_str(&comment.join(" "));
+        }
+        Ok(SshKey(line))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A user account name as Debian's `adduser` accepts it by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn root() -> UserName {
+        UserName("root".into())
+    }
+
+    pub fn parse(s: &str) -> Result<UserName, String> {
+        let mut chars = s.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        if !first_ok
+            || s.len() > 32
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+        {
+            return Err(format!(
+                "`{s}` is not a valid user name; use lower-case letters, digits, `_` and `-`, starting with a letter"
+            ));
+        }
+        Ok(UserName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A Debian package name (Debian Policy 5.6.1).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PackageName(String);
+
+impl PackageName {
+    pub fn parse(s: &str) -> Result<PackageName, String> {
+        let valid = s.len() >= 2
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+            });
+        if !valid {
+            return Err(format!(
+                "`{s}` is not a package name; Debian package names use lower-case letters, digits, `+`, `-` and `.`"
+            ));
+        }
+        Ok(PackageName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A name written into ctm itself, known to be valid.
+    pub(crate) fn trusted(name: &'static str) -> PackageName {
+        PackageName(name.to_string())
+    }
+}
+
+/// An environment variable name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EnvName(String);
+
+impl EnvName {
+    pub fn parse(s: &str) -> Result<EnvName, String> {
+        let valid = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "`{s}` is not a valid environment variable name; use letters, digits and `_`, not starting with a digit"
+            ));
+        }
+        Ok(EnvName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An environment variable's value. nspawn splits `Environment=` on
+/// whitespace and treats quotes and backslashes specially, so those are
+/// refused rather than escaped by guesswork.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct EnvValue(String);
+
+impl EnvValue {
+    pub fn parse(s: &str) -> Result<EnvValue, String> {
+        if let Some(c) = s
+            .chars()
+            .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+        {
+            return Err(format!(
+                "`{}` may not appear in an environment value: nspawn's Environment= splits on whitespace and interprets quotes",
+                c.escape_default()
+            ));
+        }
+        Ok(EnvValue(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A lower-case hex SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    pub fn parse(s: &str) -> Result<Sha256Hex, String> {
+        if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Sha256Hex(s.to_ascii_lowercase()))
+        } else {
+            Err(format!("`{s}` is not a SHA-256 digest (64 hex digits)"))
+        }
+    }
+}
+
+/// A mirror URL for debootstrap: http(s) or file, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct MirrorUrl(String);
+
+impl MirrorUrl {
+    pub fn parse(s: &str) -> Result<MirrorUrl, String> {
+        let scheme_ok = ["http://", "https://", "file:/"]
+            .iter()
+            .any(|p| s.starts_with(p));
+        if !scheme_ok
+            || s.chars()
+                .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+        {
+            return Err(format!(
+                "`{s}` is not a mirror URL; expected http://, https:// or file:/"
+            ));
+        }
+        Ok(MirrorUrl(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A debootstrap suite or variant word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Word(String);
+
+impl Word {
+    pub fn parse(s: &str) -> Result<Word, String> {
+        if !s.is_empty()
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+            })
+        {
+            Ok(Word(s.to_string()))
+        } else {
+            Err(format!(
+                "`{s}` is not valid here; use lower-case letters, digits, `-`, `_` and `.`"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parses an address with a prefix, keeping the host part (`10.42.0.1/24`).
+pub fn parse_interface_address<N: FromStr>(s: &str, family: &str) -> Result<N, String> {
+    if !s.contains('/') {
+        return Err(format!(
+            "`{s}` has no prefix length; write the {family} address with its prefix, e.g. {}",
+            if family == "IPv4" {
+                "`10.42.0.1/24`"
+            } else {
+                "`fd42:42::1/64`"
+            }
+        ));
+    }
+    s.parse::<N>()
+        .map_err(|_| format!("`{s}` is not an {family} address with a prefix length"))
+}
+
+pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse::<IpAddr>()
+        .map_err(|_| format!("`{s}` is not an IP address"))
+}

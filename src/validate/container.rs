@@ -1,0 +1,753 @@
+//! Containers and templates: read each node once into a [`Partial`]
+//! (reporting bad values where they are written), resolve `from` chains,
+//! merge, then check what only the merged container can show: references,
+//! addresses, forwards, and Docker/nesting conflicts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use miette::SourceSpan;
+
+use super::address::{self, Allocator};
+use super::{NetworkEntry, Validator, packages, unknown_reference};
+use crate::config::{Document, Node, Spanned};
+use crate::diagnostic::Diagnostic;
+use crate::lock::{Assigned, Lock};
+use crate::model::*;
+
+/// What one `container` or `template` node says, before inheritance.
+#[derive(Debug, Clone, Default)]
+struct Partial {
+    from: Option<Spanned<String>>,
+    /// Outer `Some`: an `image` node is present (even if its value was bad).
+    image: Option<Option<Spanned<String>>>,
+    network: Option<Attach>,
+    forwards: Vec<Spanned<Forward>>,
+    binds: Vec<Spanned<Bind>>,
+    memory: Option<ByteSize>,
+    cpu_quota: Option<CpuQuota>,
+    ssh: Option<SshPartial>,
+    docker: Option<SourceSpan>,
+    nested: Option<SourceSpan>,
+    autostart: Option<bool>,
+    packages: Vec<PackageName>,
+    environment: BTreeMap<EnvName, EnvValue>,
+}
+
+#[derive(Debug, Clone)]
+struct Attach {
+    network: Spanned<String>,
+    ipv4: Option<Spanned<Ipv4Addr>>,
+    ipv6: Option<Spanned<Ipv6Addr>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SshPartial {
+    user: Option<UserName>,
+    keys: Vec<SshKey>,
+}
+
+impl Partial {
+    fn read(v: &mut Validator, node: &Node) -> Partial {
+        let mut p = Partial {
+            from: string_arg(node.child("from")),
+            image: node.child("image").map(|i| string_arg(Some(i))),
+            ..Partial::default()
+        };
+        if let Some(n) = node.child("network") {
+            if let Some(name) = string_arg(Some(n)) {
+                p.network = Some(Attach {
+                    network: name,
+                    ipv4: v.parse_str(n.prop("ipv4"), "ctm::invalid-address", |s| {
+                        s.parse::<Ipv4Addr>()
+                            .map_err(|_| format!("`{s}` is not an IPv4 address"))
+                    }),
+                    ipv6: v.parse_str(n.prop("ipv6"), "ctm::invalid-address", |s| {
+                        s.parse::<Ipv6Addr>()
+                            .map_err(|_| format!("`{s}` is not an IPv6 address"))
+                    }),
+                });
+            }
+        }
+        for f in node.children_named("forward") {
+            let protocol = v.parse_str(f.arg(0), "ctm::invalid-value", Protocol::parse);
+            let host = port(v, f.prop("host"));
+            let container = port(v, f.prop("container"));
+            if let (Some(protocol), Some(host), Some(container)) = (protocol, host, container) {
+                p.forwards.push(Spanned::new(
+                    Forward {
+                        protocol: protocol.value,
+                        host,
+                        container,
+                    },
+                    f.span,
+                ));
+            }
+        }
+        for b in node.children_named("bind") {
+            let source = v.parse_str(b.arg(0), "ctm::invalid-path", AbsPath::parse);
+            let target = match b.arg(1) {
+                Some(t) => v.parse_str(Some(t), "ctm::invalid-path", |s| {
+                    let path = AbsPath::parse(s)?;
+                    if path.as_str() == "/" {
+                        return Err("cannot bind over the container's root directory".into());
+                    }
+                    Ok(path)
+                }),
+                None => source.clone(),
+            };
+            let read_only = b
+                .prop("read-only")
+                .and_then(|r| r.value.as_bool())
+                .unwrap_or(false);
+            if let (Some(source), Some(target)) = (source, target) {
+                p.binds.push(Spanned::new(
+                    Bind {
+                        source: source.value,
+                        target: target.value,
+                        read_only,
+                    },
+                    b.span,
+                ));
+            }
+        }
+        if let Some(limits) = node.child("limits") {
+            p.memory = v
+                .parse_str(limits.prop("memory"), "ctm::invalid-value", ByteSize::parse)
+                .map(|m| m.value);
+            if let Some(cpus) = limits.prop("cpus") {
+                if let Some(n) = cpus.value.as_number() {
+                    match CpuQuota::from_cpus(n) {
+                        Ok(q) => p.cpu_quota = Some(q),
+                        Err(message) => v.push(
+                            Diagnostic::error("ctm::invalid-value", message, cpus.span)
+                                .with_label("invalid value"),
+                        ),
+                    }
+                }
+            }
+        }
+        if let Some(ssh) = node.child("ssh") {
+            let mut s = SshPartial {
+                user: ssh
+                    .child("user")
+                    .and_then(|u| v.parse_str(u.arg(0), "ctm::invalid-value", UserName::parse))
+                    .map(|u| u.value),
+                keys: Vec::new(),
+            };
+            for key in ssh.children_named("authorized-key") {
+                if let Some(k) = v.parse_str(key.arg(0), "ctm::invalid-ssh-key", SshKey::parse) {
+                    s.keys.push(k.value);
+                }
+            }
+            p.ssh = Some(s);
+        }
+        p.docker = node.child("docker").map(|d| d.name.span);
+        p.nested = node.child("nested").map(|d| d.name.span);
+        p.autostart = node
+            .child("autostart")
+            .and_then(|a| a.arg(0))
+            .and_then(|a| a.value.as_bool());
+        p.packages = packages(v, node);
+        if let Some(env) = node.child("environment") {
+            for (key, value) in &env.props {
+                let name = match EnvName::parse(&key.value) {
+                    Ok(name) => name,
+                    Err(message) => {
+                        v.push(
+                            Diagnostic::error("ctm::invalid-value", message, key.span)
+                                .with_label("invalid name"),
+                        );
+                        continue;
+                    }
+                };
+                if let Some(text) = v.parse_str(Some(value), "ctm::invalid-value", EnvValue::parse)
+                {
+                    p.environment.insert(name, text.value);
+                }
+            }
+        }
+        p
+    }
+
+    /// `self` inherits from `base`: own values win, lists are merged.
+    fn over(&self, base: &Partial) -> Partial {
+        let mut packages = base.packages.clone();
+        for p in &self.packages {
+            if !packages.contains(p) {
+                packages.push(p.clone());
+            }
+        }
+        let mut environment = base.environment.clone();
+        environment.extend(self.environment.clone());
+        let ssh = match (&base.ssh, &self.ssh) {
+            (Some(b), Some(s)) => {
+                let mut keys = b.keys.clone();
+                keys.extend(s.keys.iter().filter(|k| !b.keys.contains(k)).cloned());
+                Some(SshPartial {
+                    user: s.user.clone().or_else(|| b.user.clone()),
+                    keys,
+                })
+            }
+            (b, s) => s.clone().or_else(|| b.clone()),
+        };
+        Partial {
+            from: self.from.clone(),
+            image: self.image.clone().or_else(|| base.image.clone()),
+            network: self.network.clone().or_else(|| base.network.clone()),
+            forwards: base
+                .forwards
+                .iter()
+                .chain(&self.forwards)
+                .cloned()
+                .collect(),
+            binds: base.binds.iter().chain(&self.binds).cloned().collect(),
+            memory: self.memory.or(base.memory),
+            cpu_quota: self.cpu_quota.or(base.cpu_quota),
+            ssh,
+            docker: self.docker.or(base.docker),
+            nested: self.nested.or(base.nested),
+            autostart: self.autostart.or(base.autostart),
+            packages,
+            environment,
+        }
+    }
+}
+
+fn string_arg(node: Option<&Node>) -> Option<Spanned<String>> {
+    let arg = node?.arg(0)?;
+    Some(Spanned::new(arg.value.as_str()?.to_string(), arg.span))
+}
+
+fn port(v: &mut Validator, value: Option<&Spanned<crate::config::Value>>) -> Option<Port> {
+    let value = value?;
+    let i = value.value.as_integer()?;
+    match Port::from_integer(i) {
+        Ok(p) => Some(p),
+        Err(message) => {
+            v.push(
+                Diagnostic::error("ctm::invalid-port", message, value.span)
+                    .with_label("not a port"),
+            );
+            None
+        }
+    }
+}
+
+/// Resolves templates by name, remembering results and reporting each
+/// missing template or cycle once.
+struct Templates<'a> {
+    defined: BTreeMap<Name, (SourceSpan, &'a Node)>,
+    read: HashMap<Name, Partial>,
+    resolved: HashMap<Name, Partial>,
+    reported_cycles: BTreeSet<Vec<String>>,
+}
+
+impl Templates<'_> {
+    /// `partial` with its whole `from` chain merged in. `stack` holds the
+    /// templates being resolved, to find cycles.
+    fn inherit(
+        &mut self,
+        v: &mut Validator,
+        partial: &Partial,
+        stack: &mut Vec<String>,
+    ) -> Partial {
+        let Some(from) = &partial.from else {
+            return partial.clone();
+        };
+        let Ok(name) = Name::parse(&from.value) else {
+            v.push(unknown_reference("template", from, &self.names()));
+            return partial.clone();
+        };
+        if let Some(pos) = stack.iter().position(|s| s == name.as_str()) {
+            let mut cycle: Vec<String> = stack[pos..].to_vec();
+            let mut key = cycle.clone();
+            key.sort();
+            if self.reported_cycles.insert(key) {
+                cycle.push(name.to_string());
+                v.push(
+                    Diagnostic::error(
+                        "ctm::template-cycle",
+                        format!(
+                            "templates inherit from each other in a cycle: {}",
+                            cycle.join(" → ")
+                        ),
+                        from.span,
+                    )
+                    .with_label("closes the cycle")
+                    .with_help("remove one of the `from` lines in the cycle"),
+                );
+            }
+            return partial.clone();
+        }
+        let base = match self.resolved.get(&name) {
+            Some(base) => base.clone(),
+            None => {
+                let Some(own) = self.read.get(&name).cloned() else {
+                    v.push(unknown_reference("template", from, &self.names()));
+                    return partial.clone();
+                };
+                stack.push(name.to_string());
+                let base = self.inherit(v, &own, stack);
+                stack.pop();
+                self.resolved.insert(name, base.clone());
+                base
+            }
+        };
+        partial.over(&base)
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.defined.keys().map(Name::as_str).collect()
+    }
+}
+
+/// Checks every container and assigns addresses; returns the containers
+/// and the new lock.
+pub(super) fn containers(
+    v: &mut Validator,
+    doc: &Document,
+    images: &BTreeMap<Name, (SourceSpan, Image)>,
+    networks: &BTreeMap<Name, NetworkEntry>,
+    previous: &Lock,
+) -> (BTreeMap<Name, Container>, Lock) {
+    let defined = v.named(doc, "template");
+    let read = defined
+        .iter()
+        .map(|(name, (_, node))| (name.clone(), Partial::read(v, node)))
+        .collect();
+    let mut templates = Templates {
+        defined,
+        read,
+        resolved: HashMap::new(),
+        reported_cycles: BTreeSet::new(),
+    };
+    // Templates nobody uses still get their chains checked.
+    let template_names: Vec<Name> = templates.defined.keys().cloned().collect();
+    for name in template_names {
+        if !templates.resolved.contains_key(&name) {
+            if let Some(own) = templates.read.get(&name).cloned() {
+                let mut stack = vec![name.to_string()];
+                let merged = templates.inherit(v, &own, &mut stack);
+                templates.resolved.insert(name, merged);
+            }
+        }
+    }
+
+    let image_names: Vec<&str> = images.keys().map(Name::as_str).collect();
+    let network_names: Vec<&str> = networks.keys().map(Name::as_str).collect();
+    let mut drafts: BTreeMap<Name, (SourceSpan, Partial)> = BTreeMap::new();
+    for (name, (span, node)) in v.named(doc, "container") {
+        let own = Partial::read(v, node);
+        let merged = templates.inherit(v, &own, &mut Vec::new());
+        drafts.insert(name, (span, merged));
+    }
+
+    // References and per-container rules.
+    for (name, (span, p)) in &drafts {
+        match &p.image {
+            None => v.push(
+                Diagnostic::error(
+                    "ctm::missing-image",
+                    format!("container `{name}` has no image"),
+                    *span,
+                )
+                .with_label("no image to create it from")
+                .with_help("add `image \"NAME\"`, or `from` a template that sets one"),
+            ),
+            Some(Some(image)) if !images.keys().any(|k| k.as_str() == image.value) => {
+                v.push(unknown_reference("image", image, &image_names))
+            }
+            Some(_) => {}
+        }
+        if let Some(attach) = &p.network {
+            if !networks.keys().any(|k| k.as_str() == attach.network.value) {
+                v.push(unknown_reference(
+                    "network",
+                    &attach.network,
+                    &network_names,
+                ));
+            }
+        }
+        conflicts(v, name, *span, p);
+    }
+
+    let lock = assign_addresses(v, &mut drafts, networks, previous);
+    forwards(v, &drafts);
+
+    let mut containers = BTreeMap::new();
+    for (name, (_, p)) in drafts {
+        let Some(Some(image)) = p.image else { continue };
+        let Ok(image) = Name::parse(&image.value) else {
+            continue;
+        };
+        let network = p.network.and_then(|a| {
+            Some(Attachment {
+                network: Name::parse(&a.network.value).ok()?,
+                ipv4: a.ipv4.map(|s| s.value),
+                ipv6: a.ipv6.map(|s| s.value),
+            })
+        });
+        containers.insert(
+            name.clone(),
+            Container {
+                name,
+                image,
+                network,
+                forwards: p.forwards.into_iter().map(|f| f.value).collect(),
+                binds: p.binds.into_iter().map(|b| b.value).collect(),
+                limits: Limits {
+                    memory: p.memory,
+                    cpu_quota: p.cpu_quota,
+                },
+                ssh: p.ssh.map(|s| Ssh {
+                    user: s.user.unwrap_or_else(UserName::root),
+                    authorized_keys: s.keys,
+                }),
+                docker: p.docker.is_some(),
+                nested: p.nested.is_some(),
+                autostart: p.autostart.unwrap_or(true),
+                packages: p.packages,
+                environment: p.environment,
+            },
+        );
+    }
+    (containers, lock)
+}
+
+/// Settings that would break Docker or nested containers.
+fn conflicts(v: &mut Validator, name: &Name, span: SourceSpan, p: &Partial) {
+    if let (Some(docker), None) = (p.docker, &p.network) {
+        v.push(
+            Diagnostic::error(
+                "ctm::docker-needs-network",
+                format!("`docker` in container `{name}` needs a private network"),
+                docker,
+            )
+            .with_label("Docker would share the host's network")
+            .with_related(span, "this container has no `network`")
+            .with_help("attach the container to a network: without one it shares the host's network namespace, and Docker would rewrite the host's own firewall rules"),
+        );
+    }
+    for (feature, feature_span, protected) in [
+        ("docker", p.docker, "/var/lib/docker"),
+        ("nested", p.nested, "/var/lib/machines"),
+    ] {
+        let Some(feature_span) = feature_span else {
+            continue;
+        };
+        for bind in &p.binds {
+            if bind.value.target.is_within("/sys/fs/cgroup") {
+                v.push(
+                    Diagnostic::error(
+                        "ctm::bind-breaks-feature",
+                        format!("binding over {} breaks `{feature}`", bind.value.target),
+                        bind.span,
+                    )
+                    .with_label("bind over the cgroup tree")
+                    .with_related(feature_span, format!("`{feature}` set here"))
+                    .with_help("systemd-nspawn mounts /sys/fs/cgroup itself, in a cgroup namespace; a bind over it hides that (systemd#11703)"),
+                );
+            } else if bind.value.read_only && bind.value.target.is_within(protected) {
+                v.push(
+                    Diagnostic::error(
+                        "ctm::bind-breaks-feature",
+                        format!(
+                            "a read-only bind at {} breaks `{feature}`",
+                            bind.value.target
+                        ),
+                        bind.span,
+                    )
+                    .with_label("read-only here")
+                    .with_related(feature_span, format!("`{feature}` set here"))
+                    .with_help(format!(
+                        "`{feature}` writes to {protected}; make the bind writable or move it"
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// Checks explicit addresses and assigns the missing ones, keeping the
+/// addresses recorded in `previous` wherever they are still valid.
+fn assign_addresses(
+    v: &mut Validator,
+    drafts: &mut BTreeMap<Name, (SourceSpan, Partial)>,
+    networks: &BTreeMap<Name, NetworkEntry>,
+    previous: &Lock,
+) -> Lock {
+    let mut lock = Lock::empty();
+    // Per network: allocators seeded with explicit addresses, which win.
+    let mut v4: BTreeMap<Name, Allocator<Ipv4Addr>> = BTreeMap::new();
+    let mut v6: BTreeMap<Name, Allocator<Ipv6Addr>> = BTreeMap::new();
+    let mut explicit4: BTreeMap<(Name, Ipv4Addr), (Name, SourceSpan)> = BTreeMap::new();
+    let mut explicit6: BTreeMap<(Name, Ipv6Addr), (Name, SourceSpan)> = BTreeMap::new();
+
+    for (container, (_, p)) in drafts.iter_mut() {
+        let Some(attach) = &mut p.network else {
+            continue;
+        };
+        let Some((net_name, entry)) = networks
+            .iter()
+            .find(|(k, _)| k.as_str() == attach.network.value)
+        else {
+            continue;
+        };
+        let network = &entry.network;
+        if let Some(addr) = attach.ipv4.clone() {
+            let problem = match &network.ipv4 {
+                None => Some(format!("network `{net_name}` has no IPv4 subnet")),
+                Some(subnet) => address::container_v4_problem(addr.value, &subnet.address),
+            };
+            if let Some(problem) = problem {
+                v.push(address_error(problem, addr.span, entry.ipv4_span));
+            } else if let Some((other, first)) = explicit4.get(&(net_name.clone(), addr.value)) {
+                v.push(duplicate_address(
+                    addr.value.to_string(),
+                    addr.span,
+                    other,
+                    *first,
+                ));
+            } else {
+                explicit4.insert(
+                    (net_name.clone(), addr.value),
+                    (container.clone(), addr.span),
+                );
+            }
+        }
+        if let Some(addr) = attach.ipv6.clone() {
+            let problem = match &network.ipv6 {
+                None => Some(format!("network `{net_name}` has no IPv6 subnet")),
+                Some(subnet) => address::container_v6_problem(addr.value, &subnet.address),
+            };
+            if let Some(problem) = problem {
+                v.push(address_error(problem, addr.span, entry.ipv6_span));
+            } else if let Some((other, first)) = explicit6.get(&(net_name.clone(), addr.value)) {
+                v.push(duplicate_address(
+                    addr.value.to_string(),
+                    addr.span,
+                    other,
+                    *first,
+                ));
+            } else {
+                explicit6.insert(
+                    (net_name.clone(), addr.value),
+                    (container.clone(), addr.span),
+                );
+            }
+        }
+    }
+    for (name, entry) in networks {
+        if let Some(subnet) = &entry.network.ipv4 {
+            v4.insert(name.clone(), Allocator::v4(&subnet.address));
+        }
+        if let Some(subnet) = &entry.network.ipv6 {
+            v6.insert(name.clone(), Allocator::v6(&subnet.address));
+        }
+    }
+    for (net, addr) in explicit4.keys() {
+        if let Some(a) = v4.get_mut(net) {
+            a.take(*addr);
+        }
+    }
+    for (net, addr) in explicit6.keys() {
+        if let Some(a) = v6.get_mut(net) {
+            a.take(*addr);
+        }
+    }
+
+    // Which containers need an address of which family, on which network.
+    let mut wanting: Vec<(Name, Name, bool, bool)> = Vec::new();
+    for (container, (_, p)) in drafts.iter() {
+        let Some(attach) = &p.network else { continue };
+        let Some(net) = networks.keys().find(|k| k.as_str() == attach.network.value) else {
+            continue;
+        };
+        let want4 = attach.ipv4.is_none() && v4.contains_key(net);
+        let want6 = attach.ipv6.is_none() && v6.contains_key(net);
+        if want4 || want6 {
+            wanting.push((container.clone(), net.clone(), want4, want6));
+        }
+    }
+
+    // First keep what the lock recorded; then hand out new addresses.
+    let mut assigned: BTreeMap<Name, (Option<Ipv4Addr>, Option<Ipv6Addr>)> = BTreeMap::new();
+    for (container, net, want4, want6) in &wanting {
+        let recorded = previous
+            .containers
+            .get(container.as_str())
+            .filter(|r| r.network == net.as_str());
+        let mut kept4 = None;
+        let mut kept6 = None;
+        if let (true, Some(rec), Some(subnet)) = (
+            *want4,
+            recorded.and_then(|r| r.ipv4),
+            networks[net].network.ipv4,
+        ) {
+            if address::container_v4_problem(rec, &subnet.address).is_none() {
+                if let Some((other, span)) = explicit4.get(&(net.clone(), rec)) {
+                    v.push(taken_from_lock(rec.to_string(), *span, other, container));
+                } else if let Some(a) = v4.get_mut(net) {
+                    if !a.is_taken(rec) {
+                        a.take(rec);
+                        kept4 = Some(rec);
+                    }
+                }
+            }
+        }
+        if let (true, Some(rec), Some(subnet)) = (
+            *want6,
+            recorded.and_then(|r| r.ipv6),
+            networks[net].network.ipv6,
+        ) {
+            if address::container_v6_problem(rec, &subnet.address).is_none() {
+                if let Some((other, span)) = explicit6.get(&(net.clone(), rec)) {
+                    v.push(taken_from_lock(rec.to_string(), *span, other, container));
+                } else if let Some(a) = v6.get_mut(net) {
+                    if !a.is_taken(rec) {
+                        a.take(rec);
+                        kept6 = Some(rec);
+                    }
+                }
+            }
+        }
+        assigned.insert(container.clone(), (kept4, kept6));
+    }
+    for (container, net, want4, want6) in &wanting {
+        let (mut got4, mut got6) = assigned.get(container).copied().unwrap_or_default();
+        let span = drafts
+            .get(container)
+            .map(|(s, _)| *s)
+            .unwrap_or(SourceSpan::new(0.into(), 0));
+        if *want4 && got4.is_none() {
+            got4 = v4.get_mut(net).and_then(Allocator::next_free);
+            if got4.is_none() {
+                v.push(exhausted("IPv4", net, container, span));
+            }
+        }
+        if *want6 && got6.is_none() {
+            got6 = v6.get_mut(net).and_then(Allocator::next_free);
+            if got6.is_none() {
+                v.push(exhausted("IPv6", net, container, span));
+            }
+        }
+        if let Some((_, p)) = drafts.get_mut(container) {
+            if let Some(attach) = &mut p.network {
+                let no_span = attach.network.span;
+                if let Some(a) = got4 {
+                    attach.ipv4 = Some(Spanned::new(a, no_span));
+                }
+                if let Some(a) = got6 {
+                    attach.ipv6 = Some(Spanned::new(a, no_span));
+                }
+            }
+        }
+        lock.containers.insert(
+            container.to_string(),
+            Assigned {
+                network: net.to_string(),
+                ipv4: got4.filter(|_| *want4),
+                ipv6: got6.filter(|_| *want6),
+            },
+        );
+    }
+    lock
+}
+
+fn address_error(problem: String, span: SourceSpan, subnet_span: Option<SourceSpan>) -> Diagnostic {
+    let mut d = Diagnostic::error("ctm::invalid-container-address", problem, span)
+        .with_label("cannot be used for a container")
+        .with_help("pick a free host address inside the network's subnet, or leave it out and ctm assigns one");
+    if let Some(subnet) = subnet_span {
+        d = d.with_related(subnet, "the network's subnet");
+    }
+    d
+}
+
+fn duplicate_address(
+    addr: String,
+    span: SourceSpan,
+    other: &Name,
+    first: SourceSpan,
+) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::duplicate-address",
+        format!("{addr} is already the address of container `{other}`"),
+        span,
+    )
+    .with_label("used again here")
+    .with_related(first, format!("`{other}` has it"))
+    .with_help("every container needs its own address")
+}
+
+fn taken_from_lock(addr: String, span: SourceSpan, claimer: &Name, holder: &Name) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::duplicate-address",
+        format!("{addr} is already assigned to container `{holder}` (recorded in the lock file)"),
+        span,
+    )
+    .with_label(format!("`{claimer}` claims it here"))
+    .with_help(format!(
+        "choose another address; ctm never moves `{holder}` by itself. To let it pick a new one for `{holder}`, remove `{holder}` from the lock file"
+    ))
+}
+
+fn exhausted(family: &str, net: &Name, container: &Name, span: SourceSpan) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::network-full",
+        format!("network `{net}` has no free {family} address left for container `{container}`"),
+        span,
+    )
+    .with_label("no address left")
+    .with_help("use a larger subnet (a shorter prefix)")
+}
+
+/// A host port and protocol can be forwarded to one container only, and a
+/// forward needs an address to go to.
+fn forwards(v: &mut Validator, drafts: &BTreeMap<Name, (SourceSpan, Partial)>) {
+    let mut seen: BTreeMap<(Protocol, Port), (Name, SourceSpan)> = BTreeMap::new();
+    for (name, (_, p)) in drafts {
+        for forward in &p.forwards {
+            let f = forward.value;
+            let has_address = p
+                .network
+                .as_ref()
+                .is_some_and(|a| a.ipv4.is_some() || a.ipv6.is_some());
+            if !has_address {
+                v.push(
+                    Diagnostic::error(
+                        "ctm::forward-without-address",
+                        format!(
+                            "container `{name}` has no address to forward {} port {} to",
+                            f.protocol.as_str(),
+                            f.host
+                        ),
+                        forward.span,
+                    )
+                    .with_label("nowhere to forward to")
+                    .with_help("attach the container to a network with `network \"NAME\"`"),
+                );
+            }
+            match seen.get(&(f.protocol, f.host)) {
+                Some((other, first)) => v.push(
+                    Diagnostic::error(
+                        "ctm::duplicate-forward",
+                        format!(
+                            "host {} port {} is already forwarded to container `{other}`",
+                            f.protocol.as_str(),
+                            f.host
+                        ),
+                        forward.span,
+                    )
+                    .with_label("forwarded again here")
+                    .with_related(*first, "first forwarded here")
+                    .with_help("a host port can go to one container only; pick another host port"),
+                ),
+                None => {
+                    seen.insert((f.protocol, f.host), (name.clone(), forward.span));
+                }
+            }
+        }
+    }
+}

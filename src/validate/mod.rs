@@ -1,0 +1,499 @@
+//! Stage 2: syntax tree → [`Host`], every rule checked, every error kept.
+//!
+//! Structural problems (unknown nodes, wrong types) were already reported
+//! by `config`; here a node whose value could not be read is skipped
+//! quietly so one mistake is reported once. This stage checks meaning:
+//! names, addresses, references, template inheritance, conflicts between
+//! containers, and assigns the addresses containers do not set, keeping
+//! those recorded in the previous [`Lock`].
+
+mod address;
+mod container;
+
+use std::collections::BTreeMap;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use miette::SourceSpan;
+
+use crate::config::{Document, Node, Spanned, Value, did_you_mean};
+use crate::diagnostic::Diagnostic;
+use crate::lock::Lock;
+use crate::model::*;
+
+/// What validation produces: the host and the lock that goes with it.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub host: Host,
+    pub lock: Lock,
+}
+
+/// Validates a parsed host file. `previous` is the lock file read next to
+/// it (or [`Lock::empty`]); the returned lock records every address ctm
+/// assigned.
+pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagnostic>> {
+    let mut v = Validator::default();
+    let (name, uplink) = v.host(doc);
+    let images = v.images(doc);
+    let networks = v.networks(doc, uplink.is_some());
+    let tunnels = v.tunnels(doc);
+    v.interface_names(doc, &uplink);
+    v.overlaps(&networks, &tunnels);
+    let (containers, lock) = container::containers(&mut v, doc, &images, &networks, previous);
+    if v.diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(v.diagnostics);
+    }
+    Ok(Validated {
+        host: Host {
+            name,
+            uplink: uplink.map(|u| u.value),
+            images: images
+                .into_iter()
+                .map(|(k, (_, image))| (k, image))
+                .collect(),
+            networks: networks.into_iter().map(|(k, n)| (k, n.network)).collect(),
+            containers,
+            tunnels: tunnels.into_iter().map(|(k, (_, t))| (k, t)).collect(),
+        },
+        lock,
+    })
+}
+
+#[derive(Default)]
+pub(crate) struct Validator {
+    pub(crate) diagnostics: Vec<Diagnostic>,
+}
+
+/// A network with the spans later checks point at.
+pub(crate) struct NetworkEntry {
+    pub network: Network,
+    pub ipv4_span: Option<SourceSpan>,
+    pub ipv6_span: Option<SourceSpan>,
+}
+
+impl Validator {
+    pub(crate) fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    /// Parses a string value into `T`, reporting the parser's message at
+    /// the value's span. Non-strings were reported by the checker.
+    pub(crate) fn parse_str<T>(
+        &mut self,
+        value: Option<&Spanned<Value>>,
+        code: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Spanned<T>> {
+        let value = value?;
+        let text = value.value.as_str()?;
+        match parse(text) {
+            Ok(parsed) => Some(Spanned::new(parsed, value.span)),
+            Err(message) => {
+                self.push(Diagnostic::error(code, message, value.span).with_label("invalid value"));
+                None
+            }
+        }
+    }
+
+    fn host(&mut self, doc: &Document) -> (Option<Name>, Option<Spanned<IfName>>) {
+        let Some(host) = doc.nodes_named("host").next() else {
+            return (None, None);
+        };
+        let name = self
+            .parse_str(host.arg(0), "ctm::invalid-name", Name::parse)
+            .map(|n| n.value);
+        let uplink = host
+            .child("uplink")
+            .and_then(|u| self.parse_str(u.arg(0), "ctm::invalid-interface-name", IfName::parse));
+        (name, uplink)
+    }
+
+    /// The named nodes of one kind, with duplicates reported; invalid names
+    /// are reported and skipped.
+    pub(crate) fn named<'d>(
+        &mut self,
+        doc: &'d Document,
+        kind: &'static str,
+    ) -> BTreeMap<Name, (SourceSpan, &'d Node)> {
+        let mut seen: BTreeMap<Name, (SourceSpan, &'d Node)> = BTreeMap::new();
+        for node in doc.nodes_named(kind) {
+            let Some(name) = self.parse_str(node.arg(0), "ctm::invalid-name", Name::parse) else {
+                continue;
+            };
+            if let Some((first, _)) = seen.get(&name.value) {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::duplicate-name",
+                        format!("{kind} `{}` is defined twice", name.value),
+                        name.span,
+                    )
+                    .with_label("defined again here")
+                    .with_related(*first, "first defined here")
+                    .with_help(format!("every {kind} needs a name of its own")),
+                );
+                continue;
+            }
+            seen.insert(name.value, (name.span, node));
+        }
+        seen
+    }
+
+    fn images(&mut self, doc: &Document) -> BTreeMap<Name, (SourceSpan, Image)> {
+        let mut images = BTreeMap::new();
+        for (name, (span, node)) in self.named(doc, "image") {
+            let mut sources = Vec::new();
+            if let Some(d) = node.child("debootstrap") {
+                let suite = self.parse_str(d.prop("suite"), "ctm::invalid-value", Word::parse);
+                let mirror =
+                    self.parse_str(d.prop("mirror"), "ctm::invalid-value", MirrorUrl::parse);
+                let variant = self.parse_str(d.prop("variant"), "ctm::invalid-value", |s| {
+                    match s {
+                        "minbase" | "buildd" | "fakechroot" => Word::parse(s),
+                        _ => Err(format!("`{s}` is not a debootstrap variant; use `minbase`, `buildd` or `fakechroot`")),
+                    }
+                });
+                sources.push((
+                    d.name.span,
+                    suite.map(|suite| ImageSource::Debootstrap {
+                        suite: suite.value,
+                        mirror: mirror.map(|m| m.value),
+                        variant: variant.map(|v| v.value),
+                    }),
+                ));
+            }
+            if let Some(d) = node.child("directory") {
+                let path = self.parse_str(d.arg(0), "ctm::invalid-path", AbsPath::parse);
+                sources.push((
+                    d.name.span,
+                    path.map(|p| ImageSource::Directory { path: p.value }),
+                ));
+            }
+            if let Some(t) = node.child("tarball") {
+                let path = self.parse_str(t.arg(0), "ctm::invalid-path", |s| {
+                    let path = AbsPath::parse(s)?;
+                    if [".tar", ".tar.zst", ".tar.xz"]
+                        .iter()
+                        .any(|ext| s.ends_with(ext))
+                    {
+                        Ok(path)
+                    } else {
+                        Err(format!(
+                            "`{s}` is not a tarball ctm can unpack; use .tar, .tar.zst or .tar.xz"
+                        ))
+                    }
+                });
+                let sha256 =
+                    self.parse_str(t.prop("sha256"), "ctm::invalid-value", Sha256Hex::parse);
+                sources.push((
+                    t.name.span,
+                    path.map(|p| ImageSource::Tarball {
+                        path: p.value,
+                        sha256: sha256.map(|s| s.value),
+                    }),
+                ));
+            }
+            let packages = packages(self, node);
+            match sources.as_slice() {
+                [] => self.push(
+                    Diagnostic::error(
+                        "ctm::image-source",
+                        format!("image `{name}` has no source"),
+                        span,
+                    )
+                    .with_label("nothing to build this image from")
+                    .with_help("add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\""),
+                ),
+                [(_, Some(source))] => {
+                    images.insert(
+                        name.clone(),
+                        (
+                            span,
+                            Image {
+                                name,
+                                source: source.clone(),
+                                packages,
+                            },
+                        ),
+                    );
+                }
+                [(_, None)] => {}
+                [(first, _), rest @ ..] => {
+                    for (other, _) in rest {
+                        self.push(
+                            Diagnostic::error(
+                                "ctm::image-source",
+                                format!("image `{name}` has more than one source"),
+                                *other,
+                            )
+                            .with_label("second source")
+                            .with_related(*first, "first source")
+                            .with_help("an image is built from exactly one of debootstrap, directory or tarball"),
+                        );
+                    }
+                }
+            }
+        }
+        images
+    }
+
+    fn networks(&mut self, doc: &Document, has_uplink: bool) -> BTreeMap<Name, NetworkEntry> {
+        let mut networks = BTreeMap::new();
+        for (name, (_, node)) in self.named(doc, "network") {
+            let bridge = node.child("bridge").and_then(|b| {
+                self.parse_str(b.arg(0), "ctm::invalid-interface-name", IfName::parse)
+            });
+            let ipv4 = node.child("ipv4").and_then(|n| {
+                let address = self.parse_str(n.arg(0), "ctm::invalid-address", |s| {
+                    let net: Ipv4Net = parse_interface_address(s, "IPv4")?;
+                    address::check_subnet_v4(&net)?;
+                    Ok(net)
+                })?;
+                Some((
+                    Subnet {
+                        address: address.value,
+                        nat: self.nat(n, has_uplink),
+                    },
+                    address.span,
+                ))
+            });
+            let ipv6 = node.child("ipv6").and_then(|n| {
+                let address = self.parse_str(n.arg(0), "ctm::invalid-address", |s| {
+                    let net: Ipv6Net = parse_interface_address(s, "IPv6")?;
+                    address::check_subnet_v6(&net)?;
+                    Ok(net)
+                })?;
+                Some((
+                    Subnet {
+                        address: address.value,
+                        nat: self.nat(n, has_uplink),
+                    },
+                    address.span,
+                ))
+            });
+            let Some(bridge) = bridge else { continue };
+            networks.insert(
+                name.clone(),
+                NetworkEntry {
+                    network: Network {
+                        name,
+                        bridge: bridge.value,
+                        ipv4: ipv4.map(|(s, _)| s),
+                        ipv6: ipv6.map(|(s, _)| s),
+                    },
+                    ipv4_span: ipv4.map(|(_, span)| span),
+                    ipv6_span: ipv6.map(|(_, span)| span),
+                },
+            );
+        }
+        networks
+    }
+
+    fn nat(&mut self, family: &Node, has_uplink: bool) -> bool {
+        let Some(nat) = family.child("nat") else {
+            return false;
+        };
+        if !has_uplink {
+            self.push(
+                Diagnostic::error(
+                    "ctm::nat-without-uplink",
+                    "`nat` needs the host's uplink",
+                    nat.name.span,
+                )
+                .with_label("masquerade out of which interface?")
+                .with_help("name the uplink: host \"NAME\" { uplink \"eth0\"; }"),
+            );
+        }
+        true
+    }
+
+    fn tunnels(&mut self, doc: &Document) -> BTreeMap<IfName, (SourceSpan, Tunnel)> {
+        let mut tunnels = BTreeMap::new();
+        let mut seen: BTreeMap<IfName, SourceSpan> = BTreeMap::new();
+        for node in doc.nodes_named("tunnel") {
+            let Some(name) =
+                self.parse_str(node.arg(0), "ctm::invalid-interface-name", IfName::parse)
+            else {
+                continue;
+            };
+            if let Some(first) = seen.get(&name.value) {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::duplicate-name",
+                        format!("tunnel `{}` is defined twice", name.value),
+                        name.span,
+                    )
+                    .with_label("defined again here")
+                    .with_related(*first, "first defined here"),
+                );
+                continue;
+            }
+            seen.insert(name.value.clone(), name.span);
+            let Some(gre) = node.child("gre") else {
+                continue;
+            };
+            let local = self.parse_str(gre.prop("local"), "ctm::invalid-address", parse_ip);
+            let remote = self.parse_str(gre.prop("remote"), "ctm::invalid-address", parse_ip);
+            let addresses: Vec<IpNet> = node
+                .children_named("address")
+                .filter_map(|a| {
+                    self.parse_str(a.arg(0), "ctm::invalid-address", |s| {
+                        parse_interface_address::<IpNet>(s, "IP")
+                    })
+                })
+                .map(|a| a.value)
+                .collect();
+            let (Some(local), Some(remote)) = (local, remote) else {
+                continue;
+            };
+            if local.value.is_ipv4() != remote.value.is_ipv4() {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::tunnel-endpoints",
+                        "the tunnel's endpoints are of different address families",
+                        remote.span,
+                    )
+                    .with_label("this endpoint")
+                    .with_related(local.span, "and this one")
+                    .with_help("use two IPv4 addresses (gre) or two IPv6 addresses (ip6gre)"),
+                );
+                continue;
+            }
+            if local.value == remote.value {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::tunnel-endpoints",
+                        "the tunnel's local and remote endpoints are the same address",
+                        remote.span,
+                    )
+                    .with_label("same as `local`"),
+                );
+                continue;
+            }
+            tunnels.insert(
+                name.value.clone(),
+                (
+                    name.span,
+                    Tunnel {
+                        name: name.value,
+                        local: local.value,
+                        remote: remote.value,
+                        addresses,
+                    },
+                ),
+            );
+        }
+        tunnels
+    }
+
+    /// Bridges, tunnels and the uplink share the kernel's interface names.
+    fn interface_names(&mut self, doc: &Document, uplink: &Option<Spanned<IfName>>) {
+        let mut seen: BTreeMap<String, SourceSpan> = BTreeMap::new();
+        if let Some(uplink) = uplink {
+            seen.insert(uplink.value.to_string(), uplink.span);
+        }
+        let bridges = doc
+            .nodes_named("network")
+            .filter_map(|n| n.child("bridge").and_then(|b| b.arg(0)));
+        let tunnels = doc.nodes_named("tunnel").filter_map(|t| t.arg(0));
+        for value in bridges.chain(tunnels) {
+            let Some(name) = value.value.as_str() else {
+                continue;
+            };
+            if let Some(first) = seen.get(name) {
+                if *first != value.span {
+                    self.push(
+                        Diagnostic::error(
+                            "ctm::duplicate-interface",
+                            format!("interface `{name}` is used twice"),
+                            value.span,
+                        )
+                        .with_label("used again here")
+                        .with_related(*first, "first used here")
+                        .with_help(
+                            "bridges, tunnels and the uplink each need their own interface name",
+                        ),
+                    );
+                }
+                continue;
+            }
+            seen.insert(name.to_string(), value.span);
+        }
+    }
+
+    fn overlaps(
+        &mut self,
+        networks: &BTreeMap<Name, NetworkEntry>,
+        tunnels: &BTreeMap<IfName, (SourceSpan, Tunnel)>,
+    ) {
+        let mut subnets: Vec<(IpNet, SourceSpan, String)> = Vec::new();
+        for (name, entry) in networks {
+            if let (Some(s), Some(span)) = (entry.network.ipv4, entry.ipv4_span) {
+                subnets.push((
+                    IpNet::V4(s.address.trunc()),
+                    span,
+                    format!("network `{name}`"),
+                ));
+            }
+            if let (Some(s), Some(span)) = (entry.network.ipv6, entry.ipv6_span) {
+                subnets.push((
+                    IpNet::V6(s.address.trunc()),
+                    span,
+                    format!("network `{name}`"),
+                ));
+            }
+        }
+        for (name, (span, tunnel)) in tunnels {
+            for address in &tunnel.addresses {
+                subnets.push((address.trunc(), *span, format!("tunnel `{name}`")));
+            }
+        }
+        // Source order, so the later definition is the one blamed.
+        subnets.sort_by_key(|(_, span, _)| span.offset());
+        for (i, (b, b_span, b_owner)) in subnets.iter().enumerate() {
+            if let Some((a, a_span, a_owner)) = subnets[..i]
+                .iter()
+                .find(|(a, _, _)| a.contains(&b.network()) || b.contains(&a.network()))
+            {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::overlapping-subnets",
+                        format!("{b} of {b_owner} overlaps {a} of {a_owner}"),
+                        *b_span,
+                    )
+                    .with_label("overlaps")
+                    .with_related(*a_span, format!("{a_owner} has {a}"))
+                    .with_help("give every network and tunnel its own address range"),
+                );
+            }
+        }
+    }
+}
+
+/// `packages` nodes of an image or container, each package once, in order.
+pub(crate) fn packages(v: &mut Validator, node: &Node) -> Vec<PackageName> {
+    let mut out: Vec<PackageName> = Vec::new();
+    for packages in node.children_named("packages") {
+        for arg in &packages.args {
+            if let Some(p) = v.parse_str(Some(arg), "ctm::invalid-package", PackageName::parse) {
+                if !out.contains(&p.value) {
+                    out.push(p.value);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A reference to something that does not exist, with the closest name.
+pub(crate) fn unknown_reference(kind: &str, name: &Spanned<String>, known: &[&str]) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::unknown-reference",
+        format!("there is no {kind} named `{}`", name.value),
+        name.span,
+    )
+    .with_label(format!("unknown {kind}"))
+    .with_help(if known.is_empty() {
+        format!("define it with: {kind} \"{}\" {{ … }}", name.value)
+    } else {
+        did_you_mean(&name.value, known)
+    })
+}
