@@ -22,7 +22,7 @@ pub const VERSION: u32 = 1;
 pub struct Lock {
     pub version: u32,
     /// Container name → its assigned addresses.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub containers: BTreeMap<String, Assigned>,
 }
 
@@ -45,24 +45,25 @@ impl Lock {
     }
 
     /// Parses a lock file; errors point into the lock file's text.
-    pub fn parse(text: &str) -> Result<Lock, Diagnostic> {
-        let lock: Lock = toml::from_str(text).map_err(|e| {
+    pub fn parse(text: &str) -> Result<Lock, Box<Diagnostic>> {
+        let lock: Lock = toml::from_str(text).map_err(|e| -> Box<Diagnostic> {
             let span = e
                 .span()
                 .map_or(SourceSpan::new(0.into(), 0), |r| SourceSpan::new(r.start.into(), r.end - r.start));
             Diagnostic::error("ctm::lock-file", format!("invalid lock file: {}", e.message().trim()), span)
                 .with_label("here")
                 .with_help("the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew")
+                .into()
         })?;
         if lock.version != VERSION {
-            return Err(Diagnostic::error(
+            return Err(Box::new(Diagnostic::error(
                 "ctm::lock-file",
                 format!(
                     "lock file version {} is not supported (this ctm writes version {VERSION})",
                     lock.version
                 ),
                 SourceSpan::new(0.into(), 0),
-            ));
+            )));
         }
         Ok(lock)
     }
@@ -72,11 +73,9 @@ impl Lock {
             "# Written by ctm: addresses it assigned to containers that do not set their own.\n\
              # Commit this file next to the host file; ctm keeps these addresses stable.\n",
         );
-        // toml's serializer writes maps in order; BTreeMap keeps that sorted.
-        match toml::to_string(self) {
-            Ok(body) => out.push_str(&body),
-            Err(e) => out.push_str(&format!("# cannot serialize lock: {e}\n")),
-        }
+        // A struct of strings, integers and addresses in sorted maps: the
+        // serializer has no way to fail, and writes it in a stable order.
+        out.push_str(&toml::to_string(self).expect("a lock always serializes to TOML"));
         out
     }
 }

@@ -119,7 +119,7 @@ pub fn load_and_validate(
     let (previous, lock_diagnostic) = match &lock_file {
         Some(loaded) => match Lock::parse(&loaded.text) {
             Ok(lock) => (lock, None),
-            Err(d) => (Lock::empty(), Some(d)),
+            Err(d) => (Lock::empty(), Some(*d)),
         },
         None => (Lock::empty(), None),
     };
@@ -128,7 +128,8 @@ pub fn load_and_validate(
     let mut validated = None;
     // Without a readable document or lock there is nothing sound to
     // validate; structural errors still let semantic ones be found.
-    if lock_diagnostic.is_none() && !(document.nodes.is_empty() && !diagnostics.is_empty()) {
+    let syntax_failed = document.nodes.is_empty() && !diagnostics.is_empty();
+    if lock_diagnostic.is_none() && !syntax_failed {
         match validate::validate(&document, &previous) {
             Ok(v) if diagnostics.is_empty() => validated = Some(v),
             Ok(_) => {}

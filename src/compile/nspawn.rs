@@ -81,9 +81,10 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
             nspawn.set("Bridge", &network.bridge);
         }
         None => {
-            // No network in the host file means none: not the stock unit's
-            // private veth, which would come up unconfigured.
-            nspawn.set("Private", "no").set("VirtualEthernet", "no");
+            // No network in the host file means none: loopback only. Not
+            // the host's namespace (the container could bind host ports and
+            // see every interface), nor the stock unit's unconfigured veth.
+            nspawn.set("Private", "yes").set("VirtualEthernet", "no");
         }
     }
     out.file(

@@ -258,33 +258,34 @@ fn check_children(
     for child in allowed {
         let mut same = nodes.iter().filter(|n| n.name.value == child.spec.name);
         let first = same.next();
-        if child.required && first.is_none() {
-            if let Some(parent) = parent {
+        if child.required
+            && first.is_none()
+            && let Some(parent) = parent
+        {
+            out.push(
+                Diagnostic::error(
+                    "ctm::missing-node",
+                    format!("`{}` needs `{}`", parent.name.value, child.spec.name),
+                    parent.name.span,
+                )
+                .with_label(format!("`{}` is missing here", child.spec.name))
+                .with_help(format!("add it, for example: {}", child.spec.example)),
+            );
+        }
+        if !child.repeat
+            && let Some(first) = first
+        {
+            for again in same {
                 out.push(
                     Diagnostic::error(
-                        "ctm::missing-node",
-                        format!("`{}` needs `{}`", parent.name.value, child.spec.name),
-                        parent.name.span,
+                        "ctm::duplicate-node",
+                        format!("`{}` is given more than once", again.name.value),
+                        again.name.span,
                     )
-                    .with_label(format!("`{}` is missing here", child.spec.name))
-                    .with_help(format!("add it, for example: {}", child.spec.example)),
+                    .with_label("given again here")
+                    .with_related(first.name.span, "first given here")
+                    .with_help("keep only one of them"),
                 );
-            }
-        }
-        if !child.repeat {
-            if let Some(first) = first {
-                for again in same {
-                    out.push(
-                        Diagnostic::error(
-                            "ctm::duplicate-node",
-                            format!("`{}` is given more than once", again.name.value),
-                            again.name.span,
-                        )
-                        .with_label("given again here")
-                        .with_related(first.name.span, "first given here")
-                        .with_help("keep only one of them"),
-                    );
-                }
             }
         }
     }

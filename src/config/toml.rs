@@ -32,7 +32,7 @@ pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
         Err(error) => {
             let span = error
                 .span()
-                .map_or_else(|| SourceSpan::new(0.into(), 0), |r| span_of(r));
+                .map_or_else(|| SourceSpan::new(0.into(), 0), span_of);
             let message = error.message().trim().to_string();
             (
                 Document::default(),

@@ -54,20 +54,20 @@ impl Partial {
             image: node.child("image").map(|i| string_arg(Some(i))),
             ..Partial::default()
         };
-        if let Some(n) = node.child("network") {
-            if let Some(name) = string_arg(Some(n)) {
-                p.network = Some(Attach {
-                    network: name,
-                    ipv4: v.parse_str(n.prop("ipv4"), "ctm::invalid-address", |s| {
-                        s.parse::<Ipv4Addr>()
-                            .map_err(|_| format!("`{s}` is not an IPv4 address"))
-                    }),
-                    ipv6: v.parse_str(n.prop("ipv6"), "ctm::invalid-address", |s| {
-                        s.parse::<Ipv6Addr>()
-                            .map_err(|_| format!("`{s}` is not an IPv6 address"))
-                    }),
-                });
-            }
+        if let Some(n) = node.child("network")
+            && let Some(name) = string_arg(Some(n))
+        {
+            p.network = Some(Attach {
+                network: name,
+                ipv4: v.parse_str(n.prop("ipv4"), "ctm::invalid-address", |s| {
+                    s.parse::<Ipv4Addr>()
+                        .map_err(|_| format!("`{s}` is not an IPv4 address"))
+                }),
+                ipv6: v.parse_str(n.prop("ipv6"), "ctm::invalid-address", |s| {
+                    s.parse::<Ipv6Addr>()
+                        .map_err(|_| format!("`{s}` is not an IPv6 address"))
+                }),
+            });
         }
         for f in node.children_named("forward") {
             let protocol = v.parse_str(f.arg(0), "ctm::invalid-value", Protocol::parse);
@@ -115,15 +115,15 @@ impl Partial {
             p.memory = v
                 .parse_str(limits.prop("memory"), "ctm::invalid-value", ByteSize::parse)
                 .map(|m| m.value);
-            if let Some(cpus) = limits.prop("cpus") {
-                if let Some(n) = cpus.value.as_number() {
-                    match CpuQuota::from_cpus(n) {
-                        Ok(q) => p.cpu_quota = Some(q),
-                        Err(message) => v.push(
-                            Diagnostic::error("ctm::invalid-value", message, cpus.span)
-                                .with_label("invalid value"),
-                        ),
-                    }
+            if let Some(cpus) = limits.prop("cpus")
+                && let Some(n) = cpus.value.as_number()
+            {
+                match CpuQuota::from_cpus(n) {
+                    Ok(q) => p.cpu_quota = Some(q),
+                    Err(message) => v.push(
+                        Diagnostic::error("ctm::invalid-value", message, cpus.span)
+                            .with_label("invalid value"),
+                    ),
                 }
             }
         }
@@ -325,12 +325,12 @@ pub(super) fn containers(
     // Templates nobody uses still get their chains checked.
     let template_names: Vec<Name> = templates.defined.keys().cloned().collect();
     for name in template_names {
-        if !templates.resolved.contains_key(&name) {
-            if let Some(own) = templates.read.get(&name).cloned() {
-                let mut stack = vec![name.to_string()];
-                let merged = templates.inherit(v, &own, &mut stack);
-                templates.resolved.insert(name, merged);
-            }
+        if !templates.resolved.contains_key(&name)
+            && let Some(own) = templates.read.get(&name).cloned()
+        {
+            let mut stack = vec![name.to_string()];
+            let merged = templates.inherit(v, &own, &mut stack);
+            templates.resolved.insert(name, merged);
         }
     }
 
@@ -360,14 +360,14 @@ pub(super) fn containers(
             }
             Some(_) => {}
         }
-        if let Some(attach) = &p.network {
-            if !networks.keys().any(|k| k.as_str() == attach.network.value) {
-                v.push(unknown_reference(
-                    "network",
-                    &attach.network,
-                    &network_names,
-                ));
-            }
+        if let Some(attach) = &p.network
+            && !networks.keys().any(|k| k.as_str() == attach.network.value)
+        {
+            v.push(unknown_reference(
+                "network",
+                &attach.network,
+                &network_names,
+            ));
         }
         conflicts(v, name, *span, p);
     }
@@ -584,32 +584,30 @@ fn assign_addresses(
             *want4,
             recorded.and_then(|r| r.ipv4),
             networks[net].network.ipv4,
-        ) {
-            if address::container_v4_problem(rec, &subnet.address).is_none() {
-                if let Some((other, span)) = explicit4.get(&(net.clone(), rec)) {
-                    v.push(taken_from_lock(rec.to_string(), *span, other, container));
-                } else if let Some(a) = v4.get_mut(net) {
-                    if !a.is_taken(rec) {
-                        a.take(rec);
-                        kept4 = Some(rec);
-                    }
-                }
+        ) && address::container_v4_problem(rec, &subnet.address).is_none()
+        {
+            if let Some((other, span)) = explicit4.get(&(net.clone(), rec)) {
+                v.push(taken_from_lock(rec.to_string(), *span, other, container));
+            } else if let Some(a) = v4.get_mut(net)
+                && !a.is_taken(rec)
+            {
+                a.take(rec);
+                kept4 = Some(rec);
             }
         }
         if let (true, Some(rec), Some(subnet)) = (
             *want6,
             recorded.and_then(|r| r.ipv6),
             networks[net].network.ipv6,
-        ) {
-            if address::container_v6_problem(rec, &subnet.address).is_none() {
-                if let Some((other, span)) = explicit6.get(&(net.clone(), rec)) {
-                    v.push(taken_from_lock(rec.to_string(), *span, other, container));
-                } else if let Some(a) = v6.get_mut(net) {
-                    if !a.is_taken(rec) {
-                        a.take(rec);
-                        kept6 = Some(rec);
-                    }
-                }
+        ) && address::container_v6_problem(rec, &subnet.address).is_none()
+        {
+            if let Some((other, span)) = explicit6.get(&(net.clone(), rec)) {
+                v.push(taken_from_lock(rec.to_string(), *span, other, container));
+            } else if let Some(a) = v6.get_mut(net)
+                && !a.is_taken(rec)
+            {
+                a.take(rec);
+                kept6 = Some(rec);
             }
         }
         assigned.insert(container.clone(), (kept4, kept6));
@@ -632,15 +630,15 @@ fn assign_addresses(
                 v.push(exhausted("IPv6", net, container, span));
             }
         }
-        if let Some((_, p)) = drafts.get_mut(container) {
-            if let Some(attach) = &mut p.network {
-                let no_span = attach.network.span;
-                if let Some(a) = got4 {
-                    attach.ipv4 = Some(Spanned::new(a, no_span));
-                }
-                if let Some(a) = got6 {
-                    attach.ipv6 = Some(Spanned::new(a, no_span));
-                }
+        if let Some((_, p)) = drafts.get_mut(container)
+            && let Some(attach) = &mut p.network
+        {
+            let no_span = attach.network.span;
+            if let Some(a) = got4 {
+                attach.ipv4 = Some(Spanned::new(a, no_span));
+            }
+            if let Some(a) = got6 {
+                attach.ipv6 = Some(Spanned::new(a, no_span));
             }
         }
         lock.containers.insert(
@@ -706,47 +704,51 @@ fn exhausted(family: &str, net: &Name, container: &Name, span: SourceSpan) -> Di
 /// A host port and protocol can be forwarded to one container only, and a
 /// forward needs an address to go to.
 fn forwards(v: &mut Validator, drafts: &BTreeMap<Name, (SourceSpan, Partial)>) {
+    // In source order, so the forward written later is the one blamed.
+    let mut all: Vec<(&Name, &Partial, &Spanned<Forward>)> = drafts
+        .iter()
+        .flat_map(|(name, (_, p))| p.forwards.iter().map(move |f| (name, p, f)))
+        .collect();
+    all.sort_by_key(|(name, _, f)| (f.span.offset(), (*name).clone()));
     let mut seen: BTreeMap<(Protocol, Port), (Name, SourceSpan)> = BTreeMap::new();
-    for (name, (_, p)) in drafts {
-        for forward in &p.forwards {
-            let f = forward.value;
-            let has_address = p
-                .network
-                .as_ref()
-                .is_some_and(|a| a.ipv4.is_some() || a.ipv6.is_some());
-            if !has_address {
-                v.push(
-                    Diagnostic::error(
-                        "ctm::forward-without-address",
-                        format!(
-                            "container `{name}` has no address to forward {} port {} to",
-                            f.protocol.as_str(),
-                            f.host
-                        ),
-                        forward.span,
-                    )
-                    .with_label("nowhere to forward to")
-                    .with_help("attach the container to a network with `network \"NAME\"`"),
-                );
-            }
-            match seen.get(&(f.protocol, f.host)) {
-                Some((other, first)) => v.push(
-                    Diagnostic::error(
-                        "ctm::duplicate-forward",
-                        format!(
-                            "host {} port {} is already forwarded to container `{other}`",
-                            f.protocol.as_str(),
-                            f.host
-                        ),
-                        forward.span,
-                    )
-                    .with_label("forwarded again here")
-                    .with_related(*first, "first forwarded here")
-                    .with_help("a host port can go to one container only; pick another host port"),
-                ),
-                None => {
-                    seen.insert((f.protocol, f.host), (name.clone(), forward.span));
-                }
+    for (name, p, forward) in all {
+        let f = forward.value;
+        let has_address = p
+            .network
+            .as_ref()
+            .is_some_and(|a| a.ipv4.is_some() || a.ipv6.is_some());
+        if !has_address {
+            v.push(
+                Diagnostic::error(
+                    "ctm::forward-without-address",
+                    format!(
+                        "container `{name}` has no address to forward {} port {} to",
+                        f.protocol.as_str(),
+                        f.host
+                    ),
+                    forward.span,
+                )
+                .with_label("nowhere to forward to")
+                .with_help("attach the container to a network with `network \"NAME\"`"),
+            );
+        }
+        match seen.get(&(f.protocol, f.host)) {
+            Some((other, first)) => v.push(
+                Diagnostic::error(
+                    "ctm::duplicate-forward",
+                    format!(
+                        "host {} port {} is already forwarded to container `{other}`",
+                        f.protocol.as_str(),
+                        f.host
+                    ),
+                    forward.span,
+                )
+                .with_label("forwarded again here")
+                .with_related(*first, "first forwarded here")
+                .with_help("a host port can go to one container only; pick another host port"),
+            ),
+            None => {
+                seen.insert((f.protocol, f.host), (name.clone(), forward.span));
             }
         }
     }

@@ -473,10 +473,10 @@ pub(crate) fn packages(v: &mut Validator, node: &Node) -> Vec<PackageName> {
     let mut out: Vec<PackageName> = Vec::new();
     for packages in node.children_named("packages") {
         for arg in &packages.args {
-            if let Some(p) = v.parse_str(Some(arg), "ctm::invalid-package", PackageName::parse) {
-                if !out.contains(&p.value) {
-                    out.push(p.value);
-                }
+            if let Some(p) = v.parse_str(Some(arg), "ctm::invalid-package", PackageName::parse)
+                && !out.contains(&p.value)
+            {
+                out.push(p.value);
             }
         }
     }

@@ -1,0 +1,152 @@
+//! Every example compiles, to exactly the files recorded in tests/golden/,
+//! and each KDL example's TOML twin compiles to the same bytes.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ctm::compile;
+use ctm::config::Format;
+use support::*;
+
+fn examples() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("kdl" | "toml")))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no examples found");
+    paths
+}
+
+fn compiled(path: &Path) -> (String, ctm::lock::Lock, compile::Artifacts) {
+    let (text, lock) = example(path);
+    let v = validated(
+        &path.display().to_string(),
+        &text,
+        Format::from_path(path),
+        &lock,
+    );
+    let artifacts = compile::compile(&v.host);
+    (flatten(&artifacts), v.lock, artifacts)
+}
+
+#[test]
+fn every_example_matches_its_golden_file() {
+    for path in examples() {
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let (flat, _, _) = compiled(&path);
+        assert_golden(
+            &repo().join("tests/golden").join(format!("{stem}.txt")),
+            &flat,
+        );
+    }
+}
+
+#[test]
+fn kdl_and_toml_forms_compile_to_identical_bytes() {
+    let mut pairs = 0;
+    for kdl in examples()
+        .into_iter()
+        .filter(|p| p.extension().unwrap() == "kdl")
+    {
+        let toml = kdl.with_extension("toml");
+        if !toml.exists() {
+            continue;
+        }
+        pairs += 1;
+        let (a, lock_a, _) = compiled(&kdl);
+        let (b, lock_b, _) = compiled(&toml);
+        assert_eq!(
+            a,
+            b,
+            "{} and {} compile differently",
+            kdl.display(),
+            toml.display()
+        );
+        assert_eq!(
+            lock_a,
+            lock_b,
+            "{} and {} assign different addresses",
+            kdl.display(),
+            toml.display()
+        );
+    }
+    assert!(pairs > 0, "no example has both a KDL and a TOML form");
+}
+
+#[test]
+fn committed_example_locks_are_up_to_date() {
+    for path in examples() {
+        let (_, new_lock, _) = compiled(&path);
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let committed = std::fs::read_to_string(&lock_path)
+            .unwrap_or_else(|_| panic!("{} has no committed lock file", path.display()));
+        assert_eq!(committed, new_lock.render(), "{:?} is stale", lock_path);
+    }
+}
+
+#[test]
+fn compiling_twice_gives_identical_bytes() {
+    for path in examples() {
+        assert_eq!(compiled(&path).0, compiled(&path).0);
+    }
+}
+
+/// The ruleset must load: `nft -c -f` checks it against the kernel without
+/// applying it, in a private network namespace so nothing on the machine
+/// is touched.
+#[test]
+fn every_ruleset_passes_nft_check() {
+    let nft = ["/usr/sbin/nft", "/sbin/nft"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    if skip_unless(
+        nft.is_some(),
+        "nft is not installed (apt-get install nftables)",
+    ) {
+        return;
+    }
+    if skip_unless(is_root(), "nft -c needs root (CAP_NET_ADMIN)") {
+        return;
+    }
+    let nft = nft.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for path in examples() {
+        let (_, _, artifacts) = compiled(&path);
+        let compile::Content::File { text, .. } = &artifacts.files[compile::NFT_RULESET].content
+        else {
+            panic!("the ruleset is not a file");
+        };
+        let file = dir.path().join("ctm.nft");
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new("unshare")
+            .args(["--net", nft, "-c", "-f"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nft -c rejected the ruleset of {}:\n{}\n{text}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn committed_schema_is_up_to_date() {
+    let path = repo().join("schema/ctm.schema.json");
+    let generated = ctm::schema::render();
+    if std::env::var_os("CTM_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "schema/ctm.schema.json is stale: run `cargo run -- schema > schema/ctm.schema.json`"
+    );
+}

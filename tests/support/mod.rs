@@ -1,0 +1,130 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use ctm::compile::{Artifacts, Content};
+use ctm::config::{self, Format, Source};
+use ctm::lock::Lock;
+use ctm::validate::{self, Validated};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Parses and validates a host file's text; panics with the rendered
+/// diagnostics if it is not valid.
+pub fn validated(name: &str, text: &str, format: Format, lock: &Lock) -> Validated {
+    let source = Source::new(name, text, format);
+    let (doc, diagnostics) = config::parse(&source);
+    let result = if diagnostics.is_empty() {
+        validate::validate(&doc, lock)
+    } else {
+        Err(diagnostics)
+    };
+    match result {
+        Ok(v) => v,
+        Err(diagnostics) => {
+            let rendered: Vec<String> = diagnostics
+                .iter()
+                .map(|d| format!("{:?}", d.report(name, text)))
+                .collect();
+            panic!("{name} is not valid:\n{}", rendered.join("\n"));
+        }
+    }
+}
+
+/// An example and the lock committed beside it.
+pub fn example(path: &Path) -> (String, Lock) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock = match std::fs::read_to_string(&lock_path) {
+        Ok(t) => Lock::parse(&t).unwrap_or_else(|d| panic!("{}: {}", path.display(), d.message)),
+        Err(_) => Lock::empty(),
+    };
+    (text, lock)
+}
+
+/// All artifacts as one text, for golden files: each file under a header
+/// line with its path and mode, symlinks as `path -> target`.
+pub fn flatten(artifacts: &Artifacts) -> String {
+    let mut out = String::new();
+    for (path, artifact) in &artifacts.files {
+        match &artifact.content {
+            Content::File { text, mode } => {
+                out.push_str(&format!("=== {path} (mode {mode:o})\n"));
+                out.push_str(text);
+            }
+            Content::Symlink { target } => out.push_str(&format!("=== {path} -> {target}\n")),
+        }
+    }
+    out
+}
+
+/// Compares `actual` with the golden file, or rewrites the golden file
+/// when CTM_UPDATE_GOLDEN=1.
+pub fn assert_golden(golden: &Path, actual: &str) {
+    if std::env::var_os("CTM_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(golden, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(golden).unwrap_or_else(|_| {
+        panic!(
+            "golden file {} is missing; run `CTM_UPDATE_GOLDEN=1 cargo test` and review it",
+            golden.display()
+        )
+    });
+    if expected != actual {
+        let diff = similar_diff(&expected, actual);
+        panic!(
+            "{} differs from the compiled output (CTM_UPDATE_GOLDEN=1 rewrites it after review):\n{diff}",
+            golden.display()
+        );
+    }
+}
+
+fn similar_diff(a: &str, b: &str) -> String {
+    let mut out = String::new();
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    for i in 0..a.len().max(b.len()) {
+        match (a.get(i), b.get(i)) {
+            (Some(x), Some(y)) if x == y => {}
+            (x, y) => {
+                out.push_str(&format!(
+                    "line {}:\n- {}\n+ {}\n",
+                    i + 1,
+                    x.unwrap_or(&""),
+                    y.unwrap_or(&"")
+                ));
+                if out.len() > 4000 {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// True when running under CI, where tests that would skip must run.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Skips (returns true after saying so loudly) when a requirement is
+/// missing, except under CI, where a missing requirement is a failure.
+pub fn skip_unless(requirement_met: bool, what: &str) -> bool {
+    if requirement_met {
+        return false;
+    }
+    if in_ci() {
+        panic!("CI must run this test, but {what}");
+    }
+    eprintln!("SKIPPED: {what}");
+    true
+}
