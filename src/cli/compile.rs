@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, WrapErr};
 
 use super::{OutputFormat, load_and_validate};
-use crate::compile::{self, Artifacts, Content};
+use crate::compile::{self, Artifacts, Content, Existing};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,6 +21,9 @@ pub struct Args {
     /// Fail instead of updating the lock file (for CI).
     #[arg(long)]
     locked: bool,
+    /// Replace files at the output paths even if ctm did not write them.
+    #[arg(long)]
+    force: bool,
     /// How to print problems.
     #[arg(long, value_enum, default_value_t)]
     format: OutputFormat,
@@ -53,6 +56,17 @@ fn compile_to(args: &Args) -> miette::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let artifacts = compile::compile(&validated.host);
+    if !args.force {
+        let foreign = foreign_files(&args.out, &artifacts)?;
+        if !foreign.is_empty() {
+            eprintln!("error: these files exist and were not written by ctm; nothing was written:");
+            for path in &foreign {
+                eprintln!("  {}", path.display());
+            }
+            eprintln!("pass --force to replace them");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     write_tree(&args.out, &artifacts)?;
     if lock_changed {
         write_atomically(&outcome.lock_path, new_lock.as_bytes())?;
@@ -64,6 +78,35 @@ fn compile_to(args: &Args) -> miette::Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Output paths holding something ctm did not write.
+fn foreign_files(root: &Path, artifacts: &Artifacts) -> miette::Result<Vec<PathBuf>> {
+    let mut foreign = Vec::new();
+    for (rel, artifact) in &artifacts.files {
+        let path = root.join(rel);
+        let existing = match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e)
+                    .into_diagnostic()
+                    .wrap_err_with(|| format!("cannot inspect {}", path.display()));
+            }
+            Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(&path) {
+                Ok(target) => Existing::Symlink(target.to_string_lossy().into_owned()),
+                Err(_) => Existing::Other,
+            },
+            Ok(meta) if meta.is_file() => match std::fs::read_to_string(&path) {
+                Ok(text) => Existing::File(text),
+                Err(_) => Existing::Other,
+            },
+            Ok(_) => Existing::Other,
+        };
+        if !Artifacts::may_replace(rel, artifact, &existing) {
+            foreign.push(path);
+        }
+    }
+    Ok(foreign)
 }
 
 /// Writes every artifact under `root`, replacing what is at its path.

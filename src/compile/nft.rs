@@ -15,7 +15,12 @@ const UNIT_TEMPLATE: &str = include_str!("../../templates/ctm-nftables.service")
 
 pub fn firewall(host: &Host, header: &[String], out: &mut Artifacts) {
     out.file(NFT_RULESET.into(), Owner::Firewall, ruleset(host, header));
-    out.file(NFT_UNIT.into(), Owner::Firewall, UNIT_TEMPLATE.to_string());
+    let mut unit = String::new();
+    for line in header {
+        let _ = writeln!(unit, "# {}", super::ini::escape_controls(line));
+    }
+    unit.push_str(UNIT_TEMPLATE);
+    out.file(NFT_UNIT.into(), Owner::Firewall, unit);
     out.symlink(
         "etc/systemd/system/multi-user.target.wants/ctm-nftables.service".into(),
         Owner::Firewall,

@@ -45,6 +45,10 @@ pub enum Check {
     },
     /// Done if this command exits 0.
     Command { argv: Vec<String> },
+    /// Done if dpkg reports every one of these packages as `installed`
+    /// (not merely known: `dpkg-query --show` also succeeds for packages
+    /// removed with their configuration left behind).
+    PackagesInstalled { packages: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,20 +76,13 @@ fn argv(words: &[&str]) -> Vec<String> {
 
 fn packages_step(id: &str, description: String, packages: &[&PackageName]) -> Step {
     let names: Vec<String> = packages.iter().map(|p| p.as_str().to_string()).collect();
-    let mut check = argv(&[
-        "dpkg-query",
-        "--show",
-        "--showformat=${db:Status-Status}\\n",
-    ]);
-    check.extend(names.iter().cloned());
     let mut install = argv(&["apt-get", "install", "--yes", "--no-install-recommends"]);
-    install.extend(names);
+    install.extend(names.iter().cloned());
     Step {
         id: id.into(),
         description,
         phase: Phase::Running,
-        // dpkg-query exits non-zero when any package is unknown to dpkg.
-        check: Check::Command { argv: check },
+        check: Check::PackagesInstalled { packages: names },
         action: Action::Command {
             argv: install,
             env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
