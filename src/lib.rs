@@ -8,11 +8,18 @@
 //! files systemd and nft read. All three are pure: no file system, no
 //! network. The [`cli`] is the only place with side effects.
 
+pub mod apply;
+pub mod backend;
 pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod diagnostic;
+pub mod fault;
+pub mod live;
 pub mod lock;
 pub mod model;
+pub mod plan;
 pub mod schema;
+pub mod state;
+pub mod synthetic;
 pub mod validate;

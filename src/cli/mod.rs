@@ -2,8 +2,12 @@
 //! (reading the host file and lock, writing artifacts) happens here or
 //! below; the stages it calls are pure.
 
+mod apply;
 mod check;
 mod compile;
+mod generations;
+mod plan;
+mod session;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +40,29 @@ enum Command {
     Check(check::Args),
     /// Compile a host file into the files systemd and nft read.
     Compile(compile::Args),
+    /// Show what `apply` would change, and why.
+    Plan(plan::Args),
+    /// Move the host to the host file's configuration, as a new generation;
+    /// roll back by itself if anything fails.
+    Apply(apply::Args),
+    /// Return the host to an earlier generation.
+    Rollback(generations::RollbackArgs),
+    /// List the generations.
+    Generations(generations::ListArgs),
+    /// Show how two generations differ.
+    Diff(generations::DiffArgs),
+    /// Keep an apply made with --confirm-timeout.
+    Confirm {
+        #[command(flatten)]
+        root: session::RootArgs,
+    },
+    /// Finish or undo a switch that was interrupted (any command does this first).
+    Recover {
+        #[command(flatten)]
+        root: session::RootArgs,
+    },
+    /// Remove old generations.
+    Gc(generations::GcArgs),
     /// Print the JSON Schema of the TOML form of the host file.
     Schema,
     /// Print a shell completion script.
@@ -60,6 +87,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Compile(args) => compile::run(&args),
+        Command::Plan(args) => report(plan::run(&args)),
+        Command::Apply(args) => report(apply::run(&args)),
+        Command::Rollback(args) => report(generations::rollback(&args)),
+        Command::Generations(args) => report(generations::list(&args)),
+        Command::Diff(args) => report(generations::diff(&args)),
+        Command::Confirm { root } => report(generations::confirm_pending(&root)),
+        Command::Recover { root } => report(generations::recover(&root)),
+        Command::Gc(args) => report(generations::gc(&args)),
         Command::Schema => {
             print!("{}", crate::schema::render());
             ExitCode::SUCCESS
@@ -67,6 +102,17 @@ pub fn main() -> ExitCode {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ctm", &mut std::io::stdout());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Prints an error with its causes and help; errors exit 1.
+fn report(result: miette::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e:?}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -103,11 +149,8 @@ pub fn load_and_validate(
     let text = std::fs::read_to_string(path)
         .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
     let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
-    let lock_file = match std::fs::read_to_string(&lock_path) {
-        Ok(text) => Some(Loaded {
-            path: lock_path.clone(),
-            text,
-        }),
+    let lock_text = match std::fs::read_to_string(&lock_path) {
+        Ok(text) => Some(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => {
             return Err(miette::miette!(
@@ -116,6 +159,20 @@ pub fn load_and_validate(
             ));
         }
     };
+    Ok(validate_text(path, text, lock_path, lock_text))
+}
+
+/// Parses and validates a host file's text with its lock file's text.
+pub fn validate_text(
+    path: &Path,
+    text: String,
+    lock_path: PathBuf,
+    lock_text: Option<String>,
+) -> Outcome {
+    let lock_file = lock_text.map(|text| Loaded {
+        path: lock_path.clone(),
+        text,
+    });
     let (previous, lock_diagnostic) = match &lock_file {
         Some(loaded) => match Lock::parse(&loaded.text) {
             Ok(lock) => (lock, None),
@@ -136,7 +193,7 @@ pub fn load_and_validate(
             Err(more) => diagnostics.extend(more),
         }
     }
-    Ok(Outcome {
+    Outcome {
         host_file: Loaded {
             path: path.to_path_buf(),
             text: source.text,
@@ -146,7 +203,7 @@ pub fn load_and_validate(
         diagnostics,
         lock_diagnostic,
         validated,
-    })
+    }
 }
 
 impl Outcome {

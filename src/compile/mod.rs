@@ -13,7 +13,7 @@ pub mod provision;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Host, IfName, Name};
 
@@ -22,7 +22,7 @@ pub const NFT_RULESET: &str = "etc/ctm/ctm.nft";
 pub const NFT_UNIT: &str = "etc/systemd/system/ctm-nftables.service";
 
 /// The files one host compiles to, by root-relative path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Artifacts {
     pub files: BTreeMap<String, Artifact>,
 }
@@ -52,7 +52,7 @@ pub enum Existing {
 /// What an artifact configures: a change to a container's files restarts
 /// that container only; network files reload networkd; the firewall files
 /// reload the nft table.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "name")]
 pub enum Owner {
     Container(Name),

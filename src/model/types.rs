@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
@@ -19,9 +19,22 @@ fn has_control(s: &str) -> bool {
 /// A container, image, network or template name: systemd's machine-name
 /// rules (letters, digits, `-`, `_`, `.`; no leading `.` or `-`; no `..`;
 /// at most 64 characters).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Name(String);
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(s: String) -> Result<Name, String> {
+        Name::parse(&s)
+    }
+}
+
+impl From<Name> for String {
+    fn from(name: Name) -> String {
+        name.0
+    }
+}
 
 impl Name {
     pub const MAX_LEN: usize = 64;
@@ -70,9 +83,22 @@ impl fmt::Display for Name {
 }
 
 /// A network interface name as the kernel and networkd accept it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct IfName(String);
+
+impl TryFrom<String> for IfName {
+    type Error = String;
+    fn try_from(s: String) -> Result<IfName, String> {
+        IfName::parse(&s)
+    }
+}
+
+impl From<IfName> for String {
+    fn from(name: IfName) -> String {
+        name.0
+    }
+}
 
 impl IfName {
     /// IFNAMSIZ less the terminating NUL.

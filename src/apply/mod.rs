@@ -1,0 +1,313 @@
+//! Stage 6: moving the host from one generation to another, all or nothing.
+//!
+//! The order of a switch (docs/apply-safety.md explains each step):
+//!
+//! 1. the target generation is staged whole (by the caller);
+//! 2. the journal is written: which paths will change, with a backup of
+//!    what each holds now, and the actions to undo;
+//! 3. each file is replaced (temporary file, fsync, rename, directory
+//!    fsync) or removed;
+//! 4. the system actions run, then the health checks;
+//! 5. `current` moves to the target; then the journal is removed.
+//!
+//! Any failure in 3–4 restores every touched path from the backup, undoes
+//! the actions and removes the journal. A crash anywhere leaves the
+//! journal behind, and [`Engine::recover`] finishes the job: forward if
+//! `current` already moved, else back.
+
+use std::path::Path;
+
+use crate::backend::fs::{self, Entry};
+use crate::backend::{Action, System};
+use crate::compile::{Artifacts, Content};
+use crate::plan::FileChange;
+use crate::state::{Journal, Meta, PendingConfirm, StateError, Store, TouchedPath};
+
+/// A failed switch and what became of the host.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{cause}; {outcome}")]
+#[diagnostic(code(ctm::apply_failed))]
+pub struct ApplyFailure {
+    pub cause: String,
+    pub outcome: String,
+    /// The rollback itself failed: the host may be between generations.
+    pub rollback_failed: bool,
+}
+
+pub struct SwitchSpec<'a> {
+    pub from: Option<u64>,
+    /// `None` switches to no generation at all (undoing a first apply).
+    pub to: Option<u64>,
+    pub desired: &'a Artifacts,
+    pub files: &'a [FileChange],
+    pub actions: &'a [Action],
+    /// Arms `ctm confirm`: recorded before `current` moves.
+    pub confirm_deadline: Option<u64>,
+    /// A new generation to stage (after the journal, so that a crash
+    /// while staging is undone like any other).
+    pub stage: Option<Stage<'a>>,
+}
+
+pub struct Stage<'a> {
+    pub meta: &'a Meta,
+    pub source_text: &'a str,
+    pub lock_text: &'a str,
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    Nothing,
+    /// The switch had completed; only its journal was left.
+    Finished {
+        generation: Option<u64>,
+    },
+    /// The switch was undone.
+    RolledBack {
+        to: Option<u64>,
+        problems: Vec<String>,
+    },
+}
+
+pub struct Engine<'a> {
+    pub store: &'a Store,
+    pub system: &'a mut dyn System,
+    /// Progress lines, for the terminal or the web UI.
+    pub progress: &'a mut dyn FnMut(&str),
+}
+
+fn generation_name(n: Option<u64>) -> String {
+    n.map_or(
+        "no generation (as before the first apply)".to_string(),
+        |n| format!("generation {n}"),
+    )
+}
+
+impl Engine<'_> {
+    /// Performs a switch, or leaves the host as it was.
+    pub fn switch(&mut self, spec: &SwitchSpec<'_>) -> Result<(), ApplyFailure> {
+        let journal = Journal {
+            from: spec.from,
+            to: spec.to,
+            new_generation: spec.stage.is_some(),
+            touched: spec
+                .files
+                .iter()
+                .map(|f| {
+                    (
+                        f.path.clone(),
+                        TouchedPath {
+                            before: f.before.clone(),
+                            owner: f.owner.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            actions: spec.actions.to_vec(),
+        };
+        if let Err(e) = self.store.begin_journal(&journal) {
+            return Err(ApplyFailure {
+                cause: format!("could not record the switch: {e}"),
+                outcome: format!(
+                    "nothing was changed; the host is on {}",
+                    generation_name(spec.from)
+                ),
+                rollback_failed: false,
+            });
+        }
+        match self.forward(spec) {
+            Ok(()) => Ok(()),
+            Err(cause) => {
+                (self.progress)(&format!("failed: {cause}; rolling back"));
+                let problems = self.roll_back(&journal);
+                Err(match problems {
+                    Ok(problems) if problems.is_empty() => ApplyFailure {
+                        cause,
+                        outcome: format!(
+                            "rolled back: the host is on {} again",
+                            generation_name(spec.from)
+                        ),
+                        rollback_failed: false,
+                    },
+                    Ok(problems) => ApplyFailure {
+                        cause,
+                        outcome: format!(
+                            "rolled back the files to {}, but undoing these actions failed: {}",
+                            generation_name(spec.from),
+                            problems.join("; ")
+                        ),
+                        rollback_failed: true,
+                    },
+                    Err(e) => ApplyFailure {
+                        cause,
+                        outcome: format!(
+                            "and the rollback failed too ({e}); the journal is kept and the next ctm command retries it"
+                        ),
+                        rollback_failed: true,
+                    },
+                })
+            }
+        }
+    }
+
+    fn forward(&mut self, spec: &SwitchSpec<'_>) -> Result<(), String> {
+        if let Some(stage) = &spec.stage {
+            self.store
+                .stage(stage.meta, stage.source_text, stage.lock_text, spec.desired)
+                .map_err(|e| e.to_string())?;
+        }
+        let root = self.store.root().to_path_buf();
+        for f in spec.files {
+            let path = root.join(&f.path);
+            match spec.desired.files.get(&f.path).map(|a| &a.content) {
+                Some(Content::File { text, mode }) => fs::write_file(&path, text.as_bytes(), *mode),
+                Some(Content::Symlink { target }) => fs::write_symlink(&path, target),
+                None => fs::remove(&path),
+            }
+            .map_err(|e| e.to_string())?;
+            crate::fault::point("file switched");
+        }
+        for action in spec.actions {
+            (self.progress)(&format!("{} …", action.summary()));
+            self.system.perform(action).map_err(|e| e.to_string())?;
+            crate::fault::point("action performed");
+        }
+        self.system.health_check().map_err(|e| e.to_string())?;
+        crate::fault::point("health checked");
+        if let Some(deadline) = spec.confirm_deadline
+            && let Some(generation) = spec.to
+        {
+            self.store
+                .set_pending_confirm(&PendingConfirm {
+                    generation,
+                    previous: spec.from,
+                    deadline,
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        self.set_current(spec.to).map_err(|e| e.to_string())?;
+        crate::fault::point("current moved");
+        self.store.end_journal().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn set_current(&self, to: Option<u64>) -> Result<(), StateError> {
+        match to {
+            Some(n) => self.store.set_current(n),
+            None => Ok(fs::remove(&self.store.dir().join("current"))?),
+        }
+    }
+
+    /// Restores every touched path from the journal's backup, undoes the
+    /// actions (best effort: their failures are returned, not fatal), and
+    /// closes the journal. Safe to repeat after a crash part-way.
+    fn roll_back(&mut self, journal: &Journal) -> Result<Vec<String>, StateError> {
+        let root = self.store.root().to_path_buf();
+        for (path, touched) in &journal.touched {
+            restore(self.store, &root.join(path), path, &touched.before)?;
+            crate::fault::point("file restored");
+        }
+        // A pending confirmation for the target no longer applies.
+        if let (Some(pending), Some(to)) = (self.store.pending_confirm()?, journal.to)
+            && pending.generation == to
+        {
+            self.store.clear_pending_confirm()?;
+        }
+        let mut problems = Vec::new();
+        for action in undo(&journal.actions) {
+            (self.progress)(&format!("rollback: {} …", action.summary()));
+            if let Err(e) = self.system.perform(&action) {
+                problems.push(e.to_string());
+            }
+        }
+        self.set_current(journal.from)?;
+        if let (true, Some(n)) = (journal.new_generation, journal.to) {
+            self.store.remove_generation(n)?;
+        }
+        self.store.end_journal()?;
+        Ok(problems)
+    }
+
+    /// Finishes whatever an interrupted ctm left: a switch in progress, or
+    /// an apply whose confirmation deadline has passed.
+    pub fn recover(&mut self) -> Result<Recovered, StateError> {
+        self.store.clean_leftovers()?;
+        if let Some(journal) = self.store.journal()? {
+            let current = self.store.current()?;
+            if current == journal.to && current != journal.from {
+                self.store.end_journal()?;
+                return Ok(Recovered::Finished {
+                    generation: current,
+                });
+            }
+            (self.progress)(&format!(
+                "an earlier switch from {} to {} did not finish; rolling it back",
+                generation_name(journal.from),
+                generation_name(journal.to)
+            ));
+            let problems = self.roll_back(&journal)?;
+            return Ok(Recovered::RolledBack {
+                to: journal.from,
+                problems,
+            });
+        }
+        Ok(Recovered::Nothing)
+    }
+}
+
+fn restore(store: &Store, path: &Path, rel: &str, before: &Entry) -> Result<(), StateError> {
+    match before {
+        Entry::Absent => fs::remove(path)?,
+        Entry::File { mode, .. } => fs::write_file(path, &store.backup(rel)?, *mode)?,
+        Entry::Symlink { target } => fs::write_symlink(path, target)?,
+        Entry::Other => {}
+    }
+    Ok(())
+}
+
+/// The actions that undo `actions`, in the order they must run.
+pub fn undo(actions: &[Action]) -> Vec<Action> {
+    let reason = |r: &str| format!("rollback of: {r}");
+    let mut undone: Vec<Action> = actions
+        .iter()
+        .map(|a| match a {
+            Action::StopContainer { name, reason: r } => Action::StartContainer {
+                name: name.clone(),
+                reason: reason(r),
+            },
+            Action::StartContainer { name, reason: r } => Action::StopContainer {
+                name: name.clone(),
+                reason: reason(r),
+            },
+            Action::RestartContainer { name, reason: r } => Action::RestartContainer {
+                name: name.clone(),
+                reason: reason(r),
+            },
+            Action::DaemonReload { reason: r } => Action::DaemonReload { reason: reason(r) },
+            Action::ApplySysctl { reason: r } => Action::ApplySysctl { reason: reason(r) },
+            Action::ReloadNetworkd {
+                reason: r,
+                delete_links,
+            } => Action::ReloadNetworkd {
+                reason: reason(r),
+                delete_links: delete_links.clone(),
+            },
+            Action::ReplaceFirewall { reason: r } => Action::ReplaceFirewall { reason: reason(r) },
+        })
+        .collect();
+    undone.sort_by_key(rank);
+    undone
+}
+
+/// Stops first, then reloads, then restarts and starts.
+fn rank(action: &Action) -> u8 {
+    match action {
+        Action::StopContainer { .. } => 0,
+        Action::DaemonReload { .. } => 1,
+        Action::ApplySysctl { .. } => 2,
+        Action::ReloadNetworkd { .. } => 3,
+        Action::ReplaceFirewall { .. } => 4,
+        Action::RestartContainer { .. } => 5,
+        Action::StartContainer { .. } => 6,
+    }
+}

@@ -1,0 +1,220 @@
+//! The file system, under a root: reading what is at a path, and replacing
+//! it atomically (write a temporary file, fsync, rename, fsync the
+//! directory), so that a crash leaves either the old or the new file,
+//! never half of one. Every error names the path it is about.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+/// An I/O failure and the path it happened at.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot {action} {}", path.display())]
+#[diagnostic(code(ctm::io))]
+pub struct IoError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+pub type Result<T> = std::result::Result<T, IoError>;
+
+pub fn context<T>(result: io::Result<T>, action: &'static str, path: &Path) -> Result<T> {
+    result.map_err(|source| IoError {
+        action,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// What is at a path: the unit plan and apply compare and restore.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Entry {
+    Absent,
+    File {
+        sha256: String,
+        mode: u32,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A directory, device or socket: never ctm's, never touched.
+    Other,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// Reads what is at `path` (without following a final symlink), with the
+/// file's bytes when it is a regular file.
+pub fn read_entry(path: &Path) -> Result<(Entry, Option<Vec<u8>>)> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Entry::Absent, None)),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok((Entry::Absent, None)),
+        Err(e) => return context(Err(e), "inspect", path),
+    };
+    if meta.file_type().is_symlink() {
+        let target = context(fs::read_link(path), "read symlink", path)?;
+        return Ok((
+            Entry::Symlink {
+                target: target.to_string_lossy().into_owned(),
+            },
+            None,
+        ));
+    }
+    if meta.is_file() {
+        let bytes = context(fs::read(path), "read", path)?;
+        return Ok((
+            Entry::File {
+                sha256: sha256_hex(&bytes),
+                mode: meta.permissions().mode() & 0o7777,
+            },
+            Some(bytes),
+        ));
+    }
+    Ok((Entry::Other, None))
+}
+
+fn fsync_dir(dir: &Path) -> Result<()> {
+    let handle = context(File::open(dir), "open directory", dir)?;
+    context(handle.sync_all(), "fsync directory", dir)
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("/"))
+}
+
+pub fn create_dirs(dir: &Path) -> Result<()> {
+    context(fs::create_dir_all(dir), "create directory", dir)
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".ctm-new");
+    PathBuf::from(name)
+}
+
+/// Replaces `path` with a regular file holding `bytes`, atomically and
+/// durably.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    create_dirs(parent(path))?;
+    let tmp = temp_path(path);
+    let _ = fs::remove_file(&tmp);
+    let mut file = context(
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp),
+        "create",
+        &tmp,
+    )?;
+    context(file.write_all(bytes), "write", &tmp)?;
+    // The umask may have narrowed the mode given at creation.
+    context(
+        file.set_permissions(fs::Permissions::from_mode(mode)),
+        "set mode of",
+        &tmp,
+    )?;
+    context(file.sync_all(), "fsync", &tmp)?;
+    drop(file);
+    crate::fault::point("file written, before rename");
+    context(fs::rename(&tmp, path), "rename into place", path)?;
+    fsync_dir(parent(path))
+}
+
+/// Replaces `path` with a symlink to `target`, atomically and durably.
+pub fn write_symlink(path: &Path, target: &str) -> Result<()> {
+    create_dirs(parent(path))?;
+    let tmp = temp_path(path);
+    let _ = fs::remove_file(&tmp);
+    context(
+        std::os::unix::fs::symlink(target, &tmp),
+        "create symlink",
+        &tmp,
+    )?;
+    crate::fault::point("symlink created, before rename");
+    context(fs::rename(&tmp, path), "rename into place", path)?;
+    fsync_dir(parent(path))
+}
+
+/// Removes a file or symlink; absent is fine.
+pub fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => fsync_dir(parent(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => context(Err(e), "remove", path),
+    }
+}
+
+/// Removes a directory tree; absent is fine.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => fsync_dir(parent(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => context(Err(e), "remove directory", path),
+    }
+}
+
+/// Renames atomically and makes the rename durable.
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    context(fs::rename(from, to), "rename", from)?;
+    fsync_dir(parent(to))
+}
+
+/// Writes bytes to a new file and fsyncs it (for staging, where the
+/// directory is renamed into place as a whole afterwards).
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    create_dirs(parent(path))?;
+    let mut file = context(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path),
+        "create",
+        path,
+    )?;
+    context(file.write_all(bytes), "write", path)?;
+    context(
+        file.set_permissions(fs::Permissions::from_mode(mode)),
+        "set mode of",
+        path,
+    )?;
+    context(file.sync_all(), "fsync", path)
+}
+
+/// fsyncs every directory under `dir`, deepest first, and `dir` itself.
+pub fn fsync_tree(dir: &Path) -> Result<()> {
+    let entries = context(fs::read_dir(dir), "read directory", dir)?;
+    for entry in entries {
+        let entry = context(entry, "read directory", dir)?;
+        let path = entry.path();
+        let kind = context(entry.file_type(), "inspect", &path)?;
+        if kind.is_dir() {
+            fsync_tree(&path)?;
+        }
+    }
+    fsync_dir(dir)
+}
+
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    context(fs::read(path), "read", path)
+}
+
+pub fn read_to_string(path: &Path) -> Result<String> {
+    context(fs::read_to_string(path), "read", path)
+}

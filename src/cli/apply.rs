@@ -1,0 +1,199 @@
+//! `ctm apply FILE|PLAN.json`: move the host to a new generation, or leave
+//! it exactly as it was.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use miette::miette;
+
+use super::plan::{Desired, desired, desired_from, print_plan, read_saved};
+use super::session::{RootArgs, Session, confirm, progress};
+use super::{lock_path_for, validate_text};
+use crate::apply::{Stage, SwitchSpec};
+use crate::backend::fs;
+use crate::state::{Meta, now_rfc3339, now_unix};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The host file, or a plan saved with `ctm plan -o PLAN.json`.
+    file: PathBuf,
+    #[command(flatten)]
+    root: RootArgs,
+    /// Apply without asking.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Take over files at ctm's paths that ctm did not write.
+    #[arg(long)]
+    adopt: bool,
+    /// After applying, wait this long for `ctm confirm`, else roll back.
+    #[arg(long, value_name = "SECONDS")]
+    confirm_timeout: Option<u64>,
+    /// Leave out the diffs of file contents.
+    #[arg(long)]
+    no_diff: bool,
+}
+
+pub fn run(args: &Args) -> miette::Result<ExitCode> {
+    let is_saved = args.file.extension().is_some_and(|e| e == "json");
+    let (desired, saved) = if is_saved {
+        let saved = read_saved(&args.file)?;
+        let root = args
+            .root
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| args.root.root.clone());
+        if saved.root != root {
+            return Err(miette!(
+                "{} was planned for root {}, not {}",
+                args.file.display(),
+                saved.root.display(),
+                root.display()
+            ));
+        }
+        let outcome = validate_text(
+            &saved.source_path,
+            saved.source_text.clone(),
+            lock_path_for(&saved.source_path),
+            saved.lock_text.clone(),
+        );
+        (desired_from(outcome)?, Some(saved))
+    } else {
+        (desired(&args.file)?, None)
+    };
+    let Some(desired) = desired else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let adopt = saved.as_ref().map_or(args.adopt, |s| s.adopt);
+
+    let mut session = Session::open(&args.root, true)?;
+    let plan = session.plan(&desired.artifacts, adopt)?;
+    if let Some(saved) = &saved
+        && saved.plan.fingerprint != plan.fingerprint
+    {
+        return Err(miette!(
+            help = "run `ctm plan` again and apply the new plan",
+            "stale plan: the host changed since {} was made (it was planned against generation {}, the host is on {})",
+            args.file.display(),
+            saved
+                .plan
+                .from_generation
+                .map_or("none".into(), |n| n.to_string()),
+            plan.from_generation
+                .map_or("none".into(), |n| n.to_string()),
+        ));
+    }
+    print_plan(
+        &plan,
+        &format!("ctm apply {}", args.file.display()),
+        !args.no_diff,
+    );
+    if !plan.conflicts.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if plan.is_empty() {
+        write_lock(&desired);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if saved.is_none() && !confirm("Apply these changes?", args.yes)? {
+        eprintln!("Nothing applied.");
+        return Ok(ExitCode::FAILURE);
+    }
+
+    let number = session.store.next_number()?;
+    let meta = Meta {
+        number,
+        created: now_rfc3339(),
+        source_name: desired
+            .source_path
+            .file_name()
+            .map_or("host.kdl".into(), |n| n.to_string_lossy().into_owned()),
+        source_sha256: fs::sha256_hex(desired.source_text.as_bytes()),
+        summary: desired.summary.clone(),
+        ctm_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let deadline = args.confirm_timeout.map(|s| now_unix() + s);
+    let from = plan.from_generation;
+    let mut report = progress;
+    eprintln!("Applying generation {number} …");
+    session.engine(&mut report).switch(&SwitchSpec {
+        from,
+        to: Some(number),
+        desired: &desired.artifacts,
+        files: &plan.files,
+        actions: &plan.actions,
+        confirm_deadline: deadline,
+        stage: Some(Stage {
+            meta: &meta,
+            source_text: &desired.source_text,
+            lock_text: &desired.lock_text,
+        }),
+    })?;
+    write_lock(&desired);
+    eprintln!("Applied: the host is on generation {number}.");
+
+    let Some(seconds) = args.confirm_timeout else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Let `ctm confirm` take the lock while this process waits.
+    let root = args.root.clone();
+    drop(session);
+    await_confirmation(&root, number, from, seconds)
+}
+
+/// Waits for `ctm confirm`; when the time is up, rolls back. If this
+/// process dies meanwhile, the next ctm command does the rollback.
+fn await_confirmation(
+    root: &RootArgs,
+    number: u64,
+    from: Option<u64>,
+    seconds: u64,
+) -> miette::Result<ExitCode> {
+    eprintln!(
+        "Confirm within {seconds} s with `ctm confirm{}` (from another shell or a new SSH session), \
+         or the host returns to generation {}.",
+        if root.root.as_os_str() == "/" {
+            String::new()
+        } else {
+            format!(" --root {}", root.root.display())
+        },
+        from.map_or("none".into(), |n| n.to_string())
+    );
+    let store = crate::state::Store::new(&root.root);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        match store.pending_confirm()? {
+            None => {
+                // Confirmed, or rolled back by another ctm that saw the deadline pass.
+                return Ok(if store.current()? == Some(number) {
+                    eprintln!("Confirmed: the host stays on generation {number}.");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("Generation {number} was rolled back.");
+                    ExitCode::FAILURE
+                });
+            }
+            Some(p) if p.generation == number && now_unix() >= p.deadline => {
+                let mut session = Session::open(root, true)?;
+                // `open` has already rolled back an expired confirmation.
+                session.revert_unconfirmed()?;
+                eprintln!("Not confirmed in time: rolled back.");
+                return Ok(ExitCode::FAILURE);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Records the assigned addresses next to the host file. The generation
+/// holds them too, so failing here loses nothing: say so and go on.
+fn write_lock(desired: &Desired) {
+    if desired.previous_lock.as_deref() == Some(desired.lock_text.as_str()) {
+        return;
+    }
+    let path = lock_path_for(&desired.source_path);
+    match fs::write_file(&path, desired.lock_text.as_bytes(), 0o644) {
+        Ok(()) => eprintln!("updated {}", path.display()),
+        Err(e) => eprintln!("warning: {e}; the generation keeps a copy of the lock"),
+    }
+}

@@ -1,0 +1,252 @@
+//! Commands on the generations: list, diff, roll back, confirm, recover,
+//! collect garbage.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use miette::{IntoDiagnostic as _, miette};
+
+use super::plan::print_plan;
+use super::session::{RootArgs, Session, confirm, progress};
+use crate::apply::SwitchSpec;
+use crate::compile::Content;
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    root: RootArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn list(args: &ListArgs) -> miette::Result<ExitCode> {
+    let session = Session::open(&args.root, false)?;
+    let current = session.store.current()?;
+    let mut rows = Vec::new();
+    for n in session.store.generations()? {
+        let g = session.store.load(n)?;
+        rows.push((g.meta, current == Some(n)));
+    }
+    if args.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(m, is_current)| serde_json::json!({ "generation": m, "current": is_current }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).into_diagnostic()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!(
+            "No generations yet: nothing has been applied under {}.",
+            args.root.root.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>4}  {:<20}  {:<24}  {:<12}  summary",
+        "gen", "created", "source", "sha256"
+    );
+    for (m, is_current) in rows {
+        println!(
+            "{:>4}{} {:<20}  {:<24}  {:<12}  {}",
+            m.number,
+            if is_current { "*" } else { " " },
+            m.created,
+            m.source_name,
+            &m.source_sha256[..12.min(m.source_sha256.len())],
+            m.summary
+        );
+    }
+    println!("(* current)");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The older generation.
+    a: u64,
+    /// The newer generation.
+    b: u64,
+    #[command(flatten)]
+    root: RootArgs,
+}
+
+pub fn diff(args: &DiffArgs) -> miette::Result<ExitCode> {
+    let session = Session::open(&args.root, false)?;
+    let a = session.store.artifacts(args.a)?;
+    let b = session.store.artifacts(args.b)?;
+    let text = |c: Option<&Content>| match c {
+        Some(Content::File { text, .. }) => text.clone(),
+        Some(Content::Symlink { target }) => format!("-> {target}\n"),
+        None => String::new(),
+    };
+    let paths: BTreeSet<&String> = a.files.keys().chain(b.files.keys()).collect();
+    let mut out = anstream::stdout();
+    let mut changed = 0;
+    for path in paths {
+        let before = text(a.files.get(path).map(|x| &x.content));
+        let after = text(b.files.get(path).map(|x| &x.content));
+        if before == after {
+            continue;
+        }
+        changed += 1;
+        let diff = similar::TextDiff::from_lines(&before, &after)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{}/{path}", args.a), &format!("{}/{path}", args.b))
+            .to_string();
+        for line in diff.lines() {
+            let style = match line.chars().next() {
+                Some('+') if !line.starts_with("+++") => anstyle::AnsiColor::Green.on_default(),
+                Some('-') if !line.starts_with("---") => anstyle::AnsiColor::Red.on_default(),
+                Some('@') => anstyle::AnsiColor::Cyan.on_default(),
+                _ => anstyle::Style::new(),
+            };
+            let _ = writeln!(out, "{style}{line}{style:#}");
+        }
+    }
+    eprintln!(
+        "{changed} file{} differ between generations {} and {}",
+        if changed == 1 { "" } else { "s" },
+        args.a,
+        args.b
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The generation to return to (default: the one before the current).
+    generation: Option<u64>,
+    #[command(flatten)]
+    root: RootArgs,
+    /// Roll back without asking.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Leave out the diffs of file contents.
+    #[arg(long)]
+    no_diff: bool,
+}
+
+pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
+    let mut session = Session::open(&args.root, true)?;
+    let current = session.store.current()?;
+    let target = match args.generation {
+        Some(n) => n,
+        None => {
+            let Some(cur) = current else {
+                return Err(miette!(
+                    "nothing has been applied yet, so there is nothing to roll back"
+                ));
+            };
+            *session
+                .store
+                .generations()?
+                .iter()
+                .rev()
+                .find(|n| **n < cur)
+                .ok_or_else(|| {
+                    miette!("generation {cur} is the oldest; there is nothing before it")
+                })?
+        }
+    };
+    if Some(target) == current {
+        eprintln!("The host is already on generation {target}.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let desired = session.store.artifacts(target)?;
+    let plan = session.plan(&desired, false)?;
+    print_plan(
+        &plan,
+        &format!("ctm rollback to generation {target}"),
+        !args.no_diff,
+    );
+    if !plan.conflicts.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !confirm(&format!("Roll back to generation {target}?"), args.yes)? {
+        eprintln!("Nothing changed.");
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut report = progress;
+    session.engine(&mut report).switch(&SwitchSpec {
+        from: current,
+        to: Some(target),
+        desired: &desired,
+        files: &plan.files,
+        actions: &plan.actions,
+        confirm_deadline: None,
+        stage: None,
+    })?;
+    // A rollback settles any pending confirmation.
+    session.store.clear_pending_confirm()?;
+    eprintln!("Rolled back: the host is on generation {target}.");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// How many of the newest generations to keep (the current one is
+    /// always kept).
+    #[arg(long, value_name = "N")]
+    keep: usize,
+    #[command(flatten)]
+    root: RootArgs,
+}
+
+pub fn gc(args: &GcArgs) -> miette::Result<ExitCode> {
+    let session = Session::open(&args.root, false)?;
+    let current = session.store.current()?;
+    let pending = session.store.pending_confirm()?;
+    let all = session.store.generations()?;
+    let keep_from = all.len().saturating_sub(args.keep);
+    let mut removed = Vec::new();
+    for (i, n) in all.iter().enumerate() {
+        let protected = i >= keep_from
+            || Some(*n) == current
+            || pending
+                .as_ref()
+                .is_some_and(|p| p.previous == Some(*n) || p.generation == *n);
+        if !protected {
+            session.store.remove_generation(*n)?;
+            removed.push(n.to_string());
+        }
+    }
+    if removed.is_empty() {
+        eprintln!("Nothing to remove.");
+    } else {
+        eprintln!(
+            "Removed generation{} {}.",
+            if removed.len() == 1 { "" } else { "s" },
+            removed.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn confirm_pending(root: &RootArgs) -> miette::Result<ExitCode> {
+    let session = Session::open(root, false)?;
+    match session.store.pending_confirm()? {
+        Some(p) => {
+            session.store.clear_pending_confirm()?;
+            eprintln!("Confirmed: the host stays on generation {}.", p.generation);
+        }
+        None => eprintln!("Nothing is waiting for confirmation."),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn recover(root: &RootArgs) -> miette::Result<ExitCode> {
+    // Opening a session recovers; say where that leaves the host.
+    let session = Session::open(root, false)?;
+    eprintln!(
+        "The host is on generation {}; no switch is in progress.",
+        session
+            .store
+            .current()?
+            .map_or("none".into(), |n| n.to_string())
+    );
+    Ok(ExitCode::SUCCESS)
+}

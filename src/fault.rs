@@ -1,0 +1,28 @@
+//! Fault injection for the crash-safety tests.
+//!
+//! With the `fault-injection` feature, every [`point`] an apply passes is
+//! counted; when the count reaches `CTM_FAULT_AT`, the process aborts on
+//! the spot, as a power cut or SIGKILL would stop it. `CTM_FAULT_TRACE=1`
+//! prints each point as it passes, so a test can see how many there are.
+//! Without the feature, `point` compiles to nothing.
+
+#[cfg(feature = "fault-injection")]
+pub fn point(label: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PASSED: AtomicU64 = AtomicU64::new(0);
+    let n = PASSED.fetch_add(1, Ordering::SeqCst) + 1;
+    if std::env::var_os("CTM_FAULT_TRACE").is_some() {
+        eprintln!("fault point {n}: {label}");
+    }
+    let at = std::env::var("CTM_FAULT_AT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if at == Some(n) {
+        eprintln!("fault injected at point {n}: {label}");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point(_label: &str) {}

@@ -1,0 +1,439 @@
+//! Stage 5: what applying would change, and why.
+//!
+//! A pure function of the desired artifacts, the manifest of the current
+//! generation (what ctm owns), what is at each path now, and what the
+//! system reports. It never touches the file system, so every rule here
+//! (ownership, drift, which container restarts) is tested without root.
+
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::fs::{Entry, sha256_hex};
+use crate::backend::{Action, SystemState};
+use crate::compile::{Artifacts, Content, NFT_RULESET, Owner};
+use crate::state::{Manifest, entry_of};
+
+/// What is at one path now, with its text when it is a readable file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    pub entry: Entry,
+    pub text: Option<String>,
+}
+
+impl LiveFile {
+    pub const ABSENT: LiveFile = LiveFile {
+        entry: Entry::Absent,
+        text: None,
+    };
+}
+
+pub struct Inputs<'a> {
+    pub desired: &'a Artifacts,
+    pub current: Option<(u64, &'a Manifest)>,
+    /// Every path of `desired` and of the current manifest.
+    pub live: &'a BTreeMap<String, LiveFile>,
+    pub system: &'a SystemState,
+    /// Take over files that exist but are not ctm's.
+    pub adopt: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Add,
+    Change,
+    Destroy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileChange {
+    pub path: String,
+    pub change: Change,
+    pub owner: Owner,
+    /// Why: the host file changed, or the file on disk drifted from what
+    /// ctm wrote, or a foreign file is being adopted.
+    pub reason: String,
+    pub before: Entry,
+    pub after: Entry,
+    /// Unified diff of the text (or of the symlink target).
+    pub diff: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub destroy: usize,
+    pub actions: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The generation the host is on; `null` before the first apply.
+    pub from_generation: Option<u64>,
+    pub files: Vec<FileChange>,
+    pub conflicts: Vec<Conflict>,
+    pub actions: Vec<Action>,
+    /// Containers whose provisioning steps changed and will be checked.
+    pub provisioning: Vec<String>,
+    /// False when the root is not the running system: actions are listed
+    /// but not performed.
+    pub live_system: bool,
+    pub summary: Summary,
+    /// Identifies the state this plan was made against; a saved plan is
+    /// applied only if the state still has this fingerprint.
+    pub fingerprint: String,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.actions.is_empty() && self.conflicts.is_empty()
+    }
+}
+
+const WANTS: &str = "etc/systemd/system/machines.target.wants/systemd-nspawn@";
+
+fn should_autostart(desired: &Artifacts, name: &str) -> bool {
+    desired
+        .files
+        .contains_key(&format!("{WANTS}{name}.service"))
+}
+
+/// Files whose change does not need the container restarted: the
+/// autostart link (systemd reads it at boot) and the provisioning steps.
+fn restart_irrelevant(path: &str) -> bool {
+    path.starts_with(WANTS) || path.ends_with("/provision.json")
+}
+
+pub fn plan(input: &Inputs<'_>) -> Plan {
+    let empty = Manifest::default();
+    let manifest = input.current.map_or(&empty, |(_, m)| m);
+    let mut files = Vec::new();
+    let mut conflicts = Vec::new();
+    let paths: BTreeSet<&String> = input
+        .desired
+        .files
+        .keys()
+        .chain(manifest.files.keys())
+        .collect();
+    for path in paths {
+        let live = input.live.get(path.as_str()).unwrap_or(&LiveFile::ABSENT);
+        let owned = manifest.files.get(path.as_str());
+        match input.desired.files.get(path.as_str()) {
+            Some(artifact) => {
+                let after = entry_of(artifact);
+                if live.entry == after {
+                    continue;
+                }
+                let (change, reason) = match (&live.entry, owned) {
+                    (Entry::Absent, _) => (Change::Add, "new".to_string()),
+                    (Entry::Other, _) => {
+                        conflicts.push(Conflict {
+                            path: path.clone(),
+                            reason: "is a directory or special file; ctm will not replace it"
+                                .into(),
+                        });
+                        continue;
+                    }
+                    (live_entry, Some(m)) if *live_entry != m.entry => (
+                        Change::Change,
+                        "changed on disk since ctm wrote it (drift); ctm restores it".to_string(),
+                    ),
+                    (_, Some(_)) => (Change::Change, "the host file changed".to_string()),
+                    (_, None) if input.adopt => (
+                        Change::Change,
+                        "adopted: exists but was not written by ctm (--adopt)".to_string(),
+                    ),
+                    (_, None) => {
+                        conflicts.push(Conflict {
+                            path: path.clone(),
+                            reason: "exists but was not written by ctm; pass --adopt to let ctm take it over".into(),
+                        });
+                        continue;
+                    }
+                };
+                files.push(FileChange {
+                    path: path.clone(),
+                    change,
+                    owner: artifact.owner.clone(),
+                    reason,
+                    before: live.entry.clone(),
+                    after,
+                    diff: diff(path, live, Some(&artifact.content)),
+                });
+            }
+            None => {
+                let Some(m) = owned else { continue };
+                match &live.entry {
+                    Entry::Absent => {}
+                    entry if *entry == m.entry => files.push(FileChange {
+                        path: path.clone(),
+                        change: Change::Destroy,
+                        owner: m.owner.clone(),
+                        reason: "no longer in the host file".into(),
+                        before: entry.clone(),
+                        after: Entry::Absent,
+                        diff: diff(path, live, None),
+                    }),
+                    _ => conflicts.push(Conflict {
+                        path: path.clone(),
+                        reason: "is no longer in the host file, but was changed since ctm wrote it; \
+                                 ctm will not delete it: remove it yourself, or restore ctm's version"
+                            .into(),
+                    }),
+                }
+            }
+        }
+    }
+    let actions = actions(input, manifest, &files);
+    let provisioning = files
+        .iter()
+        .filter(|f| f.path.ends_with("/provision.json") && f.change != Change::Destroy)
+        .filter_map(|f| match &f.owner {
+            Owner::Container(name) => Some(name.to_string()),
+            _ => None,
+        })
+        .collect();
+    let summary = Summary {
+        add: files.iter().filter(|f| f.change == Change::Add).count(),
+        change: files.iter().filter(|f| f.change == Change::Change).count(),
+        destroy: files.iter().filter(|f| f.change == Change::Destroy).count(),
+        actions: actions.len(),
+    };
+    Plan {
+        from_generation: input.current.map(|(n, _)| n),
+        files,
+        conflicts,
+        actions,
+        provisioning,
+        live_system: input.system.containers.is_some(),
+        summary,
+        fingerprint: fingerprint(input),
+    }
+}
+
+/// The system actions the file changes call for, in the order they must
+/// run: stop what goes away, reload what reads changed files, then restart
+/// and start containers.
+fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec<Action> {
+    let running = |name: &str| {
+        input
+            .system
+            .containers
+            .as_ref()
+            .map(|c| c.get(name).copied().unwrap_or(false))
+    };
+    let owns =
+        |files: &BTreeMap<String, _>, owner: &Owner| -> bool { files.values().any(|o| o == owner) };
+    let desired_owners: BTreeMap<String, Owner> = input
+        .desired
+        .files
+        .iter()
+        .map(|(p, a)| (p.clone(), a.owner.clone()))
+        .collect();
+    let current_owners: BTreeMap<String, Owner> = manifest
+        .files
+        .iter()
+        .map(|(p, m)| (p.clone(), m.owner.clone()))
+        .collect();
+
+    let mut stop = Vec::new();
+    let mut restart = Vec::new();
+    let mut start = Vec::new();
+    let mut by_container: BTreeMap<String, Vec<&FileChange>> = BTreeMap::new();
+    for f in files {
+        if let Owner::Container(name) = &f.owner {
+            by_container.entry(name.to_string()).or_default().push(f);
+        }
+    }
+    for (name, changes) in &by_container {
+        let owner = changes[0].owner.clone();
+        let in_desired = owns(&desired_owners, &owner);
+        let in_current = owns(&current_owners, &owner);
+        let is_running = running(name);
+        if !in_desired {
+            if is_running != Some(false) {
+                stop.push(Action::StopContainer {
+                    name: name.clone(),
+                    reason: "removed from the host file".into(),
+                });
+            }
+            continue;
+        }
+        let relevant: Vec<&str> = changes
+            .iter()
+            .filter(|f| !restart_irrelevant(&f.path))
+            .map(|f| f.path.as_str())
+            .collect();
+        if !in_current {
+            if should_autostart(input.desired, name) && is_running != Some(true) {
+                start.push(Action::StartContainer {
+                    name: name.clone(),
+                    reason: "new container".into(),
+                });
+            }
+        } else if !relevant.is_empty() {
+            match is_running {
+                Some(false) if should_autostart(input.desired, name) => {
+                    start.push(Action::StartContainer {
+                        name: name.clone(),
+                        reason: format!(
+                            "stopped, should be running; changed: {}",
+                            relevant.join(", ")
+                        ),
+                    })
+                }
+                Some(false) => {}
+                Some(true) => restart.push(Action::RestartContainer {
+                    name: name.clone(),
+                    reason: format!("changed: {}", relevant.join(", ")),
+                }),
+                None => restart.push(Action::RestartContainer {
+                    name: name.clone(),
+                    reason: format!(
+                        "changed: {} (restarted only if running)",
+                        relevant.join(", ")
+                    ),
+                }),
+            }
+        }
+    }
+    // Drift in the running system: a container that should run does not.
+    if let Some(states) = &input.system.containers {
+        for owner in desired_owners.values().collect::<BTreeSet<_>>() {
+            let Owner::Container(name) = owner else {
+                continue;
+            };
+            let name = name.to_string();
+            let planned = start.iter().chain(&restart).any(|a| matches!(a,
+                Action::StartContainer { name: n, .. } | Action::RestartContainer { name: n, .. } if *n == name));
+            if !planned
+                && should_autostart(input.desired, &name)
+                && !states.get(&name).copied().unwrap_or(false)
+            {
+                start.push(Action::StartContainer {
+                    name,
+                    reason: "stopped, but should be running (drift)".into(),
+                });
+            }
+        }
+    }
+
+    let mut actions = stop;
+    let units: Vec<&str> = files
+        .iter()
+        .filter(|f| f.path.starts_with("etc/systemd/system/"))
+        .map(|f| f.path.as_str())
+        .collect();
+    if !units.is_empty() {
+        actions.push(Action::DaemonReload {
+            reason: format!("changed: {}", units.join(", ")),
+        });
+    }
+    let sysctl: Vec<&str> = files
+        .iter()
+        .filter(|f| f.path.starts_with("etc/sysctl.d/"))
+        .map(|f| f.path.as_str())
+        .collect();
+    if !sysctl.is_empty() {
+        actions.push(Action::ApplySysctl {
+            reason: format!("changed: {}", sysctl.join(", ")),
+        });
+    }
+    let network: Vec<&FileChange> = files
+        .iter()
+        .filter(|f| matches!(f.owner, Owner::Network(_) | Owner::Tunnel(_)))
+        .collect();
+    if !network.is_empty() {
+        let delete_links = network
+            .iter()
+            .filter(|f| f.path.ends_with(".netdev") && f.change != Change::Add)
+            .filter_map(|f| netdev_link(&f.path))
+            .collect();
+        actions.push(Action::ReloadNetworkd {
+            reason: format!(
+                "changed: {}",
+                network
+                    .iter()
+                    .map(|f| f.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            delete_links,
+        });
+    }
+    if files.iter().any(|f| f.path == NFT_RULESET) {
+        actions.push(Action::ReplaceFirewall {
+            reason: format!("changed: {NFT_RULESET}"),
+        });
+    }
+    actions.extend(restart);
+    actions.extend(start);
+    actions
+}
+
+/// `etc/systemd/network/50-ctm-br-lan.netdev` → `br-lan`.
+fn netdev_link(path: &str) -> Option<String> {
+    path.rsplit('/')
+        .next()?
+        .strip_prefix("50-ctm-")?
+        .strip_suffix(".netdev")
+        .map(str::to_string)
+}
+
+fn diff(path: &str, live: &LiveFile, after: Option<&Content>) -> String {
+    let before_text = match &live.entry {
+        Entry::Symlink { target } => format!("-> {target}\n"),
+        Entry::File { .. } => live
+            .text
+            .clone()
+            .unwrap_or_else(|| "(not UTF-8 text)\n".into()),
+        _ => String::new(),
+    };
+    let after_text = match after {
+        Some(Content::File { text, .. }) => text.clone(),
+        Some(Content::Symlink { target }) => format!("-> {target}\n"),
+        None => String::new(),
+    };
+    similar::TextDiff::from_lines(&before_text, &after_text)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
+}
+
+/// A digest of everything the plan was computed from. The generation
+/// number is part of it, so a plan can be applied once only, even a plan
+/// made before the very first apply (hashicorp/terraform#24078).
+fn fingerprint(input: &Inputs<'_>) -> String {
+    #[derive(Serialize)]
+    struct Basis<'a> {
+        current: Option<u64>,
+        live: Vec<(&'a str, &'a Entry)>,
+        system: &'a SystemState,
+        desired: Manifest,
+        adopt: bool,
+    }
+    let basis = Basis {
+        current: input.current.map(|(n, _)| n),
+        live: input
+            .live
+            .iter()
+            .map(|(p, l)| (p.as_str(), &l.entry))
+            .collect(),
+        system: input.system,
+        desired: Manifest::of(input.desired),
+        adopt: input.adopt,
+    };
+    // Plain data with string keys: serializing it cannot fail.
+    sha256_hex(&serde_json::to_vec(&basis).expect("the plan basis serializes"))
+}

@@ -1,0 +1,521 @@
+//! ctm's own state under `ROOT/var/lib/ctm/`.
+//!
+//! ```text
+//! generations/N/           one per successful apply, never changed after
+//!     meta.json            number, time, source hash, summary
+//!     manifest.json        every file ctm owns in this generation
+//!     source/FILE          the host file and its lock, as applied
+//!     tree/...             the compiled files themselves
+//! current -> generations/N the generation the host is on (a symlink,
+//!                          replaced atomically)
+//! journal/                 present only while a switch is in progress:
+//!     journal.json         what is being switched, from and to where
+//!     backup/...           the pre-switch content of every touched path
+//! pending-confirm.json     an apply waiting for `ctm confirm`
+//! lock                     flock'ed by whoever changes any of the above
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::Action;
+use crate::backend::fs::{self, Entry, IoError, context};
+use crate::compile::{Artifact, Artifacts, Content, Owner};
+
+pub const STATE_DIR: &str = "var/lib/ctm";
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum StateError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Io(#[from] IoError),
+    #[error("{} is damaged: {reason}", path.display())]
+    #[diagnostic(
+        code(ctm::state),
+        help(
+            "ctm's state directory was changed by something else; inspect it, or restore it from a backup"
+        )
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("another ctm is changing this host (lock {}); gave up after {seconds} s", path.display())]
+    #[diagnostic(
+        code(ctm::locked),
+        help("wait for it to finish, or raise --lock-timeout")
+    )]
+    LockTimeout { path: PathBuf, seconds: u64 },
+    #[error("there is no generation {0}")]
+    #[diagnostic(code(ctm::no_generation), help("`ctm generations` lists them"))]
+    NoGeneration(u64),
+}
+
+pub type Result<T> = std::result::Result<T, StateError>;
+
+fn corrupt(path: &Path, reason: impl ToString) -> StateError {
+    StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub number: u64,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub source_name: String,
+    pub source_sha256: String,
+    pub summary: String,
+    pub ctm_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    #[serde(flatten)]
+    pub entry: Entry,
+    pub owner: Owner,
+}
+
+/// Every file ctm owns in a generation: root-relative path → what it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub files: BTreeMap<String, ManifestEntry>,
+}
+
+impl Manifest {
+    pub fn of(artifacts: &Artifacts) -> Manifest {
+        Manifest {
+            files: artifacts
+                .files
+                .iter()
+                .map(|(path, a)| {
+                    (
+                        path.clone(),
+                        ManifestEntry {
+                            entry: entry_of(a),
+                            owner: a.owner.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What an artifact is once written.
+pub fn entry_of(artifact: &Artifact) -> Entry {
+    match &artifact.content {
+        Content::File { text, mode } => Entry::File {
+            sha256: fs::sha256_hex(text.as_bytes()),
+            mode: *mode,
+        },
+        Content::Symlink { target } => Entry::Symlink {
+            target: target.clone(),
+        },
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub meta: Meta,
+    pub manifest: Manifest,
+}
+
+/// The record of a switch in progress, written before the first file
+/// changes and removed after `current` has moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub from: Option<u64>,
+    /// `None` when switching back to no generation at all.
+    pub to: Option<u64>,
+    /// The generation was created by this switch (and goes if it fails).
+    pub new_generation: bool,
+    /// Every path the switch touches, with what was there before.
+    pub touched: BTreeMap<String, TouchedPath>,
+    /// The system actions of the switch, to undo on rollback.
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TouchedPath {
+    pub before: Entry,
+    pub owner: Owner,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingConfirm {
+    pub generation: u64,
+    pub previous: Option<u64>,
+    /// Seconds since the Unix epoch.
+    pub deadline: u64,
+}
+
+/// ctm's state directory under one root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+            dir: root.join(STATE_DIR),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn generations_dir(&self) -> PathBuf {
+        self.dir.join("generations")
+    }
+
+    pub fn generation_dir(&self, n: u64) -> PathBuf {
+        self.generations_dir().join(n.to_string())
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.dir.join("journal")
+    }
+
+    fn pending_confirm_path(&self) -> PathBuf {
+        self.dir.join("pending-confirm.json")
+    }
+
+    /// Takes the exclusive lock, waiting up to `timeout` (forever if None);
+    /// `waiting` is called once if the lock is busy.
+    pub fn lock(&self, timeout: Option<Duration>, waiting: impl FnOnce()) -> Result<Flock<File>> {
+        fs::create_dirs(&self.dir)?;
+        let path = self.dir.join("lock");
+        let mut file = context(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path),
+            "open lock file",
+            &path,
+        )?;
+        let started = Instant::now();
+        let mut told = Some(waiting);
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(lock),
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                    file = f;
+                    if let Some(tell) = told.take() {
+                        tell();
+                    }
+                    if timeout.is_some_and(|t| started.elapsed() >= t) {
+                        return Err(StateError::LockTimeout {
+                            path,
+                            seconds: timeout.map_or(0, |t| t.as_secs()),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err((_, errno)) => {
+                    return Err(IoError {
+                        action: "lock",
+                        path,
+                        source: errno.into(),
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+
+    pub fn current(&self) -> Result<Option<u64>> {
+        let link = self.dir.join("current");
+        match std::fs::read_link(&link) {
+            Ok(target) => {
+                let n = target
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .ok_or_else(|| corrupt(&link, format!("points to {}", target.display())))?;
+                Ok(Some(n))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(context(Err(e), "read", &link)?),
+        }
+    }
+
+    /// Points `current` at generation `n`, atomically.
+    pub fn set_current(&self, n: u64) -> Result<()> {
+        fs::write_symlink(&self.dir.join("current"), &format!("generations/{n}"))?;
+        Ok(())
+    }
+
+    pub fn generations(&self) -> Result<Vec<u64>> {
+        let dir = self.generations_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(context(Err(e), "read directory", &dir)?),
+        };
+        let mut numbers = Vec::new();
+        for entry in entries {
+            let entry = context(entry, "read directory", &dir)?;
+            if let Some(n) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                numbers.push(n);
+            }
+        }
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    pub fn next_number(&self) -> Result<u64> {
+        Ok(self.generations()?.last().map_or(1, |n| n + 1))
+    }
+
+    pub fn load(&self, n: u64) -> Result<Generation> {
+        let dir = self.generation_dir(n);
+        if !dir.exists() {
+            return Err(StateError::NoGeneration(n));
+        }
+        Ok(Generation {
+            meta: read_json(&dir.join("meta.json"))?,
+            manifest: read_json(&dir.join("manifest.json"))?,
+        })
+    }
+
+    /// The compiled files of generation `n`, read back from its tree.
+    pub fn artifacts(&self, n: u64) -> Result<Artifacts> {
+        let generation = self.load(n)?;
+        let tree = self.generation_dir(n).join("tree");
+        let mut files = BTreeMap::new();
+        for (path, m) in generation.manifest.files {
+            let stored = tree.join(&path);
+            let content = match &m.entry {
+                Entry::File { mode, sha256 } => {
+                    let text = fs::read_to_string(&stored)?;
+                    if fs::sha256_hex(text.as_bytes()) != *sha256 {
+                        return Err(corrupt(&stored, "its content does not match the manifest"));
+                    }
+                    Content::File { text, mode: *mode }
+                }
+                Entry::Symlink { target } => Content::Symlink {
+                    target: target.clone(),
+                },
+                other => {
+                    return Err(corrupt(
+                        &stored,
+                        format!("unexpected manifest entry {other:?}"),
+                    ));
+                }
+            };
+            files.insert(
+                path,
+                Artifact {
+                    owner: m.owner,
+                    content,
+                },
+            );
+        }
+        Ok(Artifacts { files })
+    }
+
+    /// The host file and lock a generation was made from.
+    pub fn source(&self, n: u64) -> Result<(String, String, Option<String>)> {
+        let generation = self.load(n)?;
+        let dir = self.generation_dir(n).join("source");
+        let text = fs::read_to_string(&dir.join(&generation.meta.source_name))?;
+        let lock =
+            match fs::read_to_string(&dir.join(format!("{}.lock", generation.meta.source_name))) {
+                Ok(lock) => Some(lock),
+                Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e.into()),
+            };
+        Ok((generation.meta.source_name, text, lock))
+    }
+
+    /// Writes generation `meta.number` completely under a temporary name,
+    /// fsyncs it, and renames it into place: a generation directory either
+    /// is whole or does not exist.
+    pub fn stage(
+        &self,
+        meta: &Meta,
+        source_text: &str,
+        lock_text: &str,
+        artifacts: &Artifacts,
+    ) -> Result<()> {
+        let final_dir = self.generation_dir(meta.number);
+        let staging = self
+            .generations_dir()
+            .join(format!("{}.staging", meta.number));
+        fs::remove_tree(&staging)?;
+        let source = staging.join("source");
+        fs::write_new(
+            &source.join(&meta.source_name),
+            source_text.as_bytes(),
+            0o644,
+        )?;
+        fs::write_new(
+            &source.join(format!("{}.lock", meta.source_name)),
+            lock_text.as_bytes(),
+            0o644,
+        )?;
+        let tree = staging.join("tree");
+        fs::create_dirs(&tree)?;
+        for (path, artifact) in &artifacts.files {
+            let stored = tree.join(path);
+            match &artifact.content {
+                Content::File { text, mode } => fs::write_new(&stored, text.as_bytes(), *mode)?,
+                Content::Symlink { target } => {
+                    fs::create_dirs(stored.parent().unwrap_or(&tree))?;
+                    context(
+                        std::os::unix::fs::symlink(target, &stored),
+                        "create symlink",
+                        &stored,
+                    )?;
+                }
+            }
+        }
+        write_json(&staging.join("manifest.json"), &Manifest::of(artifacts))?;
+        write_json(&staging.join("meta.json"), meta)?;
+        fs::fsync_tree(&staging)?;
+        crate::fault::point("generation staged, before rename");
+        fs::rename(&staging, &final_dir)?;
+        Ok(())
+    }
+
+    pub fn remove_generation(&self, n: u64) -> Result<()> {
+        Ok(fs::remove_tree(&self.generation_dir(n))?)
+    }
+
+    /// Leftovers of an interrupted staging or journal write, which never
+    /// took effect.
+    pub fn clean_leftovers(&self) -> Result<()> {
+        fs::remove_tree(&self.dir.join("journal.new"))?;
+        fs::remove_tree(&self.dir.join("journal.done"))?;
+        if let Ok(entries) = std::fs::read_dir(self.generations_dir()) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".staging") {
+                    fs::remove_tree(&entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn journal(&self) -> Result<Option<Journal>> {
+        let path = self.journal_dir().join("journal.json");
+        if !self.journal_dir().exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
+    }
+
+    /// Writes the journal and the backups of every touched path under a
+    /// temporary name, then renames it into place: from that moment a
+    /// crash is undone by restoring the backups.
+    pub fn begin_journal(&self, journal: &Journal) -> Result<()> {
+        let staging = self.dir.join("journal.new");
+        fs::remove_tree(&staging)?;
+        let backup = staging.join("backup");
+        fs::create_dirs(&backup)?;
+        for (path, touched) in &journal.touched {
+            let live = self.root.join(path);
+            let stored = backup.join(path);
+            match &touched.before {
+                Entry::File { mode, sha256 } => {
+                    let bytes = fs::read(&live)?;
+                    // The plan saw other content: something else is writing
+                    // here right now, and the plan no longer holds.
+                    if fs::sha256_hex(&bytes) != *sha256 {
+                        return Err(corrupt(
+                            &live,
+                            "changed while ctm was planning; run the command again",
+                        ));
+                    }
+                    fs::write_new(&stored, &bytes, *mode)?
+                }
+                Entry::Symlink { target } => {
+                    fs::create_dirs(stored.parent().unwrap_or(&backup))?;
+                    context(
+                        std::os::unix::fs::symlink(target, &stored),
+                        "create symlink",
+                        &stored,
+                    )?;
+                }
+                Entry::Absent | Entry::Other => {}
+            }
+        }
+        write_json(&staging.join("journal.json"), journal)?;
+        fs::fsync_tree(&staging)?;
+        fs::rename(&staging, &self.journal_dir())?;
+        crate::fault::point("journal written");
+        Ok(())
+    }
+
+    /// The bytes a touched file had before the switch.
+    pub fn backup(&self, path: &str) -> Result<Vec<u8>> {
+        Ok(fs::read(&self.journal_dir().join("backup").join(path))?)
+    }
+
+    pub fn end_journal(&self) -> Result<()> {
+        let done = self.dir.join("journal.done");
+        fs::rename(&self.journal_dir(), &done)?;
+        crate::fault::point("journal closed");
+        fs::remove_tree(&done)?;
+        Ok(())
+    }
+
+    pub fn pending_confirm(&self) -> Result<Option<PendingConfirm>> {
+        let path = self.pending_confirm_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
+    }
+
+    pub fn set_pending_confirm(&self, pending: &PendingConfirm) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(pending)
+            .map_err(|e| corrupt(&self.pending_confirm_path(), e))?;
+        fs::write_file(&self.pending_confirm_path(), &bytes, 0o644)?;
+        Ok(())
+    }
+
+    pub fn clear_pending_confirm(&self) -> Result<()> {
+        Ok(fs::remove(&self.pending_confirm_path())?)
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| corrupt(path, e))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| corrupt(path, e))?;
+    bytes.push(b'\n');
+    fs::write_new(path, &bytes, 0o644)?;
+    Ok(())
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
