@@ -115,11 +115,12 @@ impl Engine<'_> {
                 rollback_failed: false,
             });
         }
-        match self.forward(spec) {
+        let mut attempted = 0;
+        match self.forward(spec, &mut attempted) {
             Ok(()) => Ok(()),
             Err(cause) => {
                 (self.progress)(&format!("failed: {cause}; rolling back"));
-                let problems = self.roll_back(&journal);
+                let problems = self.roll_back(&journal, Some(attempted));
                 Err(match problems {
                     Ok(problems) if problems.is_empty() => ApplyFailure {
                         cause,
@@ -150,7 +151,9 @@ impl Engine<'_> {
         }
     }
 
-    fn forward(&mut self, spec: &SwitchSpec<'_>) -> Result<(), String> {
+    /// `attempted` counts the actions started, so a rollback undoes only
+    /// those (the failed one included: it may have half happened).
+    fn forward(&mut self, spec: &SwitchSpec<'_>, attempted: &mut usize) -> Result<(), String> {
         if let Some(stage) = &spec.stage {
             self.store
                 .stage(stage.meta, stage.source_text, stage.lock_text, spec.desired)
@@ -169,6 +172,7 @@ impl Engine<'_> {
         }
         for action in spec.actions {
             (self.progress)(&format!("{} …", action.summary()));
+            *attempted += 1;
             self.system.perform(action).map_err(|e| e.to_string())?;
             crate::fault::point("action performed");
         }
@@ -199,12 +203,19 @@ impl Engine<'_> {
     }
 
     /// Restores every touched path from the journal's backup, undoes the
-    /// actions (best effort: their failures are returned, not fatal), and
-    /// closes the journal. Safe to repeat after a crash part-way.
-    fn roll_back(&mut self, journal: &Journal) -> Result<Vec<String>, StateError> {
+    /// first `attempted` actions (all when unknown, after a crash; best
+    /// effort: their failures are returned, not fatal), and closes the
+    /// journal. Safe to repeat after a crash part-way.
+    fn roll_back(
+        &mut self,
+        journal: &Journal,
+        attempted: Option<usize>,
+    ) -> Result<Vec<String>, StateError> {
         let root = self.store.root().to_path_buf();
         for (path, touched) in &journal.touched {
-            restore(self.store, &root.join(path), path, &touched.before)?;
+            let live = root.join(path);
+            fs::remove_temp(&live)?;
+            restore(self.store, &live, path, &touched.before)?;
             crate::fault::point("file restored");
         }
         // A pending confirmation for the target no longer applies.
@@ -214,7 +225,10 @@ impl Engine<'_> {
             self.store.clear_pending_confirm()?;
         }
         let mut problems = Vec::new();
-        for action in undo(&journal.actions) {
+        let attempted = attempted
+            .unwrap_or(journal.actions.len())
+            .min(journal.actions.len());
+        for action in undo(&journal.actions[..attempted]) {
             (self.progress)(&format!("rollback: {} …", action.summary()));
             if let Err(e) = self.system.perform(&action) {
                 problems.push(e.to_string());
@@ -235,6 +249,9 @@ impl Engine<'_> {
         if let Some(journal) = self.store.journal()? {
             let current = self.store.current()?;
             if current == journal.to && current != journal.from {
+                for path in journal.touched.keys() {
+                    fs::remove_temp(&self.store.root().join(path))?;
+                }
                 self.store.end_journal()?;
                 return Ok(Recovered::Finished {
                     generation: current,
@@ -245,7 +262,7 @@ impl Engine<'_> {
                 generation_name(journal.from),
                 generation_name(journal.to)
             ));
-            let problems = self.roll_back(&journal)?;
+            let problems = self.roll_back(&journal, None)?;
             return Ok(Recovered::RolledBack {
                 to: journal.from,
                 problems,

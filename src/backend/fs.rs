@@ -150,6 +150,12 @@ pub fn write_symlink(path: &Path, target: &str) -> Result<()> {
     fsync_dir(parent(path))
 }
 
+/// Removes the temporary file a write to `path` may have left when it was
+/// interrupted between creating it and renaming it into place.
+pub fn remove_temp(path: &Path) -> Result<()> {
+    remove(&temp_path(path))
+}
+
 /// Removes a file or symlink; absent is fine.
 pub fn remove(path: &Path) -> Result<()> {
     match fs::remove_file(path) {

@@ -133,12 +133,15 @@ impl System for FilesOnly {
 }
 
 /// With fault injection compiled in, `CTM_FAULT_ACTION=SUMMARY` makes the
-/// action with that summary fail, so tests can drive a rollback through
-/// the real binary.
+/// action with that summary fail, once, so tests can drive a rollback
+/// through the real binary (and see the rollback's own actions succeed).
 fn injected_failure(action: &Action) -> Result<(), SystemError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FIRED: AtomicBool = AtomicBool::new(false);
     if cfg!(feature = "fault-injection")
         && let Ok(wanted) = std::env::var("CTM_FAULT_ACTION")
         && action.summary() == wanted
+        && !FIRED.swap(true, Ordering::SeqCst)
     {
         return Err(SystemError {
             what: action.summary(),

@@ -1,10 +1,11 @@
 //! The nftables ruleset: one table, `inet ctm`, replaced as a whole.
 //!
-//! The file declares the table, deletes it and defines it again, so that
-//! `nft -f` swaps the old table for the new one in a single kernel
-//! transaction, also on the very first load (nftables wiki, "Atomic rule
-//! replacement"). Only validated addresses, ports and interface names are
-//! written; no user text reaches the ruleset.
+//! The file declares the table, deletes it and defines it again. `nft -f`
+//! applies a file as one kernel transaction (nftables wiki, "Atomic rule
+//! replacement"), so the old table is swapped for the new one at once; the
+//! empty declaration first makes the delete succeed on the very first load.
+//! Only validated addresses, ports and interface names are written; no
+//! user text reaches the ruleset.
 
 use std::fmt::Write as _;
 

@@ -86,15 +86,23 @@ impl Partial {
         }
         for b in node.children_named("bind") {
             let source = v.parse_str(b.arg(0), "ctm::invalid-path", AbsPath::parse);
-            let target = match b.arg(1) {
-                Some(t) => v.parse_str(Some(t), "ctm::invalid-path", |s| {
-                    let path = AbsPath::parse(s)?;
-                    if path.as_str() == "/" {
-                        return Err("cannot bind over the container's root directory".into());
-                    }
-                    Ok(path)
+            // Without a target the source path is the target too, and the
+            // same rules hold for it.
+            let target = match (b.arg(1), &source) {
+                (Some(t), _) => v.parse_str(Some(t), "ctm::invalid-path", |s| {
+                    bind_target(AbsPath::parse(s)?)
                 }),
-                None => source.clone(),
+                (None, Some(src)) => match bind_target(src.value.clone()) {
+                    Ok(path) => Some(Spanned::new(path, src.span)),
+                    Err(message) => {
+                        v.push(
+                            Diagnostic::error("ctm::invalid-path", message, src.span)
+                                .with_label("invalid value"),
+                        );
+                        None
+                    }
+                },
+                (None, None) => None,
             };
             let read_only = b
                 .prop("read-only")
@@ -212,6 +220,20 @@ impl Partial {
             environment,
         }
     }
+}
+
+/// Where a bind may not go, whatever the container does.
+fn bind_target(path: AbsPath) -> Result<AbsPath, String> {
+    if path.as_str() == "/" {
+        return Err("cannot bind over the container's root directory".into());
+    }
+    if path.is_within("/sys/fs/cgroup") {
+        return Err(format!(
+            "cannot bind over {path}: systemd-nspawn mounts the container's own cgroup tree there, \
+             in a cgroup namespace, and a bind over it breaks booting (systemd#11703)"
+        ));
+    }
+    Ok(path)
 }
 
 fn string_arg(node: Option<&Node>) -> Option<Spanned<String>> {
@@ -437,18 +459,7 @@ fn conflicts(v: &mut Validator, name: &Name, span: SourceSpan, p: &Partial) {
             continue;
         };
         for bind in &p.binds {
-            if bind.value.target.is_within("/sys/fs/cgroup") {
-                v.push(
-                    Diagnostic::error(
-                        "ctm::bind-breaks-feature",
-                        format!("binding over {} breaks `{feature}`", bind.value.target),
-                        bind.span,
-                    )
-                    .with_label("bind over the cgroup tree")
-                    .with_related(feature_span, format!("`{feature}` set here"))
-                    .with_help("systemd-nspawn mounts /sys/fs/cgroup itself, in a cgroup namespace; a bind over it hides that (systemd#11703)"),
-                );
-            } else if bind.value.read_only && bind.value.target.is_within(protected) {
+            if bind.value.read_only && bind.value.target.is_within(protected) {
                 v.push(
                     Diagnostic::error(
                         "ctm::bind-breaks-feature",
