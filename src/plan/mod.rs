@@ -437,3 +437,181 @@ fn fingerprint(input: &Inputs<'_>) -> String {
     // Plain data with string keys: serializing it cannot fail.
     sha256_hex(&serde_json::to_vec(&basis).expect("the plan basis serializes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::Artifact;
+    use crate::model::Name;
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).unwrap()
+    }
+
+    fn file(owner: Owner, text: &str) -> Artifact {
+        Artifact {
+            owner,
+            content: Content::File {
+                text: text.into(),
+                mode: 0o644,
+            },
+        }
+    }
+
+    /// Two containers (a autostarts, b does not) and a network.
+    fn desired(a_text: &str) -> Artifacts {
+        let mut files = BTreeMap::new();
+        files.insert("etc/systemd/nspawn/a.nspawn".into(), file(Owner::Container(name("a")), a_text));
+        files.insert("etc/systemd/nspawn/b.nspawn".into(), file(Owner::Container(name("b")), "b\n"));
+        files.insert(
+            format!("{WANTS}a.service"),
+            Artifact {
+                owner: Owner::Container(name("a")),
+                content: Content::Symlink { target: "/x".into() },
+            },
+        );
+        files.insert(
+            "etc/systemd/network/50-ctm-br0.netdev".into(),
+            file(Owner::Network(name("n")), "netdev\n"),
+        );
+        Artifacts { files }
+    }
+
+    /// The live files exactly as `artifacts` would write them.
+    fn live_of(artifacts: &Artifacts) -> BTreeMap<String, LiveFile> {
+        artifacts
+            .files
+            .iter()
+            .map(|(p, a)| {
+                let text = match &a.content {
+                    Content::File { text, .. } => Some(text.clone()),
+                    Content::Symlink { .. } => None,
+                };
+                (p.clone(), LiveFile { entry: entry_of(a), text })
+            })
+            .collect()
+    }
+
+    fn names(actions: &[Action]) -> Vec<String> {
+        actions.iter().map(Action::summary).collect()
+    }
+
+    fn system(running: &[(&str, bool)]) -> SystemState {
+        SystemState {
+            containers: Some(running.iter().map(|(n, r)| (n.to_string(), *r)).collect()),
+        }
+    }
+
+    fn plan_for(desired: &Artifacts, applied: &Artifacts, system: &SystemState) -> Plan {
+        let manifest = Manifest::of(applied);
+        let live = live_of(applied);
+        plan(&Inputs {
+            desired,
+            current: Some((1, &manifest)),
+            live: &live,
+            system,
+            adopt: false,
+        })
+    }
+
+    #[test]
+    fn a_changed_running_container_restarts_and_nothing_else_does() {
+        let applied = desired("a\n");
+        let p = plan_for(&desired("a changed\n"), &applied, &system(&[("a", true), ("b", true)]));
+        assert_eq!(names(&p.actions), ["restart container a"]);
+        assert_eq!(p.summary, Summary { add: 0, change: 1, destroy: 0, actions: 1 });
+    }
+
+    #[test]
+    fn a_changed_stopped_container_that_should_run_is_started_not_restarted() {
+        let applied = desired("a\n");
+        let p = plan_for(&desired("a changed\n"), &applied, &system(&[("a", false), ("b", false)]));
+        assert_eq!(names(&p.actions), ["start container a"]);
+        assert!(p.actions[0].reason().starts_with("stopped, should be running"), "{:?}", p.actions);
+    }
+
+    #[test]
+    fn a_changed_stopped_container_without_autostart_stays_stopped() {
+        let mut applied = desired("a\n");
+        applied.files.insert("etc/systemd/nspawn/b.nspawn".into(), file(Owner::Container(name("b")), "old b\n"));
+        let p = plan_for(&desired("a\n"), &applied, &system(&[("a", true), ("b", false)]));
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(p.files.len(), 1);
+    }
+
+    #[test]
+    fn a_stopped_container_that_should_run_is_drift() {
+        let applied = desired("a\n");
+        let p = plan_for(&applied, &applied, &system(&[("a", false), ("b", false)]));
+        assert!(p.files.is_empty());
+        assert_eq!(names(&p.actions), ["start container a"]);
+        assert_eq!(p.actions[0].reason(), "stopped, but should be running (drift)");
+    }
+
+    #[test]
+    fn files_only_roots_report_no_container_drift() {
+        let applied = desired("a\n");
+        let p = plan_for(&applied, &applied, &SystemState::default());
+        assert!(p.is_empty(), "{:?}", p.actions);
+        assert!(!p.live_system);
+    }
+
+    #[test]
+    fn a_network_change_deletes_the_link_and_reloads_networkd_only() {
+        let applied = desired("a\n");
+        let mut next = desired("a\n");
+        next.files.insert(
+            "etc/systemd/network/50-ctm-br0.netdev".into(),
+            file(Owner::Network(name("n")), "netdev changed\n"),
+        );
+        let p = plan_for(&next, &applied, &system(&[("a", true)]));
+        assert_eq!(names(&p.actions), ["delete links br0 and reload systemd-networkd"]);
+    }
+
+    #[test]
+    fn a_removed_container_is_stopped_first_and_its_files_destroyed() {
+        let applied = desired("a\n");
+        let mut next = desired("a\n");
+        next.files.retain(|p, _| !p.contains("/a.") && !p.contains("@a."));
+        let p = plan_for(&next, &applied, &system(&[("a", true), ("b", true)]));
+        assert_eq!(names(&p.actions), ["stop container a", "reload systemd's unit files"]);
+        assert_eq!(p.summary.destroy, 2);
+        // Already stopped: nothing to stop.
+        let p = plan_for(&next, &applied, &system(&[("a", false), ("b", true)]));
+        assert_eq!(names(&p.actions), ["reload systemd's unit files"]);
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_generation_the_files_and_the_system() {
+        let applied = desired("a\n");
+        let manifest = Manifest::of(&applied);
+        let live = live_of(&applied);
+        let running = system(&[("a", true)]);
+        let fingerprint = |current: Option<u64>, live: &BTreeMap<String, LiveFile>, system: &SystemState| {
+            plan(&Inputs {
+                desired: &applied,
+                current: current.map(|n| (n, &manifest)),
+                live,
+                system,
+                adopt: false,
+            })
+            .fingerprint
+        };
+        let base = fingerprint(Some(1), &live, &running);
+        assert_eq!(base, fingerprint(Some(1), &live, &running));
+        assert_ne!(base, fingerprint(Some(2), &live, &running));
+        assert_ne!(base, fingerprint(Some(1), &live, &system(&[("a", false)])));
+        let mut edited = live.clone();
+        edited.insert(
+            "etc/systemd/nspawn/b.nspawn".into(),
+            LiveFile {
+                entry: Entry::File {
+                    sha256: sha256_hex(b"x"),
+                    mode: 0o644,
+                },
+                text: Some("x".into()),
+            },
+        );
+        assert_ne!(base, fingerprint(Some(1), &edited, &running));
+    }
+}
