@@ -461,13 +461,21 @@ mod tests {
     /// Two containers (a autostarts, b does not) and a network.
     fn desired(a_text: &str) -> Artifacts {
         let mut files = BTreeMap::new();
-        files.insert("etc/systemd/nspawn/a.nspawn".into(), file(Owner::Container(name("a")), a_text));
-        files.insert("etc/systemd/nspawn/b.nspawn".into(), file(Owner::Container(name("b")), "b\n"));
+        files.insert(
+            "etc/systemd/nspawn/a.nspawn".into(),
+            file(Owner::Container(name("a")), a_text),
+        );
+        files.insert(
+            "etc/systemd/nspawn/b.nspawn".into(),
+            file(Owner::Container(name("b")), "b\n"),
+        );
         files.insert(
             format!("{WANTS}a.service"),
             Artifact {
                 owner: Owner::Container(name("a")),
-                content: Content::Symlink { target: "/x".into() },
+                content: Content::Symlink {
+                    target: "/x".into(),
+                },
             },
         );
         files.insert(
@@ -487,7 +495,13 @@ mod tests {
                     Content::File { text, .. } => Some(text.clone()),
                     Content::Symlink { .. } => None,
                 };
-                (p.clone(), LiveFile { entry: entry_of(a), text })
+                (
+                    p.clone(),
+                    LiveFile {
+                        entry: entry_of(a),
+                        text,
+                    },
+                )
             })
             .collect()
     }
@@ -517,24 +531,53 @@ mod tests {
     #[test]
     fn a_changed_running_container_restarts_and_nothing_else_does() {
         let applied = desired("a\n");
-        let p = plan_for(&desired("a changed\n"), &applied, &system(&[("a", true), ("b", true)]));
+        let p = plan_for(
+            &desired("a changed\n"),
+            &applied,
+            &system(&[("a", true), ("b", true)]),
+        );
         assert_eq!(names(&p.actions), ["restart container a"]);
-        assert_eq!(p.summary, Summary { add: 0, change: 1, destroy: 0, actions: 1 });
+        assert_eq!(
+            p.summary,
+            Summary {
+                add: 0,
+                change: 1,
+                destroy: 0,
+                actions: 1
+            }
+        );
     }
 
     #[test]
     fn a_changed_stopped_container_that_should_run_is_started_not_restarted() {
         let applied = desired("a\n");
-        let p = plan_for(&desired("a changed\n"), &applied, &system(&[("a", false), ("b", false)]));
+        let p = plan_for(
+            &desired("a changed\n"),
+            &applied,
+            &system(&[("a", false), ("b", false)]),
+        );
         assert_eq!(names(&p.actions), ["start container a"]);
-        assert!(p.actions[0].reason().starts_with("stopped, should be running"), "{:?}", p.actions);
+        assert!(
+            p.actions[0]
+                .reason()
+                .starts_with("stopped, should be running"),
+            "{:?}",
+            p.actions
+        );
     }
 
     #[test]
     fn a_changed_stopped_container_without_autostart_stays_stopped() {
         let mut applied = desired("a\n");
-        applied.files.insert("etc/systemd/nspawn/b.nspawn".into(), file(Owner::Container(name("b")), "old b\n"));
-        let p = plan_for(&desired("a\n"), &applied, &system(&[("a", true), ("b", false)]));
+        applied.files.insert(
+            "etc/systemd/nspawn/b.nspawn".into(),
+            file(Owner::Container(name("b")), "old b\n"),
+        );
+        let p = plan_for(
+            &desired("a\n"),
+            &applied,
+            &system(&[("a", true), ("b", false)]),
+        );
         assert!(p.actions.is_empty(), "{:?}", p.actions);
         assert_eq!(p.files.len(), 1);
     }
@@ -545,7 +588,10 @@ mod tests {
         let p = plan_for(&applied, &applied, &system(&[("a", false), ("b", false)]));
         assert!(p.files.is_empty());
         assert_eq!(names(&p.actions), ["start container a"]);
-        assert_eq!(p.actions[0].reason(), "stopped, but should be running (drift)");
+        assert_eq!(
+            p.actions[0].reason(),
+            "stopped, but should be running (drift)"
+        );
     }
 
     #[test]
@@ -565,16 +611,23 @@ mod tests {
             file(Owner::Network(name("n")), "netdev changed\n"),
         );
         let p = plan_for(&next, &applied, &system(&[("a", true)]));
-        assert_eq!(names(&p.actions), ["delete links br0 and reload systemd-networkd"]);
+        assert_eq!(
+            names(&p.actions),
+            ["delete links br0 and reload systemd-networkd"]
+        );
     }
 
     #[test]
     fn a_removed_container_is_stopped_first_and_its_files_destroyed() {
         let applied = desired("a\n");
         let mut next = desired("a\n");
-        next.files.retain(|p, _| !p.contains("/a.") && !p.contains("@a."));
+        next.files
+            .retain(|p, _| !p.contains("/a.") && !p.contains("@a."));
         let p = plan_for(&next, &applied, &system(&[("a", true), ("b", true)]));
-        assert_eq!(names(&p.actions), ["stop container a", "reload systemd's unit files"]);
+        assert_eq!(
+            names(&p.actions),
+            ["stop container a", "reload systemd's unit files"]
+        );
         assert_eq!(p.summary.destroy, 2);
         // Already stopped: nothing to stop.
         let p = plan_for(&next, &applied, &system(&[("a", false), ("b", true)]));
@@ -587,16 +640,17 @@ mod tests {
         let manifest = Manifest::of(&applied);
         let live = live_of(&applied);
         let running = system(&[("a", true)]);
-        let fingerprint = |current: Option<u64>, live: &BTreeMap<String, LiveFile>, system: &SystemState| {
-            plan(&Inputs {
-                desired: &applied,
-                current: current.map(|n| (n, &manifest)),
-                live,
-                system,
-                adopt: false,
-            })
-            .fingerprint
-        };
+        let fingerprint =
+            |current: Option<u64>, live: &BTreeMap<String, LiveFile>, system: &SystemState| {
+                plan(&Inputs {
+                    desired: &applied,
+                    current: current.map(|n| (n, &manifest)),
+                    live,
+                    system,
+                    adopt: false,
+                })
+                .fingerprint
+            };
         let base = fingerprint(Some(1), &live, &running);
         assert_eq!(base, fingerprint(Some(1), &live, &running));
         assert_ne!(base, fingerprint(Some(2), &live, &running));
