@@ -5,8 +5,13 @@
 //! syntax tree checked against the vocabulary; [`validate`] turns it into a
 //! [`model::Host`] whose types cannot hold a bad value, assigning addresses
 //! with the help of the [`lock`] file; [`compile`] turns the model into the
-//! files systemd and nft read. All three are pure: no file system, no
-//! network. The [`cli`] is the only place with side effects.
+//! files systemd and nft read; [`live`] reads what is on the host now;
+//! [`plan`] says what must change and why; [`apply`] switches the host to a
+//! new generation kept in the [`state`] store, or rolls it back.
+//!
+//! `config`, `validate`, `compile` and `plan` are pure: no file system, no
+//! network. Side effects live at the edge, in [`backend`] (files and the
+//! running system, behind the `System` trait), [`state`] and [`cli`].
 
 pub mod apply;
 pub mod backend;
