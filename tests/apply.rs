@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -54,6 +54,33 @@ impl Lab {
             cmd.env(k, v);
         }
         cmd.output().unwrap()
+    }
+
+    /// Starts `ctm apply host.kdl --yes` with extra arguments in the
+    /// background.
+    fn spawn_apply(&self, extra: &[&str], stderr: Stdio) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(["apply", "host.kdl", "--yes"])
+            .args(extra)
+            .arg("--root")
+            .arg(&self.root)
+            .current_dir(&self.work)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until the host is on generation `n`.
+    fn wait_for_current(&self, n: u64) {
+        let waited = Instant::now();
+        while self.current() != Some(n) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(20),
+                "never reached generation {n}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn apply(&self) -> Output {
@@ -282,8 +309,8 @@ fn a_foreign_file_is_never_touched_without_adopt() {
         lab.tree().keys()
     );
 
-    // With --adopt ctm takes the file over; rolling back to "before the
-    // first apply" is not possible, but a later rollback restores it.
+    // With --adopt the user asks ctm to take the file over: it is replaced
+    // (and its original kept only while the switch is in progress).
     let o = lab.ctm(&["apply", "host.kdl", "--yes", "--adopt"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(
@@ -623,14 +650,7 @@ fn a_second_ctm_waits_for_the_lock_or_gives_up() {
     assert!(lab.tree().is_empty());
 
     // Without a timeout it waits, and goes ahead once the lock is free.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctm"))
-        .args(["apply", "host.kdl", "--yes", "--root"])
-        .arg(&lab.root)
-        .current_dir(&lab.work)
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = lab.spawn_apply(&[], Stdio::null());
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -708,28 +728,8 @@ fn an_unconfirmed_apply_rolls_back_by_itself() {
 fn a_confirmed_apply_stays() {
     let lab = Lab::new();
     lab.host(&homelab());
-    let child = Command::new(env!("CARGO_BIN_EXE_ctm"))
-        .args([
-            "apply",
-            "host.kdl",
-            "--yes",
-            "--confirm-timeout",
-            "30",
-            "--root",
-        ])
-        .arg(&lab.root)
-        .current_dir(&lab.work)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let waited = Instant::now();
-    while lab.current() != Some(1) {
-        assert!(
-            waited.elapsed() < Duration::from_secs(20),
-            "apply did not switch"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = lab.spawn_apply(&["--confirm-timeout", "30"], Stdio::piped());
+    lab.wait_for_current(1);
     let o = lab.ctm(&["confirm"]);
     assert!(o.status.success(), "{}", err(&o));
     assert!(
@@ -750,28 +750,8 @@ fn an_unconfirmed_apply_rolls_back_even_when_its_process_was_killed() {
     assert!(lab.apply().status.success());
     let before = lab.tree();
     lab.host(&homelab_v2());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctm"))
-        .args([
-            "apply",
-            "host.kdl",
-            "--yes",
-            "--confirm-timeout",
-            "2",
-            "--root",
-        ])
-        .arg(&lab.root)
-        .current_dir(&lab.work)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let waited = Instant::now();
-    while lab.current() != Some(2) {
-        assert!(
-            waited.elapsed() < Duration::from_secs(20),
-            "apply did not switch"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = lab.spawn_apply(&["--confirm-timeout", "2"], Stdio::null());
+    lab.wait_for_current(2);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(

@@ -203,6 +203,16 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     context(file.sync_all(), "fsync", path)
 }
 
+/// Creates a new symlink (for staging, like [`write_new`]).
+pub fn symlink_new(path: &Path, target: &str) -> Result<()> {
+    create_dirs(parent(path))?;
+    context(
+        std::os::unix::fs::symlink(target, path),
+        "create symlink",
+        path,
+    )
+}
+
 /// fsyncs every directory under `dir`, deepest first, and `dir` itself.
 pub fn fsync_tree(dir: &Path) -> Result<()> {
     let entries = context(fs::read_dir(dir), "read directory", dir)?;

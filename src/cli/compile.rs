@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, WrapErr};
 
 use super::{OutputFormat, load_and_validate};
+use crate::backend::fs;
 use crate::compile::{self, Artifacts, Content, Existing};
 
 #[derive(Debug, clap::Args)]
@@ -69,7 +70,7 @@ fn compile_to(args: &Args) -> miette::Result<ExitCode> {
     }
     write_tree(&args.out, &artifacts)?;
     if lock_changed {
-        write_atomically(&outcome.lock_path, new_lock.as_bytes())?;
+        fs::write_file(&outcome.lock_path, new_lock.as_bytes(), 0o644)?;
         eprintln!("updated {}", outcome.lock_path.display());
     }
     eprintln!(
@@ -109,54 +110,15 @@ fn foreign_files(root: &Path, artifacts: &Artifacts) -> miette::Result<Vec<PathB
     Ok(foreign)
 }
 
-/// Writes every artifact under `root`, replacing what is at its path.
-pub fn write_tree(root: &Path, artifacts: &Artifacts) -> miette::Result<()> {
+/// Writes every artifact under `root`, replacing what is at its path
+/// atomically.
+fn write_tree(root: &Path, artifacts: &Artifacts) -> miette::Result<()> {
     for (rel, artifact) in &artifacts.files {
         let path = root.join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .into_diagnostic()
-                .wrap_err_with(|| format!("cannot create directory {}", dir.display()))?;
-        }
         match &artifact.content {
-            Content::File { text, mode } => {
-                write_atomically(&path, text.as_bytes())?;
-                set_mode(&path, *mode)?;
-            }
-            Content::Symlink { target } => {
-                let tmp = path.with_extension("ctm-tmp");
-                let _ = std::fs::remove_file(&tmp);
-                std::os::unix::fs::symlink(target, &tmp)
-                    .into_diagnostic()
-                    .wrap_err_with(|| format!("cannot create symlink {}", tmp.display()))?;
-                std::fs::rename(&tmp, &path)
-                    .into_diagnostic()
-                    .wrap_err_with(|| {
-                        format!("cannot move symlink into place at {}", path.display())
-                    })?;
-            }
+            Content::File { text, mode } => fs::write_file(&path, text.as_bytes(), *mode)?,
+            Content::Symlink { target } => fs::write_symlink(&path, target)?,
         }
     }
     Ok(())
-}
-
-fn set_mode(path: &Path, mode: u32) -> miette::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot set mode of {}", path.display()))
-}
-
-/// Write to a temporary file beside `path`, then rename over it, so a
-/// reader never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> miette::Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".ctm-tmp");
-    let tmp = PathBuf::from(tmp_name);
-    std::fs::write(&tmp, bytes)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot move {} into place", path.display()))
 }
