@@ -92,8 +92,14 @@ fn fsync_dir(dir: &Path) -> Result<()> {
     context(handle.sync_all(), "fsync directory", dir)
 }
 
+/// The directory holding `path`; a bare file name lives in the current
+/// directory (whose fsync must not be attempted on the empty path).
 fn parent(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("/"))
+    match path.parent() {
+        Some(dir) if dir.as_os_str().is_empty() => Path::new("."),
+        Some(dir) => dir,
+        None => Path::new("/"),
+    }
 }
 
 pub fn create_dirs(dir: &Path) -> Result<()> {
@@ -233,4 +239,16 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 
 pub fn read_to_string(path: &Path) -> Result<String> {
     context(fs::read_to_string(path), "read", path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_directory() {
+        assert_eq!(parent(Path::new("host.kdl.lock")), Path::new("."));
+        assert_eq!(parent(Path::new("/etc/x")), Path::new("/etc"));
+        assert_eq!(parent(Path::new("/")), Path::new("/"));
+    }
 }

@@ -13,6 +13,7 @@ use super::{Artifacts, NFT_RULESET, NFT_UNIT, Owner};
 use crate::model::Host;
 
 const UNIT_TEMPLATE: &str = include_str!("../../templates/ctm-nftables.service");
+const RULESET_TEMPLATE: &str = include_str!("../../templates/ctm.nft");
 
 pub fn firewall(host: &Host, header: &[String], out: &mut Artifacts) {
     out.file(NFT_RULESET.into(), Owner::Firewall, ruleset(host, header));
@@ -80,44 +81,46 @@ pub fn ruleset(host: &Host, header: &[String]) -> String {
     }
     forward.push("ct status dnat accept".to_string());
 
-    let mut text = String::from("#!/usr/sbin/nft -f\n");
+    let mut comment = String::new();
     for line in header {
-        let _ = writeln!(text, "# {}", super::ini::escape_controls(line));
+        let _ = writeln!(comment, "# {}", super::ini::escape_controls(line));
     }
-    text.push_str("\ntable inet ctm\ndelete table inet ctm\n\ntable inet ctm {\n");
-    chain(
-        &mut text,
-        "prerouting",
-        "type nat hook prerouting priority dstnat; policy accept;",
-        &prerouting,
-    );
-    chain(
-        &mut text,
-        "output",
-        "type nat hook output priority -100; policy accept;",
-        &output,
-    );
-    chain(
-        &mut text,
-        "postrouting",
-        "type nat hook postrouting priority srcnat; policy accept;",
-        &postrouting,
-    );
-    chain(
-        &mut text,
-        "forward",
-        "type filter hook forward priority filter; policy accept;",
-        &forward,
-    );
-    text.push_str("}\n");
-    text
+    fill(
+        RULESET_TEMPLATE,
+        &[
+            ("{header}", comment),
+            ("{prerouting}", rules(&prerouting)),
+            ("{output}", rules(&output)),
+            ("{postrouting}", rules(&postrouting)),
+            ("{forward}", rules(&forward)),
+        ],
+    )
 }
 
-fn chain(text: &mut String, name: &str, hook: &str, rules: &[String]) {
-    let _ = writeln!(text, "\tchain {name} {{");
-    let _ = writeln!(text, "\t\t{hook}");
-    for rule in rules {
-        let _ = writeln!(text, "\t\t{rule}");
+/// Rule lines, indented to sit inside a chain of the template.
+fn rules(rules: &[String]) -> String {
+    rules.iter().map(|r| format!("\t\t{r}\n")).collect()
+}
+
+/// Replaces each placeholder of a template once, in one pass, so that no
+/// replacement text is ever scanned for placeholders itself.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        match values.iter().find(|(key, _)| rest.starts_with(key)) {
+            Some((key, value)) => {
+                out.push_str(value);
+                rest = &rest[key.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
     }
-    text.push_str("\t}\n");
+    out.push_str(rest);
+    out
 }
