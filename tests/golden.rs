@@ -150,3 +150,41 @@ fn committed_schema_is_up_to_date() {
         "schema/ctm.schema.json is stale: run `cargo run -- schema > schema/ctm.schema.json`"
     );
 }
+
+/// The committed schema accepts every TOML example and refuses a typo, so
+/// editors that use it agree with ctm.
+#[test]
+fn the_schema_accepts_the_toml_examples_and_refuses_unknown_keys() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schema/ctm.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
+    let mut checked = 0;
+    for path in examples()
+        .into_iter()
+        .filter(|p| p.extension().unwrap() == "toml")
+    {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let instance: serde_json::Value = toml::from_str(&text).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} does not match the schema: {errors:?}",
+            path.display()
+        );
+        checked += 1;
+
+        let typo: serde_json::Value =
+            toml::from_str(&text.replace("bridge = ", "brige = ")).unwrap();
+        assert!(
+            !validator.is_valid(&typo),
+            "the schema accepts `brige` in {}",
+            path.display()
+        );
+    }
+    assert!(checked > 0);
+}
