@@ -45,27 +45,26 @@ impl Lock {
     }
 
     /// Parses a lock file; errors point into the lock file's text.
+    ///
+    /// The version is read first, on its own: a lock file of another
+    /// version may have other fields, and the error to give is the version.
     pub fn parse(text: &str) -> Result<Lock, Box<Diagnostic>> {
-        let lock: Lock = toml::from_str(text).map_err(|e| -> Box<Diagnostic> {
-            let span = e
-                .span()
-                .map_or(SourceSpan::new(0.into(), 0), |r| SourceSpan::new(r.start.into(), r.end - r.start));
-            Diagnostic::error("ctm::lock-file", format!("invalid lock file: {}", e.message().trim()), span)
-                .with_label("here")
-                .with_help("the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew")
-                .into()
-        })?;
-        if lock.version != VERSION {
-            return Err(Box::new(Diagnostic::error(
-                "ctm::lock-file",
-                format!(
-                    "lock file version {} is not supported (this ctm writes version {VERSION})",
-                    lock.version
-                ),
-                SourceSpan::new(0.into(), 0),
-            )));
+        let header: Header = toml::from_str(text).map_err(invalid)?;
+        let version = *header.version.get_ref();
+        if version != VERSION {
+            let range = header.version.span();
+            return Err(Box::new(
+                Diagnostic::error(
+                    "ctm::lock-file",
+                    format!(
+                        "lock file version {version} is not supported (this ctm writes version {VERSION})"
+                    ),
+                    SourceSpan::new(range.start.into(), range.end - range.start),
+                )
+                .with_label("unsupported version"),
+            ));
         }
-        Ok(lock)
+        toml::from_str(text).map_err(invalid)
     }
 
     pub fn render(&self) -> String {
@@ -78,4 +77,27 @@ impl Lock {
         out.push_str(&toml::to_string(self).expect("a lock always serializes to TOML"));
         out
     }
+}
+
+/// Just the version of a lock file, with where it is written.
+#[derive(Deserialize)]
+struct Header {
+    version: toml::Spanned<u32>,
+}
+
+fn invalid(e: toml::de::Error) -> Box<Diagnostic> {
+    let span = e.span().map_or(SourceSpan::new(0.into(), 0), |r| {
+        SourceSpan::new(r.start.into(), r.end - r.start)
+    });
+    Box::new(
+        Diagnostic::error(
+            "ctm::lock-file",
+            format!("invalid lock file: {}", e.message().trim()),
+            span,
+        )
+        .with_label("here")
+        .with_help(
+            "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew",
+        ),
+    )
 }

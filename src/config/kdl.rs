@@ -28,7 +28,7 @@ pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
                         d.message
                             .clone()
                             .unwrap_or_else(|| "invalid KDL syntax".to_string()),
-                        clamp(d.span, text.len()),
+                        narrow(text, clamp(d.span, text.len())),
                     )
                     .with_label(d.label.clone().unwrap_or_else(|| "here".to_string()));
                     if let Some(help) = &d.help {
@@ -47,6 +47,24 @@ fn clamp(span: SourceSpan, len: usize) -> SourceSpan {
     SourceSpan::new(offset.into(), span.len().min(len - offset))
 }
 
+/// Narrows the kdl crate's fallback span to its last non-blank character.
+/// For an error without a span of its own (a property without a value, an
+/// integer too large) the crate reports the span from the start of the
+/// file to where parsing stopped; the place to point at is that end. Other
+/// spans, including those that rightly cover several lines (the nodes of
+/// an unclosed block), are kept.
+fn narrow(text: &str, span: SourceSpan) -> SourceSpan {
+    let Some(covered) = text.get(..span.len()).map(str::trim_end) else {
+        return span;
+    };
+    match covered.chars().next_back() {
+        Some(last) if span.offset() == 0 && covered.contains('\n') => {
+            SourceSpan::new((covered.len() - last.len_utf8()).into(), last.len_utf8())
+        }
+        _ => span,
+    }
+}
+
 fn convert_node(text: &str, node: &KdlNode, out: &mut Vec<Diagnostic>) -> Node {
     let name = Spanned::new(node.name().value().to_string(), node.name().span());
     if let Some(ty) = node.ty() {
@@ -61,10 +79,7 @@ fn convert_node(text: &str, node: &KdlNode, out: &mut Vec<Diagnostic>) -> Node {
         if let Some(ty) = entry.ty() {
             out.push(type_annotation(ty.span()));
         }
-        let value = match convert_value(entry.value(), value_span, out) {
-            Some(value) => Spanned::new(value, value_span),
-            None => continue,
-        };
+        let value = Spanned::new(convert_value(entry.value(), value_span, out), value_span);
         match entry.name() {
             Some(key) => props.push((Spanned::new(key.value().to_string(), key.span()), value)),
             None => args.push(value),
@@ -97,8 +112,10 @@ fn type_annotation(span: SourceSpan) -> Diagnostic {
     .with_label("remove this annotation")
 }
 
-fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) -> Option<Value> {
-    Some(match value {
+/// `#null` is reported here and kept as [`Value::Invalid`], so that a
+/// required value written as `#null` is not also reported as missing.
+fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) -> Value {
+    match value {
         KdlValue::String(s) => Value::String(s.clone()),
         KdlValue::Integer(i) => Value::Integer(*i),
         KdlValue::Float(f) => Value::Float(*f),
@@ -108,9 +125,9 @@ fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) 
                 Diagnostic::error("ctm::null-value", "`#null` is not a valid value here", span)
                     .with_label("leave the entry out instead"),
             );
-            return None;
+            Value::Invalid
         }
-    })
+    }
 }
 
 /// The span of just the value, without the surrounding whitespace and

@@ -18,7 +18,7 @@ use std::path::Path;
 use miette::SourceSpan;
 
 use crate::diagnostic::Diagnostic;
-use vocab::{ChildSpec, NodeSpec, ValueKind};
+use vocab::{NodeSpec, ValueKind};
 
 /// Which syntax a host file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +82,11 @@ pub enum Value {
     Integer(i128),
     Float(f64),
     Bool(bool),
+    /// A value that could not be read (`#null`, a TOML date, a number out
+    /// of range). It was reported where it was found; it stands in for the
+    /// entry so that the entry does not also count as missing, fits every
+    /// type, and every accessor treats it as absent.
+    Invalid,
 }
 
 impl Value {
@@ -121,13 +126,15 @@ impl Value {
             Value::Integer(_) => "an integer",
             Value::Float(_) => "a number",
             Value::Bool(_) => "a boolean",
+            Value::Invalid => "an invalid value",
         }
     }
 
     fn fits(&self, kind: ValueKind) -> bool {
         matches!(
             (kind, self),
-            (ValueKind::String, Value::String(_))
+            (_, Value::Invalid)
+                | (ValueKind::String, Value::String(_))
                 | (ValueKind::Integer, Value::Integer(_))
                 | (ValueKind::Number, Value::Integer(_) | Value::Float(_))
                 | (ValueKind::Bool, Value::Bool(_))
@@ -142,6 +149,7 @@ impl fmt::Display for Value {
             Value::Integer(i) => write!(f, "{i}"),
             Value::Float(x) => write!(f, "{x}"),
             Value::Bool(b) => write!(f, "{b}"),
+            Value::Invalid => f.write_str("(invalid)"),
         }
     }
 }
@@ -205,7 +213,7 @@ pub fn parse(source: &Source) -> (Document, Vec<Diagnostic>) {
         let syntax = source.format;
         check_children(
             &document.nodes,
-            vocab::ROOT.children,
+            &vocab::ROOT,
             None,
             syntax,
             &mut diagnostics,
@@ -222,19 +230,22 @@ fn noun(syntax: Format, kdl: &'static str) -> &'static str {
     }
 }
 
+/// Checks `nodes`, the children of `parent` (`None` at the top level),
+/// against `spec`, the parent's [`NodeSpec`].
 fn check_children(
     nodes: &[Node],
-    allowed: &[ChildSpec],
+    spec: &NodeSpec,
     parent: Option<&Node>,
     syntax: Format,
     out: &mut Vec<Diagnostic>,
 ) {
+    let allowed = spec.children;
     let parent_name = parent.map(|p| p.name.value.as_str());
     for node in nodes {
         match allowed.iter().find(|c| c.spec.name == node.name.value) {
             Some(child) => check_node(node, child.spec, syntax, out),
             None => {
-                let names: Vec<&str> = allowed.iter().map(|c| c.spec.name).collect();
+                let names = key_names(spec, syntax);
                 let place = match parent_name {
                     Some(p) => format!(" in `{p}`"),
                     None => " at the top level".to_string(),
@@ -307,6 +318,8 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
                 arg_spec.name,
                 out,
             ),
+            // An extra `#null` is reported as that already.
+            None if arg.value == Value::Invalid => {}
             None => out.push(
                 Diagnostic::error(
                     "ctm::extra-argument",
@@ -390,7 +403,25 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
         }
     }
     check_key_text(&node.name, out);
-    check_children(&node.children, spec.children, Some(node), syntax, out);
+    check_children(&node.children, spec, Some(node), syntax, out);
+}
+
+/// The names an unknown child of a `spec` node may have been meant as. In
+/// TOML the node's arguments and properties are keys of its table too, so
+/// a misspelt one arrives here as an unknown node; a keyed node's name is
+/// its table's key, not a key inside it.
+fn key_names(spec: &NodeSpec, syntax: Format) -> Vec<&'static str> {
+    let children = spec.children.iter().map(|c| c.spec.name);
+    match syntax {
+        Format::Kdl => children.collect(),
+        Format::Toml => {
+            let args = spec.args.iter().skip(usize::from(spec.keyed));
+            args.map(|a| a.name)
+                .chain(spec.props.iter().map(|p| p.name))
+                .chain(children)
+                .collect()
+        }
+    }
 }
 
 fn check_value(

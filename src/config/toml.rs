@@ -83,19 +83,17 @@ fn fill_from_table(
         {
             named_args[first_free_arg + index] = Some((value, key_span));
         } else if let Some(prop) = spec.props.iter().find(|p| p.name == key_name) {
-            if let Some(v) = scalar(value, prop.kind, spec.name, prop.name, out) {
-                parts
-                    .props
-                    .push((Spanned::new(key_name.to_string(), key_span), v));
-            }
+            let v = scalar(value, prop.kind, spec.name, prop.name, out);
+            parts
+                .props
+                .push((Spanned::new(key_name.to_string(), key_span), v));
         } else if let Some(child) = spec.children.iter().find(|c| c.spec.name == key_name) {
             nodes_from_value(key_name, key_span, value, child, &mut parts.children, out);
         } else if let Some(kind) = spec.any_props {
-            if let Some(v) = scalar(value, kind, spec.name, key_name, out) {
-                parts
-                    .props
-                    .push((Spanned::new(key_name.to_string(), key_span), v));
-            }
+            let v = scalar(value, kind, spec.name, key_name, out);
+            parts
+                .props
+                .push((Spanned::new(key_name.to_string(), key_span), v));
         } else {
             // Unknown: let the checker report it like any unknown node.
             parts.children.push(Node {
@@ -142,15 +140,11 @@ fn push_arg(
     match (value.get_ref(), variadic) {
         (DeValue::Array(items), true) => {
             for item in items.iter() {
-                if let Some(v) = scalar(item, kind, spec.name, what, out) {
-                    parts.args.push(v);
-                }
+                parts.args.push(scalar(item, kind, spec.name, what, out));
             }
         }
         _ => {
-            if let Some(v) = scalar(value, kind, spec.name, what, out) {
-                parts.args.push(v);
-            }
+            parts.args.push(scalar(value, kind, spec.name, what, out));
         }
     }
 }
@@ -263,14 +257,16 @@ fn node_from_value(
     })
 }
 
-/// A scalar where one is expected; arrays, tables and dates are reported.
+/// A scalar where one is expected; arrays, tables, dates and numbers out
+/// of range are reported, and kept as [`Value::Invalid`] so that a required
+/// value is not also reported as missing.
 fn scalar(
     value: &TomlSpanned<DeValue<'_>>,
     kind: ValueKind,
     node: &str,
     what: &str,
     out: &mut Vec<Diagnostic>,
-) -> Option<Spanned<Value>> {
+) -> Spanned<Value> {
     let span = spanned(value);
     let converted = match value.get_ref() {
         DeValue::String(s) => Some(Value::String(s.to_string())),
@@ -302,5 +298,5 @@ fn scalar(
             .with_label(format!("expected {}", kind.description())),
         );
     }
-    converted.map(|v| Spanned::new(v, span))
+    Spanned::new(converted.unwrap_or(Value::Invalid), span)
 }

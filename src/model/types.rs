@@ -43,13 +43,9 @@ impl Name {
         if s.is_empty() {
             return Err("a name cannot be empty".into());
         }
-        if s.len() > Self::MAX_LEN {
-            return Err(format!(
-                "`{s}` is {} characters long; names have at most {} characters",
-                s.len(),
-                Self::MAX_LEN
-            ));
-        }
+        // Characters first: a name with a character it may not have is
+        // wrong whatever its length, and once it is ASCII its length in
+        // bytes is its length in characters.
         if let Some(c) = s
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
@@ -57,6 +53,13 @@ impl Name {
             return Err(format!(
                 "`{}` may not appear in a name; use letters, digits, `-`, `_` and `.`",
                 c.escape_default()
+            ));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "`{s}` is {} characters long; names have at most {} characters",
+                s.len(),
+                Self::MAX_LEN
             ));
         }
         if s.starts_with('.') || s.starts_with('-') {
@@ -108,13 +111,7 @@ impl IfName {
         if s.is_empty() {
             return Err("an interface name cannot be empty".into());
         }
-        if s.len() > Self::MAX_LEN {
-            return Err(format!(
-                "`{s}` is {} characters long; Linux interface names have at most {}",
-                s.len(),
-                Self::MAX_LEN
-            ));
-        }
+        // Characters first, as for `Name`.
         if let Some(c) = s
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
@@ -122,6 +119,13 @@ impl IfName {
             return Err(format!(
                 "`{}` may not appear in an interface name; use letters, digits, `-`, `_` and `.`",
                 c.escape_default()
+            ));
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "`{s}` is {} characters long; Linux interface names have at most {}",
+                s.len(),
+                Self::MAX_LEN
             ));
         }
         if s.starts_with('.') || s.starts_with('-') {
@@ -308,10 +312,19 @@ impl fmt::Display for ByteSize {
 pub struct CpuQuota(u32);
 
 impl CpuQuota {
+    /// The largest CPU count `cpus` accepts.
+    pub const MAX_CPUS: f64 = 4096.0;
+
     pub fn from_cpus(cpus: f64) -> Result<CpuQuota, String> {
-        if !(cpus.is_finite() && cpus > 0.0 && cpus <= 4096.0) {
+        if !(cpus.is_finite() && cpus > 0.0) {
             return Err(format!(
                 "{cpus} is not a CPU count; give a number above 0, e.g. `2` or `0.5`"
+            ));
+        }
+        if cpus > Self::MAX_CPUS {
+            return Err(format!(
+                "{cpus} is too many CPUs; give at most {}",
+                Self::MAX_CPUS
             ));
         }
         let percent = (cpus * 100.0).round();

@@ -377,13 +377,13 @@ pub(super) fn containers(
                 .with_label("no image to create it from")
                 .with_help("add `image \"NAME\"`, or `from` a template that sets one"),
             ),
-            Some(Some(image)) if !images.keys().any(|k| k.as_str() == image.value) => {
+            Some(Some(image)) if !is_defined(image, images.keys().chain(&v.broken_images)) => {
                 v.push(unknown_reference("image", image, &image_names))
             }
             Some(_) => {}
         }
         if let Some(attach) = &p.network
-            && !networks.keys().any(|k| k.as_str() == attach.network.value)
+            && !is_defined(&attach.network, networks.keys().chain(&v.broken_networks))
         {
             v.push(unknown_reference(
                 "network",
@@ -395,7 +395,7 @@ pub(super) fn containers(
     }
 
     let lock = assign_addresses(v, &mut drafts, networks, previous);
-    forwards(v, &drafts);
+    forwards(v, &drafts, networks);
 
     let mut containers = BTreeMap::new();
     for (name, (_, p)) in drafts {
@@ -435,6 +435,12 @@ pub(super) fn containers(
         );
     }
     (containers, lock)
+}
+
+/// Whether `name` is one of `names`. Images and networks defined with an
+/// error count as defined: their error was reported where they are.
+fn is_defined<'a>(name: &Spanned<String>, mut names: impl Iterator<Item = &'a Name>) -> bool {
+    names.any(|n| n.as_str() == name.value)
 }
 
 /// Settings that would break Docker or nested containers.
@@ -495,8 +501,13 @@ fn assign_addresses(
     let mut explicit4: BTreeMap<(Name, Ipv4Addr), (Name, SourceSpan)> = BTreeMap::new();
     let mut explicit6: BTreeMap<(Name, Ipv6Addr), (Name, SourceSpan)> = BTreeMap::new();
 
-    for (container, (_, p)) in drafts.iter_mut() {
-        let Some(attach) = &mut p.network else {
+    // Explicit addresses in source order, so that of two containers with
+    // the same address the one written later is blamed. A subnet given but
+    // invalid was reported; addresses are not checked against it.
+    let mut claims4: Vec<(&Name, &Name, &NetworkEntry, Spanned<Ipv4Addr>)> = Vec::new();
+    let mut claims6: Vec<(&Name, &Name, &NetworkEntry, Spanned<Ipv6Addr>)> = Vec::new();
+    for (container, (_, p)) in drafts.iter() {
+        let Some(attach) = &p.network else {
             continue;
         };
         let Some((net_name, entry)) = networks
@@ -505,48 +516,59 @@ fn assign_addresses(
         else {
             continue;
         };
-        let network = &entry.network;
-        if let Some(addr) = attach.ipv4.clone() {
-            let problem = match &network.ipv4 {
-                None => Some(format!("network `{net_name}` has no IPv4 subnet")),
-                Some(subnet) => address::container_v4_problem(addr.value, &subnet.address),
-            };
-            if let Some(problem) = problem {
-                v.push(address_error(problem, addr.span, entry.ipv4_span));
-            } else if let Some((other, first)) = explicit4.get(&(net_name.clone(), addr.value)) {
-                v.push(duplicate_address(
-                    addr.value.to_string(),
-                    addr.span,
-                    other,
-                    *first,
-                ));
-            } else {
-                explicit4.insert(
-                    (net_name.clone(), addr.value),
-                    (container.clone(), addr.span),
-                );
-            }
+        if let Some(addr) = &attach.ipv4
+            && !entry.ipv4_invalid
+        {
+            claims4.push((container, net_name, entry, addr.clone()));
         }
-        if let Some(addr) = attach.ipv6.clone() {
-            let problem = match &network.ipv6 {
-                None => Some(format!("network `{net_name}` has no IPv6 subnet")),
-                Some(subnet) => address::container_v6_problem(addr.value, &subnet.address),
-            };
-            if let Some(problem) = problem {
-                v.push(address_error(problem, addr.span, entry.ipv6_span));
-            } else if let Some((other, first)) = explicit6.get(&(net_name.clone(), addr.value)) {
-                v.push(duplicate_address(
-                    addr.value.to_string(),
-                    addr.span,
-                    other,
-                    *first,
-                ));
-            } else {
-                explicit6.insert(
-                    (net_name.clone(), addr.value),
-                    (container.clone(), addr.span),
-                );
-            }
+        if let Some(addr) = &attach.ipv6
+            && !entry.ipv6_invalid
+        {
+            claims6.push((container, net_name, entry, addr.clone()));
+        }
+    }
+    claims4.sort_by_key(|(_, _, _, addr)| addr.span.offset());
+    claims6.sort_by_key(|(_, _, _, addr)| addr.span.offset());
+    for (container, net_name, entry, addr) in claims4 {
+        let problem = match &entry.network.ipv4 {
+            None => Some(format!("network `{net_name}` has no IPv4 subnet")),
+            Some(subnet) => address::container_v4_problem(addr.value, &subnet.address),
+        };
+        if let Some(problem) = problem {
+            v.push(address_error(problem, addr.span, entry.ipv4_span));
+        } else if let Some((other, first)) = explicit4.get(&(net_name.clone(), addr.value)) {
+            v.push(duplicate_address(
+                addr.value.to_string(),
+                addr.span,
+                other,
+                *first,
+            ));
+        } else {
+            explicit4.insert(
+                (net_name.clone(), addr.value),
+                (container.clone(), addr.span),
+            );
+        }
+    }
+    for (container, net_name, entry, addr) in claims6 {
+        let problem = match &entry.network.ipv6 {
+            None => Some(format!("network `{net_name}` has no IPv6 subnet")),
+            Some(subnet) => address::container_v6_problem(addr.value, &subnet.address),
+        };
+        if let Some(problem) = problem {
+            v.push(address_error(problem, addr.span, entry.ipv6_span));
+        } else if let Some((other, first)) = explicit6.get(&(net_name.clone(), addr.value)) {
+            v.push(duplicate_address(
+                addr.value.to_string(),
+                addr.span,
+                other,
+                *first,
+            ));
+        } else {
+            explicit6.insert(
+                (net_name.clone(), addr.value),
+                (container.clone(), addr.span),
+            );
         }
     }
     for (name, entry) in networks {
@@ -714,7 +736,11 @@ fn exhausted(family: &str, net: &Name, container: &Name, span: SourceSpan) -> Di
 
 /// A host port and protocol can be forwarded to one container only, and a
 /// forward needs an address to go to.
-fn forwards(v: &mut Validator, drafts: &BTreeMap<Name, (SourceSpan, Partial)>) {
+fn forwards(
+    v: &mut Validator,
+    drafts: &BTreeMap<Name, (SourceSpan, Partial)>,
+    networks: &BTreeMap<Name, NetworkEntry>,
+) {
     // In source order, so the forward written later is the one blamed.
     let mut all: Vec<(&Name, &Partial, &Spanned<Forward>)> = drafts
         .iter()
@@ -728,7 +754,7 @@ fn forwards(v: &mut Validator, drafts: &BTreeMap<Name, (SourceSpan, Partial)>) {
             .network
             .as_ref()
             .is_some_and(|a| a.ipv4.is_some() || a.ipv6.is_some());
-        if !has_address {
+        if !has_address && !no_address_reported(p, networks) {
             v.push(
                 Diagnostic::error(
                     "ctm::forward-without-address",
@@ -740,7 +766,13 @@ fn forwards(v: &mut Validator, drafts: &BTreeMap<Name, (SourceSpan, Partial)>) {
                     forward.span,
                 )
                 .with_label("nowhere to forward to")
-                .with_help("attach the container to a network with `network \"NAME\"`"),
+                .with_help(match &p.network {
+                    None => "attach the container to a network with `network \"NAME\"`".to_string(),
+                    Some(a) => format!(
+                        "network `{}` has no subnet: give it `ipv4` or `ipv6`",
+                        a.network.value
+                    ),
+                }),
             );
         }
         match seen.get(&(f.protocol, f.host)) {
@@ -761,6 +793,28 @@ fn forwards(v: &mut Validator, drafts: &BTreeMap<Name, (SourceSpan, Partial)>) {
             None => {
                 seen.insert((f.protocol, f.host), (name.clone(), forward.span));
             }
+        }
+    }
+}
+
+/// Whether a container without an address is so for a reason reported
+/// already: its network is unknown or defined with an error, has a subnet
+/// given but invalid, or has no address left. Only a container on no
+/// network, or on a network without subnets, is missing one unreported.
+fn no_address_reported(p: &Partial, networks: &BTreeMap<Name, NetworkEntry>) -> bool {
+    let Some(attach) = &p.network else {
+        return false;
+    };
+    match networks
+        .iter()
+        .find(|(k, _)| k.as_str() == attach.network.value)
+    {
+        None => true,
+        Some((_, entry)) => {
+            entry.network.ipv4.is_some()
+                || entry.network.ipv6.is_some()
+                || entry.ipv4_invalid
+                || entry.ipv6_invalid
         }
     }
 }

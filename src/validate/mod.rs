@@ -10,7 +10,7 @@
 mod address;
 mod container;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use miette::SourceSpan;
@@ -30,6 +30,11 @@ pub struct Validated {
 /// Validates a parsed host file. `previous` is the lock file read next to
 /// it (or [`Lock::empty`]); the returned lock records every address ctm
 /// assigned.
+///
+/// `Ok` always holds a host whose every reference resolves. A document
+/// that `config::parse` found errors in may give `Err` with no diagnostics
+/// of its own: a definition was left out because of an error already
+/// reported there.
 pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagnostic>> {
     let mut v = Validator::default();
     let (name, uplink) = v.host(doc);
@@ -39,7 +44,8 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
     v.interface_names(doc, &uplink);
     v.overlaps(&networks, &tunnels);
     let (containers, lock) = container::containers(&mut v, doc, &images, &networks, previous);
-    if v.diagnostics.iter().any(Diagnostic::is_error) {
+    let left_out = !v.broken_images.is_empty() || !v.broken_networks.is_empty();
+    if left_out || v.diagnostics.iter().any(Diagnostic::is_error) {
         return Err(v.diagnostics);
     }
     Ok(Validated {
@@ -52,7 +58,7 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
                 .collect(),
             networks: networks.into_iter().map(|(k, n)| (k, n.network)).collect(),
             containers,
-            tunnels: tunnels.into_iter().map(|(k, (_, t))| (k, t)).collect(),
+            tunnels: tunnels.into_iter().map(|(k, t)| (k, t.tunnel)).collect(),
         },
         lock,
     })
@@ -61,6 +67,10 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
 #[derive(Default)]
 pub(crate) struct Validator {
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Images and networks defined with an error: they are left out of the
+    /// host, but references to them are not reported again.
+    pub(crate) broken_images: BTreeSet<Name>,
+    pub(crate) broken_networks: BTreeSet<Name>,
 }
 
 /// A network with the spans later checks point at.
@@ -68,6 +78,16 @@ pub(crate) struct NetworkEntry {
     pub network: Network,
     pub ipv4_span: Option<SourceSpan>,
     pub ipv6_span: Option<SourceSpan>,
+    /// The subnet of this family was given but is invalid (and reported):
+    /// container addresses of that family are not checked against it.
+    pub ipv4_invalid: bool,
+    pub ipv6_invalid: bool,
+}
+
+/// A tunnel with the spans of its addresses, in the same order.
+pub(crate) struct TunnelEntry {
+    pub tunnel: Tunnel,
+    pub address_spans: Vec<SourceSpan>,
 }
 
 impl Validator {
@@ -208,7 +228,7 @@ impl Validator {
                         (
                             span,
                             Image {
-                                name,
+                                name: name.clone(),
                                 source: source.clone(),
                                 packages,
                             },
@@ -230,6 +250,10 @@ impl Validator {
                         );
                     }
                 }
+            }
+            // Whatever kept it out was reported above.
+            if !images.contains_key(&name) {
+                self.broken_images.insert(name);
             }
         }
         images
@@ -269,7 +293,11 @@ impl Validator {
                     address.span,
                 ))
             });
-            let Some(bridge) = bridge else { continue };
+            // A missing or invalid bridge was reported by the checker or above.
+            let Some(bridge) = bridge else {
+                self.broken_networks.insert(name);
+                continue;
+            };
             networks.insert(
                 name.clone(),
                 NetworkEntry {
@@ -281,6 +309,8 @@ impl Validator {
                     },
                     ipv4_span: ipv4.map(|(_, span)| span),
                     ipv6_span: ipv6.map(|(_, span)| span),
+                    ipv4_invalid: ipv4.is_none() && node.child("ipv4").is_some(),
+                    ipv6_invalid: ipv6.is_none() && node.child("ipv6").is_some(),
                 },
             );
         }
@@ -305,7 +335,7 @@ impl Validator {
         true
     }
 
-    fn tunnels(&mut self, doc: &Document) -> BTreeMap<IfName, (SourceSpan, Tunnel)> {
+    fn tunnels(&mut self, doc: &Document) -> BTreeMap<IfName, TunnelEntry> {
         let mut tunnels = BTreeMap::new();
         let mut seen: BTreeMap<IfName, SourceSpan> = BTreeMap::new();
         for node in doc.nodes_named("tunnel") {
@@ -332,14 +362,13 @@ impl Validator {
             };
             let local = self.parse_str(gre.prop("local"), "ctm::invalid-address", parse_ip);
             let remote = self.parse_str(gre.prop("remote"), "ctm::invalid-address", parse_ip);
-            let addresses: Vec<IpNet> = node
+            let addresses: Vec<Spanned<IpNet>> = node
                 .children_named("address")
                 .filter_map(|a| {
                     self.parse_str(a.arg(0), "ctm::invalid-address", |s| {
                         parse_interface_address::<IpNet>(s, "IP")
                     })
                 })
-                .map(|a| a.value)
                 .collect();
             let (Some(local), Some(remote)) = (local, remote) else {
                 continue;
@@ -370,15 +399,15 @@ impl Validator {
             }
             tunnels.insert(
                 name.value.clone(),
-                (
-                    name.span,
-                    Tunnel {
+                TunnelEntry {
+                    tunnel: Tunnel {
                         name: name.value,
                         local: local.value,
                         remote: remote.value,
-                        addresses,
+                        addresses: addresses.iter().map(|a| a.value).collect(),
                     },
-                ),
+                    address_spans: addresses.iter().map(|a| a.span).collect(),
+                },
             );
         }
         tunnels
@@ -393,7 +422,12 @@ impl Validator {
         let bridges = doc
             .nodes_named("network")
             .filter_map(|n| n.child("bridge").and_then(|b| b.arg(0)));
-        let tunnels = doc.nodes_named("tunnel").filter_map(|t| t.arg(0));
+        // A tunnel defined twice is reported as a duplicate name already.
+        let mut tunnel_names = BTreeSet::new();
+        let tunnels = doc
+            .nodes_named("tunnel")
+            .filter_map(|t| t.arg(0))
+            .filter(|name| name.value.as_str().is_none_or(|n| tunnel_names.insert(n)));
         for value in bridges.chain(tunnels) {
             let Some(name) = value.value.as_str() else {
                 continue;
@@ -422,7 +456,7 @@ impl Validator {
     fn overlaps(
         &mut self,
         networks: &BTreeMap<Name, NetworkEntry>,
-        tunnels: &BTreeMap<IfName, (SourceSpan, Tunnel)>,
+        tunnels: &BTreeMap<IfName, TunnelEntry>,
     ) {
         let mut subnets: Vec<(IpNet, SourceSpan, String)> = Vec::new();
         for (name, entry) in networks {
@@ -441,8 +475,8 @@ impl Validator {
                 ));
             }
         }
-        for (name, (span, tunnel)) in tunnels {
-            for address in &tunnel.addresses {
+        for (name, entry) in tunnels {
+            for (address, span) in entry.tunnel.addresses.iter().zip(&entry.address_spans) {
                 subnets.push((address.trunc(), *span, format!("tunnel `{name}`")));
             }
         }
