@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::fs::{Entry, sha256_hex};
 use crate::backend::{Action, SystemState};
 use crate::compile::{Artifacts, Content, NFT_RULESET, Owner};
-use crate::state::{Manifest, entry_of};
+use crate::state::Manifest;
 
 /// What is at one path now, with its text when it is a readable file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,8 @@ fn restart_irrelevant(path: &str) -> bool {
 }
 
 pub fn plan(input: &Inputs<'_>) -> Plan {
+    // Every desired file hashed once, for the comparison and the fingerprint.
+    let desired_manifest = Manifest::of(input.desired);
     let empty = Manifest::default();
     let manifest = input.current.map_or(&empty, |(_, m)| m);
     let mut files = Vec::new();
@@ -130,7 +132,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         let owned = manifest.files.get(path.as_str());
         match input.desired.files.get(path.as_str()) {
             Some(artifact) => {
-                let after = entry_of(artifact);
+                let after = desired_manifest.files[path.as_str()].entry.clone();
                 if live.entry == after {
                     continue;
                 }
@@ -217,7 +219,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         provisioning,
         live_system: input.system.containers.is_some(),
         summary,
-        fingerprint: fingerprint(input),
+        fingerprint: fingerprint(input, desired_manifest),
     }
 }
 
@@ -414,7 +416,7 @@ fn diff(path: &str, live: &LiveFile, after: Option<&Content>) -> String {
 /// A digest of everything the plan was computed from. The generation
 /// number is part of it, so a plan can be applied once only, even a plan
 /// made before the very first apply (hashicorp/terraform#24078).
-fn fingerprint(input: &Inputs<'_>) -> String {
+fn fingerprint(input: &Inputs<'_>, desired: Manifest) -> String {
     #[derive(Serialize)]
     struct Basis<'a> {
         current: Option<u64>,
@@ -431,7 +433,7 @@ fn fingerprint(input: &Inputs<'_>) -> String {
             .map(|(p, l)| (p.as_str(), &l.entry))
             .collect(),
         system: input.system,
-        desired: Manifest::of(input.desired),
+        desired,
         adopt: input.adopt,
     };
     // Plain data with string keys: serializing it cannot fail.
@@ -443,6 +445,7 @@ mod tests {
     use super::*;
     use crate::compile::Artifact;
     use crate::model::Name;
+    use crate::state::entry_of;
 
     fn name(s: &str) -> Name {
         Name::parse(s).unwrap()
