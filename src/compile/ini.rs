@@ -5,6 +5,7 @@
 //! control character. As a last line of defence the writer escapes any
 //! that do, so no value can ever start a new line, section or setting.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 #[derive(Debug, Default)]
@@ -54,9 +55,13 @@ impl Ini {
 }
 
 /// Replaces control characters with C escapes, and protects a trailing
-/// backslash, which systemd would read as a line continuation.
-pub fn escape_controls(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+/// backslash, which systemd would read as a line continuation. Values
+/// reach here validated, so the common case borrows without copying.
+pub fn escape_controls(value: &str) -> Cow<'_, str> {
+    if !value.ends_with('\\') && !value.chars().any(char::is_control) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
     for c in value.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
@@ -67,7 +72,7 @@ pub fn escape_controls(value: &str) -> String {
     if out.ends_with('\\') {
         out.push('\\');
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
