@@ -280,6 +280,39 @@ fn drift_is_shown_and_undone() {
 }
 
 #[test]
+fn an_edit_in_place_is_seen_after_the_stat_cache_trusts_the_file() {
+    let lab = Lab::new();
+    lab.host(&homelab());
+    assert!(lab.apply().status.success());
+    // Files settle (2 s), then a plan records their hashes by stat.
+    std::thread::sleep(Duration::from_millis(2100));
+    let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let cache = std::fs::read_to_string(lab.root.join("var/lib/ctm/stat-cache.json")).unwrap();
+    assert!(cache.contains("etc/systemd/nspawn/web.nspawn"), "{cache}");
+
+    // Same length, same place, different content: only ctime tells.
+    use std::io::{Seek as _, Write as _};
+    let path = lab.root.join("etc/systemd/nspawn/web.nspawn");
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(std::io::SeekFrom::End(-4)).unwrap();
+    file.write_all(b"XXXX").unwrap();
+    drop(file);
+    let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(
+        out(&o).contains("~ etc/systemd/nspawn/web.nspawn"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        out(&o).contains("-Bridge=br-XXXX"),
+        "the diff shows the edit: {}",
+        out(&o)
+    );
+}
+
+#[test]
 fn a_foreign_file_is_never_touched_without_adopt() {
     let lab = Lab::new();
     lab.host(&homelab());

@@ -11,10 +11,11 @@ use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 use nix::fcntl::Flock;
 
 use crate::apply::{Engine, Recovered, SwitchSpec};
+use crate::backend::fs::{self, Entry};
 use crate::backend::{FilesOnly, System};
 use crate::compile::Artifacts;
 use crate::live;
-use crate::plan::{self, Plan};
+use crate::plan::{self, LiveFile, Plan};
 use crate::state::{Manifest, Store, now_unix};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -150,7 +151,30 @@ impl Session {
             None => Manifest::default(),
         };
         let paths: Vec<&String> = desired.files.keys().chain(manifest.files.keys()).collect();
-        let live = live::read(self.store.root(), paths)?;
+        let cache = self.store.stat_cache();
+        let (mut live, updated) = live::read(self.store.root(), paths, &cache)?;
+        if updated != cache {
+            // Only a cache: failing to save it costs speed, nothing else.
+            if let Err(e) = self.store.set_stat_cache(&updated) {
+                eprintln!("warning: {e}");
+            }
+        }
+        // Files trusted from the cache come without text; the ones that will
+        // change are read for their diff.
+        let desired_entries = Manifest::of(desired);
+        for (path, file) in live.iter_mut() {
+            let unchanged = desired_entries
+                .files
+                .get(path)
+                .is_some_and(|d| d.entry == file.entry);
+            if file.text.is_none() && matches!(file.entry, Entry::File { .. }) && !unchanged {
+                let (entry, bytes) = fs::read_entry(&self.store.root().join(path))?;
+                *file = LiveFile {
+                    entry,
+                    text: bytes.and_then(|b| String::from_utf8(b).ok()),
+                };
+            }
+        }
         let system = self.system.observe()?;
         Ok(plan::plan(&plan::Inputs {
             desired,

@@ -12,6 +12,7 @@
 //!     journal.json         what is being switched, from and to where
 //!     backup/...           the pre-switch content of every touched path
 //! pending-confirm.json     an apply waiting for `ctm confirm`
+//! stat-cache.json          hashes of managed files by stat (see `live`)
 //! lock                     flock'ed by whoever changes any of the above
 //! ```
 
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Action;
 use crate::backend::fs::{self, Entry, IoError, context};
 use crate::compile::{Artifact, Artifacts, Content, Owner};
+use crate::live::StatCache;
 
 pub const STATE_DIR: &str = "var/lib/ctm";
 
@@ -475,6 +477,25 @@ impl Store {
         fs::rename(&self.journal_dir(), &done)?;
         crate::fault::point("journal closed");
         fs::remove_tree(&done)?;
+        Ok(())
+    }
+
+    fn stat_cache_path(&self) -> PathBuf {
+        self.dir.join("stat-cache.json")
+    }
+
+    /// The cache of file hashes by stat; empty if missing or unreadable
+    /// (it is only a cache: `live` re-reads what it cannot trust).
+    pub fn stat_cache(&self) -> StatCache {
+        std::fs::read(self.stat_cache_path())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn set_stat_cache(&self, cache: &StatCache) -> Result<()> {
+        let bytes = serde_json::to_vec(cache).map_err(|e| corrupt(&self.stat_cache_path(), e))?;
+        fs::write_file(&self.stat_cache_path(), &bytes, 0o600)?;
         Ok(())
     }
 
