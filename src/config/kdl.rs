@@ -1,5 +1,9 @@
-//! KDL 2.0 front-end: text → [`Document`], through the `kdl` crate's
-//! document model (the same model the web editor edits, keeping comments).
+//! KDL 2.0 front-end: text → [`Document`].
+//!
+//! A valid file is read by the fast reader in [`super::kdl_fast`]. Anything
+//! it declines (a syntax error, `#null`, a type annotation) is parsed
+//! again through the `kdl` crate's document model (the same model the web
+//! editor edits, keeping comments), which gives the diagnostics.
 
 use ::kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
@@ -8,6 +12,15 @@ use super::{Document, Node, Spanned, Value, join_spans};
 use crate::diagnostic::Diagnostic;
 
 pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
+    match super::kdl_fast::read(text) {
+        Some(doc) => (doc, Vec::new()),
+        None => parse_with_kdl_crate(text),
+    }
+}
+
+/// The reference path: the `kdl` crate's parser, then conversion. Public
+/// for the tests that hold the fast reader to it and for the benchmarks.
+pub fn parse_with_kdl_crate(text: &str) -> (Document, Vec<Diagnostic>) {
     match KdlDocument::parse(text) {
         Ok(doc) => {
             let mut diagnostics = Vec::new();

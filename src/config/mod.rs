@@ -9,6 +9,7 @@
 //! `validate`.
 
 pub mod kdl;
+pub mod kdl_fast;
 pub mod toml;
 pub mod vocab;
 
