@@ -189,7 +189,7 @@ fn apply_then_plan_shows_no_changes() {
     let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
-        out(&o).contains("Plan: 21 to add, 0 to change, 0 to destroy; 6 actions."),
+        out(&o).contains("Plan: 22 to add, 0 to change, 0 to destroy; 6 actions."),
         "{}",
         out(&o)
     );
@@ -255,7 +255,20 @@ fn a_network_only_change_restarts_no_container() {
         .map(|a| a["action"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["reload-networkd"], "{plan:#}");
-    assert_eq!(plan["files"].as_array().unwrap().len(), 1);
+    // The tunnel's .network, and the expectations health checks read.
+    let files: Vec<&str> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "etc/ctm/health.json",
+            "etc/systemd/network/50-ctm-site-b.network"
+        ]
+    );
 }
 
 #[test]

@@ -2507,6 +2507,170 @@ fn bind_breaks_feature_read_only() {
     );
 }
 
+// ---- health checks -------------------------------------------------------------
+
+#[test]
+fn check_without_probe() {
+    let text = kdl(&container(
+        "web",
+        "    network \"lan\"\n    check timeout=\"30s\"\n",
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::check-probe",
+        "a check needs `tcp` or `command`",
+        "check timeout=\"30s\"",
+        "check",
+    );
+    assert_help(
+        &d,
+        "write one probe per check: `check tcp=80` or `check command=\"systemctl is-system-running --wait\"`",
+    );
+}
+
+#[test]
+fn check_with_two_probes() {
+    let text = toml(
+        "[container.web]\nimage = \"debian\"\nnetwork = \"lan\"\ncheck = [{ tcp = 80, command = \"true\" }]\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Toml,
+        "ctm::check-probe",
+        "a check has both `tcp` and `command`",
+        "check = [{ tcp = 80, command = \"true\" }",
+        "check =",
+    );
+    assert_eq!(d.label.as_deref(), Some("two probes"));
+}
+
+#[test]
+fn check_without_address() {
+    let text = kdl(&container("web", "    check tcp=80\n"));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::check-without-address",
+        "container `web` has no address to check tcp port 80 on",
+        "check tcp=80",
+        "check",
+    );
+    assert_help(
+        &d,
+        "attach the container to a network with `network \"NAME\"`, or check with `command`",
+    );
+}
+
+#[test]
+fn check_without_address_on_a_network_without_subnets() {
+    let text = kdl(&format!(
+        "network \"bare\" {{\n    bridge \"br-bare\"\n}}\n{}",
+        container("web", "    network \"bare\"\n    check tcp=80\n")
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::check-without-address",
+        "container `web` has no address to check tcp port 80 on",
+        "check tcp=80",
+        "check",
+    );
+    assert_help(&d, "network `bare` has no subnet: give it `ipv4` or `ipv6`");
+}
+
+#[test]
+fn check_from_a_template_is_reported_per_container() {
+    // The template's check is merged into `web`, which has no address.
+    let text = kdl(&format!(
+        "template \"t\" {{\n    check tcp=22\n}}\n{}",
+        container("web", "    from \"t\"\n")
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::check-without-address",
+        "container `web` has no address to check tcp port 22 on",
+        "check tcp=22",
+        "check",
+    );
+}
+
+#[test]
+fn check_command_with_an_unbalanced_quote() {
+    let text = kdl(&container("web", "    check command=\"sh -c 'true\"\n"));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`sh -c 'true` has an unbalanced quote or a trailing backslash",
+        "\"sh -c 'true\"",
+        "command=",
+    );
+}
+
+#[test]
+fn check_command_that_is_empty() {
+    let text = kdl(&container("web", "    check command=\"  \"\n"));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "the command is empty",
+        "\"  \"",
+        "command=",
+    );
+}
+
+#[test]
+fn check_timeout_that_is_not_a_duration() {
+    let text = kdl(&container(
+        "web",
+        "    check command=\"true\" timeout=\"soon\"\n",
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`soon` is not a duration (expected number at 0); write e.g. `30s` or `2m`",
+        "\"soon\"",
+        "timeout=",
+    );
+    assert_eq!(d.label.as_deref(), Some("invalid value"));
+}
+
+#[test]
+fn check_timeout_out_of_range() {
+    let text = kdl(&container(
+        "web",
+        "    check command=\"true\" timeout=\"2h\"\n",
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`2h` is out of range: a check's timeout is whole seconds, from 1s to 1h",
+        "\"2h\"",
+        "timeout=",
+    );
+}
+
+#[test]
+fn check_port_out_of_range() {
+    let text = kdl(&container(
+        "web",
+        "    network \"lan\"\n    check tcp=70000\n",
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-port",
+        "70000 is not a port; ports are 1 to 65535",
+        "70000",
+        "tcp=",
+    );
+}
+
 // ---- cascades: one mistake, one error -----------------------------------------
 
 #[test]

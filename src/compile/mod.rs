@@ -5,6 +5,7 @@
 //! (`etc/systemd/nspawn/web.nspawn`). Each artifact names what it belongs
 //! to, so that a plan can tell which container a changed file restarts.
 
+pub mod health;
 mod ini;
 mod networkd;
 mod nft;
@@ -121,7 +122,9 @@ pub fn compile(host: &Host) -> Artifacts {
         networkd::tunnel(tunnel, &header, &mut out);
     }
     networkd::sysctl(host, &header, &mut out);
-    nft::firewall(host, &header, &mut out);
+    let chains = nft::chains(host);
+    nft::firewall(&chains, &header, &mut out);
+    health::write(&health::health(host, &chains), &mut out);
     out
 }
 

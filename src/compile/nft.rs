@@ -15,8 +15,31 @@ use crate::model::Host;
 const UNIT_TEMPLATE: &str = include_str!("../../templates/ctm-nftables.service");
 const RULESET_TEMPLATE: &str = include_str!("../../templates/ctm.nft");
 
-pub fn firewall(host: &Host, header: &[String], out: &mut Artifacts) {
-    out.file(NFT_RULESET.into(), Owner::Firewall, ruleset(host, header));
+/// The four chains of `table inet ctm`, each a list of rule lines.
+pub struct Chains {
+    pub prerouting: Vec<String>,
+    pub output: Vec<String>,
+    pub postrouting: Vec<String>,
+    pub forward: Vec<String>,
+}
+
+impl Chains {
+    /// Chain name → number of rules: what the live table must hold.
+    pub fn rule_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        [
+            ("prerouting", &self.prerouting),
+            ("output", &self.output),
+            ("postrouting", &self.postrouting),
+            ("forward", &self.forward),
+        ]
+        .into_iter()
+        .map(|(name, rules)| (name.to_string(), rules.len()))
+        .collect()
+    }
+}
+
+pub fn firewall(chains: &Chains, header: &[String], out: &mut Artifacts) {
+    out.file(NFT_RULESET.into(), Owner::Firewall, ruleset(chains, header));
     let mut unit = String::new();
     for line in header {
         let _ = writeln!(unit, "# {}", super::ini::escape_controls(line));
@@ -30,7 +53,7 @@ pub fn firewall(host: &Host, header: &[String], out: &mut Artifacts) {
     );
 }
 
-pub fn ruleset(host: &Host, header: &[String]) -> String {
+pub fn chains(host: &Host) -> Chains {
     let mut prerouting = Vec::new();
     let mut output = Vec::new();
     let mut postrouting = Vec::new();
@@ -80,7 +103,15 @@ pub fn ruleset(host: &Host, header: &[String]) -> String {
         forward.push(format!("iifname \"{bridge}\" accept"));
     }
     forward.push("ct status dnat accept".to_string());
+    Chains {
+        prerouting,
+        output,
+        postrouting,
+        forward,
+    }
+}
 
+pub fn ruleset(chains: &Chains, header: &[String]) -> String {
     let mut comment = String::new();
     for line in header {
         let _ = writeln!(comment, "# {}", super::ini::escape_controls(line));
@@ -89,10 +120,10 @@ pub fn ruleset(host: &Host, header: &[String]) -> String {
         RULESET_TEMPLATE,
         &[
             ("{header}", comment),
-            ("{prerouting}", rules(&prerouting)),
-            ("{output}", rules(&output)),
-            ("{postrouting}", rules(&postrouting)),
-            ("{forward}", rules(&forward)),
+            ("{prerouting}", rules(&chains.prerouting)),
+            ("{output}", rules(&chains.output)),
+            ("{postrouting}", rules(&chains.postrouting)),
+            ("{forward}", rules(&chains.forward)),
         ],
     )
 }

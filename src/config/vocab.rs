@@ -479,6 +479,33 @@ static ENVIRONMENT: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static CHECK: NodeSpec = NodeSpec {
+    name: "check",
+    doc: "A health check run after every apply that starts or restarts the container; if it still fails when its timeout is up, the apply is rolled back.",
+    example: "check tcp=80 timeout=\"30s\"",
+    args: NO_ARGS,
+    props: &[
+        prop(
+            "tcp",
+            Integer,
+            "A port that must accept TCP connections from the host on each of the container's addresses.",
+        ),
+        prop(
+            "command",
+            String,
+            "A command that must exit 0 inside the container; split into words like a shell would, never run by one.",
+        ),
+        prop(
+            "timeout",
+            String,
+            "How long the check is retried before it fails, from `1s` to `1h` (default: `60s`).",
+        ),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
 static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&FROM),
     once(&USE_IMAGE),
@@ -492,6 +519,7 @@ static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&AUTOSTART),
     many(&PACKAGES),
     once(&ENVIRONMENT),
+    many(&CHECK),
 ];
 
 static TEMPLATE: NodeSpec = NodeSpec {

@@ -92,6 +92,25 @@ pub struct Container {
     pub autostart: bool,
     pub packages: Vec<PackageName>,
     pub environment: BTreeMap<EnvName, EnvValue>,
+    /// Run after every apply that starts or restarts the container; a
+    /// failure rolls the apply back.
+    pub checks: Vec<HealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub timeout: CheckTimeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    /// A TCP connection from the host to this port on each of the
+    /// container's addresses succeeds.
+    Tcp(Port),
+    /// This command, run inside the container, exits 0.
+    Command(CommandLine),
 }
 
 /// A container's place on a network, with its final addresses: one of each

@@ -604,3 +604,55 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse::<IpAddr>()
         .map_err(|_| format!("`{s}` is not an IP address"))
 }
+
+/// A command as an argument vector, never shell text: written as one string
+/// in the host file and split by POSIX shell quoting rules (`shlex`), so
+/// `"sh -c 'test -e /run/ready'"` is three words. Nothing is expanded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommandLine(Vec<String>);
+
+impl CommandLine {
+    pub fn parse(s: &str) -> Result<CommandLine, String> {
+        if has_control(s) {
+            return Err("a command may not contain control characters".into());
+        }
+        let words = shlex::split(s)
+            .ok_or_else(|| format!("`{s}` has an unbalanced quote or a trailing backslash"))?;
+        match words.first() {
+            None => Err("the command is empty".into()),
+            Some(first) if first.is_empty() => Err("the command's first word is empty".into()),
+            Some(_) => Ok(CommandLine(words)),
+        }
+    }
+
+    pub fn argv(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// How long a health check may keep failing before it counts as failed:
+/// between 1 second and 1 hour, written like `30s`, `2m` or `1m 30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CheckTimeout(u32);
+
+impl CheckTimeout {
+    pub const DEFAULT: CheckTimeout = CheckTimeout(60);
+    const MAX_SECONDS: u64 = 3600;
+
+    pub fn parse(s: &str) -> Result<CheckTimeout, String> {
+        let d = humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s` or `2m`"))?;
+        if d.subsec_nanos() != 0 || d.as_secs() == 0 || d.as_secs() > Self::MAX_SECONDS {
+            return Err(format!(
+                "`{s}` is out of range: a check's timeout is whole seconds, from 1s to 1h"
+            ));
+        }
+        Ok(CheckTimeout(d.as_secs() as u32))
+    }
+
+    pub fn seconds(self) -> u32 {
+        self.0
+    }
+}

@@ -32,6 +32,7 @@ struct Partial {
     autostart: Option<bool>,
     packages: Vec<PackageName>,
     environment: BTreeMap<EnvName, EnvValue>,
+    checks: Vec<Spanned<HealthCheck>>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +176,11 @@ impl Partial {
                 }
             }
         }
+        for check in node.children_named("check") {
+            if let Some(c) = health_check(v, check) {
+                p.checks.push(Spanned::new(c, check.span));
+            }
+        }
         p
     }
 
@@ -218,8 +224,45 @@ impl Partial {
             autostart: self.autostart.or(base.autostart),
             packages,
             environment,
+            checks: base.checks.iter().chain(&self.checks).cloned().collect(),
         }
     }
+}
+
+/// One `check`: exactly one probe, and a timeout.
+fn health_check(v: &mut Validator, node: &Node) -> Option<HealthCheck> {
+    let timeout = match node.prop("timeout") {
+        Some(t) => {
+            v.parse_str(Some(t), "ctm::invalid-value", CheckTimeout::parse)?
+                .value
+        }
+        None => CheckTimeout::DEFAULT,
+    };
+    let probe = match (node.prop("tcp"), node.prop("command")) {
+        (Some(tcp), None) => Probe::Tcp(port(v, Some(tcp))?),
+        (None, Some(command)) => Probe::Command(
+            v.parse_str(Some(command), "ctm::invalid-value", CommandLine::parse)?
+                .value,
+        ),
+        (tcp, _) => {
+            let both = tcp.is_some();
+            v.push(
+                Diagnostic::error(
+                    "ctm::check-probe",
+                    if both {
+                        "a check has both `tcp` and `command`"
+                    } else {
+                        "a check needs `tcp` or `command`"
+                    },
+                    node.span,
+                )
+                .with_label(if both { "two probes" } else { "nothing to check" })
+                .with_help("write one probe per check: `check tcp=80` or `check command=\"systemctl is-system-running --wait\"`"),
+            );
+            return None;
+        }
+    };
+    Some(HealthCheck { probe, timeout })
 }
 
 /// Where a bind may not go, whatever the container does.
@@ -396,6 +439,7 @@ pub(super) fn containers(
 
     let lock = assign_addresses(v, &mut drafts, networks, previous);
     forwards(v, &drafts, networks);
+    tcp_checks(v, &drafts, networks);
 
     let mut containers = BTreeMap::new();
     for (name, (_, p)) in drafts {
@@ -431,6 +475,7 @@ pub(super) fn containers(
                 autostart: p.autostart.unwrap_or(true),
                 packages: p.packages,
                 environment: p.environment,
+                checks: p.checks.into_iter().map(|c| c.value).collect(),
             },
         );
     }
@@ -792,6 +837,42 @@ fn forwards(
             ),
             None => {
                 seen.insert((f.protocol, f.host), (name.clone(), forward.span));
+            }
+        }
+    }
+}
+
+/// A TCP check connects to the container's addresses, so it needs one.
+fn tcp_checks(
+    v: &mut Validator,
+    drafts: &BTreeMap<Name, (SourceSpan, Partial)>,
+    networks: &BTreeMap<Name, NetworkEntry>,
+) {
+    for (name, (_, p)) in drafts {
+        let has_address = p
+            .network
+            .as_ref()
+            .is_some_and(|a| a.ipv4.is_some() || a.ipv6.is_some());
+        if has_address || no_address_reported(p, networks) {
+            continue;
+        }
+        for check in &p.checks {
+            if let Probe::Tcp(port) = check.value.probe {
+                v.push(
+                    Diagnostic::error(
+                        "ctm::check-without-address",
+                        format!("container `{name}` has no address to check tcp port {port} on"),
+                        check.span,
+                    )
+                    .with_label("nowhere to connect to")
+                    .with_help(match &p.network {
+                        None => "attach the container to a network with `network \"NAME\"`, or check with `command`".to_string(),
+                        Some(a) => format!(
+                            "network `{}` has no subnet: give it `ipv4` or `ipv6`",
+                            a.network.value
+                        ),
+                    }),
+                );
             }
         }
     }

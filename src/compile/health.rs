@@ -1,0 +1,181 @@
+//! What the running system must look like once a generation is applied,
+//! as data: `etc/ctm/health.json`.
+//!
+//! Apply's health checks, `ctm plan`'s drift detection and `ctm status`
+//! all compare the live system against this file. It is compiled with the
+//! rest of the generation, so a rollback checks the older generation
+//! against its own expectations, and a plan needs no model, only files.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::nft::Chains;
+use super::{Artifacts, Owner};
+use crate::model::{Host, Probe};
+
+pub const HEALTH: &str = "etc/ctm/health.json";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub containers: BTreeMap<String, ContainerHealth>,
+    /// Bridges and tunnels, by interface name.
+    pub links: BTreeMap<String, LinkHealth>,
+    /// Chain of `table inet ctm` → number of rules in it.
+    pub firewall: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerHealth {
+    /// Started at boot, so it must be running after every apply.
+    pub autostart: bool,
+    /// The bridge the container's `host0` is attached to.
+    pub bridge: Option<String>,
+    /// Its addresses, IPv4 first.
+    pub addresses: Vec<IpAddr>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Check {
+    Tcp {
+        port: u16,
+        timeout_seconds: u32,
+    },
+    Command {
+        argv: Vec<String>,
+        timeout_seconds: u32,
+    },
+}
+
+impl Check {
+    pub fn timeout_seconds(&self) -> u32 {
+        match self {
+            Check::Tcp {
+                timeout_seconds, ..
+            }
+            | Check::Command {
+                timeout_seconds, ..
+            } => *timeout_seconds,
+        }
+    }
+
+    /// One line for people: `tcp port 80`, `command systemctl is-system-running`.
+    pub fn describe(&self) -> String {
+        match self {
+            Check::Tcp { port, .. } => format!("tcp port {port}"),
+            Check::Command { argv, .. } => format!("command `{}`", argv.join(" ")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkHealth {
+    /// `bridge`, `gre` or `ip6gre`, as in the `.netdev`.
+    pub kind: String,
+    /// Address and prefix, as networkd is told to configure them.
+    pub addresses: Vec<String>,
+}
+
+pub fn health(host: &Host, chains: &Chains) -> Health {
+    let containers = host
+        .containers
+        .values()
+        .map(|c| {
+            let attachment = c.network.as_ref();
+            let bridge = attachment
+                .and_then(|a| host.networks.get(&a.network))
+                .map(|n| n.bridge.to_string());
+            let addresses = attachment
+                .map(|a| {
+                    a.ipv4
+                        .map(IpAddr::V4)
+                        .into_iter()
+                        .chain(a.ipv6.map(IpAddr::V6))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let checks = c
+                .checks
+                .iter()
+                .map(|check| {
+                    let timeout_seconds = check.timeout.seconds();
+                    match &check.probe {
+                        Probe::Tcp(port) => Check::Tcp {
+                            port: port.get(),
+                            timeout_seconds,
+                        },
+                        Probe::Command(command) => Check::Command {
+                            argv: command.argv().to_vec(),
+                            timeout_seconds,
+                        },
+                    }
+                })
+                .collect();
+            (
+                c.name.to_string(),
+                ContainerHealth {
+                    autostart: c.autostart,
+                    bridge,
+                    addresses,
+                    checks,
+                },
+            )
+        })
+        .collect();
+    let mut links = BTreeMap::new();
+    for network in host.networks.values() {
+        let addresses = network
+            .ipv4
+            .map(|s| s.address.to_string())
+            .into_iter()
+            .chain(network.ipv6.map(|s| s.address.to_string()))
+            .collect();
+        links.insert(
+            network.bridge.to_string(),
+            LinkHealth {
+                kind: "bridge".into(),
+                addresses,
+            },
+        );
+    }
+    for tunnel in host.tunnels.values() {
+        links.insert(
+            tunnel.name.to_string(),
+            LinkHealth {
+                kind: if tunnel.local.is_ipv4() {
+                    "gre"
+                } else {
+                    "ip6gre"
+                }
+                .into(),
+                addresses: tunnel.addresses.iter().map(ToString::to_string).collect(),
+            },
+        );
+    }
+    Health {
+        containers,
+        links,
+        firewall: chains.rule_counts(),
+    }
+}
+
+pub fn write(health: &Health, out: &mut Artifacts) {
+    // Plain structs with string keys: serialization has no way to fail.
+    let mut json = serde_json::to_string_pretty(health).expect("health expectations serialize");
+    json.push('\n');
+    out.file(HEALTH.into(), Owner::Host, json);
+}
+
+/// The expectations in a compiled tree; a generation made before ctm wrote
+/// them (or a tree without them) expects nothing.
+pub fn of(artifacts: &Artifacts) -> Result<Health, String> {
+    match artifacts.files.get(HEALTH).map(|a| &a.content) {
+        Some(super::Content::File { text, .. }) => {
+            serde_json::from_str(text).map_err(|e| format!("{HEALTH} is not valid: {e}"))
+        }
+        _ => Ok(Health::default()),
+    }
+}
