@@ -1681,6 +1681,25 @@ fn image_source_more_than_one() {
     );
 }
 
+#[test]
+fn packages_on_a_directory_image() {
+    let text =
+        kdl("image \"tree\" {\n    directory \"/srv/images/tree\"\n    packages \"curl\"\n}\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::image-packages",
+        "image `tree` is used as it is: it cannot get packages",
+        "packages \"curl\"",
+        "packages \"curl\"",
+    );
+    assert_help(
+        &d,
+        "ctm never changes a directory or tarball image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned",
+    );
+    assert_eq!(d.related.len(), 1);
+}
+
 // ---- networks and tunnels ----------------------------------------------------
 
 #[test]

@@ -15,10 +15,12 @@
 //! journal behind, and [`Engine::recover`] finishes the job: forward if
 //! `current` already moved, else back.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::backend::fs::{self, Entry};
-use crate::backend::{Action, System};
+use crate::backend::{Action, System, batches};
+use crate::compile::health::{self, Health};
 use crate::compile::{Artifacts, Content};
 use crate::plan::FileChange;
 use crate::state::{Journal, Meta, PendingConfirm, StateError, Store, TouchedPath};
@@ -170,13 +172,23 @@ impl Engine<'_> {
             .map_err(|e| e.to_string())?;
             crate::fault::point("file switched");
         }
-        for action in spec.actions {
-            (self.progress)(&format!("{} …", action.summary()));
-            *attempted += 1;
-            self.system.perform(action).map_err(|e| e.to_string())?;
+        let expect = health::of(spec.desired)?;
+        for batch in batches(spec.actions) {
+            for action in batch {
+                (self.progress)(&format!("{} …", action.summary()));
+            }
+            *attempted += batch.len();
+            self.system
+                .perform(batch, &expect, self.progress)
+                .map_err(|e| e.to_string())?;
             crate::fault::point("action performed");
         }
-        self.system.health_check().map_err(|e| e.to_string())?;
+        if self.system.is_live() {
+            (self.progress)("health checks …");
+        }
+        self.system
+            .health_check(&expect, &must_run(&expect, spec.actions), self.progress)
+            .map_err(|e| e.to_string())?;
         crate::fault::point("health checked");
         if let Some(deadline) = spec.confirm_deadline
             && let Some(generation) = spec.to
@@ -228,10 +240,29 @@ impl Engine<'_> {
         let attempted = attempted
             .unwrap_or(journal.actions.len())
             .min(journal.actions.len());
-        for action in undo(&journal.actions[..attempted]) {
-            (self.progress)(&format!("rollback: {} …", action.summary()));
-            if let Err(e) = self.system.perform(&action) {
+        let expect = match journal.from {
+            Some(n) => health::of(&self.store.artifacts(n)?).unwrap_or_else(|e| {
+                problems.push(e);
+                Health::default()
+            }),
+            None => Health::default(),
+        };
+        let undone = undo(&journal.actions[..attempted]);
+        for batch in batches(&undone) {
+            for action in batch {
+                (self.progress)(&format!("rollback: {} …", action.summary()));
+            }
+            if let Err(e) = self.system.perform(batch, &expect, self.progress) {
                 problems.push(e.to_string());
+            }
+        }
+        if self.system.is_live() && !undone.is_empty() {
+            (self.progress)("rollback: health checks …");
+            if let Err(e) =
+                self.system
+                    .health_check(&expect, &must_run(&expect, &undone), self.progress)
+            {
+                problems.push(format!("after the rollback, {e}"));
             }
         }
         self.set_current(journal.from)?;
@@ -282,34 +313,73 @@ fn restore(store: &Store, path: &Path, rel: &str, before: &Entry) -> Result<(), 
     Ok(())
 }
 
+/// The containers that must run once `actions` are done: those that start
+/// at boot, and those the actions started, less those they stopped.
+pub fn must_run(expect: &Health, actions: &[Action]) -> BTreeSet<String> {
+    let mut running: BTreeSet<String> = expect
+        .containers
+        .iter()
+        .filter(|(_, c)| c.autostart)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for action in actions {
+        match action {
+            Action::StartContainer { name, .. } | Action::RestartContainer { name, .. } => {
+                running.insert(name.clone());
+            }
+            Action::StopContainer { name, .. } => {
+                running.remove(name);
+            }
+            _ => {}
+        }
+    }
+    running
+}
+
 /// The actions that undo `actions`, in the order they must run.
+/// Provisioning is not undone: its steps are idempotent and what they made
+/// (a root file system, installed packages) belongs to the container.
 pub fn undo(actions: &[Action]) -> Vec<Action> {
     let reason = |r: &str| format!("rollback of: {r}");
     let mut undone: Vec<Action> = actions
         .iter()
-        .map(|a| match a {
-            Action::StopContainer { name, reason: r } => Action::StartContainer {
-                name: name.clone(),
-                reason: reason(r),
-            },
-            Action::StartContainer { name, reason: r } => Action::StopContainer {
-                name: name.clone(),
-                reason: reason(r),
-            },
-            Action::RestartContainer { name, reason: r } => Action::RestartContainer {
-                name: name.clone(),
-                reason: reason(r),
-            },
-            Action::DaemonReload { reason: r } => Action::DaemonReload { reason: reason(r) },
-            Action::ApplySysctl { reason: r } => Action::ApplySysctl { reason: reason(r) },
-            Action::ReloadNetworkd {
-                reason: r,
-                delete_links,
-            } => Action::ReloadNetworkd {
-                reason: reason(r),
-                delete_links: delete_links.clone(),
-            },
-            Action::ReplaceFirewall { reason: r } => Action::ReplaceFirewall { reason: reason(r) },
+        .filter_map(|a| {
+            Some(match a {
+                Action::StopContainer { name, reason: r } => Action::StartContainer {
+                    name: name.clone(),
+                    reason: reason(r),
+                },
+                Action::StartContainer { name, reason: r } => Action::StopContainer {
+                    name: name.clone(),
+                    reason: reason(r),
+                },
+                Action::RestartContainer { name, reason: r } => Action::RestartContainer {
+                    name: name.clone(),
+                    reason: reason(r),
+                },
+                Action::DaemonReload { reason: r } => Action::DaemonReload { reason: reason(r) },
+                Action::ApplySysctl { reason: r } => Action::ApplySysctl { reason: reason(r) },
+                // The links the forward created or changed go (networkd
+                // then makes the old generation's again from its files);
+                // those it deleted come back from the restored files.
+                Action::ReloadNetworkd {
+                    reason: r,
+                    delete_links,
+                    created_links,
+                    reconfigure_links,
+                } => Action::ReloadNetworkd {
+                    reason: reason(r),
+                    delete_links: delete_links.iter().chain(created_links).cloned().collect(),
+                    created_links: Vec::new(),
+                    reconfigure_links: reconfigure_links.clone(),
+                },
+                Action::ReplaceFirewall { reason: r } => {
+                    Action::ReplaceFirewall { reason: reason(r) }
+                }
+                Action::PrepareContainer { .. } | Action::ProvisionContainer { .. } => {
+                    return None;
+                }
+            })
         })
         .collect();
     undone.sort_by_key(rank);
@@ -324,7 +394,9 @@ fn rank(action: &Action) -> u8 {
         Action::ApplySysctl { .. } => 2,
         Action::ReloadNetworkd { .. } => 3,
         Action::ReplaceFirewall { .. } => 4,
-        Action::RestartContainer { .. } => 5,
-        Action::StartContainer { .. } => 6,
+        Action::PrepareContainer { .. } => 5,
+        Action::RestartContainer { .. } => 6,
+        Action::StartContainer { .. } => 7,
+        Action::ProvisionContainer { .. } => 8,
     }
 }

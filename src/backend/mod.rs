@@ -2,20 +2,46 @@
 //! the running system ([`System`]: systemd, networkd, nftables, machined).
 //!
 //! Under a root other than `/`, ctm manages files only: [`FilesOnly`]
-//! performs no system action and says so, like `systemctl --root`.
+//! performs no system action and says so, like `systemctl --root`. On `/`,
+//! [`live::LiveSystem`] drives the real thing: [`systemd`] (D-Bus),
+//! [`netlink`], [`nft`] and [`exec`] (commands inside containers).
 
+pub mod exec;
 pub mod fs;
+pub mod live;
+pub mod netlink;
+pub mod nft;
+pub mod provision;
+pub mod systemd;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// What the running system reports about containers, for drift.
+use crate::compile::health::Health;
+
+/// What the running system reports, for drift. Each part is `None` when
+/// the system cannot be asked (a files-only root).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemState {
-    /// Container name → running or not; `None` when the system cannot be
-    /// asked (a files-only root).
+    /// Container name → running or not.
     pub containers: Option<BTreeMap<String, bool>>,
+    /// The links the host file names that exist, with their addresses
+    /// (`10.42.0.1/24`); a link missing from the map does not exist.
+    #[serde(default)]
+    pub links: Option<BTreeMap<String, BTreeSet<String>>>,
+    #[serde(default)]
+    pub firewall: Option<FirewallState>,
+}
+
+/// `table inet ctm` as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallState {
+    /// Chain → number of rules; `None` when the table does not exist.
+    pub chains: Option<BTreeMap<String, usize>>,
+    /// The table differs from what `nft` listed right after ctm loaded the
+    /// ruleset that is installed now: someone changed it by hand.
+    pub edited: bool,
 }
 
 /// A change to the running system, performed after files are switched.
@@ -34,11 +60,24 @@ pub enum Action {
     },
     /// Reload networkd; links whose `.netdev` changed or went away are
     /// deleted first, since networkd never changes an existing netdev.
+    /// Links that drifted (lost an address) are reconfigured.
     ReloadNetworkd {
         reason: String,
         delete_links: Vec<String>,
+        /// Links whose `.netdev` is new: undoing this deletes them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        created_links: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reconfigure_links: Vec<String>,
     },
     ReplaceFirewall {
+        reason: String,
+    },
+    /// Run the steps that need the container's root file system before it
+    /// boots: create it from its image. Never undone: a root file system
+    /// belongs to its container once made.
+    PrepareContainer {
+        name: String,
         reason: String,
     },
     RestartContainer {
@@ -46,6 +85,12 @@ pub enum Action {
         reason: String,
     },
     StartContainer {
+        name: String,
+        reason: String,
+    },
+    /// Run the provisioning steps that need the running container, each
+    /// only if its check says it is not done. Never undone.
+    ProvisionContainer {
         name: String,
         reason: String,
     },
@@ -58,19 +103,47 @@ impl Action {
             Action::StopContainer { name, .. } => format!("stop container {name}"),
             Action::DaemonReload { .. } => "reload systemd's unit files".to_string(),
             Action::ApplySysctl { .. } => "apply sysctl settings".to_string(),
-            Action::ReloadNetworkd { delete_links, .. } if delete_links.is_empty() => {
-                "reload systemd-networkd".to_string()
-            }
-            Action::ReloadNetworkd { delete_links, .. } => {
-                format!(
-                    "delete links {} and reload systemd-networkd",
-                    delete_links.join(", ")
-                )
+            Action::ReloadNetworkd {
+                delete_links,
+                reconfigure_links,
+                ..
+            } => {
+                let mut text = String::new();
+                if !delete_links.is_empty() {
+                    text.push_str(&format!("delete links {} and ", delete_links.join(", ")));
+                }
+                text.push_str("reload systemd-networkd");
+                if !reconfigure_links.is_empty() {
+                    text.push_str(&format!(", reconfigure {}", reconfigure_links.join(", ")));
+                }
+                text
             }
             Action::ReplaceFirewall { .. } => "replace nftables table inet ctm".to_string(),
+            Action::PrepareContainer { name, .. } => {
+                format!("prepare the root file system of container {name}")
+            }
             Action::RestartContainer { name, .. } => format!("restart container {name}"),
             Action::StartContainer { name, .. } => format!("start container {name}"),
+            Action::ProvisionContainer { name, .. } => format!("provision container {name}"),
         }
+    }
+
+    /// The container this action is about, if any.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Action::StopContainer { name, .. }
+            | Action::PrepareContainer { name, .. }
+            | Action::RestartContainer { name, .. }
+            | Action::StartContainer { name, .. }
+            | Action::ProvisionContainer { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Actions of one kind on different containers are independent and
+    /// run together; every other action runs alone.
+    fn batch_kind(&self) -> Option<std::mem::Discriminant<Action>> {
+        self.container().map(|_| std::mem::discriminant(self))
     }
 
     pub fn reason(&self) -> &str {
@@ -80,8 +153,10 @@ impl Action {
             | Action::ApplySysctl { reason }
             | Action::ReloadNetworkd { reason, .. }
             | Action::ReplaceFirewall { reason }
+            | Action::PrepareContainer { reason, .. }
             | Action::RestartContainer { reason, .. }
-            | Action::StartContainer { reason, .. } => reason,
+            | Action::StartContainer { reason, .. }
+            | Action::ProvisionContainer { reason, .. } => reason,
         }
     }
 }
@@ -94,14 +169,50 @@ pub struct SystemError {
     pub why: String,
 }
 
+/// Splits actions, in order, into batches that may run at once: runs of
+/// the same kind of action on containers (all starts, all restarts…).
+pub fn batches(actions: &[Action]) -> Vec<&[Action]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=actions.len() {
+        let ends = i == actions.len()
+            || actions[i].batch_kind().is_none()
+            || actions[i].batch_kind() != actions[start].batch_kind();
+        if ends {
+            out.push(&actions[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// Where progress lines go (the terminal, the apply unit's log, the web UI).
+pub type Progress<'a> = &'a mut dyn FnMut(&str);
+
 /// The running system, as apply and plan need it.
 pub trait System {
     /// Whether actions really happen (false for a files-only root).
     fn is_live(&self) -> bool;
-    fn observe(&mut self) -> Result<SystemState, SystemError>;
-    fn perform(&mut self, action: &Action) -> Result<(), SystemError>;
-    /// After all actions: is the system in the state the files describe?
-    fn health_check(&mut self) -> Result<(), SystemError>;
+    /// The live state that `expect` (the desired generation's
+    /// expectations) is about.
+    fn observe(&mut self, expect: &Health) -> Result<SystemState, SystemError>;
+    /// Performs a batch of independent actions (see [`batches`]); the
+    /// system may run them in parallel. The files of the generation being
+    /// switched to, whose expectations are `expect`, are in place.
+    fn perform(
+        &mut self,
+        batch: &[Action],
+        expect: &Health,
+        progress: Progress<'_>,
+    ) -> Result<(), SystemError>;
+    /// After all actions: is the system in the state `expect` describes,
+    /// with the containers in `running` running and their checks passing?
+    fn health_check(
+        &mut self,
+        expect: &Health,
+        running: &BTreeSet<String>,
+        progress: Progress<'_>,
+    ) -> Result<(), SystemError>;
 }
 
 /// A root that is not the running system: files only, no actions.
@@ -113,15 +224,25 @@ impl System for FilesOnly {
         false
     }
 
-    fn observe(&mut self) -> Result<SystemState, SystemError> {
+    fn observe(&mut self, _expect: &Health) -> Result<SystemState, SystemError> {
         Ok(SystemState::default())
     }
 
-    fn perform(&mut self, action: &Action) -> Result<(), SystemError> {
-        injected_failure(action)
+    fn perform(
+        &mut self,
+        batch: &[Action],
+        _expect: &Health,
+        _progress: Progress<'_>,
+    ) -> Result<(), SystemError> {
+        batch.iter().try_for_each(injected_failure)
     }
 
-    fn health_check(&mut self) -> Result<(), SystemError> {
+    fn health_check(
+        &mut self,
+        _expect: &Health,
+        _running: &BTreeSet<String>,
+        _progress: Progress<'_>,
+    ) -> Result<(), SystemError> {
         match std::env::var("CTM_FAULT_HEALTH") {
             Ok(why) if cfg!(feature = "fault-injection") => Err(SystemError {
                 what: "health check".into(),
@@ -135,7 +256,7 @@ impl System for FilesOnly {
 /// With fault injection compiled in, `CTM_FAULT_ACTION=SUMMARY` makes the
 /// action with that summary fail, once, so tests can drive a rollback
 /// through the real binary (and see the rollback's own actions succeed).
-fn injected_failure(action: &Action) -> Result<(), SystemError> {
+pub fn injected_failure(action: &Action) -> Result<(), SystemError> {
     use std::sync::atomic::{AtomicBool, Ordering};
     static FIRED: AtomicBool = AtomicBool::new(false);
     if cfg!(feature = "fault-injection")
@@ -149,4 +270,41 @@ fn injected_failure(action: &Action) -> Result<(), SystemError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(name: &str) -> Action {
+        Action::StartContainer {
+            name: name.into(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn runs_of_one_kind_on_containers_are_batched() {
+        let actions = vec![
+            Action::StopContainer {
+                name: "old".into(),
+                reason: String::new(),
+            },
+            Action::DaemonReload {
+                reason: String::new(),
+            },
+            Action::ReplaceFirewall {
+                reason: String::new(),
+            },
+            start("a"),
+            start("b"),
+            Action::ProvisionContainer {
+                name: "a".into(),
+                reason: String::new(),
+            },
+        ];
+        let sizes: Vec<usize> = batches(&actions).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 2, 1]);
+        assert!(batches(&[]).is_empty());
+    }
 }

@@ -12,8 +12,10 @@ use nix::fcntl::Flock;
 
 use crate::apply::{Engine, Recovered, SwitchSpec};
 use crate::backend::fs::{self, Entry};
+use crate::backend::live::LiveSystem;
 use crate::backend::{FilesOnly, System};
 use crate::compile::Artifacts;
+use crate::compile::health;
 use crate::live;
 use crate::plan::{self, LiveFile, Plan};
 use crate::state::{Manifest, Store, now_unix};
@@ -40,6 +42,30 @@ fn is_system_root(root: &Path) -> bool {
     root.canonicalize().is_ok_and(|p| p == Path::new("/"))
 }
 
+/// The running system for `/`, files only for any other root. A command
+/// that only reads (`plan`, `status`) still works where systemd cannot be
+/// reached, saying that the live state is unknown.
+fn system_for(root: &Path, changes: bool) -> miette::Result<Box<dyn System>> {
+    if !is_system_root(root) {
+        return Ok(Box::new(FilesOnly));
+    }
+    match LiveSystem::connect(root) {
+        Ok(live) => Ok(Box::new(live)),
+        Err(e) if changes => Err(miette!(
+            help = "ctm drives the running system through systemd (252 or newer, as PID 1, with D-Bus) and nft; \
+                    use --root DIR to manage the files under DIR instead",
+            "cannot change the running system: {e}"
+        )),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot reach the running system ({e}); showing file changes only, \
+                 without the live state of containers, links and the firewall"
+            );
+            Ok(Box::new(FilesOnly))
+        }
+    }
+}
+
 pub fn progress(line: &str) {
     eprintln!("  {line}");
 }
@@ -49,13 +75,7 @@ impl Session {
     /// left behind. `changes` says whether the command will change the
     /// host, which on the running system needs the live backend.
     pub fn open(args: &RootArgs, changes: bool) -> miette::Result<Session> {
-        if changes && is_system_root(&args.root) {
-            return Err(miette!(
-                help =
-                    "use --root DIR to manage the files under DIR; `ctm plan` works on / already",
-                "ctm cannot change the running system yet: its systemd, networkd and nftables backend is not built"
-            ));
-        }
+        let system = system_for(&args.root, changes)?;
         let store = Store::new(&args.root);
         let lock = store.lock(args.lock_timeout.map(Duration::from_secs), || {
             eprintln!(
@@ -65,7 +85,7 @@ impl Session {
         })?;
         let mut session = Session {
             store,
-            system: Box::new(FilesOnly),
+            system,
             _lock: lock,
         };
         session.recover()?;
@@ -175,9 +195,11 @@ impl Session {
                 };
             }
         }
-        let system = self.system.observe()?;
+        let expect = health::of(desired).map_err(|e| miette!("{e}"))?;
+        let system = self.system.observe(&expect)?;
         Ok(plan::plan(&plan::Inputs {
             desired,
+            expect: &expect,
             current: current.map(|n| (n, &manifest)),
             live: &live,
             system: &system,

@@ -113,7 +113,7 @@ pub fn compile(host: &Host) -> Artifacts {
     let header = header(host);
     for container in host.containers.values() {
         nspawn::container(host, container, &header, &mut out);
-        provision::container(container, &mut out);
+        provision::container(host, container, &mut out);
     }
     for network in host.networks.values() {
         networkd::bridge(network, &header, &mut out);
@@ -122,6 +122,7 @@ pub fn compile(host: &Host) -> Artifacts {
         networkd::tunnel(tunnel, &header, &mut out);
     }
     networkd::sysctl(host, &header, &mut out);
+    networkd::network_target(host, &header, &mut out);
     let chains = nft::chains(host);
     nft::firewall(&chains, &header, &mut out);
     health::write(&health::health(host, &chains), &mut out);

@@ -28,7 +28,16 @@ pub fn bridge(network: &Network, header: &[String], out: &mut Artifacts) {
         config.set("Address", v4.address);
     }
     if let Some(v6) = network.ipv6 {
-        config.set("Address", v6.address).set("IPv6SendRA", "yes");
+        config.set("IPv6SendRA", "yes");
+        // Without carrier (no container attached yet) duplicate address
+        // detection never finishes: the address would stay tentative and
+        // networkd would report the bridge as configuring for ever. ctm
+        // owns the subnet and validation keeps containers off the gateway
+        // address, so there is nothing to detect.
+        config
+            .section("Address")
+            .set("Address", v6.address)
+            .set("DuplicateAddressDetection", "none");
         config
             .section("IPv6Prefix")
             .set("Prefix", v6.address.trunc());
@@ -65,6 +74,33 @@ pub fn tunnel(tunnel: &Tunnel, header: &[String], out: &mut Artifacts) {
         config.set("Address", address);
     }
     out.file(format!("{base}.network"), owner(), config.render());
+}
+
+const NETWORK_TARGET: &str = include_str!("../../templates/ctm-network.target");
+
+/// Bridges and tunnels exist only while systemd-networkd runs, which
+/// Debian does not enable. A target of ctm's own wants it at boot, so
+/// that ctm never creates or removes the service's own enablement link,
+/// which the administrator may have made (or may remove) themselves.
+pub fn network_target(host: &Host, header: &[String], out: &mut Artifacts) {
+    if host.networks.is_empty() && host.tunnels.is_empty() {
+        return;
+    }
+    let mut unit = String::new();
+    for line in header {
+        unit.push_str(&format!("# {}\n", super::ini::escape_controls(line)));
+    }
+    unit.push_str(NETWORK_TARGET);
+    out.file(
+        "etc/systemd/system/ctm-network.target".into(),
+        Owner::Host,
+        unit,
+    );
+    out.symlink(
+        "etc/systemd/system/multi-user.target.wants/ctm-network.target".into(),
+        Owner::Host,
+        "/etc/systemd/system/ctm-network.target",
+    );
 }
 
 /// Routing between bridges, tunnels and the uplink needs forwarding on.

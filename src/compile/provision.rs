@@ -8,12 +8,12 @@
 //! step like any changed file. Commands are argument vectors, never shell
 //! text: a value from the host file cannot become shell syntax.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Artifacts, Owner};
-use crate::model::{Container, PackageName};
+use crate::model::{Container, Host, Image, ImageSource, PackageName};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     /// Stable identifier within the container, e.g. `ssh-authorized-keys`.
     pub id: String,
@@ -23,19 +23,21 @@ pub struct Step {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
-    /// Against the root file system, before the container first boots.
+    /// On the host, before the container first boots: paths are the
+    /// host's (the root file system is `/var/lib/machines/NAME`).
     BeforeBoot,
     /// Inside the running container.
     Running,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Check {
-    /// Done if this path exists (relative to the container's root).
+    /// Done if this path exists (on the host before boot, in the container
+    /// when running).
     PathExists { path: String },
     /// Done if this file has exactly this content and mode.
     FileContent {
@@ -51,11 +53,12 @@ pub enum Check {
     PackagesInstalled { packages: Vec<String> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Action {
-    /// Create the root file system from an image.
-    CreateRootfs { image: String },
+    /// Create the root file system from an image (built first, if it is
+    /// built and not in the image store yet).
+    CreateRootfs { image: String, source: RootfsSource },
     /// Write a file (creating its directory with mode 0700), owned by `owner`.
     WriteFile {
         path: String,
@@ -68,6 +71,54 @@ pub enum Action {
         argv: Vec<String>,
         env: Vec<(String, String)>,
     },
+}
+
+/// Where an image comes from, as the step executor needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum RootfsSource {
+    /// A tree on the host, copied as it is.
+    Directory { path: String },
+    /// A tarball on the host, checked against its SHA-256 if given.
+    Tarball {
+        path: String,
+        sha256: Option<String>,
+    },
+    /// Built with debootstrap; `mirror: None` means the host's own.
+    Debootstrap {
+        suite: String,
+        mirror: Option<String>,
+        variant: Option<String>,
+        packages: Vec<String>,
+    },
+}
+
+impl RootfsSource {
+    pub fn of(image: &Image) -> RootfsSource {
+        match &image.source {
+            ImageSource::Directory { path } => RootfsSource::Directory {
+                path: path.to_string(),
+            },
+            ImageSource::Tarball { path, sha256 } => RootfsSource::Tarball {
+                path: path.to_string(),
+                sha256: sha256.as_ref().map(|s| s.as_str().to_string()),
+            },
+            ImageSource::Debootstrap {
+                suite,
+                mirror,
+                variant,
+            } => RootfsSource::Debootstrap {
+                suite: suite.as_str().to_string(),
+                mirror: mirror.as_ref().map(|m| m.as_str().to_string()),
+                variant: variant.as_ref().map(|v| v.as_str().to_string()),
+                packages: image
+                    .packages
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+            },
+        }
+    }
 }
 
 fn argv(words: &[&str]) -> Vec<String> {
@@ -105,8 +156,9 @@ fn enable_step(id: &str, unit: &str) -> Step {
     }
 }
 
-/// The steps for one container, in the order they must run.
-pub fn steps(container: &Container) -> Vec<Step> {
+/// The steps for one container, in the order they must run. `image` is
+/// the container's image (validation made sure it exists).
+pub fn steps(container: &Container, image: &Image) -> Vec<Step> {
     let machine_dir = format!("/var/lib/machines/{}", container.name);
     let mut steps = vec![Step {
         id: "rootfs".into(),
@@ -117,6 +169,7 @@ pub fn steps(container: &Container) -> Vec<Step> {
         },
         action: Action::CreateRootfs {
             image: container.image.to_string(),
+            source: RootfsSource::of(image),
         },
     }];
     if container.network.is_some() {
@@ -200,8 +253,12 @@ pub fn steps(container: &Container) -> Vec<Step> {
     steps
 }
 
-pub fn container(container: &Container, out: &mut Artifacts) {
-    let steps = steps(container);
+pub fn container(host: &Host, container: &Container, out: &mut Artifacts) {
+    let Some(image) = host.images.get(&container.image) else {
+        // Validation refuses a container whose image is not defined.
+        return;
+    };
+    let steps = steps(container, image);
     // Plain structs with string keys: serialization has no way to fail.
     let mut json =
         serde_json::to_string_pretty(&steps).expect("provisioning steps serialize to JSON");

@@ -531,6 +531,10 @@ impl Sha256Hex {
             Err(format!("`{s}` is not a SHA-256 digest (64 hex digits)"))
         }
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A mirror URL for debootstrap: http(s) or file, no spaces.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::fs::{Entry, sha256_hex};
 use crate::backend::{Action, SystemState};
+use crate::compile::health::Health;
 use crate::compile::{Artifacts, Content, NFT_RULESET, Owner};
 use crate::state::Manifest;
 
@@ -32,6 +33,9 @@ impl LiveFile {
 
 pub struct Inputs<'a> {
     pub desired: &'a Artifacts,
+    /// The desired generation's expectations (`compile::health`), which
+    /// drift in the live system is measured against.
+    pub expect: &'a Health,
     pub current: Option<(u64, &'a Manifest)>,
     /// Every path of `desired` and of the current manifest.
     pub live: &'a BTreeMap<String, LiveFile>,
@@ -251,6 +255,9 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
     let mut stop = Vec::new();
     let mut restart = Vec::new();
     let mut start = Vec::new();
+    // Containers whose provisioning steps changed, or that are new.
+    let mut to_provision: BTreeSet<String> = BTreeSet::new();
+    let mut new_containers: BTreeSet<String> = BTreeSet::new();
     let mut by_container: BTreeMap<String, Vec<&FileChange>> = BTreeMap::new();
     for f in files {
         if let Owner::Container(name) = &f.owner {
@@ -276,7 +283,11 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
             .filter(|f| !restart_irrelevant(&f.path))
             .map(|f| f.path.as_str())
             .collect();
+        if changes.iter().any(|f| f.path.ends_with("/provision.json")) {
+            to_provision.insert(name.clone());
+        }
         if !in_current {
+            new_containers.insert(name.clone());
             if should_autostart(input.desired, name) && is_running != Some(true) {
                 start.push(Action::StartContainer {
                     name: name.clone(),
@@ -330,6 +341,48 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
         }
     }
 
+    // Before-boot steps run for every new container (even one that does
+    // not start now: its root file system is made on the first apply) and
+    // before every start, so that a container never starts without one.
+    let mut prepare: BTreeMap<String, String> = new_containers
+        .iter()
+        .map(|n| (n.clone(), "new container".to_string()))
+        .collect();
+    for a in &start {
+        if let Action::StartContainer { name, .. } = a {
+            prepare
+                .entry(name.clone())
+                .or_insert_with(|| "about to start; its root file system must exist".into());
+        }
+    }
+    // Steps inside the container run once it runs: after a start or a
+    // restart, or now if it runs already and its steps changed.
+    let will_run: BTreeSet<&str> = start
+        .iter()
+        .chain(&restart)
+        .filter_map(Action::container)
+        .collect();
+    let mut provision = Vec::new();
+    for name in &to_provision {
+        let desired = desired_owners
+            .values()
+            .any(|o| matches!(o, Owner::Container(n) if n.as_str() == name));
+        if !desired {
+            continue;
+        }
+        let runs = will_run.contains(name.as_str()) || running(name) == Some(true);
+        if runs || (running(name).is_none() && should_autostart(input.desired, name)) {
+            provision.push(Action::ProvisionContainer {
+                name: name.clone(),
+                reason: if new_containers.contains(name) {
+                    "new container".into()
+                } else {
+                    "its provisioning steps changed".into()
+                },
+            });
+        }
+    }
+
     let mut actions = stop;
     let units: Vec<&str> = files
         .iter()
@@ -355,21 +408,44 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
         .iter()
         .filter(|f| matches!(f.owner, Owner::Network(_) | Owner::Tunnel(_)))
         .collect();
-    if !network.is_empty() {
-        let delete_links = network
-            .iter()
-            .filter(|f| f.path.ends_with(".netdev") && f.change != Change::Add)
-            .filter_map(|f| netdev_link(&f.path))
-            .collect();
-        actions.push(Action::ReloadNetworkd {
-            reason: format!(
+    // A link whose files change is reconfigured by the reload anyway.
+    let drifted: Vec<(String, String)> = link_drift(input)
+        .into_iter()
+        .filter(|(name, _)| {
+            !network
+                .iter()
+                .any(|f| file_link(&f.path) == Some(name.as_str()))
+        })
+        .collect();
+    if !network.is_empty() || !drifted.is_empty() {
+        let netdevs = |added: bool| -> Vec<String> {
+            network
+                .iter()
+                .filter(|f| f.path.ends_with(".netdev") && (f.change == Change::Add) == added)
+                .filter_map(|f| file_link(&f.path).map(str::to_string))
+                .collect()
+        };
+        let delete_links = netdevs(false);
+        let mut reasons = Vec::new();
+        if !network.is_empty() {
+            reasons.push(format!(
                 "changed: {}",
                 network
                     .iter()
                     .map(|f| f.path.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
+            ));
+        }
+        reasons.extend(drifted.iter().map(|(_, why)| why.clone()));
+        actions.push(Action::ReloadNetworkd {
+            reason: reasons.join("; "),
+            created_links: netdevs(true),
+            reconfigure_links: drifted
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| !delete_links.contains(name))
+                .collect(),
             delete_links,
         });
     }
@@ -377,19 +453,92 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
         actions.push(Action::ReplaceFirewall {
             reason: format!("changed: {NFT_RULESET}"),
         });
+    } else if let Some(reason) = firewall_drift(input) {
+        actions.push(Action::ReplaceFirewall { reason });
     }
+    actions.extend(
+        prepare
+            .into_iter()
+            .map(|(name, reason)| Action::PrepareContainer { name, reason }),
+    );
     actions.extend(restart);
     actions.extend(start);
+    actions.extend(provision);
     actions
 }
 
-/// `etc/systemd/network/50-ctm-br-lan.netdev` → `br-lan`.
-fn netdev_link(path: &str) -> Option<String> {
-    path.rsplit('/')
-        .next()?
-        .strip_prefix("50-ctm-")?
-        .strip_suffix(".netdev")
-        .map(str::to_string)
+/// Why `table inet ctm` must be loaded again although its file did not
+/// change: it is missing, has other chains or rule counts than compiled,
+/// or was edited by hand since ctm loaded it.
+fn firewall_drift(input: &Inputs<'_>) -> Option<String> {
+    let live = input.system.firewall.as_ref()?;
+    if !input.desired.files.contains_key(NFT_RULESET) {
+        return None;
+    }
+    let expected = &input.expect.firewall;
+    match &live.chains {
+        None => Some("table inet ctm is missing (drift)".into()),
+        Some(chains) if chains != expected => {
+            let mut differences = Vec::new();
+            for name in expected
+                .keys()
+                .chain(chains.keys())
+                .collect::<BTreeSet<_>>()
+            {
+                let (want, have) = (expected.get(name), chains.get(name));
+                if want != have {
+                    differences.push(format!(
+                        "chain {name} has {} rules, not {}",
+                        have.map_or("no".to_string(), |n| n.to_string()),
+                        want.map_or("none".to_string(), |n| n.to_string())
+                    ));
+                }
+            }
+            Some(format!(
+                "table inet ctm was changed (drift): {}",
+                differences.join("; ")
+            ))
+        }
+        Some(_) if live.edited => {
+            Some("table inet ctm was edited since ctm loaded it (drift)".into())
+        }
+        Some(_) => None,
+    }
+}
+
+/// Links that are missing or lack an address ctm gives them, with why.
+fn link_drift(input: &Inputs<'_>) -> Vec<(String, String)> {
+    let Some(live) = &input.system.links else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, expected) in &input.expect.links {
+        match live.get(name) {
+            None => out.push((name.clone(), format!("link {name} is missing (drift)"))),
+            Some(addresses) => {
+                let lacking: Vec<&str> = expected
+                    .addresses
+                    .iter()
+                    .filter(|a| !addresses.contains(*a))
+                    .map(String::as_str)
+                    .collect();
+                if !lacking.is_empty() {
+                    out.push((
+                        name.clone(),
+                        format!("link {name} lacks {} (drift)", lacking.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `etc/systemd/network/50-ctm-br-lan.netdev` (or `.network`) → `br-lan`.
+fn file_link(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?.strip_prefix("50-ctm-")?;
+    name.strip_suffix(".netdev")
+        .or_else(|| name.strip_suffix(".network"))
 }
 
 fn diff(path: &str, live: &LiveFile, after: Option<&Content>) -> String {
@@ -516,14 +665,26 @@ mod tests {
     fn system(running: &[(&str, bool)]) -> SystemState {
         SystemState {
             containers: Some(running.iter().map(|(n, r)| (n.to_string(), *r)).collect()),
+            links: None,
+            firewall: None,
         }
     }
 
     fn plan_for(desired: &Artifacts, applied: &Artifacts, system: &SystemState) -> Plan {
+        plan_expecting(desired, applied, system, &Health::default())
+    }
+
+    fn plan_expecting(
+        desired: &Artifacts,
+        applied: &Artifacts,
+        system: &SystemState,
+        expect: &Health,
+    ) -> Plan {
         let manifest = Manifest::of(applied);
         let live = live_of(applied);
         plan(&Inputs {
             desired,
+            expect,
             current: Some((1, &manifest)),
             live: &live,
             system,
@@ -559,9 +720,15 @@ mod tests {
             &applied,
             &system(&[("a", false), ("b", false)]),
         );
-        assert_eq!(names(&p.actions), ["start container a"]);
+        assert_eq!(
+            names(&p.actions),
+            [
+                "prepare the root file system of container a",
+                "start container a"
+            ]
+        );
         assert!(
-            p.actions[0]
+            p.actions[1]
                 .reason()
                 .starts_with("stopped, should be running"),
             "{:?}",
@@ -590,9 +757,15 @@ mod tests {
         let applied = desired("a\n");
         let p = plan_for(&applied, &applied, &system(&[("a", false), ("b", false)]));
         assert!(p.files.is_empty());
-        assert_eq!(names(&p.actions), ["start container a"]);
         assert_eq!(
-            p.actions[0].reason(),
+            names(&p.actions),
+            [
+                "prepare the root file system of container a",
+                "start container a"
+            ]
+        );
+        assert_eq!(
+            p.actions[1].reason(),
             "stopped, but should be running (drift)"
         );
     }
@@ -637,6 +810,152 @@ mod tests {
         assert_eq!(names(&p.actions), ["reload systemd's unit files"]);
     }
 
+    fn with_ruleset(mut artifacts: Artifacts) -> Artifacts {
+        artifacts.files.insert(
+            NFT_RULESET.into(),
+            file(Owner::Firewall, "table inet ctm\n"),
+        );
+        artifacts
+    }
+
+    fn expecting_firewall(chains: &[(&str, usize)]) -> Health {
+        Health {
+            firewall: chains.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            ..Health::default()
+        }
+    }
+
+    fn with_firewall(chains: Option<&[(&str, usize)]>, edited: bool) -> SystemState {
+        SystemState {
+            firewall: Some(crate::backend::FirewallState {
+                chains: chains.map(|c| c.iter().map(|(n, k)| (n.to_string(), *k)).collect()),
+                edited,
+            }),
+            ..system(&[("a", true)])
+        }
+    }
+
+    #[test]
+    fn a_missing_or_edited_firewall_table_is_drift() {
+        let applied = with_ruleset(desired("a\n"));
+        let expect = expecting_firewall(&[("forward", 2)]);
+        let plan = |system: &SystemState| plan_expecting(&applied, &applied, system, &expect);
+
+        let p = plan(&with_firewall(Some(&[("forward", 2)]), false));
+        assert!(p.is_empty(), "{:?}", p.actions);
+
+        let p = plan(&with_firewall(None, false));
+        assert_eq!(names(&p.actions), ["replace nftables table inet ctm"]);
+        assert_eq!(p.actions[0].reason(), "table inet ctm is missing (drift)");
+
+        let p = plan(&with_firewall(Some(&[("forward", 1), ("extra", 0)]), false));
+        assert_eq!(
+            p.actions[0].reason(),
+            "table inet ctm was changed (drift): chain extra has 0 rules, not none; \
+             chain forward has 1 rules, not 2"
+        );
+
+        let p = plan(&with_firewall(Some(&[("forward", 2)]), true));
+        assert_eq!(
+            p.actions[0].reason(),
+            "table inet ctm was edited since ctm loaded it (drift)"
+        );
+    }
+
+    #[test]
+    fn a_missing_link_or_address_is_drift_that_networkd_repairs() {
+        let applied = desired("a\n");
+        let mut expect = Health::default();
+        expect.links.insert(
+            "br0".into(),
+            crate::compile::health::LinkHealth {
+                kind: "bridge".into(),
+                addresses: vec!["10.0.0.1/24".into(), "fd00::1/64".into()],
+            },
+        );
+        let with_links = |links: &[(&str, &[&str])]| SystemState {
+            links: Some(
+                links
+                    .iter()
+                    .map(|(n, a)| (n.to_string(), a.iter().map(|s| s.to_string()).collect()))
+                    .collect(),
+            ),
+            ..system(&[("a", true)])
+        };
+        let p = plan_expecting(
+            &applied,
+            &applied,
+            &with_links(&[("br0", &["10.0.0.1/24", "fd00::1/64", "fe80::1/64"])]),
+            &expect,
+        );
+        assert!(p.is_empty(), "{:?}", p.actions);
+
+        let p = plan_expecting(&applied, &applied, &with_links(&[]), &expect);
+        assert_eq!(
+            names(&p.actions),
+            ["reload systemd-networkd, reconfigure br0"]
+        );
+        assert_eq!(p.actions[0].reason(), "link br0 is missing (drift)");
+
+        let p = plan_expecting(
+            &applied,
+            &applied,
+            &with_links(&[("br0", &["10.0.0.1/24"])]),
+            &expect,
+        );
+        assert_eq!(p.actions[0].reason(), "link br0 lacks fd00::1/64 (drift)");
+    }
+
+    #[test]
+    fn a_new_container_is_prepared_started_and_provisioned() {
+        let applied = desired("a\n");
+        let mut next = desired("a\n");
+        next.files.insert(
+            "etc/systemd/nspawn/c.nspawn".into(),
+            file(Owner::Container(name("c")), "c\n"),
+        );
+        next.files.insert(
+            "etc/ctm/machines/c/provision.json".into(),
+            file(Owner::Container(name("c")), "[]\n"),
+        );
+        next.files.insert(
+            format!("{WANTS}c.service"),
+            Artifact {
+                owner: Owner::Container(name("c")),
+                content: Content::Symlink {
+                    target: "/x".into(),
+                },
+            },
+        );
+        let p = plan_for(&next, &applied, &system(&[("a", true), ("b", false)]));
+        assert_eq!(
+            names(&p.actions),
+            [
+                "reload systemd's unit files",
+                "prepare the root file system of container c",
+                "start container c",
+                "provision container c"
+            ]
+        );
+    }
+
+    #[test]
+    fn changed_steps_of_a_running_container_provision_it_without_a_restart() {
+        let mut applied = desired("a\n");
+        applied.files.insert(
+            "etc/ctm/machines/a/provision.json".into(),
+            file(Owner::Container(name("a")), "[]\n"),
+        );
+        let mut next = applied.clone();
+        next.files.insert(
+            "etc/ctm/machines/a/provision.json".into(),
+            file(Owner::Container(name("a")), "[1]\n"),
+        );
+        let p = plan_for(&next, &applied, &system(&[("a", true), ("b", false)]));
+        assert_eq!(names(&p.actions), ["provision container a"]);
+        assert_eq!(p.provisioning, ["a"]);
+    }
+
     #[test]
     fn the_fingerprint_follows_the_generation_the_files_and_the_system() {
         let applied = desired("a\n");
@@ -647,6 +966,7 @@ mod tests {
             |current: Option<u64>, live: &BTreeMap<String, LiveFile>, system: &SystemState| {
                 plan(&Inputs {
                     desired: &applied,
+                    expect: &Health::default(),
                     current: current.map(|n| (n, &manifest)),
                     live,
                     system,

@@ -212,6 +212,25 @@ impl Validator {
                 ));
             }
             let packages = packages(self, node);
+            // debootstrap installs an image's packages as it builds it; a
+            // ready-made tree or tarball is used as it is.
+            if let [
+                (source_span, Some(ImageSource::Directory { .. } | ImageSource::Tarball { .. })),
+            ] = sources.as_slice()
+            {
+                for p in node.children_named("packages") {
+                    self.push(
+                        Diagnostic::error(
+                            "ctm::image-packages",
+                            format!("image `{name}` is used as it is: it cannot get packages"),
+                            p.span,
+                        )
+                        .with_label("packages for a ready-made tree")
+                        .with_related(*source_span, "the image's source")
+                        .with_help("ctm never changes a directory or tarball image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned"),
+                    );
+                }
+            }
             match sources.as_slice() {
                 [] => self.push(
                     Diagnostic::error(

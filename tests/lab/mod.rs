@@ -129,6 +129,9 @@ pub struct Options {
     /// ready-made directory image for nested containers (it has systemd,
     /// iproute2, ping and nc). `None`: not bound.
     pub image_at: Option<String>,
+    /// Where to bind the slim guest image ([`Lab::guest_image`]) read-only
+    /// inside the lab, as a `directory` image for ctm. `None`: not bound.
+    pub guest_at: Option<String>,
     /// How the lab's root is made.
     pub root: Root,
     /// More `systemd-nspawn` arguments, e.g. `--bind-ro=HOST:LAB`.
@@ -151,6 +154,7 @@ impl Default for Options {
         Options {
             ctm: None,
             image_at: None,
+            guest_at: None,
             root,
             nspawn_args: Vec::new(),
             boot_timeout,
@@ -194,6 +198,19 @@ impl Lab {
         match build_rootfs() {
             Ok(p) => p,
             Err(e) => panic!("lab rootfs: {e}"),
+        }
+    }
+
+    /// A slim guest image made from the cached rootfs (built once, beside
+    /// it): the whole tree but `/usr`, which stays empty, with
+    /// `/etc/os-release` a file instead of a link into `/usr`. A container
+    /// made from it binds the lab's `/usr` read-only (`bind "/usr"
+    /// read-only=#true` in the host file) and boots the lab's systemd, so
+    /// that each container costs 9 MB of copying instead of 170 MB.
+    pub fn guest_image() -> PathBuf {
+        match build_guest() {
+            Ok(p) => p,
+            Err(e) => panic!("lab guest image: {e}"),
         }
     }
 
@@ -314,6 +331,9 @@ impl Lab {
         }
         if let Some(at) = &options.image_at {
             cmd.arg(bind_ro(rootfs, at));
+        }
+        if let Some(at) = &options.guest_at {
+            cmd.arg(bind_ro(&Lab::guest_image(), at));
         }
         cmd.args(&options.nspawn_args)
             // A pure cgroup v2 tree inside, like a current distribution.
@@ -810,6 +830,56 @@ fn build_rootfs() -> Result<PathBuf, String> {
     }
     let _ = Command::new("sync").arg("-f").arg(&build).status();
     fs::rename(&build, &done).map_err(|e| format!("rename into {}: {e}", done.display()))?;
+    Ok(done)
+}
+
+fn build_guest() -> Result<PathBuf, String> {
+    let rootfs = build_rootfs()?;
+    let cache = cache_dir();
+    let done = cache.join(format!("guest-{SUITE}-{}", rootfs_key()));
+    if done.is_dir() {
+        return Ok(done);
+    }
+    let lock_path = cache.join("lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    if done.is_dir() {
+        return Ok(done);
+    }
+    let build = cache.join(format!("build-guest-{}", std::process::id()));
+    let _ = remove_tree(&build);
+    fs::create_dir_all(build.join("usr")).map_err(|e| format!("{}: {e}", build.display()))?;
+    for entry in fs::read_dir(&rootfs).map_err(|e| e.to_string())?.flatten() {
+        if entry.file_name() == "usr" {
+            continue;
+        }
+        let out = Command::new("cp")
+            .args(["-a", "--"])
+            .arg(entry.path())
+            .arg(&build)
+            .output()
+            .map_err(|e| format!("cp: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cp -a {}: {}",
+                entry.path().display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    // nspawn looks for os-release before /usr is bound.
+    let os_release = build.join("etc/os-release");
+    let _ = fs::remove_file(&os_release);
+    fs::copy(rootfs.join("usr/lib/os-release"), &os_release)
+        .map_err(|e| format!("{}: {e}", os_release.display()))?;
+    fs::rename(&build, &done).map_err(|e| format!("rename into {}: {e}", done.display()))?;
+    progress(&format!("made the slim guest image {}", done.display()));
     Ok(done)
 }
 

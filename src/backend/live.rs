@@ -1,0 +1,650 @@
+//! The running system: [`System`] for the root `/` of a systemd host.
+//!
+//! Each action waits for its outcome (systemd jobs through `JobRemoved`,
+//! networkd until its links are configured), and independent container
+//! actions run at once. Health checks poll until the system matches the
+//! generation's expectations or a time limit passes, and report every
+//! problem found, not just the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::exec;
+use super::netlink::Netlink;
+use super::nft::Nft;
+use super::provision;
+use super::systemd::{self, Systemd, Verb};
+use super::{Action, FirewallState, Progress, System, SystemError, SystemState, fs};
+use crate::compile::NFT_RULESET;
+use crate::compile::health::{Check, Health};
+use crate::state::STATE_DIR;
+
+/// The oldest systemd ctm supports: Debian 12's.
+pub const MIN_SYSTEMD: u32 = 252;
+/// A container's start or restart job (booting it) may take this long.
+const CONTAINER_JOB_TIMEOUT: Duration = Duration::from_secs(180);
+const SERVICE_JOB_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long networkd may take to configure its links after a reload.
+const LINK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a started container may take to be `running` in machined.
+const RUNNING_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a container's own systemd may take to finish booting before
+/// the provisioning steps that need it run.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What ctm found at start, for `ctm info` and error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versions {
+    pub systemd: String,
+    pub nft: String,
+}
+
+pub struct LiveSystem {
+    runtime: tokio::runtime::Runtime,
+    systemd: Systemd,
+    netlink: Netlink,
+    nft: Nft,
+    root: PathBuf,
+    pub versions: Versions,
+}
+
+fn error(what: impl Into<String>, why: impl Into<String>) -> SystemError {
+    SystemError {
+        what: what.into(),
+        why: why.into(),
+    }
+}
+
+/// What `nft` listed right after ctm loaded a ruleset, so that a later
+/// listing that differs shows an edit by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FirewallRecord {
+    ruleset_sha256: String,
+    listing_sha256: String,
+}
+
+pub fn unit_of(container: &str) -> String {
+    format!("systemd-nspawn@{container}.service")
+}
+
+impl LiveSystem {
+    /// Connects to systemd, machined and networkd (D-Bus), the kernel
+    /// (netlink) and finds `nft`; refuses a systemd older than 252.
+    pub fn connect(root: &Path) -> Result<LiveSystem, SystemError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| error("starting ctm's event loop", e.to_string()))?;
+        let (systemd, netlink) = runtime.block_on(async {
+            let systemd = Systemd::connect().await?;
+            let netlink = Netlink::connect()?;
+            Ok::<_, SystemError>((systemd, netlink))
+        })?;
+        let (major, systemd_version) = runtime.block_on(systemd.version())?;
+        if major < MIN_SYSTEMD {
+            return Err(error(
+                "checking systemd's version",
+                format!(
+                    "this host runs systemd {systemd_version}; ctm needs {MIN_SYSTEMD} or newer (Debian 12 or later)"
+                ),
+            ));
+        }
+        let (nft, nft_version) = Nft::find()?;
+        Ok(LiveSystem {
+            runtime,
+            systemd,
+            netlink,
+            nft,
+            root: root.to_path_buf(),
+            versions: Versions {
+                systemd: systemd_version,
+                nft: nft_version,
+            },
+        })
+    }
+
+    pub fn systemd(&self) -> &Systemd {
+        &self.systemd
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.root.join(STATE_DIR).join("firewall.json")
+    }
+
+    fn record(&self) -> Option<FirewallRecord> {
+        let text = std::fs::read_to_string(self.record_path()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn installed_ruleset_sha256(&self) -> Option<String> {
+        std::fs::read(self.root.join(NFT_RULESET))
+            .ok()
+            .map(|b| fs::sha256_hex(&b))
+    }
+
+    /// Every container machined knows, by name.
+    pub fn machines(&self) -> Result<BTreeMap<String, systemd::MachineInfo>, SystemError> {
+        self.runtime.block_on(self.systemd.machines())
+    }
+
+    fn leader(&self, name: &str) -> Result<u32, SystemError> {
+        self.machines()?
+            .get(name)
+            .map(|m| m.leader)
+            .filter(|&leader| leader != 0)
+            .ok_or_else(|| error(format!("container {name}"), "it is not running"))
+    }
+
+    /// Runs systemd jobs for containers, all at once; a failure names each
+    /// container with the end of its unit's log.
+    fn container_jobs(&self, verb: Verb, names: &[&str]) -> Result<(), SystemError> {
+        let units: Vec<String> = names.iter().map(|n| unit_of(n)).collect();
+        let failed =
+            self.runtime
+                .block_on(self.systemd.jobs(verb, &units, CONTAINER_JOB_TIMEOUT))?;
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let reports: Vec<String> = failed
+            .iter()
+            .map(|(unit, result)| format!("{unit}: {result}{}", log_tail(unit)))
+            .collect();
+        Err(error(
+            format!("{} {}", verb_name(verb), names.join(", ")),
+            reports.join("\n"),
+        ))
+    }
+
+    fn reload_networkd(
+        &self,
+        delete_links: &[String],
+        reconfigure_links: &[String],
+        expect: &Health,
+    ) -> Result<(), SystemError> {
+        // networkd may not run yet (Debian does not enable it): the host
+        // file's networks need it, and ctm-network.target keeps it wanted.
+        let failed = self.runtime.block_on(self.systemd.jobs(
+            Verb::Start,
+            &["systemd-networkd.service".to_string()],
+            SERVICE_JOB_TIMEOUT,
+        ))?;
+        if let Some((unit, result)) = failed.first() {
+            return Err(error(
+                format!("start {unit}"),
+                format!("{result}{}", log_tail(unit)),
+            ));
+        }
+        let names: BTreeSet<String> = delete_links
+            .iter()
+            .chain(reconfigure_links)
+            .chain(expect.links.keys())
+            .cloned()
+            .collect();
+        let existing = self.runtime.block_on(self.netlink.links(&names))?;
+        for name in delete_links {
+            if let Some(link) = existing.get(name) {
+                self.runtime
+                    .block_on(self.netlink.delete(name, link.index))?;
+            }
+        }
+        self.runtime.block_on(self.systemd.networkd_reload())?;
+        for name in reconfigure_links {
+            if let Some(link) = existing.get(name).filter(|_| !delete_links.contains(name)) {
+                let index = i32::try_from(link.index)
+                    .map_err(|_| error(format!("link {name}"), "its index is out of range"))?;
+                self.runtime
+                    .block_on(self.systemd.networkd_reconfigure(index, name))?;
+            }
+        }
+        self.wait_for_links(expect, LINK_TIMEOUT)
+    }
+
+    /// Waits until every link of `expect` exists, networkd says it is
+    /// configured, and it holds its addresses.
+    fn wait_for_links(&self, expect: &Health, timeout: Duration) -> Result<(), SystemError> {
+        if expect.links.is_empty() {
+            return Ok(());
+        }
+        let names: BTreeSet<String> = expect.links.keys().cloned().collect();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let links = self.runtime.block_on(self.netlink.links(&names))?;
+            let states = self
+                .runtime
+                .block_on(self.systemd.networkd_states(&names))?;
+            let mut problems = Vec::new();
+            for (name, want) in &expect.links {
+                let Some(link) = links.get(name) else {
+                    problems.push(format!("{name} does not exist"));
+                    continue;
+                };
+                match states.get(name).map(String::as_str) {
+                    Some("configured") => {}
+                    Some("failed") => {
+                        return Err(error(
+                            format!("configuring link {name}"),
+                            format!(
+                                "systemd-networkd failed to configure it{}",
+                                log_tail("systemd-networkd.service")
+                            ),
+                        ));
+                    }
+                    state => problems.push(format!(
+                        "{name} is {} in systemd-networkd",
+                        state.unwrap_or("unknown")
+                    )),
+                }
+                let lacking: Vec<&str> = want
+                    .addresses
+                    .iter()
+                    .filter(|a| !link.addresses.contains(*a))
+                    .map(String::as_str)
+                    .collect();
+                if !lacking.is_empty() {
+                    problems.push(format!("{name} lacks {}", lacking.join(", ")));
+                }
+            }
+            if problems.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(error(
+                    "waiting for systemd-networkd",
+                    format!("after {} s: {}", timeout.as_secs(), problems.join("; ")),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn replace_firewall(&self) -> Result<(), SystemError> {
+        let ruleset = self.root.join(NFT_RULESET);
+        if !ruleset.exists() {
+            // No generation has a ruleset any more (a rollback to none).
+            self.nft.delete_table()?;
+            return fs::remove(&self.record_path())
+                .map_err(|e| error("forgetting the firewall record", e.to_string()));
+        }
+        self.nft.load(&ruleset)?;
+        let table = self.nft.table()?.ok_or_else(|| {
+            error(
+                format!("loading {}", ruleset.display()),
+                "nft accepted the ruleset, but table inet ctm does not exist",
+            )
+        })?;
+        let record = FirewallRecord {
+            ruleset_sha256: self.installed_ruleset_sha256().unwrap_or_default(),
+            listing_sha256: table.listing_sha256,
+        };
+        // Plain data: serializing it cannot fail.
+        let text = serde_json::to_string_pretty(&record).unwrap_or_default() + "\n";
+        fs::write_file(&self.record_path(), text.as_bytes(), 0o644)
+            .map_err(|e| error("recording the loaded firewall", e.to_string()))
+    }
+
+    fn prepare(&self, names: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
+        let root = self.root.clone();
+        let failures = in_parallel(names, progress, |name, echo| {
+            let steps = provision::read_steps(&root, name)?;
+            provision::before_boot(&root, name, &steps, echo).map(|_| ())
+        });
+        joined(failures)
+    }
+
+    fn provision(&self, names: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
+        let mut leaders = BTreeMap::new();
+        for name in names {
+            leaders.insert(name.to_string(), self.leader(name)?);
+        }
+        let root = self.root.clone();
+        let failures = in_parallel(names, progress, |name, echo| {
+            let leader = leaders[name];
+            let steps = provision::read_steps(&root, name)?;
+            provision::wait_until_booted(leader, name, BOOT_TIMEOUT)?;
+            provision::running(leader, name, &steps, echo).map(|_| ())
+        });
+        joined(failures)
+    }
+
+    /// Every container in `running` is `running` in machined.
+    fn wait_for_containers(
+        &self,
+        running: &BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, u32>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let machines = self.machines().map_err(|e| e.to_string())?;
+            let not_running: Vec<&String> = running
+                .iter()
+                .filter(|n| machines.get(*n).is_none_or(|m| m.state != "running"))
+                .collect();
+            if not_running.is_empty() {
+                return Ok(running
+                    .iter()
+                    .filter_map(|n| machines.get(n).map(|m| (n.clone(), m.leader)))
+                    .collect());
+            }
+            if Instant::now() >= deadline {
+                let reports: Vec<String> = not_running
+                    .iter()
+                    .map(|n| {
+                        let unit = unit_of(n);
+                        let state = self
+                            .runtime
+                            .block_on(self.systemd.unit_state(&unit))
+                            .map(|s| format!("{}/{}", s.active, s.sub))
+                            .unwrap_or_else(|e| e.to_string());
+                        format!(
+                            "container {n} is not running ({unit} is {state}){}",
+                            log_tail(&unit)
+                        )
+                    })
+                    .collect();
+                return Err(reports.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn verb_name(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Start => "start",
+        Verb::Stop => "stop",
+        Verb::Restart => "restart",
+    }
+}
+
+/// The end of a unit's journal, for an error message ("" if unreadable).
+fn log_tail(unit: &str) -> String {
+    let argv: Vec<String> = [
+        "journalctl",
+        "--no-pager",
+        "--quiet",
+        "--output=cat",
+        "--lines=15",
+        "--unit",
+        unit,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    match exec::on_host(&argv, Duration::from_secs(10), &mut |_| {}) {
+        Ok(ran) if ran.success() && !ran.output.trim().is_empty() => {
+            format!("; its log ends:\n{}", indent(ran.output.trim_end()))
+        }
+        _ => format!(" (see `journalctl -u {unit}`)"),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs `work` for every name on its own thread; their progress lines
+/// reach `progress` on this thread, as they come. Returns the failures.
+fn in_parallel(
+    names: &[&str],
+    progress: Progress<'_>,
+    work: impl Fn(&str, Progress<'_>) -> Result<(), SystemError> + Sync,
+) -> Vec<SystemError> {
+    let (lines, received) = mpsc::channel::<String>();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let lines = lines.clone();
+                let work = &work;
+                scope.spawn(move || {
+                    let mut echo = |line: &str| {
+                        let _ = lines.send(line.to_string());
+                    };
+                    work(name, &mut echo)
+                })
+            })
+            .collect();
+        drop(lines);
+        for line in received {
+            progress(&line);
+        }
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(result) => result.err(),
+                Err(_) => Some(error("a parallel task", "it panicked")),
+            })
+            .collect()
+    })
+}
+
+fn joined(failures: Vec<SystemError>) -> Result<(), SystemError> {
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.into_iter().next().expect("one failure")),
+        n => Err(error(
+            format!("{n} tasks"),
+            failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )),
+    }
+}
+
+impl System for LiveSystem {
+    fn is_live(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, expect: &Health) -> Result<SystemState, SystemError> {
+        let machines = self.machines()?;
+        let containers = machines
+            .iter()
+            .map(|(name, m)| (name.clone(), m.state == "running"))
+            .collect();
+        let names: BTreeSet<String> = expect.links.keys().cloned().collect();
+        let links = self
+            .runtime
+            .block_on(self.netlink.links(&names))?
+            .into_iter()
+            .map(|(name, link)| (name, link.addresses))
+            .collect();
+        let table = self.nft.table()?;
+        let edited = match (&table, self.record(), self.installed_ruleset_sha256()) {
+            (Some(table), Some(record), Some(installed)) if record.ruleset_sha256 == installed => {
+                record.listing_sha256 != table.listing_sha256
+            }
+            _ => false,
+        };
+        Ok(SystemState {
+            containers: Some(containers),
+            links: Some(links),
+            firewall: Some(FirewallState {
+                chains: table.map(|t| t.chains),
+                edited,
+            }),
+        })
+    }
+
+    fn perform(
+        &mut self,
+        batch: &[Action],
+        expect: &Health,
+        progress: Progress<'_>,
+    ) -> Result<(), SystemError> {
+        batch.iter().try_for_each(super::injected_failure)?;
+        let names: Vec<&str> = batch.iter().filter_map(Action::container).collect();
+        let Some(first) = batch.first() else {
+            return Ok(());
+        };
+        match first {
+            Action::StopContainer { .. } => self.container_jobs(Verb::Stop, &names),
+            Action::StartContainer { .. } => self.container_jobs(Verb::Start, &names),
+            Action::RestartContainer { .. } => self.container_jobs(Verb::Restart, &names),
+            Action::PrepareContainer { .. } => self.prepare(&names, progress),
+            Action::ProvisionContainer { .. } => self.provision(&names, progress),
+            Action::DaemonReload { .. } => self.runtime.block_on(self.systemd.daemon_reload()),
+            Action::ApplySysctl { .. } => {
+                let unit = "systemd-sysctl.service".to_string();
+                let failed = self.runtime.block_on(self.systemd.jobs(
+                    Verb::Restart,
+                    std::slice::from_ref(&unit),
+                    SERVICE_JOB_TIMEOUT,
+                ))?;
+                match failed.first() {
+                    None => Ok(()),
+                    Some((unit, result)) => Err(error(
+                        format!("restart {unit}"),
+                        format!("{result}{}", log_tail(unit)),
+                    )),
+                }
+            }
+            Action::ReloadNetworkd {
+                delete_links,
+                reconfigure_links,
+                ..
+            } => self.reload_networkd(delete_links, reconfigure_links, expect),
+            Action::ReplaceFirewall { .. } => self.replace_firewall(),
+        }
+    }
+
+    fn health_check(
+        &mut self,
+        expect: &Health,
+        running: &BTreeSet<String>,
+        progress: Progress<'_>,
+    ) -> Result<(), SystemError> {
+        let mut problems = Vec::new();
+        let leaders = match self.wait_for_containers(running, RUNNING_TIMEOUT) {
+            Ok(leaders) => leaders,
+            Err(e) => {
+                problems.push(e);
+                BTreeMap::new()
+            }
+        };
+        if let Err(e) = self.wait_for_links(expect, LINK_TIMEOUT) {
+            problems.push(e.why);
+        }
+        if !expect.firewall.is_empty() {
+            match self.nft.table() {
+                Ok(Some(table)) if table.chains == expect.firewall => {}
+                Ok(Some(table)) => problems.push(format!(
+                    "table inet ctm has chains {:?}, expected {:?}",
+                    table.chains, expect.firewall
+                )),
+                Ok(None) => problems.push("table inet ctm does not exist".into()),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        // The declared checks of the containers that run, all at once.
+        let mut checks: Vec<(String, Check, Vec<IpAddr>, Option<u32>)> = Vec::new();
+        for name in running {
+            if let Some(c) = expect.containers.get(name) {
+                for check in &c.checks {
+                    checks.push((
+                        name.clone(),
+                        check.clone(),
+                        c.addresses.clone(),
+                        leaders.get(name).copied(),
+                    ));
+                }
+            }
+        }
+        if !checks.is_empty() {
+            let labels: Vec<String> = checks
+                .iter()
+                .map(|(name, check, _, _)| format!("{name}: {}", check.describe()))
+                .collect();
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let failures = in_parallel(&labels, progress, |label, echo| {
+                let index = labels.iter().position(|l| *l == label).unwrap_or(0);
+                let (name, check, addresses, leader) = &checks[index];
+                run_check(name, check, addresses, *leader, echo)
+            });
+            problems.extend(failures.into_iter().map(|e| e.to_string()));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(error("health check", problems.join("\n")))
+        }
+    }
+}
+
+/// Retries one declared check until it passes or its timeout is up.
+fn run_check(
+    name: &str,
+    check: &Check,
+    addresses: &[IpAddr],
+    leader: Option<u32>,
+    progress: Progress<'_>,
+) -> Result<(), SystemError> {
+    let what = format!("check {} of container {name}", check.describe());
+    let timeout = Duration::from_secs(u64::from(check.timeout_seconds()));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let outcome = match check {
+            Check::Tcp { port, .. } => {
+                let failed: Vec<String> = addresses
+                    .iter()
+                    .filter_map(|ip| {
+                        let address = SocketAddr::new(*ip, *port);
+                        TcpStream::connect_timeout(&address, Duration::from_secs(2))
+                            .err()
+                            .map(|e| format!("{address}: {e}"))
+                    })
+                    .collect();
+                if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failed.join("; "))
+                }
+            }
+            Check::Command { argv, .. } => match leader {
+                None => Err("the container is not running".to_string()),
+                Some(leader) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match exec::in_container(
+                        leader,
+                        argv,
+                        &[],
+                        left.max(Duration::from_secs(1)),
+                        &mut |_| {},
+                    ) {
+                        Ok(ran) if ran.success() => Ok(()),
+                        Ok(ran) => Err(format!("{}: {}", ran.describe(), ran.tail(5))),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                progress(&format!("{name}: {} passed", check.describe()));
+                return Ok(());
+            }
+            Err(why) if Instant::now() >= deadline => {
+                return Err(error(
+                    what,
+                    format!("still failing after {} s: {why}", timeout.as_secs()),
+                ));
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,633 @@
+//! Running provisioning steps (`compile::provision`): each step's check
+//! first, its action only if the check says it is not done.
+//!
+//! Before boot, steps work on the host: creating a container's root file
+//! system from its image, building the image into ctm's image store first
+//! when it is built (debootstrap) or unpacked (tarball). Once the
+//! container runs, steps run inside it ([`super::exec`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::exec::{self, Ran};
+use super::fs;
+use super::{Progress, SystemError};
+use crate::compile::provision::{Action, Check, Phase, RootfsSource, Step};
+
+/// Where built and unpacked images are kept, under the root.
+pub const IMAGE_STORE: &str = "var/lib/ctm/images";
+/// How long one step (a check or an action) may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn error(what: impl Into<String>, why: impl Into<String>) -> SystemError {
+    SystemError {
+        what: what.into(),
+        why: why.into(),
+    }
+}
+
+/// The steps compiled for a container, as installed under `root`.
+pub fn read_steps(root: &Path, name: &str) -> Result<Vec<Step>, SystemError> {
+    let path = root.join(format!("etc/ctm/machines/{name}/provision.json"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| error(format!("reading {}", path.display()), e.to_string()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| error(format!("reading {}", path.display()), e.to_string()))
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub id: String,
+    /// False when its check said it was done already.
+    pub ran: bool,
+}
+
+/// Runs the before-boot steps of container `name`.
+pub fn before_boot(
+    root: &Path,
+    name: &str,
+    steps: &[Step],
+    progress: Progress<'_>,
+) -> Result<Vec<StepOutcome>, SystemError> {
+    let mut outcomes = Vec::new();
+    for step in steps.iter().filter(|s| s.phase == Phase::BeforeBoot) {
+        let done = match &step.check {
+            Check::PathExists { path } => host_path(root, path).exists(),
+            other => {
+                return Err(error(
+                    format!("step {} of container {name}", step.id),
+                    format!("a {other:?} check cannot run before the container boots"),
+                ));
+            }
+        };
+        if !done {
+            progress(&format!("{name}: {}", step.description));
+            match &step.action {
+                Action::CreateRootfs { image, source } => {
+                    let Check::PathExists { path } = &step.check else {
+                        unreachable!("checked above")
+                    };
+                    create_rootfs(root, image, source, &host_path(root, path), progress)?;
+                }
+                other => {
+                    return Err(error(
+                        format!("step {} of container {name}", step.id),
+                        format!("a {other:?} action cannot run before the container boots"),
+                    ));
+                }
+            }
+        }
+        outcomes.push(StepOutcome {
+            id: step.id.clone(),
+            ran: !done,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Runs the steps that need the running container whose leader is `leader`.
+pub fn running(
+    leader: u32,
+    name: &str,
+    steps: &[Step],
+    progress: Progress<'_>,
+) -> Result<Vec<StepOutcome>, SystemError> {
+    let mut outcomes = Vec::new();
+    for step in steps.iter().filter(|s| s.phase == Phase::Running) {
+        let what = || {
+            format!(
+                "step `{}` of container {name} ({})",
+                step.id, step.description
+            )
+        };
+        let done = check_inside(leader, &step.check).map_err(|e| error(what(), e.to_string()))?;
+        if !done {
+            progress(&format!("{name}: {}", step.description));
+            let mut echo = |line: &str| progress(&format!("{name}:   {line}"));
+            let ran = match &step.action {
+                Action::Command { argv, env } => {
+                    exec::in_container(leader, argv, env, STEP_TIMEOUT, &mut echo)?
+                }
+                Action::WriteFile {
+                    path,
+                    content,
+                    mode,
+                    owner,
+                } => write_inside(leader, path, content, *mode, owner, &mut echo)?,
+                Action::CreateRootfs { .. } => {
+                    return Err(error(what(), "a root file system is created before boot"));
+                }
+            };
+            if !ran.success() {
+                return Err(error(
+                    what(),
+                    format!("{}; its output ends:\n{}", ran.describe(), ran.tail(20)),
+                ));
+            }
+            // Ran, and must now be done: a step whose check still fails
+            // would run again on every apply.
+            if !check_inside(leader, &step.check).map_err(|e| error(what(), e.to_string()))? {
+                return Err(error(
+                    what(),
+                    "it ran without error, but its check still says it is not done",
+                ));
+            }
+        }
+        outcomes.push(StepOutcome {
+            id: step.id.clone(),
+            ran: !done,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Waits until the container's own systemd has finished booting
+/// (`running` or `degraded`). Until its bus is up, `systemctl` cannot
+/// even ask, so that is retried; then `--wait` blocks until the boot is
+/// over.
+pub fn wait_until_booted(leader: u32, name: &str, timeout: Duration) -> Result<(), SystemError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ran = exec::in_container(
+            leader,
+            &argv(&["systemctl", "is-system-running", "--wait"]),
+            &[],
+            left.max(Duration::from_secs(1)),
+            &mut |_| {},
+        )?;
+        let state = ran.output.trim();
+        match state {
+            "running" | "degraded" => return Ok(()),
+            "maintenance" | "stopping" => {
+                return Err(error(
+                    format!("waiting for container {name} to boot"),
+                    format!("its systemd says {state:?}"),
+                ));
+            }
+            _ if std::time::Instant::now() >= deadline => {
+                return Err(error(
+                    format!("waiting for container {name} to boot"),
+                    format!(
+                        "not booted after {} s; its systemd says {state:?} ({})",
+                        timeout.as_secs(),
+                        ran.describe()
+                    ),
+                ));
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+fn host_path(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+fn quiet(leader: u32, words: Vec<String>) -> Result<Ran, SystemError> {
+    exec::in_container(leader, &words, &[], CHECK_TIMEOUT, &mut |_| {})
+}
+
+fn check_inside(leader: u32, check: &Check) -> Result<bool, SystemError> {
+    Ok(match check {
+        Check::PathExists { path } => quiet(leader, argv(&["test", "-e", path]))?.success(),
+        Check::Command { argv } => quiet(leader, argv.clone())?.success(),
+        Check::FileContent {
+            path,
+            content,
+            mode,
+        } => {
+            let sum = quiet(leader, argv(&["sha256sum", "--", path]))?;
+            let stat = quiet(leader, argv(&["stat", "--format=%a", "--", path]))?;
+            sum.success()
+                && stat.success()
+                && sum.output.split_whitespace().next() == Some(&fs::sha256_hex(content.as_bytes()))
+                && u32::from_str_radix(stat.output.trim(), 8).ok() == Some(*mode)
+        }
+        Check::PackagesInstalled { packages } => {
+            let mut words = argv(&[
+                "dpkg-query",
+                "--show",
+                "--showformat=${db:Status-Status}\\n",
+            ]);
+            words.extend(packages.iter().cloned());
+            let ran = quiet(leader, words)?;
+            ran.success()
+                && ran.output.lines().count() == packages.len()
+                && ran.output.lines().all(|l| l == "installed")
+        }
+    })
+}
+
+/// Writes a file inside the container, owned by `owner` and its group,
+/// creating its directory with mode 0700 when it is missing.
+fn write_inside(
+    leader: u32,
+    path: &str,
+    content: &str,
+    mode: u32,
+    owner: &str,
+    echo: &mut dyn FnMut(&str),
+) -> Result<Ran, SystemError> {
+    let dir = Path::new(path)
+        .parent()
+        .map_or("/".to_string(), |d| d.display().to_string());
+    let owner_group = format!("{owner}:");
+    let steps: Vec<Vec<String>> = vec![
+        argv(&["install", "-d", "-m", "700", "--", &dir]),
+        argv(&["chown", &owner_group, "--", &dir]),
+        argv(&["install", "-m", &format!("{mode:o}"), "/dev/stdin", path]),
+        argv(&["chown", &owner_group, "--", path]),
+    ];
+    let mut last = None;
+    for (i, words) in steps.into_iter().enumerate() {
+        // The directory is made only when missing: an existing home or
+        // .ssh directory keeps its mode.
+        if i < 2 && quiet(leader, argv(&["test", "-d", &dir]))?.success() {
+            continue;
+        }
+        let input = (i == 2).then_some(content.as_bytes());
+        let ran = exec::in_container_with_input(leader, &words, &[], input, STEP_TIMEOUT, echo)?;
+        if !ran.success() {
+            return Ok(ran);
+        }
+        last = Some(ran);
+    }
+    Ok(last.unwrap_or(Ran {
+        code: Some(0),
+        timed_out: false,
+        output: String::new(),
+    }))
+}
+
+// ---- root file systems and the image store -----------------------------
+
+/// Creates `target` from the image: copied whole into a temporary
+/// directory beside it, then renamed, so a failure leaves no half tree
+/// that a later apply would take for a finished one.
+fn create_rootfs(
+    root: &Path,
+    image: &str,
+    source: &RootfsSource,
+    target: &Path,
+    progress: Progress<'_>,
+) -> Result<(), SystemError> {
+    let tree = image_tree(root, image, source, progress)?;
+    let temporary = sibling(target, ".ctm-new");
+    remove_tree(&temporary)?;
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| error(format!("creating {}", parent.display()), e.to_string()))?;
+    }
+    progress(&format!("copying image {image} to {}", target.display()));
+    let ran = exec::on_host(
+        &[
+            "cp".to_string(),
+            "--archive".to_string(),
+            "--reflink=auto".to_string(),
+            "--no-target-directory".to_string(),
+            tree.display().to_string(),
+            temporary.display().to_string(),
+        ],
+        STEP_TIMEOUT,
+        &mut |line| progress(line),
+    )?;
+    if !ran.success() {
+        let _ = remove_tree(&temporary);
+        return Err(error(
+            format!("copying image {image} to {}", target.display()),
+            format!("cp: {}; {}", ran.describe(), ran.tail(10)),
+        ));
+    }
+    std::fs::rename(&temporary, target).map_err(|e| {
+        error(
+            format!("moving {} to {}", temporary.display(), target.display()),
+            e.to_string(),
+        )
+    })
+}
+
+/// The tree an image is copied from: the directory itself, or the image
+/// as built or unpacked into the store (once per definition).
+fn image_tree(
+    root: &Path,
+    image: &str,
+    source: &RootfsSource,
+    progress: Progress<'_>,
+) -> Result<PathBuf, SystemError> {
+    match source {
+        RootfsSource::Directory { path } => {
+            let tree = host_path(root, path);
+            if !tree.join("etc/os-release").exists() && !tree.join("usr/lib/os-release").exists() {
+                return Err(error(
+                    format!("image {image}"),
+                    format!(
+                        "{} is not a root file system tree (it has no etc/os-release or usr/lib/os-release)",
+                        tree.display()
+                    ),
+                ));
+            }
+            Ok(tree)
+        }
+        RootfsSource::Tarball { path, sha256 } => {
+            let file = host_path(root, path);
+            let bytes = std::fs::read(&file).map_err(|e| {
+                error(
+                    format!("reading image {image}"),
+                    format!("{}: {e}", file.display()),
+                )
+            })?;
+            let actual = fs::sha256_hex(&bytes);
+            if let Some(expected) = sha256
+                && *expected != actual
+            {
+                return Err(error(
+                    format!("image {image}"),
+                    format!(
+                        "{} has SHA-256 {actual}, not the {expected} the host file expects",
+                        file.display()
+                    ),
+                ));
+            }
+            let key = store_key(source, &actual);
+            build_once(root, image, &key, progress, |dir, echo| {
+                exec::on_host(
+                    &[
+                        "tar".to_string(),
+                        "--extract".to_string(),
+                        "--numeric-owner".to_string(),
+                        "--xattrs".to_string(),
+                        "--xattrs-include=*".to_string(),
+                        "--acls".to_string(),
+                        "--file".to_string(),
+                        file.display().to_string(),
+                        "--directory".to_string(),
+                        dir.display().to_string(),
+                    ],
+                    STEP_TIMEOUT,
+                    echo,
+                )
+            })
+        }
+        RootfsSource::Debootstrap {
+            suite,
+            mirror,
+            variant,
+            packages,
+        } => {
+            let mirror = match mirror {
+                Some(m) => m.clone(),
+                None => host_mirror(root)?,
+            };
+            let key = store_key(source, &mirror);
+            build_once(root, image, &key, progress, |dir, echo| {
+                let mut words = vec!["debootstrap".to_string()];
+                if let Some(v) = variant {
+                    words.push(format!("--variant={v}"));
+                }
+                if !packages.is_empty() {
+                    words.push(format!("--include={}", packages.join(",")));
+                }
+                words.push(suite.clone());
+                words.push(dir.display().to_string());
+                words.push(mirror.clone());
+                exec::on_host(&words, STEP_TIMEOUT, echo)
+            })
+        }
+    }
+}
+
+/// The store's name for an image: a hash of its definition and of what
+/// the definition points at (the tarball's content, the mirror used).
+fn store_key(source: &RootfsSource, extra: &str) -> String {
+    // Plain data: serializing it cannot fail.
+    let definition = serde_json::to_string(source).unwrap_or_default();
+    fs::sha256_hex(format!("{definition}\n{extra}").as_bytes())[..16].to_string()
+}
+
+/// Builds an image into `IMAGE_STORE/NAME-KEY` unless it is there: into a
+/// temporary directory first, renamed when complete.
+fn build_once(
+    root: &Path,
+    image: &str,
+    key: &str,
+    progress: Progress<'_>,
+    build: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<Ran, SystemError>,
+) -> Result<PathBuf, SystemError> {
+    let store = root.join(IMAGE_STORE);
+    let tree = store.join(format!("{image}-{key}"));
+    if tree.is_dir() {
+        progress(&format!(
+            "image {image} is in the store ({})",
+            tree.display()
+        ));
+        return Ok(tree);
+    }
+    let temporary = sibling(&tree, ".ctm-new");
+    remove_tree(&temporary)?;
+    std::fs::create_dir_all(&temporary)
+        .map_err(|e| error(format!("creating {}", temporary.display()), e.to_string()))?;
+    progress(&format!("building image {image} into {}", tree.display()));
+    let started = std::time::Instant::now();
+    let ran = build(&temporary, &mut |line| progress(&format!("  {line}")))?;
+    if !ran.success() {
+        let _ = remove_tree(&temporary);
+        return Err(error(
+            format!("building image {image}"),
+            format!("{}; its output ends:\n{}", ran.describe(), ran.tail(20)),
+        ));
+    }
+    std::fs::rename(&temporary, &tree).map_err(|e| {
+        error(
+            format!("moving {} to {}", temporary.display(), tree.display()),
+            e.to_string(),
+        )
+    })?;
+    progress(&format!(
+        "built image {image} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(tree)
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn remove_tree(path: &Path) -> Result<(), SystemError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(error(format!("removing {}", path.display()), e.to_string())),
+    }
+}
+
+/// The Debian mirror the host's own apt uses: the first `URIs:` of
+/// `debian.sources` (deb822), else the first `deb` line of `sources.list`.
+/// Nothing is ever fetched from anywhere the host or the user did not name.
+pub fn host_mirror(root: &Path) -> Result<String, SystemError> {
+    let deb822 = root.join("etc/apt/sources.list.d/debian.sources");
+    if let Ok(text) = std::fs::read_to_string(&deb822)
+        && let Some(uri) = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("URIs:"))
+            .and_then(|u| u.split_whitespace().next())
+    {
+        return Ok(uri.to_string());
+    }
+    let list = root.join("etc/apt/sources.list");
+    if let Ok(text) = std::fs::read_to_string(&list)
+        && let Some(uri) = text.lines().find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("deb"))
+                .then(|| words.find(|w| !w.starts_with('[')))
+                .flatten()
+        })
+    {
+        return Ok(uri.to_string());
+    }
+    Err(error(
+        "finding a Debian mirror",
+        format!(
+            "the image gives no mirror and the host's apt sources ({} or {}) name none; add mirror=\"…\" to its debootstrap node",
+            deb822.display(),
+            list.display()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mirror_comes_from_the_hosts_apt_sources() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(host_mirror(root.path()).is_err());
+        std::fs::create_dir_all(root.path().join("etc/apt/sources.list.d")).unwrap();
+        std::fs::write(
+            root.path().join("etc/apt/sources.list"),
+            "# old style\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n",
+        )
+        .unwrap();
+        assert_eq!(
+            host_mirror(root.path()).unwrap(),
+            "http://mirror.example/debian"
+        );
+        std::fs::write(
+            root.path().join("etc/apt/sources.list.d/debian.sources"),
+            "Types: deb\nURIs: https://deb.example/debian\nSuites: bookworm\n",
+        )
+        .unwrap();
+        assert_eq!(
+            host_mirror(root.path()).unwrap(),
+            "https://deb.example/debian"
+        );
+    }
+
+    #[test]
+    fn a_directory_image_is_copied_whole_and_atomically() {
+        let root = tempfile::tempdir().unwrap();
+        let image = root.path().join("srv/images/tree");
+        std::fs::create_dir_all(image.join("etc")).unwrap();
+        std::fs::write(image.join("etc/os-release"), "ID=debian\n").unwrap();
+        std::os::unix::fs::symlink("usr/bin", image.join("bin")).unwrap();
+        let step = Step {
+            id: "rootfs".into(),
+            description: "create".into(),
+            phase: Phase::BeforeBoot,
+            check: Check::PathExists {
+                path: "/var/lib/machines/web".into(),
+            },
+            action: Action::CreateRootfs {
+                image: "tree".into(),
+                source: RootfsSource::Directory {
+                    path: "/srv/images/tree".into(),
+                },
+            },
+        };
+        let mut lines = Vec::new();
+        let outcomes = before_boot(root.path(), "web", std::slice::from_ref(&step), &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert!(outcomes[0].ran);
+        let made = root.path().join("var/lib/machines/web");
+        assert_eq!(
+            std::fs::read_to_string(made.join("etc/os-release")).unwrap(),
+            "ID=debian\n"
+        );
+        assert_eq!(
+            std::fs::read_link(made.join("bin")).unwrap(),
+            Path::new("usr/bin")
+        );
+        assert!(!root.path().join("var/lib/machines/web.ctm-new").exists());
+        // Done now: a second run changes nothing.
+        let again = before_boot(root.path(), "web", &[step], &mut |_| {}).unwrap();
+        assert!(!again[0].ran);
+    }
+
+    #[test]
+    fn a_tree_without_os_release_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("srv/empty")).unwrap();
+        let e = image_tree(
+            root.path(),
+            "empty",
+            &RootfsSource::Directory {
+                path: "/srv/empty".into(),
+            },
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.why.contains("is not a root file system tree"), "{e}");
+    }
+
+    #[test]
+    fn a_tarball_is_checked_and_unpacked_once() {
+        let root = tempfile::tempdir().unwrap();
+        let src = root.path().join("src");
+        std::fs::create_dir_all(src.join("etc")).unwrap();
+        std::fs::write(src.join("etc/os-release"), "ID=debian\n").unwrap();
+        let tarball = root.path().join("srv/t.tar");
+        std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
+        let status = std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&src)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let wrong = RootfsSource::Tarball {
+            path: "/srv/t.tar".into(),
+            sha256: Some("0".repeat(64)),
+        };
+        let e = image_tree(root.path(), "t", &wrong, &mut |_| {}).unwrap_err();
+        assert!(e.why.contains("not the 000"), "{e}");
+        let right = RootfsSource::Tarball {
+            path: "/srv/t.tar".into(),
+            sha256: Some(fs::sha256_hex(&std::fs::read(&tarball).unwrap())),
+        };
+        let tree = image_tree(root.path(), "t", &right, &mut |_| {}).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.join("etc/os-release")).unwrap(),
+            "ID=debian\n"
+        );
+        let mut lines = Vec::new();
+        let again =
+            image_tree(root.path(), "t", &right, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(again, tree);
+        assert!(lines[0].contains("is in the store"), "{lines:?}");
+    }
+}
