@@ -26,5 +26,6 @@ pub mod model;
 pub mod plan;
 pub mod schema;
 pub mod state;
+pub mod status;
 pub mod synthetic;
 pub mod validate;

@@ -63,6 +63,13 @@ container "db" {
 }
 "#;
 
+/// A command's output with miette's wrapping undone (box-drawing margins
+/// and line breaks become single spaces), for matching whole sentences.
+fn flat(out: &std::process::Output) -> String {
+    let text = lab::show_output(out).replace(['│', '×'], " ");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn lab_unavailable() -> bool {
     let available = Lab::available();
     skip_unless(available.is_ok(), &available.err().unwrap_or_default())
@@ -252,4 +259,568 @@ fn apply_brings_up_two_networks_and_three_containers() {
         lab::show_output(&out)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("No changes."));
+}
+
+/// `systemd-nspawn@NAME.service`'s last start, in the lab's monotonic clock.
+fn started_at(lab: &Lab, name: &str) -> u64 {
+    let unit = format!("systemd-nspawn@{name}.service");
+    lab.ok(&[
+        "systemctl",
+        "show",
+        &unit,
+        "--property=ActiveEnterTimestampMonotonic",
+        "--value",
+    ])
+    .trim()
+    .parse()
+    .unwrap_or_else(|e| panic!("start time of {unit}: {e}"))
+}
+
+fn start_times(lab: &Lab) -> Vec<(String, u64)> {
+    ["web", "app", "db"]
+        .iter()
+        .map(|n| (n.to_string(), started_at(lab, n)))
+        .collect()
+}
+
+fn plan_is_empty(lab: &Lab, host: &str) -> Result<(), String> {
+    let out = ctm(lab, &["plan", host, "--detailed-exitcode", "--no-diff"]);
+    if out.status.code() == Some(0) {
+        Ok(())
+    } else {
+        Err(lab::show_output(&out))
+    }
+}
+
+fn addresses_of(lab: &Lab, link: &str) -> String {
+    lab.ok(&["ip", "-br", "address", "show", "dev", link])
+}
+
+#[test]
+fn a_change_restarts_only_what_it_must() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("restart-only-what-changed", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let before = start_times(&lab);
+
+    // One container's limits: only that container restarts.
+    lab.write(
+        "/root/host.kdl",
+        HOST.replace(
+            "container \"app\" {\n    from \"base\"\n",
+            "container \"app\" {\n    from \"base\"\n    limits memory=\"512M\"\n",
+        ),
+    );
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("restart container app"), "{out}");
+    let after = start_times(&lab);
+    for ((name, t0), (_, t1)) in before.iter().zip(&after) {
+        assert_eq!(
+            t0 != t1,
+            name == "app",
+            "{name}: started at {t0}, then at {t1}\n{out}"
+        );
+    }
+    let memory = lab.ok(&[
+        "systemctl",
+        "show",
+        "systemd-nspawn@app.service",
+        "--property=MemoryMax",
+        "--value",
+    ]);
+    assert_eq!(memory.trim(), "536870912");
+
+    // A network's address: networkd reloads; only the container whose
+    // own files (its host0 address and gateway) changed restarts.
+    let host = HOST
+        .replace(
+            "container \"app\" {\n    from \"base\"\n",
+            "container \"app\" {\n    from \"base\"\n    limits memory=\"512M\"\n",
+        )
+        .replace("ipv6 \"fd42:43::1/64\"", "ipv6 \"fd42:44::1/64\"");
+    lab.write("/root/host.kdl", &host);
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("reload systemd-networkd"), "{out}");
+    let last = start_times(&lab);
+    for ((name, t0), (_, t1)) in after.iter().zip(&last) {
+        assert_eq!(
+            t0 != t1,
+            name == "db",
+            "{name}: started at {t0}, then at {t1}\n{out}"
+        );
+    }
+    let back = addresses_of(&lab, "br-back");
+    assert!(back.contains("fd42:44::1/64"), "{back}");
+    assert!(
+        !back.contains("fd42:43::1/64"),
+        "the old address stayed: {back}"
+    );
+    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+}
+
+#[test]
+fn a_container_that_cannot_start_rolls_the_apply_back() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("cannot-start", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    lab.write("/root/v1.kdl", HOST);
+    let before = start_times(&lab);
+
+    // An image directory that does not exist: its root file system cannot
+    // be made.
+    lab.write(
+        "/root/host.kdl",
+        format!(
+            "{HOST}\nimage \"gone\" {{\n    directory \"/srv/images/gone\"\n}}\n\
+             container \"extra\" {{\n    image \"gone\"\n    network \"lan\"\n}}\n"
+        ),
+    );
+    let out = ctm(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("/srv/images/gone"), "{text}");
+    assert!(
+        text.contains("rolled back: the host is on generation 1 again"),
+        "{text}"
+    );
+    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    assert_eq!(
+        start_times(&lab),
+        before,
+        "a running container was disturbed"
+    );
+
+    // A tree that is there but does not boot (no init, no /usr): the start
+    // job fails, and the apply with it.
+    lab.sh_ok("mkdir -p /srv/images/broken/etc && cp /usr/lib/os-release /srv/images/broken/etc/");
+    lab.write(
+        "/root/host.kdl",
+        format!(
+            "{HOST}\nimage \"broken\" {{\n    directory \"/srv/images/broken\"\n}}\n\
+             container \"extra\" {{\n    image \"broken\"\n    network \"lan\"\n}}\n"
+        ),
+    );
+    let out = ctm(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("systemd-nspawn@extra.service"), "{text}");
+    assert!(
+        text.contains("rolled back: the host is on generation 1 again"),
+        "{text}"
+    );
+    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    assert_eq!(
+        start_times(&lab),
+        before,
+        "a running container was disturbed"
+    );
+    let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
+    assert!(!machines.contains("extra"), "{machines}");
+    let generations = ctm_ok(&lab, &["generations"]);
+    assert!(!generations.contains("   2"), "{generations}");
+}
+
+/// Generation 2 of HOST: one more container, and the forward moved.
+fn host_v2() -> String {
+    HOST.replace("host=8080", "host=8081")
+        + "\ncontainer \"extra\" {\n    from \"base\"\n    network \"lan\"\n}\n"
+}
+
+#[test]
+fn rollback_returns_the_live_host_to_generation_1() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("rollback", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    lab.write("/root/v1.kdl", HOST);
+    lab.write("/root/host.kdl", host_v2());
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let table = lab.ok(&["nft", "list", "table", "inet", "ctm"]);
+    assert!(table.contains("dport 8081"), "{table}");
+    assert!(
+        lab.ok(&["machinectl", "list", "--no-legend"])
+            .contains("extra")
+    );
+
+    let out = ctm_ok(&lab, &["rollback", "1", "--yes"]);
+    assert!(
+        out.contains("ctm-apply.service"),
+        "not run as a unit:\n{out}"
+    );
+    assert!(
+        out.contains("Rolled back: the host is on generation 1."),
+        "{out}"
+    );
+    let table = lab.ok(&["nft", "list", "table", "inet", "ctm"]);
+    assert!(
+        table.contains("dport 8080") && !table.contains("dport 8081"),
+        "{table}"
+    );
+    let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
+    assert!(!machines.contains("extra"), "{machines}");
+    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    let status = ctm_ok(&lab, &["status"]);
+    assert!(status.contains("Generation 1 "), "{status}");
+}
+
+#[test]
+fn a_switch_killed_midway_is_rolled_back_by_the_next_command() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("killed-midway", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    lab.write("/root/v1.kdl", HOST);
+    lab.write("/root/host.kdl", host_v2());
+    // The switch in the unit stops at its fourth step; SIGKILL it there,
+    // as a power cut or an OOM kill would.
+    lab.sh_ok(
+        "CTM_FAULT_PAUSE_AT=4 nohup ctm apply /root/host.kdl --yes >/root/apply.out 2>&1 & echo $! >/root/apply.pid",
+    );
+    eventually("the switch to pause", Duration::from_secs(60), || {
+        let log = lab.read("/run/ctm/switch.log");
+        if log.contains("paused at fault point 4") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    lab.ok(&["systemctl", "kill", "--signal=KILL", "ctm-apply.service"]);
+    eventually(
+        "ctm apply to report the failure",
+        Duration::from_secs(30),
+        || {
+            let pid = lab.read("/root/apply.pid");
+            if lab.run(&["kill", "-0", pid.trim()]).status.success() {
+                Err(lab.read("/root/apply.out"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    let out = lab.read("/root/apply.out");
+    assert!(
+        out.contains("Running the switch as ctm-apply.service"),
+        "{out}"
+    );
+    let status = ctm_ok(&lab, &["status"]);
+    assert!(
+        status.contains("rolled back an interrupted switch; the host is on generation 1"),
+        "{status}"
+    );
+    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
+    assert!(!machines.contains("extra"), "{machines}");
+}
+
+#[test]
+fn a_dropped_session_does_not_stop_the_switch() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("dropped-session", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    lab.write("/root/host.kdl", host_v2());
+    // Every step of the switch slowed down, so that the client is killed
+    // while the unit is mid-way.
+    lab.sh_ok(
+        "CTM_FAULT_SLOW_MS=300 nohup ctm apply /root/host.kdl --yes >/root/apply.out 2>&1 & echo $! >/root/apply.pid",
+    );
+    eventually("the switch to start", Duration::from_secs(60), || {
+        let log = lab.read("/run/ctm/switch.log");
+        if log.contains("Applying generation 2") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    lab.sh_ok("kill -KILL $(cat /root/apply.pid)");
+    eventually("the unit to finish", Duration::from_secs(120), || {
+        let out = lab.run(&["systemctl", "is-active", "ctm-apply.service"]);
+        let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if state == "active" || state == "activating" {
+            Err(state)
+        } else {
+            Ok(())
+        }
+    });
+    let log = lab.read("/run/ctm/switch.log");
+    assert!(
+        log.contains("Applied: the host is on generation 2."),
+        "{log}"
+    );
+    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+    assert!(
+        lab.ok(&["machinectl", "list", "--no-legend"])
+            .contains("extra")
+    );
+}
+
+#[test]
+fn an_unconfirmed_apply_reverts_by_itself() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("confirm-timeout", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    lab.write("/root/v1.kdl", HOST);
+
+    // Nobody confirms: the revert timer brings generation 1 back.
+    lab.write("/root/host.kdl", host_v2());
+    let out = ctm(
+        &lab,
+        &["apply", "/root/host.kdl", "--yes", "--confirm-timeout", "4"],
+    );
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Generation 2 was rolled back"), "{text}");
+    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    let reverts = lab.ok(&[
+        "journalctl",
+        "--no-pager",
+        "-o",
+        "cat",
+        "-u",
+        "ctm-revert.service",
+    ]);
+    assert!(reverts.contains("not confirmed in time"), "{reverts}");
+
+    // Again, and the apply's own process is killed as soon as it has
+    // switched: the timer, which belongs to systemd, still reverts.
+    lab.sh_ok(
+        "nohup ctm apply /root/host.kdl --yes --confirm-timeout 6 >/root/apply.out 2>&1 & echo $! >/root/apply.pid",
+    );
+    eventually(
+        "the apply to wait for confirmation",
+        Duration::from_secs(60),
+        || {
+            let out = lab.read("/root/apply.out");
+            if out.contains("Confirm within") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    lab.sh_ok("kill -KILL $(cat /root/apply.pid)");
+    let table = lab.ok(&["nft", "list", "table", "inet", "ctm"]);
+    assert!(
+        table.contains("dport 8081"),
+        "generation 2 is not in place: {table}"
+    );
+    eventually("the revert", Duration::from_secs(30), || {
+        plan_is_empty(&lab, "/root/v1.kdl")
+    });
+    let table = lab.ok(&["nft", "list", "table", "inet", "ctm"]);
+    assert!(table.contains("dport 8080"), "{table}");
+
+    // Confirmed in time: it stays, and the timer is gone.
+    lab.sh_ok("nohup ctm apply /root/host.kdl --yes --confirm-timeout 30 >/root/apply.out 2>&1 &");
+    eventually(
+        "the apply to wait for confirmation",
+        Duration::from_secs(60),
+        || {
+            let out = lab.read("/root/apply.out");
+            if out.contains("Confirm within") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    let out = ctm_ok(&lab, &["confirm"]);
+    assert!(
+        out.contains("Confirmed: the host stays on generation"),
+        "{out}"
+    );
+    let timer = lab.run(&["systemctl", "is-active", "ctm-revert.timer"]);
+    assert!(!timer.status.success(), "{}", lab::show_output(&timer));
+    eventually(
+        "the apply to report the confirmation",
+        Duration::from_secs(10),
+        || {
+            let out = lab.read("/root/apply.out");
+            if out.contains("Confirmed: the host stays on generation") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+}
+
+#[test]
+fn status_start_stop_restart_logs_and_info() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("everyday", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+
+    let status = ctm_ok(&lab, &["status"]);
+    assert!(status.contains("Generation 1 "), "{status}");
+    let web = status
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_default();
+    assert!(
+        web.contains("running") && web.contains("10.42.0.10, fd42:42::10") && web.ends_with("-"),
+        "{status}"
+    );
+    assert!(
+        status.contains("Firewall: table inet ctm as applied."),
+        "{status}"
+    );
+
+    let out = ctm_ok(&lab, &["stop", "app"]);
+    assert!(out.contains("Stopped container app."), "{out}");
+    let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
+    assert!(!machines.contains("app"), "{machines}");
+    let out = ctm(&lab, &["status", "--json"]);
+    assert!(out.status.success(), "{}", lab::show_output(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", lab::show_output(&out)));
+    let app = json["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "app")
+        .unwrap();
+    assert_eq!(app["live"]["state"], "stopped", "{json:#}");
+    assert_eq!(
+        app["drift"][0], "stopped, but should be running (drift)",
+        "{json:#}"
+    );
+
+    let out = ctm_ok(&lab, &["start", "app"]);
+    assert!(out.contains("Started container app."), "{out}");
+    eventually("app to answer", Duration::from_secs(20), || {
+        let lock = lab.read("/root/host.kdl.lock");
+        let app = lock.split("[containers.app]").nth(1).unwrap_or_default();
+        let v4 = app
+            .lines()
+            .find_map(|l| l.strip_prefix("ipv4 = "))
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string();
+        ping(&lab, &v4)
+    });
+
+    let before = started_at(&lab, "web");
+    ctm_ok(&lab, &["restart", "web"]);
+    assert_ne!(started_at(&lab, "web"), before);
+
+    let out = ctm(&lab, &["start", "nope"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("there is no container nope in generation 1"),
+        "{text}"
+    );
+    assert!(text.contains("its containers: app, db, web"), "{text}");
+
+    let logs = ctm_ok(&lab, &["logs", "web", "-n", "200"]);
+    assert!(logs.contains("systemd-networkd"), "{logs}");
+    let unit_log = ctm_ok(&lab, &["logs", "web", "--unit", "-n", "200"]);
+    assert!(unit_log.contains("Container web"), "{unit_log}");
+
+    let info = ctm_ok(&lab, &["info"]);
+    assert!(info.contains("ok   systemd"), "{info}");
+    assert!(info.contains("This host can be managed by ctm"), "{info}");
+}
+
+#[test]
+fn drift_in_the_firewall_and_the_links_is_seen_and_undone() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("live-drift", HOST);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+
+    lab.ok(&["nft", "delete", "table", "inet", "ctm"]);
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("table inet ctm is missing (drift)"), "{text}");
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        lab.ok(&["nft", "list", "table", "inet", "ctm"])
+            .contains("masquerade")
+    );
+
+    // An edit by hand that keeps the number of rules: only the recorded
+    // listing shows it.
+    lab.sh_ok("nft flush chain inet ctm postrouting && nft add rule inet ctm postrouting ip saddr 10.99.0.0/24 masquerade");
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("edited since ctm loaded it (drift)"),
+        "{text}"
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let table = lab.ok(&["nft", "list", "table", "inet", "ctm"]);
+    assert!(
+        !table.contains("10.99.0.0") && table.contains("10.42.0.0/24"),
+        "{table}"
+    );
+
+    lab.ok(&["ip", "address", "del", "10.42.0.1/24", "dev", "br-lan"]);
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("link br-lan lacks 10.42.0.1/24 (drift)"),
+        "{text}"
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(addresses_of(&lab, "br-lan").contains("10.42.0.1/24"));
+    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+}
+
+#[test]
+fn health_checks_pass_or_roll_the_apply_back() {
+    if lab_unavailable() {
+        return;
+    }
+    let checked = HOST.replace(
+        "container \"db\" {\n    from \"base\"\n",
+        "container \"db\" {\n    from \"base\"\n    check command=\"systemctl is-active --quiet systemd-networkd\"\n",
+    );
+    let lab = lab_with("health-checks", &checked);
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        out.contains("db: command `systemctl is-active --quiet systemd-networkd` passed"),
+        "{out}"
+    );
+
+    // Nothing listens on port 81 in web: the check fails, the apply is
+    // rolled back, and generation 1 stays.
+    lab.write("/root/v1.kdl", &checked);
+    lab.write(
+        "/root/host.kdl",
+        checked.replace(
+            "forward \"tcp\" host=8080 container=80\n",
+            "forward \"tcp\" host=8080 container=80\n    check tcp=81 timeout=\"3s\"\n",
+        ),
+    );
+    let out = ctm(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("check tcp port 81 of container web"),
+        "{text}"
+    );
+    assert!(text.contains("10.42.0.10:81"), "{text}");
+    assert!(
+        text.contains("rolled back: the host is on generation 1 again"),
+        "{text}"
+    );
+    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
 }

@@ -200,6 +200,12 @@ impl Engine<'_> {
                     deadline,
                 })
                 .map_err(|e| e.to_string())?;
+            // Before `current` moves: an apply whose revert cannot be
+            // armed is not applied at all.
+            self.system
+                .arm_revert(deadline)
+                .map_err(|e| format!("could not arm the automatic revert: {e}"))?;
+            crate::fault::point("revert armed");
         }
         self.set_current(spec.to).map_err(|e| e.to_string())?;
         crate::fault::point("current moved");
@@ -235,6 +241,9 @@ impl Engine<'_> {
             && pending.generation == to
         {
             self.store.clear_pending_confirm()?;
+            if let Err(e) = self.system.disarm_revert() {
+                (self.progress)(&format!("warning: {e}"));
+            }
         }
         let mut problems = Vec::new();
         let attempted = attempted

@@ -23,6 +23,7 @@ use super::{Action, FirewallState, Progress, System, SystemError, SystemState, f
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
 use crate::state::STATE_DIR;
+use crate::status::ContainerLive;
 
 /// The oldest systemd ctm supports: Debian 12's.
 pub const MIN_SYSTEMD: u32 = 252;
@@ -36,6 +37,13 @@ const RUNNING_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a container's own systemd may take to finish booting before
 /// the provisioning steps that need it run.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The transient units ctm starts: the switch of an apply or rollback
+/// (so that it survives the SSH session that asked for it), and the timer
+/// that reverts an unconfirmed apply.
+pub const APPLY_UNIT: &str = "ctm-apply.service";
+pub const REVERT_TIMER: &str = "ctm-revert.timer";
+pub const REVERT_SERVICE: &str = "ctm-revert.service";
 
 /// What ctm found at start, for `ctm info` and error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +124,66 @@ impl LiveSystem {
         self.runtime.block_on(future)
     }
 
+    /// Runs `argv` as the transient oneshot service `unit` (like
+    /// `systemd-run --wait`), its output appended to `log`, which is
+    /// followed meanwhile and passed on line by line. Returns whether it
+    /// succeeded. The unit belongs to systemd, not to this process: if
+    /// this process dies, the unit runs on to its end.
+    pub fn run_in_unit(
+        &self,
+        unit: &str,
+        description: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        log: &Path,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<bool, SystemError> {
+        use futures_util::StreamExt as _;
+
+        let log_text = log.display().to_string();
+        let mut follow = std::fs::File::open(log)
+            .map_err(|e| error(format!("reading {}", log.display()), e.to_string()))?;
+        let mut pending = String::new();
+        self.runtime.block_on(async {
+            let mut removed = self.systemd.job_signals().await?;
+            let properties = vec![
+                ("Description", systemd::text(description)),
+                ("Type", systemd::text("oneshot")),
+                ("ExecStart", systemd::exec_start(argv)),
+                ("Environment", systemd::environment(env)),
+                ("StandardOutputFileToAppend", systemd::text(&log_text)),
+                ("StandardErrorFileToAppend", systemd::text(&log_text)),
+                ("CollectMode", systemd::text("inactive-or-failed")),
+                // A oneshot's start job lasts as long as the switch.
+                ("TimeoutStartUSec", zbus::Variant::from(u64::MAX)),
+            ];
+            let job = self
+                .systemd
+                .start_transient(unit, &properties, &[])
+                .await?;
+            loop {
+                let tick = tokio::time::sleep(Duration::from_millis(100));
+                tokio::select! {
+                    signal = removed.next() => {
+                        let Some(signal) = signal else {
+                            return Err(error(format!("waiting for {unit}"), "the D-Bus connection closed"));
+                        };
+                        if let Ok(args) = signal.args()
+                            && args.job.as_str() == job.as_str()
+                        {
+                            pass_on(&mut follow, &mut pending, on_line);
+                            if !pending.is_empty() {
+                                on_line(&pending);
+                            }
+                            return Ok(args.result == "done");
+                        }
+                    }
+                    () = tick => pass_on(&mut follow, &mut pending, on_line),
+                }
+            }
+        })
+    }
+
     fn record_path(&self) -> PathBuf {
         self.root.join(STATE_DIR).join("firewall.json")
     }
@@ -183,6 +251,10 @@ impl LiveSystem {
                 format!("{result}{}", log_tail(unit)),
             ));
         }
+        self.runtime.block_on(
+            self.systemd
+                .wait_for_name("org.freedesktop.network1", SERVICE_JOB_TIMEOUT),
+        )?;
         let names: BTreeSet<String> = delete_links
             .iter()
             .chain(reconfigure_links)
@@ -353,6 +425,19 @@ impl LiveSystem {
                 return Err(reports.join("\n"));
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Passes on the complete lines appended to a followed file.
+fn pass_on(follow: &mut std::fs::File, pending: &mut String, on_line: &mut dyn FnMut(&str)) {
+    use std::io::Read as _;
+    let mut chunk = Vec::new();
+    if follow.read_to_end(&mut chunk).is_ok() {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find('\n') {
+            on_line(&pending[..end]);
+            pending.drain(..=end);
         }
     }
 }
@@ -581,6 +666,101 @@ impl System for LiveSystem {
             Ok(())
         } else {
             Err(error("health check", problems.join("\n")))
+        }
+    }
+
+    fn containers(
+        &mut self,
+        names: &BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, ContainerLive>>, SystemError> {
+        let machines = self.machines()?;
+        let mut out = BTreeMap::new();
+        for name in names {
+            let unit = self
+                .runtime
+                .block_on(self.systemd.unit_state(&unit_of(name)))?;
+            let machine = machines.get(name);
+            let addresses = match machine {
+                Some(_) => self
+                    .runtime
+                    .block_on(self.systemd.machine_addresses(name))
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            out.insert(
+                name.clone(),
+                ContainerLive {
+                    state: machine.map_or("stopped".into(), |m| m.state.clone()),
+                    unit: format!("{}/{}", unit.active, unit.sub),
+                    since_usec: unit.active_since,
+                    addresses,
+                },
+            );
+        }
+        Ok(Some(out))
+    }
+
+    fn arm_revert(&mut self, deadline: u64) -> Result<(), SystemError> {
+        let ctm = std::env::current_exe()
+            .map_err(|e| error("finding ctm's own binary", e.to_string()))?;
+        let argv = vec![
+            ctm.display().to_string(),
+            "recover".to_string(),
+            "--root".to_string(),
+            self.root.display().to_string(),
+        ];
+        // One second late rather than early: `ctm recover` reverts only
+        // once the deadline in ctm's state has passed.
+        let seconds = deadline.saturating_sub(crate::state::now_unix()) + 1;
+        self.disarm_revert()?;
+        self.runtime.block_on(async {
+            let timer = vec![
+                (
+                    "Description",
+                    systemd::text("Revert an unconfirmed ctm apply (ctm confirm disarms this)"),
+                ),
+                (
+                    "TimersMonotonic",
+                    zbus::Variant::from(vec![("OnActiveSec".to_string(), seconds * 1_000_000)]),
+                ),
+                // The default accuracy is a minute.
+                ("AccuracyUSec", zbus::Variant::from(1_000_000u64)),
+                ("RemainAfterElapse", zbus::Variant::from(false)),
+            ];
+            let service = vec![
+                (
+                    "Description",
+                    systemd::text("Revert an unconfirmed ctm apply"),
+                ),
+                ("Type", systemd::text("oneshot")),
+                ("ExecStart", systemd::exec_start(&argv)),
+                ("CollectMode", systemd::text("inactive-or-failed")),
+                ("TimeoutStartUSec", zbus::Variant::from(u64::MAX)),
+            ];
+            self.systemd
+                .start_transient(REVERT_TIMER, &timer, &[(REVERT_SERVICE, service)])
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn disarm_revert(&mut self) -> Result<(), SystemError> {
+        let loaded = self
+            .runtime
+            .block_on(self.systemd.unit_state(REVERT_TIMER))
+            .map(|s| s.active != "inactive")
+            .unwrap_or(false);
+        if !loaded {
+            return Ok(());
+        }
+        let failed = self.runtime.block_on(self.systemd.jobs(
+            Verb::Stop,
+            &[REVERT_TIMER.to_string()],
+            SERVICE_JOB_TIMEOUT,
+        ))?;
+        match failed.first() {
+            None => Ok(()),
+            Some((unit, result)) => Err(error(format!("stop {unit}"), result.clone())),
         }
     }
 }

@@ -213,6 +213,25 @@ pub trait System {
         running: &BTreeSet<String>,
         progress: Progress<'_>,
     ) -> Result<(), SystemError>;
+    /// The named containers as the running system reports them (for
+    /// `ctm status`); `None` on a files-only root.
+    fn containers(
+        &mut self,
+        _names: &BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, crate::status::ContainerLive>>, SystemError> {
+        Ok(None)
+    }
+    /// Arms the revert of an apply that waits for `ctm confirm`: at
+    /// `deadline` (Unix seconds) `ctm recover` runs, whether or not any
+    /// ctm process is left. A files-only root has nothing to arm: the
+    /// deadline is in ctm's state, and the next ctm command reverts.
+    fn arm_revert(&mut self, _deadline: u64) -> Result<(), SystemError> {
+        Ok(())
+    }
+    /// Disarms it (confirmed, or reverted already).
+    fn disarm_revert(&mut self) -> Result<(), SystemError> {
+        Ok(())
+    }
 }
 
 /// A root that is not the running system: files only, no actions.

@@ -325,6 +325,12 @@ fn image_tree(
     match source {
         RootfsSource::Directory { path } => {
             let tree = host_path(root, path);
+            if !tree.is_dir() {
+                return Err(error(
+                    format!("image {image}"),
+                    format!("its directory {} does not exist", tree.display()),
+                ));
+            }
             if !tree.join("etc/os-release").exists() && !tree.join("usr/lib/os-release").exists() {
                 return Err(error(
                     format!("image {image}"),

@@ -91,8 +91,13 @@ pub trait Machine {
     default_path = "/org/freedesktop/network1"
 )]
 pub trait Network {
+    // Never activated through D-Bus: Debian has no activatable
+    // networkd unless it is enabled; ctm starts the service itself.
+    #[zbus(no_autostart)]
     fn reload(&self) -> zbus::Result<()>;
+    #[zbus(no_autostart)]
     fn reconfigure_link(&self, ifindex: i32) -> zbus::Result<()>;
+    #[zbus(no_autostart)]
     fn list_links(&self) -> zbus::Result<Vec<(i32, String, OwnedObjectPath)>>;
 }
 
@@ -376,6 +381,33 @@ impl Systemd {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Waits until a service owns its bus name: a unit's start job can end
+    /// (READY=1) a moment before the service has taken its name.
+    pub async fn wait_for_name(&self, name: &str, timeout: Duration) -> Result<(), SystemError> {
+        let bus = zbus::fdo::DBusProxy::new(&self.connection)
+            .await
+            .map_err(|e| bus_error("talking to the D-Bus daemon", e))?;
+        let bus_name = zbus::names::BusName::try_from(name)
+            .map_err(|e| bus_error(format!("bus name {name}"), e))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let owned = bus
+                .name_has_owner(bus_name.clone())
+                .await
+                .map_err(|e| bus_error(format!("asking whether {name} is on the bus"), e.into()))?;
+            if owned {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SystemError {
+                    what: format!("waiting for {name} on the system bus"),
+                    why: format!("nobody took the name within {} s", timeout.as_secs()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     // ---- networkd -----------------------------------------------------------

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use miette::miette;
+use miette::{IntoDiagnostic as _, miette};
 
-use super::plan::{Desired, desired, desired_from, print_plan, read_saved};
-use super::session::{RootArgs, Session, confirm, progress};
+use super::plan::{Desired, SavedPlan, desired, desired_from, print_plan, read_saved};
+use super::session::{RootArgs, Session, SwitchArgs, confirm, progress, switch_in_unit};
 use super::{lock_path_for, validate_text};
 use crate::apply::{Stage, SwitchSpec};
 use crate::backend::fs;
@@ -32,6 +32,8 @@ pub struct Args {
     /// Leave out the diffs of file contents.
     #[arg(long)]
     no_diff: bool,
+    #[command(flatten)]
+    switch: SwitchArgs,
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
@@ -83,21 +85,74 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
                 .map_or("none".into(), |n| n.to_string()),
         ));
     }
-    print_plan(
-        &plan,
-        &format!("ctm apply {}", args.file.display()),
-        !args.no_diff,
-    );
+    if args.switch.in_unit {
+        // The ctm that started this unit showed the plan already.
+        eprintln!(
+            "Plan: {} to add, {} to change, {} to destroy; {} actions.",
+            plan.summary.add, plan.summary.change, plan.summary.destroy, plan.summary.actions
+        );
+    } else {
+        print_plan(
+            &plan,
+            &format!("ctm apply {}", args.file.display()),
+            !args.no_diff,
+        );
+    }
     if !plan.conflicts.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
     if plan.is_empty() {
-        write_lock(&desired);
+        write_lock(&desired, &args.switch);
         return Ok(ExitCode::SUCCESS);
     }
-    if saved.is_none() && !confirm("Apply these changes?", args.yes)? {
+    if saved.is_none() && !args.switch.in_unit && !confirm("Apply these changes?", args.yes)? {
         eprintln!("Nothing applied.");
         return Ok(ExitCode::FAILURE);
+    }
+
+    if args.switch.detaches(&session) {
+        // What was shown and confirmed is what the unit applies: as a saved
+        // plan, refused there if the host changed in between.
+        let request = SavedPlan {
+            ctm_saved_plan: 1,
+            root: args.root.root.clone(),
+            source_path: desired.source_path.clone(),
+            source_text: desired.source_text.clone(),
+            lock_text: desired.previous_lock.clone(),
+            adopt,
+            plan,
+        };
+        let number = session.store.next_number()?;
+        drop(session);
+        let text = serde_json::to_vec_pretty(&request).into_diagnostic()?;
+        let mut unit_args = vec![
+            "apply".to_string(),
+            "--root".to_string(),
+            args.root.root.display().to_string(),
+        ];
+        if let Some(seconds) = args.confirm_timeout {
+            unit_args.extend(["--confirm-timeout".to_string(), seconds.to_string()]);
+        }
+        let done = switch_in_unit(
+            &args.root.root,
+            &format!("ctm apply {} (generation {number})", args.file.display()),
+            &unit_args,
+            Some(("apply-plan.json", &text)),
+        )?;
+        if !done {
+            return Ok(ExitCode::FAILURE);
+        }
+        write_lock(&desired, &args.switch);
+        return match args.confirm_timeout {
+            Some(seconds) => await_confirmation(
+                &args.root,
+                number,
+                request.plan.from_generation,
+                seconds,
+                true,
+            ),
+            None => Ok(ExitCode::SUCCESS),
+        };
     }
 
     let number = session.store.next_number()?;
@@ -129,25 +184,33 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             lock_text: &desired.lock_text,
         }),
     })?;
-    write_lock(&desired);
+    write_lock(&desired, &args.switch);
     eprintln!("Applied: the host is on generation {number}.");
 
     let Some(seconds) = args.confirm_timeout else {
         return Ok(ExitCode::SUCCESS);
     };
+    if args.switch.in_unit {
+        // The revert timer is armed; the ctm that started this unit waits.
+        return Ok(ExitCode::SUCCESS);
+    }
     // Let `ctm confirm` take the lock while this process waits.
     let root = args.root.clone();
+    let timer_armed = session.system.is_live();
     drop(session);
-    await_confirmation(&root, number, from, seconds)
+    await_confirmation(&root, number, from, seconds, timer_armed)
 }
 
-/// Waits for `ctm confirm`; when the time is up, rolls back. If this
-/// process dies meanwhile, the next ctm command does the rollback.
+/// Waits for `ctm confirm`; when the time is up, the host goes back to
+/// the previous generation: by the revert timer armed on the running
+/// system, else by this process. If this process dies meanwhile, the
+/// timer (or the next ctm command) does it.
 fn await_confirmation(
     root: &RootArgs,
     number: u64,
     from: Option<u64>,
     seconds: u64,
+    timer_armed: bool,
 ) -> miette::Result<ExitCode> {
     eprintln!(
         "Confirm within {seconds} s with `ctm confirm{}` (from another shell or a new SSH session), \
@@ -173,6 +236,9 @@ fn await_confirmation(
                     ExitCode::FAILURE
                 });
             }
+            // The timer reverts; this process only reports, unless the
+            // timer is long overdue.
+            Some(p) if timer_armed && now_unix() < p.deadline + 60 => {}
             Some(p) if p.generation == number && now_unix() >= p.deadline => {
                 let mut session = Session::open(root, true)?;
                 // `open` has already rolled back an expired confirmation.
@@ -186,9 +252,11 @@ fn await_confirmation(
 }
 
 /// Records the assigned addresses next to the host file. The generation
-/// holds them too, so failing here loses nothing: say so and go on.
-fn write_lock(desired: &Desired) {
-    if desired.previous_lock.as_deref() == Some(desired.lock_text.as_str()) {
+/// holds them too, so failing here loses nothing: say so and go on. In
+/// the transient unit the host file's path may be relative to another
+/// directory: the ctm that started the unit writes it.
+fn write_lock(desired: &Desired, switch: &SwitchArgs) {
+    if switch.in_unit || desired.previous_lock.as_deref() == Some(desired.lock_text.as_str()) {
         return;
     }
     let path = lock_path_for(&desired.source_path);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic as _, miette};
 
 use super::plan::print_plan;
-use super::session::{RootArgs, Session, confirm, progress};
+use super::session::{RootArgs, Session, SwitchArgs, confirm, progress, switch_in_unit};
 use crate::apply::SwitchSpec;
 use crate::compile::Content;
 
@@ -128,6 +128,8 @@ pub struct RollbackArgs {
     /// Leave out the diffs of file contents.
     #[arg(long)]
     no_diff: bool,
+    #[command(flatten)]
+    switch: SwitchArgs,
 }
 
 pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
@@ -158,17 +160,38 @@ pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
     }
     let desired = session.store.artifacts(target)?;
     let plan = session.plan(&desired, false)?;
-    print_plan(
-        &plan,
-        &format!("ctm rollback to generation {target}"),
-        !args.no_diff,
-    );
+    if !args.switch.in_unit {
+        print_plan(
+            &plan,
+            &format!("ctm rollback to generation {target}"),
+            !args.no_diff,
+        );
+    }
     if !plan.conflicts.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
-    if !confirm(&format!("Roll back to generation {target}?"), args.yes)? {
+    if !args.switch.in_unit && !confirm(&format!("Roll back to generation {target}?"), args.yes)? {
         eprintln!("Nothing changed.");
         return Ok(ExitCode::FAILURE);
+    }
+    if args.switch.detaches(&session) {
+        drop(session);
+        let done = switch_in_unit(
+            &args.root.root,
+            &format!("ctm rollback to generation {target}"),
+            &[
+                "rollback".to_string(),
+                target.to_string(),
+                "--root".to_string(),
+                args.root.root.display().to_string(),
+            ],
+            None,
+        )?;
+        return Ok(if done {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     let mut report = progress;
     session.engine(&mut report).switch(&SwitchSpec {
@@ -227,10 +250,15 @@ pub fn gc(args: &GcArgs) -> miette::Result<ExitCode> {
 }
 
 pub fn confirm_pending(root: &RootArgs) -> miette::Result<ExitCode> {
-    let session = Session::open(root, false)?;
+    let mut session = Session::open(root, false)?;
     match session.store.pending_confirm()? {
         Some(p) => {
             session.store.clear_pending_confirm()?;
+            // With the confirmation gone from the state, a timer that
+            // fired anyway would find nothing to revert.
+            if let Err(e) = session.system.disarm_revert() {
+                eprintln!("warning: {e}; the revert timer will find nothing to do");
+            }
             eprintln!("Confirmed: the host stays on generation {}.", p.generation);
         }
         None => eprintln!("Nothing is waiting for confirmation."),

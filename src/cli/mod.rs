@@ -5,9 +5,12 @@
 mod apply;
 mod check;
 mod compile;
+mod container;
 mod generations;
+mod info;
 mod plan;
 mod session;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,6 +64,20 @@ enum Command {
         #[command(flatten)]
         root: session::RootArgs,
     },
+    /// Show the containers, links and firewall of the current generation as
+    /// they are now, with what drifted.
+    Status(status::Args),
+    /// Start a container of the current generation (its root file system
+    /// and provisioning steps first, if they are missing).
+    Start(container::Args),
+    /// Stop a container (a container that starts at boot then shows as drift).
+    Stop(container::Args),
+    /// Restart a container.
+    Restart(container::Args),
+    /// Show a container's journal.
+    Logs(container::LogsArgs),
+    /// Show what this host runs and whether ctm can drive it.
+    Info(info::Args),
     /// Remove old generations.
     Gc(generations::GcArgs),
     /// Print the JSON Schema of the TOML form of the host file.
@@ -94,6 +111,12 @@ pub fn main() -> ExitCode {
         Command::Diff(args) => report(generations::diff(&args)),
         Command::Confirm { root } => report(generations::confirm_pending(&root)),
         Command::Recover { root } => report(generations::recover(&root)),
+        Command::Status(args) => report(status::run(&args)),
+        Command::Start(args) => report(container::run(container::Verb::Start, &args)),
+        Command::Stop(args) => report(container::run(container::Verb::Stop, &args)),
+        Command::Restart(args) => report(container::run(container::Verb::Restart, &args)),
+        Command::Logs(args) => report(container::logs(&args)),
+        Command::Info(args) => report(info::run(&args)),
         Command::Gc(args) => report(generations::gc(&args)),
         Command::Schema => {
             print!("{}", crate::schema::render());

@@ -13,12 +13,85 @@ use nix::fcntl::Flock;
 use crate::apply::{Engine, Recovered, SwitchSpec};
 use crate::backend::fs::{self, Entry};
 use crate::backend::live::LiveSystem;
-use crate::backend::{FilesOnly, System};
+use crate::backend::{FilesOnly, System, SystemState};
 use crate::compile::Artifacts;
 use crate::compile::health;
 use crate::live;
 use crate::plan::{self, LiveFile, Plan};
 use crate::state::{Manifest, Store, now_unix};
+
+/// How a switch (apply, rollback) runs on the running system.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SwitchArgs {
+    /// Run the switch in this process rather than in a transient systemd
+    /// unit. Then, if this process dies part-way (a dropped SSH session),
+    /// the next ctm command rolls the switch back instead of it finishing.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Set by ctm itself for the process that runs in the transient unit.
+    #[arg(long, hide = true)]
+    pub in_unit: bool,
+}
+
+impl SwitchArgs {
+    /// Whether this process hands the switch to a transient unit.
+    pub fn detaches(&self, session: &Session) -> bool {
+        session.system.is_live() && !self.foreground && !self.in_unit
+    }
+}
+
+/// Where the process in the transient unit writes its output, for the
+/// ctm that started it to follow (and for later reading).
+const RUN_DIR: &str = "run/ctm";
+
+/// Runs `ctm ARGS --in-unit` as the transient unit that performs a switch,
+/// following its output; the unit outlives this process, so a dropped SSH
+/// session cannot leave a switch half done. Returns whether it succeeded.
+pub fn switch_in_unit(
+    root: &Path,
+    description: &str,
+    args: &[String],
+    request: Option<(&str, &[u8])>,
+) -> miette::Result<bool> {
+    let dir = root.join(RUN_DIR);
+    std::fs::create_dir_all(&dir)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    let mut argv = vec![
+        std::env::current_exe()
+            .into_diagnostic()
+            .wrap_err("cannot find ctm's own binary")?
+            .display()
+            .to_string(),
+    ];
+    argv.extend(args.iter().cloned());
+    if let Some((name, bytes)) = request {
+        let path = dir.join(name);
+        fs::write_file(&path, bytes, 0o600)?;
+        argv.push(path.display().to_string());
+    }
+    argv.push("--in-unit".into());
+    let log = dir.join("switch.log");
+    fs::write_file(&log, b"", 0o600)?;
+    // ctm's own settings (and, in tests, its fault injection) go along.
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("CTM_"))
+        .collect();
+    let live = LiveSystem::connect(root)?;
+    eprintln!(
+        "Running the switch as {} (it finishes even if this session ends; its output: {}) …",
+        crate::backend::live::APPLY_UNIT,
+        log.display()
+    );
+    Ok(live.run_in_unit(
+        crate::backend::live::APPLY_UNIT,
+        description,
+        &argv,
+        &env,
+        &log,
+        &mut |line| eprintln!("{line}"),
+    )?)
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RootArgs {
@@ -156,6 +229,9 @@ impl Session {
         });
         result?;
         self.store.clear_pending_confirm()?;
+        if let Err(e) = self.system.disarm_revert() {
+            eprintln!("warning: {e}");
+        }
         eprintln!(
             "ctm: the host is back on generation {}",
             pending.previous.map_or("none".into(), |n| n.to_string())
@@ -165,6 +241,15 @@ impl Session {
 
     /// The plan from the current generation to `desired`.
     pub fn plan(&mut self, desired: &Artifacts, adopt: bool) -> miette::Result<Plan> {
+        Ok(self.plan_and_state(desired, adopt)?.0)
+    }
+
+    /// The plan, and the live state it was made against.
+    pub fn plan_and_state(
+        &mut self,
+        desired: &Artifacts,
+        adopt: bool,
+    ) -> miette::Result<(Plan, SystemState)> {
         let current = self.store.current()?;
         let manifest = match current {
             Some(n) => self.store.load(n)?.manifest,
@@ -197,14 +282,15 @@ impl Session {
         }
         let expect = health::of(desired).map_err(|e| miette!("{e}"))?;
         let system = self.system.observe(&expect)?;
-        Ok(plan::plan(&plan::Inputs {
+        let plan = plan::plan(&plan::Inputs {
             desired,
             expect: &expect,
             current: current.map(|n| (n, &manifest)),
             live: &live,
             system: &system,
             adopt,
-        }))
+        });
+        Ok((plan, system))
     }
 }
 
