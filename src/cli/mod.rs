@@ -2,12 +2,12 @@
 //! (reading the host file and lock, writing artifacts) happens here or
 //! below; the stages it calls are pure.
 
-mod apply;
+pub(crate) mod apply;
 mod check;
 mod compile;
-mod generations;
-mod plan;
-mod session;
+pub(crate) mod generations;
+pub(crate) mod plan;
+pub(crate) mod session;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -236,23 +236,33 @@ impl Outcome {
                 }
             }
             OutputFormat::Json => {
-                let mut list: Vec<_> = sorted
-                    .iter()
-                    .map(|d| d.to_json(&host_name, &self.host_file.text))
-                    .collect();
-                if let Some(d) = &self.lock_diagnostic {
-                    list.push(d.to_json(&lock_name, lock_text));
-                }
-                let doc = serde_json::json!({
-                    "file": host_name,
-                    "valid": self.error_count() == 0,
-                    "diagnostics": list,
-                });
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+                    serde_json::to_string_pretty(&self.diagnostics_json())
+                        .expect("a JSON value always serializes")
                 );
             }
         }
+    }
+
+    /// The document `ctm check --format json` prints (and the web editor
+    /// shows): every diagnostic, sorted by position, then the lock's.
+    pub fn diagnostics_json(&self) -> serde_json::Value {
+        let mut sorted: Vec<&Diagnostic> = self.diagnostics.iter().collect();
+        sorted.sort_by_key(|d| (d.span.offset(), d.message.clone()));
+        let host_name = self.host_file.path.display().to_string();
+        let mut list: Vec<_> = sorted
+            .iter()
+            .map(|d| d.to_json(&host_name, &self.host_file.text))
+            .collect();
+        if let Some(d) = &self.lock_diagnostic {
+            let lock_text = self.lock_file.as_ref().map_or("", |l| l.text.as_str());
+            list.push(d.to_json(&self.lock_path.display().to_string(), lock_text));
+        }
+        serde_json::json!({
+            "file": host_name,
+            "valid": self.error_count() == 0,
+            "diagnostics": list,
+        })
     }
 }

@@ -34,6 +34,13 @@ pub struct Session {
     pub store: Store,
     pub system: Box<dyn System>,
     _lock: Flock<File>,
+    /// Holds the lock shared: reads only, and leaves even the stat cache alone.
+    shared: bool,
+}
+
+/// The running system under `root`, for observing it and acting on it.
+fn system_for(_root: &Path) -> Box<dyn System> {
+    Box::new(FilesOnly)
 }
 
 fn is_system_root(root: &Path) -> bool {
@@ -65,11 +72,32 @@ impl Session {
         })?;
         let mut session = Session {
             store,
-            system: Box::new(FilesOnly),
+            system: system_for(&args.root),
             _lock: lock,
+            shared: false,
         };
         session.recover()?;
         Ok(session)
+    }
+
+    /// A session for reading only (plans, status), holding the lock shared
+    /// so that readers run side by side. It cannot recover: if a switch
+    /// was interrupted, it refuses, and the next writer finishes the job.
+    pub fn open_shared(args: &RootArgs) -> miette::Result<Session> {
+        let store = Store::new(&args.root);
+        let lock = store.lock_shared(args.lock_timeout.map(Duration::from_secs), || {})?;
+        if store.journal()?.is_some() {
+            return Err(miette!(
+                help = "any command that changes the host (or `ctm recover`) finishes it first",
+                "a switch of this host was interrupted and has not been recovered yet"
+            ));
+        }
+        Ok(Session {
+            system: system_for(&args.root),
+            store,
+            _lock: lock,
+            shared: true,
+        })
     }
 
     pub fn engine<'a>(&'a mut self, progress: &'a mut dyn FnMut(&str)) -> Engine<'a> {
@@ -153,7 +181,9 @@ impl Session {
         let paths: Vec<&String> = desired.files.keys().chain(manifest.files.keys()).collect();
         let cache = self.store.stat_cache();
         let (mut live, updated) = live::read(self.store.root(), paths, &cache)?;
-        if updated != cache {
+        // Readers holding the lock shared leave it alone: two of them
+        // would race on the cache's temporary file.
+        if updated != cache && !self.shared {
             // Only a cache: failing to save it costs speed, nothing else.
             if let Err(e) = self.store.set_stat_cache(&updated) {
                 eprintln!("warning: {e}");

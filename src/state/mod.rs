@@ -198,6 +198,26 @@ impl Store {
     /// Takes the exclusive lock, waiting up to `timeout` (forever if None);
     /// `waiting` is called once if the lock is busy.
     pub fn lock(&self, timeout: Option<Duration>, waiting: impl FnOnce()) -> Result<Flock<File>> {
+        self.lock_as(FlockArg::LockExclusiveNonblock, timeout, waiting)
+    }
+
+    /// Takes the lock shared, for readers that change nothing (the web
+    /// editor's plan previews): they do not wait for one another, and none
+    /// runs while a writer holds the lock.
+    pub fn lock_shared(
+        &self,
+        timeout: Option<Duration>,
+        waiting: impl FnOnce(),
+    ) -> Result<Flock<File>> {
+        self.lock_as(FlockArg::LockSharedNonblock, timeout, waiting)
+    }
+
+    fn lock_as(
+        &self,
+        how: FlockArg,
+        timeout: Option<Duration>,
+        waiting: impl FnOnce(),
+    ) -> Result<Flock<File>> {
         fs::create_dirs(&self.dir)?;
         let path = self.dir.join("lock");
         let mut file = context(
@@ -212,7 +232,7 @@ impl Store {
         let started = Instant::now();
         let mut told = Some(waiting);
         loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            match Flock::lock(file, how) {
                 Ok(lock) => return Ok(lock),
                 Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
                     file = f;
