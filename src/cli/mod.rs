@@ -7,6 +7,7 @@ mod check;
 mod compile;
 pub(crate) mod generations;
 pub(crate) mod plan;
+mod serve;
 pub(crate) mod session;
 
 use std::path::{Path, PathBuf};
@@ -63,6 +64,9 @@ enum Command {
     },
     /// Remove old generations.
     Gc(generations::GcArgs),
+    /// Serve the web editor: dashboard, editor with plan preview, apply,
+    /// generations and logs (see docs/web.md).
+    Serve(serve::Args),
     /// Print the JSON Schema of the TOML form of the host file.
     Schema,
     /// Print a shell completion script.
@@ -95,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Confirm { root } => report(generations::confirm_pending(&root)),
         Command::Recover { root } => report(generations::recover(&root)),
         Command::Gc(args) => report(generations::gc(&args)),
+        Command::Serve(args) => report(serve::run(&args)),
         Command::Schema => {
             print!("{}", crate::schema::render());
             ExitCode::SUCCESS
@@ -149,17 +154,20 @@ pub fn load_and_validate(
     let text = std::fs::read_to_string(path)
         .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
     let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
-    let lock_text = match std::fs::read_to_string(&lock_path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(miette::miette!(
-                "cannot read lock file {}: {e}",
-                lock_path.display()
-            ));
-        }
-    };
+    let lock_text = read_lock(&lock_path)?;
     Ok(validate_text(path, text, lock_path, lock_text))
+}
+
+/// A lock file's text; `None` when there is none yet.
+pub fn read_lock(lock_path: &Path) -> Result<Option<String>, miette::Report> {
+    match std::fs::read_to_string(lock_path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(miette::miette!(
+            "cannot read lock file {}: {e}",
+            lock_path.display()
+        )),
+    }
 }
 
 /// Parses and validates a host file's text with its lock file's text.

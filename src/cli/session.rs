@@ -16,7 +16,7 @@ use crate::backend::{FilesOnly, System};
 use crate::compile::Artifacts;
 use crate::live;
 use crate::plan::{self, LiveFile, Plan};
-use crate::state::{Manifest, Store, now_unix};
+use crate::state::{Manifest, StateError, Store, now_unix};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RootArgs {
@@ -87,10 +87,7 @@ impl Session {
         let store = Store::new(&args.root);
         let lock = store.lock_shared(args.lock_timeout.map(Duration::from_secs), || {})?;
         if store.journal()?.is_some() {
-            return Err(miette!(
-                help = "any command that changes the host (or `ctm recover`) finishes it first",
-                "a switch of this host was interrupted and has not been recovered yet"
-            ));
+            return Err(StateError::Interrupted.into());
         }
         Ok(Session {
             system: system_for(&args.root),

@@ -50,6 +50,12 @@ pub enum StateError {
         help("wait for it to finish, or raise --lock-timeout")
     )]
     LockTimeout { path: PathBuf, seconds: u64 },
+    #[error("a switch of this host was interrupted and has not been recovered yet")]
+    #[diagnostic(
+        code(ctm::interrupted),
+        help("any command that changes the host (or `ctm recover`) finishes it first")
+    )]
+    Interrupted,
     #[error("there is no generation {0}")]
     #[diagnostic(code(ctm::no_generation), help("`ctm generations` lists them"))]
     NoGeneration(u64),
