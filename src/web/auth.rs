@@ -32,10 +32,20 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// The Content-Security-Policy of every response: only this server's own
-/// scripts and styles, no inline code, no framing.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; \
-     frame-ancestors 'none'; base-uri 'none'";
+/// scripts and styles, no inline code, no framing. The one exception is
+/// a `<style>` element carrying the response's nonce: CodeMirror puts its
+/// styles into one (and is given the nonce through a meta tag).
+fn csp(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; \
+         img-src 'self' data:; font-src 'self'; connect-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// The CSP nonce of the response, for the pages to hand to CodeMirror.
+#[derive(Debug, Clone)]
+pub struct CspNonce(pub String);
 
 pub struct Auth {
     token: String,
@@ -236,14 +246,16 @@ pub async fn guard(State(state): State<Shared>, mut request: Request, next: Next
 
 /// Headers on every response: the CSP, no sniffing, no framing, no
 /// referrer, and no caching of anything but the assets.
-pub async fn security_headers(request: Request, next: Next) -> Response {
+pub async fn security_headers(mut request: Request, next: Next) -> Response {
     let is_asset = request.uri().path().starts_with("/assets/");
+    // Without randomness there is no nonce, and the policy stays stricter.
+    let nonce = random_hex(16).unwrap_or_default();
+    request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    if let Ok(policy) = HeaderValue::from_str(&csp(&nonce)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

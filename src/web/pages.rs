@@ -3,14 +3,14 @@
 //! shows is exactly what the API answers. maud escapes every value put
 //! into the markup; the pages carry no inline script or style.
 
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
 use maud::{DOCTYPE, Markup, html};
 
 use super::Shared;
-use super::auth::Csrf;
+use super::auth::{CspNonce, Csrf};
 use crate::model::Name;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,12 +67,39 @@ fn head(title: &str) -> Markup {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
         title { (title) " · ctm" }
+        // No icon: saves the browser a request that would only 404.
+        link rel="icon" href="data:,";
         link rel="stylesheet" href="/assets/app.css";
         script src="/assets/app.js" defer {}
     }
 }
 
-fn layout(state: &Shared, csrf: &Csrf, page: Page, body: Markup) -> Html<String> {
+/// What every page after login carries into its layout.
+#[derive(Clone)]
+pub struct PageContext {
+    csrf: Csrf,
+    nonce: CspNonce,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let ext = &parts.extensions;
+        Ok(PageContext {
+            csrf: ext.get::<Csrf>().cloned().unwrap_or(Csrf(String::new())),
+            nonce: ext
+                .get::<CspNonce>()
+                .cloned()
+                .unwrap_or(CspNonce(String::new())),
+        })
+    }
+}
+
+fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<String> {
     let host_file = state.config.host_file.display().to_string();
     let root = state.config.root.display().to_string();
     Html(
@@ -81,7 +108,8 @@ fn layout(state: &Shared, csrf: &Csrf, page: Page, body: Markup) -> Html<String>
             html lang="en" {
                 head {
                     (head(page.title()))
-                    meta name="csrf-token" content=(csrf.0);
+                    meta name="csrf-token" content=(cx.csrf.0);
+                    meta name="csp-nonce" content=(cx.nonce.0);
                 }
                 body data-page=(page.id()) class="bg-body-tertiary" {
                     nav class="navbar navbar-expand-md bg-dark border-bottom border-body mb-3" data-bs-theme="dark" {
@@ -177,7 +205,7 @@ fn loading() -> Markup {
     html! { p class="text-body-secondary mb-0" { "Loading…" } }
 }
 
-async fn dashboard(State(state): State<Shared>, Extension(csrf): Extension<Csrf>) -> Html<String> {
+async fn dashboard(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     let body = html! {
         div class="d-flex flex-wrap align-items-baseline gap-2 mb-3" {
             h1 class="h3 mb-0 me-auto" { "Dashboard" }
@@ -190,7 +218,7 @@ async fn dashboard(State(state): State<Shared>, Extension(csrf): Extension<Csrf>
             div class="col-lg-6" { (card("Tunnels", "tunnels", loading())) }
         }
     };
-    layout(&state, &csrf, Page::Dashboard, body)
+    layout(&state, &cx, Page::Dashboard, body)
 }
 
 fn text_input(id: &str, label: &str, placeholder: &str, help: Option<&str>) -> Markup {
@@ -272,13 +300,15 @@ fn container_form() -> Markup {
     }
 }
 
-async fn editor(State(state): State<Shared>, Extension(csrf): Extension<Csrf>) -> Html<String> {
+async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     let body = html! {
         div class="row g-3" {
             div class="col-xl-7" {
                 div class="card shadow-sm" {
                     div class="card-header d-flex flex-wrap align-items-center gap-2" {
-                        span class="fw-semibold me-auto" id="file-name" { (state.config.host_file.display().to_string()) }
+                        span class="fw-semibold me-auto text-truncate" id="file-name" title=(state.config.host_file.display().to_string()) {
+                            (state.config.host_file.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()))
+                        }
                         span class="badge text-bg-secondary" id="validity" { "checking…" }
                         span class="small text-body-secondary" id="saved-state" {}
                         button class="btn btn-outline-secondary btn-sm" type="button" id="revert" { "Reload from disk" }
@@ -328,10 +358,10 @@ async fn editor(State(state): State<Shared>, Extension(csrf): Extension<Csrf>) -
             }
         }
     };
-    layout(&state, &csrf, Page::Editor, body)
+    layout(&state, &cx, Page::Editor, body)
 }
 
-async fn apply(State(state): State<Shared>, Extension(csrf): Extension<Csrf>) -> Html<String> {
+async fn apply(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     let body = html! {
         h1 class="h3 mb-3" { "Apply the saved host file" }
         div class="row g-3" {
@@ -358,13 +388,10 @@ async fn apply(State(state): State<Shared>, Extension(csrf): Extension<Csrf>) ->
             }
         }
     };
-    layout(&state, &csrf, Page::Apply, body)
+    layout(&state, &cx, Page::Apply, body)
 }
 
-async fn generations(
-    State(state): State<Shared>,
-    Extension(csrf): Extension<Csrf>,
-) -> Html<String> {
+async fn generations(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     let body = html! {
         h1 class="h3 mb-3" { "Generations" }
         (card("Every generation", "generations", loading()))
@@ -394,25 +421,25 @@ async fn generations(
             }
         }
     };
-    layout(&state, &csrf, Page::Generations, body)
+    layout(&state, &cx, Page::Generations, body)
 }
 
-async fn logs_index(State(state): State<Shared>, Extension(csrf): Extension<Csrf>) -> Html<String> {
-    logs_page(&state, &csrf, None)
+async fn logs_index(State(state): State<Shared>, cx: PageContext) -> Html<String> {
+    logs_page(&state, &cx, None)
 }
 
 async fn logs_of(
     State(state): State<Shared>,
-    Extension(csrf): Extension<Csrf>,
+    cx: PageContext,
     Path(name): Path<String>,
 ) -> Response {
     match Name::parse(&name) {
-        Ok(name) => logs_page(&state, &csrf, Some(name.as_str())).into_response(),
+        Ok(name) => logs_page(&state, &cx, Some(name.as_str())).into_response(),
         Err(_) => not_found().await.into_response(),
     }
 }
 
-fn logs_page(state: &Shared, csrf: &Csrf, name: Option<&str>) -> Html<String> {
+fn logs_page(state: &Shared, cx: &PageContext, name: Option<&str>) -> Html<String> {
     let body = html! {
         div class="d-flex flex-wrap align-items-center gap-2 mb-3" {
             h1 class="h3 mb-0 me-auto" { "Logs" @if let Some(name) = name { " of " code { (name) } } }
@@ -428,7 +455,7 @@ fn logs_page(state: &Shared, csrf: &Csrf, name: Option<&str>) -> Html<String> {
             }
         }
     };
-    layout(state, csrf, Page::Logs, body)
+    layout(state, cx, Page::Logs, body)
 }
 
 async fn not_found() -> impl IntoResponse {

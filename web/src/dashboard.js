@@ -6,8 +6,10 @@ import { h, $, fill, muted, bytes } from './dom.js';
 let previous = { at: 0, cpu: {} };
 
 function live(status, value) {
-  return status.live ? value : muted(status.live_note);
+  return status.live ? value : muted('unknown');
 }
+
+const plural = (n, what) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 function stateBadge(state) {
   if (state === 'running') return h('span', { class: 'badge text-bg-success' }, 'running');
@@ -51,7 +53,7 @@ function render(s) {
   const drifted = s.drift.files.length + s.drift.conflicts.length;
   fill($('summary'),
     summaryCard('Generation', g ? String(g.number) : 'none', g ? `${g.created} · ${g.source_name}` : 'nothing applied yet'),
-    summaryCard('Containers', String(s.containers.length), `${s.networks.length} networks · ${s.tunnels.length} tunnels`),
+    summaryCard('Containers', String(s.containers.length), `${plural(s.networks.length, 'network')} · ${plural(s.tunnels.length, 'tunnel')}`),
     summaryCard('Drift', drifted ? `${drifted} file${drifted === 1 ? '' : 's'}` : 'none',
       s.drift.actions.length ? `${s.drift.actions.length} action(s) needed` : 'the host matches its generation'),
     summaryCard('System', s.live ? 'live' : 'files only', s.live ? 'the running system' : s.root));
@@ -63,6 +65,10 @@ function render(s) {
   if (s.host_file_changed) {
     notes.push(h('div', { class: 'alert alert-info' }, 'The host file has changes that are not applied. ',
       h('a', { href: '/apply' }, 'See the plan'), '.'));
+  }
+  if (!s.live) {
+    notes.push(h('div', { class: 'alert alert-secondary py-2 small' },
+      `State, CPU, memory and link state are ${s.live_note}: ctm manages the files under ${s.root}, not a running system.`));
   }
   if (!g) {
     notes.push(h('div', { class: 'alert alert-info' }, 'Nothing has been applied to this root yet. ',

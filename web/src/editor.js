@@ -234,6 +234,9 @@ export async function editor() {
           if (u.docChanged) markSaved(u.state.doc.toString() === base);
         }),
         EditorView.lineWrapping,
+        // CodeMirror's styles go into a <style> element, which the CSP
+        // lets in only with this response's nonce.
+        EditorView.cspNonce.of(document.querySelector('meta[name="csp-nonce"]')?.content ?? ''),
       ],
     }),
   });
