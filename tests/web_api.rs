@@ -912,3 +912,36 @@ fn the_bundle_is_in_the_binary() {
     assert!(ctm::web::assets::unavailable().is_none());
     assert!(ctm::web::assets::total_bytes() > 200_000);
 }
+
+/// docs/openapi.json documents exactly the routes src/web/api.rs serves.
+#[test]
+fn the_openapi_file_lists_every_route() {
+    let source = std::fs::read_to_string(repo().join("src/web/api.rs")).unwrap();
+    let mut served: Vec<(String, String)> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .map(|rest| {
+            let (path, handler) = rest.split_once("\", ").unwrap();
+            let method = handler.split('(').next().unwrap().to_string();
+            (path.to_string(), method)
+        })
+        .collect();
+    served.sort();
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (path.clone(), m.clone()))
+        })
+        .collect();
+    documented.sort();
+    assert_eq!(served, documented);
+}
