@@ -54,14 +54,7 @@ struct Fixture {
 }
 
 fn fixture_with(journal: Box<dyn JournalSource>) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("homelab.kdl");
-    std::fs::copy(repo().join("examples/homelab.kdl"), &host).unwrap();
-    std::fs::copy(
-        repo().join("examples/homelab.kdl.lock"),
-        dir.path().join("homelab.kdl.lock"),
-    )
-    .unwrap();
+    let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let config = Config {
         host_file: host.clone(),
@@ -213,16 +206,14 @@ impl Fixture {
         answer.json()["plan"].clone()
     }
 
+    async fn post_apply(&self, body: Value) -> Answer {
+        self.api(Method::POST, "/api/apply", Some(body)).await
+    }
+
     /// Applies the saved host file and waits for the job to end.
     async fn apply(&self) -> Vec<Value> {
         let fingerprint = self.plan().await["fingerprint"].clone();
-        let answer = self
-            .api(
-                Method::POST,
-                "/api/apply",
-                Some(json!({ "fingerprint": fingerprint })),
-            )
-            .await;
+        let answer = self.post_apply(json!({ "fingerprint": fingerprint })).await;
         assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
         self.job_events(answer.json()["job"].as_u64().unwrap())
             .await
@@ -554,13 +545,7 @@ async fn apply_streams_its_progress_and_refuses_a_stale_plan() {
     let f = fixture();
     let stale = f.plan().await["fingerprint"].clone();
     f.edit_host("host=8080", "host=8081");
-    let a = f
-        .api(
-            Method::POST,
-            "/api/apply",
-            Some(json!({ "fingerprint": stale })),
-        )
-        .await;
+    let a = f.post_apply(json!({ "fingerprint": stale })).await;
     assert_eq!(a.status, StatusCode::CONFLICT);
     assert!(
         a.json()["error"]
@@ -608,13 +593,7 @@ async fn apply_waits_for_the_lock_then_gives_up() {
     // Another ctm holds the lock (the same flock the CLI takes).
     let store = Store::new(&f.root);
     let held = store.lock(None, || {}).unwrap();
-    let a = f
-        .api(
-            Method::POST,
-            "/api/apply",
-            Some(json!({ "fingerprint": fingerprint })),
-        )
-        .await;
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
     assert!(
         a.json()["error"]
@@ -628,13 +607,7 @@ async fn apply_waits_for_the_lock_then_gives_up() {
     let a = f.api(Method::POST, "/api/plan", Some(json!({}))).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
     drop(held);
-    let a = f
-        .api(
-            Method::POST,
-            "/api/apply",
-            Some(json!({ "fingerprint": fingerprint })),
-        )
-        .await;
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
 }
 
@@ -643,11 +616,7 @@ async fn one_apply_at_a_time_and_confirm_keeps_it() {
     let f = fixture();
     let fingerprint = f.plan().await["fingerprint"].clone();
     let a = f
-        .api(
-            Method::POST,
-            "/api/apply",
-            Some(json!({ "fingerprint": fingerprint, "confirm_timeout": 60 })),
-        )
+        .post_apply(json!({ "fingerprint": fingerprint, "confirm_timeout": 60 }))
         .await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
     let job = a.json()["job"].as_u64().unwrap();
@@ -665,13 +634,7 @@ async fn one_apply_at_a_time_and_confirm_keeps_it() {
     let pending = f.api(Method::GET, "/api/generations", None).await.json();
     assert_eq!(pending["pending_confirm"]["generation"], 1);
     // A second apply is refused while the first runs.
-    let a = f
-        .api(
-            Method::POST,
-            "/api/apply",
-            Some(json!({ "fingerprint": fingerprint })),
-        )
-        .await;
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
     assert_eq!(a.status, StatusCode::CONFLICT);
     assert!(
         a.json()["error"]
@@ -697,11 +660,7 @@ async fn an_unconfirmed_apply_is_rolled_back() {
     f.edit_host("host=8080", "host=8081");
     let fingerprint = f.plan().await["fingerprint"].clone();
     let a = f
-        .api(
-            Method::POST,
-            "/api/apply",
-            Some(json!({ "fingerprint": fingerprint, "confirm_timeout": 1 })),
-        )
+        .post_apply(json!({ "fingerprint": fingerprint, "confirm_timeout": 1 }))
         .await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
     let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
@@ -927,10 +886,9 @@ fn the_openapi_file_lists_every_route() {
         })
         .collect();
     served.sort();
-    let doc: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap(),
-    )
-    .unwrap();
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap())
+            .unwrap();
     let mut documented: Vec<(String, String)> = doc["paths"]
         .as_object()
         .unwrap()

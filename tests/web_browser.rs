@@ -57,14 +57,7 @@ fn the_editor_works_in_a_browser() {
     {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("homelab.kdl");
-    std::fs::copy(repo().join("examples/homelab.kdl"), &host).unwrap();
-    std::fs::copy(
-        repo().join("examples/homelab.kdl.lock"),
-        dir.path().join("homelab.kdl.lock"),
-    )
-    .unwrap();
+    let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ctm"))
         .args(["serve", host.to_str().unwrap(), "--root"])

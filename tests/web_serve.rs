@@ -22,9 +22,7 @@ impl Drop for Server {
 
 /// A host file (the minimal example) and a root, in a scratch directory.
 fn sandbox() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("minimal.kdl");
-    std::fs::copy(repo().join("examples/minimal.kdl"), &host).unwrap();
+    let (dir, host) = scratch_example("minimal.kdl");
     let root = dir.path().join("root");
     (dir, host, root)
 }

@@ -240,13 +240,26 @@ fn check_input(id: &str, label: &str) -> Markup {
     }
 }
 
-fn network_form() -> Markup {
+/// A form of the editor: a list to pick what to edit, the fields, and
+/// the button that puts the values into the text.
+fn edit_form(kind: &str, fields: Markup) -> Markup {
     html! {
-        form id="network-form" class="edit-form" data-kind="network" novalidate {
+        form id=(format!("{kind}-form")) class="edit-form" novalidate {
             div class="input-group input-group-sm mb-2" {
-                select class="form-select" id="network-pick" aria-label="Network to edit" {}
-                button class="btn btn-outline-secondary" type="button" id="network-load" { "Load" }
+                select class="form-select" id=(format!("{kind}-pick")) aria-label=(format!("The {kind} to edit")) {}
+                button class="btn btn-outline-secondary" type="button" id=(format!("{kind}-load")) { "Load" }
             }
+            (fields)
+            button class="btn btn-primary btn-sm" type="submit" { "Put into the host file" }
+            div class="form-text" { "Changes the text in the editor, keeping comments; save to keep it." }
+        }
+    }
+}
+
+fn network_form() -> Markup {
+    edit_form(
+        "network",
+        html! {
             (text_input("network-name", "Name", "lan", None))
             (text_input("network-bridge", "Bridge", "br-lan", Some("The bridge interface, at most 15 characters.")))
             div class="row g-2" {
@@ -257,19 +270,14 @@ fn network_form() -> Markup {
                 (check_input("network-nat4", "NAT for IPv4"))
                 (check_input("network-nat6", "NAT for IPv6"))
             }
-            button class="btn btn-primary btn-sm" type="submit" { "Put into the host file" }
-            div class="form-text" { "Changes the text in the editor, keeping comments; save to keep it." }
-        }
-    }
+        },
+    )
 }
 
 fn container_form() -> Markup {
-    html! {
-        form id="container-form" class="edit-form" data-kind="container" novalidate {
-            div class="input-group input-group-sm mb-2" {
-                select class="form-select" id="container-pick" aria-label="Container to edit" {}
-                button class="btn btn-outline-secondary" type="button" id="container-load" { "Load" }
-            }
+    edit_form(
+        "container",
+        html! {
             (text_input("container-name", "Name", "web", None))
             div class="row g-2" {
                 div class="col-sm-6" { (text_input("container-template", "Template (from)", "base", None)) }
@@ -294,10 +302,8 @@ fn container_form() -> Markup {
                 (check_input("container-docker", "Docker inside"))
                 (check_input("container-nested", "Nested containers"))
             }
-            button class="btn btn-primary btn-sm" type="submit" { "Put into the host file" }
-            div class="form-text" { "Changes the text in the editor, keeping comments; save to keep it." }
-        }
-    }
+        },
+    )
 }
 
 async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
