@@ -903,3 +903,35 @@ fn the_openapi_file_lists_every_route() {
     documented.sort();
     assert_eq!(served, documented);
 }
+
+/// Plan previews run side by side under the shared lock, and each may
+/// save the stat cache: it stays whole, and no temporary file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_previews_share_the_lock_and_the_stat_cache() {
+    let f = fixture();
+    f.apply().await;
+    // Files are trusted by the cache only once their ctime is 2 s old.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let f = std::sync::Arc::new(f);
+    let previews: Vec<_> = (0..8)
+        .map(|_| {
+            let f = f.clone();
+            tokio::spawn(async move { f.api(Method::POST, "/api/plan", Some(json!({}))).await })
+        })
+        .collect();
+    for preview in previews {
+        let a = preview.await.unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        assert_eq!(a.json()["plan"]["summary"]["change"], 0);
+    }
+    let dir = f.root.join("var/lib/ctm");
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("stat-cache.json")).unwrap()).unwrap();
+    assert!(cache.is_object());
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

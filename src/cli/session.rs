@@ -34,8 +34,6 @@ pub struct Session {
     pub store: Store,
     pub system: Box<dyn System>,
     _lock: Flock<File>,
-    /// Holds the lock shared: reads only, and leaves even the stat cache alone.
-    shared: bool,
 }
 
 /// The running system under `root`, for observing it and acting on it.
@@ -74,15 +72,15 @@ impl Session {
             store,
             system: system_for(&args.root),
             _lock: lock,
-            shared: false,
         };
         session.recover()?;
         Ok(session)
     }
 
     /// A session for reading only (plans, status), holding the lock shared
-    /// so that readers run side by side. It cannot recover: if a switch
-    /// was interrupted, it refuses, and the next writer finishes the job.
+    /// so that readers run side by side (the stat cache is the one thing
+    /// they write, safely). It cannot recover: if a switch was
+    /// interrupted, it refuses, and the next writer finishes the job.
     pub fn open_shared(args: &RootArgs) -> miette::Result<Session> {
         let store = Store::new(&args.root);
         let lock = store.lock_shared(args.lock_timeout.map(Duration::from_secs), || {})?;
@@ -93,7 +91,6 @@ impl Session {
             system: system_for(&args.root),
             store,
             _lock: lock,
-            shared: true,
         })
     }
 
@@ -178,9 +175,7 @@ impl Session {
         let paths: Vec<&String> = desired.files.keys().chain(manifest.files.keys()).collect();
         let cache = self.store.stat_cache();
         let (mut live, updated) = live::read(self.store.root(), paths, &cache)?;
-        // Readers holding the lock shared leave it alone: two of them
-        // would race on the cache's temporary file.
-        if updated != cache && !self.shared {
+        if updated != cache {
             // Only a cache: failing to save it costs speed, nothing else.
             if let Err(e) = self.store.set_stat_cache(&updated) {
                 eprintln!("warning: {e}");

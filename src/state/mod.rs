@@ -519,9 +519,34 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Replaces the cache. Written under a temporary name of its own and
+    /// renamed into place, so that readers holding the lock shared (the
+    /// web editor's previews) can save it side by side: each rename puts a
+    /// whole file in place, and the last one wins. Not fsynced: after a
+    /// crash a torn cache reads as empty, and files are read again.
     pub fn set_stat_cache(&self, cache: &StatCache) -> Result<()> {
-        let bytes = serde_json::to_vec(cache).map_err(|e| corrupt(&self.stat_cache_path(), e))?;
-        fs::write_file(&self.stat_cache_path(), &bytes, 0o600)?;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let path = self.stat_cache_path();
+        let bytes = serde_json::to_vec(cache).map_err(|e| corrupt(&path, e))?;
+        let tmp = self.dir.join(format!(
+            "stat-cache.json.{}-{}.tmp",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&bytes));
+        context(written, "write", &tmp)?;
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(context(Err(e), "rename into place", &path)?);
+        }
         Ok(())
     }
 
