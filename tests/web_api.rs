@@ -935,3 +935,59 @@ async fn concurrent_previews_share_the_lock_and_the_stat_cache() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[tokio::test]
+async fn apply_can_commit_the_host_file_and_lock_with_git() {
+    let f = fixture();
+    let dir = f.host.parent().unwrap().to_path_buf();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "homelab.kdl"]);
+    git(&["commit", "-q", "-m", "start"]);
+    // The job's git runs without -c: give the repository an identity.
+    git(&["config", "user.name", "ctm test"]);
+    git(&["config", "user.email", "ctm@example.org"]);
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f
+        .post_apply(json!({ "fingerprint": fingerprint, "git_commit": true }))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .contains(&"git: committed homelab.kdl and homelab.kdl.lock (ctm apply: generation 1)"),
+        "{messages:?}"
+    );
+    assert_eq!(
+        git(&["log", "-1", "--format=%s"]).trim(),
+        "ctm apply: generation 1"
+    );
+    assert_eq!(
+        git(&[
+            "status",
+            "--porcelain",
+            "--",
+            "homelab.kdl",
+            "homelab.kdl.lock"
+        ]),
+        ""
+    );
+}
