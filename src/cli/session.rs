@@ -41,7 +41,7 @@ fn system_for(_root: &Path) -> Box<dyn System> {
     Box::new(FilesOnly)
 }
 
-fn is_system_root(root: &Path) -> bool {
+pub fn is_system_root(root: &Path) -> bool {
     root.canonicalize().is_ok_and(|p| p == Path::new("/"))
 }
 

@@ -26,7 +26,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::cli::session::RootArgs;
+use crate::cli::session::{RootArgs, is_system_root};
 use crate::state::StateError;
 
 /// How long a web request waits for another ctm to let go of the lock.
@@ -67,10 +67,6 @@ impl Config {
             lock_timeout: Some(LOCK_WAIT_SECONDS),
         }
     }
-}
-
-pub fn is_system_root(root: &Path) -> bool {
-    root.canonicalize().is_ok_and(|p| p == Path::new("/"))
 }
 
 pub struct AppState {
