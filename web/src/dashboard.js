@@ -68,7 +68,7 @@ function render(s) {
   }
   if (!s.live) {
     notes.push(h('div', { class: 'alert alert-secondary py-2 small' },
-      `State, CPU, memory and link state are ${s.live_note}: ctm manages the files under ${s.root}, not a running system.`));
+      `State, CPU, memory and link state: ${s.live_note}. ctm manages the files under ${s.root}, not a running system.`));
   }
   if (!g) {
     notes.push(h('div', { class: 'alert alert-info' }, 'Nothing has been applied to this root yet. ',

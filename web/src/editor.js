@@ -89,8 +89,17 @@ function markSaved(saved) {
   $('saved-state').textContent = saved ? 'saved' : 'unsaved changes';
 }
 
+/// Replaces the whole text; the cursor goes to where it first differs,
+/// scrolled into view, so a form's change is in sight.
 function setText(text) {
-  view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: text } });
+  const old = view.state.doc.toString();
+  let at = 0;
+  while (at < old.length && at < text.length && old[at] === text[at]) at += 1;
+  view.dispatch({
+    changes: { from: 0, to: view.state.doc.length, insert: text },
+    selection: { anchor: Math.min(at, text.length) },
+    scrollIntoView: true,
+  });
 }
 
 async function save() {
