@@ -11,7 +11,8 @@
 //!
 //! `config`, `validate`, `compile` and `plan` are pure: no file system, no
 //! network. Side effects live at the edge, in [`backend`] (files and the
-//! running system, behind the `System` trait), [`state`] and [`cli`].
+//! running system, behind the `System` trait), [`state`] and [`cli`]; [`web`]
+//! is `ctm serve`, the web editor over the same functions as the CLI.
 
 pub mod apply;
 pub mod backend;
@@ -29,3 +30,4 @@ pub mod state;
 pub mod status;
 pub mod synthetic;
 pub mod validate;
+pub mod web;

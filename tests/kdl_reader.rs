@@ -575,6 +575,7 @@ fn generated_documents_agree() {
     if let Err(e) = result {
         panic!("{e}");
     }
+    // A generator drifting into mostly invalid text falls below a quarter.
     assert!(
         agreed * 4 > agreed + rejected + reported,
         "too few valid documents generated"

@@ -12,6 +12,7 @@ use super::session::{RootArgs, Session, SwitchArgs, confirm, progress, switch_in
 use super::{lock_path_for, validate_text};
 use crate::apply::{Stage, SwitchSpec};
 use crate::backend::fs;
+use crate::plan::Plan;
 use crate::state::{Meta, now_rfc3339, now_unix};
 
 #[derive(Debug, clap::Args)]
@@ -102,7 +103,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     if plan.is_empty() {
-        write_lock(&desired, &args.switch);
+        note_lock(&desired, &args.switch);
         return Ok(ExitCode::SUCCESS);
     }
     if saved.is_none() && !args.switch.in_unit && !confirm("Apply these changes?", args.yes)? {
@@ -142,7 +143,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         if !done {
             return Ok(ExitCode::FAILURE);
         }
-        write_lock(&desired, &args.switch);
+        note_lock(&desired, &args.switch);
         return match args.confirm_timeout {
             Some(seconds) => await_confirmation(
                 &args.root,
@@ -156,35 +157,12 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     }
 
     let number = session.store.next_number()?;
-    let meta = Meta {
-        number,
-        created: now_rfc3339(),
-        source_name: desired
-            .source_path
-            .file_name()
-            .map_or("host.kdl".into(), |n| n.to_string_lossy().into_owned()),
-        source_sha256: fs::sha256_hex(desired.source_text.as_bytes()),
-        summary: desired.summary.clone(),
-        ctm_version: env!("CARGO_PKG_VERSION").into(),
-    };
     let deadline = args.confirm_timeout.map(|s| now_unix() + s);
     let from = plan.from_generation;
     let mut report = progress;
     eprintln!("Applying generation {number} …");
-    session.engine(&mut report).switch(&SwitchSpec {
-        from,
-        to: Some(number),
-        desired: &desired.artifacts,
-        files: &plan.files,
-        actions: &plan.actions,
-        confirm_deadline: deadline,
-        stage: Some(Stage {
-            meta: &meta,
-            source_text: &desired.source_text,
-            lock_text: &desired.lock_text,
-        }),
-    })?;
-    write_lock(&desired, &args.switch);
+    switch_to_new(&mut session, number, &desired, &plan, deadline, &mut report)?;
+    note_lock(&desired, &args.switch);
     eprintln!("Applied: the host is on generation {number}.");
 
     let Some(seconds) = args.confirm_timeout else {
@@ -222,6 +200,24 @@ fn await_confirmation(
         },
         from.map_or("none".into(), |n| n.to_string())
     );
+    let confirmed = wait_for_confirmation(root, number, timer_armed, &mut |m| eprintln!("{m}"))?;
+    Ok(if confirmed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Waits until generation `number` is confirmed (true) or rolled back
+/// (false). When its deadline passes, the revert timer rolls it back if
+/// one is armed (`timer_armed`, the running system); else this process
+/// does.
+pub fn wait_for_confirmation(
+    root: &RootArgs,
+    number: u64,
+    timer_armed: bool,
+    say: &mut dyn FnMut(&str),
+) -> miette::Result<bool> {
     let store = crate::state::Store::new(&root.root);
     loop {
         std::thread::sleep(Duration::from_millis(200));
@@ -229,11 +225,13 @@ fn await_confirmation(
             None => {
                 // Confirmed, or rolled back by another ctm that saw the deadline pass.
                 return Ok(if store.current()? == Some(number) {
-                    eprintln!("Confirmed: the host stays on generation {number}.");
-                    ExitCode::SUCCESS
+                    say(&format!(
+                        "Confirmed: the host stays on generation {number}."
+                    ));
+                    true
                 } else {
-                    eprintln!("Generation {number} was rolled back.");
-                    ExitCode::FAILURE
+                    say(&format!("Generation {number} was rolled back."));
+                    false
                 });
             }
             // The timer reverts; this process only reports, unless the
@@ -243,25 +241,74 @@ fn await_confirmation(
                 let mut session = Session::open(root, true)?;
                 // `open` has already rolled back an expired confirmation.
                 session.revert_unconfirmed()?;
-                eprintln!("Not confirmed in time: rolled back.");
-                return Ok(ExitCode::FAILURE);
+                say("Not confirmed in time: rolled back.");
+                return Ok(false);
             }
             Some(_) => {}
         }
     }
 }
 
+/// Switches the host to generation `number`, made from `desired` by
+/// `plan`: the one way `ctm apply` and the web editor apply.
+pub fn switch_to_new(
+    session: &mut Session,
+    number: u64,
+    desired: &Desired,
+    plan: &Plan,
+    confirm_deadline: Option<u64>,
+    progress: &mut dyn FnMut(&str),
+) -> miette::Result<()> {
+    let meta = Meta {
+        number,
+        created: now_rfc3339(),
+        source_name: desired
+            .source_path
+            .file_name()
+            .map_or("host.kdl".into(), |n| n.to_string_lossy().into_owned()),
+        source_sha256: fs::sha256_hex(desired.source_text.as_bytes()),
+        summary: desired.summary.clone(),
+        ctm_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    session.engine(progress).switch(&SwitchSpec {
+        from: plan.from_generation,
+        to: Some(number),
+        desired: &desired.artifacts,
+        files: &plan.files,
+        actions: &plan.actions,
+        confirm_deadline,
+        stage: Some(Stage {
+            meta: &meta,
+            source_text: &desired.source_text,
+            lock_text: &desired.lock_text,
+        }),
+    })?;
+    Ok(())
+}
+
 /// Records the assigned addresses next to the host file. The generation
-/// holds them too, so failing here loses nothing: say so and go on. In
-/// the transient unit the host file's path may be relative to another
-/// directory: the ctm that started the unit writes it.
-fn write_lock(desired: &Desired, switch: &SwitchArgs) {
-    if switch.in_unit || desired.previous_lock.as_deref() == Some(desired.lock_text.as_str()) {
-        return;
+/// holds them too, so failing here loses nothing: the message says so.
+pub fn write_lock(desired: &Desired) -> Option<String> {
+    if desired.previous_lock.as_deref() == Some(desired.lock_text.as_str()) {
+        return None;
     }
     let path = lock_path_for(&desired.source_path);
-    match fs::write_file(&path, desired.lock_text.as_bytes(), 0o644) {
-        Ok(()) => eprintln!("updated {}", path.display()),
-        Err(e) => eprintln!("warning: {e}; the generation keeps a copy of the lock"),
+    Some(
+        match fs::write_file(&path, desired.lock_text.as_bytes(), 0o644) {
+            Ok(()) => format!("updated {}", path.display()),
+            Err(e) => format!("warning: {e}; the generation keeps a copy of the lock"),
+        },
+    )
+}
+
+/// Writes the lock file next to the host file and says so. In the
+/// transient unit the host file's path may be relative to another
+/// directory: the ctm that started the unit writes it.
+fn note_lock(desired: &Desired, switch: &SwitchArgs) {
+    if switch.in_unit {
+        return;
+    }
+    if let Some(message) = write_lock(desired) {
+        eprintln!("{message}");
     }
 }

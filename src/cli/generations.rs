@@ -10,7 +10,8 @@ use miette::{IntoDiagnostic as _, miette};
 use super::plan::print_plan;
 use super::session::{RootArgs, Session, SwitchArgs, confirm, progress, switch_in_unit};
 use crate::apply::SwitchSpec;
-use crate::compile::Content;
+use crate::compile::{Artifacts, Content};
+use crate::plan::Plan;
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -77,26 +78,10 @@ pub fn diff(args: &DiffArgs) -> miette::Result<ExitCode> {
     let session = Session::open(&args.root, false)?;
     let a = session.store.artifacts(args.a)?;
     let b = session.store.artifacts(args.b)?;
-    let text = |c: Option<&Content>| match c {
-        Some(Content::File { text, .. }) => text.clone(),
-        Some(Content::Symlink { target }) => format!("-> {target}\n"),
-        None => String::new(),
-    };
-    let paths: BTreeSet<&String> = a.files.keys().chain(b.files.keys()).collect();
+    let diffs = file_diffs(&a, &b, &args.a.to_string(), &args.b.to_string());
     let mut out = anstream::stdout();
-    let mut changed = 0;
-    for path in paths {
-        let before = text(a.files.get(path).map(|x| &x.content));
-        let after = text(b.files.get(path).map(|x| &x.content));
-        if before == after {
-            continue;
-        }
-        changed += 1;
-        let diff = similar::TextDiff::from_lines(&before, &after)
-            .unified_diff()
-            .context_radius(3)
-            .header(&format!("{}/{path}", args.a), &format!("{}/{path}", args.b))
-            .to_string();
+    let changed = diffs.len();
+    for (_, diff) in diffs {
         for line in diff.lines() {
             let style = match line.chars().next() {
                 Some('+') if !line.starts_with("+++") => anstyle::AnsiColor::Green.on_default(),
@@ -114,6 +99,37 @@ pub fn diff(args: &DiffArgs) -> miette::Result<ExitCode> {
         args.b
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The unified diff of every file that differs between two sets of
+/// artifacts, by path; the headers name them `A/path` and `B/path`.
+pub fn file_diffs(
+    a: &Artifacts,
+    b: &Artifacts,
+    a_name: &str,
+    b_name: &str,
+) -> Vec<(String, String)> {
+    let text = |c: Option<&Content>| match c {
+        Some(Content::File { text, .. }) => text.clone(),
+        Some(Content::Symlink { target }) => format!("-> {target}\n"),
+        None => String::new(),
+    };
+    let paths: BTreeSet<&String> = a.files.keys().chain(b.files.keys()).collect();
+    let mut diffs = Vec::new();
+    for path in paths {
+        let before = text(a.files.get(path).map(|x| &x.content));
+        let after = text(b.files.get(path).map(|x| &x.content));
+        if before == after {
+            continue;
+        }
+        let diff = similar::TextDiff::from_lines(&before, &after)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{a_name}/{path}"), &format!("{b_name}/{path}"))
+            .to_string();
+        diffs.push((path.clone(), diff));
+    }
+    diffs
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,25 +151,7 @@ pub struct RollbackArgs {
 pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
     let mut session = Session::open(&args.root, true)?;
     let current = session.store.current()?;
-    let target = match args.generation {
-        Some(n) => n,
-        None => {
-            let Some(cur) = current else {
-                return Err(miette!(
-                    "nothing has been applied yet, so there is nothing to roll back"
-                ));
-            };
-            *session
-                .store
-                .generations()?
-                .iter()
-                .rev()
-                .find(|n| **n < cur)
-                .ok_or_else(|| {
-                    miette!("generation {cur} is the oldest; there is nothing before it")
-                })?
-        }
-    };
+    let target = rollback_target(&session, args.generation)?;
     if Some(target) == current {
         eprintln!("The host is already on generation {target}.");
         return Ok(ExitCode::SUCCESS);
@@ -194,10 +192,45 @@ pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
         });
     }
     let mut report = progress;
-    session.engine(&mut report).switch(&SwitchSpec {
-        from: current,
+    roll_back_to(&mut session, target, &desired, &plan, &mut report)?;
+    eprintln!("Rolled back: the host is on generation {target}.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The generation `ctm rollback [GEN]` returns to: the one asked for, or
+/// the one before the current.
+pub fn rollback_target(session: &Session, asked: Option<u64>) -> miette::Result<u64> {
+    if let Some(n) = asked {
+        return Ok(n);
+    }
+    let Some(cur) = session.store.current()? else {
+        return Err(miette!(
+            "nothing has been applied yet, so there is nothing to roll back"
+        ));
+    };
+    session
+        .store
+        .generations()?
+        .iter()
+        .rev()
+        .find(|n| **n < cur)
+        .copied()
+        .ok_or_else(|| miette!("generation {cur} is the oldest; there is nothing before it"))
+}
+
+/// Switches the host back to generation `target` (whose artifacts are
+/// `desired`) by `plan`: the one way the CLI and the web editor roll back.
+pub fn roll_back_to(
+    session: &mut Session,
+    target: u64,
+    desired: &Artifacts,
+    plan: &Plan,
+    progress: &mut dyn FnMut(&str),
+) -> miette::Result<()> {
+    session.engine(progress).switch(&SwitchSpec {
+        from: plan.from_generation,
         to: Some(target),
-        desired: &desired,
+        desired,
         files: &plan.files,
         actions: &plan.actions,
         confirm_deadline: None,
@@ -205,8 +238,10 @@ pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
     })?;
     // A rollback settles any pending confirmation.
     session.store.clear_pending_confirm()?;
-    eprintln!("Rolled back: the host is on generation {target}.");
-    Ok(ExitCode::SUCCESS)
+    if let Err(e) = session.system.disarm_revert() {
+        progress(&format!("warning: {e}"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]

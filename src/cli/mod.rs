@@ -2,14 +2,15 @@
 //! (reading the host file and lock, writing artifacts) happens here or
 //! below; the stages it calls are pure.
 
-mod apply;
+pub(crate) mod apply;
 mod check;
 mod compile;
 mod container;
-mod generations;
+pub(crate) mod generations;
 mod info;
-mod plan;
-mod session;
+pub(crate) mod plan;
+mod serve;
+pub(crate) mod session;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +81,9 @@ enum Command {
     Info(info::Args),
     /// Remove old generations.
     Gc(generations::GcArgs),
+    /// Serve the web editor: dashboard, editor with plan preview, apply,
+    /// generations and logs (see docs/web.md).
+    Serve(serve::Args),
     /// Print the JSON Schema of the TOML form of the host file.
     Schema,
     /// Print a shell completion script.
@@ -118,6 +122,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => report(container::logs(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Gc(args) => report(generations::gc(&args)),
+        Command::Serve(args) => report(serve::run(&args)),
         Command::Schema => {
             print!("{}", crate::schema::render());
             ExitCode::SUCCESS
@@ -172,17 +177,20 @@ pub fn load_and_validate(
     let text = std::fs::read_to_string(path)
         .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
     let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
-    let lock_text = match std::fs::read_to_string(&lock_path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(miette::miette!(
-                "cannot read lock file {}: {e}",
-                lock_path.display()
-            ));
-        }
-    };
+    let lock_text = read_lock(&lock_path)?;
     Ok(validate_text(path, text, lock_path, lock_text))
+}
+
+/// A lock file's text; `None` when there is none yet.
+pub fn read_lock(lock_path: &Path) -> Result<Option<String>, miette::Report> {
+    match std::fs::read_to_string(lock_path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(miette::miette!(
+            "cannot read lock file {}: {e}",
+            lock_path.display()
+        )),
+    }
 }
 
 /// Parses and validates a host file's text with its lock file's text.
@@ -259,23 +267,33 @@ impl Outcome {
                 }
             }
             OutputFormat::Json => {
-                let mut list: Vec<_> = sorted
-                    .iter()
-                    .map(|d| d.to_json(&host_name, &self.host_file.text))
-                    .collect();
-                if let Some(d) = &self.lock_diagnostic {
-                    list.push(d.to_json(&lock_name, lock_text));
-                }
-                let doc = serde_json::json!({
-                    "file": host_name,
-                    "valid": self.error_count() == 0,
-                    "diagnostics": list,
-                });
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&doc).expect("a JSON value always serializes")
+                    serde_json::to_string_pretty(&self.diagnostics_json())
+                        .expect("a JSON value always serializes")
                 );
             }
         }
+    }
+
+    /// The document `ctm check --format json` prints (and the web editor
+    /// shows): every diagnostic, sorted by position, then the lock's.
+    pub fn diagnostics_json(&self) -> serde_json::Value {
+        let mut sorted: Vec<&Diagnostic> = self.diagnostics.iter().collect();
+        sorted.sort_by_key(|d| (d.span.offset(), d.message.clone()));
+        let host_name = self.host_file.path.display().to_string();
+        let mut list: Vec<_> = sorted
+            .iter()
+            .map(|d| d.to_json(&host_name, &self.host_file.text))
+            .collect();
+        if let Some(d) = &self.lock_diagnostic {
+            let lock_text = self.lock_file.as_ref().map_or("", |l| l.text.as_str());
+            list.push(d.to_json(&self.lock_path.display().to_string(), lock_text));
+        }
+        serde_json::json!({
+            "file": host_name,
+            "valid": self.error_count() == 0,
+            "diagnostics": list,
+        })
     }
 }

@@ -64,28 +64,33 @@ pub fn desired(path: &Path) -> miette::Result<Option<Desired>> {
 
 /// The same, for a host file's text held elsewhere (a saved plan).
 pub fn desired_from(outcome: Outcome) -> miette::Result<Option<Desired>> {
-    let path = outcome.host_file.path.clone();
     outcome.print_diagnostics(OutputFormat::Human);
-    let Some(validated) = &outcome.validated else {
-        return Ok(None);
-    };
-    let host = &validated.host;
-    Ok(Some(Desired {
-        source_path: path.to_path_buf(),
-        source_text: outcome.host_file.text.clone(),
-        previous_lock: outcome.lock_file.as_ref().map(|l| l.text.clone()),
-        lock_text: validated.lock.render(),
-        artifacts: compile::compile(host),
-        summary: [
-            (host.containers.len(), "container"),
-            (host.networks.len(), "network"),
-            (host.tunnels.len(), "tunnel"),
-        ]
-        .iter()
-        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
-        .collect::<Vec<_>>()
-        .join(", "),
-    }))
+    Ok(Desired::compile(&outcome))
+}
+
+impl Desired {
+    /// Compiles a validated host file; `None` when it has errors.
+    pub fn compile(outcome: &Outcome) -> Option<Desired> {
+        let path = &outcome.host_file.path;
+        let validated = outcome.validated.as_ref()?;
+        let host = &validated.host;
+        Some(Desired {
+            source_path: path.to_path_buf(),
+            source_text: outcome.host_file.text.clone(),
+            previous_lock: outcome.lock_file.as_ref().map(|l| l.text.clone()),
+            lock_text: validated.lock.render(),
+            artifacts: compile::compile(host),
+            summary: [
+                (host.containers.len(), "container"),
+                (host.networks.len(), "network"),
+                (host.tunnels.len(), "tunnel"),
+            ]
+            .iter()
+            .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(", "),
+        })
+    }
 }
 
 pub fn print_plan(plan: &Plan, title: &str, diffs: bool) {

@@ -18,7 +18,7 @@ use crate::compile::Artifacts;
 use crate::compile::health;
 use crate::live;
 use crate::plan::{self, LiveFile, Plan};
-use crate::state::{Manifest, Store, now_unix};
+use crate::state::{Manifest, StateError, Store, now_unix};
 
 /// How a switch (apply, rollback) runs on the running system.
 #[derive(Debug, Clone, clap::Args)]
@@ -111,7 +111,7 @@ pub struct Session {
     _lock: Flock<File>,
 }
 
-fn is_system_root(root: &Path) -> bool {
+pub fn is_system_root(root: &Path) -> bool {
     root.canonicalize().is_ok_and(|p| p == Path::new("/"))
 }
 
@@ -163,6 +163,23 @@ impl Session {
         };
         session.recover()?;
         Ok(session)
+    }
+
+    /// A session for reading only (plans, status), holding the lock shared
+    /// so that readers run side by side (the stat cache is the one thing
+    /// they write, safely). It cannot recover: if a switch was
+    /// interrupted, it refuses, and the next writer finishes the job.
+    pub fn open_shared(args: &RootArgs) -> miette::Result<Session> {
+        let store = Store::new(&args.root);
+        let lock = store.lock_shared(args.lock_timeout.map(Duration::from_secs), || {})?;
+        if store.journal()?.is_some() {
+            return Err(StateError::Interrupted.into());
+        }
+        Ok(Session {
+            system: system_for(&args.root, false)?,
+            store,
+            _lock: lock,
+        })
     }
 
     pub fn engine<'a>(&'a mut self, progress: &'a mut dyn FnMut(&str)) -> Engine<'a> {

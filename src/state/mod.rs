@@ -50,6 +50,12 @@ pub enum StateError {
         help("wait for it to finish, or raise --lock-timeout")
     )]
     LockTimeout { path: PathBuf, seconds: u64 },
+    #[error("a switch of this host was interrupted and has not been recovered yet")]
+    #[diagnostic(
+        code(ctm::interrupted),
+        help("any command that changes the host (or `ctm recover`) finishes it first")
+    )]
+    Interrupted,
     #[error("there is no generation {0}")]
     #[diagnostic(code(ctm::no_generation), help("`ctm generations` lists them"))]
     NoGeneration(u64),
@@ -198,6 +204,26 @@ impl Store {
     /// Takes the exclusive lock, waiting up to `timeout` (forever if None);
     /// `waiting` is called once if the lock is busy.
     pub fn lock(&self, timeout: Option<Duration>, waiting: impl FnOnce()) -> Result<Flock<File>> {
+        self.lock_as(FlockArg::LockExclusiveNonblock, timeout, waiting)
+    }
+
+    /// Takes the lock shared, for readers that change nothing (the web
+    /// editor's plan previews): they do not wait for one another, and none
+    /// runs while a writer holds the lock.
+    pub fn lock_shared(
+        &self,
+        timeout: Option<Duration>,
+        waiting: impl FnOnce(),
+    ) -> Result<Flock<File>> {
+        self.lock_as(FlockArg::LockSharedNonblock, timeout, waiting)
+    }
+
+    fn lock_as(
+        &self,
+        how: FlockArg,
+        timeout: Option<Duration>,
+        waiting: impl FnOnce(),
+    ) -> Result<Flock<File>> {
         fs::create_dirs(&self.dir)?;
         let path = self.dir.join("lock");
         let mut file = context(
@@ -212,7 +238,7 @@ impl Store {
         let started = Instant::now();
         let mut told = Some(waiting);
         loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            match Flock::lock(file, how) {
                 Ok(lock) => return Ok(lock),
                 Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
                     file = f;
@@ -493,9 +519,34 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Replaces the cache. Written under a temporary name of its own and
+    /// renamed into place, so that readers holding the lock shared (the
+    /// web editor's previews) can save it side by side: each rename puts a
+    /// whole file in place, and the last one wins. Not fsynced: after a
+    /// crash a torn cache reads as empty, and files are read again.
     pub fn set_stat_cache(&self, cache: &StatCache) -> Result<()> {
-        let bytes = serde_json::to_vec(cache).map_err(|e| corrupt(&self.stat_cache_path(), e))?;
-        fs::write_file(&self.stat_cache_path(), &bytes, 0o600)?;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let path = self.stat_cache_path();
+        let bytes = serde_json::to_vec(cache).map_err(|e| corrupt(&path, e))?;
+        let tmp = self.dir.join(format!(
+            "stat-cache.json.{}-{}.tmp",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&bytes));
+        context(written, "write", &tmp)?;
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(context(Err(e), "rename into place", &path)?);
+        }
         Ok(())
     }
 

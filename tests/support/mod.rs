@@ -128,3 +128,16 @@ pub fn skip_unless(requirement_met: bool, what: &str) -> bool {
     eprintln!("SKIPPED: {what}");
     true
 }
+
+/// A scratch directory with a copy of an example and its lock (if it has
+/// one); returns the directory and the copy's path.
+pub fn scratch_example(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join(name);
+    std::fs::copy(repo().join("examples").join(name), &host).unwrap();
+    let lock = repo().join("examples").join(format!("{name}.lock"));
+    if lock.exists() {
+        std::fs::copy(&lock, dir.path().join(format!("{name}.lock"))).unwrap();
+    }
+    (dir, host)
+}

@@ -1,0 +1,836 @@
+//! The forms for common edits: add or change a network or a container by
+//! changing the host file's text in place. KDL goes through the `kdl`
+//! crate's document model and TOML through `toml_edit`; both keep every
+//! comment and every byte of formatting they are not asked to change.
+//! The result is not validated here: the editor validates it like any
+//! other text, with the same validator as `ctm check`.
+
+use kdl::{KdlDocument, KdlNode, KdlValue};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::{self, Format, Node, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Network,
+    Container,
+}
+
+impl Kind {
+    fn node(self) -> &'static str {
+        match self {
+            Kind::Network => "network",
+            Kind::Container => "container",
+        }
+    }
+}
+
+/// A network as the form shows it; empty strings are "not set".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkForm {
+    pub name: String,
+    pub bridge: String,
+    pub ipv4: String,
+    pub ipv4_nat: bool,
+    pub ipv6: String,
+    pub ipv6_nat: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerForm {
+    pub name: String,
+    /// The template (`from`).
+    pub template: String,
+    pub image: String,
+    pub network: String,
+    pub ipv4: String,
+    pub ipv6: String,
+    pub forwards: Vec<ForwardForm>,
+    pub authorized_keys: Vec<String>,
+    pub docker: bool,
+    pub nested: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForwardForm {
+    pub protocol: String,
+    pub host: u16,
+    pub container: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", content = "values", rename_all = "lowercase")]
+pub enum Edit {
+    Network(NetworkForm),
+    Container(ContainerForm),
+}
+
+fn nonempty(s: &str) -> Option<&str> {
+    Some(s.trim()).filter(|s| !s.is_empty())
+}
+
+fn arg_str(node: &Node, i: usize) -> String {
+    node.arg(i)
+        .and_then(|v| v.value.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn prop_str(node: &Node, key: &str) -> String {
+    node.prop(key)
+        .and_then(|v| v.value.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The names of every network or container in the text, and the form
+/// values of the one called `name` (none when there is no such one).
+/// Read through the same syntax tree as the validator, so it works for
+/// both syntaxes and for text with errors elsewhere.
+pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value, String> {
+    let (doc, _) = config::parse(&Source::new("host", text, format));
+    let nodes: Vec<&Node> = doc.nodes_named(kind.node()).collect();
+    let names: Vec<String> = nodes.iter().map(|n| arg_str(n, 0)).collect();
+    let Some(node) = nodes.iter().find(|n| arg_str(n, 0) == name) else {
+        return Ok(json!({ "names": names, "form": null }));
+    };
+    let has = |child: &str| node.child(child).is_some();
+    let child_arg = |child: &str| node.child(child).map(|c| arg_str(c, 0)).unwrap_or_default();
+    let form = match kind {
+        Kind::Network => json!(NetworkForm {
+            name: name.to_string(),
+            bridge: child_arg("bridge"),
+            ipv4: child_arg("ipv4"),
+            ipv4_nat: node.child("ipv4").is_some_and(|c| c.child("nat").is_some()),
+            ipv6: child_arg("ipv6"),
+            ipv6_nat: node.child("ipv6").is_some_and(|c| c.child("nat").is_some()),
+        }),
+        Kind::Container => {
+            let net = node.child("network");
+            json!(ContainerForm {
+                name: name.to_string(),
+                template: child_arg("from"),
+                image: child_arg("image"),
+                network: child_arg("network"),
+                ipv4: net.map(|n| prop_str(n, "ipv4")).unwrap_or_default(),
+                ipv6: net.map(|n| prop_str(n, "ipv6")).unwrap_or_default(),
+                forwards: node
+                    .children_named("forward")
+                    .filter_map(|f| {
+                        let port = |k: &str| {
+                            f.prop(k)
+                                .and_then(|v| v.value.as_integer())
+                                .and_then(|i| u16::try_from(i).ok())
+                        };
+                        Some(ForwardForm {
+                            protocol: arg_str(f, 0),
+                            host: port("host")?,
+                            container: port("container")?,
+                        })
+                    })
+                    .collect(),
+                authorized_keys: node
+                    .child("ssh")
+                    .map(|s| {
+                        s.children_named("authorized-key")
+                            .map(|k| arg_str(k, 0))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                docker: has("docker"),
+                nested: has("nested"),
+            })
+        }
+    };
+    Ok(json!({ "names": names, "form": form }))
+}
+
+/// The text with the edit made, everything else kept as it was.
+pub fn apply(text: &str, format: Format, edit: &Edit) -> Result<String, String> {
+    let name = match edit {
+        Edit::Network(n) => &n.name,
+        Edit::Container(c) => &c.name,
+    };
+    if nonempty(name).is_none() {
+        return Err("give a name".into());
+    }
+    match format {
+        Format::Kdl => kdl_edit::apply(text, edit),
+        Format::Toml => toml_edit_form::apply(text, edit),
+    }
+}
+
+/// One child of a node as the form wants it: `None` removes it.
+type Want = Option<String>;
+
+mod kdl_edit {
+    use super::*;
+
+    /// A KDL value as KDL text: a quoted and escaped string, a number.
+    pub fn repr(value: impl Into<KdlValue>) -> String {
+        value.into().to_string()
+    }
+
+    fn quoted(s: &str) -> String {
+        // Strings are always quoted, as in the examples, even where KDL 2
+        // would allow a bare identifier.
+        let plain = repr(s);
+        if plain.starts_with('"') || plain.starts_with('#') {
+            plain
+        } else {
+            format!("\"{plain}\"")
+        }
+    }
+
+    /// The lines of a node's children, as KDL text, from the form.
+    fn network_children(n: &NetworkForm) -> Vec<(&'static str, Want)> {
+        let subnet = |addr: &str, nat: bool| {
+            nonempty(addr).map(|a| {
+                let mut line = quoted(a);
+                if nat {
+                    line.push_str(" { nat; }");
+                }
+                line
+            })
+        };
+        vec![
+            ("bridge", nonempty(&n.bridge).map(quoted)),
+            ("ipv4", subnet(&n.ipv4, n.ipv4_nat)),
+            ("ipv6", subnet(&n.ipv6, n.ipv6_nat)),
+        ]
+    }
+
+    fn container_children(c: &ContainerForm) -> Vec<(&'static str, Want)> {
+        let network = nonempty(&c.network).map(|net| {
+            let mut line = quoted(net);
+            for (key, value) in [("ipv4", &c.ipv4), ("ipv6", &c.ipv6)] {
+                if let Some(v) = nonempty(value) {
+                    line.push_str(&format!(" {key}={}", quoted(v)));
+                }
+            }
+            line
+        });
+        vec![
+            ("from", nonempty(&c.template).map(quoted)),
+            ("image", nonempty(&c.image).map(quoted)),
+            ("network", network),
+            ("docker", c.docker.then(String::new)),
+            ("nested", c.nested.then(String::new)),
+        ]
+    }
+
+    fn forwards(c: &ContainerForm) -> Vec<String> {
+        c.forwards
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} host={} container={}",
+                    quoted(&f.protocol),
+                    f.host,
+                    f.container
+                )
+            })
+            .collect()
+    }
+
+    fn keys(c: &ContainerForm) -> Vec<String> {
+        c.authorized_keys
+            .iter()
+            .filter_map(|k| nonempty(k))
+            .map(quoted)
+            .collect()
+    }
+
+    fn line(name: &str, rest: &str) -> String {
+        if rest.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name} {rest}")
+        }
+    }
+
+    /// A new top-level node, written out whole.
+    fn new_block(kind: Kind, name: &str, edit: &Edit) -> String {
+        let mut out = format!("{} {} {{\n", kind.node(), quoted(name));
+        let children = match edit {
+            Edit::Network(n) => network_children(n),
+            Edit::Container(c) => container_children(c),
+        };
+        for (child, want) in children {
+            if let Some(rest) = want {
+                out.push_str(&format!("    {}\n", line(child, &rest)));
+            }
+        }
+        if let Edit::Container(c) = edit {
+            for f in forwards(c) {
+                out.push_str(&format!("    forward {f}\n"));
+            }
+            let keys = keys(c);
+            if !keys.is_empty() {
+                out.push_str("    ssh {\n");
+                for k in keys {
+                    out.push_str(&format!("        authorized-key {k}\n"));
+                }
+                out.push_str("    }\n");
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    fn parse_node(text: &str) -> Result<KdlNode, String> {
+        let doc = KdlDocument::parse(text).map_err(|e| format!("internal: {e}"))?;
+        doc.nodes()
+            .first()
+            .cloned()
+            .ok_or_else(|| "internal: empty node".to_string())
+    }
+
+    /// The indentation of a node: what follows the last newline before it.
+    fn indentation(node: &KdlNode) -> String {
+        node.format()
+            .map(|f| f.leading.rsplit('\n').next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+
+    /// The indentation children of `parent` use, or one level deeper than
+    /// `parent_indent` when it has none yet.
+    fn child_indent(children: &KdlDocument, parent_indent: &str) -> String {
+        children
+            .nodes()
+            .first()
+            .map(indentation)
+            .unwrap_or_else(|| format!("{parent_indent}    "))
+    }
+
+    fn fresh(text: &str, indent: &str) -> Result<KdlNode, String> {
+        let mut node = parse_node(text)?;
+        if let Some(f) = node.format_mut() {
+            f.leading = indent.to_string();
+            f.terminator = "\n".to_string();
+            f.trailing = String::new();
+            f.before_terminator = String::new();
+        }
+        Ok(node)
+    }
+
+    /// Removes the child at `i`, keeping the line break that opened the
+    /// block when the removed child carried it.
+    fn remove_at(children: &mut KdlDocument, i: usize) {
+        let removed = children.nodes_mut().remove(i);
+        let leading = removed
+            .format()
+            .map(|f| f.leading.clone())
+            .unwrap_or_default();
+        if let Some(next) = children.nodes_mut().get_mut(i)
+            && let Some(f) = next.format_mut()
+            && leading.contains('\n')
+            && !f.leading.contains('\n')
+        {
+            f.leading = leading;
+        }
+    }
+
+    /// Makes the (single) child `name` hold `want`: its values and
+    /// children are replaced, its comments and position kept; a missing
+    /// child is added at the end, an unwanted one removed.
+    fn set_child(
+        children: &mut KdlDocument,
+        name: &str,
+        want: &Want,
+        indent: &str,
+    ) -> Result<(), String> {
+        let at = children
+            .nodes()
+            .iter()
+            .position(|n| n.name().value() == name);
+        match (at, want) {
+            (Some(i), Some(rest)) => {
+                let new = parse_node(&line(name, rest))?;
+                let old = &mut children.nodes_mut()[i];
+                *old.entries_mut() = new.entries().to_vec();
+                // The block (`{ nat }`) stays as written, comments and
+                // all, unless its nodes change.
+                let names = |n: &KdlNode| -> Vec<String> {
+                    n.children()
+                        .map(|c| {
+                            c.nodes()
+                                .iter()
+                                .map(|n| n.name().value().to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                if names(old) != names(&new) {
+                    *old.children_mut() = new.children().cloned();
+                    if let (Some(f), Some(nf)) = (old.format_mut(), new.format()) {
+                        f.before_children = nf.before_children.clone();
+                    }
+                }
+            }
+            (None, Some(rest)) => {
+                let node = fresh(&line(name, rest), indent)?;
+                children.nodes_mut().push(node);
+            }
+            (Some(i), None) => remove_at(children, i),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Replaces every child `name` with one child per line of `lines`, at
+    /// the place of the first one (or at the end).
+    fn set_list(
+        children: &mut KdlDocument,
+        name: &str,
+        lines: &[String],
+        indent: &str,
+    ) -> Result<(), String> {
+        let mut at = None;
+        while let Some(i) = children
+            .nodes()
+            .iter()
+            .position(|n| n.name().value() == name)
+        {
+            at.get_or_insert(i);
+            remove_at(children, i);
+        }
+        let at = at.unwrap_or(children.nodes().len());
+        for (i, l) in lines.iter().enumerate() {
+            let node = fresh(&line(name, l), indent)?;
+            children.nodes_mut().insert(at + i, node);
+        }
+        Ok(())
+    }
+
+    pub fn apply(text: &str, edit: &Edit) -> Result<String, String> {
+        let (kind, name) = match edit {
+            Edit::Network(n) => (Kind::Network, n.name.trim()),
+            Edit::Container(c) => (Kind::Container, c.name.trim()),
+        };
+        let mut doc = KdlDocument::parse(text).map_err(|_| {
+            "the host file is not valid KDL; fix its syntax (see the diagnostics) before using the forms"
+                .to_string()
+        })?;
+        let found = doc.nodes_mut().iter_mut().find(|n| {
+            n.name().value() == kind.node()
+                && n.entries().first().and_then(|e| e.value().as_string()) == Some(name)
+        });
+        let Some(node) = found else {
+            let mut out = text.trim_end().to_string();
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            out.push_str(&new_block(kind, name, edit));
+            return Ok(out);
+        };
+        let indent = indentation(node);
+        if node.children().is_none() {
+            // `container "x"` without a block: give it one.
+            let mut block = parse_node(&format!("{} {} {{\n}}", kind.node(), quoted(name)))?;
+            *node.children_mut() = block.children_mut().take();
+            if let Some(f) = node.format_mut() {
+                f.before_children = " ".into();
+            }
+        }
+        let children = node.ensure_children();
+        let inner = child_indent(children, &indent);
+        match edit {
+            Edit::Network(n) => {
+                for (child, want) in network_children(n) {
+                    set_child(children, child, &want, &inner)?;
+                }
+            }
+            Edit::Container(c) => {
+                for (child, want) in container_children(c) {
+                    set_child(children, child, &want, &inner)?;
+                }
+                set_list(children, "forward", &forwards(c), &inner)?;
+                set_ssh_keys(children, &keys(c), &inner)?;
+            }
+        }
+        Ok(doc.to_string())
+    }
+
+    fn set_ssh_keys(
+        children: &mut KdlDocument,
+        keys: &[String],
+        indent: &str,
+    ) -> Result<(), String> {
+        let at = children
+            .nodes()
+            .iter()
+            .position(|n| n.name().value() == "ssh");
+        match at {
+            Some(i) => {
+                let ssh = &mut children.nodes_mut()[i];
+                let inner = child_indent(ssh.ensure_children(), indent);
+                set_list(ssh.ensure_children(), "authorized-key", keys, &inner)?;
+                let empty = ssh.children().is_none_or(|c| c.nodes().is_empty());
+                if empty && keys.is_empty() {
+                    remove_at(children, i);
+                }
+            }
+            None if !keys.is_empty() => {
+                let mut block = "ssh {\n".to_string();
+                for k in keys {
+                    block.push_str(&format!("{indent}    authorized-key {k}\n"));
+                }
+                block.push_str(&format!("{indent}}}"));
+                let node = fresh(&block, indent)?;
+                children.nodes_mut().push(node);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+mod toml_edit_form {
+    use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, value};
+
+    use super::*;
+
+    /// Sets `key` to `new`, keeping the comment and spacing around the
+    /// old value (a same-line comment lives in its decor).
+    fn set(table: &mut Table, key: &str, new: Option<toml_edit::Value>) {
+        match new {
+            Some(mut new) => {
+                if let Some(old) = table.get(key).and_then(Item::as_value) {
+                    *new.decor_mut() = old.decor().clone();
+                }
+                table.insert(key, Item::Value(new));
+            }
+            None => {
+                table.remove(key);
+            }
+        }
+    }
+
+    fn string(s: &str) -> Option<toml_edit::Value> {
+        nonempty(s).map(toml_edit::Value::from)
+    }
+
+    fn subnet(address: &str, nat: bool) -> Option<toml_edit::Value> {
+        let address = nonempty(address)?;
+        if !nat {
+            return Some(address.into());
+        }
+        let mut t = InlineTable::new();
+        t.insert("address", address.into());
+        t.insert("nat", true.into());
+        Some(toml_edit::Value::InlineTable(t))
+    }
+
+    fn flag(on: bool) -> Option<toml_edit::Value> {
+        on.then(|| true.into())
+    }
+
+    pub fn apply(text: &str, edit: &Edit) -> Result<String, String> {
+        let mut doc: DocumentMut = text.parse().map_err(|_| {
+            "the host file is not valid TOML; fix its syntax (see the diagnostics) before using the forms"
+                .to_string()
+        })?;
+        let (kind, name) = match edit {
+            Edit::Network(n) => (Kind::Network, n.name.trim()),
+            Edit::Container(c) => (Kind::Container, c.name.trim()),
+        };
+        let collection = doc
+            .entry(kind.node())
+            .or_insert_with(|| {
+                let mut t = Table::new();
+                t.set_implicit(true);
+                Item::Table(t)
+            })
+            .as_table_mut()
+            .ok_or_else(|| format!("`{}` is not a table in the host file", kind.node()))?;
+        let item = collection
+            .entry(name)
+            .or_insert_with(|| Item::Table(Table::new()));
+        if let Some(inline) = item.as_inline_table() {
+            // `lan = { … }` inside `[network]`: edit it as a table.
+            *item = Item::Table(inline.clone().into_table());
+        }
+        let table = item
+            .as_table_mut()
+            .ok_or_else(|| format!("`{}.{name}` is not a table in the host file", kind.node()))?;
+        match edit {
+            Edit::Network(n) => {
+                set(table, "bridge", string(&n.bridge));
+                set(table, "ipv4", subnet(&n.ipv4, n.ipv4_nat));
+                set(table, "ipv6", subnet(&n.ipv6, n.ipv6_nat));
+            }
+            Edit::Container(c) => {
+                set(table, "from", string(&c.template));
+                set(table, "image", string(&c.image));
+                let network = nonempty(&c.network).map(|net| {
+                    let (v4, v6) = (nonempty(&c.ipv4), nonempty(&c.ipv6));
+                    if v4.is_none() && v6.is_none() {
+                        return net.into();
+                    }
+                    let mut t = InlineTable::new();
+                    t.insert("name", net.into());
+                    for (k, v) in [("ipv4", v4), ("ipv6", v6)] {
+                        if let Some(v) = v {
+                            t.insert(k, v.into());
+                        }
+                    }
+                    toml_edit::Value::InlineTable(t)
+                });
+                set(table, "network", network);
+                let forwards: Array = c
+                    .forwards
+                    .iter()
+                    .map(|f| {
+                        let mut t = InlineTable::new();
+                        t.insert("protocol", f.protocol.trim().into());
+                        t.insert("host", i64::from(f.host).into());
+                        t.insert("container", i64::from(f.container).into());
+                        toml_edit::Value::InlineTable(t)
+                    })
+                    .collect();
+                set(
+                    table,
+                    "forward",
+                    (!forwards.is_empty()).then_some(toml_edit::Value::Array(forwards)),
+                );
+                set_keys(table, &c.authorized_keys);
+                set(table, "docker", flag(c.docker));
+                set(table, "nested", flag(c.nested));
+            }
+        }
+        Ok(doc.to_string())
+    }
+
+    /// `ssh.authorized-key`, in whichever form `ssh` is written; other
+    /// keys of `ssh` (the user) stay.
+    fn set_keys(table: &mut Table, keys: &[String]) {
+        let keys: Array = keys.iter().filter_map(|k| nonempty(k)).collect();
+        let wanted = (!keys.is_empty()).then_some(toml_edit::Value::Array(keys));
+        match table.get_mut("ssh") {
+            Some(Item::Table(ssh)) => {
+                set(ssh, "authorized-key", wanted);
+                if ssh.is_empty() {
+                    table.remove("ssh");
+                }
+            }
+            Some(Item::Value(toml_edit::Value::InlineTable(ssh))) => {
+                match wanted {
+                    Some(v) => {
+                        ssh.insert("authorized-key", v);
+                    }
+                    None => {
+                        ssh.remove("authorized-key");
+                    }
+                }
+                if ssh.is_empty() {
+                    table.remove("ssh");
+                }
+            }
+            _ => {
+                let mut ssh = InlineTable::new();
+                if let Some(v) = wanted {
+                    ssh.insert("authorized-key", v);
+                    table.insert("ssh", value(ssh));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KDL: &str = r#"// the lab host
+host "lab1" {
+    uplink "eth0"                         // NAT leaves through this link
+}
+
+network "lan" {
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24" {                 // the bridge's address
+        nat                               // masquerade
+    }
+}
+
+container "web" {
+    from "base"                           // shared settings
+    network "lan" ipv4="10.42.0.10"       // fixed address
+    forward "tcp" host=8080 container=80
+    docker
+}
+"#;
+
+    fn container(name: &str) -> ContainerForm {
+        ContainerForm {
+            name: name.into(),
+            image: "debian-bookworm".into(),
+            network: "lan".into(),
+            forwards: vec![ForwardForm {
+                protocol: "tcp".into(),
+                host: 2222,
+                container: 22,
+            }],
+            authorized_keys: vec!["ssh-ed25519 AAAA me@laptop".into()],
+            nested: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_kdl_container_is_appended_and_the_rest_is_untouched() {
+        let out = apply(KDL, Format::Kdl, &Edit::Container(container("db"))).unwrap();
+        assert!(out.starts_with(KDL.trim_end()), "{out}");
+        assert_eq!(
+            &out[KDL.trim_end().len()..],
+            "\n\ncontainer \"db\" {\n    image \"debian-bookworm\"\n    network \"lan\"\n    nested\n    \
+             forward \"tcp\" host=2222 container=22\n    ssh {\n        authorized-key \"ssh-ed25519 AAAA me@laptop\"\n    }\n}\n"
+        );
+    }
+
+    #[test]
+    fn editing_a_kdl_container_keeps_its_comments_and_order() {
+        let mut form = container("web");
+        form.template = "base".into();
+        form.image = String::new();
+        form.ipv4 = "10.42.0.11".into();
+        form.nested = false;
+        form.docker = true;
+        let out = apply(KDL, Format::Kdl, &Edit::Container(form)).unwrap();
+        let expected = KDL.replace(
+            "network \"lan\" ipv4=\"10.42.0.10\"       // fixed address\n    forward \"tcp\" host=8080 container=80\n",
+            "network \"lan\" ipv4=\"10.42.0.11\"       // fixed address\n    forward \"tcp\" host=2222 container=22\n",
+        ).replace(
+            "    docker\n}",
+            "    docker\n    ssh {\n        authorized-key \"ssh-ed25519 AAAA me@laptop\"\n    }\n}",
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn editing_a_kdl_network_changes_only_its_values() {
+        let mut form = NetworkForm {
+            name: "lan".into(),
+            bridge: "br-lan2".into(),
+            ipv4: "10.42.0.1/24".into(),
+            ipv4_nat: true,
+            ipv6: "fd42:42::1/64".into(),
+            ipv6_nat: true,
+        };
+        let out = apply(KDL, Format::Kdl, &Edit::Network(form.clone())).unwrap();
+        let expected = KDL.replace("bridge \"br-lan\"", "bridge \"br-lan2\"").replace(
+            "        nat                               // masquerade\n    }\n",
+            "        nat                               // masquerade\n    }\n    ipv6 \"fd42:42::1/64\" { nat; }\n",
+        );
+        assert_eq!(out, expected);
+        // Turning NAT off removes the block, and the comments inside it.
+        form.ipv4_nat = false;
+        let out = apply(KDL, Format::Kdl, &Edit::Network(form)).unwrap();
+        let expected = expected.replace(
+            "    ipv4 \"10.42.0.1/24\" {                 // the bridge's address\n        nat                               // masquerade\n    }\n",
+            "    ipv4 \"10.42.0.1/24\"\n",
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn reading_a_kdl_container_gives_the_form_values() {
+        let v = read(KDL, Format::Kdl, Kind::Container, "web").unwrap();
+        assert_eq!(v["names"], json!(["web"]));
+        let form: ContainerForm = serde_json::from_value(v["form"].clone()).unwrap();
+        assert_eq!(form.template, "base");
+        assert_eq!(form.ipv4, "10.42.0.10");
+        assert_eq!(
+            form.forwards,
+            vec![ForwardForm {
+                protocol: "tcp".into(),
+                host: 8080,
+                container: 80
+            }]
+        );
+        assert!(form.docker && !form.nested);
+        let v = read(KDL, Format::Kdl, Kind::Network, "nope").unwrap();
+        assert_eq!(v["form"], Value::Null);
+        assert_eq!(v["names"], json!(["lan"]));
+    }
+
+    const TOML: &str = r#"# the lab host
+[host]
+name = "lab1"
+uplink = "eth0"                       # NAT leaves through this link
+
+[network.lan]
+bridge = "br-lan"                     # the bridge
+ipv4 = { address = "10.42.0.1/24", nat = true }   # masquerade
+
+[container.web]
+from = "base"
+network = { name = "lan", ipv4 = "10.42.0.10" }    # fixed address
+docker = true                         # Docker inside
+"#;
+
+    #[test]
+    fn toml_edits_keep_comments() {
+        let form = NetworkForm {
+            name: "lan".into(),
+            bridge: "br-lan2".into(),
+            ipv4: "10.42.0.1/24".into(),
+            ipv4_nat: true,
+            ..Default::default()
+        };
+        let out = apply(TOML, Format::Toml, &Edit::Network(form)).unwrap();
+        assert_eq!(
+            out,
+            TOML.replace(
+                "bridge = \"br-lan\"                     # the bridge",
+                "bridge = \"br-lan2\"                     # the bridge"
+            )
+        );
+        let mut web = container("web");
+        web.template = "base".into();
+        web.image = String::new();
+        web.ipv4 = "10.42.0.10".into();
+        web.docker = true;
+        web.nested = false;
+        let out = apply(TOML, Format::Toml, &Edit::Container(web)).unwrap();
+        assert!(out.starts_with("# the lab host\n[host]\n"), "{out}");
+        assert!(
+            out.contains("network = { name = \"lan\", ipv4 = \"10.42.0.10\" }    # fixed address"),
+            "{out}"
+        );
+        assert!(
+            out.contains("docker = true                         # Docker inside"),
+            "{out}"
+        );
+        assert!(
+            out.contains("forward = [{ protocol = \"tcp\", host = 2222, container = 22 }]"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ssh = { authorized-key = [\"ssh-ed25519 AAAA me@laptop\"] }"),
+            "{out}"
+        );
+        let out = apply(TOML, Format::Toml, &Edit::Container(container("db"))).unwrap();
+        assert!(out.starts_with(TOML), "{out}");
+        assert!(out.contains("[container.db]\n"), "{out}");
+    }
+
+    #[test]
+    fn broken_text_is_refused_not_mangled() {
+        let err = apply(
+            "network \"lan\" {",
+            Format::Kdl,
+            &Edit::Network(NetworkForm {
+                name: "lan".into(),
+                ..Default::default()
+            }),
+        )
+        .unwrap_err();
+        assert!(err.contains("not valid KDL"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! `ctm serve`: the web editor. An axum router over the functions the CLI
+//! calls: the same validator, the same plan, the same lock and the same
+//! apply engine, so the web never does anything the CLI cannot.
+//!
+//! One module per concern: [`auth`] (token, login, sessions, CSRF and the
+//! security headers), [`api`] (the JSON API under `/api/`), [`pages`] (the
+//! HTML shells the scripts fill in), [`assets`] (the bundled Bootstrap and
+//! CodeMirror), [`jobs`] (apply and rollback streamed over SSE),
+//! [`edit`] (the forms that change the host file text in place),
+//! [`dashboard`] (what the host runs) and [`logs`] (a container's journal).
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod dashboard;
+pub mod edit;
+pub mod jobs;
+pub mod logs;
+pub mod pages;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::cli::session::{RootArgs, is_system_root};
+use crate::state::StateError;
+
+/// How long a web request waits for another ctm to let go of the lock.
+const LOCK_WAIT_SECONDS: u64 = 2;
+
+/// What `ctm serve` serves: one host file, managed under one root.
+pub struct Config {
+    pub host_file: PathBuf,
+    pub root: PathBuf,
+    pub resources: Box<dyn dashboard::Resources>,
+    pub journal: Box<dyn logs::JournalSource>,
+}
+
+impl Config {
+    /// The real sources of live data: cgroups and journalctl when the root
+    /// is the running system, none otherwise.
+    pub fn new(host_file: PathBuf, root: PathBuf) -> Config {
+        let live = is_system_root(&root);
+        Config {
+            resources: if live {
+                Box::new(dashboard::Cgroups::new(Path::new("/sys/fs/cgroup")))
+            } else {
+                Box::new(dashboard::NoResources)
+            },
+            journal: if live {
+                Box::new(logs::Journalctl)
+            } else {
+                Box::new(logs::NoJournal)
+            },
+            host_file,
+            root,
+        }
+    }
+
+    pub fn root_args(&self) -> RootArgs {
+        RootArgs {
+            root: self.root.clone(),
+            lock_timeout: Some(LOCK_WAIT_SECONDS),
+        }
+    }
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub auth: auth::Auth,
+    pub jobs: jobs::Jobs,
+    /// Serializes saves of the host file within this server; the check
+    /// against the text on disk catches every other writer.
+    pub save_lock: tokio::sync::Mutex<()>,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// Loads (or makes, on first start) the login token under the root.
+    /// The second value is the token when it was just made, to print once.
+    pub fn new(config: Config) -> miette::Result<(Shared, Option<String>)> {
+        let (auth, fresh) = auth::Auth::load_or_create(&config.root)?;
+        let state = AppState {
+            config,
+            auth,
+            jobs: jobs::Jobs::default(),
+            save_lock: tokio::sync::Mutex::new(()),
+        };
+        Ok((Arc::new(state), fresh))
+    }
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .merge(pages::routes())
+        .merge(api::routes())
+        .merge(auth::routes())
+        .merge(assets::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
+        .layer(axum::middleware::from_fn(auth::security_headers))
+        .with_state(state)
+}
+
+/// An API error: a status and a JSON body `{"error", "help"?, ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": message.into() }),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> ApiError {
+        self.body[key] = value;
+        self
+    }
+}
+
+/// A miette report from the shared code: a busy lock or an interrupted
+/// switch is a conflict the user can wait out; a missing generation is
+/// not found; anything else is the server's problem, with its whole chain.
+impl From<miette::Report> for ApiError {
+    fn from(report: miette::Report) -> ApiError {
+        let status = match report.downcast_ref::<StateError>() {
+            Some(StateError::LockTimeout { .. } | StateError::Interrupted) => StatusCode::CONFLICT,
+            Some(StateError::NoGeneration(_)) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut chain: Vec<String> = report.chain().map(|e| e.to_string()).collect();
+        chain.dedup();
+        let mut error = ApiError::new(status, chain.join(": "));
+        if let Some(help) = report.help() {
+            error = error.with("help", json!(help.to_string()));
+        }
+        error
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> ApiError {
+        ApiError::from(miette::Report::new(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+/// Runs blocking work (file system, the flock, the apply engine) off the
+/// async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a worker thread failed: {e}"),
+        )
+    })?
+}

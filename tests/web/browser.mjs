@@ -1,0 +1,215 @@
+// Browser tests of `ctm serve`, in Debian's headless Chromium driven by
+// playwright-core. tests/web_browser.rs starts the server against a
+// sandbox root and runs this with CTM_URL, CTM_TOKEN, CTM_HOST_FILE and
+// CTM_SHOTS (where the screenshots go). Exits non-zero on the first
+// failure, naming the step.
+import { createRequire } from 'node:module';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+
+const require = createRequire(new URL('../../web/package.json', import.meta.url));
+const { chromium } = require('playwright-core');
+
+const URL_ = process.env.CTM_URL;
+const TOKEN = process.env.CTM_TOKEN;
+const HOST_FILE = process.env.CTM_HOST_FILE;
+const SHOTS = process.env.CTM_SHOTS;
+const LAPTOP = { width: 1366, height: 900 };
+const PHONE = { width: 390, height: 844 };
+
+const profile = mkdtempSync(join(tmpdir(), 'ctm-chromium-'));
+// A fresh profile each run (--user-data-dir, which playwright passes for
+// a persistent context).
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CTM_CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  viewport: LAPTOP,
+});
+const page = context.pages()[0] ?? await context.newPage();
+const problems = [];
+page.on('console', (m) => { if (m.type() === 'error') problems.push(`console on ${page.url()}: ${m.text()}`); });
+await context.addInitScript(() => document.addEventListener('securitypolicyviolation', (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} by ${e.sourceFile}:${e.lineNumber} ${e.sample}`);
+}));
+page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+
+let step = '';
+const api = async (method, path, body) => {
+  const r = await fetch(`${URL_}${path.slice(1)}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await r.json();
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(data)}`);
+  return data;
+};
+
+/// Screenshots of the page as it is, at laptop and phone widths.
+async function shots(name) {
+  await page.screenshot({ path: join(SHOTS, `${name}-laptop.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(200);
+  await page.screenshot({ path: join(SHOTS, `${name}-phone.png`), fullPage: true });
+  await page.setViewportSize(LAPTOP);
+}
+
+async function editorText() {
+  return page.evaluate(() => window.ctmEditor.state.doc.toString());
+}
+
+async function setEditorText(text) {
+  await page.evaluate((t) => {
+    const v = window.ctmEditor;
+    v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: t } });
+  }, text);
+}
+
+try {
+  step = 'the login page comes first';
+  await page.goto(URL_);
+  assert.match(page.url(), /\/login$/);
+  await shots('login');
+
+  step = 'a wrong token is refused';
+  await page.fill('#token', 'not-the-token');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.alert-danger');
+  // The refused login answers 401, which the console reports: expected.
+  problems.length = 0;
+
+  step = 'the right token logs in';
+  await page.fill('#token', TOKEN);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#summary .card');
+  assert.equal(new URL(page.url()).pathname, '/');
+  const cookie = (await context.cookies()).find((c) => c.name === 'ctm_session');
+  assert.ok(cookie.httpOnly, 'the session cookie is HttpOnly');
+  assert.equal(cookie.sameSite, 'Strict');
+  await shots('dashboard-empty');
+
+  step = 'the editor loads the host file and finds it valid';
+  await page.goto(`${URL_}editor`);
+  await page.waitForSelector('#validity.text-bg-success');
+  const original = await editorText();
+  assert.equal(original, readFileSync(HOST_FILE, 'utf8'));
+  await page.waitForSelector('#plan .plan-summary');
+
+  step = 'an error shows at its line, with its message';
+  const broken = original.replace('    docker                                    // Docker inside the container\n',
+    '    docker                                    // Docker inside the container\n    colour "blue"\n');
+  assert.notEqual(broken, original);
+  const errorLine = broken.split('\n').findIndex((l) => l.includes('colour')) + 1;
+  await setEditorText(broken);
+  await page.waitForSelector('#validity.text-bg-danger');
+  await page.waitForSelector('.cm-lintRange-error');
+  const diagnostic = await page.textContent('#diagnostics li');
+  assert.ok(diagnostic.startsWith(`${errorLine}:5`), `diagnostic at line ${errorLine}: ${diagnostic}`);
+  assert.match(diagnostic, /colour/);
+  assert.match(diagnostic, /ctm::unknown-node/);
+  // The gutter marks the same line.
+  const marked = await page.evaluate(() => {
+    const v = window.ctmEditor;
+    const el = document.querySelector('.cm-lintRange-error');
+    return v.state.doc.lineAt(v.posAtDOM(el)).number;
+  });
+  assert.equal(marked, errorLine);
+  await shots('editor-error');
+
+  step = 'fixing it brings back the plan, with its diffs';
+  const edited = original.replace('forward "tcp" host=8080 container=80', 'forward "tcp" host=8081 container=80');
+  await setEditorText(edited);
+  await page.waitForSelector('#validity.text-bg-success');
+  await page.waitForSelector('#plan .plan-files details');
+  await page.click('#plan .plan-files details summary');
+  const diffText = await page.textContent('#plan pre.diff');
+  assert.match(diffText, /^\+\+\+ b\//m);
+  await shots('editor-plan');
+
+  step = 'the container form adds a container and keeps the comments';
+  await page.click('[data-tab="container-pane"]');
+  await page.fill('#container-name', 'db');
+  await page.fill('#container-template', 'base');
+  await page.fill('#container-network', 'lan');
+  await page.fill('#container-forwards', 'tcp 5432 5432');
+  await page.check('#container-docker');
+  await page.click('#container-form button[type=submit]');
+  await page.waitForFunction(() => window.ctmEditor.state.doc.toString().includes('container "db"'));
+  const withDb = await editorText();
+  assert.ok(withDb.startsWith(edited.trimEnd()), 'the text before the new container is untouched');
+  for (const comment of ['// NAT and tunnels leave through this link', '// ctm picks the addresses', '// masquerade out of the uplink']) {
+    assert.ok(withDb.includes(comment), `comment kept: ${comment}`);
+  }
+  assert.match(withDb, /container "db" \{\n {4}from "base"\n {4}network "lan"\n {4}docker\n {4}forward "tcp" host=5432 container=5432\n\}/);
+  await page.waitForSelector('#validity.text-bg-success');
+  await shots('editor-form');
+
+  step = 'saving writes the file';
+  await page.click('#save');
+  await page.waitForFunction(() => document.getElementById('saved-state').textContent === 'saved');
+  assert.equal(readFileSync(HOST_FILE, 'utf8'), withDb);
+
+  step = 'apply shows the plan and completes against the sandbox root';
+  await page.goto(`${URL_}apply`);
+  await page.waitForSelector('#plan .plan-summary');
+  await page.waitForSelector('#apply-button:not([disabled])');
+  await page.click('#apply-button');
+  await page.waitForSelector('#progress-log .result', { timeout: 30000 });
+  const result = await page.textContent('#progress-log .result');
+  assert.equal(result, 'Done: the host is on generation 1.');
+  const log = await page.textContent('#progress-log');
+  assert.match(log, /Applying generation 1/);
+  assert.match(log, /Health check/);
+  await shots('apply-done');
+
+  step = 'the dashboard shows the applied generation';
+  await page.goto(URL_);
+  await page.waitForSelector('#containers table');
+  const containers = await page.textContent('#containers');
+  for (const name of ['builder', 'ci', 'db', 'web']) assert.ok(containers.includes(name), name);
+  assert.match(await page.textContent('main'), /unknown: files-only root/);
+  assert.equal(await page.textContent('#summary .card .fs-5'), '1');
+  await shots('dashboard');
+
+  step = 'a second generation, then a rollback that shows its plan first';
+  const source = await api('GET', '/api/source');
+  await api('POST', '/api/save', { text: source.text.replace('host=5432', 'host=5433'), base: source.text });
+  const planned = await api('POST', '/api/plan', {});
+  const { job } = await api('POST', '/api/apply', { fingerprint: planned.plan.fingerprint });
+  for (let i = 0; i < 100 && (await api('GET', '/api/generations')).current !== 2; i += 1) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(job > 0);
+  await page.goto(`${URL_}generations`);
+  await page.waitForSelector('#generations table');
+  await page.click('[data-rollback="1"]');
+  await page.waitForSelector('#rollback .plan-summary');
+  assert.match(await page.textContent('#rollback'), /returning to generation 1/);
+  await page.click('#diff-form button[type=submit]');
+  await page.waitForSelector('#diff pre.diff');
+  await shots('generations');
+  await page.click('#rollback-go');
+  await page.waitForSelector('#progress-log .result', { timeout: 30000 });
+  assert.equal(await page.textContent('#progress-log .result'), 'Rolled back: the host is on generation 1.');
+
+  step = 'logs say plainly that they need the live system';
+  await page.goto(`${URL_}logs/web`);
+  await page.waitForSelector('#logs-unavailable');
+  assert.match(await page.textContent('#logs-unavailable'), /need the live system/);
+  await shots('logs');
+
+  step = 'no script error and no CSP violation on any page';
+  assert.deepEqual(problems, []);
+  console.log('browser tests: all steps passed');
+} catch (e) {
+  console.error(`browser test failed at: ${step}\n${e.stack || e}`);
+  if (problems.length) console.error(`console:\n${problems.join('\n')}`);
+  await page.screenshot({ path: join(SHOTS, 'failure.png'), fullPage: true }).catch(() => {});
+  process.exitCode = 1;
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}

@@ -1,0 +1,993 @@
+//! The web editor's JSON API, called in-process through the router: every
+//! endpoint, its auth and CSRF checks, the stale-file save, applies that
+//! meet the lock or another apply, and the same answers as the CLI.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use ctm::state::Store;
+use ctm::web::dashboard::{Resources, Usage};
+use ctm::web::logs::{JournalSource, NoJournal};
+use ctm::web::{AppState, Config, Shared};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use support::*;
+use tower::ServiceExt as _;
+
+/// Resource use of `web` only, as a cgroup would report it.
+struct OneBusyContainer;
+
+impl Resources for OneBusyContainer {
+    fn usage(&self, machine: &str) -> Option<Usage> {
+        (machine == "web").then_some(Usage {
+            cpu_usec: 1_500_000,
+            memory_bytes: 64 << 20,
+        })
+    }
+}
+
+/// A journal that prints two lines, one of them hostile.
+struct Printf;
+
+impl JournalSource for Printf {
+    fn command(&self, machine: &str, _follow: bool) -> Option<tokio::process::Command> {
+        let mut c = tokio::process::Command::new("printf");
+        c.arg(format!(
+            "{machine}: started\\n<script>alert(1)</script>\\r\\n"
+        ));
+        Some(c)
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    host: PathBuf,
+    root: PathBuf,
+    state: Shared,
+    app: Router,
+}
+
+fn fixture_with(journal: Box<dyn JournalSource>) -> Fixture {
+    let (dir, host) = scratch_example("homelab.kdl");
+    let root = dir.path().join("root");
+    let config = Config {
+        host_file: host.clone(),
+        root: root.clone(),
+        resources: Box::new(OneBusyContainer),
+        journal,
+    };
+    let (state, fresh) = AppState::new(config).unwrap();
+    assert!(fresh.is_some(), "a first start makes a token");
+    let app = ctm::web::router(state.clone());
+    Fixture {
+        _dir: dir,
+        host,
+        root,
+        state,
+        app,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(Box::new(NoJournal))
+}
+
+/// How a request proves who it is.
+#[derive(Clone)]
+enum Auth {
+    None,
+    Bearer(String),
+    /// A session cookie, and the CSRF token to send (if any).
+    Cookie(String, Option<String>),
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+}
+
+impl Fixture {
+    fn bearer(&self) -> Auth {
+        Auth::Bearer(self.state.auth.token().to_string())
+    }
+
+    async fn call(&self, method: Method, path: &str, auth: &Auth, body: Option<Value>) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        match auth {
+            Auth::None => {}
+            Auth::Bearer(token) => {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            Auth::Cookie(cookie, csrf) => {
+                request = request.header(header::COOKIE, format!("ctm_session={cookie}"));
+                if let Some(csrf) = csrf {
+                    request = request.header("x-csrf-token", csrf);
+                }
+            }
+        }
+        let body = match body {
+            Some(v) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn api(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let auth = self.bearer();
+        self.call(method, path, &auth, body).await
+    }
+
+    /// Logs in through the form; returns the session cookie and its CSRF
+    /// token (read from a page, as the scripts do).
+    async fn login(&self) -> (String, String) {
+        let request = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={}", self.state.auth.token())))
+            .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let set_cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+        assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+        let cookie = set_cookie
+            .strip_prefix("ctm_session=")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let page = self
+            .call(
+                Method::GET,
+                "/editor",
+                &Auth::Cookie(cookie.clone(), None),
+                None,
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::OK);
+        let csrf = page
+            .text
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        (cookie, csrf)
+    }
+
+    /// The job's whole event stream (it ends with the job).
+    async fn job_events(&self, job: u64) -> Vec<Value> {
+        let answer = self
+            .api(Method::GET, &format!("/api/jobs/{job}"), None)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        answer
+            .text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    async fn plan(&self) -> Value {
+        let answer = self.api(Method::POST, "/api/plan", Some(json!({}))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.json()["plan"].clone()
+    }
+
+    async fn post_apply(&self, body: Value) -> Answer {
+        self.api(Method::POST, "/api/apply", Some(body)).await
+    }
+
+    /// Applies the saved host file and waits for the job to end.
+    async fn apply(&self) -> Vec<Value> {
+        let fingerprint = self.plan().await["fingerprint"].clone();
+        let answer = self.post_apply(json!({ "fingerprint": fingerprint })).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        self.job_events(answer.json()["job"].as_u64().unwrap())
+            .await
+    }
+
+    fn current(&self) -> Option<u64> {
+        Store::new(&self.root).current().unwrap()
+    }
+
+    fn edit_host(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.host).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(&self.host, text.replace(from, to)).unwrap();
+    }
+}
+
+fn ctm_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ctm"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_request_needs_the_token_or_a_session() {
+    let f = fixture();
+    for (method, path) in [
+        (Method::GET, "/api/status"),
+        (Method::GET, "/api/source"),
+        (Method::POST, "/api/plan"),
+        (Method::POST, "/api/save"),
+        (Method::POST, "/api/apply"),
+        (Method::POST, "/api/confirm"),
+        (Method::GET, "/api/generations"),
+        (Method::POST, "/api/rollback"),
+        (Method::GET, "/api/logs/web"),
+    ] {
+        let a = f.call(method.clone(), path, &Auth::None, None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(a.json()["error"].as_str().unwrap().contains("log in"));
+        let a = f
+            .call(method.clone(), path, &Auth::Bearer("0".repeat(64)), None)
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    // Pages send people to the login form instead.
+    let a = f.call(Method::GET, "/editor", &Auth::None, None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.headers[header::LOCATION], "/login");
+    let a = f
+        .call(Method::GET, "/", &Auth::Cookie("forged".into(), None), None)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    // The login form and the assets are public.
+    let a = f.call(Method::GET, "/login", &Auth::None, None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = f
+        .call(Method::GET, "/assets/app.js", &Auth::None, None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.headers[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(a.text.len() > 100_000, "the bundle holds CodeMirror");
+}
+
+#[tokio::test]
+async fn the_token_file_is_private_and_kept() {
+    let f = fixture();
+    let path = f.root.join("var/lib/ctm/web-token");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().trim(),
+        f.state.auth.token()
+    );
+    assert_eq!(f.state.auth.token().len(), 64);
+    let (again, fresh) = ctm::web::auth::Auth::load_or_create(&f.root).unwrap();
+    assert_eq!(again.token(), f.state.auth.token());
+    assert!(fresh.is_none(), "the token is printed once only");
+}
+
+#[tokio::test]
+async fn a_session_needs_its_csrf_token_to_change_anything() {
+    let f = fixture();
+    let request = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={}", "0".repeat(64))))
+        .unwrap();
+    let wrong = f.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(
+        wrong.status(),
+        StatusCode::UNAUTHORIZED,
+        "a wrong token logs nobody in"
+    );
+    assert!(wrong.headers().get(header::SET_COOKIE).is_none());
+    let (cookie, csrf) = f.login().await;
+    let body = Some(json!({ "text": "" }));
+    // Reading needs only the cookie.
+    let a = f
+        .call(
+            Method::GET,
+            "/api/status",
+            &Auth::Cookie(cookie.clone(), None),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    for csrf_sent in [None, Some("0".repeat(64))] {
+        let a = f
+            .call(
+                Method::POST,
+                "/api/validate",
+                &Auth::Cookie(cookie.clone(), csrf_sent),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+        assert!(a.json()["error"].as_str().unwrap().contains("CSRF"));
+    }
+    let with_csrf = Auth::Cookie(cookie.clone(), Some(csrf.clone()));
+    let a = f
+        .call(Method::POST, "/api/validate", &with_csrf, body.clone())
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    // Another site's page cannot post, even with every token.
+    let request = Request::post("/api/validate")
+        .header(header::COOKIE, format!("ctm_session={cookie}"))
+        .header("x-csrf-token", &csrf)
+        .header("sec-fetch-site", "cross-site")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let response = f.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Logging out ends the session.
+    let a = f.call(Method::POST, "/logout", &with_csrf, None).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT);
+    let a = f.call(Method::GET, "/api/status", &with_csrf, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn pages_have_a_strict_policy_no_inline_code_and_escape_what_they_show() {
+    // A host file whose path is hostile HTML.
+    let f = fixture();
+    let dir = f.host.parent().unwrap().join("a<b>\"c&d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let host = dir.join("homelab.kdl");
+    std::fs::copy(&f.host, &host).unwrap();
+    let config = Config::new(host, f.root.clone());
+    let (state, _) = AppState::new(config).unwrap();
+    let app = ctm::web::router(state.clone());
+    for path in [
+        "/",
+        "/editor",
+        "/apply",
+        "/generations",
+        "/logs",
+        "/logs/web",
+    ] {
+        let request = Request::get(path)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", state.auth.token()),
+            )
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("script-src 'self';"), "{csp}");
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let html = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(
+            html.contains("a&lt;b&gt;&quot;c&amp;d"),
+            "{path}: the path, escaped"
+        );
+        assert!(!html.contains("a<b>"), "{path}");
+        assert_eq!(
+            html.matches("<script").count(),
+            html.matches("<script src=\"/assets/app.js\" defer>")
+                .count(),
+            "{path}: no inline script"
+        );
+        assert!(!html.contains(" style="), "{path}: no inline style");
+        let handler = html.split(" on").skip(1).any(|rest| {
+            let name: String = rest.chars().take_while(char::is_ascii_alphabetic).collect();
+            !name.is_empty() && rest[name.len()..].starts_with('=')
+        });
+        assert!(!handler, "{path}: no inline event handler");
+    }
+}
+
+#[tokio::test]
+async fn validate_answers_what_ctm_check_prints() {
+    let f = fixture();
+    f.edit_host("    docker ", "    colour \"blue\"\n    docker ");
+    let a = f.api(Method::POST, "/api/validate", Some(json!({}))).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let cli = ctm_cli(&["check", f.host.to_str().unwrap(), "--format", "json"]);
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(a.json(), cli);
+    let d = &cli["diagnostics"][0];
+    assert_eq!(d["code"], "ctm::unknown-node");
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(36), Some(5))
+    );
+    // Text sent in the request is checked instead of the file.
+    let a = f
+        .api(
+            Method::POST,
+            "/api/validate",
+            Some(json!({ "text": "host \"x\"\n" })),
+        )
+        .await;
+    assert_eq!(a.json()["valid"], true);
+}
+
+#[tokio::test]
+async fn plan_answers_what_ctm_plan_prints() {
+    let f = fixture();
+    f.apply().await;
+    f.edit_host("host=8080", "host=8081");
+    let mut web = f.plan().await;
+    for action in web["actions"].as_array_mut().unwrap() {
+        assert!(action["summary"].is_string());
+        action.as_object_mut().unwrap().remove("summary");
+    }
+    let cli = ctm_cli(&[
+        "plan",
+        f.host.to_str().unwrap(),
+        "--root",
+        f.root.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(web, cli);
+    assert_eq!(web["summary"]["change"], 1);
+    // Text with errors has no plan, only the check.
+    let a = f
+        .api(
+            Method::POST,
+            "/api/plan",
+            Some(json!({ "text": "nonsense {" })),
+        )
+        .await;
+    assert_eq!(a.json()["plan"], Value::Null);
+    assert_eq!(a.json()["check"]["valid"], false);
+}
+
+#[tokio::test]
+async fn a_save_over_a_file_changed_on_disk_is_refused_and_shows_the_change() {
+    let f = fixture();
+    let loaded = f.api(Method::GET, "/api/source", None).await.json();
+    let base = loaded["text"].as_str().unwrap().to_string();
+    assert_eq!(loaded["format"], "kdl");
+    std::fs::set_permissions(&f.host, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // Someone else saves first.
+    f.edit_host("host=8080", "host=9090");
+    let theirs = std::fs::read_to_string(&f.host).unwrap();
+    let mine = base.replace("br-lan", "br-home");
+    let a = f
+        .api(
+            Method::POST,
+            "/api/save",
+            Some(json!({ "text": mine, "base": base })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    let body = a.json();
+    assert_eq!(body["current"], theirs.as_str());
+    let diff = body["diff"].as_str().unwrap();
+    assert!(diff.contains("-    forward \"tcp\" host=8080"), "{diff}");
+    assert!(diff.contains("+    forward \"tcp\" host=9090"), "{diff}");
+    assert_eq!(
+        std::fs::read_to_string(&f.host).unwrap(),
+        theirs,
+        "nothing saved"
+    );
+    // Saving over what is on disk now works, and keeps the file's mode.
+    let a = f
+        .api(
+            Method::POST,
+            "/api/save",
+            Some(json!({ "text": mine, "base": theirs })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(std::fs::read_to_string(&f.host).unwrap(), mine);
+    let mode = std::fs::metadata(&f.host).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+}
+
+#[tokio::test]
+async fn a_save_through_a_symlink_writes_the_file_it_names() {
+    let f = fixture();
+    let real = f.host.with_file_name("real.kdl");
+    std::fs::rename(&f.host, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &f.host).unwrap();
+    let base = std::fs::read_to_string(&real).unwrap();
+    let a = f
+        .api(
+            Method::POST,
+            "/api/save",
+            Some(json!({ "text": "host \"x\"\n", "base": base })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(std::fs::symlink_metadata(&f.host).unwrap().is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "host \"x\"\n");
+}
+
+#[tokio::test]
+async fn apply_streams_its_progress_and_refuses_a_stale_plan() {
+    let f = fixture();
+    let stale = f.plan().await["fingerprint"].clone();
+    f.edit_host("host=8080", "host=8081");
+    let a = f.post_apply(json!({ "fingerprint": stale })).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("stale plan")
+    );
+    assert_eq!(f.current(), None, "nothing applied");
+
+    let events = f.apply().await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.last(), Some(&"done"), "{events:?}");
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages[0], "Applying generation 1 …");
+    assert!(
+        messages.contains(&"reload systemd's unit files …"),
+        "{messages:?}"
+    );
+    assert!(messages.contains(&"Health check: nothing to check on a files-only root."));
+    assert_eq!(events.last().unwrap()["generation"], 1);
+    assert_eq!(f.current(), Some(1));
+    // The generation is the CLI's: `ctm plan` sees nothing left to do.
+    let cli = ctm_cli(&[
+        "plan",
+        f.host.to_str().unwrap(),
+        "--root",
+        f.root.to_str().unwrap(),
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(
+        cli.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+}
+
+#[tokio::test]
+async fn apply_waits_for_the_lock_then_gives_up() {
+    let f = fixture();
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    // Another ctm holds the lock (the same flock the CLI takes).
+    let store = Store::new(&f.root);
+    let held = store.lock(None, || {}).unwrap();
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("another ctm is changing this host"),
+        "{}",
+        a.text
+    );
+    // Plan previews wait for it too, and say so.
+    let a = f.api(Method::POST, "/api/plan", Some(json!({}))).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    drop(held);
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+}
+
+#[tokio::test]
+async fn one_apply_at_a_time_and_confirm_keeps_it() {
+    let f = fixture();
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f
+        .post_apply(json!({ "fingerprint": fingerprint, "confirm_timeout": 60 }))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let job = a.json()["job"].as_u64().unwrap();
+    // Wait until it waits for confirmation.
+    for _ in 0..100 {
+        if f.state.jobs.get(job).unwrap().phase() == ctm::web::jobs::Phase::Waiting {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        f.state.jobs.get(job).unwrap().phase(),
+        ctm::web::jobs::Phase::Waiting
+    );
+    let pending = f.api(Method::GET, "/api/generations", None).await.json();
+    assert_eq!(pending["pending_confirm"]["generation"], 1);
+    // A second apply is refused while the first runs.
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("apply 1 is still running")
+    );
+    let a = f.api(Method::POST, "/api/confirm", None).await;
+    assert_eq!(a.json()["confirmed"], 1);
+    let events = f.job_events(job).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"waiting"), "{kinds:?}");
+    assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+    assert_eq!(f.current(), Some(1));
+    let a = f.api(Method::POST, "/api/confirm", None).await;
+    assert_eq!(a.json()["confirmed"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_unconfirmed_apply_is_rolled_back() {
+    let f = fixture();
+    f.apply().await;
+    f.edit_host("host=8080", "host=8081");
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f
+        .post_apply(json!({ "fingerprint": fingerprint, "confirm_timeout": 1 }))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["kind"], "failed", "{events:?}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("back on generation 1")
+    );
+    assert_eq!(f.current(), Some(1));
+}
+
+#[tokio::test]
+async fn generations_diff_and_a_rollback_shown_before_it_happens() {
+    let f = fixture();
+    f.apply().await;
+    f.edit_host("host=8080", "host=8081");
+    f.apply().await;
+    let list = f.api(Method::GET, "/api/generations", None).await.json();
+    assert_eq!(list["current"], 2);
+    let numbers: Vec<u64> = list["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["generation"]["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [2, 1]);
+    let diff = f
+        .api(Method::GET, "/api/generations/1/diff/2", None)
+        .await
+        .json();
+    assert_eq!(diff["files"][0]["path"], "etc/ctm/ctm.nft");
+    assert!(
+        diff["files"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+++ 2/etc/ctm/ctm.nft")
+    );
+    let a = f.api(Method::GET, "/api/generations/1/diff/9", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+
+    let shown = f.api(Method::GET, "/api/rollback/1", None).await.json();
+    assert_eq!(shown["plan"]["summary"]["change"], 1);
+    let a = f
+        .api(
+            Method::POST,
+            "/api/rollback",
+            Some(json!({ "generation": 1, "fingerprint": "stale" })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(f.current(), Some(2));
+    let a = f
+        .api(
+            Method::POST,
+            "/api/rollback",
+            Some(json!({ "generation": 1, "fingerprint": shown["plan"]["fingerprint"] })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(
+        events.last().unwrap()["message"],
+        "Rolled back: the host is on generation 1."
+    );
+    assert_eq!(f.current(), Some(1));
+}
+
+#[tokio::test]
+async fn status_shows_the_generation_drift_and_resource_use() {
+    let f = fixture();
+    let empty = f.api(Method::GET, "/api/status", None).await.json();
+    assert_eq!(empty["generation"], Value::Null);
+    assert_eq!(empty["live"], false);
+    assert_eq!(empty["live_note"], "unknown: files-only root");
+    f.apply().await;
+    // Someone edits a file ctm wrote.
+    let nspawn = f.root.join("etc/systemd/nspawn/web.nspawn");
+    let text = std::fs::read_to_string(&nspawn).unwrap();
+    std::fs::write(&nspawn, text + "# edited by hand\n").unwrap();
+    let s = f.api(Method::GET, "/api/status", None).await.json();
+    assert_eq!(s["generation"]["number"], 1);
+    assert_eq!(s["host_file_changed"], false);
+    let names: Vec<&str> = s["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["builder", "ci", "web"]);
+    let web = &s["containers"][2];
+    assert_eq!(web["ipv4"], "10.42.0.10");
+    assert_eq!(web["ipv6"], "fd42:42::10");
+    assert_eq!(
+        web["state"],
+        Value::Null,
+        "a files-only root reports no state"
+    );
+    assert_eq!(web["usage"]["memory_bytes"], 64 << 20);
+    assert_eq!(web["drift"][0]["path"], "etc/systemd/nspawn/web.nspawn");
+    assert!(
+        web["drift"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("drift")
+    );
+    assert_eq!(s["containers"][1]["drift"], json!([]));
+    assert_eq!(s["networks"][0]["bridge"], "br-lan");
+    assert_eq!(s["networks"][0]["containers"], 3);
+    assert_eq!(s["tunnels"][0]["remote"], "198.51.100.7");
+    f.edit_host("host=8080", "host=8081");
+    let s = f.api(Method::GET, "/api/status", None).await.json();
+    assert_eq!(s["host_file_changed"], true);
+}
+
+#[tokio::test]
+async fn logs_stream_the_journal_or_say_they_need_the_live_system() {
+    let f = fixture();
+    let a = f.api(Method::GET, "/api/logs/web", None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("need the live system")
+    );
+
+    let f = fixture_with(Box::new(Printf));
+    let a = f.api(Method::GET, "/api/logs/web?follow=true", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers[header::CONTENT_TYPE], "text/event-stream");
+    assert!(
+        a.text.contains("event: line\ndata: web: started\n"),
+        "{}",
+        a.text
+    );
+    // Sent as data, not as markup; the carriage return dropped.
+    assert!(
+        a.text.contains("data: <script>alert(1)</script>\n"),
+        "{}",
+        a.text
+    );
+    assert!(!a.text.contains('\r'));
+    assert!(
+        a.text.contains("event: end\ndata: journalctl ended"),
+        "{}",
+        a.text
+    );
+    let a = f.api(Method::GET, "/api/logs/-rf", None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+}
+
+#[tokio::test]
+async fn the_forms_edit_the_text_in_place() {
+    let f = fixture();
+    let text = std::fs::read_to_string(&f.host).unwrap();
+    let a = f
+        .api(
+            Method::POST,
+            "/api/edit/read",
+            Some(json!({ "text": text, "kind": "container", "name": "web" })),
+        )
+        .await
+        .json();
+    assert_eq!(a["values"]["names"], json!(["web", "ci", "builder"]));
+    assert_eq!(a["values"]["form"]["template"], "base");
+    let a = f
+        .api(
+            Method::POST,
+            "/api/edit",
+            Some(json!({
+                "text": text,
+                "kind": "network",
+                "values": { "name": "dmz", "bridge": "br-dmz", "ipv4": "10.43.0.1/24", "ipv4_nat": true },
+            })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let edited = a.json()["text"].as_str().unwrap().to_string();
+    assert!(edited.starts_with(text.trim_end()), "the rest is untouched");
+    assert!(edited.ends_with(
+        "network \"dmz\" {\n    bridge \"br-dmz\"\n    ipv4 \"10.43.0.1/24\" { nat; }\n}\n"
+    ));
+    let check = f
+        .api(
+            Method::POST,
+            "/api/validate",
+            Some(json!({ "text": edited })),
+        )
+        .await
+        .json();
+    assert_eq!(check["valid"], true, "{check}");
+    let a = f
+        .api(
+            Method::POST,
+            "/api/edit",
+            Some(json!({ "text": "x {", "kind": "network", "values": { "name": "n" } })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// The README's claim: the binary serves its own assets, nothing else.
+#[test]
+fn the_bundle_is_in_the_binary() {
+    assert!(ctm::web::assets::unavailable().is_none());
+    assert!(ctm::web::assets::total_bytes() > 200_000);
+}
+
+/// docs/openapi.json documents exactly the routes src/web/api.rs serves.
+#[test]
+fn the_openapi_file_lists_every_route() {
+    let source = std::fs::read_to_string(repo().join("src/web/api.rs")).unwrap();
+    let mut served: Vec<(String, String)> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .map(|rest| {
+            let (path, handler) = rest.split_once("\", ").unwrap();
+            let method = handler.split('(').next().unwrap().to_string();
+            (path.to_string(), method)
+        })
+        .collect();
+    served.sort();
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap())
+            .unwrap();
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (path.clone(), m.clone()))
+        })
+        .collect();
+    documented.sort();
+    assert_eq!(served, documented);
+}
+
+/// Plan previews run side by side under the shared lock, and each may
+/// save the stat cache: it stays whole, and no temporary file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_previews_share_the_lock_and_the_stat_cache() {
+    let f = fixture();
+    f.apply().await;
+    // Files are trusted by the cache only once their ctime is 2 s old.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let f = std::sync::Arc::new(f);
+    let previews: Vec<_> = (0..8)
+        .map(|_| {
+            let f = f.clone();
+            tokio::spawn(async move { f.api(Method::POST, "/api/plan", Some(json!({}))).await })
+        })
+        .collect();
+    for preview in previews {
+        let a = preview.await.unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        assert_eq!(a.json()["plan"]["summary"]["change"], 0);
+    }
+    let dir = f.root.join("var/lib/ctm");
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("stat-cache.json")).unwrap()).unwrap();
+    assert!(cache.is_object());
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn apply_can_commit_the_host_file_and_lock_with_git() {
+    let f = fixture();
+    let dir = f.host.parent().unwrap().to_path_buf();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "homelab.kdl"]);
+    git(&["commit", "-q", "-m", "start"]);
+    // The job's git runs without -c: give the repository an identity.
+    git(&["config", "user.name", "ctm test"]);
+    git(&["config", "user.email", "ctm@example.org"]);
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f
+        .post_apply(json!({ "fingerprint": fingerprint, "git_commit": true }))
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages
+            .contains(&"git: committed homelab.kdl and homelab.kdl.lock (ctm apply: generation 1)"),
+        "{messages:?}"
+    );
+    assert_eq!(
+        git(&["log", "-1", "--format=%s"]).trim(),
+        "ctm apply: generation 1"
+    );
+    assert_eq!(
+        git(&[
+            "status",
+            "--porcelain",
+            "--",
+            "homelab.kdl",
+            "homelab.kdl.lock"
+        ]),
+        ""
+    );
+}

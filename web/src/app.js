@@ -1,0 +1,27 @@
+// The page scripts of `ctm serve`. Each page's markup names it in
+// <body data-page>; its module fills the page from the JSON API.
+import 'bootstrap/dist/css/bootstrap.min.css';
+import './app.css';
+// Imported for its data API: the navbar toggler on narrow screens.
+import 'bootstrap/js/src/collapse.js';
+
+import { api } from './api.js';
+import { dashboard } from './dashboard.js';
+import { editor } from './editor.js';
+import { applyPage } from './apply.js';
+import { generations } from './generations.js';
+import { logs } from './logs.js';
+import { showError } from './dom.js';
+
+const pages = { dashboard, editor, apply: applyPage, generations, logs };
+
+document.addEventListener('DOMContentLoaded', () => {
+  document.getElementById('logout')?.addEventListener('click', async () => {
+    await api('POST', '/logout').catch(() => {});
+    window.location.href = '/login';
+  });
+  const page = pages[document.body.dataset.page];
+  if (page) {
+    page().catch(showError);
+  }
+});

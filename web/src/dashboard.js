@@ -1,0 +1,135 @@
+// The dashboard: what GET /api/status says, refreshed every 5 seconds.
+// CPU use is the growth of the cgroup's CPU time between two samples.
+import { api } from './api.js';
+import { h, $, fill, muted, bytes } from './dom.js';
+
+let previous = { at: 0, cpu: {} };
+
+function live(status, value) {
+  return status.live ? value : muted('unknown');
+}
+
+const plural = (n, what) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+function stateBadge(state) {
+  if (state === 'running') return h('span', { class: 'badge text-bg-success' }, 'running');
+  if (state === 'stopped') return h('span', { class: 'badge text-bg-secondary' }, 'stopped');
+  return muted('unknown');
+}
+
+function driftCell(drift) {
+  if (!drift.length) return h('span', { class: 'badge text-bg-light border' }, 'in sync');
+  return h('span', { class: 'badge text-bg-warning', title: drift.map((d) => `${d.path}: ${d.reason}`).join('\n') },
+    `${drift.length} file${drift.length === 1 ? '' : 's'} drifted`);
+}
+
+function cpuCell(status, c) {
+  if (!c.usage) return live(status, muted('—'));
+  const before = previous.cpu[c.name];
+  const elapsed = (status.sampled_at_ms - previous.at) * 1000;
+  if (before === undefined || elapsed <= 0) return muted('measuring…');
+  return `${(((c.usage.cpu_usec - before) / elapsed) * 100).toFixed(1)} %`;
+}
+
+function table(headers, rows, empty) {
+  if (!rows.length) return h('p', { class: 'text-body-secondary mb-0' }, empty);
+  return h('div', { class: 'table-responsive' },
+    h('table', { class: 'table table-sm table-hover align-middle mb-0' },
+      h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col', class: 'text-nowrap' }, t)))),
+      h('tbody', {}, rows)));
+}
+
+function summaryCard(title, value, detail) {
+  return h('div', { class: 'col-6 col-lg-3' },
+    h('div', { class: 'card shadow-sm h-100' },
+      h('div', { class: 'card-body py-2' },
+        h('div', { class: 'small text-body-secondary' }, title),
+        h('div', { class: 'fs-5 fw-semibold text-truncate' }, value),
+        detail ? h('div', { class: 'small text-body-secondary text-truncate' }, detail) : null)));
+}
+
+function render(s) {
+  const g = s.generation;
+  const drifted = s.drift.files.length + s.drift.conflicts.length;
+  fill($('summary'),
+    summaryCard('Generation', g ? String(g.number) : 'none', g ? `${g.created} · ${g.source_name}` : 'nothing applied yet'),
+    summaryCard('Containers', String(s.containers.length), `${plural(s.networks.length, 'network')} · ${plural(s.tunnels.length, 'tunnel')}`),
+    summaryCard('Drift', drifted ? `${drifted} file${drifted === 1 ? '' : 's'}` : 'none',
+      s.drift.actions.length ? `${s.drift.actions.length} action(s) needed` : 'the host matches its generation'),
+    summaryCard('System', s.live ? 'live' : 'files only', s.live ? 'the running system' : s.root));
+  const notes = [];
+  if (s.pending_confirm) {
+    notes.push(h('div', { class: 'alert alert-warning' }, `Generation ${s.pending_confirm.generation} is waiting for confirmation. `,
+      h('a', { href: '/apply' }, 'Confirm it on the apply page'), '.'));
+  }
+  if (s.host_file_changed) {
+    notes.push(h('div', { class: 'alert alert-info' }, 'The host file has changes that are not applied. ',
+      h('a', { href: '/apply' }, 'See the plan'), '.'));
+  }
+  if (!s.live) {
+    notes.push(h('div', { class: 'alert alert-secondary py-2 small' },
+      `State, CPU, memory and link state: ${s.live_note}. ctm manages the files under ${s.root}, not a running system.`));
+  }
+  if (!g) {
+    notes.push(h('div', { class: 'alert alert-info' }, 'Nothing has been applied to this root yet. ',
+      h('a', { href: '/editor' }, 'Open the editor'), ' to write the host file, then apply it.'));
+  }
+  const summary = $('summary');
+  summary.parentNode.querySelectorAll('.status-note').forEach((n) => n.remove());
+  for (const n of notes) { n.classList.add('status-note'); summary.before(n); }
+
+  fill($('containers'), table(
+    ['Name', 'State', 'IPv4', 'IPv6', 'Network', 'Autostart', 'CPU', 'Memory', 'Drift'],
+    s.containers.map((c) => h('tr', {},
+      h('td', {}, h('a', { href: `/logs/${encodeURIComponent(c.name)}`, class: 'fw-semibold' }, c.name),
+        c.docker ? h('span', { class: 'badge text-bg-info ms-1' }, 'docker') : null,
+        c.nested ? h('span', { class: 'badge text-bg-info ms-1' }, 'nested') : null,
+        h('div', { class: 'small text-body-secondary' }, c.image, c.forwards.length ? ` · ${c.forwards.join(', ')}` : '')),
+      h('td', {}, live(s, stateBadge(c.state))),
+      h('td', { class: 'font-monospace small' }, c.ipv4 ?? '—'),
+      h('td', { class: 'font-monospace small' }, c.ipv6 ?? '—'),
+      h('td', {}, c.network ?? muted('none')),
+      h('td', {}, c.autostart ? 'yes' : 'no'),
+      h('td', { class: 'text-nowrap' }, cpuCell(s, c)),
+      h('td', { class: 'text-nowrap' }, c.usage ? bytes(c.usage.memory_bytes) : live(s, muted('—'))),
+      h('td', {}, driftCell(c.drift)))),
+    'No containers in the current generation.'));
+  fill($('networks'), table(
+    ['Name', 'Bridge', 'IPv4', 'IPv6', 'Containers', 'State', 'Drift'],
+    s.networks.map((n) => h('tr', {},
+      h('td', { class: 'fw-semibold' }, n.name),
+      h('td', { class: 'font-monospace small' }, n.bridge),
+      h('td', { class: 'font-monospace small' }, n.ipv4 ?? '—', n.ipv4_nat ? h('span', { class: 'badge text-bg-light border ms-1' }, 'NAT') : null),
+      h('td', { class: 'font-monospace small' }, n.ipv6 ?? '—', n.ipv6_nat ? h('span', { class: 'badge text-bg-light border ms-1' }, 'NAT') : null),
+      h('td', {}, String(n.containers)),
+      h('td', {}, live(s, muted('unknown'))),
+      h('td', {}, driftCell(n.drift)))),
+    'No networks.'));
+  fill($('tunnels'), table(
+    ['Name', 'Local', 'Remote', 'Addresses', 'State', 'Drift'],
+    s.tunnels.map((t) => h('tr', {},
+      h('td', { class: 'fw-semibold' }, t.name),
+      h('td', { class: 'font-monospace small' }, t.local),
+      h('td', { class: 'font-monospace small' }, t.remote),
+      h('td', { class: 'font-monospace small' }, t.addresses.join(', ')),
+      h('td', {}, live(s, muted('unknown'))),
+      h('td', {}, driftCell(t.drift)))),
+    'No tunnels.'));
+  $('refreshed').textContent = `updated ${new Date(s.sampled_at_ms).toLocaleTimeString()}`;
+  previous = {
+    at: s.sampled_at_ms,
+    cpu: Object.fromEntries(s.containers.filter((c) => c.usage).map((c) => [c.name, c.usage.cpu_usec])),
+  };
+}
+
+export async function dashboard() {
+  const refresh = async () => {
+    try {
+      render(await api('GET', '/api/status'));
+    } catch (e) {
+      $('refreshed').textContent = `not updated: ${e.message}`;
+    }
+  };
+  await refresh();
+  setInterval(refresh, 5000);
+}
