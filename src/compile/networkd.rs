@@ -103,17 +103,33 @@ pub fn network_target(host: &Host, header: &[String], out: &mut Artifacts) {
     );
 }
 
+/// inotify instances root may hold: every container's systemd takes
+/// several, all charged to root, which created their user namespaces; the
+/// kernel's default of 128 lets about 16 containers boot (seen in the
+/// lab: the 17th systemd fails with "Too many open files").
+pub const INOTIFY_INSTANCES: u32 = 8192;
+
 /// Routing between bridges, tunnels and the uplink needs forwarding on.
 /// IPv6 forwarding makes the kernel ignore router advertisements, so the
 /// uplink is told to keep accepting them (accept_ra=2): otherwise a host
 /// that gets its own IPv6 route by SLAAC would lose it.
 pub fn sysctl(host: &Host, header: &[String], out: &mut Artifacts) {
-    if host.networks.is_empty() && host.tunnels.is_empty() {
+    let routes = !host.networks.is_empty() || !host.tunnels.is_empty();
+    if !routes && host.containers.is_empty() {
         return;
     }
     let mut text = String::new();
     for line in header {
         text.push_str(&format!("# {}\n", super::ini::escape_controls(line)));
+    }
+    if !host.containers.is_empty() {
+        text.push_str(&format!(
+            "fs.inotify.max_user_instances = {INOTIFY_INSTANCES}\n"
+        ));
+    }
+    if !routes {
+        out.file("etc/sysctl.d/50-ctm.conf".into(), Owner::Host, text);
+        return;
     }
     text.push_str("net.ipv4.ip_forward = 1\n");
     text.push_str("net.ipv6.conf.all.forwarding = 1\n");
