@@ -204,14 +204,6 @@ impl LiveSystem {
         self.runtime.block_on(self.systemd.machines())
     }
 
-    fn leader(&self, name: &str) -> Result<u32, SystemError> {
-        self.machines()?
-            .get(name)
-            .map(|m| m.leader)
-            .filter(|&leader| leader != 0)
-            .ok_or_else(|| error(format!("container {name}"), "it is not running"))
-    }
-
     /// Runs systemd jobs for containers, all at once; a failure names each
     /// container with the end of its unit's log.
     fn container_jobs(&self, verb: Verb, names: &[&str]) -> Result<(), SystemError> {
@@ -373,13 +365,17 @@ impl LiveSystem {
     }
 
     fn provision(&self, names: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
-        let mut leaders = BTreeMap::new();
-        for name in names {
-            leaders.insert(name.to_string(), self.leader(name)?);
-        }
+        // A start job ends when nspawn says it is ready, which can be a
+        // moment before machined lists the container as running.
+        let wanted: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
+        let leaders = self
+            .wait_for_containers(&wanted, RUNNING_TIMEOUT)
+            .map_err(|why| error("waiting for containers to run", why))?;
         let root = self.root.clone();
         let failures = in_parallel(names, progress, |name, echo| {
-            let leader = leaders[name];
+            let leader = *leaders
+                .get(name)
+                .ok_or_else(|| error(format!("container {name}"), "it is not running"))?;
             let steps = provision::read_steps(&root, name)?;
             provision::wait_until_booted(leader, name, BOOT_TIMEOUT)?;
             provision::running(leader, name, &steps, echo).map(|_| ())
