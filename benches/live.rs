@@ -1,0 +1,146 @@
+//! `ctm apply` on a real systemd host (a lab, docs/lab.md): the time from
+//! `ctm apply` to every container running (health checks passed), for 1,
+//! 5 and 20 containers, each run in a fresh lab; and a no-op apply and
+//! plan on the applied host.
+//!
+//! `cargo bench --bench live` (root, and what the lab needs). Prints
+//! medians with the spread, and how 5 and 20 containers compare with one.
+//! Figures: docs/benchmarks.md.
+
+#[path = "../tests/lab/mod.rs"]
+mod lab;
+
+use std::time::{Duration, Instant};
+
+use lab::Lab;
+
+fn host(containers: usize) -> String {
+    let mut text = String::from(
+        r#"host "bench" {
+    uplink "host0"
+}
+image "guest" {
+    directory "/srv/images/guest"
+}
+network "lan" {
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24" { nat; }
+    ipv6 "fd42:42::1/64"
+}
+template "base" {
+    image "guest"
+    bind "/usr" read-only=#true
+    network "lan"
+}
+"#,
+    );
+    for i in 0..containers {
+        text.push_str(&format!("container \"c{i}\" {{\n    from \"base\"\n}}\n"));
+    }
+    text
+}
+
+fn timed(lab: &Lab, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let out = lab.run_timeout(args, Duration::from_secs(900));
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{}",
+        args.join(" "),
+        lab::show_output(&out)
+    );
+    elapsed
+}
+
+fn median(mut runs: Vec<Duration>) -> (Duration, Duration, Duration) {
+    runs.sort();
+    (runs[runs.len() / 2], runs[0], runs[runs.len() - 1])
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    if let Err(missing) = Lab::available() {
+        eprintln!("SKIPPED: {missing}");
+        return;
+    }
+    let runs = 5;
+    // Every container's systemd takes inotify instances, all counted
+    // against root on the machine running the labs; a lab cannot raise
+    // the limit (its /proc/sys is read-only), so it must be high enough
+    // here (docs/benchmarks.md).
+    let inotify: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(128);
+    let mut rows = Vec::new();
+    for containers in [1usize, 5, 20] {
+        if 16 + 8 * containers > inotify {
+            println!(
+                "SKIPPED {containers} containers: fs.inotify.max_user_instances is {inotify} on this \
+                 machine, too few for {containers} containers' systemds; raise it (sysctl \
+                 fs.inotify.max_user_instances=1024) to measure"
+            );
+            continue;
+        }
+        let mut applies = Vec::new();
+        let mut noop_applies = Vec::new();
+        let mut noop_plans = Vec::new();
+        for _ in 0..runs {
+            let lab = Lab::boot_with(
+                &format!("bench-{containers}"),
+                lab::Options {
+                    ctm: Some(env!("CARGO_BIN_EXE_ctm").into()),
+                    guest_at: Some("/srv/images/guest".into()),
+                    ..lab::Options::default()
+                },
+            );
+            lab.write("/root/host.kdl", host(containers));
+            applies.push(timed(&lab, &["ctm", "apply", "/root/host.kdl", "--yes"]));
+            let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
+            assert_eq!(
+                machines.lines().count(),
+                containers,
+                "not all running:\n{machines}"
+            );
+            noop_applies.push(timed(&lab, &["ctm", "apply", "/root/host.kdl", "--yes"]));
+            noop_plans.push(timed(
+                &lab,
+                &["ctm", "plan", "/root/host.kdl", "--detailed-exitcode"],
+            ));
+        }
+        let (a, a_min, a_max) = median(applies);
+        let (n, n_min, n_max) = median(noop_applies);
+        let (p, p_min, p_max) = median(noop_plans);
+        println!(
+            "{containers:>2} containers: apply to all running median {:.2} s ({:.2}–{:.2}); \
+             no-op apply {:.3} s ({:.3}–{:.3}); no-op plan {:.3} s ({:.3}–{:.3}); {runs} runs",
+            secs(a),
+            secs(a_min),
+            secs(a_max),
+            secs(n),
+            secs(n_min),
+            secs(n_max),
+            secs(p),
+            secs(p_min),
+            secs(p_max),
+        );
+        rows.push((containers, a));
+    }
+    let Some(&(_, one)) = rows.first() else {
+        return;
+    };
+    for (containers, a) in &rows[1..] {
+        println!(
+            "{containers} containers take {:.1}× the time of one ({}× the containers)",
+            secs(*a) / secs(one),
+            containers
+        );
+    }
+}
