@@ -190,6 +190,14 @@ impl Engine<'_> {
             .health_check(&expect, &must_run(&expect, spec.actions), self.progress)
             .map_err(|e| e.to_string())?;
         crate::fault::point("health checked");
+        let records = self.system.take_step_records();
+        if let (Some(_), Some(generation)) = (&spec.stage, spec.to)
+            && !records.is_empty()
+        {
+            self.store
+                .set_provisioned(generation, &records)
+                .map_err(|e| e.to_string())?;
+        }
         if let Some(deadline) = spec.confirm_deadline
             && let Some(generation) = spec.to
         {

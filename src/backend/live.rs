@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use super::netlink::Netlink;
 use super::nft::Nft;
 use super::provision;
 use super::systemd::{self, Systemd, Verb};
-use super::{Action, FirewallState, Progress, System, SystemError, SystemState, fs};
+use super::{Action, FirewallState, Progress, StepRecord, System, SystemError, SystemState, fs};
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
 use crate::state::STATE_DIR;
@@ -59,6 +59,8 @@ pub struct LiveSystem {
     nft: Nft,
     root: PathBuf,
     pub versions: Versions,
+    /// Provisioning steps performed, by container, until taken.
+    step_records: Mutex<BTreeMap<String, Vec<StepRecord>>>,
 }
 
 fn error(what: impl Into<String>, why: impl Into<String>) -> SystemError {
@@ -113,6 +115,7 @@ impl LiveSystem {
                 systemd: systemd_version,
                 nft: nft_version,
             },
+            step_records: Mutex::default(),
         })
     }
 
@@ -359,7 +362,9 @@ impl LiveSystem {
         let root = self.root.clone();
         let failures = in_parallel(names, progress, |name, echo| {
             let steps = provision::read_steps(&root, name)?;
-            provision::before_boot(&root, name, &steps, echo).map(|_| ())
+            let records = provision::before_boot(&root, name, &steps, echo)?;
+            self.keep_records(name, records);
+            Ok(())
         });
         joined(failures)
     }
@@ -378,9 +383,21 @@ impl LiveSystem {
                 .ok_or_else(|| error(format!("container {name}"), "it is not running"))?;
             let steps = provision::read_steps(&root, name)?;
             provision::wait_until_booted(leader, name, BOOT_TIMEOUT)?;
-            provision::running(leader, name, &steps, echo).map(|_| ())
+            let records = provision::running(leader, name, &steps, echo)?;
+            self.keep_records(name, records);
+            Ok(())
         });
         joined(failures)
+    }
+
+    fn keep_records(&self, name: &str, records: Vec<StepRecord>) {
+        // A poisoned lock means a thread panicked while pushing; the
+        // records are only a report, so keep what is there.
+        let mut kept = self
+            .step_records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        kept.entry(name.to_string()).or_default().extend(records);
     }
 
     /// Every container in `running` is `running` in machined.
@@ -663,6 +680,14 @@ impl System for LiveSystem {
         } else {
             Err(error("health check", problems.join("\n")))
         }
+    }
+
+    fn take_step_records(&mut self) -> BTreeMap<String, Vec<StepRecord>> {
+        std::mem::take(
+            self.step_records
+                .get_mut()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     fn containers(

@@ -93,6 +93,10 @@ pub enum Action {
     ProvisionContainer {
         name: String,
         reason: String,
+        /// The steps that are new or changed since the current generation
+        /// (all of them are checked; these are the ones expected to run).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<String>,
     },
 }
 
@@ -124,6 +128,9 @@ impl Action {
             }
             Action::RestartContainer { name, .. } => format!("restart container {name}"),
             Action::StartContainer { name, .. } => format!("start container {name}"),
+            Action::ProvisionContainer { name, steps, .. } if !steps.is_empty() => {
+                format!("provision container {name} ({})", steps.join(", "))
+            }
             Action::ProvisionContainer { name, .. } => format!("provision container {name}"),
         }
     }
@@ -186,6 +193,20 @@ pub fn batches(actions: &[Action]) -> Vec<&[Action]> {
     out
 }
 
+/// What one provisioning step of a container did in an apply; the new
+/// generation keeps them (`provisioned.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub description: String,
+    /// False when its check said it was done already.
+    pub ran: bool,
+    /// How long the check and the action took, in milliseconds.
+    pub millis: u64,
+    /// The end of what the action printed (empty when it did not run).
+    pub output: String,
+}
+
 /// Where progress lines go (the terminal, the apply unit's log, the web UI).
 pub type Progress<'a> = &'a mut dyn FnMut(&str);
 
@@ -213,6 +234,10 @@ pub trait System {
         running: &BTreeSet<String>,
         progress: Progress<'_>,
     ) -> Result<(), SystemError>;
+    /// The provisioning steps performed since the last call, by container.
+    fn take_step_records(&mut self) -> BTreeMap<String, Vec<StepRecord>> {
+        BTreeMap::new()
+    }
     /// The named containers as the running system reports them (for
     /// `ctm status`); `None` on a files-only root.
     fn containers(
@@ -320,6 +345,7 @@ mod tests {
             Action::ProvisionContainer {
                 name: "a".into(),
                 reason: String::new(),
+                steps: Vec::new(),
             },
         ];
         let sizes: Vec<usize> = batches(&actions).iter().map(|b| b.len()).collect();

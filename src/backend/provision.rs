@@ -7,11 +7,11 @@
 //! container runs, steps run inside it ([`super::exec`]).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::exec::{self, Ran};
 use super::fs;
-use super::{Progress, SystemError};
+use super::{Progress, StepRecord, SystemError};
 use crate::compile::provision::{Action, Check, Phase, RootfsSource, Step};
 
 /// Where built and unpacked images are kept, under the root.
@@ -37,12 +37,17 @@ pub fn read_steps(root: &Path, name: &str) -> Result<Vec<Step>, SystemError> {
         .map_err(|e| error(format!("reading {}", path.display()), e.to_string()))
 }
 
-/// What happened to one step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepOutcome {
-    pub id: String,
-    /// False when its check said it was done already.
-    pub ran: bool,
+/// How much of a step's output a generation keeps.
+const KEPT_LINES: usize = 200;
+
+fn record(step: &Step, ran: bool, output: String, started: Instant) -> StepRecord {
+    StepRecord {
+        id: step.id.clone(),
+        description: step.description.clone(),
+        ran,
+        millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        output,
+    }
 }
 
 /// Runs the before-boot steps of container `name`.
@@ -51,9 +56,10 @@ pub fn before_boot(
     name: &str,
     steps: &[Step],
     progress: Progress<'_>,
-) -> Result<Vec<StepOutcome>, SystemError> {
+) -> Result<Vec<StepRecord>, SystemError> {
     let mut outcomes = Vec::new();
     for step in steps.iter().filter(|s| s.phase == Phase::BeforeBoot) {
+        let started = Instant::now();
         let done = match &step.check {
             Check::PathExists { path } => host_path(root, path).exists(),
             other => {
@@ -80,10 +86,7 @@ pub fn before_boot(
                 }
             }
         }
-        outcomes.push(StepOutcome {
-            id: step.id.clone(),
-            ran: !done,
-        });
+        outcomes.push(record(step, !done, String::new(), started));
     }
     Ok(outcomes)
 }
@@ -94,9 +97,10 @@ pub fn running(
     name: &str,
     steps: &[Step],
     progress: Progress<'_>,
-) -> Result<Vec<StepOutcome>, SystemError> {
+) -> Result<Vec<StepRecord>, SystemError> {
     let mut outcomes = Vec::new();
     for step in steps.iter().filter(|s| s.phase == Phase::Running) {
+        let started = Instant::now();
         let what = || {
             format!(
                 "step `{}` of container {name} ({})",
@@ -104,12 +108,16 @@ pub fn running(
             )
         };
         let done = check_inside(leader, &step.check).map_err(|e| error(what(), e.to_string()))?;
+        let mut output = String::new();
         if !done {
             progress(&format!("{name}: {}", step.description));
             let mut echo = |line: &str| progress(&format!("{name}:   {line}"));
             let ran = match &step.action {
                 Action::Command { argv, env } => {
                     exec::in_container(leader, argv, env, STEP_TIMEOUT, &mut echo)?
+                }
+                Action::InstallPackages { packages } => {
+                    install_packages(leader, packages, &mut echo)?
                 }
                 Action::WriteFile {
                     path,
@@ -135,11 +143,9 @@ pub fn running(
                     "it ran without error, but its check still says it is not done",
                 ));
             }
+            output = ran.tail(KEPT_LINES);
         }
-        outcomes.push(StepOutcome {
-            id: step.id.clone(),
-            ran: !done,
-        });
+        outcomes.push(record(step, !done, output, started));
     }
     Ok(outcomes)
 }
@@ -226,8 +232,37 @@ fn check_inside(leader: u32, check: &Check) -> Result<bool, SystemError> {
     })
 }
 
+/// `apt-get update`, then `apt-get install` of `packages`, inside the
+/// container; the output of both, so that a failure shows either.
+fn install_packages(
+    leader: u32,
+    packages: &[String],
+    echo: &mut dyn FnMut(&str),
+) -> Result<Ran, SystemError> {
+    let env = [("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string())];
+    let update = exec::in_container(
+        leader,
+        &argv(&["apt-get", "update", "--quiet", "--quiet"]),
+        &env,
+        STEP_TIMEOUT,
+        echo,
+    )?;
+    if !update.success() {
+        return Ok(update);
+    }
+    let mut install = argv(&["apt-get", "install", "--yes", "--no-install-recommends"]);
+    install.extend(packages.iter().cloned());
+    exec::in_container(leader, &install, &env, STEP_TIMEOUT, echo)
+}
+
 /// Writes a file inside the container, owned by `owner` and its group,
-/// creating its directory with mode 0700 when it is missing.
+/// creating its directory with mode 0700 when it is missing. The content
+/// goes to a temporary file beside it, made with its final mode before
+/// anything is written into it, then renamed over the file: a reader (sshd
+/// reading `authorized_keys`) never sees half of it. `dd` reads the content
+/// from its standard input as it is: reopening `/dev/stdin` by path is
+/// refused in a user-namespaced container, where the pipe belongs to a user
+/// it does not map.
 fn write_inside(
     leader: u32,
     path: &str,
@@ -240,22 +275,37 @@ fn write_inside(
         .parent()
         .map_or("/".to_string(), |d| d.display().to_string());
     let owner_group = format!("{owner}:");
-    let steps: Vec<Vec<String>> = vec![
-        argv(&["install", "-d", "-m", "700", "--", &dir]),
-        argv(&["chown", &owner_group, "--", &dir]),
-        argv(&["install", "-m", &format!("{mode:o}"), "/dev/stdin", path]),
-        argv(&["chown", &owner_group, "--", path]),
-    ];
+    let temporary = format!("{path}.ctm-new");
+    let mut steps: Vec<(Vec<String>, Option<&[u8]>)> = Vec::new();
+    // The directory is made only when missing: an existing home or .ssh
+    // directory keeps its mode and owner.
+    if !quiet(leader, argv(&["test", "-d", &dir]))?.success() {
+        steps.push((argv(&["install", "-d", "-m", "700", "--", &dir]), None));
+        steps.push((argv(&["chown", &owner_group, "--", &dir]), None));
+    }
+    steps.extend([
+        (
+            argv(&[
+                "install",
+                "-m",
+                &format!("{mode:o}"),
+                "/dev/null",
+                &temporary,
+            ]),
+            None,
+        ),
+        (
+            argv(&["dd", &format!("of={temporary}"), "status=none"]),
+            Some(content.as_bytes()),
+        ),
+        (argv(&["chown", &owner_group, "--", &temporary]), None),
+        (argv(&["mv", "-f", "--", &temporary, path]), None),
+    ]);
     let mut last = None;
-    for (i, words) in steps.into_iter().enumerate() {
-        // The directory is made only when missing: an existing home or
-        // .ssh directory keeps its mode.
-        if i < 2 && quiet(leader, argv(&["test", "-d", &dir]))?.success() {
-            continue;
-        }
-        let input = (i == 2).then_some(content.as_bytes());
+    for (words, input) in steps {
         let ran = exec::in_container_with_input(leader, &words, &[], input, STEP_TIMEOUT, echo)?;
         if !ran.success() {
+            let _ = quiet(leader, argv(&["rm", "-f", "--", &temporary]));
             return Ok(ran);
         }
         last = Some(ran);

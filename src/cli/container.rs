@@ -84,6 +84,7 @@ pub fn run(verb: Verb, args: &Args) -> miette::Result<ExitCode> {
             Action::ProvisionContainer {
                 name: name.clone(),
                 reason,
+                steps: Vec::new(),
             },
         ],
         Verb::Stop => vec![Action::StopContainer {

@@ -109,6 +109,23 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         );
     }
 
+    if container.docker {
+        // Docker needs a cgroup v2 tree it can write to. nspawn gives a
+        // container one only when the host's is unified *and* it finds a
+        // systemd of 230 or newer in the image before boot (an image whose
+        // /usr is bound in has none to find), or when this variable says so;
+        // on a hybrid host only the variable does (docs/nspawn-settings.md).
+        let mut dropin = Ini::new(header);
+        dropin
+            .section("Service")
+            .set("Environment", "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1");
+        out.file(
+            format!("etc/systemd/system/systemd-nspawn@{name}.service.d/50-ctm-docker.conf"),
+            owner(),
+            dropin.render(),
+        );
+    }
+
     if container.autostart {
         out.symlink(
             format!("etc/systemd/system/machines.target.wants/systemd-nspawn@{name}.service"),

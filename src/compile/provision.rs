@@ -66,6 +66,9 @@ pub enum Action {
         mode: u32,
         owner: String,
     },
+    /// Install packages with apt: refresh the package lists (a fresh
+    /// image may have none), then install without recommends.
+    InstallPackages { packages: Vec<String> },
     /// Run a command with these extra environment variables.
     Command {
         argv: Vec<String>,
@@ -127,17 +130,14 @@ fn argv(words: &[&str]) -> Vec<String> {
 
 fn packages_step(id: &str, description: String, packages: &[&PackageName]) -> Step {
     let names: Vec<String> = packages.iter().map(|p| p.as_str().to_string()).collect();
-    let mut install = argv(&["apt-get", "install", "--yes", "--no-install-recommends"]);
-    install.extend(names.iter().cloned());
     Step {
         id: id.into(),
         description,
         phase: Phase::Running,
-        check: Check::PackagesInstalled { packages: names },
-        action: Action::Command {
-            argv: install,
-            env: vec![("DEBIAN_FRONTEND".into(), "noninteractive".into())],
+        check: Check::PackagesInstalled {
+            packages: names.clone(),
         },
+        action: Action::InstallPackages { packages: names },
     }
 }
 
@@ -190,6 +190,20 @@ pub fn steps(container: &Container, image: &Image) -> Vec<Step> {
             "install the OpenSSH server".into(),
             &[&server],
         ));
+        // Host keys belong to the container: an image that carries keys
+        // would give every container made from it the same identity.
+        steps.push(Step {
+            id: "ssh-host-keys".into(),
+            description: "generate the SSH host keys".into(),
+            phase: Phase::Running,
+            check: Check::PathExists {
+                path: "/etc/ssh/ssh_host_ed25519_key".into(),
+            },
+            action: Action::Command {
+                argv: argv(&["ssh-keygen", "-A"]),
+                env: Vec::new(),
+            },
+        });
         let home = if ssh.user.as_str() == "root" {
             "/root".to_string()
         } else {

@@ -372,6 +372,7 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
         }
         let runs = will_run.contains(name.as_str()) || running(name) == Some(true);
         if runs || (running(name).is_none() && should_autostart(input.desired, name)) {
+            let path = format!("etc/ctm/machines/{name}/provision.json");
             provision.push(Action::ProvisionContainer {
                 name: name.clone(),
                 reason: if new_containers.contains(name) {
@@ -379,6 +380,7 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
                 } else {
                     "its provisioning steps changed".into()
                 },
+                steps: changed_steps(input.live.get(&path), input.desired.files.get(&path)),
             });
         }
     }
@@ -539,6 +541,30 @@ fn file_link(path: &str) -> Option<&str> {
     let name = path.rsplit('/').next()?.strip_prefix("50-ctm-")?;
     name.strip_suffix(".netdev")
         .or_else(|| name.strip_suffix(".network"))
+}
+
+/// The ids of the steps that a container's new `provision.json` has and
+/// its installed one lacks, or has otherwise: the ones an apply expects
+/// to run (the before-boot ones are the prepare action's).
+fn changed_steps(
+    live: Option<&LiveFile>,
+    desired: Option<&crate::compile::Artifact>,
+) -> Vec<String> {
+    use crate::compile::provision::{Phase, Step};
+    let parse = |text: Option<&str>| -> Vec<Step> {
+        text.and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default()
+    };
+    let before = parse(live.and_then(|l| l.text.as_deref()));
+    let after = parse(match desired.map(|a| &a.content) {
+        Some(Content::File { text, .. }) => Some(text.as_str()),
+        _ => None,
+    });
+    after
+        .into_iter()
+        .filter(|step| step.phase == Phase::Running && !before.contains(step))
+        .map(|step| step.id)
+        .collect()
 }
 
 fn diff(path: &str, live: &LiveFile, after: Option<&Content>) -> String {
@@ -941,18 +967,40 @@ mod tests {
 
     #[test]
     fn changed_steps_of_a_running_container_provision_it_without_a_restart() {
+        use crate::compile::provision::{Action as StepAction, Check, Phase, Step};
+        let step = |id: &str, content: &str| Step {
+            id: id.into(),
+            description: format!("write /{id}"),
+            phase: Phase::Running,
+            check: Check::PathExists {
+                path: format!("/{id}"),
+            },
+            action: StepAction::WriteFile {
+                path: format!("/{id}"),
+                content: content.into(),
+                mode: 0o600,
+                owner: "root".into(),
+            },
+        };
+        let steps = |list: &[Step]| serde_json::to_string_pretty(list).unwrap() + "\n";
         let mut applied = desired("a\n");
         applied.files.insert(
             "etc/ctm/machines/a/provision.json".into(),
-            file(Owner::Container(name("a")), "[]\n"),
+            file(
+                Owner::Container(name("a")),
+                &steps(&[step("kept", "x"), step("keys", "old key")]),
+            ),
         );
         let mut next = applied.clone();
         next.files.insert(
             "etc/ctm/machines/a/provision.json".into(),
-            file(Owner::Container(name("a")), "[1]\n"),
+            file(
+                Owner::Container(name("a")),
+                &steps(&[step("kept", "x"), step("keys", "new key"), step("new", "y")]),
+            ),
         );
         let p = plan_for(&next, &applied, &system(&[("a", true), ("b", false)]));
-        assert_eq!(names(&p.actions), ["provision container a"]);
+        assert_eq!(names(&p.actions), ["provision container a (keys, new)"]);
         assert_eq!(p.provisioning, ["a"]);
     }
 

@@ -6,6 +6,9 @@
 //!     manifest.json        every file ctm owns in this generation
 //!     source/FILE          the host file and its lock, as applied
 //!     tree/...             the compiled files themselves
+//!     provisioned.json     the provisioning steps its apply checked or
+//!                          ran, with their output (written before
+//!                          `current` moves to it; live host only)
 //! current -> generations/N the generation the host is on (a symlink,
 //!                          replaced atomically)
 //! journal/                 present only while a switch is in progress:
@@ -17,6 +20,9 @@
 //! ```
 
 use std::collections::BTreeMap;
+
+/// In a generation: what its apply's provisioning steps did.
+const PROVISIONED: &str = "provisioned.json";
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -556,6 +562,30 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(read_json(&path)?))
+    }
+
+    /// Records what the provisioning steps of the apply that made
+    /// generation `n` did (before `current` moves to it).
+    pub fn set_provisioned(
+        &self,
+        n: u64,
+        records: &BTreeMap<String, Vec<crate::backend::StepRecord>>,
+    ) -> Result<()> {
+        let path = self.generation_dir(n).join(PROVISIONED);
+        let mut bytes = serde_json::to_vec_pretty(records).map_err(|e| corrupt(&path, e))?;
+        bytes.push(b'\n');
+        fs::write_file(&path, &bytes, 0o644)?;
+        Ok(())
+    }
+
+    /// What the provisioning steps of generation `n`'s apply did; empty
+    /// when none ran there (or it was applied to a files-only root).
+    pub fn provisioned(&self, n: u64) -> Result<BTreeMap<String, Vec<crate::backend::StepRecord>>> {
+        let path = self.generation_dir(n).join(PROVISIONED);
+        if !path.exists() {
+            return Ok(BTreeMap::new());
+        }
+        read_json(&path)
     }
 
     pub fn set_pending_confirm(&self, pending: &PendingConfirm) -> Result<()> {
