@@ -11,12 +11,11 @@
 mod lab;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lab::Lab;
+use lab::scenario::*;
 use support::*;
-
-const GUEST: &str = "/srv/images/guest";
 
 /// Two dual-stack networks, three containers: `web` with static addresses
 /// and a port forward, `app` and `db` with addresses ctm assigns.
@@ -63,75 +62,9 @@ container "db" {
 }
 "#;
 
-/// A command's output with miette's wrapping undone (box-drawing margins
-/// and line breaks become single spaces), for matching whole sentences.
-fn flat(out: &std::process::Output) -> String {
-    let text = lab::show_output(out).replace(['│', '×'], " ");
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn lab_unavailable() -> bool {
     let available = Lab::available();
     skip_unless(available.is_ok(), &available.err().unwrap_or_default())
-}
-
-/// A lab with ctm and the guest image, and `host` at /root/host.kdl.
-fn lab_with(name: &str, host: &str) -> Lab {
-    let lab = Lab::boot_with(
-        name,
-        lab::Options {
-            ctm: Some(env!("CARGO_BIN_EXE_ctm").into()),
-            guest_at: Some(GUEST.into()),
-            ..lab::Options::default()
-        },
-    );
-    lab.write("/root/host.kdl", host);
-    lab
-}
-
-fn ctm(lab: &Lab, args: &[&str]) -> std::process::Output {
-    let mut cmd = vec!["ctm"];
-    cmd.extend_from_slice(args);
-    lab.run_timeout(&cmd, Duration::from_secs(600))
-}
-
-fn ctm_ok(lab: &Lab, args: &[&str]) -> String {
-    let out = ctm(lab, args);
-    assert!(
-        out.status.success(),
-        "ctm {} failed in lab {}:\n{}",
-        args.join(" "),
-        lab.name(),
-        lab::show_output(&out)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Retries `probe` for up to `timeout`; the last failure is the message.
-fn eventually(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe() {
-            Ok(()) => return,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("not within {} s: {what}: {e}", timeout.as_secs())
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
-}
-
-fn ping(lab: &Lab, address: &str) -> Result<(), String> {
-    let out = lab.run(&["ping", "-c", "1", "-W", "2", address]);
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(lab::show_output(&out))
-    }
 }
 
 #[test]
@@ -259,21 +192,6 @@ fn apply_brings_up_two_networks_and_three_containers() {
         lab::show_output(&out)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("No changes."));
-}
-
-/// `systemd-nspawn@NAME.service`'s last start, in the lab's monotonic clock.
-fn started_at(lab: &Lab, name: &str) -> u64 {
-    let unit = format!("systemd-nspawn@{name}.service");
-    lab.ok(&[
-        "systemctl",
-        "show",
-        &unit,
-        "--property=ActiveEnterTimestampMonotonic",
-        "--value",
-    ])
-    .trim()
-    .parse()
-    .unwrap_or_else(|e| panic!("start time of {unit}: {e}"))
 }
 
 fn start_times(lab: &Lab) -> Vec<(String, u64)> {

@@ -23,6 +23,8 @@
 //! also stopped if that thread dies without dropping it.
 #![allow(dead_code)]
 
+pub mod scenario;
+
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -43,7 +45,12 @@ pub const SUITE: &str = "bookworm";
 
 /// What the lab rootfs holds besides debootstrap's minbase: a real systemd
 /// with D-Bus, networkd and machined (`systemd-container`), nftables, and
-/// the tools the end-to-end checks use (`ip`, `ping`, `nc`, `ps`).
+/// the tools the end-to-end checks use (`ip`, `ping`, `nc`, `ps`). The
+/// provisioning tests also need, already installed since a lab has no
+/// route to a mirror: the SSH server and client, Docker, and a static
+/// busybox to make a tiny Docker image from. Their services are disabled
+/// in the rootfs (see `customize`): ctm's steps enable them in the
+/// containers that ask for them.
 pub const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -54,11 +61,24 @@ pub const PACKAGES: &[&str] = &[
     "iputils-ping",
     "netcat-openbsd",
     "procps",
+    "openssh-server",
+    "openssh-client",
+    "docker.io",
+    "busybox-static",
+];
+
+/// Services the packages above enable on installation, which no lab
+/// should start by itself (each lab would run sshd and dockerd).
+const DISABLED_UNITS: &[&str] = &[
+    "ssh.service",
+    "docker.service",
+    "docker.socket",
+    "containerd.service",
 ];
 
 /// Bumped whenever the steps that build the rootfs change, so that an old
 /// cached tree is not reused.
-const RECIPE_VERSION: u32 = 2;
+const RECIPE_VERSION: u32 = 3;
 
 /// Where the cached rootfs lives unless `CTM_LAB_CACHE` says otherwise.
 pub const DEFAULT_CACHE: &str = "/var/cache/ctm-lab";
@@ -873,6 +893,18 @@ fn build_guest() -> Result<PathBuf, String> {
             ));
         }
     }
+    // Each container makes its own SSH host keys (a ctm step), as a
+    // container from a real image would.
+    let ssh = build.join("etc/ssh");
+    for entry in fs::read_dir(&ssh)
+        .map_err(|e| format!("{}: {e}", ssh.display()))?
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with("ssh_host_") {
+            fs::remove_file(entry.path())
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        }
+    }
     // nspawn looks for os-release before /usr is bound.
     let os_release = build.join("etc/os-release");
     let _ = fs::remove_file(&os_release);
@@ -969,6 +1001,20 @@ fn customize(root: &Path) -> Result<(), String> {
         let link = units.join(unit);
         let _ = fs::remove_file(&link);
         symlink("/dev/null", &link).map_err(|e| io(&link, e))?;
+    }
+    let disable = Command::new("systemctl")
+        .arg(format!("--root={}", root.display()))
+        .arg("disable")
+        .args(DISABLED_UNITS)
+        .output()
+        .map_err(|e| format!("systemctl --root disable: {e}"))?;
+    if !disable.status.success() {
+        return Err(format!(
+            "systemctl --root={} disable {}: {}",
+            root.display(),
+            DISABLED_UNITS.join(" "),
+            String::from_utf8_lossy(&disable.stderr)
+        ));
     }
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
         let dir = root.join(dir);

@@ -1,0 +1,369 @@
+//! Provisioning end to end, in labs (`tests/lab/`, docs/lab.md): a host
+//! file that asks for SSH access, Docker or nested containers gives
+//! containers where those work, checked from outside with the real tools
+//! (`ssh`, `docker`, `machinectl`), and applying again runs nothing.
+//!
+//! A lab has no route to a mirror, so what the steps would install is in
+//! the lab's guest image already (the lab rootfs has openssh-server,
+//! docker.io and systemd-container, their services disabled): the package
+//! steps find their packages installed, and the steps that enable and
+//! configure them run for real.
+
+#[path = "lab/mod.rs"]
+mod lab;
+mod support;
+
+use std::time::Duration;
+
+use lab::Lab;
+use lab::scenario::*;
+use support::*;
+
+fn lab_unavailable() -> bool {
+    let available = Lab::available();
+    skip_unless(available.is_ok(), &available.err().unwrap_or_default())
+}
+
+/// One dual-stack network and the guest image; `containers` goes after.
+fn host(containers: &str) -> String {
+    format!(
+        r#"
+host "lab" {{
+    uplink "host0"
+}}
+
+image "guest" {{
+    directory "/srv/images/guest"
+}}
+
+network "lan" {{
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24" {{ nat; }}
+    ipv6 "fd42:42::1/64"
+}}
+
+template "base" {{
+    image "guest"
+    bind "/usr" read-only=#true          // the guest image has no /usr of its own
+}}
+{containers}"#
+    )
+}
+
+/// A fresh ed25519 key pair in the lab, made by the test; returns the
+/// public key's line.
+fn key_pair(lab: &Lab, path: &str) -> String {
+    lab.ok(&[
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "test@lab",
+        "-f",
+        path,
+    ]);
+    lab.read(format!("{path}.pub")).trim().to_string()
+}
+
+fn ssh(lab: &Lab, key: &str, address: &str) -> Result<String, String> {
+    let out = lab.run(&[
+        "ssh",
+        "-i",
+        key,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=3",
+        &format!("root@{address}"),
+        "hostname",
+    ]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(lab::show_output(&out))
+    }
+}
+
+fn ssh_container(key: &str) -> String {
+    host(&format!(
+        r#"
+container "shell" {{
+    from "base"
+    network "lan" ipv4="10.42.0.10" ipv6="fd42:42::10"
+    ssh {{
+        authorized-key "{key}"
+    }}
+}}
+"#
+    ))
+}
+
+/// The steps of the apply that made generation `n` that ran, for
+/// container `name`, as `provisioned.json` records them.
+fn steps_that_ran(lab: &Lab, n: u64, name: &str) -> Vec<String> {
+    let text = lab.read(format!("/var/lib/ctm/generations/{n}/provisioned.json"));
+    let records: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("provisioned.json of generation {n}: {e}"));
+    records[name]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records for {name} in generation {n}: {records}"))
+        .iter()
+        .filter(|r| r["ran"] == true)
+        .map(|r| r["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Scenarios 1 and 4: SSH with a key made by the test, over IPv4 and
+/// IPv6; applying again runs nothing; a new key runs only its step,
+/// without restarting or recreating the container.
+#[test]
+fn ssh_access_with_the_configured_key_and_nothing_more_on_reapply() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("provision-ssh", "");
+    let first = key_pair(&lab, "/root/first");
+    lab.write("/root/host.kdl", ssh_container(&first));
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    for step in [
+        "generate the SSH host keys",
+        "write /root/.ssh/authorized_keys",
+        "enable and start ssh.service",
+    ] {
+        assert!(out.contains(step), "{step} did not run:\n{out}");
+    }
+    assert_eq!(
+        steps_that_ran(&lab, 1, "shell"),
+        [
+            "rootfs",
+            "networkd",
+            "ssh-host-keys",
+            "ssh-authorized-keys",
+            "ssh-enabled"
+        ],
+        "openssh-server is in the image: its install step must find it there"
+    );
+    for address in ["10.42.0.10", "fd42:42::10"] {
+        eventually(
+            &format!("ssh root@{address}"),
+            Duration::from_secs(30),
+            || {
+                let hostname = ssh(&lab, "/root/first", address)?;
+                assert_eq!(hostname, "shell");
+                Ok(())
+            },
+        );
+    }
+    let mode = lab.run_in(
+        "shell",
+        &["stat", "--format=%a %U", "/root/.ssh/authorized_keys"],
+    );
+    assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "600 root");
+
+    // Scenario 4: nothing to do, and an apply that does nothing.
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    let started = started_at(&lab, "shell");
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("No changes"), "{out}");
+    assert!(
+        !lab.path("/var/lib/ctm/generations/2").exists(),
+        "a no-op apply made a generation"
+    );
+
+    // A new key: only the step that writes it runs.
+    let second = key_pair(&lab, "/root/second");
+    lab.write("/root/host.kdl", ssh_container(&second));
+    let plan = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", lab::show_output(&plan));
+    let plan = flat(&plan);
+    assert!(
+        plan.contains("provision container shell (ssh-authorized-keys)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("restart container"), "{plan}");
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert_eq!(steps_that_ran(&lab, 2, "shell"), ["ssh-authorized-keys"]);
+    assert_eq!(
+        started_at(&lab, "shell"),
+        started,
+        "the container was restarted for a new key"
+    );
+    ssh(&lab, "/root/second", "10.42.0.10").expect("the new key logs in");
+    assert!(
+        ssh(&lab, "/root/first", "10.42.0.10").is_err(),
+        "the old key still logs in"
+    );
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+}
+
+/// Scenario 2: Docker inside a container: `docker info` works and a tiny
+/// image, imported from a tarball made in the container, runs.
+#[test]
+fn docker_runs_a_container_inside_a_container() {
+    if lab_unavailable() {
+        return;
+    }
+    // Seccomp filters stack: a container's own filter cannot allow what
+    // the lab's nspawn denies, so the lab must allow what Docker needs
+    // too, as a host without nspawn around it does.
+    let lab = lab_with_args(
+        "provision-docker",
+        &host(
+            r#"
+container "dock" {
+    from "base"
+    network "lan"
+    docker
+}
+"#,
+        ),
+        &[
+            "--system-call-filter=add_key keyctl bpf",
+            "--capability=all",
+        ],
+    );
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("enable and start docker.service"), "{out}");
+    let info = lab.run_in(
+        "dock",
+        &["docker", "info", "--format", "{{.CgroupVersion}}"],
+    );
+    assert!(info.status.success(), "{}", lab::show_output(&info));
+    assert_eq!(String::from_utf8_lossy(&info.stdout).trim(), "2");
+    let run = lab.run_in(
+        "dock",
+        &[
+            "sh",
+            "-ec",
+            "mkdir -p /tmp/tiny/bin
+             cp /usr/bin/busybox /tmp/tiny/bin/busybox
+             tar -C /tmp/tiny -c . | docker import - tiny >/dev/null
+             docker run --rm --network none tiny /bin/busybox echo hello-from-docker",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("hello-from-docker"),
+        "{}",
+        lab::show_output(&run)
+    );
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+}
+
+/// Scenario 3: a container with `nested` starts a container of its own,
+/// which its machined lists.
+#[test]
+fn a_nested_container_runs_inside_a_container() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with(
+        "provision-nested",
+        &host(
+            r#"
+container "outer" {
+    from "base"
+    network "lan"
+    nested
+}
+"#,
+        ),
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    // The tiny tree of docs/lab.md, inside `outer`, with `outer`'s /usr.
+    let made = lab.run_in(
+        "outer",
+        &[
+            "sh",
+            "-ec",
+            "G=/var/lib/machines/inner
+             mkdir -p $G/usr $G/etc $G/var $G/tmp $G/root /etc/systemd/nspawn
+             for d in bin sbin lib lib64; do ln -sfn usr/$d $G/$d; done
+             cp /etc/os-release $G/etc/os-release
+             touch $G/etc/machine-id
+             printf '[Exec]\\nBoot=no\\nParameters=/bin/sleep infinity\\n[Files]\\nBindReadOnly=/usr\\n[Network]\\nVirtualEthernet=yes\\n' \
+                 >/etc/systemd/nspawn/inner.nspawn
+             machinectl start inner",
+        ],
+    );
+    assert!(made.status.success(), "{}", lab::show_output(&made));
+    eventually(
+        "machinectl list inside outer",
+        Duration::from_secs(30),
+        || {
+            let out = lab.run_in("outer", &["machinectl", "list", "--no-legend"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.lines().any(|l| l.starts_with("inner ")) {
+                Ok(())
+            } else {
+                Err(lab::show_output(&out))
+            }
+        },
+    );
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+}
+
+/// Scenario 5: a step that fails (a package no mirror has) fails the
+/// apply with the step's output, and the host is back on generation 1.
+#[test]
+fn a_failing_step_rolls_the_apply_back_with_its_output() {
+    if lab_unavailable() {
+        return;
+    }
+    let one = host(
+        r#"
+container "first" {
+    from "base"
+    network "lan"
+}
+"#,
+    );
+    let lab = lab_with("provision-broken", &one);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    lab.write(
+        "/root/host.kdl",
+        one + r#"
+container "broken" {
+    from "base"
+    network "lan"
+    packages "ctm-no-such-package"
+}
+"#,
+    );
+    let out = ctm(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(!out.status.success(), "{}", lab::show_output(&out));
+    let text = flat(&out);
+    assert!(
+        text.contains("step `packages` of container broken (install the container's packages)"),
+        "{text}"
+    );
+    // apt's own words: the lab has no mirror, so the lists cannot be
+    // fetched (or, with a mirror, the package is not in them).
+    assert!(
+        text.contains("apt-get")
+            || text.contains("Unable to locate")
+            || text.contains("Failed to fetch"),
+        "the step's output is not in the error: {text}"
+    );
+    assert!(
+        text.contains("rolled back: the host is on generation 1 again"),
+        "{text}"
+    );
+    let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
+    assert!(machines.contains("first"), "{machines}");
+    assert!(!machines.contains("broken"), "{machines}");
+    assert!(
+        !lab.path("/var/lib/ctm/generations/2").exists(),
+        "the failed apply left its generation"
+    );
+}
