@@ -122,7 +122,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         required: true,
         found: userns.map_or("unknown".into(), |n| format!("up to {n}")),
         ok: userns.is_some_and(|n| n > 0),
-        needed_for: "containers without docker or nested run user-namespaced (PrivateUsers, nspawn -U)",
+        needed_for: "containers without nested run user-namespaced (PrivateUsers, nspawn -U)",
     });
     let supported = requirements.iter().all(|r| r.ok || !r.required);
     let info = Info {

@@ -26,17 +26,17 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         .section("Exec")
         .set("Boot", "yes")
         .set("Hostname", name);
-    if container.docker || container.nested {
-        // An inner nspawn or Docker needs real root: a user-namespaced
-        // container cannot mount proc/sysfs for a nested one or create
-        // device nodes (see docs/nspawn-settings.md).
+    if container.nested {
+        // An inner nspawn needs real root: a user-namespaced container
+        // cannot create device nodes or mount proc/sysfs for a nested one
+        // (see docs/nspawn-settings.md).
         nspawn.set("PrivateUsers", "no");
     }
     if container.docker {
         // runc uses the kernel keyring and loads a cgroup device eBPF
         // program; nspawn's default seccomp filter blocks all three.
+        // Nothing more: Docker runs in the user-namespaced container.
         nspawn.set("SystemCallFilter", "add_key keyctl bpf");
-        nspawn.set("Capability", "all");
     }
     for (key, value) in &container.environment {
         nspawn.set(
