@@ -1,7 +1,9 @@
 //! `ctm apply` on a real systemd host (a lab, docs/lab.md): the time from
-//! `ctm apply` to every container running (health checks passed), for 1,
-//! 5 and 20 containers, each run in a fresh lab; and a no-op apply and
-//! plan on the applied host.
+//! `ctm apply` to every container running and provisioned (SSH: host keys,
+//! authorized keys, sshd enabled; health checks passed), for 1, 5 and 20
+//! containers, each run in a fresh lab; how long creating each root file
+//! system from the image took (from the generation's `provisioned.json`);
+//! and a no-op apply and plan on the applied host.
 //!
 //! `cargo bench --bench live` (root, and what the lab needs). Prints
 //! medians with the spread, and how 5 and 20 containers compare with one.
@@ -31,6 +33,9 @@ template "base" {
     image "guest"
     bind "/usr" read-only=#true
     network "lan"
+    ssh {
+        authorized-key "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMp0tjDw5Qn0NKqAdy/eivAd6YR/Tj3jVA/0sAkX+k4+ admin@laptop"
+    }
 }
 "#,
     );
@@ -51,6 +56,25 @@ fn timed(lab: &Lab, args: &[&str]) -> Duration {
         lab::show_output(&out)
     );
     elapsed
+}
+
+/// How long each container's `rootfs` step (a copy of the image) took in
+/// the first apply, as generation 1 recorded it.
+fn rootfs_times(lab: &Lab) -> Vec<Duration> {
+    let text = lab.read("/var/lib/ctm/generations/1/provisioned.json");
+    let records: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => panic!("provisioned.json: {e}"),
+    };
+    let mut out = Vec::new();
+    for steps in records.as_object().into_iter().flat_map(|o| o.values()) {
+        for step in steps.as_array().into_iter().flatten() {
+            if step["id"] == "rootfs" && step["ran"] == true {
+                out.push(Duration::from_millis(step["millis"].as_u64().unwrap_or(0)));
+            }
+        }
+    }
+    out
 }
 
 fn median(mut runs: Vec<Duration>) -> (Duration, Duration, Duration) {
@@ -92,6 +116,7 @@ fn main() {
         let mut applies = Vec::new();
         let mut noop_applies = Vec::new();
         let mut noop_plans = Vec::new();
+        let mut rootfs = Vec::new();
         for _ in 0..runs {
             let lab = Lab::boot_with(
                 &format!("bench-{containers}"),
@@ -109,6 +134,7 @@ fn main() {
                 containers,
                 "not all running:\n{machines}"
             );
+            rootfs.extend(rootfs_times(&lab));
             noop_applies.push(timed(&lab, &["ctm", "apply", "/root/host.kdl", "--yes"]));
             noop_plans.push(timed(
                 &lab,
@@ -118,12 +144,17 @@ fn main() {
         let (a, a_min, a_max) = median(applies);
         let (n, n_min, n_max) = median(noop_applies);
         let (p, p_min, p_max) = median(noop_plans);
+        let (r, r_min, r_max) = median(rootfs);
         println!(
-            "{containers:>2} containers: apply to all running median {:.2} s ({:.2}–{:.2}); \
+            "{containers:>2} containers: apply to all running and provisioned median {:.2} s ({:.2}–{:.2}); \
+             one root file system from the image {:.2} s ({:.2}–{:.2}); \
              no-op apply {:.3} s ({:.3}–{:.3}); no-op plan {:.3} s ({:.3}–{:.3}); {runs} runs",
             secs(a),
             secs(a_min),
             secs(a_max),
+            secs(r),
+            secs(r_min),
+            secs(r_max),
             secs(n),
             secs(n_min),
             secs(n_max),

@@ -223,12 +223,41 @@ impl Systemd {
         units: &[String],
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, SystemError> {
-        // Listen before queueing, so that no JobRemoved can be missed.
+        // Listen before queueing, so that no JobRemoved can be missed, and
+        // keep reading while the jobs are queued: the connection delivers
+        // signals and method replies in order through bounded queues, so
+        // unread signals (each start ends several jobs) would hold back the
+        // reply to the next StartUnit for ever. Seen with 20 containers:
+        // the tenth start never returned.
         let mut removed = self
             .manager
             .receive_job_removed()
             .await
             .map_err(|e| bus_error("listening for systemd's job signals", e))?;
+        let (ended, mut endings) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        let reader = tokio::spawn(async move {
+            while let Some(signal) = removed.next().await {
+                let Ok(args) = signal.args() else { continue };
+                if ended
+                    .send((args.job.as_str().to_string(), args.result.clone()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let waited = self.queue_and_wait(verb, units, timeout, &mut endings).await;
+        reader.abort();
+        waited
+    }
+
+    async fn queue_and_wait(
+        &self,
+        verb: Verb,
+        units: &[String],
+        timeout: Duration,
+        endings: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    ) -> Result<Vec<(String, String)>, SystemError> {
         let mut waiting: BTreeMap<String, String> = BTreeMap::new();
         for unit in units {
             let job = match verb {
@@ -242,19 +271,18 @@ impl Systemd {
         let mut failed = Vec::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while !waiting.is_empty() {
-            let signal = tokio::time::timeout_at(deadline, removed.next()).await;
-            let Ok(Some(signal)) = signal else {
+            let Ok(Some((job, result))) = tokio::time::timeout_at(deadline, endings.recv()).await
+            else {
                 let units: Vec<&str> = waiting.values().map(String::as_str).collect();
                 return Err(SystemError {
                     what: format!("{} {}", verb.as_str(), units.join(", ")),
                     why: format!("the job did not finish within {} s", timeout.as_secs()),
                 });
             };
-            let Ok(args) = signal.args() else { continue };
-            if let Some(unit) = waiting.remove(args.job.as_str())
-                && args.result != "done"
+            if let Some(unit) = waiting.remove(&job)
+                && result != "done"
             {
-                failed.push((unit, args.result.clone()));
+                failed.push((unit, result));
             }
         }
         Ok(failed)
