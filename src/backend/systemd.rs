@@ -246,7 +246,9 @@ impl Systemd {
                 }
             }
         });
-        let waited = self.queue_and_wait(verb, units, timeout, &mut endings).await;
+        let waited = self
+            .queue_and_wait(verb, units, timeout, &mut endings)
+            .await;
         reader.abort();
         waited
     }
