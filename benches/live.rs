@@ -15,6 +15,7 @@ mod lab;
 use std::time::{Duration, Instant};
 
 use lab::Lab;
+use lab::scenario::lab_with;
 
 fn host(containers: usize) -> String {
     let mut text = String::from(
@@ -118,15 +119,7 @@ fn main() {
         let mut noop_plans = Vec::new();
         let mut rootfs = Vec::new();
         for _ in 0..runs {
-            let lab = Lab::boot_with(
-                &format!("bench-{containers}"),
-                lab::Options {
-                    ctm: Some(env!("CARGO_BIN_EXE_ctm").into()),
-                    guest_at: Some("/srv/images/guest".into()),
-                    ..lab::Options::default()
-                },
-            );
-            lab.write("/root/host.kdl", host(containers));
+            let lab = lab_with(&format!("bench-{containers}"), &host(containers));
             applies.push(timed(&lab, &["ctm", "apply", "/root/host.kdl", "--yes"]));
             let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
             assert_eq!(

@@ -30,7 +30,7 @@ fn error(what: impl Into<String>, why: impl Into<String>) -> SystemError {
 
 /// The steps compiled for a container, as installed under `root`.
 pub fn read_steps(root: &Path, name: &str) -> Result<Vec<Step>, SystemError> {
-    let path = root.join(format!("etc/ctm/machines/{name}/provision.json"));
+    let path = root.join(crate::compile::provision::steps_path(name));
     let text = std::fs::read_to_string(&path)
         .map_err(|e| error(format!("reading {}", path.display()), e.to_string()))?;
     serde_json::from_str(&text)

@@ -267,6 +267,11 @@ pub fn steps(container: &Container, image: &Image) -> Vec<Step> {
     steps
 }
 
+/// Where a container's compiled steps are installed, relative to the root.
+pub fn steps_path(container: &str) -> String {
+    format!("etc/ctm/machines/{container}/provision.json")
+}
+
 pub fn container(host: &Host, container: &Container, out: &mut Artifacts) {
     let Some(image) = host.images.get(&container.image) else {
         // Validation refuses a container whose image is not defined.
@@ -278,7 +283,7 @@ pub fn container(host: &Host, container: &Container, out: &mut Artifacts) {
         serde_json::to_string_pretty(&steps).expect("provisioning steps serialize to JSON");
     json.push('\n');
     out.file(
-        format!("etc/ctm/machines/{}/provision.json", container.name),
+        steps_path(container.name.as_str()),
         Owner::Container(container.name.clone()),
         json,
     );

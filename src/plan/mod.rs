@@ -372,7 +372,7 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
         }
         let runs = will_run.contains(name.as_str()) || running(name) == Some(true);
         if runs || (running(name).is_none() && should_autostart(input.desired, name)) {
-            let path = format!("etc/ctm/machines/{name}/provision.json");
+            let path = crate::compile::provision::steps_path(name);
             provision.push(Action::ProvisionContainer {
                 name: name.clone(),
                 reason: if new_containers.contains(name) {
