@@ -936,6 +936,86 @@ async fn concurrent_previews_share_the_lock_and_the_stat_cache() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// The server keeps the manifest and the stat cache between plans, yet a
+/// hand edit of a managed file made between two plans shows in the second:
+/// an edit in place of the same length (only the ctime tells), a symlink
+/// replaced by one of the same length, and a removed file.
+#[tokio::test]
+async fn a_hand_edit_between_two_plans_shows_in_the_second() {
+    let f = fixture();
+    f.apply().await;
+    // Files settle (2 s); then a plan records them and keeps the manifest.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(f.plan().await["files"].as_array().unwrap().is_empty());
+    assert_eq!(f.state.memory.kept_generation(), Some(1));
+    let kept = f.state.memory.kept_stat_entries();
+    assert!(kept > 20, "the stat cache holds every managed path: {kept}");
+    assert!(f.plan().await["files"].as_array().unwrap().is_empty());
+
+    use std::io::{Seek as _, Write as _};
+    let nspawn = f.root.join("etc/systemd/nspawn/web.nspawn");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&nspawn)
+        .unwrap();
+    file.seek(std::io::SeekFrom::End(-4)).unwrap();
+    file.write_all(b"XXXX").unwrap();
+    drop(file);
+    let wants = f
+        .root
+        .join("etc/systemd/system/machines.target.wants/systemd-nspawn@web.service");
+    let target = std::fs::read_link(&wants).unwrap();
+    let other = target.to_string_lossy().replace(".service", ".servicX");
+    let tmp = wants.with_extension("new");
+    std::os::unix::fs::symlink(&other, &tmp).unwrap();
+    std::fs::rename(&tmp, &wants).unwrap();
+    std::fs::remove_file(
+        f.root
+            .join("etc/systemd/system/systemd-nspawn@ci.service.d/50-ctm-limits.conf"),
+    )
+    .unwrap();
+
+    let plan = f.plan().await;
+    let files: Vec<(String, String, String)> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let drift = "changed on disk since ctm wrote it (drift); ctm restores it".to_string();
+    assert_eq!(
+        files,
+        [
+            (
+                "etc/systemd/nspawn/web.nspawn".to_string(),
+                "change".to_string(),
+                drift.clone()
+            ),
+            (
+                "etc/systemd/system/machines.target.wants/systemd-nspawn@web.service".to_string(),
+                "change".to_string(),
+                drift
+            ),
+            (
+                "etc/systemd/system/systemd-nspawn@ci.service.d/50-ctm-limits.conf".to_string(),
+                "add".to_string(),
+                "new".to_string()
+            ),
+        ]
+    );
+    assert!(
+        plan["files"][0]["diff"].as_str().unwrap().contains("XXXX"),
+        "the diff shows the edit: {}",
+        plan["files"][0]["diff"]
+    );
+}
+
 #[tokio::test]
 async fn apply_can_commit_the_host_file_and_lock_with_git() {
     let f = fixture();

@@ -33,6 +33,9 @@ impl LiveFile {
 
 pub struct Inputs<'a> {
     pub desired: &'a Artifacts,
+    /// `Manifest::of(desired)`: every desired file hashed, once, by the
+    /// caller, which needs the hashes too.
+    pub desired_manifest: &'a Manifest,
     /// The desired generation's expectations (`compile::health`), which
     /// drift in the live system is measured against.
     pub expect: &'a Health,
@@ -119,8 +122,7 @@ fn restart_irrelevant(path: &str) -> bool {
 }
 
 pub fn plan(input: &Inputs<'_>) -> Plan {
-    // Every desired file hashed once, for the comparison and the fingerprint.
-    let desired_manifest = Manifest::of(input.desired);
+    let desired_manifest = input.desired_manifest;
     let empty = Manifest::default();
     let manifest = input.current.map_or(&empty, |(_, m)| m);
     let mut files = Vec::new();
@@ -565,13 +567,13 @@ fn diff(path: &str, live: &LiveFile, after: Option<&Content>) -> String {
 /// A digest of everything the plan was computed from. The generation
 /// number is part of it, so a plan can be applied once only, even a plan
 /// made before the very first apply (hashicorp/terraform#24078).
-fn fingerprint(input: &Inputs<'_>, desired: Manifest) -> String {
+fn fingerprint(input: &Inputs<'_>, desired: &Manifest) -> String {
     #[derive(Serialize)]
     struct Basis<'a> {
         current: Option<u64>,
         live: Vec<(&'a str, &'a Entry)>,
         system: &'a SystemState,
-        desired: Manifest,
+        desired: &'a Manifest,
         adopt: bool,
     }
     let basis = Basis {
@@ -684,6 +686,7 @@ mod tests {
         let live = live_of(applied);
         plan(&Inputs {
             desired,
+            desired_manifest: &Manifest::of(desired),
             expect,
             current: Some((1, &manifest)),
             live: &live,
@@ -966,6 +969,7 @@ mod tests {
             |current: Option<u64>, live: &BTreeMap<String, LiveFile>, system: &SystemState| {
                 plan(&Inputs {
                     desired: &applied,
+                    desired_manifest: &manifest,
                     expect: &Health::default(),
                     current: current.map(|n| (n, &manifest)),
                     live,

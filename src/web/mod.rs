@@ -26,8 +26,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::cli::session::{RootArgs, is_system_root};
-use crate::state::StateError;
+use crate::cli::session::{RootArgs, Session, is_system_root};
+use crate::state::{Memory, StateError};
 
 /// How long a web request waits for another ctm to let go of the lock.
 const LOCK_WAIT_SECONDS: u64 = 2;
@@ -76,6 +76,9 @@ pub struct AppState {
     /// Serializes saves of the host file within this server; the check
     /// against the text on disk catches every other writer.
     pub save_lock: tokio::sync::Mutex<()>,
+    /// The current generation's manifest and the stat cache, kept between
+    /// plans instead of being read back for each.
+    pub memory: Arc<Memory>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -90,8 +93,21 @@ impl AppState {
             auth,
             jobs: jobs::Jobs::default(),
             save_lock: tokio::sync::Mutex::new(()),
+            memory: Arc::default(),
         };
         Ok((Arc::new(state), fresh))
+    }
+
+    /// A session that only reads (plans, status), under the shared lock,
+    /// with the server's memory.
+    pub fn reading_session(&self) -> miette::Result<Session> {
+        Ok(Session::open_shared(&self.config.root_args())?.with_memory(self.memory.clone()))
+    }
+
+    /// A session that may change the host (apply, rollback, confirm), under
+    /// the exclusive lock, with the server's memory.
+    pub fn changing_session(&self, changes: bool) -> miette::Result<Session> {
+        Ok(Session::open(&self.config.root_args(), changes)?.with_memory(self.memory.clone()))
     }
 }
 
