@@ -868,8 +868,102 @@ async fn the_forms_edit_the_text_in_place() {
 /// The README's claim: the binary serves its own assets, nothing else.
 #[test]
 fn the_bundle_is_in_the_binary() {
+    use ctm::web::assets::{Coding, total_bytes};
     assert!(ctm::web::assets::unavailable().is_none());
-    assert!(ctm::web::assets::total_bytes() > 200_000);
+    assert!(total_bytes(Coding::Identity) > 200_000);
+    assert!(total_bytes(Coding::Brotli) < total_bytes(Coding::Gzip));
+    assert!(total_bytes(Coding::Gzip) < total_bytes(Coding::Identity) / 2);
+}
+
+/// A raw answer: status, headers and the body's bytes as sent.
+async fn raw(
+    f: &Fixture,
+    path: &str,
+    accept_encoding: &str,
+    etag: Option<&str>,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut request = Request::get(path)
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", f.state.auth.token()),
+        )
+        .header(header::ACCEPT_ENCODING, accept_encoding);
+    if let Some(etag) = etag {
+        request = request.header(header::IF_NONE_MATCH, etag);
+    }
+    let response = f
+        .app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The assets go out in the best coding the client accepts, compressed at
+/// build time, each coding with its own entity tag; pages and API answers
+/// are compressed as they are sent; the event streams of jobs are not.
+#[tokio::test]
+async fn answers_are_compressed_for_clients_that_accept_it() {
+    let f = fixture();
+    let (_, plain, identity) = raw(&f, "/assets/app.js", "", None).await;
+    assert!(plain.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(plain[header::VARY], "accept-encoding");
+    let (_, gz, gzipped) = raw(&f, "/assets/app.js", "gzip", None).await;
+    assert_eq!(gz[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(gunzip(&gzipped), identity);
+    let (status, br, brotli) = raw(&f, "/assets/app.js", "gzip, deflate, br, zstd", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(br[header::CONTENT_ENCODING], "br");
+    assert!(brotli.len() < gzipped.len() && gzipped.len() < identity.len() / 2);
+    let tags: Vec<&str> = [&plain, &gz, &br]
+        .iter()
+        .map(|h| h[header::ETAG].to_str().unwrap())
+        .collect();
+    assert!(
+        tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+        "{tags:?}"
+    );
+    let (status, h, body) = raw(&f, "/assets/app.js", "br", Some(tags[2])).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!(h[header::ETAG], tags[2]);
+    assert!(body.is_empty());
+    // A tag of another coding is not this representation's.
+    let (status, _, _) = raw(&f, "/assets/app.js", "br", Some(tags[1])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, h, body) = raw(&f, "/api/source", "gzip", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_ENCODING], "gzip");
+    let source: Value = serde_json::from_slice(&gunzip(&body)).unwrap();
+    assert_eq!(
+        source["text"],
+        std::fs::read_to_string(&f.host).unwrap().as_str()
+    );
+    let (_, h, _) = raw(&f, "/editor", "br", None).await;
+    assert_eq!(h[header::CONTENT_ENCODING], "br");
+    assert!(h.get(header::CONTENT_SECURITY_POLICY).is_some());
+
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let job = a.json()["job"].as_u64().unwrap();
+    let (status, h, body) = raw(&f, &format!("/api/jobs/{job}"), "gzip, br", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(h.get(header::CONTENT_ENCODING).is_none(), "{h:?}");
+    assert!(String::from_utf8(body).unwrap().contains("data: "));
 }
 
 /// docs/openapi.json documents exactly the routes src/web/api.rs serves.

@@ -122,7 +122,20 @@ pub fn router(state: Shared) -> Router {
             auth::guard,
         ))
         .layer(axum::middleware::from_fn(auth::security_headers))
+        .layer(compression())
         .with_state(state)
+}
+
+/// Compresses pages and API answers (brotli or gzip, whichever the client
+/// prefers) as they are sent, at a level that costs about 2 ms for the
+/// 226 KB source of the 1,000-container host. It leaves alone what
+/// already has a `Content-Encoding` (the assets, compressed at build
+/// time), what is under 32 bytes, and event streams (`text/event-stream`,
+/// the progress of a job and a container's log), which must reach the
+/// browser line by line.
+fn compression() -> tower_http::compression::CompressionLayer {
+    tower_http::compression::CompressionLayer::new()
+        .quality(tower_http::compression::CompressionLevel::Precise(4))
 }
 
 /// An API error: a status and a JSON body `{"error", "help"?, ...}`.
