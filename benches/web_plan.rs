@@ -3,8 +3,10 @@
 //! by the release binary: the editor's steady state, a no-op plan.
 //!
 //! `cargo bench --bench web_plan`. Each step runs alone in this process,
-//! in the order a request runs them, and the whole request is sent through
-//! the router in-process (no sockets). Prints the median and the 90th
+//! in the order a request runs them (the live files both ways: `lstat`
+//! with the stat cache, as `ctm plan` does, and vouched for by inotify, as
+//! `ctm serve` does), and the whole request is sent through the router
+//! in-process (no sockets). Prints the median and the 90th
 //! percentile of each; `wrk` against `ctm serve` gives the figures under
 //! load (docs/benchmarks.md, "The web editor").
 
@@ -21,6 +23,7 @@ use tower::ServiceExt as _;
 use ctm::backend::SystemState;
 use ctm::compile::{self, health};
 use ctm::live;
+use ctm::live::watch::Watcher;
 use ctm::plan::{self, Inputs};
 use ctm::state::{Manifest, Memory, Store};
 use ctm::synthetic::host_kdl;
@@ -110,6 +113,12 @@ fn main() {
     });
     let snapshot = live::read(&root, paths(), &cache).expect("read");
     assert!(snapshot.cache.is_none(), "the stat cache is warm");
+    let watcher = Watcher::new(&root, Duration::from_secs(600)).expect("inotify");
+    watcher.read(paths(), &cache).expect("read");
+    time("live files (inotify vouches for them)", || {
+        watcher.read(paths(), &cache).expect("read")
+    });
+    assert_eq!(watcher.vouched(), snapshot.live.len());
     let expect = health::of(&desired).expect("health");
     let system = SystemState::default();
     time("plan (plan::plan)", || {

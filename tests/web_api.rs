@@ -1030,8 +1030,9 @@ async fn concurrent_previews_share_the_lock_and_the_stat_cache() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// The server keeps the manifest and the stat cache between plans, yet a
-/// hand edit of a managed file made between two plans shows in the second:
+/// The server keeps the manifest and the stat cache between plans, and
+/// inotify vouches for the live files, yet a hand edit of a managed file
+/// made between two plans shows in the second:
 /// an edit in place of the same length (only the ctime tells), a symlink
 /// replaced by one of the same length, and a removed file.
 #[tokio::test]
@@ -1045,6 +1046,8 @@ async fn a_hand_edit_between_two_plans_shows_in_the_second() {
     let kept = f.state.memory.kept_stat_entries();
     assert!(kept > 20, "the stat cache holds every managed path: {kept}");
     assert!(f.plan().await["files"].as_array().unwrap().is_empty());
+    let watcher = f.state.memory.watcher().expect("inotify watches the root");
+    assert_eq!(watcher.vouched(), kept, "inotify vouches for every path");
 
     use std::io::{Seek as _, Write as _};
     let nspawn = f.root.join("etc/systemd/nspawn/web.nspawn");

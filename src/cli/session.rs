@@ -283,11 +283,11 @@ impl Session {
             None => Arc::new(Manifest::default()),
         };
         let cache = self.store.stat_cache();
-        let snapshot = live::read(
-            self.store.root(),
-            desired.files.keys().chain(manifest.files.keys()),
-            &cache,
-        )?;
+        let paths = desired.files.keys().chain(manifest.files.keys());
+        let snapshot = match self.store.watcher() {
+            Some(watcher) => watcher.read(paths, &cache)?,
+            None => live::read(self.store.root(), paths, &cache)?,
+        };
         if let Some(updated) = snapshot.cache {
             // Only a cache: failing to save it costs speed, nothing else.
             if let Err(e) = self.store.set_stat_cache(updated) {

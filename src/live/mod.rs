@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::backend::fs::{self, Entry, IoError};
 use crate::plan::LiveFile;
 
+pub mod watch;
+
 /// A file's identity and timestamps, as `lstat` reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stat {
@@ -108,9 +110,26 @@ fn read_at<'a>(
     cache: &StatCache,
     now_ns: i128,
 ) -> Result<Snapshot, IoError> {
+    let paths = distinct(paths);
+    let looks = look(root, &paths, cache, now_ns)?;
+    Ok(assemble(looks, Vec::new(), cache))
+}
+
+/// The paths, sorted, each once.
+fn distinct<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
     let mut paths: Vec<&str> = paths.into_iter().map(String::as_str).collect();
     paths.sort_unstable();
     paths.dedup();
+    paths
+}
+
+/// Looks at each path, on all cores.
+fn look<'a>(
+    root: &Path,
+    paths: &[&'a str],
+    cache: &StatCache,
+    now_ns: i128,
+) -> Result<Vec<Read<'a>>, IoError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
@@ -138,17 +157,27 @@ fn read_at<'a>(
     for part in parts {
         reads.extend(part?);
     }
-    // The cache is unchanged when every entry of it was trusted and
-    // nothing new is to be recorded.
-    let hits = reads
+    Ok(reads)
+}
+
+/// The snapshot of the paths looked at and of those `vouched` for (known
+/// unchanged, so not looked at: they keep their cache entries).
+fn assemble(looks: Vec<Read<'_>>, vouched: Vec<(&str, Entry)>, cache: &StatCache) -> Snapshot {
+    // The cache is unchanged when every entry of it was trusted or kept,
+    // and nothing new is to be recorded.
+    let hits = looks
         .iter()
         .filter(|r| matches!(r.cached, Cached::Hit))
         .count();
-    let unchanged =
-        hits == cache.entries.len() && !reads.iter().any(|r| matches!(r.cached, Cached::Record(_)));
+    let kept = vouched
+        .iter()
+        .filter(|(p, _)| cache.entries.contains_key(*p))
+        .count();
+    let unchanged = hits + kept == cache.entries.len()
+        && !looks.iter().any(|r| matches!(r.cached, Cached::Record(_)));
     let mut updated = (!unchanged).then(StatCache::default);
-    let mut live = BTreeMap::new();
-    for read in reads {
+    let mut live = Vec::with_capacity(looks.len() + vouched.len());
+    for read in looks {
         if let Some(updated) = updated.as_mut() {
             let entry = match read.cached {
                 Cached::Hit => cache.entries.get(read.path).cloned(),
@@ -159,12 +188,22 @@ fn read_at<'a>(
                 updated.entries.insert(read.path.to_string(), entry);
             }
         }
-        live.insert(read.path.to_string(), read.file);
+        live.push((read.path.to_string(), read.file));
     }
-    Ok(Snapshot {
-        live,
+    for (path, entry) in vouched {
+        if let Some(updated) = updated.as_mut()
+            && let Some(kept) = cache.entries.get(path)
+        {
+            updated.entries.insert(path.to_string(), kept.clone());
+        }
+        live.push((path.to_string(), LiveFile { entry, text: None }));
+    }
+    Snapshot {
+        // Two sorted runs: collecting sorts them cheaply and builds the
+        // map in one pass.
+        live: live.into_iter().collect(),
         cache: updated,
-    })
+    }
 }
 
 /// Nanoseconds since the Unix epoch, as file timestamps count them.

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Action;
 use crate::backend::fs::{self, Entry, IoError, context};
 use crate::compile::{Artifact, Artifacts, Content, Owner};
+use crate::live::watch::{WatchError, Watcher};
 use crate::live::{Stat, StatCache};
 
 pub const STATE_DIR: &str = "var/lib/ctm";
@@ -178,9 +179,20 @@ pub struct PendingConfirm {
 /// removed, and `gc` may remove the newest), and a new `manifest.json` is
 /// a new inode with a new ctime. The stat cache checks every entry
 /// against the live file anyway, wherever it was kept.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Memory {
     kept: Mutex<Kept>,
+    /// Vouches for live paths that have not changed (see `live::watch`).
+    watcher: Option<Watcher>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("kept_generation", &self.kept_generation())
+            .field("watching", &self.watcher.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -190,6 +202,20 @@ struct Kept {
 }
 
 impl Memory {
+    /// A memory that also watches the live paths under `root` with
+    /// inotify, looking at a vouched path again after `recheck` at the
+    /// latest (`live::watch`).
+    pub fn watching(root: &Path, recheck: Duration) -> std::result::Result<Memory, WatchError> {
+        Ok(Memory {
+            kept: Mutex::default(),
+            watcher: Some(Watcher::new(root, recheck)?),
+        })
+    }
+
+    pub fn watcher(&self) -> Option<&Watcher> {
+        self.watcher.as_ref()
+    }
+
     /// The generation whose manifest is kept, if any.
     pub fn kept_generation(&self) -> Option<u64> {
         self.kept().manifest.as_ref().map(|(n, _, _)| *n)
@@ -608,6 +634,11 @@ impl Store {
 
     fn stat_cache_path(&self) -> PathBuf {
         self.dir.join("stat-cache.json")
+    }
+
+    /// The watcher of live paths, when this store has one.
+    pub fn watcher(&self) -> Option<&Watcher> {
+        self.memory.as_deref().and_then(Memory::watcher)
     }
 
     /// The cache of file hashes by stat: the one in memory, else the one

@@ -32,6 +32,11 @@ use crate::state::{Memory, StateError};
 /// How long a web request waits for another ctm to let go of the lock.
 const LOCK_WAIT_SECONDS: u64 = 2;
 
+/// The longest a live path that inotify vouches for goes without being
+/// looked at (`live::watch`): the bound on how late a plan shows a write
+/// through a memory mapping, the one change inotify does not report.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What `ctm serve` serves: one host file, managed under one root.
 pub struct Config {
     pub host_file: PathBuf,
@@ -88,12 +93,19 @@ impl AppState {
     /// The second value is the token when it was just made, to print once.
     pub fn new(config: Config) -> miette::Result<(Shared, Option<String>)> {
         let (auth, fresh) = auth::Auth::load_or_create(&config.root)?;
+        let config_root = config.root.clone();
         let state = AppState {
             config,
             auth,
             jobs: jobs::Jobs::default(),
             save_lock: tokio::sync::Mutex::new(()),
-            memory: Arc::default(),
+            memory: Arc::new(match Memory::watching(&config_root, RECHECK) {
+                Ok(memory) => memory,
+                Err(e) => {
+                    eprintln!("warning: {e}; every plan looks at every managed file");
+                    Memory::default()
+                }
+            }),
         };
         Ok((Arc::new(state), fresh))
     }
