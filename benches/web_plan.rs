@@ -87,6 +87,11 @@ fn main() {
         Manifest::of(&desired)
     });
     let desired_manifest = Manifest::of(&desired);
+    let hashes = Memory::default();
+    hashes.manifest_of(&desired);
+    time("hash the desired files, unchanged ones kept", || {
+        hashes.manifest_of(&desired)
+    });
     time("health expectations (health::of)", || health::of(&desired));
 
     let disk = Store::new(&root);

@@ -296,13 +296,15 @@ impl Session {
         }
         // Files trusted from the cache come without text; the ones that will
         // change are read for their diff.
-        let desired_manifest = Manifest::of(desired);
+        let desired_manifest = self.store.manifest_of(desired);
         let mut live = snapshot.live;
+        // Both maps sorted by path: one walk, no lookups.
+        let mut wanted = desired_manifest.files.iter().peekable();
         for (path, file) in live.iter_mut() {
-            let unchanged = desired_manifest
-                .files
-                .get(path)
-                .is_some_and(|d| d.entry == file.entry);
+            while wanted.next_if(|(p, _)| *p < path).is_some() {}
+            let unchanged = wanted
+                .peek()
+                .is_some_and(|(p, d)| *p == path && d.entry == file.entry);
             if file.text.is_none() && matches!(file.entry, Entry::File { .. }) && !unchanged {
                 let (entry, bytes) = fs::read_entry(&self.store.root().join(path))?;
                 *file = LiveFile {

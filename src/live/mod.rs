@@ -118,7 +118,9 @@ fn read_at<'a>(
 /// The paths, sorted, each once.
 fn distinct<'a>(paths: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
     let mut paths: Vec<&str> = paths.into_iter().map(String::as_str).collect();
-    paths.sort_unstable();
+    // Stable sort: it merges runs that are sorted already, and the paths
+    // come as two (the desired files' and the manifest's, both maps).
+    paths.sort();
     paths.dedup();
     paths
 }

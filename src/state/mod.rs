@@ -20,7 +20,7 @@
 //! generation's manifest and the stat cache in a [`Memory`] instead of
 //! reading them back each time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -199,6 +199,8 @@ impl std::fmt::Debug for Memory {
 struct Kept {
     manifest: Option<(u64, Stat, Arc<Manifest>)>,
     stat_cache: Option<Arc<StatCache>>,
+    /// The text of each desired file last hashed, and its hash.
+    hashes: HashMap<String, (String, String)>,
 }
 
 impl Memory {
@@ -219,6 +221,46 @@ impl Memory {
     /// The generation whose manifest is kept, if any.
     pub fn kept_generation(&self) -> Option<u64> {
         self.kept().manifest.as_ref().map(|(n, _, _)| *n)
+    }
+
+    /// `Manifest::of(artifacts)`, hashing only the files whose text is
+    /// not, byte for byte, the one last hashed at the same path: between
+    /// two plans of the editor most of the compiled files are the same.
+    pub fn manifest_of(&self, artifacts: &Artifacts) -> Manifest {
+        let mut kept = self.kept();
+        let hashes = &mut kept.hashes;
+        let mut texts = 0;
+        let files = artifacts
+            .files
+            .iter()
+            .map(|(path, a)| {
+                let entry = match &a.content {
+                    Content::File { text, mode } => {
+                        texts += 1;
+                        let sha256 = match hashes.get(path) {
+                            Some((hashed, sha256)) if hashed == text => sha256.clone(),
+                            _ => {
+                                let sha256 = fs::sha256_hex(text.as_bytes());
+                                hashes.insert(path.clone(), (text.clone(), sha256.clone()));
+                                sha256
+                            }
+                        };
+                        Entry::File {
+                            sha256,
+                            mode: *mode,
+                        }
+                    }
+                    Content::Symlink { .. } => entry_of(a),
+                };
+                let owner = a.owner.clone();
+                (path.clone(), ManifestEntry { entry, owner })
+            })
+            .collect();
+        // Only the files of this plan stay.
+        if hashes.len() > texts {
+            hashes.retain(|path, _| artifacts.files.contains_key(path));
+        }
+        Manifest { files }
     }
 
     /// How many paths the kept stat cache holds.
@@ -636,6 +678,15 @@ impl Store {
         self.dir.join("stat-cache.json")
     }
 
+    /// `Manifest::of(artifacts)`, from the hashes in memory where the
+    /// texts are the same (see [`Memory::manifest_of`]).
+    pub fn manifest_of(&self, artifacts: &Artifacts) -> Manifest {
+        match &self.memory {
+            Some(memory) => memory.manifest_of(artifacts),
+            None => Manifest::of(artifacts),
+        }
+    }
+
     /// The watcher of live paths, when this store has one.
     pub fn watcher(&self) -> Option<&Watcher> {
         self.memory.as_deref().and_then(Memory::watcher)
@@ -796,6 +847,40 @@ mod tests {
             store.manifest_at(3, later),
             Err(StateError::NoGeneration(3))
         ));
+    }
+
+    #[test]
+    fn hashes_kept_in_memory_give_the_manifest_of_the_artifacts() {
+        let file = |text: &str| Artifact {
+            owner: Owner::Firewall,
+            content: Content::File {
+                text: text.into(),
+                mode: 0o644,
+            },
+        };
+        let mut artifacts = Artifacts::default();
+        artifacts.files.insert("a".into(), file("x"));
+        artifacts.files.insert("b".into(), file("y"));
+        artifacts.files.insert(
+            "l".into(),
+            Artifact {
+                owner: Owner::Firewall,
+                content: Content::Symlink {
+                    target: "/t".into(),
+                },
+            },
+        );
+        let memory = Memory::default();
+        assert_eq!(memory.manifest_of(&artifacts), Manifest::of(&artifacts));
+        // The same again, a text changed (same length), a file gone, one new.
+        assert_eq!(memory.manifest_of(&artifacts), Manifest::of(&artifacts));
+        artifacts.files.insert("b".into(), file("z"));
+        artifacts.files.remove("a");
+        artifacts.files.insert("c".into(), file("w"));
+        assert_eq!(memory.manifest_of(&artifacts), Manifest::of(&artifacts));
+        let mut kept: Vec<String> = memory.kept().hashes.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["b", "c"]);
     }
 
     #[test]
