@@ -127,19 +127,37 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
     let manifest = input.current.map_or(&empty, |(_, m)| m);
     let mut files = Vec::new();
     let mut conflicts = Vec::new();
-    let paths: BTreeSet<&String> = input
-        .desired
-        .files
-        .keys()
-        .chain(manifest.files.keys())
-        .collect();
+    // Every map here is sorted by path: one walk over them all, in the
+    // order of the union of the desired and the owned paths.
+    let mut desired_files = input.desired.files.iter().peekable();
+    let mut desired_entries = desired_manifest.files.iter().peekable();
+    let mut owned_files = manifest.files.iter().peekable();
+    let mut live_files = input.live.iter().peekable();
+    let mut desired_paths = input.desired.files.keys().peekable();
+    let mut owned_paths = manifest.files.keys().peekable();
+    let paths = std::iter::from_fn(|| match (desired_paths.peek(), owned_paths.peek()) {
+        (Some(d), Some(o)) if o < d => owned_paths.next(),
+        (Some(d), Some(o)) if o == d => {
+            owned_paths.next();
+            desired_paths.next()
+        }
+        (Some(_), _) => desired_paths.next(),
+        (None, _) => owned_paths.next(),
+    });
     for path in paths {
-        let live = input.live.get(path.as_str()).unwrap_or(&LiveFile::ABSENT);
-        let owned = manifest.files.get(path.as_str());
-        match input.desired.files.get(path.as_str()) {
+        let live = seek(&mut live_files, path).unwrap_or(&LiveFile::ABSENT);
+        let owned = seek(&mut owned_files, path);
+        match seek(&mut desired_files, path) {
             Some(artifact) => {
-                let after = desired_manifest.files[path.as_str()].entry.clone();
-                if live.entry == after {
+                let computed;
+                let after = match seek(&mut desired_entries, path) {
+                    Some(m) => &m.entry,
+                    None => {
+                        computed = crate::state::entry_of(artifact);
+                        &computed
+                    }
+                };
+                if live.entry == *after {
                     continue;
                 }
                 let (change, reason) = match (&live.entry, owned) {
@@ -175,7 +193,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                     owner: artifact.owner.clone(),
                     reason,
                     before: live.entry.clone(),
-                    after,
+                    after: after.clone(),
                     diff: diff(path, live, Some(&artifact.content)),
                 });
             }
@@ -227,6 +245,16 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         summary,
         fingerprint: fingerprint(input, desired_manifest),
     }
+}
+
+/// The value at `key` in a sorted map being walked in order, moving the
+/// walk past it.
+fn seek<'a, V>(
+    walk: &mut std::iter::Peekable<std::collections::btree_map::Iter<'a, String, V>>,
+    key: &str,
+) -> Option<&'a V> {
+    while walk.next_if(|(k, _)| k.as_str() < key).is_some() {}
+    walk.next_if(|(k, _)| k.as_str() == key).map(|(_, v)| v)
 }
 
 /// The system actions the file changes call for, in the order they must
