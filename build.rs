@@ -1,6 +1,7 @@
 //! Bundles the web editor's assets (`web/`: Bootstrap and CodeMirror from
 //! the npm registry through the committed `web/package-lock.json`, and the
-//! page scripts) into `OUT_DIR/web/`, where `src/web/assets.rs` embeds them.
+//! page scripts) into `OUT_DIR/web/`, with gzip and brotli copies, where
+//! `src/web/assets.rs` embeds them.
 //!
 //! Done here rather than by a separate script so that a plain `cargo build`
 //! (and the README's commands) keep working: `npm ci` runs when
@@ -27,7 +28,14 @@ fn main() {
         Ok(()) => String::new(),
         Err(why) => {
             println!("cargo:warning=ctm serve will not work: {why}");
-            for name in ["app.js", "app.css"] {
+            for name in [
+                "app.js",
+                "app.js.gz",
+                "app.js.br",
+                "app.css",
+                "app.css.gz",
+                "app.css.br",
+            ] {
                 std::fs::write(out.join(name), b"").expect("OUT_DIR is writable");
             }
             format!(

@@ -46,9 +46,16 @@ impl Lock {
 
     /// Parses a lock file; errors point into the lock file's text.
     ///
-    /// The version is read first, on its own: a lock file of another
-    /// version may have other fields, and the error to give is the version.
+    /// A lock file of another version may have other fields, and the
+    /// error to give is then the version: when the file is not a lock of
+    /// this version, its version is read on its own to tell which.
     pub fn parse(text: &str) -> Result<Lock, Box<Diagnostic>> {
+        let whole = toml::from_str::<Lock>(text);
+        if let Ok(lock) = &whole
+            && lock.version == VERSION
+        {
+            return whole.map_err(invalid);
+        }
         let header: Header = toml::from_str(text).map_err(invalid)?;
         let version = *header.version.get_ref();
         if version != VERSION {
@@ -64,7 +71,7 @@ impl Lock {
                 .with_label("unsupported version"),
             ));
         }
-        toml::from_str(text).map_err(invalid)
+        whole.map_err(invalid)
     }
 
     pub fn render(&self) -> String {

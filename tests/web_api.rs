@@ -868,8 +868,102 @@ async fn the_forms_edit_the_text_in_place() {
 /// The README's claim: the binary serves its own assets, nothing else.
 #[test]
 fn the_bundle_is_in_the_binary() {
+    use ctm::web::assets::{Coding, total_bytes};
     assert!(ctm::web::assets::unavailable().is_none());
-    assert!(ctm::web::assets::total_bytes() > 200_000);
+    assert!(total_bytes(Coding::Identity) > 200_000);
+    assert!(total_bytes(Coding::Brotli) < total_bytes(Coding::Gzip));
+    assert!(total_bytes(Coding::Gzip) < total_bytes(Coding::Identity) / 2);
+}
+
+/// A raw answer: status, headers and the body's bytes as sent.
+async fn raw(
+    f: &Fixture,
+    path: &str,
+    accept_encoding: &str,
+    etag: Option<&str>,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut request = Request::get(path)
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", f.state.auth.token()),
+        )
+        .header(header::ACCEPT_ENCODING, accept_encoding);
+    if let Some(etag) = etag {
+        request = request.header(header::IF_NONE_MATCH, etag);
+    }
+    let response = f
+        .app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The assets go out in the best coding the client accepts, compressed at
+/// build time, each coding with its own entity tag; pages and API answers
+/// are compressed as they are sent; the event streams of jobs are not.
+#[tokio::test]
+async fn answers_are_compressed_for_clients_that_accept_it() {
+    let f = fixture();
+    let (_, plain, identity) = raw(&f, "/assets/app.js", "", None).await;
+    assert!(plain.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(plain[header::VARY], "accept-encoding");
+    let (_, gz, gzipped) = raw(&f, "/assets/app.js", "gzip", None).await;
+    assert_eq!(gz[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(gunzip(&gzipped), identity);
+    let (status, br, brotli) = raw(&f, "/assets/app.js", "gzip, deflate, br, zstd", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(br[header::CONTENT_ENCODING], "br");
+    assert!(brotli.len() < gzipped.len() && gzipped.len() < identity.len() / 2);
+    let tags: Vec<&str> = [&plain, &gz, &br]
+        .iter()
+        .map(|h| h[header::ETAG].to_str().unwrap())
+        .collect();
+    assert!(
+        tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+        "{tags:?}"
+    );
+    let (status, h, body) = raw(&f, "/assets/app.js", "br", Some(tags[2])).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!(h[header::ETAG], tags[2]);
+    assert!(body.is_empty());
+    // A tag of another coding is not this representation's.
+    let (status, _, _) = raw(&f, "/assets/app.js", "br", Some(tags[1])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, h, body) = raw(&f, "/api/source", "gzip", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_ENCODING], "gzip");
+    let source: Value = serde_json::from_slice(&gunzip(&body)).unwrap();
+    assert_eq!(
+        source["text"],
+        std::fs::read_to_string(&f.host).unwrap().as_str()
+    );
+    let (_, h, _) = raw(&f, "/editor", "br", None).await;
+    assert_eq!(h[header::CONTENT_ENCODING], "br");
+    assert!(h.get(header::CONTENT_SECURITY_POLICY).is_some());
+
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let job = a.json()["job"].as_u64().unwrap();
+    let (status, h, body) = raw(&f, &format!("/api/jobs/{job}"), "gzip, br", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(h.get(header::CONTENT_ENCODING).is_none(), "{h:?}");
+    assert!(String::from_utf8(body).unwrap().contains("data: "));
 }
 
 /// docs/openapi.json documents exactly the routes src/web/api.rs serves.
@@ -934,6 +1028,89 @@ async fn concurrent_previews_share_the_lock_and_the_stat_cache() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The server keeps the manifest and the stat cache between plans, and
+/// inotify vouches for the live files, yet a hand edit of a managed file
+/// made between two plans shows in the second:
+/// an edit in place of the same length (only the ctime tells), a symlink
+/// replaced by one of the same length, and a removed file.
+#[tokio::test]
+async fn a_hand_edit_between_two_plans_shows_in_the_second() {
+    let f = fixture();
+    f.apply().await;
+    // Files settle (2 s); then a plan records them and keeps the manifest.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(f.plan().await["files"].as_array().unwrap().is_empty());
+    assert_eq!(f.state.memory.kept_generation(), Some(1));
+    let kept = f.state.memory.kept_stat_entries();
+    assert!(kept > 20, "the stat cache holds every managed path: {kept}");
+    assert!(f.plan().await["files"].as_array().unwrap().is_empty());
+    let watcher = f.state.memory.watcher().expect("inotify watches the root");
+    assert_eq!(watcher.vouched(), kept, "inotify vouches for every path");
+
+    use std::io::{Seek as _, Write as _};
+    let nspawn = f.root.join("etc/systemd/nspawn/web.nspawn");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&nspawn)
+        .unwrap();
+    file.seek(std::io::SeekFrom::End(-4)).unwrap();
+    file.write_all(b"XXXX").unwrap();
+    drop(file);
+    let wants = f
+        .root
+        .join("etc/systemd/system/machines.target.wants/systemd-nspawn@web.service");
+    let target = std::fs::read_link(&wants).unwrap();
+    let other = target.to_string_lossy().replace(".service", ".servicX");
+    let tmp = wants.with_extension("new");
+    std::os::unix::fs::symlink(&other, &tmp).unwrap();
+    std::fs::rename(&tmp, &wants).unwrap();
+    std::fs::remove_file(
+        f.root
+            .join("etc/systemd/system/systemd-nspawn@ci.service.d/50-ctm-limits.conf"),
+    )
+    .unwrap();
+
+    let plan = f.plan().await;
+    let files: Vec<(String, String, String)> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let drift = "changed on disk since ctm wrote it (drift); ctm restores it".to_string();
+    assert_eq!(
+        files,
+        [
+            (
+                "etc/systemd/nspawn/web.nspawn".to_string(),
+                "change".to_string(),
+                drift.clone()
+            ),
+            (
+                "etc/systemd/system/machines.target.wants/systemd-nspawn@web.service".to_string(),
+                "change".to_string(),
+                drift
+            ),
+            (
+                "etc/systemd/system/systemd-nspawn@ci.service.d/50-ctm-limits.conf".to_string(),
+                "add".to_string(),
+                "new".to_string()
+            ),
+        ]
+    );
+    assert!(
+        plan["files"][0]["diff"].as_str().unwrap().contains("XXXX"),
+        "the diff shows the edit: {}",
+        plan["files"][0]["diff"]
+    );
 }
 
 #[tokio::test]

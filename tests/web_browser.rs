@@ -97,5 +97,7 @@ fn the_editor_works_in_a_browser() {
         started.elapsed()
     );
     assert!(stdout.contains("all steps passed"), "{stdout}\n{stderr}");
+    // The page weight it measured, for `--nocapture`.
+    print!("{stdout}");
     assert!(started.elapsed() < Duration::from_secs(120));
 }

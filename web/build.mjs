@@ -1,5 +1,11 @@
 // Bundles src/app.js (and the CSS it imports) into OUT/app.js and
-// OUT/app.css; build.rs runs it with OUT under cargo's OUT_DIR.
+// OUT/app.css, each also compressed once here, at the highest levels
+// (app.js.br, app.js.gz, ...), so that the server sends them compressed
+// without compressing them per request; build.rs runs it with OUT under
+// cargo's OUT_DIR.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import * as esbuild from 'esbuild';
 
 const outdir = process.argv[2];
@@ -18,3 +24,16 @@ await esbuild.build({
   // Licence comments of Bootstrap and CodeMirror go with the bundle.
   legalComments: 'eof',
 });
+
+for (const name of ['app.js', 'app.css']) {
+  const path = join(outdir, name);
+  const bytes = readFileSync(path);
+  writeFileSync(`${path}.gz`, gzipSync(bytes, { level: 9 }));
+  writeFileSync(`${path}.br`, brotliCompressSync(bytes, {
+    params: {
+      [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT,
+      [constants.BROTLI_PARAM_QUALITY]: constants.BROTLI_MAX_QUALITY,
+      [constants.BROTLI_PARAM_SIZE_HINT]: bytes.length,
+    },
+  }));
+}

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
@@ -18,7 +19,7 @@ use crate::compile::Artifacts;
 use crate::compile::health;
 use crate::live;
 use crate::plan::{self, LiveFile, Plan};
-use crate::state::{Manifest, StateError, Store, now_unix};
+use crate::state::{Manifest, Memory, StateError, Store, now_unix};
 
 /// How a switch (apply, rollback) runs on the running system.
 #[derive(Debug, Clone, clap::Args)]
@@ -182,6 +183,15 @@ impl Session {
         })
     }
 
+    /// The same session, keeping the current generation's manifest and the
+    /// stat cache in `memory` between plans (`ctm serve`).
+    pub fn with_memory(self, memory: Arc<Memory>) -> Session {
+        Session {
+            store: self.store.with_memory(memory),
+            ..self
+        }
+    }
+
     pub fn engine<'a>(&'a mut self, progress: &'a mut dyn FnMut(&str)) -> Engine<'a> {
         Engine {
             store: &self.store,
@@ -269,26 +279,32 @@ impl Session {
     ) -> miette::Result<(Plan, SystemState)> {
         let current = self.store.current()?;
         let manifest = match current {
-            Some(n) => self.store.load(n)?.manifest,
-            None => Manifest::default(),
+            Some(n) => self.store.manifest(n)?,
+            None => Arc::new(Manifest::default()),
         };
-        let paths: Vec<&String> = desired.files.keys().chain(manifest.files.keys()).collect();
         let cache = self.store.stat_cache();
-        let (mut live, updated) = live::read(self.store.root(), paths, &cache)?;
-        if updated != cache {
+        let paths = desired.files.keys().chain(manifest.files.keys());
+        let snapshot = match self.store.watcher() {
+            Some(watcher) => watcher.read(paths, &cache)?,
+            None => live::read(self.store.root(), paths, &cache)?,
+        };
+        if let Some(updated) = snapshot.cache {
             // Only a cache: failing to save it costs speed, nothing else.
-            if let Err(e) = self.store.set_stat_cache(&updated) {
+            if let Err(e) = self.store.set_stat_cache(updated) {
                 eprintln!("warning: {e}");
             }
         }
         // Files trusted from the cache come without text; the ones that will
         // change are read for their diff.
-        let desired_entries = Manifest::of(desired);
+        let desired_manifest = self.store.manifest_of(desired);
+        let mut live = snapshot.live;
+        // Both maps sorted by path: one walk, no lookups.
+        let mut wanted = desired_manifest.files.iter().peekable();
         for (path, file) in live.iter_mut() {
-            let unchanged = desired_entries
-                .files
-                .get(path)
-                .is_some_and(|d| d.entry == file.entry);
+            while wanted.next_if(|(p, _)| *p < path).is_some() {}
+            let unchanged = wanted
+                .peek()
+                .is_some_and(|(p, d)| *p == path && d.entry == file.entry);
             if file.text.is_none() && matches!(file.entry, Entry::File { .. }) && !unchanged {
                 let (entry, bytes) = fs::read_entry(&self.store.root().join(path))?;
                 *file = LiveFile {
@@ -301,8 +317,9 @@ impl Session {
         let system = self.system.observe(&expect)?;
         let plan = plan::plan(&plan::Inputs {
             desired,
+            desired_manifest: &desired_manifest,
             expect: &expect,
-            current: current.map(|n| (n, &manifest)),
+            current: current.map(|n| (n, manifest.as_ref())),
             live: &live,
             system: &system,
             adopt,

@@ -33,6 +33,9 @@ impl LiveFile {
 
 pub struct Inputs<'a> {
     pub desired: &'a Artifacts,
+    /// `Manifest::of(desired)`: every desired file hashed, once, by the
+    /// caller, which needs the hashes too.
+    pub desired_manifest: &'a Manifest,
     /// The desired generation's expectations (`compile::health`), which
     /// drift in the live system is measured against.
     pub expect: &'a Health,
@@ -119,25 +122,42 @@ fn restart_irrelevant(path: &str) -> bool {
 }
 
 pub fn plan(input: &Inputs<'_>) -> Plan {
-    // Every desired file hashed once, for the comparison and the fingerprint.
-    let desired_manifest = Manifest::of(input.desired);
+    let desired_manifest = input.desired_manifest;
     let empty = Manifest::default();
     let manifest = input.current.map_or(&empty, |(_, m)| m);
     let mut files = Vec::new();
     let mut conflicts = Vec::new();
-    let paths: BTreeSet<&String> = input
-        .desired
-        .files
-        .keys()
-        .chain(manifest.files.keys())
-        .collect();
+    // Every map here is sorted by path: one walk over them all, in the
+    // order of the union of the desired and the owned paths.
+    let mut desired_files = input.desired.files.iter().peekable();
+    let mut desired_entries = desired_manifest.files.iter().peekable();
+    let mut owned_files = manifest.files.iter().peekable();
+    let mut live_files = input.live.iter().peekable();
+    let mut desired_paths = input.desired.files.keys().peekable();
+    let mut owned_paths = manifest.files.keys().peekable();
+    let paths = std::iter::from_fn(|| match (desired_paths.peek(), owned_paths.peek()) {
+        (Some(d), Some(o)) if o < d => owned_paths.next(),
+        (Some(d), Some(o)) if o == d => {
+            owned_paths.next();
+            desired_paths.next()
+        }
+        (Some(_), _) => desired_paths.next(),
+        (None, _) => owned_paths.next(),
+    });
     for path in paths {
-        let live = input.live.get(path.as_str()).unwrap_or(&LiveFile::ABSENT);
-        let owned = manifest.files.get(path.as_str());
-        match input.desired.files.get(path.as_str()) {
+        let live = seek(&mut live_files, path).unwrap_or(&LiveFile::ABSENT);
+        let owned = seek(&mut owned_files, path);
+        match seek(&mut desired_files, path) {
             Some(artifact) => {
-                let after = desired_manifest.files[path.as_str()].entry.clone();
-                if live.entry == after {
+                let computed;
+                let after = match seek(&mut desired_entries, path) {
+                    Some(m) => &m.entry,
+                    None => {
+                        computed = crate::state::entry_of(artifact);
+                        &computed
+                    }
+                };
+                if live.entry == *after {
                     continue;
                 }
                 let (change, reason) = match (&live.entry, owned) {
@@ -173,7 +193,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                     owner: artifact.owner.clone(),
                     reason,
                     before: live.entry.clone(),
-                    after,
+                    after: after.clone(),
                     diff: diff(path, live, Some(&artifact.content)),
                 });
             }
@@ -225,6 +245,16 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         summary,
         fingerprint: fingerprint(input, desired_manifest),
     }
+}
+
+/// The value at `key` in a sorted map being walked in order, moving the
+/// walk past it.
+fn seek<'a, V>(
+    walk: &mut std::iter::Peekable<std::collections::btree_map::Iter<'a, String, V>>,
+    key: &str,
+) -> Option<&'a V> {
+    while walk.next_if(|(k, _)| k.as_str() < key).is_some() {}
+    walk.next_if(|(k, _)| k.as_str() == key).map(|(_, v)| v)
 }
 
 /// The system actions the file changes call for, in the order they must
@@ -591,13 +621,13 @@ fn diff(path: &str, live: &LiveFile, after: Option<&Content>) -> String {
 /// A digest of everything the plan was computed from. The generation
 /// number is part of it, so a plan can be applied once only, even a plan
 /// made before the very first apply (hashicorp/terraform#24078).
-fn fingerprint(input: &Inputs<'_>, desired: Manifest) -> String {
+fn fingerprint(input: &Inputs<'_>, desired: &Manifest) -> String {
     #[derive(Serialize)]
     struct Basis<'a> {
         current: Option<u64>,
         live: Vec<(&'a str, &'a Entry)>,
         system: &'a SystemState,
-        desired: Manifest,
+        desired: &'a Manifest,
         adopt: bool,
     }
     let basis = Basis {
@@ -710,6 +740,7 @@ mod tests {
         let live = live_of(applied);
         plan(&Inputs {
             desired,
+            desired_manifest: &Manifest::of(desired),
             expect,
             current: Some((1, &manifest)),
             live: &live,
@@ -1014,6 +1045,7 @@ mod tests {
             |current: Option<u64>, live: &BTreeMap<String, LiveFile>, system: &SystemState| {
                 plan(&Inputs {
                     desired: &applied,
+                    desired_manifest: &manifest,
                     expect: &Health::default(),
                     current: current.map(|n| (n, &manifest)),
                     live,

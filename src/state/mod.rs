@@ -18,13 +18,15 @@
 //! stat-cache.json          hashes of managed files by stat (see `live`)
 //! lock                     flock'ed by whoever changes any of the above
 //! ```
+//!
+//! A process that plans again and again (`ctm serve`) keeps the current
+//! generation's manifest and the stat cache in a [`Memory`] instead of
+//! reading them back each time.
 
-use std::collections::BTreeMap;
-
-/// In a generation: what its apply's provisioning steps did.
-const PROVISIONED: &str = "provisioned.json";
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -33,9 +35,13 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Action;
 use crate::backend::fs::{self, Entry, IoError, context};
 use crate::compile::{Artifact, Artifacts, Content, Owner};
-use crate::live::StatCache;
+use crate::live::watch::{WatchError, Watcher};
+use crate::live::{Stat, StatCache};
 
 pub const STATE_DIR: &str = "var/lib/ctm";
+
+/// In a generation: what its apply's provisioning steps did.
+const PROVISIONED: &str = "provisioned.json";
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
@@ -168,11 +174,121 @@ pub struct PendingConfirm {
     pub deadline: u64,
 }
 
+/// What a long-lived process keeps of one root's state between plans,
+/// so that a plan does not read and parse it again: the manifest of the
+/// generation last planned from, and the stat cache.
+///
+/// Neither can go stale unseen. A manifest is used only while its file
+/// has the [`Stat`] it had when read, and only if it had settled then (the
+/// rule of [`StatCache`]): a generation's files never change once written,
+/// but its number can be used again (a failed apply's generation is
+/// removed, and `gc` may remove the newest), and a new `manifest.json` is
+/// a new inode with a new ctime. The stat cache checks every entry
+/// against the live file anyway, wherever it was kept.
+#[derive(Default)]
+pub struct Memory {
+    kept: Mutex<Kept>,
+    /// Vouches for live paths that have not changed (see `live::watch`).
+    watcher: Option<Watcher>,
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("kept_generation", &self.kept_generation())
+            .field("watching", &self.watcher.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    manifest: Option<(u64, Stat, Arc<Manifest>)>,
+    stat_cache: Option<Arc<StatCache>>,
+    /// The text of each desired file last hashed, and its hash.
+    hashes: HashMap<String, (String, String)>,
+}
+
+impl Memory {
+    /// A memory that also watches the live paths under `root` with
+    /// inotify, looking at a vouched path again after `recheck` at the
+    /// latest (`live::watch`).
+    pub fn watching(root: &Path, recheck: Duration) -> std::result::Result<Memory, WatchError> {
+        Ok(Memory {
+            kept: Mutex::default(),
+            watcher: Some(Watcher::new(root, recheck)?),
+        })
+    }
+
+    pub fn watcher(&self) -> Option<&Watcher> {
+        self.watcher.as_ref()
+    }
+
+    /// The generation whose manifest is kept, if any.
+    pub fn kept_generation(&self) -> Option<u64> {
+        self.kept().manifest.as_ref().map(|(n, _, _)| *n)
+    }
+
+    /// `Manifest::of(artifacts)`, hashing only the files whose text is
+    /// not, byte for byte, the one last hashed at the same path: between
+    /// two plans of the editor most of the compiled files are the same.
+    pub fn manifest_of(&self, artifacts: &Artifacts) -> Manifest {
+        let mut kept = self.kept();
+        let hashes = &mut kept.hashes;
+        let mut texts = 0;
+        let files = artifacts
+            .files
+            .iter()
+            .map(|(path, a)| {
+                let entry = match &a.content {
+                    Content::File { text, mode } => {
+                        texts += 1;
+                        let sha256 = match hashes.get(path) {
+                            Some((hashed, sha256)) if hashed == text => sha256.clone(),
+                            _ => {
+                                let sha256 = fs::sha256_hex(text.as_bytes());
+                                hashes.insert(path.clone(), (text.clone(), sha256.clone()));
+                                sha256
+                            }
+                        };
+                        Entry::File {
+                            sha256,
+                            mode: *mode,
+                        }
+                    }
+                    Content::Symlink { .. } => entry_of(a),
+                };
+                let owner = a.owner.clone();
+                (path.clone(), ManifestEntry { entry, owner })
+            })
+            .collect();
+        // Only the files of this plan stay.
+        if hashes.len() > texts {
+            hashes.retain(|path, _| artifacts.files.contains_key(path));
+        }
+        Manifest { files }
+    }
+
+    /// How many paths the kept stat cache holds.
+    pub fn kept_stat_entries(&self) -> usize {
+        self.kept()
+            .stat_cache
+            .as_ref()
+            .map_or(0, |c| c.entries.len())
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // Only a cache: what a panicking holder left is still valid data.
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// ctm's state directory under one root.
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
     dir: PathBuf,
+    memory: Option<Arc<Memory>>,
 }
 
 impl Store {
@@ -180,6 +296,16 @@ impl Store {
         Store {
             root: root.to_path_buf(),
             dir: root.join(STATE_DIR),
+            memory: None,
+        }
+    }
+
+    /// This store, keeping manifests and the stat cache in `memory`
+    /// between plans (see [`Memory`]).
+    pub fn with_memory(self, memory: Arc<Memory>) -> Store {
+        Store {
+            memory: Some(memory),
+            ..self
         }
     }
 
@@ -328,6 +454,48 @@ impl Store {
             meta: read_json(&dir.join("meta.json"))?,
             manifest: read_json(&dir.join("manifest.json"))?,
         })
+    }
+
+    /// The manifest of generation `n`: from memory while its file is
+    /// unchanged, else read (and kept, once it has settled).
+    pub fn manifest(&self, n: u64) -> Result<Arc<Manifest>> {
+        self.manifest_at(n, crate::live::now_ns())
+    }
+
+    /// [`Self::manifest`] as if at `now_ns` (which decides what has settled).
+    fn manifest_at(&self, n: u64, now_ns: i128) -> Result<Arc<Manifest>> {
+        let path = self.generation_dir(n).join("manifest.json");
+        if let Some(memory) = &self.memory
+            && let Some((_, _, manifest)) =
+                memory.kept().manifest.as_ref().filter(|(m, stat, _)| {
+                    *m == n
+                        && std::fs::symlink_metadata(&path).is_ok_and(|now| Stat::of(&now) == *stat)
+                })
+        {
+            return Ok(manifest.clone());
+        }
+        if !self.generation_dir(n).exists() {
+            return Err(StateError::NoGeneration(n));
+        }
+        // The stat of the very file that is read: a file put in its place
+        // later has another.
+        let mut file = context(File::open(&path), "open", &path)?;
+        let meta = context(file.metadata(), "inspect", &path)?;
+        let mut text = String::new();
+        context(
+            std::io::Read::read_to_string(&mut file, &mut text),
+            "read",
+            &path,
+        )?;
+        let manifest: Arc<Manifest> =
+            Arc::new(serde_json::from_str(&text).map_err(|e| corrupt(&path, e))?);
+        let stat = Stat::of(&meta);
+        if let Some(memory) = &self.memory
+            && StatCache::settled(&stat, now_ns)
+        {
+            memory.kept().manifest = Some((n, stat, manifest.clone()));
+        }
+        Ok(manifest)
     }
 
     /// The compiled files of generation `n`, read back from its tree.
@@ -516,27 +684,58 @@ impl Store {
         self.dir.join("stat-cache.json")
     }
 
-    /// The cache of file hashes by stat; empty if missing or unreadable
-    /// (it is only a cache: `live` re-reads what it cannot trust).
-    pub fn stat_cache(&self) -> StatCache {
-        std::fs::read(self.stat_cache_path())
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+    /// `Manifest::of(artifacts)`, from the hashes in memory where the
+    /// texts are the same (see [`Memory::manifest_of`]).
+    pub fn manifest_of(&self, artifacts: &Artifacts) -> Manifest {
+        match &self.memory {
+            Some(memory) => memory.manifest_of(artifacts),
+            None => Manifest::of(artifacts),
+        }
     }
 
-    /// Replaces the cache. Written under a temporary name of its own and
+    /// The watcher of live paths, when this store has one.
+    pub fn watcher(&self) -> Option<&Watcher> {
+        self.memory.as_deref().and_then(Memory::watcher)
+    }
+
+    /// The cache of file hashes by stat: the one in memory, else the one
+    /// on disk; empty if missing or unreadable (it is only a cache: `live`
+    /// re-reads what it cannot trust).
+    pub fn stat_cache(&self) -> Arc<StatCache> {
+        if let Some(cache) = self
+            .memory
+            .as_ref()
+            .and_then(|m| m.kept().stat_cache.clone())
+        {
+            return cache;
+        }
+        let cache: Arc<StatCache> = Arc::new(
+            std::fs::read(self.stat_cache_path())
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default(),
+        );
+        if let Some(memory) = &self.memory {
+            memory.kept().stat_cache = Some(cache.clone());
+        }
+        cache
+    }
+
+    /// Replaces the cache, in memory and on disk. Written under a temporary name of its own and
     /// renamed into place, so that readers holding the lock shared (the
     /// web editor's previews) can save it side by side: each rename puts a
     /// whole file in place, and the last one wins. Not fsynced: after a
     /// crash a torn cache reads as empty, and files are read again.
-    pub fn set_stat_cache(&self, cache: &StatCache) -> Result<()> {
+    pub fn set_stat_cache(&self, cache: StatCache) -> Result<()> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         use std::sync::atomic::{AtomicU64, Ordering};
         static WRITES: AtomicU64 = AtomicU64::new(0);
         let path = self.stat_cache_path();
-        let bytes = serde_json::to_vec(cache).map_err(|e| corrupt(&path, e))?;
+        let bytes = serde_json::to_vec(&cache).map_err(|e| corrupt(&path, e))?;
+        if let Some(memory) = &self.memory {
+            memory.kept().stat_cache = Some(Arc::new(cache));
+        }
         let tmp = self.dir.join(format!(
             "stat-cache.json.{}-{}.tmp",
             std::process::id(),
@@ -620,4 +819,130 @@ pub fn now_unix() -> u64 {
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_with(path: &str) -> Manifest {
+        let mut manifest = Manifest::default();
+        manifest.files.insert(
+            path.into(),
+            ManifestEntry {
+                entry: Entry::Symlink {
+                    target: "/x".into(),
+                },
+                owner: Owner::Firewall,
+            },
+        );
+        manifest
+    }
+
+    /// Writes generation `n`'s manifest as a new file, as staging does.
+    fn write_manifest(store: &Store, n: u64, manifest: &Manifest) {
+        let dir = store.generation_dir(n);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join("manifest.json.new");
+        std::fs::write(&tmp, serde_json::to_vec(manifest).unwrap()).unwrap();
+        std::fs::rename(&tmp, dir.join("manifest.json")).unwrap();
+    }
+
+    #[test]
+    fn a_kept_manifest_serves_while_its_file_is_unchanged_and_never_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Arc::new(Memory::default());
+        let store = Store::new(dir.path()).with_memory(memory.clone());
+        let later = crate::live::now_ns() + 3_000_000_000;
+        write_manifest(&store, 1, &manifest_with("a"));
+
+        // Just written: read, but not kept (it has not settled).
+        assert_eq!(*store.manifest(1).unwrap(), manifest_with("a"));
+        assert!(memory.kept().manifest.is_none());
+
+        // Settled: kept, and then served from memory.
+        assert_eq!(*store.manifest_at(1, later).unwrap(), manifest_with("a"));
+        let planted = Arc::new(manifest_with("planted"));
+        memory.kept().manifest.as_mut().unwrap().2 = planted.clone();
+        assert_eq!(*store.manifest_at(1, later).unwrap(), *planted);
+
+        // Generation 1 made anew (a failed apply's number used again): its
+        // new file is read, not the kept one.
+        write_manifest(&store, 1, &manifest_with("b"));
+        assert_eq!(*store.manifest_at(1, later).unwrap(), manifest_with("b"));
+        // Another generation is not the kept one either.
+        write_manifest(&store, 2, &manifest_with("c"));
+        assert_eq!(*store.manifest_at(2, later).unwrap(), manifest_with("c"));
+        assert!(matches!(
+            store.manifest_at(3, later),
+            Err(StateError::NoGeneration(3))
+        ));
+    }
+
+    #[test]
+    fn hashes_kept_in_memory_give_the_manifest_of_the_artifacts() {
+        let file = |text: &str| Artifact {
+            owner: Owner::Firewall,
+            content: Content::File {
+                text: text.into(),
+                mode: 0o644,
+            },
+        };
+        let mut artifacts = Artifacts::default();
+        artifacts.files.insert("a".into(), file("x"));
+        artifacts.files.insert("b".into(), file("y"));
+        artifacts.files.insert(
+            "l".into(),
+            Artifact {
+                owner: Owner::Firewall,
+                content: Content::Symlink {
+                    target: "/t".into(),
+                },
+            },
+        );
+        let memory = Memory::default();
+        assert_eq!(memory.manifest_of(&artifacts), Manifest::of(&artifacts));
+        // The same again, a text changed (same length), a file gone, one new.
+        assert_eq!(memory.manifest_of(&artifacts), Manifest::of(&artifacts));
+        artifacts.files.insert("b".into(), file("z"));
+        artifacts.files.remove("a");
+        artifacts.files.insert("c".into(), file("w"));
+        assert_eq!(memory.manifest_of(&artifacts), Manifest::of(&artifacts));
+        let mut kept: Vec<String> = memory.kept().hashes.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["b", "c"]);
+    }
+
+    #[test]
+    fn the_stat_cache_is_kept_in_memory_and_saved_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path()).with_memory(Arc::default());
+        std::fs::create_dir_all(store.dir()).unwrap();
+        assert_eq!(*store.stat_cache(), StatCache::default());
+        let mut cache = StatCache::default();
+        let stat = crate::live::Stat {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mode: 0o100644,
+            mtime_ns: 4,
+            ctime_ns: 5,
+        };
+        cache.entries.insert(
+            "f".into(),
+            (
+                stat,
+                Entry::Symlink {
+                    target: "/x".into(),
+                },
+            ),
+        );
+        store.set_stat_cache(cache.clone()).unwrap();
+        assert_eq!(*store.stat_cache(), cache);
+        // The CLI, without memory, reads what was saved.
+        assert_eq!(*Store::new(dir.path()).stat_cache(), cache);
+        // The server does not read the disk again.
+        std::fs::remove_file(store.dir().join("stat-cache.json")).unwrap();
+        assert_eq!(*store.stat_cache(), cache);
+    }
 }

@@ -14,12 +14,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::jobs::{Ready, Reporter};
-use super::{ApiError, Config, Shared, blocking, dashboard, edit, jobs, logs};
+use super::{ApiError, AppState, Config, Shared, blocking, dashboard, edit, jobs, logs};
 use crate::backend::fs;
 use crate::cli::apply::{switch_to_new, wait_for_confirmation, write_lock};
 use crate::cli::generations::{file_diffs, roll_back_to};
 use crate::cli::plan::Desired;
-use crate::cli::session::Session;
 use crate::cli::{Outcome, lock_path_for, read_lock, validate_text};
 use crate::plan::Plan;
 use crate::state::now_unix;
@@ -125,7 +124,7 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
         let Some(desired) = Desired::compile(&outcome) else {
             return Ok(Json(json!({ "check": check, "plan": null })));
         };
-        let mut session = Session::open_shared(&config.root_args())?;
+        let mut session = state.reading_session()?;
         let plan = session.plan(&desired.artifacts, req.adopt)?;
         Ok(Json(json!({
             "check": check,
@@ -209,17 +208,18 @@ async fn apply(
             "confirm_timeout must be at least 1 second",
         ));
     }
-    let config_state = state.clone();
+    let job_state = state.clone();
     let id = state
         .jobs
         .start("apply", move |ready, report| {
-            apply_job(&config_state.config, &req, ready, report)
+            apply_job(&job_state, &req, ready, report)
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
 }
 
-fn apply_job(config: &Config, req: &ApplyRequest, ready: Ready, report: &Reporter) {
+fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Reporter) {
+    let config = &state.config;
     let root = config.root_args();
     let prepared = (|| {
         let outcome = crate::cli::load_and_validate(&config.host_file, None)?;
@@ -230,7 +230,7 @@ fn apply_job(config: &Config, req: &ApplyRequest, ready: Ready, report: &Reporte
             )
             .with("check", outcome.diagnostics_json())
         })?;
-        let mut session = Session::open(&root, true)?;
+        let mut session = state.changing_session(true)?;
         let plan = session.plan(&desired.artifacts, req.adopt)?;
         if plan.fingerprint != req.fingerprint {
             return Err(stale("the host or the saved host file"));
@@ -369,7 +369,7 @@ fn git_commit(host_file: &Path, generation: u64) -> Result<String, String> {
 /// `POST /api/confirm`: keeps an apply made with a confirm timeout.
 async fn confirm(State(state): State<Shared>) -> ApiResult {
     blocking(move || {
-        let session = Session::open(&state.config.root_args(), false)?;
+        let session = state.changing_session(false)?;
         let pending = session.store.pending_confirm()?;
         if pending.is_some() {
             session.store.clear_pending_confirm()?;
@@ -383,14 +383,14 @@ async fn confirm(State(state): State<Shared>) -> ApiResult {
 
 /// `GET /api/status`: what the dashboard shows.
 async fn status(State(state): State<Shared>) -> ApiResult {
-    blocking(move || Ok(Json(dashboard::status(&state.config)?))).await
+    blocking(move || Ok(Json(dashboard::status(&state)?))).await
 }
 
 /// `GET /api/generations`: every generation, the current one and any
 /// apply waiting for confirmation.
 async fn generations(State(state): State<Shared>) -> ApiResult {
     blocking(move || {
-        let session = Session::open_shared(&state.config.root_args())?;
+        let session = state.reading_session()?;
         let store = &session.store;
         let current = store.current()?;
         let mut list = Vec::new();
@@ -413,7 +413,7 @@ async fn generations(State(state): State<Shared>) -> ApiResult {
 /// `ctm diff A B` shows them.
 async fn diff(State(state): State<Shared>, UrlPath((a, b)): UrlPath<(u64, u64)>) -> ApiResult {
     blocking(move || {
-        let session = Session::open_shared(&state.config.root_args())?;
+        let session = state.reading_session()?;
         let (from, to) = (session.store.artifacts(a)?, session.store.artifacts(b)?);
         let files: Vec<Value> = file_diffs(&from, &to, &a.to_string(), &b.to_string())
             .into_iter()
@@ -428,7 +428,7 @@ async fn diff(State(state): State<Shared>, UrlPath((a, b)): UrlPath<(u64, u64)>)
 /// before the user decides.
 async fn rollback_plan(State(state): State<Shared>, UrlPath(target): UrlPath<u64>) -> ApiResult {
     blocking(move || {
-        let mut session = Session::open_shared(&state.config.root_args())?;
+        let mut session = state.reading_session()?;
         let desired = session.store.artifacts(target)?;
         let plan = session.plan(&desired, false)?;
         Ok(Json(
@@ -450,12 +450,12 @@ async fn rollback(
     State(state): State<Shared>,
     Json(req): Json<RollbackRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let root = state.config.root_args();
+    let job_state = state.clone();
     let id = state
         .jobs
         .start("rollback", move |ready, report| {
             let prepared = (|| {
-                let mut session = Session::open(&root, true)?;
+                let mut session = job_state.changing_session(true)?;
                 let desired = session.store.artifacts(req.generation)?;
                 let plan = session.plan(&desired, false)?;
                 if plan.fingerprint != req.fingerprint {

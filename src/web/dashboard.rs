@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Config};
+use super::{ApiError, AppState};
 use crate::backend::fs::sha256_hex;
-use crate::cli::session::Session;
 use crate::cli::{lock_path_for, validate_text};
 use crate::compile::Owner;
 use crate::compile::health;
@@ -92,8 +91,9 @@ fn millis_now() -> u128 {
 }
 
 /// The dashboard's data (`GET /api/status`).
-pub fn status(config: &Config) -> Result<Value, ApiError> {
-    let mut session = Session::open_shared(&config.root_args())?;
+pub fn status(state: &AppState) -> Result<Value, ApiError> {
+    let config = &state.config;
+    let mut session = state.reading_session()?;
     let live = session.system.is_live();
     let store = session.store.clone();
     let current = store.current()?;

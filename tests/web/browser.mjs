@@ -35,6 +35,22 @@ await context.addInitScript(() => document.addEventListener('securitypolicyviola
   console.error(`CSP violation: ${e.violatedDirective} by ${e.sourceFile}:${e.lineNumber} ${e.sample}`);
 }));
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+// The first full answer (200) for each path, for the page weight.
+const firstAnswers = new Map();
+page.on('response', (r) => {
+  const path = new URL(r.url()).pathname;
+  if (r.status() === 200 && !firstAnswers.has(path)) {
+    // Asked for at once: a page's bodies are gone once the next one loads.
+    firstAnswers.set(path, Promise.all([
+      r.allHeaders().then((h) => h['content-encoding']),
+      r.body().then((b) => b.length),
+      r.request().sizes().then((s) => s.responseBodySize),
+    ]).then(([encoding, decoded, encoded]) => ({ encoding, encoded, decoded }),
+      // Some answers' bodies are gone before they can be asked for (a
+      // redirect's); only the ones checked below must be there.
+      (e) => ({ error: String(e) })));
+  }
+});
 
 let step = '';
 const api = async (method, path, body) => {
@@ -97,6 +113,24 @@ try {
   const original = await editorText();
   assert.equal(original, readFileSync(HOST_FILE, 'utf8'));
   await page.waitForSelector('#plan .plan-summary');
+
+  step = 'the page, its assets and the host file come compressed';
+  // Bytes as received (encoded) and once decoded, of the first full
+  // answer for each: the assets came with the dashboard, and are only
+  // revalidated (304) since.
+  const sizes = {};
+  for (const path of ['/editor', '/assets/app.js', '/assets/app.css', '/api/source']) {
+    assert.ok(firstAnswers.has(path), `${path} was loaded`);
+    sizes[path] = await firstAnswers.get(path);
+    const { encoding, encoded, decoded } = sizes[path];
+    assert.match(encoding ?? '', /^(br|gzip)$/, `${path} is compressed: ${JSON.stringify(sizes[path])}`);
+    assert.ok(encoded < decoded, `${path} is smaller as sent: ${JSON.stringify(sizes[path])}`);
+  }
+  const pageParts = ['/editor', '/assets/app.js', '/assets/app.css'];
+  const total = (key) => pageParts.reduce((sum, p) => sum + sizes[p][key], 0);
+  console.log(`page weight of /editor: ${pageParts.map((p) => `${p} ${sizes[p].encoding} ${sizes[p].encoded} (${sizes[p].decoded})`).join(', ')}; `
+    + `total ${total('encoded')} bytes received (${total('decoded')} decoded); `
+    + `then /api/source ${sizes['/api/source'].encoding} ${sizes['/api/source'].encoded} (${sizes['/api/source'].decoded})`);
 
   step = 'an error shows at its line, with its message';
   const broken = original.replace('    docker                                    // Docker inside the container\n',
