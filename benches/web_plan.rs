@@ -134,7 +134,7 @@ fn main() {
             current: Some((n, &manifest)),
             live: &snapshot.live,
             system: &system,
-            adopt: false,
+            options: plan::Options::default(),
         })
     });
 

@@ -359,6 +359,7 @@ mod tests {
             conflicts: Vec::new(),
             actions: Vec::new(),
             provisioning: Vec::new(),
+            kept_rootfs: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),
@@ -420,6 +421,7 @@ mod tests {
             containers: Some(BTreeMap::new()),
             links: Some(BTreeMap::new()),
             firewall: None,
+            made_rootfs: None,
         };
         let s = status(&Inputs {
             generation: None,

@@ -365,3 +365,144 @@ container "broken" {
         "the failed apply left its generation"
     );
 }
+
+fn two_containers(with_gone: bool) -> String {
+    let gone = if with_gone {
+        r#"
+container "gone" {
+    from "base"
+    network "lan"
+}
+"#
+    } else {
+        ""
+    };
+    host(&format!(
+        r#"
+container "keep" {{
+    from "base"
+    network "lan"
+}}
+{gone}"#
+    ))
+}
+
+fn machines(lab: &Lab) -> String {
+    lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"])
+}
+
+/// A removed container's tree stays unless `--prune` (a rollback puts it
+/// back); `ctm destroy` deletes one after asking, and the next apply makes
+/// it afresh. Trees ctm did not make are never deleted.
+#[test]
+fn removed_trees_are_kept_pruned_on_request_and_destroyed_after_asking() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("provision-prune", &two_containers(true));
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(lab.path("/var/lib/ctm/rootfs/gone.json").exists());
+    let gone = "/var/lib/machines/gone";
+
+    // Pruned, but the apply fails after the tree was set aside: it is back.
+    lab.write("/root/host.kdl", two_containers(false));
+    let out = lab.run(&[
+        "env",
+        "CTM_FAULT_ACTION=reload systemd's unit files",
+        "ctm",
+        "apply",
+        "/root/host.kdl",
+        "--prune",
+        "--yes",
+    ]);
+    assert!(!out.status.success(), "{}", lab::show_output(&out));
+    let text = flat(&out);
+    assert!(
+        text.contains("rollback: put back the root file system of container gone"),
+        "{text}"
+    );
+    assert!(lab.path(gone).join("etc/os-release").exists());
+    assert!(!lab.path("/var/lib/machines/.#gone.ctm-removed").exists());
+    eventually("gone running again", Duration::from_secs(30), || {
+        let list = machines(&lab);
+        list.contains("gone").then_some(()).ok_or(list)
+    });
+
+    // Without --prune: stopped, its tree kept, and the plan says so.
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("Kept: the root file systems"), "{out}");
+    assert!(out.contains(&format!("gone  ({gone})")), "{out}");
+    assert!(lab.path(gone).join("etc/os-release").exists());
+    assert!(!machines(&lab).contains("gone"));
+
+    // A leftover of an earlier purge that failed goes with the next one.
+    lab.ok(&["mkdir", "-p", "/var/lib/machines/.#old.ctm-removed/etc"]);
+    let images = lab.ok(&["machinectl", "list-images", "--no-legend", "--no-pager"]);
+    assert!(!images.contains("ctm-removed"), "machined lists {images}");
+
+    let plan = ctm(&lab, &["plan", "/root/host.kdl", "--prune"]);
+    let plan = flat(&plan);
+    assert!(
+        plan.contains(&format!(
+            "delete the root file system of container gone ({gone})"
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains("this cannot be undone"), "{plan}");
+    let out = ctm(
+        &lab,
+        &[
+            "apply",
+            "/root/host.kdl",
+            "--prune",
+            "--confirm-timeout",
+            "60",
+            "--yes",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        flat(&out).contains("--prune cannot be combined with --confirm-timeout"),
+        "{}",
+        lab::show_output(&out)
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--prune", "--yes"]);
+    assert!(!lab.path(gone).exists(), "the pruned tree is still there");
+    assert!(!lab.path("/var/lib/machines/.#gone.ctm-removed").exists());
+    assert!(!lab.path("/var/lib/machines/.#old.ctm-removed").exists());
+    assert!(!lab.path("/var/lib/ctm/rootfs/gone.json").exists());
+    let out = ctm_ok(&lab, &["plan", "/root/host.kdl"]);
+    assert!(out.contains("No changes") && !out.contains("Kept"), "{out}");
+
+    // destroy asks; without a terminal it wants --yes.
+    let out = ctm(&lab, &["destroy", "keep"]);
+    assert!(!out.status.success());
+    assert!(
+        flat(&out).contains("pass --yes"),
+        "{}",
+        lab::show_output(&out)
+    );
+    assert!(lab.path("/var/lib/machines/keep").exists());
+    let out = ctm_ok(&lab, &["destroy", "keep", "--yes"]);
+    assert!(out.contains("made by ctm from image guest"), "{out}");
+    assert!(out.contains("it is running: it is stopped first"), "{out}");
+    assert!(!lab.path("/var/lib/machines/keep").exists());
+    assert!(!machines(&lab).contains("keep"));
+    // Still in the host file: the next apply makes it afresh.
+    let plan = ctm_ok(&lab, &["plan", "/root/host.kdl"]);
+    assert!(plan.contains("start container keep"), "{plan}");
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(lab.path("/var/lib/machines/keep/etc/os-release").exists());
+    assert!(machines(&lab).contains("keep"));
+
+    // A tree ctm neither made nor manages is not ctm's to delete.
+    lab.ok(&["mkdir", "-p", "/var/lib/machines/stranger/etc"]);
+    let out = ctm(&lab, &["destroy", "stranger", "--yes"]);
+    assert!(!out.status.success());
+    assert!(
+        flat(&out).contains("was not made by ctm"),
+        "{}",
+        lab::show_output(&out)
+    );
+    assert!(lab.path("/var/lib/machines/stranger/etc").exists());
+}

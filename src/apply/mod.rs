@@ -218,7 +218,20 @@ impl Engine<'_> {
         self.set_current(spec.to).map_err(|e| e.to_string())?;
         crate::fault::point("current moved");
         self.store.end_journal().map_err(|e| e.to_string())?;
+        self.purge_removed();
         Ok(())
+    }
+
+    /// Deletes the root file systems set aside by this switch (or left by
+    /// an earlier one whose purge failed). Committed already, so a failure
+    /// is a warning: the tree stays set aside, and the next switch or
+    /// `ctm destroy` tries again.
+    fn purge_removed(&mut self) {
+        for problem in self.system.purge_removed(self.progress) {
+            (self.progress)(&format!(
+                "warning: {problem}; it stays set aside, and the next apply deletes it"
+            ));
+        }
     }
 
     fn set_current(&self, to: Option<u64>) -> Result<(), StateError> {
@@ -393,7 +406,13 @@ pub fn undo(actions: &[Action]) -> Vec<Action> {
                 Action::ReplaceFirewall { reason: r } => {
                     Action::ReplaceFirewall { reason: reason(r) }
                 }
-                Action::PrepareContainer { .. } | Action::ProvisionContainer { .. } => {
+                Action::RemoveRootfs { name, reason: r } => Action::RestoreRootfs {
+                    name: name.clone(),
+                    reason: reason(r),
+                },
+                Action::PrepareContainer { .. }
+                | Action::ProvisionContainer { .. }
+                | Action::RestoreRootfs { .. } => {
                     return None;
                 }
             })
@@ -403,10 +422,12 @@ pub fn undo(actions: &[Action]) -> Vec<Action> {
     undone
 }
 
-/// Stops first, then reloads, then restarts and starts.
+/// Trees come back first, then stops, reloads, restarts and starts.
 fn rank(action: &Action) -> u8 {
     match action {
-        Action::StopContainer { .. } => 0,
+        Action::RestoreRootfs { .. }
+        | Action::RemoveRootfs { .. }
+        | Action::StopContainer { .. } => 0,
         Action::DaemonReload { .. } => 1,
         Action::ApplySysctl { .. } => 2,
         Action::ReloadNetworkd { .. } => 3,
@@ -415,5 +436,34 @@ fn rank(action: &Action) -> u8 {
         Action::RestartContainer { .. } => 6,
         Action::StartContainer { .. } => 7,
         Action::ProvisionContainer { .. } => 8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(kind: fn(String, String) -> Action, name: &str) -> Action {
+        kind(name.to_string(), "why".to_string())
+    }
+
+    #[test]
+    fn a_set_aside_tree_is_put_back_before_its_container_starts_again() {
+        let forward = [
+            named(|name, reason| Action::StopContainer { name, reason }, "old"),
+            named(|name, reason| Action::RemoveRootfs { name, reason }, "old"),
+            Action::DaemonReload {
+                reason: "why".into(),
+            },
+        ];
+        let summaries: Vec<String> = undo(&forward).iter().map(Action::summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                "put back the root file system of container old",
+                "reload systemd's unit files",
+                "start container old"
+            ]
+        );
     }
 }

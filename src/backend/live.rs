@@ -18,6 +18,7 @@ use super::exec;
 use super::netlink::Netlink;
 use super::nft::Nft;
 use super::provision;
+use super::rootfs;
 use super::systemd::{self, Systemd, Verb};
 use super::{Action, FirewallState, Progress, StepRecord, System, SystemError, SystemState, fs};
 use crate::compile::NFT_RULESET;
@@ -369,6 +370,22 @@ impl LiveSystem {
         joined(failures)
     }
 
+    /// Sets aside the trees of stopped containers (`rootfs::set_aside`);
+    /// a tree in use is never touched.
+    fn remove_rootfs(&self, names: &[&str]) -> Result<(), SystemError> {
+        let machines = self.machines()?;
+        for name in names {
+            if machines.contains_key(*name) {
+                return Err(error(
+                    format!("deleting the root file system of container {name}"),
+                    "the container is running",
+                ));
+            }
+            rootfs::set_aside(&self.root, name)?;
+        }
+        Ok(())
+    }
+
     fn provision(&self, names: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
         // A start job ends when nspawn says it is ready, which can be a
         // moment before machined lists the container as running.
@@ -570,6 +587,7 @@ impl System for LiveSystem {
         };
         Ok(SystemState {
             containers: Some(containers),
+            made_rootfs: Some(rootfs::all_made_by_ctm(&self.root).into_keys().collect()),
             links: Some(links),
             firewall: Some(FirewallState {
                 chains: table.map(|t| t.chains),
@@ -617,7 +635,15 @@ impl System for LiveSystem {
                 ..
             } => self.reload_networkd(delete_links, reconfigure_links, expect),
             Action::ReplaceFirewall { .. } => self.replace_firewall(),
+            Action::RemoveRootfs { .. } => self.remove_rootfs(&names),
+            Action::RestoreRootfs { .. } => names
+                .iter()
+                .try_for_each(|name| rootfs::put_back(&self.root, name)),
         }
+    }
+
+    fn purge_removed(&mut self, progress: Progress<'_>) -> Vec<SystemError> {
+        rootfs::purge(&self.root, progress)
     }
 
     fn health_check(

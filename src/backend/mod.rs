@@ -12,6 +12,7 @@ pub mod live;
 pub mod netlink;
 pub mod nft;
 pub mod provision;
+pub mod rootfs;
 pub mod systemd;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +33,10 @@ pub struct SystemState {
     pub links: Option<BTreeMap<String, BTreeSet<String>>>,
     #[serde(default)]
     pub firewall: Option<FirewallState>,
+    /// The containers whose root file system ctm made and still has
+    /// (`rootfs`): the ones `--prune` may delete.
+    #[serde(default)]
+    pub made_rootfs: Option<BTreeSet<String>>,
 }
 
 /// `table inet ctm` as it is now.
@@ -98,6 +103,19 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         steps: Vec<String>,
     },
+    /// Delete the root file system ctm made for a container that is no
+    /// longer in the host file (`--prune`). Within the switch the tree is
+    /// only set aside, so that a rollback can put it back; it is deleted
+    /// once the new generation is committed.
+    RemoveRootfs {
+        name: String,
+        reason: String,
+    },
+    /// Undoes [`Action::RemoveRootfs`]: the set-aside tree goes back.
+    RestoreRootfs {
+        name: String,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -132,6 +150,13 @@ impl Action {
                 format!("provision container {name} ({})", steps.join(", "))
             }
             Action::ProvisionContainer { name, .. } => format!("provision container {name}"),
+            Action::RemoveRootfs { name, .. } => format!(
+                "delete the root file system of container {name} (/{}/{name})",
+                rootfs::MACHINES
+            ),
+            Action::RestoreRootfs { name, .. } => {
+                format!("put back the root file system of container {name}")
+            }
         }
     }
 
@@ -142,7 +167,9 @@ impl Action {
             | Action::PrepareContainer { name, .. }
             | Action::RestartContainer { name, .. }
             | Action::StartContainer { name, .. }
-            | Action::ProvisionContainer { name, .. } => Some(name),
+            | Action::ProvisionContainer { name, .. }
+            | Action::RemoveRootfs { name, .. }
+            | Action::RestoreRootfs { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -163,7 +190,9 @@ impl Action {
             | Action::PrepareContainer { reason, .. }
             | Action::RestartContainer { reason, .. }
             | Action::StartContainer { reason, .. }
-            | Action::ProvisionContainer { reason, .. } => reason,
+            | Action::ProvisionContainer { reason, .. }
+            | Action::RemoveRootfs { reason, .. }
+            | Action::RestoreRootfs { reason, .. } => reason,
         }
     }
 }
@@ -256,6 +285,12 @@ pub trait System {
     /// Disarms it (confirmed, or reverted already).
     fn disarm_revert(&mut self) -> Result<(), SystemError> {
         Ok(())
+    }
+    /// Deletes the root file systems that [`Action::RemoveRootfs`] set
+    /// aside, once nothing can roll back to them; returns what failed
+    /// (the next purge tries again).
+    fn purge_removed(&mut self, _progress: Progress<'_>) -> Vec<SystemError> {
+        Vec::new()
     }
 }
 

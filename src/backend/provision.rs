@@ -76,7 +76,7 @@ pub fn before_boot(
                     let Check::PathExists { path } = &step.check else {
                         unreachable!("checked above")
                     };
-                    create_rootfs(root, image, source, &host_path(root, path), progress)?;
+                    create_rootfs(root, name, image, source, &host_path(root, path), progress)?;
                 }
                 other => {
                     return Err(error(
@@ -321,9 +321,11 @@ fn write_inside(
 
 /// Creates `target` from the image: copied whole into a temporary
 /// directory beside it, then renamed, so a failure leaves no half tree
-/// that a later apply would take for a finished one.
+/// that a later apply would take for a finished one. The tree is recorded
+/// as ctm's (`rootfs::record`), which is what lets `--prune` delete it.
 fn create_rootfs(
     root: &Path,
+    name: &str,
     image: &str,
     source: &RootfsSource,
     target: &Path,
@@ -356,6 +358,7 @@ fn create_rootfs(
             format!("cp: {}; {}", ran.describe(), ran.tail(10)),
         ));
     }
+    super::rootfs::record(root, name, image, &temporary)?;
     std::fs::rename(&temporary, target).map_err(|e| {
         error(
             format!("moving {} to {}", temporary.display(), target.display()),

@@ -27,6 +27,10 @@ pub struct Args {
     /// Take over files at ctm's paths that ctm did not write.
     #[arg(long)]
     adopt: bool,
+    /// Delete the root file systems ctm made for containers that are no
+    /// longer in the host file (the plan lists each; it cannot be undone).
+    #[arg(long)]
+    prune: bool,
     /// After applying, wait this long for `ctm confirm`, else roll back.
     #[arg(long, value_name = "SECONDS")]
     confirm_timeout: Option<u64>,
@@ -35,6 +39,15 @@ pub struct Args {
     no_diff: bool,
     #[command(flatten)]
     switch: SwitchArgs,
+}
+
+/// A deleted tree cannot come back, so an apply that deletes one cannot
+/// wait for a confirmation that would undo it.
+fn prune_with_confirm_timeout() -> miette::Report {
+    miette!(
+        help = "apply with --confirm-timeout first, and once it is confirmed, `ctm apply --prune`",
+        "--prune cannot be combined with --confirm-timeout: a deleted root file system cannot be brought back by the revert"
+    )
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
@@ -67,10 +80,22 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     let Some(desired) = desired else {
         return Ok(ExitCode::FAILURE);
     };
-    let adopt = saved.as_ref().map_or(args.adopt, |s| s.adopt);
+    let options = saved.as_ref().map_or(
+        crate::plan::Options {
+            adopt: args.adopt,
+            prune: args.prune,
+        },
+        |s| crate::plan::Options {
+            adopt: s.adopt,
+            prune: s.prune,
+        },
+    );
+    if options.prune && args.confirm_timeout.is_some() {
+        return Err(prune_with_confirm_timeout());
+    }
 
     let mut session = Session::open(&args.root, true)?;
-    let plan = session.plan(&desired.artifacts, adopt)?;
+    let plan = session.plan(&desired.artifacts, options)?;
     if let Some(saved) = &saved
         && saved.plan.fingerprint != plan.fingerprint
     {
@@ -120,7 +145,8 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             source_path: desired.source_path.clone(),
             source_text: desired.source_text.clone(),
             lock_text: desired.previous_lock.clone(),
-            adopt,
+            adopt: options.adopt,
+            prune: options.prune,
             plan,
         };
         let number = session.store.next_number()?;

@@ -157,7 +157,7 @@ pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let desired = session.store.artifacts(target)?;
-    let plan = session.plan(&desired, false)?;
+    let plan = session.plan(&desired, crate::plan::Options::default())?;
     if !args.switch.in_unit {
         print_plan(
             &plan,

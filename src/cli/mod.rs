@@ -6,6 +6,7 @@ pub(crate) mod apply;
 mod check;
 mod compile;
 mod container;
+mod destroy;
 pub(crate) mod generations;
 mod info;
 pub(crate) mod plan;
@@ -77,6 +78,10 @@ enum Command {
     Restart(container::Args),
     /// Show a container's journal.
     Logs(container::LogsArgs),
+    /// Delete a container's root file system (asks for its name first).
+    /// One still in the host file is made afresh from its image by the
+    /// next apply or start.
+    Destroy(destroy::Args),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
     /// Remove old generations.
@@ -120,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Stop(args) => report(container::run(container::Verb::Stop, &args)),
         Command::Restart(args) => report(container::run(container::Verb::Restart, &args)),
         Command::Logs(args) => report(container::logs(&args)),
+        Command::Destroy(args) => report(destroy::run(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Gc(args) => report(generations::gc(&args)),
         Command::Serve(args) => report(serve::run(&args)),

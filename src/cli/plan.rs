@@ -29,6 +29,10 @@ pub struct Args {
     /// Plan to take over files at ctm's paths that ctm did not write.
     #[arg(long)]
     adopt: bool,
+    /// Plan to delete the root file systems ctm made for containers that
+    /// are no longer in the host file.
+    #[arg(long)]
+    prune: bool,
     /// Leave out the diffs of file contents.
     #[arg(long)]
     no_diff: bool,
@@ -44,6 +48,8 @@ pub struct SavedPlan {
     pub source_text: String,
     pub lock_text: Option<String>,
     pub adopt: bool,
+    #[serde(default)]
+    pub prune: bool,
     pub plan: Plan,
 }
 
@@ -104,7 +110,11 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let mut session = Session::open(&args.root, false)?;
-    let plan = session.plan(&desired.artifacts, args.adopt)?;
+    let options = crate::plan::Options {
+        adopt: args.adopt,
+        prune: args.prune,
+    };
+    let plan = session.plan(&desired.artifacts, options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan).into_diagnostic()?);
     } else {
@@ -126,6 +136,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             source_text: desired.source_text.clone(),
             lock_text: desired.previous_lock.clone(),
             adopt: args.adopt,
+            prune: args.prune,
             plan: plan.clone(),
         };
         let text = serde_json::to_string_pretty(&saved).into_diagnostic()?;

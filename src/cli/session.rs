@@ -242,7 +242,7 @@ impl Session {
             None => Artifacts::default(),
         };
         // Restoring ctm's own earlier files: take over whatever is there.
-        let plan = self.plan(&desired, true)?;
+        let plan = self.plan(&desired, plan::Options::ADOPT)?;
         let current = self.store.current()?;
         let mut report = progress;
         let result = self.engine(&mut report).switch(&SwitchSpec {
@@ -267,15 +267,15 @@ impl Session {
     }
 
     /// The plan from the current generation to `desired`.
-    pub fn plan(&mut self, desired: &Artifacts, adopt: bool) -> miette::Result<Plan> {
-        Ok(self.plan_and_state(desired, adopt)?.0)
+    pub fn plan(&mut self, desired: &Artifacts, options: plan::Options) -> miette::Result<Plan> {
+        Ok(self.plan_and_state(desired, options)?.0)
     }
 
     /// The plan, and the live state it was made against.
     pub fn plan_and_state(
         &mut self,
         desired: &Artifacts,
-        adopt: bool,
+        options: plan::Options,
     ) -> miette::Result<(Plan, SystemState)> {
         let current = self.store.current()?;
         let manifest = match current {
@@ -322,7 +322,7 @@ impl Session {
             current: current.map(|n| (n, manifest.as_ref())),
             live: &live,
             system: &system,
-            adopt,
+            options,
         });
         Ok((plan, system))
     }
@@ -330,6 +330,12 @@ impl Session {
 
 /// Asks for confirmation on a terminal; elsewhere `--yes` is required.
 pub fn confirm(question: &str, yes: bool) -> miette::Result<bool> {
+    ask(&format!("{question} Only 'yes' is accepted:"), "yes", yes)
+}
+
+/// Asks on a terminal for `answer` to be typed; elsewhere `--yes` is
+/// required.
+pub fn ask(prompt: &str, answer: &str, yes: bool) -> miette::Result<bool> {
     if yes {
         return Ok(true);
     }
@@ -339,13 +345,13 @@ pub fn confirm(question: &str, yes: bool) -> miette::Result<bool> {
             "standard input is not a terminal, so ctm cannot ask for confirmation"
         ));
     }
-    eprint!("{question} Only 'yes' is accepted: ");
+    eprint!("{prompt} ");
     std::io::stderr().flush().into_diagnostic()?;
-    let mut answer = String::new();
+    let mut typed = String::new();
     std::io::stdin()
         .lock()
-        .read_line(&mut answer)
+        .read_line(&mut typed)
         .into_diagnostic()
         .wrap_err("cannot read the answer")?;
-    Ok(answer.trim() == "yes")
+    Ok(typed.trim() == answer)
 }

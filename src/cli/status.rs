@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     };
     let expect = health::of(&artifacts).map_err(|e| miette!("{e}"))?;
     // The plan back to the current generation names everything that drifted.
-    let (plan, system) = session.plan_and_state(&artifacts, false)?;
+    let (plan, system) = session.plan_and_state(&artifacts, crate::plan::Options::default())?;
     let names: BTreeSet<String> = expect.containers.keys().cloned().collect();
     let containers = session.system.containers(&names)?;
     let pending = session.store.pending_confirm()?;

@@ -31,6 +31,24 @@ impl LiveFile {
     };
 }
 
+/// What a plan may do beyond bringing ctm's files to the host file's
+/// version: the user's `--adopt` and `--prune`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Take over files that exist but are not ctm's.
+    pub adopt: bool,
+    /// Delete the root file systems ctm made for containers that are no
+    /// longer in the host file.
+    pub prune: bool,
+}
+
+impl Options {
+    pub const ADOPT: Options = Options {
+        adopt: true,
+        prune: false,
+    };
+}
+
 pub struct Inputs<'a> {
     pub desired: &'a Artifacts,
     /// `Manifest::of(desired)`: every desired file hashed, once, by the
@@ -43,8 +61,7 @@ pub struct Inputs<'a> {
     /// Every path of `desired` and of the current manifest.
     pub live: &'a BTreeMap<String, LiveFile>,
     pub system: &'a SystemState,
-    /// Take over files that exist but are not ctm's.
-    pub adopt: bool,
+    pub options: Options,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -92,6 +109,10 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Containers whose provisioning steps changed and will be checked.
     pub provisioning: Vec<String>,
+    /// Containers no longer in the host file whose root file system, made
+    /// by ctm, stays (without `--prune`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_rootfs: Vec<String>,
     /// False when the root is not the running system: actions are listed
     /// but not performed.
     pub live_system: bool,
@@ -175,7 +196,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                         "changed on disk since ctm wrote it (drift); ctm restores it".to_string(),
                     ),
                     (_, Some(_)) => (Change::Change, "the host file changed".to_string()),
-                    (_, None) if input.adopt => (
+                    (_, None) if input.options.adopt => (
                         Change::Change,
                         "adopted: exists but was not written by ctm (--adopt)".to_string(),
                     ),
@@ -221,6 +242,11 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
     let actions = actions(input, manifest, &files);
+    let kept_rootfs = if input.options.prune {
+        Vec::new()
+    } else {
+        orphaned_rootfs(input)
+    };
     let provisioning = files
         .iter()
         .filter(|f| f.path.ends_with("/provision.json") && f.change != Change::Destroy)
@@ -241,10 +267,32 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         conflicts,
         actions,
         provisioning,
+        kept_rootfs,
         live_system: input.system.containers.is_some(),
         summary,
         fingerprint: fingerprint(input, desired_manifest),
     }
+}
+
+/// The containers not in the host file that still have a root file
+/// system ctm made.
+fn orphaned_rootfs(input: &Inputs<'_>) -> Vec<String> {
+    let Some(made) = &input.system.made_rootfs else {
+        return Vec::new();
+    };
+    let desired: BTreeSet<&str> = input
+        .desired
+        .files
+        .values()
+        .filter_map(|a| match &a.owner {
+            Owner::Container(name) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    made.iter()
+        .filter(|name| !desired.contains(name.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The value at `key` in a sorted map being walked in order, moving the
@@ -371,6 +419,26 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
         }
     }
 
+    // Deleting a tree comes right after the stops: its container must not
+    // run, and nothing later needs it.
+    let mut remove = Vec::new();
+    if input.options.prune {
+        for name in orphaned_rootfs(input) {
+            let stopping = stop.iter().any(|a| a.container() == Some(name.as_str()));
+            if !stopping && running(&name) == Some(true) {
+                stop.push(Action::StopContainer {
+                    name: name.clone(),
+                    reason: "not in the host file, and its root file system is deleted (--prune)"
+                        .into(),
+                });
+            }
+            remove.push(Action::RemoveRootfs {
+                name,
+                reason: "no longer in the host file (--prune)".into(),
+            });
+        }
+    }
+
     // Before-boot steps run for every new container (even one that does
     // not start now: its root file system is made on the first apply) and
     // before every start, so that a container never starts without one.
@@ -416,6 +484,7 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
     }
 
     let mut actions = stop;
+    actions.extend(remove);
     let units: Vec<&str> = files
         .iter()
         .filter(|f| f.path.starts_with("etc/systemd/system/"))
@@ -629,6 +698,7 @@ fn fingerprint(input: &Inputs<'_>, desired: &Manifest) -> String {
         system: &'a SystemState,
         desired: &'a Manifest,
         adopt: bool,
+        prune: bool,
     }
     let basis = Basis {
         current: input.current.map(|(n, _)| n),
@@ -639,7 +709,8 @@ fn fingerprint(input: &Inputs<'_>, desired: &Manifest) -> String {
             .collect(),
         system: input.system,
         desired,
-        adopt: input.adopt,
+        adopt: input.options.adopt,
+        prune: input.options.prune,
     };
     // Plain data with string keys: serializing it cannot fail.
     sha256_hex(&serde_json::to_vec(&basis).expect("the plan basis serializes"))
@@ -723,6 +794,7 @@ mod tests {
             containers: Some(running.iter().map(|(n, r)| (n.to_string(), *r)).collect()),
             links: None,
             firewall: None,
+            made_rootfs: None,
         }
     }
 
@@ -736,6 +808,16 @@ mod tests {
         system: &SystemState,
         expect: &Health,
     ) -> Plan {
+        plan_with(desired, applied, system, expect, Options::default())
+    }
+
+    fn plan_with(
+        desired: &Artifacts,
+        applied: &Artifacts,
+        system: &SystemState,
+        expect: &Health,
+        options: Options,
+    ) -> Plan {
         let manifest = Manifest::of(applied);
         let live = live_of(applied);
         plan(&Inputs {
@@ -745,7 +827,7 @@ mod tests {
             current: Some((1, &manifest)),
             live: &live,
             system,
-            adopt: false,
+            options,
         })
     }
 
@@ -865,6 +947,87 @@ mod tests {
         // Already stopped: nothing to stop.
         let p = plan_for(&next, &applied, &system(&[("a", false), ("b", true)]));
         assert_eq!(names(&p.actions), ["reload systemd's unit files"]);
+    }
+
+    fn pruning(
+        desired: &Artifacts,
+        applied: &Artifacts,
+        system: &SystemState,
+        prune: bool,
+    ) -> Plan {
+        let options = Options {
+            adopt: false,
+            prune,
+        };
+        plan_with(desired, applied, system, &Health::default(), options)
+    }
+
+    fn with_trees(mut system: SystemState, made: &[&str]) -> SystemState {
+        system.made_rootfs = Some(made.iter().map(|n| n.to_string()).collect());
+        system
+    }
+
+    #[test]
+    fn a_removed_containers_tree_is_kept_unless_pruned_and_then_deleted_after_the_stop() {
+        let applied = desired("a\n");
+        let mut next = desired("a\n");
+        next.files
+            .retain(|p, _| !p.contains("/a.") && !p.contains("@a."));
+        let system = with_trees(system(&[("a", true), ("b", true)]), &["a", "b"]);
+
+        let kept = pruning(&next, &applied, &system, false);
+        assert_eq!(kept.kept_rootfs, ["a"]);
+        assert!(
+            !kept
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::RemoveRootfs { .. }))
+        );
+
+        let pruned = pruning(&next, &applied, &system, true);
+        assert!(pruned.kept_rootfs.is_empty());
+        assert_eq!(
+            names(&pruned.actions),
+            [
+                "stop container a",
+                "delete the root file system of container a (/var/lib/machines/a)",
+                "reload systemd's unit files"
+            ]
+        );
+        // A different decision, a different plan to apply.
+        assert_ne!(kept.fingerprint, pruned.fingerprint);
+    }
+
+    #[test]
+    fn prune_never_touches_a_tree_ctm_did_not_make_or_a_container_in_the_host_file() {
+        let applied = desired("a\n");
+        let mut next = desired("a\n");
+        next.files
+            .retain(|p, _| !p.contains("/a.") && !p.contains("@a."));
+        // Only b's tree is ctm's, and b is still in the host file.
+        let system = with_trees(system(&[("a", false), ("b", true)]), &["b"]);
+        let p = pruning(&next, &applied, &system, true);
+        assert_eq!(names(&p.actions), ["reload systemd's unit files"]);
+        assert!(p.kept_rootfs.is_empty());
+    }
+
+    #[test]
+    fn pruning_a_container_removed_earlier_stops_it_if_someone_started_it() {
+        let applied = desired("a\n");
+        let system = with_trees(system(&[("a", true), ("b", true), ("old", true)]), &["old"]);
+        let p = pruning(&applied, &applied, &system, true);
+        assert_eq!(
+            names(&p.actions),
+            [
+                "stop container old",
+                "delete the root file system of container old (/var/lib/machines/old)"
+            ]
+        );
+        // Without --prune nothing happens to it: only the note.
+        let p = pruning(&applied, &applied, &system, false);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.kept_rootfs, ["old"]);
+        assert!(render::text(&p, "ctm plan", false).contains("`ctm apply --prune` deletes them"));
     }
 
     fn with_ruleset(mut artifacts: Artifacts) -> Artifacts {
@@ -1050,7 +1213,7 @@ mod tests {
                     current: current.map(|n| (n, &manifest)),
                     live,
                     system,
-                    adopt: false,
+                    options: Options::default(),
                 })
                 .fingerprint
             };

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 
 use super::{Change, Plan};
+use crate::backend::Action;
+use crate::backend::rootfs::MACHINES;
 use crate::compile::Owner;
 
 const RED: Style = AnsiColor::Red.on_default();
@@ -42,6 +44,7 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
     );
     if plan.is_empty() {
         out.push_str("\nNo changes. The host matches the host file.\n");
+        kept_rootfs(&mut out, plan);
         return out;
     }
     if !plan.files.is_empty() {
@@ -93,13 +96,12 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
     if !plan.actions.is_empty() {
         let _ = writeln!(out, "\n{}", paint(BOLD, "Actions, in order:"));
         for (i, a) in plan.actions.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "  {}. {}\n       because {}",
-                i + 1,
-                a.summary(),
-                a.reason()
-            );
+            // Deleting data is the one thing a rollback cannot undo.
+            let summary = match a {
+                Action::RemoveRootfs { .. } => paint(RED, &a.summary()),
+                _ => a.summary(),
+            };
+            let _ = writeln!(out, "  {}. {summary}\n       because {}", i + 1, a.reason());
         }
         if !plan.live_system {
             let _ = writeln!(
@@ -119,6 +121,7 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
             plan.provisioning.join(", ")
         );
     }
+    kept_rootfs(&mut out, plan);
     let s = &plan.summary;
     let _ = writeln!(
         out,
@@ -135,6 +138,25 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
             )
         )
     );
+    let deleted = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::RemoveRootfs { .. }))
+        .count();
+    if deleted > 0 {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                RED,
+                &format!(
+                    "{deleted} root file system{} will be deleted, with all data in {}; this cannot be undone.",
+                    if deleted == 1 { "" } else { "s" },
+                    if deleted == 1 { "it" } else { "them" }
+                )
+            )
+        );
+    }
     if !plan.conflicts.is_empty() {
         let _ = writeln!(
             out,
@@ -155,4 +177,22 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
         );
     }
     out
+}
+
+/// The trees of removed containers that stay, and how to delete them.
+fn kept_rootfs(out: &mut String, plan: &Plan) {
+    if plan.kept_rootfs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nKept: the root file systems of containers no longer in the host file:"
+    );
+    for name in &plan.kept_rootfs {
+        let _ = writeln!(out, "  {name}  (/{MACHINES}/{name})");
+    }
+    let _ = writeln!(
+        out,
+        "  `ctm apply --prune` deletes them; `ctm destroy NAME` deletes one."
+    );
 }

@@ -20,7 +20,7 @@ use crate::cli::apply::{switch_to_new, wait_for_confirmation, write_lock};
 use crate::cli::generations::{file_diffs, roll_back_to};
 use crate::cli::plan::Desired;
 use crate::cli::{Outcome, lock_path_for, read_lock, validate_text};
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::state::now_unix;
 
 pub fn routes() -> Router<Shared> {
@@ -54,6 +54,14 @@ fn plan_json(plan: &Plan) -> Value {
         }
     }
     value
+}
+
+/// The web editor plans as `ctm plan [--adopt]`; pruning is for the CLI.
+fn adopting(adopt: bool) -> plan::Options {
+    plan::Options {
+        adopt,
+        prune: false,
+    }
 }
 
 fn read_host_file(path: &Path) -> Result<String, ApiError> {
@@ -125,7 +133,7 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
             return Ok(Json(json!({ "check": check, "plan": null })));
         };
         let mut session = state.reading_session()?;
-        let plan = session.plan(&desired.artifacts, req.adopt)?;
+        let plan = session.plan(&desired.artifacts, adopting(req.adopt))?;
         Ok(Json(json!({
             "check": check,
             "host": desired.summary,
@@ -231,7 +239,7 @@ fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Report
             .with("check", outcome.diagnostics_json())
         })?;
         let mut session = state.changing_session(true)?;
-        let plan = session.plan(&desired.artifacts, req.adopt)?;
+        let plan = session.plan(&desired.artifacts, adopting(req.adopt))?;
         if plan.fingerprint != req.fingerprint {
             return Err(stale("the host or the saved host file"));
         }
@@ -430,7 +438,7 @@ async fn rollback_plan(State(state): State<Shared>, UrlPath(target): UrlPath<u64
     blocking(move || {
         let mut session = state.reading_session()?;
         let desired = session.store.artifacts(target)?;
-        let plan = session.plan(&desired, false)?;
+        let plan = session.plan(&desired, plan::Options::default())?;
         Ok(Json(
             json!({ "generation": target, "plan": plan_json(&plan) }),
         ))
@@ -457,7 +465,7 @@ async fn rollback(
             let prepared = (|| {
                 let mut session = job_state.changing_session(true)?;
                 let desired = session.store.artifacts(req.generation)?;
-                let plan = session.plan(&desired, false)?;
+                let plan = session.plan(&desired, plan::Options::default())?;
                 if plan.fingerprint != req.fingerprint {
                     return Err(stale("the host"));
                 }

@@ -133,7 +133,7 @@ pub fn status(state: &AppState) -> Result<Value, ApiError> {
     let host = validated.host;
     // Drift: what it would take to bring the host back to its generation.
     let desired = store.artifacts(n)?;
-    let (plan, system) = session.plan_and_state(&desired, false)?;
+    let (plan, system) = session.plan_and_state(&desired, crate::plan::Options::default())?;
     // What `ctm status` shows: live state and addresses, links, firewall.
     let expect = health::of(&desired)
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e))?;

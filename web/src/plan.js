@@ -12,6 +12,19 @@ export function ownerLabel(owner) {
   return owner.name === undefined ? owner.kind : `${owner.kind} ${owner.name}`;
 }
 
+// Root file systems of removed containers that ctm keeps (docs/plan.md,
+// "Removed containers and --prune"); deleting them is for the CLI.
+function keptRootfs(plan) {
+  const kept = plan.kept_rootfs ?? [];
+  if (kept.length === 0) {
+    return null;
+  }
+  return h('p', { class: 'small text-body-secondary plan-kept' },
+    'Kept: the root file systems of containers no longer in the host file: ',
+    kept.map((name) => `${name} (/var/lib/machines/${name})`).join(', '),
+    '. ', h('code', {}, 'ctm apply --prune'), ' deletes them.');
+}
+
 export function renderPlan(plan) {
   const s = plan.summary;
   const from = plan.from_generation ?? 'none';
@@ -25,6 +38,7 @@ export function renderPlan(plan) {
   ];
   if (plan.files.length === 0 && plan.actions.length === 0 && plan.conflicts.length === 0) {
     parts.push(h('p', { class: 'mb-0 text-success', id: 'no-changes' }, 'No changes. The host matches the host file.'));
+    parts.push(keptRootfs(plan));
     return h('div', { class: 'plan' }, parts);
   }
   for (const c of plan.conflicts) {
@@ -49,7 +63,7 @@ export function renderPlan(plan) {
   if (plan.actions.length > 0) {
     parts.push(h('h2', { class: 'h6' }, 'Actions, in order'));
     parts.push(h('ol', { class: 'small plan-actions' }, plan.actions.map((a) => h('li', {},
-      h('span', { class: 'fw-semibold' }, a.summary),
+      h('span', { class: a.action === 'remove-rootfs' ? 'fw-semibold text-danger' : 'fw-semibold' }, a.summary),
       h('div', { class: 'text-body-secondary' }, 'because ', a.reason)))));
     if (!plan.live_system) {
       parts.push(h('p', { class: 'small text-warning-emphasis' },
@@ -59,5 +73,6 @@ export function renderPlan(plan) {
   if (plan.provisioning.length > 0) {
     parts.push(h('p', { class: 'small' }, 'Provisioning steps to check, for: ', plan.provisioning.join(', ')));
   }
+  parts.push(keptRootfs(plan));
   return h('div', { class: 'plan' }, parts);
 }

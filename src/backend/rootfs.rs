@@ -1,0 +1,350 @@
+//! Which container root file systems ctm made, and deleting them.
+//!
+//! A tree under `/var/lib/machines` may be the user's own (a container
+//! ctm only configures); ctm deletes only the trees it made, or the one a
+//! user names in `ctm destroy`. When [`super::provision`] makes a tree it
+//! first records it here: `var/lib/ctm/rootfs/NAME.json`, with the
+//! tree's inode, so that a tree someone later puts at the same path is not
+//! taken for ctm's.
+//!
+//! Deleting is two steps, so that it can sit inside an apply that may
+//! still roll back: [`set_aside`] renames the tree to
+//! `/var/lib/machines/.#NAME.ctm-removed` (atomic, undone by [`put_back`]),
+//! and [`purge`], once the apply is committed, deletes what was set
+//! aside. machined does not list names that start with `.#` (its own
+//! temporary files), and no machine name starts with a dot, so a set-aside
+//! tree can be neither started nor mistaken for a container.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::exec;
+use super::fs;
+use super::{Progress, SystemError};
+
+/// Where container root file systems are, under the root.
+pub const MACHINES: &str = "var/lib/machines";
+/// Where ctm records the trees it made, under the root.
+const RECORDS: &str = "var/lib/ctm/rootfs";
+const SET_ASIDE_PREFIX: &str = ".#";
+const SET_ASIDE_SUFFIX: &str = ".ctm-removed";
+/// Deleting a large tree takes long; a hung file system must not hang ctm.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// ctm's record of a root file system it made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Made {
+    pub image: String,
+    /// The tree's inode: a rename keeps it, a new tree has another.
+    pub inode: u64,
+    /// When it was made (Unix seconds).
+    pub created: u64,
+}
+
+fn error(what: impl Into<String>, why: impl std::fmt::Display) -> SystemError {
+    SystemError {
+        what: what.into(),
+        why: why.to_string(),
+    }
+}
+
+pub fn tree(root: &Path, name: &str) -> PathBuf {
+    root.join(MACHINES).join(name)
+}
+
+fn set_aside_path(root: &Path, name: &str) -> PathBuf {
+    root.join(MACHINES)
+        .join(format!("{SET_ASIDE_PREFIX}{name}{SET_ASIDE_SUFFIX}"))
+}
+
+fn record_path(root: &Path, name: &str) -> PathBuf {
+    root.join(RECORDS).join(format!("{name}.json"))
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| m.ino())
+}
+
+/// Records that ctm made `made_at` (a directory about to be renamed to
+/// container `name`'s tree). Written before the rename: a crash between
+/// the two leaves a record without its tree, which is ignored.
+pub fn record(root: &Path, name: &str, image: &str, made_at: &Path) -> Result<(), SystemError> {
+    let inode = inode(made_at).ok_or_else(|| {
+        error(
+            format!("recording {}", made_at.display()),
+            "it is not a directory",
+        )
+    })?;
+    let made = Made {
+        image: image.to_string(),
+        inode,
+        created: crate::state::now_unix(),
+    };
+    // Plain data: serializing it cannot fail.
+    let text = serde_json::to_vec_pretty(&made).unwrap_or_default();
+    let path = record_path(root, name);
+    fs::create_dirs(path.parent().unwrap_or(root))
+        .and_then(|()| fs::write_file(&path, &text, 0o644))
+        .map_err(|e| error(format!("recording container {name}'s root file system"), e))
+}
+
+/// The record of container `name`'s tree, if ctm made the tree that is
+/// there now.
+pub fn made_by_ctm(root: &Path, name: &str) -> Option<Made> {
+    let text = std::fs::read(record_path(root, name)).ok()?;
+    let made: Made = serde_json::from_slice(&text).ok()?;
+    (inode(&tree(root, name)) == Some(made.inode)).then_some(made)
+}
+
+/// Every container tree that ctm made and that is there now.
+pub fn all_made_by_ctm(root: &Path) -> BTreeMap<String, Made> {
+    let Ok(entries) = std::fs::read_dir(root.join(RECORDS)) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let file = e.file_name();
+            let name = file.to_str()?.strip_suffix(".json")?;
+            crate::model::Name::parse(name).ok()?;
+            let made = made_by_ctm(root, name)?;
+            Some((name.to_string(), made))
+        })
+        .collect()
+}
+
+/// Moves container `name`'s tree out of the way, to be purged once the
+/// change that removes it is committed. Done already is fine.
+pub fn set_aside(root: &Path, name: &str) -> Result<(), SystemError> {
+    let from = tree(root, name);
+    let to = set_aside_path(root, name);
+    let what = || format!("setting aside {}", from.display());
+    if inode(&from).is_none() {
+        return if inode(&to).is_some() {
+            Ok(())
+        } else {
+            Err(error(what(), "there is no such directory"))
+        };
+    }
+    if inode(&to).is_some() {
+        // Left by an earlier removal whose purge failed: it goes first.
+        purge_one(&to, &mut |_| {})?;
+    }
+    fs::rename(&from, &to).map_err(|e| error(what(), e))
+}
+
+/// Undoes [`set_aside`]. Nothing set aside is fine.
+pub fn put_back(root: &Path, name: &str) -> Result<(), SystemError> {
+    let from = set_aside_path(root, name);
+    let to = tree(root, name);
+    if inode(&from).is_none() {
+        return Ok(());
+    }
+    if to.symlink_metadata().is_ok() {
+        return Err(error(
+            format!("putting back {}", to.display()),
+            format!(
+                "something is at its path again; the old tree stays at {}",
+                from.display()
+            ),
+        ));
+    }
+    fs::rename(&from, &to).map_err(|e| error(format!("putting back {}", to.display()), e))
+}
+
+/// Deletes every tree that was set aside, and the records of trees that
+/// are gone. Returns what could not be deleted; the next purge tries again.
+pub fn purge(root: &Path, progress: Progress<'_>) -> Vec<SystemError> {
+    let mut problems = Vec::new();
+    let machines = root.join(MACHINES);
+    let set_aside: Vec<PathBuf> = std::fs::read_dir(&machines)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name().to_str().is_some_and(|n| {
+                        n.len() > SET_ASIDE_PREFIX.len() + SET_ASIDE_SUFFIX.len()
+                            && n.starts_with(SET_ASIDE_PREFIX)
+                            && n.ends_with(SET_ASIDE_SUFFIX)
+                    })
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    for path in set_aside {
+        if let Err(e) = purge_one(&path, progress) {
+            problems.push(e);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(root.join(RECORDS)) {
+        for entry in entries.filter_map(Result::ok) {
+            let file = entry.file_name();
+            let Some(name) = file.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if made_by_ctm(root, name).is_none()
+                && let Err(e) = fs::remove(&entry.path())
+            {
+                problems.push(error("forgetting a removed root file system", e));
+            }
+        }
+    }
+    problems
+}
+
+/// Deletes one tree, never crossing into another file system: a mount
+/// left inside it (a bind mount of host data) stops the deletion instead
+/// of being emptied.
+fn purge_one(path: &Path, progress: Progress<'_>) -> Result<(), SystemError> {
+    progress(&format!("deleting {}", path.display()));
+    let started = std::time::Instant::now();
+    let ran = exec::on_host(
+        &[
+            "rm".to_string(),
+            "--recursive".to_string(),
+            "--force".to_string(),
+            "--one-file-system".to_string(),
+            "--preserve-root=all".to_string(),
+            "--".to_string(),
+            path.display().to_string(),
+        ],
+        PURGE_TIMEOUT,
+        &mut |line| progress(line),
+    )?;
+    if !ran.success() {
+        return Err(error(
+            format!("deleting {}", path.display()),
+            format!("rm: {}; {}", ran.describe(), ran.tail(10)),
+        ));
+    }
+    progress(&format!(
+        "deleted {} in {:.1} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// The size of a tree in bytes and files, without crossing into another
+/// file system (for `ctm destroy` to say what it deletes).
+pub fn size(path: &Path) -> (u64, u64) {
+    fn walk(dir: &Path, device: u64, bytes: &mut u64, files: &mut u64) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(meta) = entry.metadata() else { continue };
+            *files += 1;
+            *bytes += meta.blocks() * 512;
+            if meta.is_dir() && meta.dev() == device {
+                walk(&entry.path(), device, bytes, files);
+            }
+        }
+    }
+    let (mut bytes, mut files) = (0, 0);
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        walk(path, meta.dev(), &mut bytes, &mut files);
+    }
+    (bytes, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn make_tree(root: &Path, name: &str) -> PathBuf {
+        let tree = tree(root, name);
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/os-release"), "ID=test\n").unwrap();
+        tree
+    }
+
+    #[test]
+    fn a_recorded_tree_is_ctms_until_another_takes_its_place() {
+        let root = tempfile::tempdir().unwrap();
+        let tree = make_tree(root.path(), "web");
+        assert_eq!(made_by_ctm(root.path(), "web"), None);
+        record(root.path(), "web", "bookworm", &tree).unwrap();
+        let made = made_by_ctm(root.path(), "web").unwrap();
+        assert_eq!(made.image, "bookworm");
+        assert_eq!(
+            all_made_by_ctm(root.path()).keys().collect::<Vec<_>>(),
+            ["web"]
+        );
+        // Someone replaces the tree by hand: not ctm's any more.
+        std::fs::rename(&tree, root.path().join("kept")).unwrap();
+        make_tree(root.path(), "web");
+        assert_eq!(made_by_ctm(root.path(), "web"), None);
+        assert!(all_made_by_ctm(root.path()).is_empty());
+    }
+
+    #[test]
+    fn set_aside_and_put_back_are_each_idempotent() {
+        let root = tempfile::tempdir().unwrap();
+        let tree = make_tree(root.path(), "web");
+        set_aside(root.path(), "web").unwrap();
+        set_aside(root.path(), "web").unwrap();
+        assert!(!tree.exists());
+        assert!(
+            set_aside_path(root.path(), "web")
+                .join("etc/os-release")
+                .exists()
+        );
+        put_back(root.path(), "web").unwrap();
+        put_back(root.path(), "web").unwrap();
+        assert!(tree.join("etc/os-release").exists());
+        let err = set_aside(root.path(), "nothing").unwrap_err();
+        assert!(err.why.contains("no such directory"), "{err}");
+    }
+
+    #[test]
+    fn put_back_never_replaces_a_new_tree() {
+        let root = tempfile::tempdir().unwrap();
+        make_tree(root.path(), "web");
+        set_aside(root.path(), "web").unwrap();
+        make_tree(root.path(), "web");
+        let err = put_back(root.path(), "web").unwrap_err();
+        assert!(err.why.contains("stays at"), "{err}");
+        assert!(set_aside_path(root.path(), "web").exists());
+    }
+
+    #[test]
+    fn purge_deletes_what_was_set_aside_and_forgets_gone_trees() {
+        let root = tempfile::tempdir().unwrap();
+        let web = make_tree(root.path(), "web");
+        let db = make_tree(root.path(), "db");
+        record(root.path(), "web", "img", &web).unwrap();
+        record(root.path(), "db", "img", &db).unwrap();
+        set_aside(root.path(), "web").unwrap();
+        let mut lines = Vec::new();
+        let problems = purge(root.path(), &mut |l| lines.push(l.to_string()));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!set_aside_path(root.path(), "web").exists());
+        assert!(!record_path(root.path(), "web").exists());
+        // The tree that stays keeps its record.
+        assert!(db.exists());
+        assert!(made_by_ctm(root.path(), "db").is_some());
+        assert!(
+            lines.iter().any(|l| l.starts_with("deleting ")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn size_counts_blocks_and_entries() {
+        let root = tempfile::tempdir().unwrap();
+        let tree = make_tree(root.path(), "web");
+        std::fs::write(tree.join("big"), vec![1u8; 64 * 1024]).unwrap();
+        let (bytes, files) = size(&tree);
+        assert_eq!(files, 3);
+        assert!(bytes >= 64 * 1024, "{bytes}");
+    }
+}
