@@ -2526,6 +2526,27 @@ fn bind_breaks_feature_read_only() {
     );
 }
 
+#[test]
+fn idmap_without_userns() {
+    let text = kdl(&container(
+        "web",
+        "    nested\n    bind \"/srv/data\" \"/data\" idmap=#true\n",
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::idmap-without-userns",
+        "`idmap` on the bind at /data has nothing to map: a `nested` container shares the host's users",
+        "bind \"/srv/data\" \"/data\" idmap=#true",
+        "bind",
+    );
+    assert_related(&text, &d, &[("nested", "nested", "`nested` set here")]);
+    assert_help(
+        &d,
+        "remove idmap=#true: the container sees the files with their host owners already",
+    );
+}
+
 // ---- health checks -------------------------------------------------------------
 
 #[test]

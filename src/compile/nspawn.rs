@@ -54,7 +54,11 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
             } else {
                 "Bind"
             };
-            if bind.source == bind.target {
+            if bind.idmap {
+                // Without it, the user-namespaced container sees host
+                // root's files as nobody's and cannot write to them.
+                nspawn.set(key, format!("{}:{}:idmap", bind.source, bind.target));
+            } else if bind.source == bind.target {
                 nspawn.set(key, bind.source.as_str());
             } else {
                 nspawn.set(key, format!("{}:{}", bind.source, bind.target));

@@ -394,7 +394,14 @@ static BIND: NodeSpec = NodeSpec {
             "Absolute path in the container; defaults to the source path.",
         ),
     ],
-    props: &[prop("read-only", Bool, "Mount read-only (default: false).")],
+    props: &[
+        prop("read-only", Bool, "Mount read-only (default: false)."),
+        prop(
+            "idmap",
+            Bool,
+            "Show the source's files to the container with their host owners: files of host root are the container root's (default: false). Needs a file system that supports ID-mapped mounts.",
+        ),
+    ],
     any_props: None,
     children: NO_CHILDREN,
     keyed: false,

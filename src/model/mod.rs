@@ -134,6 +134,9 @@ pub struct Bind {
     pub source: AbsPath,
     pub target: AbsPath,
     pub read_only: bool,
+    /// An ID-mapped mount: the user-namespaced container sees the
+    /// source's files with their host owners.
+    pub idmap: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

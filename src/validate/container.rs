@@ -105,16 +105,19 @@ impl Partial {
                 },
                 (None, None) => None,
             };
-            let read_only = b
-                .prop("read-only")
-                .and_then(|r| r.value.as_bool())
-                .unwrap_or(false);
+            let flag = |name: &str| {
+                b.prop(name)
+                    .and_then(|r| r.value.as_bool())
+                    .unwrap_or(false)
+            };
+            let (read_only, idmap) = (flag("read-only"), flag("idmap"));
             if let (Some(source), Some(target)) = (source, target) {
                 p.binds.push(Spanned::new(
                     Bind {
                         source: source.value,
                         target: target.value,
                         read_only,
+                        idmap,
                     },
                     b.span,
                 ));
@@ -501,6 +504,23 @@ fn conflicts(v: &mut Validator, name: &Name, span: SourceSpan, p: &Partial) {
             .with_related(span, "this container has no `network`")
             .with_help("attach the container to a network: without one it shares the host's network namespace, and Docker would rewrite the host's own firewall rules"),
         );
+    }
+    if let Some(nested_span) = p.nested {
+        for bind in p.binds.iter().filter(|b| b.value.idmap) {
+            v.push(
+                Diagnostic::error(
+                    "ctm::idmap-without-userns",
+                    format!(
+                        "`idmap` on the bind at {} has nothing to map: a `nested` container shares the host's users",
+                        bind.value.target
+                    ),
+                    bind.span,
+                )
+                .with_label("ID-mapped here")
+                .with_related(nested_span, "`nested` set here")
+                .with_help("remove idmap=#true: the container sees the files with their host owners already"),
+            );
+        }
     }
     for (feature, feature_span, protected) in [
         ("docker", p.docker, "/var/lib/docker"),
