@@ -506,3 +506,163 @@ fn removed_trees_are_kept_pruned_on_request_and_destroyed_after_asking() {
     );
     assert!(lab.path("/var/lib/machines/stranger/etc").exists());
 }
+
+/// A local apt repository in the lab with one tiny package, built by the
+/// test (`dpkg-deb`), so that a `packages` step installs something real
+/// without a mirror: the lab has no route to one. Its file goes to /opt:
+/// the guest containers' /usr is the lab's, bound read-only.
+const REPO: &str = "/srv/repo";
+
+fn local_repository(lab: &Lab) {
+    lab.ok(&[
+        "sh",
+        "-ec",
+        "R=/srv/repo; P=/tmp/ctm-hello
+         mkdir -p $P/DEBIAN $P/opt/ctm-hello $R
+         printf 'Package: ctm-hello\\nVersion: 1.0\\nArchitecture: all\\nMaintainer: ctm tests <tests@ctm>\\nDescription: a file for the packages step to install\\n' >$P/DEBIAN/control
+         echo hello-from-a-package >$P/opt/ctm-hello/hello
+         dpkg-deb --root-owner-group --build $P $R/ctm-hello_1.0_all.deb >/dev/null
+         cd $R
+         { dpkg-deb --field ctm-hello_1.0_all.deb
+           echo \"Filename: ./ctm-hello_1.0_all.deb\"
+           echo \"Size: $(stat -c %s ctm-hello_1.0_all.deb)\"
+           echo \"SHA256: $(sha256sum ctm-hello_1.0_all.deb | cut -d' ' -f1)\"
+           echo; } >Packages
+         { echo 'Origin: ctm-tests'; echo \"Date: $(date -Ru)\"; echo 'SHA256:'
+           echo \" $(sha256sum Packages | cut -d' ' -f1) $(stat -c %s Packages) Packages\"; } >Release",
+    ]);
+}
+
+fn app_container(key: &str, packages: bool) -> String {
+    let packages = if packages {
+        r#"packages "ctm-hello""#
+    } else {
+        ""
+    };
+    host(&format!(
+        r#"
+container "app" {{
+    from "base"
+    network "lan" ipv4="10.42.0.11"
+    environment GREETING="hello" STAGE="test"
+    bind "/run/data" "/data" idmap=#true    // tmpfs: the lab's own root (overlayfs) cannot be ID-mapped
+    bind "/run/plain" "/plain"
+    bind "{REPO}" read-only=#true
+    ssh {{
+        user "deploy"
+        authorized-key "{key}"
+    }}
+    {packages}
+}}
+"#
+    ))
+}
+
+/// The remaining parts of a container's settings, checked from inside it:
+/// a named SSH `user` (created, logs in with the key, right modes),
+/// `environment` (in the init process), extra `bind` mounts (read-write
+/// and read-only), and a `packages` step that installs a real package
+/// from a local repository; then applying again runs nothing.
+#[test]
+fn user_environment_binds_and_packages_hold_inside_the_container() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("provision-app", "");
+    local_repository(&lab);
+    lab.ok(&["mkdir", "-p", "/run/data", "/run/plain"]);
+    lab.write("/run/data/marker", "from-the-host\n");
+    let key = key_pair(&lab, "/root/deploy");
+    lab.write("/root/host.kdl", app_container(&key, false));
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+
+    eventually("ssh deploy@10.42.0.11", Duration::from_secs(30), || {
+        let out = lab.run(&[
+            "ssh",
+            "-i",
+            "/root/deploy",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=3",
+            "deploy@10.42.0.11",
+            "id -un; cat /data/marker",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() {
+            assert_eq!(text.trim(), "deploy\nfrom-the-host");
+            Ok(())
+        } else {
+            Err(lab::show_output(&out))
+        }
+    });
+    let modes = lab.run_in(
+        "app",
+        &[
+            "stat",
+            "--format=%a %U",
+            "/home/deploy/.ssh",
+            "/home/deploy/.ssh/authorized_keys",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&modes.stdout).trim(),
+        "700 deploy\n600 deploy",
+        "{}",
+        lab::show_output(&modes)
+    );
+    let environ = lab.run_in("app", &["cat", "/proc/1/environ"]);
+    let environ = String::from_utf8_lossy(&environ.stdout).replace('\0', "\n");
+    for variable in ["GREETING=hello", "STAGE=test"] {
+        assert!(
+            environ.lines().any(|l| l == variable),
+            "{variable} not in the init process's environment:\n{environ}"
+        );
+    }
+    // ID-mapped: host root's directory is container root's, both ways.
+    let written = lab.run_in("app", &["sh", "-c", "echo from-inside >/data/back"]);
+    assert!(written.status.success(), "{}", lab::show_output(&written));
+    assert_eq!(lab.read("/run/data/back"), "from-inside\n");
+    let owner = lab.ok(&["stat", "--format=%u", "/run/data/back"]);
+    assert_eq!(owner.trim(), "0");
+    // Not ID-mapped: the user-namespaced container sees host root's
+    // directory as nobody's, and cannot write to it.
+    let plain = lab.run_in("app", &["stat", "--format=%U", "/plain"]);
+    assert_eq!(String::from_utf8_lossy(&plain.stdout).trim(), "nobody");
+    let refused = lab.run_in("app", &["touch", "/plain/nope"]);
+    assert!(
+        !refused.status.success(),
+        "wrote to a host root's directory"
+    );
+    let refused = lab.run_in("app", &["touch", &format!("{REPO}/nope")]);
+    assert!(!refused.status.success(), "the read-only bind took a write");
+
+    // Packages: the container's apt knows only the local repository, as a
+    // host with its own mirror would have it.
+    lab.run_in(
+        "app",
+        &[
+            "sh",
+            "-ec",
+            "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
+             echo 'deb [trusted=yes] file:/srv/repo ./' >/etc/apt/sources.list.d/local.list",
+        ],
+    );
+    lab.write("/root/host.kdl", app_container(&key, true));
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("install the container's packages"), "{out}");
+    let installed = lab.run_in("app", &["cat", "/opt/ctm-hello/hello"]);
+    assert_eq!(
+        String::from_utf8_lossy(&installed.stdout).trim(),
+        "hello-from-a-package",
+        "{}",
+        lab::show_output(&installed)
+    );
+    assert_eq!(steps_that_ran(&lab, 2, "app"), ["packages"]);
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+}
