@@ -666,3 +666,112 @@ fn user_environment_binds_and_packages_hold_inside_the_container() {
     let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
 }
+
+/// A tarball of the guest image, packed with zstd in the lab; returns its
+/// SHA-256. `extra` is written into the packed tree as /etc/ctm-version.
+fn pack_guest(lab: &Lab, tarball: &str, extra: &str) -> String {
+    lab.ok(&[
+        "sh",
+        "-ec",
+        &format!(
+            "rm -rf /tmp/pack; cp -a {GUEST} /tmp/pack
+             echo {extra} >/tmp/pack/etc/ctm-version
+             tar --numeric-owner -C /tmp/pack -c . | zstd -q -o {tarball}
+             rm -rf /tmp/pack"
+        ),
+    ]);
+    lab.ok(&["sha256sum", tarball])
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn tarball_host(tarball: &str, sha256: &str, containers: &[&str]) -> String {
+    let mut text = format!(
+        r#"
+host "lab" {{
+    uplink "host0"
+}}
+
+image "packed" {{
+    tarball "{tarball}" sha256="{sha256}"
+}}
+
+network "lan" {{
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24" {{ nat; }}
+}}
+"#
+    );
+    for name in containers {
+        text.push_str(&format!(
+            r#"
+container "{name}" {{
+    image "packed"
+    network "lan"
+    bind "/usr" read-only=#true
+}}
+"#
+        ));
+    }
+    text
+}
+
+/// A tarball image: its SHA-256 is checked (a wrong one fails the apply,
+/// which rolls back), it is unpacked into the image store once, and a new
+/// tarball makes a new image for new containers while an existing
+/// container's tree stays as it is.
+#[test]
+fn a_tarball_image_is_verified_unpacked_once_and_never_rewrites_a_tree() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("provision-tarball", "");
+    let first = pack_guest(&lab, "/root/guest-1.tar.zst", "1");
+    lab.write(
+        "/root/host.kdl",
+        tarball_host("/root/guest-1.tar.zst", &"0".repeat(64), &["one"]),
+    );
+    let out = ctm(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(!out.status.success(), "{}", lab::show_output(&out));
+    let text = flat(&out);
+    assert!(
+        text.contains(&format!(
+            "/root/guest-1.tar.zst has SHA-256 {first}, not the {} the host file expects",
+            "0".repeat(64)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("rolled back"), "{text}");
+    assert!(!lab.path("/var/lib/machines/one").exists());
+
+    lab.write(
+        "/root/host.kdl",
+        tarball_host("/root/guest-1.tar.zst", &first, &["one"]),
+    );
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("building image packed into"), "{out}");
+    assert!(out.contains("built image packed in"), "{out}");
+    assert!(machines(&lab).contains("one"));
+    lab.run_in("one", &["touch", "/root/one-was-here"]);
+
+    // A new tarball: a new image in the store, used by the new container
+    // only; `one` keeps its tree, and is not restarted.
+    let second = pack_guest(&lab, "/root/guest-2.tar.zst", "2");
+    let started = started_at(&lab, "one");
+    lab.write(
+        "/root/host.kdl",
+        tarball_host("/root/guest-2.tar.zst", &second, &["one", "two"]),
+    );
+    let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(out.contains("building image packed into"), "{out}");
+    let images = lab.ok(&["ls", "/var/lib/ctm/images"]);
+    assert_eq!(images.lines().count(), 2, "{images}");
+    assert_eq!(lab.read("/var/lib/machines/two/etc/ctm-version"), "2\n");
+    assert_eq!(lab.read("/var/lib/machines/one/etc/ctm-version"), "1\n");
+    assert!(lab.path("/var/lib/machines/one/root/one-was-here").exists());
+    assert_eq!(started_at(&lab, "one"), started, "one was restarted");
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+}

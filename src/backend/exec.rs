@@ -17,6 +17,15 @@ use super::SystemError;
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Whether `program` is on the `PATH` ctm runs commands with.
+pub fn installed(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    PATH.split(':').any(|dir| {
+        std::fs::metadata(std::path::Path::new(dir).join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ran {

@@ -397,13 +397,12 @@ fn image_tree(
         }
         RootfsSource::Tarball { path, sha256 } => {
             let file = host_path(root, path);
-            let bytes = std::fs::read(&file).map_err(|e| {
+            let (actual, compression) = read_tarball(&file).map_err(|e| {
                 error(
                     format!("reading image {image}"),
                     format!("{}: {e}", file.display()),
                 )
             })?;
-            let actual = fs::sha256_hex(&bytes);
             if let Some(expected) = sha256
                 && *expected != actual
             {
@@ -415,21 +414,37 @@ fn image_tree(
                     ),
                 ));
             }
+            if let Some(program) = compression.program()
+                && !exec::installed(program)
+            {
+                return Err(error(
+                    format!("image {image}"),
+                    format!(
+                        "{} is {program}-compressed, and {program} is not installed on the host (apt install {})",
+                        file.display(),
+                        compression.package().unwrap_or(program)
+                    ),
+                ));
+            }
             let key = store_key(source, &actual);
             build_once(root, image, &key, progress, |dir, echo| {
+                let mut words = vec!["tar".to_string(), "--extract".to_string()];
+                words.extend(compression.tar_option().map(str::to_string));
                 exec::on_host(
                     &[
-                        "tar".to_string(),
-                        "--extract".to_string(),
-                        "--numeric-owner".to_string(),
-                        "--xattrs".to_string(),
-                        "--xattrs-include=*".to_string(),
-                        "--acls".to_string(),
-                        "--file".to_string(),
-                        file.display().to_string(),
-                        "--directory".to_string(),
-                        dir.display().to_string(),
-                    ],
+                        words,
+                        vec![
+                            "--numeric-owner".to_string(),
+                            "--xattrs".to_string(),
+                            "--xattrs-include=*".to_string(),
+                            "--acls".to_string(),
+                            "--file".to_string(),
+                            file.display().to_string(),
+                            "--directory".to_string(),
+                            dir.display().to_string(),
+                        ],
+                    ]
+                    .concat(),
                     STEP_TIMEOUT,
                     echo,
                 )
@@ -461,6 +476,78 @@ fn image_tree(
             })
         }
     }
+}
+
+/// How a tarball is compressed, told by its first bytes (not its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+impl Compression {
+    fn of(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Compression::Xz
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// The program tar runs to decompress it.
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Xz => Some("xz"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+
+    /// The Debian package that has [`Self::program`].
+    fn package(self) -> Option<&'static str> {
+        match self {
+            Compression::Xz => Some("xz-utils"),
+            other => other.program(),
+        }
+    }
+
+    fn tar_option(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("--gzip"),
+            Compression::Xz => Some("--xz"),
+            Compression::Zstd => Some("--zstd"),
+        }
+    }
+}
+
+/// A tarball's SHA-256, read in pieces (images are hundreds of
+/// megabytes), and its compression.
+fn read_tarball(path: &Path) -> std::io::Result<(String, Compression)> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut compression = None;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        compression.get_or_insert_with(|| Compression::of(&buffer[..n]));
+        hasher.update(&buffer[..n]);
+    }
+    let digest = hasher.finalize();
+    let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, compression.unwrap_or(Compression::None)))
 }
 
 /// The store's name for an image: a hash of its definition and of what
@@ -688,5 +775,39 @@ mod tests {
             image_tree(root.path(), "t", &right, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again, tree);
         assert!(lines[0].contains("is in the store"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_compressed_tarball_is_told_by_its_bytes_and_hashed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("etc")).unwrap();
+        std::fs::write(src.join("etc/os-release"), "ID=debian\n").unwrap();
+        // Named .tar, gzip inside: the bytes decide.
+        let tarball = dir.path().join("image.tar");
+        let status = std::process::Command::new("tar")
+            .arg("-czf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&src)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (sha256, compression) = read_tarball(&tarball).unwrap();
+        assert_eq!(compression, Compression::Gzip);
+        assert_eq!(sha256, fs::sha256_hex(&std::fs::read(&tarball).unwrap()));
+        assert_eq!(
+            Compression::of(&[0xfd, b'7', b'z', b'X', b'Z', 0, 1]),
+            Compression::Xz
+        );
+        assert_eq!(
+            Compression::of(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::of(b"etc/\0\0"), Compression::None);
+        assert_eq!(Compression::Xz.package(), Some("xz-utils"));
+        assert!(exec::installed("tar"));
+        assert!(!exec::installed("ctm-no-such-program"));
     }
 }

@@ -65,6 +65,9 @@ pub const PACKAGES: &[&str] = &[
     "openssh-client",
     "docker.io",
     "busybox-static",
+    // Tarball images: tar runs these to unpack .tar.xz and .tar.zst.
+    "xz-utils",
+    "zstd",
 ];
 
 /// Services the packages above enable on installation, which no lab
