@@ -241,7 +241,7 @@ fn unknown_node_without_a_close_match_lists_the_choices() {
         "mtu",
         "mtu",
     );
-    assert_help(&d, "expected one of: `bridge`, `ipv4`, `ipv6`");
+    assert_help(&d, "expected one of: `bridge`, `ipv4`, `ipv6`, `dns`");
 }
 
 #[test]
@@ -2392,6 +2392,56 @@ fn network_full_ipv4() {
         "\"b\"",
     );
     assert_help(&d, "use a larger subnet (a shorter prefix)");
+}
+
+fn with_dns(servers: &str) -> String {
+    kdl_edit(
+        &[(
+            "    ipv6 \"fd42:42::1/64\"\n",
+            &format!("    ipv6 \"fd42:42::1/64\"\n    dns {servers}\n"),
+        )],
+        "",
+    )
+}
+
+#[test]
+fn dns_not_an_address() {
+    let text = with_dns("\"9.9.9.9\" \"dns.quad9.net\"");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-address",
+        "`dns.quad9.net` is not an IPv4 or IPv6 address",
+        "\"dns.quad9.net\"",
+        "\"dns.quad9.net\"",
+    );
+}
+
+#[test]
+fn dns_server_twice() {
+    let text = with_dns("\"9.9.9.9\" \"1.1.1.1\" \"9.9.9.9\"");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "name server 9.9.9.9 is listed twice",
+        "\"9.9.9.9\"",
+        "\"1.1.1.1\" \"9.9.9.9\"",
+    );
+    assert_eq!(d.label.as_deref(), Some("again here"));
+}
+
+#[test]
+fn dns_too_many_servers() {
+    let text = with_dns("\"9.9.9.9\" \"1.1.1.1\" \"8.8.8.8\" \"2620:fe::fe\"");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "at most 3 name servers: a container's resolver reads no more",
+        "\"2620:fe::fe\"",
+        "\"2620:fe::fe\"",
+    );
 }
 
 #[test]

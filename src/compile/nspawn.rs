@@ -38,6 +38,16 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         // Nothing more: Docker runs in the user-namespaced container.
         nspawn.set("SystemCallFilter", "add_key keyctl bpf");
     }
+    let dns = container
+        .network
+        .as_ref()
+        .and_then(|a| host.networks.get(&a.network))
+        .is_some_and(|n| !n.dns.is_empty());
+    if dns {
+        // ctm writes the container's /etc/resolv.conf (a provisioning
+        // step); nspawn must not replace it at each boot.
+        nspawn.set("ResolvConf", "off");
+    }
     for (key, value) in &container.environment {
         nspawn.set(
             "Environment",
@@ -160,6 +170,9 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
             inside
                 .set("Address", format!("{addr}/{}", subnet.address.prefix_len()))
                 .set("Gateway", subnet.gateway());
+        }
+        for server in &network.dns {
+            inside.set("DNS", server);
         }
         // The addresses above are the truth; SLAAC would add others.
         inside.set("IPv6AcceptRA", "no");

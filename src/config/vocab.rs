@@ -319,6 +319,23 @@ static IPV6: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static DNS: NodeSpec = NodeSpec {
+    name: "dns",
+    doc: "The name servers of the containers on this network: written to their /etc/resolv.conf and their host0 network file.",
+    example: "dns \"10.42.0.1\" \"2001:db8::53\"",
+    args: &[ArgSpec {
+        name: "servers",
+        kind: String,
+        required: true,
+        variadic: true,
+        doc: "IPv4 or IPv6 addresses, at most three (the resolver's limit).",
+    }],
+    props: NO_PROPS,
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
 static NETWORK: NodeSpec = NodeSpec {
     name: "network",
     doc: "A bridged network on the host that containers attach to.",
@@ -326,7 +343,7 @@ static NETWORK: NodeSpec = NodeSpec {
     args: &[arg("name", String, "The network's name.")],
     props: NO_PROPS,
     any_props: None,
-    children: &[required(&BRIDGE), once(&IPV4), once(&IPV6)],
+    children: &[required(&BRIDGE), once(&IPV4), once(&IPV6), once(&DNS)],
     keyed: true,
 };
 

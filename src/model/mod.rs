@@ -56,6 +56,8 @@ pub struct Network {
     pub bridge: IfName,
     pub ipv4: Option<Subnet<Ipv4Net>>,
     pub ipv6: Option<Subnet<Ipv6Net>>,
+    /// The containers' name servers, in order.
+    pub dns: Vec<IpAddr>,
 }
 
 /// A bridge's address within its subnet (`10.42.0.1/24`): the address is

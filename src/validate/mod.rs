@@ -11,6 +11,7 @@ mod address;
 mod container;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use miette::SourceSpan;
@@ -312,6 +313,7 @@ impl Validator {
                     address.span,
                 ))
             });
+            let dns = self.dns(node);
             // A missing or invalid bridge was reported by the checker or above.
             let Some(bridge) = bridge else {
                 self.broken_networks.insert(name);
@@ -325,6 +327,7 @@ impl Validator {
                         bridge: bridge.value,
                         ipv4: ipv4.map(|(s, _)| s),
                         ipv6: ipv6.map(|(s, _)| s),
+                        dns,
                     },
                     ipv4_span: ipv4.map(|(_, span)| span),
                     ipv6_span: ipv6.map(|(_, span)| span),
@@ -334,6 +337,48 @@ impl Validator {
             );
         }
         networks
+    }
+
+    /// A network's name servers: addresses, each once, at most three
+    /// (glibc's resolver reads no more).
+    fn dns(&mut self, network: &Node) -> Vec<IpAddr> {
+        const MAX: usize = 3;
+        let Some(node) = network.child("dns") else {
+            return Vec::new();
+        };
+        let mut servers: Vec<IpAddr> = Vec::new();
+        for arg in &node.args {
+            let parsed = self.parse_str(Some(arg), "ctm::invalid-address", |s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| format!("`{s}` is not an IPv4 or IPv6 address"))
+            });
+            if let Some(server) = parsed {
+                if servers.contains(&server.value) {
+                    self.push(
+                        Diagnostic::error(
+                            "ctm::invalid-value",
+                            format!("name server {} is listed twice", server.value),
+                            server.span,
+                        )
+                        .with_label("again here"),
+                    );
+                } else if servers.len() == MAX {
+                    self.push(
+                        Diagnostic::error(
+                            "ctm::invalid-value",
+                            format!(
+                                "at most {MAX} name servers: a container's resolver reads no more"
+                            ),
+                            server.span,
+                        )
+                        .with_label("one too many"),
+                    );
+                } else {
+                    servers.push(server.value);
+                }
+            }
+        }
+        servers
     }
 
     fn nat(&mut self, family: &Node, has_uplink: bool) -> bool {
