@@ -420,8 +420,7 @@ mod tests {
         let system = SystemState {
             containers: Some(BTreeMap::new()),
             links: Some(BTreeMap::new()),
-            firewall: None,
-            made_rootfs: None,
+            ..SystemState::default()
         };
         let s = status(&Inputs {
             generation: None,

@@ -203,6 +203,42 @@ fn ssh_access_with_the_configured_key_and_nothing_more_on_reapply() {
     );
     let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+
+    // Drift inside: the keys deleted by hand. A plain plan does not look
+    // inside containers; --check-steps runs the checks there, and an
+    // apply with it runs the step again.
+    lab.run_in("shell", &["rm", "/root/.ssh/authorized_keys"]);
+    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    let out = ctm(
+        &lab,
+        &[
+            "plan",
+            "/root/host.kdl",
+            "--check-steps",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", lab::show_output(&out));
+    let text = flat(&out);
+    assert!(
+        text.contains("provision container shell (ssh-authorized-keys)")
+            && text.contains("not done inside the container (drift): ssh-authorized-keys"),
+        "{text}"
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--check-steps", "--yes"]);
+    assert_eq!(steps_that_ran(&lab, 3, "shell"), ["ssh-authorized-keys"]);
+    ssh(&lab, "/root/second", "10.42.0.10").expect("the key is back");
+    let out = ctm(
+        &lab,
+        &[
+            "plan",
+            "/root/host.kdl",
+            "--check-steps",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
 }
 
 /// Scenario 2: Docker inside a container: `docker info` works and a tiny

@@ -428,7 +428,7 @@ async fn validate_answers_what_ctm_check_prints() {
     assert_eq!(d["code"], "ctm::unknown-node");
     assert_eq!(
         (d["line"].as_u64(), d["column"].as_u64()),
-        (Some(36), Some(5))
+        (Some(37), Some(5))
     );
     // Text sent in the request is checked instead of the file.
     let a = f

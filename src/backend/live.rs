@@ -588,6 +588,7 @@ impl System for LiveSystem {
         Ok(SystemState {
             containers: Some(containers),
             made_rootfs: Some(rootfs::all_made_by_ctm(&self.root).into_keys().collect()),
+            undone_steps: None,
             links: Some(links),
             firewall: Some(FirewallState {
                 chains: table.map(|t| t.chains),
@@ -640,6 +641,43 @@ impl System for LiveSystem {
                 .iter()
                 .try_for_each(|name| rootfs::put_back(&self.root, name)),
         }
+    }
+
+    fn undone_steps(
+        &mut self,
+        names: &BTreeSet<String>,
+        progress: Progress<'_>,
+    ) -> Result<Option<BTreeMap<String, Vec<String>>>, SystemError> {
+        let machines = self.machines()?;
+        let running: Vec<(&str, u32)> = names
+            .iter()
+            .filter_map(|n| {
+                machines
+                    .get(n)
+                    .filter(|m| m.state == "running")
+                    .map(|m| (n.as_str(), m.leader))
+            })
+            .collect();
+        let labels: Vec<&str> = running.iter().map(|(n, _)| *n).collect();
+        let found = std::sync::Mutex::new(BTreeMap::new());
+        let root = self.root.clone();
+        let failures = in_parallel(&labels, progress, |name, _| {
+            let leader = running
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, l)| *l);
+            let steps = provision::read_steps(&root, name)?;
+            let undone = provision::undone(leader, name, &steps)?;
+            if !undone.is_empty() {
+                found
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_string(), undone);
+            }
+            Ok(())
+        });
+        joined(failures)?;
+        Ok(Some(found.into_inner().unwrap_or_else(|p| p.into_inner())))
     }
 
     fn purge_removed(&mut self, progress: Progress<'_>) -> Vec<SystemError> {

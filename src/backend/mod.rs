@@ -37,6 +37,11 @@ pub struct SystemState {
     /// (`rootfs`): the ones `--prune` may delete.
     #[serde(default)]
     pub made_rootfs: Option<BTreeSet<String>>,
+    /// With `--check-steps`: running container → the ids of its installed
+    /// provisioning steps whose check, run inside it, says not done.
+    /// Containers with every step done are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone_steps: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// `table inet ctm` as it is now.
@@ -285,6 +290,16 @@ pub trait System {
     /// Disarms it (confirmed, or reverted already).
     fn disarm_revert(&mut self) -> Result<(), SystemError> {
         Ok(())
+    }
+    /// Runs the checks of the installed provisioning steps inside each of
+    /// the named containers that runs (`--check-steps`); returns the
+    /// containers with steps not done. `None` on a files-only root.
+    fn undone_steps(
+        &mut self,
+        _names: &BTreeSet<String>,
+        _progress: Progress<'_>,
+    ) -> Result<Option<BTreeMap<String, Vec<String>>>, SystemError> {
+        Ok(None)
     }
     /// Deletes the root file systems that [`Action::RemoveRootfs`] set
     /// aside, once nothing can roll back to them; returns what failed

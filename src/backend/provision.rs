@@ -150,6 +150,24 @@ pub fn running(
     Ok(outcomes)
 }
 
+/// The ids of the steps that need the running container whose check, run
+/// inside it, says they are not done. Checks only: nothing is changed.
+pub fn undone(leader: u32, name: &str, steps: &[Step]) -> Result<Vec<String>, SystemError> {
+    let mut ids = Vec::new();
+    for step in steps.iter().filter(|s| s.phase == Phase::Running) {
+        let done = check_inside(leader, &step.check).map_err(|e| {
+            error(
+                format!("checking step `{}` of container {name}", step.id),
+                e.to_string(),
+            )
+        })?;
+        if !done {
+            ids.push(step.id.clone());
+        }
+    }
+    Ok(ids)
+}
+
 /// Waits until the container's own systemd has finished booting
 /// (`running` or `degraded`). Until its bus is up, `systemctl` cannot
 /// even ask, so that is retried; then `--wait` blocks until the boot is

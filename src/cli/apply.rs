@@ -24,13 +24,8 @@ pub struct Args {
     /// Apply without asking.
     #[arg(long, short = 'y')]
     yes: bool,
-    /// Take over files at ctm's paths that ctm did not write.
-    #[arg(long)]
-    adopt: bool,
-    /// Delete the root file systems ctm made for containers that are no
-    /// longer in the host file (the plan lists each; it cannot be undone).
-    #[arg(long)]
-    prune: bool,
+    #[command(flatten)]
+    options: crate::plan::Options,
     /// After applying, wait this long for `ctm confirm`, else roll back.
     #[arg(long, value_name = "SECONDS")]
     confirm_timeout: Option<u64>,
@@ -80,16 +75,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     let Some(desired) = desired else {
         return Ok(ExitCode::FAILURE);
     };
-    let options = saved.as_ref().map_or(
-        crate::plan::Options {
-            adopt: args.adopt,
-            prune: args.prune,
-        },
-        |s| crate::plan::Options {
-            adopt: s.adopt,
-            prune: s.prune,
-        },
-    );
+    let options = saved.as_ref().map_or(args.options, |s| s.options);
     if options.prune && args.confirm_timeout.is_some() {
         return Err(prune_with_confirm_timeout());
     }
@@ -145,8 +131,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             source_path: desired.source_path.clone(),
             source_text: desired.source_text.clone(),
             lock_text: desired.previous_lock.clone(),
-            adopt: options.adopt,
-            prune: options.prune,
+            options,
             plan,
         };
         let number = session.store.next_number()?;

@@ -26,13 +26,8 @@ pub struct Args {
     /// Save the plan, for `ctm apply PLAN.json` to apply exactly it.
     #[arg(long, short = 'o', value_name = "PLAN.json")]
     out: Option<PathBuf>,
-    /// Plan to take over files at ctm's paths that ctm did not write.
-    #[arg(long)]
-    adopt: bool,
-    /// Plan to delete the root file systems ctm made for containers that
-    /// are no longer in the host file.
-    #[arg(long)]
-    prune: bool,
+    #[command(flatten)]
+    options: crate::plan::Options,
     /// Leave out the diffs of file contents.
     #[arg(long)]
     no_diff: bool,
@@ -47,9 +42,9 @@ pub struct SavedPlan {
     pub source_path: PathBuf,
     pub source_text: String,
     pub lock_text: Option<String>,
-    pub adopt: bool,
-    #[serde(default)]
-    pub prune: bool,
+    /// `adopt`, `prune`, `check_steps`: the plan is made again with them.
+    #[serde(flatten)]
+    pub options: crate::plan::Options,
     pub plan: Plan,
 }
 
@@ -110,11 +105,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let mut session = Session::open(&args.root, false)?;
-    let options = crate::plan::Options {
-        adopt: args.adopt,
-        prune: args.prune,
-    };
-    let plan = session.plan(&desired.artifacts, options)?;
+    let plan = session.plan(&desired.artifacts, args.options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan).into_diagnostic()?);
     } else {
@@ -135,8 +126,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             source_path: desired.source_path.clone(),
             source_text: desired.source_text.clone(),
             lock_text: desired.previous_lock.clone(),
-            adopt: args.adopt,
-            prune: args.prune,
+            options: args.options,
             plan: plan.clone(),
         };
         let text = serde_json::to_string_pretty(&saved).into_diagnostic()?;

@@ -314,7 +314,23 @@ impl Session {
             }
         }
         let expect = health::of(desired).map_err(|e| miette!("{e}"))?;
-        let system = self.system.observe(&expect)?;
+        let mut system = self.system.observe(&expect)?;
+        if options.check_steps {
+            // Only containers whose steps are installed have run them.
+            let names: std::collections::BTreeSet<String> = expect
+                .containers
+                .keys()
+                .filter(|name| {
+                    self.store
+                        .root()
+                        .join(crate::compile::provision::steps_path(name))
+                        .exists()
+                })
+                .cloned()
+                .collect();
+            let mut report = progress;
+            system.undone_steps = self.system.undone_steps(&names, &mut report)?;
+        }
         let plan = plan::plan(&plan::Inputs {
             desired,
             desired_manifest: &desired_manifest,

@@ -32,20 +32,30 @@ impl LiveFile {
 }
 
 /// What a plan may do beyond bringing ctm's files to the host file's
-/// version: the user's `--adopt` and `--prune`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// version, and how closely it looks: `--adopt`, `--prune` and
+/// `--check-steps` of `ctm plan` and `ctm apply` (and a saved plan's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(default)]
 pub struct Options {
-    /// Take over files that exist but are not ctm's.
+    /// Take over files at ctm's paths that ctm did not write.
+    #[arg(long)]
     pub adopt: bool,
     /// Delete the root file systems ctm made for containers that are no
-    /// longer in the host file.
+    /// longer in the host file (listed in red; it cannot be undone).
+    #[arg(long)]
     pub prune: bool,
+    /// Also run the checks of the running containers' provisioning steps
+    /// inside them, and plan again the steps found undone (slower: one
+    /// command per step and container).
+    #[arg(long)]
+    pub check_steps: bool,
 }
 
 impl Options {
     pub const ADOPT: Options = Options {
         adopt: true,
         prune: false,
+        check_steps: false,
     };
 }
 
@@ -482,6 +492,25 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
             });
         }
     }
+    // Drift inside containers (`--check-steps`): steps whose check fails
+    // though they ran once, e.g. a deleted authorized_keys.
+    if let Some(undone) = &input.system.undone_steps {
+        for (name, steps) in undone {
+            let desired = desired_owners
+                .values()
+                .any(|o| matches!(o, Owner::Container(n) if n.as_str() == name));
+            if desired && !to_provision.contains(name) {
+                provision.push(Action::ProvisionContainer {
+                    name: name.clone(),
+                    reason: format!(
+                        "not done inside the container (drift): {}",
+                        steps.join(", ")
+                    ),
+                    steps: steps.clone(),
+                });
+            }
+        }
+    }
 
     let mut actions = stop;
     actions.extend(remove);
@@ -792,9 +821,7 @@ mod tests {
     fn system(running: &[(&str, bool)]) -> SystemState {
         SystemState {
             containers: Some(running.iter().map(|(n, r)| (n.to_string(), *r)).collect()),
-            links: None,
-            firewall: None,
-            made_rootfs: None,
+            ..SystemState::default()
         }
     }
 
@@ -956,8 +983,8 @@ mod tests {
         prune: bool,
     ) -> Plan {
         let options = Options {
-            adopt: false,
             prune,
+            ..Options::default()
         };
         plan_with(desired, applied, system, &Health::default(), options)
     }
@@ -1028,6 +1055,25 @@ mod tests {
         assert!(p.actions.is_empty());
         assert_eq!(p.kept_rootfs, ["old"]);
         assert!(render::text(&p, "ctm plan", false).contains("`ctm apply --prune` deletes them"));
+    }
+
+    #[test]
+    fn steps_undone_inside_a_container_are_planned_again() {
+        let applied = desired("a\n");
+        let mut system = system(&[("a", true), ("b", true)]);
+        system.undone_steps = Some(BTreeMap::from([
+            ("a".to_string(), vec!["ssh-authorized-keys".to_string()]),
+            ("gone".to_string(), vec!["networkd".to_string()]),
+        ]));
+        let p = plan_for(&applied, &applied, &system);
+        assert_eq!(
+            names(&p.actions),
+            ["provision container a (ssh-authorized-keys)"]
+        );
+        assert_eq!(
+            p.actions[0].reason(),
+            "not done inside the container (drift): ssh-authorized-keys"
+        );
     }
 
     fn with_ruleset(mut artifacts: Artifacts) -> Artifacts {

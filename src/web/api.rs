@@ -56,11 +56,12 @@ fn plan_json(plan: &Plan) -> Value {
     value
 }
 
-/// The web editor plans as `ctm plan [--adopt]`; pruning is for the CLI.
+/// The web editor plans as `ctm plan [--adopt]`; pruning and checking
+/// steps inside containers are for the CLI.
 fn adopting(adopt: bool) -> plan::Options {
     plan::Options {
         adopt,
-        prune: false,
+        ..plan::Options::default()
     }
 }
 
