@@ -3,7 +3,8 @@
 //! authorized keys, sshd enabled; health checks passed), for 1, 5 and 20
 //! containers, each run in a fresh lab; how long creating each root file
 //! system from the image took (from the generation's `provisioned.json`);
-//! and a no-op apply and plan on the applied host.
+//! and a no-op apply and plan on the applied host (and a plan with
+//! `--check-steps`, which runs every step's check inside the containers).
 //!
 //! `cargo bench --bench live` (root, and what the lab needs). Prints
 //! medians with the spread, and how 5 and 20 containers compare with one.
@@ -117,6 +118,7 @@ fn main() {
         let mut applies = Vec::new();
         let mut noop_applies = Vec::new();
         let mut noop_plans = Vec::new();
+        let mut checked_plans = Vec::new();
         let mut rootfs = Vec::new();
         for _ in 0..runs {
             let lab = lab_with(&format!("bench-{containers}"), &host(containers));
@@ -133,15 +135,27 @@ fn main() {
                 &lab,
                 &["ctm", "plan", "/root/host.kdl", "--detailed-exitcode"],
             ));
+            checked_plans.push(timed(
+                &lab,
+                &[
+                    "ctm",
+                    "plan",
+                    "/root/host.kdl",
+                    "--check-steps",
+                    "--detailed-exitcode",
+                ],
+            ));
         }
         let (a, a_min, a_max) = median(applies);
         let (n, n_min, n_max) = median(noop_applies);
         let (p, p_min, p_max) = median(noop_plans);
         let (r, r_min, r_max) = median(rootfs);
+        let (c, c_min, c_max) = median(checked_plans);
         println!(
             "{containers:>2} containers: apply to all running and provisioned median {:.2} s ({:.2}–{:.2}); \
              one root file system from the image {:.2} s ({:.2}–{:.2}); \
-             no-op apply {:.3} s ({:.3}–{:.3}); no-op plan {:.3} s ({:.3}–{:.3}); {runs} runs",
+             no-op apply {:.3} s ({:.3}–{:.3}); no-op plan {:.3} s ({:.3}–{:.3}); \
+             no-op plan --check-steps {:.3} s ({:.3}–{:.3}); {runs} runs",
             secs(a),
             secs(a_min),
             secs(a_max),
@@ -154,6 +168,9 @@ fn main() {
             secs(p),
             secs(p_min),
             secs(p_max),
+            secs(c),
+            secs(c_min),
+            secs(c_max),
         );
         rows.push((containers, a));
     }

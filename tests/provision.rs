@@ -68,7 +68,14 @@ fn key_pair(lab: &Lab, path: &str) -> String {
     lab.read(format!("{path}.pub")).trim().to_string()
 }
 
+/// `hostname`, run over SSH as root at `address`.
 fn ssh(lab: &Lab, key: &str, address: &str) -> Result<String, String> {
+    ssh_run(lab, key, &format!("root@{address}"), "hostname")
+}
+
+/// `command`, run over SSH at `destination` (`user@address`) with `key`;
+/// its output, trimmed.
+fn ssh_run(lab: &Lab, key: &str, destination: &str, command: &str) -> Result<String, String> {
     let out = lab.run(&[
         "ssh",
         "-i",
@@ -81,8 +88,8 @@ fn ssh(lab: &Lab, key: &str, address: &str) -> Result<String, String> {
         "UserKnownHostsFile=/dev/null",
         "-o",
         "ConnectTimeout=3",
-        &format!("root@{address}"),
-        "hostname",
+        destination,
+        command,
     ]);
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -619,28 +626,14 @@ fn user_environment_binds_and_packages_hold_inside_the_container() {
     ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
 
     eventually("ssh deploy@10.42.0.11", Duration::from_secs(30), || {
-        let out = lab.run(&[
-            "ssh",
-            "-i",
+        let text = ssh_run(
+            &lab,
             "/root/deploy",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=3",
             "deploy@10.42.0.11",
             "id -un; cat /data/marker",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        if out.status.success() {
-            assert_eq!(text.trim(), "deploy\nfrom-the-host");
-            Ok(())
-        } else {
-            Err(lab::show_output(&out))
-        }
+        )?;
+        assert_eq!(text, "deploy\nfrom-the-host");
+        Ok(())
     });
     let modes = lab.run_in(
         "app",

@@ -756,16 +756,16 @@ mod tests {
         assert!(e.why.contains("is not a root file system tree"), "{e}");
     }
 
-    #[test]
-    fn a_tarball_is_checked_and_unpacked_once() {
-        let root = tempfile::tempdir().unwrap();
-        let src = root.path().join("src");
+    /// A tarball at `path` under `dir` of a tree with an os-release, made
+    /// by `tar` with `flags` (`-cf`, `-czf`).
+    fn make_tarball(dir: &Path, path: &str, flags: &str) -> PathBuf {
+        let src = dir.join("src");
         std::fs::create_dir_all(src.join("etc")).unwrap();
         std::fs::write(src.join("etc/os-release"), "ID=debian\n").unwrap();
-        let tarball = root.path().join("srv/t.tar");
+        let tarball = dir.join(path);
         std::fs::create_dir_all(tarball.parent().unwrap()).unwrap();
         let status = std::process::Command::new("tar")
-            .arg("-cf")
+            .arg(flags)
             .arg(&tarball)
             .arg("-C")
             .arg(&src)
@@ -773,6 +773,13 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
+        tarball
+    }
+
+    #[test]
+    fn a_tarball_is_checked_and_unpacked_once() {
+        let root = tempfile::tempdir().unwrap();
+        let tarball = make_tarball(root.path(), "srv/t.tar", "-cf");
         let wrong = RootfsSource::Tarball {
             path: "/srv/t.tar".into(),
             sha256: Some("0".repeat(64)),
@@ -798,20 +805,8 @@ mod tests {
     #[test]
     fn a_compressed_tarball_is_told_by_its_bytes_and_hashed_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(src.join("etc")).unwrap();
-        std::fs::write(src.join("etc/os-release"), "ID=debian\n").unwrap();
         // Named .tar, gzip inside: the bytes decide.
-        let tarball = dir.path().join("image.tar");
-        let status = std::process::Command::new("tar")
-            .arg("-czf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&src)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let tarball = make_tarball(dir.path(), "image.tar", "-czf");
         let (sha256, compression) = read_tarball(&tarball).unwrap();
         assert_eq!(compression, Compression::Gzip);
         assert_eq!(sha256, fs::sha256_hex(&std::fs::read(&tarball).unwrap()));
