@@ -18,8 +18,9 @@ use super::{ApiError, AppState, Config, Shared, blocking, dashboard, edit, jobs,
 use crate::backend::fs;
 use crate::cli::apply::{switch_to_new, wait_for_confirmation, write_lock};
 use crate::cli::generations::{file_diffs, roll_back_to};
-use crate::cli::plan::Desired;
+use crate::cli::plan::{Desired, summary};
 use crate::cli::{Outcome, lock_path_for, read_lock, validate_text};
+use crate::compile;
 use crate::plan::Plan;
 use crate::state::now_unix;
 
@@ -121,14 +122,17 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
         let config = &state.config;
         let outcome = check(config, text_or_disk(config, req.text)?)?;
         let check = outcome.diagnostics_json();
-        let Some(desired) = Desired::compile(&outcome) else {
+        // Only the artifacts: a preview has no use for what an apply also
+        // takes along (the lock file to write, copies of both texts).
+        let Some(validated) = &outcome.validated else {
             return Ok(Json(json!({ "check": check, "plan": null })));
         };
+        let artifacts = compile::compile(&validated.host);
         let mut session = state.reading_session()?;
-        let plan = session.plan(&desired.artifacts, req.adopt)?;
+        let plan = session.plan(&artifacts, req.adopt)?;
         Ok(Json(json!({
             "check": check,
-            "host": desired.summary,
+            "host": summary(&validated.host),
             "plan": plan_json(&plan),
         })))
     })
