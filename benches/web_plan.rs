@@ -29,6 +29,11 @@ use ctm::state::{Manifest, Memory, Store};
 use ctm::synthetic::host_kdl;
 use ctm::web::{AppState, Config};
 
+// The allocator of the binary (src/main.rs), so that the steps cost here
+// what they cost in `ctm serve`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RUNS: usize = 40;
 
 /// Runs `step` RUNS times (after one warm-up) and prints its median and

@@ -16,6 +16,7 @@ mod status;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
@@ -206,16 +207,31 @@ pub fn validate_text(
     lock_path: PathBuf,
     lock_text: Option<String>,
 ) -> Outcome {
+    validate_text_with(path, text, lock_path, lock_text, |text| {
+        Lock::parse(text).map(Arc::new)
+    })
+}
+
+/// [`validate_text`], with the lock file's text parsed by `parse_lock`,
+/// which must give what `Lock::parse` gives (`ctm serve` keeps the lock
+/// it parsed last: `state::Memory::parse_lock`).
+pub fn validate_text_with(
+    path: &Path,
+    text: String,
+    lock_path: PathBuf,
+    lock_text: Option<String>,
+    parse_lock: impl FnOnce(&str) -> Result<Arc<Lock>, Box<Diagnostic>>,
+) -> Outcome {
     let lock_file = lock_text.map(|text| Loaded {
         path: lock_path.clone(),
         text,
     });
     let (previous, lock_diagnostic) = match &lock_file {
-        Some(loaded) => match Lock::parse(&loaded.text) {
+        Some(loaded) => match parse_lock(&loaded.text) {
             Ok(lock) => (lock, None),
-            Err(d) => (Lock::empty(), Some(*d)),
+            Err(d) => (Arc::new(Lock::empty()), Some(*d)),
         },
-        None => (Lock::empty(), None),
+        None => (Arc::new(Lock::empty()), None),
     };
     let source = Source::new(path.display().to_string(), text, Format::from_path(path));
     let (document, mut diagnostics) = config::parse(&source);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::session::{RootArgs, Session};
 use super::{Outcome, OutputFormat, load_and_validate};
 use crate::compile::{self, Artifacts};
+use crate::model::Host;
 use crate::plan::{Plan, render};
 
 #[derive(Debug, clap::Args)]
@@ -81,17 +82,22 @@ impl Desired {
             previous_lock: outcome.lock_file.as_ref().map(|l| l.text.clone()),
             lock_text: validated.lock.render(),
             artifacts: compile::compile(host),
-            summary: [
-                (host.containers.len(), "container"),
-                (host.networks.len(), "network"),
-                (host.tunnels.len(), "tunnel"),
-            ]
-            .iter()
-            .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
-            .collect::<Vec<_>>()
-            .join(", "),
+            summary: summary(host),
         })
     }
+}
+
+/// What a host holds, in a few words: `3 containers, 1 network, 0 tunnels`.
+pub fn summary(host: &Host) -> String {
+    [
+        (host.containers.len(), "container"),
+        (host.networks.len(), "network"),
+        (host.tunnels.len(), "tunnel"),
+    ]
+    .iter()
+    .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 pub fn print_plan(plan: &Plan, title: &str, diffs: bool) {

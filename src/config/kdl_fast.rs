@@ -903,6 +903,15 @@ impl<'a> Cursor<'a> {
         self.pos += 1;
         let mut out = String::new();
         loop {
+            // Printable ASCII other than `"` and `\\` stands for itself:
+            // taken a run at a time, not char by char (most of a host
+            // file's strings are only that).
+            let plain = self.bytes[self.pos..]
+                .iter()
+                .take_while(|&&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+                .count();
+            out.push_str(&self.text[self.pos..self.pos + plain]);
+            self.pos += plain;
             if self.newline_at(self.pos).is_some() {
                 return Err(Declined);
             }

@@ -85,6 +85,14 @@ impl fmt::Display for Name {
     }
 }
 
+/// A name orders, compares and hashes as its text (all derived from the
+/// one `String`), so maps keyed by names can be looked up by `&str`.
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A network interface name as the kernel and networkd accept it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

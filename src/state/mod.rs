@@ -35,8 +35,10 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Action;
 use crate::backend::fs::{self, Entry, IoError, context};
 use crate::compile::{Artifact, Artifacts, Content, Owner};
+use crate::diagnostic::Diagnostic;
 use crate::live::watch::{WatchError, Watcher};
 use crate::live::{Stat, StatCache};
+use crate::lock::Lock;
 
 pub const STATE_DIR: &str = "var/lib/ctm";
 
@@ -207,6 +209,8 @@ struct Kept {
     stat_cache: Option<Arc<StatCache>>,
     /// The text of each desired file last hashed, and its hash.
     hashes: HashMap<String, (String, String)>,
+    /// The lock file's text last parsed, and what it parsed to.
+    lock: Option<(String, Arc<Lock>)>,
 }
 
 impl Memory {
@@ -267,6 +271,23 @@ impl Memory {
             hashes.retain(|path, _| artifacts.files.contains_key(path));
         }
         Manifest { files }
+    }
+
+    /// `Lock::parse(text)`, kept for the next call with the same text: the
+    /// editor sends the host file on every pause in typing, while the lock
+    /// file changes only when an apply adds a container. A text that does
+    /// not parse is not kept (its error is rebuilt each time).
+    pub fn parse_lock(&self, text: &str) -> std::result::Result<Arc<Lock>, Box<Diagnostic>> {
+        if let Some((kept, lock)) = &self.kept().lock
+            && kept == text
+        {
+            return Ok(lock.clone());
+        }
+        // Parsed outside the mutex: a plan running alongside may parse the
+        // same text too, and the last one kept wins; both are the same.
+        let lock = Arc::new(Lock::parse(text)?);
+        self.kept().lock = Some((text.to_string(), lock.clone()));
+        Ok(lock)
     }
 
     /// How many paths the kept stat cache holds.
@@ -911,6 +932,35 @@ mod tests {
         let mut kept: Vec<String> = memory.kept().hashes.keys().cloned().collect();
         kept.sort();
         assert_eq!(kept, ["b", "c"]);
+    }
+
+    #[test]
+    fn a_kept_lock_is_the_lock_its_text_parses_to() {
+        let lock = |addr: &str| {
+            format!("version = 1\n\n[containers.web]\nnetwork = \"lan\"\nipv4 = \"{addr}\"\n")
+        };
+        let memory = Memory::default();
+        let first = memory.parse_lock(&lock("10.0.0.2")).unwrap();
+        assert_eq!(*first, Lock::parse(&lock("10.0.0.2")).unwrap());
+        // The same text: the same lock, not parsed again.
+        assert!(Arc::ptr_eq(
+            &first,
+            &memory.parse_lock(&lock("10.0.0.2")).unwrap()
+        ));
+        // A changed text (the same length) is parsed anew.
+        let changed = memory.parse_lock(&lock("10.0.0.3")).unwrap();
+        assert_eq!(*changed, Lock::parse(&lock("10.0.0.3")).unwrap());
+        assert_ne!(changed, first);
+        // A text that does not parse gives the error, and keeps nothing.
+        let broken = "version = 1\n[containers.web]\nnetwork = 7\n";
+        assert_eq!(
+            memory.parse_lock(broken).unwrap_err().message,
+            Lock::parse(broken).unwrap_err().message
+        );
+        assert!(Arc::ptr_eq(
+            &changed,
+            &memory.parse_lock(&lock("10.0.0.3")).unwrap()
+        ));
     }
 
     #[test]

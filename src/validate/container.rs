@@ -575,10 +575,7 @@ fn assign_addresses(
         let Some(attach) = &p.network else {
             continue;
         };
-        let Some((net_name, entry)) = networks
-            .iter()
-            .find(|(k, _)| k.as_str() == attach.network.value)
-        else {
+        let Some((net_name, entry)) = networks.get_key_value(attach.network.value.as_str()) else {
             continue;
         };
         if let Some(addr) = &attach.ipv4
@@ -659,7 +656,7 @@ fn assign_addresses(
     let mut wanting: Vec<(Name, Name, bool, bool)> = Vec::new();
     for (container, (_, p)) in drafts.iter() {
         let Some(attach) = &p.network else { continue };
-        let Some(net) = networks.keys().find(|k| k.as_str() == attach.network.value) else {
+        let Some((net, _)) = networks.get_key_value(attach.network.value.as_str()) else {
             continue;
         };
         let want4 = attach.ipv4.is_none() && v4.contains_key(net);
@@ -906,12 +903,9 @@ fn no_address_reported(p: &Partial, networks: &BTreeMap<Name, NetworkEntry>) -> 
     let Some(attach) = &p.network else {
         return false;
     };
-    match networks
-        .iter()
-        .find(|(k, _)| k.as_str() == attach.network.value)
-    {
+    match networks.get(attach.network.value.as_str()) {
         None => true,
-        Some((_, entry)) => {
+        Some(entry) => {
             entry.network.ipv4.is_some()
                 || entry.network.ipv6.is_some()
                 || entry.ipv4_invalid

@@ -18,8 +18,9 @@ use super::{ApiError, AppState, Config, Shared, blocking, dashboard, edit, jobs,
 use crate::backend::fs;
 use crate::cli::apply::{switch_to_new, wait_for_confirmation, write_lock};
 use crate::cli::generations::{file_diffs, roll_back_to};
-use crate::cli::plan::Desired;
-use crate::cli::{Outcome, lock_path_for, read_lock, validate_text};
+use crate::cli::plan::{Desired, summary};
+use crate::cli::{Outcome, lock_path_for, read_lock, validate_text_with};
+use crate::compile;
 use crate::plan::{self, Plan};
 use crate::state::now_unix;
 
@@ -74,11 +75,19 @@ fn read_host_file(path: &Path) -> Result<String, ApiError> {
     })
 }
 
-/// Validates `text` as the host file, with the lock file on disk.
-fn check(config: &Config, text: String) -> Result<Outcome, ApiError> {
+/// Validates `text` as the host file, with the lock file on disk (parsed
+/// again only when its text is not the one parsed last).
+fn check(state: &AppState, text: String) -> Result<Outcome, ApiError> {
+    let config = &state.config;
     let lock_path = lock_path_for(&config.host_file);
     let lock_text = read_lock(&lock_path)?;
-    Ok(validate_text(&config.host_file, text, lock_path, lock_text))
+    Ok(validate_text_with(
+        &config.host_file,
+        text,
+        lock_path,
+        lock_text,
+        |text| state.memory.parse_lock(text),
+    ))
 }
 
 /// `GET /api/source`: the host file as it is on disk.
@@ -118,7 +127,7 @@ fn text_or_disk(config: &Config, text: Option<String>) -> Result<String, ApiErro
 async fn validate(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
     blocking(move || {
         let text = text_or_disk(&state.config, req.text)?;
-        Ok(Json(check(&state.config, text)?.diagnostics_json()))
+        Ok(Json(check(&state, text)?.diagnostics_json()))
     })
     .await
 }
@@ -128,16 +137,19 @@ async fn validate(State(state): State<Shared>, Json(req): Json<TextRequest>) -> 
 async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
     blocking(move || {
         let config = &state.config;
-        let outcome = check(config, text_or_disk(config, req.text)?)?;
+        let outcome = check(&state, text_or_disk(config, req.text)?)?;
         let check = outcome.diagnostics_json();
-        let Some(desired) = Desired::compile(&outcome) else {
+        // Only the artifacts: a preview has no use for what an apply also
+        // takes along (the lock file to write, copies of both texts).
+        let Some(validated) = &outcome.validated else {
             return Ok(Json(json!({ "check": check, "plan": null })));
         };
+        let artifacts = compile::compile(&validated.host);
         let mut session = state.reading_session()?;
-        let plan = session.plan(&desired.artifacts, adopting(req.adopt))?;
+        let plan = session.plan(&artifacts, adopting(req.adopt))?;
         Ok(Json(json!({
             "check": check,
-            "host": desired.summary,
+            "host": summary(&validated.host),
             "plan": plan_json(&plan),
         })))
     })
