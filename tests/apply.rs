@@ -858,6 +858,43 @@ fn generations_diff_rollback_and_gc() {
 }
 
 #[test]
+fn gc_removes_the_images_no_kept_generation_uses() {
+    let lab = Lab::new();
+    lab.host(&homelab());
+    assert!(lab.apply().status.success());
+    lab.host(&homelab().replace(
+        "debootstrap suite=\"bookworm\"",
+        "debootstrap suite=\"bookworm\" variant=\"minbase\"",
+    ));
+    assert!(lab.apply().status.success());
+    // The store as live applies leave it: each image with its record,
+    // named after the definition its generation's steps give.
+    let store = lab.root.join("var/lib/ctm/images");
+    for (n, name) in [(1, "debian-bookworm-1111"), (2, "debian-bookworm-2222")] {
+        let steps = std::fs::read_to_string(lab.root.join(format!(
+            "var/lib/ctm/generations/{n}/tree/etc/ctm/machines/builder/provision.json"
+        )))
+        .unwrap();
+        let steps: serde_json::Value = serde_json::from_str(&steps).unwrap();
+        let action = &steps[0]["action"];
+        assert_eq!(action["kind"], "create-rootfs");
+        let record = serde_json::json!({ "image": action["image"], "source": action["source"] });
+        std::fs::create_dir_all(store.join(name)).unwrap();
+        std::fs::write(store.join(format!("{name}.json")), record.to_string()).unwrap();
+    }
+    let o = lab.ctm(&["gc", "--keep", "1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(lab.generations(), vec![2]);
+    assert!(err(&o).contains("Removed image"), "{}", err(&o));
+    assert!(!store.join("debian-bookworm-1111").exists());
+    assert!(!store.join("debian-bookworm-1111.json").exists());
+    assert!(store.join("debian-bookworm-2222").is_dir());
+    // Nothing more to remove.
+    let o = lab.ctm(&["gc", "--keep", "1"]);
+    assert!(err(&o).contains("Nothing to remove"), "{}", err(&o));
+}
+
+#[test]
 fn the_running_system_is_not_changed_without_systemd() {
     // On a host booted with systemd this would really apply the example:
     // the lab tests cover that, inside a lab.

@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::exec::{self, Ran};
 use super::fs;
 use super::{Progress, StepRecord, SystemError};
@@ -444,8 +446,7 @@ fn image_tree(
                     ),
                 ));
             }
-            let key = store_key(source, &actual);
-            build_once(root, image, &key, progress, |dir, echo| {
+            build_once(root, image, source, &actual, progress, |dir, echo| {
                 let mut words = vec!["tar".to_string(), "--extract".to_string()];
                 words.extend(compression.tar_option().map(str::to_string));
                 exec::on_host(
@@ -478,8 +479,7 @@ fn image_tree(
                 Some(m) => m.clone(),
                 None => host_mirror(root)?,
             };
-            let key = store_key(source, &mirror);
-            build_once(root, image, &key, progress, |dir, echo| {
+            build_once(root, image, source, &mirror, progress, |dir, echo| {
                 let mut words = vec!["debootstrap".to_string()];
                 if let Some(v) = variant {
                     words.push(format!("--variant={v}"));
@@ -576,17 +576,30 @@ fn store_key(source: &RootfsSource, extra: &str) -> String {
     fs::sha256_hex(format!("{definition}\n{extra}").as_bytes())[..16].to_string()
 }
 
+/// What the store records beside each image it built, `NAME-KEY.json`:
+/// which definition the image is, so that `ctm gc` can tell the images no
+/// generation uses any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredImage {
+    pub image: String,
+    pub source: RootfsSource,
+}
+
 /// Builds an image into `IMAGE_STORE/NAME-KEY` unless it is there: into a
-/// temporary directory first, renamed when complete.
+/// temporary directory first, renamed when complete. `KEY` hashes the
+/// definition and `extra`, what it points at (the mirror, the tarball's
+/// digest).
 fn build_once(
     root: &Path,
     image: &str,
-    key: &str,
+    source: &RootfsSource,
+    extra: &str,
     progress: Progress<'_>,
     build: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<Ran, SystemError>,
 ) -> Result<PathBuf, SystemError> {
     let store = root.join(IMAGE_STORE);
-    let tree = store.join(format!("{image}-{key}"));
+    let name = format!("{image}-{}", store_key(source, extra));
+    let tree = store.join(&name);
     if tree.is_dir() {
         progress(&format!(
             "image {image} is in the store ({})",
@@ -608,6 +621,15 @@ fn build_once(
             format!("{}; its output ends:\n{}", ran.describe(), ran.tail(20)),
         ));
     }
+    let record = StoredImage {
+        image: image.to_string(),
+        source: source.clone(),
+    };
+    // Plain data: serializing it cannot fail.
+    let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    let record_path = store.join(format!("{name}.json"));
+    fs::write_file(&record_path, &text, 0o644)
+        .map_err(|e| error(format!("recording image {image}"), e.to_string()))?;
     std::fs::rename(&temporary, &tree).map_err(|e| {
         error(
             format!("moving {} to {}", temporary.display(), tree.display()),
@@ -619,6 +641,43 @@ fn build_once(
         started.elapsed().as_secs_f64()
     ));
     Ok(tree)
+}
+
+/// The images in the store that none of `wanted` (every image definition
+/// of the generations that are kept) is: each image tree with its record.
+/// An image without a record (built by an older ctm, or interrupted
+/// before its record was written) is never listed: ctm cannot tell what
+/// it is.
+pub fn unused_images(root: &Path, wanted: &[StoredImage]) -> Vec<PathBuf> {
+    let store = root.join(IMAGE_STORE);
+    let Ok(entries) = std::fs::read_dir(&store) else {
+        return Vec::new();
+    };
+    let mut unused: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let record = e.path();
+            record.file_name()?.to_str()?.strip_suffix(".json")?;
+            let stored: StoredImage = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
+            (!wanted.contains(&stored)).then_some(record)
+        })
+        .collect();
+    unused.sort();
+    unused
+}
+
+/// Removes an image that [`unused_images`] listed: the tree, then its
+/// record (a tree left without a record is never removed by mistake, only
+/// kept by mistake).
+pub fn remove_image(record: &Path) -> Result<(), SystemError> {
+    let tree = record.with_extension("");
+    remove_tree(&tree)?;
+    std::fs::remove_file(record)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(|e| error(format!("removing {}", record.display()), e.to_string()))
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -800,6 +859,32 @@ mod tests {
             image_tree(root.path(), "t", &right, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again, tree);
         assert!(lines[0].contains("is in the store"), "{lines:?}");
+    }
+
+    #[test]
+    fn only_images_no_generation_wants_are_unused() {
+        let root = tempfile::tempdir().unwrap();
+        make_tarball(root.path(), "srv/a.tar", "-cf");
+        make_tarball(root.path(), "srv/b.tar", "-cf");
+        let source = |path: &str| RootfsSource::Tarball {
+            path: path.into(),
+            sha256: None,
+        };
+        let a = image_tree(root.path(), "t", &source("/srv/a.tar"), &mut |_| {}).unwrap();
+        let b = image_tree(root.path(), "t", &source("/srv/b.tar"), &mut |_| {}).unwrap();
+        // An image ctm cannot account for is never removed.
+        let legacy = root.path().join(IMAGE_STORE).join("old-0123456789abcdef");
+        std::fs::create_dir_all(&legacy).unwrap();
+        let wanted = [StoredImage {
+            image: "t".into(),
+            source: source("/srv/a.tar"),
+        }];
+        let unused = unused_images(root.path(), &wanted);
+        assert_eq!(unused, [b.with_extension("json")]);
+        remove_image(&unused[0]).unwrap();
+        assert!(!b.exists() && !b.with_extension("json").exists());
+        assert!(a.is_dir() && legacy.is_dir());
+        assert!(unused_images(root.path(), &wanted).is_empty());
     }
 
     #[test]

@@ -272,16 +272,52 @@ pub fn gc(args: &GcArgs) -> miette::Result<ExitCode> {
             removed.push(n.to_string());
         }
     }
-    if removed.is_empty() {
-        eprintln!("Nothing to remove.");
-    } else {
+    if !removed.is_empty() {
         eprintln!(
             "Removed generation{} {}.",
             if removed.len() == 1 { "" } else { "s" },
             removed.join(", ")
         );
     }
+    let images = remove_unused_images(&session)?;
+    if removed.is_empty() && images == 0 {
+        eprintln!("Nothing to remove.");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the images in the store that no generation left uses (a
+/// rollback to one of them may need its images again); returns how many.
+fn remove_unused_images(session: &Session) -> miette::Result<usize> {
+    use crate::backend::provision::{self, StoredImage};
+    use crate::compile::provision::{Action, Step};
+    let mut wanted = Vec::new();
+    for n in session.store.generations()? {
+        for (path, artifact) in &session.store.artifacts(n)?.files {
+            let (true, Content::File { text, .. }) =
+                (path.ends_with("/provision.json"), &artifact.content)
+            else {
+                continue;
+            };
+            // A generation ctm cannot read is a reason to keep every image.
+            let steps: Vec<Step> = serde_json::from_str(text).map_err(|e| {
+                miette!("generation {n}: {path} is not readable ({e}); no image removed")
+            })?;
+            wanted.extend(steps.into_iter().filter_map(|s| match s.action {
+                Action::CreateRootfs { image, source } => Some(StoredImage { image, source }),
+                _ => None,
+            }));
+        }
+    }
+    let unused = provision::unused_images(session.store.root(), &wanted);
+    for record in &unused {
+        provision::remove_image(record)?;
+        eprintln!(
+            "Removed image {} (no generation uses it).",
+            record.with_extension("").display()
+        );
+    }
+    Ok(unused.len())
 }
 
 pub fn confirm_pending(root: &RootArgs) -> miette::Result<ExitCode> {

@@ -85,7 +85,7 @@ enum Command {
     Destroy(destroy::Args),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
-    /// Remove old generations.
+    /// Remove old generations, and the images that no generation left uses.
     Gc(generations::GcArgs),
     /// Serve the web editor: dashboard, editor with plan preview, apply,
     /// generations and logs (see docs/web.md).

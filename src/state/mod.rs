@@ -16,6 +16,8 @@
 //!     backup/...           the pre-switch content of every touched path
 //! pending-confirm.json     an apply waiting for `ctm confirm`
 //! stat-cache.json          hashes of managed files by stat (see `live`)
+//! images/, rootfs/         built images and the trees ctm made (owned by
+//!                          `backend::provision` and `backend::rootfs`)
 //! lock                     flock'ed by whoever changes any of the above
 //! ```
 //!
