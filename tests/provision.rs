@@ -814,12 +814,19 @@ fn a_tarball_image_is_verified_unpacked_once_and_never_rewrites_a_tree() {
     );
     let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
     assert!(out.contains("building image packed into"), "{out}");
-    let images = lab.ok(&["ls", "/var/lib/ctm/images"]);
-    assert_eq!(images.lines().count(), 2, "{images}");
+    let images = || lab.ok(&["sh", "-c", "ls -d /var/lib/ctm/images/*/"]);
+    assert_eq!(images().lines().count(), 2, "{}", images());
     assert_eq!(lab.read("/var/lib/machines/two/etc/ctm-version"), "2\n");
     assert_eq!(lab.read("/var/lib/machines/one/etc/ctm-version"), "1\n");
     assert!(lab.path("/var/lib/machines/one/root/one-was-here").exists());
     assert_eq!(started_at(&lab, "one"), started, "one was restarted");
     let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
     assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+
+    // Once no generation kept names the first tarball, gc removes its
+    // image; the trees made from it stay.
+    let out = ctm_ok(&lab, &["gc", "--keep", "1"]);
+    assert!(out.contains("Removed image"), "{out}");
+    assert_eq!(images().lines().count(), 1, "{}", images());
+    assert_eq!(lab.read("/var/lib/machines/one/etc/ctm-version"), "1\n");
 }
