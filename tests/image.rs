@@ -108,12 +108,15 @@ fn a_debootstrap_image_is_built_once_from_the_hosts_mirror_and_reused() {
         !cached.iter().any(|l| l.starts_with("building image")),
         "{cached:?}"
     );
+    // One image, with the record of its definition that `ctm gc` reads.
     let images: Vec<_> = std::fs::read_dir(root.path().join(IMAGE_STORE))
         .unwrap()
         .filter_map(Result::ok)
-        .map(|e| e.file_name())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
         .collect();
     assert_eq!(images.len(), 1, "{images:?}");
+    assert!(images[0].with_extension("json").exists());
     assert!(
         root.path()
             .join("var/lib/machines/second/etc/os-release")
