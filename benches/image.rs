@@ -10,32 +10,25 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ctm::backend::provision::before_boot;
-use ctm::compile::provision::{Action, Check, Phase, RootfsSource, Step};
+use ctm::compile::provision::{RootfsSource, Step, rootfs_step};
 
-fn rootfs_step(name: &str) -> Step {
-    Step {
-        id: "rootfs".into(),
-        description: format!("create the root file system of {name}"),
-        phase: Phase::BeforeBoot,
-        check: Check::PathExists {
-            path: format!("/var/lib/machines/{name}"),
+fn step(name: &str) -> Step {
+    rootfs_step(
+        name,
+        "bench",
+        RootfsSource::Debootstrap {
+            suite: "bookworm".into(),
+            mirror: None,
+            variant: Some("minbase".into()),
+            packages: Vec::new(),
         },
-        action: Action::CreateRootfs {
-            image: "bench".into(),
-            source: RootfsSource::Debootstrap {
-                suite: "bookworm".into(),
-                mirror: None,
-                variant: Some("minbase".into()),
-                packages: Vec::new(),
-            },
-        },
-    }
+    )
 }
 
 fn make(root: &Path, name: &str) -> Duration {
     let started = Instant::now();
     let mut progress = |line: &str| eprintln!("  {line}");
-    if let Err(e) = before_boot(root, name, &[rootfs_step(name)], &mut progress) {
+    if let Err(e) = before_boot(root, name, &[step(name)], &mut progress) {
         panic!("{name}: {e}");
     }
     started.elapsed()

@@ -12,32 +12,25 @@ use std::path::Path;
 
 use ctm::backend::provision::{IMAGE_STORE, before_boot, host_mirror};
 use ctm::backend::rootfs;
-use ctm::compile::provision::{Action, Check, Phase, RootfsSource, Step};
+use ctm::compile::provision::{RootfsSource, Step, rootfs_step};
 use support::*;
 
-fn rootfs_step(name: &str) -> Step {
-    Step {
-        id: "rootfs".into(),
-        description: format!("create the root file system of {name}"),
-        phase: Phase::BeforeBoot,
-        check: Check::PathExists {
-            path: format!("/var/lib/machines/{name}"),
+fn step(name: &str) -> Step {
+    rootfs_step(
+        name,
+        "bookworm",
+        RootfsSource::Debootstrap {
+            suite: "bookworm".into(),
+            mirror: None,
+            variant: Some("minbase".into()),
+            packages: vec!["netbase".into()],
         },
-        action: Action::CreateRootfs {
-            image: "bookworm".into(),
-            source: RootfsSource::Debootstrap {
-                suite: "bookworm".into(),
-                mirror: None,
-                variant: Some("minbase".into()),
-                packages: vec!["netbase".into()],
-            },
-        },
-    }
+    )
 }
 
 fn make(root: &Path, name: &str) -> Vec<String> {
     let mut lines = Vec::new();
-    let made = before_boot(root, name, &[rootfs_step(name)], &mut |line| {
+    let made = before_boot(root, name, &[step(name)], &mut |line| {
         lines.push(line.to_string())
     });
     if let Err(e) = made {

@@ -201,15 +201,6 @@ fn start_times(lab: &Lab) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn plan_is_empty(lab: &Lab, host: &str) -> Result<(), String> {
-    let out = ctm(lab, &["plan", host, "--detailed-exitcode", "--no-diff"]);
-    if out.status.code() == Some(0) {
-        Ok(())
-    } else {
-        Err(lab::show_output(&out))
-    }
-}
-
 fn addresses_of(lab: &Lab, link: &str) -> String {
     lab.ok(&["ip", "-br", "address", "show", "dev", link])
 }
@@ -275,7 +266,7 @@ fn a_change_restarts_only_what_it_must() {
         !back.contains("fd42:43::1/64"),
         "the old address stayed: {back}"
     );
-    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
 
 #[test]
@@ -305,7 +296,7 @@ fn a_container_that_cannot_start_rolls_the_apply_back() {
         text.contains("rolled back: the host is on generation 1 again"),
         "{text}"
     );
-    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    plan_is_empty(&lab, "/root/v1.kdl", &[]).unwrap();
     assert_eq!(
         start_times(&lab),
         before,
@@ -330,7 +321,7 @@ fn a_container_that_cannot_start_rolls_the_apply_back() {
         text.contains("rolled back: the host is on generation 1 again"),
         "{text}"
     );
-    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    plan_is_empty(&lab, "/root/v1.kdl", &[]).unwrap();
     assert_eq!(
         start_times(&lab),
         before,
@@ -381,7 +372,7 @@ fn rollback_returns_the_live_host_to_generation_1() {
     );
     let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
     assert!(!machines.contains("extra"), "{machines}");
-    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    plan_is_empty(&lab, "/root/v1.kdl", &[]).unwrap();
     let status = ctm_ok(&lab, &["status"]);
     assert!(status.contains("Generation 1 "), "{status}");
 }
@@ -431,7 +422,7 @@ fn a_switch_killed_midway_is_rolled_back_by_the_next_command() {
         status.contains("rolled back an interrupted switch; the host is on generation 1"),
         "{status}"
     );
-    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    plan_is_empty(&lab, "/root/v1.kdl", &[]).unwrap();
     let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
     assert!(!machines.contains("extra"), "{machines}");
 }
@@ -472,7 +463,7 @@ fn a_dropped_session_does_not_stop_the_switch() {
         log.contains("Applied: the host is on generation 2."),
         "{log}"
     );
-    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
     assert!(
         lab.ok(&["machinectl", "list", "--no-legend"])
             .contains("extra")
@@ -497,7 +488,7 @@ fn an_unconfirmed_apply_reverts_by_itself() {
     let text = flat(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("Generation 2 was rolled back"), "{text}");
-    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    plan_is_empty(&lab, "/root/v1.kdl", &[]).unwrap();
     let reverts = lab.ok(&[
         "journalctl",
         "--no-pager",
@@ -532,7 +523,7 @@ fn an_unconfirmed_apply_reverts_by_itself() {
         "generation 2 is not in place: {table}"
     );
     eventually("the revert", Duration::from_secs(30), || {
-        plan_is_empty(&lab, "/root/v1.kdl")
+        plan_is_empty(&lab, "/root/v1.kdl", &[])
     });
     let table = lab.ok(&["nft", "list", "table", "inet", "ctm"]);
     assert!(table.contains("dport 8080"), "{table}");
@@ -570,7 +561,7 @@ fn an_unconfirmed_apply_reverts_by_itself() {
             }
         },
     );
-    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
 
 #[test]
@@ -699,7 +690,7 @@ fn drift_in_the_firewall_and_the_links_is_seen_and_undone() {
     );
     ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
     assert!(addresses_of(&lab, "br-lan").contains("10.42.0.1/24"));
-    plan_is_empty(&lab, "/root/host.kdl").unwrap();
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
 
 #[test]
@@ -740,5 +731,5 @@ fn health_checks_pass_or_roll_the_apply_back() {
         text.contains("rolled back: the host is on generation 1 again"),
         "{text}"
     );
-    plan_is_empty(&lab, "/root/v1.kdl").unwrap();
+    plan_is_empty(&lab, "/root/v1.kdl", &[]).unwrap();
 }

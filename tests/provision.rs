@@ -175,8 +175,7 @@ fn ssh_access_with_the_configured_key_and_nothing_more_on_reapply() {
     assert_eq!(String::from_utf8_lossy(&mode.stdout).trim(), "600 root");
 
     // Scenario 4: nothing to do, and an apply that does nothing.
-    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
     let started = started_at(&lab, "shell");
     let out = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
     assert!(out.contains("No changes"), "{out}");
@@ -208,15 +207,13 @@ fn ssh_access_with_the_configured_key_and_nothing_more_on_reapply() {
         ssh(&lab, "/root/first", "10.42.0.10").is_err(),
         "the old key still logs in"
     );
-    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 
     // Drift inside: the keys deleted by hand. A plain plan does not look
     // inside containers; --check-steps runs the checks there, and an
     // apply with it runs the step again.
     lab.run_in("shell", &["rm", "/root/.ssh/authorized_keys"]);
-    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
     let out = ctm(
         &lab,
         &[
@@ -236,16 +233,7 @@ fn ssh_access_with_the_configured_key_and_nothing_more_on_reapply() {
     ctm_ok(&lab, &["apply", "/root/host.kdl", "--check-steps", "--yes"]);
     assert_eq!(steps_that_ran(&lab, 3, "shell"), ["ssh-authorized-keys"]);
     ssh(&lab, "/root/second", "10.42.0.10").expect("the key is back");
-    let out = ctm(
-        &lab,
-        &[
-            "plan",
-            "/root/host.kdl",
-            "--check-steps",
-            "--detailed-exitcode",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &["--check-steps"]).unwrap();
 }
 
 /// Scenario 2: Docker inside a container: `docker info` works and a tiny
@@ -296,8 +284,7 @@ container "dock" {
         "{}",
         lab::show_output(&run)
     );
-    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
 
 /// Scenario 3: a container with `nested` starts a container of its own,
@@ -350,8 +337,7 @@ container "outer" {
             }
         },
     );
-    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
 
 /// Scenario 5: a step that fails (a package no mirror has) fails the
@@ -711,8 +697,7 @@ fn user_environment_binds_and_packages_hold_inside_the_container() {
         lab::show_output(&installed)
     );
     assert_eq!(steps_that_ran(&lab, 2, "app"), ["packages"]);
-    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
 
 /// A tarball of the guest image, packed with zstd in the lab; returns its
@@ -820,8 +805,7 @@ fn a_tarball_image_is_verified_unpacked_once_and_never_rewrites_a_tree() {
     assert_eq!(lab.read("/var/lib/machines/one/etc/ctm-version"), "1\n");
     assert!(lab.path("/var/lib/machines/one/root/one-was-here").exists());
     assert_eq!(started_at(&lab, "one"), started, "one was restarted");
-    let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
-    assert_eq!(out.status.code(), Some(0), "{}", lab::show_output(&out));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 
     // Once no generation kept names the first tarball, gc removes its
     // image; the trees made from it stay.

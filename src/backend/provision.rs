@@ -731,6 +731,7 @@ pub fn host_mirror(root: &Path) -> Result<String, SystemError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compile::provision::rootfs_step;
 
     #[test]
     fn the_mirror_comes_from_the_hosts_apt_sources() {
@@ -764,20 +765,13 @@ mod tests {
         std::fs::create_dir_all(image.join("etc")).unwrap();
         std::fs::write(image.join("etc/os-release"), "ID=debian\n").unwrap();
         std::os::unix::fs::symlink("usr/bin", image.join("bin")).unwrap();
-        let step = Step {
-            id: "rootfs".into(),
-            description: "create".into(),
-            phase: Phase::BeforeBoot,
-            check: Check::PathExists {
-                path: "/var/lib/machines/web".into(),
+        let step = rootfs_step(
+            "web",
+            "tree",
+            RootfsSource::Directory {
+                path: "/srv/images/tree".into(),
             },
-            action: Action::CreateRootfs {
-                image: "tree".into(),
-                source: RootfsSource::Directory {
-                    path: "/srv/images/tree".into(),
-                },
-            },
-        };
+        );
         let mut lines = Vec::new();
         let outcomes = before_boot(root.path(), "web", std::slice::from_ref(&step), &mut |l| {
             lines.push(l.to_string())

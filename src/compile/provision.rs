@@ -160,20 +160,29 @@ fn enable_step(id: &str, unit: &str) -> Step {
 
 /// The steps for one container, in the order they must run. `image` is
 /// the container's image (validation made sure it exists).
-pub fn steps(container: &Container, image: &Image, dns: &[IpAddr]) -> Vec<Step> {
-    let machine_dir = format!("/var/lib/machines/{}", container.name);
-    let mut steps = vec![Step {
+/// The first step of every container: its root file system, made from
+/// `image` (whose definition is `source`) unless it exists.
+pub fn rootfs_step(container: &str, image: &str, source: RootfsSource) -> Step {
+    Step {
         id: "rootfs".into(),
-        description: format!("create the root file system from image {}", container.image),
+        description: format!("create the root file system from image {image}"),
         phase: Phase::BeforeBoot,
         check: Check::PathExists {
-            path: machine_dir.clone(),
+            path: format!("/var/lib/machines/{container}"),
         },
         action: Action::CreateRootfs {
-            image: container.image.to_string(),
-            source: RootfsSource::of(image),
+            image: image.to_string(),
+            source,
         },
-    }];
+    }
+}
+
+pub fn steps(container: &Container, image: &Image, dns: &[IpAddr]) -> Vec<Step> {
+    let mut steps = vec![rootfs_step(
+        container.name.as_str(),
+        container.image.as_str(),
+        RootfsSource::of(image),
+    )];
     if container.network.is_some() {
         steps.push(enable_step("networkd", "systemd-networkd.service"));
     }

@@ -72,6 +72,19 @@ pub fn eventually(what: &str, timeout: Duration, mut probe: impl FnMut() -> Resu
     }
 }
 
+/// `ctm plan HOST --detailed-exitcode EXTRA…`: Ok when it finds nothing
+/// to change, else its output.
+pub fn plan_is_empty(lab: &Lab, host: &str, extra: &[&str]) -> Result<(), String> {
+    let mut args = vec!["plan", host, "--detailed-exitcode", "--no-diff"];
+    args.extend_from_slice(extra);
+    let out = ctm(lab, &args);
+    if out.status.code() == Some(0) {
+        Ok(())
+    } else {
+        Err(show_output(&out))
+    }
+}
+
 pub fn ping(lab: &Lab, address: &str) -> Result<(), String> {
     let out = lab.run(&["ping", "-c", "1", "-W", "2", address]);
     if out.status.success() {
