@@ -563,9 +563,10 @@ fn read_tarball(path: &Path) -> std::io::Result<(String, Compression)> {
         compression.get_or_insert_with(|| Compression::of(&buffer[..n]));
         hasher.update(&buffer[..n]);
     }
-    let digest = hasher.finalize();
-    let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, compression.unwrap_or(Compression::None)))
+    Ok((
+        fs::hex(&hasher.finalize()),
+        compression.unwrap_or(Compression::None),
+    ))
 }
 
 /// The store's name for an image: a hash of its definition and of what

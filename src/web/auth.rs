@@ -68,7 +68,7 @@ pub fn random_hex(bytes: usize) -> miette::Result<String> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
         .map_err(|e| miette::miette!("cannot read /dev/urandom: {e}"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(fs::hex(&buf))
 }
 
 /// Compares secrets in time independent of where they differ.
