@@ -587,7 +587,7 @@ impl System for LiveSystem {
         };
         Ok(SystemState {
             containers: Some(containers),
-            made_rootfs: Some(rootfs::all_made_by_ctm(&self.root).into_keys().collect()),
+            made_rootfs: Some(rootfs::made_by_ctm_except(&self.root, &expect.containers)),
             undone_steps: None,
             links: Some(links),
             firewall: Some(FirewallState {
@@ -649,7 +649,7 @@ impl System for LiveSystem {
         progress: Progress<'_>,
     ) -> Result<Option<BTreeMap<String, Vec<String>>>, SystemError> {
         let machines = self.machines()?;
-        let running: Vec<(&str, u32)> = names
+        let leaders: BTreeMap<&str, u32> = names
             .iter()
             .filter_map(|n| {
                 machines
@@ -658,14 +658,13 @@ impl System for LiveSystem {
                     .map(|m| (n.as_str(), m.leader))
             })
             .collect();
-        let labels: Vec<&str> = running.iter().map(|(n, _)| *n).collect();
+        let running: Vec<&str> = leaders.keys().copied().collect();
         let found = std::sync::Mutex::new(BTreeMap::new());
         let root = self.root.clone();
-        let failures = in_parallel(&labels, progress, |name, _| {
-            let leader = running
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0, |(_, l)| *l);
+        let failures = in_parallel(&running, progress, |name, _| {
+            let leader = *leaders
+                .get(name)
+                .ok_or_else(|| error(format!("container {name}"), "it is not running"))?;
             let steps = provision::read_steps(&root, name)?;
             let undone = provision::undone(leader, name, &steps)?;
             if !undone.is_empty() {

@@ -33,8 +33,8 @@ pub struct SystemState {
     pub links: Option<BTreeMap<String, BTreeSet<String>>>,
     #[serde(default)]
     pub firewall: Option<FirewallState>,
-    /// The containers whose root file system ctm made and still has
-    /// (`rootfs`): the ones `--prune` may delete.
+    /// The containers not in the desired host file whose root file system
+    /// ctm made and still has (`rootfs`): the ones `--prune` may delete.
     #[serde(default)]
     pub made_rootfs: Option<BTreeSet<String>>,
     /// With `--check-steps`: running container → the ids of its installed

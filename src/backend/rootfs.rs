@@ -15,7 +15,7 @@
 //! temporary files), and no machine name starts with a dot, so a set-aside
 //! tree can be neither started nor mistaken for a container.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -103,19 +103,24 @@ pub fn made_by_ctm(root: &Path, name: &str) -> Option<Made> {
     (inode(&tree(root, name)) == Some(made.inode)).then_some(made)
 }
 
-/// Every container tree that ctm made and that is there now.
-pub fn all_made_by_ctm(root: &Path) -> BTreeMap<String, Made> {
+/// The containers, other than those `wanted` names, whose tree ctm made
+/// and is there now. Every plan asks (for `--prune`), so the records of
+/// wanted containers, all but a few, are not even read.
+pub fn made_by_ctm_except<T>(root: &Path, wanted: &BTreeMap<String, T>) -> BTreeSet<String> {
     let Ok(entries) = std::fs::read_dir(root.join(RECORDS)) else {
-        return BTreeMap::new();
+        return BTreeSet::new();
     };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| {
             let file = e.file_name();
             let name = file.to_str()?.strip_suffix(".json")?;
+            if wanted.contains_key(name) {
+                return None;
+            }
             crate::model::Name::parse(name).ok()?;
-            let made = made_by_ctm(root, name)?;
-            Some((name.to_string(), made))
+            made_by_ctm(root, name)?;
+            Some(name.to_string())
         })
         .collect()
 }
@@ -275,15 +280,21 @@ mod tests {
         record(root.path(), "web", "bookworm", &tree).unwrap();
         let made = made_by_ctm(root.path(), "web").unwrap();
         assert_eq!(made.image, "bookworm");
+        let none = BTreeMap::<String, ()>::new();
         assert_eq!(
-            all_made_by_ctm(root.path()).keys().collect::<Vec<_>>(),
+            made_by_ctm_except(root.path(), &none)
+                .iter()
+                .collect::<Vec<_>>(),
             ["web"]
         );
+        // A container the host file still has is left out.
+        let web = BTreeMap::from([("web".to_string(), ())]);
+        assert!(made_by_ctm_except(root.path(), &web).is_empty());
         // Someone replaces the tree by hand: not ctm's any more.
         std::fs::rename(&tree, root.path().join("kept")).unwrap();
         make_tree(root.path(), "web");
         assert_eq!(made_by_ctm(root.path(), "web"), None);
-        assert!(all_made_by_ctm(root.path()).is_empty());
+        assert!(made_by_ctm_except(root.path(), &none).is_empty());
     }
 
     #[test]

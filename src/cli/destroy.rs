@@ -6,6 +6,7 @@
 //! image by the next `ctm apply` or `ctm start`; this is how a user resets
 //! one, or clears the tree of one removed without `--prune`.
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -66,9 +67,8 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     }
     let running = session
         .system
-        .observe(&Health::default())?
-        .containers
-        .is_some_and(|c| c.get(name).copied().unwrap_or(false));
+        .containers(&BTreeSet::from([name.to_string()]))?
+        .is_some_and(|c| c.get(name).is_some_and(|c| c.state == "running"));
 
     let (bytes, files) = rootfs::size(&tree);
     eprintln!(
