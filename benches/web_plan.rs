@@ -20,12 +20,13 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 
-use ctm::backend::SystemState;
 use ctm::compile::{self, health};
 use ctm::live;
 use ctm::live::watch::Watcher;
+use ctm::plan::Manifest;
+use ctm::plan::SystemState;
 use ctm::plan::{self, Inputs};
-use ctm::state::{Manifest, Memory, Store};
+use ctm::state::{Memory, Store};
 use ctm::synthetic::host_kdl;
 use ctm::web::{AppState, Config};
 

@@ -17,10 +17,13 @@
 pub mod apply;
 pub mod backend;
 pub mod cli;
+pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod diagnostic;
 pub mod fault;
+pub mod fs;
+pub mod layout;
 pub mod live;
 pub mod lock;
 pub mod model;

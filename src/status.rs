@@ -12,27 +12,12 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Action, SystemState};
+use crate::backend::ContainerLive;
 use crate::compile::Owner;
 use crate::compile::health::Health;
 use crate::plan::Plan;
+use crate::plan::{Action, SystemState};
 use crate::state::{Meta, PendingConfirm};
-
-/// A container as the running system reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerLive {
-    /// machined's state (`opening`, `running`, `closing`), or `stopped`
-    /// when machined does not know the container.
-    pub state: String,
-    /// `systemd-nspawn@NAME.service`'s active and sub state
-    /// (`active/running`, `failed/failed`, `inactive/dead`).
-    pub unit: String,
-    /// When the unit last became active, microseconds since the epoch
-    /// (0: never).
-    pub since_usec: u64,
-    /// The addresses machined sees inside the container.
-    pub addresses: Vec<IpAddr>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStatus {
@@ -320,8 +305,8 @@ fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::fs::Entry;
     use crate::compile::health::{ContainerHealth, LinkHealth};
+    use crate::fs::Entry;
     use crate::plan::{Change, FileChange, Summary};
 
     fn health() -> Health {

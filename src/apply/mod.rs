@@ -18,11 +18,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::backend::fs::{self, Entry};
-use crate::backend::{Action, System, batches};
+use crate::backend::System;
 use crate::compile::health::{self, Health};
 use crate::compile::{Artifacts, Content};
+use crate::fs::{self, Entry};
 use crate::plan::FileChange;
+use crate::plan::{Action, batches};
 use crate::state::{Journal, Meta, PendingConfirm, StateError, Store, TouchedPath};
 
 /// A failed switch and what became of the host.

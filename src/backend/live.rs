@@ -20,11 +20,12 @@ use super::nft::Nft;
 use super::provision;
 use super::rootfs;
 use super::systemd::{self, Systemd, Verb};
-use super::{Action, FirewallState, Progress, StepRecord, System, SystemError, SystemState, fs};
+use super::{ContainerLive, Progress, StepRecord, System, SystemError};
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
-use crate::state::STATE_DIR;
-use crate::status::ContainerLive;
+use crate::fs;
+use crate::layout::{self, STATE_DIR};
+use crate::plan::{Action, FirewallState, SystemState};
 
 /// The oldest systemd ctm supports: Debian 12's.
 pub const MIN_SYSTEMD: u32 = 252;
@@ -77,10 +78,6 @@ fn error(what: impl Into<String>, why: impl Into<String>) -> SystemError {
 struct FirewallRecord {
     ruleset_sha256: String,
     listing_sha256: String,
-}
-
-pub fn unit_of(container: &str) -> String {
-    format!("systemd-nspawn@{container}.service")
 }
 
 impl LiveSystem {
@@ -211,7 +208,7 @@ impl LiveSystem {
     /// Runs systemd jobs for containers, all at once; a failure names each
     /// container with the end of its unit's log.
     fn container_jobs(&self, verb: Verb, names: &[&str]) -> Result<(), SystemError> {
-        let units: Vec<String> = names.iter().map(|n| unit_of(n)).collect();
+        let units: Vec<String> = names.iter().map(|n| layout::unit(n)).collect();
         let failed =
             self.runtime
                 .block_on(self.systemd.jobs(verb, &units, CONTAINER_JOB_TIMEOUT))?;
@@ -440,7 +437,7 @@ impl LiveSystem {
                 let reports: Vec<String> = not_running
                     .iter()
                     .map(|n| {
-                        let unit = unit_of(n);
+                        let unit = layout::unit(n);
                         let state = self
                             .runtime
                             .block_on(self.systemd.unit_state(&unit))
@@ -762,7 +759,7 @@ impl System for LiveSystem {
         for name in names {
             let unit = self
                 .runtime
-                .block_on(self.systemd.unit_state(&unit_of(name)))?;
+                .block_on(self.systemd.unit_state(&layout::unit(name)))?;
             let machine = machines.get(name);
             let addresses = match machine {
                 Some(_) => self
@@ -795,7 +792,7 @@ impl System for LiveSystem {
         ];
         // One second late rather than early: `ctm recover` reverts only
         // once the deadline in ctm's state has passed.
-        let seconds = deadline.saturating_sub(crate::state::now_unix()) + 1;
+        let seconds = deadline.saturating_sub(crate::clock::now_unix()) + 1;
         self.disarm_revert()?;
         self.runtime.block_on(async {
             let timer = vec![

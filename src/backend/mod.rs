@@ -1,5 +1,5 @@
-//! The outside world, behind small traits: the file system ([`fs`]) and
-//! the running system ([`System`]: systemd, networkd, nftables, machined).
+//! The outside world, behind small traits: the running system
+//! ([`System`]: systemd, networkd, nftables, machined).
 //!
 //! Under a root other than `/`, ctm manages files only: [`FilesOnly`]
 //! performs no system action and says so, like `systemctl --root`. On `/`,
@@ -7,7 +7,6 @@
 //! [`netlink`], [`nft`] and [`exec`] (commands inside containers).
 
 pub mod exec;
-pub mod fs;
 pub mod live;
 pub mod netlink;
 pub mod nft;
@@ -16,191 +15,12 @@ pub mod rootfs;
 pub mod systemd;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::compile::health::Health;
-
-/// What the running system reports, for drift. Each part is `None` when
-/// the system cannot be asked (a files-only root).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SystemState {
-    /// Container name → running or not.
-    pub containers: Option<BTreeMap<String, bool>>,
-    /// The links the host file names that exist, with their addresses
-    /// (`10.42.0.1/24`); a link missing from the map does not exist.
-    #[serde(default)]
-    pub links: Option<BTreeMap<String, BTreeSet<String>>>,
-    #[serde(default)]
-    pub firewall: Option<FirewallState>,
-    /// The containers not in the desired host file whose root file system
-    /// ctm made and still has (`rootfs`): the ones `--prune` may delete.
-    #[serde(default)]
-    pub made_rootfs: Option<BTreeSet<String>>,
-    /// With `--check-steps`: running container → the ids of its installed
-    /// provisioning steps whose check, run inside it, says not done.
-    /// Containers with every step done are left out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub undone_steps: Option<BTreeMap<String, Vec<String>>>,
-}
-
-/// `table inet ctm` as it is now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FirewallState {
-    /// Chain → number of rules; `None` when the table does not exist.
-    pub chains: Option<BTreeMap<String, usize>>,
-    /// The table differs from what `nft` listed right after ctm loaded the
-    /// ruleset that is installed now: someone changed it by hand.
-    pub edited: bool,
-}
-
-/// A change to the running system, performed after files are switched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "action")]
-pub enum Action {
-    StopContainer {
-        name: String,
-        reason: String,
-    },
-    DaemonReload {
-        reason: String,
-    },
-    ApplySysctl {
-        reason: String,
-    },
-    /// Reload networkd; links whose `.netdev` changed or went away are
-    /// deleted first, since networkd never changes an existing netdev.
-    /// Links that drifted (lost an address) are reconfigured.
-    ReloadNetworkd {
-        reason: String,
-        delete_links: Vec<String>,
-        /// Links whose `.netdev` is new: undoing this deletes them.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        created_links: Vec<String>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        reconfigure_links: Vec<String>,
-    },
-    ReplaceFirewall {
-        reason: String,
-    },
-    /// Run the steps that need the container's root file system before it
-    /// boots: create it from its image. Never undone: a root file system
-    /// belongs to its container once made.
-    PrepareContainer {
-        name: String,
-        reason: String,
-    },
-    RestartContainer {
-        name: String,
-        reason: String,
-    },
-    StartContainer {
-        name: String,
-        reason: String,
-    },
-    /// Run the provisioning steps that need the running container, each
-    /// only if its check says it is not done. Never undone.
-    ProvisionContainer {
-        name: String,
-        reason: String,
-        /// The steps that are new or changed since the current generation
-        /// (all of them are checked; these are the ones expected to run).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        steps: Vec<String>,
-    },
-    /// Delete the root file system ctm made for a container that is no
-    /// longer in the host file (`--prune`). Within the switch the tree is
-    /// only set aside, so that a rollback can put it back; it is deleted
-    /// once the new generation is committed.
-    RemoveRootfs {
-        name: String,
-        reason: String,
-    },
-    /// Undoes [`Action::RemoveRootfs`]: the set-aside tree goes back.
-    RestoreRootfs {
-        name: String,
-        reason: String,
-    },
-}
-
-impl Action {
-    /// One line for people, without the reason.
-    pub fn summary(&self) -> String {
-        match self {
-            Action::StopContainer { name, .. } => format!("stop container {name}"),
-            Action::DaemonReload { .. } => "reload systemd's unit files".to_string(),
-            Action::ApplySysctl { .. } => "apply sysctl settings".to_string(),
-            Action::ReloadNetworkd {
-                delete_links,
-                reconfigure_links,
-                ..
-            } => {
-                let mut text = String::new();
-                if !delete_links.is_empty() {
-                    text.push_str(&format!("delete links {} and ", delete_links.join(", ")));
-                }
-                text.push_str("reload systemd-networkd");
-                if !reconfigure_links.is_empty() {
-                    text.push_str(&format!(", reconfigure {}", reconfigure_links.join(", ")));
-                }
-                text
-            }
-            Action::ReplaceFirewall { .. } => "replace nftables table inet ctm".to_string(),
-            Action::PrepareContainer { name, .. } => {
-                format!("prepare the root file system of container {name}")
-            }
-            Action::RestartContainer { name, .. } => format!("restart container {name}"),
-            Action::StartContainer { name, .. } => format!("start container {name}"),
-            Action::ProvisionContainer { name, steps, .. } if !steps.is_empty() => {
-                format!("provision container {name} ({})", steps.join(", "))
-            }
-            Action::ProvisionContainer { name, .. } => format!("provision container {name}"),
-            Action::RemoveRootfs { name, .. } => format!(
-                "delete the root file system of container {name} (/{}/{name})",
-                rootfs::MACHINES
-            ),
-            Action::RestoreRootfs { name, .. } => {
-                format!("put back the root file system of container {name}")
-            }
-        }
-    }
-
-    /// The container this action is about, if any.
-    pub fn container(&self) -> Option<&str> {
-        match self {
-            Action::StopContainer { name, .. }
-            | Action::PrepareContainer { name, .. }
-            | Action::RestartContainer { name, .. }
-            | Action::StartContainer { name, .. }
-            | Action::ProvisionContainer { name, .. }
-            | Action::RemoveRootfs { name, .. }
-            | Action::RestoreRootfs { name, .. } => Some(name),
-            _ => None,
-        }
-    }
-
-    /// Actions of one kind on different containers are independent and
-    /// run together; every other action runs alone.
-    fn batch_kind(&self) -> Option<std::mem::Discriminant<Action>> {
-        self.container().map(|_| std::mem::discriminant(self))
-    }
-
-    pub fn reason(&self) -> &str {
-        match self {
-            Action::StopContainer { reason, .. }
-            | Action::DaemonReload { reason }
-            | Action::ApplySysctl { reason }
-            | Action::ReloadNetworkd { reason, .. }
-            | Action::ReplaceFirewall { reason }
-            | Action::PrepareContainer { reason, .. }
-            | Action::RestartContainer { reason, .. }
-            | Action::StartContainer { reason, .. }
-            | Action::ProvisionContainer { reason, .. }
-            | Action::RemoveRootfs { reason, .. }
-            | Action::RestoreRootfs { reason, .. } => reason,
-        }
-    }
-}
+use crate::plan::{Action, SystemState};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{what} failed: {why}")]
@@ -210,21 +30,20 @@ pub struct SystemError {
     pub why: String,
 }
 
-/// Splits actions, in order, into batches that may run at once: runs of
-/// the same kind of action on containers (all starts, all restarts…).
-pub fn batches(actions: &[Action]) -> Vec<&[Action]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for i in 1..=actions.len() {
-        let ends = i == actions.len()
-            || actions[i].batch_kind().is_none()
-            || actions[i].batch_kind() != actions[start].batch_kind();
-        if ends {
-            out.push(&actions[start..i]);
-            start = i;
-        }
-    }
-    out
+/// A container as the running system reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerLive {
+    /// machined's state (`opening`, `running`, `closing`), or `stopped`
+    /// when machined does not know the container.
+    pub state: String,
+    /// `systemd-nspawn@NAME.service`'s active and sub state
+    /// (`active/running`, `failed/failed`, `inactive/dead`).
+    pub unit: String,
+    /// When the unit last became active, microseconds since the epoch
+    /// (0: never).
+    pub since_usec: u64,
+    /// The addresses machined sees inside the container.
+    pub addresses: Vec<IpAddr>,
 }
 
 /// What one provisioning step of a container did in an apply; the new
@@ -277,7 +96,7 @@ pub trait System {
     fn containers(
         &mut self,
         _names: &BTreeSet<String>,
-    ) -> Result<Option<BTreeMap<String, crate::status::ContainerLive>>, SystemError> {
+    ) -> Result<Option<BTreeMap<String, ContainerLive>>, SystemError> {
         Ok(None)
     }
     /// Arms the revert of an apply that waits for `ctm confirm`: at
@@ -364,42 +183,4 @@ pub fn injected_failure(action: &Action) -> Result<(), SystemError> {
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn start(name: &str) -> Action {
-        Action::StartContainer {
-            name: name.into(),
-            reason: String::new(),
-        }
-    }
-
-    #[test]
-    fn runs_of_one_kind_on_containers_are_batched() {
-        let actions = vec![
-            Action::StopContainer {
-                name: "old".into(),
-                reason: String::new(),
-            },
-            Action::DaemonReload {
-                reason: String::new(),
-            },
-            Action::ReplaceFirewall {
-                reason: String::new(),
-            },
-            start("a"),
-            start("b"),
-            Action::ProvisionContainer {
-                name: "a".into(),
-                reason: String::new(),
-                steps: Vec::new(),
-            },
-        ];
-        let sizes: Vec<usize> = batches(&actions).iter().map(|b| b.len()).collect();
-        assert_eq!(sizes, [1, 1, 1, 2, 1]);
-        assert!(batches(&[]).is_empty());
-    }
 }

@@ -176,7 +176,7 @@ pub fn summarize(json: &Value) -> LiveTable {
     let text = Value::Array(items).to_string();
     LiveTable {
         chains,
-        listing_sha256: super::fs::sha256_hex(text.as_bytes()),
+        listing_sha256: crate::fs::sha256_hex(text.as_bytes()),
     }
 }
 

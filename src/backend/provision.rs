@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::exec::{self, Ran};
-use super::fs;
 use super::{Progress, StepRecord, SystemError};
 use crate::compile::provision::{Action, Check, Phase, RootfsSource, Step};
+use crate::fs;
 
 /// Where built and unpacked images are kept, under the root.
-pub const IMAGE_STORE: &str = "var/lib/ctm/images";
+pub use crate::layout::IMAGE_STORE;
 /// How long one step (a check or an action) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a check may take.

@@ -23,13 +23,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::exec;
-use super::fs;
 use super::{Progress, SystemError};
+use crate::fs;
 
-/// Where container root file systems are, under the root.
-pub const MACHINES: &str = "var/lib/machines";
-/// Where ctm records the trees it made, under the root.
-const RECORDS: &str = "var/lib/ctm/rootfs";
+use crate::layout::MACHINES;
+use crate::layout::ROOTFS_RECORDS as RECORDS;
 const SET_ASIDE_PREFIX: &str = ".#";
 const SET_ASIDE_SUFFIX: &str = ".ctm-removed";
 /// Deleting a large tree takes long; a hung file system must not hang ctm.
@@ -85,7 +83,7 @@ pub fn record(root: &Path, name: &str, image: &str, made_at: &Path) -> Result<()
     let made = Made {
         image: image.to_string(),
         inode,
-        created: crate::state::now_unix(),
+        created: crate::clock::now_unix(),
     };
     // Plain data: serializing it cannot fail.
     let text = serde_json::to_vec_pretty(&made).unwrap_or_default();

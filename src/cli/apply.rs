@@ -11,9 +11,10 @@ use super::plan::{Desired, SavedPlan, desired, desired_from, print_plan, read_sa
 use super::session::{RootArgs, Session, SwitchArgs, confirm, progress, switch_in_unit};
 use super::{lock_path_for, validate_text};
 use crate::apply::{Stage, SwitchSpec};
-use crate::backend::fs;
+use crate::clock::{now_rfc3339, now_unix};
+use crate::fs;
 use crate::plan::Plan;
-use crate::state::{Meta, now_rfc3339, now_unix};
+use crate::state::Meta;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, WrapErr};
 
 use super::{OutputFormat, load_and_validate};
-use crate::backend::fs;
 use crate::compile::{self, Artifacts, Content, Existing};
+use crate::fs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -13,9 +13,9 @@ use std::process::{Command, ExitCode};
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 
 use super::session::{RootArgs, Session, progress};
-use crate::backend::{Action, batches};
 use crate::compile::health::{self, Health};
 use crate::model::Name;
+use crate::plan::{Action, batches};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -156,9 +156,9 @@ pub fn logs(args: &LogsArgs) -> miette::Result<ExitCode> {
         command.arg("--follow");
     }
     if args.unit {
-        command.args(["--unit", &crate::backend::live::unit_of(name.as_str())]);
+        command.args(["--unit", &crate::layout::unit(name.as_str())]);
     } else {
-        let root = Path::new("/var/lib/machines").join(name.as_str());
+        let root = Path::new("/").join(crate::layout::machine_dir(name.as_str()));
         if !root.exists() {
             return Err(miette!(
                 help = "`ctm status` lists the containers",

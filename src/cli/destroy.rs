@@ -14,9 +14,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use miette::miette;
 
 use super::session::{RootArgs, Session, ask, progress};
-use crate::backend::{Action, rootfs};
+use crate::backend::rootfs;
 use crate::compile::health::{self, Health};
 use crate::model::Name;
+use crate::plan::Action;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -12,14 +12,15 @@ use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 use nix::fcntl::Flock;
 
 use crate::apply::{Engine, Recovered, SwitchSpec};
-use crate::backend::fs::{self, Entry};
 use crate::backend::live::LiveSystem;
-use crate::backend::{FilesOnly, System, SystemState};
+use crate::backend::{FilesOnly, System};
+use crate::clock::now_unix;
 use crate::compile::Artifacts;
 use crate::compile::health;
-use crate::live;
-use crate::plan::{self, LiveFile, Plan};
-use crate::state::{Manifest, Memory, StateError, Store, now_unix};
+use crate::fs::{self, Entry};
+use crate::live::{self, LiveFile};
+use crate::plan::{self, Manifest, Plan, SystemState};
+use crate::state::{Memory, StateError, Store};
 
 /// How a switch (apply, rollback) runs on the running system.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,10 +4,8 @@
 
 use super::ini::Ini;
 use super::{Artifacts, Owner};
+use crate::layout;
 use crate::model::{Container, Host};
-
-/// Where the stock template unit lives on Debian 12 and later (merged /usr).
-const NSPAWN_UNIT: &str = "/usr/lib/systemd/system/systemd-nspawn@.service";
 
 /// Sorts before systemd's own `80-container-host0.network` (DHCP), which
 /// would otherwise win: networkd uses the first matching file by name.
@@ -117,7 +115,7 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
             dropin.set("CPUQuota", format!("{}%", quota.percent()));
         }
         out.file(
-            format!("etc/systemd/system/systemd-nspawn@{name}.service.d/50-ctm-limits.conf"),
+            layout::unit_dropin(name.as_str(), "50-ctm-limits.conf"),
             owner(),
             dropin.render(),
         );
@@ -134,7 +132,7 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
             .section("Service")
             .set("Environment", "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1");
         out.file(
-            format!("etc/systemd/system/systemd-nspawn@{name}.service.d/50-ctm-docker.conf"),
+            layout::unit_dropin(name.as_str(), "50-ctm-docker.conf"),
             owner(),
             dropin.render(),
         );
@@ -142,9 +140,9 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
 
     if container.autostart {
         out.symlink(
-            format!("etc/systemd/system/machines.target.wants/systemd-nspawn@{name}.service"),
+            layout::autostart_link(name.as_str()),
             owner(),
-            NSPAWN_UNIT,
+            layout::NSPAWN_TEMPLATE,
         );
     }
 

@@ -168,7 +168,7 @@ pub fn rootfs_step(container: &str, image: &str, source: RootfsSource) -> Step {
         description: format!("create the root file system from image {image}"),
         phase: Phase::BeforeBoot,
         check: Check::PathExists {
-            path: format!("/var/lib/machines/{container}"),
+            path: crate::layout::machine_path(container),
         },
         action: Action::CreateRootfs {
             image: image.to_string(),

@@ -12,10 +12,23 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::fs::{self, Entry, IoError};
-use crate::plan::LiveFile;
+use crate::fs::{self, Entry, IoError};
 
 pub mod watch;
+
+/// What is at one path now, with its text when it is a readable file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveFile {
+    pub entry: Entry,
+    pub text: Option<String>,
+}
+
+impl LiveFile {
+    pub const ABSENT: LiveFile = LiveFile {
+        entry: Entry::Absent,
+        text: None,
+    };
+}
 
 /// A file's identity and timestamps, as `lstat` reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -47,7 +47,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDe
 use nix::sys::statfs;
 
 use super::{Snapshot, StatCache, assemble, distinct, look, now_ns};
-use crate::backend::fs::{Entry, IoError};
+use crate::fs::{Entry, IoError};
 
 /// What a directory's watch reports: its entries coming and going, and
 /// itself going.

@@ -5,31 +5,20 @@
 //! system reports. It never touches the file system, so every rule here
 //! (ownership, drift, which container restarts) is tested without root.
 
+mod action;
+mod manifest;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::fs::{Entry, sha256_hex};
-use crate::backend::{Action, SystemState};
 use crate::compile::health::Health;
 use crate::compile::{Artifacts, Content, NFT_RULESET, Owner};
-use crate::state::Manifest;
-
-/// What is at one path now, with its text when it is a readable file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveFile {
-    pub entry: Entry,
-    pub text: Option<String>,
-}
-
-impl LiveFile {
-    pub const ABSENT: LiveFile = LiveFile {
-        entry: Entry::Absent,
-        text: None,
-    };
-}
+use crate::fs::{Entry, sha256_hex};
+use crate::live::LiveFile;
+pub use action::{Action, batches};
+pub use manifest::{Manifest, ManifestEntry, entry_of};
 
 /// What a plan may do beyond bringing ctm's files to the host file's
 /// version, and how closely it looks: `--adopt`, `--prune` and
@@ -57,6 +46,39 @@ impl Options {
         prune: false,
         check_steps: false,
     };
+}
+
+/// What the running system reports, for drift. Each part is `None` when
+/// the system cannot be asked (a files-only root).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemState {
+    /// Container name → running or not.
+    pub containers: Option<BTreeMap<String, bool>>,
+    /// The links the host file names that exist, with their addresses
+    /// (`10.42.0.1/24`); a link missing from the map does not exist.
+    #[serde(default)]
+    pub links: Option<BTreeMap<String, BTreeSet<String>>>,
+    #[serde(default)]
+    pub firewall: Option<FirewallState>,
+    /// The containers not in the desired host file whose root file system
+    /// ctm made and still has (`rootfs`): the ones `--prune` may delete.
+    #[serde(default)]
+    pub made_rootfs: Option<BTreeSet<String>>,
+    /// With `--check-steps`: running container → the ids of its installed
+    /// provisioning steps whose check, run inside it, says not done.
+    /// Containers with every step done are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone_steps: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// `table inet ctm` as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirewallState {
+    /// Chain → number of rules; `None` when the table does not exist.
+    pub chains: Option<BTreeMap<String, usize>>,
+    /// The table differs from what `nft` listed right after ctm loaded the
+    /// ruleset that is installed now: someone changed it by hand.
+    pub edited: bool,
 }
 
 pub struct Inputs<'a> {
@@ -138,18 +160,16 @@ impl Plan {
     }
 }
 
-const WANTS: &str = "etc/systemd/system/machines.target.wants/systemd-nspawn@";
-
 fn should_autostart(desired: &Artifacts, name: &str) -> bool {
     desired
         .files
-        .contains_key(&format!("{WANTS}{name}.service"))
+        .contains_key(&crate::layout::autostart_link(name))
 }
 
 /// Files whose change does not need the container restarted: the
 /// autostart link (systemd reads it at boot) and the provisioning steps.
 fn restart_irrelevant(path: &str) -> bool {
-    path.starts_with(WANTS) || path.ends_with("/provision.json")
+    path.starts_with(crate::layout::AUTOSTART_PREFIX) || path.ends_with("/provision.json")
 }
 
 pub fn plan(input: &Inputs<'_>) -> Plan {
@@ -184,7 +204,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                 let after = match seek(&mut desired_entries, path) {
                     Some(m) => &m.entry,
                     None => {
-                        computed = crate::state::entry_of(artifact);
+                        computed = entry_of(artifact);
                         &computed
                     }
                 };
@@ -750,7 +770,6 @@ mod tests {
     use super::*;
     use crate::compile::Artifact;
     use crate::model::Name;
-    use crate::state::entry_of;
 
     fn name(s: &str) -> Name {
         Name::parse(s).unwrap()
@@ -778,7 +797,7 @@ mod tests {
             file(Owner::Container(name("b")), "b\n"),
         );
         files.insert(
-            format!("{WANTS}a.service"),
+            crate::layout::autostart_link("a"),
             Artifact {
                 owner: Owner::Container(name("a")),
                 content: Content::Symlink {
@@ -1093,7 +1112,7 @@ mod tests {
 
     fn with_firewall(chains: Option<&[(&str, usize)]>, edited: bool) -> SystemState {
         SystemState {
-            firewall: Some(crate::backend::FirewallState {
+            firewall: Some(FirewallState {
                 chains: chains.map(|c| c.iter().map(|(n, k)| (n.to_string(), *k)).collect()),
                 edited,
             }),
@@ -1185,7 +1204,7 @@ mod tests {
             file(Owner::Container(name("c")), "[]\n"),
         );
         next.files.insert(
-            format!("{WANTS}c.service"),
+            crate::layout::autostart_link("c"),
             Artifact {
                 owner: Owner::Container(name("c")),
                 content: Content::Symlink {

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 
 use super::{Change, Plan};
-use crate::backend::Action;
-use crate::backend::rootfs::MACHINES;
 use crate::compile::Owner;
+use crate::layout::MACHINES;
+use crate::plan::Action;
 
 const RED: Style = AnsiColor::Red.on_default();
 const GREEN: Style = AnsiColor::Green.on_default();

@@ -29,20 +29,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Action;
-use crate::backend::fs::{self, Entry, IoError, context};
 use crate::compile::{Artifact, Artifacts, Content, Owner};
 use crate::diagnostic::Diagnostic;
+use crate::fs::{self, Entry, IoError, context};
 use crate::live::watch::{WatchError, Watcher};
 use crate::live::{Stat, StatCache};
 use crate::lock::Lock;
+use crate::plan::Action;
+use crate::plan::{Manifest, ManifestEntry, entry_of};
 
-pub const STATE_DIR: &str = "var/lib/ctm";
+use crate::layout::STATE_DIR;
 
 /// In a generation: what its apply's provisioning steps did.
 const PROVISIONED: &str = "provisioned.json";
@@ -95,52 +96,6 @@ pub struct Meta {
     pub source_sha256: String,
     pub summary: String,
     pub ctm_version: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    #[serde(flatten)]
-    pub entry: Entry,
-    pub owner: Owner,
-}
-
-/// Every file ctm owns in a generation: root-relative path → what it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub files: BTreeMap<String, ManifestEntry>,
-}
-
-impl Manifest {
-    pub fn of(artifacts: &Artifacts) -> Manifest {
-        Manifest {
-            files: artifacts
-                .files
-                .iter()
-                .map(|(path, a)| {
-                    (
-                        path.clone(),
-                        ManifestEntry {
-                            entry: entry_of(a),
-                            owner: a.owner.clone(),
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-}
-
-/// What an artifact is once written.
-pub fn entry_of(artifact: &Artifact) -> Entry {
-    match &artifact.content {
-        Content::File { text, mode } => Entry::File {
-            sha256: fs::sha256_hex(text.as_bytes()),
-            mode: *mode,
-        },
-        Content::Symlink { target } => Entry::Symlink {
-            target: target.clone(),
-        },
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -832,16 +787,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     bytes.push(b'\n');
     fs::write_new(path, &bytes, 0o644)?;
     Ok(())
-}
-
-pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

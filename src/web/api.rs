@@ -15,14 +15,14 @@ use serde_json::{Value, json};
 
 use super::jobs::{Ready, Reporter};
 use super::{ApiError, AppState, Config, Shared, blocking, dashboard, edit, jobs, logs};
-use crate::backend::fs;
 use crate::cli::apply::{switch_to_new, wait_for_confirmation, write_lock};
 use crate::cli::generations::{file_diffs, roll_back_to};
 use crate::cli::plan::{Desired, summary};
 use crate::cli::{Outcome, lock_path_for, read_lock, validate_text_with};
+use crate::clock::now_unix;
 use crate::compile;
+use crate::fs;
 use crate::plan::{self, Plan};
-use crate::state::now_unix;
 
 pub fn routes() -> Router<Shared> {
     Router::new()

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Shared;
-use crate::backend::fs::sha256_hex;
+use crate::fs::sha256_hex;
 
 macro_rules! bundled {
     ($name:literal) => {

@@ -23,8 +23,8 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::{ApiError, Shared, pages};
-use crate::backend::fs;
-use crate::state::STATE_DIR;
+use crate::fs;
+use crate::layout::STATE_DIR;
 
 pub const COOKIE: &str = "ctm_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";

@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
-use crate::backend::fs::sha256_hex;
 use crate::cli::{lock_path_for, validate_text};
 use crate::compile::Owner;
 use crate::compile::health;
+use crate::fs::sha256_hex;
 use crate::plan::render::owner_label;
 use crate::status;
 
@@ -61,7 +61,7 @@ impl Resources for Cgroups {
         let dir = self
             .base
             .join("machine.slice")
-            .join(format!("systemd-nspawn@{machine}.service"));
+            .join(crate::layout::unit(machine));
         let cpu = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
         let cpu_usec = cpu
             .lines()

@@ -45,12 +45,10 @@ impl JournalSource for Journalctl {
         let mut command = Command::new("journalctl");
         command.args(["-o", "short-iso", "--no-pager", "-n", "200"]);
         // machined keeps a state file for each registered machine.
-        if Path::new("/run/systemd/machines").join(machine).exists() {
+        if Path::new(&crate::layout::machine_state_file(machine)).exists() {
             command.args(["-M", machine]);
         } else {
-            command
-                .arg("-u")
-                .arg(format!("systemd-nspawn@{machine}.service"));
+            command.arg("-u").arg(crate::layout::unit(machine));
         }
         if follow {
             command.arg("-f");

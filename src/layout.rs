@@ -1,0 +1,79 @@
+//! Where things live on a host that ctm manages: the names of units and
+//! the paths of directories, spelled once. The compiler, the backend, the
+//! state store and the web server use these; the browser gets them through
+//! the API, never as a copy of its own.
+//!
+//! Paths without a leading `/` are relative to the root ctm manages (`/`,
+//! or `--root DIR`); paths with one are as a container or systemd sees
+//! them.
+
+/// ctm's own state: generations, journal, records (see `state`).
+pub const STATE_DIR: &str = "var/lib/ctm";
+
+/// Images ctm built or unpacked, under the state directory.
+pub const IMAGE_STORE: &str = "var/lib/ctm/images";
+
+/// ctm's records of the root file systems it made.
+pub const ROOTFS_RECORDS: &str = "var/lib/ctm/rootfs";
+
+/// machined's directory of container root file systems.
+pub const MACHINES: &str = "var/lib/machines";
+
+/// Where the stock template unit lives on Debian 12 and later (merged /usr).
+pub const NSPAWN_TEMPLATE: &str = "/usr/lib/systemd/system/systemd-nspawn@.service";
+
+/// Where ctm writes systemd units and drop-ins.
+pub const UNIT_DIR: &str = "etc/systemd/system";
+
+/// The start of every autostart link's path; the container's unit follows.
+pub const AUTOSTART_PREFIX: &str = "etc/systemd/system/machines.target.wants/systemd-nspawn@";
+
+/// The unit that runs a container: `systemd-nspawn@NAME.service`.
+pub fn unit(container: &str) -> String {
+    format!("systemd-nspawn@{container}.service")
+}
+
+/// A drop-in of a container's unit, relative to the root.
+pub fn unit_dropin(container: &str, file: &str) -> String {
+    format!("{UNIT_DIR}/systemd-nspawn@{container}.service.d/{file}")
+}
+
+/// The link that makes a container start at boot, relative to the root.
+pub fn autostart_link(container: &str) -> String {
+    format!("{AUTOSTART_PREFIX}{container}.service")
+}
+
+/// A container's root file system, relative to the root.
+pub fn machine_dir(container: &str) -> String {
+    format!("{MACHINES}/{container}")
+}
+
+/// A container's root file system as the host sees it when the root is `/`.
+pub fn machine_path(container: &str) -> String {
+    format!("/{MACHINES}/{container}")
+}
+
+/// machined's record of a registered (running) machine.
+pub fn machine_state_file(container: &str) -> String {
+    format!("/run/systemd/machines/{container}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths_of_one_container() {
+        assert_eq!(unit("web"), "systemd-nspawn@web.service");
+        assert_eq!(
+            autostart_link("web"),
+            "etc/systemd/system/machines.target.wants/systemd-nspawn@web.service"
+        );
+        assert_eq!(
+            unit_dropin("web", "50-ctm-limits.conf"),
+            "etc/systemd/system/systemd-nspawn@web.service.d/50-ctm-limits.conf"
+        );
+        assert_eq!(machine_dir("web"), "var/lib/machines/web");
+        assert_eq!(machine_path("web"), "/var/lib/machines/web");
+    }
+}

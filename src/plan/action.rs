@@ -1,0 +1,207 @@
+//! The changes to the running system that a plan calls for, performed
+//! after the files are switched (docs/plan.md lists each with its undo).
+
+use serde::{Deserialize, Serialize};
+
+/// A change to the running system, performed after files are switched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum Action {
+    StopContainer {
+        name: String,
+        reason: String,
+    },
+    DaemonReload {
+        reason: String,
+    },
+    ApplySysctl {
+        reason: String,
+    },
+    /// Reload networkd; links whose `.netdev` changed or went away are
+    /// deleted first, since networkd never changes an existing netdev.
+    /// Links that drifted (lost an address) are reconfigured.
+    ReloadNetworkd {
+        reason: String,
+        delete_links: Vec<String>,
+        /// Links whose `.netdev` is new: undoing this deletes them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        created_links: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reconfigure_links: Vec<String>,
+    },
+    ReplaceFirewall {
+        reason: String,
+    },
+    /// Run the steps that need the container's root file system before it
+    /// boots: create it from its image. Never undone: a root file system
+    /// belongs to its container once made.
+    PrepareContainer {
+        name: String,
+        reason: String,
+    },
+    RestartContainer {
+        name: String,
+        reason: String,
+    },
+    StartContainer {
+        name: String,
+        reason: String,
+    },
+    /// Run the provisioning steps that need the running container, each
+    /// only if its check says it is not done. Never undone.
+    ProvisionContainer {
+        name: String,
+        reason: String,
+        /// The steps that are new or changed since the current generation
+        /// (all of them are checked; these are the ones expected to run).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<String>,
+    },
+    /// Delete the root file system ctm made for a container that is no
+    /// longer in the host file (`--prune`). Within the switch the tree is
+    /// only set aside, so that a rollback can put it back; it is deleted
+    /// once the new generation is committed.
+    RemoveRootfs {
+        name: String,
+        reason: String,
+    },
+    /// Undoes [`Action::RemoveRootfs`]: the set-aside tree goes back.
+    RestoreRootfs {
+        name: String,
+        reason: String,
+    },
+}
+
+impl Action {
+    /// One line for people, without the reason.
+    pub fn summary(&self) -> String {
+        match self {
+            Action::StopContainer { name, .. } => format!("stop container {name}"),
+            Action::DaemonReload { .. } => "reload systemd's unit files".to_string(),
+            Action::ApplySysctl { .. } => "apply sysctl settings".to_string(),
+            Action::ReloadNetworkd {
+                delete_links,
+                reconfigure_links,
+                ..
+            } => {
+                let mut text = String::new();
+                if !delete_links.is_empty() {
+                    text.push_str(&format!("delete links {} and ", delete_links.join(", ")));
+                }
+                text.push_str("reload systemd-networkd");
+                if !reconfigure_links.is_empty() {
+                    text.push_str(&format!(", reconfigure {}", reconfigure_links.join(", ")));
+                }
+                text
+            }
+            Action::ReplaceFirewall { .. } => "replace nftables table inet ctm".to_string(),
+            Action::PrepareContainer { name, .. } => {
+                format!("prepare the root file system of container {name}")
+            }
+            Action::RestartContainer { name, .. } => format!("restart container {name}"),
+            Action::StartContainer { name, .. } => format!("start container {name}"),
+            Action::ProvisionContainer { name, steps, .. } if !steps.is_empty() => {
+                format!("provision container {name} ({})", steps.join(", "))
+            }
+            Action::ProvisionContainer { name, .. } => format!("provision container {name}"),
+            Action::RemoveRootfs { name, .. } => format!(
+                "delete the root file system of container {name} (/{}/{name})",
+                crate::layout::MACHINES
+            ),
+            Action::RestoreRootfs { name, .. } => {
+                format!("put back the root file system of container {name}")
+            }
+        }
+    }
+
+    /// The container this action is about, if any.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Action::StopContainer { name, .. }
+            | Action::PrepareContainer { name, .. }
+            | Action::RestartContainer { name, .. }
+            | Action::StartContainer { name, .. }
+            | Action::ProvisionContainer { name, .. }
+            | Action::RemoveRootfs { name, .. }
+            | Action::RestoreRootfs { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Actions of one kind on different containers are independent and
+    /// run together; every other action runs alone.
+    fn batch_kind(&self) -> Option<std::mem::Discriminant<Action>> {
+        self.container().map(|_| std::mem::discriminant(self))
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Action::StopContainer { reason, .. }
+            | Action::DaemonReload { reason }
+            | Action::ApplySysctl { reason }
+            | Action::ReloadNetworkd { reason, .. }
+            | Action::ReplaceFirewall { reason }
+            | Action::PrepareContainer { reason, .. }
+            | Action::RestartContainer { reason, .. }
+            | Action::StartContainer { reason, .. }
+            | Action::ProvisionContainer { reason, .. }
+            | Action::RemoveRootfs { reason, .. }
+            | Action::RestoreRootfs { reason, .. } => reason,
+        }
+    }
+}
+
+/// Splits actions, in order, into batches that may run at once: runs of
+/// the same kind of action on containers (all starts, all restarts…).
+pub fn batches(actions: &[Action]) -> Vec<&[Action]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=actions.len() {
+        let ends = i == actions.len()
+            || actions[i].batch_kind().is_none()
+            || actions[i].batch_kind() != actions[start].batch_kind();
+        if ends {
+            out.push(&actions[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(name: &str) -> Action {
+        Action::StartContainer {
+            name: name.into(),
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn runs_of_one_kind_on_containers_are_batched() {
+        let actions = vec![
+            Action::StopContainer {
+                name: "old".into(),
+                reason: String::new(),
+            },
+            Action::DaemonReload {
+                reason: String::new(),
+            },
+            Action::ReplaceFirewall {
+                reason: String::new(),
+            },
+            start("a"),
+            start("b"),
+            Action::ProvisionContainer {
+                name: "a".into(),
+                reason: String::new(),
+                steps: Vec::new(),
+            },
+        ];
+        let sizes: Vec<usize> = batches(&actions).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 2, 1]);
+        assert!(batches(&[]).is_empty());
+    }
+}
