@@ -107,9 +107,10 @@ fn similar_diff(a: &str, b: &str) -> String {
     out
 }
 
-/// True when running under CI, where tests that would skip must run.
+/// True when running under CI (`CI` set to any non-empty value, as
+/// `CI=true` and `CI=1` both are), where tests that would skip must run.
 pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some()
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
 pub fn is_root() -> bool {
@@ -125,8 +126,20 @@ pub fn skip_unless(requirement_met: bool, what: &str) -> bool {
     if in_ci() {
         panic!("CI must run this test, but {what}");
     }
-    eprintln!("SKIPPED: {what}");
+    say_skipped(what);
     true
+}
+
+/// Prints `SKIPPED: why` where it is seen without `--nocapture`: the test
+/// harness captures the print macros of a passing test, not a write to
+/// the process's standard error. `.ci/run` counts these lines.
+pub fn say_skipped(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED ({}): {why}",
+        std::thread::current().name().unwrap_or("a test")
+    );
 }
 
 /// A scratch directory with a copy of an example and its lock (if it has
