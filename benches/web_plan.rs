@@ -82,8 +82,9 @@ fn main() {
 
     let lock_path = work.path().join("host.kdl.lock");
     let lock_text = std::fs::read_to_string(&lock_path).ok();
-    let check =
-        || ctm::cli::validate_text(&host, text.clone(), lock_path.clone(), lock_text.clone());
+    let check = || {
+        ctm::engine::load::validate_text(&host, text.clone(), lock_path.clone(), lock_text.clone())
+    };
     time("check (parse + validate)", check);
     let outcome = check();
     let validated = outcome.validated.as_ref().expect("the host is valid");

@@ -11,9 +11,9 @@ use std::process::Command;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use ctm::backend::cgroups::{Resources, Usage};
+use ctm::backend::journal::{Journal, LogQuery, NoJournal};
 use ctm::state::Store;
-use ctm::web::dashboard::{Resources, Usage};
-use ctm::web::logs::{JournalSource, NoJournal};
 use ctm::web::{AppState, Config, Shared};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -35,11 +35,12 @@ impl Resources for OneBusyContainer {
 /// A journal that prints two lines, one of them hostile.
 struct Printf;
 
-impl JournalSource for Printf {
-    fn command(&self, machine: &str, _follow: bool) -> Option<tokio::process::Command> {
-        let mut c = tokio::process::Command::new("printf");
+impl Journal for Printf {
+    fn command(&self, query: &LogQuery) -> Option<std::process::Command> {
+        let mut c = std::process::Command::new("printf");
         c.arg(format!(
-            "{machine}: started\\n<script>alert(1)</script>\\r\\n"
+            "{}: started\\n<script>alert(1)</script>\\r\\n",
+            query.name
         ));
         Some(c)
     }
@@ -53,7 +54,7 @@ struct Fixture {
     app: Router,
 }
 
-fn fixture_with(journal: Box<dyn JournalSource>) -> Fixture {
+fn fixture_with(journal: Box<dyn Journal>) -> Fixture {
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let config = Config {
@@ -61,6 +62,8 @@ fn fixture_with(journal: Box<dyn JournalSource>) -> Fixture {
         root: root.clone(),
         resources: Box::new(OneBusyContainer),
         journal,
+        files_only_reason: None,
+        allow_files_only: false,
     };
     let (state, fresh) = AppState::new(config).unwrap();
     assert!(fresh.is_some(), "a first start makes a token");

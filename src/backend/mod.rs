@@ -6,10 +6,14 @@
 //! [`live::LiveSystem`] drives the real thing: [`systemd`] (D-Bus),
 //! [`netlink`], [`nft`] and [`exec`] (commands inside containers).
 
+pub mod cgroups;
 pub mod exec;
+pub mod git;
+pub mod journal;
 pub mod live;
 pub mod netlink;
 pub mod nft;
+pub mod probe;
 pub mod provision;
 pub mod rootfs;
 pub mod systemd;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 
-use super::session::{RootArgs, Session};
+use super::output::{errln, say};
+use crate::engine::Target;
 use crate::web::{self, AppState, Config};
 
 #[derive(Debug, clap::Args)]
@@ -20,6 +21,12 @@ pub struct Args {
     /// systemd socket activation the socket comes from systemd instead.
     #[arg(long, value_name = "ADDR|PATH", default_value = "127.0.0.1:7780")]
     listen: String,
+    /// On root `/` of a machine whose running system ctm cannot drive (no
+    /// systemd as PID 1): allow applies anyway, which write the files
+    /// under /etc without starting or reloading anything. Without it the
+    /// editor shows why and refuses to apply.
+    #[arg(long)]
+    files_only: bool,
 }
 
 enum Listener {
@@ -107,14 +114,22 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         return Err(miette!("host file {} does not exist", file.display()));
     }
     // Like every command: finish whatever an interrupted ctm left first.
-    drop(Session::open(
-        &RootArgs {
-            root: args.root.clone(),
-            lock_timeout: None,
-        },
-        false,
-    )?);
-    let (state, fresh_token) = AppState::new(Config::new(file.clone(), args.root.clone()))?;
+    crate::engine::generations::recover(&Target::new(&args.root), &mut say)?;
+    let config = Config {
+        allow_files_only: args.files_only,
+        ..Config::new(file.clone(), args.root.clone())
+    };
+    if let Some(reason) = &config.files_only_reason {
+        errln(&format!(
+            "ctm serve: managing the files under / only: {reason}; {}",
+            if args.files_only {
+                "applies write the files and start nothing (--files-only)"
+            } else {
+                "applies are refused (start with --files-only to allow them)"
+            }
+        ));
+    }
+    let (state, fresh_token) = AppState::new(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1073,7 +1073,10 @@ mod tests {
         let p = pruning(&applied, &applied, &system, false);
         assert!(p.actions.is_empty());
         assert_eq!(p.kept_rootfs, ["old"]);
-        assert!(render::text(&p, "ctm plan", false).contains("`ctm apply --prune` deletes them"));
+        assert!(
+            render::text(&p, "ctm plan", render::Show::NoDiffs)
+                .contains("`ctm apply --prune` deletes them")
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!     provisioned.json     the provisioning steps its apply checked or
 //!                          ran, with their output (written before
 //!                          `current` moves to it; live host only)
+//!     reverted.json        when it was rolled back because nobody
+//!                          confirmed it in time, and to which generation
 //! current -> generations/N the generation the host is on (a symlink,
 //!                          replaced atomically)
 //! journal/                 present only while a switch is in progress:
@@ -47,6 +49,9 @@ use crate::layout::STATE_DIR;
 
 /// In a generation: what its apply's provisioning steps did.
 const PROVISIONED: &str = "provisioned.json";
+
+/// In a generation: that it was rolled back for want of a confirmation.
+const REVERTED: &str = "reverted.json";
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
@@ -131,6 +136,16 @@ pub struct PendingConfirm {
     pub previous: Option<u64>,
     /// Seconds since the Unix epoch.
     pub deadline: u64,
+}
+
+/// A generation that was applied with a confirmation timeout and rolled
+/// back because nobody confirmed it in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reverted {
+    /// When it was rolled back (Unix seconds).
+    pub at: u64,
+    /// The generation the host went back to.
+    pub to: Option<u64>,
 }
 
 /// What a long-lived process keeps of one root's state between plans,
@@ -774,6 +789,29 @@ impl Store {
 
     pub fn clear_pending_confirm(&self) -> Result<()> {
         Ok(fs::remove(&self.pending_confirm_path())?)
+    }
+
+    /// Records that generation `n` was rolled back, now, because nobody
+    /// confirmed it in time; the host went back to `to`.
+    pub fn set_reverted(&self, n: u64, to: Option<u64>) -> Result<()> {
+        let record = Reverted {
+            at: crate::clock::now_unix(),
+            to,
+        };
+        let path = self.generation_dir(n).join(REVERTED);
+        let mut bytes = serde_json::to_vec_pretty(&record).map_err(|e| corrupt(&path, e))?;
+        bytes.push(b'\n');
+        fs::write_file(&path, &bytes, 0o644)?;
+        Ok(())
+    }
+
+    /// Whether generation `n` was rolled back for want of a confirmation.
+    pub fn reverted(&self, n: u64) -> Result<Option<Reverted>> {
+        let path = self.generation_dir(n).join(REVERTED);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
     }
 }
 

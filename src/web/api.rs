@@ -1,10 +1,10 @@
-//! The JSON API under `/api/` (documented in docs/openapi.yaml). Each
-//! handler calls what the matching CLI command calls: `check`'s validator
-//! and JSON, `plan`'s session and plan, `apply`'s and `rollback`'s switch.
+//! The JSON API under `/api/` (documented in docs/openapi.json). Each
+//! handler is the web face of one use case of the engine: the same
+//! validation as `ctm check`, the same plan as `ctm plan`, the same apply,
+//! confirm, rollback and status as the command line.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Command;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -14,13 +14,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::jobs::{Ready, Reporter};
-use super::{ApiError, AppState, Config, Shared, blocking, dashboard, edit, jobs, logs};
-use crate::cli::apply::{switch_to_new, wait_for_confirmation, write_lock};
-use crate::cli::generations::{file_diffs, roll_back_to};
-use crate::cli::plan::{Desired, summary};
-use crate::cli::{Outcome, lock_path_for, read_lock, validate_text_with};
-use crate::clock::now_unix;
+use super::{ApiError, AppState, Shared, blocking, jobs, logs};
+use crate::clock::Timeout;
 use crate::compile;
+use crate::engine::apply::{self, Applied, Runner, Seen};
+use crate::engine::edit;
+use crate::engine::events::generation_name;
+use crate::engine::generations;
+use crate::engine::load::{
+    Desired, Outcome, load_and_validate, lock_path_for, read_lock, summary, validate_text_with,
+};
+use crate::engine::status::Sources;
+use crate::engine::{Access, Event, Refused, Session};
 use crate::fs;
 use crate::plan::{self, Plan};
 
@@ -44,6 +49,14 @@ pub fn routes() -> Router<Shared> {
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;
+
+/// Where a request's events go that has no stream of its own: the
+/// server's standard error (a warning that the running system cannot be
+/// reached, a recovery done on the way).
+fn server_log(event: Event) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "ctm serve: {event}");
+}
 
 /// A plan as `ctm plan --json` prints it, each action with the line
 /// `ctm plan` shows for it (`summary`) as well.
@@ -78,11 +91,11 @@ fn read_host_file(path: &Path) -> Result<String, ApiError> {
 /// Validates `text` as the host file, with the lock file on disk (parsed
 /// again only when its text is not the one parsed last).
 fn check(state: &AppState, text: String) -> Result<Outcome, ApiError> {
-    let config = &state.config;
-    let lock_path = lock_path_for(&config.host_file);
+    let host_file = &state.config.host_file;
+    let lock_path = lock_path_for(host_file);
     let lock_text = read_lock(&lock_path)?;
     Ok(validate_text_with(
-        &config.host_file,
+        host_file,
         text,
         lock_path,
         lock_text,
@@ -116,17 +129,17 @@ struct TextRequest {
     adopt: bool,
 }
 
-fn text_or_disk(config: &Config, text: Option<String>) -> Result<String, ApiError> {
+fn text_or_disk(state: &AppState, text: Option<String>) -> Result<String, ApiError> {
     match text {
         Some(text) => Ok(text),
-        None => read_host_file(&config.host_file),
+        None => read_host_file(&state.config.host_file),
     }
 }
 
 /// `POST /api/validate`: `ctm check --format json` of the text.
 async fn validate(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
     blocking(move || {
-        let text = text_or_disk(&state.config, req.text)?;
+        let text = text_or_disk(&state, req.text)?;
         Ok(Json(check(&state, text)?.diagnostics_json()))
     })
     .await
@@ -136,8 +149,7 @@ async fn validate(State(state): State<Shared>, Json(req): Json<TextRequest>) -> 
 /// --json` of it against the root.
 async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
     blocking(move || {
-        let config = &state.config;
-        let outcome = check(&state, text_or_disk(config, req.text)?)?;
+        let outcome = check(&state, text_or_disk(&state, req.text)?)?;
         let check = outcome.diagnostics_json();
         // Only the artifacts: a preview has no use for what an apply also
         // takes along (the lock file to write, copies of both texts).
@@ -145,8 +157,8 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
             return Ok(Json(json!({ "check": check, "plan": null })));
         };
         let artifacts = compile::compile(&validated.host);
-        let mut session = state.reading_session()?;
-        let plan = session.plan(&artifacts, adopting(req.adopt))?;
+        let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
+        let plan = session.plan(&artifacts, adopting(req.adopt), &mut server_log)?;
         Ok(Json(json!({
             "check": check,
             "host": summary(&validated.host),
@@ -204,18 +216,12 @@ struct ApplyRequest {
     fingerprint: String,
     #[serde(default)]
     adopt: bool,
-    /// Seconds to wait for `POST /api/confirm` before rolling back.
-    confirm_timeout: Option<u64>,
+    /// Seconds to wait for `POST /api/confirm` before rolling back (1 to
+    /// 604800); checked as the request is read.
+    confirm_timeout: Option<Timeout>,
     /// Commit the host file and its lock with git after the apply.
     #[serde(default)]
     git_commit: bool,
-}
-
-fn stale(what: &str) -> ApiError {
-    ApiError::conflict(format!(
-        "stale plan: {what} changed since the plan was shown; nothing was applied"
-    ))
-    .with("help", json!("look at the new plan, then apply again"))
 }
 
 /// `POST /api/apply`: applies the saved host file, if its plan still has
@@ -224,11 +230,7 @@ async fn apply(
     State(state): State<Shared>,
     Json(req): Json<ApplyRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if req.confirm_timeout == Some(0) {
-        return Err(ApiError::bad_request(
-            "confirm_timeout must be at least 1 second",
-        ));
-    }
+    state.may_change()?;
     let job_state = state.clone();
     let id = state
         .jobs
@@ -240,96 +242,61 @@ async fn apply(
 }
 
 fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Reporter) {
-    let config = &state.config;
-    let root = config.root_args();
+    let target = state.target();
     let prepared = (|| {
-        let outcome = crate::cli::load_and_validate(&config.host_file, None)?;
-        let desired = Desired::compile(&outcome).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the saved host file has errors; fix them in the editor first",
-            )
-            .with("check", outcome.diagnostics_json())
+        let outcome = load_and_validate(&state.config.host_file, None)?;
+        let desired = Desired::compile(&outcome).ok_or_else(|| Refused::Invalid {
+            file: state.config.host_file.display().to_string(),
+            check: outcome.diagnostics_json(),
         })?;
-        let mut session = state.changing_session(true)?;
-        let plan = session.plan(&desired.artifacts, adopting(req.adopt))?;
-        if plan.fingerprint != req.fingerprint {
-            return Err(stale("the host or the saved host file"));
+        let seen = Seen {
+            fingerprint: &req.fingerprint,
+            from_generation: None,
+            when: "the plan was shown".into(),
+            what: "the host or the saved host file",
+        };
+        let prepared = apply::prepare_apply(
+            &target,
+            desired,
+            adopting(req.adopt),
+            req.confirm_timeout,
+            Some(&seen),
+            &mut |e| report.event(e),
+        )?;
+        match prepared.refusal() {
+            Some(refused) => Err(ApiError::from(refused)),
+            None => Ok(prepared),
         }
-        if !plan.conflicts.is_empty() {
-            return Err(
-                ApiError::conflict("the plan has conflicts; nothing was applied")
-                    .with("conflicts", json!(plan.conflicts)),
-            );
-        }
-        Ok((desired, session, plan))
     })();
-    let (desired, mut session, plan) = match prepared {
+    let prepared = match prepared {
         Ok(p) => p,
         Err(e) => return ready.refuse(e),
     };
     ready.accept();
-    if plan.is_empty() {
-        if let Some(message) = write_lock(&desired) {
-            report.say(&message);
-        }
-        return report.done(
-            "No changes. The host matches the host file.",
-            plan.from_generation,
-        );
-    }
-    let number = match session.store.next_number() {
-        Ok(n) => n,
-        Err(e) => return report.failed(&e.to_string()),
-    };
-    let deadline = req.confirm_timeout.map(|s| now_unix() + s);
-    report.say(&format!("Applying generation {number} …"));
-    let switched = switch_to_new(
-        &mut session,
-        number,
-        &desired,
-        &plan,
-        deadline,
-        &mut |line| report.say(line),
+    let applied = apply::apply(
+        &target,
+        prepared,
+        req.confirm_timeout,
+        Runner::Foreground,
+        &mut |e| report.event(e),
     );
-    if let Err(e) = switched {
-        return report.failed(&format!("{e}"));
-    }
-    report.say(if session.system.is_live() {
-        "Health check passed."
-    } else {
-        "Health check: nothing to check on a files-only root."
-    });
-    if let Some(message) = write_lock(&desired) {
-        report.say(&message);
-    }
-    report.say(&format!("Applied: the host is on generation {number}."));
-    // Let `confirm` take the lock while this job waits.
-    let timer_armed = session.system.is_live();
-    drop(session);
-    if let Some(deadline) = deadline {
-        report.waiting(
-            &format!(
-                "Confirm before the deadline, or the host returns to generation {}.",
-                plan.from_generation
-                    .map_or("none".into(), |n| n.to_string())
-            ),
-            deadline,
-        );
-        match wait_for_confirmation(&root, number, timer_armed, &mut |m| report.say(m)) {
-            Ok(true) => {}
-            Ok(false) => {
-                return report.failed(&format!(
-                    "Generation {number} was not confirmed: the host is back on generation {}.",
-                    plan.from_generation
-                        .map_or("none".into(), |n| n.to_string())
-                ));
-            }
-            Err(e) => return report.failed(&format!("{e}")),
+    let number = match applied {
+        Ok(Applied::NoChanges) => {
+            let current = target.store().current().ok().flatten();
+            return report.done("No changes. The host matches the host file.", current);
         }
-    }
+        Ok(Applied::Generation(n)) => n,
+        Ok(Applied::Unconfirmed(n)) => {
+            let back_on = target.store().current().ok().flatten();
+            return report.failed(&format!(
+                "Generation {n} was not confirmed: the host is back on generation {}.",
+                generation_name(back_on)
+            ));
+        }
+        Err(e) => return report.failed(&format!("{e}")),
+    };
     if req.git_commit {
-        match git_commit(&config.host_file, number) {
+        match git_commit(&state.config.host_file, number) {
             Ok(message) => report.say(&message),
             Err(message) => report.say(&format!("git commit failed: {message}")),
         }
@@ -356,76 +323,54 @@ fn git_commit(host_file: &Path, generation: u64) -> Result<String, String> {
     if dir.join(&lock).exists() {
         files.push(&lock);
     }
-    let git = |args: &[&str]| -> Result<String, String> {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        if output.status.success() {
-            Ok(text)
-        } else {
-            Err(text.trim().to_string())
-        }
-    };
-    let mut add = vec!["add", "--"];
-    add.extend(&files);
-    git(&add)?;
-    if git(&["diff", "--cached", "--quiet", "--"]).is_ok() {
-        return Ok("git: nothing to commit, the host file and lock are committed already".into());
-    }
-    let message = format!("ctm apply: generation {generation}");
-    let mut commit = vec!["commit", "-q", "-m", &message, "--"];
-    commit.extend(&files);
-    git(&commit)?;
-    Ok(format!(
-        "git: committed {} ({message})",
-        files.join(" and ")
-    ))
+    crate::backend::git::commit(dir, &files, &format!("ctm apply: generation {generation}"))
+}
+
+#[derive(Deserialize, Default)]
+struct ConfirmRequest {
+    /// The generation the page shows as waiting; refused if it is not the
+    /// one waiting, or was rolled back already.
+    generation: Option<u64>,
 }
 
 /// `POST /api/confirm`: keeps an apply made with a confirm timeout.
-async fn confirm(State(state): State<Shared>) -> ApiResult {
+async fn confirm(State(state): State<Shared>, body: Option<Json<ConfirmRequest>>) -> ApiResult {
+    let req = body.map(|Json(r)| r).unwrap_or_default();
     blocking(move || {
-        let session = state.changing_session(false)?;
-        let pending = session.store.pending_confirm()?;
-        if pending.is_some() {
-            session.store.clear_pending_confirm()?;
-        }
-        Ok(Json(json!({
-            "confirmed": pending.map(|p| p.generation),
-        })))
+        let confirmed = apply::confirm(&state.target(), req.generation, &mut server_log)?;
+        Ok(Json(json!({ "confirmed": confirmed })))
     })
     .await
 }
 
-/// `GET /api/status`: what the dashboard shows.
+/// `GET /api/status`: the status document (as `ctm status --json`).
 async fn status(State(state): State<Shared>) -> ApiResult {
-    blocking(move || Ok(Json(dashboard::status(&state)?))).await
+    blocking(move || {
+        let config = &state.config;
+        let sources = Sources {
+            host_file: Some(&config.host_file),
+            resources: config.resources.as_ref(),
+            files_only_reason: config.files_only_reason.clone(),
+        };
+        let status = crate::engine::status::status(
+            &state.target(),
+            Access::ReadShared,
+            &sources,
+            &mut server_log,
+        )?;
+        Ok(Json(json!(status)))
+    })
+    .await
 }
 
-/// `GET /api/generations`: every generation, the current one and any
-/// apply waiting for confirmation.
+/// `GET /api/generations`: every generation (newest first), the current
+/// one, any apply waiting for confirmation, and the ones rolled back for
+/// want of one.
 async fn generations(State(state): State<Shared>) -> ApiResult {
     blocking(move || {
-        let session = state.reading_session()?;
-        let store = &session.store;
-        let current = store.current()?;
-        let mut list = Vec::new();
-        for n in store.generations()?.into_iter().rev() {
-            list.push(json!({
-                "generation": store.load(n)?.meta,
-                "current": current == Some(n),
-            }));
-        }
-        Ok(Json(json!({
-            "current": current,
-            "pending_confirm": store.pending_confirm()?,
-            "generations": list,
-        })))
+        let mut list = generations::list(&state.target(), Access::ReadShared, &mut server_log)?;
+        list.generations.reverse();
+        Ok(Json(json!(list)))
     })
     .await
 }
@@ -434,12 +379,7 @@ async fn generations(State(state): State<Shared>) -> ApiResult {
 /// `ctm diff A B` shows them.
 async fn diff(State(state): State<Shared>, UrlPath((a, b)): UrlPath<(u64, u64)>) -> ApiResult {
     blocking(move || {
-        let session = state.reading_session()?;
-        let (from, to) = (session.store.artifacts(a)?, session.store.artifacts(b)?);
-        let files: Vec<Value> = file_diffs(&from, &to, &a.to_string(), &b.to_string())
-            .into_iter()
-            .map(|(path, diff)| json!({ "path": path, "diff": diff }))
-            .collect();
+        let files = generations::diff(&state.target(), a, b, Access::ReadShared, &mut server_log)?;
         Ok(Json(json!({ "from": a, "to": b, "files": files })))
     })
     .await
@@ -449,9 +389,9 @@ async fn diff(State(state): State<Shared>, UrlPath((a, b)): UrlPath<(u64, u64)>)
 /// before the user decides.
 async fn rollback_plan(State(state): State<Shared>, UrlPath(target): UrlPath<u64>) -> ApiResult {
     blocking(move || {
-        let mut session = state.reading_session()?;
+        let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
         let desired = session.store.artifacts(target)?;
-        let plan = session.plan(&desired, plan::Options::default())?;
+        let plan = session.plan(&desired, plan::Options::default(), &mut server_log)?;
         Ok(Json(
             json!({ "generation": target, "plan": plan_json(&plan) }),
         ))
@@ -471,39 +411,34 @@ async fn rollback(
     State(state): State<Shared>,
     Json(req): Json<RollbackRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
     let job_state = state.clone();
     let id = state
         .jobs
         .start("rollback", move |ready, report| {
-            let prepared = (|| {
-                let mut session = job_state.changing_session(true)?;
-                let desired = session.store.artifacts(req.generation)?;
-                let plan = session.plan(&desired, plan::Options::default())?;
-                if plan.fingerprint != req.fingerprint {
-                    return Err(stale("the host"));
-                }
-                if plan.from_generation == Some(req.generation) {
-                    return Err(ApiError::conflict(format!(
-                        "the host is already on generation {}",
-                        req.generation
-                    )));
-                }
-                if !plan.conflicts.is_empty() {
-                    return Err(
-                        ApiError::conflict("the plan has conflicts; nothing was changed")
-                            .with("conflicts", json!(plan.conflicts)),
-                    );
-                }
-                Ok((session, desired, plan))
-            })();
-            let (mut session, desired, plan) = match prepared {
+            let target = job_state.target();
+            let seen = Seen {
+                fingerprint: &req.fingerprint,
+                from_generation: None,
+                when: "the plan was shown".into(),
+                what: "the host",
+            };
+            let prepared =
+                apply::prepare_rollback(&target, Some(req.generation), Some(&seen), &mut |e| {
+                    report.event(e)
+                })
+                .map_err(ApiError::from)
+                .and_then(|p| match p.refusal() {
+                    Some(refused) => Err(ApiError::from(refused)),
+                    None => Ok(p),
+                });
+            let prepared = match prepared {
                 Ok(p) => p,
                 Err(e) => return ready.refuse(e),
             };
             ready.accept();
-            report.say(&format!("Rolling back to generation {} …", req.generation));
-            match roll_back_to(&mut session, req.generation, &desired, &plan, &mut |l| {
-                report.say(l)
+            match apply::roll_back(&target, prepared, Runner::Foreground, &mut |e| {
+                report.event(e)
             }) {
                 Ok(()) => report.done(
                     &format!("Rolled back: the host is on generation {}.", req.generation),

@@ -1,19 +1,16 @@
-//! `ctm serve`: the web editor. An axum router over the functions the CLI
-//! calls: the same validator, the same plan, the same lock and the same
-//! apply engine, so the web never does anything the CLI cannot.
+//! `ctm serve`: the web editor, a thin face over the application layer
+//! (`engine`): the same use cases as the command line, so the web never
+//! does anything the CLI cannot, and never does it differently.
 //!
 //! One module per concern: [`auth`] (token, login, sessions, CSRF and the
 //! security headers), [`api`] (the JSON API under `/api/`), [`pages`] (the
 //! HTML shells the scripts fill in), [`assets`] (the bundled Bootstrap and
-//! CodeMirror), [`jobs`] (apply and rollback streamed over SSE),
-//! [`edit`] (the forms that change the host file text in place),
-//! [`dashboard`] (what the host runs) and [`logs`] (a container's journal).
+//! CodeMirror), [`jobs`] (apply and rollback streamed over SSE) and
+//! [`logs`] (a container's journal).
 
 pub mod api;
 pub mod assets;
 pub mod auth;
-pub mod dashboard;
-pub mod edit;
 pub mod jobs;
 pub mod logs;
 pub mod pages;
@@ -26,11 +23,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::cli::session::{RootArgs, Session, is_system_root};
+use crate::backend::cgroups::{Cgroups, NoResources, Resources};
+use crate::backend::journal::{Journal, Journalctl, NoJournal};
+use crate::engine::{Refused, Target};
 use crate::state::{Memory, StateError};
 
 /// How long a web request waits for another ctm to let go of the lock.
-const LOCK_WAIT_SECONDS: u64 = 2;
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The longest a live path that inotify vouches for goes without being
 /// looked at (`live::watch`): the bound on how late a plan shows a write
@@ -41,35 +40,37 @@ pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct Config {
     pub host_file: PathBuf,
     pub root: PathBuf,
-    pub resources: Box<dyn dashboard::Resources>,
-    pub journal: Box<dyn logs::JournalSource>,
+    pub resources: Box<dyn Resources>,
+    pub journal: Box<dyn Journal>,
+    /// On `/`: why the running system cannot be driven, so that the
+    /// server manages files only (shown on every page).
+    pub files_only_reason: Option<String>,
+    /// Apply to `/` even so (`ctm serve --files-only`).
+    pub allow_files_only: bool,
 }
 
 impl Config {
     /// The real sources of live data: cgroups and journalctl when the root
     /// is the running system, none otherwise.
     pub fn new(host_file: PathBuf, root: PathBuf) -> Config {
-        let live = is_system_root(&root);
+        let target = Target::new(&root);
+        let files_only_reason = crate::engine::session::files_only_reason(&target);
+        let live = target.is_system_root() && files_only_reason.is_none();
         Config {
             resources: if live {
-                Box::new(dashboard::Cgroups::new(Path::new("/sys/fs/cgroup")))
+                Box::new(Cgroups::new(Path::new("/sys/fs/cgroup")))
             } else {
-                Box::new(dashboard::NoResources)
+                Box::new(NoResources)
             },
             journal: if live {
-                Box::new(logs::Journalctl)
+                Box::new(Journalctl { root: root.clone() })
             } else {
-                Box::new(logs::NoJournal)
+                Box::new(NoJournal)
             },
             host_file,
             root,
-        }
-    }
-
-    pub fn root_args(&self) -> RootArgs {
-        RootArgs {
-            root: self.root.clone(),
-            lock_timeout: Some(LOCK_WAIT_SECONDS),
+            files_only_reason,
+            allow_files_only: false,
         }
     }
 }
@@ -110,16 +111,27 @@ impl AppState {
         Ok((Arc::new(state), fresh))
     }
 
-    /// A session that only reads (plans, status), under the shared lock,
-    /// with the server's memory.
-    pub fn reading_session(&self) -> miette::Result<Session> {
-        Ok(Session::open_shared(&self.config.root_args())?.with_memory(self.memory.clone()))
+    /// The root the use cases work on, with the server's memory; a request
+    /// waits for another ctm's lock briefly, then says it is busy.
+    pub fn target(&self) -> Target {
+        Target {
+            root: self.config.root.clone(),
+            lock_timeout: Some(LOCK_WAIT),
+            allow_files_only: self.config.allow_files_only,
+            memory: Some(self.memory.clone()),
+        }
     }
 
-    /// A session that may change the host (apply, rollback, confirm), under
-    /// the exclusive lock, with the server's memory.
-    pub fn changing_session(&self, changes: bool) -> miette::Result<Session> {
-        Ok(Session::open(&self.config.root_args(), changes)?.with_memory(self.memory.clone()))
+    /// Refuses a change to `/` that would only write files, unless the
+    /// server was started to allow it.
+    pub fn may_change(&self) -> Result<(), ApiError> {
+        match &self.config.files_only_reason {
+            Some(reason) if !self.config.allow_files_only => Err(Refused::FilesOnlyRoot {
+                reason: reason.clone(),
+            }
+            .into()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -184,6 +196,9 @@ impl ApiError {
 /// not found; anything else is the server's problem, with its whole chain.
 impl From<miette::Report> for ApiError {
     fn from(report: miette::Report) -> ApiError {
+        if let Some(refused) = report.downcast_ref::<Refused>() {
+            return ApiError::from_refused(refused);
+        }
         let status = match report.downcast_ref::<StateError>() {
             Some(StateError::LockTimeout { .. } | StateError::Interrupted) => StatusCode::CONFLICT,
             Some(StateError::NoGeneration(_)) => StatusCode::NOT_FOUND,
@@ -196,6 +211,34 @@ impl From<miette::Report> for ApiError {
             error = error.with("help", json!(help.to_string()));
         }
         error
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> ApiError {
+        ApiError::from_refused(&refused)
+    }
+}
+
+impl ApiError {
+    /// A refusal: 422 for a host file with errors, 409 for the rest
+    /// (nothing was changed, and the user can act on the reason), with
+    /// the help and what the refusal carries.
+    fn from_refused(refused: &Refused) -> ApiError {
+        use miette::Diagnostic as _;
+        let status = match refused {
+            Refused::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::CONFLICT,
+        };
+        let mut error = ApiError::new(status, refused.to_string());
+        if let Some(help) = refused.help() {
+            error = error.with("help", json!(help.to_string()));
+        }
+        match refused {
+            Refused::Invalid { check, .. } => error.with("check", check.clone()),
+            Refused::Conflicts { conflicts } => error.with("conflicts", json!(conflicts)),
+            _ => error,
+        }
     }
 }
 

@@ -1,0 +1,122 @@
+//! A container's journal, read with `journalctl`: the one place that
+//! decides how. The command line runs the command in its place; the web
+//! server streams its output.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::layout;
+
+/// Which part of a container's log to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// A valid container name (it cannot start with `-`, so it never
+    /// passes for an option).
+    pub name: String,
+    /// Keep printing new entries as they come.
+    pub follow: bool,
+    /// How many of the last entries to show.
+    pub lines: u32,
+    /// The host's log of the container's unit (systemd-nspawn's own
+    /// messages and the boot console) instead of the container's journal.
+    pub unit: bool,
+}
+
+/// Where a container's journal comes from.
+pub trait Journal: Send + Sync {
+    /// The command that prints the entries `query` asks for, one a line;
+    /// `None` when there is no journal to read (not the running system).
+    fn command(&self, query: &LogQuery) -> Option<Command>;
+}
+
+/// No journal: a root that is not the running system.
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn command(&self, _query: &LogQuery) -> Option<Command> {
+        None
+    }
+}
+
+/// `journalctl` on the running system: a running container's own journal
+/// through machined (`--machine`), a stopped one's from its root file
+/// system (`--root`), and the unit's log on the host when asked for it or
+/// when the container has no tree yet.
+pub struct Journalctl {
+    /// The root the containers' trees are under (`/`).
+    pub root: PathBuf,
+}
+
+impl Journal for Journalctl {
+    fn command(&self, query: &LogQuery) -> Option<Command> {
+        let name = query.name.as_str();
+        let mut command = Command::new("journalctl");
+        command.args(["--no-pager", "--output", "short-iso", "--lines"]);
+        command.arg(query.lines.to_string());
+        if query.follow {
+            command.arg("--follow");
+        }
+        let tree = self.root.join(layout::machine_dir(name));
+        // machined keeps a state file for each registered machine.
+        let running = Path::new(&layout::machine_state_file(name)).exists();
+        if query.unit || (!running && !tree.is_dir()) {
+            command.arg("--unit").arg(layout::unit(name));
+        } else if running {
+            command.arg("--machine").arg(name);
+        } else {
+            command.arg("--root").arg(tree);
+        }
+        Some(command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(journal: &Journalctl, query: &LogQuery) -> Vec<String> {
+        journal
+            .command(query)
+            .unwrap()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_stopped_container_is_read_from_its_tree_or_else_its_unit() {
+        let root = tempfile::tempdir().unwrap();
+        let journal = Journalctl {
+            root: root.path().to_path_buf(),
+        };
+        let mut query = LogQuery {
+            name: "ctm-test-no-such-machine".into(),
+            follow: true,
+            lines: 20,
+            unit: false,
+        };
+        assert_eq!(
+            args(&journal, &query)[4..],
+            [
+                "20",
+                "--follow",
+                "--unit",
+                "systemd-nspawn@ctm-test-no-such-machine.service"
+            ]
+        );
+        let tree = root
+            .path()
+            .join(layout::machine_dir("ctm-test-no-such-machine"));
+        std::fs::create_dir_all(&tree).unwrap();
+        query.follow = false;
+        assert_eq!(
+            args(&journal, &query)[4..],
+            ["20", "--root", tree.to_str().unwrap()]
+        );
+        query.unit = true;
+        assert_eq!(
+            args(&journal, &query)[5..],
+            ["--unit", "systemd-nspawn@ctm-test-no-such-machine.service"]
+        );
+    }
+}
