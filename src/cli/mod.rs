@@ -11,7 +11,7 @@ mod generations;
 mod info;
 mod output;
 mod plan;
-mod serve;
+pub mod serve;
 mod status;
 
 use std::path::PathBuf;
@@ -175,9 +175,16 @@ impl DiffArgs {
     }
 }
 
-pub fn main() -> ExitCode {
+/// What the command line leaves to `main`: the exit code of a command it
+/// ran, or the web editor to start.
+pub enum Run {
+    Done(ExitCode),
+    Serve(serve::Args),
+}
+
+pub fn main() -> Run {
     let cli = Cli::parse();
-    match cli.command {
+    Run::Done(match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Compile(args) => compile::run(&args),
         Command::Plan(args) => report(plan::run(&args)),
@@ -201,7 +208,7 @@ pub fn main() -> ExitCode {
         Command::Destroy(args) => report(destroy::run(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Gc(args) => report(generations::gc(&args)),
-        Command::Serve(args) => report(serve::run(&args)),
+        Command::Serve(args) => return Run::Serve(args),
         Command::Schema => {
             output::out(&crate::schema::render());
             ExitCode::SUCCESS
@@ -210,11 +217,11 @@ pub fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "ctm", &mut Stdout);
             ExitCode::SUCCESS
         }
-    }
+    })
 }
 
 /// Prints an error with its causes and help; errors exit 1.
-fn report(result: miette::Result<ExitCode>) -> ExitCode {
+pub fn report(result: miette::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod jobs;
 pub mod logs;
 pub mod pages;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
