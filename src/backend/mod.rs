@@ -15,6 +15,7 @@ pub mod netlink;
 pub mod nft;
 pub mod probe;
 pub mod provision;
+pub mod recording;
 pub mod rootfs;
 pub mod systemd;
 

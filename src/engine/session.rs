@@ -24,7 +24,7 @@ use crate::plan::{self, Manifest, Plan, SystemState};
 use crate::state::{Memory, StateError, Store};
 
 /// The root a use case works on, and how it meets other ctm processes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     /// `/` for the running system, or a directory whose files ctm manages.
     pub root: PathBuf,
@@ -37,7 +37,13 @@ pub struct Target {
     pub allow_files_only: bool,
     /// What a long-lived process (`ctm serve`) keeps between plans.
     pub memory: Option<Arc<Memory>>,
+    /// The system each session drives, when it is not the one the root
+    /// calls for (the recording fake of `backend::recording`, in tests).
+    pub system: Option<SystemFactory>,
 }
+
+/// Makes the system for one session.
+pub type SystemFactory = Arc<dyn Fn() -> Box<dyn System> + Send + Sync>;
 
 impl Target {
     pub fn new(root: impl Into<PathBuf>) -> Target {
@@ -46,6 +52,15 @@ impl Target {
             lock_timeout: None,
             allow_files_only: false,
             memory: None,
+            system: None,
+        }
+    }
+
+    /// This target, with every session driving the system `make` makes.
+    pub fn with_system(self, make: SystemFactory) -> Target {
+        Target {
+            system: Some(make),
+            ..self
         }
     }
 
@@ -113,6 +128,9 @@ fn system_for(
     access: Access,
     events: Events<'_>,
 ) -> miette::Result<Box<dyn System>> {
+    if let Some(make) = &target.system {
+        return Ok(make());
+    }
     if !target.is_system_root() {
         return Ok(Box::new(FilesOnly));
     }

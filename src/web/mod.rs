@@ -120,6 +120,7 @@ impl AppState {
             lock_timeout: Some(LOCK_WAIT),
             allow_files_only: self.config.allow_files_only,
             memory: Some(self.memory.clone()),
+            system: None,
         }
     }
 
