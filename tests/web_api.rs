@@ -1171,3 +1171,123 @@ async fn apply_can_commit_the_host_file_and_lock_with_git() {
         ""
     );
 }
+
+/// A server on `/` of a machine whose running system cannot be driven,
+/// as `Config::new` finds it there: said on every page, applies refused.
+fn files_only_fixture(allow: bool) -> Fixture {
+    let (dir, host) = scratch_example("homelab.kdl");
+    let root = dir.path().join("root");
+    let config = Config {
+        host_file: host.clone(),
+        root: root.clone(),
+        resources: Box::new(OneBusyContainer),
+        journal: Box::new(NoJournal),
+        files_only_reason: Some("connecting to the system D-Bus failed".into()),
+        allow_files_only: allow,
+    };
+    let (state, _) = AppState::new(config).unwrap();
+    let app = ctm::web::router(state.clone());
+    Fixture {
+        _dir: dir,
+        host,
+        root,
+        state,
+        app,
+    }
+}
+
+#[tokio::test]
+async fn a_files_only_system_root_says_why_and_refuses_to_apply_unless_allowed() {
+    let f = files_only_fixture(false);
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let body = a.json();
+    assert_eq!(
+        body["error"],
+        "ctm serve manages the files under / only: connecting to the system D-Bus failed"
+    );
+    assert!(body["help"].as_str().unwrap().contains("--files-only"));
+    let a = f
+        .api(
+            Method::POST,
+            "/api/rollback",
+            Some(json!({ "generation": 1, "fingerprint": "x" })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(f.current(), None, "nothing applied");
+    for page in ["/", "/apply", "/generations"] {
+        let a = f.api(Method::GET, page, None).await;
+        assert!(
+            a.text.contains("id=\"files-only\"")
+                && a.text.contains("connecting to the system D-Bus failed"),
+            "{page}: {}",
+            a.text
+        );
+    }
+    let apply_page = f.api(Method::GET, "/apply", None).await.text;
+    assert!(apply_page.contains("data-refused=\"ctm serve manages the files under / only"));
+
+    // Started with --files-only, the same server applies the files.
+    let f = files_only_fixture(true);
+    f.apply().await;
+    assert_eq!(f.current(), Some(1));
+    assert!(
+        !f.api(Method::GET, "/apply", None)
+            .await
+            .text
+            .contains("data-refused")
+    );
+}
+
+#[tokio::test]
+async fn a_confirmation_after_the_deadline_is_refused_and_says_where_the_host_is() {
+    let f = fixture();
+    f.apply().await;
+    f.edit_host("host=8080", "host=8081");
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f
+        .post_apply(json!({ "fingerprint": fingerprint, "confirm_timeout": 1 }))
+        .await;
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["kind"], "failed");
+    let waiting = events.iter().find(|e| e["kind"] == "waiting").unwrap();
+    assert_eq!(waiting["event"]["event"], "confirm-before");
+    assert_eq!(waiting["event"]["generation"], 2);
+    let a = f
+        .api(
+            Method::POST,
+            "/api/confirm",
+            Some(json!({ "generation": 2 })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let error = a.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("generation 2 was rolled back at ")
+            && error.ends_with(" for want of a confirmation; the host is on generation 1"),
+        "{error}"
+    );
+    // Without a generation, the same: the newest one was rolled back.
+    let a = f.api(Method::POST, "/api/confirm", None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let list = f.api(Method::GET, "/api/generations", None).await.json();
+    assert_eq!(list["generations"][0]["generation"]["number"], 2);
+    assert_eq!(list["generations"][0]["reverted"]["to"], 1);
+    assert_eq!(list["generations"][1]["reverted"], Value::Null);
+    let status = f.api(Method::GET, "/api/status", None).await.json();
+    assert_eq!(status["unconfirmed"]["generation"], 2);
+    assert_eq!(status["unconfirmed"]["back_to"], 1);
+    // A confirmation that timed out is an error on the command line too.
+    let o = ctm_cli(&["confirm", "--root", f.root.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    // miette wraps the message to the terminal's width.
+    let said = String::from_utf8_lossy(&o.stderr).replace('│', " ");
+    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains("generation 2 was rolled back at ")
+            && said.contains("for want of a confirmation; the host is on generation 1"),
+        "{said}"
+    );
+}

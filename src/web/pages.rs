@@ -141,6 +141,21 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
                         }
                     }
                     main class="container-fluid pb-4" {
+                        @if let Some(reason) = &state.config.files_only_reason {
+                            div class="alert alert-secondary small" id="files-only" role="status" {
+                                strong { "Files only: " }
+                                "ctm cannot drive the running system here (" (reason) "). "
+                                @if state.config.allow_files_only {
+                                    "An apply writes the files under / and starts, stops and reloads nothing (the server was started with --files-only)."
+                                } @else {
+                                    "Apply and rollback are refused, since they would write the real /etc without starting anything; start "
+                                    code { "ctm serve --files-only" } " to allow that."
+                                }
+                            }
+                        }
+                        // Filled on every page while an apply waits for its
+                        // confirmation, with the time left (app.js).
+                        div id="confirm-banner" aria-live="polite" {}
                         div id="alerts" {}
                         (body)
                     }
@@ -386,7 +401,8 @@ async fn apply(State(state): State<Shared>, cx: PageContext) -> Html<String> {
                                 input class="form-check-input" type="checkbox" id="git-commit" name="git-commit";
                                 label class="form-check-label small" for="git-commit" { "git commit the host file and its lock after a successful apply" }
                             }
-                            button class="btn btn-success" type="submit" id="apply-button" disabled { "Apply these changes" }
+                            button class="btn btn-success" type="submit" id="apply-button" disabled
+                                data-refused=[state.may_change().err().map(|e| e.body["error"].as_str().unwrap_or_default().to_string())] { "Apply these changes" }
                         }
                     }
                 }

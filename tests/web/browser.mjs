@@ -229,6 +229,28 @@ try {
   await page.waitForSelector('#progress-log .result', { timeout: 30000 });
   assert.equal(await page.textContent('#progress-log .result'), 'Rolled back: the host is on generation 1.');
 
+  step = 'an apply waiting for confirmation shows its countdown on every page, and its revert after';
+  const before = await api('GET', '/api/source');
+  await api('POST', '/api/save', { text: before.text.replace('host=5432', 'host=5434'), base: before.text });
+  const third = await api('POST', '/api/plan', {});
+  await api('POST', '/api/apply', { fingerprint: third.plan.fingerprint, confirm_timeout: 5 });
+  await page.goto(`${URL_}logs/web`);
+  await page.waitForSelector('#confirm-banner .countdown', { timeout: 10000 });
+  assert.match(await page.textContent('#confirm-banner'), /Generation 3 is waiting for confirmation: \d:\d\d left, then the host returns to generation 1/);
+  await shots('confirm-countdown');
+  await page.waitForSelector('#reverted-note', { timeout: 20000 });
+  assert.match(await page.textContent('#reverted-note'),
+    /Generation 3 was rolled back at \S+ for want of a confirmation; the host is on generation 1\./);
+  await page.goto(`${URL_}generations`);
+  await page.waitForSelector('#generations .reverted');
+  const late = await fetch(`${URL_}api/confirm`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ generation: 3 }),
+  });
+  assert.equal(late.status, 409);
+  assert.match((await late.json()).error, /generation 3 was rolled back at .* for want of a confirmation; the host is on generation 1/);
+
   step = 'logs say plainly that they need the live system';
   await page.goto(`${URL_}logs/web`);
   await page.waitForSelector('#logs-unavailable');

@@ -12,6 +12,7 @@ import { applyPage } from './apply.js';
 import { generations } from './generations.js';
 import { logs } from './logs.js';
 import { showError } from './dom.js';
+import { watchConfirmation } from './confirm.js';
 
 const pages = { dashboard, editor, apply: applyPage, generations, logs };
 
@@ -22,6 +23,7 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   const page = pages[document.body.dataset.page];
   if (page) {
+    watchConfirmation();
     page().catch(showError);
   }
 });

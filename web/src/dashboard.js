@@ -23,6 +23,15 @@ function driftCell(drift) {
     `${drift.length} file${drift.length === 1 ? '' : 's'} drifted`);
 }
 
+function linkState(link) {
+  if (!link || link.exists === null) return muted('unknown');
+  if (!link.exists) return h('span', { class: 'badge text-bg-danger' }, 'missing');
+  const lacking = link.drift.filter((d) => d.startsWith('lacks '));
+  return lacking.length
+    ? h('span', { class: 'badge text-bg-warning', title: lacking.join('\n') }, 'up, addresses missing')
+    : h('span', { class: 'badge text-bg-success' }, 'up');
+}
+
 function cpuCell(status, c) {
   if (!c.usage) return live(status, muted('—'));
   const before = previous.cpu[c.name];
@@ -58,10 +67,9 @@ function render(s) {
       s.drift.actions.length ? `${s.drift.actions.length} action(s) needed` : 'the host matches its generation'),
     summaryCard('System', s.live ? 'live' : 'files only', s.live ? 'the running system' : s.root));
   const notes = [];
-  if (s.pending_confirm) {
-    notes.push(h('div', { class: 'alert alert-warning' }, `Generation ${s.pending_confirm.generation} is waiting for confirmation. `,
-      h('a', { href: '/apply' }, 'Confirm it on the apply page'), '.'));
-  }
+  // A pending confirmation and a generation rolled back for want of one
+  // are in the banner every page shows (confirm.js).
+  for (const note of s.notes) notes.push(h('div', { class: 'alert alert-secondary py-2 small' }, note));
   if (s.host_file_changed) {
     notes.push(h('div', { class: 'alert alert-info' }, 'The host file has changes that are not applied. ',
       h('a', { href: '/apply' }, 'See the plan'), '.'));
@@ -102,7 +110,7 @@ function render(s) {
       h('td', { class: 'font-monospace small' }, n.ipv4 ?? '—', n.ipv4_nat ? h('span', { class: 'badge text-bg-light border ms-1' }, 'NAT') : null),
       h('td', { class: 'font-monospace small' }, n.ipv6 ?? '—', n.ipv6_nat ? h('span', { class: 'badge text-bg-light border ms-1' }, 'NAT') : null),
       h('td', {}, String(n.containers)),
-      h('td', {}, live(s, muted('unknown'))),
+      h('td', {}, live(s, linkState(n.link))),
       h('td', {}, driftCell(n.drift)))),
     'No networks.'));
   fill($('tunnels'), table(
@@ -112,7 +120,7 @@ function render(s) {
       h('td', { class: 'font-monospace small' }, t.local),
       h('td', { class: 'font-monospace small' }, t.remote),
       h('td', { class: 'font-monospace small' }, t.addresses.join(', ')),
-      h('td', {}, live(s, muted('unknown'))),
+      h('td', {}, live(s, linkState(t.link))),
       h('td', {}, driftCell(t.drift)))),
     'No tunnels.'));
   $('refreshed').textContent = `updated ${new Date(s.sampled_at_ms).toLocaleTimeString()}`;
@@ -132,4 +140,5 @@ export async function dashboard() {
   };
   await refresh();
   setInterval(refresh, 5000);
+  document.addEventListener('ctm:state', refresh);
 }

@@ -27,8 +27,13 @@ async function showRollback(n) {
 
 async function list() {
   const answer = await api('GET', '/api/generations');
-  const rows = answer.generations.map(({ generation: g, current }) => h('tr', {},
-    h('td', { class: 'fw-semibold' }, String(g.number), current ? h('span', { class: 'badge text-bg-primary ms-2' }, 'current') : null),
+  const rows = answer.generations.map(({ generation: g, current, reverted }) => h('tr', {},
+    h('td', { class: 'fw-semibold' }, String(g.number),
+      current ? h('span', { class: 'badge text-bg-primary ms-2' }, 'current') : null,
+      reverted ? h('span', {
+        class: 'badge text-bg-danger ms-2 reverted',
+        title: `rolled back at ${new Date(reverted.at * 1000).toISOString()} for want of a confirmation`,
+      }, 'rolled back: not confirmed') : null),
     h('td', { class: 'text-nowrap small' }, g.created),
     h('td', { class: 'small' }, g.source_name),
     h('td', { class: 'font-monospace small' }, g.source_sha256.slice(0, 12)),
@@ -52,6 +57,7 @@ async function list() {
 
 export async function generations() {
   await list();
+  document.addEventListener('ctm:state', () => list().catch(showError));
   $('diff-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const a = $('diff-a').value;

@@ -22,13 +22,15 @@ export function follow(id, box, onEnd) {
     button.addEventListener('click', async () => {
       button.disabled = true;
       try {
-        await api('POST', '/api/confirm');
+        await api('POST', '/api/confirm', { generation: event.event?.generation });
       } catch (err) {
         showError(err);
         button.disabled = false;
       }
     });
     list.append(h('li', { class: 'text-warning-emphasis waiting' }, event.message, button, left));
+    // The banner of every page shows it too, with its own countdown.
+    document.dispatchEvent(new CustomEvent('ctm:confirm-waiting'));
     source.addEventListener('done', () => { clearInterval(timer); button.remove(); left.remove(); });
     source.addEventListener('failed', () => { clearInterval(timer); button.remove(); left.remove(); });
   });
