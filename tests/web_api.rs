@@ -1291,3 +1291,33 @@ async fn a_confirmation_after_the_deadline_is_refused_and_says_where_the_host_is
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_it_is_read() {
+    let f = fixture();
+    let text = "x".repeat(ctm::web::MAX_BODY);
+    let a = f
+        .api(Method::POST, "/api/validate", Some(json!({ "text": text })))
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("ctm serve takes at most 4194304 (4 MiB)"),
+        "{}",
+        a.text
+    );
+    // A body just under it is read, and the text found wanting.
+    let text = "x".repeat(ctm::web::MAX_BODY - 100);
+    let a = f
+        .api(Method::POST, "/api/validate", Some(json!({ "text": text })))
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        &a.text[..200.min(a.text.len())]
+    );
+    assert_eq!(a.json()["valid"], false);
+}

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::jobs::{Ready, Reporter};
-use super::{ApiError, AppState, Shared, blocking, jobs, logs};
+use super::{ApiError, AppState, Shared, jobs, logs};
 use crate::clock::Timeout;
 use crate::compile;
 use crate::engine::apply::{self, Applied, Runner, Seen};
@@ -105,20 +105,23 @@ fn check(state: &AppState, text: String) -> Result<Outcome, ApiError> {
 
 /// `GET /api/source`: the host file as it is on disk.
 async fn source(State(state): State<Shared>) -> ApiResult {
-    blocking(move || {
-        let path = &state.config.host_file;
-        let text = read_host_file(path)?;
-        Ok(Json(json!({
-            "path": path.display().to_string(),
-            "format": match crate::config::Format::from_path(path) {
-                crate::config::Format::Kdl => "kdl",
-                crate::config::Format::Toml => "toml",
-            },
-            "sha256": fs::sha256_hex(text.as_bytes()),
-            "text": text,
-        })))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let path = &state.config.host_file;
+            let text = read_host_file(path)?;
+            Ok(Json(json!({
+                "path": path.display().to_string(),
+                "format": match crate::config::Format::from_path(path) {
+                    crate::config::Format::Kdl => "kdl",
+                    crate::config::Format::Toml => "toml",
+                },
+                "sha256": fs::sha256_hex(text.as_bytes()),
+                "text": text,
+            })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -127,6 +130,13 @@ struct TextRequest {
     text: Option<String>,
     #[serde(default)]
     adopt: bool,
+}
+
+impl TextRequest {
+    /// The size of the work it asks for.
+    fn size(&self) -> usize {
+        self.text.as_ref().map_or(0, String::len)
+    }
 }
 
 fn text_or_disk(state: &AppState, text: Option<String>) -> Result<String, ApiError> {
@@ -138,34 +148,42 @@ fn text_or_disk(state: &AppState, text: Option<String>) -> Result<String, ApiErr
 
 /// `POST /api/validate`: `ctm check --format json` of the text.
 async fn validate(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
-    blocking(move || {
-        let text = text_or_disk(&state, req.text)?;
-        Ok(Json(check(&state, text)?.diagnostics_json()))
-    })
-    .await
+    let size = req.size();
+    state
+        .clone()
+        .workers
+        .run(size, move || {
+            let text = text_or_disk(&state, req.text)?;
+            Ok(Json(check(&state, text)?.diagnostics_json()))
+        })
+        .await
 }
 
 /// `POST /api/plan`: the check, and when the text is valid, `ctm plan
 /// --json` of it against the root.
 async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
-    blocking(move || {
-        let outcome = check(&state, text_or_disk(&state, req.text)?)?;
-        let check = outcome.diagnostics_json();
-        // Only the artifacts: a preview has no use for what an apply also
-        // takes along (the lock file to write, copies of both texts).
-        let Some(validated) = &outcome.validated else {
-            return Ok(Json(json!({ "check": check, "plan": null })));
-        };
-        let artifacts = compile::compile(&validated.host);
-        let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
-        let plan = session.plan(&artifacts, adopting(req.adopt), &mut server_log)?;
-        Ok(Json(json!({
-            "check": check,
-            "host": summary(&validated.host),
-            "plan": plan_json(&plan),
-        })))
-    })
-    .await
+    let size = req.size();
+    state
+        .clone()
+        .workers
+        .run(size, move || {
+            let outcome = check(&state, text_or_disk(&state, req.text)?)?;
+            let check = outcome.diagnostics_json();
+            // Only the artifacts: a preview has no use for what an apply also
+            // takes along (the lock file to write, copies of both texts).
+            let Some(validated) = &outcome.validated else {
+                return Ok(Json(json!({ "check": check, "plan": null })));
+            };
+            let artifacts = compile::compile(&validated.host);
+            let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
+            let plan = session.plan(&artifacts, adopting(req.adopt), &mut server_log)?;
+            Ok(Json(json!({
+                "check": check,
+                "host": summary(&validated.host),
+                "plan": plan_json(&plan),
+            })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -180,34 +198,39 @@ struct SaveRequest {
 /// on disk since the editor loaded it; then the answer shows that change.
 async fn save(State(state): State<Shared>, Json(req): Json<SaveRequest>) -> ApiResult {
     let _one_at_a_time = state.save_lock.lock().await;
-    let state = state.clone();
-    blocking(move || {
-        let path = &state.config.host_file;
-        let on_disk = read_host_file(path)?;
-        if on_disk != req.base {
-            let diff = similar::TextDiff::from_lines(&req.base, &on_disk)
-                .unified_diff()
-                .context_radius(3)
-                .header("loaded", "on disk now")
-                .to_string();
-            return Err(ApiError::conflict(format!(
-                "{} changed on disk since it was loaded; nothing was saved",
-                path.display()
-            ))
-            .with("current", json!(on_disk))
-            .with("diff", json!(diff)));
-        }
-        // Write through a symlink to the file it names, keeping its mode.
-        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        let mode = std::fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-        fs::write_file(&target, req.text.as_bytes(), mode)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok(Json(json!({
-            "saved": path.display().to_string(),
-            "sha256": fs::sha256_hex(req.text.as_bytes()),
-        })))
-    })
-    .await
+    let size = req.text.len() + req.base.len();
+    let worker = state.clone();
+    state
+        .workers
+        .run(size, move || {
+            let state = worker;
+            let path = &state.config.host_file;
+            let on_disk = read_host_file(path)?;
+            if on_disk != req.base {
+                let diff = similar::TextDiff::from_lines(&req.base, &on_disk)
+                    .unified_diff()
+                    .context_radius(3)
+                    .header("loaded", "on disk now")
+                    .to_string();
+                return Err(ApiError::conflict(format!(
+                    "{} changed on disk since it was loaded; nothing was saved",
+                    path.display()
+                ))
+                .with("current", json!(on_disk))
+                .with("diff", json!(diff)));
+            }
+            // Write through a symlink to the file it names, keeping its mode.
+            let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let mode =
+                std::fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+            fs::write_file(&target, req.text.as_bytes(), mode)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(Json(json!({
+                "saved": path.display().to_string(),
+                "sha256": fs::sha256_hex(req.text.as_bytes()),
+            })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -336,67 +359,83 @@ struct ConfirmRequest {
 /// `POST /api/confirm`: keeps an apply made with a confirm timeout.
 async fn confirm(State(state): State<Shared>, body: Option<Json<ConfirmRequest>>) -> ApiResult {
     let req = body.map(|Json(r)| r).unwrap_or_default();
-    blocking(move || {
-        let confirmed = apply::confirm(&state.target(), req.generation, &mut server_log)?;
-        Ok(Json(json!({ "confirmed": confirmed })))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let confirmed = apply::confirm(&state.target(), req.generation, &mut server_log)?;
+            Ok(Json(json!({ "confirmed": confirmed })))
+        })
+        .await
 }
 
 /// `GET /api/status`: the status document (as `ctm status --json`).
 async fn status(State(state): State<Shared>) -> ApiResult {
-    blocking(move || {
-        let config = &state.config;
-        let sources = Sources {
-            host_file: Some(&config.host_file),
-            resources: config.resources.as_ref(),
-            files_only_reason: config.files_only_reason.clone(),
-        };
-        let status = crate::engine::status::status(
-            &state.target(),
-            Access::ReadShared,
-            &sources,
-            &mut server_log,
-        )?;
-        Ok(Json(json!(status)))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let config = &state.config;
+            let sources = Sources {
+                host_file: Some(&config.host_file),
+                resources: config.resources.as_ref(),
+                files_only_reason: config.files_only_reason.clone(),
+            };
+            let status = crate::engine::status::status(
+                &state.target(),
+                Access::ReadShared,
+                &sources,
+                &mut server_log,
+            )?;
+            Ok(Json(json!(status)))
+        })
+        .await
 }
 
 /// `GET /api/generations`: every generation (newest first), the current
 /// one, any apply waiting for confirmation, and the ones rolled back for
 /// want of one.
 async fn generations(State(state): State<Shared>) -> ApiResult {
-    blocking(move || {
-        let mut list = generations::list(&state.target(), Access::ReadShared, &mut server_log)?;
-        list.generations.reverse();
-        Ok(Json(json!(list)))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let mut list = generations::list(&state.target(), Access::ReadShared, &mut server_log)?;
+            list.generations.reverse();
+            Ok(Json(json!(list)))
+        })
+        .await
 }
 
 /// `GET /api/generations/{a}/diff/{b}`: the files that differ, as
 /// `ctm diff A B` shows them.
 async fn diff(State(state): State<Shared>, UrlPath((a, b)): UrlPath<(u64, u64)>) -> ApiResult {
-    blocking(move || {
-        let files = generations::diff(&state.target(), a, b, Access::ReadShared, &mut server_log)?;
-        Ok(Json(json!({ "from": a, "to": b, "files": files })))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let files =
+                generations::diff(&state.target(), a, b, Access::ReadShared, &mut server_log)?;
+            Ok(Json(json!({ "from": a, "to": b, "files": files })))
+        })
+        .await
 }
 
 /// `GET /api/rollback/{generation}`: the plan of returning to it, shown
 /// before the user decides.
 async fn rollback_plan(State(state): State<Shared>, UrlPath(target): UrlPath<u64>) -> ApiResult {
-    blocking(move || {
-        let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
-        let desired = session.store.artifacts(target)?;
-        let plan = session.plan(&desired, plan::Options::default(), &mut server_log)?;
-        Ok(Json(
-            json!({ "generation": target, "plan": plan_json(&plan) }),
-        ))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
+            let desired = session.store.artifacts(target)?;
+            let plan = session.plan(&desired, plan::Options::default(), &mut server_log)?;
+            Ok(Json(
+                json!({ "generation": target, "plan": plan_json(&plan) }),
+            ))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -462,9 +501,14 @@ struct EditReadRequest {
 /// the text, and the names there are to choose from.
 async fn edit_read(State(state): State<Shared>, Json(req): Json<EditReadRequest>) -> ApiResult {
     let format = crate::config::Format::from_path(&state.config.host_file);
-    let values = edit::read(&req.text, format, req.kind, &req.name)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    Ok(Json(json!({ "values": values })))
+    state
+        .workers
+        .run(req.text.len(), move || {
+            let values = edit::read(&req.text, format, req.kind, &req.name)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+            Ok(Json(json!({ "values": values })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -478,7 +522,12 @@ struct EditRequest {
 /// changed, every other byte as it was (comments and formatting kept).
 async fn edit_apply(State(state): State<Shared>, Json(req): Json<EditRequest>) -> ApiResult {
     let format = crate::config::Format::from_path(&state.config.host_file);
-    let text = edit::apply(&req.text, format, &req.edit)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    Ok(Json(json!({ "text": text })))
+    state
+        .workers
+        .run(req.text.len(), move || {
+            let text = edit::apply(&req.text, format, &req.edit)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+            Ok(Json(json!({ "text": text })))
+        })
+        .await
 }

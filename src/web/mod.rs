@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod logs;
 pub mod pages;
 pub mod serve;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -86,6 +87,8 @@ pub struct AppState {
     /// The current generation's manifest and the stat cache, kept between
     /// plans instead of being read back for each.
     pub memory: Arc<Memory>,
+    /// Where the CPU work of requests runs, bounded.
+    pub workers: workers::Workers,
 }
 
 pub type Shared = Arc<AppState>;
@@ -101,6 +104,7 @@ impl AppState {
             auth,
             jobs: jobs::Jobs::default(),
             save_lock: tokio::sync::Mutex::new(()),
+            workers: workers::Workers::default(),
             memory: Arc::new(match Memory::watching(&config_root, RECHECK) {
                 Ok(memory) => memory,
                 Err(e) => {
@@ -137,12 +141,56 @@ impl AppState {
     }
 }
 
+/// The largest request body `ctm serve` reads: a host file of some
+/// 15,000 containers. (The command line reads larger files.)
+pub const MAX_BODY: usize = 4 << 20;
+
+fn too_large(length: Option<usize>) -> Response {
+    let size = length.map_or("larger".to_string(), |n| format!("{n} bytes"));
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request is {size}; ctm serve takes at most {MAX_BODY} (4 MiB)"),
+    )
+    .with(
+        "help",
+        json!(
+            "check or apply a host file this large with the command line (`ctm check`, `ctm apply`)"
+        ),
+    )
+    .into_response()
+}
+
+/// Refuses a body larger than [`MAX_BODY`] before it is read when its
+/// length is declared, and says so in JSON when axum's own limit stops
+/// one without a length part-way.
+async fn limit_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY) {
+        return too_large(declared);
+    }
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return too_large(None);
+    }
+    response
+}
+
 pub fn router(state: Shared) -> Router {
     Router::new()
         .merge(pages::routes())
         .merge(api::routes())
         .merge(auth::routes())
         .merge(assets::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(limit_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
@@ -169,6 +217,8 @@ fn compression() -> tower_http::compression::CompressionLayer {
 pub struct ApiError {
     pub status: StatusCode,
     pub body: serde_json::Value,
+    /// Seconds after which a busy server may be asked again.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -176,6 +226,7 @@ impl ApiError {
         ApiError {
             status,
             body: json!({ "error": message.into() }),
+            retry_after: None,
         }
     }
 
@@ -185,6 +236,13 @@ impl ApiError {
 
     pub fn conflict(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, message)
+    }
+
+    pub fn retry_after(self, seconds: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(seconds),
+            ..self
+        }
     }
 
     pub fn with(mut self, key: &str, value: serde_json::Value) -> ApiError {
@@ -252,19 +310,12 @@ impl From<StateError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
-}
-
-/// Runs blocking work (file system, the flock, the apply engine) off the
-/// async threads.
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("a worker thread failed: {e}"),
-        )
-    })?
 }
