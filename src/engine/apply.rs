@@ -642,3 +642,24 @@ pub fn roll_back(
     events(Event::RolledBack { generation });
     Ok(())
 }
+
+/// Commits the host file and its lock (when there is one) in the git
+/// repository that holds them, after an apply that made `generation`;
+/// says what happened, or why it failed.
+pub fn commit_host_file(host_file: &Path, generation: u64) -> Result<String, String> {
+    let dir = host_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = host_file
+        .file_name()
+        .ok_or("the host file has no file name")?
+        .to_string_lossy()
+        .into_owned();
+    let lock = format!("{name}.lock");
+    let mut files = vec![name.as_str()];
+    if dir.join(&lock).exists() {
+        files.push(&lock);
+    }
+    crate::backend::git::commit(dir, &files, &format!("ctm apply: generation {generation}"))
+}

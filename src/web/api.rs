@@ -319,7 +319,7 @@ fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Report
         Err(e) => return report.failed(&format!("{e}")),
     };
     if req.git_commit {
-        match git_commit(&state.config.host_file, number) {
+        match apply::commit_host_file(&state.config.host_file, number) {
             Ok(message) => report.say(&message),
             Err(message) => report.say(&format!("git commit failed: {message}")),
         }
@@ -328,25 +328,6 @@ fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Report
         &format!("Done: the host is on generation {number}."),
         Some(number),
     );
-}
-
-/// Commits the host file and its lock in the git repository holding them.
-fn git_commit(host_file: &Path, generation: u64) -> Result<String, String> {
-    let dir = host_file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = host_file
-        .file_name()
-        .ok_or("the host file has no file name")?
-        .to_string_lossy()
-        .into_owned();
-    let lock = format!("{name}.lock");
-    let mut files = vec![name.as_str()];
-    if dir.join(&lock).exists() {
-        files.push(&lock);
-    }
-    crate::backend::git::commit(dir, &files, &format!("ctm apply: generation {generation}"))
 }
 
 #[derive(Deserialize, Default)]
