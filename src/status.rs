@@ -48,8 +48,9 @@ pub struct ContainerStatus {
     pub autostart: bool,
     /// The addresses the host file (and lock file) give it.
     pub addresses: Vec<IpAddr>,
-    /// machined's state (`running`, `opening`, `closing`, or `stopped`);
-    /// `null` on a files-only root.
+    /// machined's state (`running`, `opening`, `closing`, or `stopped`),
+    /// or `paused` when its processes are frozen (`ctm pause`); `null` on
+    /// a files-only root.
     pub state: Option<String>,
     /// `systemd-nspawn@NAME.service`'s active and sub state.
     pub unit: Option<String>,
@@ -245,6 +246,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
                     unit: "unknown".into(),
                     since_usec: 0,
                     addresses: Vec::new(),
+                    paused: false,
                 })
             });
             let owner = model.map_or_else(
@@ -274,7 +276,13 @@ pub fn status(input: &Inputs<'_>) -> Status {
                 nested: model.is_some_and(|m| m.nested),
                 autostart: c.autostart,
                 addresses: c.addresses.clone(),
-                state: known.as_ref().map(|l| l.state.clone()),
+                state: known.as_ref().map(|l| {
+                    if l.paused {
+                        "paused".to_string()
+                    } else {
+                        l.state.clone()
+                    }
+                }),
                 unit: known.as_ref().map(|l| l.unit.clone()),
                 since_usec: known.as_ref().map(|l| l.since_usec),
                 live_addresses: known.as_ref().map(|l| l.addresses.clone()),
@@ -439,6 +447,7 @@ mod tests {
             actions: Vec::new(),
             provisioning: Vec::new(),
             kept_rootfs: Vec::new(),
+            held: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),
@@ -508,6 +517,7 @@ mod tests {
                 unit: "active/running".into(),
                 since_usec: 1,
                 addresses: Vec::new(),
+                paused: false,
             },
         );
         let system = SystemState {

@@ -20,6 +20,28 @@ pub struct LogQuery {
     /// The host's log of the container's unit (systemd-nspawn's own
     /// messages and the boot console) instead of the container's journal.
     pub unit: bool,
+    /// Only entries since this time, as journalctl reads it (`-1h`,
+    /// `2026-12-03 10:00`, `today`).
+    pub since: Option<String>,
+    /// Only entries whose message matches this pattern (journalctl's
+    /// `--grep`, a PCRE2 pattern).
+    pub grep: Option<String>,
+}
+
+impl LogQuery {
+    /// Refuses a value journalctl would not take as one argument.
+    pub fn check(&self) -> Result<(), String> {
+        for (what, value) in [("--since", &self.since), ("--grep", &self.grep)] {
+            if let Some(v) = value
+                && (v.is_empty() || v.chars().any(char::is_control))
+            {
+                return Err(format!(
+                    "{what} takes a non-empty value without control characters"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where a container's journal comes from.
@@ -55,6 +77,14 @@ impl Journal for Journalctl {
         command.arg(query.lines.to_string());
         if query.follow {
             command.arg("--follow");
+        }
+        // Each as one `--option=value` argument: a value starting with
+        // `-` cannot pass for another option.
+        if let Some(since) = &query.since {
+            command.arg(format!("--since={since}"));
+        }
+        if let Some(grep) = &query.grep {
+            command.arg(format!("--grep={grep}"));
         }
         let tree = self.root.join(layout::machine_dir(name));
         // machined keeps a state file for each registered machine.
@@ -94,6 +124,8 @@ mod tests {
             follow: true,
             lines: 20,
             unit: false,
+            since: None,
+            grep: None,
         };
         assert_eq!(
             args(&journal, &query)[4..],
@@ -118,5 +150,14 @@ mod tests {
             args(&journal, &query)[5..],
             ["--unit", "systemd-nspawn@ctm-test-no-such-machine.service"]
         );
+        query.since = Some("-1h".into());
+        query.grep = Some("--fail".into());
+        assert_eq!(
+            args(&journal, &query)[5..7],
+            ["--since=-1h", "--grep=--fail"]
+        );
+        assert!(query.check().is_ok());
+        query.grep = Some("a\nb".into());
+        assert!(query.check().unwrap_err().contains("--grep"));
     }
 }

@@ -20,6 +20,8 @@ pub struct Log {
     pub calls: Vec<String>,
     /// Containers running now, as the fake's actions left them.
     pub running: BTreeSet<String>,
+    /// Running containers that are paused.
+    pub paused: BTreeSet<String>,
 }
 
 /// The fake. Cloning gives another handle on the same log and settings,
@@ -103,6 +105,7 @@ impl System for Recording {
                     .collect(),
             ),
             firewall: None,
+            paused: Some(lock(&self.log).paused.clone()),
             made_rootfs: Some(BTreeSet::new()),
             undone_steps: None,
         })
@@ -200,11 +203,37 @@ impl System for Recording {
                             unit: "active/running".into(),
                             since_usec: 1,
                             addresses: Vec::new(),
+                            paused: lock(&self.log).paused.contains(n),
                         },
                     )
                 })
                 .collect(),
         ))
+    }
+
+    fn set_paused(&mut self, name: &str, paused: bool) -> Result<(), SystemError> {
+        self.record(format!(
+            "{} {name}",
+            if paused { "pause" } else { "resume" }
+        ));
+        let mut log = lock(&self.log);
+        if !log.running.contains(name) {
+            return Err(SystemError {
+                what: format!("container {name}"),
+                why: "it is not running".into(),
+            });
+        }
+        if paused {
+            log.paused.insert(name.to_string());
+        } else {
+            log.paused.remove(name);
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self, name: &str, signal: i32) -> Result<(), SystemError> {
+        self.record(format!("kill {name} with signal {signal}"));
+        Ok(())
     }
 
     fn arm_revert(&mut self, deadline: u64) -> Result<(), SystemError> {

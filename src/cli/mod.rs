@@ -74,6 +74,20 @@ enum Command {
     Stop(container::Args),
     /// Restart a container.
     Restart(container::Args),
+    /// Freeze every process of a running container (the cgroup freezer);
+    /// applies leave it paused.
+    Pause(container::Args),
+    /// Thaw a paused container.
+    Resume(container::Args),
+    /// Send a signal to every process of a running container.
+    Kill(container::KillArgs),
+    /// Run a command in a running container (on a terminal of its own
+    /// when ctm is run at one); exits as the command did.
+    Exec(container::ExecArgs),
+    /// Open a login shell in a running container.
+    Shell(container::ShellArgs),
+    /// What running containers use: CPU, memory, block I/O, network, tasks.
+    Stats(container::StatsArgs),
     /// Show a container's journal.
     Logs(container::LogsArgs),
     /// Delete a container's root file system (asks for its name first).
@@ -204,6 +218,12 @@ pub fn main() -> Run {
             crate::engine::containers::Verb::Restart,
             &args,
         )),
+        Command::Pause(args) => report(container::pause(&args, true)),
+        Command::Resume(args) => report(container::pause(&args, false)),
+        Command::Kill(args) => report(container::kill(&args)),
+        Command::Exec(args) => report(container::exec(&args)),
+        Command::Shell(args) => report(container::shell(&args)),
+        Command::Stats(args) => report(container::stats(&args)),
         Command::Logs(args) => report(container::logs(&args)),
         Command::Destroy(args) => report(destroy::run(&args)),
         Command::Info(args) => report(info::run(&args)),

@@ -193,3 +193,12 @@ pub fn summary(host: &Host) -> String {
     .collect::<Vec<_>>()
     .join(", ")
 }
+
+/// The host file and lock stored with generation `n`, validated again:
+/// the model of what the host runs (its images, environments, forwards),
+/// beyond the compiled files.
+pub fn stored(store: &crate::state::Store, n: u64) -> Result<Outcome, crate::state::StateError> {
+    let (name, text, lock) = store.source(n)?;
+    let path = PathBuf::from(&name);
+    Ok(validate_text(&path, text, lock_path_for(&path), lock))
+}

@@ -1,12 +1,12 @@
 //! `ctm status` and the web dashboard: the status document of a root.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use miette::miette;
 
 use super::events::Events;
-use super::load::{lock_path_for, validate_text};
+use super::load::stored;
 use super::session::{Access, Session, Target};
 use crate::backend::cgroups::Resources;
 use crate::compile::Artifacts;
@@ -61,9 +61,7 @@ pub fn status(
     let mut notes = Vec::new();
     let validated = match current {
         Some(n) => {
-            let (name, text, lock) = store.source(n)?;
-            let stored = PathBuf::from(&name);
-            let outcome = validate_text(&stored, text, lock_path_for(&stored), lock);
+            let outcome = stored(&store, n)?;
             if outcome.validated.is_none() {
                 notes.push(format!(
                     "the host file stored with generation {n} no longer validates ({} problem{}), \

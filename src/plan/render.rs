@@ -89,6 +89,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
     );
     if plan.is_empty() {
         out.push_str("\nNo changes. The host matches the host file.\n");
+        held(&mut out, plan);
         kept_rootfs(&mut out, plan);
         return out;
     }
@@ -190,6 +191,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
             );
         }
     }
+    held(&mut out, plan);
     if !plan.provisioning.is_empty() {
         let _ = writeln!(
             out,
@@ -253,6 +255,28 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         );
     }
     out
+}
+
+/// What waits for a paused container, and how to have it done.
+fn held(out: &mut String, plan: &Plan) {
+    if plan.held.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        paint(
+            YELLOW,
+            "Held: not done, because the container is paused (an apply never resumes it):"
+        )
+    );
+    for a in &plan.held {
+        let _ = writeln!(out, "  - {}\n       because {}", a.summary(), a.reason());
+    }
+    let _ = writeln!(
+        out,
+        "  After `ctm resume NAME`, `ctm restart NAME` applies a held restart, and `ctm apply --check-steps` held provisioning."
+    );
 }
 
 /// The trees of removed containers that stay, and how to delete them.

@@ -23,6 +23,10 @@ use crate::status::LOGS_NEED_LIVE;
 pub struct LogsQuery {
     #[serde(default)]
     follow: bool,
+    /// As `ctm logs --since`.
+    since: Option<String>,
+    /// As `ctm logs --grep`.
+    grep: Option<String>,
 }
 
 /// `GET /api/logs/{name}?follow=true`: `line` events, one per journal
@@ -39,7 +43,10 @@ pub async fn stream(
         follow: query.follow,
         lines: 200,
         unit: false,
+        since: query.since,
+        grep: query.grep,
     };
+    query.check().map_err(ApiError::bad_request)?;
     let Some(command) = state.config.journal.command(&query) else {
         return Err(ApiError::conflict(LOGS_NEED_LIVE));
     };
