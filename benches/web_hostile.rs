@@ -146,7 +146,9 @@ fn main() {
         ("a 4 MiB body", json_text(&"x".repeat((4 << 20) - 64))),
     ];
 
-    println!("ctm serve, POST /api/plan, 1,000 containers, {ORDINARY} requests a round, one at a time");
+    println!(
+        "ctm serve, POST /api/plan, 1,000 containers, {ORDINARY} requests a round, one at a time"
+    );
     let (alone, failed) = ordinary_round(port, &token, &text);
     println!(
         "  alone:                         median {:7.2} ms   p99 {:7.2} ms   ({failed} not 200)",
@@ -159,8 +161,12 @@ fn main() {
     let hostile = Arc::new(hostile);
     let clients: Vec<_> = (0..HOSTILE_CLIENTS)
         .map(|i| {
-            let (stop, outcomes, hostile, token) =
-                (stop.clone(), outcomes.clone(), hostile.clone(), token.clone());
+            let (stop, outcomes, hostile, token) = (
+                stop.clone(),
+                outcomes.clone(),
+                hostile.clone(),
+                token.clone(),
+            );
             std::thread::spawn(move || {
                 let kind = i % hostile.len();
                 while !stop.load(Ordering::SeqCst) {
@@ -196,7 +202,11 @@ fn main() {
         println!(
             "  hostile, {name:<28} {}  (median {:.0} ms)",
             answered.join(", "),
-            if times.is_empty() { 0.0 } else { percentile(&times, 0.5) }
+            if times.is_empty() {
+                0.0
+            } else {
+                percentile(&times, 0.5)
+            }
         );
     }
 }

@@ -621,24 +621,7 @@ pub fn roll_back(
         return Ok(());
     }
     events(Event::RollingBackTo { generation });
-    {
-        let mut step = |line: &str| events(Event::Step { line: line.into() });
-        session.engine(&mut step).switch(&SwitchSpec {
-            from: plan.from_generation,
-            to: Some(generation),
-            desired: &desired,
-            files: &plan.files,
-            actions: &plan.actions,
-            confirm_deadline: None,
-            stage: None,
-        })?;
-    }
-    session.store.clear_pending_confirm()?;
-    if let Err(e) = session.system.disarm_revert() {
-        events(Event::Warning {
-            message: format!("warning: {e}"),
-        });
-    }
+    session.switch_back(Some(generation), &desired, &plan, None, events)?;
     events(Event::RolledBack { generation });
     Ok(())
 }

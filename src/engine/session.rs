@@ -250,30 +250,53 @@ impl Session {
         };
         // Restoring ctm's own earlier files: take over whatever is there.
         let plan = self.plan(&desired, plan::Options::ADOPT, events)?;
-        let current = self.store.current()?;
+        self.switch_back(
+            pending.previous,
+            &desired,
+            &plan,
+            Some(pending.generation),
+            events,
+        )?;
+        events(Event::BackOn {
+            generation: pending.previous,
+        });
+        Ok(())
+    }
+
+    /// Switches the host to generation `to` (none at all for `None`), an
+    /// existing one whose files are `desired`, by `plan`; then settles a
+    /// pending confirmation, which a rollback or a revert ends. A revert
+    /// names the generation it undoes (`unconfirmed`), recorded as rolled
+    /// back for want of a confirmation before the confirmation goes.
+    pub fn switch_back(
+        &mut self,
+        to: Option<u64>,
+        desired: &Artifacts,
+        plan: &Plan,
+        unconfirmed: Option<u64>,
+        events: Events<'_>,
+    ) -> miette::Result<()> {
         {
             let mut step = |line: &str| events(Event::Step { line: line.into() });
             self.engine(&mut step).switch(&SwitchSpec {
-                from: current,
-                to: pending.previous,
-                desired: &desired,
+                from: plan.from_generation,
+                to,
+                desired,
                 files: &plan.files,
                 actions: &plan.actions,
                 confirm_deadline: None,
                 stage: None,
             })?;
         }
-        self.store
-            .set_reverted(pending.generation, pending.previous)?;
+        if let Some(n) = unconfirmed {
+            self.store.set_reverted(n, to)?;
+        }
         self.store.clear_pending_confirm()?;
         if let Err(e) = self.system.disarm_revert() {
             events(Event::Warning {
                 message: format!("warning: {e}"),
             });
         }
-        events(Event::BackOn {
-            generation: pending.previous,
-        });
         Ok(())
     }
 
