@@ -287,7 +287,9 @@ impl ApiError {
     fn from_refused(refused: &Refused) -> ApiError {
         use miette::Diagnostic as _;
         let status = match refused {
-            Refused::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Refused::Invalid { .. } | Refused::InvalidFleet { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, refused.to_string());
@@ -295,7 +297,9 @@ impl ApiError {
             error = error.with("help", json!(help.to_string()));
         }
         match refused {
-            Refused::Invalid { check, .. } => error.with("check", check.clone()),
+            Refused::Invalid { check, .. } | Refused::InvalidFleet { check, .. } => {
+                error.with("check", check.clone())
+            }
             Refused::Conflicts { conflicts } => error.with("conflicts", json!(conflicts)),
             _ => error,
         }
