@@ -1063,6 +1063,20 @@ fn a_fleet_of_three_labs_over_ssh() {
     }
     // The lock files came back beside the host files.
     assert!(d.join("lab1.kdl.lock").exists());
+
+    // The fleet page of `ctm serve --fleet` reaches them too.
+    let web = Served::start(d, &config_path);
+    let hosts = web.call("GET", "/api/fleet");
+    for (i, host) in hosts["hosts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(host["host"], format!("lab{}", i + 1), "{hosts:#}");
+        assert_eq!(host["generation"]["number"], 1, "{hosts:#}");
+        assert_eq!(host["drift"], 0, "{hosts:#}");
+        assert_eq!(host["last_apply"]["outcome"], "switched", "{hosts:#}");
+    }
+    let plan = web.call("POST", "/api/fleet/plan");
+    assert_eq!(plan["would_change"], false, "{plan:#}");
+    drop(web);
+
     let out = fleet_cmd(&["plan", "fleet.kdl", "--on", "lab"], &config_path);
     assert_eq!(out.status.code(), Some(0), "{}", flat(&out));
 
@@ -1205,6 +1219,76 @@ fn lab_old_ctm(lab: &Lab, d: &Path, config: &str, fleet_cmd: &dyn Fn(&[&str], &s
     assert_ne!(out.status.code(), Some(1), "{}", flat(&out));
     let out = fleet_cmd(&["push-binary", "old.kdl"], config);
     assert!(flat(&out).contains(&format!("runs ctm {} already", env!("CARGO_PKG_VERSION"))));
+}
+
+/// `ctm serve --fleet fleet.kdl` in `dir`, on a port of its own; stopped
+/// when dropped.
+struct Served {
+    child: std::process::Child,
+    address: String,
+    token: String,
+    _root: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(dir: &Path, ssh_config: &str) -> Served {
+        use std::io::BufRead as _;
+        let root = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(["serve", "--fleet", "fleet.kdl", "--ssh-config", ssh_config])
+            .args(["--listen", "127.0.0.1:0", "--root"])
+            .arg(root.path())
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let address = loop {
+            let line = lines
+                .next()
+                .expect("ctm serve printed its address")
+                .unwrap();
+            if let Some((_, url)) = line.split_once("listening on http://") {
+                break url.trim().trim_end_matches('/').to_string();
+            }
+        };
+        let token = std::fs::read_to_string(root.path().join("var/lib/ctm/web-token")).unwrap();
+        Served {
+            child,
+            address,
+            token: token.trim().to_string(),
+            _root: root,
+        }
+    }
+
+    /// One request of the API; its JSON answer, which must be 200.
+    fn call(&self, method: &str, path: &str) -> serde_json::Value {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            self.address, self.token
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "{method} {path}: {answer}"
+        );
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn which(tool: &str) -> Option<PathBuf> {
