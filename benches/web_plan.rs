@@ -154,8 +154,8 @@ fn whole_request(host: &Path, root: &Path, text: &str) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (state, _) =
-        AppState::new(Config::new(host.to_path_buf(), root.to_path_buf())).expect("app state");
+    let (state, _) = AppState::new(Config::new(Some(host.to_path_buf()), root.to_path_buf()))
+        .expect("app state");
     let token = state.auth.token().to_string();
     let app = ctm::web::router(state);
     let body = serde_json::to_vec(&serde_json::json!({ "text": text })).expect("body");

@@ -12,6 +12,8 @@ fn main() -> std::process::ExitCode {
         ctm::cli::Run::Serve(args) => {
             ctm::cli::report(ctm::web::serve::run(&ctm::web::serve::Options {
                 file: args.file,
+                fleet: args.fleet,
+                ssh_config: args.ssh_config,
                 root: args.root,
                 listen: args.listen,
                 files_only: args.files_only,

@@ -327,7 +327,8 @@ fn fixture(spec: &Arc<Spec>, journal: Box<dyn Journal>, files_only: Option<&str>
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let config = Config {
-        host_file: host.clone(),
+        host_file: Some(host.clone()),
+        fleet: None,
         root: root.clone(),
         resources: Box::new(OneBusyContainer),
         journal,
@@ -344,6 +345,110 @@ fn fixture(spec: &Arc<Spec>, journal: Box<dyn Journal>, files_only: Option<&str>
         app,
         spec: spec.clone(),
     }
+}
+
+/// A real plan of the example host, as a host's ctm prints it.
+fn example_plan(host: &std::path::Path) -> ctm::plan::Plan {
+    let outcome = ctm::engine::load::load_and_validate(host, None).unwrap();
+    let desired = ctm::engine::load::Desired::compile(&outcome).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let target = ctm::engine::Target::new(root.path());
+    let mut session =
+        ctm::engine::Session::open(&target, ctm::engine::Access::Read, &mut |_| {}).unwrap();
+    session
+        .plan(&desired.artifacts, Default::default(), &mut |_| {})
+        .unwrap()
+}
+
+/// A server that shows a fleet too: `h1` and `h2` behind the recording
+/// fake of the SSH transport, `h2` running a ctm of another series; one
+/// earlier run recorded.
+fn fleet_fixture(spec: &Arc<Spec>) -> (Fixture, PathBuf) {
+    use ctm::backend::ssh::Transport;
+    use ctm::backend::ssh::fake::{Answer as Ssh, Call, Recording};
+    use ctm::engine::fleet::{HostOutcome, HostRecord, RunRecord};
+    let (dir, host) = scratch_example("homelab.kdl");
+    let fleet = dir.path().join("fleet.kdl");
+    std::fs::write(
+        &fleet,
+        "canary \"h1\"\nhost \"h1\" {\n    ssh \"root@h1\"\n    file \"homelab.kdl\"\n    tags \"lab\"\n}\n\
+         host \"h2\" {\n    ssh \"root@h2\" port=2222\n    file \"homelab.kdl\"\n    group \"edge\"\n}\n",
+    )
+    .unwrap();
+    let record = RunRecord {
+        ctm_fleet_run: 1,
+        started: "2026-01-01T00:00:00Z".into(),
+        finished: "2026-01-01T00:01:00Z".into(),
+        fleet_file: fleet.display().to_string(),
+        fleet_sha256: "0".repeat(64),
+        ctm_version: env!("CARGO_PKG_VERSION").into(),
+        canary: Some("h1".into()),
+        keep_going: false,
+        parallel: 1,
+        succeeded: true,
+        hosts: vec![HostRecord {
+            host: "h1".into(),
+            destination: "root@h1".into(),
+            host_file: "homelab.kdl".into(),
+            host_file_sha256: "0".repeat(64),
+            outcome: HostOutcome::Switched { from: None, to: 1 },
+        }],
+    };
+    let runs = dir.path().join(".ctm-fleet/runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    std::fs::write(
+        runs.join("20260101T000000Z-1.json"),
+        serde_json::to_string(&record).unwrap(),
+    )
+    .unwrap();
+    let plan = serde_json::to_string(&example_plan(&host)).unwrap();
+    let status = json!({
+        "generation": {
+            "number": 1, "created": "2026-01-01T00:00:30Z", "source_name": "h1.kdl",
+            "source_sha256": "0".repeat(64), "summary": "3 containers, 2 networks, 1 tunnel",
+            "ctm_version": env!("CARGO_PKG_VERSION"),
+        },
+        "pending_confirm": null,
+        "drift": { "files": [{ "path": "etc/x" }], "conflicts": [], "actions": [], "firewall": [] },
+    })
+    .to_string();
+    let answer = move |call: &Call| {
+        let argv: Vec<&str> = call.argv.iter().map(String::as_str).collect();
+        let old = call.host == "root@h2";
+        match argv.as_slice() {
+            ["ctm", "--version"] if old => Ssh::ok("ctm 0.0.9\n"),
+            ["ctm", "--version"] => Ssh::ok(&format!("ctm {}\n", env!("CARGO_PKG_VERSION"))),
+            ["ctm", "status", "--json"] => Ssh::ok(&status),
+            ["ctm", "plan", ..] => Ssh::ok(&plan),
+            ["mktemp", ..] => Ssh::ok("/tmp/ctm-fleet.x\n"),
+            _ => Ssh::ok(""),
+        }
+    };
+    let answer = Arc::new(answer);
+    let config = Config {
+        fleet: Some(ctm::web::fleet::FleetConfig {
+            file: fleet.clone(),
+            connect: Arc::new(move || {
+                let answer = answer.clone();
+                Ok(Box::new(Recording::new(move |c: &Call| answer(c))) as Box<dyn Transport>)
+            }),
+        }),
+        ..Config::new(Some(host.clone()), dir.path().join("root"))
+    };
+    let (state, _) = AppState::new(config).unwrap();
+    let app = ctm::web::router(state.clone());
+    let root = dir.path().join("root");
+    (
+        Fixture {
+            _dir: dir,
+            host,
+            root,
+            state,
+            app,
+            spec: spec.clone(),
+        },
+        fleet,
+    )
 }
 
 impl Fixture {
@@ -904,6 +1009,26 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
         .await
         .expect(S::CONFLICT);
     assert!(a.json()["help"].as_str().unwrap().contains("--files-only"));
+
+    // The fleet page's API (ctm serve --fleet), over the fake of SSH.
+    let (fl, fleet) = fleet_fixture(&spec);
+    let a = fl.get("/api/fleet").await.expect(S::OK);
+    let hosts = a.json()["hosts"].as_array().unwrap();
+    assert_eq!(hosts[0]["generation"]["number"], 1);
+    assert_eq!(hosts[0]["drift"], 1);
+    assert_eq!(hosts[0]["last_apply"]["outcome"], "switched");
+    assert!(hosts[1]["error"].as_str().unwrap().contains("ctm 0.0.9"));
+    assert_eq!(a.json()["canary"], json!({ "kind": "host", "name": "h1" }));
+    let a = fl
+        .api(Method::POST, "/api/fleet/plan", Sent::Nothing)
+        .await
+        .expect(S::OK);
+    assert_eq!(a.json()["totals"]["hosts_changing"], 1);
+    assert!(a.json()["hosts"][0]["plan"]["actions"][0]["summary"].is_string());
+    assert!(a.json()["hosts"][1]["error"].is_string());
+    std::fs::write(&fleet, "host \"h1\" {\n}\n").unwrap();
+    let a = fl.get("/api/fleet").await.expect(S::UNPROCESSABLE_ENTITY);
+    assert_eq!(a.json()["check"]["valid"], false);
 
     spec.assert_all_exercised();
 }

@@ -58,7 +58,8 @@ fn fixture_with(journal: Box<dyn Journal>) -> Fixture {
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let config = Config {
-        host_file: host.clone(),
+        host_file: Some(host.clone()),
+        fleet: None,
         root: root.clone(),
         resources: Box::new(OneBusyContainer),
         journal,
@@ -368,7 +369,7 @@ async fn pages_have_a_strict_policy_no_inline_code_and_escape_what_they_show() {
     std::fs::create_dir_all(&dir).unwrap();
     let host = dir.join("homelab.kdl");
     std::fs::copy(&f.host, &host).unwrap();
-    let config = Config::new(host, f.root.clone());
+    let config = Config::new(Some(host), f.root.clone());
     let (state, _) = AppState::new(config).unwrap();
     let app = ctm::web::router(state.clone());
     for path in [
@@ -969,10 +970,13 @@ async fn answers_are_compressed_for_clients_that_accept_it() {
     assert!(String::from_utf8(body).unwrap().contains("data: "));
 }
 
-/// docs/openapi.json documents exactly the routes src/web/api.rs serves.
+/// docs/openapi.json documents exactly the routes src/web/api.rs and
+/// src/web/fleet.rs serve.
 #[test]
 fn the_openapi_file_lists_every_route() {
-    let source = std::fs::read_to_string(repo().join("src/web/api.rs")).unwrap();
+    let source = ["src/web/api.rs", "src/web/fleet.rs"]
+        .map(|f| std::fs::read_to_string(repo().join(f)).unwrap())
+        .join("\n");
     let mut served: Vec<(String, String)> = source
         .lines()
         .filter_map(|l| l.trim().strip_prefix(".route(\""))
@@ -1178,7 +1182,8 @@ fn files_only_fixture(allow: bool) -> Fixture {
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let config = Config {
-        host_file: host.clone(),
+        host_file: Some(host.clone()),
+        fleet: None,
         root: root.clone(),
         resources: Box::new(OneBusyContainer),
         journal: Box::new(NoJournal),
@@ -1320,4 +1325,62 @@ async fn a_body_over_the_limit_is_refused_before_it_is_read() {
         &a.text[..200.min(a.text.len())]
     );
     assert_eq!(a.json()["valid"], false);
+}
+
+/// `ctm serve --fleet FLEET` without a host file: the fleet page is the
+/// start page, the host file's pages and API are not served, and the
+/// fleet's API answers (over the recording fake of SSH).
+#[tokio::test]
+async fn a_server_of_a_fleet_alone_serves_the_fleet_page_only() {
+    use ctm::backend::ssh::Transport;
+    use ctm::backend::ssh::fake::{Answer as Ssh, Call, Recording};
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.kdl");
+    std::fs::write(
+        &fleet,
+        "host \"h1\" {\n    ssh \"root@h1\"\n    file \"h1.kdl\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("h1.kdl"), "host \"h1\"\n").unwrap();
+    let config = Config {
+        fleet: Some(ctm::web::fleet::FleetConfig {
+            file: fleet,
+            connect: std::sync::Arc::new(|| {
+                Ok(Box::new(Recording::new(|c: &Call| {
+                    match c.argv.get(1).map(String::as_str) {
+                        Some("--version") => {
+                            Ssh::ok(&format!("ctm {}\n", env!("CARGO_PKG_VERSION")))
+                        }
+                        Some("status") => Ssh::ok("{\"generation\": null, \"drift\": null}"),
+                        _ => Ssh::ok(""),
+                    }
+                })) as Box<dyn Transport>)
+            }),
+        }),
+        ..Config::new(None, dir.path().join("root"))
+    };
+    let (state, _) = AppState::new(config).unwrap();
+    let f = Fixture {
+        host: PathBuf::new(),
+        root: dir.path().join("root"),
+        app: ctm::web::router(state.clone()),
+        state,
+        _dir: dir,
+    };
+    let auth = f.bearer();
+    let start = f.call(Method::GET, "/", &auth, None).await;
+    assert_eq!(start.status, StatusCode::OK);
+    assert!(start.text.contains("data-page=\"fleet\""), "{}", start.text);
+    assert!(!start.text.contains("href=\"/editor\""), "{}", start.text);
+    assert!(!start.text.contains("data-host-file"), "{}", start.text);
+    for path in ["/editor", "/api/status", "/api/source"] {
+        let a = f.call(Method::GET, path, &auth, None).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let a = f.api(Method::GET, "/api/fleet", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let hosts = &a.json()["hosts"];
+    assert_eq!(hosts[0]["host"], "h1");
+    assert_eq!(hosts[0]["generation"], Value::Null);
+    assert_eq!(hosts[0]["error"], Value::Null);
 }

@@ -59,8 +59,18 @@ fn the_editor_works_in_a_browser() {
     }
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
+    // A fleet beside it, of one host that refuses SSH: the fleet page
+    // shows why.
+    let fleet = dir.path().join("fleet.kdl");
+    std::fs::write(
+        &fleet,
+        "host \"h1\" {\n    ssh \"127.0.0.1\" port=1\n    file \"homelab.kdl\"\n    tags \"lab\"\n}\n",
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ctm"))
-        .args(["serve", host.to_str().unwrap(), "--root"])
+        .args(["serve", host.to_str().unwrap(), "--fleet"])
+        .arg(&fleet)
+        .arg("--root")
         .arg(&root)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())

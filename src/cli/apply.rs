@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::output::{errln, say};
+use super::output::{errln, reporter};
 use super::plan::print_plan;
 use super::{DiffArgs, OutputFormat, RootArgs, SwitchArgs, confirm, print_diagnostics};
 use crate::clock::Timeout;
@@ -30,10 +30,16 @@ pub struct Args {
     diff: DiffArgs,
     #[command(flatten)]
     switch: SwitchArgs,
+    /// Report what happens as JSON lines on standard output, one event
+    /// each, and leave the plan out: for programs (`ctm fleet apply`
+    /// drives each host this way). Needs --yes, or a saved plan.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
     let target = args.root.target();
+    let mut say = reporter(args.json);
     let is_saved = args.file.extension().is_some_and(|e| e == "json");
     let (outcome, saved) = if is_saved {
         let (saved, outcome) = SavedPlan::load(&args.file, &target)?;
@@ -61,7 +67,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         &mut say,
     )?;
     let runner = args.switch.runner();
-    if runner != Runner::InUnit {
+    if runner != Runner::InUnit && !args.json {
         // The ctm that started the unit showed the plan already.
         print_plan(
             &prepared.plan,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use miette::IntoDiagnostic as _;
 
-use super::output::{errln, out_styled, outln, say};
+use super::output::{errln, out_styled, outln, reporter, say};
 use super::plan::print_plan;
 use super::{DiffArgs, RootArgs, SwitchArgs, confirm as ask_yes};
 use crate::clock::rfc3339;
@@ -118,10 +118,15 @@ pub struct RollbackArgs {
     diff: DiffArgs,
     #[command(flatten)]
     switch: SwitchArgs,
+    /// Report what happens as JSON lines on standard output, one event
+    /// each, and leave the plan out (for programs, as `ctm apply --json`).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
     let target = args.root.target();
+    let mut say = reporter(args.json);
     let prepared = match apply::prepare_rollback(&target, args.generation, None, &mut say) {
         Err(e) if matches!(e.downcast_ref::<Refused>(), Some(Refused::AlreadyOn(_))) => {
             errln(&format!("{e}."));
@@ -130,7 +135,7 @@ pub fn rollback(args: &RollbackArgs) -> miette::Result<ExitCode> {
         other => other?,
     };
     let runner = args.switch.runner();
-    if runner != Runner::InUnit {
+    if runner != Runner::InUnit && !args.json {
         print_plan(
             &prepared.plan,
             &format!("ctm rollback to generation {}", prepared.generation),

@@ -7,6 +7,7 @@ mod check;
 mod compile;
 mod container;
 mod destroy;
+mod fleet;
 mod generations;
 mod info;
 mod output;
@@ -101,8 +102,17 @@ enum Command {
     /// Serve the web editor: dashboard, editor with plan preview, apply,
     /// generations and logs (see docs/web.md).
     Serve(serve::Args),
+    /// Many hosts from one fleet file, over SSH: check, plan, apply
+    /// (canary, confirmation over a new connection, rollback of the run),
+    /// status, push-binary (see docs/fleet.md).
+    #[command(subcommand)]
+    Fleet(fleet::Command),
     /// Print the JSON Schema of the TOML form of the host file.
-    Schema,
+    Schema {
+        /// The schema of the fleet file instead.
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -229,8 +239,13 @@ pub fn main() -> Run {
         Command::Info(args) => report(info::run(&args)),
         Command::Gc(args) => report(generations::gc(&args)),
         Command::Serve(args) => return Run::Serve(args),
-        Command::Schema => {
-            output::out(&crate::schema::render());
+        Command::Fleet(command) => report(fleet::run(&command)),
+        Command::Schema { fleet } => {
+            output::out(&crate::schema::render_of(if fleet {
+                crate::schema::Language::Fleet
+            } else {
+                crate::schema::Language::Host
+            }));
             ExitCode::SUCCESS
         }
         Command::Completions { shell } => {

@@ -70,6 +70,21 @@ pub fn say(event: Event) {
     }
 }
 
+/// Writes an event of a use case as one JSON line on standard output
+/// (`--json`: for programs, such as `ctm fleet` following a host's ctm).
+pub fn say_json(event: Event) {
+    match serde_json::to_string(&event) {
+        Ok(line) => outln(&line),
+        Err(e) => errln(&format!("cannot write an event as JSON: {e}")),
+    }
+}
+
+/// Where a command's events go: JSON lines on standard output with
+/// `--json`, else lines of text on standard error.
+pub fn reporter(json: bool) -> fn(Event) {
+    if json { say_json } else { say }
+}
+
 /// Whether standard input is a terminal that can be asked a question.
 pub fn can_ask() -> bool {
     io::stdin().is_terminal()

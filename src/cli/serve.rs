@@ -6,8 +6,18 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The host file to edit (`.kdl`, or `.toml` for the TOML form).
-    pub file: PathBuf,
+    /// The host file to edit (`.kdl`, or `.toml` for the TOML form);
+    /// without one, only the fleet page of --fleet is served.
+    #[arg(required_unless_present = "fleet")]
+    pub file: Option<PathBuf>,
+    /// A fleet file: add the fleet page, with each host's status and the
+    /// fleet plan, reached over SSH (docs/fleet.md).
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<PathBuf>,
+    /// The ssh configuration file for the fleet page's ssh calls (`ssh -F
+    /// FILE`).
+    #[arg(long, value_name = "FILE", requires = "fleet")]
+    pub ssh_config: Option<PathBuf>,
     /// Manage the files under this directory instead of the running system.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,

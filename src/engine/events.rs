@@ -1,10 +1,14 @@
 //! What a long use case reports while it runs, as typed events: the
 //! command line prints each as a line of text ([`Event`]'s `Display`),
-//! the web editor streams them to the page as they come.
+//! the web editor streams them to the page as they come, and `ctm apply
+//! --json` writes them as JSON lines, which is how `ctm fleet` follows
+//! each host's ctm over SSH.
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::rfc3339;
 
 /// Where a use case sends its events.
 pub type Events<'a> = &'a mut dyn FnMut(Event);
@@ -14,7 +18,7 @@ pub fn generation_name(n: Option<u64>) -> String {
     n.map_or("none".into(), |n| n.to_string())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
     /// Another ctm holds the lock on the root; this one waits for it.
@@ -108,13 +112,77 @@ pub enum Event {
     Warning {
         message: String,
     },
+    // ---- fleets (`ctm fleet`) ----
+    /// What one host of a fleet said (its ctm's own events), or what was
+    /// done to it.
+    Host {
+        host: String,
+        what: Box<Event>,
+    },
+    /// The host's ctm answered, and is one this ctm can drive.
+    RemoteCtm {
+        version: String,
+    },
+    /// The switch is done: the controller reaches the host again, over a
+    /// new SSH connection, to confirm it.
+    ConfirmingOverNewConnection {
+        generation: u64,
+    },
+    /// The host could not be reached again: nobody confirms generation
+    /// `generation`, and the host returns to `previous` by itself at
+    /// `deadline` (Unix seconds).
+    NotReachedAgain {
+        generation: u64,
+        previous: Option<u64>,
+        deadline: u64,
+        reason: String,
+    },
+    /// The host's apply failed (the host rolled it back itself), or it
+    /// could not be planned or reached.
+    Failed {
+        reason: String,
+    },
+    /// A later host failed: this one, switched earlier in the run, goes
+    /// back to the generation it was on.
+    UndoingRun {
+        generation: u64,
+    },
+    /// The host's plan is empty: it is left alone.
+    Unchanged {
+        generation: Option<u64>,
+    },
+    /// The hosts that go next, together (the canary first).
+    Wave {
+        hosts: Vec<String>,
+        canary: bool,
+    },
+    /// A host failed: no further host is started.
+    Stopping {
+        host: String,
+    },
+    /// This ctm was installed on the host, checked by its SHA-256.
+    Installed {
+        path: String,
+        sha256: String,
+    },
 }
 
 impl Event {
     /// Whether the line belongs under the one before it (the steps of a
     /// switch), which the command line indents.
     pub fn is_step(&self) -> bool {
-        matches!(self, Event::Step { .. })
+        match self {
+            Event::Host { what, .. } => what.is_step(),
+            _ => matches!(self, Event::Step { .. }),
+        }
+    }
+
+    /// `what`, said by or of the fleet's host `host`.
+    pub fn of_host(host: &str, what: Event) -> Event {
+        Event::Host {
+            host: host.to_string(),
+            what: Box::new(what),
+        }
     }
 }
 
@@ -217,6 +285,54 @@ impl fmt::Display for Event {
                 write!(f, "Removed image {path} (no generation uses it).")
             }
             Event::NothingToRemove => f.write_str("Nothing to remove."),
+            Event::Host { host, what } => {
+                // Every line of a many-line event carries the host's name.
+                let text = what.to_string();
+                let mut lines = text.lines();
+                write!(f, "{host}: {}", lines.next().unwrap_or(""))?;
+                for line in lines {
+                    write!(f, "\n{host}: {line}")?;
+                }
+                Ok(())
+            }
+            Event::RemoteCtm { version } => write!(f, "reached; it runs ctm {version}."),
+            Event::ConfirmingOverNewConnection { generation } => write!(
+                f,
+                "Confirming generation {generation} over a new SSH connection …"
+            ),
+            Event::NotReachedAgain {
+                generation,
+                previous,
+                deadline,
+                reason,
+            } => write!(
+                f,
+                "cannot be reached again over a new SSH connection ({reason}): nobody confirms generation {generation}, \
+                 and the host returns to generation {} by itself at {}.",
+                generation_name(*previous),
+                rfc3339(*deadline)
+            ),
+            Event::Failed { reason } => write!(f, "failed: {reason}"),
+            Event::UndoingRun { generation } => write!(
+                f,
+                "A later host failed: returning to generation {generation} …"
+            ),
+            Event::Unchanged { generation } => write!(
+                f,
+                "No changes: the host stays on generation {}.",
+                generation_name(*generation)
+            ),
+            Event::Wave { hosts, canary } => write!(
+                f,
+                "{} {} …",
+                if *canary { "Canary:" } else { "Next:" },
+                hosts.join(", ")
+            ),
+            Event::Stopping { host } => write!(f, "{host} failed: no further host is started."),
+            Event::Installed { path, sha256 } => write!(
+                f,
+                "installed this ctm at {path} (sha256 {sha256}, checked on the host)."
+            ),
         }
     }
 }

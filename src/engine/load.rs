@@ -128,9 +128,7 @@ impl Outcome {
 
     /// The host file's diagnostics sorted by position (then message).
     pub fn sorted_diagnostics(&self) -> Vec<&Diagnostic> {
-        let mut sorted: Vec<&Diagnostic> = self.diagnostics.iter().collect();
-        sorted.sort_by(|a, b| (a.span.offset(), &a.message).cmp(&(b.span.offset(), &b.message)));
-        sorted
+        crate::diagnostic::sorted(&self.diagnostics)
     }
 
     /// The document `ctm check --format json` prints (and the web editor

@@ -17,11 +17,13 @@
 //! | start, stop, restart, destroy, logs | [`containers`] |
 //! | info | [`info`] |
 //! | the editor's forms: one network or container read from, or put into, the host file's text | [`edit`] |
+//! | fleets: check, plan, apply, status and push-binary over SSH | [`fleet`] |
 
 pub mod apply;
 pub mod containers;
 pub mod edit;
 pub mod events;
+pub mod fleet;
 pub mod generations;
 pub mod info;
 pub mod load;

@@ -41,6 +41,16 @@ pub enum Refused {
         /// `ctm check --format json`'s document of the problems.
         check: serde_json::Value,
     },
+    #[error("the fleet file {file} or a host file it names has errors; nothing was done")]
+    #[diagnostic(
+        code(ctm::invalid_fleet),
+        help("fix them first: `ctm fleet check {file}` lists them")
+    )]
+    InvalidFleet {
+        file: String,
+        /// `ctm fleet check --format json`'s document of the problems.
+        check: serde_json::Value,
+    },
     #[error(
         "--prune cannot be combined with --confirm-timeout: a deleted root file system cannot be brought back by the revert"
     )]
@@ -78,6 +88,19 @@ pub enum Refused {
         help("these commands act on the running system (--root /)")
     )]
     FilesOnly { root: String, verb: &'static str },
+    #[error(
+        "{} of the fleet's hosts cannot be applied; nothing was changed:\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    )]
+    #[diagnostic(
+        code(ctm::fleet_hosts),
+        help("`ctm fleet plan` shows each host's plan or problem")
+    )]
+    FleetHosts {
+        /// `host: why`, one for each host.
+        problems: Vec<String>,
+    },
     #[error("ctm serve manages the files under / only: {reason}")]
     #[diagnostic(
         code(ctm::files_only_root),

@@ -53,14 +53,14 @@ type ApiResult = Result<Json<Value>, ApiError>;
 /// Where a request's events go that has no stream of its own: the
 /// server's standard error (a warning that the running system cannot be
 /// reached, a recovery done on the way).
-fn server_log(event: Event) {
+pub(super) fn server_log(event: Event) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "ctm serve: {event}");
 }
 
 /// A plan as `ctm plan --json` prints it, each action with the line
 /// `ctm plan` shows for it (`summary`) as well.
-fn plan_json(plan: &Plan) -> Value {
+pub(super) fn plan_json(plan: &Plan) -> Value {
     let mut value = json!(plan);
     if let Some(actions) = value["actions"].as_array_mut() {
         for (json, action) in actions.iter_mut().zip(&plan.actions) {
@@ -91,7 +91,7 @@ fn read_host_file(path: &Path) -> Result<String, ApiError> {
 /// Validates `text` as the host file, with the lock file on disk (parsed
 /// again only when its text is not the one parsed last).
 fn check(state: &AppState, text: String) -> Result<Outcome, ApiError> {
-    let host_file = &state.config.host_file;
+    let host_file = state.host_file()?;
     let lock_path = lock_path_for(host_file);
     let lock_text = read_lock(&lock_path)?;
     Ok(validate_text_with(
@@ -109,7 +109,7 @@ async fn source(State(state): State<Shared>) -> ApiResult {
         .clone()
         .workers
         .run(0, move || {
-            let path = &state.config.host_file;
+            let path = state.host_file()?;
             let text = read_host_file(path)?;
             Ok(Json(json!({
                 "path": path.display().to_string(),
@@ -142,7 +142,7 @@ impl TextRequest {
 fn text_or_disk(state: &AppState, text: Option<String>) -> Result<String, ApiError> {
     match text {
         Some(text) => Ok(text),
-        None => read_host_file(&state.config.host_file),
+        None => read_host_file(state.host_file()?),
     }
 }
 
@@ -204,7 +204,7 @@ async fn save(State(state): State<Shared>, Json(req): Json<SaveRequest>) -> ApiR
         .workers
         .run(size, move || {
             let state = worker;
-            let path = &state.config.host_file;
+            let path = state.host_file()?;
             let on_disk = read_host_file(path)?;
             if on_disk != req.base {
                 let diff = similar::TextDiff::from_lines(&req.base, &on_disk)
@@ -220,7 +220,7 @@ async fn save(State(state): State<Shared>, Json(req): Json<SaveRequest>) -> ApiR
                 .with("diff", json!(diff)));
             }
             // Write through a symlink to the file it names, keeping its mode.
-            let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
             let mode =
                 std::fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
             fs::write_file(&target, req.text.as_bytes(), mode)
@@ -254,22 +254,29 @@ async fn apply(
     Json(req): Json<ApplyRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.may_change()?;
+    let host_file = state.host_file()?.to_path_buf();
     let job_state = state.clone();
     let id = state
         .jobs
         .start("apply", move |ready, report| {
-            apply_job(&job_state, &req, ready, report)
+            apply_job(&job_state, &host_file, &req, ready, report)
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
 }
 
-fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Reporter) {
+fn apply_job(
+    state: &AppState,
+    host_file: &Path,
+    req: &ApplyRequest,
+    ready: Ready,
+    report: &Reporter,
+) {
     let target = state.target();
     let prepared = (|| {
-        let outcome = load_and_validate(&state.config.host_file, None)?;
+        let outcome = load_and_validate(host_file, None)?;
         let desired = Desired::compile(&outcome).ok_or_else(|| Refused::Invalid {
-            file: state.config.host_file.display().to_string(),
+            file: host_file.display().to_string(),
             check: outcome.diagnostics_json(),
         })?;
         let seen = Seen {
@@ -319,7 +326,7 @@ fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Report
         Err(e) => return report.failed(&format!("{e}")),
     };
     if req.git_commit {
-        match apply::commit_host_file(&state.config.host_file, number) {
+        match apply::commit_host_file(host_file, number) {
             Ok(message) => report.say(&message),
             Err(message) => report.say(&format!("git commit failed: {message}")),
         }
@@ -358,7 +365,7 @@ async fn status(State(state): State<Shared>) -> ApiResult {
         .run(0, move || {
             let config = &state.config;
             let sources = Sources {
-                host_file: Some(&config.host_file),
+                host_file: config.host_file.as_deref(),
                 resources: config.resources.as_ref(),
                 files_only_reason: config.files_only_reason.clone(),
             };
@@ -481,7 +488,7 @@ struct EditReadRequest {
 /// `POST /api/edit/read`: the form values of one network or container of
 /// the text, and the names there are to choose from.
 async fn edit_read(State(state): State<Shared>, Json(req): Json<EditReadRequest>) -> ApiResult {
-    let format = crate::config::Format::from_path(&state.config.host_file);
+    let format = crate::config::Format::from_path(state.host_file()?);
     state
         .workers
         .run(req.text.len(), move || {
@@ -502,7 +509,7 @@ struct EditRequest {
 /// `POST /api/edit`: the text with one network or container added or
 /// changed, every other byte as it was (comments and formatting kept).
 async fn edit_apply(State(state): State<Shared>, Json(req): Json<EditRequest>) -> ApiResult {
-    let format = crate::config::Format::from_path(&state.config.host_file);
+    let format = crate::config::Format::from_path(state.host_file()?);
     state
         .workers
         .run(req.text.len(), move || {

@@ -5,12 +5,14 @@
 //! One module per concern: [`auth`] (token, login, sessions, CSRF and the
 //! security headers), [`api`] (the JSON API under `/api/`), [`pages`] (the
 //! HTML shells the scripts fill in), [`assets`] (the bundled Bootstrap and
-//! CodeMirror), [`jobs`] (apply and rollback streamed over SSE) and
-//! [`logs`] (a container's journal).
+//! CodeMirror), [`jobs`] (apply and rollback streamed over SSE),
+//! [`logs`] (a container's journal) and [`fleet`] (the fleet page's API,
+//! `ctm serve --fleet`).
 
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod fleet;
 pub mod jobs;
 pub mod logs;
 pub mod pages;
@@ -38,9 +40,14 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// through a memory mapping, the one change inotify does not report.
 pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// What `ctm serve` serves: one host file, managed under one root.
+/// What `ctm serve` serves: one host file, managed under one root, and
+/// a fleet's page, or either alone.
 pub struct Config {
-    pub host_file: PathBuf,
+    /// `None`: a fleet's page only (`ctm serve --fleet FLEET`); the host
+    /// file's pages and API are then not served.
+    pub host_file: Option<PathBuf>,
+    /// The fleet of `--fleet`, if any.
+    pub fleet: Option<fleet::FleetConfig>,
     pub root: PathBuf,
     pub resources: Box<dyn Resources>,
     pub journal: Box<dyn Journal>,
@@ -54,7 +61,7 @@ pub struct Config {
 impl Config {
     /// The real sources of live data: cgroups and journalctl when the root
     /// is the running system, none otherwise.
-    pub fn new(host_file: PathBuf, root: PathBuf) -> Config {
+    pub fn new(host_file: Option<PathBuf>, root: PathBuf) -> Config {
         let target = Target::new(&root);
         let files_only_reason = crate::engine::session::files_only_reason(&target);
         let live = target.is_system_root() && files_only_reason.is_none();
@@ -70,6 +77,7 @@ impl Config {
                 Box::new(NoJournal)
             },
             host_file,
+            fleet: None,
             root,
             files_only_reason,
             allow_files_only: false,
@@ -128,6 +136,17 @@ impl AppState {
         }
     }
 
+    /// The host file, for the routes that serve it (only served when
+    /// there is one).
+    pub fn host_file(&self) -> Result<&Path, ApiError> {
+        self.config.host_file.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "this server has no host file: it serves a fleet's page only (ctm serve --fleet)",
+            )
+        })
+    }
+
     /// Refuses a change to `/` that would only write files, unless the
     /// server was started to allow it.
     pub fn may_change(&self) -> Result<(), ApiError> {
@@ -184,9 +203,14 @@ async fn limit_body(request: axum::extract::Request, next: axum::middleware::Nex
 }
 
 pub fn router(state: Shared) -> Router {
-    Router::new()
-        .merge(pages::routes())
-        .merge(api::routes())
+    let mut routes = Router::new().merge(pages::routes(&state.config));
+    if state.config.host_file.is_some() {
+        routes = routes.merge(api::routes());
+    }
+    if state.config.fleet.is_some() {
+        routes = routes.merge(fleet::routes());
+    }
+    routes
         .merge(auth::routes())
         .merge(assets::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -287,7 +311,9 @@ impl ApiError {
     fn from_refused(refused: &Refused) -> ApiError {
         use miette::Diagnostic as _;
         let status = match refused {
-            Refused::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Refused::Invalid { .. } | Refused::InvalidFleet { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             _ => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, refused.to_string());
@@ -295,7 +321,9 @@ impl ApiError {
             error = error.with("help", json!(help.to_string()));
         }
         match refused {
-            Refused::Invalid { check, .. } => error.with("check", check.clone()),
+            Refused::Invalid { check, .. } | Refused::InvalidFleet { check, .. } => {
+                error.with("check", check.clone())
+            }
             Refused::Conflicts { conflicts } => error.with("conflicts", json!(conflicts)),
             _ => error,
         }

@@ -9,8 +9,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
-use super::Shared;
 use super::auth::{CspNonce, Csrf};
+use super::{Config, Shared};
 use crate::model::Name;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,16 +20,27 @@ enum Page {
     Apply,
     Generations,
     Logs,
+    Fleet,
 }
 
 impl Page {
-    const ALL: [Page; 5] = [
+    const ALL: [Page; 6] = [
         Page::Dashboard,
         Page::Editor,
         Page::Apply,
         Page::Generations,
         Page::Logs,
+        Page::Fleet,
     ];
+
+    /// Whether this server serves the page: the host file's pages with a
+    /// host file, the fleet's with a fleet.
+    fn served(self, config: &Config) -> bool {
+        match self {
+            Page::Fleet => config.fleet.is_some(),
+            _ => config.host_file.is_some(),
+        }
+    }
 
     fn title(self) -> &'static str {
         match self {
@@ -38,6 +49,7 @@ impl Page {
             Page::Apply => "Apply",
             Page::Generations => "Generations",
             Page::Logs => "Logs",
+            Page::Fleet => "Fleet",
         }
     }
 
@@ -48,6 +60,7 @@ impl Page {
             Page::Apply => "/apply",
             Page::Generations => "/generations",
             Page::Logs => "/logs",
+            Page::Fleet => "/fleet",
         }
     }
 
@@ -58,6 +71,7 @@ impl Page {
             Page::Apply => "apply",
             Page::Generations => "generations",
             Page::Logs => "logs",
+            Page::Fleet => "fleet",
         }
     }
 }
@@ -100,7 +114,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageContext {
 }
 
 fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<String> {
-    let host_file = state.config.host_file.display().to_string();
+    // What the server serves: the host file on its root, or the fleet.
+    let (served, on_root) = match (&state.config.host_file, &state.config.fleet) {
+        (Some(file), _) => (file.display().to_string(), true),
+        (None, Some(fleet)) => (fleet.file.display().to_string(), false),
+        (None, None) => (String::new(), true),
+    };
     let root = state.config.root.display().to_string();
     Html(
         html! {
@@ -111,7 +130,7 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
                     meta name="csrf-token" content=(cx.csrf.0);
                     meta name="csp-nonce" content=(cx.nonce.0);
                 }
-                body data-page=(page.id()) class="bg-body-tertiary" {
+                body data-page=(page.id()) data-host-file=[state.config.host_file.as_ref().map(|_| "yes")] class="bg-body-tertiary" {
                     nav class="navbar navbar-expand-md bg-dark border-bottom border-body mb-3" data-bs-theme="dark" {
                         div class="container-fluid" {
                             a class="navbar-brand fw-semibold" href="/" { "ctm" }
@@ -122,7 +141,7 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
                             }
                             div class="collapse navbar-collapse" id="nav" {
                                 ul class="navbar-nav me-auto" {
-                                    @for p in Page::ALL {
+                                    @for p in Page::ALL.into_iter().filter(|p| p.served(&state.config)) {
                                         li class="nav-item" {
                                             @if p == page {
                                                 a class="nav-link active" aria-current="page" href=(p.href()) { (p.title()) }
@@ -132,9 +151,15 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
                                         }
                                     }
                                 }
-                                span class="navbar-text small me-3 text-truncate" title=(format!("{host_file} on root {root}")) {
-                                    code class="text-light" { (host_file) }
-                                    " · root " code class="text-light" { (root) }
+                                @if on_root {
+                                    span class="navbar-text small me-3 text-truncate" title=(format!("{served} on root {root}")) {
+                                        code class="text-light" { (served) }
+                                        " · root " code class="text-light" { (root) }
+                                    }
+                                } @else {
+                                    span class="navbar-text small me-3 text-truncate" title=(format!("the fleet {served}")) {
+                                        "fleet " code class="text-light" { (served) }
+                                    }
                                 }
                                 button id="logout" class="btn btn-outline-light btn-sm" type="button" { "Log out" }
                             }
@@ -327,8 +352,8 @@ async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
             div class="col-xl-7" {
                 div class="card shadow-sm" {
                     div class="card-header d-flex flex-wrap align-items-center gap-2" {
-                        span class="fw-semibold me-auto text-truncate" id="file-name" title=(state.config.host_file.display().to_string()) {
-                            (state.config.host_file.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()))
+                        span class="fw-semibold me-auto text-truncate" id="file-name" title=(state.config.host_file.as_ref().map_or(String::new(), |f| f.display().to_string())) {
+                            (state.config.host_file.as_ref().and_then(|f| f.file_name()).map_or(String::new(), |n| n.to_string_lossy().into_owned()))
                         }
                         span class="badge text-bg-secondary" id="validity" { "checking…" }
                         span class="small text-body-secondary" id="saved-state" {}
@@ -491,7 +516,7 @@ async fn not_found() -> impl IntoResponse {
                     body class="bg-body-tertiary" {
                         main class="container py-5" {
                             h1 class="h4" { "Not found" }
-                            p { a href="/" { "Back to the dashboard" } }
+                            p { a href="/" { "Back to the start" } }
                         }
                     }
                 }
@@ -501,13 +526,54 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/editor", get(editor))
-        .route("/apply", get(apply))
-        .route("/generations", get(generations))
-        .route("/logs", get(logs_index))
-        .route("/logs/{name}", get(logs_of))
-        .fallback(not_found)
+async fn fleet(State(state): State<Shared>, cx: PageContext) -> Html<String> {
+    let file = state
+        .config
+        .fleet
+        .as_ref()
+        .map_or(String::new(), |f| f.file.display().to_string());
+    let body = html! {
+        div class="d-flex flex-wrap align-items-baseline gap-2 mb-3" {
+            h1 class="h3 mb-0 me-auto" { "Fleet" }
+            span class="small text-body-secondary" { code { (file) } }
+            span class="small text-body-secondary" id="refreshed" {}
+            button class="btn btn-outline-secondary btn-sm" type="button" id="fleet-refresh" { "Refresh" }
+        }
+        (card("Hosts", "fleet-hosts", loading()))
+        div class="card shadow-sm mb-3" {
+            div class="card-header d-flex flex-wrap align-items-center gap-2" {
+                span class="fw-semibold me-auto" { "The fleet plan" }
+                button class="btn btn-primary btn-sm" type="button" id="fleet-plan-go" { "Plan every host" }
+            }
+            div class="card-body" id="fleet-plan" {
+                p class="text-body-secondary mb-0" {
+                    "Each host's own ctm plans its host file, over SSH. To apply, run "
+                    code { "ctm fleet apply " (file) }
+                    " on the command line (docs/fleet.md)."
+                }
+            }
+        }
+    };
+    layout(&state, &cx, Page::Fleet, body)
+}
+
+/// The pages this server serves: the host file's, the fleet's, or both;
+/// `/` is the dashboard, or the fleet page without a host file.
+pub fn routes(config: &Config) -> Router<Shared> {
+    let mut routes = Router::new();
+    if config.host_file.is_some() {
+        routes = routes
+            .route("/", get(dashboard))
+            .route("/editor", get(editor))
+            .route("/apply", get(apply))
+            .route("/generations", get(generations))
+            .route("/logs", get(logs_index))
+            .route("/logs/{name}", get(logs_of));
+    } else if config.fleet.is_some() {
+        routes = routes.route("/", get(fleet));
+    }
+    if config.fleet.is_some() {
+        routes = routes.route("/fleet", get(fleet));
+    }
+    routes.fallback(not_found)
 }

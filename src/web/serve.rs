@@ -13,8 +13,12 @@ use crate::web::{self, AppState, Config};
 /// What `ctm serve` was asked to serve, and how.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The host file to edit.
-    pub file: PathBuf,
+    /// The host file to edit; `None`: the fleet page only.
+    pub file: Option<PathBuf>,
+    /// The fleet whose page is served, if any.
+    pub fleet: Option<PathBuf>,
+    /// `-F FILE` for the fleet page's ssh calls.
+    pub ssh_config: Option<PathBuf>,
     /// The root it manages.
     pub root: PathBuf,
     /// HOST:PORT, or the path of a unix socket.
@@ -105,16 +109,35 @@ pub fn run(args: &Options) -> miette::Result<ExitCode> {
     if let Some(why) = web::assets::unavailable() {
         return Err(miette!("{why}"));
     }
-    let file = std::path::absolute(&args.file)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot resolve {}", args.file.display()))?;
-    if !file.is_file() {
-        return Err(miette!("host file {} does not exist", file.display()));
+    let existing = |path: &PathBuf, what: &str| -> miette::Result<PathBuf> {
+        let absolute = std::path::absolute(path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot resolve {}", path.display()))?;
+        if !absolute.is_file() {
+            return Err(miette!("{what} {} does not exist", absolute.display()));
+        }
+        Ok(absolute)
+    };
+    let file = args
+        .file
+        .as_ref()
+        .map(|f| existing(f, "host file"))
+        .transpose()?;
+    let fleet = args
+        .fleet
+        .as_ref()
+        .map(|f| existing(f, "fleet file"))
+        .transpose()?;
+    if file.is_some() {
+        // Like every command: finish whatever an interrupted ctm left first.
+        crate::engine::generations::recover(&Target::new(&args.root), &mut say)?;
     }
-    // Like every command: finish whatever an interrupted ctm left first.
-    crate::engine::generations::recover(&Target::new(&args.root), &mut say)?;
     let config = Config {
         allow_files_only: args.files_only,
+        fleet: fleet.clone().map(|file| web::fleet::FleetConfig {
+            file,
+            connect: crate::backend::ssh::OpenSsh::connect_with(args.ssh_config.clone()),
+        }),
         ..Config::new(file.clone(), args.root.clone())
     };
     if let Some(reason) = &config.files_only_reason {
@@ -140,12 +163,22 @@ pub fn run(args: &Options) -> miette::Result<ExitCode> {
     runtime.block_on(async move {
         let (listener, url) = listener(&args.listen).await?;
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "ctm serve: {} on root {}, listening on {url}",
-            file.display(),
-            args.root.display()
-        );
+        let serving = match (&file, &fleet) {
+            (Some(file), Some(fleet)) => format!(
+                "{} on root {}, and the fleet {}",
+                file.display(),
+                args.root.display(),
+                fleet.display()
+            ),
+            (Some(file), None) => format!("{} on root {}", file.display(), args.root.display()),
+            (None, fleet) => format!(
+                "the fleet {}",
+                fleet
+                    .as_ref()
+                    .map_or(String::new(), |f| f.display().to_string())
+            ),
+        };
+        let _ = writeln!(out, "ctm serve: {serving}, listening on {url}");
         if let Some(token) = fresh_token {
             let _ = writeln!(
                 out,

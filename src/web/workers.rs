@@ -55,16 +55,20 @@ impl Lane {
 pub struct Workers {
     ordinary: Lane,
     large: Lane,
+    /// Work that reaches other hosts (the fleet page).
+    remote: Lane,
 }
 
 impl Default for Workers {
     /// As many ordinary workers as cores, a queue four times that; one
-    /// large worker with a queue of two.
+    /// large worker with a queue of two; two remote workers with a queue
+    /// of four.
     fn default() -> Workers {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Workers {
             ordinary: Lane::new("ordinary", cores, 4 * cores),
             large: Lane::new("large", 1, 2),
+            remote: Lane::new("remote", 2, 4),
         }
     }
 }
@@ -95,39 +99,15 @@ impl Workers {
         } else {
             &self.ordinary
         };
-        if lane.admitted.fetch_add(1, Ordering::SeqCst) >= lane.limit {
-            lane.admitted.fetch_sub(1, Ordering::SeqCst);
-            return Err(busy(format!(
-                "ctm serve is busy: {} requests of the {} kind are in hand; try again",
-                lane.limit, lane.name
-            )));
-        }
-        let _admitted = Admitted(&lane.admitted);
-        let permit = tokio::time::timeout(QUEUE_WAIT, lane.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| {
-                busy(format!(
-                    "ctm serve is busy: no {} worker was free within {} s; try again",
-                    lane.name,
-                    QUEUE_WAIT.as_secs()
-                ))
-            })?
-            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ctm serve is stopping"))?;
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        });
-        match tokio::time::timeout(ANSWER_WAIT, task).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("a worker thread failed: {e}"),
-            )),
-            Err(_) => Err(busy(format!(
-                "the request took longer than {} s; its work goes on, but its answer is dropped",
-                ANSWER_WAIT.as_secs()
-            ))),
-        }
+        run_in(lane, work).await
+    }
+
+    /// Runs `work`, which reaches other hosts, in the lane for that.
+    pub async fn run_remote<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        run_in(&self.remote, work).await
     }
 
     /// Requests admitted and not finished, ordinary and large.
@@ -136,6 +116,47 @@ impl Workers {
             self.ordinary.admitted.load(Ordering::SeqCst),
             self.large.admitted.load(Ordering::SeqCst),
         )
+    }
+}
+
+/// Runs `work` on a blocking thread of `lane` once it is its turn; 503
+/// when the lane is full or the turn does not come soon.
+async fn run_in<T: Send + 'static>(
+    lane: &Lane,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if lane.admitted.fetch_add(1, Ordering::SeqCst) >= lane.limit {
+        lane.admitted.fetch_sub(1, Ordering::SeqCst);
+        return Err(busy(format!(
+            "ctm serve is busy: {} requests of the {} kind are in hand; try again",
+            lane.limit, lane.name
+        )));
+    }
+    let _admitted = Admitted(&lane.admitted);
+    let permit = tokio::time::timeout(QUEUE_WAIT, lane.permits.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            busy(format!(
+                "ctm serve is busy: no {} worker was free within {} s; try again",
+                lane.name,
+                QUEUE_WAIT.as_secs()
+            ))
+        })?
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ctm serve is stopping"))?;
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    });
+    match tokio::time::timeout(ANSWER_WAIT, task).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a worker thread failed: {e}"),
+        )),
+        Err(_) => Err(busy(format!(
+            "the request took longer than {} s; its work goes on, but its answer is dropped",
+            ANSWER_WAIT.as_secs()
+        ))),
     }
 }
 
@@ -148,6 +169,7 @@ mod tests {
         let workers = Arc::new(Workers {
             ordinary: Lane::new("ordinary", 1, 1),
             large: Lane::new("large", 1, 0),
+            remote: Lane::new("remote", 1, 0),
         });
         let gate = Arc::new(std::sync::Barrier::new(2));
         // One large request at work, held until the test lets it go.

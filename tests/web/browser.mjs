@@ -257,6 +257,17 @@ try {
   assert.match(await page.textContent('#logs-unavailable'), /need the live system/);
   await shots('logs');
 
+  step = 'the fleet page shows each host, and why one cannot be reached or planned';
+  await page.goto(`${URL_}fleet`);
+  await page.waitForSelector('#fleet-hosts tr[data-host="h1"]');
+  assert.match(await page.textContent('#fleet-hosts tr[data-host="h1"]'), /cannot connect to 127\.0\.0\.1 port 1/);
+  await page.click('#fleet-plan-go');
+  await page.waitForSelector('#fleet-totals');
+  assert.equal(await page.textContent('#fleet-totals'),
+    '0 of 1 host would change (0 to add, 0 to change, 0 to destroy; 0 actions); 1 could not be planned.');
+  assert.match(await page.textContent('.fleet-host-plan .alert-danger'), /Connection refused/);
+  await shots('fleet');
+
   step = 'no script error and no CSP violation on any page';
   assert.deepEqual(problems, []);
   console.log('browser tests: all steps passed');

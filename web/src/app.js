@@ -11,10 +11,11 @@ import { editor } from './editor.js';
 import { applyPage } from './apply.js';
 import { generations } from './generations.js';
 import { logs } from './logs.js';
+import { fleetPage } from './fleet.js';
 import { showError } from './dom.js';
 import { watchConfirmation } from './confirm.js';
 
-const pages = { dashboard, editor, apply: applyPage, generations, logs };
+const pages = { dashboard, editor, apply: applyPage, generations, logs, fleet: fleetPage };
 
 document.addEventListener('DOMContentLoaded', () => {
   document.getElementById('logout')?.addEventListener('click', async () => {
@@ -23,7 +24,8 @@ document.addEventListener('DOMContentLoaded', () => {
   });
   const page = pages[document.body.dataset.page];
   if (page) {
-    watchConfirmation();
+    // A server that shows a fleet only has no host of its own to confirm.
+    if (document.body.dataset.hostFile) watchConfirmation();
     page().catch(showError);
   }
 });
