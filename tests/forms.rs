@@ -183,6 +183,6 @@ proptest! {
             }
             text.push('\n');
         }
-        prop_assert!(round_trip("generated", Format::Kdl, &text).map_err(|e| TestCaseError::fail(e))? == 2);
+        prop_assert!(round_trip("generated", Format::Kdl, &text).map_err(TestCaseError::fail)? == 2);
     }
 }

@@ -661,12 +661,11 @@ mod kdl_edit {
         for &i in at.iter().skip(lines.len()).rev() {
             remove_at(children, i);
         }
-        let mut next = at.last().map_or(children.nodes().len(), |i| i + 1);
-        for l in lines.iter().skip(at.len()) {
+        let after = at.last().map_or(children.nodes().len(), |i| i + 1);
+        for (next, l) in (after..).zip(lines.iter().skip(at.len())) {
             children
                 .nodes_mut()
                 .insert(next, fresh(&line(name, l), indent)?);
-            next += 1;
         }
         Ok(())
     }
@@ -696,7 +695,7 @@ mod kdl_edit {
         if changed.is_empty() {
             return Ok(text.to_string());
         }
-        let wanted = |path: &[&str]| changed.iter().any(|p| *p == path);
+        let wanted = |path: &[&str]| changed.contains(&path);
         let indent = indentation(node);
         if node.children().is_none() {
             // `container "x"` without a block: give it one.
@@ -946,7 +945,7 @@ mod toml_edit_form {
         if exists && changed.is_empty() {
             return Ok(text.to_string());
         }
-        let wanted = |path: &[&str]| !exists || changed.iter().any(|p| *p == path);
+        let wanted = |path: &[&str]| !exists || changed.contains(&path);
         let collection = doc
             .entry(kind.node())
             .or_insert_with(|| {
