@@ -293,6 +293,28 @@ fn no_such_container<'a>(
     }
 }
 
+/// Whether `verb` can be done to container `name`: the root is the
+/// running system and the container is one of the current generation's.
+/// Looked at without holding anything, for a face to answer before it
+/// starts a job (the use case looks again).
+pub fn check(
+    target: &Target,
+    name: &Name,
+    verb: &'static str,
+    events: Events<'_>,
+) -> miette::Result<()> {
+    let session = Session::open(target, Access::ReadShared, events)?;
+    if !session.system.is_live() {
+        return Err(Refused::FilesOnly {
+            root: target.root.display().to_string(),
+            verb,
+        }
+        .into());
+    }
+    managed(&session, name)?;
+    Ok(())
+}
+
 /// The leader of running container `name`, or why there is none.
 fn running_leader(session: &mut Session, name: &Name) -> miette::Result<u32> {
     session.system.leader(name.as_str())?.ok_or_else(|| {
