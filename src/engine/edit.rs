@@ -16,6 +16,10 @@ use crate::config::{self, Format, Node, Source};
 pub enum Kind {
     Network,
     Container,
+    /// Names only, for the form's choices: templates and images have no
+    /// form of their own.
+    Template,
+    Image,
 }
 
 impl Kind {
@@ -23,6 +27,8 @@ impl Kind {
         match self {
             Kind::Network => "network",
             Kind::Container => "container",
+            Kind::Template => "template",
+            Kind::Image => "image",
         }
     }
 }
@@ -147,7 +153,8 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
     let (doc, _) = config::parse(&Source::new("host", text, format));
     let nodes: Vec<&Node> = doc.nodes_named(kind.node()).collect();
     let names: Vec<String> = nodes.iter().map(|n| arg_str(n, 0)).collect();
-    let Some(node) = nodes.iter().find(|n| arg_str(n, 0) == name) else {
+    let found = nodes.iter().find(|n| arg_str(n, 0) == name);
+    let Some(node) = found.filter(|_| matches!(kind, Kind::Network | Kind::Container)) else {
         return Ok(json!({ "names": names, "form": null }));
     };
     let has = |child: &str| node.child(child).is_some();
@@ -161,6 +168,7 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
             ipv6: child_arg("ipv6"),
             ipv6_nat: node.child("ipv6").is_some_and(|c| c.child("nat").is_some()),
         }),
+        Kind::Template | Kind::Image => Value::Null,
         Kind::Container => {
             let net = node.child("network");
             json!(ContainerForm {
@@ -258,6 +266,7 @@ fn managed(kind: Kind) -> &'static [&'static [&'static str]] {
             &["autostart"],
             &["ssh", "authorized-key"],
         ],
+        Kind::Template | Kind::Image => &[],
     }
 }
 
