@@ -145,7 +145,9 @@ async function act(verb) {
       const { job } = await api('POST', path);
       const box = h('div', { class: 'small' });
       fill($('result'), box);
-      await new Promise((resolve) => { follow(job, box, (ok, event) => { result(ok, event.message); resolve(); }); });
+      await new Promise((resolve) => {
+        follow(job, box, (ok, event) => { result(ok, event.message); resolve(); }, { quiet: true });
+      });
     } else {
       const body = verb === 'kill' ? { signal: $('signal').value } : undefined;
       const answer = await api('POST', path, body);
