@@ -84,13 +84,13 @@ fn round_trip(what: &str, format: Format, text: &str) -> Result<usize, String> {
         return Ok(0);
     }
     let mut checked = 0;
-    for kind in [Kind::Network, Kind::Container] {
+    for (kind, kind_name) in [(Kind::Network, "network"), (Kind::Container, "container")] {
         let names = edit::read(text, format, kind, "")?["names"].clone();
         for name in names.as_array().unwrap() {
             let name = name.as_str().unwrap();
             let values = edit::read(text, format, kind, name)?["form"].clone();
             let edit: Edit = serde_json::from_value(serde_json::json!({
-                "kind": match kind { Kind::Network => "network", Kind::Container => "container" },
+                "kind": kind_name,
                 "values": values,
             }))
             .map_err(|e| format!("{what}: the form of {name} does not read back: {e}"))?;

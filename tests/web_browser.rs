@@ -180,7 +180,7 @@ fn the_container_page_acts_and_its_console_runs_commands_on_a_live_host() {
         Duration::from_secs(10),
         || {
             // (The brackets keep pgrep from finding the `timeout` it runs under.)
-        let left = lab.run(&["pgrep", "-f", "runuser -[l] root"]);
+            let left = lab.run(&["pgrep", "-f", "runuser -[l] root"]);
             (!left.status.success())
                 .then_some(())
                 .ok_or_else(|| String::from_utf8_lossy(&left.stdout).into_owned())
