@@ -303,15 +303,7 @@ pub fn check(
     verb: &'static str,
     events: Events<'_>,
 ) -> miette::Result<()> {
-    let session = Session::open(target, Access::ReadShared, events)?;
-    if !session.system.is_live() {
-        return Err(Refused::FilesOnly {
-            root: target.root.display().to_string(),
-            verb,
-        }
-        .into());
-    }
-    managed(&session, name)?;
+    managed(&live_reader(target, verb, events)?, name)?;
     Ok(())
 }
 
@@ -716,14 +708,14 @@ pub struct Sample {
     pub stats: Option<crate::backend::stats::Stats>,
 }
 
-/// A session under the shared lock on the running system (measuring
-/// need not keep an apply waiting), or why there is none.
-fn live_reader(target: &Target, events: Events<'_>) -> miette::Result<Session> {
+/// A session under the shared lock on the running system (looking need
+/// not keep an apply waiting), or why there is none to `verb` in.
+fn live_reader(target: &Target, verb: &'static str, events: Events<'_>) -> miette::Result<Session> {
     let session = Session::open(target, Access::ReadShared, events)?;
     if !session.system.is_live() {
         return Err(Refused::FilesOnly {
             root: target.root.display().to_string(),
-            verb: "measure",
+            verb,
         }
         .into());
     }
@@ -752,7 +744,7 @@ fn samples_of(session: &mut Session, names: &BTreeSet<String>) -> miette::Result
 
 /// One sample of container `name` of the current generation.
 pub fn sample(target: &Target, name: &Name, events: Events<'_>) -> miette::Result<Sample> {
-    let mut session = live_reader(target, events)?;
+    let mut session = live_reader(target, "measure", events)?;
     managed(&session, name)?;
     let mut one = samples_of(&mut session, &BTreeSet::from([name.to_string()]))?;
     Ok(one.remove(0))
