@@ -27,6 +27,9 @@ container "web" {
     image "guest"
     network "lan"
     forward "tcp" host=8080 container=80
+    bind "/srv/www" "/var/www" read-only=#true
+    limits memory="1G" cpus=1.5
+    environment TZ="Etc/UTC"
 }
 container "db" {
     image "guest"
@@ -270,4 +273,107 @@ fn an_unconfirmed_apply_arms_its_revert_before_it_commits_and_is_reverted_after_
     );
     let list = ctm::engine::generations::list(&target, Access::Read, &mut |_| {}).unwrap();
     assert!(list.generations[0].reverted.is_some());
+}
+
+/// A journal whose last lines are two, one of them hostile.
+struct TwoLines;
+
+impl ctm::backend::journal::Journal for TwoLines {
+    fn command(&self, query: &ctm::backend::journal::LogQuery) -> Option<std::process::Command> {
+        let mut c = std::process::Command::new("printf");
+        c.arg(format!("{}: started\\n<b>hi</b>\\r\\n", query.name));
+        Some(c)
+    }
+}
+
+fn sources() -> ctm::engine::status::Sources<'static> {
+    ctm::engine::status::Sources {
+        host_file: None,
+        resources: &ctm::backend::cgroups::NoResources,
+        files_only_reason: None,
+    }
+}
+
+#[test]
+fn the_container_page_has_its_settings_steps_logs_and_a_sample() {
+    use ctm::engine::containers::{detail, sample};
+    use ctm::model::Name;
+    let h = Host::new();
+    h.apply(None).unwrap();
+    let web = Name::parse("web").unwrap();
+    let d = detail(&h.target(), &sources(), &TwoLines, &web, 20, &mut |_| {}).unwrap();
+    assert_eq!(d.status.state.as_deref(), Some("running"));
+    assert_eq!(d.status.forwards, ["tcp 8080 → 80"]);
+    assert_eq!(d.generation, Some(1));
+    assert_eq!(d.binds[0].source, "/srv/www");
+    assert!(d.binds[0].read_only);
+    assert_eq!(d.limits.memory_bytes, Some(1 << 30));
+    assert_eq!(d.limits.cpus, Some(1.5));
+    assert_eq!(d.environment["TZ"], "Etc/UTC");
+    let ids: Vec<&str> = d.steps.iter().map(|s| s.id.as_str()).collect();
+    assert!(ids.contains(&"networkd"), "{ids:?}");
+    assert_eq!(d.logs, ["web: started", "<b>hi</b>"]);
+    assert_eq!(d.logs_note, None);
+    let e = detail(
+        &h.target(),
+        &sources(),
+        &TwoLines,
+        &Name::parse("nosuch").unwrap(),
+        20,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "container nosuch is not managed by ctm: generation 1 has no container nosuch"
+    );
+    // Successive samples: the CPU time grows, the page divides.
+    let first = sample(&h.target(), &web, &mut |_| {}).unwrap();
+    let second = sample(&h.target(), &web, &mut |_| {}).unwrap();
+    assert_eq!(first.state, "running");
+    let cpu = |s: &ctm::engine::containers::Sample| s.stats.as_ref().unwrap().cpu_usec.unwrap();
+    assert_eq!(cpu(&second) - cpu(&first), 1_000_000);
+    assert!(second.sampled_at_ms >= first.sampled_at_ms);
+}
+
+#[test]
+fn metrics_report_each_container_the_drift_and_the_last_apply() {
+    use ctm::engine::metrics::metrics;
+    let h = Host::new();
+    let target = h.target();
+    let before = metrics(&target, &sources(), &mut |_| {}).unwrap().render();
+    assert!(before.contains("ctm_generation 0\n"), "{before}");
+    assert!(!before.contains("ctm_last_apply"), "{before}");
+    h.apply(None).unwrap();
+    let web = ctm::model::Name::parse("web").unwrap();
+    ctm::engine::containers::set_paused(&target, &web, true, &mut |_| {}).unwrap();
+    let text = metrics(&target, &sources(), &mut |_| {}).unwrap().render();
+    for line in [
+        "ctm_live 1",
+        "ctm_generation 1",
+        "ctm_last_apply_success 1",
+        "ctm_last_apply_result{result=\"applied\"} 1",
+        "ctm_drift{kind=\"file\"} 0",
+        "ctm_container_state{container=\"web\",state=\"paused\"} 1",
+        "ctm_container_state{container=\"web\",state=\"running\"} 0",
+        "ctm_container_state{container=\"db\",state=\"running\"} 1",
+        "ctm_container_paused{container=\"web\"} 1",
+        "ctm_container_memory_bytes{container=\"db\"} 67108864",
+        "ctm_container_network_receive_bytes_total{container=\"web\"} 5000",
+        "# TYPE ctm_container_cpu_seconds_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    // Every sample's family has its help and type.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let family = line.split(['{', ' ']).next().unwrap();
+        assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+    }
+    let last = ctm::state::Store::new(&h.root())
+        .last_apply()
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.result, "applied");
+    assert_eq!(last.generation, Some(1));
 }

@@ -324,6 +324,27 @@ struct Fixture {
 }
 
 fn fixture(spec: &Arc<Spec>, journal: Box<dyn Journal>, files_only: Option<&str>) -> Fixture {
+    fixture_on(spec, journal, files_only, None)
+}
+
+/// A fixture whose sessions drive the recording fake, as if the root were
+/// a live host: containers start, pause, report their use.
+fn live_fixture(spec: &Arc<Spec>) -> Fixture {
+    let fake = ctm::backend::recording::Recording::new();
+    fixture_on(
+        spec,
+        Box::new(Printf),
+        None,
+        Some(Arc::new(move || Box::new(fake.clone()))),
+    )
+}
+
+fn fixture_on(
+    spec: &Arc<Spec>,
+    journal: Box<dyn Journal>,
+    files_only: Option<&str>,
+    system: Option<ctm::engine::session::SystemFactory>,
+) -> Fixture {
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let config = Config {
@@ -334,6 +355,7 @@ fn fixture(spec: &Arc<Spec>, journal: Box<dyn Journal>, files_only: Option<&str>
         journal,
         files_only_reason: files_only.map(str::to_string),
         allow_files_only: false,
+        system,
     };
     let (state, _) = AppState::new(config).unwrap();
     let app = ctm::web::router(state.clone());
@@ -501,6 +523,32 @@ impl Fixture {
             events: Vec::new(),
         };
         self.spec.check(&method, path, &sent, &mut answer);
+        answer
+    }
+
+    /// A WebSocket handshake with the token, checked against the document.
+    async fn handshake(&self, path: &str) -> Answer {
+        let request = Request::get(path)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.state.auth.token()),
+            )
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, text) = self.send(request).await;
+        let mut answer = Answer {
+            status,
+            headers,
+            text,
+            json: None,
+            events: Vec::new(),
+        };
+        self.spec
+            .check(&Method::GET, path, &Sent::Nothing, &mut answer);
         answer
     }
 
@@ -1009,6 +1057,92 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
         .await
         .expect(S::CONFLICT);
     assert!(a.json()["help"].as_str().unwrap().contains("--files-only"));
+    g.api(Method::POST, "/api/containers/web/stop", Sent::Nothing)
+        .await
+        .expect(S::CONFLICT);
+
+    // The container page and its buttons, on a files-only root: the page,
+    // without live values; the buttons, refused.
+    f.get("/api/containers/web").await.expect(S::OK);
+    f.get("/api/containers/web/stats").await.expect(S::CONFLICT);
+    f.api(Method::POST, "/api/containers/web/start", Sent::Nothing)
+        .await
+        .expect(S::CONFLICT);
+    f.handshake("/api/containers/web/console")
+        .await
+        .expect(S::CONFLICT);
+    f.get("/metrics").await.expect(S::OK);
+    f.call(Method::GET, "/metrics", &Auth::None, Sent::Nothing)
+        .await
+        .expect(S::UNAUTHORIZED);
+
+    // On a live host (the recording fake).
+    let h = live_fixture(&spec);
+    let fingerprint = h.fingerprint().await;
+    let job = h.start_apply(json!({ "fingerprint": fingerprint })).await;
+    h.job_events(job).await;
+    let page = h.get("/api/containers/web").await.expect(S::OK);
+    assert_eq!(page.json()["status"]["state"], "running");
+    h.get("/api/containers/nosuch").await.expect(S::NOT_FOUND);
+    h.get("/api/containers/no%20such")
+        .await
+        .expect(S::BAD_REQUEST);
+    h.get("/api/containers/web/stats").await.expect(S::OK);
+    h.get("/api/containers/nosuch/stats")
+        .await
+        .expect(S::NOT_FOUND);
+    h.get("/metrics").await.expect(S::OK);
+    for verb in ["stop", "start", "restart"] {
+        let a = h
+            .api(
+                Method::POST,
+                &format!("/api/containers/web/{verb}"),
+                Sent::Nothing,
+            )
+            .await
+            .expect(S::ACCEPTED);
+        let events = h.job_events(a.json()["job"].as_u64().unwrap()).await;
+        assert_eq!(events.last().unwrap()["kind"], "done", "{verb}: {events:?}");
+    }
+    h.api(Method::POST, "/api/containers/nosuch/stop", Sent::Nothing)
+        .await
+        .expect(S::NOT_FOUND);
+    for verb in ["pause", "resume"] {
+        h.api(
+            Method::POST,
+            &format!("/api/containers/web/{verb}"),
+            Sent::Nothing,
+        )
+        .await
+        .expect(S::OK);
+    }
+    h.api(Method::POST, "/api/containers/nosuch/pause", Sent::Nothing)
+        .await
+        .expect(S::NOT_FOUND);
+    h.post("/api/containers/web/kill", json!({ "signal": "TERM" }))
+        .await
+        .expect(S::OK);
+    h.post("/api/containers/web/kill", json!({ "signal": "NOSUCH" }))
+        .await
+        .expect(S::BAD_REQUEST);
+    h.api(
+        Method::POST,
+        "/api/containers/web/kill",
+        Sent::Rejected(json!({})),
+    )
+    .await
+    .expect(S::UNPROCESSABLE_ENTITY);
+    // The console: refused before the upgrade when it is not a handshake,
+    // and here, in-process, where no connection can be upgraded.
+    h.get("/api/containers/web/console")
+        .await
+        .expect(S::BAD_REQUEST);
+    h.handshake("/api/containers/web/console?cols=100&rows=30")
+        .await
+        .expect(S::UPGRADE_REQUIRED);
+    h.handshake("/api/containers/nosuch/console")
+        .await
+        .expect(S::NOT_FOUND);
 
     // The fleet page's API (ctm serve --fleet), over the fake of SSH.
     let (fl, fleet) = fleet_fixture(&spec);

@@ -120,6 +120,36 @@ fn exec_shell_stats_pause_resume_and_kill() {
     let busy = stats(&lab);
     eprintln!("stats of a busy container in the lab: {busy}");
 
+    // `ctm serve`'s /metrics, read by the Prometheus client library's own
+    // parser: the container runs, and its CPU time shows.
+    let token = serve_in_lab(&lab);
+    let answer = http_in_lab(&lab, "/metrics", Some(&token));
+    let (head, text) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    // The server's own compression is off for a client that asks none;
+    // chunked transfer is undone here.
+    let text = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(text)
+    } else {
+        text.to_string()
+    };
+    if let Some(families) = prometheus_parse(&text) {
+        let running = families["ctm_container_state"]["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s[1]["container"] == "work" && s[1]["state"] == "running" && s[2] == 1.0);
+        assert!(running, "{text}");
+        let cpu = families["ctm_container_cpu_seconds"]["samples"][0][2]
+            .as_f64()
+            .unwrap_or_default();
+        assert!(cpu > 1.0, "{text}");
+        assert_eq!(families["ctm_live"]["samples"][0][2], 1.0, "{text}");
+    }
+
     ctm_ok(&lab, &["pause", "work"]);
     let events = lab.ok(&[
         "cat",
@@ -173,4 +203,20 @@ fn exec_shell_stats_pause_resume_and_kill() {
     );
     let out = ctm(&lab, &["kill", "work", "--signal", "NOSUCH"]);
     assert!(flat(&out).contains("is not a signal"), "{}", flat(&out));
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+fn dechunk(mut text: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, rest)) = text.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        body.push_str(&rest[..size]);
+        text = rest[size..].trim_start_matches("\r\n");
+    }
+    body
 }

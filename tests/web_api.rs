@@ -65,9 +65,13 @@ fn fixture_with(journal: Box<dyn Journal>) -> Fixture {
         journal,
         files_only_reason: None,
         allow_files_only: false,
+        system: None,
     };
     let (state, fresh) = AppState::new(config).unwrap();
-    assert!(fresh.is_some(), "a first start makes a token");
+    assert!(
+        fresh.login.is_some() && fresh.metrics.is_some(),
+        "a first start makes the tokens"
+    );
     let app = ctm::web::router(state.clone());
     Fixture {
         _dir: dir,
@@ -80,6 +84,37 @@ fn fixture_with(journal: Box<dyn Journal>) -> Fixture {
 
 fn fixture() -> Fixture {
     fixture_with(Box::new(NoJournal))
+}
+
+/// A fixture whose sessions drive the recording fake, as if the root were
+/// a live host: containers start, pause and report their use.
+fn live_fixture() -> (Fixture, ctm::backend::recording::Recording) {
+    let (dir, host) = scratch_example("homelab.kdl");
+    let root = dir.path().join("root");
+    let fake = ctm::backend::recording::Recording::new();
+    let system = fake.clone();
+    let config = Config {
+        host_file: Some(host.clone()),
+        fleet: None,
+        root: root.clone(),
+        resources: Box::new(OneBusyContainer),
+        journal: Box::new(Printf),
+        files_only_reason: None,
+        allow_files_only: false,
+        system: Some(std::sync::Arc::new(move || Box::new(system.clone()))),
+    };
+    let (state, _) = AppState::new(config).unwrap();
+    let app = ctm::web::router(state.clone());
+    (
+        Fixture {
+            _dir: dir,
+            host,
+            root,
+            state,
+            app,
+        },
+        fake,
+    )
 }
 
 /// How a request proves who it is.
@@ -298,7 +333,10 @@ async fn the_token_file_is_private_and_kept() {
     assert_eq!(f.state.auth.token().len(), 64);
     let (again, fresh) = ctm::web::auth::Auth::load_or_create(&f.root).unwrap();
     assert_eq!(again.token(), f.state.auth.token());
-    assert!(fresh.is_none(), "the token is printed once only");
+    assert!(
+        fresh.login.is_none() && fresh.metrics.is_none(),
+        "the tokens are printed once only"
+    );
 }
 
 #[tokio::test]
@@ -1189,6 +1227,7 @@ fn files_only_fixture(allow: bool) -> Fixture {
         journal: Box::new(NoJournal),
         files_only_reason: Some("connecting to the system D-Bus failed".into()),
         allow_files_only: allow,
+        system: None,
     };
     let (state, _) = AppState::new(config).unwrap();
     let app = ctm::web::router(state.clone());
@@ -1383,4 +1422,260 @@ async fn a_server_of_a_fleet_alone_serves_the_fleet_page_only() {
     assert_eq!(hosts[0]["host"], "h1");
     assert_eq!(hosts[0]["generation"], Value::Null);
     assert_eq!(hosts[0]["error"], Value::Null);
+}
+
+async fn web_state(f: &Fixture) -> Value {
+    f.api(Method::GET, "/api/containers/web", None).await.json()["status"]["state"].clone()
+}
+
+#[tokio::test]
+async fn the_container_page_shows_one_container_and_its_buttons_act() {
+    let (f, fake) = live_fixture();
+    let done = f.apply().await;
+    assert_eq!(done.last().unwrap()["kind"], "done", "{done:?}");
+    let a = f.api(Method::GET, "/api/containers/web", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let d = a.json();
+    assert_eq!(d["status"]["state"], "running");
+    assert_eq!(d["status"]["forwards"], json!(["tcp 8080 → 80"]));
+    assert_eq!(d["binds"][0]["target"], "/var/www");
+    assert_eq!(d["limits"]["memory_bytes"], 1u64 << 30);
+    assert_eq!(
+        d["logs"],
+        json!(["web: started", "<script>alert(1)</script>"])
+    );
+    assert!(!d["steps"].as_array().unwrap().is_empty());
+    let a = f.api(Method::GET, "/api/containers/nosuch", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+    assert!(a.json()["help"].as_str().unwrap().contains("web"));
+    let a = f.api(Method::GET, "/api/containers/no%20such", None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+
+    // Two samples: the page divides the CPU time by the time between.
+    let one = f
+        .api(Method::GET, "/api/containers/web/stats", None)
+        .await
+        .json();
+    let two = f
+        .api(Method::GET, "/api/containers/web/stats", None)
+        .await
+        .json();
+    assert_eq!(
+        two["stats"]["cpu_usec"].as_u64().unwrap() - one["stats"]["cpu_usec"].as_u64().unwrap(),
+        1_000_000
+    );
+
+    // Pause and resume at once; stop and start as jobs.
+    let a = f.api(Method::POST, "/api/containers/web/pause", None).await;
+    assert_eq!(a.json()["done"], "Paused container web.");
+    assert_eq!(web_state(&f).await, "paused");
+    let a = f
+        .api(Method::POST, "/api/containers/web/resume", None)
+        .await;
+    assert_eq!(a.json()["done"], "Resumed container web.");
+    assert_eq!(web_state(&f).await, "running");
+    let a = f.api(Method::POST, "/api/containers/web/stop", None).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["message"], "Stopped container web.");
+    assert_eq!(web_state(&f).await, "stopped");
+    let a = f.api(Method::POST, "/api/containers/web/start", None).await;
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(
+        events.last().unwrap()["message"],
+        "Started container web.",
+        "{events:?}"
+    );
+    assert!(fake.running().contains("web"));
+    let a = f
+        .api(Method::POST, "/api/containers/web/restart", None)
+        .await;
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+
+    // Kill takes a signal, by name or number.
+    let a = f
+        .api(
+            Method::POST,
+            "/api/containers/web/kill",
+            Some(json!({ "signal": "HUP" })),
+        )
+        .await;
+    assert_eq!(a.json()["done"], "Sent signal HUP to container web.");
+    assert!(
+        fake.take_calls()
+            .contains(&"kill web with signal 1".to_string())
+    );
+    let a = f
+        .api(
+            Method::POST,
+            "/api/containers/web/kill",
+            Some(json!({ "signal": "NOSUCH" })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not a signal")
+    );
+    let a = f
+        .api(Method::POST, "/api/containers/nosuch/stop", None)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+
+    // A session needs its CSRF token for each of them.
+    let (cookie, csrf) = f.login().await;
+    let a = f
+        .call(
+            Method::POST,
+            "/api/containers/web/pause",
+            &Auth::Cookie(cookie.clone(), None),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = f
+        .call(
+            Method::POST,
+            "/api/containers/web/pause",
+            &Auth::Cookie(cookie, Some(csrf)),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+}
+
+#[tokio::test]
+async fn a_files_only_root_refuses_the_container_verbs() {
+    let f = fixture();
+    f.apply().await;
+    let a = f.api(Method::GET, "/api/containers/web", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["status"]["state"], Value::Null);
+    assert_eq!(a.json()["logs_note"], ctm::status::LOGS_NEED_LIVE);
+    for (method, path) in [
+        (Method::GET, "/api/containers/web/stats"),
+        (Method::POST, "/api/containers/web/start"),
+        (Method::POST, "/api/containers/web/pause"),
+        (Method::GET, "/api/containers/web/console"),
+    ] {
+        let a = f.api(method, path, None).await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{path}: {}", a.text);
+        assert!(
+            a.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("files-only root"),
+            "{path}: {}",
+            a.text
+        );
+    }
+    let f = files_only_fixture(false);
+    let a = f.api(Method::POST, "/api/containers/web/stop", None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("manages the files under / only")
+    );
+}
+
+/// A WebSocket handshake for the console, as a browser sends it.
+fn handshake(cookie: &str, csrf: Option<&str>, site: &str) -> Request<Body> {
+    let uri = match csrf {
+        Some(csrf) => format!("/api/containers/web/console?cols=100&rows=30&csrf={csrf}"),
+        None => "/api/containers/web/console".to_string(),
+    };
+    Request::get(uri)
+        .header(header::COOKIE, format!("ctm_session={cookie}"))
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+        .header(header::HOST, "127.0.0.1:7780")
+        .header(header::ORIGIN, "http://127.0.0.1:7780")
+        .header("sec-fetch-site", site)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_console_handshake_is_held_to_the_rules_of_a_change() {
+    let f = fixture();
+    let (cookie, csrf) = f.login().await;
+    let status = |r: Request<Body>| {
+        let app = f.app.clone();
+        async move { app.oneshot(r).await.unwrap().status() }
+    };
+    // Another site's page cannot open a console, even with the token.
+    assert_eq!(
+        status(handshake(&cookie, Some(&csrf), "cross-site")).await,
+        StatusCode::FORBIDDEN
+    );
+    // Nor a page without the session's CSRF token.
+    assert_eq!(
+        status(handshake(&cookie, None, "same-origin")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(handshake(&cookie, Some(&"0".repeat(64)), "same-origin")).await,
+        StatusCode::FORBIDDEN
+    );
+    // With it, the use case answers: nothing runs under a files-only root.
+    assert_eq!(
+        status(handshake(&cookie, Some(&csrf), "same-origin")).await,
+        StatusCode::CONFLICT
+    );
+    // Without a session, nothing.
+    let mut r = handshake("nosuch", Some(&csrf), "same-origin");
+    r.headers_mut().remove(header::COOKIE);
+    assert_eq!(status(r).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn metrics_parse_and_need_a_token() {
+    let (f, _fake) = live_fixture();
+    f.apply().await;
+    let a = f.call(Method::GET, "/metrics", &Auth::None, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // The metrics token reads /metrics and nothing else.
+    let metrics_token = Auth::Bearer(f.state.auth.metrics_token().to_string());
+    let a = f
+        .call(Method::GET, "/api/status", &metrics_token, None)
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = f.call(Method::GET, "/metrics", &metrics_token, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(
+        a.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let same = f.api(Method::GET, "/metrics", None).await;
+    assert_eq!(same.status, StatusCode::OK);
+    let mode = std::fs::metadata(&f.state.auth.metrics_path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let Some(families) = prometheus_parse(&a.text) else {
+        return;
+    };
+    assert_eq!(families["ctm_generation"]["samples"][0][2], 1.0);
+    assert_eq!(families["ctm_last_apply_success"]["samples"][0][2], 1.0);
+    assert_eq!(families["ctm_container_cpu_seconds"]["type"], "counter");
+    let running: Vec<&Value> = families["ctm_container_state"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s[1]["state"] == "running" && s[2] == 1.0)
+        .collect();
+    let names: Vec<&str> = running
+        .iter()
+        .map(|s| s[1]["container"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"web") && names.contains(&"ci"), "{names:?}");
 }

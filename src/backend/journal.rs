@@ -49,6 +49,68 @@ pub trait Journal: Send + Sync {
     /// The command that prints the entries `query` asks for, one a line;
     /// `None` when there is no journal to read (not the running system).
     fn command(&self, query: &LogQuery) -> Option<Command>;
+
+    /// The last `lines` entries of container `name`'s journal; `None`
+    /// when there is no journal to read. Runs [`Journal::command`] and
+    /// waits for it, at most 5 s.
+    fn last_lines(&self, name: &str, lines: u32) -> Option<Result<Vec<String>, String>> {
+        let query = LogQuery {
+            name: name.to_string(),
+            follow: false,
+            lines,
+            unit: false,
+            since: None,
+            grep: None,
+        };
+        let command = self.command(&query)?;
+        Some(read_lines(command, std::time::Duration::from_secs(5)))
+    }
+}
+
+/// Runs `command` and returns the lines it prints, killing it if it takes
+/// longer than `limit`.
+fn read_lines(mut command: Command, limit: std::time::Duration) -> Result<Vec<String>, String> {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run journalctl: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("journalctl has no output")?;
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("journalctl took longer than {} s", limit.as_secs()));
+            }
+            Err(e) => return Err(format!("journalctl: {e}")),
+        }
+    };
+    let bytes = reader.join().unwrap_or_default();
+    if !status.success() {
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        return Err(format!("journalctl failed ({status}): {}", stderr.trim()));
+    }
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| l.replace('\r', ""))
+        .collect())
 }
 
 /// No journal: a root that is not the running system.

@@ -125,6 +125,71 @@ pub fn spawn(
     Ok(Pty { master, child })
 }
 
+/// Kills process `leader`, which leads a session of its own (as every
+/// command [`spawn`] starts does), and every process in its session or
+/// below it: for a command in a container, the `nsenter` on the host, the
+/// shell it started inside, and whatever that started (background jobs
+/// included). Looks again until none is left, so that a process forking
+/// meanwhile is caught too.
+pub fn kill_session(leader: u32) {
+    use std::collections::{BTreeMap, BTreeSet};
+    for _ in 0..20 {
+        // pid → (parent, session), from /proc/PID/stat.
+        let mut table: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // The command name may hold spaces and parentheses: the fields
+            // start after the last `)`.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            if let (Some(ppid), Some(session)) = (
+                fields.get(1).and_then(|f| f.parse().ok()),
+                fields.get(3).and_then(|f| f.parse().ok()),
+            ) {
+                table.insert(pid, (ppid, session));
+            }
+        }
+        let mut doomed: BTreeSet<u32> = table
+            .iter()
+            .filter(|(pid, (_, session))| **pid == leader || *session == leader)
+            .map(|(pid, _)| *pid)
+            .collect();
+        loop {
+            let more: Vec<u32> = table
+                .iter()
+                .filter(|(pid, (ppid, _))| doomed.contains(ppid) && !doomed.contains(pid))
+                .map(|(pid, _)| *pid)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            doomed.extend(more);
+        }
+        if doomed.is_empty() {
+            return;
+        }
+        for pid in doomed {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Tells the command its terminal's new size.
 pub fn resize(master: &impl AsFd, window: Winsize) -> io::Result<()> {
     // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer given.
@@ -256,6 +321,36 @@ pub fn run_attached(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn killing_a_session_takes_its_background_jobs_along() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "sleep 300 & sleep 300 & echo started; wait"]);
+        let mut pty = spawn(command, size(80, 24), None).unwrap();
+        let mut buffer = [0u8; 64];
+        let n = pty.master.read(&mut buffer).unwrap();
+        assert!(String::from_utf8_lossy(&buffer[..n]).contains("started"));
+        let leader = pty.child.id();
+        kill_session(leader);
+        assert!(!pty.child.wait().unwrap().success());
+        // No process of that session is left (zombies aside, whose parent
+        // has not reaped them yet: they hold nothing).
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .unwrap()
+                    .1
+                    .split_whitespace()
+                    .collect();
+                fields[3] == leader.to_string() && fields[0] != "Z"
+            })
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 
     #[test]
     fn a_command_gets_a_terminal_of_its_own_with_its_size() {

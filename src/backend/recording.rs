@@ -22,6 +22,8 @@ pub struct Log {
     pub running: BTreeSet<String>,
     /// Running containers that are paused.
     pub paused: BTreeSet<String>,
+    /// How many times resource use was sampled.
+    pub samples: u64,
 }
 
 /// The fake. Cloning gives another handle on the same log and settings,
@@ -229,6 +231,58 @@ impl System for Recording {
             log.paused.remove(name);
         }
         Ok(())
+    }
+
+    fn leader(&mut self, name: &str) -> Result<Option<u32>, SystemError> {
+        let running = self.running();
+        Ok(running
+            .iter()
+            .position(|n| n == name)
+            .map(|i| 1000 + i as u32))
+    }
+
+    /// Every running container uses one second of CPU more at each
+    /// sample, 64 MiB of memory of a 1 GiB limit, and a little I/O.
+    fn stats(
+        &mut self,
+        names: &BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, super::stats::Stats>>, SystemError> {
+        use super::stats::{Io, Memory, Network, Pids, Stats};
+        let mut log = lock(&self.log);
+        log.samples += 1;
+        let n = log.samples;
+        Ok(Some(
+            names
+                .iter()
+                .filter(|name| log.running.contains(*name))
+                .map(|name| {
+                    let stats = Stats {
+                        cpu_usec: Some(n * 1_000_000),
+                        memory: Some(Memory {
+                            current_bytes: 64 << 20,
+                            peak_bytes: Some(80 << 20),
+                            limit_bytes: Some(1 << 30),
+                        }),
+                        io: Some(Io {
+                            read_bytes: 4096,
+                            write_bytes: 8192,
+                        }),
+                        pids: Some(Pids {
+                            current: 7,
+                            limit: None,
+                        }),
+                        network: Some(Network {
+                            rx_bytes: 5000,
+                            tx_bytes: 3000,
+                            rx_packets: 50,
+                            tx_packets: 30,
+                        }),
+                        unavailable: Vec::new(),
+                    };
+                    (name.clone(), stats)
+                })
+                .collect(),
+        ))
     }
 
     fn kill(&mut self, name: &str, signal: i32) -> Result<(), SystemError> {

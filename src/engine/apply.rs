@@ -214,6 +214,40 @@ pub fn apply(
     if let Some(refused) = prepared.refusal() {
         return Err(refused.into());
     }
+    let started = std::time::Instant::now();
+    let applied = apply_prepared(target, prepared, confirm_timeout, runner, events);
+    // The ctm that started an apply's unit records it, once; a root ctm
+    // never managed gets nothing written.
+    let store = target.store();
+    if runner != Runner::InUnit && store.dir().is_dir() {
+        let result = match &applied {
+            Ok(Applied::Generation(_)) => "applied",
+            Ok(Applied::NoChanges) => "no-changes",
+            Ok(Applied::Unconfirmed(_)) => "unconfirmed",
+            Err(_) => "failed",
+        };
+        let last = crate::state::LastApply {
+            at: crate::clock::now_unix(),
+            seconds: started.elapsed().as_secs_f64(),
+            result: result.into(),
+            generation: store.current().ok().flatten(),
+        };
+        if let Err(e) = store.set_last_apply(&last) {
+            events(Event::Warning {
+                message: format!("cannot record how the apply ended: {e}"),
+            });
+        }
+    }
+    applied
+}
+
+fn apply_prepared(
+    target: &Target,
+    prepared: PreparedApply,
+    confirm_timeout: Option<Timeout>,
+    runner: Runner,
+    events: Events<'_>,
+) -> miette::Result<Applied> {
     let PreparedApply {
         desired,
         mut session,

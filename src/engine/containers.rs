@@ -5,7 +5,7 @@
 //! boot and is stopped by hand is drift that the next plan shows (and the
 //! next apply undoes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -94,7 +94,7 @@ pub fn act(target: &Target, verb: Verb, name: &Name, events: Events<'_>) -> miet
     let mut session = live_session(target, verb.name(), events)?;
     let name = name.as_str().to_string();
     let expect = expectations(&session, &name)?;
-    let reason = "asked for on the command line".to_string();
+    let reason = "asked for by hand".to_string();
     let actions = match verb {
         // Idempotent on either side: the root file system is made if it is
         // missing, and steps whose check passes do not run.
@@ -256,23 +256,14 @@ fn managed(
     session: &Session,
     name: &Name,
 ) -> miette::Result<(u64, Option<crate::model::Container>)> {
-    let Some(current) = session.store.current()? else {
-        return Err(miette!(
-            help = "ctm operates the containers it applied",
-            "container {name} is not managed by ctm: nothing has been applied yet"
-        ));
+    let current = session.store.current()?;
+    let expect = match current {
+        Some(n) => health::of(&session.store.artifacts(n)?).map_err(|e| miette!("{e}"))?,
+        None => Health::default(),
     };
-    let expect = health::of(&session.store.artifacts(current)?).map_err(|e| miette!("{e}"))?;
-    if !expect.containers.contains_key(name.as_str()) {
-        let known: Vec<&str> = expect.containers.keys().map(String::as_str).collect();
-        return Err(miette!(
-            help = format!(
-                "the containers of generation {current}: {}",
-                known.join(", ")
-            ),
-            "container {name} is not managed by ctm: generation {current} has no container {name}"
-        ));
-    }
+    let Some(current) = current.filter(|_| expect.containers.contains_key(name.as_str())) else {
+        return Err(no_such_container(name, current, expect.containers.keys()).into());
+    };
     let model = super::load::stored(&session.store, current)?
         .validated
         .and_then(|v| {
@@ -283,6 +274,37 @@ fn managed(
                 .cloned()
         });
     Ok((current, model))
+}
+
+fn no_such_container<'a>(
+    name: &Name,
+    generation: Option<u64>,
+    known: impl Iterator<Item = &'a String>,
+) -> Refused {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    Refused::NoSuchContainer {
+        name: name.to_string(),
+        generation,
+        help: match generation {
+            None => "ctm operates the containers it applied".into(),
+            Some(n) if known.is_empty() => format!("generation {n} has no containers"),
+            Some(n) => format!("the containers of generation {n}: {}", known.join(", ")),
+        },
+    }
+}
+
+/// Whether `verb` can be done to container `name`: the root is the
+/// running system and the container is one of the current generation's.
+/// Looked at without holding anything, for a face to answer before it
+/// starts a job (the use case looks again).
+pub fn check(
+    target: &Target,
+    name: &Name,
+    verb: &'static str,
+    events: Events<'_>,
+) -> miette::Result<()> {
+    managed(&live_reader(target, verb, events)?, name)?;
+    Ok(())
 }
 
 /// The leader of running container `name`, or why there is none.
@@ -494,4 +516,254 @@ pub fn stats(
             }
         })
         .collect())
+}
+
+/// A bind mount as the container page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BindView {
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    pub idmap: bool,
+}
+
+/// A container's limits; `null`: none.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsView {
+    pub memory_bytes: Option<u64>,
+    /// CPU time in CPUs (`1.5`: 150 % of one).
+    pub cpus: Option<f64>,
+}
+
+/// One provisioning step of the current generation, with what it did
+/// the last time an apply checked it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    pub id: String,
+    pub description: String,
+    /// `before-boot` or `running`.
+    pub phase: crate::compile::provision::Phase,
+    /// What the last apply that checked it found and did; `null` when no
+    /// apply has recorded it (files-only roots record none).
+    pub result: Option<crate::backend::StepRecord>,
+    /// The generation whose apply that was.
+    pub recorded_in: Option<u64>,
+}
+
+/// Everything the container page shows (`GET /api/containers/{name}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerDetail {
+    /// As the status document has it (`containers[]`).
+    pub status: crate::status::ContainerStatus,
+    /// Whether the running system is driven (false: files only).
+    pub live: bool,
+    pub generation: Option<u64>,
+    pub binds: Vec<BindView>,
+    pub limits: LimitsView,
+    pub environment: BTreeMap<String, String>,
+    pub steps: Vec<StepView>,
+    /// The last lines of its journal.
+    pub logs: Vec<String>,
+    /// Why there are no log lines, when there are none to read.
+    pub logs_note: Option<String>,
+}
+
+/// The container page's document: container `name` of the current
+/// generation as the status document shows it, with its binds, limits,
+/// environment, provisioning steps and their results, and the last
+/// `log_lines` lines of its journal.
+pub fn detail(
+    target: &Target,
+    sources: &super::status::Sources<'_>,
+    journal: &dyn Journal,
+    name: &Name,
+    log_lines: u32,
+    events: Events<'_>,
+) -> miette::Result<ContainerDetail> {
+    let mut status = super::status::status(target, Access::ReadShared, sources, events)?;
+    let generation = status.generation.as_ref().map(|m| m.number);
+    let Some(at) = status
+        .containers
+        .iter()
+        .position(|c| c.name == name.as_str())
+    else {
+        let known: Vec<String> = status.containers.iter().map(|c| c.name.clone()).collect();
+        return Err(no_such_container(name, generation, known.iter()).into());
+    };
+    let container = status.containers.swap_remove(at);
+    let store = target.store();
+    let model = match generation {
+        Some(n) => super::load::stored(&store, n)?.validated.and_then(|v| {
+            v.host
+                .containers
+                .values()
+                .find(|c| c.name == *name)
+                .cloned()
+        }),
+        None => None,
+    };
+    let steps = match generation {
+        Some(n) => steps_of(&store, n, name.as_str())?,
+        None => Vec::new(),
+    };
+    let (logs, logs_note) = match journal.last_lines(name.as_str(), log_lines) {
+        Some(Ok(lines)) => (lines, None),
+        Some(Err(why)) => (Vec::new(), Some(why)),
+        None => (Vec::new(), status.logs_note.clone()),
+    };
+    Ok(ContainerDetail {
+        status: container,
+        live: status.live,
+        generation,
+        binds: model.as_ref().map_or_else(Vec::new, |m| {
+            m.binds
+                .iter()
+                .map(|b| BindView {
+                    source: b.source.as_str().to_string(),
+                    target: b.target.as_str().to_string(),
+                    read_only: b.read_only,
+                    idmap: b.idmap,
+                })
+                .collect()
+        }),
+        limits: LimitsView {
+            memory_bytes: model
+                .as_ref()
+                .and_then(|m| m.limits.memory.map(|b| b.bytes())),
+            cpus: model
+                .as_ref()
+                .and_then(|m| m.limits.cpu_quota.map(|q| f64::from(q.percent()) / 100.0)),
+        },
+        environment: model.as_ref().map_or_else(BTreeMap::new, |m| {
+            m.environment
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.as_str().to_string()))
+                .collect()
+        }),
+        steps,
+        logs,
+        logs_note,
+    })
+}
+
+/// Container `name`'s steps in generation `current`, each with the record
+/// of the newest apply up to it that checked the step.
+fn steps_of(
+    store: &crate::state::Store,
+    current: u64,
+    name: &str,
+) -> miette::Result<Vec<StepView>> {
+    let artifacts = store.artifacts(current)?;
+    let path = crate::compile::provision::steps_path(name);
+    let Some(crate::compile::Content::File { text, .. }) =
+        artifacts.files.get(&path).map(|a| &a.content)
+    else {
+        return Ok(Vec::new());
+    };
+    let steps: Vec<crate::compile::provision::Step> =
+        serde_json::from_str(text).map_err(|e| miette!("{path} of generation {current}: {e}"))?;
+    let mut views: Vec<StepView> = steps
+        .into_iter()
+        .map(|s| StepView {
+            id: s.id,
+            description: s.description,
+            phase: s.phase,
+            result: None,
+            recorded_in: None,
+        })
+        .collect();
+    for n in store
+        .generations()?
+        .into_iter()
+        .rev()
+        .filter(|&n| n <= current)
+    {
+        if views.iter().all(|v| v.result.is_some()) {
+            break;
+        }
+        let records = store.provisioned(n)?;
+        for record in records.get(name).into_iter().flatten() {
+            if let Some(view) = views
+                .iter_mut()
+                .find(|v| v.id == record.id && v.result.is_none())
+            {
+                view.result = Some(record.clone());
+                view.recorded_in = Some(n);
+            }
+        }
+    }
+    Ok(views)
+}
+
+/// One sample of what a container uses (the page computes rates from
+/// successive samples, as the dashboard does).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub name: String,
+    /// `running`, `paused` or `stopped`.
+    pub state: String,
+    /// When it was taken (milliseconds since the epoch).
+    pub sampled_at_ms: u64,
+    /// `null` when it does not run.
+    pub stats: Option<crate::backend::stats::Stats>,
+}
+
+/// A session under the shared lock on the running system (looking need
+/// not keep an apply waiting), or why there is none to `verb` in.
+fn live_reader(target: &Target, verb: &'static str, events: Events<'_>) -> miette::Result<Session> {
+    let session = Session::open(target, Access::ReadShared, events)?;
+    if !session.system.is_live() {
+        return Err(Refused::FilesOnly {
+            root: target.root.display().to_string(),
+            verb,
+        }
+        .into());
+    }
+    Ok(session)
+}
+
+/// What each of `names` uses now.
+fn samples_of(session: &mut Session, names: &BTreeSet<String>) -> miette::Result<Vec<Sample>> {
+    let stats = session.system.stats(names)?.unwrap_or_default();
+    let live = session.system.containers(names)?.unwrap_or_default();
+    let at = super::status::millis_now();
+    Ok(names
+        .iter()
+        .map(|name| Sample {
+            name: name.clone(),
+            state: match live.get(name) {
+                Some(l) if l.paused => "paused".to_string(),
+                Some(l) => l.state.clone(),
+                None => "stopped".to_string(),
+            },
+            sampled_at_ms: at,
+            stats: stats.get(name).cloned(),
+        })
+        .collect())
+}
+
+/// One sample of container `name` of the current generation.
+pub fn sample(target: &Target, name: &Name, events: Events<'_>) -> miette::Result<Sample> {
+    let mut session = live_reader(target, "measure", events)?;
+    managed(&session, name)?;
+    let mut one = samples_of(&mut session, &BTreeSet::from([name.to_string()]))?;
+    Ok(one.remove(0))
+}
+
+/// One sample of every container of the current generation (`/metrics`);
+/// `None` on a files-only root.
+pub fn samples(target: &Target, events: Events<'_>) -> miette::Result<Option<Vec<Sample>>> {
+    let mut session = Session::open(target, Access::ReadShared, events)?;
+    if !session.system.is_live() {
+        return Ok(None);
+    }
+    let names: BTreeSet<String> = match session.store.current()? {
+        Some(n) => health::of(&session.store.artifacts(n)?)
+            .map_err(|e| miette!("{e}"))?
+            .containers
+            .into_keys()
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    samples_of(&mut session, &names).map(Some)
 }

@@ -14,7 +14,8 @@
 //! | plan, apply, confirm, roll back | [`Session::plan`], [`apply`] |
 //! | list and compare generations, gc, recover | [`generations`] |
 //! | status (`ctm status`, the dashboard) | [`status`] |
-//! | start, stop, restart, destroy, logs | [`containers`] |
+//! | start, stop, restart, pause, resume, kill, exec, stats, destroy, logs; the container page's document | [`containers`] |
+//! | the Prometheus metrics of `ctm serve` | [`metrics`] |
 //! | info | [`info`] |
 //! | the editor's forms: one network or container read from, or put into, the host file's text | [`edit`] |
 //! | fleets: check, plan, apply, status and push-binary over SSH | [`fleet`] |
@@ -27,6 +28,7 @@ pub mod fleet;
 pub mod generations;
 pub mod info;
 pub mod load;
+pub mod metrics;
 pub mod refused;
 pub mod session;
 pub mod status;

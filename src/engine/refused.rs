@@ -1,6 +1,7 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
-//! The web server answers each with 409 Conflict (or 422 for `Invalid`).
+//! The web server answers each with 409 Conflict (422 for `Invalid`, 404
+//! for `NoSuchContainer`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
@@ -109,4 +110,15 @@ pub enum Refused {
         )
     )]
     FilesOnlyRoot { reason: String },
+    #[error(
+        "container {name} is not managed by ctm: {}",
+        match generation { Some(n) => format!("generation {n} has no container {name}"), None => "nothing has been applied yet".into() }
+    )]
+    #[diagnostic(code(ctm::no_such_container), help("{help}"))]
+    NoSuchContainer {
+        name: String,
+        generation: Option<u64>,
+        /// The containers there are.
+        help: String,
+    },
 }

@@ -24,7 +24,7 @@ pub struct Sources<'a> {
     pub files_only_reason: Option<String>,
 }
 
-fn millis_now() -> u64 {
+pub(crate) fn millis_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

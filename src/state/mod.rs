@@ -17,6 +17,7 @@
 //!     journal.json         what is being switched, from and to where
 //!     backup/...           the pre-switch content of every touched path
 //! pending-confirm.json     an apply waiting for `ctm confirm`
+//! last-apply.json          how the last apply ended, and how long it took
 //! stat-cache.json          hashes of managed files by stat (see `live`)
 //! images/, rootfs/         built images and the trees ctm made (owned by
 //!                          `backend::provision` and `backend::rootfs`)
@@ -52,6 +53,23 @@ const PROVISIONED: &str = "provisioned.json";
 
 /// In a generation: that it was rolled back for want of a confirmation.
 const REVERTED: &str = "reverted.json";
+
+/// How the last apply ended (for `/metrics`).
+const LAST_APPLY: &str = "last-apply.json";
+
+/// How the last apply ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastApply {
+    /// When it ended (Unix seconds).
+    pub at: u64,
+    /// From its start to its end, a wait for confirmation included.
+    pub seconds: f64,
+    /// `applied`, `no-changes`, `unconfirmed` (rolled back for want of a
+    /// confirmation) or `failed` (rolled back, or not switched).
+    pub result: String,
+    /// The generation the host was on when it ended.
+    pub generation: Option<u64>,
+}
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
@@ -803,6 +821,24 @@ impl Store {
         bytes.push(b'\n');
         fs::write_file(&path, &bytes, 0o644)?;
         Ok(())
+    }
+
+    /// Records how the last apply ended.
+    pub fn set_last_apply(&self, last: &LastApply) -> Result<()> {
+        let path = self.dir().join(LAST_APPLY);
+        let mut bytes = serde_json::to_vec_pretty(last).map_err(|e| corrupt(&path, e))?;
+        bytes.push(b'\n');
+        fs::write_file(&path, &bytes, 0o644)?;
+        Ok(())
+    }
+
+    /// How the last apply ended; `None` before the first.
+    pub fn last_apply(&self) -> Result<Option<LastApply>> {
+        let path = self.dir().join(LAST_APPLY);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
     }
 
     /// Whether generation `n` was rolled back for want of a confirmation.

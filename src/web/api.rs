@@ -14,10 +14,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::jobs::{Ready, Reporter};
-use super::{ApiError, AppState, Shared, jobs, logs};
+use super::{ApiError, AppState, Shared, console, jobs, logs, metrics};
 use crate::clock::Timeout;
 use crate::compile;
 use crate::engine::apply::{self, Applied, Runner, Seen};
+use crate::engine::containers::{self, Verb};
 use crate::engine::edit;
 use crate::engine::events::generation_name;
 use crate::engine::generations;
@@ -27,6 +28,7 @@ use crate::engine::load::{
 use crate::engine::status::Sources;
 use crate::engine::{Access, Event, Refused, Session};
 use crate::fs;
+use crate::model::Name;
 use crate::plan::{self, Plan};
 
 pub fn routes() -> Router<Shared> {
@@ -46,6 +48,16 @@ pub fn routes() -> Router<Shared> {
         .route("/api/logs/{name}", get(logs::stream))
         .route("/api/edit/read", post(edit_read))
         .route("/api/edit", post(edit_apply))
+        .route("/api/containers/{name}", get(container))
+        .route("/api/containers/{name}/stats", get(container_stats))
+        .route("/api/containers/{name}/start", post(start))
+        .route("/api/containers/{name}/stop", post(stop))
+        .route("/api/containers/{name}/restart", post(restart))
+        .route("/api/containers/{name}/pause", post(pause))
+        .route("/api/containers/{name}/resume", post(resume))
+        .route("/api/containers/{name}/kill", post(kill))
+        .route("/api/containers/{name}/console", get(console::console))
+        .route("/metrics", get(metrics::metrics))
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -357,18 +369,25 @@ async fn confirm(State(state): State<Shared>, body: Option<Json<ConfirmRequest>>
         .await
 }
 
+impl AppState {
+    /// Where the status document's live parts come from.
+    pub(super) fn sources(&self) -> Sources<'_> {
+        let config = &self.config;
+        Sources {
+            host_file: config.host_file.as_deref(),
+            resources: config.resources.as_ref(),
+            files_only_reason: config.files_only_reason.clone(),
+        }
+    }
+}
+
 /// `GET /api/status`: the status document (as `ctm status --json`).
 async fn status(State(state): State<Shared>) -> ApiResult {
     state
         .clone()
         .workers
         .run(0, move || {
-            let config = &state.config;
-            let sources = Sources {
-                host_file: config.host_file.as_deref(),
-                resources: config.resources.as_ref(),
-                files_only_reason: config.files_only_reason.clone(),
-            };
+            let sources = state.sources();
             let status = crate::engine::status::status(
                 &state.target(),
                 Access::ReadShared,
@@ -518,4 +537,161 @@ async fn edit_apply(State(state): State<Shared>, Json(req): Json<EditRequest>) -
             Ok(Json(json!({ "text": text })))
         })
         .await
+}
+
+/// A container's name from the path, or 400.
+fn container_name(name: &str) -> Result<Name, ApiError> {
+    Name::parse(name).map_err(ApiError::bad_request)
+}
+
+/// How many of a container's last log lines its page shows.
+const PAGE_LOG_LINES: u32 = 50;
+
+/// `GET /api/containers/{name}`: the container page's document.
+async fn container(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    let name = container_name(&name)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let detail = containers::detail(
+                &state.target(),
+                &state.sources(),
+                state.config.journal.as_ref(),
+                &name,
+                PAGE_LOG_LINES,
+                &mut server_log,
+            )?;
+            Ok(Json(json!(detail)))
+        })
+        .await
+}
+
+/// `GET /api/containers/{name}/stats`: one sample of what it uses.
+async fn container_stats(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    let name = container_name(&name)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let sample = containers::sample(&state.target(), &name, &mut server_log)?;
+            Ok(Json(json!(sample)))
+        })
+        .await
+}
+
+/// Start, stop or restart: a job, as they take a while (a start makes
+/// the root file system and provisions it when they are missing), once
+/// the container is known to be one ctm runs here.
+async fn act(
+    state: Shared,
+    name: String,
+    verb: Verb,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
+    let name = container_name(&name)?;
+    let (target, checked) = (state.target(), name.clone());
+    state
+        .workers
+        .run(0, move || {
+            containers::check(&target, &checked, verb.name(), &mut server_log)
+                .map_err(ApiError::from)
+        })
+        .await?;
+    let job_state = state.clone();
+    let id = state
+        .jobs
+        .start(verb.name(), move |ready, report| {
+            ready.accept();
+            let target = job_state.target();
+            match containers::act(&target, verb, &name, &mut |e| report.event(e)) {
+                Ok(()) => {
+                    let current = target.store().current().ok().flatten();
+                    report.done(&format!("{} container {name}.", verb.done()), current);
+                }
+                Err(e) => report.failed(&format!("{e}")),
+            }
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
+}
+
+/// `POST /api/containers/{name}/start`: a job that starts it.
+async fn start(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    act(state, name, Verb::Start).await
+}
+
+/// `POST /api/containers/{name}/stop`: a job that stops it.
+async fn stop(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    act(state, name, Verb::Stop).await
+}
+
+/// `POST /api/containers/{name}/restart`: a job that restarts it.
+async fn restart(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    act(state, name, Verb::Restart).await
+}
+
+/// Pause, resume and kill are done at once: the answer says so.
+async fn at_once(
+    state: Shared,
+    name: String,
+    done: impl FnOnce(&crate::engine::Target, &Name) -> miette::Result<String> + Send + 'static,
+) -> ApiResult {
+    state.may_change()?;
+    let name = container_name(&name)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let message = done(&state.target(), &name)?;
+            Ok(Json(json!({ "done": message })))
+        })
+        .await
+}
+
+/// `POST /api/containers/{name}/pause`: freezes its processes.
+async fn pause(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    at_once(state, name, |target, name| {
+        containers::set_paused(target, name, true, &mut server_log)?;
+        Ok(format!("Paused container {name}."))
+    })
+    .await
+}
+
+/// `POST /api/containers/{name}/resume`: thaws them.
+async fn resume(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    at_once(state, name, |target, name| {
+        containers::set_paused(target, name, false, &mut server_log)?;
+        Ok(format!("Resumed container {name}."))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct KillRequest {
+    /// `TERM`, `SIGKILL`, `9`: as `ctm kill --signal`.
+    signal: String,
+}
+
+/// `POST /api/containers/{name}/kill`: sends a signal to every process.
+async fn kill(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<KillRequest>,
+) -> ApiResult {
+    let signal = containers::parse_signal(&req.signal).map_err(ApiError::bad_request)?;
+    at_once(state, name, move |target, name| {
+        containers::kill(target, name, signal, &mut server_log)?;
+        Ok(format!("Sent signal {} to container {name}.", req.signal))
+    })
+    .await
 }

@@ -1,6 +1,6 @@
-//! Applies and rollbacks, run one at a time on a thread of their own and
-//! streamed to the browser over SSE, step by step, from the apply engine's
-//! own progress lines.
+//! Applies, rollbacks and a container's start, stop and restart, run one
+//! at a time on a thread of their own and streamed to the browser over
+//! SSE, step by step, from the use case's own progress lines.
 //!
 //! A job first checks what it was asked to do against the host under the
 //! exclusive lock (the plan's fingerprint, conflicts); the request gets

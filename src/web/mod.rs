@@ -5,16 +5,19 @@
 //! One module per concern: [`auth`] (token, login, sessions, CSRF and the
 //! security headers), [`api`] (the JSON API under `/api/`), [`pages`] (the
 //! HTML shells the scripts fill in), [`assets`] (the bundled Bootstrap and
-//! CodeMirror), [`jobs`] (apply and rollback streamed over SSE),
-//! [`logs`] (a container's journal) and [`fleet`] (the fleet page's API,
-//! `ctm serve --fleet`).
+//! CodeMirror), [`jobs`] (apply, rollback and the container verbs streamed
+//! over SSE), [`logs`] (a container's journal), [`console`] (a terminal in
+//! a container over a WebSocket), [`metrics`] (`/metrics`) and [`fleet`]
+//! (the fleet page's API, `ctm serve --fleet`).
 
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod console;
 pub mod fleet;
 pub mod jobs;
 pub mod logs;
+pub mod metrics;
 pub mod pages;
 pub mod serve;
 pub mod workers;
@@ -56,6 +59,9 @@ pub struct Config {
     pub files_only_reason: Option<String>,
     /// Apply to `/` even so (`ctm serve --files-only`).
     pub allow_files_only: bool,
+    /// The system every session drives, when not the one the root calls
+    /// for (the recording fake of `backend::recording`, in tests).
+    pub system: Option<crate::engine::session::SystemFactory>,
 }
 
 impl Config {
@@ -81,6 +87,7 @@ impl Config {
             root,
             files_only_reason,
             allow_files_only: false,
+            system: None,
         }
     }
 }
@@ -102,9 +109,10 @@ pub struct AppState {
 pub type Shared = Arc<AppState>;
 
 impl AppState {
-    /// Loads (or makes, on first start) the login token under the root.
-    /// The second value is the token when it was just made, to print once.
-    pub fn new(config: Config) -> miette::Result<(Shared, Option<String>)> {
+    /// Loads (or makes, on first start) the login token and the metrics
+    /// token under the root. The second value holds the tokens just made,
+    /// to print once.
+    pub fn new(config: Config) -> miette::Result<(Shared, auth::Fresh)> {
         let (auth, fresh) = auth::Auth::load_or_create(&config.root)?;
         let config_root = config.root.clone();
         let state = AppState {
@@ -132,7 +140,7 @@ impl AppState {
             lock_timeout: Some(LOCK_WAIT),
             allow_files_only: self.config.allow_files_only,
             memory: Some(self.memory.clone()),
-            system: None,
+            system: self.config.system.clone(),
         }
     }
 
@@ -305,7 +313,8 @@ impl From<Refused> for ApiError {
 }
 
 impl ApiError {
-    /// A refusal: 422 for a host file with errors, 409 for the rest
+    /// A refusal: 422 for a host file with errors, 404 for a container
+    /// that is not there, 409 for the rest
     /// (nothing was changed, and the user can act on the reason), with
     /// the help and what the refusal carries.
     fn from_refused(refused: &Refused) -> ApiError {
@@ -314,6 +323,7 @@ impl ApiError {
             Refused::Invalid { .. } | Refused::InvalidFleet { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            Refused::NoSuchContainer { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, refused.to_string());

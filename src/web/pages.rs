@@ -21,6 +21,8 @@ enum Page {
     Generations,
     Logs,
     Fleet,
+    /// One container (`/containers/NAME`): not in the navigation.
+    Container,
 }
 
 impl Page {
@@ -50,6 +52,7 @@ impl Page {
             Page::Generations => "Generations",
             Page::Logs => "Logs",
             Page::Fleet => "Fleet",
+            Page::Container => "Container",
         }
     }
 
@@ -61,6 +64,7 @@ impl Page {
             Page::Generations => "/generations",
             Page::Logs => "/logs",
             Page::Fleet => "/fleet",
+            Page::Container => "/",
         }
     }
 
@@ -72,11 +76,18 @@ impl Page {
             Page::Generations => "generations",
             Page::Logs => "logs",
             Page::Fleet => "fleet",
+            Page::Container => "container",
         }
     }
 }
 
 fn head(title: &str) -> Markup {
+    head_with(title, false)
+}
+
+/// The head of a page; the container page also loads its own bundle (the
+/// graphs and the terminal), after the common one.
+fn head_with(title: &str, container: bool) -> Markup {
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
@@ -85,6 +96,10 @@ fn head(title: &str) -> Markup {
         link rel="icon" href="data:,";
         link rel="stylesheet" href="/assets/app.css";
         script src="/assets/app.js" defer {}
+        @if container {
+            link rel="stylesheet" href="/assets/container.css";
+            script src="/assets/container.js" defer {}
+        }
     }
 }
 
@@ -126,11 +141,12 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
             (DOCTYPE)
             html lang="en" {
                 head {
-                    (head(page.title()))
+                    (head_with(page.title(), page == Page::Container))
                     meta name="csrf-token" content=(cx.csrf.0);
                     meta name="csp-nonce" content=(cx.nonce.0);
                 }
                 body data-page=(page.id()) data-host-file=[state.config.host_file.as_ref().map(|_| "yes")] class="bg-body-tertiary" {
+                    a class="visually-hidden-focusable btn btn-primary position-absolute m-2 skip-link" href="#main" { "Skip to the content" }
                     nav class="navbar navbar-expand-md bg-dark border-bottom border-body mb-3" data-bs-theme="dark" {
                         div class="container-fluid" {
                             a class="navbar-brand fw-semibold" href="/" { "ctm" }
@@ -165,7 +181,7 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
                             }
                         }
                     }
-                    main class="container-fluid pb-4" {
+                    main class="container-fluid pb-4" id="main" tabindex="-1" {
                         @if let Some(reason) = &state.config.files_only_reason {
                             div class="alert alert-secondary small" id="files-only" role="status" {
                                 strong { "Files only: " }
@@ -232,6 +248,30 @@ pub fn login(error: Option<&str>) -> Html<String> {
     )
 }
 
+/// Tabs over panes (`pane`): the first is selected; `web/src/tabs.js`
+/// switches them on click and with the arrow, Home and End keys.
+fn tabs(label: &str, tabs: &[(&str, &str)]) -> Markup {
+    html! {
+        ul class="nav nav-tabs card-header-tabs" role="tablist" aria-label=(label) {
+            @for (i, (pane, title)) in tabs.iter().enumerate() {
+                li class="nav-item" role="presentation" {
+                    button class=(if i == 0 { "nav-link active" } else { "nav-link" }) type="button" role="tab"
+                        id=(format!("{pane}-tab")) data-tab=(pane) aria-controls=(pane)
+                        aria-selected=(if i == 0 { "true" } else { "false" })
+                        tabindex=(if i == 0 { "0" } else { "-1" }) { (title) }
+                }
+            }
+        }
+    }
+}
+
+fn pane(id: &str, shown: bool, body: Markup) -> Markup {
+    html! {
+        div class=(if shown { "tab-pane" } else { "tab-pane d-none" }) id=(id) role="tabpanel"
+            aria-labelledby=(format!("{id}-tab")) tabindex="0" { (body) }
+    }
+}
+
 fn card(title: &str, id: &str, body: Markup) -> Markup {
     html! {
         div class="card shadow-sm mb-3" {
@@ -252,6 +292,17 @@ async fn dashboard(State(state): State<Shared>, cx: PageContext) -> Html<String>
             span class="small text-body-secondary" id="refreshed" {}
         }
         div class="row g-3 mb-3" id="summary" {}
+        div class="d-flex flex-wrap gap-2 mb-2" role="search" {
+            input class="form-control form-control-sm w-auto flex-grow-1" type="search" id="filter-text"
+                placeholder="Search by name, address, image…" aria-label="Search the containers";
+            select class="form-select form-select-sm w-auto" id="filter-state" aria-label="Show containers in this state" {
+                option value="" { "Any state" }
+                option value="running" { "Running" }
+                option value="paused" { "Paused" }
+                option value="stopped" { "Stopped" }
+                option value="drift" { "Drifted" }
+            }
+        }
         (card("Containers", "containers", loading()))
         div class="row g-3" {
             div class="col-lg-6" { (card("Networks", "networks", loading())) }
@@ -261,12 +312,45 @@ async fn dashboard(State(state): State<Shared>, cx: PageContext) -> Html<String>
     layout(&state, &cx, Page::Dashboard, body)
 }
 
+/// The place for a field's error (editor.js fills it and marks the field
+/// invalid), announced when it appears.
+fn feedback(id: &str) -> Markup {
+    html! { div class="invalid-feedback" id=(format!("{id}-error")) aria-live="polite" {} }
+}
+
 fn text_input(id: &str, label: &str, placeholder: &str, help: Option<&str>) -> Markup {
     html! {
         div class="mb-2" {
             label class="form-label small mb-1" for=(id) { (label) }
             input class="form-control form-control-sm" type="text" id=(id) name=(id) placeholder=(placeholder);
+            (feedback(id))
             @if let Some(help) = help { div class="form-text" { (help) } }
+        }
+    }
+}
+
+/// A choice among the names of a kind the text has (filled by editor.js),
+/// with "none" first.
+fn select_input(id: &str, label: &str, kind: &str, help: Option<&str>) -> Markup {
+    html! {
+        div class="mb-2" {
+            label class="form-label small mb-1" for=(id) { (label) }
+            select class="form-select form-select-sm" id=(id) name=(id) data-names=(kind) {
+                option value="" { "none" }
+            }
+            (feedback(id))
+            @if let Some(help) = help { div class="form-text" { (help) } }
+        }
+    }
+}
+
+fn textarea_input(id: &str, label: &str, placeholder: &str, help: &str) -> Markup {
+    html! {
+        div class="mb-2" {
+            label class="form-label small mb-1" for=(id) { (label) }
+            textarea class="form-control form-control-sm font-monospace" id=(id) name=(id) rows="2" placeholder=(placeholder) {}
+            (feedback(id))
+            div class="form-text" { (help) }
         }
     }
 }
@@ -274,7 +358,7 @@ fn text_input(id: &str, label: &str, placeholder: &str, help: Option<&str>) -> M
 fn check_input(id: &str, label: &str) -> Markup {
     html! {
         div class="form-check form-check-inline" {
-            input class="form-check-input" type="checkbox" id=(id) name=(id);
+            input class="form-check-input" type="checkbox" id=(id) name=(id) checked[id == "container-autostart"];
             label class="form-check-label small" for=(id) { (label) }
         }
     }
@@ -320,25 +404,24 @@ fn container_form() -> Markup {
         html! {
             (text_input("container-name", "Name", "web", None))
             div class="row g-2" {
-                div class="col-sm-6" { (text_input("container-template", "Template (from)", "base", None)) }
-                div class="col-sm-6" { (text_input("container-image", "Image", "debian-bookworm", Some("Leave empty to use the template's."))) }
+                div class="col-sm-6" { (select_input("container-template", "Template (from)", "template", None)) }
+                div class="col-sm-6" { (select_input("container-image", "Image", "image", Some("None: the template's."))) }
             }
             div class="row g-2" {
-                div class="col-sm-4" { (text_input("container-network", "Network", "lan", None)) }
+                div class="col-sm-4" { (select_input("container-network", "Network", "network", None)) }
                 div class="col-sm-4" { (text_input("container-ipv4", "IPv4", "auto", None)) }
                 div class="col-sm-4" { (text_input("container-ipv6", "IPv6", "auto", None)) }
             }
-            div class="mb-2" {
-                label class="form-label small mb-1" for="container-forwards" { "Port forwards" }
-                textarea class="form-control form-control-sm font-monospace" id="container-forwards" name="container-forwards" rows="2" placeholder="tcp 8080 80" {}
-                div class="form-text" { "One a line: protocol, host port, container port." }
+            (textarea_input("container-forwards", "Port forwards", "tcp 8080 80", "One a line: protocol, host port, container port."))
+            (textarea_input("container-binds", "Bind mounts", "/srv/www /var/www read-only", "One a line: host path, container path (optional), then read-only and idmap if wanted."))
+            div class="row g-2" {
+                div class="col-sm-6" { (text_input("container-memory", "Memory limit", "512M", None)) }
+                div class="col-sm-6" { (text_input("container-cpus", "CPUs", "1.5", None)) }
             }
+            (textarea_input("container-environment", "Environment", "TZ=Etc/UTC", "One a line: NAME=value."))
+            (textarea_input("container-keys", "SSH authorized keys", "ssh-ed25519 AAAA… user@laptop", "One key a line."))
             div class="mb-2" {
-                label class="form-label small mb-1" for="container-keys" { "SSH authorized keys" }
-                textarea class="form-control form-control-sm font-monospace" id="container-keys" name="container-keys" rows="2" placeholder="ssh-ed25519 AAAA… user@laptop" {}
-                div class="form-text" { "One key a line." }
-            }
-            div class="mb-2" {
+                (check_input("container-autostart", "Start at boot"))
                 (check_input("container-docker", "Docker inside"))
                 (check_input("container-nested", "Nested containers"))
             }
@@ -348,6 +431,7 @@ fn container_form() -> Markup {
 
 async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     let body = html! {
+        h1 class="visually-hidden" { "Edit the host file" }
         div class="row g-3" {
             div class="col-xl-7" {
                 div class="card shadow-sm" {
@@ -363,29 +447,20 @@ async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
                     }
                     div class="card-body p-0" { div id="editor" {} }
                     div class="card-footer" {
-                        ul class="list-unstyled mb-0 small" id="diagnostics" {}
+                        // Read out as they change: the result of each check.
+                        ul class="list-unstyled mb-0 small" id="diagnostics" aria-live="polite" aria-label="Problems in the host file" {}
                     }
                 }
             }
             div class="col-xl-5" {
                 div class="card shadow-sm" {
                     div class="card-header" {
-                        ul class="nav nav-tabs card-header-tabs" role="tablist" {
-                            li class="nav-item" role="presentation" {
-                                button class="nav-link active" type="button" data-tab="plan-pane" role="tab" aria-selected="true" { "Plan" }
-                            }
-                            li class="nav-item" role="presentation" {
-                                button class="nav-link" type="button" data-tab="network-pane" role="tab" aria-selected="false" { "Network" }
-                            }
-                            li class="nav-item" role="presentation" {
-                                button class="nav-link" type="button" data-tab="container-pane" role="tab" aria-selected="false" { "Container" }
-                            }
-                        }
+                        (tabs("Plan and forms", &[("plan-pane", "Plan"), ("network-pane", "Network"), ("container-pane", "Container")]))
                     }
                     div class="card-body" {
-                        div class="tab-pane" id="plan-pane" { div id="plan" { (loading()) } }
-                        div class="tab-pane d-none" id="network-pane" { (network_form()) }
-                        div class="tab-pane d-none" id="container-pane" { (container_form()) }
+                        (pane("plan-pane", true, html! { div id="plan" { (loading()) } }))
+                        (pane("network-pane", false, network_form()))
+                        (pane("container-pane", false, container_form()))
                     }
                 }
             }
@@ -395,7 +470,7 @@ async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
                 div class="card-header text-bg-danger" { "The host file changed on disk since it was loaded" }
                 div class="card-body" {
                     p class="small" { "Someone else saved it. Their change, from the text you loaded to the text on disk now:" }
-                    pre class="diff small" id="conflict-diff" {}
+                    pre class="diff small" id="conflict-diff" tabindex="0" {}
                     div class="d-flex gap-2" {
                         button class="btn btn-outline-secondary btn-sm" type="button" id="conflict-keep" { "Keep editing mine" }
                         button class="btn btn-danger btn-sm" type="button" id="conflict-take" { "Load theirs (drops my edits)" }
@@ -498,11 +573,83 @@ fn logs_page(state: &Shared, cx: &PageContext, name: Option<&str>) -> Html<Strin
         }
         div class="card shadow-sm" {
             div class="card-body p-0" {
-                pre class="journal mb-0" id="journal" {}
+                pre class="journal mb-0" id="journal" tabindex="0" aria-label="The journal" {}
             }
         }
     };
     layout(state, cx, Page::Logs, body)
+}
+
+async fn container_page(
+    State(state): State<Shared>,
+    cx: PageContext,
+    Path(name): Path<String>,
+) -> Response {
+    let Ok(name) = Name::parse(&name) else {
+        return not_found().await.into_response();
+    };
+    let name = name.as_str();
+    let refused = state
+        .may_change()
+        .err()
+        .map(|e| e.body["error"].as_str().unwrap_or_default().to_string());
+    let body = html! {
+        div class="d-flex flex-wrap align-items-center gap-2 mb-3" data-name=(name) id="container-head" {
+            h1 class="h3 mb-0 me-auto" { "Container " code { (name) } }
+            span id="state" aria-live="polite" {}
+            div class="btn-group btn-group-sm flex-wrap" role="group" aria-label="Act on the container" id="actions" data-refused=[refused] {
+                button class="btn btn-outline-success" type="button" data-verb="start" { "Start" }
+                button class="btn btn-outline-secondary" type="button" data-verb="stop" { "Stop" }
+                button class="btn btn-outline-secondary" type="button" data-verb="restart" { "Restart" }
+                button class="btn btn-outline-secondary" type="button" data-verb="pause" { "Pause" }
+                button class="btn btn-outline-secondary" type="button" data-verb="resume" { "Resume" }
+            }
+            div class="input-group input-group-sm w-auto" {
+                label class="input-group-text" for="signal" { "Signal" }
+                select class="form-select" id="signal" {
+                    @for signal in ["TERM", "KILL", "HUP", "INT", "USR1", "USR2"] { option value=(signal) { (signal) } }
+                }
+                button class="btn btn-outline-danger" type="button" data-verb="kill" { "Kill" }
+            }
+        }
+        div id="result" aria-live="polite" {}
+        div class="card shadow-sm" {
+            div class="card-header" {
+                (tabs("Container", &[("overview-pane", "Overview"), ("console-pane", "Console")]))
+            }
+            div class="card-body" {
+                (pane("overview-pane", true, html! {
+                    div class="row g-3" {
+                        div class="col-lg-6" {
+                            h2 class="h6" { "Settings" }
+                            div id="settings" { (loading()) }
+                        }
+                        div class="col-lg-6" {
+                            h2 class="h6" { "Use" }
+                            div class="row g-2" {
+                                div class="col-sm-6" { figure class="chart mb-0" id="cpu-chart" aria-label="CPU use over the last minutes" {} }
+                                div class="col-sm-6" { figure class="chart mb-0" id="memory-chart" aria-label="Memory use over the last minutes" {} }
+                            }
+                            p class="small text-body-secondary" id="use-now" aria-live="off" {}
+                        }
+                    }
+                    h2 class="h6 mt-3" { "Provisioning steps" }
+                    div id="steps" {}
+                    h2 class="h6 mt-3" { "Last log lines " a class="small fw-normal" href=(format!("/logs/{name}")) { "(follow the journal)" } }
+                    pre class="journal journal-short mb-0" id="last-logs" tabindex="0" aria-label="The last log lines" {}
+                }))
+                (pane("console-pane", false, html! {
+                    p class="small text-body-secondary" id="console-note" { "A login shell in the container, as " code { "ctm shell " (name) } " opens. It ends when you leave this tab's page." }
+                    div class="d-flex gap-2 mb-2" {
+                        button class="btn btn-primary btn-sm" type="button" id="console-open" { "Open a shell" }
+                        button class="btn btn-outline-secondary btn-sm" type="button" id="console-close" disabled { "Close it" }
+                    }
+                    div id="terminal" class="terminal-box" aria-label="Terminal" {}
+                }))
+            }
+        }
+    };
+    layout(&state, &cx, Page::Container, body).into_response()
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -568,7 +715,8 @@ pub fn routes(config: &Config) -> Router<Shared> {
             .route("/apply", get(apply))
             .route("/generations", get(generations))
             .route("/logs", get(logs_index))
-            .route("/logs/{name}", get(logs_of));
+            .route("/logs/{name}", get(logs_of))
+            .route("/containers/{name}", get(container_page));
     } else if config.fleet.is_some() {
         routes = routes.route("/", get(fleet));
     }

@@ -154,7 +154,7 @@ pub fn run(args: &Options) -> miette::Result<ExitCode> {
             )
         );
     }
-    let (state, fresh_token) = AppState::new(config)?;
+    let (state, fresh) = AppState::new(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -179,12 +179,20 @@ pub fn run(args: &Options) -> miette::Result<ExitCode> {
             ),
         };
         let _ = writeln!(out, "ctm serve: {serving}, listening on {url}");
-        if let Some(token) = fresh_token {
+        if let Some(token) = fresh.login {
             let _ = writeln!(
                 out,
                 "ctm serve: made a login token and saved it in {} (mode 0600). \
                  It is shown this once:\n\n    {token}\n\nOpen {url}login and paste it.",
                 state.auth.token_path.display()
+            );
+        }
+        if let Some(token) = fresh.metrics {
+            let _ = writeln!(
+                out,
+                "ctm serve: made a metrics token, which reads {url}metrics and nothing else, \
+                 and saved it in {} (mode 0600). It is shown this once:\n\n    {token}\n",
+                state.auth.metrics_path.display()
             );
         }
         let _ = out.flush();

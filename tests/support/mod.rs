@@ -154,3 +154,50 @@ pub fn scratch_example(name: &str) -> (tempfile::TempDir, PathBuf) {
     }
     (dir, host)
 }
+
+/// The metric families of a Prometheus text, as the reference client
+/// library's parser reads them (Debian's python3-prometheus-client):
+/// `{name: {type, samples: [[name, labels, value]]}}`; `None` (after a
+/// loud skip) where that parser is missing outside CI.
+pub fn prometheus_parse(text: &str) -> Option<serde_json::Value> {
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "documentation": f.documentation,
+                   "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+print(json.dumps(out))
+"#;
+    let available = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if skip_unless(
+        available,
+        "Debian's python3-prometheus-client is missing (apt-get install python3-prometheus-client)",
+    ) {
+        return None;
+    }
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the text:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}

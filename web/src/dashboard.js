@@ -2,6 +2,7 @@
 // CPU use is the growth of the cgroup's CPU time between two samples.
 import { api } from './api.js';
 import { h, $, fill, muted, bytes } from './dom.js';
+import { filterRows } from './filter.js';
 
 let previous = { at: 0, cpu: {} };
 
@@ -11,10 +12,22 @@ function live(status, value) {
 
 const plural = (n, what) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
-function stateBadge(state) {
+export function stateBadge(state) {
   if (state === 'running') return h('span', { class: 'badge text-bg-success' }, 'running');
+  if (state === 'paused') return h('span', { class: 'badge text-bg-warning' }, 'paused');
   if (state === 'stopped') return h('span', { class: 'badge text-bg-secondary' }, 'stopped');
+  if (state) return h('span', { class: 'badge text-bg-info' }, state);
   return muted('unknown');
+}
+
+/// Shows the containers the search and the state filter let through.
+function applyFilter() {
+  const state = $('filter-state').value;
+  const rows = [...document.querySelectorAll('#containers tbody tr')];
+  const shown = filterRows(rows, $('filter-text').value, (row) => !state
+    || (state === 'drift' ? row.dataset.drift === 'true' : row.dataset.state === state));
+  const note = $('filter-note');
+  if (note) note.textContent = rows.length && shown < rows.length ? `${shown} of ${rows.length} shown` : '';
 }
 
 function driftCell(drift) {
@@ -88,8 +101,8 @@ function render(s) {
 
   fill($('containers'), table(
     ['Name', 'State', 'IPv4', 'IPv6', 'Network', 'Autostart', 'CPU', 'Memory', 'Drift'],
-    s.containers.map((c) => h('tr', {},
-      h('td', {}, h('a', { href: `/logs/${encodeURIComponent(c.name)}`, class: 'fw-semibold' }, c.name),
+    s.containers.map((c) => h('tr', { 'data-state': c.state ?? '', 'data-drift': String(c.drift.length > 0) },
+      h('td', {}, h('a', { href: `/containers/${encodeURIComponent(c.name)}`, class: 'fw-semibold' }, c.name),
         c.docker ? h('span', { class: 'badge text-bg-info ms-1' }, 'docker') : null,
         c.nested ? h('span', { class: 'badge text-bg-info ms-1' }, 'nested') : null,
         h('div', { class: 'small text-body-secondary' }, c.image, c.forwards.length ? ` · ${c.forwards.join(', ')}` : '')),
@@ -101,7 +114,9 @@ function render(s) {
       h('td', { class: 'text-nowrap' }, cpuCell(s, c)),
       h('td', { class: 'text-nowrap' }, c.usage ? bytes(c.usage.memory_bytes) : live(s, muted('—'))),
       h('td', {}, driftCell(c.drift)))),
-    'No containers in the current generation.'));
+    'No containers in the current generation.'),
+  h('p', { class: 'small text-body-secondary mb-0 mt-1', id: 'filter-note', 'aria-live': 'polite' }));
+  applyFilter();
   fill($('networks'), table(
     ['Name', 'Bridge', 'IPv4', 'IPv6', 'Containers', 'State', 'Drift'],
     s.networks.map((n) => h('tr', {},
@@ -138,6 +153,8 @@ export async function dashboard() {
       $('refreshed').textContent = `not updated: ${e.message}`;
     }
   };
+  $('filter-text').addEventListener('input', applyFilter);
+  $('filter-state').addEventListener('change', applyFilter);
   await refresh();
   setInterval(refresh, 5000);
   document.addEventListener('ctm:state', refresh);

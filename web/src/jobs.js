@@ -3,7 +3,8 @@
 import { api } from './api.js';
 import { h, fill, alert, showError } from './dom.js';
 
-export function follow(id, box, onEnd) {
+/// `quiet`: the caller shows the result itself (no alert at the top).
+export function follow(id, box, onEnd, { quiet = false } = {}) {
   const list = h('ol', { class: 'progress-log small mb-0', id: 'progress-log' });
   fill(box, list);
   const line = (cls, text) => list.append(h('li', { class: cls }, text));
@@ -37,7 +38,7 @@ export function follow(id, box, onEnd) {
   const end = (ok) => (e) => {
     const event = JSON.parse(e.data);
     line(ok ? 'text-success fw-semibold result' : 'text-danger fw-semibold result', event.message);
-    alert(ok ? 'success' : 'danger', event.message);
+    if (!quiet) alert(ok ? 'success' : 'danger', event.message);
     source.close();
     onEnd?.(ok, event);
   };
