@@ -72,8 +72,10 @@ try {
   await page.keyboard.type('echo hello-$((6*7)); tty\n');
   await page.waitForFunction(() => {
     const b = window.ctmTerminal.buffer.active;
-    for (let i = 0; i < b.length; i += 1) if (b.getLine(i).translateToString(true).trim() === 'hello-42') return true;
-    return false;
+    // The echo's line, and then tty's: both printed before looking.
+    const lines = [];
+    for (let i = 0; i < b.length; i += 1) lines.push(b.getLine(i).translateToString(true).trim());
+    return lines.includes('hello-42') && lines.some((l) => /^\/dev\/pts\/\d+$/.test(l));
   }, null, { timeout: 20000 });
   const shown = await terminalText();
   assert.match(shown, /^\/dev\/pts\/\d+$/m, 'the shell has a terminal of its own');
