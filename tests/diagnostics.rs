@@ -560,75 +560,459 @@ fn control_character_in_a_property_value() {
 
 // ---- KDL only ---------------------------------------------------------------
 
+/// A KDL syntax error: the one diagnostic, with this message, label and
+/// span (the first `span` at or after `anchor`).
+#[track_caller]
+fn kdl_syntax(text: &str, message: &str, label: &str, span: &str, anchor: &str) -> Diagnostic {
+    let d = expect_one(text, Format::Kdl, "ctm::kdl-syntax", message, span, anchor);
+    assert_eq!(d.label.as_deref(), Some(label));
+    d
+}
+
 #[test]
 fn kdl_syntax_unclosed_block() {
-    // The kdl crate reports an unclosed block twice: at the `{` and over
-    // the nodes after it.
     let text = kdl("container \"web\" {\n    image \"debian\"\n");
-    let diagnostics = diagnose(&text, Format::Kdl);
-    assert_eq!(diagnostics.len(), 2, "{}", list(&diagnostics));
-    check(
+    let d = kdl_syntax(
         &text,
-        &diagnostics[0],
-        "ctm::kdl-syntax",
-        "No closing '}' for child block",
+        "no closing `}` for this child block",
+        "opened here",
         "{",
         "container \"web\" {",
     );
-    assert_eq!(diagnostics[0].label.as_deref(), Some("not closed"));
-    check(
-        &text,
-        &diagnostics[1],
-        "ctm::kdl-syntax",
-        "Closing '}' was not found after nodes",
-        "\n    image \"debian\"\n",
-        "container \"web\" {",
-    );
+    assert_help(&d, "close the block with `}` after its last node");
 }
 
 #[test]
 fn kdl_syntax_unterminated_string() {
     let text = kdl("container \"web\" {\n    image \"debian\n}\n");
-    let d = expect_one(
+    let d = kdl_syntax(
         &text,
-        Format::Kdl,
-        "ctm::kdl-syntax",
-        "Unexpected newline in single-line quoted string",
+        "unexpected newline in a single-line string",
+        "not closed on its line",
         "\"debian",
         "\"debian\n",
     );
-    assert_eq!(d.label.as_deref(), Some("not quoted string"));
     assert_help(
         &d,
-        "You can make a string multi-line by wrapping it in '\"\"\"', with a newline immediately after the opening quotes.",
+        "close the string with `\"`; for a string of several lines, write `\"\"\"`, a newline, \
+         the lines, and `\"\"\"` on a line of its own",
     );
 }
 
 #[test]
 fn kdl_syntax_kdl1_boolean() {
-    // KDL 2.0 writes booleans as #true and #false; a bare `true` is an
-    // identifier where a value is expected.
+    // KDL 2.0 writes booleans as #true and #false; a bare `true` is neither.
     let text = kdl(&container("web", "    autostart true\n"));
-    expect_one(
+    let d = kdl_syntax(
         &text,
-        Format::Kdl,
-        "ctm::kdl-syntax",
-        "Expected identifier string",
+        "bare `true` is a reserved word in KDL 2.0",
+        "neither a keyword nor a string",
         "true",
         "autostart true",
+    );
+    assert_help(
+        &d,
+        "write `#true` for the keyword, or `\"true\"` for the string",
     );
 }
 
 #[test]
 fn kdl_syntax_property_without_value() {
     let text = kdl(&container("web", "    limits memory=\n"));
-    expect_one(
+    let d = kdl_syntax(
         &text,
-        Format::Kdl,
-        "ctm::kdl-syntax",
-        "Expected property value",
+        "expected a value after `=`",
+        "property value missing",
         "=",
         "memory=",
+    );
+    assert_help(&d, "write the value right after `=`, e.g. memory=\"1G\"");
+}
+
+#[test]
+fn kdl_syntax_unclosed_comment() {
+    let text = kdl("/* container \"web\" {\n    image \"debian\"\n}\n");
+    let d = kdl_syntax(
+        &text,
+        "unclosed comment",
+        "this comment is never closed",
+        "/*",
+        "/*",
+    );
+    assert_help(
+        &d,
+        "close it with `*/` (comments nest: each `/*` needs its own `*/`)",
+    );
+}
+
+#[test]
+fn kdl_syntax_slashdash_without_anything_after_it() {
+    let text = kdl("container \"web\" {\n    image \"debian\"\n}\n/-\n");
+    kdl_syntax(
+        &text,
+        "`/-` must be followed by the node, entry or child block it comments out",
+        "nothing to comment out here",
+        "/-",
+        "/-",
+    );
+}
+
+#[test]
+fn kdl_syntax_disallowed_character() {
+    let text = kdl("container \"web\" {\n    image \"debian\" \u{200E}\n}\n");
+    let d = kdl_syntax(
+        &text,
+        "the character U+200E is not allowed in KDL",
+        "not allowed",
+        "\u{200E}",
+        "\"debian\"",
+    );
+    assert_help(
+        &d,
+        "control characters, byte order marks and text direction marks may only appear as \
+         escapes in quoted strings",
+    );
+}
+
+#[test]
+fn kdl_syntax_unexpected_character_at_the_top_level() {
+    let text = kdl("container \"web\")\n");
+    kdl_syntax(
+        &text,
+        "unexpected `)`",
+        "expected a newline or `;` before this",
+        ")",
+        "\"web\")",
+    );
+}
+
+#[test]
+fn kdl_syntax_unexpected_character_in_a_block() {
+    let text = kdl(&container("web", "    autostart #true)\n"));
+    kdl_syntax(
+        &text,
+        "unexpected `)`",
+        "expected a newline, `;` or `}` before this",
+        ")",
+        "#true)",
+    );
+}
+
+#[test]
+fn kdl_syntax_unexpected_end_of_file() {
+    let text = kdl("(vm)");
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = &diagnostics[0];
+    assert_eq!(d.code, "ctm::kdl-syntax");
+    assert_eq!(d.message, "unexpected end of file");
+    assert_eq!(d.label.as_deref(), Some("a node name is expected here"));
+    assert_eq!((d.span.offset(), d.span.len()), (text.len(), 0));
+}
+
+#[test]
+fn kdl_syntax_stray_closing_brace() {
+    let text = kdl("container \"web\" {\n    image \"debian\"\n}\n} // stray\n");
+    let d = kdl_syntax(
+        &text,
+        "unexpected `}`: there is no child block to close",
+        "nothing to close here",
+        "}",
+        "} // stray",
+    );
+    assert_help(&d, "remove it, or look for the `{` it was meant to close");
+}
+
+#[test]
+fn kdl_syntax_block_without_a_node_name() {
+    let text = kdl("container \"web\" {\n    image \"debian\"\n    { docker; }\n}\n");
+    let d = kdl_syntax(
+        &text,
+        "found a child block instead of a node name",
+        "node name expected before this",
+        "{",
+        "{ docker",
+    );
+    assert_help(
+        &d,
+        "did you forget the node's name, or end the node before its child block?",
+    );
+}
+
+#[test]
+fn kdl_syntax_no_node_name() {
+    let text = kdl(&container("web", "    =docker\n"));
+    let d = kdl_syntax(
+        &text,
+        "expected a node name, found `=`",
+        "a node name is expected here",
+        "=",
+        "=docker",
+    );
+    assert_help(
+        &d,
+        "a node name is a string: a bare word such as `container`, or quoted",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_type_annotation() {
+    let text = kdl(&container("web", "    autostart (bool #true\n"));
+    let d = kdl_syntax(
+        &text,
+        "unclosed type annotation",
+        "expected `)` after the type's name",
+        "(bool ",
+        "(bool",
+    );
+    assert_help(&d, "ctm does not use type annotations: remove it");
+}
+
+#[test]
+fn kdl_syntax_no_type_name() {
+    let text = kdl(&container("web", "    autostart ( )#true\n"));
+    kdl_syntax(
+        &text,
+        "unexpected `)`",
+        "a type name is expected here",
+        ")",
+        "( )",
+    );
+}
+
+#[test]
+fn kdl_syntax_unknown_keyword() {
+    let text = kdl(&container("web", "    autostart #yes\n"));
+    let d = kdl_syntax(
+        &text,
+        "unknown keyword `#yes`",
+        "not a KDL keyword",
+        "#yes",
+        "#yes",
+    );
+    assert_help(
+        &d,
+        "KDL 2.0's keywords are #true, #false, #null, #inf, #-inf and #nan; a string starting \
+         with `#` is written in quotes",
+    );
+}
+
+#[test]
+fn kdl_syntax_no_space_after_a_value() {
+    let text = kdl(&container("web", "    packages \"curl\"\"jq\"\n"));
+    let d = kdl_syntax(
+        &text,
+        "`\"` cannot come right after a value",
+        "expected a space, `;` or a newline before this",
+        "\"",
+        "\"jq\"",
+    );
+    assert_help(
+        &d,
+        "separate values with spaces; a string with special characters is quoted",
+    );
+}
+
+#[test]
+fn kdl_syntax_radix_prefix_without_digits() {
+    let text = kdl(&container("web", "    limits cpus=0x\n"));
+    kdl_syntax(
+        &text,
+        "`0x` must be followed by hexadecimal digits",
+        "invalid number",
+        "0x",
+        "0x",
+    );
+}
+
+#[test]
+fn kdl_syntax_integer_too_large() {
+    let big = "1".repeat(40);
+    let text = kdl(&container("web", &format!("    limits cpus={big}\n")));
+    kdl_syntax(
+        &text,
+        "this number does not fit in 128 bits",
+        "invalid number",
+        &big,
+        "cpus=",
+    );
+}
+
+#[test]
+fn kdl_syntax_decimal_point_without_digits() {
+    let text = kdl(&container("web", "    limits cpus=1.\n"));
+    kdl_syntax(
+        &text,
+        "a decimal point must be followed by a digit",
+        "invalid number",
+        "1.",
+        "cpus=",
+    );
+}
+
+#[test]
+fn kdl_syntax_exponent_without_digits() {
+    let text = kdl(&container("web", "    limits cpus=1e\n"));
+    kdl_syntax(
+        &text,
+        "an exponent must have digits",
+        "invalid number",
+        "1e",
+        "cpus=",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_string() {
+    let text = kdl("container \"web\" {\n    packages \"curl");
+    kdl_syntax(
+        &text,
+        "unclosed string",
+        "this string is never closed",
+        "\"",
+        "\"curl",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_multi_line_string() {
+    let text = kdl(&container("web", "    packages \"\"\"\n        curl\n"));
+    kdl_syntax(
+        &text,
+        "unclosed multi-line string",
+        "this string is never closed",
+        "\"\"\"",
+        "\"\"\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_raw_string() {
+    let text = kdl("container \"web\" {\n    packages #\"curl");
+    let d = kdl_syntax(
+        &text,
+        "unclosed raw string",
+        "this string is never closed",
+        "#\"",
+        "#\"curl",
+    );
+    assert_help(&d, "close it with `\"` and 1 `#`, as it was opened");
+}
+
+#[test]
+fn kdl_syntax_unclosed_multi_line_raw_string() {
+    let text = kdl(&container("web", "    packages ##\"\"\"\n        curl\n"));
+    kdl_syntax(
+        &text,
+        "unclosed multi-line raw string",
+        "this string is never closed",
+        "##\"\"\"",
+        "##\"\"\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_invalid_escape() {
+    let text = kdl(&container("web", "    packages \"cu\\qrl\"\n"));
+    let d = kdl_syntax(
+        &text,
+        "invalid escape `\\q`",
+        "invalid escape",
+        "\\q",
+        "\\q",
+    );
+    assert_help(
+        &d,
+        "the escapes are \\n, \\r, \\t, \\\\, \\\", \\b, \\f, \\s, \\u{…} and a backslash before \
+         whitespace",
+    );
+}
+
+#[test]
+fn kdl_syntax_invalid_unicode_escape() {
+    let text = kdl(&container("web", "    packages \"\\u{d800}\"\n"));
+    kdl_syntax(
+        &text,
+        "`\\u` must be followed by 1 to 6 hexadecimal digits in braces, naming a Unicode scalar \
+         value",
+        "invalid escape",
+        "\\u{d800}",
+        "\\u",
+    );
+}
+
+#[test]
+fn kdl_syntax_multi_line_string_without_a_newline() {
+    let text = kdl(&container("web", "    packages \"\"\"curl\"\"\"\n"));
+    let d = kdl_syntax(
+        &text,
+        "a multi-line string must start with a newline after `\"\"\"`",
+        "newline expected after this",
+        "\"\"\"",
+        "\"\"\"",
+    );
+    assert_help(
+        &d,
+        "a string on one line is written in single quotes: \"…\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_closing_quotes_not_on_their_own_line() {
+    let text = kdl(&container(
+        "web",
+        "    packages \"\"\"\n        curl\"\"\"\n",
+    ));
+    let d = kdl_syntax(
+        &text,
+        "the closing `\"\"\"` of a multi-line string must be on a line of its own",
+        "text before it on its line",
+        "\"\"\"",
+        "curl\"\"\"",
+    );
+    assert_help(
+        &d,
+        "move `\"\"\"` to the next line, or escape a quote in the text as \\\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_multi_line_string_indented_less() {
+    let text = kdl(&container(
+        "web",
+        "    packages \"\"\"\n      curl\n        \"\"\"\n",
+    ));
+    kdl_syntax(
+        &text,
+        "every line of a multi-line string must start with the indentation of its closing `\"\"\"`",
+        "indented less, or with other whitespace",
+        " ",
+        "      curl",
+    );
+}
+
+#[test]
+fn kdl_syntax_raw_string_of_one_quote() {
+    let text = kdl(&container("web", "    packages #\"\"\"#\n"));
+    let d = kdl_syntax(
+        &text,
+        "a raw string cannot be a single `\"`",
+        "invalid raw string",
+        "#\"\"\"#",
+        "#\"",
+    );
+    assert_help(&d, "write it as a quoted string: \"\\\"\"");
+}
+
+#[test]
+fn kdl_syntax_newline_in_a_raw_string() {
+    let text = kdl(&container("web", "    packages #\"cu\nrl\"#\n"));
+    kdl_syntax(
+        &text,
+        "unexpected newline in a single-line raw string",
+        "not closed on its line",
+        "#\"cu",
+        "#\"cu",
     );
 }
 

@@ -1,25 +1,26 @@
 //! KDL 2.0 front-end: text → [`Document`].
 //!
-//! A valid file is read by the fast reader in [`super::kdl_fast`]. Anything
-//! it declines (a syntax error, `#null`, a type annotation) is parsed
-//! again through the `kdl` crate's document model (the same model the web
-//! editor edits, keeping comments), which gives the diagnostics.
+//! Host files are read by ctm's own reader, [`super::kdl_fast`], which
+//! reports syntax errors itself. The `kdl` crate is kept as the reference
+//! the reader is tested against ([`parse_with_kdl_crate`]) and as the
+//! comment-keeping model the web editor edits; it is never given a host
+//! file to read here, because on hostile text it overflows the stack or
+//! takes exponential time (see [`super::kdl_fast`]).
 
 use ::kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
+use super::kdl_fast::{null_value, type_annotation};
 use super::{Document, Node, Spanned, Value, join_spans};
 use crate::diagnostic::Diagnostic;
 
 pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
-    match super::kdl_fast::read(text) {
-        Some(doc) => (doc, Vec::new()),
-        None => parse_with_kdl_crate(text),
-    }
+    super::kdl_fast::read(text)
 }
 
-/// The reference path: the `kdl` crate's parser, then conversion. Public
-/// for the tests that hold the fast reader to it and for the benchmarks.
+/// The reference path: the `kdl` crate's parser, then conversion, for the
+/// tests that hold ctm's reader to it and for the benchmarks. Only for
+/// trusted text of bounded size: the crate's recursion is not bounded.
 pub fn parse_with_kdl_crate(text: &str) -> (Document, Vec<Diagnostic>) {
     match KdlDocument::parse(text) {
         Ok(doc) => {
@@ -116,15 +117,6 @@ fn convert_node(text: &str, node: &KdlNode, out: &mut Vec<Diagnostic>) -> Node {
     }
 }
 
-fn type_annotation(span: SourceSpan) -> Diagnostic {
-    Diagnostic::error(
-        "ctm::type-annotation",
-        "type annotations are not used by ctm",
-        span,
-    )
-    .with_label("remove this annotation")
-}
-
 /// `#null` is reported here and kept as [`Value::Invalid`], so that a
 /// required value written as `#null` is not also reported as missing.
 fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) -> Value {
@@ -134,10 +126,7 @@ fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) 
         KdlValue::Float(f) => Value::Float(*f),
         KdlValue::Bool(b) => Value::Bool(*b),
         KdlValue::Null => {
-            out.push(
-                Diagnostic::error("ctm::null-value", "`#null` is not a valid value here", span)
-                    .with_label("leave the entry out instead"),
-            );
+            out.push(null_value(span));
             Value::Invalid
         }
     }

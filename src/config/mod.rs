@@ -7,6 +7,8 @@
 //! every structural error (unknown node, wrong type, missing value, control
 //! character) is reported the same way. Meaning is assigned later, by
 //! `validate`.
+//!
+//! A host file nests at most [`MAX_DEPTH`] levels deep.
 
 pub mod kdl;
 pub mod kdl_fast;
@@ -20,6 +22,27 @@ use miette::SourceSpan;
 
 use crate::diagnostic::Diagnostic;
 use vocab::{NodeSpec, ValueKind};
+
+/// How deeply a host file may nest: child blocks in KDL; table-header
+/// keys, dotted-key parts, arrays and inline tables in TOML. A real host
+/// file needs three levels (`container` → `ssh` → `authorized-key`); the
+/// limit keeps every reader's recursion, and the stack it needs, small.
+pub const MAX_DEPTH: usize = 32;
+
+/// The diagnostic for nesting deeper than [`MAX_DEPTH`], at the bracket
+/// or key that goes one level too deep.
+pub(crate) fn too_deep(at: SourceSpan) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::too-deep",
+        format!("nested more than {MAX_DEPTH} levels deep"),
+        at,
+    )
+    .with_label("one level too many")
+    .with_help(
+        "a host file needs three levels at most (container → ssh → authorized-key); \
+         ctm reads no deeper, even in commented-out parts",
+    )
+}
 
 /// Which syntax a host file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
