@@ -1252,6 +1252,29 @@ fn toml_missing_property() {
     assert_help(&d, "for example: forward \"tcp\" host=8080 container=80");
 }
 
+/// Each entry of an array of tables is reported at its own header
+/// (issue 13: the third was reported at the first).
+#[test]
+fn toml_missing_property_in_the_third_array_table() {
+    let entry = |host: u32, container: &str| {
+        format!("\n[[container.web.forward]]\nprotocol = \"tcp\"\nhost = {host}\n{container}")
+    };
+    let text = toml(&format!(
+        "\n[container.web]\nimage = \"debian\"\nnetwork = \"lan\"\n{}{}{}",
+        entry(8080, "container = 80\n"),
+        entry(8081, "container = 81\n"),
+        entry(8082, ""),
+    ));
+    expect_one(
+        &text,
+        Format::Toml,
+        "ctm::missing-property",
+        "`forward` needs `container`",
+        "forward",
+        "[[container.web.forward]]\nprotocol = \"tcp\"\nhost = 8082",
+    );
+}
+
 #[test]
 fn toml_missing_value() {
     let text = toml("[container.web]\nimage = \"debian\"\nnetwork = { ipv4 = \"10.42.0.10\" }\n");
@@ -3493,4 +3516,130 @@ fn check_json_accepts_the_homelab_example() {
     assert_eq!(status, 0, "{json:#}");
     assert_eq!(json["valid"], true);
     assert_eq!(json["diagnostics"].as_array().unwrap().len(), 0, "{json:#}");
+}
+
+// ---- limits ----------------------------------------------------------------
+
+/// Exactly one diagnostic, with this code and message, covering the
+/// `nth` (from 0) occurrence of `covers`.
+#[track_caller]
+fn expect_one_at(
+    text: &str,
+    format: Format,
+    code: &str,
+    message: &str,
+    covers: &str,
+    nth: usize,
+) -> Diagnostic {
+    let diagnostics = diagnose(text, format);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = diagnostics.into_iter().next().unwrap();
+    assert_eq!((d.code, d.message.as_str()), (code, message));
+    let offset = text.match_indices(covers).nth(nth).expect("an occurrence").0;
+    assert_eq!(
+        (covered(text, d.span), d.span.offset()),
+        (covers, offset)
+    );
+    d
+}
+
+#[test]
+fn too_deep_kdl() {
+    let open = "    a {\n".repeat(40);
+    let text = kdl(&format!("{open}{}", "}\n".repeat(40)));
+    // The prelude has three blocks before these.
+    let d = expect_one_at(
+        &text,
+        Format::Kdl,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "{",
+        3 + 32,
+    );
+    assert_eq!(d.label.as_deref(), Some("one level too many"));
+    assert_help(
+        &d,
+        "a host file needs three levels at most (container → ssh → authorized-key); ctm reads \
+         no deeper, even in commented-out parts",
+    );
+}
+
+/// The issue's repro, commented out: still refused, at the same place.
+#[test]
+fn too_deep_kdl_in_a_slashdashed_node() {
+    let nested = format!("a{}{}", "{a".repeat(1276), "}".repeat(1276));
+    let text = kdl(&format!("/- {nested}\n"));
+    expect_one_at(
+        &text,
+        Format::Kdl,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "{",
+        3 + 32,
+    );
+}
+
+#[test]
+fn too_deep_toml_arrays() {
+    let text = toml(&format!("a = {}{}\n", "[".repeat(40), "]".repeat(40)));
+    // `a` is a key of `[network.lan]`, at depth 3, so the 30th `[`
+    // holds values at depth 33.
+    let first = TOML_PRELUDE.matches('[').count();
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "[",
+        first + 29,
+    );
+}
+
+#[test]
+fn too_deep_toml_inline_tables() {
+    let text = toml(&format!(
+        "a = {}1{}\n",
+        "{ b = ".repeat(40),
+        " }".repeat(40)
+    ));
+    // `a` is at depth 3 (in `[network.lan]`): the 30th table holds keys
+    // at depth 33.
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "{",
+        TOML_PRELUDE.matches('{').count() + 29,
+    );
+}
+
+/// Issue 13: a 50,000-part dotted key was reported at 1:1, length 0.
+#[test]
+fn too_deep_toml_dotted_key() {
+    let key = vec!["k"; 50_000].join(".");
+    let text = toml(&format!("{key} = 1\n"));
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        // The 31st part, at depth 33 after `[network.lan]`'s two.
+        "k",
+        30 + TOML_PRELUDE.matches('k').count(),
+    );
+}
+
+#[test]
+fn too_deep_toml_table_header() {
+    let header = vec!["container"; 40].join(".");
+    let text = toml(&format!("[{header}]\n"));
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "container",
+        32,
+    );
 }
