@@ -3643,3 +3643,85 @@ fn too_deep_toml_table_header() {
         32,
     );
 }
+
+// ---- positions -------------------------------------------------------------
+
+/// The miette report as plain text, 80 columns wide.
+fn render(d: &Diagnostic, file: &std::sync::Arc<ctm::diagnostic::SourceFile>) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(80)
+        .render_report(&mut out, d.report_in(file).as_ref())
+        .unwrap();
+    out
+}
+
+/// The `[file:line:column]` of a rendered report.
+fn rendered_position(report: &str) -> (usize, usize) {
+    let start = report.find("[test:").expect("a position") + "[test:".len();
+    let end = start + report[start..].find(']').unwrap();
+    let mut parts = report[start..end].split(':').map(|n| n.parse().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// Every newline KDL 2.0 defines ends a line for the text report and for
+/// the JSON alike, and columns count characters in both (issue 13: with
+/// CR or form-feed newlines the JSON said line 1 while the text said 2).
+#[test]
+fn text_and_json_agree_on_positions_with_every_kdl_newline() {
+    for newline in [
+        "\n", "\r\n", "\r", "\u{85}", "\u{0B}", "\u{0C}", "\u{2028}", "\u{2029}",
+    ] {
+        let text = PRELUDE.replace('\n', newline)
+            + &format!(
+                "container \"wéb\" {{{newline}    image \"débian\"; imgae \"x\"{newline}}}{newline}"
+            );
+        let diagnostics = diagnose(&text, Format::Kdl);
+        assert_eq!(diagnostics.len(), 1, "{newline:?}: {}", list(&diagnostics));
+        let d = &diagnostics[0];
+        assert_eq!(d.code, "ctm::unknown-node");
+        let file = std::sync::Arc::new(ctm::diagnostic::SourceFile::new("test", &text));
+        let json = d.to_json_in(&file);
+        // Line 13, after `    image "débian"; ` (20 characters, 21 bytes).
+        assert_eq!((json.line, json.column), (13, 21), "{newline:?}");
+        let report = render(d, &file);
+        assert_eq!(
+            rendered_position(&report),
+            (13, 21),
+            "{newline:?}\n{report}"
+        );
+        assert!(
+            report.contains("13 │     image \"débian\"; imgae \"x\""),
+            "{newline:?}\n{report}"
+        );
+        // The one-off form computes the same.
+        let one_off = d.to_json("test", &text);
+        assert_eq!((one_off.line, one_off.column), (13, 21));
+    }
+}
+
+/// A diagnostic on a long line shows a part of it around the span, at
+/// the right column.
+#[test]
+fn a_long_line_is_shown_in_part() {
+    let text = kdl(&container(
+        "web",
+        &format!(
+            "    environment {} BAD-NAME=\"y\"\n",
+            (0..20_000)
+                .map(|i| format!("A{i}=\"b\" "))
+                .collect::<String>()
+        ),
+    ));
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = &diagnostics[0];
+    let file = std::sync::Arc::new(ctm::diagnostic::SourceFile::new("test", &text));
+    let column = text[..d.span.offset()].len() - text[..d.span.offset()].rfind('\n').unwrap();
+    assert_eq!(covered(&text, d.span), "BAD-NAME");
+    assert_eq!(d.to_json_in(&file).column, column);
+    let report = render(d, &file);
+    assert_eq!(rendered_position(&report).1, column);
+    assert!(report.len() < 4_000, "{} bytes", report.len());
+    assert!(report.contains("BAD-NAME=\"y\""));
+}

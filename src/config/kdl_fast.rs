@@ -28,7 +28,7 @@
 use miette::SourceSpan;
 
 use super::{Document, MAX_DEPTH, Node, Spanned, Value, join_spans, too_deep};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, newline_len};
 
 /// A syntax error ends the reading.
 type Res<T> = Result<T, Box<Diagnostic>>;
@@ -173,17 +173,10 @@ impl<'a> Cursor<'a> {
         self.pos += c.len_utf8();
     }
 
-    /// The length of the newline at `at`, if there is one.
+    /// The length of the newline at `at`, if there is one: the one
+    /// definition of a newline, which positions are counted by too.
     fn newline_at(&self, at: usize) -> Option<usize> {
-        match self.bytes.get(at)? {
-            b'\r' if self.bytes.get(at + 1) == Some(&b'\n') => Some(2),
-            b'\r' | b'\n' | 0x0B | 0x0C => Some(1),
-            b if *b < 0x80 => None,
-            _ => {
-                let c = self.char_at(at)?;
-                is_newline_char(c).then(|| c.len_utf8())
-            }
-        }
+        newline_len(self.bytes, at)
     }
 
     fn newline(&mut self) -> bool {
