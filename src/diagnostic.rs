@@ -119,6 +119,38 @@ impl Diagnostic {
     }
 }
 
+/// At most this many diagnostics are reported at once, by each of
+/// `config::parse` and `validate::validate`; one more then says how many
+/// were left out. A file of 100,000 mistakes is reported in a moment, and
+/// its report is still readable.
+pub const MAX_REPORTED: usize = 1000;
+
+/// The diagnostic that stands for `count` left out, the first at `at`.
+pub fn omitted(count: usize, at: SourceSpan) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::too-many-problems",
+        format!("{count} more problems are not shown"),
+        at,
+    )
+    .with_label("the first of them")
+    .with_help(format!(
+        "ctm reports at most {MAX_REPORTED} problems at once; fix these and check again"
+    ))
+}
+
+/// Keeps the first [`MAX_REPORTED`] diagnostics in the order of the text,
+/// and one saying how many more there were.
+pub fn limit(diagnostics: &mut Vec<Diagnostic>) {
+    if diagnostics.len() <= MAX_REPORTED {
+        return;
+    }
+    diagnostics.sort_by_key(|d| d.span.offset());
+    let at = diagnostics[MAX_REPORTED].span;
+    let count = diagnostics.len() - MAX_REPORTED;
+    diagnostics.truncate(MAX_REPORTED);
+    diagnostics.push(omitted(count, at));
+}
+
 /// The length of the newline that starts at byte `at`, if one does: any
 /// of the newlines KDL 2.0 defines (CRLF, CR, LF, NEL, VT, FF, LS, PS).
 /// Lines are counted by these in both syntaxes: TOML allows only LF and

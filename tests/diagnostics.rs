@@ -3535,11 +3535,12 @@ fn expect_one_at(
     assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
     let d = diagnostics.into_iter().next().unwrap();
     assert_eq!((d.code, d.message.as_str()), (code, message));
-    let offset = text.match_indices(covers).nth(nth).expect("an occurrence").0;
-    assert_eq!(
-        (covered(text, d.span), d.span.offset()),
-        (covers, offset)
-    );
+    let offset = text
+        .match_indices(covers)
+        .nth(nth)
+        .expect("an occurrence")
+        .0;
+    assert_eq!((covered(text, d.span), d.span.offset()), (covers, offset));
     d
 }
 
@@ -3641,6 +3642,134 @@ fn too_deep_toml_table_header() {
         "nested more than 32 levels deep",
         "container",
         32,
+    );
+}
+
+#[test]
+fn template_chain_too_long() {
+    // t00 from t01 from … t16: seventeen templates.
+    let templates: String = (0..17)
+        .map(|i| match i {
+            16 => "template \"t16\" {\n    docker\n}\n".to_string(),
+            _ => format!("template \"t{i:02}\" {{\n    from \"t{:02}\"\n}}\n", i + 1),
+        })
+        .collect();
+    let text = kdl(&format!(
+        "{templates}{}",
+        container("web", "    from \"t00\"\n")
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::template-chain",
+        "this `from` makes a chain of more than 16 templates",
+        "\"t16\"",
+        "from \"t16\"",
+    );
+    assert_eq!(d.label.as_deref(), Some("one template too many"));
+    assert_help(
+        &d,
+        "let the template inherit from one nearer the top of the chain",
+    );
+}
+
+#[test]
+fn too_much_inherited() {
+    let packages: String = (0..1000).map(|i| format!(" \"p{i:04}\"")).collect();
+    let containers: String = (0..1001)
+        .map(|i| format!("container \"c{i:04}\" {{\n    from \"big\"\n}}\n"))
+        .collect();
+    let text = kdl(&format!(
+        "template \"big\" {{\n    image \"debian\"\n    packages{packages}\n}}\n{containers}"
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::too-much-inherited",
+        "containers inherit more than 1000000 list entries from templates in all",
+        "\"big\"",
+        "container \"c1000\"",
+    );
+    assert_eq!(d.label.as_deref(), Some("the limit is crossed here"));
+    assert_help(
+        &d,
+        "each container that uses a template gets its own copy of the template's packages, \
+         environment, forwards, binds, keys and checks; use smaller templates, or fewer \
+         containers on one host",
+    );
+}
+
+/// Parsing reports at most 1,000 problems, then how many more there are.
+#[test]
+fn too_many_problems_in_parsing() {
+    let props: String = (0..1200).map(|i| format!(" x{i:04}=1")).collect();
+    let text = kdl(&container("web", &format!("    limits{props}\n")));
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1001);
+    assert!(
+        diagnostics[..1000]
+            .iter()
+            .all(|d| d.code == "ctm::unknown-property")
+    );
+    check(
+        &text,
+        &diagnostics[1000],
+        "ctm::too-many-problems",
+        "200 more problems are not shown",
+        "x1000",
+        "x1000",
+    );
+    assert_eq!(
+        diagnostics[1000].label.as_deref(),
+        Some("the first of them")
+    );
+    assert_help(
+        &diagnostics[1000],
+        "ctm reports at most 1000 problems at once; fix these and check again",
+    );
+}
+
+/// So does validation.
+#[test]
+fn too_many_problems_in_validation() {
+    let containers: String = (0..1200)
+        .map(|i| format!("container \"c{i:04}\" {{\n    image \"nope\"\n}}\n"))
+        .collect();
+    let text = kdl(&containers);
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1001);
+    check(
+        &text,
+        &diagnostics[1000],
+        "ctm::too-many-problems",
+        "200 more problems are not shown",
+        "\"nope\"",
+        "container \"c1000\"",
+    );
+}
+
+/// A help lists at most 20 names.
+#[test]
+fn unknown_reference_among_many() {
+    let templates: String = (0..25)
+        .map(|i| format!("template \"t{i:02}\" {{\n    image \"debian\"\n}}\n"))
+        .collect();
+    let text = kdl(&format!(
+        "{templates}{}",
+        container("web", "    from \"zzz\"\n")
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no template named `zzz`",
+        "\"zzz\"",
+        "\"zzz\"",
+    );
+    let listed: Vec<String> = (0..20).map(|i| format!("`t{i:02}`")).collect();
+    assert_help(
+        &d,
+        &format!("expected one of: {} and 5 more", listed.join(", ")),
     );
 }
 

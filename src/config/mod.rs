@@ -8,13 +8,15 @@
 //! character) is reported the same way. Meaning is assigned later, by
 //! `validate`.
 //!
-//! A host file nests at most [`MAX_DEPTH`] levels deep.
+//! A host file nests at most [`MAX_DEPTH`] levels deep, and the checks
+//! take time linear in the text.
 
 pub mod kdl;
 pub mod kdl_fast;
 pub mod toml;
 pub mod vocab;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -243,6 +245,7 @@ pub fn parse(source: &Source) -> (Document, Vec<Diagnostic>) {
             &mut diagnostics,
         );
     }
+    crate::diagnostic::limit(&mut diagnostics);
     (document, diagnostics)
 }
 
@@ -370,8 +373,11 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
     }
     // Properties.
     let known: Vec<&str> = spec.props.iter().map(|p| p.name).collect();
-    for (i, (key, value)) in node.props.iter().enumerate() {
-        if let Some(earlier) = node.props[..i].iter().find(|(k, _)| k.value == key.value) {
+    // Where each property was first given: one look-up per property, not
+    // a scan of the ones before it (quadratic in a node's properties).
+    let mut first: HashMap<&str, SourceSpan> = HashMap::with_capacity(node.props.len());
+    for (key, value) in &node.props {
+        if let Some(earlier) = first.get(key.value.as_str()) {
             out.push(
                 Diagnostic::error(
                     "ctm::duplicate-property",
@@ -379,10 +385,11 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
                     key.span,
                 )
                 .with_label("given again here")
-                .with_related(earlier.0.span, "first given here"),
+                .with_related(*earlier, "first given here"),
             );
             continue;
         }
+        first.insert(&key.value, key.span);
         match spec.props.iter().find(|p| p.name == key.value) {
             Some(prop) => check_value(
                 &value.value,
@@ -414,7 +421,7 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
         check_key_text(key, out);
     }
     for prop in spec.props.iter().filter(|p| p.required) {
-        if node.prop(prop.name).is_none() {
+        if !first.contains_key(prop.name) {
             out.push(
                 Diagnostic::error(
                     "ctm::missing-property",
@@ -510,26 +517,50 @@ fn count_words(n: usize, word: &str) -> String {
     }
 }
 
-/// The closest known name, if one is close enough to be a likely typo.
+/// Names a suggestion is looked for among, at most: reporting n unknown
+/// references among m defined names then costs n × 1,000 comparisons at
+/// worst, not n × m.
+const MAX_SUGGESTION_CANDIDATES: usize = 1000;
+
+/// Names longer than this are not compared: no name ctm knows or accepts
+/// is, and comparing costs the product of the two lengths.
+const MAX_SUGGESTION_LEN: usize = 128;
+
+/// Names a help lists, at most.
+const MAX_LISTED: usize = 20;
+
+/// The closest known name, if one is close enough to be a likely typo;
+/// else the names to choose from.
 pub fn did_you_mean(name: &str, candidates: &[&str]) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(name, c), *c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if candidates.is_empty() {
+        return "this node takes no children".to_string();
+    }
+    let best = (candidates.len() <= MAX_SUGGESTION_CANDIDATES && name.len() <= MAX_SUGGESTION_LEN)
+        .then(|| {
+            candidates
+                .iter()
+                .map(|c| (strsim::jaro_winkler(name, c), *c))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+        })
+        .flatten();
     match best {
         Some((_, candidate)) => format!("did you mean `{candidate}`?"),
-        None if candidates.is_empty() => "this node takes no children".to_string(),
         None => format!("expected one of: {}", quote_list(candidates)),
     }
 }
 
 fn quote_list(names: &[&str]) -> String {
-    names
+    let mut list = names
         .iter()
+        .take(MAX_LISTED)
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if names.len() > MAX_LISTED {
+        list.push_str(&format!(" and {} more", names.len() - MAX_LISTED));
+    }
+    list
 }
 
 /// The span covering both `a` and `b`.
