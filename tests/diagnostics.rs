@@ -3773,6 +3773,79 @@ fn unknown_reference_among_many() {
     );
 }
 
+#[test]
+fn too_large() {
+    let rejected = config::text_from_bytes(vec![b' '; 1025], 1024).unwrap_err();
+    let d = &rejected.diagnostic;
+    assert_eq!(d.code, "ctm::too-large");
+    assert_eq!(
+        d.message,
+        "the host file is larger than 1024 bytes, the most ctm reads here"
+    );
+    assert_eq!((d.span.offset(), d.span.len()), (0, 0));
+    assert_eq!(d.label.as_deref(), Some("not read"));
+    assert_help(
+        d,
+        "a host of 1,000 containers is about 200 KB: is this the host file?",
+    );
+    let web = config::text_from_bytes(vec![b' '; (4 << 20) + 1], config::MAX_SIZE_WEB);
+    assert_eq!(
+        web.unwrap_err().diagnostic.message,
+        "the host file is larger than 4 MiB, the most ctm reads here"
+    );
+    assert_eq!(rejected.shown, "");
+    assert_eq!(
+        config::text_from_bytes(vec![b' '; 1024], 1024)
+            .unwrap()
+            .len(),
+        1024
+    );
+    assert_eq!(config::MAX_SIZE_CLI, 64 << 20);
+    assert_eq!(config::MAX_SIZE_WEB, 4 << 20);
+}
+
+#[test]
+fn not_utf8() {
+    let mut bytes = kdl("container \"web\" {\n    image \"deb").into_bytes();
+    let offset = bytes.len();
+    bytes.extend_from_slice(b"\xE9ian\"\n}\n\xFF\n");
+    let rejected = config::text_from_bytes(bytes, config::MAX_SIZE_CLI).unwrap_err();
+    let d = &rejected.diagnostic;
+    assert_eq!(d.code, "ctm::not-utf8");
+    assert_eq!(
+        d.message,
+        format!("the host file is not UTF-8: byte {offset} starts an invalid sequence (0xe9)")
+    );
+    assert_eq!((d.span.offset(), d.span.len()), (offset, 1));
+    assert_eq!(d.label.as_deref(), Some("not UTF-8"));
+    assert_help(
+        d,
+        "save the file as UTF-8 (for example with `iconv -t UTF-8`)",
+    );
+    // Every invalid byte is shown as `?`, so offsets stay the file's.
+    assert!(rejected.shown.ends_with("    image \"deb?ian\"\n}\n?\n"));
+    assert_eq!(rejected.shown.len(), offset + 10);
+}
+
+/// Issue 13: invalid UTF-8 had no position, and `--format json` printed
+/// nothing.
+#[test]
+fn check_json_reports_invalid_utf8_at_its_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.kdl");
+    let mut bytes = kdl("container \"web\" {\n    image \"deb").into_bytes();
+    let offset = bytes.len();
+    bytes.extend_from_slice(b"\xE9ian\"\n}\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let (status, json) = ctm_check_json_path(&path);
+    assert_eq!(status, 1, "{json:#}");
+    let d = &json["diagnostics"][0];
+    assert_eq!(d["code"], "ctm::not-utf8");
+    assert_eq!(d["span"]["offset"], offset);
+    assert_eq!(d["line"], 13);
+    assert_eq!(d["column"], "    image \"deb".len() + 1);
+}
+
 // ---- positions -------------------------------------------------------------
 
 /// The miette report as plain text, 80 columns wide.

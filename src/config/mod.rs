@@ -8,8 +8,10 @@
 //! character) is reported the same way. Meaning is assigned later, by
 //! `validate`.
 //!
-//! A host file nests at most [`MAX_DEPTH`] levels deep, and the checks
-//! take time linear in the text.
+//! Input is bounded before it is read: a host file is at most
+//! [`MAX_SIZE_CLI`] or [`MAX_SIZE_WEB`] bytes ([`text_from_bytes`], which
+//! also reports invalid UTF-8 where it is) and nests at most [`MAX_DEPTH`]
+//! levels deep, and the readers and checks take time linear in the text.
 
 pub mod kdl;
 pub mod kdl_fast;
@@ -30,6 +32,77 @@ use vocab::{NodeSpec, ValueKind};
 /// file needs three levels (`container` → `ssh` → `authorized-key`); the
 /// limit keeps every reader's recursion, and the stack it needs, small.
 pub const MAX_DEPTH: usize = 32;
+
+/// The largest host file the command line reads: 64 MiB, about 1.8
+/// million minimal containers (a host of 1,000 is about 200 KB).
+pub const MAX_SIZE_CLI: usize = 64 << 20;
+
+/// The largest host file the web editor accepts: 4 MiB, about 20,000
+/// containers. A server takes text from the network, so its bound is lower.
+pub const MAX_SIZE_WEB: usize = 4 << 20;
+
+/// Text that could not be read as a host file: the one diagnostic, and
+/// the text to show it against (invalid bytes shown as `?`, so that every
+/// offset is the file's own).
+#[derive(Debug)]
+pub struct Rejected {
+    pub diagnostic: Diagnostic,
+    pub shown: String,
+}
+
+/// A host file's bytes as text: at most `limit` bytes (a caller reading a
+/// file may stop after `limit + 1`), and UTF-8, else one diagnostic at
+/// the first byte that is not.
+pub fn text_from_bytes(bytes: Vec<u8>, limit: usize) -> Result<String, Box<Rejected>> {
+    if bytes.len() > limit {
+        let size = if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+            format!("{} MiB", limit >> 20)
+        } else {
+            format!("{limit} bytes")
+        };
+        let diagnostic = Diagnostic::error(
+            "ctm::too-large",
+            format!("the host file is larger than {size}, the most ctm reads here"),
+            SourceSpan::new(0.into(), 0),
+        )
+        .with_label("not read")
+        .with_help("a host of 1,000 containers is about 200 KB: is this the host file?");
+        return Err(Box::new(Rejected {
+            diagnostic,
+            shown: String::new(),
+        }));
+    }
+    let (error, bytes) = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(error) => (error.utf8_error(), error.into_bytes()),
+    };
+    let offset = error.valid_up_to();
+    let len = error.error_len().unwrap_or(bytes.len() - offset);
+    let shown: String = bytes
+        .utf8_chunks()
+        .flat_map(|chunk| {
+            chunk
+                .valid()
+                .chars()
+                .chain(chunk.invalid().iter().map(|_| '?'))
+        })
+        .collect();
+    let hex: Vec<String> = bytes[offset..offset + len]
+        .iter()
+        .map(|b| format!("{b:#04x}"))
+        .collect();
+    let diagnostic = Diagnostic::error(
+        "ctm::not-utf8",
+        format!(
+            "the host file is not UTF-8: byte {offset} starts an invalid sequence ({})",
+            hex.join(" ")
+        ),
+        SourceSpan::new(offset.into(), len),
+    )
+    .with_label("not UTF-8")
+    .with_help("save the file as UTF-8 (for example with `iconv -t UTF-8`)");
+    Err(Box::new(Rejected { diagnostic, shown }))
+}
 
 /// The diagnostic for nesting deeper than [`MAX_DEPTH`], at the bracket
 /// or key that goes one level too deep.
