@@ -1771,6 +1771,42 @@ fn invalid_path(extra: &str, message: &str, span: &str) {
     expect_one(&text, Format::Kdl, "ctm::invalid-path", message, span, span);
 }
 
+/// Issue 13: a 1 MiB file name was accepted, and compiled into a
+/// 1,048,588-character `Bind=` line.
+#[test]
+fn invalid_path_component_too_long() {
+    let path = format!("/srv/{}", "a".repeat(1 << 20));
+    invalid_path(
+        &container("web", &format!("    bind \"{path}\" \"/data\"\n")),
+        "the path is 1048581 bytes long; Linux takes paths of at most 4095 bytes (PATH_MAX less its NUL)",
+        &format!("\"{path}\""),
+    );
+    let path = format!("/srv/{}/www", "a".repeat(256));
+    invalid_path(
+        &container("web", &format!("    bind \"{path}\" \"/data\"\n")),
+        "a component of the path is 256 bytes long; Linux takes file names of at most 255 bytes (NAME_MAX)",
+        &format!("\"{path}\""),
+    );
+}
+
+#[test]
+fn invalid_path_too_long() {
+    // 16 components of 255 bytes: each allowed, together too long.
+    let path = format!("/{}", vec!["b".repeat(255); 16].join("/"));
+    invalid_path(
+        &container("web", &format!("    bind \"/srv\" \"{path}\"\n")),
+        "the path is 4096 bytes long; Linux takes paths of at most 4095 bytes (PATH_MAX less its NUL)",
+        &format!("\"{path}\""),
+    );
+    let path = format!("/{}", vec!["b".repeat(254); 16].join("/"));
+    assert_eq!(path.len(), 4080);
+    let text = kdl(&container(
+        "web",
+        &format!("    bind \"/srv\" \"{path}\"\n"),
+    ));
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+}
+
 #[test]
 fn invalid_path_relative() {
     invalid_path(
@@ -2033,6 +2069,110 @@ fn invalid_package() {
         "`Bad_Pkg` is not a package name; Debian package names use lower-case letters, digits, `+`, `-` and `.`",
         "\"Bad_Pkg\"",
         "\"Bad_Pkg\"",
+    );
+}
+
+#[test]
+fn invalid_package_too_long() {
+    let name = "p".repeat(201);
+    let text = kdl(&container("web", &format!("    packages \"{name}\"\n")));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-package",
+        "the package name is 201 bytes long; dpkg takes at most 200",
+        &format!("\"{name}\""),
+        "packages",
+    );
+}
+
+#[test]
+fn invalid_value_environment_name_too_long() {
+    let name = "N".repeat(256);
+    let text = kdl(&container(
+        "web",
+        &format!("    environment {name}=\"on\"\n"),
+    ));
+    invalid_value(
+        &text,
+        "the variable name is 256 bytes long; ctm takes at most 255",
+        &name,
+    );
+}
+
+#[test]
+fn invalid_value_environment_value_too_long() {
+    let value = "v".repeat(130_816);
+    let text = kdl(&container(
+        "web",
+        &format!("    environment A=\"{value}\"\n"),
+    ));
+    invalid_value(
+        &text,
+        "the value is 130816 bytes long; the environment of a process (MAX_ARG_STRLEN) takes at most 130815",
+        &format!("\"{value}\""),
+    );
+}
+
+#[test]
+fn invalid_value_suite_too_long() {
+    let suite = "s".repeat(256);
+    let text = kdl_edit(&[("suite=\"bookworm\"", &format!("suite=\"{suite}\""))], "");
+    invalid_value(
+        &text,
+        "the word is 256 bytes long; a file name (NAME_MAX) takes at most 255",
+        &format!("\"{suite}\""),
+    );
+}
+
+#[test]
+fn invalid_value_mirror_too_long() {
+    let mirror = format!("http://{}", "m".repeat(4089));
+    let text = kdl_edit(
+        &[(
+            "suite=\"bookworm\"",
+            &format!("suite=\"bookworm\" mirror=\"{mirror}\""),
+        )],
+        "",
+    );
+    invalid_value(
+        &text,
+        "the mirror URL is 4096 bytes long; a path (PATH_MAX) takes at most 4095",
+        &format!("\"{mirror}\""),
+    );
+}
+
+#[test]
+fn invalid_value_command_too_long() {
+    let command = format!("echo {}", "x".repeat(131_067));
+    let text = kdl(&container(
+        "web",
+        &format!("    check command=\"{command}\"\n"),
+    ));
+    invalid_value(
+        &text,
+        "the command is 131072 bytes long; an argument of execve (MAX_ARG_STRLEN) takes at most 131071",
+        &format!("\"{command}\""),
+    );
+}
+
+#[test]
+fn invalid_ssh_key_too_long() {
+    let key = format!("{KEY} {}", "c".repeat(32 << 10));
+    let text = kdl(&container(
+        "web",
+        &format!("    ssh {{\n        authorized-key \"{key}\"\n    }}\n"),
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-ssh-key",
+        &format!(
+            "the key is {} bytes long; an authorized_keys line ctm writes takes at most 32768",
+            key.len()
+        ),
+        &format!("\"{key}\""),
+        "authorized-key",
     );
 }
 
