@@ -3986,6 +3986,52 @@ fn check_json_reports_invalid_utf8_at_its_byte() {
     assert_eq!(d["column"], "    image \"deb".len() + 1);
 }
 
+/// What the web editor may give the `kdl` crate to edit.
+#[test]
+fn kdl_too_complex_comment() {
+    let comment = format!("/* {} */", "* ".repeat(200));
+    let text = kdl(&format!("{comment}\n"));
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+    let d = config::kdl::check_for_kdl_crate(&text).unwrap_err();
+    assert_eq!(d.code, "ctm::kdl-too-complex");
+    assert_eq!(
+        d.message,
+        "a `/* */` comment has more than 256 `*`, `/` and runs of text between them"
+    );
+    assert_span(&text, d.span, &comment, "/*");
+    assert_eq!(d.label.as_deref(), Some("this comment"));
+    assert_help(&d, "comment out with `//` or `/-` instead, and edit then");
+    let fits = kdl(&format!("/* {} */\n", "* ".repeat(100)));
+    assert!(config::kdl::check_for_kdl_crate(&fits).is_ok());
+}
+
+#[test]
+fn kdl_too_complex_slashdashed_blocks() {
+    let text = kdl(&format!("a {}b{}\n", "/-{ a ".repeat(7), " }".repeat(7)));
+    // ctm reads it (and reports the node unknown).
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    assert_eq!(diagnostics[0].code, "ctm::unknown-node");
+    let d = config::kdl::check_for_kdl_crate(&text).unwrap_err();
+    assert_eq!(d.code, "ctm::kdl-too-complex");
+    assert_eq!(
+        d.message,
+        "more than 6 slashdashed child blocks (`/-{ … }`) are nested in one another"
+    );
+    let innermost = text.match_indices('{').nth(3 + 6).unwrap().0;
+    assert_eq!((d.span.offset(), d.span.len()), (innermost, 1));
+    assert_eq!(d.label.as_deref(), Some("the innermost one"));
+    assert_help(
+        &d,
+        "remove the slashdashed blocks inside slashdashed blocks, and edit then",
+    );
+    // A syntax error is given as it is.
+    let broken = kdl("container {\n");
+    let d = config::kdl::check_for_kdl_crate(&broken).unwrap_err();
+    assert_eq!(d.code, "ctm::kdl-syntax");
+    assert!(config::kdl::check_for_kdl_crate(PRELUDE).is_ok());
+}
+
 // ---- positions -------------------------------------------------------------
 
 /// The miette report as plain text, 80 columns wide.

@@ -726,3 +726,30 @@ fn huge_documents_agree() {
         );
     }
 }
+
+/// The most `config::kdl::check_for_kdl_crate` lets through: nesting at
+/// the limit, the innermost levels slashdashed blocks, and a comment of
+/// the most pieces there. The crate reads it on a thread of 4 MiB, which
+/// the web editor can give it.
+#[test]
+fn the_crate_reads_what_the_check_lets_through_on_a_4_mib_stack() {
+    use ctm::config::kdl::{MAX_COMMENT_PIECES, MAX_SLASHDASHED_BLOCKS, check_for_kdl_crate};
+    let plain = MAX_DEPTH - MAX_SLASHDASHED_BLOCKS;
+    let comment = format!("/*{}*/", "* ".repeat((MAX_COMMENT_PIECES - 3) / 2));
+    let text = format!(
+        "{}{}{comment} a{}",
+        "a {".repeat(plain),
+        "a /-{ ".repeat(MAX_SLASHDASHED_BLOCKS),
+        "}".repeat(MAX_DEPTH)
+    );
+    assert_eq!(check_for_kdl_crate(&text), Ok(()));
+    let too_many = format!("/*{}*/\n", "* ".repeat(MAX_COMMENT_PIECES / 2));
+    assert!(check_for_kdl_crate(&too_many).is_err());
+    let read = std::thread::Builder::new()
+        .stack_size(4 << 20)
+        .spawn(move || parse_with_kdl_crate(&text).1.is_empty())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(read);
+}

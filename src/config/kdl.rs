@@ -18,6 +18,61 @@ pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
     super::kdl_fast::read(text)
 }
 
+/// The most pieces one `/* */` comment may have for the `kdl` crate: it
+/// recurses once per piece, with about 4 KB of stack each in a debug
+/// build (0.5 KB optimized).
+pub const MAX_COMMENT_PIECES: usize = 256;
+
+/// The most slashdashed child blocks (`/-{ … }`) nested in one another
+/// for the `kdl` crate, which reads each twice for each one around it:
+/// 2⁶ times the inner one at most.
+pub const MAX_SLASHDASHED_BLOCKS: usize = 6;
+
+/// Whether the `kdl` crate may be given `text` (the web editor edits a
+/// host file through its document model): ctm's reader reads it without
+/// a syntax error, so the crate's error recovery never runs and the text
+/// nests at most [`super::MAX_DEPTH`] deep, and its comments and
+/// slashdashed blocks are within [`MAX_COMMENT_PIECES`] and
+/// [`MAX_SLASHDASHED_BLOCKS`]. The crate reads the worst such text within
+/// 2 MiB of stack in a debug build (tests/kdl_reader.rs gives it 4 MiB),
+/// far less optimized; a text that fails this check can need any amount.
+pub fn check_for_kdl_crate(text: &str) -> Result<(), Box<Diagnostic>> {
+    let (_, diagnostics, measures) = super::kdl_fast::read_measured(text);
+    if let Some(error) = diagnostics
+        .into_iter()
+        .find(|d| matches!(d.code, "ctm::kdl-syntax" | "ctm::too-deep"))
+    {
+        return Err(Box::new(error));
+    }
+    if measures.comment_pieces > MAX_COMMENT_PIECES {
+        return Err(Box::new(
+            Diagnostic::error(
+                "ctm::kdl-too-complex",
+                format!(
+                    "a `/* */` comment has more than {MAX_COMMENT_PIECES} `*`, `/` and runs of text between them"
+                ),
+                measures.comment,
+            )
+            .with_label("this comment")
+            .with_help("comment out with `//` or `/-` instead, and edit then"),
+        ));
+    }
+    if measures.slashdashed_blocks > MAX_SLASHDASHED_BLOCKS {
+        return Err(Box::new(
+            Diagnostic::error(
+                "ctm::kdl-too-complex",
+                format!(
+                    "more than {MAX_SLASHDASHED_BLOCKS} slashdashed child blocks (`/-{{ … }}`) are nested in one another"
+                ),
+                measures.slashdashed_block,
+            )
+            .with_label("the innermost one")
+            .with_help("remove the slashdashed blocks inside slashdashed blocks, and edit then"),
+        ));
+    }
+    Ok(())
+}
+
 /// The reference path: the `kdl` crate's parser, then conversion, for the
 /// tests that hold ctm's reader to it and for the benchmarks. Only for
 /// trusted text of bounded size: the crate's recursion is not bounded.

@@ -37,6 +37,38 @@ type Res<T> = Result<T, Box<Diagnostic>>;
 /// the error is the one diagnostic; otherwise the diagnostics are those
 /// for `#null` and type annotations, in the order of the text.
 pub fn read(text: &str) -> (Document, Vec<Diagnostic>) {
+    let (document, diagnostics, _) = read_measured(text);
+    (document, diagnostics)
+}
+
+/// What the `kdl` crate recurses on in a valid document, beyond its
+/// nesting: see [`super::kdl::check_for_kdl_crate`].
+#[derive(Debug, Clone, Copy)]
+pub struct Measures {
+    /// The most pieces in one `/* */` comment, as the crate reads them:
+    /// `/*`, `*/`, each other `*` or `/`, and each run of other text.
+    pub comment_pieces: usize,
+    /// That comment.
+    pub comment: SourceSpan,
+    /// The most slashdashed child blocks (`/-{ … }`) nested in one another.
+    pub slashdashed_blocks: usize,
+    /// The innermost `{` of those.
+    pub slashdashed_block: SourceSpan,
+}
+
+impl Default for Measures {
+    fn default() -> Measures {
+        Measures {
+            comment_pieces: 0,
+            comment: span(0, 0),
+            slashdashed_blocks: 0,
+            slashdashed_block: span(0, 0),
+        }
+    }
+}
+
+/// [`read`], and the [`Measures`] of the text read.
+pub fn read_measured(text: &str) -> (Document, Vec<Diagnostic>, Measures) {
     let mut cursor = Cursor {
         text,
         bytes: text.as_bytes(),
@@ -45,14 +77,16 @@ pub fn read(text: &str) -> (Document, Vec<Diagnostic>) {
         discarding: 0,
         string_start: 0,
         reported: Vec::new(),
+        slashdashed_blocks: 0,
+        measures: Measures::default(),
     };
     match cursor.document() {
         Ok(document) => {
             let mut reported = cursor.reported;
             reported.sort_by_key(|d| d.span.offset());
-            (document, reported)
+            (document, reported, cursor.measures)
         }
-        Err(error) => (Document::default(), vec![*error]),
+        Err(error) => (Document::default(), vec![*error], cursor.measures),
     }
 }
 
@@ -83,6 +117,9 @@ struct Cursor<'a> {
     string_start: usize,
     /// `#null` values and type annotations, reported but read.
     reported: Vec<Diagnostic>,
+    /// Slashdashed child blocks open around `pos`.
+    slashdashed_blocks: usize,
+    measures: Measures,
 }
 
 fn span(start: usize, end: usize) -> SourceSpan {
@@ -253,7 +290,14 @@ impl<'a> Cursor<'a> {
         let open = self.pos;
         self.pos += 2;
         let mut depth = 1usize;
+        let mut pieces = 1;
+        let mut in_text = false;
         while depth > 0 {
+            let text = !(self.at("*") || self.at("/"));
+            if !(text && in_text) {
+                pieces += 1;
+            }
+            in_text = text;
             if self.at("*/") {
                 self.pos += 2;
                 depth -= 1;
@@ -275,6 +319,10 @@ impl<'a> Cursor<'a> {
                 };
                 self.bump(c);
             }
+        }
+        if pieces > self.measures.comment_pieces {
+            self.measures.comment_pieces = pieces;
+            self.measures.comment = span(open, self.pos);
         }
         Ok(())
     }
@@ -603,20 +651,32 @@ impl<'a> Cursor<'a> {
     fn slashdashed_children(&mut self) -> Res<bool> {
         let start = self.pos;
         self.node_space0()?;
-        if !(self.slashdash()? && self.discarded(Self::node_children)?.is_some()) {
+        if !(self.slashdash()? && self.slashdashed_block()?) {
             self.pos = start;
             return Ok(false);
         }
         loop {
             let save = self.pos;
-            if !(self.node_space1()?
-                && self.slashdash()?
-                && self.discarded(Self::node_children)?.is_some())
-            {
+            if !(self.node_space1()? && self.slashdash()? && self.slashdashed_block()?) {
                 self.pos = save;
                 return Ok(true);
             }
         }
+    }
+
+    /// A child block after `/-`, counted for [`Measures`].
+    fn slashdashed_block(&mut self) -> Res<bool> {
+        if !self.at("{") {
+            return Ok(false);
+        }
+        self.slashdashed_blocks += 1;
+        if self.slashdashed_blocks > self.measures.slashdashed_blocks {
+            self.measures.slashdashed_blocks = self.slashdashed_blocks;
+            self.measures.slashdashed_block = span(self.pos, self.pos + 1);
+        }
+        let read = self.discarded(Self::node_children)?.is_some();
+        self.slashdashed_blocks -= 1;
+        Ok(read)
     }
 
     /// `node-children := '{' nodes '}'`, at most [`MAX_DEPTH`] deep: the
