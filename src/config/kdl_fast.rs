@@ -104,6 +104,14 @@ struct Entry {
     value_end: usize,
 }
 
+/// A value as read, with its type annotation and its text's bounds.
+struct ValueRead {
+    value: Value,
+    annotation: Option<SourceSpan>,
+    start: usize,
+    end: usize,
+}
+
 struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -727,7 +735,7 @@ impl<'a> Cursor<'a> {
                 let equals = self.pos;
                 self.pos += 1;
                 self.node_space0()?;
-                let Some((value, annotation, value_start, value_end)) = self.value()? else {
+                let Some(read) = self.value()? else {
                     return fail(
                         syntax(
                             span(equals, equals + 1),
@@ -739,11 +747,11 @@ impl<'a> Cursor<'a> {
                 };
                 return Ok(Some(Entry {
                     key: Some(Spanned::new(key, span(key_start, key_end))),
-                    value,
-                    annotation,
+                    value: read.value,
+                    annotation: read.annotation,
                     start,
-                    value_start,
-                    value_end,
+                    value_start: read.start,
+                    value_end: read.end,
                 }));
             }
             self.pos = after_key;
@@ -757,13 +765,13 @@ impl<'a> Cursor<'a> {
             }));
         }
         match self.value()? {
-            Some((value, annotation, value_start, value_end)) => Ok(Some(Entry {
+            Some(read) => Ok(Some(Entry {
                 key: None,
-                value,
-                annotation,
+                value: read.value,
+                annotation: read.annotation,
                 start,
-                value_start,
-                value_end,
+                value_start: read.start,
+                value_end: read.end,
             })),
             None => {
                 self.pos = begin;
@@ -817,9 +825,8 @@ impl<'a> Cursor<'a> {
 
     // ---- values -------------------------------------------------------
 
-    /// `value := type? node-space* (keyword | number | string)`: the value,
-    /// its type annotation, and its text's bounds.
-    fn value(&mut self) -> Res<Option<(Value, Option<SourceSpan>, usize, usize)>> {
+    /// `value := type? node-space* (keyword | number | string)`.
+    fn value(&mut self) -> Res<Option<ValueRead>> {
         let annotation = self.type_annotation()?;
         if annotation.is_some() {
             self.node_space0()?;
@@ -832,7 +839,12 @@ impl<'a> Cursor<'a> {
                 None => self.string()?.map(Value::String),
             },
         };
-        Ok(value.map(|value| (value, annotation, start, self.pos)))
+        Ok(value.map(|value| ValueRead {
+            value,
+            annotation,
+            start,
+            end: self.pos,
+        }))
     }
 
     /// `#true`, `#false`, `#inf`, `#-inf`, `#nan`, and `#null` as

@@ -55,7 +55,7 @@ pub struct Rejected {
 /// the first byte that is not.
 pub fn text_from_bytes(bytes: Vec<u8>, limit: usize) -> Result<String, Box<Rejected>> {
     if bytes.len() > limit {
-        let size = if limit >= 1 << 20 && limit % (1 << 20) == 0 {
+        let size = if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
             format!("{} MiB", limit >> 20)
         } else {
             format!("{limit} bytes")
