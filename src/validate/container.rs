@@ -350,10 +350,10 @@ struct Templates<'a> {
 impl Templates<'_> {
     /// `partial` (the template `own_name`, or a container) with its whole
     /// `from` chain merged in, and how many templates that chain has (not
-    /// counting `own_name`). The chain is walked
-    /// up to a template already resolved (or one without `from`, or a
-    /// missing one, or a cycle), then merged down, each template on the
-    /// way resolved once: no recursion, however long the chain.
+    /// counting `own_name`). The chain is walked up to a template already
+    /// resolved (or one without `from`, a missing one, a cycle, or the
+    /// limit), then merged down, each template on the way resolved once:
+    /// no recursion, however long the chain.
     fn inherit(
         &mut self,
         v: &mut Validator,
