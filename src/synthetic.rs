@@ -6,6 +6,9 @@
 //! binds, limits, SSH keys, Docker, nesting and GRE tunnels. The output
 //! depends on the three counts only, so a benchmark run on one machine can
 //! be repeated on another (`cargo run --example gen_host -- 1000 100 50`).
+//!
+//! [`hostile_kdl`] writes the hostile files of issue 13 (`cargo run
+//! --example gen_hostile -- repeated-property 100000`).
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -214,6 +217,70 @@ fn tunnel(out: &mut String, i: usize) {
         let _ = writeln!(out, "    address \"fdff:{i:x}::/127\"");
     }
     out.push_str("}\n\n");
+}
+
+/// The hostile host files of issue 13, each a size of `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostile {
+    /// One `limits` node with `cpus=1` `n` times (700 KB at 100,000; did
+    /// not finish in 15 minutes).
+    RepeatedProperty,
+    /// `n` `limits cpus=1` nodes in one container (15.6 s at 100,000).
+    RepeatedNode,
+    /// One `environment` node with `n` distinct variables (889 KB at
+    /// 100,000; 38.8 s).
+    DistinctProperties,
+    /// `n` child blocks nested in one another, in one container.
+    Nested,
+    /// `n` containers of one line each (50 MB at 1,370,000; 17.9 s and
+    /// 3.0 GB).
+    MinimalContainers,
+}
+
+impl Hostile {
+    pub const ALL: [(Hostile, &'static str); 5] = [
+        (Hostile::RepeatedProperty, "repeated-property"),
+        (Hostile::RepeatedNode, "repeated-node"),
+        (Hostile::DistinctProperties, "distinct-properties"),
+        (Hostile::Nested, "nested"),
+        (Hostile::MinimalContainers, "minimal-containers"),
+    ];
+}
+
+/// A host file of `kind` and size `n`: an image, and what `kind` says.
+pub fn hostile_kdl(kind: Hostile, n: usize) -> String {
+    let mut out = String::from("image \"img\" {\n    directory \"/srv/img\"\n}\n");
+    match kind {
+        Hostile::RepeatedProperty => {
+            out.push_str("container \"web\" {\n    image \"img\"\n    limits");
+            out.push_str(&" cpus=1".repeat(n));
+            out.push_str("\n}\n");
+        }
+        Hostile::RepeatedNode => {
+            out.push_str("container \"web\" {\n    image \"img\"\n");
+            out.push_str(&"    limits cpus=1\n".repeat(n));
+            out.push_str("}\n");
+        }
+        Hostile::DistinctProperties => {
+            out.push_str("container \"web\" {\n    image \"img\"\n    environment");
+            for i in 0..n {
+                let _ = write!(out, " V{i}=\"x\"");
+            }
+            out.push_str("\n}\n");
+        }
+        Hostile::Nested => {
+            out.push_str("container \"web\" {\n    image \"img\"\n");
+            out.push_str(&"a {".repeat(n));
+            out.push_str(&"}".repeat(n));
+            out.push_str("\n}\n");
+        }
+        Hostile::MinimalContainers => {
+            for i in 0..n {
+                let _ = writeln!(out, "container \"c{i:07}\" {{ image \"img\"; }}");
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

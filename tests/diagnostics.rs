@@ -560,75 +560,459 @@ fn control_character_in_a_property_value() {
 
 // ---- KDL only ---------------------------------------------------------------
 
+/// A KDL syntax error: the one diagnostic, with this message, label and
+/// span (the first `span` at or after `anchor`).
+#[track_caller]
+fn kdl_syntax(text: &str, message: &str, label: &str, span: &str, anchor: &str) -> Diagnostic {
+    let d = expect_one(text, Format::Kdl, "ctm::kdl-syntax", message, span, anchor);
+    assert_eq!(d.label.as_deref(), Some(label));
+    d
+}
+
 #[test]
 fn kdl_syntax_unclosed_block() {
-    // The kdl crate reports an unclosed block twice: at the `{` and over
-    // the nodes after it.
     let text = kdl("container \"web\" {\n    image \"debian\"\n");
-    let diagnostics = diagnose(&text, Format::Kdl);
-    assert_eq!(diagnostics.len(), 2, "{}", list(&diagnostics));
-    check(
+    let d = kdl_syntax(
         &text,
-        &diagnostics[0],
-        "ctm::kdl-syntax",
-        "No closing '}' for child block",
+        "no closing `}` for this child block",
+        "opened here",
         "{",
         "container \"web\" {",
     );
-    assert_eq!(diagnostics[0].label.as_deref(), Some("not closed"));
-    check(
-        &text,
-        &diagnostics[1],
-        "ctm::kdl-syntax",
-        "Closing '}' was not found after nodes",
-        "\n    image \"debian\"\n",
-        "container \"web\" {",
-    );
+    assert_help(&d, "close the block with `}` after its last node");
 }
 
 #[test]
 fn kdl_syntax_unterminated_string() {
     let text = kdl("container \"web\" {\n    image \"debian\n}\n");
-    let d = expect_one(
+    let d = kdl_syntax(
         &text,
-        Format::Kdl,
-        "ctm::kdl-syntax",
-        "Unexpected newline in single-line quoted string",
+        "unexpected newline in a single-line string",
+        "not closed on its line",
         "\"debian",
         "\"debian\n",
     );
-    assert_eq!(d.label.as_deref(), Some("not quoted string"));
     assert_help(
         &d,
-        "You can make a string multi-line by wrapping it in '\"\"\"', with a newline immediately after the opening quotes.",
+        "close the string with `\"`; for a string of several lines, write `\"\"\"`, a newline, \
+         the lines, and `\"\"\"` on a line of its own",
     );
 }
 
 #[test]
 fn kdl_syntax_kdl1_boolean() {
-    // KDL 2.0 writes booleans as #true and #false; a bare `true` is an
-    // identifier where a value is expected.
+    // KDL 2.0 writes booleans as #true and #false; a bare `true` is neither.
     let text = kdl(&container("web", "    autostart true\n"));
-    expect_one(
+    let d = kdl_syntax(
         &text,
-        Format::Kdl,
-        "ctm::kdl-syntax",
-        "Expected identifier string",
+        "bare `true` is a reserved word in KDL 2.0",
+        "neither a keyword nor a string",
         "true",
         "autostart true",
+    );
+    assert_help(
+        &d,
+        "write `#true` for the keyword, or `\"true\"` for the string",
     );
 }
 
 #[test]
 fn kdl_syntax_property_without_value() {
     let text = kdl(&container("web", "    limits memory=\n"));
-    expect_one(
+    let d = kdl_syntax(
         &text,
-        Format::Kdl,
-        "ctm::kdl-syntax",
-        "Expected property value",
+        "expected a value after `=`",
+        "property value missing",
         "=",
         "memory=",
+    );
+    assert_help(&d, "write the value right after `=`, e.g. memory=\"1G\"");
+}
+
+#[test]
+fn kdl_syntax_unclosed_comment() {
+    let text = kdl("/* container \"web\" {\n    image \"debian\"\n}\n");
+    let d = kdl_syntax(
+        &text,
+        "unclosed comment",
+        "this comment is never closed",
+        "/*",
+        "/*",
+    );
+    assert_help(
+        &d,
+        "close it with `*/` (comments nest: each `/*` needs its own `*/`)",
+    );
+}
+
+#[test]
+fn kdl_syntax_slashdash_without_anything_after_it() {
+    let text = kdl("container \"web\" {\n    image \"debian\"\n}\n/-\n");
+    kdl_syntax(
+        &text,
+        "`/-` must be followed by the node, entry or child block it comments out",
+        "nothing to comment out here",
+        "/-",
+        "/-",
+    );
+}
+
+#[test]
+fn kdl_syntax_disallowed_character() {
+    let text = kdl("container \"web\" {\n    image \"debian\" \u{200E}\n}\n");
+    let d = kdl_syntax(
+        &text,
+        "the character U+200E is not allowed in KDL",
+        "not allowed",
+        "\u{200E}",
+        "\"debian\"",
+    );
+    assert_help(
+        &d,
+        "control characters, byte order marks and text direction marks may only appear as \
+         escapes in quoted strings",
+    );
+}
+
+#[test]
+fn kdl_syntax_unexpected_character_at_the_top_level() {
+    let text = kdl("container \"web\")\n");
+    kdl_syntax(
+        &text,
+        "unexpected `)`",
+        "expected a newline or `;` before this",
+        ")",
+        "\"web\")",
+    );
+}
+
+#[test]
+fn kdl_syntax_unexpected_character_in_a_block() {
+    let text = kdl(&container("web", "    autostart #true)\n"));
+    kdl_syntax(
+        &text,
+        "unexpected `)`",
+        "expected a newline, `;` or `}` before this",
+        ")",
+        "#true)",
+    );
+}
+
+#[test]
+fn kdl_syntax_unexpected_end_of_file() {
+    let text = kdl("(vm)");
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = &diagnostics[0];
+    assert_eq!(d.code, "ctm::kdl-syntax");
+    assert_eq!(d.message, "unexpected end of file");
+    assert_eq!(d.label.as_deref(), Some("a node name is expected here"));
+    assert_eq!((d.span.offset(), d.span.len()), (text.len(), 0));
+}
+
+#[test]
+fn kdl_syntax_stray_closing_brace() {
+    let text = kdl("container \"web\" {\n    image \"debian\"\n}\n} // stray\n");
+    let d = kdl_syntax(
+        &text,
+        "unexpected `}`: there is no child block to close",
+        "nothing to close here",
+        "}",
+        "} // stray",
+    );
+    assert_help(&d, "remove it, or look for the `{` it was meant to close");
+}
+
+#[test]
+fn kdl_syntax_block_without_a_node_name() {
+    let text = kdl("container \"web\" {\n    image \"debian\"\n    { docker; }\n}\n");
+    let d = kdl_syntax(
+        &text,
+        "found a child block instead of a node name",
+        "node name expected before this",
+        "{",
+        "{ docker",
+    );
+    assert_help(
+        &d,
+        "did you forget the node's name, or end the node before its child block?",
+    );
+}
+
+#[test]
+fn kdl_syntax_no_node_name() {
+    let text = kdl(&container("web", "    =docker\n"));
+    let d = kdl_syntax(
+        &text,
+        "expected a node name, found `=`",
+        "a node name is expected here",
+        "=",
+        "=docker",
+    );
+    assert_help(
+        &d,
+        "a node name is a string: a bare word such as `container`, or quoted",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_type_annotation() {
+    let text = kdl(&container("web", "    autostart (bool #true\n"));
+    let d = kdl_syntax(
+        &text,
+        "unclosed type annotation",
+        "expected `)` after the type's name",
+        "(bool ",
+        "(bool",
+    );
+    assert_help(&d, "ctm does not use type annotations: remove it");
+}
+
+#[test]
+fn kdl_syntax_no_type_name() {
+    let text = kdl(&container("web", "    autostart ( )#true\n"));
+    kdl_syntax(
+        &text,
+        "unexpected `)`",
+        "a type name is expected here",
+        ")",
+        "( )",
+    );
+}
+
+#[test]
+fn kdl_syntax_unknown_keyword() {
+    let text = kdl(&container("web", "    autostart #yes\n"));
+    let d = kdl_syntax(
+        &text,
+        "unknown keyword `#yes`",
+        "not a KDL keyword",
+        "#yes",
+        "#yes",
+    );
+    assert_help(
+        &d,
+        "KDL 2.0's keywords are #true, #false, #null, #inf, #-inf and #nan; a string starting \
+         with `#` is written in quotes",
+    );
+}
+
+#[test]
+fn kdl_syntax_no_space_after_a_value() {
+    let text = kdl(&container("web", "    packages \"curl\"\"jq\"\n"));
+    let d = kdl_syntax(
+        &text,
+        "`\"` cannot come right after a value",
+        "expected a space, `;` or a newline before this",
+        "\"",
+        "\"jq\"",
+    );
+    assert_help(
+        &d,
+        "separate values with spaces; a string with special characters is quoted",
+    );
+}
+
+#[test]
+fn kdl_syntax_radix_prefix_without_digits() {
+    let text = kdl(&container("web", "    limits cpus=0x\n"));
+    kdl_syntax(
+        &text,
+        "`0x` must be followed by hexadecimal digits",
+        "invalid number",
+        "0x",
+        "0x",
+    );
+}
+
+#[test]
+fn kdl_syntax_integer_too_large() {
+    let big = "1".repeat(40);
+    let text = kdl(&container("web", &format!("    limits cpus={big}\n")));
+    kdl_syntax(
+        &text,
+        "this number does not fit in 128 bits",
+        "invalid number",
+        &big,
+        "cpus=",
+    );
+}
+
+#[test]
+fn kdl_syntax_decimal_point_without_digits() {
+    let text = kdl(&container("web", "    limits cpus=1.\n"));
+    kdl_syntax(
+        &text,
+        "a decimal point must be followed by a digit",
+        "invalid number",
+        "1.",
+        "cpus=",
+    );
+}
+
+#[test]
+fn kdl_syntax_exponent_without_digits() {
+    let text = kdl(&container("web", "    limits cpus=1e\n"));
+    kdl_syntax(
+        &text,
+        "an exponent must have digits",
+        "invalid number",
+        "1e",
+        "cpus=",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_string() {
+    let text = kdl("container \"web\" {\n    packages \"curl");
+    kdl_syntax(
+        &text,
+        "unclosed string",
+        "this string is never closed",
+        "\"",
+        "\"curl",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_multi_line_string() {
+    let text = kdl(&container("web", "    packages \"\"\"\n        curl\n"));
+    kdl_syntax(
+        &text,
+        "unclosed multi-line string",
+        "this string is never closed",
+        "\"\"\"",
+        "\"\"\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_unclosed_raw_string() {
+    let text = kdl("container \"web\" {\n    packages #\"curl");
+    let d = kdl_syntax(
+        &text,
+        "unclosed raw string",
+        "this string is never closed",
+        "#\"",
+        "#\"curl",
+    );
+    assert_help(&d, "close it with `\"` and 1 `#`, as it was opened");
+}
+
+#[test]
+fn kdl_syntax_unclosed_multi_line_raw_string() {
+    let text = kdl(&container("web", "    packages ##\"\"\"\n        curl\n"));
+    kdl_syntax(
+        &text,
+        "unclosed multi-line raw string",
+        "this string is never closed",
+        "##\"\"\"",
+        "##\"\"\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_invalid_escape() {
+    let text = kdl(&container("web", "    packages \"cu\\qrl\"\n"));
+    let d = kdl_syntax(
+        &text,
+        "invalid escape `\\q`",
+        "invalid escape",
+        "\\q",
+        "\\q",
+    );
+    assert_help(
+        &d,
+        "the escapes are \\n, \\r, \\t, \\\\, \\\", \\b, \\f, \\s, \\u{…} and a backslash before \
+         whitespace",
+    );
+}
+
+#[test]
+fn kdl_syntax_invalid_unicode_escape() {
+    let text = kdl(&container("web", "    packages \"\\u{d800}\"\n"));
+    kdl_syntax(
+        &text,
+        "`\\u` must be followed by 1 to 6 hexadecimal digits in braces, naming a Unicode scalar \
+         value",
+        "invalid escape",
+        "\\u{d800}",
+        "\\u",
+    );
+}
+
+#[test]
+fn kdl_syntax_multi_line_string_without_a_newline() {
+    let text = kdl(&container("web", "    packages \"\"\"curl\"\"\"\n"));
+    let d = kdl_syntax(
+        &text,
+        "a multi-line string must start with a newline after `\"\"\"`",
+        "newline expected after this",
+        "\"\"\"",
+        "\"\"\"",
+    );
+    assert_help(
+        &d,
+        "a string on one line is written in single quotes: \"…\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_closing_quotes_not_on_their_own_line() {
+    let text = kdl(&container(
+        "web",
+        "    packages \"\"\"\n        curl\"\"\"\n",
+    ));
+    let d = kdl_syntax(
+        &text,
+        "the closing `\"\"\"` of a multi-line string must be on a line of its own",
+        "text before it on its line",
+        "\"\"\"",
+        "curl\"\"\"",
+    );
+    assert_help(
+        &d,
+        "move `\"\"\"` to the next line, or escape a quote in the text as \\\"",
+    );
+}
+
+#[test]
+fn kdl_syntax_multi_line_string_indented_less() {
+    let text = kdl(&container(
+        "web",
+        "    packages \"\"\"\n      curl\n        \"\"\"\n",
+    ));
+    kdl_syntax(
+        &text,
+        "every line of a multi-line string must start with the indentation of its closing `\"\"\"`",
+        "indented less, or with other whitespace",
+        " ",
+        "      curl",
+    );
+}
+
+#[test]
+fn kdl_syntax_raw_string_of_one_quote() {
+    let text = kdl(&container("web", "    packages #\"\"\"#\n"));
+    let d = kdl_syntax(
+        &text,
+        "a raw string cannot be a single `\"`",
+        "invalid raw string",
+        "#\"\"\"#",
+        "#\"",
+    );
+    assert_help(&d, "write it as a quoted string: \"\\\"\"");
+}
+
+#[test]
+fn kdl_syntax_newline_in_a_raw_string() {
+    let text = kdl(&container("web", "    packages #\"cu\nrl\"#\n"));
+    kdl_syntax(
+        &text,
+        "unexpected newline in a single-line raw string",
+        "not closed on its line",
+        "#\"cu",
+        "#\"cu",
     );
 }
 
@@ -866,6 +1250,29 @@ fn toml_missing_property() {
         "forward",
     );
     assert_help(&d, "for example: forward \"tcp\" host=8080 container=80");
+}
+
+/// Each entry of an array of tables is reported at its own header
+/// (issue 13: the third was reported at the first).
+#[test]
+fn toml_missing_property_in_the_third_array_table() {
+    let entry = |host: u32, container: &str| {
+        format!("\n[[container.web.forward]]\nprotocol = \"tcp\"\nhost = {host}\n{container}")
+    };
+    let text = toml(&format!(
+        "\n[container.web]\nimage = \"debian\"\nnetwork = \"lan\"\n{}{}{}",
+        entry(8080, "container = 80\n"),
+        entry(8081, "container = 81\n"),
+        entry(8082, ""),
+    ));
+    expect_one(
+        &text,
+        Format::Toml,
+        "ctm::missing-property",
+        "`forward` needs `container`",
+        "forward",
+        "[[container.web.forward]]\nprotocol = \"tcp\"\nhost = 8082",
+    );
 }
 
 #[test]
@@ -1364,6 +1771,42 @@ fn invalid_path(extra: &str, message: &str, span: &str) {
     expect_one(&text, Format::Kdl, "ctm::invalid-path", message, span, span);
 }
 
+/// Issue 13: a 1 MiB file name was accepted, and compiled into a
+/// 1,048,588-character `Bind=` line.
+#[test]
+fn invalid_path_component_too_long() {
+    let path = format!("/srv/{}", "a".repeat(1 << 20));
+    invalid_path(
+        &container("web", &format!("    bind \"{path}\" \"/data\"\n")),
+        "the path is 1048581 bytes long; Linux takes paths of at most 4095 bytes (PATH_MAX less its NUL)",
+        &format!("\"{path}\""),
+    );
+    let path = format!("/srv/{}/www", "a".repeat(256));
+    invalid_path(
+        &container("web", &format!("    bind \"{path}\" \"/data\"\n")),
+        "a component of the path is 256 bytes long; Linux takes file names of at most 255 bytes (NAME_MAX)",
+        &format!("\"{path}\""),
+    );
+}
+
+#[test]
+fn invalid_path_too_long() {
+    // 16 components of 255 bytes: each allowed, together too long.
+    let path = format!("/{}", vec!["b".repeat(255); 16].join("/"));
+    invalid_path(
+        &container("web", &format!("    bind \"/srv\" \"{path}\"\n")),
+        "the path is 4096 bytes long; Linux takes paths of at most 4095 bytes (PATH_MAX less its NUL)",
+        &format!("\"{path}\""),
+    );
+    let path = format!("/{}", vec!["b".repeat(254); 16].join("/"));
+    assert_eq!(path.len(), 4080);
+    let text = kdl(&container(
+        "web",
+        &format!("    bind \"/srv\" \"{path}\"\n"),
+    ));
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+}
+
 #[test]
 fn invalid_path_relative() {
     invalid_path(
@@ -1626,6 +2069,110 @@ fn invalid_package() {
         "`Bad_Pkg` is not a package name; Debian package names use lower-case letters, digits, `+`, `-` and `.`",
         "\"Bad_Pkg\"",
         "\"Bad_Pkg\"",
+    );
+}
+
+#[test]
+fn invalid_package_too_long() {
+    let name = "p".repeat(201);
+    let text = kdl(&container("web", &format!("    packages \"{name}\"\n")));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-package",
+        "the package name is 201 bytes long; dpkg takes at most 200",
+        &format!("\"{name}\""),
+        "packages",
+    );
+}
+
+#[test]
+fn invalid_value_environment_name_too_long() {
+    let name = "N".repeat(256);
+    let text = kdl(&container(
+        "web",
+        &format!("    environment {name}=\"on\"\n"),
+    ));
+    invalid_value(
+        &text,
+        "the variable name is 256 bytes long; ctm takes at most 255",
+        &name,
+    );
+}
+
+#[test]
+fn invalid_value_environment_value_too_long() {
+    let value = "v".repeat(130_816);
+    let text = kdl(&container(
+        "web",
+        &format!("    environment A=\"{value}\"\n"),
+    ));
+    invalid_value(
+        &text,
+        "the value is 130816 bytes long; the environment of a process (MAX_ARG_STRLEN) takes at most 130815",
+        &format!("\"{value}\""),
+    );
+}
+
+#[test]
+fn invalid_value_suite_too_long() {
+    let suite = "s".repeat(256);
+    let text = kdl_edit(&[("suite=\"bookworm\"", &format!("suite=\"{suite}\""))], "");
+    invalid_value(
+        &text,
+        "the word is 256 bytes long; a file name (NAME_MAX) takes at most 255",
+        &format!("\"{suite}\""),
+    );
+}
+
+#[test]
+fn invalid_value_mirror_too_long() {
+    let mirror = format!("http://{}", "m".repeat(4089));
+    let text = kdl_edit(
+        &[(
+            "suite=\"bookworm\"",
+            &format!("suite=\"bookworm\" mirror=\"{mirror}\""),
+        )],
+        "",
+    );
+    invalid_value(
+        &text,
+        "the mirror URL is 4096 bytes long; a path (PATH_MAX) takes at most 4095",
+        &format!("\"{mirror}\""),
+    );
+}
+
+#[test]
+fn invalid_value_command_too_long() {
+    let command = format!("echo {}", "x".repeat(131_067));
+    let text = kdl(&container(
+        "web",
+        &format!("    check command=\"{command}\"\n"),
+    ));
+    invalid_value(
+        &text,
+        "the command is 131072 bytes long; an argument of execve (MAX_ARG_STRLEN) takes at most 131071",
+        &format!("\"{command}\""),
+    );
+}
+
+#[test]
+fn invalid_ssh_key_too_long() {
+    let key = format!("{KEY} {}", "c".repeat(32 << 10));
+    let text = kdl(&container(
+        "web",
+        &format!("    ssh {{\n        authorized-key \"{key}\"\n    }}\n"),
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-ssh-key",
+        &format!(
+            "the key is {} bytes long; an authorized_keys line ctm writes takes at most 32768",
+            key.len()
+        ),
+        &format!("\"{key}\""),
+        "authorized-key",
     );
 }
 
@@ -3345,4 +3892,460 @@ fn fleet_host_file_that_cannot_be_read() {
     );
     assert_span(FLEET_PRELUDE, d.span, "\"hosts/web1.kdl\"", "file");
     assert_help(d, "the path is relative to the fleet file");
+}
+
+// ---- limits ----------------------------------------------------------------
+
+/// Exactly one diagnostic, with this code and message, covering the
+/// `nth` (from 0) occurrence of `covers`.
+#[track_caller]
+fn expect_one_at(
+    text: &str,
+    format: Format,
+    code: &str,
+    message: &str,
+    covers: &str,
+    nth: usize,
+) -> Diagnostic {
+    let diagnostics = diagnose(text, format);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = diagnostics.into_iter().next().unwrap();
+    assert_eq!((d.code, d.message.as_str()), (code, message));
+    let offset = text
+        .match_indices(covers)
+        .nth(nth)
+        .expect("an occurrence")
+        .0;
+    assert_eq!((covered(text, d.span), d.span.offset()), (covers, offset));
+    d
+}
+
+#[test]
+fn too_deep_kdl() {
+    let open = "    a {\n".repeat(40);
+    let text = kdl(&format!("{open}{}", "}\n".repeat(40)));
+    // The prelude has three blocks before these.
+    let d = expect_one_at(
+        &text,
+        Format::Kdl,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "{",
+        3 + 32,
+    );
+    assert_eq!(d.label.as_deref(), Some("one level too many"));
+    assert_help(
+        &d,
+        "a host file needs three levels at most (container → ssh → authorized-key); ctm reads \
+         no deeper, even in commented-out parts",
+    );
+}
+
+/// The issue's repro, commented out: still refused, at the same place.
+#[test]
+fn too_deep_kdl_in_a_slashdashed_node() {
+    let nested = format!("a{}{}", "{a".repeat(1276), "}".repeat(1276));
+    let text = kdl(&format!("/- {nested}\n"));
+    expect_one_at(
+        &text,
+        Format::Kdl,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "{",
+        3 + 32,
+    );
+}
+
+#[test]
+fn too_deep_toml_arrays() {
+    let text = toml(&format!("a = {}{}\n", "[".repeat(40), "]".repeat(40)));
+    // `a` is a key of `[network.lan]`, at depth 3, so the 30th `[`
+    // holds values at depth 33.
+    let first = TOML_PRELUDE.matches('[').count();
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "[",
+        first + 29,
+    );
+}
+
+#[test]
+fn too_deep_toml_inline_tables() {
+    let text = toml(&format!(
+        "a = {}1{}\n",
+        "{ b = ".repeat(40),
+        " }".repeat(40)
+    ));
+    // `a` is at depth 3 (in `[network.lan]`): the 30th table holds keys
+    // at depth 33.
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "{",
+        TOML_PRELUDE.matches('{').count() + 29,
+    );
+}
+
+/// Issue 13: a 50,000-part dotted key was reported at 1:1, length 0.
+#[test]
+fn too_deep_toml_dotted_key() {
+    let key = vec!["k"; 50_000].join(".");
+    let text = toml(&format!("{key} = 1\n"));
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        // The 31st part, at depth 33 after `[network.lan]`'s two.
+        "k",
+        30 + TOML_PRELUDE.matches('k').count(),
+    );
+}
+
+#[test]
+fn too_deep_toml_table_header() {
+    let header = vec!["container"; 40].join(".");
+    let text = toml(&format!("[{header}]\n"));
+    expect_one_at(
+        &text,
+        Format::Toml,
+        "ctm::too-deep",
+        "nested more than 32 levels deep",
+        "container",
+        32,
+    );
+}
+
+#[test]
+fn template_chain_too_long() {
+    // t00 from t01 from … t16: seventeen templates.
+    let templates: String = (0..17)
+        .map(|i| match i {
+            16 => "template \"t16\" {\n    docker\n}\n".to_string(),
+            _ => format!("template \"t{i:02}\" {{\n    from \"t{:02}\"\n}}\n", i + 1),
+        })
+        .collect();
+    let text = kdl(&format!(
+        "{templates}{}",
+        container("web", "    from \"t00\"\n")
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::template-chain",
+        "this `from` makes a chain of more than 16 templates",
+        "\"t16\"",
+        "from \"t16\"",
+    );
+    assert_eq!(d.label.as_deref(), Some("one template too many"));
+    assert_help(
+        &d,
+        "let the template inherit from one nearer the top of the chain",
+    );
+}
+
+#[test]
+fn too_much_inherited() {
+    let packages: String = (0..1000).map(|i| format!(" \"p{i:04}\"")).collect();
+    let containers: String = (0..1001)
+        .map(|i| format!("container \"c{i:04}\" {{\n    from \"big\"\n}}\n"))
+        .collect();
+    let text = kdl(&format!(
+        "template \"big\" {{\n    image \"debian\"\n    packages{packages}\n}}\n{containers}"
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::too-much-inherited",
+        "containers inherit more than 1000000 list entries from templates in all",
+        "\"big\"",
+        "container \"c1000\"",
+    );
+    assert_eq!(d.label.as_deref(), Some("the limit is crossed here"));
+    assert_help(
+        &d,
+        "each container that uses a template gets its own copy of the template's packages, \
+         environment, forwards, binds, keys and checks; use smaller templates, or fewer \
+         containers on one host",
+    );
+}
+
+/// Parsing reports at most 1,000 problems, then how many more there are.
+#[test]
+fn too_many_problems_in_parsing() {
+    let props: String = (0..1200).map(|i| format!(" x{i:04}=1")).collect();
+    let text = kdl(&container("web", &format!("    limits{props}\n")));
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1001);
+    assert!(
+        diagnostics[..1000]
+            .iter()
+            .all(|d| d.code == "ctm::unknown-property")
+    );
+    check(
+        &text,
+        &diagnostics[1000],
+        "ctm::too-many-problems",
+        "200 more problems are not shown",
+        "x1000",
+        "x1000",
+    );
+    assert_eq!(
+        diagnostics[1000].label.as_deref(),
+        Some("the first of them")
+    );
+    assert_help(
+        &diagnostics[1000],
+        "ctm reports at most 1000 problems at once; fix these and check again",
+    );
+}
+
+/// So does validation.
+#[test]
+fn too_many_problems_in_validation() {
+    let containers: String = (0..1200)
+        .map(|i| format!("container \"c{i:04}\" {{\n    image \"nope\"\n}}\n"))
+        .collect();
+    let text = kdl(&containers);
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1001);
+    check(
+        &text,
+        &diagnostics[1000],
+        "ctm::too-many-problems",
+        "200 more problems are not shown",
+        "\"nope\"",
+        "container \"c1000\"",
+    );
+}
+
+/// A help lists at most 20 names.
+#[test]
+fn unknown_reference_among_many() {
+    let templates: String = (0..25)
+        .map(|i| format!("template \"t{i:02}\" {{\n    image \"debian\"\n}}\n"))
+        .collect();
+    let text = kdl(&format!(
+        "{templates}{}",
+        container("web", "    from \"zzz\"\n")
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no template named `zzz`",
+        "\"zzz\"",
+        "\"zzz\"",
+    );
+    let listed: Vec<String> = (0..20).map(|i| format!("`t{i:02}`")).collect();
+    assert_help(
+        &d,
+        &format!("expected one of: {} and 5 more", listed.join(", ")),
+    );
+}
+
+#[test]
+fn too_large() {
+    let rejected = config::text_from_bytes(vec![b' '; 1025], 1024).unwrap_err();
+    let d = &rejected.diagnostic;
+    assert_eq!(d.code, "ctm::too-large");
+    assert_eq!(
+        d.message,
+        "the host file is larger than 1024 bytes, the most ctm reads here"
+    );
+    assert_eq!((d.span.offset(), d.span.len()), (0, 0));
+    assert_eq!(d.label.as_deref(), Some("not read"));
+    assert_help(
+        d,
+        "a host of 1,000 containers is about 200 KB: is this the host file?",
+    );
+    let web = config::text_from_bytes(vec![b' '; (4 << 20) + 1], config::MAX_SIZE_WEB);
+    assert_eq!(
+        web.unwrap_err().diagnostic.message,
+        "the host file is larger than 4 MiB, the most ctm reads here"
+    );
+    assert_eq!(rejected.shown, "");
+    assert_eq!(
+        config::text_from_bytes(vec![b' '; 1024], 1024)
+            .unwrap()
+            .len(),
+        1024
+    );
+    assert_eq!(config::MAX_SIZE_CLI, 64 << 20);
+    assert_eq!(config::MAX_SIZE_WEB, 4 << 20);
+}
+
+#[test]
+fn not_utf8() {
+    let mut bytes = kdl("container \"web\" {\n    image \"deb").into_bytes();
+    let offset = bytes.len();
+    bytes.extend_from_slice(b"\xE9ian\"\n}\n\xFF\n");
+    let rejected = config::text_from_bytes(bytes, config::MAX_SIZE_CLI).unwrap_err();
+    let d = &rejected.diagnostic;
+    assert_eq!(d.code, "ctm::not-utf8");
+    assert_eq!(
+        d.message,
+        format!("the host file is not UTF-8: byte {offset} starts an invalid sequence (0xe9)")
+    );
+    assert_eq!((d.span.offset(), d.span.len()), (offset, 1));
+    assert_eq!(d.label.as_deref(), Some("not UTF-8"));
+    assert_help(
+        d,
+        "save the file as UTF-8 (for example with `iconv -t UTF-8`)",
+    );
+    // Every invalid byte is shown as `?`, so offsets stay the file's.
+    assert!(rejected.shown.ends_with("    image \"deb?ian\"\n}\n?\n"));
+    assert_eq!(rejected.shown.len(), offset + 10);
+}
+
+/// Issue 13: invalid UTF-8 had no position, and `--format json` printed
+/// nothing.
+#[test]
+fn check_json_reports_invalid_utf8_at_its_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("host.kdl");
+    let mut bytes = kdl("container \"web\" {\n    image \"deb").into_bytes();
+    let offset = bytes.len();
+    bytes.extend_from_slice(b"\xE9ian\"\n}\n");
+    std::fs::write(&path, &bytes).unwrap();
+    let (status, json) = ctm_check_json_path(&path);
+    assert_eq!(status, 1, "{json:#}");
+    let d = &json["diagnostics"][0];
+    assert_eq!(d["code"], "ctm::not-utf8");
+    assert_eq!(d["span"]["offset"], offset);
+    assert_eq!(d["line"], 13);
+    assert_eq!(d["column"], "    image \"deb".len() + 1);
+}
+
+/// What the web editor may give the `kdl` crate to edit.
+#[test]
+fn kdl_too_complex_comment() {
+    let comment = format!("/* {} */", "* ".repeat(200));
+    let text = kdl(&format!("{comment}\n"));
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+    let d = config::kdl::check_for_kdl_crate(&text).unwrap_err();
+    assert_eq!(d.code, "ctm::kdl-too-complex");
+    assert_eq!(
+        d.message,
+        "a `/* */` comment has more than 256 `*`, `/` and runs of text between them"
+    );
+    assert_span(&text, d.span, &comment, "/*");
+    assert_eq!(d.label.as_deref(), Some("this comment"));
+    assert_help(&d, "comment out with `//` or `/-` instead, and edit then");
+    let fits = kdl(&format!("/* {} */\n", "* ".repeat(100)));
+    assert!(config::kdl::check_for_kdl_crate(&fits).is_ok());
+}
+
+#[test]
+fn kdl_too_complex_slashdashed_blocks() {
+    let text = kdl(&format!("a {}b{}\n", "/-{ a ".repeat(7), " }".repeat(7)));
+    // ctm reads it (and reports the node unknown).
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    assert_eq!(diagnostics[0].code, "ctm::unknown-node");
+    let d = config::kdl::check_for_kdl_crate(&text).unwrap_err();
+    assert_eq!(d.code, "ctm::kdl-too-complex");
+    assert_eq!(
+        d.message,
+        "more than 6 slashdashed child blocks (`/-{ … }`) are nested in one another"
+    );
+    let innermost = text.match_indices('{').nth(3 + 6).unwrap().0;
+    assert_eq!((d.span.offset(), d.span.len()), (innermost, 1));
+    assert_eq!(d.label.as_deref(), Some("the innermost one"));
+    assert_help(
+        &d,
+        "remove the slashdashed blocks inside slashdashed blocks, and edit then",
+    );
+    // A syntax error is given as it is.
+    let broken = kdl("container {\n");
+    let d = config::kdl::check_for_kdl_crate(&broken).unwrap_err();
+    assert_eq!(d.code, "ctm::kdl-syntax");
+    assert!(config::kdl::check_for_kdl_crate(PRELUDE).is_ok());
+}
+
+// ---- positions -------------------------------------------------------------
+
+/// The miette report as plain text, 80 columns wide.
+fn render(d: &Diagnostic, file: &std::sync::Arc<ctm::diagnostic::SourceFile>) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(80)
+        .render_report(&mut out, d.report_in(file).as_ref())
+        .unwrap();
+    out
+}
+
+/// The `[file:line:column]` of a rendered report.
+fn rendered_position(report: &str) -> (usize, usize) {
+    let start = report.find("[test:").expect("a position") + "[test:".len();
+    let end = start + report[start..].find(']').unwrap();
+    let mut parts = report[start..end].split(':').map(|n| n.parse().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// Every newline KDL 2.0 defines ends a line for the text report and for
+/// the JSON alike, and columns count characters in both (issue 13: with
+/// CR or form-feed newlines the JSON said line 1 while the text said 2).
+#[test]
+fn text_and_json_agree_on_positions_with_every_kdl_newline() {
+    for newline in [
+        "\n", "\r\n", "\r", "\u{85}", "\u{0B}", "\u{0C}", "\u{2028}", "\u{2029}",
+    ] {
+        let text = PRELUDE.replace('\n', newline)
+            + &format!(
+                "container \"wéb\" {{{newline}    image \"débian\"; imgae \"x\"{newline}}}{newline}"
+            );
+        let diagnostics = diagnose(&text, Format::Kdl);
+        assert_eq!(diagnostics.len(), 1, "{newline:?}: {}", list(&diagnostics));
+        let d = &diagnostics[0];
+        assert_eq!(d.code, "ctm::unknown-node");
+        let file = std::sync::Arc::new(ctm::diagnostic::SourceFile::new("test", &text));
+        let json = d.to_json_in(&file);
+        // Line 13, after `    image "débian"; ` (20 characters, 21 bytes).
+        assert_eq!((json.line, json.column), (13, 21), "{newline:?}");
+        let report = render(d, &file);
+        assert_eq!(
+            rendered_position(&report),
+            (13, 21),
+            "{newline:?}\n{report}"
+        );
+        assert!(
+            report.contains("13 │     image \"débian\"; imgae \"x\""),
+            "{newline:?}\n{report}"
+        );
+        // The one-off form computes the same.
+        let one_off = d.to_json("test", &text);
+        assert_eq!((one_off.line, one_off.column), (13, 21));
+    }
+}
+
+/// A diagnostic on a long line shows a part of it around the span, at
+/// the right column.
+#[test]
+fn a_long_line_is_shown_in_part() {
+    let text = kdl(&container(
+        "web",
+        &format!(
+            "    environment {} BAD-NAME=\"y\"\n",
+            (0..20_000)
+                .map(|i| format!("A{i}=\"b\" "))
+                .collect::<String>()
+        ),
+    ));
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = &diagnostics[0];
+    let file = std::sync::Arc::new(ctm::diagnostic::SourceFile::new("test", &text));
+    let column = text[..d.span.offset()].len() - text[..d.span.offset()].rfind('\n').unwrap();
+    assert_eq!(covered(&text, d.span), "BAD-NAME");
+    assert_eq!(d.to_json_in(&file).column, column);
+    let report = render(d, &file);
+    assert_eq!(rendered_position(&report).1, column);
+    assert!(report.len() < 4_000, "{} bytes", report.len());
+    assert!(report.contains("BAD-NAME=\"y\""));
 }

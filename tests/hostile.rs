@@ -1,6 +1,8 @@
-//! A hostile value must never reach a generated file: a newline or other
-//! control character in any string of a host file is an error, whatever
-//! the position, in both syntaxes.
+//! Hostile input. A hostile value must never reach a generated file: a
+//! newline or other control character in any string of a host file is an
+//! error, whatever the position, in both syntaxes. And no input may crash
+//! or stall ctm (issue 13): deep, wide and long inputs are read on a small
+//! stack and end in diagnostics.
 
 mod support;
 
@@ -83,4 +85,130 @@ fn other_control_characters_are_rejected_too() {
             "{escape} passed"
         );
     }
+}
+
+// ---- hostile load: deep, wide and long inputs ---------------------------
+
+/// Runs `f` on a thread with a 256 KiB stack (a tenth of a Rust thread's
+/// default): no input may make ctm recurse deeper than that allows.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(f)
+        .expect("a thread")
+        .join()
+        .expect("no panic")
+}
+
+/// Parses and validates `text` on a small stack; the codes reported.
+fn codes_on_small_stack(text: String, format: Format) -> Vec<&'static str> {
+    on_small_stack(move || codes(&text, format))
+}
+
+/// Inputs on which the `kdl` crate, which once read every file ctm's own
+/// reader declined, overflowed the stack or took exponential time.
+fn kdl_crate_killers() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "issue 13: 1,276 nested blocks",
+            format!("a{}{}", "{a".repeat(1276), "}".repeat(1276)),
+        ),
+        (
+            "the same, slashdashed",
+            format!("/- a{}{}", "{a".repeat(1276), "}".repeat(1276)),
+        ),
+        (
+            "nested slashdashed blocks",
+            format!("a{}{}", " /-{ a".repeat(1276), " }".repeat(1276)),
+        ),
+        ("100,000 `=`", format!("a\n{}", "=".repeat(100_000))),
+        ("100,000 `}`", format!("a\n{}", "}".repeat(100_000))),
+        (
+            "a comment of 100,000 `*`",
+            format!("/*{}*/\na \"x", "*".repeat(100_000)),
+        ),
+        (
+            "100,000 nested comments",
+            format!("{}{} a \"x", "/*".repeat(100_000), "*/".repeat(100_000)),
+        ),
+        ("100,000 `/-`", format!("{}a", "/- ".repeat(100_000))),
+        (
+            "30 levels of slashdashed blocks (2^30 before)",
+            format!("a{}{}", " /-{ a".repeat(30), " }".repeat(30)),
+        ),
+        (
+            "30 levels of slashdashed nodes after a node",
+            format!("{}{}", "a; /- b {".repeat(30), "}".repeat(30)),
+        ),
+        ("1 MiB of `(`", "(".repeat(1 << 20)),
+        ("1 MiB of `\"`", "\"".repeat(1 << 20)),
+        ("1 MiB of `#`", "#".repeat(1 << 20)),
+        ("1 MiB of `\\`", "\\".repeat(1 << 20)),
+    ]
+}
+
+#[test]
+fn kdl_inputs_that_overflowed_the_stack_are_diagnostics() {
+    for (what, text) in kdl_crate_killers() {
+        let codes = codes_on_small_stack(text, Format::Kdl);
+        assert!(!codes.is_empty(), "{what}: nothing reported");
+    }
+}
+
+#[test]
+fn deep_toml_is_a_diagnostic() {
+    let cases = [
+        format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        format!("a = {}1{}", "{ b = ".repeat(100_000), " }".repeat(100_000)),
+        format!("{} = 1", vec!["k"; 50_000].join(".")),
+        format!("[{}]", vec!["k"; 50_000].join(".")),
+        format!("[[{}]]", vec!["k"; 50_000].join(".")),
+        format!("a = [{}]", "{ b = [".repeat(50_000)),
+    ];
+    for text in cases {
+        let start = text[..20].to_string();
+        let codes = codes_on_small_stack(text, Format::Toml);
+        assert!(codes.contains(&"ctm::too-deep"), "{start}…: {codes:?}");
+    }
+}
+
+/// Validation: a chain of 20,000 templates once meant as many nested
+/// calls; now it is walked, and cut at 16.
+#[test]
+fn a_long_template_chain_is_a_diagnostic() {
+    let mut text = String::from("image \"img\" {\n    directory \"/srv/img\"\n}\n");
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "template \"t{i}\" {{\n    from \"t{}\"\n}}\n",
+            i + 1
+        ));
+    }
+    text.push_str("template \"t20000\" {\n    image \"img\"\n}\n");
+    text.push_str("container \"web\" {\n    from \"t0\"\n}\n");
+    let codes = codes_on_small_stack(text, Format::Kdl);
+    assert!(codes.contains(&"ctm::template-chain"), "{codes:?}");
+}
+
+/// The issue's quadratic cases run to their end (how fast is measured by
+/// `cargo bench --bench hostile`, not asserted here).
+#[test]
+fn many_properties_are_reported_in_bounded_numbers() {
+    let repeated = format!(
+        "image \"img\" {{\n    directory \"/srv/img\"\n}}\ncontainer \"web\" {{\n    image \"img\"\n    limits{}\n}}\n",
+        " cpus=1".repeat(100_000)
+    );
+    let distinct = format!(
+        "image \"img\" {{\n    directory \"/srv/img\"\n}}\ncontainer \"web\" {{\n    image \"img\"\n    environment{}\n}}\n",
+        (0..100_000)
+            .map(|i| format!(" V{i}=\"x\""))
+            .collect::<String>()
+    );
+    let codes = codes_on_small_stack(repeated, Format::Kdl);
+    // 1,000 duplicates, and one for the 98,999 others.
+    assert_eq!(codes.len(), 1001);
+    assert_eq!(codes.last(), Some(&"ctm::too-many-problems"));
+    assert_eq!(
+        codes_on_small_stack(distinct, Format::Kdl),
+        Vec::<&str>::new()
+    );
 }

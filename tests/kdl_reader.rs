@@ -1,31 +1,30 @@
-//! The fast KDL reader (`config::kdl_fast`) against the reference path
+//! ctm's KDL reader (`config::kdl_fast`) against the reference path
 //! (`config::kdl::parse_with_kdl_crate`, the `kdl` crate plus conversion).
 //!
-//! On every input the two must agree exactly — names, values, properties,
-//! children and every span — or the fast reader must decline, and it may
-//! decline only where the reference path reports something (a syntax
-//! error, `#null`, a type annotation), since a declined file is parsed
-//! again by the reference path.
+//! On every input the two must agree: both read it, with the same names,
+//! values, properties, children and spans, and the same reports of
+//! `#null` and type annotations; or both reject its syntax (each with its
+//! own message). The one exception is nesting deeper than
+//! `config::MAX_DEPTH`, which ctm rejects and the crate reads.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 
 use ctm::config::kdl::parse_with_kdl_crate;
-use ctm::config::kdl_fast;
-use ctm::config::{Document, Node, Spanned, Value};
+use ctm::config::{Document, MAX_DEPTH, Node, Spanned, Value, kdl_fast};
+use ctm::diagnostic::Diagnostic;
 use miette::SourceSpan;
 use proptest::prelude::*;
 use support::skip_unless;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    /// The fast reader read it, exactly as the reference did.
+    /// Both read it, identically, with nothing to report.
     Agreed,
-    /// The fast reader declined, and the reference rejected the syntax.
+    /// Both rejected the syntax.
     Rejected,
-    /// The fast reader declined, and the reference read the file but
-    /// reported `#null` or a type annotation.
+    /// Both read it and reported the same `#null`s and type annotations.
     Reported,
 }
 
@@ -112,51 +111,61 @@ fn compare(fast: &Document, reference: &Document) -> Result<(), String> {
     compare_nodes("", &fast.nodes, &reference.nodes)
 }
 
+fn shown(diagnostics: &[Diagnostic]) -> Vec<String> {
+    diagnostics.iter().map(|d| format!("{d:?}")).collect()
+}
+
+fn is_syntax(d: &Diagnostic) -> bool {
+    d.code == "ctm::kdl-syntax"
+}
+
 /// Checks one input; `Err` describes the disagreement.
 fn check(text: &str) -> Result<Outcome, String> {
-    let (reference, diagnostics) = parse_with_kdl_crate(text);
-    match kdl_fast::read(text) {
-        Some(fast) => {
-            if !diagnostics.is_empty() {
+    let (reference, expected) = parse_with_kdl_crate(text);
+    let (fast, found) = kdl_fast::read(text);
+    // The public entry point is the reader.
+    let (public, public_found) = ctm::config::kdl::parse(text);
+    assert_eq!(shown(&public_found), shown(&found));
+    compare(&public, &fast)?;
+    let rejected = expected.iter().any(is_syntax);
+    match (rejected, found.iter().any(is_syntax)) {
+        (true, true) => {
+            if found.len() != 1 || !fast.nodes.is_empty() {
                 return Err(format!(
-                    "the fast reader accepted what the reference reports: {:?}",
-                    diagnostics
-                        .iter()
-                        .map(|d| format!("{d:?}"))
-                        .collect::<Vec<_>>()
+                    "a syntax error must be the one diagnostic, of an empty document: {:?}",
+                    shown(&found)
                 ));
             }
+            Ok(Outcome::Rejected)
+        }
+        (false, false) => {
             compare(&fast, &reference)?;
-            // And through the public entry point.
-            let (public, public_diagnostics) = ctm::config::kdl::parse(text);
-            assert!(public_diagnostics.is_empty());
-            compare(&public, &reference)?;
-            Ok(Outcome::Agreed)
-        }
-        None if diagnostics.is_empty() => {
-            Err("the fast reader declined a document the reference reads cleanly".to_string())
-        }
-        None => {
-            // The public path must give the reference's diagnostics.
-            let (_, public_diagnostics) = ctm::config::kdl::parse(text);
-            let shown = |d: &[ctm::diagnostic::Diagnostic]| {
-                d.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>()
-            };
-            assert_eq!(shown(&public_diagnostics), shown(&diagnostics));
-            if diagnostics.iter().all(|d| d.code == "ctm::kdl-syntax") {
-                Ok(Outcome::Rejected)
-            } else if diagnostics
+            if shown(&found) != shown(&expected) {
+                return Err(format!(
+                    "reported {:?}, the reference {:?}",
+                    shown(&found),
+                    shown(&expected)
+                ));
+            }
+            if expected.is_empty() {
+                Ok(Outcome::Agreed)
+            } else if expected
                 .iter()
                 .all(|d| matches!(d.code, "ctm::null-value" | "ctm::type-annotation"))
             {
                 Ok(Outcome::Reported)
             } else {
-                Err(format!(
-                    "unexpected diagnostics: {}",
-                    shown(&diagnostics).join("; ")
-                ))
+                Err(format!("unexpected diagnostics: {:?}", shown(&expected)))
             }
         }
+        (true, false) => Err(format!(
+            "ctm's reader accepted what the kdl crate rejects: {:?}",
+            shown(&expected)
+        )),
+        (false, true) => Err(format!(
+            "ctm's reader rejected what the kdl crate reads: {:?}",
+            shown(&found)
+        )),
     }
 }
 
@@ -597,4 +606,151 @@ proptest! {
             prop_assert!(false, "{mangled:?}: {e}");
         }
     }
+}
+
+// ---- deep and huge documents -------------------------------------------
+
+/// Runs `f` on a thread with a 1 GiB stack (reserved, not used): the kdl
+/// crate takes about 50 KB of stack per level of nesting in a debug build.
+fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(1 << 30)
+        .spawn(f)
+        .expect("a thread")
+        .join()
+        .expect("no panic")
+}
+
+fn check_on_big_stack(text: String) -> Result<Outcome, String> {
+    on_big_stack(move || check(&text))
+}
+
+/// `open` nested `times` in itself, and closed.
+fn nested(times: usize, open: &str) -> String {
+    let unclosed = open.matches('{').count() - open.matches('}').count();
+    format!("{}a{}", open.repeat(times), "}".repeat(times * unclosed))
+}
+
+/// Ways to open one level, some slashdashed. (`a /-{ a /-{ …` is left
+/// out: the crate takes time exponential in its depth, see below.)
+const OPENINGS: [&str; 4] = ["a {", "a {} /-{ ", "/- a {", "a { b 1 x=#true; c; "];
+
+#[test]
+fn documents_as_deep_as_the_limit_agree() {
+    for open in OPENINGS {
+        for depth in [MAX_DEPTH - 1, MAX_DEPTH] {
+            let text = nested(depth, open);
+            assert_eq!(
+                check_on_big_stack(text.clone()),
+                Ok(Outcome::Agreed),
+                "{depth} levels of {open:?}"
+            );
+        }
+    }
+}
+
+/// One level more: ctm refuses what the crate reads, at the `{` that
+/// goes too deep, slashdashed or not.
+#[test]
+fn documents_deeper_than_the_limit_are_refused_where_they_cross_it() {
+    for open in OPENINGS {
+        let text = nested(MAX_DEPTH + 1, open);
+        let (reference, expected) = {
+            let text = text.clone();
+            on_big_stack(move || parse_with_kdl_crate(&text))
+        };
+        assert!(expected.is_empty(), "{open:?}: {:?}", shown(&expected));
+        drop(reference);
+        let (doc, found) = kdl_fast::read(&text);
+        assert!(doc.nodes.is_empty());
+        assert_eq!(found.len(), 1, "{:?}", shown(&found));
+        assert_eq!(found[0].code, "ctm::too-deep");
+        // The `{` that opens level MAX_DEPTH + 1.
+        let mut depth = 0;
+        let crossing = text
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                depth > MAX_DEPTH
+            })
+            .unwrap()
+            .0;
+        assert_eq!(
+            (found[0].span.offset(), found[0].span.len()),
+            (crossing, 1),
+            "{open:?}"
+        );
+    }
+}
+
+/// Before ctm had a reader of its own, slashdashed child blocks nested in
+/// one another took time exponential in their depth (the crate reads each
+/// twice), 64 s at 22 levels. Compared at a depth the crate manages.
+#[test]
+fn nested_slashdashed_blocks_agree() {
+    for open in ["a /-{ ", "a; /- b { ", "a /-{ b; /- c { "] {
+        let text = nested(5, open);
+        assert_eq!(check(&text), Ok(Outcome::Agreed), "{text}");
+    }
+}
+
+/// Large values, long lines and many entries. (Sizes are kept to what
+/// the crate reads in a second or so in a debug build; ctm's reader alone
+/// is given megabytes in tests/hostile.rs.)
+#[test]
+fn huge_documents_agree() {
+    let long = "x".repeat(32 << 10);
+    let many = (0..5_000).map(|i| format!(" {i}")).collect::<String>();
+    let props = (0..5_000).map(|i| format!(" k{i}={i}")).collect::<String>();
+    let cases = [
+        format!("a \"{long}\"\n"),
+        format!("a #\"{long}\"#\n"),
+        format!("a \"\"\"\n  {long}\n  \"\"\"\n"),
+        format!("{long}\n"),
+        format!("a{many}\n"),
+        format!("a{props}\n"),
+        format!("/* {} */ a\n", "* / ".repeat(3000)),
+        format!("// {long}\na\n"),
+        "a;".repeat(5_000),
+        "a {}\n".repeat(5_000),
+    ];
+    for text in cases {
+        let start = &text[..40.min(text.len())];
+        assert_eq!(
+            check_on_big_stack(text.clone()),
+            Ok(Outcome::Agreed),
+            "{start:?}…"
+        );
+    }
+}
+
+/// The most `config::kdl::check_for_kdl_crate` lets through: nesting at
+/// the limit, the innermost levels slashdashed blocks, and a comment of
+/// the most pieces there. The crate reads it on a thread of 4 MiB, which
+/// the web editor can give it.
+#[test]
+fn the_crate_reads_what_the_check_lets_through_on_a_4_mib_stack() {
+    use ctm::config::kdl::{MAX_COMMENT_PIECES, MAX_SLASHDASHED_BLOCKS, check_for_kdl_crate};
+    let plain = MAX_DEPTH - MAX_SLASHDASHED_BLOCKS;
+    let comment = format!("/*{}*/", "* ".repeat((MAX_COMMENT_PIECES - 3) / 2));
+    let text = format!(
+        "{}{}{comment} a{}",
+        "a {".repeat(plain),
+        "a /-{ ".repeat(MAX_SLASHDASHED_BLOCKS),
+        "}".repeat(MAX_DEPTH)
+    );
+    assert_eq!(check_for_kdl_crate(&text), Ok(()));
+    let too_many = format!("/*{}*/\n", "* ".repeat(MAX_COMMENT_PIECES / 2));
+    assert!(check_for_kdl_crate(&too_many).is_err());
+    let read = std::thread::Builder::new()
+        .stack_size(4 << 20)
+        .spawn(move || parse_with_kdl_crate(&text).1.is_empty())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(read);
 }

@@ -1,25 +1,81 @@
 //! KDL 2.0 front-end: text → [`Document`].
 //!
-//! A valid file is read by the fast reader in [`super::kdl_fast`]. Anything
-//! it declines (a syntax error, `#null`, a type annotation) is parsed
-//! again through the `kdl` crate's document model (the same model the web
-//! editor edits, keeping comments), which gives the diagnostics.
+//! Host files are read by ctm's own reader, [`super::kdl_fast`], which
+//! reports syntax errors itself. The `kdl` crate is kept as the reference
+//! the reader is tested against ([`parse_with_kdl_crate`]) and as the
+//! comment-keeping model the web editor edits; it is never given a host
+//! file to read here, because on hostile text it overflows the stack or
+//! takes exponential time (see [`super::kdl_fast`]).
 
 use ::kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 
+use super::kdl_fast::{null_value, type_annotation};
 use super::{Document, Node, Spanned, Value, join_spans};
 use crate::diagnostic::Diagnostic;
 
 pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
-    match super::kdl_fast::read(text) {
-        Some(doc) => (doc, Vec::new()),
-        None => parse_with_kdl_crate(text),
-    }
+    super::kdl_fast::read(text)
 }
 
-/// The reference path: the `kdl` crate's parser, then conversion. Public
-/// for the tests that hold the fast reader to it and for the benchmarks.
+/// The most pieces one `/* */` comment may have for the `kdl` crate: it
+/// recurses once per piece, with about 4 KB of stack each in a debug
+/// build (0.5 KB optimized).
+pub const MAX_COMMENT_PIECES: usize = 256;
+
+/// The most slashdashed child blocks (`/-{ … }`) nested in one another
+/// for the `kdl` crate, which reads each twice for each one around it:
+/// 2⁶ times the inner one at most.
+pub const MAX_SLASHDASHED_BLOCKS: usize = 6;
+
+/// Whether the `kdl` crate may be given `text` (the web editor edits a
+/// host file through its document model): ctm's reader reads it without
+/// a syntax error, so the crate's error recovery never runs and the text
+/// nests at most [`super::MAX_DEPTH`] deep, and its comments and
+/// slashdashed blocks are within [`MAX_COMMENT_PIECES`] and
+/// [`MAX_SLASHDASHED_BLOCKS`]. The crate reads the worst such text within
+/// 2 MiB of stack in a debug build (tests/kdl_reader.rs gives it 4 MiB),
+/// far less optimized; a text that fails this check can need any amount.
+pub fn check_for_kdl_crate(text: &str) -> Result<(), Box<Diagnostic>> {
+    let (_, diagnostics, measures) = super::kdl_fast::read_measured(text);
+    if let Some(error) = diagnostics
+        .into_iter()
+        .find(|d| matches!(d.code, "ctm::kdl-syntax" | "ctm::too-deep"))
+    {
+        return Err(Box::new(error));
+    }
+    if measures.comment_pieces > MAX_COMMENT_PIECES {
+        return Err(Box::new(
+            Diagnostic::error(
+                "ctm::kdl-too-complex",
+                format!(
+                    "a `/* */` comment has more than {MAX_COMMENT_PIECES} `*`, `/` and runs of text between them"
+                ),
+                measures.comment,
+            )
+            .with_label("this comment")
+            .with_help("comment out with `//` or `/-` instead, and edit then"),
+        ));
+    }
+    if measures.slashdashed_blocks > MAX_SLASHDASHED_BLOCKS {
+        return Err(Box::new(
+            Diagnostic::error(
+                "ctm::kdl-too-complex",
+                format!(
+                    "more than {MAX_SLASHDASHED_BLOCKS} slashdashed child blocks (`/-{{ … }}`) are nested in one another"
+                ),
+                measures.slashdashed_block,
+            )
+            .with_label("the innermost one")
+            .with_help("remove the slashdashed blocks inside slashdashed blocks, and edit then"),
+        ));
+    }
+    Ok(())
+}
+
+/// The reference path: the `kdl` crate's parser, then conversion, for the
+/// tests that hold ctm's reader to it and for the benchmarks. Only for
+/// trusted text of bounded size: the crate's recursion is not bounded.
 pub fn parse_with_kdl_crate(text: &str) -> (Document, Vec<Diagnostic>) {
     match KdlDocument::parse(text) {
         Ok(doc) => {
@@ -116,15 +172,6 @@ fn convert_node(text: &str, node: &KdlNode, out: &mut Vec<Diagnostic>) -> Node {
     }
 }
 
-fn type_annotation(span: SourceSpan) -> Diagnostic {
-    Diagnostic::error(
-        "ctm::type-annotation",
-        "type annotations are not used by ctm",
-        span,
-    )
-    .with_label("remove this annotation")
-}
-
 /// `#null` is reported here and kept as [`Value::Invalid`], so that a
 /// required value written as `#null` is not also reported as missing.
 fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) -> Value {
@@ -134,10 +181,7 @@ fn convert_value(value: &KdlValue, span: SourceSpan, out: &mut Vec<Diagnostic>) 
         KdlValue::Float(f) => Value::Float(*f),
         KdlValue::Bool(b) => Value::Bool(*b),
         KdlValue::Null => {
-            out.push(
-                Diagnostic::error("ctm::null-value", "`#null` is not a valid value here", span)
-                    .with_label("leave the entry out instead"),
-            );
+            out.push(null_value(span));
             Value::Invalid
         }
     }

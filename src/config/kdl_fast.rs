@@ -1,46 +1,93 @@
-//! A fast KDL 2.0 reader: text → [`Document`] directly, with the same spans
-//! as the `kdl`-crate path in [`super::kdl`].
+//! The KDL 2.0 reader: text → [`Document`], with every syntax error
+//! reported where it is.
 //!
-//! Why it exists: the `kdl` crate (6.7.1) keeps every byte of formatting and
-//! parses through winnow with allocated error contexts on the success path;
-//! on a 205 KB host file that took about 86 ms, most of ctm's time budget
-//! (docs/benchmarks.md). This reader is a plain recursive descent over
-//! bytes that builds ctm's own tree and nothing else.
+//! It is a recursive descent over bytes that builds ctm's own tree and
+//! nothing else, written for two reasons. Speed: the `kdl` crate (6.7.1)
+//! keeps every byte of formatting and allocates error contexts on the
+//! success path; on a 205 KB host file it took about 86 ms, this reader
+//! 2.8 ms (docs/benchmarks.md). Safety: the crate recurses once per level
+//! of nesting, per `*` or `/` inside a `/* */` comment and per stray
+//! character at the top level, with frames of up to 50 KB in a debug
+//! build, so 100 KB of `=` or of `}` overflow any thread's stack; and its
+//! backtracking over slashdashed child blocks (`a /-{ a /-{ … } }`) takes
+//! time exponential in their depth. ctm reads host files from the network,
+//! so it never hands one to the crate.
 //!
-//! It is only a fast path. It returns `None` on any syntax error and on the
-//! constructs ctm reports rather than reads (`#null`, type annotations);
-//! the caller then parses with the `kdl` crate, which stays the reference
-//! for what is valid, the source of every syntax error message, and the
-//! comment-preserving model for editing. The grammar below follows the
-//! crate's `v2_parser.rs` rule by rule (including where the crate is
-//! stricter than the spec, such as `/- node;`), and `tests/kdl_reader.rs`
-//! checks that the two agree, spans included, on the official test suite,
-//! the examples, the docs and generated documents.
+//! This reader recurses only into child blocks, at most
+//! [`super::MAX_DEPTH`] deep (counting blocks commented out with `/-`),
+//! and reads every byte a bounded number of times. Its grammar follows the
+//! crate's `v2_parser.rs` rule by rule, including where the crate is
+//! stricter than the spec (such as `/- node;`), and `tests/kdl_reader.rs`
+//! holds the two to each other: on the official test suite, the examples,
+//! the docs and generated documents, both accept the same texts and give
+//! the same tree and spans, and `#null` and type annotations are reported
+//! as the crate path ([`super::kdl::parse_with_kdl_crate`]) reports them.
+//! Syntax errors are this reader's own: the first one is reported, as
+//! `ctm::kdl-syntax`, and the document is then empty.
 
 use miette::SourceSpan;
 
-use super::{Document, Node, Spanned, Value, join_spans};
+use super::{Document, MAX_DEPTH, Node, Spanned, Value, join_spans, too_deep};
+use crate::diagnostic::{Diagnostic, newline_len};
 
-/// The reader declined: a syntax error, or something left to the `kdl`
-/// crate path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Declined;
+/// A syntax error ends the reading.
+type Res<T> = Result<T, Box<Diagnostic>>;
 
-type Res<T> = Result<T, Declined>;
+/// Reads a whole document. On a syntax error the document is empty and
+/// the error is the one diagnostic; otherwise the diagnostics are those
+/// for `#null` and type annotations, in the order of the text.
+pub fn read(text: &str) -> (Document, Vec<Diagnostic>) {
+    let (document, diagnostics, _) = read_measured(text);
+    (document, diagnostics)
+}
 
-/// Deeper nesting than this is left to the `kdl` crate.
-const MAX_DEPTH: usize = 256;
+/// What the `kdl` crate recurses on in a valid document, beyond its
+/// nesting: see [`super::kdl::check_for_kdl_crate`].
+#[derive(Debug, Clone, Copy)]
+pub struct Measures {
+    /// The most pieces in one `/* */` comment, as the crate reads them:
+    /// `/*`, `*/`, each other `*` or `/`, and each run of other text.
+    pub comment_pieces: usize,
+    /// That comment.
+    pub comment: SourceSpan,
+    /// The most slashdashed child blocks (`/-{ … }`) nested in one another.
+    pub slashdashed_blocks: usize,
+    /// The innermost `{` of those.
+    pub slashdashed_block: SourceSpan,
+}
 
-/// Reads a whole document, or declines.
-pub fn read(text: &str) -> Option<Document> {
+impl Default for Measures {
+    fn default() -> Measures {
+        Measures {
+            comment_pieces: 0,
+            comment: span(0, 0),
+            slashdashed_blocks: 0,
+            slashdashed_block: span(0, 0),
+        }
+    }
+}
+
+/// [`read`], and the [`Measures`] of the text read.
+pub fn read_measured(text: &str) -> (Document, Vec<Diagnostic>, Measures) {
     let mut cursor = Cursor {
         text,
         bytes: text.as_bytes(),
         pos: 0,
         depth: 0,
         discarding: 0,
+        string_start: 0,
+        reported: Vec::new(),
+        slashdashed_blocks: 0,
+        measures: Measures::default(),
     };
-    cursor.document().ok()
+    match cursor.document() {
+        Ok(document) => {
+            let mut reported = cursor.reported;
+            reported.sort_by_key(|d| d.span.offset());
+            (document, reported, cursor.measures)
+        }
+        Err(error) => (Document::default(), vec![*error], cursor.measures),
+    }
 }
 
 /// A parsed entry, before its spans are tightened the way
@@ -48,6 +95,8 @@ pub fn read(text: &str) -> Option<Document> {
 struct Entry {
     key: Option<Spanned<String>>,
     value: Value,
+    /// The type annotation's name, which ctm reports.
+    annotation: Option<SourceSpan>,
     /// Where the entry starts (after any slashdashed entries before it).
     start: usize,
     /// Where the value's own text starts and ends.
@@ -55,14 +104,30 @@ struct Entry {
     value_end: usize,
 }
 
+/// A value as read, with its type annotation and its text's bounds.
+struct ValueRead {
+    value: Value,
+    annotation: Option<SourceSpan>,
+    start: usize,
+    end: usize,
+}
+
 struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// Child blocks open around `pos`, slashdashed ones included.
     depth: usize,
     /// Above zero while reading something slashdashed away, where `#null`
-    /// and type annotations are read and dropped rather than declined.
+    /// and type annotations are read and dropped rather than reported.
     discarding: usize,
+    /// Where the string being read opens, for "unclosed" errors.
+    string_start: usize,
+    /// `#null` values and type annotations, reported but read.
+    reported: Vec<Diagnostic>,
+    /// Slashdashed child blocks open around `pos`.
+    slashdashed_blocks: usize,
+    measures: Measures,
 }
 
 fn span(start: usize, end: usize) -> SourceSpan {
@@ -105,6 +170,26 @@ fn is_identifier_char(c: char) -> bool {
         ))
 }
 
+// ---- diagnostics -------------------------------------------------------
+
+fn syntax(at: SourceSpan, message: impl Into<String>, label: &str) -> Diagnostic {
+    Diagnostic::error("ctm::kdl-syntax", message, at).with_label(label)
+}
+
+fn fail<T>(diagnostic: Diagnostic) -> Res<T> {
+    Err(Box::new(diagnostic))
+}
+
+/// A character as a message shows it: itself in backticks, or its code
+/// point when it would not be visible.
+fn describe(c: char) -> String {
+    if c.is_control() || is_disallowed(c) || is_newline_char(c) || c.is_whitespace() {
+        format!("U+{:04X}", u32::from(c))
+    } else {
+        format!("`{c}`")
+    }
+}
+
 impl<'a> Cursor<'a> {
     // ---- characters -------------------------------------------------
 
@@ -133,17 +218,10 @@ impl<'a> Cursor<'a> {
         self.pos += c.len_utf8();
     }
 
-    /// The length of the newline at `at`, if there is one.
+    /// The length of the newline at `at`, if there is one: the one
+    /// definition of a newline, which positions are counted by too.
     fn newline_at(&self, at: usize) -> Option<usize> {
-        match self.bytes.get(at)? {
-            b'\r' if self.bytes.get(at + 1) == Some(&b'\n') => Some(2),
-            b'\r' | b'\n' | 0x0B | 0x0C => Some(1),
-            b if *b < 0x80 => None,
-            _ => {
-                let c = self.char_at(at)?;
-                is_newline_char(c).then(|| c.len_utf8())
-            }
-        }
+        newline_len(self.bytes, at)
     }
 
     fn newline(&mut self) -> bool {
@@ -164,6 +242,36 @@ impl<'a> Cursor<'a> {
             }
             _ => false,
         }
+    }
+
+    /// The character at the cursor, which is not what the grammar allows
+    /// there; `expected` says what would be.
+    fn unexpected(&self, expected: &str) -> Diagnostic {
+        let Some(c) = self.peek() else {
+            let end = self.bytes.len();
+            return syntax(span(end, end), "unexpected end of file", expected);
+        };
+        let here = span(self.pos, self.pos + c.len_utf8());
+        if self.at("/-") {
+            return syntax(
+                span(self.pos, self.pos + 2),
+                "`/-` must be followed by the node, entry or child block it comments out",
+                "nothing to comment out here",
+            );
+        }
+        if is_disallowed(c) {
+            return self.disallowed(c);
+        }
+        syntax(here, format!("unexpected {}", describe(c)), expected)
+    }
+
+    fn disallowed(&self, c: char) -> Diagnostic {
+        syntax(
+            span(self.pos, self.pos + c.len_utf8()),
+            format!("the character {} is not allowed in KDL", describe(c)),
+            "not allowed",
+        )
+        .with_help("control characters, byte order marks and text direction marks may only appear as escapes in quoted strings")
     }
 
     // ---- whitespace and comments ------------------------------------
@@ -187,9 +295,17 @@ impl<'a> Cursor<'a> {
     }
 
     fn multi_line_comment(&mut self) -> Res<()> {
+        let open = self.pos;
         self.pos += 2;
         let mut depth = 1usize;
+        let mut pieces = 1;
+        let mut in_text = false;
         while depth > 0 {
+            let text = !(self.at("*") || self.at("/"));
+            if !(text && in_text) {
+                pieces += 1;
+            }
+            in_text = text;
             if self.at("*/") {
                 self.pos += 2;
                 depth -= 1;
@@ -197,9 +313,24 @@ impl<'a> Cursor<'a> {
                 self.pos += 2;
                 depth += 1;
             } else {
-                let c = self.peek().ok_or(Declined)?;
+                let Some(c) = self.peek() else {
+                    return fail(
+                        syntax(
+                            span(open, open + 2),
+                            "unclosed comment",
+                            "this comment is never closed",
+                        )
+                        .with_help(
+                            "close it with `*/` (comments nest: each `/*` needs its own `*/`)",
+                        ),
+                    );
+                };
                 self.bump(c);
             }
+        }
+        if pieces > self.measures.comment_pieces {
+            self.measures.comment_pieces = pieces;
+            self.measures.comment = span(open, self.pos);
         }
         Ok(())
     }
@@ -285,8 +416,18 @@ impl<'a> Cursor<'a> {
             self.pos += 3;
         }
         let nodes = self.nodes()?;
+        if self.at("}") {
+            return fail(
+                syntax(
+                    span(self.pos, self.pos + 1),
+                    "unexpected `}`: there is no child block to close",
+                    "nothing to close here",
+                )
+                .with_help("remove it, or look for the `{` it was meant to close"),
+            );
+        }
         if !self.eof() {
-            return Err(Declined);
+            return fail(self.unexpected("expected a newline or `;` before this"));
         }
         Ok(Document { nodes })
     }
@@ -307,38 +448,33 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// `nodes := leading separated(0.., leading base-node, terminator)
+    /// terminator? leading`. The crate tries `leading base-node` after
+    /// each terminator and backtracks over the terminator when no node
+    /// follows, then reads the same terminator and leading part again;
+    /// here each is read once (reading them twice at every level of
+    /// nested slashdashed nodes took exponential time).
     fn nodes(&mut self) -> Res<Vec<Node>> {
         self.skip_leading()?;
         let mut nodes = Vec::new();
-        if let Some(node) = self.node()? {
-            nodes.push(node);
-            loop {
-                let save = self.pos;
-                if !self.node_terminator() {
-                    break;
-                }
-                match self.node()? {
-                    Some(node) => nodes.push(node),
-                    None => {
-                        self.pos = save;
-                        break;
-                    }
-                }
+        let Some(first) = self.base_node()? else {
+            if self.node_terminator() {
+                self.skip_leading()?;
+            }
+            return Ok(nodes);
+        };
+        nodes.push(first);
+        loop {
+            if !self.node_terminator() {
+                self.skip_leading()?;
+                return Ok(nodes);
+            }
+            self.skip_leading()?;
+            match self.base_node()? {
+                Some(node) => nodes.push(node),
+                None => return Ok(nodes),
             }
         }
-        self.node_terminator();
-        self.skip_leading()?;
-        Ok(nodes)
-    }
-
-    fn node(&mut self) -> Res<Option<Node>> {
-        let save = self.pos;
-        self.skip_leading()?;
-        let node = self.base_node()?;
-        if node.is_none() {
-            self.pos = save;
-        }
-        Ok(node)
     }
 
     fn base_node(&mut self) -> Res<Option<Node>> {
@@ -346,12 +482,31 @@ impl<'a> Cursor<'a> {
             return Ok(None);
         }
         if self.at("{") {
-            // A child block without a node name.
-            return Err(Declined);
+            return fail(
+                syntax(
+                    span(self.pos, self.pos + 1),
+                    "found a child block instead of a node name",
+                    "node name expected before this",
+                )
+                .with_help(
+                    "did you forget the node's name, or end the node before its child block?",
+                ),
+            );
         }
-        self.type_annotation()?;
+        let annotation = self.type_annotation()?;
         self.node_space0()?;
-        let (name, name_start, name_end) = self.identifier()?.ok_or(Declined)?;
+        let Some((name, name_start, name_end)) = self.identifier()? else {
+            let expected = "a node name is expected here";
+            return fail(match self.peek() {
+                Some(c) if !is_disallowed(c) && !self.at("/-") => syntax(
+                    span(self.pos, self.pos + c.len_utf8()),
+                    format!("expected a node name, found {}", describe(c)),
+                    expected,
+                )
+                .with_help("a node name is a string: a bare word such as `container`, or quoted"),
+                _ => self.unexpected(expected),
+            });
+        };
         let name = Spanned::new(name, span(name_start, name_end));
         let mut entries = Vec::new();
         loop {
@@ -368,8 +523,9 @@ impl<'a> Cursor<'a> {
                 }
             }
         }
-        let save = self.pos;
         self.before_node_children()?;
+        // Without a child block the crate backtracks and reads the same
+        // slashdashed entries and blocks again, to the same place.
         let children = match self.node_children()? {
             Some(children) => {
                 let save = self.pos;
@@ -378,23 +534,37 @@ impl<'a> Cursor<'a> {
                 }
                 children
             }
-            None => {
-                self.pos = save;
-                self.before_node_children()?;
-                Vec::new()
-            }
+            None => Vec::new(),
         };
         self.node_space0()?;
-        Ok(Some(self.build_node(name, entries, children)))
+        Ok(Some(self.build_node(name, annotation, entries, children)))
     }
 
-    fn build_node(&self, name: Spanned<String>, entries: Vec<Entry>, children: Vec<Node>) -> Node {
+    fn build_node(
+        &mut self,
+        name: Spanned<String>,
+        annotation: Option<SourceSpan>,
+        entries: Vec<Entry>,
+        children: Vec<Node>,
+    ) -> Node {
+        let report = self.discarding == 0;
+        if let (Some(at), true) = (annotation, report) {
+            self.reported.push(type_annotation(at));
+        }
         let mut node_span = name.span;
         let mut args = Vec::new();
         let mut props = Vec::new();
         for entry in entries {
             let value_span = self.value_span(&entry);
             node_span = join_spans(node_span, value_span);
+            if report {
+                if let Some(at) = entry.annotation {
+                    self.reported.push(type_annotation(at));
+                }
+                if entry.value == Value::Invalid {
+                    self.reported.push(null_value(value_span));
+                }
+            }
             let value = Spanned::new(entry.value, value_span);
             match entry.key {
                 Some(key) => props.push((key, value)),
@@ -489,36 +659,60 @@ impl<'a> Cursor<'a> {
     fn slashdashed_children(&mut self) -> Res<bool> {
         let start = self.pos;
         self.node_space0()?;
-        if !(self.slashdash()? && self.discarded(Self::node_children)?.is_some()) {
+        if !(self.slashdash()? && self.slashdashed_block()?) {
             self.pos = start;
             return Ok(false);
         }
         loop {
             let save = self.pos;
-            if !(self.node_space1()?
-                && self.slashdash()?
-                && self.discarded(Self::node_children)?.is_some())
-            {
+            if !(self.node_space1()? && self.slashdash()? && self.slashdashed_block()?) {
                 self.pos = save;
                 return Ok(true);
             }
         }
     }
 
-    /// `node-children := '{' nodes '}'`
+    /// A child block after `/-`, counted for [`Measures`].
+    fn slashdashed_block(&mut self) -> Res<bool> {
+        if !self.at("{") {
+            return Ok(false);
+        }
+        self.slashdashed_blocks += 1;
+        if self.slashdashed_blocks > self.measures.slashdashed_blocks {
+            self.measures.slashdashed_blocks = self.slashdashed_blocks;
+            self.measures.slashdashed_block = span(self.pos, self.pos + 1);
+        }
+        let read = self.discarded(Self::node_children)?.is_some();
+        self.slashdashed_blocks -= 1;
+        Ok(read)
+    }
+
+    /// `node-children := '{' nodes '}'`, at most [`MAX_DEPTH`] deep: the
+    /// only recursion, so the stack a document needs is bounded.
     fn node_children(&mut self) -> Res<Option<Vec<Node>>> {
         if !self.at("{") {
             return Ok(None);
         }
+        let open = self.pos;
+        if self.depth == MAX_DEPTH {
+            return fail(too_deep(span(open, open + 1)));
+        }
         self.pos += 1;
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Declined);
-        }
         let nodes = self.nodes()?;
         self.depth -= 1;
+        if self.eof() {
+            return fail(
+                syntax(
+                    span(open, open + 1),
+                    "no closing `}` for this child block",
+                    "opened here",
+                )
+                .with_help("close the block with `}` after its last node"),
+            );
+        }
         if !self.at("}") {
-            return Err(Declined);
+            return fail(self.unexpected("expected a newline, `;` or `}` before this"));
         }
         self.pos += 1;
         Ok(Some(nodes))
@@ -538,33 +732,46 @@ impl<'a> Cursor<'a> {
             let after_key = self.pos;
             self.node_space0()?;
             if self.at("=") {
+                let equals = self.pos;
                 self.pos += 1;
                 self.node_space0()?;
-                let (value, value_start, value_end) = self.value()?.ok_or(Declined)?;
+                let Some(read) = self.value()? else {
+                    return fail(
+                        syntax(
+                            span(equals, equals + 1),
+                            "expected a value after `=`",
+                            "property value missing",
+                        )
+                        .with_help("write the value right after `=`, e.g. memory=\"1G\""),
+                    );
+                };
                 return Ok(Some(Entry {
                     key: Some(Spanned::new(key, span(key_start, key_end))),
-                    value,
+                    value: read.value,
+                    annotation: read.annotation,
                     start,
-                    value_start,
-                    value_end,
+                    value_start: read.start,
+                    value_end: read.end,
                 }));
             }
             self.pos = after_key;
             return Ok(Some(Entry {
                 key: None,
                 value: Value::String(key),
+                annotation: None,
                 start,
                 value_start: key_start,
                 value_end: key_end,
             }));
         }
         match self.value()? {
-            Some((value, value_start, value_end)) => Ok(Some(Entry {
+            Some(read) => Ok(Some(Entry {
                 key: None,
-                value,
+                value: read.value,
+                annotation: read.annotation,
                 start,
-                value_start,
-                value_end,
+                value_start: read.start,
+                value_end: read.end,
             })),
             None => {
                 self.pos = begin;
@@ -581,40 +788,47 @@ impl<'a> Cursor<'a> {
         result
     }
 
-    /// `type := '(' node-space* string node-space* ')'`. Only read where it
-    /// is slashdashed away; elsewhere the crate path reports it.
-    fn type_annotation(&mut self) -> Res<bool> {
+    /// `type := '(' node-space* string node-space* ')'`: the span of the
+    /// type's name, which the crate path reports.
+    fn type_annotation(&mut self) -> Res<Option<SourceSpan>> {
         if !self.at("(") {
-            return Ok(false);
+            return Ok(None);
         }
-        if self.discarding == 0 {
-            return Err(Declined);
-        }
+        let open = self.pos;
         self.pos += 1;
         self.node_space0()?;
-        self.identifier()?.ok_or(Declined)?;
+        let Some((_, start, end)) = self.identifier()? else {
+            return fail(self.unexpected("a type name is expected here"));
+        };
         let ends = self.peek() == Some(')') || {
             let save = self.pos;
             let space = self.node_space()?;
             self.pos = save;
             space
         };
-        if !ends {
-            return Err(Declined);
+        if ends {
+            self.node_space0()?;
         }
-        self.node_space0()?;
-        if !self.at(")") {
-            return Err(Declined);
+        if !(ends && self.at(")")) {
+            return fail(
+                syntax(
+                    span(open, self.pos),
+                    "unclosed type annotation",
+                    "expected `)` after the type's name",
+                )
+                .with_help("ctm does not use type annotations: remove it"),
+            );
         }
         self.pos += 1;
-        Ok(true)
+        Ok(Some(span(start, end)))
     }
 
     // ---- values -------------------------------------------------------
 
-    /// `value := keyword | number | string`, with its text's bounds.
-    fn value(&mut self) -> Res<Option<(Value, usize, usize)>> {
-        if self.type_annotation()? {
+    /// `value := type? node-space* (keyword | number | string)`.
+    fn value(&mut self) -> Res<Option<ValueRead>> {
+        let annotation = self.type_annotation()?;
+        if annotation.is_some() {
             self.node_space0()?;
         }
         let start = self.pos;
@@ -625,21 +839,28 @@ impl<'a> Cursor<'a> {
                 None => self.string()?.map(Value::String),
             },
         };
-        Ok(value.map(|value| (value, start, self.pos)))
+        Ok(value.map(|value| ValueRead {
+            value,
+            annotation,
+            start,
+            end: self.pos,
+        }))
     }
 
+    /// `#true`, `#false`, `#inf`, `#-inf`, `#nan`, and `#null` as
+    /// [`Value::Invalid`] (reported by [`Cursor::build_node`]).
     fn keyword(&mut self) -> Res<Option<Value>> {
         if !self.at("#") || matches!(self.char_at(self.pos + 1), Some('#' | '"')) {
             return Ok(None);
         }
+        let start = self.pos;
         self.pos += 1;
-        if self.at("null") && self.discarding > 0 {
-            self.pos += 4;
-            return Ok(Some(Value::Invalid));
-        }
-        let words: [(&str, Value); 5] = [
+        // As the crate does, a keyword needs no terminator of its own:
+        // `/- a #truex` is a slashdashed `a #true`, then a node `x`.
+        let words: [(&str, Value); 6] = [
             ("true", Value::Bool(true)),
             ("false", Value::Bool(false)),
+            ("null", Value::Invalid),
             ("nan", Value::Float(f64::NAN)),
             ("inf", Value::Float(f64::INFINITY)),
             ("-inf", Value::Float(f64::NEG_INFINITY)),
@@ -650,8 +871,18 @@ impl<'a> Cursor<'a> {
                 return Ok(Some(value));
             }
         }
-        // `#null` (reported by the crate path) or not a keyword at all.
-        Err(Declined)
+        self.identifier_chars();
+        fail(
+            syntax(
+                span(start, self.pos.max(start + 1)),
+                format!("unknown keyword `{}`", &self.text[start..self.pos]),
+                "not a KDL keyword",
+            )
+            .with_help(
+                "KDL 2.0's keywords are #true, #false, #null, #inf, #-inf and #nan; \
+                 a string starting with `#` is written in quotes",
+            ),
+        )
     }
 
     /// A value must be followed by something that can end it.
@@ -662,7 +893,22 @@ impl<'a> Cursor<'a> {
             Some('/') => matches!(self.char_at(self.pos + 1), Some('*' | '/')),
             Some(c) => is_unicode_space(c) || is_newline_char(c),
         };
-        if ok { Ok(()) } else { Err(Declined) }
+        if ok {
+            return Ok(());
+        }
+        match self.peek() {
+            Some(c) if !is_disallowed(c) => fail(
+                syntax(
+                    span(self.pos, self.pos + c.len_utf8()),
+                    format!("{} cannot come right after a value", describe(c)),
+                    "expected a space, `;` or a newline before this",
+                )
+                .with_help(
+                    "separate values with spaces; a string with special characters is quoted",
+                ),
+            ),
+            _ => fail(self.unexpected("")),
+        }
     }
 
     /// Digits of `radix` with `_` after the first; `None` if there is no
@@ -681,6 +927,14 @@ impl<'a> Cursor<'a> {
             }
         }
         Some(&self.text[start..self.pos])
+    }
+
+    fn bad_number(&self, start: usize, message: &str) -> Diagnostic {
+        syntax(
+            span(start, self.pos.max(start + 1)),
+            message.to_string(),
+            "invalid number",
+        )
     }
 
     fn number(&mut self) -> Res<Option<Value>> {
@@ -706,20 +960,42 @@ impl<'a> Cursor<'a> {
             Some(b"0b" | b"0B") => 2,
             _ => 10,
         };
+        let too_large = "this number does not fit in 128 bits";
         if radix != 10 {
             self.pos += 2;
-            let digits = self.digits(radix).ok_or(Declined)?;
-            let value = integer(digits, radix, negative)?;
+            let Some(digits) = self.digits(radix) else {
+                let kind = match radix {
+                    16 => "hexadecimal",
+                    8 => "octal",
+                    _ => "binary",
+                };
+                return fail(self.bad_number(
+                    start,
+                    &format!(
+                        "`{}` must be followed by {kind} digits",
+                        &self.text[start..self.pos]
+                    ),
+                ));
+            };
+            let Some(value) = integer(digits, radix, negative) else {
+                return fail(self.bad_number(start, too_large));
+            };
             self.value_terminator_check()?;
             return Ok(Some(Value::Integer(value)));
         }
-        let int_part = self.digits(10).ok_or(Declined)?;
-        let int_value = integer(int_part, 10, negative)?;
+        let digits = |cursor: &mut Self, message: &str| match cursor.digits(10) {
+            Some(digits) => match integer(digits, 10, false) {
+                Some(value) => Ok(value),
+                None => fail(cursor.bad_number(start, too_large)),
+            },
+            None => fail(cursor.bad_number(start, message)),
+        };
+        let magnitude = digits(self, "")?;
+        let int_value = if negative { -magnitude } else { magnitude };
         let mut is_float = false;
         if self.at(".") {
             self.pos += 1;
-            let frac = self.digits(10).ok_or(Declined)?;
-            integer(frac, 10, false)?;
+            digits(self, "a decimal point must be followed by a digit")?;
             is_float = true;
         }
         if matches!(self.bytes.get(self.pos), Some(b'e' | b'E')) {
@@ -727,8 +1003,7 @@ impl<'a> Cursor<'a> {
             if matches!(self.bytes.get(self.pos), Some(b'+' | b'-')) {
                 self.pos += 1;
             }
-            let exp = self.digits(10).ok_or(Declined)?;
-            integer(exp, 10, false)?;
+            digits(self, "an exponent must have digits")?;
             is_float = true;
         }
         self.value_terminator_check()?;
@@ -736,8 +1011,10 @@ impl<'a> Cursor<'a> {
             return Ok(Some(Value::Integer(int_value)));
         }
         let written = self.text[start..self.pos].replace('_', "");
-        let float: f64 = written.parse().map_err(|_| Declined)?;
-        Ok(Some(Value::Float(float)))
+        match written.parse::<f64>() {
+            Ok(float) => Ok(Some(Value::Float(float))),
+            Err(_) => fail(self.bad_number(start, "this is not a number")),
+        }
     }
 
     // ---- strings ------------------------------------------------------
@@ -750,6 +1027,7 @@ impl<'a> Cursor<'a> {
 
     /// `string := identifier-string | raw-string | quoted-string`
     fn string(&mut self) -> Res<Option<String>> {
+        self.string_start = self.pos;
         let value = if let Some(s) = self.identifier_string()? {
             Some(s)
         } else if self.at("#") {
@@ -813,11 +1091,37 @@ impl<'a> Cursor<'a> {
                 self.identifier_chars();
                 let word = &self.text[start..self.pos];
                 if matches!(word, "true" | "false" | "null" | "inf" | "-inf" | "nan") {
-                    return Err(Declined);
+                    return fail(
+                        syntax(
+                            span(start, self.pos),
+                            format!("bare `{word}` is a reserved word in KDL 2.0"),
+                            "neither a keyword nor a string",
+                        )
+                        .with_help(format!(
+                            "write `#{word}` for the keyword, or `\"{word}\"` for the string"
+                        )),
+                    );
                 }
             }
         }
         Ok(Some(self.text[start..self.pos].to_string()))
+    }
+
+    fn unclosed_string(&self, what: &str) -> Diagnostic {
+        let open = self.string_start;
+        // The opening `#`s and quotes.
+        let opener = &self.bytes[open..];
+        let hashes = opener.iter().take_while(|&&b| b == b'#').count();
+        let quotes = if opener[hashes..].starts_with(b"\"\"\"") {
+            3
+        } else {
+            1
+        };
+        syntax(
+            span(open, open + hashes + quotes),
+            format!("unclosed {what}"),
+            "this string is never closed",
+        )
     }
 
     /// `\` followed by whitespace and newlines, which a string drops.
@@ -838,9 +1142,20 @@ impl<'a> Cursor<'a> {
 
     /// One `string-character` after a `\`: the escape's meaning.
     fn escaped_char(&mut self) -> Res<char> {
+        let start = self.pos;
         self.pos += 1;
-        let c = self.peek().ok_or(Declined)?;
+        let Some(c) = self.peek() else {
+            return fail(self.unclosed_string("string"));
+        };
         self.bump(c);
+        let invalid = |cursor: &Self, message: String| {
+            fail(
+                syntax(span(start, cursor.pos), message, "invalid escape").with_help(
+                    "the escapes are \\n, \\r, \\t, \\\\, \\\", \\b, \\f, \\s, \\u{…} \
+                     and a backslash before whitespace",
+                ),
+            )
+        };
         Ok(match c {
             '\\' => '\\',
             '"' => '"',
@@ -851,25 +1166,29 @@ impl<'a> Cursor<'a> {
             't' => '\t',
             's' => ' ',
             'u' => {
+                let bad = "`\\u` must be followed by 1 to 6 hexadecimal digits in braces, \
+                           naming a Unicode scalar value";
                 if !self.at("{") {
-                    return Err(Declined);
+                    return invalid(self, bad.to_string());
                 }
                 self.pos += 1;
-                let start = self.pos;
-                while self.pos - start < 6
+                let digits_start = self.pos;
+                while self.pos - digits_start < 6
                     && self.bytes.get(self.pos).is_some_and(u8::is_ascii_hexdigit)
                 {
                     self.pos += 1;
                 }
-                let hex = &self.text[start..self.pos];
+                let hex = &self.text[digits_start..self.pos];
                 if hex.is_empty() || !self.at("}") {
-                    return Err(Declined);
+                    return invalid(self, bad.to_string());
                 }
                 self.pos += 1;
-                let code = u32::from_str_radix(hex, 16).map_err(|_| Declined)?;
-                char::from_u32(code).ok_or(Declined)?
+                match u32::from_str_radix(hex, 16).ok().and_then(char::from_u32) {
+                    Some(c) => c,
+                    None => return invalid(self, bad.to_string()),
+                }
             }
-            _ => return Err(Declined),
+            c => return invalid(self, format!("invalid escape `\\{}`", c.escape_default())),
         })
     }
 
@@ -883,9 +1202,11 @@ impl<'a> Cursor<'a> {
             out.push(self.escaped_char()?);
             return Ok(());
         }
-        let c = self.peek().ok_or(Declined)?;
+        let Some(c) = self.peek() else {
+            return fail(self.unclosed_string("string"));
+        };
         if is_disallowed(c) {
-            return Err(Declined);
+            return fail(self.disallowed(c));
         }
         self.bump(c);
         out.push(c);
@@ -896,7 +1217,14 @@ impl<'a> Cursor<'a> {
         if self.at("\"\"\"") {
             self.pos += 3;
             if !self.newline() {
-                return Err(Declined);
+                return fail(
+                    syntax(
+                        span(self.pos - 3, self.pos),
+                        "a multi-line string must start with a newline after `\"\"\"`",
+                        "newline expected after this",
+                    )
+                    .with_help("a string on one line is written in single quotes: \"…\""),
+                );
             }
             return self.multi_line_quoted();
         }
@@ -913,7 +1241,17 @@ impl<'a> Cursor<'a> {
             out.push_str(&self.text[self.pos..self.pos + plain]);
             self.pos += plain;
             if self.newline_at(self.pos).is_some() {
-                return Err(Declined);
+                return fail(
+                    syntax(
+                        span(self.string_start, self.pos),
+                        "unexpected newline in a single-line string",
+                        "not closed on its line",
+                    )
+                    .with_help(
+                        "close the string with `\"`; for a string of several lines, \
+                         write `\"\"\"`, a newline, the lines, and `\"\"\"` on a line of its own",
+                    ),
+                );
             }
             if self.at("\"") {
                 self.pos += 1;
@@ -945,6 +1283,15 @@ impl<'a> Cursor<'a> {
         found.then_some(prefix)
     }
 
+    fn closing_quotes_not_alone(&self) -> Diagnostic {
+        syntax(
+            span(self.pos, self.pos + 3),
+            "the closing `\"\"\"` of a multi-line string must be on a line of its own",
+            "text before it on its line",
+        )
+        .with_help("move `\"\"\"` to the next line, or escape a quote in the text as \\\"")
+    }
+
     /// Scans one line of a multi-line quoted string (checking it) and its
     /// newline; `out` gets its meaning when given.
     fn quoted_line(&mut self, mut out: Option<&mut String>) -> Res<()> {
@@ -953,8 +1300,11 @@ impl<'a> Cursor<'a> {
             if self.newline() {
                 return Ok(());
             }
-            if self.at("\"\"\"") || self.eof() {
-                return Err(Declined);
+            if self.eof() {
+                return fail(self.unclosed_string("multi-line string"));
+            }
+            if self.at("\"\"\"") {
+                return fail(self.closing_quotes_not_alone());
             }
             if self.at("\"") {
                 self.pos += 1;
@@ -980,6 +1330,15 @@ impl<'a> Cursor<'a> {
         }
         self.pos = start;
         false
+    }
+
+    fn bad_indent(&self) -> Diagnostic {
+        let width = self.peek().map_or(0, char::len_utf8);
+        syntax(
+            span(self.pos, self.pos + width),
+            "every line of a multi-line string must start with the indentation of its closing `\"\"\"`",
+            "indented less, or with other whitespace",
+        )
     }
 
     fn multi_line_quoted(&mut self) -> Res<String> {
@@ -1008,7 +1367,7 @@ impl<'a> Cursor<'a> {
             if self.at(&prefix) {
                 self.pos += prefix.len();
             } else if !self.peek_empty_line() {
-                return Err(Declined);
+                return fail(self.bad_indent());
             }
             if self.empty_line() {
                 out.push('\n');
@@ -1026,6 +1385,15 @@ impl<'a> Cursor<'a> {
         found
     }
 
+    fn lone_quote(&self, start: usize) -> Diagnostic {
+        syntax(
+            span(start, self.pos),
+            "a raw string cannot be a single `\"`",
+            "invalid raw string",
+        )
+        .with_help("write it as a quoted string: \"\\\"\"")
+    }
+
     /// `raw-string := '#'+ ('"' … '"' | '"""' newline … '"""') '#'+`
     fn raw_string(&mut self) -> Res<Option<String>> {
         let start = self.pos;
@@ -1040,7 +1408,7 @@ impl<'a> Cursor<'a> {
             let value = self.multi_line_raw(close_hashes)?;
             // The crate rejects a body of one `"` for both kinds.
             if value == "\"" {
-                return Err(Declined);
+                return fail(self.lone_quote(start));
             }
             return Ok(Some(value));
         }
@@ -1054,16 +1422,27 @@ impl<'a> Cursor<'a> {
             if self.at("\"") && self.bytes[self.pos + 1..].starts_with(close_hashes.as_bytes()) {
                 break;
             }
-            let c = self.peek().ok_or(Declined)?;
-            if is_disallowed(c) || is_newline_char(c) {
-                return Err(Declined);
+            let Some(c) = self.peek() else {
+                return fail(self.unclosed_string("raw string").with_help(format!(
+                    "close it with `\"` and {hashes} `#`, as it was opened"
+                )));
+            };
+            if is_disallowed(c) {
+                return fail(self.disallowed(c));
+            }
+            if is_newline_char(c) {
+                return fail(syntax(
+                    span(start, self.pos),
+                    "unexpected newline in a single-line raw string",
+                    "not closed on its line",
+                ));
             }
             self.bump(c);
         }
         let value = &self.text[body..self.pos];
         self.pos += 1 + hashes;
         if value == "\"" {
-            return Err(Declined);
+            return fail(self.lone_quote(start));
         }
         Ok(Some(value.to_string()))
     }
@@ -1086,11 +1465,13 @@ impl<'a> Cursor<'a> {
                     break;
                 }
                 if self.at_raw_close(hashes) {
-                    return Err(Declined);
+                    return fail(self.closing_quotes_not_alone());
                 }
-                let c = self.peek().ok_or(Declined)?;
+                let Some(c) = self.peek() else {
+                    return fail(self.unclosed_string("multi-line raw string"));
+                };
                 if is_disallowed(c) {
-                    return Err(Declined);
+                    return fail(self.disallowed(c));
                 }
                 self.bump(c);
             }
@@ -1112,22 +1493,19 @@ impl<'a> Cursor<'a> {
             if self.at(prefix) {
                 self.pos += prefix.len();
             } else if !self.peek_empty_line() {
-                return Err(Declined);
+                return fail(self.bad_indent());
             }
             if self.empty_line() {
                 out.push('\n');
                 continue;
             }
             let line = self.pos;
-            loop {
-                if self.newline_at(self.pos).is_some() {
-                    break;
+            // Checked in the first pass: the line ends in a newline.
+            while self.newline_at(self.pos).is_none() {
+                match self.peek() {
+                    Some(c) => self.bump(c),
+                    None => return fail(self.unclosed_string("multi-line raw string")),
                 }
-                if self.at_raw_close(hashes) {
-                    return Err(Declined);
-                }
-                let c = self.peek().ok_or(Declined)?;
-                self.bump(c);
             }
             out.push_str(&self.text[line..self.pos]);
             self.newline();
@@ -1136,19 +1514,34 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// `#null` is read as [`Value::Invalid`], so that a required value
+/// written as `#null` is not also reported as missing.
+pub(super) fn null_value(at: SourceSpan) -> Diagnostic {
+    Diagnostic::error("ctm::null-value", "`#null` is not a valid value here", at)
+        .with_label("leave the entry out instead")
+}
+
+pub(super) fn type_annotation(at: SourceSpan) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::type-annotation",
+        "type annotations are not used by ctm",
+        at,
+    )
+    .with_label("remove this annotation")
+}
+
 /// Parses digits (with `_`) of `radix` into an i128, as the crate does:
 /// the magnitude must fit before the sign is applied.
-fn integer(digits: &str, radix: u32, negative: bool) -> Res<i128> {
+fn integer(digits: &str, radix: u32, negative: bool) -> Option<i128> {
     let mut value: i128 = 0;
     for b in digits.bytes() {
         if b == b'_' {
             continue;
         }
-        let digit = (b as char).to_digit(radix).ok_or(Declined)?;
+        let digit = (b as char).to_digit(radix)?;
         value = value
-            .checked_mul(radix as i128)
-            .and_then(|v| v.checked_add(digit as i128))
-            .ok_or(Declined)?;
+            .checked_mul(radix as i128)?
+            .checked_add(digit as i128)?;
     }
-    Ok(if negative { -value } else { value })
+    Some(if negative { -value } else { value })
 }

@@ -7,12 +7,18 @@
 //! every structural error (unknown node, wrong type, missing value, control
 //! character) is reported the same way. Meaning is assigned later, by
 //! `validate`.
+//!
+//! Input is bounded before it is read: a host file is at most
+//! [`MAX_SIZE_CLI`] or [`MAX_SIZE_WEB`] bytes ([`text_from_bytes`], which
+//! also reports invalid UTF-8 where it is) and nests at most [`MAX_DEPTH`]
+//! levels deep, and the readers and checks take time linear in the text.
 
 pub mod kdl;
 pub mod kdl_fast;
 pub mod toml;
 pub mod vocab;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 
@@ -20,6 +26,98 @@ use miette::SourceSpan;
 
 use crate::diagnostic::Diagnostic;
 use vocab::{NodeSpec, ValueKind};
+
+/// How deeply a host file may nest: child blocks in KDL; table-header
+/// keys, dotted-key parts, arrays and inline tables in TOML. A real host
+/// file needs three levels (`container` → `ssh` → `authorized-key`); the
+/// limit keeps every reader's recursion, and the stack it needs, small.
+pub const MAX_DEPTH: usize = 32;
+
+/// The largest host file the command line reads: 64 MiB, about 1.8
+/// million minimal containers (a host of 1,000 is about 200 KB).
+pub const MAX_SIZE_CLI: usize = 64 << 20;
+
+/// The largest host file the web editor accepts: 4 MiB, about 20,000
+/// containers. A server takes text from the network, so its bound is lower.
+pub const MAX_SIZE_WEB: usize = 4 << 20;
+
+/// Text that could not be read as a host file: the one diagnostic, and
+/// the text to show it against (invalid bytes shown as `?`, so that every
+/// offset is the file's own).
+#[derive(Debug)]
+pub struct Rejected {
+    pub diagnostic: Diagnostic,
+    pub shown: String,
+}
+
+/// A host file's bytes as text: at most `limit` bytes (a caller reading a
+/// file may stop after `limit + 1`), and UTF-8, else one diagnostic at
+/// the first byte that is not.
+pub fn text_from_bytes(bytes: Vec<u8>, limit: usize) -> Result<String, Box<Rejected>> {
+    if bytes.len() > limit {
+        let size = if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
+            format!("{} MiB", limit >> 20)
+        } else {
+            format!("{limit} bytes")
+        };
+        let diagnostic = Diagnostic::error(
+            "ctm::too-large",
+            format!("the host file is larger than {size}, the most ctm reads here"),
+            SourceSpan::new(0.into(), 0),
+        )
+        .with_label("not read")
+        .with_help("a host of 1,000 containers is about 200 KB: is this the host file?");
+        return Err(Box::new(Rejected {
+            diagnostic,
+            shown: String::new(),
+        }));
+    }
+    let (error, bytes) = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(error) => (error.utf8_error(), error.into_bytes()),
+    };
+    let offset = error.valid_up_to();
+    let len = error.error_len().unwrap_or(bytes.len() - offset);
+    let shown: String = bytes
+        .utf8_chunks()
+        .flat_map(|chunk| {
+            chunk
+                .valid()
+                .chars()
+                .chain(chunk.invalid().iter().map(|_| '?'))
+        })
+        .collect();
+    let hex: Vec<String> = bytes[offset..offset + len]
+        .iter()
+        .map(|b| format!("{b:#04x}"))
+        .collect();
+    let diagnostic = Diagnostic::error(
+        "ctm::not-utf8",
+        format!(
+            "the host file is not UTF-8: byte {offset} starts an invalid sequence ({})",
+            hex.join(" ")
+        ),
+        SourceSpan::new(offset.into(), len),
+    )
+    .with_label("not UTF-8")
+    .with_help("save the file as UTF-8 (for example with `iconv -t UTF-8`)");
+    Err(Box::new(Rejected { diagnostic, shown }))
+}
+
+/// The diagnostic for nesting deeper than [`MAX_DEPTH`], at the bracket
+/// or key that goes one level too deep.
+pub(crate) fn too_deep(at: SourceSpan) -> Diagnostic {
+    Diagnostic::error(
+        "ctm::too-deep",
+        format!("nested more than {MAX_DEPTH} levels deep"),
+        at,
+    )
+    .with_label("one level too many")
+    .with_help(
+        "a host file needs three levels at most (container → ssh → authorized-key); \
+         ctm reads no deeper, even in commented-out parts",
+    )
+}
 
 /// Which syntax a host file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +318,7 @@ pub fn parse_as(source: &Source, root: &'static NodeSpec) -> (Document, Vec<Diag
         let syntax = source.format;
         check_children(&document.nodes, root, None, syntax, &mut diagnostics);
     }
+    crate::diagnostic::limit(&mut diagnostics);
     (document, diagnostics)
 }
 
@@ -347,8 +446,11 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
     }
     // Properties.
     let known: Vec<&str> = spec.props.iter().map(|p| p.name).collect();
-    for (i, (key, value)) in node.props.iter().enumerate() {
-        if let Some(earlier) = node.props[..i].iter().find(|(k, _)| k.value == key.value) {
+    // Where each property was first given: one look-up per property, not
+    // a scan of the ones before it (quadratic in a node's properties).
+    let mut first: HashMap<&str, SourceSpan> = HashMap::with_capacity(node.props.len());
+    for (key, value) in &node.props {
+        if let Some(earlier) = first.get(key.value.as_str()) {
             out.push(
                 Diagnostic::error(
                     "ctm::duplicate-property",
@@ -356,10 +458,11 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
                     key.span,
                 )
                 .with_label("given again here")
-                .with_related(earlier.0.span, "first given here"),
+                .with_related(*earlier, "first given here"),
             );
             continue;
         }
+        first.insert(&key.value, key.span);
         match spec.props.iter().find(|p| p.name == key.value) {
             Some(prop) => check_value(
                 &value.value,
@@ -391,7 +494,7 @@ fn check_node(node: &Node, spec: &NodeSpec, syntax: Format, out: &mut Vec<Diagno
         check_key_text(key, out);
     }
     for prop in spec.props.iter().filter(|p| p.required) {
-        if node.prop(prop.name).is_none() {
+        if !first.contains_key(prop.name) {
             out.push(
                 Diagnostic::error(
                     "ctm::missing-property",
@@ -487,26 +590,50 @@ fn count_words(n: usize, word: &str) -> String {
     }
 }
 
-/// The closest known name, if one is close enough to be a likely typo.
+/// Names a suggestion is looked for among, at most: reporting n unknown
+/// references among m defined names then costs n × 1,000 comparisons at
+/// worst, not n × m.
+const MAX_SUGGESTION_CANDIDATES: usize = 1000;
+
+/// Names longer than this are not compared: no name ctm knows or accepts
+/// is, and comparing costs the product of the two lengths.
+const MAX_SUGGESTION_LEN: usize = 128;
+
+/// Names a help lists, at most.
+const MAX_LISTED: usize = 20;
+
+/// The closest known name, if one is close enough to be a likely typo;
+/// else the names to choose from.
 pub fn did_you_mean(name: &str, candidates: &[&str]) -> String {
-    let best = candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(name, c), *c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if candidates.is_empty() {
+        return "this node takes no children".to_string();
+    }
+    let best = (candidates.len() <= MAX_SUGGESTION_CANDIDATES && name.len() <= MAX_SUGGESTION_LEN)
+        .then(|| {
+            candidates
+                .iter()
+                .map(|c| (strsim::jaro_winkler(name, c), *c))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+        })
+        .flatten();
     match best {
         Some((_, candidate)) => format!("did you mean `{candidate}`?"),
-        None if candidates.is_empty() => "this node takes no children".to_string(),
         None => format!("expected one of: {}", quote_list(candidates)),
     }
 }
 
 fn quote_list(names: &[&str]) -> String {
-    names
+    let mut list = names
         .iter()
+        .take(MAX_LISTED)
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if names.len() > MAX_LISTED {
+        list.push_str(&format!(" and {} more", names.len() - MAX_LISTED));
+    }
+    list
 }
 
 /// The span covering both `a` and `b`.

@@ -7,23 +7,33 @@
 //! a variadic argument or a repeatable node is an array; a flag node is
 //! `true`. Keys ctm does not know become nodes of their own, so the checker
 //! reports them exactly as it reports unknown KDL nodes.
+//!
+//! Before the `toml` crate reads a file, [`too_deep_at`] measures how deep
+//! it nests; the crate has limits of its own (80 levels of arrays and
+//! inline tables, 80 parts of a dotted key), but reports the second
+//! without a place, and a file that deep is refused here first.
 
 use miette::SourceSpan;
 use toml::Spanned as TomlSpanned;
 use toml::de::{DeTable, DeValue};
+use toml_parser::parser::EventReceiver;
+use toml_parser::{ErrorSink, Span};
 
 use super::vocab::{ChildSpec, NodeSpec, ValueKind};
-use super::{Document, Node, Spanned, Value, join_spans};
+use super::{Document, MAX_DEPTH, Node, Spanned, Value, join_spans, too_deep};
 use crate::diagnostic::Diagnostic;
 
 /// Reads `text` as the TOML form of the language whose top is `root`
 /// (`vocab::ROOT`, `vocab::FLEET`).
 pub fn parse(text: &str, root: &NodeSpec) -> (Document, Vec<Diagnostic>) {
+    if let Some(at) = too_deep_at(text) {
+        return (Document::default(), vec![too_deep(at)]);
+    }
     match DeTable::parse(text) {
         Ok(table) => {
             let mut out = Vec::new();
             let mut parts = Parts::default();
-            fill_from_table(table.get_ref(), root, &mut parts, &mut out);
+            fill_from_table(text, table.get_ref(), root, &mut parts, &mut out);
             (
                 Document {
                     nodes: parts.children,
@@ -47,6 +57,151 @@ pub fn parse(text: &str, root: &NodeSpec) -> (Document, Vec<Diagnostic>) {
     }
 }
 
+/// Where the text first nests deeper than [`MAX_DEPTH`], if it does.
+///
+/// A value's depth is the number of keys on its path: the table header's
+/// and the dotted key's parts, and those in inline tables around it, plus
+/// one for each array it is in. `[container.web]` then `forward = [{ host
+/// = 80 }]` puts `80` at depth 5. Measured on the events of `toml_parser`
+/// (the `toml` crate's own parser), which recurses into an array or an
+/// inline table only when told it may.
+fn too_deep_at(text: &str) -> Option<SourceSpan> {
+    let source = toml_parser::Source::new(text);
+    let tokens: Vec<_> = source.lex().collect();
+    let mut depth = Depth::default();
+    toml_parser::parser::parse_document(&tokens, &mut depth, &mut ());
+    depth.crossed.map(|span| span_of(span.start()..span.end()))
+}
+
+/// An array or inline table being read, with its own depth.
+enum Open {
+    Array(usize),
+    Table(usize),
+}
+
+#[derive(Default)]
+struct Depth {
+    open: Vec<Open>,
+    /// In a `[table]` or `[[array]]` header.
+    in_header: bool,
+    /// The depth of the current table's keys (its header's parts).
+    table: usize,
+    /// The depth of the key read last.
+    key: usize,
+    after_key_sep: bool,
+    crossed: Option<Span>,
+}
+
+impl Depth {
+    /// The depth of a value starting here.
+    fn value(&self) -> usize {
+        match self.open.last() {
+            Some(Open::Array(depth)) => depth + 1,
+            _ => self.key,
+        }
+    }
+
+    /// Whether `depth` is allowed; the first place it is not is kept.
+    fn allow(&mut self, depth: usize, span: Span) -> bool {
+        if depth > MAX_DEPTH {
+            self.crossed.get_or_insert(span);
+            return false;
+        }
+        true
+    }
+
+    fn header(&mut self) {
+        self.open.clear();
+        self.in_header = true;
+        self.key = 0;
+        self.after_key_sep = false;
+    }
+
+    fn header_end(&mut self) {
+        self.in_header = false;
+        self.table = self.key;
+        self.after_key_sep = false;
+    }
+
+    fn close(&mut self) {
+        self.open.pop();
+        self.after_key_sep = false;
+    }
+}
+
+impl EventReceiver for Depth {
+    fn std_table_open(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.header();
+    }
+    fn array_table_open(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.header();
+    }
+    fn std_table_close(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.header_end();
+    }
+    fn array_table_close(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.header_end();
+    }
+    fn simple_key(
+        &mut self,
+        span: Span,
+        _: Option<toml_parser::decoder::Encoding>,
+        _: &mut dyn ErrorSink,
+    ) {
+        let base = if self.after_key_sep {
+            self.key
+        } else {
+            match self.open.last() {
+                Some(Open::Table(depth)) => *depth,
+                Some(Open::Array(depth)) => depth + 1,
+                None if self.in_header => 0,
+                None => self.table,
+            }
+        };
+        self.key = base + 1;
+        self.after_key_sep = false;
+        self.allow(self.key, span);
+    }
+    fn key_sep(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.after_key_sep = true;
+    }
+    fn array_open(&mut self, span: Span, _: &mut dyn ErrorSink) -> bool {
+        let depth = self.value();
+        self.open.push(Open::Array(depth));
+        self.after_key_sep = false;
+        self.allow(depth + 1, span)
+    }
+    fn array_close(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.close();
+    }
+    fn inline_table_open(&mut self, span: Span, _: &mut dyn ErrorSink) -> bool {
+        let depth = self.value();
+        self.open.push(Open::Table(depth));
+        self.after_key_sep = false;
+        self.allow(depth + 1, span)
+    }
+    fn inline_table_close(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.close();
+    }
+    fn key_val_sep(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.after_key_sep = false;
+    }
+    fn scalar(
+        &mut self,
+        _: Span,
+        _: Option<toml_parser::decoder::Encoding>,
+        _: &mut dyn ErrorSink,
+    ) {
+        self.after_key_sep = false;
+    }
+    fn value_sep(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.after_key_sep = false;
+    }
+    fn newline(&mut self, _: Span, _: &mut dyn ErrorSink) {
+        self.after_key_sep = false;
+    }
+}
+
 fn span_of(range: std::ops::Range<usize>) -> SourceSpan {
     SourceSpan::new(range.start.into(), range.end - range.start)
 }
@@ -65,6 +220,7 @@ struct Parts {
 /// Keys of `table` become the arguments, properties and children of a node
 /// of kind `spec`. `parts.args` may already hold the name of a keyed node.
 fn fill_from_table(
+    text: &str,
     table: &DeTable<'_>,
     spec: &NodeSpec,
     parts: &mut Parts,
@@ -90,7 +246,15 @@ fn fill_from_table(
                 .props
                 .push((Spanned::new(key_name.to_string(), key_span), v));
         } else if let Some(child) = spec.children.iter().find(|c| c.spec.name == key_name) {
-            nodes_from_value(key_name, key_span, value, child, &mut parts.children, out);
+            nodes_from_value(
+                text,
+                key_name,
+                key_span,
+                value,
+                child,
+                &mut parts.children,
+                out,
+            );
         } else if let Some(kind) = spec.any_props {
             let v = scalar(value, kind, spec.name, key_name, out);
             parts
@@ -152,6 +316,7 @@ fn push_arg(
 }
 
 fn nodes_from_value(
+    text: &str,
     key: &str,
     key_span: SourceSpan,
     value: &TomlSpanned<DeValue<'_>>,
@@ -175,7 +340,8 @@ fn nodes_from_value(
         };
         for (name, body) in entries {
             let name_arg = Spanned::new(Value::String(name.get_ref().to_string()), spanned(name));
-            if let Some(node) = node_from_value(key, spanned(name), body, spec, Some(name_arg), out)
+            if let Some(node) =
+                node_from_value(text, key, spanned(name), body, spec, Some(name_arg), out)
             {
                 nodes.push(node);
             }
@@ -185,18 +351,22 @@ fn nodes_from_value(
     let variadic = spec.args.first().is_some_and(|a| a.variadic);
     if let (DeValue::Array(items), true, false) = (value.get_ref(), child.repeat, variadic) {
         for item in items.iter() {
-            if let Some(node) = node_from_value(key, key_span, item, spec, None, out) {
+            // An entry of an array of tables is named by its own header,
+            // not by the first entry's.
+            let name_span = header_key(text, key, spanned(item)).unwrap_or(key_span);
+            if let Some(node) = node_from_value(text, key, name_span, item, spec, None, out) {
                 nodes.push(node);
             }
         }
         return;
     }
-    if let Some(node) = node_from_value(key, key_span, value, spec, None, out) {
+    if let Some(node) = node_from_value(text, key, key_span, value, spec, None, out) {
         nodes.push(node);
     }
 }
 
 fn node_from_value(
+    text: &str,
     key: &str,
     key_span: SourceSpan,
     value: &TomlSpanned<DeValue<'_>>,
@@ -208,7 +378,7 @@ fn node_from_value(
     parts.args.extend(name_arg);
     let value_span = spanned(value);
     match value.get_ref() {
-        DeValue::Table(table) => fill_from_table(table, spec, &mut parts, out),
+        DeValue::Table(table) => fill_from_table(text, table, spec, &mut parts, out),
         DeValue::Boolean(enabled) if spec.is_flag() => {
             if !enabled {
                 return None;
@@ -257,6 +427,18 @@ fn node_from_value(
         children: parts.children,
         span: join_spans(key_span, value_span),
     })
+}
+
+/// The last key of an array-of-tables header (`[[container.web.forward]]`,
+/// which is the span the `toml` crate gives each entry), where it is `key`.
+fn header_key(text: &str, key: &str, header: SourceSpan) -> Option<SourceSpan> {
+    let start = header.offset();
+    let written = text.get(start..start + header.len())?;
+    if !written.starts_with("[[") {
+        return None;
+    }
+    let at = written.rfind(key)?;
+    Some(SourceSpan::new((start + at).into(), key.len()))
 }
 
 /// A scalar where one is expected; arrays, tables, dates and numbers out

@@ -679,15 +679,23 @@ mod kdl_edit {
         Ok(())
     }
 
+    const NOT_KDL: &str = "the host file is not valid KDL; fix its syntax (see the diagnostics) before using the forms";
+
     pub fn apply(text: &str, edit: &Edit) -> Result<String, String> {
         let (kind, name) = match edit {
             Edit::Network(n) => (Kind::Network, n.name.trim()),
             Edit::Container(c) => (Kind::Container, c.name.trim()),
         };
-        let mut doc = KdlDocument::parse(text).map_err(|_| {
-            "the host file is not valid KDL; fix its syntax (see the diagnostics) before using the forms"
-                .to_string()
+        // The crate's parser recurses without bound on hostile text; ctm's
+        // own reader says first whether it is safe to hand over.
+        crate::config::kdl::check_for_kdl_crate(text).map_err(|d| match d.code {
+            "ctm::kdl-syntax" => NOT_KDL.to_string(),
+            _ => format!(
+                "the host file cannot be edited with the forms: {}; edit its text instead",
+                d.message
+            ),
         })?;
+        let mut doc = KdlDocument::parse(text).map_err(|_| NOT_KDL.to_string())?;
         let found = doc.nodes_mut().iter_mut().find(|n| {
             n.name().value() == kind.node()
                 && n.entries().first().and_then(|e| e.value().as_string()) == Some(name)

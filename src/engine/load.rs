@@ -1,6 +1,7 @@
 //! Reading a host file and its lock, validating them, and compiling the
 //! result: what every use case that starts from a host file does first.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,11 +43,30 @@ pub fn load_and_validate(
     path: &Path,
     lock_override: Option<&Path>,
 ) -> Result<Outcome, miette::Report> {
-    let text = std::fs::read_to_string(path)
+    // A byte past the limit is enough to tell the file is too large.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(config::MAX_SIZE_CLI as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
         .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
     let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
     let lock_text = read_lock(&lock_path)?;
-    Ok(validate_text(path, text, lock_path, lock_text))
+    match config::text_from_bytes(bytes, config::MAX_SIZE_CLI) {
+        Ok(text) => Ok(validate_text(path, text, lock_path, lock_text)),
+        Err(rejected) => Ok(Outcome {
+            host_file: Loaded {
+                path: path.to_path_buf(),
+                text: rejected.shown,
+            },
+            lock_file: None,
+            lock_path,
+            diagnostics: vec![rejected.diagnostic],
+            lock_diagnostic: None,
+            validated: None,
+        }),
+    }
 }
 
 /// A lock file's text; `None` when there is none yet.

@@ -16,6 +16,22 @@ fn has_control(s: &str) -> bool {
     s.chars().any(char::is_control)
 }
 
+/// MAX_ARG_STRLEN: the longest string, with its NUL, that `execve` takes
+/// as one argument or one `NAME=value` of the environment.
+const MAX_ARG_STRLEN: usize = 131_072;
+
+/// `Err` if `s` is longer than `max` bytes: `what` is longer than `why`
+/// allows.
+fn at_most(s: &str, max: usize, what: &str, why: &str) -> Result<(), String> {
+    if s.len() > max {
+        return Err(format!(
+            "{what} is {} bytes long; {why} takes at most {max}",
+            s.len()
+        ));
+    }
+    Ok(())
+}
+
 /// A container, image, network or template name: systemd's machine-name
 /// rules (letters, digits, `-`, `_`, `.`; no leading `.` or `-`; no `..`;
 /// at most 64 characters).
@@ -157,13 +173,35 @@ impl fmt::Display for IfName {
 }
 
 /// An absolute, normalized path without characters that unit files,
-/// nspawn's `Bind=` (which splits on `:`) or shells treat specially.
+/// nspawn's `Bind=` (which splits on `:`) or shells treat specially, and
+/// as long as Linux takes a path to be: at most [`AbsPath::MAX_COMPONENT`]
+/// bytes between slashes and [`AbsPath::MAX_LEN`] in all.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct AbsPath(String);
 
 impl AbsPath {
+    /// NAME_MAX: the longest file name.
+    pub const MAX_COMPONENT: usize = 255;
+    /// PATH_MAX (4,096) less the terminating NUL: the longest path a
+    /// system call takes.
+    pub const MAX_LEN: usize = 4095;
+
     pub fn parse(s: &str) -> Result<AbsPath, String> {
+        if s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "the path is {} bytes long; Linux takes paths of at most {} bytes (PATH_MAX less its NUL)",
+                s.len(),
+                Self::MAX_LEN
+            ));
+        }
+        if let Some(long) = s.split('/').find(|part| part.len() > Self::MAX_COMPONENT) {
+            return Err(format!(
+                "a component of the path is {} bytes long; Linux takes file names of at most {} bytes (NAME_MAX)",
+                long.len(),
+                Self::MAX_COMPONENT
+            ));
+        }
         if !s.starts_with('/') {
             return Err(format!("`{s}` is not an absolute path"));
         }
@@ -364,7 +402,17 @@ impl SshKey {
         "sk-ecdsa-sha2-nistp256@openssh.com",
     ];
 
+    /// OpenSSH reads keys of at most 16 KiB (SSH_MAX_PUBKEY_BYTES), about
+    /// 22 KB in base64: this leaves room for a comment.
+    pub const MAX_LEN: usize = 32 << 10;
+
     pub fn parse(s: &str) -> Result<SshKey, String> {
+        at_most(
+            s,
+            Self::MAX_LEN,
+            "the key",
+            "an authorized_keys line ctm writes",
+        )?;
         let mut words = s.split(' ').filter(|w| !w.is_empty());
         let algorithm = words.next().unwrap_or("");
         if !Self::ALGORITHMS.contains(&algorithm) {
@@ -454,7 +502,12 @@ impl UserName {
 pub struct PackageName(String);
 
 impl PackageName {
+    /// dpkg names files after a package (`NAME:ARCH.md5sums`), and a file
+    /// name has at most 255 bytes.
+    pub const MAX_LEN: usize = 200;
+
     pub fn parse(s: &str) -> Result<PackageName, String> {
+        at_most(s, Self::MAX_LEN, "the package name", "dpkg")?;
         let valid = s.len() >= 2
             && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && s.chars().all(|c| {
@@ -484,7 +537,12 @@ impl PackageName {
 pub struct EnvName(String);
 
 impl EnvName {
+    /// Longer names serve no program; the bound leaves the value room in
+    /// one `NAME=value` of [`MAX_ARG_STRLEN`].
+    pub const MAX_LEN: usize = 255;
+
     pub fn parse(s: &str) -> Result<EnvName, String> {
+        at_most(s, Self::MAX_LEN, "the variable name", "ctm")?;
         let valid = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
             && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
@@ -508,7 +566,16 @@ impl EnvName {
 pub struct EnvValue(String);
 
 impl EnvValue {
+    /// A `NAME=value` and its NUL fit in [`MAX_ARG_STRLEN`] with any name.
+    pub const MAX_LEN: usize = MAX_ARG_STRLEN - EnvName::MAX_LEN - 2;
+
     pub fn parse(s: &str) -> Result<EnvValue, String> {
+        at_most(
+            s,
+            Self::MAX_LEN,
+            "the value",
+            "the environment of a process (MAX_ARG_STRLEN)",
+        )?;
         if let Some(c) = s
             .chars()
             .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
@@ -551,7 +618,11 @@ impl Sha256Hex {
 pub struct MirrorUrl(String);
 
 impl MirrorUrl {
+    /// PATH_MAX less its NUL: a `file:/` mirror is a path.
+    pub const MAX_LEN: usize = AbsPath::MAX_LEN;
+
     pub fn parse(s: &str) -> Result<MirrorUrl, String> {
+        at_most(s, Self::MAX_LEN, "the mirror URL", "a path (PATH_MAX)")?;
         let scheme_ok = ["http://", "https://", "file:/"]
             .iter()
             .any(|p| s.starts_with(p));
@@ -577,7 +648,11 @@ impl MirrorUrl {
 pub struct Word(String);
 
 impl Word {
+    /// NAME_MAX: a suite is a directory of the mirror (`dists/SUITE`).
+    pub const MAX_LEN: usize = AbsPath::MAX_COMPONENT;
+
     pub fn parse(s: &str) -> Result<Word, String> {
+        at_most(s, Self::MAX_LEN, "the word", "a file name (NAME_MAX)")?;
         if !s.is_empty()
             && s.chars().all(|c| {
                 c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
@@ -625,7 +700,17 @@ pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
 pub struct CommandLine(Vec<String>);
 
 impl CommandLine {
+    /// Each word is one argument of `execve`, at most MAX_ARG_STRLEN with
+    /// its NUL; so is the whole.
+    pub const MAX_LEN: usize = MAX_ARG_STRLEN - 1;
+
     pub fn parse(s: &str) -> Result<CommandLine, String> {
+        at_most(
+            s,
+            Self::MAX_LEN,
+            "the command",
+            "an argument of execve (MAX_ARG_STRLEN)",
+        )?;
         if has_control(s) {
             return Err("a command may not contain control characters".into());
         }

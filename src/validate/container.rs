@@ -3,7 +3,7 @@
 //! merge, then check what only the merged container can show: references,
 //! addresses, forwards, and Docker/nesting conflicts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use miette::SourceSpan;
@@ -187,20 +187,40 @@ impl Partial {
         p
     }
 
+    /// The entries of its lists, which inheriting copies.
+    fn entries(&self) -> usize {
+        self.forwards.len()
+            + self.binds.len()
+            + self.packages.len()
+            + self.environment.len()
+            + self.checks.len()
+            + self.ssh.as_ref().map_or(0, |s| s.keys.len())
+    }
+
     /// `self` inherits from `base`: own values win, lists are merged.
     fn over(&self, base: &Partial) -> Partial {
+        // Sets, not scans of the lists: a list can be long, and a scan per
+        // entry is quadratic.
         let mut packages = base.packages.clone();
-        for p in &self.packages {
-            if !packages.contains(p) {
-                packages.push(p.clone());
-            }
-        }
+        let inherited: HashSet<&PackageName> = base.packages.iter().collect();
+        packages.extend(
+            self.packages
+                .iter()
+                .filter(|p| !inherited.contains(p))
+                .cloned(),
+        );
         let mut environment = base.environment.clone();
         environment.extend(self.environment.clone());
         let ssh = match (&base.ssh, &self.ssh) {
             (Some(b), Some(s)) => {
                 let mut keys = b.keys.clone();
-                keys.extend(s.keys.iter().filter(|k| !b.keys.contains(k)).cloned());
+                let inherited: HashSet<&str> = b.keys.iter().map(SshKey::as_str).collect();
+                keys.extend(
+                    s.keys
+                        .iter()
+                        .filter(|k| !inherited.contains(k.as_str()))
+                        .cloned(),
+                );
                 Some(SshPartial {
                     user: s.user.clone().or_else(|| b.user.clone()),
                     keys,
@@ -302,71 +322,131 @@ fn port(v: &mut Validator, value: Option<&Spanned<crate::config::Value>>) -> Opt
     }
 }
 
+/// How many list entries (packages, environment variables, forwards,
+/// binds, SSH keys and checks) containers may inherit from templates, all
+/// containers together. Each container gets its own copy, so without a
+/// bound a file of a large template and many small containers stands for
+/// a host quadratic in its size. A host of 1,000 containers that each
+/// inherit 100 entries uses a tenth of it.
+pub const MAX_INHERITED: usize = 1_000_000;
+
+/// How many templates a `from` chain may have, counting a template being
+/// resolved: a host needs two or three, and a bound keeps what chains copy
+/// linear in the size of the file.
+pub const MAX_TEMPLATE_CHAIN: usize = 16;
+
 /// Resolves templates by name, remembering results and reporting each
-/// missing template or cycle once.
+/// missing template, cycle or overlong chain once.
 struct Templates<'a> {
-    defined: BTreeMap<Name, (SourceSpan, &'a Node)>,
+    /// Template names as written, for suggestions.
+    names: Vec<&'a str>,
     read: HashMap<Name, Partial>,
-    resolved: HashMap<Name, Partial>,
+    /// Each template with its chain merged in, and how many templates
+    /// that chain has, itself included.
+    resolved: HashMap<Name, (Partial, usize)>,
     reported_cycles: BTreeSet<Vec<String>>,
 }
 
 impl Templates<'_> {
-    /// `partial` with its whole `from` chain merged in. `stack` holds the
-    /// templates being resolved, to find cycles.
+    /// `partial` (the template `own_name`, or a container) with its whole
+    /// `from` chain merged in, and how many templates that chain has (not
+    /// counting `own_name`). The chain is walked up to a template already
+    /// resolved (or one without `from`, a missing one, a cycle, or the
+    /// limit), then merged down, each template on the way resolved once:
+    /// no recursion, however long the chain.
     fn inherit(
         &mut self,
         v: &mut Validator,
         partial: &Partial,
-        stack: &mut Vec<String>,
-    ) -> Partial {
-        let Some(from) = &partial.from else {
-            return partial.clone();
-        };
-        let Ok(name) = Name::parse(&from.value) else {
-            v.push(unknown_reference("template", from, &self.names()));
-            return partial.clone();
-        };
-        if let Some(pos) = stack.iter().position(|s| s == name.as_str()) {
-            let mut cycle: Vec<String> = stack[pos..].to_vec();
-            let mut key = cycle.clone();
-            key.sort();
-            if self.reported_cycles.insert(key) {
-                cycle.push(name.to_string());
+        own_name: Option<&Name>,
+    ) -> (Partial, usize) {
+        let mut seen: Vec<&Name> = own_name.into_iter().collect();
+        let mut chain: Vec<Name> = Vec::new();
+        let mut base: Option<(Partial, usize)> = None;
+        let mut from = partial.from.as_ref();
+        while let Some(reference) = from {
+            let name = match Name::parse(&reference.value) {
+                Ok(name) if self.read.contains_key(&name) => name,
+                _ => {
+                    let names = &self.names;
+                    v.push_with(|| unknown_reference("template", reference, names));
+                    break;
+                }
+            };
+            if let Some(pos) = seen.iter().position(|s| **s == name) {
+                report_cycle(&mut self.reported_cycles, v, &seen[pos..], &name, reference);
+                break;
+            }
+            // Templates in the chain with this one and those above it.
+            let total = seen.len() + self.resolved.get(&name).map_or(1, |(_, depth)| *depth);
+            if total > MAX_TEMPLATE_CHAIN {
                 v.push(
                     Diagnostic::error(
-                        "ctm::template-cycle",
+                        "ctm::template-chain",
                         format!(
-                            "templates inherit from each other in a cycle: {}",
-                            cycle.join(" → ")
+                            "this `from` makes a chain of more than {MAX_TEMPLATE_CHAIN} templates"
                         ),
-                        from.span,
+                        reference.span,
                     )
-                    .with_label("closes the cycle")
-                    .with_help("remove one of the `from` lines in the cycle"),
+                    .with_label("one template too many")
+                    .with_help("let the template inherit from one nearer the top of the chain"),
                 );
+                break;
             }
-            return partial.clone();
+            if let Some(resolved) = self.resolved.get(&name) {
+                base = Some(resolved.clone());
+                break;
+            }
+            let Some((name, own)) = self.read.get_key_value(&name) else {
+                break;
+            };
+            seen.push(name);
+            chain.push(name.clone());
+            from = own.from.as_ref();
         }
-        let base = match self.resolved.get(&name) {
-            Some(base) => base.clone(),
-            None => {
-                let Some(own) = self.read.get(&name).cloned() else {
-                    v.push(unknown_reference("template", from, &self.names()));
-                    return partial.clone();
-                };
-                stack.push(name.to_string());
-                let base = self.inherit(v, &own, stack);
-                stack.pop();
-                self.resolved.insert(name, base.clone());
-                base
-            }
-        };
-        partial.over(&base)
+        let mut merged = base;
+        for name in chain.into_iter().rev() {
+            let own = &self.read[&name];
+            let resolved = match merged {
+                Some((base, depth)) => (own.over(&base), depth + 1),
+                None => (own.clone(), 1),
+            };
+            self.resolved.insert(name, resolved.clone());
+            merged = Some(resolved);
+        }
+        match merged {
+            Some((base, depth)) => (partial.over(&base), depth),
+            None => (partial.clone(), 0),
+        }
     }
+}
 
-    fn names(&self) -> Vec<&str> {
-        self.defined.keys().map(Name::as_str).collect()
+/// Reports the cycle `names` → `closing`, once whichever template it is
+/// found from.
+fn report_cycle(
+    reported: &mut BTreeSet<Vec<String>>,
+    v: &mut Validator,
+    names: &[&Name],
+    closing: &Name,
+    at: &Spanned<String>,
+) {
+    let mut cycle: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut key = cycle.clone();
+    key.sort();
+    if reported.insert(key) {
+        cycle.push(closing.to_string());
+        v.push(
+            Diagnostic::error(
+                "ctm::template-cycle",
+                format!(
+                    "templates inherit from each other in a cycle: {}",
+                    cycle.join(" → ")
+                ),
+                at.span,
+            )
+            .with_label("closes the cycle")
+            .with_help("remove one of the `from` lines in the cycle"),
+        );
     }
 }
 
@@ -385,29 +465,49 @@ pub(super) fn containers(
         .map(|(name, (_, node))| (name.clone(), Partial::read(v, node)))
         .collect();
     let mut templates = Templates {
-        defined,
+        names: defined.keys().map(Name::as_str).collect(),
         read,
         resolved: HashMap::new(),
         reported_cycles: BTreeSet::new(),
     };
     // Templates nobody uses still get their chains checked.
-    let template_names: Vec<Name> = templates.defined.keys().cloned().collect();
-    for name in template_names {
-        if !templates.resolved.contains_key(&name)
-            && let Some(own) = templates.read.get(&name).cloned()
+    for name in defined.keys() {
+        if !templates.resolved.contains_key(name)
+            && let Some(own) = templates.read.get(name).cloned()
         {
-            let mut stack = vec![name.to_string()];
-            let merged = templates.inherit(v, &own, &mut stack);
-            templates.resolved.insert(name, merged);
+            let (merged, above) = templates.inherit(v, &own, Some(name));
+            templates.resolved.insert(name.clone(), (merged, above + 1));
         }
     }
 
     let image_names: Vec<&str> = images.keys().map(Name::as_str).collect();
     let network_names: Vec<&str> = networks.keys().map(Name::as_str).collect();
     let mut drafts: BTreeMap<Name, (SourceSpan, Partial)> = BTreeMap::new();
+    let mut inherited = 0;
     for (name, (span, node)) in v.named(doc, "container") {
         let own = Partial::read(v, node);
-        let merged = templates.inherit(v, &own, &mut Vec::new());
+        let (merged, _) = templates.inherit(v, &own, None);
+        inherited += merged.entries().saturating_sub(own.entries());
+        if inherited > MAX_INHERITED
+            && let Some(from) = &own.from
+        {
+            v.push(
+                Diagnostic::error(
+                    "ctm::too-much-inherited",
+                    format!(
+                        "containers inherit more than {MAX_INHERITED} list entries from templates in all"
+                    ),
+                    from.span,
+                )
+                .with_label("the limit is crossed here")
+                .with_help(
+                    "each container that uses a template gets its own copy of the template's \
+                     packages, environment, forwards, binds, keys and checks; \
+                     use smaller templates, or fewer containers on one host",
+                ),
+            );
+            break;
+        }
         drafts.insert(name, (span, merged));
     }
 
@@ -423,19 +523,15 @@ pub(super) fn containers(
                 .with_label("no image to create it from")
                 .with_help("add `image \"NAME\"`, or `from` a template that sets one"),
             ),
-            Some(Some(image)) if !is_defined(image, images.keys().chain(&v.broken_images)) => {
-                v.push(unknown_reference("image", image, &image_names))
+            Some(Some(image)) if !is_defined(image, images, &v.broken_images) => {
+                v.push_with(|| unknown_reference("image", image, &image_names))
             }
             Some(_) => {}
         }
         if let Some(attach) = &p.network
-            && !is_defined(&attach.network, networks.keys().chain(&v.broken_networks))
+            && !is_defined(&attach.network, networks, &v.broken_networks)
         {
-            v.push(unknown_reference(
-                "network",
-                &attach.network,
-                &network_names,
-            ));
+            v.push_with(|| unknown_reference("network", &attach.network, &network_names));
         }
         conflicts(v, name, *span, p);
     }
@@ -485,10 +581,15 @@ pub(super) fn containers(
     (containers, lock)
 }
 
-/// Whether `name` is one of `names`. Images and networks defined with an
-/// error count as defined: their error was reported where they are.
-fn is_defined<'a>(name: &Spanned<String>, mut names: impl Iterator<Item = &'a Name>) -> bool {
-    names.any(|n| n.as_str() == name.value)
+/// Whether `name` is defined. Images and networks defined with an error
+/// count as defined: their error was reported where they are.
+fn is_defined<T>(
+    name: &Spanned<String>,
+    defined: &BTreeMap<Name, T>,
+    broken: &BTreeSet<Name>,
+) -> bool {
+    let name = name.value.as_str();
+    defined.contains_key(name) || broken.contains(name)
 }
 
 /// Settings that would break Docker or nested containers.

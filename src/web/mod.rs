@@ -168,9 +168,10 @@ impl AppState {
     }
 }
 
-/// The largest request body `ctm serve` reads: a host file of some
-/// 15,000 containers. (The command line reads larger files.)
-pub const MAX_BODY: usize = 4 << 20;
+/// The largest request body `ctm serve` reads: the largest host file the
+/// web editor accepts, as JSON takes at least its bytes. (The command
+/// line reads larger files.)
+pub const MAX_BODY: usize = crate::config::MAX_SIZE_WEB;
 
 fn too_large(length: Option<usize>) -> Response {
     let size = length.map_or("larger".to_string(), |n| format!("{n} bytes"));
