@@ -272,6 +272,7 @@ pub fn gc(args: &GcArgs) -> miette::Result<ExitCode> {
             removed.push(n.to_string());
         }
     }
+    session.store.remove_unused_objects()?;
     if !removed.is_empty() {
         eprintln!(
             "Removed generation{} {}.",
