@@ -137,7 +137,7 @@ pub fn create_dirs(dir: &Path) -> Result<()> {
 }
 
 /// [`create_dirs`], returning whether `dir` had to be made.
-pub fn make_dirs(dir: &Path) -> Result<bool> {
+fn make_dirs(dir: &Path) -> Result<bool> {
     if dir.as_os_str().is_empty() || fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
         return Ok(false);
     }
@@ -241,6 +241,43 @@ pub fn write_temp(path: &Path, node: Node<'_>) -> Result<PathBuf> {
     Ok(tmp)
 }
 
+/// Whether `path` holds `node` already, byte for byte and with its mode.
+pub fn holds(path: &Path, node: Node<'_>) -> Result<bool> {
+    use std::io::Read as _;
+    match node {
+        Node::File { bytes, mode } => {
+            let opened = OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+                .open(path);
+            let mut file = match opened {
+                Ok(file) => file,
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || matches!(
+                            e.raw_os_error(),
+                            Some(nix::libc::ELOOP | nix::libc::ENOTDIR)
+                        ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return context(Err(e), "open", path),
+            };
+            let meta = context(file.metadata(), "inspect", path)?;
+            if !meta.is_file()
+                || meta.len() != bytes.len() as u64
+                || meta.permissions().mode() & 0o7777 != mode
+            {
+                return Ok(false);
+            }
+            let mut held = Vec::with_capacity(bytes.len() + 1);
+            context(file.read_to_end(&mut held), "read", path)?;
+            Ok(held == bytes)
+        }
+        Node::Symlink { target } => Ok(fs::read_link(path).is_ok_and(|t| t.as_os_str() == target)),
+    }
+}
+
 /// Writes that become durable together, at one [`Batch::sync`]: the
 /// files written and the directories whose entries changed.
 #[derive(Debug, Default)]
@@ -316,6 +353,72 @@ pub fn write_symlink(path: &Path, target: &str) -> Result<()> {
     crate::fault::point("symlink created, before rename");
     context(fs::rename(&tmp, path), "rename into place", path)?;
     fsync_dir(parent(path))
+}
+
+/// Writes a tree of files under `root` (`ctm compile --out`): each path
+/// that does not hold its node already is written to a temporary file and
+/// renamed over it, so that a reader sees the old file or the new one;
+/// a file that holds its bytes and mode already is left alone, and a
+/// directory that exists is not made again.
+///
+/// Without `durable`, nothing is fsynced: the tree is a preview, and a
+/// crash can at worst lose the newest files, which the next run writes
+/// again. With `durable`, the temporary files are made durable together
+/// ([`Batch::sync`]) before the renames, and each directory is fsynced
+/// once after them.
+pub fn write_tree<'a>(
+    root: &Path,
+    nodes: impl IntoIterator<Item = (&'a str, Node<'a>)>,
+    durable: bool,
+) -> Result<TreeWritten> {
+    let mut written = TreeWritten::default();
+    // The directory of the previous path, and whether it was made now.
+    let mut dir: Option<(PathBuf, bool)> = None;
+    let mut made = std::collections::HashSet::new();
+    let mut batch = Batch::default();
+    let mut renames = Vec::new();
+    for (rel, node) in nodes {
+        let path = root.join(rel);
+        let here = parent(&path);
+        if dir.as_ref().is_none_or(|(d, _)| d != here) {
+            let fresh = made.contains(here) || make_dirs(here)?;
+            if fresh {
+                made.insert(here.to_path_buf());
+            }
+            dir = Some((here.to_path_buf(), fresh));
+        }
+        let fresh = dir.as_ref().is_some_and(|(_, fresh)| *fresh);
+        if !fresh && holds(&path, node)? {
+            written.unchanged += 1;
+            continue;
+        }
+        written.written += 1;
+        let tmp = write_temp(&path, node)?;
+        if durable {
+            batch.wrote(&tmp);
+            renames.push((tmp, path));
+        } else {
+            context(fs::rename(&tmp, &path), "rename into place", &path)?;
+        }
+    }
+    if durable {
+        batch.sync()?;
+        for (tmp, path) in &renames {
+            context(fs::rename(tmp, path), "rename into place", path)?;
+            batch.changed(parent(path));
+        }
+        batch.sync()?;
+    }
+    Ok(written)
+}
+
+/// What [`write_tree`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeWritten {
+    /// Paths written (new or changed).
+    pub written: usize,
+    /// Paths that held their node already.
+    pub unchanged: usize,
 }
 
 /// Creates `link` as a hard link to what `path` is (a symlink itself, not
@@ -446,6 +549,63 @@ mod tests {
         assert_eq!(parent(Path::new("host.kdl.lock")), Path::new("."));
         assert_eq!(parent(Path::new("/etc/x")), Path::new("/etc"));
         assert_eq!(parent(Path::new("/")), Path::new("/"));
+    }
+
+    #[test]
+    fn a_tree_is_written_once_and_then_only_where_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let tree = |text: &'static str| {
+            vec![
+                (
+                    "a/b/f",
+                    Node::File {
+                        bytes: text.as_bytes(),
+                        mode: 0o640,
+                    },
+                ),
+                ("a/b/l", Node::Symlink { target: "/t" }),
+                (
+                    "a/g",
+                    Node::File {
+                        bytes: b"g",
+                        mode: 0o644,
+                    },
+                ),
+            ]
+        };
+        let written = write_tree(root, tree("one"), false).unwrap();
+        assert_eq!((written.written, written.unchanged), (3, 0));
+        assert_eq!(std::fs::read(root.join("a/b/f")).unwrap(), b"one");
+        let mode = std::fs::metadata(root.join("a/b/f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o640);
+        assert_eq!(
+            std::fs::read_link(root.join("a/b/l")).unwrap(),
+            Path::new("/t")
+        );
+        let inode = |p: &str| {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::symlink_metadata(root.join(p)).unwrap().ino()
+        };
+        let (g, l) = (inode("a/g"), inode("a/b/l"));
+        // Again, one file changed (durably this time): only it is written.
+        let written = write_tree(root, tree("two"), true).unwrap();
+        assert_eq!((written.written, written.unchanged), (1, 2));
+        assert_eq!(std::fs::read(root.join("a/b/f")).unwrap(), b"two");
+        assert_eq!((inode("a/g"), inode("a/b/l")), (g, l));
+        // A changed mode is a change; nothing temporary is left.
+        std::fs::set_permissions(root.join("a/g"), fs::Permissions::from_mode(0o600)).unwrap();
+        let written = write_tree(root, tree("two"), false).unwrap();
+        assert_eq!((written.written, written.unchanged), (1, 2));
+        let mut names: Vec<String> = std::fs::read_dir(root.join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["f", "l"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use miette::{IntoDiagnostic, WrapErr};
 
 use super::{OutputFormat, load_and_validate};
-use crate::compile::{self, Artifacts, Content, Existing};
+use crate::compile::{self, Artifacts, Existing};
 use crate::fs;
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,10 @@ pub struct Args {
     /// Replace files at the output paths even if ctm did not write them.
     #[arg(long)]
     force: bool,
+    /// Make the written files durable (fsynced) before returning; by
+    /// default the tree is a preview and is not synced.
+    #[arg(long)]
+    durable: bool,
     /// How to print problems.
     #[arg(long, value_enum, default_value_t)]
     format: OutputFormat,
@@ -68,15 +72,16 @@ fn compile_to(args: &Args) -> miette::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    write_tree(&args.out, &artifacts)?;
+    let written = fs::write_tree(&args.out, artifacts.nodes(), args.durable)?;
     if lock_changed {
         fs::write_file(&outcome.lock_path, new_lock.as_bytes(), 0o644)?;
         eprintln!("updated {}", outcome.lock_path.display());
     }
     eprintln!(
-        "wrote {} files to {}",
-        artifacts.files.len(),
-        args.out.display()
+        "wrote {} files to {} ({} unchanged)",
+        written.written,
+        args.out.display(),
+        written.unchanged
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -108,17 +113,4 @@ fn foreign_files(root: &Path, artifacts: &Artifacts) -> miette::Result<Vec<PathB
         }
     }
     Ok(foreign)
-}
-
-/// Writes every artifact under `root`, replacing what is at its path
-/// atomically.
-fn write_tree(root: &Path, artifacts: &Artifacts) -> miette::Result<()> {
-    for (rel, artifact) in &artifacts.files {
-        let path = root.join(rel);
-        match &artifact.content {
-            Content::File { text, mode } => fs::write_file(&path, text.as_bytes(), *mode)?,
-            Content::Symlink { target } => fs::write_symlink(&path, target)?,
-        }
-    }
-    Ok(())
 }

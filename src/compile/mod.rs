@@ -95,6 +95,12 @@ impl Artifacts {
         }
     }
 
+    /// Every artifact as what its path is to hold, in path order (for
+    /// `fs::write_tree`).
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, crate::fs::Node<'_>)> {
+        self.files.iter().map(|(path, a)| (path.as_str(), a.node()))
+    }
+
     fn file(&mut self, path: String, owner: Owner, text: String) {
         self.files.insert(
             path,
