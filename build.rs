@@ -28,15 +28,11 @@ fn main() {
         Ok(()) => String::new(),
         Err(why) => {
             println!("cargo:warning=ctm serve will not work: {why}");
-            for name in [
-                "app.js",
-                "app.js.gz",
-                "app.js.br",
-                "app.css",
-                "app.css.gz",
-                "app.css.br",
-            ] {
-                std::fs::write(out.join(name), b"").expect("OUT_DIR is writable");
+            for bundle in ["app.js", "app.css", "container.js", "container.css"] {
+                for suffix in ["", ".gz", ".br"] {
+                    std::fs::write(out.join(format!("{bundle}{suffix}")), b"")
+                        .expect("OUT_DIR is writable");
+                }
             }
             format!(
                 "this ctm was built without the web editor's assets: {why}. \

@@ -82,8 +82,9 @@ fn main() {
 
     let lock_path = work.path().join("host.kdl.lock");
     let lock_text = std::fs::read_to_string(&lock_path).ok();
-    let check =
-        || ctm::cli::validate_text(&host, text.clone(), lock_path.clone(), lock_text.clone());
+    let check = || {
+        ctm::engine::load::validate_text(&host, text.clone(), lock_path.clone(), lock_text.clone())
+    };
     time("check (parse + validate)", check);
     let outcome = check();
     let validated = outcome.validated.as_ref().expect("the host is valid");
@@ -153,8 +154,8 @@ fn whole_request(host: &Path, root: &Path, text: &str) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (state, _) =
-        AppState::new(Config::new(host.to_path_buf(), root.to_path_buf())).expect("app state");
+    let (state, _) = AppState::new(Config::new(Some(host.to_path_buf()), root.to_path_buf()))
+        .expect("app state");
     let token = state.auth.token().to_string();
     let app = ctm::web::router(state);
     let body = serde_json::to_vec(&serde_json::json!({ "text": text })).expect("body");

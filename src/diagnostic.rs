@@ -105,6 +105,14 @@ impl Diagnostic {
     }
 }
 
+/// `diagnostics` sorted by position, then message: the order they are
+/// shown in.
+pub fn sorted(diagnostics: &[Diagnostic]) -> Vec<&Diagnostic> {
+    let mut sorted: Vec<&Diagnostic> = diagnostics.iter().collect();
+    sorted.sort_by(|a, b| (a.span.offset(), &a.message).cmp(&(b.span.offset(), &b.message)));
+    sorted
+}
+
 /// Line and column (1-based, column in characters) of a byte offset.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());

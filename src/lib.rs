@@ -21,6 +21,7 @@ pub mod clock;
 pub mod compile;
 pub mod config;
 pub mod diagnostic;
+pub mod engine;
 pub mod fault;
 pub mod fs;
 pub mod layout;

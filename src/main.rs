@@ -4,6 +4,20 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The composition root: the command line runs every command but one;
+/// `ctm serve` starts the web face.
 fn main() -> std::process::ExitCode {
-    ctm::cli::main()
+    match ctm::cli::main() {
+        ctm::cli::Run::Done(code) => code,
+        ctm::cli::Run::Serve(args) => {
+            ctm::cli::report(ctm::web::serve::run(&ctm::web::serve::Options {
+                file: args.file,
+                fleet: args.fleet,
+                ssh_config: args.ssh_config,
+                root: args.root,
+                listen: args.listen,
+                files_only: args.files_only,
+            }))
+        }
+    }
 }

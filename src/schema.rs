@@ -2,29 +2,62 @@
 //!
 //! Editors (taplo, VS Code's Even Better TOML) use it for completion and
 //! checking. It follows the same mapping rules as `config::toml`, so what
-//! the schema accepts is what ctm parses. `schema/ctm.schema.json` is this
-//! output, committed; a test fails when the two differ.
+//! the schema accepts is what ctm parses. `schema/ctm.schema.json` (the
+//! host file) and `schema/fleet.schema.json` (the fleet file) are this
+//! output, committed; a test fails when they differ.
 
 use serde_json::{Map, Value, json};
 
 use crate::config::vocab::{self, ChildSpec, NodeSpec, ValueKind};
 
-pub fn schema() -> Value {
-    let mut root = table(&vocab::ROOT, 0);
+/// A language ctm reads, and the schema of its TOML form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// The host file: `schema/ctm.schema.json`.
+    Host,
+    /// The fleet file: `schema/fleet.schema.json`.
+    Fleet,
+}
+
+impl Language {
+    fn root(self) -> &'static NodeSpec {
+        match self {
+            Language::Host => &vocab::ROOT,
+            Language::Fleet => &vocab::FLEET,
+        }
+    }
+
+    fn id_and_title(self) -> (&'static str, &'static str) {
+        match self {
+            Language::Host => ("ctm.schema.json", "ctm host file (TOML form)"),
+            Language::Fleet => ("fleet.schema.json", "ctm fleet file (TOML form)"),
+        }
+    }
+}
+
+pub fn schema_of(language: Language) -> Value {
+    let mut root = table(language.root(), 0);
+    let (id, title) = language.id_and_title();
     if let Value::Object(map) = &mut root {
         map.insert(
             "$schema".into(),
             json!("https://json-schema.org/draft/2020-12/schema"),
         );
-        map.insert("$id".into(), json!("https://ctm.invalid/ctm.schema.json"));
-        map.insert("title".into(), json!("ctm host file (TOML form)"));
+        map.insert("$id".into(), json!(format!("https://ctm.invalid/{id}")));
+        map.insert("title".into(), json!(title));
     }
     root
 }
 
 /// Pretty JSON with a final newline, as committed.
 pub fn render() -> String {
-    let mut text = serde_json::to_string_pretty(&schema()).expect("a JSON value always serializes");
+    render_of(Language::Host)
+}
+
+/// [`render`] for either language.
+pub fn render_of(language: Language) -> String {
+    let mut text =
+        serde_json::to_string_pretty(&schema_of(language)).expect("a JSON value always serializes");
     text.push('\n');
     text
 }

@@ -1,313 +1,415 @@
-//! What `ctm status` (and the web dashboard) shows: each container of the
-//! current generation with its live state, addresses, autostart and
-//! drift; each bridge and tunnel; the firewall table.
+//! The status document: what `ctm status --json` prints and the web
+//! dashboard shows (`GET /api/status`), one typed document for both
+//! (docs/status.md describes every field).
 //!
-//! A pure function of the current generation's expectations, the plan
-//! back to it (which names every drifted file and stopped container), and
-//! what the running system reports. On a files-only root the live parts
-//! are `None`: unknown, not "stopped".
+//! A pure function of the current generation (its expectations, and the
+//! host file stored with it when that still validates), the plan back to
+//! it (which names every drifted file and stopped container), and what
+//! the running system reports. On a files-only root the live parts are
+//! `null`: unknown, not "stopped".
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::backend::ContainerLive;
+use crate::backend::cgroups::{Resources, Usage};
 use crate::compile::Owner;
 use crate::compile::health::Health;
-use crate::plan::Plan;
-use crate::plan::{Action, SystemState};
+use crate::model::Host;
+use crate::plan::render::owner_label;
+use crate::plan::{Action, Change, Conflict, Plan, SystemState};
 use crate::state::{Meta, PendingConfirm};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A file that differs from what the current generation wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriftedFile {
+    pub path: String,
+    /// `container web`, `network lan`, `firewall`, `host`.
+    pub owner: String,
+    pub change: Change,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerStatus {
     pub name: String,
+    /// From the host file stored with the generation (`null` if it no
+    /// longer validates: see `notes`).
+    pub image: Option<String>,
+    pub network: Option<String>,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+    /// `tcp 8080 → 80`.
+    pub forwards: Vec<String>,
+    pub docker: bool,
+    pub nested: bool,
     pub autostart: bool,
     /// The addresses the host file (and lock file) give it.
     pub addresses: Vec<IpAddr>,
-    /// `None` on a files-only root.
-    pub live: Option<ContainerLive>,
-    /// What differs from the current generation: a changed or missing
-    /// file of the container's, or a container that should run but does
-    /// not. Empty: as applied.
-    pub drift: Vec<String>,
+    /// machined's state (`running`, `opening`, `closing`, or `stopped`),
+    /// or `paused` when its processes are frozen (`ctm pause`); `null` on
+    /// a files-only root.
+    pub state: Option<String>,
+    /// `systemd-nspawn@NAME.service`'s active and sub state.
+    pub unit: Option<String>,
+    /// When the unit last became active, microseconds since the epoch.
+    pub since_usec: Option<u64>,
+    /// The addresses machined sees inside the container.
+    pub live_addresses: Option<Vec<IpAddr>>,
+    /// CPU time and memory from its cgroup, while it runs.
+    pub usage: Option<Usage>,
+    /// Its files that differ from the generation.
+    pub drift: Vec<DriftedFile>,
+    /// What an apply would do to it besides files: start it, because it
+    /// should run and does not.
+    pub drift_actions: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LinkStatus {
     pub name: String,
+    /// `bridge`, `gre`, `ip6gre`.
     pub kind: String,
     pub addresses: Vec<String>,
-    /// The link's addresses now; `None` on a files-only root, empty if
+    /// The link's addresses now; `null` on a files-only root, empty if
     /// the link does not exist.
-    pub live_addresses: Option<BTreeSet<String>>,
+    pub live_addresses: Option<Vec<String>>,
     pub exists: Option<bool>,
+    /// Its files that differ, and addresses it lacks.
     pub drift: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// The current generation; `None` before the first apply.
-    pub generation: Option<Meta>,
-    pub pending_confirm: Option<PendingConfirm>,
-    /// False on a files-only root: nothing live is known.
-    pub live_system: bool,
-    pub containers: Vec<ContainerStatus>,
-    pub links: Vec<LinkStatus>,
-    /// What differs in `table inet ctm` (empty: as applied, or unknown on
-    /// a files-only root).
-    pub firewall_drift: Vec<String>,
-    /// Files not owned by a container or a link that differ.
-    pub other_drift: Vec<String>,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkStatus {
+    pub name: String,
+    pub bridge: String,
+    pub ipv4: Option<String>,
+    pub ipv4_nat: bool,
+    pub ipv6: Option<String>,
+    pub ipv6_nat: bool,
+    /// How many containers are attached.
+    pub containers: usize,
+    pub link: Option<LinkStatus>,
+    pub drift: Vec<DriftedFile>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TunnelStatus {
+    pub name: String,
+    pub local: String,
+    pub remote: String,
+    pub addresses: Vec<String>,
+    pub link: Option<LinkStatus>,
+    pub drift: Vec<DriftedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub files: Vec<DriftedFile>,
+    pub conflicts: Vec<Conflict>,
+    /// What an apply of the current generation would do.
+    pub actions: Vec<Action>,
+    /// How `table inet ctm` differs (empty: as applied, or unknown).
+    pub firewall: Vec<String>,
+}
+
+/// A generation rolled back because nobody confirmed it in time, newer
+/// than the one the host is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unconfirmed {
+    pub generation: u64,
+    /// When (Unix seconds).
+    pub at: u64,
+    pub back_to: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// The root ctm manages (`/` for the running system).
+    pub root: String,
+    /// The host file `ctm serve` edits; `null` for `ctm status`.
+    pub host_file: Option<String>,
+    /// Whether the running system is driven (false: files only).
+    pub live: bool,
+    /// Why live columns are empty, when they are.
+    pub live_note: Option<String>,
+    /// Why there are no logs to read, when there are none.
+    pub logs_note: Option<String>,
+    /// On `/`: why the running system cannot be driven (no systemd as
+    /// PID 1, no D-Bus…), so that ctm manages files only.
+    pub files_only_reason: Option<String>,
+    /// When this was sampled (milliseconds since the epoch), for rates.
+    pub sampled_at_ms: u64,
+    /// The current generation; `null` before the first apply.
+    pub generation: Option<Meta>,
+    pub pending_confirm: Option<PendingConfirm>,
+    pub unconfirmed: Option<Unconfirmed>,
+    /// Whether the host file differs from the one the generation was
+    /// made from (`null` without a host file, or before the first apply).
+    pub host_file_changed: Option<bool>,
+    pub containers: Vec<ContainerStatus>,
+    pub networks: Vec<NetworkStatus>,
+    pub tunnels: Vec<TunnelStatus>,
+    /// Every bridge and tunnel of the generation.
+    pub links: Vec<LinkStatus>,
+    pub drift: Drift,
+    /// Things worth knowing that are not drift (a stored host file that
+    /// no longer validates).
+    pub notes: Vec<String>,
+}
+
+/// What the status is made of.
 pub struct Inputs<'a> {
+    pub root: String,
+    pub host_file: Option<String>,
+    pub host_file_changed: Option<bool>,
+    pub files_only_reason: Option<String>,
+    pub sampled_at_ms: u64,
     pub generation: Option<&'a Meta>,
     pub pending_confirm: Option<&'a PendingConfirm>,
+    pub unconfirmed: Option<Unconfirmed>,
+    /// The host file stored with the generation, validated; `None`
+    /// before the first apply or when it no longer validates.
+    pub host: Option<&'a Host>,
+    pub notes: Vec<String>,
     pub expect: &'a Health,
     /// The plan from the live host back to the current generation.
     pub plan: &'a Plan,
     pub system: &'a SystemState,
+    /// `None` on a files-only root.
     pub containers: Option<&'a BTreeMap<String, ContainerLive>>,
+    pub resources: &'a dyn Resources,
 }
 
+/// The note shown in live columns when the system cannot be asked.
+pub const FILES_ONLY: &str = "unknown: files-only root";
+
+/// The note shown where logs would be.
+pub const LOGS_NEED_LIVE: &str = "logs need the live system: this root is not the running system, \
+     so there is no journal of its containers to read";
+
 pub fn status(input: &Inputs<'_>) -> Status {
-    let mut container_drift: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut link_drift: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut other_drift = Vec::new();
-    for file in &input.plan.files {
-        let line = format!("{} {}", file.path, file.reason);
-        match &file.owner {
-            Owner::Container(name) => container_drift
-                .entry(name.to_string())
-                .or_default()
-                .push(line),
-            Owner::Network(_) | Owner::Tunnel(_) => {
-                let link = file
-                    .path
-                    .rsplit('/')
-                    .next()
-                    .and_then(|f| f.strip_prefix("50-ctm-"))
-                    .and_then(|f| f.rsplit_once('.'))
-                    .map(|(name, _)| name.to_string())
-                    .unwrap_or_default();
-                link_drift.entry(link).or_default().push(line);
-            }
-            Owner::Firewall | Owner::Host => other_drift.push(line),
-        }
-    }
-    let mut firewall_drift = Vec::new();
+    let live = input.containers.is_some();
+    let files: Vec<DriftedFile> = input
+        .plan
+        .files
+        .iter()
+        .map(|f| DriftedFile {
+            path: f.path.clone(),
+            owner: owner_label(&f.owner),
+            change: f.change,
+            reason: f.reason.clone(),
+        })
+        .collect();
+    let drift_of = |owner: &Owner| -> Vec<DriftedFile> {
+        let label = owner_label(owner);
+        files.iter().filter(|f| f.owner == label).cloned().collect()
+    };
+    let mut container_actions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut firewall = Vec::new();
     for action in &input.plan.actions {
         match action {
             Action::StartContainer { name, reason } | Action::RestartContainer { name, reason } => {
-                container_drift
-                    .entry(name.clone())
+                container_actions
+                    .entry(name)
                     .or_default()
                     .push(reason.clone());
             }
             Action::ReplaceFirewall { reason } if input.system.firewall.is_some() => {
-                firewall_drift.push(reason.clone())
+                firewall.push(reason.clone())
             }
             _ => {}
         }
     }
-    for conflict in &input.plan.conflicts {
-        other_drift.push(format!("{} {}", conflict.path, conflict.reason));
-    }
+    let links: Vec<LinkStatus> = input
+        .expect
+        .links
+        .iter()
+        .map(|(name, l)| link_status(input, name, l, &files))
+        .collect();
+    let link_of = |name: &str| links.iter().find(|l| l.name == name).cloned();
+
     let containers = input
         .expect
         .containers
         .iter()
-        .map(|(name, c)| ContainerStatus {
-            name: name.clone(),
-            autostart: c.autostart,
-            addresses: c.addresses.clone(),
-            live: input.containers.map(|live| {
-                live.get(name).cloned().unwrap_or(ContainerLive {
+        .map(|(name, c)| {
+            let model = input
+                .host
+                .and_then(|h| h.containers.values().find(|m| m.name.as_str() == name));
+            let net = model.and_then(|m| m.network.as_ref());
+            let known = input.containers.map(|all| {
+                all.get(name).cloned().unwrap_or(ContainerLive {
                     state: "stopped".into(),
                     unit: "unknown".into(),
                     since_usec: 0,
                     addresses: Vec::new(),
+                    paused: false,
                 })
-            }),
-            drift: dedup(container_drift.remove(name).unwrap_or_default()),
-        })
-        .collect();
-    let links = input
-        .expect
-        .links
-        .iter()
-        .map(|(name, l)| {
-            let live = input.system.links.as_ref().map(|links| links.get(name));
-            let mut drift = link_drift.remove(name).unwrap_or_default();
-            if let Some(live) = live {
-                match live {
-                    None => drift.push("missing".into()),
-                    Some(have) => drift.extend(
-                        l.addresses
-                            .iter()
-                            .filter(|a| !have.contains(*a))
-                            .map(|a| format!("lacks {a}")),
-                    ),
-                }
-            }
-            LinkStatus {
+            });
+            let owner = model.map_or_else(
+                || crate::model::Name::parse(name).map(Owner::Container).ok(),
+                |m| Some(Owner::Container(m.name.clone())),
+            );
+            ContainerStatus {
                 name: name.clone(),
-                kind: l.kind.clone(),
-                addresses: l.addresses.clone(),
-                live_addresses: live.map(|l| l.cloned().unwrap_or_default()),
-                exists: live.map(|l| l.is_some()),
-                drift,
+                image: model.map(|m| m.image.to_string()),
+                network: net.map(|a| a.network.to_string()),
+                ipv4: net.and_then(|a| a.ipv4).map(|a| a.to_string()),
+                ipv6: net.and_then(|a| a.ipv6).map(|a| a.to_string()),
+                forwards: model.map_or_else(Vec::new, |m| {
+                    m.forwards
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{} {} → {}",
+                                f.protocol.as_str(),
+                                f.host.get(),
+                                f.container.get()
+                            )
+                        })
+                        .collect()
+                }),
+                docker: model.is_some_and(|m| m.docker),
+                nested: model.is_some_and(|m| m.nested),
+                autostart: c.autostart,
+                addresses: c.addresses.clone(),
+                state: known.as_ref().map(|l| {
+                    if l.paused {
+                        "paused".to_string()
+                    } else {
+                        l.state.clone()
+                    }
+                }),
+                unit: known.as_ref().map(|l| l.unit.clone()),
+                since_usec: known.as_ref().map(|l| l.since_usec),
+                live_addresses: known.as_ref().map(|l| l.addresses.clone()),
+                usage: input.resources.usage(name),
+                drift: owner.as_ref().map_or_else(Vec::new, drift_of),
+                drift_actions: dedup(container_actions.remove(name.as_str()).unwrap_or_default()),
             }
         })
         .collect();
+    let (networks, tunnels) = match input.host {
+        None => (Vec::new(), Vec::new()),
+        Some(host) => (
+            host.networks
+                .values()
+                .map(|n| NetworkStatus {
+                    name: n.name.to_string(),
+                    bridge: n.bridge.to_string(),
+                    ipv4: n.ipv4.map(|s| s.address.to_string()),
+                    ipv4_nat: n.ipv4.is_some_and(|s| s.nat),
+                    ipv6: n.ipv6.map(|s| s.address.to_string()),
+                    ipv6_nat: n.ipv6.is_some_and(|s| s.nat),
+                    containers: host
+                        .containers
+                        .values()
+                        .filter(|c| c.network.as_ref().is_some_and(|a| a.network == n.name))
+                        .count(),
+                    link: link_of(n.bridge.as_str()),
+                    drift: drift_of(&Owner::Network(n.name.clone())),
+                })
+                .collect(),
+            host.tunnels
+                .values()
+                .map(|t| TunnelStatus {
+                    name: t.name.to_string(),
+                    local: t.local.to_string(),
+                    remote: t.remote.to_string(),
+                    addresses: t.addresses.iter().map(ToString::to_string).collect(),
+                    link: link_of(t.name.as_str()),
+                    drift: drift_of(&Owner::Tunnel(t.name.clone())),
+                })
+                .collect(),
+        ),
+    };
     Status {
+        root: input.root.clone(),
+        host_file: input.host_file.clone(),
+        live,
+        live_note: (!live).then(|| FILES_ONLY.to_string()),
+        logs_note: (!live).then(|| LOGS_NEED_LIVE.to_string()),
+        files_only_reason: input.files_only_reason.clone(),
+        sampled_at_ms: input.sampled_at_ms,
         generation: input.generation.cloned(),
         pending_confirm: input.pending_confirm.cloned(),
-        live_system: input.containers.is_some(),
+        unconfirmed: input.unconfirmed.clone(),
+        host_file_changed: input.host_file_changed,
         containers,
+        networks,
+        tunnels,
         links,
-        firewall_drift,
-        other_drift,
+        drift: Drift {
+            files,
+            conflicts: input.plan.conflicts.clone(),
+            actions: input.plan.actions.clone(),
+            firewall,
+        },
+        notes: input.notes.clone(),
+    }
+}
+
+/// A bridge or tunnel: its files that drifted, and on the running system
+/// whether it exists with every address.
+fn link_status(
+    input: &Inputs<'_>,
+    name: &str,
+    expected: &crate::compile::health::LinkHealth,
+    files: &[DriftedFile],
+) -> LinkStatus {
+    // A link's files are named after it: `50-ctm-NAME.netdev`.
+    let mut drift: Vec<String> = files
+        .iter()
+        .filter(|f| f.owner.starts_with("network ") || f.owner.starts_with("tunnel "))
+        .filter(|f| {
+            f.path
+                .rsplit('/')
+                .next()
+                .and_then(|file| file.strip_prefix("50-ctm-"))
+                .and_then(|file| file.rsplit_once('.'))
+                .is_some_and(|(link, _)| link == name)
+        })
+        .map(|f| format!("{} {}", f.path, f.reason))
+        .collect();
+    let live = input.system.links.as_ref().map(|links| links.get(name));
+    if let Some(live) = live {
+        match live {
+            None => drift.push("missing".into()),
+            Some(have) => drift.extend(
+                expected
+                    .addresses
+                    .iter()
+                    .filter(|a| !have.contains(*a))
+                    .map(|a| format!("lacks {a}")),
+            ),
+        }
+    }
+    LinkStatus {
+        name: name.to_string(),
+        kind: expected.kind.clone(),
+        addresses: expected.addresses.clone(),
+        live_addresses: live.map(|l| l.map(|a| a.iter().cloned().collect()).unwrap_or_default()),
+        exists: live.map(|l| l.is_some()),
+        drift,
     }
 }
 
 fn dedup(mut lines: Vec<String>) -> Vec<String> {
-    let mut seen = BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     lines.retain(|l| seen.insert(l.clone()));
     lines
-}
-
-/// The table `ctm status` prints.
-pub fn render(status: &Status) -> String {
-    let mut out = String::new();
-    match &status.generation {
-        Some(meta) => out.push_str(&format!(
-            "Generation {} (applied {} from {}: {})\n",
-            meta.number, meta.created, meta.source_name, meta.summary
-        )),
-        None => out.push_str("No generation applied yet.\n"),
-    }
-    if let Some(p) = &status.pending_confirm {
-        out.push_str(&format!(
-            "Waiting for `ctm confirm` until {} (Unix time); otherwise the host returns to generation {}.\n",
-            p.deadline,
-            p.previous.map_or("none".into(), |n| n.to_string())
-        ));
-    }
-    if !status.live_system {
-        out.push_str(
-            "Files-only root: the live state of containers, links and the firewall is unknown.\n",
-        );
-    }
-    if !status.containers.is_empty() {
-        out.push('\n');
-        let rows: Vec<[String; 5]> = status
-            .containers
-            .iter()
-            .map(|c| {
-                [
-                    c.name.clone(),
-                    c.live
-                        .as_ref()
-                        .map_or("unknown".into(), |l| l.state.clone()),
-                    join(&c.addresses),
-                    if c.autostart { "yes" } else { "no" }.into(),
-                    drift_text(&c.drift),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            ["CONTAINER", "STATE", "ADDRESSES", "AUTOSTART", "DRIFT"],
-            &rows,
-        );
-    }
-    if !status.links.is_empty() {
-        out.push('\n');
-        let rows: Vec<[String; 5]> = status
-            .links
-            .iter()
-            .map(|l| {
-                [
-                    l.name.clone(),
-                    l.kind.clone(),
-                    match l.exists {
-                        None => "unknown".into(),
-                        Some(true) => "up".into(),
-                        Some(false) => "missing".into(),
-                    },
-                    l.addresses.join(", "),
-                    drift_text(&l.drift),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            ["LINK", "KIND", "STATE", "ADDRESSES", "DRIFT"],
-            &rows,
-        );
-    }
-    if status.live_system {
-        out.push('\n');
-        if status.firewall_drift.is_empty() {
-            out.push_str("Firewall: table inet ctm as applied.\n");
-        } else {
-            out.push_str(&format!("Firewall: {}\n", status.firewall_drift.join("; ")));
-        }
-    }
-    for line in &status.other_drift {
-        out.push_str(&format!("Drift: {line}\n"));
-    }
-    out
-}
-
-fn join(addresses: &[IpAddr]) -> String {
-    addresses
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn drift_text(drift: &[String]) -> String {
-    if drift.is_empty() {
-        "-".into()
-    } else {
-        drift.join("; ")
-    }
-}
-
-fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        text.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(header.to_vec()));
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cgroups::NoResources;
     use crate::compile::health::{ContainerHealth, LinkHealth};
     use crate::fs::Entry;
-    use crate::plan::{Change, FileChange, Summary};
+    use crate::plan::{FileChange, Summary};
 
     fn health() -> Health {
         let mut h = Health::default();
@@ -345,35 +447,50 @@ mod tests {
             actions: Vec::new(),
             provisioning: Vec::new(),
             kept_rootfs: Vec::new(),
+            held: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),
         }
     }
 
-    #[test]
-    fn a_files_only_root_knows_nothing_live() {
-        let plan = empty_plan();
-        let s = status(&Inputs {
+    fn inputs<'a>(
+        expect: &'a Health,
+        plan: &'a Plan,
+        system: &'a SystemState,
+        containers: Option<&'a BTreeMap<String, ContainerLive>>,
+    ) -> Inputs<'a> {
+        Inputs {
+            root: "/".into(),
+            host_file: None,
+            host_file_changed: None,
+            files_only_reason: None,
+            sampled_at_ms: 0,
             generation: None,
             pending_confirm: None,
-            expect: &health(),
-            plan: &plan,
-            system: &SystemState::default(),
-            containers: None,
-        });
-        assert!(!s.live_system);
+            unconfirmed: None,
+            host: None,
+            notes: Vec::new(),
+            expect,
+            plan,
+            system,
+            containers,
+            resources: &NoResources,
+        }
+    }
+
+    #[test]
+    fn a_files_only_root_knows_nothing_live() {
+        let (plan, expect, system) = (empty_plan(), health(), SystemState::default());
+        let s = status(&inputs(&expect, &plan, &system, None));
+        assert!(!s.live);
+        assert_eq!(s.live_note.as_deref(), Some(FILES_ONLY));
         assert!(
             s.containers
                 .iter()
-                .all(|c| c.live.is_none() && c.drift.is_empty())
+                .all(|c| c.state.is_none() && c.drift.is_empty() && c.drift_actions.is_empty())
         );
-        let text = render(&s);
-        assert!(text.contains("Files-only root"), "{text}");
-        assert!(
-            text.contains("web        unknown  10.42.0.10  yes        -"),
-            "{text}"
-        );
+        assert_eq!(s.links[0].exists, None);
     }
 
     #[test]
@@ -400,6 +517,7 @@ mod tests {
                 unit: "active/running".into(),
                 since_usec: 1,
                 addresses: Vec::new(),
+                paused: false,
             },
         );
         let system = SystemState {
@@ -407,25 +525,21 @@ mod tests {
             links: Some(BTreeMap::new()),
             ..SystemState::default()
         };
-        let s = status(&Inputs {
-            generation: None,
-            pending_confirm: None,
-            expect: &health(),
-            plan: &plan,
-            system: &system,
-            containers: Some(&running),
-        });
+        let expect = health();
+        let s = status(&inputs(&expect, &plan, &system, Some(&running)));
         let web = s.containers.iter().find(|c| c.name == "web").unwrap();
-        assert_eq!(web.live.as_ref().unwrap().state, "stopped");
+        assert_eq!(web.state.as_deref(), Some("stopped"));
+        assert_eq!(web.drift[0].path, "etc/systemd/nspawn/web.nspawn");
         assert_eq!(
-            web.drift,
-            [
-                "etc/systemd/nspawn/web.nspawn changed on disk since ctm wrote it (drift); ctm restores it",
-                "stopped, but should be running (drift)"
-            ]
+            web.drift[0].reason,
+            "changed on disk since ctm wrote it (drift); ctm restores it"
+        );
+        assert_eq!(
+            web.drift_actions,
+            ["stopped, but should be running (drift)"]
         );
         let db = s.containers.iter().find(|c| c.name == "db").unwrap();
-        assert!(db.drift.is_empty());
+        assert!(db.drift.is_empty() && db.drift_actions.is_empty());
         assert_eq!(s.links[0].drift, ["missing"]);
         assert_eq!(s.links[0].exists, Some(false));
     }

@@ -298,3 +298,86 @@ fn completions_and_help() {
         "{help}"
     );
 }
+
+/// Runs ctm with its standard output a pipe whose reader has gone, as
+/// `ctm … | head -c 1` leaves it once head has exited.
+fn with_closed_stdout(args: &[&str], cwd: &Path) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_ctm"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_ctm_quietly() {
+    let dir = scratch("homelab.kdl");
+    let root = dir.path().join("root");
+    let root = root.to_str().unwrap();
+    for args in [
+        &["completions", "bash"][..],
+        &["schema"],
+        &["check", "homelab.kdl", "--format", "json"],
+        &["plan", "homelab.kdl", "--root", root],
+        &["plan", "homelab.kdl", "--root", root, "--json"],
+        &["generations", "--root", root],
+        &["status", "--root", root, "--json"],
+    ] {
+        let o = with_closed_stdout(args, dir.path());
+        assert_eq!(o.status.code(), Some(0), "ctm {args:?}: {}", stderr(&o));
+        assert!(
+            !stderr(&o).contains("panicked"),
+            "ctm {args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn commands_that_only_read_write_nothing_on_a_root_ctm_never_managed() {
+    let dir = scratch("homelab.kdl");
+    let root = dir.path().join("never-managed");
+    let root_arg = root.to_str().unwrap();
+    for args in [
+        &["plan", "homelab.kdl", "--root", root_arg][..],
+        &["plan", "homelab.kdl", "--root", root_arg, "--check-steps"],
+        &["status", "--root", root_arg],
+        &["generations", "--root", root_arg],
+    ] {
+        let o = ctm(args, dir.path());
+        assert!(o.status.success(), "ctm {args:?}: {}", stderr(&o));
+        assert!(!root.exists(), "ctm {args:?} created {}", root.display());
+    }
+    // On a root ctm manages, a plan writes nothing but its stat cache.
+    let managed = dir.path().join("managed");
+    let managed_arg = managed.to_str().unwrap();
+    let o = ctm(
+        &["apply", "homelab.kdl", "--root", managed_arg, "--yes"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let listing = |p: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(p.join("var/lib/ctm"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing(&managed);
+    let o = ctm(&["plan", "homelab.kdl", "--root", managed_arg], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after: Vec<String> = listing(&managed)
+        .into_iter()
+        .filter(|n| n != "stat-cache.json")
+        .collect();
+    let before: Vec<String> = before
+        .into_iter()
+        .filter(|n| n != "stat-cache.json")
+        .collect();
+    assert_eq!(before, after);
+}

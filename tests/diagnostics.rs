@@ -3110,3 +3110,239 @@ fn check_json_accepts_the_homelab_example() {
     assert_eq!(json["valid"], true);
     assert_eq!(json["diagnostics"].as_array().unwrap().len(), 0, "{json:#}");
 }
+
+// ---- the fleet file (`ctm fleet`, docs/fleet.md) ----------------------------
+
+const FLEET_PRELUDE: &str = r#"host "web1" {
+    ssh "root@203.0.113.5" port=22
+    file "hosts/web1.kdl"
+    tags "web" "eu"
+}
+"#;
+
+/// Every diagnostic of a fleet file's text (the host files unread).
+fn diagnose_fleet(text: &str, name: &str) -> Vec<Diagnostic> {
+    ctm::engine::fleet::FleetFile::from_text(std::path::Path::new(name), text.to_string())
+        .diagnostics
+}
+
+/// Exactly one diagnostic of the fleet file `text`, as [`expect_one`].
+#[track_caller]
+fn expect_one_in_fleet(
+    text: &str,
+    code: &str,
+    message: &str,
+    span: &str,
+    anchor: &str,
+) -> Diagnostic {
+    let diagnostics = diagnose_fleet(text, "fleet.kdl");
+    assert_eq!(
+        diagnostics.len(),
+        1,
+        "expected exactly one diagnostic, got:\n{}",
+        list(&diagnostics)
+    );
+    let d = diagnostics.into_iter().next().unwrap();
+    check(text, &d, code, message, span, anchor);
+    d
+}
+
+fn fleet(extra: &str) -> String {
+    format!("{FLEET_PRELUDE}{extra}")
+}
+
+#[test]
+fn the_fleet_prelude_is_valid_in_both_syntaxes() {
+    assert_eq!(list(&diagnose_fleet(FLEET_PRELUDE, "fleet.kdl")), "");
+    let toml = "[host.web1]\nssh = { destination = \"root@203.0.113.5\", port = 22 }\n\
+                file = \"hosts/web1.kdl\"\ntags = [\"web\", \"eu\"]\n";
+    assert_eq!(list(&diagnose_fleet(toml, "fleet.toml")), "");
+}
+
+#[test]
+fn fleet_ssh_destination_that_would_be_an_option() {
+    let text = fleet("host \"web2\" {\n    ssh \"-oProxyCommand=id\"\n    file \"w.kdl\"\n}\n");
+    expect_one_in_fleet(
+        &text,
+        "ctm::invalid-ssh-destination",
+        "`-oProxyCommand=id` starts with `-`: ssh would read it as an option",
+        "\"-oProxyCommand=id\"",
+        "web2",
+    );
+}
+
+#[test]
+fn fleet_ssh_destination_with_a_shell_character() {
+    let text = fleet("host \"web2\" {\n    ssh \"root@web2;reboot\"\n    file \"w.kdl\"\n}\n");
+    expect_one_in_fleet(
+        &text,
+        "ctm::invalid-ssh-destination",
+        "`;` may not appear in the host of an SSH destination; use a host name, an address or a `Host` alias of your ssh configuration",
+        "\"root@web2;reboot\"",
+        "web2",
+    );
+}
+
+#[test]
+fn fleet_ssh_port_out_of_range() {
+    let text = fleet("host \"web2\" {\n    ssh \"web2\" port=0\n    file \"w.kdl\"\n}\n");
+    expect_one_in_fleet(
+        &text,
+        "ctm::invalid-port",
+        "0 is not a port; ports are 1 to 65535",
+        "0",
+        "web2\" port=",
+    );
+}
+
+#[test]
+fn fleet_host_file_that_is_not_kdl_or_toml() {
+    let text = fleet("host \"web2\" {\n    ssh \"web2\"\n    file \"w.yaml\"\n}\n");
+    expect_one_in_fleet(
+        &text,
+        "ctm::invalid-host-file",
+        "`w.yaml` is not a host file: its name ends in `.kdl`, or `.toml` for the TOML form",
+        "\"w.yaml\"",
+        "web2",
+    );
+}
+
+#[test]
+fn fleet_tag_that_is_not_a_name() {
+    let text = FLEET_PRELUDE.replace("tags \"web\" \"eu\"", "tags \"web\" \"e u\"");
+    expect_one_in_fleet(
+        &text,
+        "ctm::invalid-name",
+        "` ` may not appear in a name; use letters, digits, `-`, `_` and `.`",
+        "\"e u\"",
+        "tags",
+    );
+}
+
+#[test]
+fn fleet_group_that_is_not_a_name() {
+    let text =
+        fleet("host \"web2\" {\n    ssh \"web2\"\n    file \"w.kdl\"\n    group \"-eu\"\n}\n");
+    expect_one_in_fleet(
+        &text,
+        "ctm::invalid-name",
+        "a name may not start with `.` or `-`",
+        "\"-eu\"",
+        "group",
+    );
+}
+
+#[test]
+fn fleet_confirm_timeout_out_of_range() {
+    let text = fleet("confirm-timeout 0\n");
+    let d = expect_one_in_fleet(
+        &text,
+        "ctm::invalid-timeout",
+        "a timeout must be at least 1 second",
+        "0",
+        "confirm-timeout",
+    );
+    assert_help(&d, "give whole seconds, 1 to 604800 (7 days)");
+}
+
+#[test]
+fn fleet_ctm_path_that_is_not_absolute() {
+    let text = fleet("ctm \"bin/ctm\"\n");
+    expect_one_in_fleet(
+        &text,
+        "ctm::invalid-path",
+        "`bin/ctm` is not an absolute path",
+        "\"bin/ctm\"",
+        "ctm \"",
+    );
+}
+
+#[test]
+fn fleet_host_defined_twice() {
+    let text = fleet("host \"web1\" {\n    ssh \"web9\"\n    file \"w.kdl\"\n}\n");
+    let d = expect_one_in_fleet(
+        &text,
+        "ctm::duplicate-name",
+        "host `web1` is defined twice",
+        "\"web1\"",
+        "}\nhost",
+    );
+    assert_related(&text, &d, &[("\"web1\"", "host", "first defined here")]);
+}
+
+#[test]
+fn fleet_two_hosts_with_one_destination() {
+    let text =
+        fleet("host \"web2\" {\n    ssh \"root@203.0.113.5\" port=22\n    file \"w.kdl\"\n}\n");
+    let d = expect_one_in_fleet(
+        &text,
+        "ctm::duplicate-destination",
+        "hosts `web1` and `web2` both connect to root@203.0.113.5 port 22",
+        "\"root@203.0.113.5\"",
+        "web2",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[("\"root@203.0.113.5\"", "web1", "`web1` connects here")],
+    );
+}
+
+#[test]
+fn fleet_canary_that_names_nothing() {
+    let text = fleet("canary \"web\"\n");
+    let d = expect_one_in_fleet(
+        &text,
+        "ctm::unknown-canary",
+        "the canary `web` is neither a host nor a group",
+        "\"web\"",
+        "canary",
+    );
+    assert_help(&d, "did you mean `web1`?");
+}
+
+#[test]
+fn fleet_without_hosts() {
+    let text = "confirm-timeout 60\n";
+    let diagnostics = diagnose_fleet(text, "fleet.kdl");
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = &diagnostics[0];
+    assert_eq!(d.code, "ctm::no-hosts");
+    assert_eq!(d.message, "the fleet file names no host");
+    assert_eq!((d.span.offset(), d.span.len()), (0, 0));
+}
+
+#[test]
+fn fleet_unknown_node_is_reported_against_the_fleet_vocabulary() {
+    let text = FLEET_PRELUDE.replace("file \"hosts", "fiel \"hosts");
+    let diagnostics = diagnose_fleet(&text, "fleet.kdl");
+    let codes: Vec<&str> = diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        ["ctm::unknown-node", "ctm::missing-node"],
+        "{}",
+        list(&diagnostics)
+    );
+    assert_eq!(diagnostics[0].message, "unknown node `fiel` in `host`");
+    assert_help(&diagnostics[0], "did you mean `file`?");
+}
+
+#[test]
+fn fleet_host_file_that_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.kdl");
+    std::fs::write(&path, FLEET_PRELUDE).unwrap();
+    let checked = ctm::engine::fleet::check(&path).unwrap();
+    let diagnostics = &checked.fleet.diagnostics;
+    assert_eq!(diagnostics.len(), 1, "{}", list(diagnostics));
+    let d = &diagnostics[0];
+    assert_eq!(d.code, "ctm::missing-host-file");
+    assert!(
+        d.message
+            .starts_with("cannot read the host file of `web1`: No such file"),
+        "{}",
+        d.message
+    );
+    assert_span(FLEET_PRELUDE, d.span, "\"hosts/web1.kdl\"", "file");
+    assert_help(d, "the path is relative to the fleet file");
+}

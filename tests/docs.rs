@@ -72,18 +72,22 @@ fn path_name(path: &[&str]) -> String {
     path.join(" → ")
 }
 
-#[test]
-fn every_node_argument_and_property_is_documented() {
-    let text = config_md();
+/// What `doc` (under docs/) does not say of the language `walked`: a
+/// node without its heading, an argument or property not named in it.
+fn uncovered(doc: &str, walked: &[(Vec<&'static str>, &'static vocab::NodeSpec)]) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(doc);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let lines = lines_with_levels(&text);
     let mut missing = Vec::new();
-    let walked = vocab::walk();
     assert!(!walked.is_empty(), "the vocabulary has no nodes");
-    for (path, spec) in &walked {
+    for (path, spec) in walked {
         let heading = heading_for(path);
         let Some(body) = section(&lines, &heading) else {
             missing.push(format!(
-                "node `{}`: no heading `{heading}` in docs/config.md",
+                "node `{}`: no heading `{heading}` in docs/{doc}",
                 path_name(path)
             ));
             continue;
@@ -104,9 +108,25 @@ fn every_node_argument_and_property_is_documented() {
             }
         }
     }
+    missing
+}
+
+#[test]
+fn every_node_argument_and_property_is_documented() {
+    let missing = uncovered("config.md", &vocab::walk());
     assert!(
         missing.is_empty(),
         "docs/config.md does not cover the vocabulary:\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn every_node_of_the_fleet_file_is_documented() {
+    let missing = uncovered("fleet.md", &vocab::walk_from(&vocab::FLEET));
+    assert!(
+        missing.is_empty(),
+        "docs/fleet.md does not cover the fleet file's vocabulary:\n  {}",
         missing.join("\n  ")
     );
 }

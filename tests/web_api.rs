@@ -11,9 +11,9 @@ use std::process::Command;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use ctm::backend::cgroups::{Resources, Usage};
+use ctm::backend::journal::{Journal, LogQuery, NoJournal};
 use ctm::state::Store;
-use ctm::web::dashboard::{Resources, Usage};
-use ctm::web::logs::{JournalSource, NoJournal};
 use ctm::web::{AppState, Config, Shared};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
@@ -35,11 +35,12 @@ impl Resources for OneBusyContainer {
 /// A journal that prints two lines, one of them hostile.
 struct Printf;
 
-impl JournalSource for Printf {
-    fn command(&self, machine: &str, _follow: bool) -> Option<tokio::process::Command> {
-        let mut c = tokio::process::Command::new("printf");
+impl Journal for Printf {
+    fn command(&self, query: &LogQuery) -> Option<std::process::Command> {
+        let mut c = std::process::Command::new("printf");
         c.arg(format!(
-            "{machine}: started\\n<script>alert(1)</script>\\r\\n"
+            "{}: started\\n<script>alert(1)</script>\\r\\n",
+            query.name
         ));
         Some(c)
     }
@@ -53,17 +54,24 @@ struct Fixture {
     app: Router,
 }
 
-fn fixture_with(journal: Box<dyn JournalSource>) -> Fixture {
+fn fixture_with(journal: Box<dyn Journal>) -> Fixture {
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
     let config = Config {
-        host_file: host.clone(),
+        host_file: Some(host.clone()),
+        fleet: None,
         root: root.clone(),
         resources: Box::new(OneBusyContainer),
         journal,
+        files_only_reason: None,
+        allow_files_only: false,
+        system: None,
     };
     let (state, fresh) = AppState::new(config).unwrap();
-    assert!(fresh.is_some(), "a first start makes a token");
+    assert!(
+        fresh.login.is_some() && fresh.metrics.is_some(),
+        "a first start makes the tokens"
+    );
     let app = ctm::web::router(state.clone());
     Fixture {
         _dir: dir,
@@ -76,6 +84,37 @@ fn fixture_with(journal: Box<dyn JournalSource>) -> Fixture {
 
 fn fixture() -> Fixture {
     fixture_with(Box::new(NoJournal))
+}
+
+/// A fixture whose sessions drive the recording fake, as if the root were
+/// a live host: containers start, pause and report their use.
+fn live_fixture() -> (Fixture, ctm::backend::recording::Recording) {
+    let (dir, host) = scratch_example("homelab.kdl");
+    let root = dir.path().join("root");
+    let fake = ctm::backend::recording::Recording::new();
+    let system = fake.clone();
+    let config = Config {
+        host_file: Some(host.clone()),
+        fleet: None,
+        root: root.clone(),
+        resources: Box::new(OneBusyContainer),
+        journal: Box::new(Printf),
+        files_only_reason: None,
+        allow_files_only: false,
+        system: Some(std::sync::Arc::new(move || Box::new(system.clone()))),
+    };
+    let (state, _) = AppState::new(config).unwrap();
+    let app = ctm::web::router(state.clone());
+    (
+        Fixture {
+            _dir: dir,
+            host,
+            root,
+            state,
+            app,
+        },
+        fake,
+    )
 }
 
 /// How a request proves who it is.
@@ -294,7 +333,10 @@ async fn the_token_file_is_private_and_kept() {
     assert_eq!(f.state.auth.token().len(), 64);
     let (again, fresh) = ctm::web::auth::Auth::load_or_create(&f.root).unwrap();
     assert_eq!(again.token(), f.state.auth.token());
-    assert!(fresh.is_none(), "the token is printed once only");
+    assert!(
+        fresh.login.is_none() && fresh.metrics.is_none(),
+        "the tokens are printed once only"
+    );
 }
 
 #[tokio::test]
@@ -365,7 +407,7 @@ async fn pages_have_a_strict_policy_no_inline_code_and_escape_what_they_show() {
     std::fs::create_dir_all(&dir).unwrap();
     let host = dir.join("homelab.kdl");
     std::fs::copy(&f.host, &host).unwrap();
-    let config = Config::new(host, f.root.clone());
+    let config = Config::new(Some(host), f.root.clone());
     let (state, _) = AppState::new(config).unwrap();
     let app = ctm::web::router(state.clone());
     for path in [
@@ -966,10 +1008,13 @@ async fn answers_are_compressed_for_clients_that_accept_it() {
     assert!(String::from_utf8(body).unwrap().contains("data: "));
 }
 
-/// docs/openapi.json documents exactly the routes src/web/api.rs serves.
+/// docs/openapi.json documents exactly the routes src/web/api.rs and
+/// src/web/fleet.rs serve.
 #[test]
 fn the_openapi_file_lists_every_route() {
-    let source = std::fs::read_to_string(repo().join("src/web/api.rs")).unwrap();
+    let source = ["src/web/api.rs", "src/web/fleet.rs"]
+        .map(|f| std::fs::read_to_string(repo().join(f)).unwrap())
+        .join("\n");
     let mut served: Vec<(String, String)> = source
         .lines()
         .filter_map(|l| l.trim().strip_prefix(".route(\""))
@@ -1167,4 +1212,470 @@ async fn apply_can_commit_the_host_file_and_lock_with_git() {
         ]),
         ""
     );
+}
+
+/// A server on `/` of a machine whose running system cannot be driven,
+/// as `Config::new` finds it there: said on every page, applies refused.
+fn files_only_fixture(allow: bool) -> Fixture {
+    let (dir, host) = scratch_example("homelab.kdl");
+    let root = dir.path().join("root");
+    let config = Config {
+        host_file: Some(host.clone()),
+        fleet: None,
+        root: root.clone(),
+        resources: Box::new(OneBusyContainer),
+        journal: Box::new(NoJournal),
+        files_only_reason: Some("connecting to the system D-Bus failed".into()),
+        allow_files_only: allow,
+        system: None,
+    };
+    let (state, _) = AppState::new(config).unwrap();
+    let app = ctm::web::router(state.clone());
+    Fixture {
+        _dir: dir,
+        host,
+        root,
+        state,
+        app,
+    }
+}
+
+#[tokio::test]
+async fn a_files_only_system_root_says_why_and_refuses_to_apply_unless_allowed() {
+    let f = files_only_fixture(false);
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f.post_apply(json!({ "fingerprint": fingerprint })).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let body = a.json();
+    assert_eq!(
+        body["error"],
+        "ctm serve manages the files under / only: connecting to the system D-Bus failed"
+    );
+    assert!(body["help"].as_str().unwrap().contains("--files-only"));
+    let a = f
+        .api(
+            Method::POST,
+            "/api/rollback",
+            Some(json!({ "generation": 1, "fingerprint": "x" })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(f.current(), None, "nothing applied");
+    for page in ["/", "/apply", "/generations"] {
+        let a = f.api(Method::GET, page, None).await;
+        assert!(
+            a.text.contains("id=\"files-only\"")
+                && a.text.contains("connecting to the system D-Bus failed"),
+            "{page}: {}",
+            a.text
+        );
+    }
+    let apply_page = f.api(Method::GET, "/apply", None).await.text;
+    assert!(apply_page.contains("data-refused=\"ctm serve manages the files under / only"));
+
+    // Started with --files-only, the same server applies the files.
+    let f = files_only_fixture(true);
+    f.apply().await;
+    assert_eq!(f.current(), Some(1));
+    assert!(
+        !f.api(Method::GET, "/apply", None)
+            .await
+            .text
+            .contains("data-refused")
+    );
+}
+
+#[tokio::test]
+async fn a_confirmation_after_the_deadline_is_refused_and_says_where_the_host_is() {
+    let f = fixture();
+    f.apply().await;
+    f.edit_host("host=8080", "host=8081");
+    let fingerprint = f.plan().await["fingerprint"].clone();
+    let a = f
+        .post_apply(json!({ "fingerprint": fingerprint, "confirm_timeout": 1 }))
+        .await;
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["kind"], "failed");
+    let waiting = events.iter().find(|e| e["kind"] == "waiting").unwrap();
+    assert_eq!(waiting["event"]["event"], "confirm-before");
+    assert_eq!(waiting["event"]["generation"], 2);
+    let a = f
+        .api(
+            Method::POST,
+            "/api/confirm",
+            Some(json!({ "generation": 2 })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let error = a.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("generation 2 was rolled back at ")
+            && error.ends_with(" for want of a confirmation; the host is on generation 1"),
+        "{error}"
+    );
+    // Without a generation, the same: the newest one was rolled back.
+    let a = f.api(Method::POST, "/api/confirm", None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let list = f.api(Method::GET, "/api/generations", None).await.json();
+    assert_eq!(list["generations"][0]["generation"]["number"], 2);
+    assert_eq!(list["generations"][0]["reverted"]["to"], 1);
+    assert_eq!(list["generations"][1]["reverted"], Value::Null);
+    let status = f.api(Method::GET, "/api/status", None).await.json();
+    assert_eq!(status["unconfirmed"]["generation"], 2);
+    assert_eq!(status["unconfirmed"]["back_to"], 1);
+    // A confirmation that timed out is an error on the command line too.
+    let o = ctm_cli(&["confirm", "--root", f.root.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    // miette wraps the message to the terminal's width.
+    let said = String::from_utf8_lossy(&o.stderr).replace('│', " ");
+    let said = said.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains("generation 2 was rolled back at ")
+            && said.contains("for want of a confirmation; the host is on generation 1"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_it_is_read() {
+    let f = fixture();
+    let text = "x".repeat(ctm::web::MAX_BODY);
+    let a = f
+        .api(Method::POST, "/api/validate", Some(json!({ "text": text })))
+        .await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.text);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("ctm serve takes at most 4194304 (4 MiB)"),
+        "{}",
+        a.text
+    );
+    // A body just under it is read, and the text found wanting.
+    let text = "x".repeat(ctm::web::MAX_BODY - 100);
+    let a = f
+        .api(Method::POST, "/api/validate", Some(json!({ "text": text })))
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::OK,
+        "{}",
+        &a.text[..200.min(a.text.len())]
+    );
+    assert_eq!(a.json()["valid"], false);
+}
+
+/// `ctm serve --fleet FLEET` without a host file: the fleet page is the
+/// start page, the host file's pages and API are not served, and the
+/// fleet's API answers (over the recording fake of SSH).
+#[tokio::test]
+async fn a_server_of_a_fleet_alone_serves_the_fleet_page_only() {
+    use ctm::backend::ssh::Transport;
+    use ctm::backend::ssh::fake::{Answer as Ssh, Call, Recording};
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.kdl");
+    std::fs::write(
+        &fleet,
+        "host \"h1\" {\n    ssh \"root@h1\"\n    file \"h1.kdl\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("h1.kdl"), "host \"h1\"\n").unwrap();
+    let config = Config {
+        fleet: Some(ctm::web::fleet::FleetConfig {
+            file: fleet,
+            connect: std::sync::Arc::new(|| {
+                Ok(Box::new(Recording::new(|c: &Call| {
+                    match c.argv.get(1).map(String::as_str) {
+                        Some("--version") => {
+                            Ssh::ok(&format!("ctm {}\n", env!("CARGO_PKG_VERSION")))
+                        }
+                        Some("status") => Ssh::ok("{\"generation\": null, \"drift\": null}"),
+                        _ => Ssh::ok(""),
+                    }
+                })) as Box<dyn Transport>)
+            }),
+        }),
+        ..Config::new(None, dir.path().join("root"))
+    };
+    let (state, _) = AppState::new(config).unwrap();
+    let f = Fixture {
+        host: PathBuf::new(),
+        root: dir.path().join("root"),
+        app: ctm::web::router(state.clone()),
+        state,
+        _dir: dir,
+    };
+    let auth = f.bearer();
+    let start = f.call(Method::GET, "/", &auth, None).await;
+    assert_eq!(start.status, StatusCode::OK);
+    assert!(start.text.contains("data-page=\"fleet\""), "{}", start.text);
+    assert!(!start.text.contains("href=\"/editor\""), "{}", start.text);
+    assert!(!start.text.contains("data-host-file"), "{}", start.text);
+    for path in ["/editor", "/api/status", "/api/source"] {
+        let a = f.call(Method::GET, path, &auth, None).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let a = f.api(Method::GET, "/api/fleet", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let hosts = &a.json()["hosts"];
+    assert_eq!(hosts[0]["host"], "h1");
+    assert_eq!(hosts[0]["generation"], Value::Null);
+    assert_eq!(hosts[0]["error"], Value::Null);
+}
+
+async fn web_state(f: &Fixture) -> Value {
+    f.api(Method::GET, "/api/containers/web", None).await.json()["status"]["state"].clone()
+}
+
+#[tokio::test]
+async fn the_container_page_shows_one_container_and_its_buttons_act() {
+    let (f, fake) = live_fixture();
+    let done = f.apply().await;
+    assert_eq!(done.last().unwrap()["kind"], "done", "{done:?}");
+    let a = f.api(Method::GET, "/api/containers/web", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let d = a.json();
+    assert_eq!(d["status"]["state"], "running");
+    assert_eq!(d["status"]["forwards"], json!(["tcp 8080 → 80"]));
+    assert_eq!(d["binds"][0]["target"], "/var/www");
+    assert_eq!(d["limits"]["memory_bytes"], 1u64 << 30);
+    assert_eq!(
+        d["logs"],
+        json!(["web: started", "<script>alert(1)</script>"])
+    );
+    assert!(!d["steps"].as_array().unwrap().is_empty());
+    let a = f.api(Method::GET, "/api/containers/nosuch", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+    assert!(a.json()["help"].as_str().unwrap().contains("web"));
+    let a = f.api(Method::GET, "/api/containers/no%20such", None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+
+    // Two samples: the page divides the CPU time by the time between.
+    let one = f
+        .api(Method::GET, "/api/containers/web/stats", None)
+        .await
+        .json();
+    let two = f
+        .api(Method::GET, "/api/containers/web/stats", None)
+        .await
+        .json();
+    assert_eq!(
+        two["stats"]["cpu_usec"].as_u64().unwrap() - one["stats"]["cpu_usec"].as_u64().unwrap(),
+        1_000_000
+    );
+
+    // Pause and resume at once; stop and start as jobs.
+    let a = f.api(Method::POST, "/api/containers/web/pause", None).await;
+    assert_eq!(a.json()["done"], "Paused container web.");
+    assert_eq!(web_state(&f).await, "paused");
+    let a = f
+        .api(Method::POST, "/api/containers/web/resume", None)
+        .await;
+    assert_eq!(a.json()["done"], "Resumed container web.");
+    assert_eq!(web_state(&f).await, "running");
+    let a = f.api(Method::POST, "/api/containers/web/stop", None).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["message"], "Stopped container web.");
+    assert_eq!(web_state(&f).await, "stopped");
+    let a = f.api(Method::POST, "/api/containers/web/start", None).await;
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(
+        events.last().unwrap()["message"],
+        "Started container web.",
+        "{events:?}"
+    );
+    assert!(fake.running().contains("web"));
+    let a = f
+        .api(Method::POST, "/api/containers/web/restart", None)
+        .await;
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+
+    // Kill takes a signal, by name or number.
+    let a = f
+        .api(
+            Method::POST,
+            "/api/containers/web/kill",
+            Some(json!({ "signal": "HUP" })),
+        )
+        .await;
+    assert_eq!(a.json()["done"], "Sent signal HUP to container web.");
+    assert!(
+        fake.take_calls()
+            .contains(&"kill web with signal 1".to_string())
+    );
+    let a = f
+        .api(
+            Method::POST,
+            "/api/containers/web/kill",
+            Some(json!({ "signal": "NOSUCH" })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not a signal")
+    );
+    let a = f
+        .api(Method::POST, "/api/containers/nosuch/stop", None)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+
+    // A session needs its CSRF token for each of them.
+    let (cookie, csrf) = f.login().await;
+    let a = f
+        .call(
+            Method::POST,
+            "/api/containers/web/pause",
+            &Auth::Cookie(cookie.clone(), None),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = f
+        .call(
+            Method::POST,
+            "/api/containers/web/pause",
+            &Auth::Cookie(cookie, Some(csrf)),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+}
+
+#[tokio::test]
+async fn a_files_only_root_refuses_the_container_verbs() {
+    let f = fixture();
+    f.apply().await;
+    let a = f.api(Method::GET, "/api/containers/web", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["status"]["state"], Value::Null);
+    assert_eq!(a.json()["logs_note"], ctm::status::LOGS_NEED_LIVE);
+    for (method, path) in [
+        (Method::GET, "/api/containers/web/stats"),
+        (Method::POST, "/api/containers/web/start"),
+        (Method::POST, "/api/containers/web/pause"),
+        (Method::GET, "/api/containers/web/console"),
+    ] {
+        let a = f.api(method, path, None).await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{path}: {}", a.text);
+        assert!(
+            a.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("files-only root"),
+            "{path}: {}",
+            a.text
+        );
+    }
+    let f = files_only_fixture(false);
+    let a = f.api(Method::POST, "/api/containers/web/stop", None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("manages the files under / only")
+    );
+}
+
+/// A WebSocket handshake for the console, as a browser sends it.
+fn handshake(cookie: &str, csrf: Option<&str>, site: &str) -> Request<Body> {
+    let uri = match csrf {
+        Some(csrf) => format!("/api/containers/web/console?cols=100&rows=30&csrf={csrf}"),
+        None => "/api/containers/web/console".to_string(),
+    };
+    Request::get(uri)
+        .header(header::COOKIE, format!("ctm_session={cookie}"))
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+        .header(header::HOST, "127.0.0.1:7780")
+        .header(header::ORIGIN, "http://127.0.0.1:7780")
+        .header("sec-fetch-site", site)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_console_handshake_is_held_to_the_rules_of_a_change() {
+    let f = fixture();
+    let (cookie, csrf) = f.login().await;
+    let status = |r: Request<Body>| {
+        let app = f.app.clone();
+        async move { app.oneshot(r).await.unwrap().status() }
+    };
+    // Another site's page cannot open a console, even with the token.
+    assert_eq!(
+        status(handshake(&cookie, Some(&csrf), "cross-site")).await,
+        StatusCode::FORBIDDEN
+    );
+    // Nor a page without the session's CSRF token.
+    assert_eq!(
+        status(handshake(&cookie, None, "same-origin")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(handshake(&cookie, Some(&"0".repeat(64)), "same-origin")).await,
+        StatusCode::FORBIDDEN
+    );
+    // With it, the use case answers: nothing runs under a files-only root.
+    assert_eq!(
+        status(handshake(&cookie, Some(&csrf), "same-origin")).await,
+        StatusCode::CONFLICT
+    );
+    // Without a session, nothing.
+    let mut r = handshake("nosuch", Some(&csrf), "same-origin");
+    r.headers_mut().remove(header::COOKIE);
+    assert_eq!(status(r).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn metrics_parse_and_need_a_token() {
+    let (f, _fake) = live_fixture();
+    f.apply().await;
+    let a = f.call(Method::GET, "/metrics", &Auth::None, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // The metrics token reads /metrics and nothing else.
+    let metrics_token = Auth::Bearer(f.state.auth.metrics_token().to_string());
+    let a = f
+        .call(Method::GET, "/api/status", &metrics_token, None)
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    let a = f.call(Method::GET, "/metrics", &metrics_token, None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(
+        a.headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let same = f.api(Method::GET, "/metrics", None).await;
+    assert_eq!(same.status, StatusCode::OK);
+    let mode = std::fs::metadata(&f.state.auth.metrics_path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let Some(families) = prometheus_parse(&a.text) else {
+        return;
+    };
+    assert_eq!(families["ctm_generation"]["samples"][0][2], 1.0);
+    assert_eq!(families["ctm_last_apply_success"]["samples"][0][2], 1.0);
+    assert_eq!(families["ctm_container_cpu_seconds"]["type"], "counter");
+    let running: Vec<&Value> = families["ctm_container_state"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s[1]["state"] == "running" && s[2] == 1.0)
+        .collect();
+    let names: Vec<&str> = running
+        .iter()
+        .map(|s| s[1]["container"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"web") && names.contains(&"ci"), "{names:?}");
 }

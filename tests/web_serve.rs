@@ -89,7 +89,12 @@ fn token(root: &Path) -> String {
 fn tcp_prints_the_token_once_and_stops_cleanly() {
     let (_dir, host, root) = sandbox();
     let (mut server, stdout) = serve(&[], &host, &root, "127.0.0.1:0");
-    let printed = read_until(stdout, |l| l.starts_with("Open "));
+    // Up to the metrics token, printed after the login token.
+    let metrics_said = std::cell::Cell::new(false);
+    let printed = read_until(stdout, |l| {
+        metrics_said.set(metrics_said.get() || l.contains("made a metrics token"));
+        metrics_said.get() && l.starts_with("    ")
+    });
     let url = printed
         .lines()
         .next()
@@ -115,6 +120,23 @@ fn tcp_prints_the_token_once_and_stops_cleanly() {
         "{answer}"
     );
     assert!(answer.contains("\"live\":false"), "{answer}");
+    // The metrics token, printed once too, reads /metrics and no more.
+    let metrics_token = std::fs::read_to_string(root.join("var/lib/ctm/web-metrics-token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        printed.contains(&format!("\n    {metrics_token}\n")),
+        "{printed}"
+    );
+    let connect = || std::net::TcpStream::connect(&addr).unwrap();
+    let answer = http(connect(), "/metrics", &metrics_token);
+    assert!(
+        answer.contains(" 200 OK") && answer.contains("ctm_live 0"),
+        "{answer}"
+    );
+    let answer = http(connect(), "/api/status", &metrics_token);
+    assert!(answer.contains(" 401 "), "{answer}");
 
     let killed = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
@@ -136,6 +158,7 @@ fn tcp_prints_the_token_once_and_stops_cleanly() {
     let printed = read_until(stdout, |_| true);
     assert!(printed.contains("listening on"), "{printed}");
     assert!(!printed.contains(&token), "{printed}");
+    assert!(!printed.contains(&metrics_token), "{printed}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 // Bundles src/app.js (and the CSS it imports) into OUT/app.js and
-// OUT/app.css, each also compressed once here, at the highest levels
+// OUT/app.css, and the container page's src/container.js into
+// OUT/container.js and OUT/container.css, each also compressed once here, at the highest levels
 // (app.js.br, app.js.gz, ...), so that the server sends them compressed
 // without compressing them per request; build.rs runs it with OUT under
 // cargo's OUT_DIR.
@@ -14,7 +15,9 @@ if (!outdir) {
   process.exit(2);
 }
 await esbuild.build({
-  entryPoints: { app: 'src/app.js' },
+  // The container page's graphs and terminal are a bundle of their own,
+  // loaded by that page only.
+  entryPoints: { app: 'src/app.js', container: 'src/container.js' },
   bundle: true,
   minify: true,
   format: 'iife',
@@ -25,7 +28,7 @@ await esbuild.build({
   legalComments: 'eof',
 });
 
-for (const name of ['app.js', 'app.css']) {
+for (const name of ['app.js', 'app.css', 'container.js', 'container.css']) {
   const path = join(outdir, name);
   const bytes = readFileSync(path);
   writeFileSync(`${path}.gz`, gzipSync(bytes, { level: 9 }));

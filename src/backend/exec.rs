@@ -76,20 +76,89 @@ pub fn in_container_with_input(
     timeout: Duration,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Ran, SystemError> {
+    let command = command_in(leader, argv, env, None);
+    run(command, input, timeout, on_line).map_err(|why| SystemError {
+        what: format!("running `{}` in the container", argv.join(" ")),
+        why,
+    })
+}
+
+/// The command that runs `argv` inside the container whose leader is
+/// `leader`, as root, in `workdir` (the leader's own when `None`), with a
+/// clean environment: a standard `PATH`, `HOME`, `LANG`, then `env`. The
+/// caller decides how to run it (its output read, or attached to a pty).
+///
+/// The working directory is changed to inside the container, by its own
+/// shell: `nsenter --wd=DIR` would open DIR on the host before entering,
+/// and a path through the container's root from outside would follow the
+/// container's symlinks on the host.
+///
+/// The command joins the container's unit cgroup (its `supervisor`
+/// part, beside the payload that the container's own systemd manages)
+/// before it runs: `nsenter` enters the namespaces only, and a process
+/// left in the caller's cgroup would escape the container's limits, its
+/// accounting and the freezer (`ctm pause`).
+pub fn command_in(
+    leader: u32,
+    argv: &[String],
+    env: &[(String, String)],
+    workdir: Option<&str>,
+) -> Command {
     let mut command = Command::new("nsenter");
+    if let Some(procs) = supervisor_procs(leader) {
+        // SAFETY: between fork and exec only open(2), write(2) and
+        // close(2) run, on a path made before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                let fd =
+                    nix::libc::open(procs.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // "0" moves the process that writes it.
+                let written = nix::libc::write(fd, b"0".as_ptr().cast(), 1);
+                nix::libc::close(fd);
+                if written < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     command
         .arg(format!("--target={leader}"))
-        .args(["--all", "--root", "--wd", "--"])
+        .args(["--all", "--root", "--wd", "--"]);
+    if let Some(dir) = workdir {
+        command.args([
+            "/bin/sh",
+            "-c",
+            "cd -- \"$1\" && shift && exec \"$@\"",
+            "sh",
+            dir,
+        ]);
+    }
+    command
         .args(argv)
         .env_clear()
         .env("PATH", PATH)
         .env("HOME", "/root")
         .env("LANG", "C.UTF-8")
         .envs(env.iter().map(|(k, v)| (k, v)));
-    run(command, input, timeout, on_line).map_err(|why| SystemError {
-        what: format!("running `{}` in the container", argv.join(" ")),
-        why,
-    })
+    command
+}
+
+/// `cgroup.procs` of the `supervisor` cgroup of the unit that runs the
+/// container led by `leader`, on the unified (v2) tree; `None` where
+/// there is no such tree (a v1-only host) or no such cgroup.
+fn supervisor_procs(leader: u32) -> Option<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let unified = super::stats::unified_root(std::path::Path::new("/sys/fs/cgroup"))?;
+    let unit = super::stats::container_cgroup(std::path::Path::new("/proc"), &unified, leader)?;
+    let procs = unit.join("supervisor").join("cgroup.procs");
+    procs
+        .exists()
+        .then(|| std::ffi::CString::new(procs.as_os_str().as_bytes()).ok())
+        .flatten()
 }
 
 /// Runs a command on the host with the same limits and streaming.

@@ -20,12 +20,15 @@ use super::nft::Nft;
 use super::provision;
 use super::rootfs;
 use super::systemd::{self, Systemd, Verb};
-use super::{ContainerLive, Progress, StepRecord, System, SystemError};
+use super::{ContainerLive, Progress, StepRecord, System, SystemError, stats};
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
 use crate::fs;
 use crate::layout::{self, STATE_DIR};
 use crate::plan::{Action, FirewallState, SystemState};
+
+/// Where the cgroup tree is mounted.
+const SYS_FS_CGROUP: &str = "/sys/fs/cgroup";
 
 /// The oldest systemd ctm supports: Debian 12's.
 pub const MIN_SYSTEMD: u32 = 252;
@@ -198,6 +201,32 @@ impl LiveSystem {
         std::fs::read(self.root.join(NFT_RULESET))
             .ok()
             .map(|b| fs::sha256_hex(&b))
+    }
+
+    /// Whether the processes of container `name` are frozen: the
+    /// `frozen` key of its unit's `cgroup.events` (a cheap read, not a
+    /// D-Bus call per container).
+    fn is_frozen(&self, name: &str) -> bool {
+        stats::unified_root(Path::new(SYS_FS_CGROUP)).is_some_and(|unified| {
+            std::fs::read_to_string(
+                unified
+                    .join("machine.slice")
+                    .join(layout::unit(name))
+                    .join("cgroup.events"),
+            )
+            .is_ok_and(|events| events.lines().any(|l| l == "frozen 1"))
+        })
+    }
+
+    /// Refuses an operation on a container that does not run.
+    fn require_running(&self, name: &str) -> Result<(), SystemError> {
+        match self.machines()?.get(name) {
+            Some(m) if m.state == "running" => Ok(()),
+            _ => Err(error(
+                format!("container {name}"),
+                "it is not running (`ctm status` shows its state; `ctm start` starts it)",
+            )),
+        }
     }
 
     /// Every container machined knows, by name.
@@ -568,6 +597,11 @@ impl System for LiveSystem {
             .iter()
             .map(|(name, m)| (name.clone(), m.state == "running"))
             .collect();
+        let paused = machines
+            .keys()
+            .filter(|name| self.is_frozen(name))
+            .cloned()
+            .collect();
         let names: BTreeSet<String> = expect.links.keys().cloned().collect();
         let links = self
             .runtime
@@ -584,6 +618,7 @@ impl System for LiveSystem {
         };
         Ok(SystemState {
             containers: Some(containers),
+            paused: Some(paused),
             made_rootfs: Some(rootfs::made_by_ctm_except(&self.root, &expect.containers)),
             undone_steps: None,
             links: Some(links),
@@ -712,6 +747,14 @@ impl System for LiveSystem {
         let mut checks: Vec<(String, Check, Vec<IpAddr>, Option<u32>)> = Vec::new();
         for name in running {
             if let Some(c) = expect.containers.get(name) {
+                // A frozen container answers nothing until it is resumed;
+                // its checks would only time out.
+                if !c.checks.is_empty() && self.is_frozen(name) {
+                    progress(&format!(
+                        "{name}: paused, its checks are not run (`ctm resume {name}`)"
+                    ));
+                    continue;
+                }
                 for check in &c.checks {
                     checks.push((
                         name.clone(),
@@ -775,10 +818,66 @@ impl System for LiveSystem {
                     unit: format!("{}/{}", unit.active, unit.sub),
                     since_usec: unit.active_since,
                     addresses,
+                    paused: machine.is_some() && self.is_frozen(name),
                 },
             );
         }
         Ok(Some(out))
+    }
+
+    fn stats(
+        &mut self,
+        names: &BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, stats::Stats>>, SystemError> {
+        let machines = self.machines()?;
+        let unified = stats::unified_root(Path::new(SYS_FS_CGROUP));
+        let proc = Path::new("/proc");
+        let mut out = BTreeMap::new();
+        for name in names {
+            let Some(machine) = machines.get(name) else {
+                continue;
+            };
+            let cgroup = unified
+                .as_deref()
+                .and_then(|u| stats::container_cgroup(proc, u, machine.leader));
+            out.insert(
+                name.clone(),
+                match cgroup {
+                    Some(cgroup) => stats::sample(&cgroup, proc, machine.leader),
+                    None => stats::Stats {
+                        unavailable: vec![format!(
+                            "cgroup: no unified (v2) cgroup tree under {SYS_FS_CGROUP}, or container {name} is not in it"
+                        )],
+                        ..stats::Stats::default()
+                    },
+                },
+            );
+        }
+        Ok(Some(out))
+    }
+
+    fn set_paused(&mut self, name: &str, paused: bool) -> Result<(), SystemError> {
+        self.require_running(name)?;
+        let unit = layout::unit(name);
+        if paused {
+            self.runtime.block_on(self.systemd.freeze(&unit))
+        } else {
+            self.runtime.block_on(self.systemd.thaw(&unit))
+        }
+    }
+
+    fn kill(&mut self, name: &str, signal: i32) -> Result<(), SystemError> {
+        self.require_running(name)?;
+        self.runtime
+            .block_on(self.systemd.kill_machine(name, signal))
+    }
+
+    fn leader(&mut self, name: &str) -> Result<Option<u32>, SystemError> {
+        Ok(self
+            .machines()?
+            .get(name)
+            .filter(|m| m.state == "running")
+            .map(|m| m.leader))
     }
 
     fn arm_revert(&mut self, deadline: u64) -> Result<(), SystemError> {

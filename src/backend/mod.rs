@@ -6,12 +6,20 @@
 //! [`live::LiveSystem`] drives the real thing: [`systemd`] (D-Bus),
 //! [`netlink`], [`nft`] and [`exec`] (commands inside containers).
 
+pub mod cgroups;
 pub mod exec;
+pub mod git;
+pub mod journal;
 pub mod live;
 pub mod netlink;
 pub mod nft;
+pub mod probe;
 pub mod provision;
+pub mod pty;
+pub mod recording;
 pub mod rootfs;
+pub mod ssh;
+pub mod stats;
 pub mod systemd;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,6 +52,8 @@ pub struct ContainerLive {
     pub since_usec: u64,
     /// The addresses machined sees inside the container.
     pub addresses: Vec<IpAddr>,
+    /// Its processes are frozen (`ctm pause`).
+    pub paused: bool,
 }
 
 /// What one provisioning step of a container did in an apply; the new
@@ -120,11 +130,40 @@ pub trait System {
     ) -> Result<Option<BTreeMap<String, Vec<String>>>, SystemError> {
         Ok(None)
     }
+    /// What each of the named containers that runs uses now (`ctm stats`);
+    /// `None` on a files-only root.
+    fn stats(
+        &mut self,
+        _names: &BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, stats::Stats>>, SystemError> {
+        Ok(None)
+    }
+    /// Freezes every process of a running container (`paused`), or thaws
+    /// them.
+    fn set_paused(&mut self, name: &str, _paused: bool) -> Result<(), SystemError> {
+        Err(not_live(format!("pausing or resuming container {name}")))
+    }
+    /// Sends a signal to every process of a running container.
+    fn kill(&mut self, name: &str, _signal: i32) -> Result<(), SystemError> {
+        Err(not_live(format!("signalling container {name}")))
+    }
+    /// The process that leads a running container (its PID 1, as the host
+    /// sees it), to enter it; `None` when it does not run.
+    fn leader(&mut self, _name: &str) -> Result<Option<u32>, SystemError> {
+        Ok(None)
+    }
     /// Deletes the root file systems that [`Action::RemoveRootfs`] set
     /// aside, once nothing can roll back to them; returns what failed
     /// (the next purge tries again).
     fn purge_removed(&mut self, _progress: Progress<'_>) -> Vec<SystemError> {
         Vec::new()
+    }
+}
+
+fn not_live(what: String) -> SystemError {
+    SystemError {
+        what,
+        why: "this root is not the running system (files only)".into(),
     }
 }
 

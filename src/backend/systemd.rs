@@ -26,6 +26,9 @@ pub trait Manager {
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    // The cgroup freezer, through systemd so that it knows (246 and later).
+    fn freeze_unit(&self, name: &str) -> zbus::Result<()>;
+    fn thaw_unit(&self, name: &str) -> zbus::Result<()>;
     fn start_transient_unit(
         &self,
         name: &str,
@@ -62,6 +65,9 @@ pub trait Unit {
     fn active_enter_timestamp(&self) -> zbus::Result<u64>;
     #[zbus(property(emits_changed_signal = "false"))]
     fn unit_file_state(&self) -> zbus::Result<String>;
+    /// `running`, `freezing`, `frozen` or `thawing`.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn freezer_state(&self) -> zbus::Result<String>;
 }
 
 #[proxy(
@@ -72,6 +78,7 @@ pub trait Unit {
 pub trait Machines {
     fn list_machines(&self) -> zbus::Result<Vec<(String, String, String, OwnedObjectPath)>>;
     fn get_machine_addresses(&self, name: &str) -> zbus::Result<Vec<(i32, Vec<u8>)>>;
+    fn kill_machine(&self, name: &str, who: &str, signal: i32) -> zbus::Result<()>;
 }
 
 #[proxy(
@@ -149,6 +156,8 @@ pub struct UnitState {
     pub active_since: u64,
     /// `enabled`, `disabled`, `static`, … as systemd reports it.
     pub file_state: String,
+    /// The cgroup freezer: `running`, `freezing`, `frozen`, `thawing`.
+    pub freezer: String,
 }
 
 /// A running (or starting, or closing) machine registered with machined.
@@ -320,7 +329,28 @@ impl Systemd {
                 .unit_file_state()
                 .await
                 .map_err(|e| bus_error(what(), e))?,
+            // Not known to a systemd without the freezer (before 246).
+            freezer: unit
+                .freezer_state()
+                .await
+                .unwrap_or_else(|_| "running".into()),
         })
+    }
+
+    /// Freezes every process of a unit (the cgroup freezer).
+    pub async fn freeze(&self, name: &str) -> Result<(), SystemError> {
+        self.manager
+            .freeze_unit(name)
+            .await
+            .map_err(|e| bus_error(format!("pausing {name}"), e))
+    }
+
+    /// Thaws a frozen unit.
+    pub async fn thaw(&self, name: &str) -> Result<(), SystemError> {
+        self.manager
+            .thaw_unit(name)
+            .await
+            .map_err(|e| bus_error(format!("resuming {name}"), e))
     }
 
     pub async fn reset_failed(&self, name: &str) {
@@ -385,6 +415,18 @@ impl Systemd {
             out.insert(name, MachineInfo { state, leader });
         }
         Ok(out)
+    }
+
+    /// Sends `signal` to every process of a container (machined's
+    /// `KillMachine`, as `machinectl kill`).
+    pub async fn kill_machine(&self, name: &str, signal: i32) -> Result<(), SystemError> {
+        let manager = MachinesProxy::new(&self.connection)
+            .await
+            .map_err(|e| bus_error("talking to systemd-machined", e))?;
+        manager
+            .kill_machine(name, "all", signal)
+            .await
+            .map_err(|e| bus_error(format!("sending signal {signal} to machine {name}"), e))
     }
 
     /// The addresses machined sees inside a running container.

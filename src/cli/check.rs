@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{OutputFormat, load_and_validate};
+use super::output::errln;
+use super::{OutputFormat, print_diagnostics};
+use crate::engine::load::load_and_validate;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,17 +23,17 @@ pub fn run(args: &Args) -> ExitCode {
     let outcome = match load_and_validate(&args.file, args.lock.as_deref()) {
         Ok(o) => o,
         Err(report) => {
-            eprintln!("{report:?}");
+            errln(&format!("{report:?}"));
             return ExitCode::FAILURE;
         }
     };
-    outcome.print_diagnostics(args.format);
+    print_diagnostics(&outcome, args.format);
     if outcome.error_count() > 0 {
         return ExitCode::FAILURE;
     }
     if let (OutputFormat::Human, Some(v)) = (args.format, &outcome.validated) {
         let h = &v.host;
-        eprintln!(
+        errln(&format!(
             "{}: ok ({} container{}, {} network{}, {} tunnel{})",
             args.file.display(),
             h.containers.len(),
@@ -40,7 +42,7 @@ pub fn run(args: &Args) -> ExitCode {
             plural(h.networks.len()),
             h.tunnels.len(),
             plural(h.tunnels.len()),
-        );
+        ));
     }
     ExitCode::SUCCESS
 }

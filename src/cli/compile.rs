@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use miette::{IntoDiagnostic, WrapErr};
 
-use super::{OutputFormat, load_and_validate};
+use super::output::errln;
+use super::{OutputFormat, print_diagnostics};
 use crate::compile::{self, Artifacts, Existing};
+use crate::engine::load::load_and_validate;
 use crate::fs;
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +40,7 @@ pub fn run(args: &Args) -> ExitCode {
     match compile_to(args) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            errln(&format!("{report:?}"));
             ExitCode::FAILURE
         }
     }
@@ -46,7 +48,7 @@ pub fn run(args: &Args) -> ExitCode {
 
 fn compile_to(args: &Args) -> miette::Result<ExitCode> {
     let outcome = load_and_validate(&args.file, args.lock.as_deref())?;
-    outcome.print_diagnostics(args.format);
+    print_diagnostics(&outcome, args.format);
     let Some(validated) = &outcome.validated else {
         return Ok(ExitCode::FAILURE);
     };
@@ -54,35 +56,35 @@ fn compile_to(args: &Args) -> miette::Result<ExitCode> {
     let lock_changed =
         outcome.lock_file.as_ref().map(|l| l.text.as_str()) != Some(new_lock.as_str());
     if lock_changed && args.locked {
-        eprintln!(
+        errln(&format!(
             "error: {} is out of date and --locked was given; run `ctm compile` without --locked to update it",
             outcome.lock_path.display()
-        );
+        ));
         return Ok(ExitCode::FAILURE);
     }
     let artifacts = compile::compile(&validated.host);
     if !args.force {
         let foreign = foreign_files(&args.out, &artifacts)?;
         if !foreign.is_empty() {
-            eprintln!("error: these files exist and were not written by ctm; nothing was written:");
+            errln("error: these files exist and were not written by ctm; nothing was written:");
             for path in &foreign {
-                eprintln!("  {}", path.display());
+                errln(&format!("  {}", path.display()));
             }
-            eprintln!("pass --force to replace them");
+            errln("pass --force to replace them");
             return Ok(ExitCode::FAILURE);
         }
     }
     let written = fs::write_tree(&args.out, artifacts.nodes(), args.durable)?;
     if lock_changed {
         fs::write_file(&outcome.lock_path, new_lock.as_bytes(), 0o644)?;
-        eprintln!("updated {}", outcome.lock_path.display());
+        errln(&format!("updated {}", outcome.lock_path.display()));
     }
-    eprintln!(
+    errln(&format!(
         "wrote {} files to {} ({} unchanged)",
         written.written,
         args.out.display(),
         written.unchanged
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

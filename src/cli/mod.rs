@@ -1,29 +1,30 @@
-//! The command line: argument parsing and wiring. Every side effect of ctm
-//! (reading the host file and lock, writing artifacts) happens here or
-//! below; the stages it calls are pure.
+//! The command line: a thin face over the application layer (`engine`).
+//! Each command parses its arguments, calls the use case, and prints what
+//! it returns and the events it reports; none holds logic of its own.
 
-pub(crate) mod apply;
+mod apply;
 mod check;
 mod compile;
 mod container;
 mod destroy;
-pub(crate) mod generations;
+mod fleet;
+mod generations;
 mod info;
-pub(crate) mod plan;
-mod serve;
-pub(crate) mod session;
+mod output;
+mod plan;
+pub mod serve;
 mod status;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::config::{self, Format, Source};
-use crate::diagnostic::Diagnostic;
-use crate::lock::Lock;
-use crate::validate::{self, Validated};
+use crate::clock::Timeout;
+use crate::engine::Target;
+use crate::engine::load::Outcome;
+
+pub use output::Stdout;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,16 +57,13 @@ enum Command {
     /// List the generations.
     Generations(generations::ListArgs),
     /// Show how two generations differ.
-    Diff(generations::DiffArgs),
+    Diff(generations::CompareArgs),
     /// Keep an apply made with --confirm-timeout.
-    Confirm {
-        #[command(flatten)]
-        root: session::RootArgs,
-    },
+    Confirm(generations::ConfirmArgs),
     /// Finish or undo a switch that was interrupted (any command does this first).
     Recover {
         #[command(flatten)]
-        root: session::RootArgs,
+        root: RootArgs,
     },
     /// Show the containers, links and firewall of the current generation as
     /// they are now, with what drifted.
@@ -77,6 +75,20 @@ enum Command {
     Stop(container::Args),
     /// Restart a container.
     Restart(container::Args),
+    /// Freeze every process of a running container (the cgroup freezer);
+    /// applies leave it paused.
+    Pause(container::Args),
+    /// Thaw a paused container.
+    Resume(container::Args),
+    /// Send a signal to every process of a running container.
+    Kill(container::KillArgs),
+    /// Run a command in a running container (on a terminal of its own
+    /// when ctm is run at one); exits as the command did.
+    Exec(container::ExecArgs),
+    /// Open a login shell in a running container.
+    Shell(container::ShellArgs),
+    /// What running containers use: CPU, memory, block I/O, network, tasks.
+    Stats(container::StatsArgs),
     /// Show a container's journal.
     Logs(container::LogsArgs),
     /// Delete a container's root file system (asks for its name first).
@@ -90,8 +102,17 @@ enum Command {
     /// Serve the web editor: dashboard, editor with plan preview, apply,
     /// generations and logs (see docs/web.md).
     Serve(serve::Args),
+    /// Many hosts from one fleet file, over SSH: check, plan, apply
+    /// (canary, confirmation over a new connection, rollback of the run),
+    /// status, push-binary (see docs/fleet.md).
+    #[command(subcommand)]
+    Fleet(fleet::Command),
     /// Print the JSON Schema of the TOML form of the host file.
-    Schema,
+    Schema {
+        /// The schema of the fleet file instead.
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -109,9 +130,85 @@ pub enum OutputFormat {
     Json,
 }
 
-pub fn main() -> ExitCode {
+/// The root a command works on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RootArgs {
+    /// Manage the files under this directory instead of the running
+    /// system (system actions are then listed, not performed).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Give up after waiting this many seconds for another ctm to finish
+    /// (default: wait as long as it takes; at most 604800, 7 days).
+    #[arg(long, value_name = "SECONDS")]
+    pub lock_timeout: Option<Timeout>,
+}
+
+impl RootArgs {
+    pub fn target(&self) -> Target {
+        Target {
+            lock_timeout: self.lock_timeout.map(Timeout::duration),
+            ..Target::new(&self.root)
+        }
+    }
+}
+
+/// How a switch (apply, rollback) runs on the running system.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SwitchArgs {
+    /// Run the switch in this process rather than in a transient systemd
+    /// unit. Then, if this process dies part-way (a dropped SSH session),
+    /// the next ctm command rolls the switch back instead of it finishing.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Set by ctm itself for the process that runs in the transient unit.
+    #[arg(long, hide = true)]
+    pub in_unit: bool,
+}
+
+impl SwitchArgs {
+    pub fn runner(&self) -> crate::engine::apply::Runner {
+        use crate::engine::apply::Runner;
+        match (self.in_unit, self.foreground) {
+            (true, _) => Runner::InUnit,
+            (false, true) => Runner::Foreground,
+            (false, false) => Runner::Auto,
+        }
+    }
+}
+
+/// What `plan` and `apply` show of file contents.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// Leave out the diffs of file contents.
+    #[arg(long, conflicts_with = "diff")]
+    pub no_diff: bool,
+    /// Show new files whole (by default a new file is one line, and a
+    /// first apply is summarised by kind).
+    #[arg(long)]
+    pub diff: bool,
+}
+
+impl DiffArgs {
+    pub fn show(&self) -> crate::plan::render::Show {
+        use crate::plan::render::Show;
+        match (self.no_diff, self.diff) {
+            (true, _) => Show::NoDiffs,
+            (false, true) => Show::Whole,
+            (false, false) => Show::Changes,
+        }
+    }
+}
+
+/// What the command line leaves to `main`: the exit code of a command it
+/// ran, or the web editor to start.
+pub enum Run {
+    Done(ExitCode),
+    Serve(serve::Args),
+}
+
+pub fn main() -> Run {
     let cli = Cli::parse();
-    match cli.command {
+    Run::Done(match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Compile(args) => compile::run(&args),
         Command::Plan(args) => report(plan::run(&args)),
@@ -119,203 +216,115 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => report(generations::rollback(&args)),
         Command::Generations(args) => report(generations::list(&args)),
         Command::Diff(args) => report(generations::diff(&args)),
-        Command::Confirm { root } => report(generations::confirm_pending(&root)),
+        Command::Confirm(args) => report(generations::confirm(&args)),
         Command::Recover { root } => report(generations::recover(&root)),
         Command::Status(args) => report(status::run(&args)),
-        Command::Start(args) => report(container::run(container::Verb::Start, &args)),
-        Command::Stop(args) => report(container::run(container::Verb::Stop, &args)),
-        Command::Restart(args) => report(container::run(container::Verb::Restart, &args)),
+        Command::Start(args) => report(container::run(
+            crate::engine::containers::Verb::Start,
+            &args,
+        )),
+        Command::Stop(args) => report(container::run(crate::engine::containers::Verb::Stop, &args)),
+        Command::Restart(args) => report(container::run(
+            crate::engine::containers::Verb::Restart,
+            &args,
+        )),
+        Command::Pause(args) => report(container::pause(&args, true)),
+        Command::Resume(args) => report(container::pause(&args, false)),
+        Command::Kill(args) => report(container::kill(&args)),
+        Command::Exec(args) => report(container::exec(&args)),
+        Command::Shell(args) => report(container::shell(&args)),
+        Command::Stats(args) => report(container::stats(&args)),
         Command::Logs(args) => report(container::logs(&args)),
         Command::Destroy(args) => report(destroy::run(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Gc(args) => report(generations::gc(&args)),
-        Command::Serve(args) => report(serve::run(&args)),
-        Command::Schema => {
-            print!("{}", crate::schema::render());
+        Command::Serve(args) => return Run::Serve(args),
+        Command::Fleet(command) => report(fleet::run(&command)),
+        Command::Schema { fleet } => {
+            output::out(&crate::schema::render_of(if fleet {
+                crate::schema::Language::Fleet
+            } else {
+                crate::schema::Language::Host
+            }));
             ExitCode::SUCCESS
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "ctm", &mut std::io::stdout());
+            clap_complete::generate(shell, &mut Cli::command(), "ctm", &mut Stdout);
             ExitCode::SUCCESS
         }
-    }
+    })
 }
 
 /// Prints an error with its causes and help; errors exit 1.
-fn report(result: miette::Result<ExitCode>) -> ExitCode {
+pub fn report(result: miette::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{e:?}");
+            output::errln(&format!("{e:?}"));
             ExitCode::FAILURE
         }
     }
 }
 
-/// The lock file that belongs to a host file: `host.kdl` → `host.kdl.lock`.
-pub fn lock_path_for(host_file: &Path) -> PathBuf {
-    let mut name = host_file.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
-}
-
-/// A file that was read, for reporting diagnostics against it.
-pub struct Loaded {
-    pub path: PathBuf,
-    pub text: String,
-}
-
-/// Everything `check` and `compile` share: read, parse, validate.
-pub struct Outcome {
-    pub host_file: Loaded,
-    pub lock_file: Option<Loaded>,
-    pub lock_path: PathBuf,
-    /// Problems in the host file.
-    pub diagnostics: Vec<Diagnostic>,
-    /// A problem in the lock file.
-    pub lock_diagnostic: Option<Diagnostic>,
-    pub validated: Option<Validated>,
-}
-
-pub fn load_and_validate(
-    path: &Path,
-    lock_override: Option<&Path>,
-) -> Result<Outcome, miette::Report> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
-    let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
-    let lock_text = read_lock(&lock_path)?;
-    Ok(validate_text(path, text, lock_path, lock_text))
-}
-
-/// A lock file's text; `None` when there is none yet.
-pub fn read_lock(lock_path: &Path) -> Result<Option<String>, miette::Report> {
-    match std::fs::read_to_string(lock_path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(miette::miette!(
-            "cannot read lock file {}: {e}",
-            lock_path.display()
-        )),
-    }
-}
-
-/// Parses and validates a host file's text with its lock file's text.
-pub fn validate_text(
-    path: &Path,
-    text: String,
-    lock_path: PathBuf,
-    lock_text: Option<String>,
-) -> Outcome {
-    validate_text_with(path, text, lock_path, lock_text, |text| {
-        Lock::parse(text).map(Arc::new)
-    })
-}
-
-/// [`validate_text`], with the lock file's text parsed by `parse_lock`,
-/// which must give what `Lock::parse` gives (`ctm serve` keeps the lock
-/// it parsed last: `state::Memory::parse_lock`).
-pub fn validate_text_with(
-    path: &Path,
-    text: String,
-    lock_path: PathBuf,
-    lock_text: Option<String>,
-    parse_lock: impl FnOnce(&str) -> Result<Arc<Lock>, Box<Diagnostic>>,
-) -> Outcome {
-    let lock_file = lock_text.map(|text| Loaded {
-        path: lock_path.clone(),
-        text,
-    });
-    let (previous, lock_diagnostic) = match &lock_file {
-        Some(loaded) => match parse_lock(&loaded.text) {
-            Ok(lock) => (lock, None),
-            Err(d) => (Arc::new(Lock::empty()), Some(*d)),
-        },
-        None => (Arc::new(Lock::empty()), None),
-    };
-    let source = Source::new(path.display().to_string(), text, Format::from_path(path));
-    let (document, mut diagnostics) = config::parse(&source);
-    let mut validated = None;
-    // Without a readable document or lock there is nothing sound to
-    // validate; structural errors still let semantic ones be found.
-    let syntax_failed = document.nodes.is_empty() && !diagnostics.is_empty();
-    if lock_diagnostic.is_none() && !syntax_failed {
-        match validate::validate(&document, &previous) {
-            Ok(v) if diagnostics.is_empty() => validated = Some(v),
-            Ok(_) => {}
-            Err(more) => diagnostics.extend(more),
-        }
-    }
-    Outcome {
-        host_file: Loaded {
-            path: path.to_path_buf(),
-            text: source.text,
-        },
-        lock_file,
-        lock_path,
-        diagnostics,
-        lock_diagnostic,
-        validated,
-    }
-}
-
-impl Outcome {
-    pub fn error_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.is_error()).count()
-            + usize::from(self.lock_diagnostic.is_some())
-    }
-
-    /// Prints every diagnostic, sorted by position, in the chosen format.
-    pub fn print_diagnostics(&self, format: OutputFormat) {
-        let mut sorted: Vec<&Diagnostic> = self.diagnostics.iter().collect();
-        sorted.sort_by_key(|d| (d.span.offset(), d.message.clone()));
-        let host_name = self.host_file.path.display().to_string();
-        let lock_name = self.lock_path.display().to_string();
-        let lock_text = self.lock_file.as_ref().map_or("", |l| l.text.as_str());
-        match format {
-            OutputFormat::Human => {
-                for d in &sorted {
-                    eprintln!("{:?}", d.report(&host_name, &self.host_file.text));
-                }
-                if let Some(d) = &self.lock_diagnostic {
-                    eprintln!("{:?}", d.report(&lock_name, lock_text));
-                }
-                let errors = self.error_count();
-                if errors > 0 {
-                    eprintln!(
-                        "error: {host_name}: {errors} problem{} found",
-                        if errors == 1 { "" } else { "s" }
-                    );
-                }
+/// Prints every diagnostic, sorted by position, in the chosen format.
+pub fn print_diagnostics(outcome: &Outcome, format: OutputFormat) {
+    match format {
+        OutputFormat::Human => {
+            let host_name = outcome.host_file.path.display().to_string();
+            for d in outcome.sorted_diagnostics() {
+                output::errln(&format!(
+                    "{:?}",
+                    d.report(&host_name, &outcome.host_file.text)
+                ));
             }
-            OutputFormat::Json => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&self.diagnostics_json())
-                        .expect("a JSON value always serializes")
-                );
+            if let Some(d) = &outcome.lock_diagnostic {
+                let lock_text = outcome.lock_file.as_ref().map_or("", |l| l.text.as_str());
+                output::errln(&format!(
+                    "{:?}",
+                    d.report(&outcome.lock_path.display().to_string(), lock_text)
+                ));
+            }
+            let errors = outcome.error_count();
+            if errors > 0 {
+                output::errln(&format!(
+                    "error: {host_name}: {errors} problem{} found",
+                    if errors == 1 { "" } else { "s" }
+                ));
             }
         }
+        OutputFormat::Json => output::outln(
+            &serde_json::to_string_pretty(&outcome.diagnostics_json())
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+        ),
     }
+}
 
-    /// The document `ctm check --format json` prints (and the web editor
-    /// shows): every diagnostic, sorted by position, then the lock's.
-    pub fn diagnostics_json(&self) -> serde_json::Value {
-        let mut sorted: Vec<&Diagnostic> = self.diagnostics.iter().collect();
-        sorted.sort_by_key(|d| (d.span.offset(), d.message.clone()));
-        let host_name = self.host_file.path.display().to_string();
-        let mut list: Vec<_> = sorted
-            .iter()
-            .map(|d| d.to_json(&host_name, &self.host_file.text))
-            .collect();
-        if let Some(d) = &self.lock_diagnostic {
-            let lock_text = self.lock_file.as_ref().map_or("", |l| l.text.as_str());
-            list.push(d.to_json(&self.lock_path.display().to_string(), lock_text));
-        }
-        serde_json::json!({
-            "file": host_name,
-            "valid": self.error_count() == 0,
-            "diagnostics": list,
-        })
+/// Asks on a terminal for `answer` to be typed; elsewhere `--yes` is
+/// required.
+pub fn ask(prompt: &str, answer: &str, yes: bool) -> miette::Result<bool> {
+    use miette::{IntoDiagnostic as _, WrapErr as _};
+    use std::io::{BufRead as _, Write as _};
+    if yes {
+        return Ok(true);
     }
+    if !output::can_ask() {
+        return Err(miette::miette!(
+            help = "pass --yes to go ahead without asking",
+            "standard input is not a terminal, so ctm cannot ask for confirmation"
+        ));
+    }
+    let _ = write!(std::io::stderr(), "{prompt} ");
+    let _ = std::io::stderr().flush();
+    let mut typed = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut typed)
+        .into_diagnostic()
+        .wrap_err("cannot read the answer")?;
+    Ok(typed.trim() == answer)
+}
+
+/// Asks a yes/no question on a terminal; elsewhere `--yes` is required.
+pub fn confirm(question: &str, yes: bool) -> miette::Result<bool> {
+    ask(&format!("{question} Only 'yes' is accepted:"), "yes", yes)
 }

@@ -1,158 +1,34 @@
-//! `ctm serve FILE`: the web editor for one host file (see docs/web.md).
+//! `ctm serve FILE`: its arguments. The command line does not run the web
+//! editor itself: it hands the request to `main`, which starts the web
+//! face (`web::serve`), so that neither face uses the other.
 
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
-use miette::{IntoDiagnostic as _, WrapErr as _, miette};
-
-use super::session::{RootArgs, Session};
-use crate::web::{self, AppState, Config};
-
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The host file to edit (`.kdl`, or `.toml` for the TOML form).
-    file: PathBuf,
+    /// The host file to edit (`.kdl`, or `.toml` for the TOML form);
+    /// without one, only the fleet page of --fleet is served.
+    #[arg(required_unless_present = "fleet")]
+    pub file: Option<PathBuf>,
+    /// A fleet file: add the fleet page, with each host's status and the
+    /// fleet plan, reached over SSH (docs/fleet.md).
+    #[arg(long, value_name = "FLEET")]
+    pub fleet: Option<PathBuf>,
+    /// The ssh configuration file for the fleet page's ssh calls (`ssh -F
+    /// FILE`).
+    #[arg(long, value_name = "FILE", requires = "fleet")]
+    pub ssh_config: Option<PathBuf>,
     /// Manage the files under this directory instead of the running system.
     #[arg(long, value_name = "DIR", default_value = "/")]
-    root: PathBuf,
+    pub root: PathBuf,
     /// Where to listen: HOST:PORT, or the path of a unix socket. Under
     /// systemd socket activation the socket comes from systemd instead.
     #[arg(long, value_name = "ADDR|PATH", default_value = "127.0.0.1:7780")]
-    listen: String,
-}
-
-enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-/// The socket systemd passed (LISTEN_FDS), else the one `--listen` names.
-async fn listener(listen: &str) -> miette::Result<(Listener, String)> {
-    let mut fds = listenfd::ListenFd::from_env();
-    if fds.len() > 0 {
-        if let Ok(Some(l)) = fds.take_tcp_listener(0) {
-            l.set_nonblocking(true).into_diagnostic()?;
-            let l = tokio::net::TcpListener::from_std(l).into_diagnostic()?;
-            let url = format!("http://{}/", l.local_addr().into_diagnostic()?);
-            return Ok((Listener::Tcp(l), url));
-        }
-        let l = fds
-            .take_unix_listener(0)
-            .into_diagnostic()
-            .wrap_err("the socket systemd passed is neither TCP nor a unix socket")?
-            .ok_or_else(|| miette!("systemd passed no usable socket"))?;
-        l.set_nonblocking(true).into_diagnostic()?;
-        let l = tokio::net::UnixListener::from_std(l).into_diagnostic()?;
-        return Ok((Listener::Unix(l), "the unix socket from systemd".into()));
-    }
-    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot listen on {addr}"))?;
-        let url = format!("http://{}/", l.local_addr().into_diagnostic()?);
-        return Ok((Listener::Tcp(l), url));
-    }
-    if !listen.contains('/') {
-        return Err(miette!(
-            help =
-                "give HOST:PORT (127.0.0.1:7780, [::1]:7780) or a socket path (/run/ctm/web.sock)",
-            "--listen {listen:?} is neither an address nor a path"
-        ));
-    }
-    let path = PathBuf::from(listen);
-    // A socket file left by an earlier server that nobody answers on.
-    if std::os::unix::net::UnixStream::connect(&path).is_err() && path.exists() {
-        std::fs::remove_file(&path)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot remove the stale socket {}", path.display()))?;
-    }
-    let l = tokio::net::UnixListener::bind(&path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot listen on {}", path.display()))?;
-    // Only the owner (root) may connect, as to the token file.
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot set the mode of {}", path.display()))?;
-    Ok((Listener::Unix(l), format!("unix:{}", path.display())))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        // Without signal handlers, the default action still stops us.
-        _ => std::future::pending().await,
-    }
-}
-
-pub fn run(args: &Args) -> miette::Result<ExitCode> {
-    if let Some(why) = web::assets::unavailable() {
-        return Err(miette!("{why}"));
-    }
-    let file = std::path::absolute(&args.file)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot resolve {}", args.file.display()))?;
-    if !file.is_file() {
-        return Err(miette!("host file {} does not exist", file.display()));
-    }
-    // Like every command: finish whatever an interrupted ctm left first.
-    drop(Session::open(
-        &RootArgs {
-            root: args.root.clone(),
-            lock_timeout: None,
-        },
-        false,
-    )?);
-    let (state, fresh_token) = AppState::new(Config::new(file.clone(), args.root.clone()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .into_diagnostic()
-        .wrap_err("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let (listener, url) = listener(&args.listen).await?;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "ctm serve: {} on root {}, listening on {url}",
-            file.display(),
-            args.root.display()
-        );
-        if let Some(token) = fresh_token {
-            let _ = writeln!(
-                out,
-                "ctm serve: made a login token and saved it in {} (mode 0600). \
-                 It is shown this once:\n\n    {token}\n\nOpen {url}login and paste it.",
-                state.auth.token_path.display()
-            );
-        }
-        let _ = out.flush();
-        drop(out);
-        let app = web::router(state.clone());
-        let served = async {
-            match listener {
-                Listener::Tcp(l) => axum::serve(l, app).await,
-                Listener::Unix(l) => axum::serve(l, app).await,
-            }
-        };
-        tokio::select! {
-            result = served => result.into_diagnostic().wrap_err("the server failed")?,
-            () = shutdown_signal() => {}
-        }
-        // An apply in the middle of its switch finishes before we exit.
-        state.jobs.idle().await;
-        Ok::<_, miette::Report>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    pub listen: String,
+    /// On root `/` of a machine whose running system ctm cannot drive (no
+    /// systemd as PID 1): allow applies anyway, which write the files
+    /// under /etc without starting or reloading anything. Without it the
+    /// editor shows why and refuses to apply.
+    #[arg(long)]
+    pub files_only: bool,
 }

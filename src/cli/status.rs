@@ -2,56 +2,251 @@
 //! generation, as they are now. Like every command on a root, it first
 //! finishes or undoes a switch that was interrupted.
 
-use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
 use std::process::ExitCode;
 
-use miette::{IntoDiagnostic as _, miette};
+use miette::IntoDiagnostic as _;
 
-use super::session::{RootArgs, Session};
-use crate::compile::Artifacts;
-use crate::compile::health;
-use crate::status;
+use super::RootArgs;
+use super::output::{out, outln, say};
+use crate::backend::cgroups::{Cgroups, NoResources, Resources};
+use crate::clock::rfc3339;
+use crate::engine::Access;
+use crate::engine::events::generation_name;
+use crate::engine::status::{Sources, status};
+use crate::status::Status;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     root: RootArgs,
-    /// Print JSON (the same fields as the table, and more).
+    /// Print JSON (the status document of docs/status.md).
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
-    let mut session = Session::open(&args.root, false)?;
-    let current = session.store.current()?;
-    let (meta, artifacts) = match current {
-        Some(n) => (
-            Some(session.store.load(n)?.meta),
-            session.store.artifacts(n)?,
-        ),
-        None => (None, Artifacts::default()),
-    };
-    let expect = health::of(&artifacts).map_err(|e| miette!("{e}"))?;
-    // The plan back to the current generation names everything that drifted.
-    let (plan, system) = session.plan_and_state(&artifacts, crate::plan::Options::default())?;
-    let names: BTreeSet<String> = expect.containers.keys().cloned().collect();
-    let containers = session.system.containers(&names)?;
-    let pending = session.store.pending_confirm()?;
-    let status = status::status(&status::Inputs {
-        generation: meta.as_ref(),
-        pending_confirm: pending.as_ref(),
-        expect: &expect,
-        plan: &plan,
-        system: &system,
-        containers: containers.as_ref(),
-    });
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).into_diagnostic()?
-        );
+    let target = args.root.target();
+    let resources: Box<dyn Resources> = if target.is_system_root() {
+        Box::new(Cgroups::new(Path::new("/sys/fs/cgroup")))
     } else {
-        print!("{}", status::render(&status));
+        Box::new(NoResources)
+    };
+    let sources = Sources {
+        host_file: None,
+        resources: resources.as_ref(),
+        files_only_reason: None,
+    };
+    let status = status(&target, Access::Read, &sources, &mut say)?;
+    if args.json {
+        outln(&serde_json::to_string_pretty(&status).into_diagnostic()?);
+    } else {
+        out(&render(&status));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tables `ctm status` prints.
+fn render(status: &Status) -> String {
+    let mut out = String::new();
+    match &status.generation {
+        Some(meta) => out.push_str(&format!(
+            "Generation {} (applied {} from {}: {})\n",
+            meta.number, meta.created, meta.source_name, meta.summary
+        )),
+        None => out.push_str("No generation applied yet.\n"),
+    }
+    if let Some(p) = &status.pending_confirm {
+        out.push_str(&format!(
+            "Waiting for `ctm confirm` until {}; otherwise the host returns to generation {}.\n",
+            rfc3339(p.deadline),
+            generation_name(p.previous)
+        ));
+    }
+    if let Some(u) = &status.unconfirmed {
+        out.push_str(&format!(
+            "Generation {} was rolled back at {}: it was not confirmed in time.\n",
+            u.generation,
+            rfc3339(u.at)
+        ));
+    }
+    if !status.live {
+        out.push_str(
+            "Files-only root: the live state of containers, links and the firewall is unknown.\n",
+        );
+    }
+    for note in &status.notes {
+        out.push_str(&format!("Note: {note}\n"));
+    }
+    if !status.containers.is_empty() {
+        out.push('\n');
+        let rows: Vec<[String; 5]> = status
+            .containers
+            .iter()
+            .map(|c| {
+                let drift: Vec<String> = c
+                    .drift
+                    .iter()
+                    .map(|f| format!("{} {}", f.path, f.reason))
+                    .chain(c.drift_actions.iter().cloned())
+                    .collect();
+                [
+                    c.name.clone(),
+                    c.state.clone().unwrap_or_else(|| "unknown".into()),
+                    join(&c.addresses),
+                    if c.autostart { "yes" } else { "no" }.into(),
+                    drift_text(&drift),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            ["CONTAINER", "STATE", "ADDRESSES", "AUTOSTART", "DRIFT"],
+            &rows,
+        );
+    }
+    if !status.links.is_empty() {
+        out.push('\n');
+        let rows: Vec<[String; 5]> = status
+            .links
+            .iter()
+            .map(|l| {
+                [
+                    l.name.clone(),
+                    l.kind.clone(),
+                    match l.exists {
+                        None => "unknown".into(),
+                        Some(true) => "up".into(),
+                        Some(false) => "missing".into(),
+                    },
+                    l.addresses.join(", "),
+                    drift_text(&l.drift),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            ["LINK", "KIND", "STATE", "ADDRESSES", "DRIFT"],
+            &rows,
+        );
+    }
+    if status.live {
+        out.push('\n');
+        if status.drift.firewall.is_empty() {
+            out.push_str("Firewall: table inet ctm as applied.\n");
+        } else {
+            out.push_str(&format!("Firewall: {}\n", status.drift.firewall.join("; ")));
+        }
+    }
+    let linked = |owner: &str| {
+        owner.starts_with("container ")
+            || owner.starts_with("network ")
+            || owner.starts_with("tunnel ")
+    };
+    for f in status.drift.files.iter().filter(|f| !linked(&f.owner)) {
+        out.push_str(&format!("Drift: {} {}\n", f.path, f.reason));
+    }
+    for c in &status.drift.conflicts {
+        out.push_str(&format!("Drift: {} {}\n", c.path, c.reason));
+    }
+    out
+}
+
+fn join(addresses: &[IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn drift_text(drift: &[String]) -> String {
+    if drift.is_empty() {
+        "-".into()
+    } else {
+        drift.join("; ")
+    }
+}
+
+fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        text.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(header.to_vec()));
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ContainerStatus, Drift};
+
+    #[test]
+    fn a_files_only_root_shows_unknown_states() {
+        let status = Status {
+            root: "/tmp/root".into(),
+            host_file: None,
+            live: false,
+            live_note: None,
+            logs_note: None,
+            files_only_reason: None,
+            sampled_at_ms: 0,
+            generation: None,
+            pending_confirm: None,
+            unconfirmed: None,
+            host_file_changed: None,
+            containers: vec![ContainerStatus {
+                name: "web".into(),
+                image: None,
+                network: None,
+                ipv4: None,
+                ipv6: None,
+                forwards: Vec::new(),
+                docker: false,
+                nested: false,
+                autostart: true,
+                addresses: vec!["10.42.0.10".parse().unwrap()],
+                state: None,
+                unit: None,
+                since_usec: None,
+                live_addresses: None,
+                usage: None,
+                drift: Vec::new(),
+                drift_actions: Vec::new(),
+            }],
+            networks: Vec::new(),
+            tunnels: Vec::new(),
+            links: Vec::new(),
+            drift: Drift {
+                files: Vec::new(),
+                conflicts: Vec::new(),
+                actions: Vec::new(),
+                firewall: Vec::new(),
+            },
+            notes: Vec::new(),
+        };
+        let text = render(&status);
+        assert!(text.contains("Files-only root"), "{text}");
+        assert!(
+            text.contains("web        unknown  10.42.0.10  yes        -"),
+            "{text}"
+        );
+    }
 }

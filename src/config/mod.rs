@@ -205,20 +205,20 @@ impl Document {
 /// still report their own problems with the parts that were fine; a caller
 /// must not compile a document that came with errors.
 pub fn parse(source: &Source) -> (Document, Vec<Diagnostic>) {
+    parse_as(source, &vocab::ROOT)
+}
+
+/// [`parse`] against the language whose top is `root`: [`vocab::ROOT`]
+/// for a host file, [`vocab::FLEET`] for a fleet file.
+pub fn parse_as(source: &Source, root: &'static NodeSpec) -> (Document, Vec<Diagnostic>) {
     let (document, mut diagnostics) = match source.format {
         Format::Kdl => kdl::parse(&source.text),
-        Format::Toml => toml::parse(&source.text),
+        Format::Toml => toml::parse(&source.text, root),
     };
     let syntax_failed = !diagnostics.is_empty() && document.nodes.is_empty();
     if !syntax_failed {
         let syntax = source.format;
-        check_children(
-            &document.nodes,
-            &vocab::ROOT,
-            None,
-            syntax,
-            &mut diagnostics,
-        );
+        check_children(&document.nodes, root, None, syntax, &mut diagnostics);
     }
     (document, diagnostics)
 }

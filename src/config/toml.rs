@@ -12,16 +12,18 @@ use miette::SourceSpan;
 use toml::Spanned as TomlSpanned;
 use toml::de::{DeTable, DeValue};
 
-use super::vocab::{self, ChildSpec, NodeSpec, ValueKind};
+use super::vocab::{ChildSpec, NodeSpec, ValueKind};
 use super::{Document, Node, Spanned, Value, join_spans};
 use crate::diagnostic::Diagnostic;
 
-pub fn parse(text: &str) -> (Document, Vec<Diagnostic>) {
+/// Reads `text` as the TOML form of the language whose top is `root`
+/// (`vocab::ROOT`, `vocab::FLEET`).
+pub fn parse(text: &str, root: &NodeSpec) -> (Document, Vec<Diagnostic>) {
     match DeTable::parse(text) {
-        Ok(root) => {
+        Ok(table) => {
             let mut out = Vec::new();
             let mut parts = Parts::default();
-            fill_from_table(root.get_ref(), &vocab::ROOT, &mut parts, &mut out);
+            fill_from_table(table.get_ref(), root, &mut parts, &mut out);
             (
                 Document {
                     nodes: parts.children,

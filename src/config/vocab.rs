@@ -629,9 +629,141 @@ pub static ROOT: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+// ---- the fleet file --------------------------------------------------------
+//
+// A second, small language read by the same front-ends and checker: the
+// hosts of a fleet (`ctm fleet`, docs/fleet.md).
+
+static REMOTE_CTM: NodeSpec = leaf(
+    "ctm",
+    "The ctm the hosts run, as an absolute path on them (default: `ctm` from the remote PATH).",
+    "ctm \"/usr/local/bin/ctm\"",
+    &[arg(
+        "path",
+        String,
+        "Absolute path of the ctm binary on the host.",
+    )],
+);
+
+static CONFIRM_TIMEOUT: NodeSpec = leaf(
+    "confirm-timeout",
+    "Seconds a host waits, from the start of its switch, to be confirmed over a new SSH connection before it returns to its previous generation by itself (default: 120).",
+    "confirm-timeout 120",
+    &[arg(
+        "seconds",
+        Integer,
+        "Whole seconds, 1 to 604800 (7 days).",
+    )],
+);
+
+static CANARY: NodeSpec = leaf(
+    "canary",
+    "A host, or a group, that `ctm fleet apply` switches first and alone; the rest follow only if it succeeds.",
+    "canary \"web1\"",
+    &[arg("name", String, "The name of a `host` or of a `group`.")],
+);
+
+static SSH_DESTINATION: NodeSpec = NodeSpec {
+    name: "ssh",
+    doc: "How the controller reaches the host: an OpenSSH destination, with the user's own ssh configuration, agent and known hosts.",
+    example: "ssh \"root@203.0.113.5\" port=22",
+    args: &[arg(
+        "destination",
+        String,
+        "`[user@]host`: a host name, an address, or a `Host` alias of the ssh configuration.",
+    )],
+    props: &[prop(
+        "port",
+        Integer,
+        "The SSH port, 1–65535 (default: the ssh configuration's, else 22).",
+    )],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static HOST_FILE: NodeSpec = leaf(
+    "file",
+    "The host file the host runs (KDL, or TOML when it ends in `.toml`), relative to the fleet file; its lock file sits beside it.",
+    "file \"hosts/web1.kdl\"",
+    &[arg(
+        "path",
+        String,
+        "Path of the host file, relative to the fleet file.",
+    )],
+);
+
+static TAGS: NodeSpec = NodeSpec {
+    name: "tags",
+    doc: "Names to select the host by (`ctm fleet plan --on TAG`).",
+    example: "tags \"web\" \"eu\"",
+    args: &[ArgSpec {
+        name: "names",
+        kind: String,
+        required: true,
+        variadic: true,
+        doc: "Tags: letters, digits, `-`, `_`, `.`.",
+    }],
+    props: NO_PROPS,
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static GROUP: NodeSpec = leaf(
+    "group",
+    "The group the host is applied with: groups go one after another, in the order they first appear, and the hosts of a group side by side (up to `--parallel`). The hosts without a group are one group too.",
+    "group \"eu\"",
+    &[arg("name", String, "The group's name.")],
+);
+
+static FLEET_HOST: NodeSpec = NodeSpec {
+    name: "host",
+    doc: "A host of the fleet. Its name is how the fleet's commands and reports call it.",
+    example: "host \"web1\" { ssh \"root@203.0.113.5\"; file \"hosts/web1.kdl\"; }",
+    args: &[arg(
+        "name",
+        String,
+        "The host's name: letters, digits, `-`, `_`, `.`, at most 64 characters.",
+    )],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[
+        required(&SSH_DESTINATION),
+        required(&HOST_FILE),
+        once(&TAGS),
+        once(&GROUP),
+        once(&CONFIRM_TIMEOUT),
+        once(&REMOTE_CTM),
+    ],
+    keyed: true,
+};
+
+/// The top of a fleet file.
+pub static FLEET: NodeSpec = NodeSpec {
+    name: "",
+    doc: "A fleet file.",
+    example: "",
+    args: NO_ARGS,
+    props: NO_PROPS,
+    any_props: None,
+    children: &[
+        once(&REMOTE_CTM),
+        once(&CONFIRM_TIMEOUT),
+        once(&CANARY),
+        many(&FLEET_HOST),
+    ],
+    keyed: false,
+};
+
 /// Every node spec reachable from the root, each once, with its path of
 /// node names (`["container", "forward"]`), in declaration order.
 pub fn walk() -> Vec<(Vec<&'static str>, &'static NodeSpec)> {
+    walk_from(&ROOT)
+}
+
+/// [`walk`] from the top of another language ([`FLEET`]).
+pub fn walk_from(root: &'static NodeSpec) -> Vec<(Vec<&'static str>, &'static NodeSpec)> {
     fn visit(
         spec: &'static NodeSpec,
         path: &mut Vec<&'static str>,
@@ -648,6 +780,6 @@ pub fn walk() -> Vec<(Vec<&'static str>, &'static NodeSpec)> {
         }
     }
     let mut out = Vec::new();
-    visit(&ROOT, &mut Vec::new(), &mut out);
+    visit(root, &mut Vec::new(), &mut out);
     out
 }

@@ -5,6 +5,7 @@
 //! addresses are assigned, names are unique. Maps are sorted so that
 //! everything derived from a model is deterministic.
 
+pub mod fleet;
 pub mod types;
 
 use std::collections::BTreeMap;

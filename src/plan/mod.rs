@@ -64,6 +64,10 @@ pub struct SystemState {
     /// ctm made and still has (`rootfs`): the ones `--prune` may delete.
     #[serde(default)]
     pub made_rootfs: Option<BTreeSet<String>>,
+    /// The running containers whose processes are frozen (`ctm pause`):
+    /// an apply neither restarts nor provisions them, nor resumes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<BTreeSet<String>>,
     /// With `--check-steps`: running container → the ids of its installed
     /// provisioning steps whose check, run inside it, says not done.
     /// Containers with every step done are left out.
@@ -145,6 +149,11 @@ pub struct Plan {
     /// by ctm, stays (without `--prune`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_rootfs: Vec<String>,
+    /// Actions not taken because their container is paused (`ctm pause`):
+    /// an apply never resumes a paused container by itself, so a restart
+    /// or provisioning it needs waits for `ctm resume`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<Action>,
     /// False when the root is not the running system: actions are listed
     /// but not performed.
     pub live_system: bool,
@@ -271,7 +280,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
             }
         }
     }
-    let actions = actions(input, manifest, &files);
+    let (actions, held) = hold_paused(input, actions(input, manifest, &files));
     let kept_rootfs = if input.options.prune {
         Vec::new()
     } else {
@@ -298,6 +307,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         actions,
         provisioning,
         kept_rootfs,
+        held,
         live_system: input.system.containers.is_some(),
         summary,
         fingerprint: fingerprint(input, desired_manifest),
@@ -617,6 +627,21 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
     actions
 }
 
+/// Splits off the restarts and provisioning of paused containers: they
+/// wait, listed, until the container is resumed. A stop goes ahead (a
+/// container removed from the host file stops, paused or not).
+fn hold_paused(input: &Inputs<'_>, actions: Vec<Action>) -> (Vec<Action>, Vec<Action>) {
+    let Some(paused) = &input.system.paused else {
+        return (actions, Vec::new());
+    };
+    actions.into_iter().partition(|a| match a {
+        Action::RestartContainer { name, .. } | Action::ProvisionContainer { name, .. } => {
+            !paused.contains(name)
+        }
+        _ => true,
+    })
+}
+
 /// Why `table inet ctm` must be loaded again although its file did not
 /// change: it is missing, has other chains or rule counts than compiled,
 /// or was edited by hand since ctm loaded it.
@@ -898,6 +923,24 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_container_is_neither_restarted_nor_resumed_and_the_plan_says_so() {
+        let applied = desired("a\n");
+        let mut paused = system(&[("a", true), ("b", true)]);
+        paused.paused = Some(BTreeSet::from(["a".to_string()]));
+        let p = plan_for(&desired("a changed\n"), &applied, &paused);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        assert_eq!(names(&p.held), ["restart container a"]);
+        // Its files still change; only the restart waits.
+        assert_eq!(p.summary.change, 1);
+        let text = render::text(&p, "ctm plan", render::Show::NoDiffs);
+        assert!(
+            text.contains("Held: not done, because the container is paused")
+                && text.contains("`ctm restart NAME` applies a held restart"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_changed_stopped_container_that_should_run_is_started_not_restarted() {
         let applied = desired("a\n");
         let p = plan_for(
@@ -1073,7 +1116,10 @@ mod tests {
         let p = pruning(&applied, &applied, &system, false);
         assert!(p.actions.is_empty());
         assert_eq!(p.kept_rootfs, ["old"]);
-        assert!(render::text(&p, "ctm plan", false).contains("`ctm apply --prune` deletes them"));
+        assert!(
+            render::text(&p, "ctm plan", render::Show::NoDiffs)
+                .contains("`ctm apply --prune` deletes them")
+        );
     }
 
     #[test]

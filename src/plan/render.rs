@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
-use super::{Change, Plan};
+use super::{Change, FileChange, Plan};
 use crate::compile::Owner;
 use crate::layout::MACHINES;
 use crate::plan::Action;
@@ -30,9 +30,54 @@ pub fn owner_label(owner: &Owner) -> String {
     }
 }
 
+/// How much of the files' contents a plan shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// The path of each file only.
+    NoDiffs,
+    /// The diff of each changed file; new files by path, or, when there
+    /// are many (a first apply), counted by kind.
+    Changes,
+    /// Every file: new ones whole, removed ones whole.
+    Whole,
+}
+
+/// More new files than this are counted by kind rather than listed.
+const LISTED_NEW_FILES: usize = 10;
+
+/// What kind of file a path is, in words, for the count of new files.
+fn kind_of(path: &str) -> &'static str {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    if path.starts_with(crate::layout::AUTOSTART_PREFIX) {
+        "autostart links"
+    } else if path.contains(".wants/") {
+        "unit links"
+    } else if path.contains("sysctl.d/") {
+        "sysctl settings"
+    } else if file.ends_with(".service") || file.ends_with(".target") {
+        "systemd units"
+    } else if file == "health.json" {
+        "health expectations"
+    } else if file == "provision.json" {
+        "provisioning steps"
+    } else if file.ends_with(".nspawn") {
+        "container settings (.nspawn)"
+    } else if file.ends_with(".netdev") {
+        "link definitions (.netdev)"
+    } else if file.ends_with(".network") {
+        "network settings (.network)"
+    } else if path.contains(".service.d/") {
+        "unit drop-ins"
+    } else if file.ends_with(".nft") {
+        "firewall rulesets"
+    } else {
+        "other files"
+    }
+}
+
 /// The plan as text with ANSI colours; `anstream` strips them where the
 /// output is not a colour terminal (or NO_COLOR is set).
-pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
+pub fn text(plan: &Plan, title: &str, show: Show) -> String {
     let mut out = String::new();
     let from = plan
         .from_generation
@@ -44,13 +89,42 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
     );
     if plan.is_empty() {
         out.push_str("\nNo changes. The host matches the host file.\n");
+        held(&mut out, plan);
         kept_rootfs(&mut out, plan);
         return out;
     }
     if !plan.files.is_empty() {
         out.push('\n');
     }
+    let added = plan
+        .files
+        .iter()
+        .filter(|f| f.change == Change::Add)
+        .count();
+    let count_added = show != Show::Whole
+        && (added > LISTED_NEW_FILES || (plan.from_generation.is_none() && added > 1));
+    if count_added {
+        let mut kinds: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for f in plan.files.iter().filter(|f| f.change == Change::Add) {
+            *kinds.entry(kind_of(&f.path)).or_default() += 1;
+        }
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            paint(GREEN, "+"),
+            paint(
+                GREEN,
+                &format!("{added} new files (`--diff` lists them and shows them whole):")
+            )
+        );
+        for (kind, n) in kinds {
+            let _ = writeln!(out, "      {n:>4} {kind}");
+        }
+    }
     for f in &plan.files {
+        if count_added && f.change == Change::Add {
+            continue;
+        }
         let (sign, style) = match f.change {
             Change::Add => ("+", GREEN),
             Change::Change => ("~", YELLOW),
@@ -74,8 +148,11 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
             c.reason
         );
     }
-    if show_diffs {
-        for f in plan.files.iter().filter(|f| !f.diff.is_empty()) {
+    if show != Show::NoDiffs {
+        let shown = |f: &&FileChange| {
+            !f.diff.is_empty() && (show == Show::Whole || f.change == Change::Change)
+        };
+        for f in plan.files.iter().filter(shown) {
             out.push('\n');
             for line in f.diff.lines() {
                 let style = if line.starts_with("+++") || line.starts_with("---") {
@@ -114,6 +191,7 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
             );
         }
     }
+    held(&mut out, plan);
     if !plan.provisioning.is_empty() {
         let _ = writeln!(
             out,
@@ -177,6 +255,28 @@ pub fn text(plan: &Plan, title: &str, show_diffs: bool) -> String {
         );
     }
     out
+}
+
+/// What waits for a paused container, and how to have it done.
+fn held(out: &mut String, plan: &Plan) {
+    if plan.held.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        paint(
+            YELLOW,
+            "Held: not done, because the container is paused (an apply never resumes it):"
+        )
+    );
+    for a in &plan.held {
+        let _ = writeln!(out, "  - {}\n       because {}", a.summary(), a.reason());
+    }
+    let _ = writeln!(
+        out,
+        "  After `ctm resume NAME`, `ctm restart NAME` applies a held restart, and `ctm apply --check-steps` held provisioning."
+    );
 }
 
 /// The trees of removed containers that stay, and how to delete them.

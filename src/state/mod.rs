@@ -9,6 +9,8 @@
 //!     provisioned.json     the provisioning steps its apply checked or
 //!                          ran, with their output (written before
 //!                          `current` moves to it; live host only)
+//!     reverted.json        when it was rolled back because nobody
+//!                          confirmed it in time, and to which generation
 //!     tree/...             only in generations written before `objects`:
 //!                          their files
 //! objects/SHA256           every generation's files, each content once
@@ -17,6 +19,7 @@
 //! journal.json             present only while a switch is in progress:
 //!                          what is being switched, from and to where
 //! pending-confirm.json     an apply waiting for `ctm confirm`
+//! last-apply.json          how the last apply ended, and how long it took
 //! stat-cache.json          hashes of managed files by stat (see `live`)
 //! images/, rootfs/         built images and the trees ctm made (owned by
 //!                          `backend::provision` and `backend::rootfs`)
@@ -56,6 +59,26 @@ const OBJECTS: &str = "objects";
 /// The record of a switch in progress.
 const JOURNAL: &str = "journal.json";
 const CURRENT: &str = "current";
+
+/// In a generation: that it was rolled back for want of a confirmation.
+const REVERTED: &str = "reverted.json";
+
+/// How the last apply ended (for `/metrics`).
+const LAST_APPLY: &str = "last-apply.json";
+
+/// How the last apply ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastApply {
+    /// When it ended (Unix seconds).
+    pub at: u64,
+    /// From its start to its end, a wait for confirmation included.
+    pub seconds: f64,
+    /// `applied`, `no-changes`, `unconfirmed` (rolled back for want of a
+    /// confirmation) or `failed` (rolled back, or not switched).
+    pub result: String,
+    /// The generation the host was on when it ended.
+    pub generation: Option<u64>,
+}
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
@@ -156,6 +179,16 @@ pub struct PendingConfirm {
     pub previous: Option<u64>,
     /// Seconds since the Unix epoch.
     pub deadline: u64,
+}
+
+/// A generation that was applied with a confirmation timeout and rolled
+/// back because nobody confirmed it in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reverted {
+    /// When it was rolled back (Unix seconds).
+    pub at: u64,
+    /// The generation the host went back to.
+    pub to: Option<u64>,
 }
 
 /// What a long-lived process keeps of one root's state between plans,
@@ -903,6 +936,47 @@ impl Store {
 
     pub fn clear_pending_confirm(&self) -> Result<()> {
         Ok(fs::remove(&self.pending_confirm_path())?)
+    }
+
+    /// Records that generation `n` was rolled back, now, because nobody
+    /// confirmed it in time; the host went back to `to`.
+    pub fn set_reverted(&self, n: u64, to: Option<u64>) -> Result<()> {
+        let record = Reverted {
+            at: crate::clock::now_unix(),
+            to,
+        };
+        let path = self.generation_dir(n).join(REVERTED);
+        let mut bytes = serde_json::to_vec_pretty(&record).map_err(|e| corrupt(&path, e))?;
+        bytes.push(b'\n');
+        fs::write_file(&path, &bytes, 0o644)?;
+        Ok(())
+    }
+
+    /// Records how the last apply ended.
+    pub fn set_last_apply(&self, last: &LastApply) -> Result<()> {
+        let path = self.dir().join(LAST_APPLY);
+        let mut bytes = serde_json::to_vec_pretty(last).map_err(|e| corrupt(&path, e))?;
+        bytes.push(b'\n');
+        fs::write_file(&path, &bytes, 0o644)?;
+        Ok(())
+    }
+
+    /// How the last apply ended; `None` before the first.
+    pub fn last_apply(&self) -> Result<Option<LastApply>> {
+        let path = self.dir().join(LAST_APPLY);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
+    }
+
+    /// Whether generation `n` was rolled back for want of a confirmation.
+    pub fn reverted(&self, n: u64) -> Result<Option<Reverted>> {
+        let path = self.generation_dir(n).join(REVERTED);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(read_json(&path)?))
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod address;
 mod container;
+pub mod fleet;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

@@ -1,10 +1,10 @@
-//! The JSON API under `/api/` (documented in docs/openapi.yaml). Each
-//! handler calls what the matching CLI command calls: `check`'s validator
-//! and JSON, `plan`'s session and plan, `apply`'s and `rollback`'s switch.
+//! The JSON API under `/api/` (documented in docs/openapi.json). Each
+//! handler is the web face of one use case of the engine: the same
+//! validation as `ctm check`, the same plan as `ctm plan`, the same apply,
+//! confirm, rollback and status as the command line.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Command;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -14,14 +14,21 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::jobs::{Ready, Reporter};
-use super::{ApiError, AppState, Config, Shared, blocking, dashboard, edit, jobs, logs};
-use crate::cli::apply::{switch_to_new, wait_for_confirmation, write_lock};
-use crate::cli::generations::{file_diffs, roll_back_to};
-use crate::cli::plan::{Desired, summary};
-use crate::cli::{Outcome, lock_path_for, read_lock, validate_text_with};
-use crate::clock::now_unix;
+use super::{ApiError, AppState, Shared, console, jobs, logs, metrics};
+use crate::clock::Timeout;
 use crate::compile;
+use crate::engine::apply::{self, Applied, Runner, Seen};
+use crate::engine::containers::{self, Verb};
+use crate::engine::edit;
+use crate::engine::events::generation_name;
+use crate::engine::generations;
+use crate::engine::load::{
+    Desired, Outcome, load_and_validate, lock_path_for, read_lock, summary, validate_text_with,
+};
+use crate::engine::status::Sources;
+use crate::engine::{Access, Event, Refused, Session};
 use crate::fs;
+use crate::model::Name;
 use crate::plan::{self, Plan};
 
 pub fn routes() -> Router<Shared> {
@@ -41,13 +48,31 @@ pub fn routes() -> Router<Shared> {
         .route("/api/logs/{name}", get(logs::stream))
         .route("/api/edit/read", post(edit_read))
         .route("/api/edit", post(edit_apply))
+        .route("/api/containers/{name}", get(container))
+        .route("/api/containers/{name}/stats", get(container_stats))
+        .route("/api/containers/{name}/start", post(start))
+        .route("/api/containers/{name}/stop", post(stop))
+        .route("/api/containers/{name}/restart", post(restart))
+        .route("/api/containers/{name}/pause", post(pause))
+        .route("/api/containers/{name}/resume", post(resume))
+        .route("/api/containers/{name}/kill", post(kill))
+        .route("/api/containers/{name}/console", get(console::console))
+        .route("/metrics", get(metrics::metrics))
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
+/// Where a request's events go that has no stream of its own: the
+/// server's standard error (a warning that the running system cannot be
+/// reached, a recovery done on the way).
+pub(super) fn server_log(event: Event) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "ctm serve: {event}");
+}
+
 /// A plan as `ctm plan --json` prints it, each action with the line
 /// `ctm plan` shows for it (`summary`) as well.
-fn plan_json(plan: &Plan) -> Value {
+pub(super) fn plan_json(plan: &Plan) -> Value {
     let mut value = json!(plan);
     if let Some(actions) = value["actions"].as_array_mut() {
         for (json, action) in actions.iter_mut().zip(&plan.actions) {
@@ -78,11 +103,11 @@ fn read_host_file(path: &Path) -> Result<String, ApiError> {
 /// Validates `text` as the host file, with the lock file on disk (parsed
 /// again only when its text is not the one parsed last).
 fn check(state: &AppState, text: String) -> Result<Outcome, ApiError> {
-    let config = &state.config;
-    let lock_path = lock_path_for(&config.host_file);
+    let host_file = state.host_file()?;
+    let lock_path = lock_path_for(host_file);
     let lock_text = read_lock(&lock_path)?;
     Ok(validate_text_with(
-        &config.host_file,
+        host_file,
         text,
         lock_path,
         lock_text,
@@ -92,20 +117,23 @@ fn check(state: &AppState, text: String) -> Result<Outcome, ApiError> {
 
 /// `GET /api/source`: the host file as it is on disk.
 async fn source(State(state): State<Shared>) -> ApiResult {
-    blocking(move || {
-        let path = &state.config.host_file;
-        let text = read_host_file(path)?;
-        Ok(Json(json!({
-            "path": path.display().to_string(),
-            "format": match crate::config::Format::from_path(path) {
-                crate::config::Format::Kdl => "kdl",
-                crate::config::Format::Toml => "toml",
-            },
-            "sha256": fs::sha256_hex(text.as_bytes()),
-            "text": text,
-        })))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let path = state.host_file()?;
+            let text = read_host_file(path)?;
+            Ok(Json(json!({
+                "path": path.display().to_string(),
+                "format": match crate::config::Format::from_path(path) {
+                    crate::config::Format::Kdl => "kdl",
+                    crate::config::Format::Toml => "toml",
+                },
+                "sha256": fs::sha256_hex(text.as_bytes()),
+                "text": text,
+            })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -116,44 +144,58 @@ struct TextRequest {
     adopt: bool,
 }
 
-fn text_or_disk(config: &Config, text: Option<String>) -> Result<String, ApiError> {
+impl TextRequest {
+    /// The size of the work it asks for.
+    fn size(&self) -> usize {
+        self.text.as_ref().map_or(0, String::len)
+    }
+}
+
+fn text_or_disk(state: &AppState, text: Option<String>) -> Result<String, ApiError> {
     match text {
         Some(text) => Ok(text),
-        None => read_host_file(&config.host_file),
+        None => read_host_file(state.host_file()?),
     }
 }
 
 /// `POST /api/validate`: `ctm check --format json` of the text.
 async fn validate(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
-    blocking(move || {
-        let text = text_or_disk(&state.config, req.text)?;
-        Ok(Json(check(&state, text)?.diagnostics_json()))
-    })
-    .await
+    let size = req.size();
+    state
+        .clone()
+        .workers
+        .run(size, move || {
+            let text = text_or_disk(&state, req.text)?;
+            Ok(Json(check(&state, text)?.diagnostics_json()))
+        })
+        .await
 }
 
 /// `POST /api/plan`: the check, and when the text is valid, `ctm plan
 /// --json` of it against the root.
 async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiResult {
-    blocking(move || {
-        let config = &state.config;
-        let outcome = check(&state, text_or_disk(config, req.text)?)?;
-        let check = outcome.diagnostics_json();
-        // Only the artifacts: a preview has no use for what an apply also
-        // takes along (the lock file to write, copies of both texts).
-        let Some(validated) = &outcome.validated else {
-            return Ok(Json(json!({ "check": check, "plan": null })));
-        };
-        let artifacts = compile::compile(&validated.host);
-        let mut session = state.reading_session()?;
-        let plan = session.plan(&artifacts, adopting(req.adopt))?;
-        Ok(Json(json!({
-            "check": check,
-            "host": summary(&validated.host),
-            "plan": plan_json(&plan),
-        })))
-    })
-    .await
+    let size = req.size();
+    state
+        .clone()
+        .workers
+        .run(size, move || {
+            let outcome = check(&state, text_or_disk(&state, req.text)?)?;
+            let check = outcome.diagnostics_json();
+            // Only the artifacts: a preview has no use for what an apply also
+            // takes along (the lock file to write, copies of both texts).
+            let Some(validated) = &outcome.validated else {
+                return Ok(Json(json!({ "check": check, "plan": null })));
+            };
+            let artifacts = compile::compile(&validated.host);
+            let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
+            let plan = session.plan(&artifacts, adopting(req.adopt), &mut server_log)?;
+            Ok(Json(json!({
+                "check": check,
+                "host": summary(&validated.host),
+                "plan": plan_json(&plan),
+            })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -168,34 +210,39 @@ struct SaveRequest {
 /// on disk since the editor loaded it; then the answer shows that change.
 async fn save(State(state): State<Shared>, Json(req): Json<SaveRequest>) -> ApiResult {
     let _one_at_a_time = state.save_lock.lock().await;
-    let state = state.clone();
-    blocking(move || {
-        let path = &state.config.host_file;
-        let on_disk = read_host_file(path)?;
-        if on_disk != req.base {
-            let diff = similar::TextDiff::from_lines(&req.base, &on_disk)
-                .unified_diff()
-                .context_radius(3)
-                .header("loaded", "on disk now")
-                .to_string();
-            return Err(ApiError::conflict(format!(
-                "{} changed on disk since it was loaded; nothing was saved",
-                path.display()
-            ))
-            .with("current", json!(on_disk))
-            .with("diff", json!(diff)));
-        }
-        // Write through a symlink to the file it names, keeping its mode.
-        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        let mode = std::fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
-        fs::write_file(&target, req.text.as_bytes(), mode)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        Ok(Json(json!({
-            "saved": path.display().to_string(),
-            "sha256": fs::sha256_hex(req.text.as_bytes()),
-        })))
-    })
-    .await
+    let size = req.text.len() + req.base.len();
+    let worker = state.clone();
+    state
+        .workers
+        .run(size, move || {
+            let state = worker;
+            let path = state.host_file()?;
+            let on_disk = read_host_file(path)?;
+            if on_disk != req.base {
+                let diff = similar::TextDiff::from_lines(&req.base, &on_disk)
+                    .unified_diff()
+                    .context_radius(3)
+                    .header("loaded", "on disk now")
+                    .to_string();
+                return Err(ApiError::conflict(format!(
+                    "{} changed on disk since it was loaded; nothing was saved",
+                    path.display()
+                ))
+                .with("current", json!(on_disk))
+                .with("diff", json!(diff)));
+            }
+            // Write through a symlink to the file it names, keeping its mode.
+            let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let mode =
+                std::fs::metadata(&target).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+            fs::write_file(&target, req.text.as_bytes(), mode)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(Json(json!({
+                "saved": path.display().to_string(),
+                "sha256": fs::sha256_hex(req.text.as_bytes()),
+            })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -204,18 +251,12 @@ struct ApplyRequest {
     fingerprint: String,
     #[serde(default)]
     adopt: bool,
-    /// Seconds to wait for `POST /api/confirm` before rolling back.
-    confirm_timeout: Option<u64>,
+    /// Seconds to wait for `POST /api/confirm` before rolling back (1 to
+    /// 604800); checked as the request is read.
+    confirm_timeout: Option<Timeout>,
     /// Commit the host file and its lock with git after the apply.
     #[serde(default)]
     git_commit: bool,
-}
-
-fn stale(what: &str) -> ApiError {
-    ApiError::conflict(format!(
-        "stale plan: {what} changed since the plan was shown; nothing was applied"
-    ))
-    .with("help", json!("look at the new plan, then apply again"))
 }
 
 /// `POST /api/apply`: applies the saved host file, if its plan still has
@@ -224,112 +265,80 @@ async fn apply(
     State(state): State<Shared>,
     Json(req): Json<ApplyRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if req.confirm_timeout == Some(0) {
-        return Err(ApiError::bad_request(
-            "confirm_timeout must be at least 1 second",
-        ));
-    }
+    state.may_change()?;
+    let host_file = state.host_file()?.to_path_buf();
     let job_state = state.clone();
     let id = state
         .jobs
         .start("apply", move |ready, report| {
-            apply_job(&job_state, &req, ready, report)
+            apply_job(&job_state, &host_file, &req, ready, report)
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
 }
 
-fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Reporter) {
-    let config = &state.config;
-    let root = config.root_args();
+fn apply_job(
+    state: &AppState,
+    host_file: &Path,
+    req: &ApplyRequest,
+    ready: Ready,
+    report: &Reporter,
+) {
+    let target = state.target();
     let prepared = (|| {
-        let outcome = crate::cli::load_and_validate(&config.host_file, None)?;
-        let desired = Desired::compile(&outcome).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the saved host file has errors; fix them in the editor first",
-            )
-            .with("check", outcome.diagnostics_json())
+        let outcome = load_and_validate(host_file, None)?;
+        let desired = Desired::compile(&outcome).ok_or_else(|| Refused::Invalid {
+            file: host_file.display().to_string(),
+            check: outcome.diagnostics_json(),
         })?;
-        let mut session = state.changing_session(true)?;
-        let plan = session.plan(&desired.artifacts, adopting(req.adopt))?;
-        if plan.fingerprint != req.fingerprint {
-            return Err(stale("the host or the saved host file"));
+        let seen = Seen {
+            fingerprint: &req.fingerprint,
+            from_generation: None,
+            when: "the plan was shown".into(),
+            what: "the host or the saved host file",
+        };
+        let prepared = apply::prepare_apply(
+            &target,
+            desired,
+            adopting(req.adopt),
+            req.confirm_timeout,
+            Some(&seen),
+            &mut |e| report.event(e),
+        )?;
+        match prepared.refusal() {
+            Some(refused) => Err(ApiError::from(refused)),
+            None => Ok(prepared),
         }
-        if !plan.conflicts.is_empty() {
-            return Err(
-                ApiError::conflict("the plan has conflicts; nothing was applied")
-                    .with("conflicts", json!(plan.conflicts)),
-            );
-        }
-        Ok((desired, session, plan))
     })();
-    let (desired, mut session, plan) = match prepared {
+    let prepared = match prepared {
         Ok(p) => p,
         Err(e) => return ready.refuse(e),
     };
     ready.accept();
-    if plan.is_empty() {
-        if let Some(message) = write_lock(&desired) {
-            report.say(&message);
-        }
-        return report.done(
-            "No changes. The host matches the host file.",
-            plan.from_generation,
-        );
-    }
-    let number = match session.store.next_number() {
-        Ok(n) => n,
-        Err(e) => return report.failed(&e.to_string()),
-    };
-    let deadline = req.confirm_timeout.map(|s| now_unix() + s);
-    report.say(&format!("Applying generation {number} …"));
-    let switched = switch_to_new(
-        &mut session,
-        number,
-        &desired,
-        &plan,
-        deadline,
-        &mut |line| report.say(line),
+    let applied = apply::apply(
+        &target,
+        prepared,
+        req.confirm_timeout,
+        Runner::Foreground,
+        &mut |e| report.event(e),
     );
-    if let Err(e) = switched {
-        return report.failed(&format!("{e}"));
-    }
-    report.say(if session.system.is_live() {
-        "Health check passed."
-    } else {
-        "Health check: nothing to check on a files-only root."
-    });
-    if let Some(message) = write_lock(&desired) {
-        report.say(&message);
-    }
-    report.say(&format!("Applied: the host is on generation {number}."));
-    // Let `confirm` take the lock while this job waits.
-    let timer_armed = session.system.is_live();
-    drop(session);
-    if let Some(deadline) = deadline {
-        report.waiting(
-            &format!(
-                "Confirm before the deadline, or the host returns to generation {}.",
-                plan.from_generation
-                    .map_or("none".into(), |n| n.to_string())
-            ),
-            deadline,
-        );
-        match wait_for_confirmation(&root, number, timer_armed, &mut |m| report.say(m)) {
-            Ok(true) => {}
-            Ok(false) => {
-                return report.failed(&format!(
-                    "Generation {number} was not confirmed: the host is back on generation {}.",
-                    plan.from_generation
-                        .map_or("none".into(), |n| n.to_string())
-                ));
-            }
-            Err(e) => return report.failed(&format!("{e}")),
+    let number = match applied {
+        Ok(Applied::NoChanges) => {
+            let current = target.store().current().ok().flatten();
+            return report.done("No changes. The host matches the host file.", current);
         }
-    }
+        Ok(Applied::Generation(n)) => n,
+        Ok(Applied::Unconfirmed(n)) => {
+            let back_on = target.store().current().ok().flatten();
+            return report.failed(&format!(
+                "Generation {n} was not confirmed: the host is back on generation {}.",
+                generation_name(back_on)
+            ));
+        }
+        Err(e) => return report.failed(&format!("{e}")),
+    };
     if req.git_commit {
-        match git_commit(&config.host_file, number) {
+        match apply::commit_host_file(host_file, number) {
             Ok(message) => report.say(&message),
             Err(message) => report.say(&format!("git commit failed: {message}")),
         }
@@ -340,123 +349,100 @@ fn apply_job(state: &AppState, req: &ApplyRequest, ready: Ready, report: &Report
     );
 }
 
-/// Commits the host file and its lock in the git repository holding them.
-fn git_commit(host_file: &Path, generation: u64) -> Result<String, String> {
-    let dir = host_file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = host_file
-        .file_name()
-        .ok_or("the host file has no file name")?
-        .to_string_lossy()
-        .into_owned();
-    let lock = format!("{name}.lock");
-    let mut files = vec![name.as_str()];
-    if dir.join(&lock).exists() {
-        files.push(&lock);
-    }
-    let git = |args: &[&str]| -> Result<String, String> {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run git: {e}"))?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        if output.status.success() {
-            Ok(text)
-        } else {
-            Err(text.trim().to_string())
-        }
-    };
-    let mut add = vec!["add", "--"];
-    add.extend(&files);
-    git(&add)?;
-    if git(&["diff", "--cached", "--quiet", "--"]).is_ok() {
-        return Ok("git: nothing to commit, the host file and lock are committed already".into());
-    }
-    let message = format!("ctm apply: generation {generation}");
-    let mut commit = vec!["commit", "-q", "-m", &message, "--"];
-    commit.extend(&files);
-    git(&commit)?;
-    Ok(format!(
-        "git: committed {} ({message})",
-        files.join(" and ")
-    ))
+#[derive(Deserialize, Default)]
+struct ConfirmRequest {
+    /// The generation the page shows as waiting; refused if it is not the
+    /// one waiting, or was rolled back already.
+    generation: Option<u64>,
 }
 
 /// `POST /api/confirm`: keeps an apply made with a confirm timeout.
-async fn confirm(State(state): State<Shared>) -> ApiResult {
-    blocking(move || {
-        let session = state.changing_session(false)?;
-        let pending = session.store.pending_confirm()?;
-        if pending.is_some() {
-            session.store.clear_pending_confirm()?;
-        }
-        Ok(Json(json!({
-            "confirmed": pending.map(|p| p.generation),
-        })))
-    })
-    .await
+async fn confirm(State(state): State<Shared>, body: Option<Json<ConfirmRequest>>) -> ApiResult {
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let confirmed = apply::confirm(&state.target(), req.generation, &mut server_log)?;
+            Ok(Json(json!({ "confirmed": confirmed })))
+        })
+        .await
 }
 
-/// `GET /api/status`: what the dashboard shows.
+impl AppState {
+    /// Where the status document's live parts come from.
+    pub(super) fn sources(&self) -> Sources<'_> {
+        let config = &self.config;
+        Sources {
+            host_file: config.host_file.as_deref(),
+            resources: config.resources.as_ref(),
+            files_only_reason: config.files_only_reason.clone(),
+        }
+    }
+}
+
+/// `GET /api/status`: the status document (as `ctm status --json`).
 async fn status(State(state): State<Shared>) -> ApiResult {
-    blocking(move || Ok(Json(dashboard::status(&state)?))).await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let sources = state.sources();
+            let status = crate::engine::status::status(
+                &state.target(),
+                Access::ReadShared,
+                &sources,
+                &mut server_log,
+            )?;
+            Ok(Json(json!(status)))
+        })
+        .await
 }
 
-/// `GET /api/generations`: every generation, the current one and any
-/// apply waiting for confirmation.
+/// `GET /api/generations`: every generation (newest first), the current
+/// one, any apply waiting for confirmation, and the ones rolled back for
+/// want of one.
 async fn generations(State(state): State<Shared>) -> ApiResult {
-    blocking(move || {
-        let session = state.reading_session()?;
-        let store = &session.store;
-        let current = store.current()?;
-        let mut list = Vec::new();
-        for n in store.generations()?.into_iter().rev() {
-            list.push(json!({
-                "generation": store.load(n)?.meta,
-                "current": current == Some(n),
-            }));
-        }
-        Ok(Json(json!({
-            "current": current,
-            "pending_confirm": store.pending_confirm()?,
-            "generations": list,
-        })))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let mut list = generations::list(&state.target(), Access::ReadShared, &mut server_log)?;
+            list.generations.reverse();
+            Ok(Json(json!(list)))
+        })
+        .await
 }
 
 /// `GET /api/generations/{a}/diff/{b}`: the files that differ, as
 /// `ctm diff A B` shows them.
 async fn diff(State(state): State<Shared>, UrlPath((a, b)): UrlPath<(u64, u64)>) -> ApiResult {
-    blocking(move || {
-        let session = state.reading_session()?;
-        let (from, to) = (session.store.artifacts(a)?, session.store.artifacts(b)?);
-        let files: Vec<Value> = file_diffs(&from, &to, &a.to_string(), &b.to_string())
-            .into_iter()
-            .map(|(path, diff)| json!({ "path": path, "diff": diff }))
-            .collect();
-        Ok(Json(json!({ "from": a, "to": b, "files": files })))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let files =
+                generations::diff(&state.target(), a, b, Access::ReadShared, &mut server_log)?;
+            Ok(Json(json!({ "from": a, "to": b, "files": files })))
+        })
+        .await
 }
 
 /// `GET /api/rollback/{generation}`: the plan of returning to it, shown
 /// before the user decides.
 async fn rollback_plan(State(state): State<Shared>, UrlPath(target): UrlPath<u64>) -> ApiResult {
-    blocking(move || {
-        let mut session = state.reading_session()?;
-        let desired = session.store.artifacts(target)?;
-        let plan = session.plan(&desired, plan::Options::default())?;
-        Ok(Json(
-            json!({ "generation": target, "plan": plan_json(&plan) }),
-        ))
-    })
-    .await
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
+            let desired = session.store.artifacts(target)?;
+            let plan = session.plan(&desired, plan::Options::default(), &mut server_log)?;
+            Ok(Json(
+                json!({ "generation": target, "plan": plan_json(&plan) }),
+            ))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -471,39 +457,34 @@ async fn rollback(
     State(state): State<Shared>,
     Json(req): Json<RollbackRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
     let job_state = state.clone();
     let id = state
         .jobs
         .start("rollback", move |ready, report| {
-            let prepared = (|| {
-                let mut session = job_state.changing_session(true)?;
-                let desired = session.store.artifacts(req.generation)?;
-                let plan = session.plan(&desired, plan::Options::default())?;
-                if plan.fingerprint != req.fingerprint {
-                    return Err(stale("the host"));
-                }
-                if plan.from_generation == Some(req.generation) {
-                    return Err(ApiError::conflict(format!(
-                        "the host is already on generation {}",
-                        req.generation
-                    )));
-                }
-                if !plan.conflicts.is_empty() {
-                    return Err(
-                        ApiError::conflict("the plan has conflicts; nothing was changed")
-                            .with("conflicts", json!(plan.conflicts)),
-                    );
-                }
-                Ok((session, desired, plan))
-            })();
-            let (mut session, desired, plan) = match prepared {
+            let target = job_state.target();
+            let seen = Seen {
+                fingerprint: &req.fingerprint,
+                from_generation: None,
+                when: "the plan was shown".into(),
+                what: "the host",
+            };
+            let prepared =
+                apply::prepare_rollback(&target, Some(req.generation), Some(&seen), &mut |e| {
+                    report.event(e)
+                })
+                .map_err(ApiError::from)
+                .and_then(|p| match p.refusal() {
+                    Some(refused) => Err(ApiError::from(refused)),
+                    None => Ok(p),
+                });
+            let prepared = match prepared {
                 Ok(p) => p,
                 Err(e) => return ready.refuse(e),
             };
             ready.accept();
-            report.say(&format!("Rolling back to generation {} …", req.generation));
-            match roll_back_to(&mut session, req.generation, &desired, &plan, &mut |l| {
-                report.say(l)
+            match apply::roll_back(&target, prepared, Runner::Foreground, &mut |e| {
+                report.event(e)
             }) {
                 Ok(()) => report.done(
                     &format!("Rolled back: the host is on generation {}.", req.generation),
@@ -526,10 +507,15 @@ struct EditReadRequest {
 /// `POST /api/edit/read`: the form values of one network or container of
 /// the text, and the names there are to choose from.
 async fn edit_read(State(state): State<Shared>, Json(req): Json<EditReadRequest>) -> ApiResult {
-    let format = crate::config::Format::from_path(&state.config.host_file);
-    let values = edit::read(&req.text, format, req.kind, &req.name)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    Ok(Json(json!({ "values": values })))
+    let format = crate::config::Format::from_path(state.host_file()?);
+    state
+        .workers
+        .run(req.text.len(), move || {
+            let values = edit::read(&req.text, format, req.kind, &req.name)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+            Ok(Json(json!({ "values": values })))
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -542,8 +528,170 @@ struct EditRequest {
 /// `POST /api/edit`: the text with one network or container added or
 /// changed, every other byte as it was (comments and formatting kept).
 async fn edit_apply(State(state): State<Shared>, Json(req): Json<EditRequest>) -> ApiResult {
-    let format = crate::config::Format::from_path(&state.config.host_file);
-    let text = edit::apply(&req.text, format, &req.edit)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    Ok(Json(json!({ "text": text })))
+    let format = crate::config::Format::from_path(state.host_file()?);
+    state
+        .workers
+        .run(req.text.len(), move || {
+            let text = edit::apply(&req.text, format, &req.edit)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+            Ok(Json(json!({ "text": text })))
+        })
+        .await
+}
+
+/// A container's name from the path, or 400.
+fn container_name(name: &str) -> Result<Name, ApiError> {
+    Name::parse(name).map_err(ApiError::bad_request)
+}
+
+/// How many of a container's last log lines its page shows.
+const PAGE_LOG_LINES: u32 = 50;
+
+/// `GET /api/containers/{name}`: the container page's document.
+async fn container(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    let name = container_name(&name)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let detail = containers::detail(
+                &state.target(),
+                &state.sources(),
+                state.config.journal.as_ref(),
+                &name,
+                PAGE_LOG_LINES,
+                &mut server_log,
+            )?;
+            Ok(Json(json!(detail)))
+        })
+        .await
+}
+
+/// `GET /api/containers/{name}/stats`: one sample of what it uses.
+async fn container_stats(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    let name = container_name(&name)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let sample = containers::sample(&state.target(), &name, &mut server_log)?;
+            Ok(Json(json!(sample)))
+        })
+        .await
+}
+
+/// Start, stop or restart: a job, as they take a while (a start makes
+/// the root file system and provisions it when they are missing), once
+/// the container is known to be one ctm runs here.
+async fn act(
+    state: Shared,
+    name: String,
+    verb: Verb,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
+    let name = container_name(&name)?;
+    let (target, checked) = (state.target(), name.clone());
+    state
+        .workers
+        .run(0, move || {
+            containers::check(&target, &checked, verb.name(), &mut server_log)
+                .map_err(ApiError::from)
+        })
+        .await?;
+    let job_state = state.clone();
+    let id = state
+        .jobs
+        .start(verb.name(), move |ready, report| {
+            ready.accept();
+            let target = job_state.target();
+            match containers::act(&target, verb, &name, &mut |e| report.event(e)) {
+                Ok(()) => {
+                    let current = target.store().current().ok().flatten();
+                    report.done(&format!("{} container {name}.", verb.done()), current);
+                }
+                Err(e) => report.failed(&format!("{e}")),
+            }
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
+}
+
+/// `POST /api/containers/{name}/start`: a job that starts it.
+async fn start(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    act(state, name, Verb::Start).await
+}
+
+/// `POST /api/containers/{name}/stop`: a job that stops it.
+async fn stop(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    act(state, name, Verb::Stop).await
+}
+
+/// `POST /api/containers/{name}/restart`: a job that restarts it.
+async fn restart(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    act(state, name, Verb::Restart).await
+}
+
+/// Pause, resume and kill are done at once: the answer says so.
+async fn at_once(
+    state: Shared,
+    name: String,
+    done: impl FnOnce(&crate::engine::Target, &Name) -> miette::Result<String> + Send + 'static,
+) -> ApiResult {
+    state.may_change()?;
+    let name = container_name(&name)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let message = done(&state.target(), &name)?;
+            Ok(Json(json!({ "done": message })))
+        })
+        .await
+}
+
+/// `POST /api/containers/{name}/pause`: freezes its processes.
+async fn pause(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    at_once(state, name, |target, name| {
+        containers::set_paused(target, name, true, &mut server_log)?;
+        Ok(format!("Paused container {name}."))
+    })
+    .await
+}
+
+/// `POST /api/containers/{name}/resume`: thaws them.
+async fn resume(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    at_once(state, name, |target, name| {
+        containers::set_paused(target, name, false, &mut server_log)?;
+        Ok(format!("Resumed container {name}."))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct KillRequest {
+    /// `TERM`, `SIGKILL`, `9`: as `ctm kill --signal`.
+    signal: String,
+}
+
+/// `POST /api/containers/{name}/kill`: sends a signal to every process.
+async fn kill(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<KillRequest>,
+) -> ApiResult {
+    let signal = containers::parse_signal(&req.signal).map_err(ApiError::bad_request)?;
+    at_once(state, name, move |target, name| {
+        containers::kill(target, name, signal, &mut server_log)?;
+        Ok(format!("Sent signal {} to container {name}.", req.signal))
+    })
+    .await
 }

@@ -5,8 +5,11 @@
 //! session cookie the login form sets (`HttpOnly; SameSite=Strict`). A
 //! request that changes something and comes with the cookie must also
 //! carry the session's CSRF token in `X-CSRF-Token`, and must not come
-//! from another site (`Sec-Fetch-Site`, `Origin`). The token lives in
-//! `ROOT/var/lib/ctm/web-token`, mode 0600, made on first start.
+//! from another site (`Sec-Fetch-Site`, `Origin`); so must the WebSocket
+//! handshake of the console, which brings its CSRF token as the `csrf`
+//! query parameter. The token lives in `ROOT/var/lib/ctm/web-token`, mode
+//! 0600, made on first start; beside it, `web-metrics-token` reads
+//! `/metrics` only.
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -50,6 +53,10 @@ pub struct CspNonce(pub String);
 pub struct Auth {
     token: String,
     pub token_path: PathBuf,
+    /// A token that reads `/metrics` and nothing else, for a Prometheus
+    /// server: it need not be trusted with the host.
+    metrics_token: String,
+    pub metrics_path: PathBuf,
     sessions: Mutex<HashMap<String, Login>>,
 }
 
@@ -80,44 +87,66 @@ fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
-impl Auth {
-    /// Reads the token under `root`, or makes and saves one (returned as
-    /// the second value, so that it is printed exactly once).
-    pub fn load_or_create(root: &Path) -> miette::Result<(Auth, Option<String>)> {
-        let token_path = root.join(STATE_DIR).join("web-token");
-        let (token, fresh) = match std::fs::read_to_string(&token_path) {
-            Ok(text) => (text.trim().to_string(), None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let token = random_hex(32)?;
-                fs::write_file(&token_path, format!("{token}\n").as_bytes(), 0o600)?;
-                (token.clone(), Some(token))
-            }
-            Err(e) => {
-                return Err(miette::miette!(
-                    "cannot read the web token {}: {e}",
-                    token_path.display()
-                ));
-            }
-        };
-        if token.len() < 32 {
+/// The tokens made by this start, to print once.
+#[derive(Debug, Default)]
+pub struct Fresh {
+    pub login: Option<String>,
+    pub metrics: Option<String>,
+}
+
+/// Reads the token in `path`, or makes and saves one (returned as the
+/// second value, so that it is printed exactly once).
+fn token_file(path: &Path) -> miette::Result<(String, Option<String>)> {
+    let (token, fresh) = match std::fs::read_to_string(path) {
+        Ok(text) => (text.trim().to_string(), None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = random_hex(32)?;
+            fs::write_file(path, format!("{token}\n").as_bytes(), 0o600)?;
+            (token.clone(), Some(token))
+        }
+        Err(e) => {
             return Err(miette::miette!(
-                help = "delete it, and ctm serve makes a new one",
-                "the web token in {} is too short to be safe",
-                token_path.display()
+                "cannot read the web token {}: {e}",
+                path.display()
             ));
         }
+    };
+    if token.len() < 32 {
+        return Err(miette::miette!(
+            help = "delete it, and ctm serve makes a new one",
+            "the web token in {} is too short to be safe",
+            path.display()
+        ));
+    }
+    Ok((token, fresh))
+}
+
+impl Auth {
+    /// Reads the login token and the metrics token under `root`, or makes
+    /// and saves them.
+    pub fn load_or_create(root: &Path) -> miette::Result<(Auth, Fresh)> {
+        let token_path = root.join(STATE_DIR).join("web-token");
+        let metrics_path = root.join(STATE_DIR).join("web-metrics-token");
+        let (token, login) = token_file(&token_path)?;
+        let (metrics_token, metrics) = token_file(&metrics_path)?;
         Ok((
             Auth {
                 token,
                 token_path,
+                metrics_token,
+                metrics_path,
                 sessions: Mutex::new(HashMap::new()),
             },
-            fresh,
+            Fresh { login, metrics },
         ))
     }
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    pub fn metrics_token(&self) -> &str {
+        &self.metrics_token
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Login>> {
@@ -193,7 +222,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 }
 
 fn denied(path: &str, status: StatusCode, message: &str) -> Response {
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/") || path == "/metrics" {
         ApiError::new(status, message).into_response()
     } else if status == StatusCode::UNAUTHORIZED {
         Redirect::to("/login").into_response()
@@ -202,11 +231,34 @@ fn denied(path: &str, status: StatusCode, message: &str) -> Response {
     }
 }
 
+/// A WebSocket handshake (the console): a GET, but it opens a channel
+/// that acts on the host, so it is held to the rules of a change.
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The `csrf` query parameter: a browser cannot send headers of its own
+/// with a WebSocket handshake.
+fn csrf_parameter(request: &Request) -> Option<String> {
+    request
+        .uri()
+        .query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "csrf")
+        .map(|(_, v)| v.to_string())
+}
+
 /// Lets through requests that carry the token, or a live session (with
-/// its CSRF token when the request changes something).
+/// its CSRF token when the request changes something). `/metrics` also
+/// takes the metrics token, which opens nothing else.
 pub async fn guard(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let upgrade = is_upgrade(request.headers());
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD) || upgrade;
     if changes && cross_site(request.headers()) {
         return denied(&path, StatusCode::FORBIDDEN, "cross-site request refused");
     }
@@ -215,7 +267,9 @@ pub async fn guard(State(state): State<Shared>, mut request: Request, next: Next
     }
     let auth = &state.auth;
     if let Some(token) = bearer(request.headers()) {
-        if same_secret(token, auth.token()) {
+        if same_secret(token, auth.token())
+            || (path == "/metrics" && same_secret(token, auth.metrics_token()))
+        {
             return next.run(request).await;
         }
         return denied(&path, StatusCode::UNAUTHORIZED, "wrong token");
@@ -228,15 +282,24 @@ pub async fn guard(State(state): State<Shared>, mut request: Request, next: Next
         );
     };
     if changes {
-        let sent = request
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok());
-        if !sent.is_some_and(|sent| same_secret(sent, &csrf)) {
+        let sent = if upgrade {
+            csrf_parameter(&request)
+        } else {
+            request
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        if !sent.is_some_and(|sent| same_secret(&sent, &csrf)) {
             return denied(
                 &path,
                 StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token (X-CSRF-Token)",
+                if upgrade {
+                    "missing or wrong CSRF token (the csrf query parameter)"
+                } else {
+                    "missing or wrong CSRF token (X-CSRF-Token)"
+                },
             );
         }
     }

@@ -1,6 +1,6 @@
-//! Applies and rollbacks, run one at a time on a thread of their own and
-//! streamed to the browser over SSE, step by step, from the apply engine's
-//! own progress lines.
+//! Applies, rollbacks and a container's start, stop and restart, run one
+//! at a time on a thread of their own and streamed to the browser over
+//! SSE, step by step, from the use case's own progress lines.
 //!
 //! A job first checks what it was asked to do against the host under the
 //! exclusive lock (the plan's fingerprint, conflicts); the request gets
@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot};
 
 use super::{ApiError, Shared};
+use crate::engine::Event as UseCaseEvent;
 
 /// Jobs kept for replay after they end.
 const KEPT: usize = 20;
@@ -86,24 +87,33 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn say(&self, message: &str) {
-        self.event("progress", message, BTreeMap::new(), None);
+        self.push("progress", message, BTreeMap::new(), None);
     }
 
-    pub fn waiting(&self, message: &str, deadline: u64) {
-        let data = BTreeMap::from([("deadline".to_string(), json!(deadline))]);
-        self.event("waiting", message, data, Some(Phase::Waiting));
+    /// An event of the use case: its text as the message, and the event
+    /// itself, typed, under `event`. Waiting for a confirmation is a
+    /// `waiting` event with its `deadline`.
+    pub fn event(&self, event: UseCaseEvent) {
+        let mut data = BTreeMap::from([("event".to_string(), json!(event))]);
+        match &event {
+            UseCaseEvent::ConfirmBefore { deadline, .. } => {
+                data.insert("deadline".into(), json!(deadline));
+                self.push("waiting", &event.to_string(), data, Some(Phase::Waiting));
+            }
+            _ => self.push("progress", &event.to_string(), data, None),
+        }
     }
 
     pub fn done(&self, message: &str, generation: Option<u64>) {
         let data = BTreeMap::from([("generation".to_string(), json!(generation))]);
-        self.event("done", message, data, Some(Phase::Ended));
+        self.push("done", message, data, Some(Phase::Ended));
     }
 
     pub fn failed(&self, message: &str) {
-        self.event("failed", message, BTreeMap::new(), Some(Phase::Ended));
+        self.push("failed", message, BTreeMap::new(), Some(Phase::Ended));
     }
 
-    fn event(
+    fn push(
         &self,
         kind: &'static str,
         message: &str,

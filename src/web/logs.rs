@@ -1,9 +1,9 @@
-//! A container's journal, streamed over SSE as `journalctl` writes it.
-//! Only the running system has a journal to read: under another root the
-//! API says so plainly instead of showing nothing.
+//! A container's journal, streamed over SSE as `journalctl` writes it
+//! (the backend's `Journal` says how to read it). Only the running system
+//! has a journal to read: under another root the API says so plainly
+//! instead of showing nothing.
 
 use std::convert::Infallible;
-use std::path::Path;
 use std::process::Stdio;
 
 use axum::extract::{Path as UrlPath, Query, State};
@@ -15,52 +15,18 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
 use super::{ApiError, Shared};
+use crate::backend::journal::LogQuery;
 use crate::model::Name;
-
-pub const NOT_LIVE: &str = "logs need the live system: this root is not the running system, \
-     so there is no journal of its containers to read";
-
-/// Where a container's journal comes from.
-pub trait JournalSource: Send + Sync {
-    /// The command that prints the journal of `machine`, one entry a line,
-    /// and keeps printing with `follow`; `None` when there is no journal.
-    fn command(&self, machine: &str, follow: bool) -> Option<Command>;
-}
-
-/// No journal: a root that is not the running system.
-pub struct NoJournal;
-
-impl JournalSource for NoJournal {
-    fn command(&self, _machine: &str, _follow: bool) -> Option<Command> {
-        None
-    }
-}
-
-/// `journalctl`: the machine's own journal while it runs (`-M`), else the
-/// journal of its unit on the host (`-u systemd-nspawn@NAME.service`).
-pub struct Journalctl;
-
-impl JournalSource for Journalctl {
-    fn command(&self, machine: &str, follow: bool) -> Option<Command> {
-        let mut command = Command::new("journalctl");
-        command.args(["-o", "short-iso", "--no-pager", "-n", "200"]);
-        // machined keeps a state file for each registered machine.
-        if Path::new(&crate::layout::machine_state_file(machine)).exists() {
-            command.args(["-M", machine]);
-        } else {
-            command.arg("-u").arg(crate::layout::unit(machine));
-        }
-        if follow {
-            command.arg("-f");
-        }
-        Some(command)
-    }
-}
+use crate::status::LOGS_NEED_LIVE;
 
 #[derive(Deserialize)]
 pub struct LogsQuery {
     #[serde(default)]
     follow: bool,
+    /// As `ctm logs --since`.
+    since: Option<String>,
+    /// As `ctm logs --grep`.
+    grep: Option<String>,
 }
 
 /// `GET /api/logs/{name}?follow=true`: `line` events, one per journal
@@ -72,10 +38,19 @@ pub async fn stream(
     Query(query): Query<LogsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let name = Name::parse(&name).map_err(ApiError::bad_request)?;
-    let Some(mut command) = state.config.journal.command(name.as_str(), query.follow) else {
-        return Err(ApiError::conflict(NOT_LIVE));
+    let query = LogQuery {
+        name: name.to_string(),
+        follow: query.follow,
+        lines: 200,
+        unit: false,
+        since: query.since,
+        grep: query.grep,
     };
-    let mut child = command
+    query.check().map_err(ApiError::bad_request)?;
+    let Some(command) = state.config.journal.command(&query) else {
+        return Err(ApiError::conflict(LOGS_NEED_LIVE));
+    };
+    let mut child = Command::from(command)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null())

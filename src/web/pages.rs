@@ -9,8 +9,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
-use super::Shared;
 use super::auth::{CspNonce, Csrf};
+use super::{Config, Shared};
 use crate::model::Name;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,16 +20,29 @@ enum Page {
     Apply,
     Generations,
     Logs,
+    Fleet,
+    /// One container (`/containers/NAME`): not in the navigation.
+    Container,
 }
 
 impl Page {
-    const ALL: [Page; 5] = [
+    const ALL: [Page; 6] = [
         Page::Dashboard,
         Page::Editor,
         Page::Apply,
         Page::Generations,
         Page::Logs,
+        Page::Fleet,
     ];
+
+    /// Whether this server serves the page: the host file's pages with a
+    /// host file, the fleet's with a fleet.
+    fn served(self, config: &Config) -> bool {
+        match self {
+            Page::Fleet => config.fleet.is_some(),
+            _ => config.host_file.is_some(),
+        }
+    }
 
     fn title(self) -> &'static str {
         match self {
@@ -38,6 +51,8 @@ impl Page {
             Page::Apply => "Apply",
             Page::Generations => "Generations",
             Page::Logs => "Logs",
+            Page::Fleet => "Fleet",
+            Page::Container => "Container",
         }
     }
 
@@ -48,6 +63,8 @@ impl Page {
             Page::Apply => "/apply",
             Page::Generations => "/generations",
             Page::Logs => "/logs",
+            Page::Fleet => "/fleet",
+            Page::Container => "/",
         }
     }
 
@@ -58,11 +75,19 @@ impl Page {
             Page::Apply => "apply",
             Page::Generations => "generations",
             Page::Logs => "logs",
+            Page::Fleet => "fleet",
+            Page::Container => "container",
         }
     }
 }
 
 fn head(title: &str) -> Markup {
+    head_with(title, false)
+}
+
+/// The head of a page; the container page also loads its own bundle (the
+/// graphs and the terminal), after the common one.
+fn head_with(title: &str, container: bool) -> Markup {
     html! {
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
@@ -71,6 +96,10 @@ fn head(title: &str) -> Markup {
         link rel="icon" href="data:,";
         link rel="stylesheet" href="/assets/app.css";
         script src="/assets/app.js" defer {}
+        @if container {
+            link rel="stylesheet" href="/assets/container.css";
+            script src="/assets/container.js" defer {}
+        }
     }
 }
 
@@ -100,18 +129,24 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageContext {
 }
 
 fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<String> {
-    let host_file = state.config.host_file.display().to_string();
+    // What the server serves: the host file on its root, or the fleet.
+    let (served, on_root) = match (&state.config.host_file, &state.config.fleet) {
+        (Some(file), _) => (file.display().to_string(), true),
+        (None, Some(fleet)) => (fleet.file.display().to_string(), false),
+        (None, None) => (String::new(), true),
+    };
     let root = state.config.root.display().to_string();
     Html(
         html! {
             (DOCTYPE)
             html lang="en" {
                 head {
-                    (head(page.title()))
+                    (head_with(page.title(), page == Page::Container))
                     meta name="csrf-token" content=(cx.csrf.0);
                     meta name="csp-nonce" content=(cx.nonce.0);
                 }
-                body data-page=(page.id()) class="bg-body-tertiary" {
+                body data-page=(page.id()) data-host-file=[state.config.host_file.as_ref().map(|_| "yes")] class="bg-body-tertiary" {
+                    a class="visually-hidden-focusable btn btn-primary position-absolute m-2 skip-link" href="#main" { "Skip to the content" }
                     nav class="navbar navbar-expand-md bg-dark border-bottom border-body mb-3" data-bs-theme="dark" {
                         div class="container-fluid" {
                             a class="navbar-brand fw-semibold" href="/" { "ctm" }
@@ -122,7 +157,7 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
                             }
                             div class="collapse navbar-collapse" id="nav" {
                                 ul class="navbar-nav me-auto" {
-                                    @for p in Page::ALL {
+                                    @for p in Page::ALL.into_iter().filter(|p| p.served(&state.config)) {
                                         li class="nav-item" {
                                             @if p == page {
                                                 a class="nav-link active" aria-current="page" href=(p.href()) { (p.title()) }
@@ -132,15 +167,36 @@ fn layout(state: &Shared, cx: &PageContext, page: Page, body: Markup) -> Html<St
                                         }
                                     }
                                 }
-                                span class="navbar-text small me-3 text-truncate" title=(format!("{host_file} on root {root}")) {
-                                    code class="text-light" { (host_file) }
-                                    " · root " code class="text-light" { (root) }
+                                @if on_root {
+                                    span class="navbar-text small me-3 text-truncate" title=(format!("{served} on root {root}")) {
+                                        code class="text-light" { (served) }
+                                        " · root " code class="text-light" { (root) }
+                                    }
+                                } @else {
+                                    span class="navbar-text small me-3 text-truncate" title=(format!("the fleet {served}")) {
+                                        "fleet " code class="text-light" { (served) }
+                                    }
                                 }
                                 button id="logout" class="btn btn-outline-light btn-sm" type="button" { "Log out" }
                             }
                         }
                     }
-                    main class="container-fluid pb-4" {
+                    main class="container-fluid pb-4" id="main" tabindex="-1" {
+                        @if let Some(reason) = &state.config.files_only_reason {
+                            div class="alert alert-secondary small" id="files-only" role="status" {
+                                strong { "Files only: " }
+                                "ctm cannot drive the running system here (" (reason) "). "
+                                @if state.config.allow_files_only {
+                                    "An apply writes the files under / and starts, stops and reloads nothing (the server was started with --files-only)."
+                                } @else {
+                                    "Apply and rollback are refused, since they would write the real /etc without starting anything; start "
+                                    code { "ctm serve --files-only" } " to allow that."
+                                }
+                            }
+                        }
+                        // Filled on every page while an apply waits for its
+                        // confirmation, with the time left (app.js).
+                        div id="confirm-banner" aria-live="polite" {}
                         div id="alerts" {}
                         (body)
                     }
@@ -192,6 +248,30 @@ pub fn login(error: Option<&str>) -> Html<String> {
     )
 }
 
+/// Tabs over panes (`pane`): the first is selected; `web/src/tabs.js`
+/// switches them on click and with the arrow, Home and End keys.
+fn tabs(label: &str, tabs: &[(&str, &str)]) -> Markup {
+    html! {
+        ul class="nav nav-tabs card-header-tabs" role="tablist" aria-label=(label) {
+            @for (i, (pane, title)) in tabs.iter().enumerate() {
+                li class="nav-item" role="presentation" {
+                    button class=(if i == 0 { "nav-link active" } else { "nav-link" }) type="button" role="tab"
+                        id=(format!("{pane}-tab")) data-tab=(pane) aria-controls=(pane)
+                        aria-selected=(if i == 0 { "true" } else { "false" })
+                        tabindex=(if i == 0 { "0" } else { "-1" }) { (title) }
+                }
+            }
+        }
+    }
+}
+
+fn pane(id: &str, shown: bool, body: Markup) -> Markup {
+    html! {
+        div class=(if shown { "tab-pane" } else { "tab-pane d-none" }) id=(id) role="tabpanel"
+            aria-labelledby=(format!("{id}-tab")) tabindex="0" { (body) }
+    }
+}
+
 fn card(title: &str, id: &str, body: Markup) -> Markup {
     html! {
         div class="card shadow-sm mb-3" {
@@ -212,6 +292,17 @@ async fn dashboard(State(state): State<Shared>, cx: PageContext) -> Html<String>
             span class="small text-body-secondary" id="refreshed" {}
         }
         div class="row g-3 mb-3" id="summary" {}
+        div class="d-flex flex-wrap gap-2 mb-2" role="search" {
+            input class="form-control form-control-sm w-auto flex-grow-1" type="search" id="filter-text"
+                placeholder="Search by name, address, image…" aria-label="Search the containers";
+            select class="form-select form-select-sm w-auto" id="filter-state" aria-label="Show containers in this state" {
+                option value="" { "Any state" }
+                option value="running" { "Running" }
+                option value="paused" { "Paused" }
+                option value="stopped" { "Stopped" }
+                option value="drift" { "Drifted" }
+            }
+        }
         (card("Containers", "containers", loading()))
         div class="row g-3" {
             div class="col-lg-6" { (card("Networks", "networks", loading())) }
@@ -221,12 +312,45 @@ async fn dashboard(State(state): State<Shared>, cx: PageContext) -> Html<String>
     layout(&state, &cx, Page::Dashboard, body)
 }
 
+/// The place for a field's error (editor.js fills it and marks the field
+/// invalid), announced when it appears.
+fn feedback(id: &str) -> Markup {
+    html! { div class="invalid-feedback" id=(format!("{id}-error")) aria-live="polite" {} }
+}
+
 fn text_input(id: &str, label: &str, placeholder: &str, help: Option<&str>) -> Markup {
     html! {
         div class="mb-2" {
             label class="form-label small mb-1" for=(id) { (label) }
             input class="form-control form-control-sm" type="text" id=(id) name=(id) placeholder=(placeholder);
+            (feedback(id))
             @if let Some(help) = help { div class="form-text" { (help) } }
+        }
+    }
+}
+
+/// A choice among the names of a kind the text has (filled by editor.js),
+/// with "none" first.
+fn select_input(id: &str, label: &str, kind: &str, help: Option<&str>) -> Markup {
+    html! {
+        div class="mb-2" {
+            label class="form-label small mb-1" for=(id) { (label) }
+            select class="form-select form-select-sm" id=(id) name=(id) data-names=(kind) {
+                option value="" { "none" }
+            }
+            (feedback(id))
+            @if let Some(help) = help { div class="form-text" { (help) } }
+        }
+    }
+}
+
+fn textarea_input(id: &str, label: &str, placeholder: &str, help: &str) -> Markup {
+    html! {
+        div class="mb-2" {
+            label class="form-label small mb-1" for=(id) { (label) }
+            textarea class="form-control form-control-sm font-monospace" id=(id) name=(id) rows="2" placeholder=(placeholder) {}
+            (feedback(id))
+            div class="form-text" { (help) }
         }
     }
 }
@@ -234,7 +358,7 @@ fn text_input(id: &str, label: &str, placeholder: &str, help: Option<&str>) -> M
 fn check_input(id: &str, label: &str) -> Markup {
     html! {
         div class="form-check form-check-inline" {
-            input class="form-check-input" type="checkbox" id=(id) name=(id);
+            input class="form-check-input" type="checkbox" id=(id) name=(id) checked[id == "container-autostart"];
             label class="form-check-label small" for=(id) { (label) }
         }
     }
@@ -280,25 +404,24 @@ fn container_form() -> Markup {
         html! {
             (text_input("container-name", "Name", "web", None))
             div class="row g-2" {
-                div class="col-sm-6" { (text_input("container-template", "Template (from)", "base", None)) }
-                div class="col-sm-6" { (text_input("container-image", "Image", "debian-bookworm", Some("Leave empty to use the template's."))) }
+                div class="col-sm-6" { (select_input("container-template", "Template (from)", "template", None)) }
+                div class="col-sm-6" { (select_input("container-image", "Image", "image", Some("None: the template's."))) }
             }
             div class="row g-2" {
-                div class="col-sm-4" { (text_input("container-network", "Network", "lan", None)) }
+                div class="col-sm-4" { (select_input("container-network", "Network", "network", None)) }
                 div class="col-sm-4" { (text_input("container-ipv4", "IPv4", "auto", None)) }
                 div class="col-sm-4" { (text_input("container-ipv6", "IPv6", "auto", None)) }
             }
-            div class="mb-2" {
-                label class="form-label small mb-1" for="container-forwards" { "Port forwards" }
-                textarea class="form-control form-control-sm font-monospace" id="container-forwards" name="container-forwards" rows="2" placeholder="tcp 8080 80" {}
-                div class="form-text" { "One a line: protocol, host port, container port." }
+            (textarea_input("container-forwards", "Port forwards", "tcp 8080 80", "One a line: protocol, host port, container port."))
+            (textarea_input("container-binds", "Bind mounts", "/srv/www /var/www read-only", "One a line: host path, container path (optional), then read-only and idmap if wanted."))
+            div class="row g-2" {
+                div class="col-sm-6" { (text_input("container-memory", "Memory limit", "512M", None)) }
+                div class="col-sm-6" { (text_input("container-cpus", "CPUs", "1.5", None)) }
             }
+            (textarea_input("container-environment", "Environment", "TZ=Etc/UTC", "One a line: NAME=value."))
+            (textarea_input("container-keys", "SSH authorized keys", "ssh-ed25519 AAAA… user@laptop", "One key a line."))
             div class="mb-2" {
-                label class="form-label small mb-1" for="container-keys" { "SSH authorized keys" }
-                textarea class="form-control form-control-sm font-monospace" id="container-keys" name="container-keys" rows="2" placeholder="ssh-ed25519 AAAA… user@laptop" {}
-                div class="form-text" { "One key a line." }
-            }
-            div class="mb-2" {
+                (check_input("container-autostart", "Start at boot"))
                 (check_input("container-docker", "Docker inside"))
                 (check_input("container-nested", "Nested containers"))
             }
@@ -308,12 +431,13 @@ fn container_form() -> Markup {
 
 async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     let body = html! {
+        h1 class="visually-hidden" { "Edit the host file" }
         div class="row g-3" {
             div class="col-xl-7" {
                 div class="card shadow-sm" {
                     div class="card-header d-flex flex-wrap align-items-center gap-2" {
-                        span class="fw-semibold me-auto text-truncate" id="file-name" title=(state.config.host_file.display().to_string()) {
-                            (state.config.host_file.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()))
+                        span class="fw-semibold me-auto text-truncate" id="file-name" title=(state.config.host_file.as_ref().map_or(String::new(), |f| f.display().to_string())) {
+                            (state.config.host_file.as_ref().and_then(|f| f.file_name()).map_or(String::new(), |n| n.to_string_lossy().into_owned()))
                         }
                         span class="badge text-bg-secondary" id="validity" { "checking…" }
                         span class="small text-body-secondary" id="saved-state" {}
@@ -323,29 +447,20 @@ async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
                     }
                     div class="card-body p-0" { div id="editor" {} }
                     div class="card-footer" {
-                        ul class="list-unstyled mb-0 small" id="diagnostics" {}
+                        // Read out as they change: the result of each check.
+                        ul class="list-unstyled mb-0 small" id="diagnostics" aria-live="polite" aria-label="Problems in the host file" {}
                     }
                 }
             }
             div class="col-xl-5" {
                 div class="card shadow-sm" {
                     div class="card-header" {
-                        ul class="nav nav-tabs card-header-tabs" role="tablist" {
-                            li class="nav-item" role="presentation" {
-                                button class="nav-link active" type="button" data-tab="plan-pane" role="tab" aria-selected="true" { "Plan" }
-                            }
-                            li class="nav-item" role="presentation" {
-                                button class="nav-link" type="button" data-tab="network-pane" role="tab" aria-selected="false" { "Network" }
-                            }
-                            li class="nav-item" role="presentation" {
-                                button class="nav-link" type="button" data-tab="container-pane" role="tab" aria-selected="false" { "Container" }
-                            }
-                        }
+                        (tabs("Plan and forms", &[("plan-pane", "Plan"), ("network-pane", "Network"), ("container-pane", "Container")]))
                     }
                     div class="card-body" {
-                        div class="tab-pane" id="plan-pane" { div id="plan" { (loading()) } }
-                        div class="tab-pane d-none" id="network-pane" { (network_form()) }
-                        div class="tab-pane d-none" id="container-pane" { (container_form()) }
+                        (pane("plan-pane", true, html! { div id="plan" { (loading()) } }))
+                        (pane("network-pane", false, network_form()))
+                        (pane("container-pane", false, container_form()))
                     }
                 }
             }
@@ -355,7 +470,7 @@ async fn editor(State(state): State<Shared>, cx: PageContext) -> Html<String> {
                 div class="card-header text-bg-danger" { "The host file changed on disk since it was loaded" }
                 div class="card-body" {
                     p class="small" { "Someone else saved it. Their change, from the text you loaded to the text on disk now:" }
-                    pre class="diff small" id="conflict-diff" {}
+                    pre class="diff small" id="conflict-diff" tabindex="0" {}
                     div class="d-flex gap-2" {
                         button class="btn btn-outline-secondary btn-sm" type="button" id="conflict-keep" { "Keep editing mine" }
                         button class="btn btn-danger btn-sm" type="button" id="conflict-take" { "Load theirs (drops my edits)" }
@@ -386,7 +501,8 @@ async fn apply(State(state): State<Shared>, cx: PageContext) -> Html<String> {
                                 input class="form-check-input" type="checkbox" id="git-commit" name="git-commit";
                                 label class="form-check-label small" for="git-commit" { "git commit the host file and its lock after a successful apply" }
                             }
-                            button class="btn btn-success" type="submit" id="apply-button" disabled { "Apply these changes" }
+                            button class="btn btn-success" type="submit" id="apply-button" disabled
+                                data-refused=[state.may_change().err().map(|e| e.body["error"].as_str().unwrap_or_default().to_string())] { "Apply these changes" }
                         }
                     }
                 }
@@ -457,11 +573,83 @@ fn logs_page(state: &Shared, cx: &PageContext, name: Option<&str>) -> Html<Strin
         }
         div class="card shadow-sm" {
             div class="card-body p-0" {
-                pre class="journal mb-0" id="journal" {}
+                pre class="journal mb-0" id="journal" tabindex="0" aria-label="The journal" {}
             }
         }
     };
     layout(state, cx, Page::Logs, body)
+}
+
+async fn container_page(
+    State(state): State<Shared>,
+    cx: PageContext,
+    Path(name): Path<String>,
+) -> Response {
+    let Ok(name) = Name::parse(&name) else {
+        return not_found().await.into_response();
+    };
+    let name = name.as_str();
+    let refused = state
+        .may_change()
+        .err()
+        .map(|e| e.body["error"].as_str().unwrap_or_default().to_string());
+    let body = html! {
+        div class="d-flex flex-wrap align-items-center gap-2 mb-3" data-name=(name) id="container-head" {
+            h1 class="h3 mb-0 me-auto" { "Container " code { (name) } }
+            span id="state" aria-live="polite" {}
+            div class="btn-group btn-group-sm flex-wrap" role="group" aria-label="Act on the container" id="actions" data-refused=[refused] {
+                button class="btn btn-outline-success" type="button" data-verb="start" { "Start" }
+                button class="btn btn-outline-secondary" type="button" data-verb="stop" { "Stop" }
+                button class="btn btn-outline-secondary" type="button" data-verb="restart" { "Restart" }
+                button class="btn btn-outline-secondary" type="button" data-verb="pause" { "Pause" }
+                button class="btn btn-outline-secondary" type="button" data-verb="resume" { "Resume" }
+            }
+            div class="input-group input-group-sm w-auto" {
+                label class="input-group-text" for="signal" { "Signal" }
+                select class="form-select" id="signal" {
+                    @for signal in ["TERM", "KILL", "HUP", "INT", "USR1", "USR2"] { option value=(signal) { (signal) } }
+                }
+                button class="btn btn-outline-danger" type="button" data-verb="kill" { "Kill" }
+            }
+        }
+        div id="result" aria-live="polite" {}
+        div class="card shadow-sm" {
+            div class="card-header" {
+                (tabs("Container", &[("overview-pane", "Overview"), ("console-pane", "Console")]))
+            }
+            div class="card-body" {
+                (pane("overview-pane", true, html! {
+                    div class="row g-3" {
+                        div class="col-lg-6" {
+                            h2 class="h6" { "Settings" }
+                            div id="settings" { (loading()) }
+                        }
+                        div class="col-lg-6" {
+                            h2 class="h6" { "Use" }
+                            div class="row g-2" {
+                                div class="col-sm-6" { figure class="chart mb-0" id="cpu-chart" aria-label="CPU use over the last minutes" {} }
+                                div class="col-sm-6" { figure class="chart mb-0" id="memory-chart" aria-label="Memory use over the last minutes" {} }
+                            }
+                            p class="small text-body-secondary" id="use-now" aria-live="off" {}
+                        }
+                    }
+                    h2 class="h6 mt-3" { "Provisioning steps" }
+                    div id="steps" {}
+                    h2 class="h6 mt-3" { "Last log lines " a class="small fw-normal" href=(format!("/logs/{name}")) { "(follow the journal)" } }
+                    pre class="journal journal-short mb-0" id="last-logs" tabindex="0" aria-label="The last log lines" {}
+                }))
+                (pane("console-pane", false, html! {
+                    p class="small text-body-secondary" id="console-note" { "A login shell in the container, as " code { "ctm shell " (name) } " opens. It ends when you leave this tab's page." }
+                    div class="d-flex gap-2 mb-2" {
+                        button class="btn btn-primary btn-sm" type="button" id="console-open" { "Open a shell" }
+                        button class="btn btn-outline-secondary btn-sm" type="button" id="console-close" disabled { "Close it" }
+                    }
+                    div id="terminal" class="terminal-box" aria-label="Terminal" {}
+                }))
+            }
+        }
+    };
+    layout(&state, &cx, Page::Container, body).into_response()
 }
 
 async fn not_found() -> impl IntoResponse {
@@ -475,7 +663,7 @@ async fn not_found() -> impl IntoResponse {
                     body class="bg-body-tertiary" {
                         main class="container py-5" {
                             h1 class="h4" { "Not found" }
-                            p { a href="/" { "Back to the dashboard" } }
+                            p { a href="/" { "Back to the start" } }
                         }
                     }
                 }
@@ -485,13 +673,55 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/editor", get(editor))
-        .route("/apply", get(apply))
-        .route("/generations", get(generations))
-        .route("/logs", get(logs_index))
-        .route("/logs/{name}", get(logs_of))
-        .fallback(not_found)
+async fn fleet(State(state): State<Shared>, cx: PageContext) -> Html<String> {
+    let file = state
+        .config
+        .fleet
+        .as_ref()
+        .map_or(String::new(), |f| f.file.display().to_string());
+    let body = html! {
+        div class="d-flex flex-wrap align-items-baseline gap-2 mb-3" {
+            h1 class="h3 mb-0 me-auto" { "Fleet" }
+            span class="small text-body-secondary" { code { (file) } }
+            span class="small text-body-secondary" id="refreshed" {}
+            button class="btn btn-outline-secondary btn-sm" type="button" id="fleet-refresh" { "Refresh" }
+        }
+        (card("Hosts", "fleet-hosts", loading()))
+        div class="card shadow-sm mb-3" {
+            div class="card-header d-flex flex-wrap align-items-center gap-2" {
+                span class="fw-semibold me-auto" { "The fleet plan" }
+                button class="btn btn-primary btn-sm" type="button" id="fleet-plan-go" { "Plan every host" }
+            }
+            div class="card-body" id="fleet-plan" {
+                p class="text-body-secondary mb-0" {
+                    "Each host's own ctm plans its host file, over SSH. To apply, run "
+                    code { "ctm fleet apply " (file) }
+                    " on the command line (docs/fleet.md)."
+                }
+            }
+        }
+    };
+    layout(&state, &cx, Page::Fleet, body)
+}
+
+/// The pages this server serves: the host file's, the fleet's, or both;
+/// `/` is the dashboard, or the fleet page without a host file.
+pub fn routes(config: &Config) -> Router<Shared> {
+    let mut routes = Router::new();
+    if config.host_file.is_some() {
+        routes = routes
+            .route("/", get(dashboard))
+            .route("/editor", get(editor))
+            .route("/apply", get(apply))
+            .route("/generations", get(generations))
+            .route("/logs", get(logs_index))
+            .route("/logs/{name}", get(logs_of))
+            .route("/containers/{name}", get(container_page));
+    } else if config.fleet.is_some() {
+        routes = routes.route("/", get(fleet));
+    }
+    if config.fleet.is_some() {
+        routes = routes.route("/fleet", get(fleet));
+    }
+    routes.fallback(not_found)
 }

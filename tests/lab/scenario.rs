@@ -108,3 +108,68 @@ pub fn started_at(lab: &Lab, name: &str) -> u64 {
     .parse()
     .unwrap_or_else(|e| panic!("start time of {unit}: {e}"))
 }
+
+/// Runs `f` on a thread of this process that has entered the lab's
+/// network namespace: this machine's files, the lab's network (its
+/// loopback included), so a test reaches a server the lab runs on
+/// 127.0.0.1.
+pub fn in_lab_network<T: Send + 'static>(lab: &Lab, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd as _;
+    let ns = std::fs::File::open(format!("/proc/{}/ns/net", lab.leader()))
+        .unwrap_or_else(|e| panic!("the lab's network namespace: {e}"));
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) on a descriptor we hold; it changes only this
+        // thread's network namespace.
+        let rc = unsafe { nix::libc::setns(ns.as_raw_fd(), nix::libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Where `serve_in_lab` listens, inside the lab.
+pub const SERVE_PORT: u16 = 7780;
+
+/// Starts `ctm serve /root/host.kdl` in the lab as a transient unit on
+/// its loopback, waits until it answers, and returns its login token.
+pub fn serve_in_lab(lab: &Lab) -> String {
+    lab.ok(&[
+        "systemd-run",
+        "--unit=ctm-web",
+        "--collect",
+        "ctm",
+        "serve",
+        "/root/host.kdl",
+        "--listen",
+        &format!("127.0.0.1:{SERVE_PORT}"),
+    ]);
+    eventually("ctm serve to answer", Duration::from_secs(20), || {
+        let answer = http_in_lab(lab, "/login", None);
+        answer
+            .starts_with("HTTP/1.1 200")
+            .then_some(())
+            .ok_or(answer)
+    });
+    lab.read("/var/lib/ctm/web-token").trim().to_string()
+}
+
+/// A GET of `path` from the server in the lab: the whole answer, headers
+/// and all.
+pub fn http_in_lab(lab: &Lab, path: &str, token: Option<&str>) -> String {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{}\r\n",
+        token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"))
+    );
+    in_lab_network(lab, move || {
+        use std::io::{Read as _, Write as _};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", SERVE_PORT)) else {
+            return String::from("(not listening yet)");
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let _ = stream.write_all(request.as_bytes());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}

@@ -107,9 +107,10 @@ fn similar_diff(a: &str, b: &str) -> String {
     out
 }
 
-/// True when running under CI, where tests that would skip must run.
+/// True when running under CI (`CI` set to any non-empty value, as
+/// `CI=true` and `CI=1` both are), where tests that would skip must run.
 pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some()
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
 pub fn is_root() -> bool {
@@ -125,8 +126,20 @@ pub fn skip_unless(requirement_met: bool, what: &str) -> bool {
     if in_ci() {
         panic!("CI must run this test, but {what}");
     }
-    eprintln!("SKIPPED: {what}");
+    say_skipped(what);
     true
+}
+
+/// Prints `SKIPPED: why` where it is seen without `--nocapture`: the test
+/// harness captures the print macros of a passing test, not a write to
+/// the process's standard error. `.ci/run` counts these lines.
+pub fn say_skipped(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED ({}): {why}",
+        std::thread::current().name().unwrap_or("a test")
+    );
 }
 
 /// A scratch directory with a copy of an example and its lock (if it has
@@ -140,4 +153,51 @@ pub fn scratch_example(name: &str) -> (tempfile::TempDir, PathBuf) {
         std::fs::copy(&lock, dir.path().join(format!("{name}.lock"))).unwrap();
     }
     (dir, host)
+}
+
+/// The metric families of a Prometheus text, as the reference client
+/// library's parser reads them (Debian's python3-prometheus-client):
+/// `{name: {type, samples: [[name, labels, value]]}}`; `None` (after a
+/// loud skip) where that parser is missing outside CI.
+pub fn prometheus_parse(text: &str) -> Option<serde_json::Value> {
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "documentation": f.documentation,
+                   "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+print(json.dumps(out))
+"#;
+    let available = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if skip_unless(
+        available,
+        "Debian's python3-prometheus-client is missing (apt-get install python3-prometheus-client)",
+    ) {
+        return None;
+    }
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the text:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
 }

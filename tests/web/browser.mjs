@@ -3,38 +3,19 @@
 // sandbox root and runs this with CTM_URL, CTM_TOKEN, CTM_HOST_FILE and
 // CTM_SHOTS (where the screenshots go). Exits non-zero on the first
 // failure, naming the step.
-import { createRequire } from 'node:module';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-
-const require = createRequire(new URL('../../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
+import { launch, accessible, fitsThePhone, LAPTOP, PHONE } from './common.mjs';
 
 const URL_ = process.env.CTM_URL;
 const TOKEN = process.env.CTM_TOKEN;
 const HOST_FILE = process.env.CTM_HOST_FILE;
 const SHOTS = process.env.CTM_SHOTS;
-const LAPTOP = { width: 1366, height: 900 };
-const PHONE = { width: 390, height: 844 };
 
-const profile = mkdtempSync(join(tmpdir(), 'ctm-chromium-'));
-// A fresh profile each run (--user-data-dir, which playwright passes for
-// a persistent context).
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CTM_CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: LAPTOP,
-});
-const page = context.pages()[0] ?? await context.newPage();
-const problems = [];
-page.on('console', (m) => { if (m.type() === 'error') problems.push(`console on ${page.url()}: ${m.text()}`); });
-await context.addInitScript(() => document.addEventListener('securitypolicyviolation', (e) => {
-  console.error(`CSP violation: ${e.violatedDirective} by ${e.sourceFile}:${e.lineNumber} ${e.sample}`);
-}));
-page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+const { context, page, problems, close } = await launch();
+const dialogs = [];
+page.on('dialog', (d) => { dialogs.push(d.type()); d.accept().catch(() => {}); });
 // The first full answer (200) for each path, for the page weight.
 const firstAnswers = new Map();
 page.on('response', (r) => {
@@ -97,6 +78,8 @@ try {
   // The refused login answers 401, which the console reports: expected.
   problems.length = 0;
 
+  await accessible(page, 'the login page');
+
   step = 'the right token logs in';
   await page.fill('#token', TOKEN);
   await page.click('button[type=submit]');
@@ -107,12 +90,35 @@ try {
   assert.equal(cookie.sameSite, 'Strict');
   await shots('dashboard-empty');
 
+  step = 'every page has one h1, a skip link first, and focus shown on the navbar';
+  assert.equal(await page.locator('h1').count(), 1);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to the content');
+  await page.keyboard.press('Tab');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.equal(outline, 'solid', 'the focused navbar link shows its focus');
+  await accessible(page, 'the login page\'s successor, the empty dashboard');
+
   step = 'the editor loads the host file and finds it valid';
   await page.goto(`${URL_}editor`);
   await page.waitForSelector('#validity.text-bg-success');
   const original = await editorText();
   assert.equal(original, readFileSync(HOST_FILE, 'utf8'));
   await page.waitForSelector('#plan .plan-summary');
+
+  step = 'the editor has an accessible name, its problems are announced, its tabs take the arrow keys';
+  assert.match(await page.getAttribute('.cm-content', 'aria-label'), /^The host file /);
+  assert.equal(await page.getAttribute('#diagnostics', 'aria-live'), 'polite');
+  await page.focus('#plan-pane-tab');
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await page.getAttribute('#network-pane-tab', 'aria-selected'), 'true');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'network-pane-tab');
+  assert.ok(await page.isVisible('#network-pane'));
+  await page.keyboard.press('End');
+  assert.equal(await page.getAttribute('#container-pane-tab', 'aria-selected'), 'true');
+  await page.keyboard.press('Home');
+  assert.ok(await page.isVisible('#plan-pane'));
+  await accessible(page, 'the editor');
 
   step = 'the page, its assets and the host file come compressed';
   // Bytes as received (encoded) and once decoded, of the first full
@@ -163,11 +169,32 @@ try {
   assert.match(diffText, /^\+\+\+ b\//m);
   await shots('editor-plan');
 
-  step = 'the container form adds a container and keeps the comments';
+  step = 'the container form offers the networks, templates and images there are, and shows errors at their field';
   await page.click('[data-tab="container-pane"]');
+  await page.waitForSelector('#container-network option[value="lan"]', { state: 'attached' });
+  await page.waitForSelector('#container-template option[value="base"]', { state: 'attached' });
+  await page.waitForSelector('#container-image option[value="debian-bookworm"]', { state: 'attached' });
+  assert.ok(await page.isChecked('#container-autostart'), 'a new container starts at boot');
+  await page.fill('#container-name', 'tmp');
+  await page.selectOption('#container-template', 'base');
+  await page.fill('#container-memory', 'lots');
+  await page.fill('#container-forwards', 'tcp 80');
+  await page.click('#container-form button[type=submit]');
+  await page.waitForSelector('#container-forwards.is-invalid');
+  assert.match(await page.textContent('#container-forwards-error'), /is not a forward/);
+  await page.fill('#container-forwards', '');
+  await page.click('#container-form button[type=submit]');
+  await page.waitForSelector('#container-memory.is-invalid');
+  assert.match(await page.textContent('#container-memory-error'), /memory|size|lots/i);
+  await shots('editor-form-error');
+  await setEditorText(edited);
+  await page.waitForSelector('#validity.text-bg-success');
+  await page.fill('#container-memory', '');
+
+  step = 'the container form adds a container and keeps the comments';
   await page.fill('#container-name', 'db');
-  await page.fill('#container-template', 'base');
-  await page.fill('#container-network', 'lan');
+  await page.selectOption('#container-template', 'base');
+  await page.selectOption('#container-network', 'lan');
   await page.fill('#container-forwards', 'tcp 5432 5432');
   await page.check('#container-docker');
   await page.click('#container-form button[type=submit]');
@@ -186,6 +213,20 @@ try {
   await page.waitForFunction(() => document.getElementById('saved-state').textContent === 'saved');
   assert.equal(readFileSync(HOST_FILE, 'utf8'), withDb);
 
+  step = 'unsaved edits warn before leaving and are kept as a draft';
+  const unsaved = `${withDb}// not saved yet\n`;
+  await setEditorText(unsaved);
+  await page.waitForTimeout(700);
+  await page.reload();
+  await page.waitForSelector('#restore-draft');
+  assert.ok(dialogs.includes('beforeunload'), `leaving asked first: ${dialogs}`);
+  await page.click('#restore-draft');
+  assert.equal(await editorText(), unsaved);
+  await page.waitForFunction(() => document.getElementById('saved-state').textContent === 'unsaved changes');
+  await setEditorText(withDb);
+  await page.waitForFunction(() => document.getElementById('saved-state').textContent === 'saved');
+  await page.waitForTimeout(700);
+
   step = 'apply shows the plan and completes against the sandbox root';
   await page.goto(`${URL_}apply`);
   await page.waitForSelector('#plan .plan-summary');
@@ -198,6 +239,7 @@ try {
   assert.match(log, /Applying generation 1/);
   assert.match(log, /Health check/);
   await shots('apply-done');
+  await accessible(page, 'the apply page');
 
   step = 'the dashboard shows the applied generation';
   await page.goto(URL_);
@@ -207,6 +249,47 @@ try {
   assert.match(await page.textContent('main'), /unknown: files-only root/);
   assert.equal(await page.textContent('#summary .card .fs-5'), '1');
   await shots('dashboard');
+
+  step = 'the container list takes a search and a filter';
+  await page.fill('#filter-text', 'builder');
+  assert.equal(await page.locator('#containers tbody tr:not(.d-none)').count(), 1);
+  assert.match(await page.textContent('#containers tbody tr:not(.d-none)'), /builder/);
+  await page.fill('#filter-text', '');
+  await page.selectOption('#filter-state', 'drift');
+  assert.equal(await page.locator('#containers tbody tr:not(.d-none)').count(), 0);
+  await page.selectOption('#filter-state', '');
+  assert.equal(await page.locator('#containers tbody tr:not(.d-none)').count(), 4);
+  await accessible(page, 'the dashboard');
+  await fitsThePhone(page, 'the dashboard');
+
+  step = 'the UI follows the system\'s dark theme';
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.reload();
+  await page.waitForSelector('#containers table');
+  assert.equal(await page.getAttribute('html', 'data-bs-theme'), 'dark');
+  await accessible(page, 'the dashboard, dark');
+  await shots('dashboard-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
+
+  step = 'a container page shows its settings and steps, and what a files-only root cannot tell';
+  await page.click('#containers a[href="/containers/web"]');
+  await page.waitForSelector('#settings table');
+  const settings = await page.textContent('#settings');
+  assert.match(settings, /\/srv\/www → \/var\/www \(read-only\)/);
+  assert.match(settings, /tcp 8081 → 80/);
+  assert.match(settings, /memory 1\.0 GiB, 2 CPUs/);
+  assert.match(await page.textContent('#state'), /unknown: files-only root/);
+  assert.match(await page.textContent('#steps'), /networkd|root file system/);
+  assert.ok(await page.isDisabled('[data-verb="stop"]'));
+  assert.match(await page.textContent('#use-now'), /files-only root/);
+  await page.focus('#overview-pane-tab');
+  await page.keyboard.press('ArrowRight');
+  assert.ok(await page.isVisible('#console-pane'));
+  assert.ok(await page.isDisabled('#console-open'));
+  await page.keyboard.press('ArrowLeft');
+  await accessible(page, 'the container page');
+  await fitsThePhone(page, 'the container page');
+  await shots('container');
 
   step = 'a second generation, then a rollback that shows its plan first';
   const source = await api('GET', '/api/source');
@@ -225,15 +308,51 @@ try {
   await page.click('#diff-form button[type=submit]');
   await page.waitForSelector('#diff pre.diff');
   await shots('generations');
+  await accessible(page, 'the generations page');
+  await fitsThePhone(page, 'the generations page');
   await page.click('#rollback-go');
   await page.waitForSelector('#progress-log .result', { timeout: 30000 });
   assert.equal(await page.textContent('#progress-log .result'), 'Rolled back: the host is on generation 1.');
+
+  step = 'an apply waiting for confirmation shows its countdown on every page, and its revert after';
+  const before = await api('GET', '/api/source');
+  await api('POST', '/api/save', { text: before.text.replace('host=5432', 'host=5434'), base: before.text });
+  const third = await api('POST', '/api/plan', {});
+  await api('POST', '/api/apply', { fingerprint: third.plan.fingerprint, confirm_timeout: 5 });
+  await page.goto(`${URL_}logs/web`);
+  await page.waitForSelector('#confirm-banner .countdown', { timeout: 10000 });
+  assert.match(await page.textContent('#confirm-banner'), /Generation 3 is waiting for confirmation: \d:\d\d left, then the host returns to generation 1/);
+  await shots('confirm-countdown');
+  await page.waitForSelector('#reverted-note', { timeout: 20000 });
+  assert.match(await page.textContent('#reverted-note'),
+    /Generation 3 was rolled back at \S+ for want of a confirmation; the host is on generation 1\./);
+  await page.goto(`${URL_}generations`);
+  await page.waitForSelector('#generations .reverted');
+  const late = await fetch(`${URL_}api/confirm`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ generation: 3 }),
+  });
+  assert.equal(late.status, 409);
+  assert.match((await late.json()).error, /generation 3 was rolled back at .* for want of a confirmation; the host is on generation 1/);
 
   step = 'logs say plainly that they need the live system';
   await page.goto(`${URL_}logs/web`);
   await page.waitForSelector('#logs-unavailable');
   assert.match(await page.textContent('#logs-unavailable'), /need the live system/);
   await shots('logs');
+  await accessible(page, 'the logs page');
+
+  step = 'the fleet page shows each host, and why one cannot be reached or planned';
+  await page.goto(`${URL_}fleet`);
+  await page.waitForSelector('#fleet-hosts tr[data-host="h1"]');
+  assert.match(await page.textContent('#fleet-hosts tr[data-host="h1"]'), /cannot connect to 127\.0\.0\.1 port 1/);
+  await page.click('#fleet-plan-go');
+  await page.waitForSelector('#fleet-totals');
+  assert.equal(await page.textContent('#fleet-totals'),
+    '0 of 1 host would change (0 to add, 0 to change, 0 to destroy; 0 actions); 1 could not be planned.');
+  assert.match(await page.textContent('.fleet-host-plan .alert-danger'), /Connection refused/);
+  await shots('fleet');
 
   step = 'no script error and no CSP violation on any page';
   assert.deepEqual(problems, []);
@@ -244,6 +363,5 @@ try {
   await page.screenshot({ path: join(SHOTS, 'failure.png'), fullPage: true }).catch(() => {});
   process.exitCode = 1;
 } finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

@@ -23,7 +23,10 @@ export async function api(method, path, body) {
     throw new ApiError(401, { error: 'logged out' });
   }
   const type = response.headers.get('content-type') || '';
-  const data = type.includes('json') ? await response.json() : {};
+  // ctm answers in JSON; the web framework refuses a malformed request
+  // in plain text, which is still the message to show.
+  const data = type.includes('json') ? await response.json()
+    : (response.ok ? {} : { error: (await response.text()) || `HTTP ${response.status}` });
   if (!response.ok) {
     throw new ApiError(response.status, data);
   }

@@ -20,7 +20,9 @@ async function loadPlan() {
     }
     fill(box, renderPlan(answer.plan));
     const p = answer.plan;
-    button.disabled = p.conflicts.length > 0 || (p.files.length === 0 && p.actions.length === 0);
+    const refused = button.dataset.refused;
+    button.disabled = Boolean(refused) || p.conflicts.length > 0 || (p.files.length === 0 && p.actions.length === 0);
+    if (refused) box.prepend(h('div', { class: 'alert alert-secondary small', id: 'apply-refused' }, refused));
     return answer.plan;
   } catch (e) {
     fill(box, h('div', { class: 'alert alert-warning mb-0' }, e.message));
@@ -48,19 +50,4 @@ export async function applyPage() {
       plan = await loadPlan();
     }
   });
-  if (!plan) return;
-  // Say when an apply is already waiting for its confirmation.
-  const status = await api('GET', '/api/generations');
-  if (status.pending_confirm) {
-    const p = status.pending_confirm;
-    const box = alert('warning', `Generation ${p.generation} is waiting for confirmation.`);
-    box.querySelector('div').append(h('button', {
-      class: 'btn btn-warning btn-sm ms-2',
-      type: 'button',
-      onclick: async () => {
-        await api('POST', '/api/confirm').catch(showError);
-        box.remove();
-      },
-    }, 'Confirm'));
-  }
 }

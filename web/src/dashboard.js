@@ -2,6 +2,7 @@
 // CPU use is the growth of the cgroup's CPU time between two samples.
 import { api } from './api.js';
 import { h, $, fill, muted, bytes } from './dom.js';
+import { filterRows } from './filter.js';
 
 let previous = { at: 0, cpu: {} };
 
@@ -11,16 +12,37 @@ function live(status, value) {
 
 const plural = (n, what) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
-function stateBadge(state) {
+export function stateBadge(state) {
   if (state === 'running') return h('span', { class: 'badge text-bg-success' }, 'running');
+  if (state === 'paused') return h('span', { class: 'badge text-bg-warning' }, 'paused');
   if (state === 'stopped') return h('span', { class: 'badge text-bg-secondary' }, 'stopped');
+  if (state) return h('span', { class: 'badge text-bg-info' }, state);
   return muted('unknown');
+}
+
+/// Shows the containers the search and the state filter let through.
+function applyFilter() {
+  const state = $('filter-state').value;
+  const rows = [...document.querySelectorAll('#containers tbody tr')];
+  const shown = filterRows(rows, $('filter-text').value, (row) => !state
+    || (state === 'drift' ? row.dataset.drift === 'true' : row.dataset.state === state));
+  const note = $('filter-note');
+  if (note) note.textContent = rows.length && shown < rows.length ? `${shown} of ${rows.length} shown` : '';
 }
 
 function driftCell(drift) {
   if (!drift.length) return h('span', { class: 'badge text-bg-light border' }, 'in sync');
   return h('span', { class: 'badge text-bg-warning', title: drift.map((d) => `${d.path}: ${d.reason}`).join('\n') },
     `${drift.length} file${drift.length === 1 ? '' : 's'} drifted`);
+}
+
+function linkState(link) {
+  if (!link || link.exists === null) return muted('unknown');
+  if (!link.exists) return h('span', { class: 'badge text-bg-danger' }, 'missing');
+  const lacking = link.drift.filter((d) => d.startsWith('lacks '));
+  return lacking.length
+    ? h('span', { class: 'badge text-bg-warning', title: lacking.join('\n') }, 'up, addresses missing')
+    : h('span', { class: 'badge text-bg-success' }, 'up');
 }
 
 function cpuCell(status, c) {
@@ -58,10 +80,9 @@ function render(s) {
       s.drift.actions.length ? `${s.drift.actions.length} action(s) needed` : 'the host matches its generation'),
     summaryCard('System', s.live ? 'live' : 'files only', s.live ? 'the running system' : s.root));
   const notes = [];
-  if (s.pending_confirm) {
-    notes.push(h('div', { class: 'alert alert-warning' }, `Generation ${s.pending_confirm.generation} is waiting for confirmation. `,
-      h('a', { href: '/apply' }, 'Confirm it on the apply page'), '.'));
-  }
+  // A pending confirmation and a generation rolled back for want of one
+  // are in the banner every page shows (confirm.js).
+  for (const note of s.notes) notes.push(h('div', { class: 'alert alert-secondary py-2 small' }, note));
   if (s.host_file_changed) {
     notes.push(h('div', { class: 'alert alert-info' }, 'The host file has changes that are not applied. ',
       h('a', { href: '/apply' }, 'See the plan'), '.'));
@@ -80,8 +101,8 @@ function render(s) {
 
   fill($('containers'), table(
     ['Name', 'State', 'IPv4', 'IPv6', 'Network', 'Autostart', 'CPU', 'Memory', 'Drift'],
-    s.containers.map((c) => h('tr', {},
-      h('td', {}, h('a', { href: `/logs/${encodeURIComponent(c.name)}`, class: 'fw-semibold' }, c.name),
+    s.containers.map((c) => h('tr', { 'data-state': c.state ?? '', 'data-drift': String(c.drift.length > 0) },
+      h('td', {}, h('a', { href: `/containers/${encodeURIComponent(c.name)}`, class: 'fw-semibold' }, c.name),
         c.docker ? h('span', { class: 'badge text-bg-info ms-1' }, 'docker') : null,
         c.nested ? h('span', { class: 'badge text-bg-info ms-1' }, 'nested') : null,
         h('div', { class: 'small text-body-secondary' }, c.image, c.forwards.length ? ` · ${c.forwards.join(', ')}` : '')),
@@ -93,7 +114,9 @@ function render(s) {
       h('td', { class: 'text-nowrap' }, cpuCell(s, c)),
       h('td', { class: 'text-nowrap' }, c.usage ? bytes(c.usage.memory_bytes) : live(s, muted('—'))),
       h('td', {}, driftCell(c.drift)))),
-    'No containers in the current generation.'));
+    'No containers in the current generation.'),
+  h('p', { class: 'small text-body-secondary mb-0 mt-1', id: 'filter-note', 'aria-live': 'polite' }));
+  applyFilter();
   fill($('networks'), table(
     ['Name', 'Bridge', 'IPv4', 'IPv6', 'Containers', 'State', 'Drift'],
     s.networks.map((n) => h('tr', {},
@@ -102,7 +125,7 @@ function render(s) {
       h('td', { class: 'font-monospace small' }, n.ipv4 ?? '—', n.ipv4_nat ? h('span', { class: 'badge text-bg-light border ms-1' }, 'NAT') : null),
       h('td', { class: 'font-monospace small' }, n.ipv6 ?? '—', n.ipv6_nat ? h('span', { class: 'badge text-bg-light border ms-1' }, 'NAT') : null),
       h('td', {}, String(n.containers)),
-      h('td', {}, live(s, muted('unknown'))),
+      h('td', {}, live(s, linkState(n.link))),
       h('td', {}, driftCell(n.drift)))),
     'No networks.'));
   fill($('tunnels'), table(
@@ -112,7 +135,7 @@ function render(s) {
       h('td', { class: 'font-monospace small' }, t.local),
       h('td', { class: 'font-monospace small' }, t.remote),
       h('td', { class: 'font-monospace small' }, t.addresses.join(', ')),
-      h('td', {}, live(s, muted('unknown'))),
+      h('td', {}, live(s, linkState(t.link))),
       h('td', {}, driftCell(t.drift)))),
     'No tunnels.'));
   $('refreshed').textContent = `updated ${new Date(s.sampled_at_ms).toLocaleTimeString()}`;
@@ -130,6 +153,9 @@ export async function dashboard() {
       $('refreshed').textContent = `not updated: ${e.message}`;
     }
   };
+  $('filter-text').addEventListener('input', applyFilter);
+  $('filter-state').addEventListener('change', applyFilter);
   await refresh();
   setInterval(refresh, 5000);
+  document.addEventListener('ctm:state', refresh);
 }

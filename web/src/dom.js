@@ -52,7 +52,7 @@ export function bytes(n) {
 
 /// A unified diff, each line coloured by its first character.
 export function diffBlock(text) {
-  return h('pre', { class: 'diff small mb-0' }, text.split('\n').map((line) => {
+  return h('pre', { class: 'diff small mb-0', tabindex: '0' }, text.split('\n').map((line) => {
     let cls = '';
     if (line.startsWith('+++') || line.startsWith('---')) cls = 'diff-file';
     else if (line.startsWith('+')) cls = 'diff-add';

@@ -15,8 +15,10 @@ import { api } from './api.js';
 import { kdl } from './kdl-mode.js';
 import { h, $, fill, alert, showError, diffBlock } from './dom.js';
 import { renderPlan } from './plan.js';
+import { tabs } from './tabs.js';
 
 let view;
+let draftTimer = null;
 /// The text on disk as last loaded or saved: what a save compares against.
 let base = '';
 
@@ -102,11 +104,50 @@ function setText(text) {
   });
 }
 
+/// Unsaved edits are kept in this browser (localStorage) until saved, so
+/// that a closed tab or a crash loses nothing; the key names the file.
+const draftKey = () => `ctm-draft:${$('file-name').title}`;
+
+function keepDraft(text) {
+  try {
+    if (text === base) localStorage.removeItem(draftKey());
+    else localStorage.setItem(draftKey(), JSON.stringify({ base, text }));
+  } catch {
+    // Storage full or refused: the warning before leaving still holds.
+  }
+}
+
+/// A draft of the file as it is on disk now: offered back.
+function offerDraft() {
+  let draft;
+  try {
+    draft = JSON.parse(localStorage.getItem(draftKey()) ?? 'null');
+  } catch {
+    draft = null;
+  }
+  if (!draft || draft.text === base) return;
+  if (draft.base !== base) {
+    localStorage.removeItem(draftKey());
+    return;
+  }
+  const box = alert('warning', 'You have unsaved edits of this file from before. ');
+  box.querySelector('.flex-grow-1').append(
+    h('button', {
+      class: 'btn btn-warning btn-sm ms-2', type: 'button', id: 'restore-draft',
+      onclick: () => { setText(draft.text); box.remove(); },
+    }, 'Restore them'),
+    h('button', {
+      class: 'btn btn-outline-secondary btn-sm ms-2', type: 'button',
+      onclick: () => { localStorage.removeItem(draftKey()); box.remove(); },
+    }, 'Discard them'));
+}
+
 async function save() {
   const text = view.state.doc.toString();
   try {
     await api('POST', '/api/save', { text, base });
     base = text;
+    keepDraft(text);
     markSaved(true);
     alert('success', 'Saved.');
   } catch (e) {
@@ -135,63 +176,136 @@ async function load() {
   return source;
 }
 
-function tabs() {
-  for (const button of document.querySelectorAll('[data-tab]')) {
-    button.addEventListener('click', () => {
-      for (const other of document.querySelectorAll('[data-tab]')) {
-        const active = other === button;
-        other.classList.toggle('active', active);
-        other.setAttribute('aria-selected', String(active));
-        $(other.dataset.tab).classList.toggle('d-none', !active);
-      }
-      if (button.dataset.tab !== 'plan-pane') refreshPicks();
-    });
-  }
-}
-
 const FIELDS = {
   network: ['name', 'bridge', 'ipv4', 'ipv6'],
-  container: ['name', 'template', 'image', 'network', 'ipv4', 'ipv6'],
+  container: ['name', 'template', 'image', 'network', 'ipv4', 'ipv6', 'memory', 'cpus'],
 };
 const CHECKS = {
   network: [['nat4', 'ipv4_nat'], ['nat6', 'ipv6_nat']],
-  container: [['docker', 'docker'], ['nested', 'nested']],
+  container: [['docker', 'docker'], ['nested', 'nested'], ['autostart', 'autostart']],
 };
+/// Which field a line of the host file that starts with this word (a KDL
+/// node, a TOML key) belongs to, for errors next to the field.
+const FIELD_OF = {
+  network: { bridge: 'bridge', ipv4: 'ipv4', ipv6: 'ipv6', nat: 'ipv4' },
+  container: {
+    from: 'template', image: 'image', network: 'network', forward: 'forwards', bind: 'binds',
+    limits: 'memory', environment: 'environment', 'authorized-key': 'keys', ssh: 'keys',
+    docker: 'docker', nested: 'nested', autostart: 'autostart',
+  },
+};
+
+/// A form error: next to its field, announced, the field marked invalid.
+class FieldError extends Error {
+  constructor(field, message) {
+    super(message);
+    this.field = field;
+  }
+}
+
+function clearErrors(kind) {
+  for (const el of document.querySelectorAll(`#${kind}-form .is-invalid`)) el.classList.remove('is-invalid');
+  for (const el of document.querySelectorAll(`#${kind}-form .invalid-feedback`)) el.textContent = '';
+}
+
+function showFieldError(id, message) {
+  const field = $(id);
+  const box = $(`${id}-error`);
+  if (!field || !box) return false;
+  field.classList.add('is-invalid');
+  field.setAttribute('aria-describedby', `${id}-error`);
+  box.textContent = message;
+  return true;
+}
 
 async function refreshPicks() {
   const text = view.state.doc.toString();
-  for (const kind of ['network', 'container']) {
+  for (const kind of ['network', 'container', 'template', 'image']) {
     const answer = await api('POST', '/api/edit/read', { text, kind, name: '' });
+    const names = answer.values.names;
     const pick = $(`${kind}-pick`);
-    fill(pick, h('option', { value: '' }, `New ${kind}`), answer.values.names.map((n) => h('option', { value: n }, n)));
+    if (pick) fill(pick, h('option', { value: '' }, `New ${kind}`), names.map((n) => h('option', { value: n }, n)));
+    for (const select of document.querySelectorAll(`select[data-names="${kind}"]`)) setChoices(select, names, select.value);
   }
 }
 
+/// The select's choices: none, the names there are, and `value` even if
+/// the text has no such one (the validator says so).
+function setChoices(select, names, value) {
+  const all = names.includes(value) || !value ? names : [...names, value];
+  fill(select, h('option', { value: '' }, 'none'), all.map((n) => h('option', { value: n, selected: n === value }, n)));
+  select.value = value ?? '';
+}
+
 function fillForm(kind, form) {
-  for (const f of FIELDS[kind]) $(`${kind}-${f}`).value = form?.[f] ?? '';
-  for (const [id, key] of CHECKS[kind]) $(`${kind}-${id}`).checked = Boolean(form?.[key]);
+  for (const f of FIELDS[kind]) {
+    const field = $(`${kind}-${f}`);
+    const value = form?.[f] ?? '';
+    if (field.tagName === 'SELECT') {
+      setChoices(field, [...field.options].map((o) => o.value).filter(Boolean), value);
+    } else {
+      field.value = value;
+    }
+  }
+  for (const [id, key] of CHECKS[kind]) $(`${kind}-${id}`).checked = key === 'autostart' ? (form?.[key] ?? true) : Boolean(form?.[key]);
   if (kind === 'container') {
     $('container-forwards').value = (form?.forwards ?? []).map((f) => `${f.protocol} ${f.host} ${f.container}`).join('\n');
+    $('container-binds').value = (form?.binds ?? []).map((b) => [b.source, b.target, b.read_only ? 'read-only' : '', b.idmap ? 'idmap' : '']
+      .filter(Boolean).join(' ')).join('\n');
+    $('container-environment').value = (form?.environment ?? []).map((e) => `${e.name}=${e.value}`).join('\n');
     $('container-keys').value = (form?.authorized_keys ?? []).join('\n');
   }
+  clearErrors(kind);
 }
+
+const lines = (id) => $(id).value.split('\n').map((l) => l.trim()).filter(Boolean);
 
 function readForm(kind) {
   const values = {};
   for (const f of FIELDS[kind]) values[f] = $(`${kind}-${f}`).value.trim();
   for (const [id, key] of CHECKS[kind]) values[key] = $(`${kind}-${id}`).checked;
   if (kind === 'container') {
-    values.forwards = $('container-forwards').value.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+    values.forwards = lines('container-forwards').map((l) => {
       const [protocol, host, container, extra] = l.split(/\s+/);
       const port = (p) => (/^\d+$/.test(p ?? '') && Number(p) <= 65535 ? Number(p) : NaN);
       if (extra !== undefined || Number.isNaN(port(host)) || Number.isNaN(port(container))) {
-        throw new Error(`"${l}" is not a forward: write the protocol, the host port and the container port, e.g. "tcp 8080 80"`);
+        throw new FieldError('container-forwards', `"${l}" is not a forward: write the protocol, the host port and the container port, e.g. "tcp 8080 80"`);
       }
       return { protocol, host: port(host), container: port(container) };
     });
-    values.authorized_keys = $('container-keys').value.split('\n').map((l) => l.trim()).filter(Boolean);
+    values.binds = lines('container-binds').map((l) => {
+      const words = l.split(/\s+/);
+      const flags = words.filter((w) => w === 'read-only' || w === 'idmap');
+      const paths = words.filter((w) => !flags.includes(w));
+      if (paths.length < 1 || paths.length > 2) {
+        throw new FieldError('container-binds', `"${l}" is not a bind: write the host path, the container path if it differs, then read-only or idmap if wanted`);
+      }
+      return { source: paths[0], target: paths[1] ?? '', read_only: flags.includes('read-only'), idmap: flags.includes('idmap') };
+    });
+    values.environment = lines('container-environment').map((l) => {
+      const at = l.indexOf('=');
+      if (at < 1) throw new FieldError('container-environment', `"${l}" is not NAME=value`);
+      return { name: l.slice(0, at), value: l.slice(at + 1) };
+    });
+    values.authorized_keys = lines('container-keys');
   }
   return values;
+}
+
+/// After a form changed the text: the validator's errors inside the
+/// block of `name`, each next to the field its line belongs to.
+async function errorsNextToFields(kind, name, text) {
+  const answer = await api('POST', '/api/validate', { text });
+  const source = text.split('\n');
+  const start = source.findIndex((l) => new RegExp(`^\\s*(${kind}\\s+"${name}"|\\[${kind}\\.${name}[\\].])`).test(l));
+  if (start < 0) return;
+  for (const d of answer.diagnostics.filter((x) => x.severity === 'error' && !x.file.endsWith('.lock'))) {
+    const line = source[d.line - 1] ?? '';
+    if (d.line - 1 < start) continue;
+    const word = line.trim().split(/[\s={]/)[0];
+    const field = FIELD_OF[kind][word];
+    if (field) showFieldError(`${kind}-${field}`, `${d.message}${d.help ? ` (${d.help})` : ''}`);
+  }
 }
 
 function forms() {
@@ -204,14 +318,17 @@ function forms() {
     });
     $(`${kind}-form`).addEventListener('submit', async (e) => {
       e.preventDefault();
+      clearErrors(kind);
       try {
         const values = readForm(kind);
+        if (!values.name) throw new FieldError(`${kind}-name`, 'Give it a name.');
         const answer = await api('POST', '/api/edit', { text: view.state.doc.toString(), kind, values });
         setText(answer.text);
         alert('info', `${kind[0].toUpperCase()}${kind.slice(1)} ${values.name} is in the editor now. Review the plan, then save.`);
         refreshPicks();
+        await errorsNextToFields(kind, values.name, answer.text);
       } catch (err) {
-        showError(err);
+        if (!(err instanceof FieldError) || !showFieldError(err.field, err.message)) showError(err);
       }
     });
   }
@@ -240,8 +357,14 @@ export async function editor() {
           indentWithTab, ...defaultKeymap, ...historyKeymap,
         ]),
         EditorView.updateListener.of((u) => {
-          if (u.docChanged) markSaved(u.state.doc.toString() === base);
+          if (!u.docChanged) return;
+          const text = u.state.doc.toString();
+          markSaved(text === base);
+          clearTimeout(draftTimer);
+          draftTimer = setTimeout(() => keepDraft(text), 500);
         }),
+        // Its accessible name, for screen readers.
+        EditorView.contentAttributes.of({ 'aria-label': `The host file ${$('file-name').textContent.trim()}`, tabindex: '0' }),
         EditorView.lineWrapping,
         // CodeMirror's styles go into a <style> element, which the CSP
         // lets in only with this response's nonce.
@@ -264,6 +387,16 @@ export async function editor() {
       alert('warning', 'Save first: apply applies the saved host file.');
     }
   });
-  tabs();
+  tabs(document.querySelector('[role="tablist"]'), (pane) => {
+    if (pane !== 'plan-pane') refreshPicks().catch(showError);
+  });
   forms();
+  offerDraft();
+  // Leaving with unsaved edits asks first.
+  window.addEventListener('beforeunload', (e) => {
+    if (view.state.doc.toString() !== base) {
+      e.preventDefault();
+      e.returnValue = '';
+    }
+  });
 }

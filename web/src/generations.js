@@ -3,6 +3,7 @@
 import { api } from './api.js';
 import { h, $, fill, showError, diffBlock } from './dom.js';
 import { renderPlan } from './plan.js';
+import { filterRows } from './filter.js';
 import { follow } from './jobs.js';
 
 async function showRollback(n) {
@@ -27,8 +28,13 @@ async function showRollback(n) {
 
 async function list() {
   const answer = await api('GET', '/api/generations');
-  const rows = answer.generations.map(({ generation: g, current }) => h('tr', {},
-    h('td', { class: 'fw-semibold' }, String(g.number), current ? h('span', { class: 'badge text-bg-primary ms-2' }, 'current') : null),
+  const rows = answer.generations.map(({ generation: g, current, reverted }) => h('tr', {},
+    h('td', { class: 'fw-semibold' }, String(g.number),
+      current ? h('span', { class: 'badge text-bg-primary ms-2' }, 'current') : null,
+      reverted ? h('span', {
+        class: 'badge text-bg-danger ms-2 reverted',
+        title: `rolled back at ${new Date(reverted.at * 1000).toISOString()} for want of a confirmation`,
+      }, 'rolled back: not confirmed') : null),
     h('td', { class: 'text-nowrap small' }, g.created),
     h('td', { class: 'small' }, g.source_name),
     h('td', { class: 'font-monospace small' }, g.source_sha256.slice(0, 12)),
@@ -39,11 +45,18 @@ async function list() {
       'data-rollback': g.number,
       onclick: () => showRollback(g.number).catch(showError),
     }, 'Roll back…'))));
+  const search = h('input', {
+    class: 'form-control form-control-sm mb-2', type: 'search', id: 'generations-filter',
+    placeholder: 'Search by number, date, summary…', 'aria-label': 'Search the generations',
+    value: $('generations-filter')?.value ?? '',
+    oninput: (e) => filterRows(rows, e.currentTarget.value, () => true),
+  });
   fill($('generations'), rows.length
-    ? h('div', { class: 'table-responsive' }, h('table', { class: 'table table-sm align-middle mb-0' },
+    ? [search, h('div', { class: 'table-responsive' }, h('table', { class: 'table table-sm align-middle mb-0' },
       h('thead', {}, h('tr', {}, ['Generation', 'Created', 'Source', 'SHA-256', 'Summary', ''].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows)))
+      h('tbody', {}, rows)))]
     : h('p', { class: 'text-body-secondary mb-0' }, 'No generations yet: nothing has been applied to this root.'));
+  filterRows(rows, search.value, () => true);
   const numbers = answer.generations.map((x) => x.generation.number).reverse();
   for (const [id, pick] of [['diff-a', numbers.at(-2) ?? numbers[0]], ['diff-b', numbers.at(-1)]]) {
     fill($(id), numbers.map((n) => h('option', { value: n, selected: n === pick }, String(n))));
@@ -52,6 +65,7 @@ async function list() {
 
 export async function generations() {
   await list();
+  document.addEventListener('ctm:state', () => list().catch(showError));
   $('diff-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const a = $('diff-a').value;

@@ -3,7 +3,8 @@
 import { api } from './api.js';
 import { h, fill, alert, showError } from './dom.js';
 
-export function follow(id, box, onEnd) {
+/// `quiet`: the caller shows the result itself (no alert at the top).
+export function follow(id, box, onEnd, { quiet = false } = {}) {
   const list = h('ol', { class: 'progress-log small mb-0', id: 'progress-log' });
   fill(box, list);
   const line = (cls, text) => list.append(h('li', { class: cls }, text));
@@ -22,20 +23,22 @@ export function follow(id, box, onEnd) {
     button.addEventListener('click', async () => {
       button.disabled = true;
       try {
-        await api('POST', '/api/confirm');
+        await api('POST', '/api/confirm', { generation: event.event?.generation });
       } catch (err) {
         showError(err);
         button.disabled = false;
       }
     });
     list.append(h('li', { class: 'text-warning-emphasis waiting' }, event.message, button, left));
+    // The banner of every page shows it too, with its own countdown.
+    document.dispatchEvent(new CustomEvent('ctm:confirm-waiting'));
     source.addEventListener('done', () => { clearInterval(timer); button.remove(); left.remove(); });
     source.addEventListener('failed', () => { clearInterval(timer); button.remove(); left.remove(); });
   });
   const end = (ok) => (e) => {
     const event = JSON.parse(e.data);
     line(ok ? 'text-success fw-semibold result' : 'text-danger fw-semibold result', event.message);
-    alert(ok ? 'success' : 'danger', event.message);
+    if (!quiet) alert(ok ? 'success' : 'danger', event.message);
     source.close();
     onEnd?.(ok, event);
   };

@@ -16,6 +16,10 @@ use crate::config::{self, Format, Node, Source};
 pub enum Kind {
     Network,
     Container,
+    /// Names only, for the form's choices: templates and images have no
+    /// form of their own.
+    Template,
+    Image,
 }
 
 impl Kind {
@@ -23,6 +27,8 @@ impl Kind {
         match self {
             Kind::Network => "network",
             Kind::Container => "container",
+            Kind::Template => "template",
+            Kind::Image => "image",
         }
     }
 }
@@ -39,7 +45,7 @@ pub struct NetworkForm {
     pub ipv6_nat: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ContainerForm {
     pub name: String,
@@ -50,9 +56,55 @@ pub struct ContainerForm {
     pub ipv4: String,
     pub ipv6: String,
     pub forwards: Vec<ForwardForm>,
+    pub binds: Vec<BindForm>,
+    /// `limits memory=…`: a size with a unit (`512M`).
+    pub memory: String,
+    /// `limits cpus=…`: a number of CPUs (`1.5`).
+    pub cpus: String,
+    pub environment: Vec<EnvForm>,
     pub authorized_keys: Vec<String>,
     pub docker: bool,
     pub nested: bool,
+    /// Started at boot (the default).
+    pub autostart: bool,
+}
+
+impl Default for ContainerForm {
+    fn default() -> ContainerForm {
+        ContainerForm {
+            name: String::new(),
+            template: String::new(),
+            image: String::new(),
+            network: String::new(),
+            ipv4: String::new(),
+            ipv6: String::new(),
+            forwards: Vec::new(),
+            binds: Vec::new(),
+            memory: String::new(),
+            cpus: String::new(),
+            environment: Vec::new(),
+            authorized_keys: Vec::new(),
+            docker: false,
+            nested: false,
+            autostart: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BindForm {
+    pub source: String,
+    /// Empty: the same path as the source.
+    pub target: String,
+    pub read_only: bool,
+    pub idmap: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvForm {
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +132,12 @@ fn arg_str(node: &Node, i: usize) -> String {
         .to_string()
 }
 
+fn prop_bool(node: &Node, key: &str) -> bool {
+    node.prop(key)
+        .and_then(|v| v.value.as_bool())
+        .unwrap_or(false)
+}
+
 fn prop_str(node: &Node, key: &str) -> String {
     node.prop(key)
         .and_then(|v| v.value.as_str())
@@ -95,7 +153,8 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
     let (doc, _) = config::parse(&Source::new("host", text, format));
     let nodes: Vec<&Node> = doc.nodes_named(kind.node()).collect();
     let names: Vec<String> = nodes.iter().map(|n| arg_str(n, 0)).collect();
-    let Some(node) = nodes.iter().find(|n| arg_str(n, 0) == name) else {
+    let found = nodes.iter().find(|n| arg_str(n, 0) == name);
+    let Some(node) = found.filter(|_| matches!(kind, Kind::Network | Kind::Container)) else {
         return Ok(json!({ "names": names, "form": null }));
     };
     let has = |child: &str| node.child(child).is_some();
@@ -109,6 +168,7 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
             ipv6: child_arg("ipv6"),
             ipv6_nat: node.child("ipv6").is_some_and(|c| c.child("nat").is_some()),
         }),
+        Kind::Template | Kind::Image => Value::Null,
         Kind::Container => {
             let net = node.child("network");
             json!(ContainerForm {
@@ -133,6 +193,45 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
                         })
                     })
                     .collect(),
+                binds: node
+                    .children_named("bind")
+                    .map(|b| BindForm {
+                        source: arg_str(b, 0),
+                        target: arg_str(b, 1),
+                        read_only: prop_bool(b, "read-only"),
+                        idmap: prop_bool(b, "idmap"),
+                    })
+                    .collect(),
+                memory: node
+                    .child("limits")
+                    .map(|l| prop_str(l, "memory"))
+                    .unwrap_or_default(),
+                cpus: node
+                    .child("limits")
+                    .and_then(|l| l.prop("cpus"))
+                    .map(|v| match &v.value {
+                        config::Value::String(s) => s.clone(),
+                        config::Value::Invalid => String::new(),
+                        other => other.to_string(),
+                    })
+                    .unwrap_or_default(),
+                environment: node
+                    .child("environment")
+                    .map(|e| {
+                        e.props
+                            .iter()
+                            .map(|(k, v)| EnvForm {
+                                name: k.value.clone(),
+                                value: v.value.as_str().unwrap_or_default().to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                autostart: node
+                    .child("autostart")
+                    .and_then(|a| a.arg(0))
+                    .and_then(|v| v.value.as_bool())
+                    .unwrap_or(true),
                 authorized_keys: node
                     .child("ssh")
                     .map(|s| {
@@ -147,6 +246,115 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
         }
     };
     Ok(json!({ "names": names, "form": form }))
+}
+
+/// The children of a network or container that its form manages, as
+/// paths below it.
+fn managed(kind: Kind) -> &'static [&'static [&'static str]] {
+    match kind {
+        Kind::Network => &[&["bridge"], &["ipv4"], &["ipv6"]],
+        Kind::Container => &[
+            &["from"],
+            &["image"],
+            &["network"],
+            &["forward"],
+            &["bind"],
+            &["limits"],
+            &["environment"],
+            &["docker"],
+            &["nested"],
+            &["autostart"],
+            &["ssh", "authorized-key"],
+        ],
+        Kind::Template | Kind::Image => &[],
+    }
+}
+
+/// One node as ctm reads it: its name, values and children, not where or
+/// how they are written (spacing, quotes, shorthand, the order of
+/// properties, KDL or TOML).
+fn canonical(node: &Node) -> String {
+    let args: Vec<String> = node.args.iter().map(|a| format!("{:?}", a.value)).collect();
+    let mut props: Vec<String> = node
+        .props
+        .iter()
+        .map(|(k, v)| format!("{}={:?}", k.value, v.value))
+        .collect();
+    props.sort();
+    let children: Vec<String> = node.children.iter().map(canonical).collect();
+    format!("{} {args:?} {props:?} {children:?}", node.name.value)
+}
+
+/// What the nodes at `path` below `node` mean; `autostart #true`, the
+/// default, means the same as nothing.
+fn meaning(node: Option<&Node>, path: &[&str]) -> Vec<String> {
+    let mut nodes: Vec<&Node> = node.into_iter().collect();
+    for part in path {
+        nodes = nodes
+            .into_iter()
+            .flat_map(|n| n.children_named(part))
+            .collect();
+    }
+    nodes
+        .into_iter()
+        .filter(|n| {
+            !(n.name.value == "autostart"
+                && n.args.len() == 1
+                && n.arg(0).and_then(|v| v.value.as_bool()) == Some(true))
+        })
+        .map(canonical)
+        .collect()
+}
+
+/// The network or container `name` of `text`, as ctm reads it.
+fn parsed(text: &str, format: Format, kind: Kind, name: &str) -> Option<Node> {
+    let (doc, _) = config::parse(&Source::new("host", text, format));
+    doc.nodes_named(kind.node())
+        .find(|n| arg_str(n, 0) == name)
+        .cloned()
+}
+
+/// The managed paths whose meaning differs between `name` in `text` and
+/// the form's values written out alone (`fresh`, in the same syntax):
+/// the only ones an edit touches, so that what the form shows unchanged
+/// stays byte for byte as it was written.
+fn changed(
+    text: &str,
+    fresh: &str,
+    format: Format,
+    kind: Kind,
+    name: &str,
+) -> Vec<&'static [&'static str]> {
+    let old = parsed(text, format, kind, name);
+    let new = parsed(fresh, format, kind, name);
+    managed(kind)
+        .iter()
+        .copied()
+        .filter(|path| meaning(old.as_ref(), path) != meaning(new.as_ref(), path))
+        .collect()
+}
+
+/// `cpus` as the host file writes it: a number when it is one; anything
+/// else as the text it is, for the validator to say what is wrong.
+enum Cpus<'a> {
+    Integer(i64),
+    Float(f64),
+    Text(&'a str),
+}
+
+fn cpus(text: &str) -> Option<Cpus<'_>> {
+    let text = nonempty(text)?;
+    Some(if let Ok(i) = text.parse() {
+        Cpus::Integer(i)
+    } else if let Ok(f) = text
+        .parse::<f64>()
+        .map_err(drop)
+        .and_then(|f| if f.is_finite() { Ok(f) } else { Err(()) })
+    {
+        Cpus::Float(f)
+    } else {
+        Cpus::Text(text)
+    })
 }
 
 /// The text with the edit made, everything else kept as it was.
@@ -170,7 +378,7 @@ type Want = Option<String>;
 mod kdl_edit {
     use super::*;
 
-    /// A KDL value as KDL text: a quoted and escaped string, a number.
+    /// A KDL value as KDL text: a string (bare when KDL allows), a number.
     pub fn repr(value: impl Into<KdlValue>) -> String {
         value.into().to_string()
     }
@@ -214,12 +422,34 @@ mod kdl_edit {
             }
             line
         });
+        let mut limits = Vec::new();
+        if let Some(memory) = nonempty(&c.memory) {
+            limits.push(format!("memory={}", quoted(memory)));
+        }
+        match cpus(&c.cpus) {
+            Some(Cpus::Integer(i)) => limits.push(format!("cpus={i}")),
+            Some(Cpus::Float(f)) => limits.push(format!("cpus={}", repr(f))),
+            Some(Cpus::Text(t)) => limits.push(format!("cpus={}", quoted(t))),
+            None => {}
+        }
+        let environment: Vec<String> = c
+            .environment
+            .iter()
+            .filter(|e| nonempty(&e.name).is_some())
+            .map(|e| format!("{}={}", repr(e.name.trim()), quoted(&e.value)))
+            .collect();
         vec![
             ("from", nonempty(&c.template).map(quoted)),
             ("image", nonempty(&c.image).map(quoted)),
             ("network", network),
+            ("limits", (!limits.is_empty()).then(|| limits.join(" "))),
+            (
+                "environment",
+                (!environment.is_empty()).then(|| environment.join(" ")),
+            ),
             ("docker", c.docker.then(String::new)),
             ("nested", c.nested.then(String::new)),
+            ("autostart", (!c.autostart).then(|| "#false".to_string())),
         ]
     }
 
@@ -233,6 +463,25 @@ mod kdl_edit {
                     f.host,
                     f.container
                 )
+            })
+            .collect()
+    }
+
+    fn binds(c: &ContainerForm) -> Vec<String> {
+        c.binds
+            .iter()
+            .filter_map(|b| {
+                let mut line = quoted(nonempty(&b.source)?);
+                if let Some(target) = nonempty(&b.target) {
+                    line.push_str(&format!(" {}", quoted(target)));
+                }
+                if b.read_only {
+                    line.push_str(" read-only=#true");
+                }
+                if b.idmap {
+                    line.push_str(" idmap=#true");
+                }
+                Some(line)
             })
             .collect()
     }
@@ -254,7 +503,7 @@ mod kdl_edit {
     }
 
     /// A new top-level node, written out whole.
-    fn new_block(kind: Kind, name: &str, edit: &Edit) -> String {
+    pub fn new_block(kind: Kind, name: &str, edit: &Edit) -> String {
         let mut out = format!("{} {} {{\n", kind.node(), quoted(name));
         let children = match edit {
             Edit::Network(n) => network_children(n),
@@ -266,8 +515,10 @@ mod kdl_edit {
             }
         }
         if let Edit::Container(c) = edit {
-            for f in forwards(c) {
-                out.push_str(&format!("    forward {f}\n"));
+            for (name, lines) in [("forward", forwards(c)), ("bind", binds(c))] {
+                for l in lines {
+                    out.push_str(&format!("    {name} {l}\n"));
+                }
             }
             let keys = keys(c);
             if !keys.is_empty() {
@@ -335,6 +586,20 @@ mod kdl_edit {
         }
     }
 
+    /// Gives `old` the values of `new`, keeping its comments, its place
+    /// and (when they stay the same) the way its values are written.
+    fn set_entries(old: &mut KdlNode, new: &KdlNode) {
+        let values = |n: &KdlNode| -> Vec<(Option<String>, KdlValue)> {
+            n.entries()
+                .iter()
+                .map(|e| (e.name().map(|k| k.value().to_string()), e.value().clone()))
+                .collect()
+        };
+        if values(old) != values(new) {
+            *old.entries_mut() = new.entries().to_vec();
+        }
+    }
+
     /// Makes the (single) child `name` hold `want`: its values and
     /// children are replaced, its comments and position kept; a missing
     /// child is added at the end, an unwanted one removed.
@@ -352,7 +617,7 @@ mod kdl_edit {
             (Some(i), Some(rest)) => {
                 let new = parse_node(&line(name, rest))?;
                 let old = &mut children.nodes_mut()[i];
-                *old.entries_mut() = new.entries().to_vec();
+                set_entries(old, &new);
                 // The block (`{ nat }`) stays as written, comments and
                 // all, unless its nodes change.
                 let names = |n: &KdlNode| -> Vec<String> {
@@ -382,27 +647,34 @@ mod kdl_edit {
         Ok(())
     }
 
-    /// Replaces every child `name` with one child per line of `lines`, at
-    /// the place of the first one (or at the end).
+    /// Makes the children `name` one per line of `lines`: those there are
+    /// take the lines in order, each keeping its place and comments; the
+    /// rest are removed, or added after the last one (or at the end).
     fn set_list(
         children: &mut KdlDocument,
         name: &str,
         lines: &[String],
         indent: &str,
     ) -> Result<(), String> {
-        let mut at = None;
-        while let Some(i) = children
+        let at: Vec<usize> = children
             .nodes()
             .iter()
-            .position(|n| n.name().value() == name)
-        {
-            at.get_or_insert(i);
+            .enumerate()
+            .filter(|(_, n)| n.name().value() == name)
+            .map(|(i, _)| i)
+            .collect();
+        for (&i, l) in at.iter().zip(lines) {
+            let new = parse_node(&line(name, l))?;
+            set_entries(&mut children.nodes_mut()[i], &new);
+        }
+        for &i in at.iter().skip(lines.len()).rev() {
             remove_at(children, i);
         }
-        let at = at.unwrap_or(children.nodes().len());
-        for (i, l) in lines.iter().enumerate() {
-            let node = fresh(&line(name, l), indent)?;
-            children.nodes_mut().insert(at + i, node);
+        let after = at.last().map_or(children.nodes().len(), |i| i + 1);
+        for (next, l) in (after..).zip(lines.iter().skip(at.len())) {
+            children
+                .nodes_mut()
+                .insert(next, fresh(&line(name, l), indent)?);
         }
         Ok(())
     }
@@ -428,6 +700,11 @@ mod kdl_edit {
             out.push_str(&new_block(kind, name, edit));
             return Ok(out);
         };
+        let changed = changed(text, &new_block(kind, name, edit), Format::Kdl, kind, name);
+        if changed.is_empty() {
+            return Ok(text.to_string());
+        }
+        let wanted = |path: &[&str]| changed.contains(&path);
         let indent = indentation(node);
         if node.children().is_none() {
             // `container "x"` without a block: give it one.
@@ -439,17 +716,22 @@ mod kdl_edit {
         }
         let children = node.ensure_children();
         let inner = child_indent(children, &indent);
-        match edit {
-            Edit::Network(n) => {
-                for (child, want) in network_children(n) {
-                    set_child(children, child, &want, &inner)?;
+        let singles = match edit {
+            Edit::Network(n) => network_children(n),
+            Edit::Container(c) => container_children(c),
+        };
+        for (child, want) in singles {
+            if wanted(&[child]) {
+                set_child(children, child, &want, &inner)?;
+            }
+        }
+        if let Edit::Container(c) = edit {
+            for (list, lines) in [("forward", forwards(c)), ("bind", binds(c))] {
+                if wanted(&[list]) {
+                    set_list(children, list, &lines, &inner)?;
                 }
             }
-            Edit::Container(c) => {
-                for (child, want) in container_children(c) {
-                    set_child(children, child, &want, &inner)?;
-                }
-                set_list(children, "forward", &forwards(c), &inner)?;
+            if wanted(&["ssh", "authorized-key"]) {
                 set_ssh_keys(children, &keys(c), &inner)?;
             }
         }
@@ -491,24 +773,41 @@ mod kdl_edit {
 }
 
 mod toml_edit_form {
-    use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, value};
+    use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, value};
 
     use super::*;
 
     /// Sets `key` to `new`, keeping the comment and spacing around the
-    /// old value (a same-line comment lives in its decor).
+    /// old value (a same-line comment lives in its decor), and the form
+    /// the old value was written in: a sub-table (`[container.web.ssh]`)
+    /// stays one, an array of tables (`[[container.web.forward]]`) too.
     fn set(table: &mut Table, key: &str, new: Option<toml_edit::Value>) {
-        match new {
-            Some(mut new) => {
-                if let Some(old) = table.get(key).and_then(Item::as_value) {
+        let Some(mut new) = new else {
+            table.remove(key);
+            return;
+        };
+        let item = match (table.get(key), new) {
+            (Some(Item::Table(_)), toml_edit::Value::InlineTable(t)) => Item::Table(t.into_table()),
+            (Some(Item::ArrayOfTables(_)), toml_edit::Value::Array(a))
+                if a.iter().all(|v| v.is_inline_table()) =>
+            {
+                let mut tables = ArrayOfTables::new();
+                for v in a {
+                    if let toml_edit::Value::InlineTable(t) = v {
+                        tables.push(t.into_table());
+                    }
+                }
+                Item::ArrayOfTables(tables)
+            }
+            (old, other) => {
+                new = other;
+                if let Some(old) = old.and_then(Item::as_value) {
                     *new.decor_mut() = old.decor().clone();
                 }
-                table.insert(key, Item::Value(new));
+                Item::Value(new)
             }
-            None => {
-                table.remove(key);
-            }
-        }
+        };
+        table.insert(key, item);
     }
 
     fn string(s: &str) -> Option<toml_edit::Value> {
@@ -530,6 +829,117 @@ mod toml_edit_form {
         on.then(|| true.into())
     }
 
+    fn inline_tables(tables: Vec<InlineTable>) -> Option<toml_edit::Value> {
+        let array: Array = tables
+            .into_iter()
+            .map(toml_edit::Value::InlineTable)
+            .collect();
+        (!array.is_empty()).then_some(toml_edit::Value::Array(array))
+    }
+
+    /// Each key the form sets, with its value (`None`: not set).
+    fn values(edit: &Edit) -> Vec<(&'static str, Option<toml_edit::Value>)> {
+        match edit {
+            Edit::Network(n) => vec![
+                ("bridge", string(&n.bridge)),
+                ("ipv4", subnet(&n.ipv4, n.ipv4_nat)),
+                ("ipv6", subnet(&n.ipv6, n.ipv6_nat)),
+            ],
+            Edit::Container(c) => {
+                let network = nonempty(&c.network).map(|net| {
+                    let (v4, v6) = (nonempty(&c.ipv4), nonempty(&c.ipv6));
+                    if v4.is_none() && v6.is_none() {
+                        return net.into();
+                    }
+                    let mut t = InlineTable::new();
+                    t.insert("name", net.into());
+                    for (k, v) in [("ipv4", v4), ("ipv6", v6)] {
+                        if let Some(v) = v {
+                            t.insert(k, v.into());
+                        }
+                    }
+                    toml_edit::Value::InlineTable(t)
+                });
+                let forwards = c
+                    .forwards
+                    .iter()
+                    .map(|f| {
+                        let mut t = InlineTable::new();
+                        t.insert("protocol", f.protocol.trim().into());
+                        t.insert("host", i64::from(f.host).into());
+                        t.insert("container", i64::from(f.container).into());
+                        t
+                    })
+                    .collect();
+                let binds = c
+                    .binds
+                    .iter()
+                    .filter_map(|b| {
+                        let mut t = InlineTable::new();
+                        t.insert("source", nonempty(&b.source)?.into());
+                        if let Some(target) = nonempty(&b.target) {
+                            t.insert("target", target.into());
+                        }
+                        if b.read_only {
+                            t.insert("read-only", true.into());
+                        }
+                        if b.idmap {
+                            t.insert("idmap", true.into());
+                        }
+                        Some(t)
+                    })
+                    .collect();
+                let mut limits = InlineTable::new();
+                if let Some(memory) = nonempty(&c.memory) {
+                    limits.insert("memory", memory.into());
+                }
+                match cpus(&c.cpus) {
+                    Some(Cpus::Integer(i)) => limits.insert("cpus", i.into()),
+                    Some(Cpus::Float(f)) => limits.insert("cpus", f.into()),
+                    Some(Cpus::Text(t)) => limits.insert("cpus", t.into()),
+                    None => None,
+                };
+                let mut environment = InlineTable::new();
+                for e in &c.environment {
+                    if let Some(name) = nonempty(&e.name) {
+                        environment.insert(name, e.value.as_str().into());
+                    }
+                }
+                let table =
+                    |t: InlineTable| (!t.is_empty()).then_some(toml_edit::Value::InlineTable(t));
+                vec![
+                    ("from", string(&c.template)),
+                    ("image", string(&c.image)),
+                    ("network", network),
+                    ("forward", inline_tables(forwards)),
+                    ("bind", inline_tables(binds)),
+                    ("limits", table(limits)),
+                    ("environment", table(environment)),
+                    ("docker", flag(c.docker)),
+                    ("nested", flag(c.nested)),
+                    ("autostart", (!c.autostart).then(|| false.into())),
+                ]
+            }
+        }
+    }
+
+    /// The form's values, alone in a host file of their own.
+    fn fresh(kind: Kind, name: &str, edit: &Edit) -> String {
+        let mut doc = DocumentMut::new();
+        let mut table = Table::new();
+        for (key, value) in values(edit) {
+            set(&mut table, key, value);
+        }
+        if let Edit::Container(c) = edit {
+            set_keys(&mut table, &c.authorized_keys);
+        }
+        let mut collection = Table::new();
+        collection.set_implicit(true);
+        collection.insert(name, Item::Table(table));
+        doc.insert(kind.node(), Item::Table(collection));
+        doc.to_string()
+    }
+
     pub fn apply(text: &str, edit: &Edit) -> Result<String, String> {
         let mut doc: DocumentMut = text.parse().map_err(|_| {
             "the host file is not valid TOML; fix its syntax (see the diagnostics) before using the forms"
@@ -539,6 +949,12 @@ mod toml_edit_form {
             Edit::Network(n) => (Kind::Network, n.name.trim()),
             Edit::Container(c) => (Kind::Container, c.name.trim()),
         };
+        let changed = changed(text, &fresh(kind, name, edit), Format::Toml, kind, name);
+        let exists = parsed(text, Format::Toml, kind, name).is_some();
+        if exists && changed.is_empty() {
+            return Ok(text.to_string());
+        }
+        let wanted = |path: &[&str]| !exists || changed.contains(&path);
         let collection = doc
             .entry(kind.node())
             .or_insert_with(|| {
@@ -558,50 +974,15 @@ mod toml_edit_form {
         let table = item
             .as_table_mut()
             .ok_or_else(|| format!("`{}.{name}` is not a table in the host file", kind.node()))?;
-        match edit {
-            Edit::Network(n) => {
-                set(table, "bridge", string(&n.bridge));
-                set(table, "ipv4", subnet(&n.ipv4, n.ipv4_nat));
-                set(table, "ipv6", subnet(&n.ipv6, n.ipv6_nat));
+        for (key, value) in values(edit) {
+            if wanted(&[key]) {
+                set(table, key, value);
             }
-            Edit::Container(c) => {
-                set(table, "from", string(&c.template));
-                set(table, "image", string(&c.image));
-                let network = nonempty(&c.network).map(|net| {
-                    let (v4, v6) = (nonempty(&c.ipv4), nonempty(&c.ipv6));
-                    if v4.is_none() && v6.is_none() {
-                        return net.into();
-                    }
-                    let mut t = InlineTable::new();
-                    t.insert("name", net.into());
-                    for (k, v) in [("ipv4", v4), ("ipv6", v6)] {
-                        if let Some(v) = v {
-                            t.insert(k, v.into());
-                        }
-                    }
-                    toml_edit::Value::InlineTable(t)
-                });
-                set(table, "network", network);
-                let forwards: Array = c
-                    .forwards
-                    .iter()
-                    .map(|f| {
-                        let mut t = InlineTable::new();
-                        t.insert("protocol", f.protocol.trim().into());
-                        t.insert("host", i64::from(f.host).into());
-                        t.insert("container", i64::from(f.container).into());
-                        toml_edit::Value::InlineTable(t)
-                    })
-                    .collect();
-                set(
-                    table,
-                    "forward",
-                    (!forwards.is_empty()).then_some(toml_edit::Value::Array(forwards)),
-                );
-                set_keys(table, &c.authorized_keys);
-                set(table, "docker", flag(c.docker));
-                set(table, "nested", flag(c.nested));
-            }
+        }
+        if let Edit::Container(c) = edit
+            && wanted(&["ssh", "authorized-key"])
+        {
+            set_keys(table, &c.authorized_keys);
         }
         Ok(doc.to_string())
     }

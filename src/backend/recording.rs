@@ -1,0 +1,308 @@
+//! A recording fake of the running system, for tests: it behaves like a
+//! live host that does whatever it is asked, and writes down every call,
+//! in order, so that a test can assert the exact sequence of an apply, a
+//! rollback or a recovery (youki's habit). Failures are injected by the
+//! test, per action.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::{ContainerLive, Progress, System, SystemError};
+use crate::compile::health::Health;
+use crate::plan::{Action, SystemState};
+
+/// What the fake has seen, shared with the test that made it.
+#[derive(Debug, Default)]
+pub struct Log {
+    /// One line per call: `perform: start container web`, `health check:
+    /// web`, `arm revert`, …
+    pub calls: Vec<String>,
+    /// Containers running now, as the fake's actions left them.
+    pub running: BTreeSet<String>,
+    /// Running containers that are paused.
+    pub paused: BTreeSet<String>,
+    /// How many times resource use was sampled.
+    pub samples: u64,
+}
+
+/// The fake. Cloning gives another handle on the same log and settings,
+/// as each session of a use case gets its own system.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    log: Arc<Mutex<Log>>,
+    /// Actions (by summary) that fail the first time they are performed.
+    fail: Arc<Mutex<BTreeSet<String>>>,
+    /// Actions (by summary) during which the process "dies": the fake
+    /// panics, and the switch is left as a crash leaves it.
+    crash: Arc<Mutex<BTreeSet<String>>>,
+    /// Paths (under `root`) whose presence each `perform` notes, to show
+    /// whether files were switched before an action.
+    watch: Arc<Vec<(PathBuf, String)>>,
+}
+
+impl Recording {
+    pub fn new() -> Recording {
+        Recording::default()
+    }
+
+    /// Notes, at each `perform`, whether `path` exists, as `label`.
+    pub fn watching(mut self, path: PathBuf, label: &str) -> Recording {
+        let mut watch = (*self.watch).clone();
+        watch.push((path, label.to_string()));
+        self.watch = Arc::new(watch);
+        self
+    }
+
+    /// The action with this summary fails, once.
+    pub fn fail_on(&self, summary: &str) {
+        lock(&self.fail).insert(summary.to_string());
+    }
+
+    /// The process dies while performing the action with this summary.
+    pub fn crash_on(&self, summary: &str) {
+        lock(&self.crash).insert(summary.to_string());
+    }
+
+    /// Every call so far, and forgets them.
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut lock(&self.log).calls)
+    }
+
+    pub fn running(&self) -> BTreeSet<String> {
+        lock(&self.log).running.clone()
+    }
+
+    fn record(&self, call: String) {
+        lock(&self.log).calls.push(call);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl System for Recording {
+    fn is_live(&self) -> bool {
+        true
+    }
+
+    fn observe(&mut self, expect: &Health) -> Result<SystemState, SystemError> {
+        self.record("observe".into());
+        let running = self.running();
+        Ok(SystemState {
+            containers: Some(
+                expect
+                    .containers
+                    .keys()
+                    .chain(&running)
+                    .map(|name| (name.clone(), running.contains(name)))
+                    .collect(),
+            ),
+            links: Some(
+                expect
+                    .links
+                    .iter()
+                    .map(|(name, l)| (name.clone(), l.addresses.iter().cloned().collect()))
+                    .collect(),
+            ),
+            firewall: None,
+            paused: Some(lock(&self.log).paused.clone()),
+            made_rootfs: Some(BTreeSet::new()),
+            undone_steps: None,
+        })
+    }
+
+    fn perform(
+        &mut self,
+        batch: &[Action],
+        _expect: &Health,
+        _progress: Progress<'_>,
+    ) -> Result<(), SystemError> {
+        let summaries: Vec<String> = batch.iter().map(Action::summary).collect();
+        let seen: Vec<String> = self
+            .watch
+            .iter()
+            .map(|(path, label)| {
+                format!(
+                    "{label} {}",
+                    if path.exists() { "present" } else { "absent" }
+                )
+            })
+            .collect();
+        let mut call = format!("perform: {}", summaries.join(" + "));
+        if !seen.is_empty() {
+            call.push_str(&format!(" [{}]", seen.join(", ")));
+        }
+        self.record(call);
+        for summary in &summaries {
+            if lock(&self.crash).remove(summary) {
+                panic!("the process died while it performed {summary} (recording fake)");
+            }
+            if lock(&self.fail).remove(summary) {
+                return Err(SystemError {
+                    what: summary.clone(),
+                    why: "injected by the test".into(),
+                });
+            }
+        }
+        let mut log = lock(&self.log);
+        for action in batch {
+            match action {
+                Action::StartContainer { name, .. } | Action::RestartContainer { name, .. } => {
+                    log.running.insert(name.clone());
+                }
+                Action::StopContainer { name, .. } => {
+                    log.running.remove(name);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn health_check(
+        &mut self,
+        _expect: &Health,
+        running: &BTreeSet<String>,
+        _progress: Progress<'_>,
+    ) -> Result<(), SystemError> {
+        let names: Vec<&str> = running.iter().map(String::as_str).collect();
+        self.record(if names.is_empty() {
+            "health check: nothing must run".to_string()
+        } else {
+            format!("health check: {} must run", names.join(", "))
+        });
+        let missing: Vec<&str> = running
+            .iter()
+            .filter(|n| !self.running().contains(*n))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(SystemError {
+                what: "health check".into(),
+                why: format!("not running: {}", missing.join(", ")),
+            })
+        }
+    }
+
+    fn containers(
+        &mut self,
+        names: &BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, ContainerLive>>, SystemError> {
+        let running = self.running();
+        Ok(Some(
+            names
+                .iter()
+                .filter(|n| running.contains(*n))
+                .map(|n| {
+                    (
+                        n.clone(),
+                        ContainerLive {
+                            state: "running".into(),
+                            unit: "active/running".into(),
+                            since_usec: 1,
+                            addresses: Vec::new(),
+                            paused: lock(&self.log).paused.contains(n),
+                        },
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    fn set_paused(&mut self, name: &str, paused: bool) -> Result<(), SystemError> {
+        self.record(format!(
+            "{} {name}",
+            if paused { "pause" } else { "resume" }
+        ));
+        let mut log = lock(&self.log);
+        if !log.running.contains(name) {
+            return Err(SystemError {
+                what: format!("container {name}"),
+                why: "it is not running".into(),
+            });
+        }
+        if paused {
+            log.paused.insert(name.to_string());
+        } else {
+            log.paused.remove(name);
+        }
+        Ok(())
+    }
+
+    fn leader(&mut self, name: &str) -> Result<Option<u32>, SystemError> {
+        let running = self.running();
+        Ok(running
+            .iter()
+            .position(|n| n == name)
+            .map(|i| 1000 + i as u32))
+    }
+
+    /// Every running container uses one second of CPU more at each
+    /// sample, 64 MiB of memory of a 1 GiB limit, and a little I/O.
+    fn stats(
+        &mut self,
+        names: &BTreeSet<String>,
+    ) -> Result<Option<BTreeMap<String, super::stats::Stats>>, SystemError> {
+        use super::stats::{Io, Memory, Network, Pids, Stats};
+        let mut log = lock(&self.log);
+        log.samples += 1;
+        let n = log.samples;
+        Ok(Some(
+            names
+                .iter()
+                .filter(|name| log.running.contains(*name))
+                .map(|name| {
+                    let stats = Stats {
+                        cpu_usec: Some(n * 1_000_000),
+                        memory: Some(Memory {
+                            current_bytes: 64 << 20,
+                            peak_bytes: Some(80 << 20),
+                            limit_bytes: Some(1 << 30),
+                        }),
+                        io: Some(Io {
+                            read_bytes: 4096,
+                            write_bytes: 8192,
+                        }),
+                        pids: Some(Pids {
+                            current: 7,
+                            limit: None,
+                        }),
+                        network: Some(Network {
+                            rx_bytes: 5000,
+                            tx_bytes: 3000,
+                            rx_packets: 50,
+                            tx_packets: 30,
+                        }),
+                        unavailable: Vec::new(),
+                    };
+                    (name.clone(), stats)
+                })
+                .collect(),
+        ))
+    }
+
+    fn kill(&mut self, name: &str, signal: i32) -> Result<(), SystemError> {
+        self.record(format!("kill {name} with signal {signal}"));
+        Ok(())
+    }
+
+    fn arm_revert(&mut self, deadline: u64) -> Result<(), SystemError> {
+        let _ = deadline;
+        self.record("arm revert".into());
+        Ok(())
+    }
+
+    fn disarm_revert(&mut self) -> Result<(), SystemError> {
+        self.record("disarm revert".into());
+        Ok(())
+    }
+
+    fn purge_removed(&mut self, _progress: Progress<'_>) -> Vec<SystemError> {
+        self.record("purge removed trees".into());
+        Vec::new()
+    }
+}

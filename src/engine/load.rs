@@ -1,0 +1,202 @@
+//! Reading a host file and its lock, validating them, and compiling the
+//! result: what every use case that starts from a host file does first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::compile::{self, Artifacts};
+use crate::config::{self, Format, Source};
+use crate::diagnostic::Diagnostic;
+use crate::lock::Lock;
+use crate::model::Host;
+use crate::validate::{self, Validated};
+
+/// The lock file that belongs to a host file: `host.kdl` → `host.kdl.lock`.
+pub fn lock_path_for(host_file: &Path) -> PathBuf {
+    let mut name = host_file.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// A file that was read, for reporting diagnostics against it.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// A host file and its lock, read, parsed and validated.
+pub struct Outcome {
+    pub host_file: Loaded,
+    pub lock_file: Option<Loaded>,
+    pub lock_path: PathBuf,
+    /// Problems in the host file.
+    pub diagnostics: Vec<Diagnostic>,
+    /// A problem in the lock file.
+    pub lock_diagnostic: Option<Diagnostic>,
+    pub validated: Option<Validated>,
+}
+
+/// Reads and validates the host file at `path`, with its lock file (or
+/// the one `lock_override` names).
+pub fn load_and_validate(
+    path: &Path,
+    lock_override: Option<&Path>,
+) -> Result<Outcome, miette::Report> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
+    let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
+    let lock_text = read_lock(&lock_path)?;
+    Ok(validate_text(path, text, lock_path, lock_text))
+}
+
+/// A lock file's text; `None` when there is none yet.
+pub fn read_lock(lock_path: &Path) -> Result<Option<String>, miette::Report> {
+    match std::fs::read_to_string(lock_path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(miette::miette!(
+            "cannot read lock file {}: {e}",
+            lock_path.display()
+        )),
+    }
+}
+
+/// Parses and validates a host file's text with its lock file's text.
+pub fn validate_text(
+    path: &Path,
+    text: String,
+    lock_path: PathBuf,
+    lock_text: Option<String>,
+) -> Outcome {
+    validate_text_with(path, text, lock_path, lock_text, |text| {
+        Lock::parse(text).map(Arc::new)
+    })
+}
+
+/// [`validate_text`], with the lock file's text parsed by `parse_lock`,
+/// which must give what `Lock::parse` gives (`ctm serve` keeps the lock
+/// it parsed last: `state::Memory::parse_lock`).
+pub fn validate_text_with(
+    path: &Path,
+    text: String,
+    lock_path: PathBuf,
+    lock_text: Option<String>,
+    parse_lock: impl FnOnce(&str) -> Result<Arc<Lock>, Box<Diagnostic>>,
+) -> Outcome {
+    let lock_file = lock_text.map(|text| Loaded {
+        path: lock_path.clone(),
+        text,
+    });
+    let (previous, lock_diagnostic) = match &lock_file {
+        Some(loaded) => match parse_lock(&loaded.text) {
+            Ok(lock) => (lock, None),
+            Err(d) => (Arc::new(Lock::empty()), Some(*d)),
+        },
+        None => (Arc::new(Lock::empty()), None),
+    };
+    let source = Source::new(path.display().to_string(), text, Format::from_path(path));
+    let (document, mut diagnostics) = config::parse(&source);
+    let mut validated = None;
+    // Without a readable document or lock there is nothing sound to
+    // validate; structural errors still let semantic ones be found.
+    let syntax_failed = document.nodes.is_empty() && !diagnostics.is_empty();
+    if lock_diagnostic.is_none() && !syntax_failed {
+        match validate::validate(&document, &previous) {
+            Ok(v) if diagnostics.is_empty() => validated = Some(v),
+            Ok(_) => {}
+            Err(more) => diagnostics.extend(more),
+        }
+    }
+    Outcome {
+        host_file: Loaded {
+            path: path.to_path_buf(),
+            text: source.text,
+        },
+        lock_file,
+        lock_path,
+        diagnostics,
+        lock_diagnostic,
+        validated,
+    }
+}
+
+impl Outcome {
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+            + usize::from(self.lock_diagnostic.is_some())
+    }
+
+    /// The host file's diagnostics sorted by position (then message).
+    pub fn sorted_diagnostics(&self) -> Vec<&Diagnostic> {
+        crate::diagnostic::sorted(&self.diagnostics)
+    }
+
+    /// The document `ctm check --format json` prints (and the web editor
+    /// shows): every diagnostic, sorted by position, then the lock's.
+    pub fn diagnostics_json(&self) -> serde_json::Value {
+        let host_name = self.host_file.path.display().to_string();
+        let mut list: Vec<_> = self
+            .sorted_diagnostics()
+            .iter()
+            .map(|d| d.to_json(&host_name, &self.host_file.text))
+            .collect();
+        if let Some(d) = &self.lock_diagnostic {
+            let lock_text = self.lock_file.as_ref().map_or("", |l| l.text.as_str());
+            list.push(d.to_json(&self.lock_path.display().to_string(), lock_text));
+        }
+        serde_json::json!({
+            "file": host_name,
+            "valid": self.error_count() == 0,
+            "diagnostics": list,
+        })
+    }
+}
+
+/// The host file compiled, with what it was compiled from.
+pub struct Desired {
+    pub source_path: PathBuf,
+    pub source_text: String,
+    pub previous_lock: Option<String>,
+    pub lock_text: String,
+    pub artifacts: Artifacts,
+    pub summary: String,
+}
+
+impl Desired {
+    /// Compiles a validated host file; `None` when it has errors.
+    pub fn compile(outcome: &Outcome) -> Option<Desired> {
+        let path = &outcome.host_file.path;
+        let validated = outcome.validated.as_ref()?;
+        let host = &validated.host;
+        Some(Desired {
+            source_path: path.to_path_buf(),
+            source_text: outcome.host_file.text.clone(),
+            previous_lock: outcome.lock_file.as_ref().map(|l| l.text.clone()),
+            lock_text: validated.lock.render(),
+            artifacts: compile::compile(host),
+            summary: summary(host),
+        })
+    }
+}
+
+/// What a host holds, in a few words: `3 containers, 1 network, 0 tunnels`.
+pub fn summary(host: &Host) -> String {
+    [
+        (host.containers.len(), "container"),
+        (host.networks.len(), "network"),
+        (host.tunnels.len(), "tunnel"),
+    ]
+    .iter()
+    .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// The host file and lock stored with generation `n`, validated again:
+/// the model of what the host runs (its images, environments, forwards),
+/// beyond the compiled files.
+pub fn stored(store: &crate::state::Store, n: u64) -> Result<Outcome, crate::state::StateError> {
+    let (name, text, lock) = store.source(n)?;
+    let path = PathBuf::from(&name);
+    Ok(validate_text(&path, text, lock_path_for(&path), lock))
+}

@@ -1,0 +1,38 @@
+//! The application layer: every use case of ctm, written once, driven by
+//! both faces — the command line (`cli`) and the web editor (`web`).
+//!
+//! A use case opens a [`Session`] on a [`Target`] (the root, its lock,
+//! the running system or files only), works through the stages below it
+//! (load and validate, compile, plan, apply, state) and reports what it
+//! does as typed [`Event`]s, which the command line prints and the web
+//! server streams. Refusals are typed too ([`Refused`]): the faces decide
+//! how to show them, never what they mean.
+//!
+//! | use case | where |
+//! |---|---|
+//! | check, compile a host file | [`load`] |
+//! | plan, apply, confirm, roll back | [`Session::plan`], [`apply`] |
+//! | list and compare generations, gc, recover | [`generations`] |
+//! | status (`ctm status`, the dashboard) | [`status`] |
+//! | start, stop, restart, pause, resume, kill, exec, stats, destroy, logs; the container page's document | [`containers`] |
+//! | the Prometheus metrics of `ctm serve` | [`metrics`] |
+//! | info | [`info`] |
+//! | the editor's forms: one network or container read from, or put into, the host file's text | [`edit`] |
+//! | fleets: check, plan, apply, status and push-binary over SSH | [`fleet`] |
+
+pub mod apply;
+pub mod containers;
+pub mod edit;
+pub mod events;
+pub mod fleet;
+pub mod generations;
+pub mod info;
+pub mod load;
+pub mod metrics;
+pub mod refused;
+pub mod session;
+pub mod status;
+
+pub use events::{Event, Events};
+pub use refused::Refused;
+pub use session::{Access, Session, Target};

@@ -1,0 +1,379 @@
+//! The order of what an apply, a rollback and a recovery ask of the
+//! running system, asserted call by call against the recording fake
+//! (backend::recording), injected into every session of the use case.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ctm::backend::recording::Recording;
+use ctm::clock::Timeout;
+use ctm::engine::apply::{self, Applied, Runner};
+use ctm::engine::load::{Desired, load_and_validate};
+use ctm::engine::{Access, Event, Session, Target};
+use ctm::plan::Options;
+
+const HOST: &str = r#"
+host "lab" {
+    uplink "eth0"
+}
+image "guest" {
+    directory "/srv/guest"
+}
+network "lan" {
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24" { nat; }
+}
+container "web" {
+    image "guest"
+    network "lan"
+    forward "tcp" host=8080 container=80
+    bind "/srv/www" "/var/www" read-only=#true
+    limits memory="1G" cpus=1.5
+    environment TZ="Etc/UTC"
+}
+container "db" {
+    image "guest"
+    network "lan"
+}
+"#;
+
+struct Host {
+    dir: tempfile::TempDir,
+    fake: Recording,
+}
+
+impl Host {
+    fn new() -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("host.kdl"), HOST).unwrap();
+        let root = dir.path().join("root");
+        let fake = Recording::new()
+            .watching(root.join("etc/systemd/nspawn/web.nspawn"), "web.nspawn")
+            .watching(root.join("etc/systemd/nspawn/db.nspawn"), "db.nspawn");
+        Host { dir, fake }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("host.kdl")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn edit(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.file()).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(self.file(), text.replacen(from, to, 1)).unwrap();
+    }
+
+    fn target(&self) -> Target {
+        let fake = self.fake.clone();
+        Target::new(self.root()).with_system(Arc::new(move || Box::new(fake.clone())))
+    }
+
+    fn desired(&self) -> Desired {
+        let outcome = load_and_validate(&self.file(), None).unwrap();
+        let diagnostics: Vec<&str> = outcome
+            .diagnostics
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        Desired::compile(&outcome).unwrap_or_else(|| panic!("{diagnostics:?}"))
+    }
+
+    fn apply(&self, timeout: Option<Timeout>) -> miette::Result<Applied> {
+        let target = self.target();
+        let prepared = apply::prepare_apply(
+            &target,
+            self.desired(),
+            Options::default(),
+            timeout,
+            None,
+            &mut |_| {},
+        )?;
+        apply::apply(&target, prepared, timeout, Runner::Foreground, &mut |_| {})
+    }
+
+    fn current(&self) -> Option<u64> {
+        ctm::state::Store::new(&self.root()).current().unwrap()
+    }
+}
+
+/// The calls of a first apply of HOST, up to its health check.
+const FIRST_APPLY: &[&str] = &[
+    "observe",
+    "perform: reload systemd's unit files [web.nspawn present, db.nspawn present]",
+    "perform: apply sysctl settings [web.nspawn present, db.nspawn present]",
+    "perform: reload systemd-networkd [web.nspawn present, db.nspawn present]",
+    "perform: replace nftables table inet ctm [web.nspawn present, db.nspawn present]",
+    "perform: prepare the root file system of container db + prepare the root file system of container web [web.nspawn present, db.nspawn present]",
+    "perform: start container db + start container web [web.nspawn present, db.nspawn present]",
+    "perform: provision container db (networkd) + provision container web (networkd) [web.nspawn present, db.nspawn present]",
+];
+
+/// What undoing a first apply of HOST asks, once its containers started.
+const UNDO_FIRST_APPLY: &[&str] = &[
+    "perform: stop container db + stop container web [web.nspawn absent, db.nspawn absent]",
+    "perform: reload systemd's unit files [web.nspawn absent, db.nspawn absent]",
+    "perform: apply sysctl settings [web.nspawn absent, db.nspawn absent]",
+    "perform: delete links br-lan and reload systemd-networkd [web.nspawn absent, db.nspawn absent]",
+    "perform: replace nftables table inet ctm [web.nspawn absent, db.nspawn absent]",
+    "health check: nothing must run",
+];
+
+fn calls(list: &[&[&str]]) -> Vec<String> {
+    list.iter()
+        .flat_map(|l| l.iter())
+        .map(|c| c.to_string())
+        .collect()
+}
+
+#[test]
+fn a_first_apply_switches_the_files_then_reloads_then_starts_then_checks() {
+    let h = Host::new();
+    assert_eq!(h.apply(None).unwrap(), Applied::Generation(1));
+    assert_eq!(
+        h.fake.take_calls(),
+        calls(&[
+            FIRST_APPLY,
+            &["health check: db, web must run", "purge removed trees"]
+        ])
+    );
+    assert_eq!(h.current(), Some(1));
+}
+
+#[test]
+fn a_removed_container_stops_once_its_files_are_gone_and_nothing_else_restarts() {
+    let h = Host::new();
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    // A forward (the firewall) changes and db goes.
+    h.edit("host=8080", "host=8081");
+    h.edit(
+        "container \"db\" {\n    image \"guest\"\n    network \"lan\"\n}\n",
+        "",
+    );
+    assert_eq!(h.apply(None).unwrap(), Applied::Generation(2));
+    assert_eq!(
+        h.fake.take_calls(),
+        [
+            "observe",
+            "perform: stop container db [web.nspawn present, db.nspawn absent]",
+            "perform: reload systemd's unit files [web.nspawn present, db.nspawn absent]",
+            "perform: replace nftables table inet ctm [web.nspawn present, db.nspawn absent]",
+            "health check: web must run",
+            "purge removed trees",
+        ]
+    );
+    assert_eq!(h.fake.running(), ["web".to_string()].into());
+}
+
+#[test]
+fn a_failed_action_is_undone_in_reverse_after_the_files_are_restored() {
+    let h = Host::new();
+    h.fake.fail_on("start container db");
+    let e = h.apply(None).unwrap_err().to_string();
+    assert!(
+        e.contains("start container db failed: injected by the test; rolled back"),
+        "{e}"
+    );
+    assert_eq!(
+        h.fake.take_calls(),
+        calls(&[FIRST_APPLY[..7].as_ref(), UNDO_FIRST_APPLY])
+    );
+    assert_eq!(h.current(), None);
+    assert!(h.fake.running().is_empty());
+}
+
+#[test]
+fn a_switch_cut_short_by_a_crash_is_undone_whole_by_the_next_session() {
+    let h = Host::new();
+    h.fake.crash_on("start container db");
+    let crashed = std::panic::catch_unwind(|| h.apply(None));
+    assert!(
+        crashed.is_err(),
+        "the fake dies in the middle of the switch"
+    );
+    assert_eq!(h.fake.take_calls(), FIRST_APPLY[..7].to_vec());
+    // The journal is left; the next session rolls every action back,
+    // since which of them ran is not known.
+    let mut said = Vec::new();
+    drop(Session::open(&h.target(), Access::ChangeState, &mut |e| said.push(e)).unwrap());
+    assert_eq!(h.fake.take_calls(), UNDO_FIRST_APPLY.to_vec());
+    assert!(
+        matches!(
+            said.last(),
+            Some(Event::RolledBackInterrupted { generation: None, problems }) if problems.is_empty()
+        ),
+        "{said:?}"
+    );
+    assert_eq!(h.current(), None);
+}
+
+#[test]
+fn an_unconfirmed_apply_arms_its_revert_before_it_commits_and_is_reverted_after_the_deadline() {
+    let h = Host::new();
+    let timeout = Timeout::try_from(1).unwrap();
+    let target = h.target();
+    // As in the transient unit: switch, arm the revert, and return.
+    let prepared = apply::prepare_apply(
+        &target,
+        h.desired(),
+        Options::default(),
+        Some(timeout),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let applied = apply::apply(
+        &target,
+        prepared,
+        Some(timeout),
+        Runner::InUnit,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(applied, Applied::Generation(1));
+    assert_eq!(
+        h.fake.take_calls(),
+        calls(&[
+            FIRST_APPLY,
+            &[
+                "health check: db, web must run",
+                "arm revert",
+                "purge removed trees"
+            ]
+        ])
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // Any session after the deadline reverts, and disarms the timer.
+    let mut said = Vec::new();
+    drop(Session::open(&target, Access::ChangeState, &mut |e| said.push(e)).unwrap());
+    let reverted = h.fake.take_calls();
+    assert_eq!(reverted.first().map(String::as_str), Some("observe"));
+    assert_eq!(reverted.last().map(String::as_str), Some("disarm revert"));
+    assert!(
+        reverted.contains(&"perform: stop container db + stop container web [web.nspawn absent, db.nspawn absent]".to_string()),
+        "{reverted:#?}"
+    );
+    assert!(
+        said.contains(&Event::NotConfirmedInTime { generation: 1 }),
+        "{said:?}"
+    );
+    assert_eq!(h.current(), None);
+    // A confirmation now comes too late, and says so.
+    let late = apply::confirm(&target, None, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        late.starts_with("generation 1 was rolled back at ")
+            && late.ends_with("for want of a confirmation; the host is on generation none"),
+        "{late}"
+    );
+    let list = ctm::engine::generations::list(&target, Access::Read, &mut |_| {}).unwrap();
+    assert!(list.generations[0].reverted.is_some());
+}
+
+/// A journal whose last lines are two, one of them hostile.
+struct TwoLines;
+
+impl ctm::backend::journal::Journal for TwoLines {
+    fn command(&self, query: &ctm::backend::journal::LogQuery) -> Option<std::process::Command> {
+        let mut c = std::process::Command::new("printf");
+        c.arg(format!("{}: started\\n<b>hi</b>\\r\\n", query.name));
+        Some(c)
+    }
+}
+
+fn sources() -> ctm::engine::status::Sources<'static> {
+    ctm::engine::status::Sources {
+        host_file: None,
+        resources: &ctm::backend::cgroups::NoResources,
+        files_only_reason: None,
+    }
+}
+
+#[test]
+fn the_container_page_has_its_settings_steps_logs_and_a_sample() {
+    use ctm::engine::containers::{detail, sample};
+    use ctm::model::Name;
+    let h = Host::new();
+    h.apply(None).unwrap();
+    let web = Name::parse("web").unwrap();
+    let d = detail(&h.target(), &sources(), &TwoLines, &web, 20, &mut |_| {}).unwrap();
+    assert_eq!(d.status.state.as_deref(), Some("running"));
+    assert_eq!(d.status.forwards, ["tcp 8080 → 80"]);
+    assert_eq!(d.generation, Some(1));
+    assert_eq!(d.binds[0].source, "/srv/www");
+    assert!(d.binds[0].read_only);
+    assert_eq!(d.limits.memory_bytes, Some(1 << 30));
+    assert_eq!(d.limits.cpus, Some(1.5));
+    assert_eq!(d.environment["TZ"], "Etc/UTC");
+    let ids: Vec<&str> = d.steps.iter().map(|s| s.id.as_str()).collect();
+    assert!(ids.contains(&"networkd"), "{ids:?}");
+    assert_eq!(d.logs, ["web: started", "<b>hi</b>"]);
+    assert_eq!(d.logs_note, None);
+    let e = detail(
+        &h.target(),
+        &sources(),
+        &TwoLines,
+        &Name::parse("nosuch").unwrap(),
+        20,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "container nosuch is not managed by ctm: generation 1 has no container nosuch"
+    );
+    // Successive samples: the CPU time grows, the page divides.
+    let first = sample(&h.target(), &web, &mut |_| {}).unwrap();
+    let second = sample(&h.target(), &web, &mut |_| {}).unwrap();
+    assert_eq!(first.state, "running");
+    let cpu = |s: &ctm::engine::containers::Sample| s.stats.as_ref().unwrap().cpu_usec.unwrap();
+    assert_eq!(cpu(&second) - cpu(&first), 1_000_000);
+    assert!(second.sampled_at_ms >= first.sampled_at_ms);
+}
+
+#[test]
+fn metrics_report_each_container_the_drift_and_the_last_apply() {
+    use ctm::engine::metrics::metrics;
+    let h = Host::new();
+    let target = h.target();
+    let before = metrics(&target, &sources(), &mut |_| {}).unwrap().render();
+    assert!(before.contains("ctm_generation 0\n"), "{before}");
+    assert!(!before.contains("ctm_last_apply"), "{before}");
+    h.apply(None).unwrap();
+    let web = ctm::model::Name::parse("web").unwrap();
+    ctm::engine::containers::set_paused(&target, &web, true, &mut |_| {}).unwrap();
+    let text = metrics(&target, &sources(), &mut |_| {}).unwrap().render();
+    for line in [
+        "ctm_live 1",
+        "ctm_generation 1",
+        "ctm_last_apply_success 1",
+        "ctm_last_apply_result{result=\"applied\"} 1",
+        "ctm_drift{kind=\"file\"} 0",
+        "ctm_container_state{container=\"web\",state=\"paused\"} 1",
+        "ctm_container_state{container=\"web\",state=\"running\"} 0",
+        "ctm_container_state{container=\"db\",state=\"running\"} 1",
+        "ctm_container_paused{container=\"web\"} 1",
+        "ctm_container_memory_bytes{container=\"db\"} 67108864",
+        "ctm_container_network_receive_bytes_total{container=\"web\"} 5000",
+        "# TYPE ctm_container_cpu_seconds_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    // Every sample's family has its help and type.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let family = line.split(['{', ' ']).next().unwrap();
+        assert!(text.contains(&format!("# HELP {family} ")), "{family}");
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+    }
+    let last = ctm::state::Store::new(&h.root())
+        .last_apply()
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.result, "applied");
+    assert_eq!(last.generation, Some(1));
+}
