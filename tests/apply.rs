@@ -1130,7 +1130,8 @@ fn an_apply_writes_only_the_files_that_change_and_shares_the_rest() {
         .map(|(path, _)| path.strip_prefix(&lab.root).unwrap().display().to_string())
         .collect();
     // In the live tree, the changed files; in the state, generation 2's
-    // own files, the changed files' contents, and the stat cache.
+    // own files, the changed files' contents, the record of how the apply
+    // ended (`last-apply.json`, for /metrics) and the stat cache.
     let live: Vec<&str> = written
         .iter()
         .filter(|p| !p.starts_with("var/lib/ctm/"))
@@ -1157,6 +1158,7 @@ fn an_apply_writes_only_the_files_that_change_and_shares_the_rest() {
             "var/lib/ctm/generations/2/meta.json",
             "var/lib/ctm/generations/2/source/host.kdl",
             "var/lib/ctm/generations/2/source/host.kdl.lock",
+            "var/lib/ctm/last-apply.json",
         ]
     );
     lab.assert_clean_state("after the apply");
