@@ -1,8 +1,11 @@
-//! The file system, under a root: reading what is at a path, and replacing
-//! it atomically (write a temporary file, fsync, rename, fsync the
+//! The file system, under a root: reading what is at a path, replacing it
+//! atomically (write a temporary file, make it durable, rename, fsync the
 //! directory), so that a crash leaves either the old or the new file,
-//! never half of one. Every error names the path it is about.
+//! never half of one, and making many writes durable at once ([`Batch`]).
+//! Every error names the path it is about, and every write that takes
+//! space passes `fault::no_space` (the full-disk tests).
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -110,14 +113,16 @@ pub fn read_entry(path: &Path) -> Result<(Entry, Option<Vec<u8>>)> {
     ))
 }
 
-fn fsync_dir(dir: &Path) -> Result<()> {
+/// fsyncs a directory, so that the names created, renamed or removed in
+/// it survive a crash.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
     let handle = context(File::open(dir), "open directory", dir)?;
     context(handle.sync_all(), "fsync directory", dir)
 }
 
 /// The directory holding `path`; a bare file name lives in the current
 /// directory (whose fsync must not be attempted on the empty path).
-fn parent(path: &Path) -> &Path {
+pub fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if dir.as_os_str().is_empty() => Path::new("."),
         Some(dir) => dir,
@@ -125,38 +130,215 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
+/// Creates `dir` and its missing parents (an existing directory is only
+/// looked at, never made again).
 pub fn create_dirs(dir: &Path) -> Result<()> {
-    context(fs::create_dir_all(dir), "create directory", dir)
+    make_dirs(dir).map(drop)
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+/// [`create_dirs`], returning whether `dir` had to be made.
+fn make_dirs(dir: &Path) -> Result<bool> {
+    if dir.as_os_str().is_empty() || fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(false);
+    }
+    make_dirs(parent(dir))?;
+    context(
+        crate::fault::no_space("create directory", dir),
+        "create directory",
+        dir,
+    )?;
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        Err(e) => context(Err(e), "create directory", dir),
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".ctm-new");
+    name.push(suffix);
     PathBuf::from(name)
+}
+
+/// Where a new version of `path` is written before it is renamed over it.
+pub fn temp_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".ctm-new")
+}
+
+/// Where a switch keeps what `path` held (a hard link to it) until the
+/// switch is committed or undone.
+pub fn kept_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".ctm-old")
+}
+
+/// What a path is to hold: the unit the tree writer and a switch write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node<'a> {
+    File { bytes: &'a [u8], mode: u32 },
+    Symlink { target: &'a str },
+}
+
+/// Creates `path`, which must not exist, holding `node`, without fsync.
+/// A file that cannot be written whole is removed again: on a full disk,
+/// nothing is left half written.
+pub fn create(path: &Path, node: Node<'_>) -> Result<()> {
+    match node {
+        Node::File { bytes, mode } => {
+            context(crate::fault::no_space("create", path), "create", path)?;
+            let mut file = context(
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(path),
+                "create",
+                path,
+            )?;
+            let written = (|| {
+                if !bytes.is_empty() {
+                    context(crate::fault::no_space("write", path), "write", path)?;
+                    context(file.write_all(bytes), "write", path)?;
+                }
+                // The umask may have narrowed the mode given at creation.
+                context(
+                    file.set_permissions(fs::Permissions::from_mode(mode)),
+                    "set mode of",
+                    path,
+                )
+            })();
+            if written.is_err() {
+                drop(file);
+                let _ = fs::remove_file(path);
+            }
+            written
+        }
+        Node::Symlink { target } => {
+            context(
+                crate::fault::no_space("create symlink", path),
+                "create symlink",
+                path,
+            )?;
+            context(
+                std::os::unix::fs::symlink(target, path),
+                "create symlink",
+                path,
+            )
+        }
+    }
+}
+
+/// Writes `node` to the temporary path of `path` (replacing a leftover
+/// one), without fsync; returns the temporary path.
+pub fn write_temp(path: &Path, node: Node<'_>) -> Result<PathBuf> {
+    let tmp = temp_path(path);
+    match create(&tmp, node) {
+        Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
+            remove_entry(&tmp)?;
+            create(&tmp, node)?;
+        }
+        created => created?,
+    }
+    Ok(tmp)
+}
+
+/// Whether `path` holds `node` already, byte for byte and with its mode.
+pub fn holds(path: &Path, node: Node<'_>) -> Result<bool> {
+    use std::io::Read as _;
+    match node {
+        Node::File { bytes, mode } => {
+            let opened = OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+                .open(path);
+            let mut file = match opened {
+                Ok(file) => file,
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        || matches!(
+                            e.raw_os_error(),
+                            Some(nix::libc::ELOOP | nix::libc::ENOTDIR)
+                        ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return context(Err(e), "open", path),
+            };
+            let meta = context(file.metadata(), "inspect", path)?;
+            if !meta.is_file()
+                || meta.len() != bytes.len() as u64
+                || meta.permissions().mode() & 0o7777 != mode
+            {
+                return Ok(false);
+            }
+            let mut held = Vec::with_capacity(bytes.len() + 1);
+            context(file.read_to_end(&mut held), "read", path)?;
+            Ok(held == bytes)
+        }
+        Node::Symlink { target } => Ok(fs::read_link(path).is_ok_and(|t| t.as_os_str() == target)),
+    }
+}
+
+/// Writes that become durable together, at one [`Batch::sync`]: the
+/// files written and the directories whose entries changed.
+#[derive(Debug, Default)]
+pub struct Batch {
+    files: Vec<PathBuf>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Batch {
+    /// A file (or symlink) was created or written at `path`.
+    pub fn wrote(&mut self, path: &Path) {
+        self.files.push(path.to_path_buf());
+        self.dirs.insert(parent(path).to_path_buf());
+    }
+
+    /// A name in `dir` was created, renamed or removed.
+    pub fn changed(&mut self, dir: &Path) {
+        self.dirs.insert(dir.to_path_buf());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dirs.is_empty()
+    }
+
+    /// Makes everything recorded durable, and forgets it.
+    ///
+    /// One `syncfs` per file system the writes are on: it writes back
+    /// every dirty page and inode of that file system and commits its
+    /// journal once, where an `fsync` per file commits the journal and
+    /// flushes the disk's cache once per file (docs/benchmarks.md, "Fewer
+    /// syncs").
+    pub fn sync(&mut self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut devices = BTreeSet::new();
+        for dir in &self.dirs {
+            // A directory removed since (a rollback's) has nothing to sync.
+            let meta = match fs::metadata(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                meta => context(meta, "inspect", dir)?,
+            };
+            if devices.insert(meta.dev()) {
+                let handle = context(File::open(dir), "open directory", dir)?;
+                context(
+                    nix::unistd::syncfs(&handle).map_err(io::Error::from),
+                    "sync the file system of",
+                    dir,
+                )?;
+            }
+        }
+        self.files.clear();
+        self.dirs.clear();
+        Ok(())
+    }
 }
 
 /// Replaces `path` with a regular file holding `bytes`, atomically and
 /// durably.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     create_dirs(parent(path))?;
-    let tmp = temp_path(path);
-    let _ = fs::remove_file(&tmp);
-    let mut file = context(
-        OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp),
-        "create",
-        &tmp,
-    )?;
-    context(file.write_all(bytes), "write", &tmp)?;
-    // The umask may have narrowed the mode given at creation.
-    context(
-        file.set_permissions(fs::Permissions::from_mode(mode)),
-        "set mode of",
-        &tmp,
-    )?;
+    let tmp = write_temp(path, Node::File { bytes, mode })?;
+    let file = context(File::open(&tmp), "open", &tmp)?;
     context(file.sync_all(), "fsync", &tmp)?;
     drop(file);
     crate::fault::point("file written, before rename");
@@ -167,31 +349,136 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 /// Replaces `path` with a symlink to `target`, atomically and durably.
 pub fn write_symlink(path: &Path, target: &str) -> Result<()> {
     create_dirs(parent(path))?;
-    let tmp = temp_path(path);
-    let _ = fs::remove_file(&tmp);
-    context(
-        std::os::unix::fs::symlink(target, &tmp),
-        "create symlink",
-        &tmp,
-    )?;
+    let tmp = write_temp(path, Node::Symlink { target })?;
     crate::fault::point("symlink created, before rename");
     context(fs::rename(&tmp, path), "rename into place", path)?;
     fsync_dir(parent(path))
 }
 
-/// Removes the temporary file a write to `path` may have left when it was
-/// interrupted between creating it and renaming it into place.
-pub fn remove_temp(path: &Path) -> Result<()> {
-    remove(&temp_path(path))
+/// Writes a tree of files under `root` (`ctm compile --out`): each path
+/// that does not hold its node already is written to a temporary file and
+/// renamed over it, so that a reader sees the old file or the new one;
+/// a file that holds its bytes and mode already is left alone, and a
+/// directory that exists is not made again.
+///
+/// Without `durable`, nothing is fsynced: the tree is a preview, and a
+/// crash can at worst lose the newest files, which the next run writes
+/// again. With `durable`, the temporary files are made durable together
+/// ([`Batch::sync`]) before the renames, and each directory is fsynced
+/// once after them.
+pub fn write_tree<'a>(
+    root: &Path,
+    nodes: impl IntoIterator<Item = (&'a str, Node<'a>)>,
+    durable: bool,
+) -> Result<TreeWritten> {
+    let mut written = TreeWritten::default();
+    // The directory of the previous path, and whether it was made now.
+    let mut dir: Option<(PathBuf, bool)> = None;
+    let mut made = std::collections::HashSet::new();
+    let mut batch = Batch::default();
+    let mut renames = Vec::new();
+    for (rel, node) in nodes {
+        let path = root.join(rel);
+        let here = parent(&path);
+        if dir.as_ref().is_none_or(|(d, _)| d != here) {
+            let fresh = made.contains(here) || make_dirs(here)?;
+            if fresh {
+                made.insert(here.to_path_buf());
+            }
+            dir = Some((here.to_path_buf(), fresh));
+        }
+        let fresh = dir.as_ref().is_some_and(|(_, fresh)| *fresh);
+        if !fresh && holds(&path, node)? {
+            written.unchanged += 1;
+            continue;
+        }
+        written.written += 1;
+        let tmp = write_temp(&path, node)?;
+        if durable {
+            batch.wrote(&tmp);
+            renames.push((tmp, path));
+        } else {
+            context(fs::rename(&tmp, &path), "rename into place", &path)?;
+        }
+    }
+    if durable {
+        batch.sync()?;
+        for (tmp, path) in &renames {
+            context(fs::rename(tmp, path), "rename into place", path)?;
+            batch.changed(parent(path));
+        }
+        batch.sync()?;
+    }
+    Ok(written)
+}
+
+/// What [`write_tree`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeWritten {
+    /// Paths written (new or changed).
+    pub written: usize,
+    /// Paths that held their node already.
+    pub unchanged: usize,
+}
+
+/// Creates `link` as a hard link to what `path` is (a symlink itself, not
+/// what it points to), without fsync.
+pub fn hard_link(path: &Path, link: &Path) -> Result<()> {
+    context(crate::fault::no_space("link", link), "link", link)?;
+    context(fs::hard_link(path, link), "link", link)
+}
+
+/// Whether two paths name the same inode (both exist).
+pub fn same_inode(a: &Path, b: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (a, b) = (
+        context(fs::symlink_metadata(a), "inspect", a)?,
+        context(fs::symlink_metadata(b), "inspect", b)?,
+    );
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+/// Whether something (even a dangling symlink) is at `path`.
+pub fn exists(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+        {
+            Ok(false)
+        }
+        Err(e) => context(Err(e), "inspect", path),
+    }
+}
+
+/// Removes a file or symlink without fsync; returns whether there was
+/// one.
+pub fn remove_entry(path: &Path) -> Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+        {
+            Ok(false)
+        }
+        Err(e) => context(Err(e), "remove", path),
+    }
+}
+
+/// Renames without fsync (the caller fsyncs the directories after a
+/// group of renames).
+pub fn rename_entry(from: &Path, to: &Path) -> Result<()> {
+    context(fs::rename(from, to), "rename", from)
 }
 
 /// Removes a file or symlink; absent is fine.
 pub fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => fsync_dir(parent(path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => context(Err(e), "remove", path),
+    if remove_entry(path)? {
+        fsync_dir(parent(path))?;
     }
+    Ok(())
 }
 
 /// Removes a directory tree; absent is fine.
@@ -209,51 +496,32 @@ pub fn rename(from: &Path, to: &Path) -> Result<()> {
     fsync_dir(parent(to))
 }
 
-/// Writes bytes to a new file and fsyncs it (for staging, where the
-/// directory is renamed into place as a whole afterwards).
-pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    create_dirs(parent(path))?;
-    let mut file = context(
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(path),
-        "create",
-        path,
-    )?;
-    context(file.write_all(bytes), "write", path)?;
-    context(
-        file.set_permissions(fs::Permissions::from_mode(mode)),
-        "set mode of",
-        path,
-    )?;
-    context(file.sync_all(), "fsync", path)
+/// Free space and inodes of the file system holding `path` (a directory
+/// that exists), for an unprivileged writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub device: u64,
+    pub bytes: u64,
+    /// `None` where the file system has no fixed number of inodes.
+    pub inodes: Option<u64>,
+    pub block: u64,
 }
 
-/// Creates a new symlink (for staging, like [`write_new`]).
-pub fn symlink_new(path: &Path, target: &str) -> Result<()> {
-    create_dirs(parent(path))?;
-    context(
-        std::os::unix::fs::symlink(target, path),
-        "create symlink",
+pub fn space(path: &Path) -> Result<Space> {
+    use std::os::unix::fs::MetadataExt as _;
+    let device = context(fs::metadata(path), "inspect", path)?.dev();
+    let stat = context(
+        nix::sys::statvfs::statvfs(path).map_err(io::Error::from),
+        "ask for the free space of",
         path,
-    )
-}
-
-/// fsyncs every directory under `dir`, deepest first, and `dir` itself.
-pub fn fsync_tree(dir: &Path) -> Result<()> {
-    let entries = context(fs::read_dir(dir), "read directory", dir)?;
-    for entry in entries {
-        let entry = context(entry, "read directory", dir)?;
-        let path = entry.path();
-        let kind = context(entry.file_type(), "inspect", &path)?;
-        if kind.is_dir() {
-            fsync_tree(&path)?;
-        }
-    }
-    fsync_dir(dir)
+    )?;
+    let block = stat.fragment_size().max(1);
+    Ok(Space {
+        device,
+        bytes: stat.blocks_available().saturating_mul(block),
+        inodes: (stat.files() > 0).then_some(stat.files_available()),
+        block,
+    })
 }
 
 pub fn read(path: &Path) -> Result<Vec<u8>> {
@@ -281,5 +549,95 @@ mod tests {
         assert_eq!(parent(Path::new("host.kdl.lock")), Path::new("."));
         assert_eq!(parent(Path::new("/etc/x")), Path::new("/etc"));
         assert_eq!(parent(Path::new("/")), Path::new("/"));
+    }
+
+    #[test]
+    fn a_tree_is_written_once_and_then_only_where_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let tree = |text: &'static str| {
+            vec![
+                (
+                    "a/b/f",
+                    Node::File {
+                        bytes: text.as_bytes(),
+                        mode: 0o640,
+                    },
+                ),
+                ("a/b/l", Node::Symlink { target: "/t" }),
+                (
+                    "a/g",
+                    Node::File {
+                        bytes: b"g",
+                        mode: 0o644,
+                    },
+                ),
+            ]
+        };
+        let written = write_tree(root, tree("one"), false).unwrap();
+        assert_eq!((written.written, written.unchanged), (3, 0));
+        assert_eq!(std::fs::read(root.join("a/b/f")).unwrap(), b"one");
+        let mode = std::fs::metadata(root.join("a/b/f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o640);
+        assert_eq!(
+            std::fs::read_link(root.join("a/b/l")).unwrap(),
+            Path::new("/t")
+        );
+        let inode = |p: &str| {
+            use std::os::unix::fs::MetadataExt as _;
+            std::fs::symlink_metadata(root.join(p)).unwrap().ino()
+        };
+        let (g, l) = (inode("a/g"), inode("a/b/l"));
+        // Again, one file changed (durably this time): only it is written.
+        let written = write_tree(root, tree("two"), true).unwrap();
+        assert_eq!((written.written, written.unchanged), (1, 2));
+        assert_eq!(std::fs::read(root.join("a/b/f")).unwrap(), b"two");
+        assert_eq!((inode("a/g"), inode("a/b/l")), (g, l));
+        // A changed mode is a change; nothing temporary is left.
+        std::fs::set_permissions(root.join("a/g"), fs::Permissions::from_mode(0o600)).unwrap();
+        let written = write_tree(root, tree("two"), false).unwrap();
+        assert_eq!((written.written, written.unchanged), (1, 2));
+        let mut names: Vec<String> = std::fs::read_dir(root.join("a/b"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["f", "l"]);
+    }
+
+    #[test]
+    fn a_hard_link_to_a_symlink_is_a_link_to_the_symlink_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink("/nowhere", &link).unwrap();
+        let kept = kept_path(&link);
+        hard_link(&link, &kept).unwrap();
+        assert!(same_inode(&link, &kept).unwrap());
+        assert_eq!(std::fs::read_link(&kept).unwrap(), Path::new("/nowhere"));
+    }
+
+    #[test]
+    fn a_batch_syncs_the_file_systems_it_wrote_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut batch = Batch::default();
+        create(
+            &path,
+            Node::File {
+                bytes: b"x",
+                mode: 0o644,
+            },
+        )
+        .unwrap();
+        batch.wrote(&path);
+        assert!(!batch.is_empty());
+        batch.sync().unwrap();
+        assert!(batch.is_empty());
+        // Space is that of a directory's file system.
+        let space = space(dir.path()).unwrap();
+        assert!(space.block > 0);
     }
 }

@@ -101,6 +101,71 @@ impl Lab {
             .and_then(|t| t.file_name()?.to_str()?.parse().ok())
     }
 
+    /// A lab with a copy of this one's root and work directory.
+    fn copy(&self) -> Lab {
+        let lab = Lab::new();
+        copy_tree(&self.root, &lab.root);
+        copy_tree(&self.work, &lab.work);
+        lab
+    }
+
+    /// Panics unless ctm's state is clean after a finished or undone
+    /// switch: no journal, staging or temporary file left, and the store
+    /// holding exactly the contents its generations use.
+    fn assert_clean_state(&self, when: &str) {
+        let state = self.root.join("var/lib/ctm");
+        for left in [
+            "journal.json",
+            "journal.json.ctm-new",
+            "current.ctm-new",
+            "journal",
+        ] {
+            assert!(!state.join(left).exists(), "{left} left {when}");
+        }
+        let mut used = std::collections::BTreeSet::new();
+        for n in self.generations() {
+            let manifest: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(state.join(format!("generations/{n}/manifest.json")))
+                    .unwrap(),
+            )
+            .unwrap();
+            for entry in manifest["files"].as_object().unwrap().values() {
+                if let Some(sha256) = entry["sha256"].as_str() {
+                    used.insert(sha256.to_string());
+                }
+            }
+        }
+        let names = |dir: &Path| -> std::collections::BTreeSet<String> {
+            std::fs::read_dir(dir)
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let staging: Vec<String> = names(&state.join("generations"))
+            .into_iter()
+            .filter(|n| n.parse::<u64>().is_err())
+            .collect();
+        assert!(staging.is_empty(), "{staging:?} left {when}");
+        assert_eq!(
+            names(&state.join("objects")),
+            used,
+            "the store must hold exactly what the generations use {when}"
+        );
+    }
+
+    /// The text generation `n` holds for `path`, from the state's store.
+    fn stored(&self, n: u64, path: &str) -> String {
+        let state = self.root.join("var/lib/ctm");
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(state.join(format!("generations/{n}/manifest.json"))).unwrap(),
+        )
+        .unwrap();
+        let sha256 = manifest["files"][path]["sha256"].as_str().unwrap();
+        std::fs::read_to_string(state.join("objects").join(sha256)).unwrap()
+    }
+
     fn generations(&self) -> Vec<u64> {
         let mut gens: Vec<u64> = std::fs::read_dir(self.root.join("var/lib/ctm/generations"))
             .map(|d| {
@@ -110,6 +175,23 @@ impl Lab {
             .unwrap_or_default();
         gens.sort();
         gens
+    }
+}
+
+/// Copies a tree: files with their modes, symlinks as symlinks.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().unwrap();
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap();
+        }
     }
 }
 
@@ -468,9 +550,29 @@ fn run_with_fault(lab: &Lab, args: &[&str], k: u64) -> bool {
     }
 }
 
+/// The points between which a switch makes its writes durable: a crash
+/// test must pass each of them.
+const SYNC_BOUNDARIES: [&str; 6] = [
+    "journal written",
+    "switch prepared, before the sync",
+    "switch synced",
+    "file switched",
+    "directory switched",
+    "files synced",
+];
+
+/// The error message of a full disk, by errno name.
+fn full_disk_message(errno: &str) -> &'static str {
+    match errno {
+        "EDQUOT" => "Disk quota exceeded",
+        _ => "No space left on device",
+    }
+}
+
 /// For every point K at which the process can die during `args`, the
-/// next ctm command leaves the root wholly at `old` or wholly at `new`,
-/// and ctm's state agrees with the files.
+/// next ctm command, run on a disk that is full from its start, leaves
+/// the root wholly at `old` or wholly at `new`, and ctm's state agrees
+/// with the files and holds nothing more.
 fn crash_everywhere(setup: impl Fn(&Lab), args: &[&str], min_points: u64) {
     let mut old_seen = 0;
     let mut new_seen = 0;
@@ -484,18 +586,39 @@ fn crash_everywhere(setup: impl Fn(&Lab), args: &[&str], min_points: u64) {
         (old.0, lab.tree(), old.1, lab.current())
     };
     assert_ne!(old, new, "the switch under test must change files");
+    // Each run starts from a copy of one lab set up once.
+    let template = Lab::new();
+    setup(&template);
+    let trace = template
+        .copy()
+        .ctm_env(args, &[("CTM_FAULT_TRACE", "1".into())]);
+    let trace = String::from_utf8_lossy(&trace.stderr);
+    for boundary in SYNC_BOUNDARIES {
+        assert!(
+            trace.contains(&format!(": {boundary}")),
+            "the crash test must pass `{boundary}`: {trace}"
+        );
+    }
     loop {
-        let lab = Lab::new();
-        setup(&lab);
+        let lab = template.copy();
         if !run_with_fault(&lab, args, k) {
             break;
         }
-        let o = lab.ctm(&["recover"]);
+        // Recovery needs no space: the disk is full from its first write.
+        let errno = if k % 2 == 0 { "EDQUOT" } else { "ENOSPC" };
+        let o = lab.ctm_env(
+            &["recover"],
+            &[
+                ("CTM_FAULT_NOSPACE_FROM", "1".into()),
+                ("CTM_FAULT_NOSPACE_ERRNO", errno.into()),
+            ],
+        );
         assert!(
             o.status.success(),
-            "recover failed after a crash at point {k}: {}",
+            "recover on a full disk ({errno}) failed after a crash at point {k}: {}",
             err(&o)
         );
+        lab.assert_clean_state(&format!("after a crash at point {k}"));
         let tree = lab.tree();
         if tree == old {
             assert_eq!(
@@ -521,11 +644,6 @@ fn crash_everywhere(setup: impl Fn(&Lab), args: &[&str], min_points: u64) {
                 "a crash at point {k} left a mix of generations; differs from the old tree at {mixed:?}"
             );
         }
-        assert!(
-            !lab.root.join("var/lib/ctm/journal").exists(),
-            "journal left after recovery (point {k})"
-        );
-        // And the host is usable: a plain plan works.
         k += 1;
     }
     assert!(
@@ -581,6 +699,107 @@ fn a_crash_at_any_point_of_a_rollback_leaves_one_generation() {
     );
 }
 
+/// For every write that takes space during `args`, and with the disk
+/// full from that write on (`ENOSPC`, then `EDQUOT`): the command fails,
+/// undoes itself on the full disk, and leaves the root wholly at `old`
+/// (or, when only a write after the commit failed, wholly at `new`), with
+/// ctm's state clean. Returns how many writes there were.
+fn full_disk_everywhere(setup: impl Fn(&Lab), args: &[&str], min_writes: u64) {
+    let template = Lab::new();
+    setup(&template);
+    let (old, old_gen) = (template.tree(), template.current());
+    let (new, new_gen) = {
+        let lab = template.copy();
+        let o = lab.ctm(args);
+        assert!(o.status.success(), "{}", err(&o));
+        (lab.tree(), lab.current())
+    };
+    for errno in ["ENOSPC", "EDQUOT"] {
+        let mut k = 1;
+        let mut undone = 0;
+        loop {
+            let lab = template.copy();
+            let o = lab.ctm_env(
+                args,
+                &[
+                    ("CTM_FAULT_NOSPACE_FROM", k.to_string()),
+                    ("CTM_FAULT_NOSPACE_ERRNO", errno.into()),
+                ],
+            );
+            if o.status.success() {
+                break;
+            }
+            assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+            let e = err(&o);
+            assert!(
+                e.contains(full_disk_message(errno)),
+                "write {k} ({errno}): {e}"
+            );
+            let tree = lab.tree();
+            if tree == old {
+                assert_eq!(lab.current(), old_gen, "write {k} ({errno}): {e}");
+                undone += 1;
+            } else {
+                assert_eq!(
+                    tree, new,
+                    "a full disk at write {k} ({errno}) mixed generations: {e}"
+                );
+                assert_eq!(lab.current(), new_gen, "write {k} ({errno}): {e}");
+            }
+            lab.assert_clean_state(&format!("after a full disk at write {k} ({errno})"));
+            k += 1;
+        }
+        assert!(
+            k > min_writes,
+            "only {} writes took space; expected more than {min_writes}",
+            k - 1
+        );
+        assert!(undone > 0, "{errno}: no run was undone");
+        eprintln!(
+            "{errno} from each of {} writes: {undone} undone, the rest failed after the switch",
+            k - 1
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_at_any_write_of_an_apply_leaves_one_generation() {
+    full_disk_everywhere(
+        |lab| {
+            lab.host(&homelab());
+            assert!(lab.apply().status.success());
+            lab.host(&homelab_v2());
+        },
+        &["apply", "host.kdl", "--yes"],
+        40,
+    );
+}
+
+#[test]
+fn a_full_disk_at_any_write_of_a_first_apply_leaves_nothing() {
+    full_disk_everywhere(
+        |lab| {
+            lab.host(&homelab());
+        },
+        &["apply", "host.kdl", "--yes"],
+        60,
+    );
+}
+
+#[test]
+fn a_full_disk_at_any_write_of_a_rollback_leaves_one_generation() {
+    full_disk_everywhere(
+        |lab| {
+            lab.host(&homelab());
+            assert!(lab.apply().status.success());
+            lab.host(&homelab_v2());
+            assert!(lab.apply().status.success());
+        },
+        &["rollback", "1", "--yes"],
+        20,
+    );
+}
+
 #[test]
 fn a_crash_during_the_rollback_of_a_failed_apply_is_finished_later() {
     let lab = Lab::new();
@@ -620,7 +839,7 @@ fn a_crash_during_the_rollback_of_a_failed_apply_is_finished_later() {
         ],
     );
     assert_eq!(o.status.signal(), Some(6), "{}", err(&o));
-    assert!(lab.root.join("var/lib/ctm/journal").exists());
+    assert!(lab.root.join("var/lib/ctm/journal.json").exists());
     let o = lab.ctm(&["generations"]);
     assert!(o.status.success());
     assert!(
@@ -855,6 +1074,186 @@ fn generations_diff_rollback_and_gc() {
         vec![2, 3],
         "the current generation (2) is always kept"
     );
+    // The contents generation 1 shared with the others stay; its own go.
+    lab.assert_clean_state("after gc");
+    let o = lab.ctm(&["rollback", "3", "--yes"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
+
+/// Every file under the root (ctm's state too) with its inode.
+fn inodes(dir: &Path, out: &mut BTreeMap<PathBuf, u64>) {
+    use std::os::unix::fs::MetadataExt as _;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            inodes(&path, out);
+        } else {
+            out.insert(path, meta.ino());
+        }
+    }
+}
+
+#[test]
+fn an_apply_writes_only_the_files_that_change_and_shares_the_rest() {
+    let lab = Lab::new();
+    lab.host(&homelab());
+    assert!(lab.apply().status.success());
+    let mut before = BTreeMap::new();
+    inodes(&lab.root, &mut before);
+    let web = homelab().replace("memory=\"1G\"", "memory=\"3G\"");
+    lab.host(&web);
+    let o = lab.ctm(&["plan", "host.kdl", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let changed: Vec<&str> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(!changed.is_empty() && changed.len() < 5, "{changed:?}");
+    // Two containers had 1G: their files are now alike, one content.
+    let contents: std::collections::BTreeSet<&str> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["after"]["sha256"].as_str().unwrap())
+        .collect();
+    assert!(lab.apply().status.success());
+    let mut after = BTreeMap::new();
+    inodes(&lab.root, &mut after);
+    let written: Vec<String> = after
+        .iter()
+        .filter(|(path, ino)| before.get(*path) != Some(ino))
+        .map(|(path, _)| path.strip_prefix(&lab.root).unwrap().display().to_string())
+        .collect();
+    // In the live tree, the changed files; in the state, generation 2's
+    // own files, the changed files' contents, the record of how the apply
+    // ended (`last-apply.json`, for /metrics) and the stat cache.
+    let live: Vec<&str> = written
+        .iter()
+        .filter(|p| !p.starts_with("var/lib/ctm/"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(live, changed);
+    let objects = written
+        .iter()
+        .filter(|p| p.starts_with("var/lib/ctm/objects/"))
+        .count();
+    assert_eq!(objects, contents.len(), "{written:?}");
+    // (The stat cache is only rewritten once files have settled.)
+    let rest: Vec<&str> = written
+        .iter()
+        .filter(|p| p.starts_with("var/lib/ctm/") && !p.starts_with("var/lib/ctm/objects/"))
+        .filter(|p| *p != "var/lib/ctm/stat-cache.json")
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            "var/lib/ctm/current",
+            "var/lib/ctm/generations/2/manifest.json",
+            "var/lib/ctm/generations/2/meta.json",
+            "var/lib/ctm/generations/2/source/host.kdl",
+            "var/lib/ctm/generations/2/source/host.kdl.lock",
+            "var/lib/ctm/last-apply.json",
+        ]
+    );
+    lab.assert_clean_state("after the apply");
+}
+
+/// Turns generation `n` into what ctm wrote before the object store: its
+/// files in its own `tree/`, no shared store.
+fn make_legacy(lab: &Lab, n: u64) {
+    let state = lab.root.join("var/lib/ctm");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join(format!("generations/{n}/manifest.json"))).unwrap(),
+    )
+    .unwrap();
+    let tree = state.join(format!("generations/{n}/tree"));
+    for (path, entry) in manifest["files"].as_object().unwrap() {
+        let stored = tree.join(path);
+        std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
+        match entry["kind"].as_str().unwrap() {
+            "file" => {
+                let sha256 = entry["sha256"].as_str().unwrap();
+                std::fs::copy(state.join("objects").join(sha256), &stored).unwrap();
+            }
+            _ => std::os::unix::fs::symlink(entry["target"].as_str().unwrap(), &stored).unwrap(),
+        }
+    }
+}
+
+#[test]
+fn generations_written_before_the_object_store_are_read_and_switched_from() {
+    let lab = Lab::new();
+    lab.host(&homelab());
+    assert!(lab.apply().status.success());
+    let on_1 = lab.tree();
+    make_legacy(&lab, 1);
+    std::fs::remove_dir_all(lab.root.join("var/lib/ctm/objects")).unwrap();
+    lab.host(&homelab_v2());
+    let o = lab.apply();
+    assert!(o.status.success(), "{}", err(&o));
+    let o = lab.ctm(&["diff", "1", "2"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("+MemoryMax=2G"), "{}", out(&o));
+    let o = lab.ctm(&["rollback", "1", "--yes"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(lab.tree(), on_1);
+    let o = lab.ctm(&["gc", "--keep", "0"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(lab.generations(), vec![1]);
+    assert!(
+        !lab.root
+            .join("var/lib/ctm/objects")
+            .read_dir()
+            .unwrap()
+            .any(|_| true)
+    );
+}
+
+#[test]
+fn a_switch_interrupted_before_the_object_store_is_rolled_back_from_its_copies() {
+    let lab = Lab::new();
+    lab.host(&homelab());
+    assert!(lab.apply().status.success());
+    let on_1 = lab.tree();
+    make_legacy(&lab, 1);
+    // What ctm before the object store left when it died mid-switch: its
+    // journal with a copy of each touched file, one file already replaced
+    // and a new one written.
+    let state = lab.root.join("var/lib/ctm");
+    let path = "etc/systemd/nspawn/web.nspawn";
+    let live = lab.root.join(path);
+    let backup = state.join("journal/backup").join(path);
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    std::fs::copy(&live, &backup).unwrap();
+    let sha256 = {
+        use sha2::Digest as _;
+        ctm::fs::hex(&sha2::Sha256::digest(std::fs::read(&live).unwrap()))
+    };
+    std::fs::write(&live, "[Exec]\n# half-way\n").unwrap();
+    std::fs::write(lab.root.join("etc/systemd/nspawn/new.nspawn"), "x").unwrap();
+    let journal = serde_json::json!({
+        "from": 1, "to": 2, "new_generation": true, "actions": [],
+        "touched": {
+            path: {"before": {"kind": "file", "sha256": sha256, "mode": 0o644}, "owner": {"kind": "container", "name": "web"}},
+            "etc/systemd/nspawn/new.nspawn": {"before": {"kind": "absent"}, "owner": {"kind": "container", "name": "new"}},
+        },
+    });
+    std::fs::write(state.join("journal/journal.json"), journal.to_string()).unwrap();
+    let o = lab.ctm(&["recover"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        err(&o).contains("rolled back an interrupted switch"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(lab.tree(), on_1);
+    assert!(!state.join("journal").exists());
 }
 
 #[test]
@@ -871,10 +1270,7 @@ fn gc_removes_the_images_no_kept_generation_uses() {
     // named after the definition its generation's steps give.
     let store = lab.root.join("var/lib/ctm/images");
     for (n, name) in [(1, "debian-bookworm-1111"), (2, "debian-bookworm-2222")] {
-        let steps = std::fs::read_to_string(lab.root.join(format!(
-            "var/lib/ctm/generations/{n}/tree/etc/ctm/machines/builder/provision.json"
-        )))
-        .unwrap();
+        let steps = lab.stored(n, "etc/ctm/machines/builder/provision.json");
         let steps: serde_json::Value = serde_json::from_str(&steps).unwrap();
         let action = &steps[0]["action"];
         assert_eq!(action["kind"], "create-rootfs");
@@ -919,4 +1315,125 @@ fn the_running_system_is_not_changed_without_systemd() {
     );
     assert!(err(&o).contains("use --root DIR"), "{}", err(&o));
     assert!(!std::path::Path::new("/etc/ctm/ctm.nft").exists());
+}
+
+/// A tmpfs mounted over a directory for one test, unmounted when dropped.
+struct Tmpfs {
+    at: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(at: &Path, options: &str) -> Tmpfs {
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount: {}", err(&o));
+        Tmpfs {
+            at: at.to_path_buf(),
+        }
+    }
+
+    fn remount(&self, options: &str) {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&self.at)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "remount {options}: {}", err(&o));
+    }
+
+    /// Bytes and inodes in use.
+    fn used(&self) -> (u64, u64) {
+        let s = nix::sys::statvfs::statvfs(&self.at).unwrap();
+        (
+            (s.blocks() - s.blocks_free()) * s.fragment_size(),
+            s.files() - s.files_free(),
+        )
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.at).status();
+    }
+}
+
+/// Generation A fits on the file system and B does not: an apply of B
+/// fails, and leaves the host wholly on A with the space it had, whether
+/// the space or the inodes run out, and whether the check before the
+/// switch sees it coming (a clear error, nothing written) or not (the
+/// disk fills up mid-switch, and the switch is undone on the full disk).
+#[test]
+fn a_full_tmpfs_leaves_the_host_on_the_generation_that_fits() {
+    if skip_unless(is_root(), "mounting a small tmpfs needs root") {
+        return;
+    }
+    let lab = Lab::new();
+    let fs = Tmpfs::mount(&lab.root, "size=64m,nr_inodes=100000");
+    let small = ctm::synthetic::host_kdl(10, 2, 1);
+    let big = ctm::synthetic::host_kdl(120, 4, 2);
+    lab.host(&small);
+    let o = lab.apply();
+    assert!(o.status.success(), "{}", err(&o));
+    let on_a = lab.tree();
+    lab.host(&big);
+    // Once the files have settled, a plan records them all in the stat
+    // cache, which later plans leave as it is: what follows compares the
+    // space used with this.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let (bytes, inodes) = fs.used();
+    for (limit, short_of) in [
+        (format!("size={}", bytes + 256 * 1024), "KiB of space and"),
+        (format!("size=64m,nr_inodes={}", inodes + 60), "inodes and"),
+    ] {
+        fs.remount(&limit);
+        // Seen coming: refused before anything is written.
+        let o = lab.apply();
+        assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+        let e = err(&o);
+        assert!(e.contains("not enough room on the file system of"), "{e}");
+        assert!(e.contains(short_of), "{e}");
+        assert!(
+            !(e.contains("KiB of space and") && e.contains("inodes and")),
+            "only what is short: {e}"
+        );
+        assert!(e.contains("nothing was changed"), "{e}");
+        assert_eq!(lab.tree(), on_a);
+        assert_eq!(fs.used(), (bytes, inodes), "{limit}: nothing may be left");
+        // Not seen coming: the disk fills up mid-switch.
+        let o = lab.ctm_env(
+            &["apply", "host.kdl", "--yes"],
+            &[("CTM_FAULT_SKIP_SPACE_CHECK", "1".into())],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+        let e = err(&o);
+        assert!(e.contains("No space left on device"), "{limit}: {e}");
+        assert!(
+            e.contains("rolled back: the host is on generation 1 again"),
+            "{e}"
+        );
+        assert_eq!(lab.tree(), on_a, "{limit}");
+        assert_eq!(lab.current(), Some(1));
+        lab.assert_clean_state(&format!("after filling the tmpfs ({limit})"));
+        assert_eq!(fs.used(), (bytes, inodes), "{limit}: nothing may be left");
+        let o = lab.ctm(&["recover"]);
+        assert!(
+            err(&o).contains("The host is on generation 1; no switch is in progress"),
+            "{}",
+            err(&o)
+        );
+    }
+    // With room again, B applies.
+    fs.remount("size=64m,nr_inodes=100000");
+    let o = lab.apply();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(lab.current(), Some(2));
 }

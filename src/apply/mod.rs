@@ -2,29 +2,39 @@
 //!
 //! The order of a switch (docs/apply-safety.md explains each step):
 //!
-//! 1. the target generation is staged whole (by the caller);
-//! 2. the journal is written: which paths will change, with a backup of
-//!    what each holds now, and the actions to undo;
-//! 3. each file is replaced (temporary file, fsync, rename, directory
-//!    fsync) or removed;
-//! 4. the system actions run, then the health checks;
-//! 5. `current` moves to the target; then the journal is removed.
+//! 1. the room it needs is checked (`space`);
+//! 2. the journal is written, durably: which paths will change and what
+//!    each holds now, the contents the new generation adds to the state,
+//!    and the actions to undo;
+//! 3. everything is written without fsync: the new generation (only the
+//!    contents the state does not hold yet; the rest is shared with the
+//!    generations before), a hard link keeping what each touched path
+//!    holds, and each new file beside its path (`files`); then all of it
+//!    is made durable at once (`fs::Batch`);
+//! 4. the generation is renamed into place, and the files are renamed
+//!    over their paths directory by directory, one fsync per directory;
+//! 5. the system actions run, then the health checks;
+//! 6. `current` moves to the target (the commit point); then the kept
+//!    links and the journal go.
 //!
-//! Any failure in 3–4 restores every touched path from the backup, undoes
-//! the actions and removes the journal. A crash anywhere leaves the
-//! journal behind, and [`Engine::recover`] finishes the job: forward if
-//! `current` already moved, else back.
+//! Any failure before 6 puts every touched path back from what was kept,
+//! undoes the actions, removes what the switch added to the state and the
+//! journal, all without needing any new space. A crash anywhere leaves
+//! the journal behind, and [`Engine::recover`] finishes the job: forward
+//! if `current` already moved, else back.
+
+mod files;
+mod space;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use crate::backend::System;
+use crate::compile::Artifacts;
 use crate::compile::health::{self, Health};
-use crate::compile::{Artifacts, Content};
-use crate::fs::{self, Entry};
+use crate::fs::{self, Batch};
 use crate::plan::FileChange;
-use crate::plan::{Action, batches};
-use crate::state::{Journal, Meta, PendingConfirm, StateError, Store, TouchedPath};
+use crate::plan::{Action, Manifest, batches};
+use crate::state::{Journal, Meta, PendingConfirm, Staged, StateError, Store, TouchedPath};
 
 /// A failed switch and what became of the host.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -79,6 +89,22 @@ pub struct Engine<'a> {
     pub progress: &'a mut dyn FnMut(&str),
 }
 
+/// An error with its causes, for a message that carries them on (a full
+/// disk is told by the cause of "cannot create …").
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn generation_name(n: Option<u64>) -> String {
     n.map_or(
         "no generation (as before the first apply)".to_string(),
@@ -89,6 +115,34 @@ fn generation_name(n: Option<u64>) -> String {
 impl Engine<'_> {
     /// Performs a switch, or leaves the host as it was.
     pub fn switch(&mut self, spec: &SwitchSpec<'_>) -> Result<(), ApplyFailure> {
+        let unchanged = |cause: String| ApplyFailure {
+            cause,
+            outcome: format!(
+                "nothing was changed; the host is on {}",
+                generation_name(spec.from)
+            ),
+            rollback_failed: false,
+        };
+        let staged = match &spec.stage {
+            Some(_) => {
+                let manifest = self.store.manifest_of(spec.desired);
+                let new = self
+                    .store
+                    .new_objects(spec.from, &manifest)
+                    .map_err(|e| unchanged(describe(&e)))?;
+                Some((manifest, new))
+            }
+            None => None,
+        };
+        if !crate::fault::skip_space_check() {
+            space::check(
+                self.store,
+                spec.files,
+                spec.desired,
+                staged.as_ref().map(|(m, new)| (m, new)),
+            )
+            .map_err(unchanged)?;
+        }
         let journal = Journal {
             from: spec.from,
             to: spec.to,
@@ -107,20 +161,29 @@ impl Engine<'_> {
                 })
                 .collect(),
             actions: spec.actions.to_vec(),
+            new_objects: staged
+                .as_ref()
+                .map(|(_, new)| new.iter().cloned().collect())
+                .unwrap_or_default(),
         };
         if let Err(e) = self.store.begin_journal(&journal) {
-            return Err(ApplyFailure {
-                cause: format!("could not record the switch: {e}"),
-                outcome: format!(
-                    "nothing was changed; the host is on {}",
-                    generation_name(spec.from)
-                ),
-                rollback_failed: false,
-            });
+            // Not recorded, so nothing was changed: only the journal's own
+            // temporary file may be left.
+            if let Err(left) = self.store.clean_leftovers() {
+                (self.progress)(&format!("warning: {left}"));
+            }
+            return Err(unchanged(format!(
+                "could not record the switch: {}",
+                describe(&e)
+            )));
         }
         let mut attempted = 0;
-        match self.forward(spec, &mut attempted) {
-            Ok(()) => Ok(()),
+        let staged = staged.as_ref().map(|(manifest, new)| (manifest, new));
+        match self.forward(spec, staged, &mut attempted) {
+            Ok(()) => {
+                self.close(&journal);
+                Ok(())
+            }
             Err(cause) => {
                 (self.progress)(&format!("failed: {cause}; rolling back"));
                 let problems = self.roll_back(&journal, Some(attempted));
@@ -145,7 +208,8 @@ impl Engine<'_> {
                     Err(e) => ApplyFailure {
                         cause,
                         outcome: format!(
-                            "and the rollback failed too ({e}); the journal is kept and the next ctm command retries it"
+                            "and the rollback failed too ({}); the journal is kept and the next ctm command retries it",
+                            describe(&e)
                         ),
                         rollback_failed: true,
                     },
@@ -154,25 +218,45 @@ impl Engine<'_> {
         }
     }
 
-    /// `attempted` counts the actions started, so a rollback undoes only
-    /// those (the failed one included: it may have half happened).
-    fn forward(&mut self, spec: &SwitchSpec<'_>, attempted: &mut usize) -> Result<(), String> {
+    /// Everything up to `current` moving: the commit point. `attempted`
+    /// counts the actions started, so a rollback undoes only those (the
+    /// failed one included: it may have half happened).
+    fn forward(
+        &mut self,
+        spec: &SwitchSpec<'_>,
+        staged: Option<(&Manifest, &BTreeSet<String>)>,
+        attempted: &mut usize,
+    ) -> Result<(), String> {
+        let root = self.store.root().to_path_buf();
+        // Everything is written first, and made durable at once.
+        let mut batch = Batch::default();
+        if let (Some(stage), Some((manifest, new_objects))) = (&spec.stage, staged) {
+            self.store
+                .stage(
+                    &Staged {
+                        meta: stage.meta,
+                        source_text: stage.source_text,
+                        lock_text: stage.lock_text,
+                        artifacts: spec.desired,
+                        manifest,
+                        new_objects,
+                    },
+                    &mut batch,
+                )
+                .map_err(|e| describe(&e))?;
+        }
+        files::prepare(&root, spec.files, spec.desired, &mut batch).map_err(|e| describe(&e))?;
+        batch.sync().map_err(|e| describe(&e))?;
+        crate::fault::point("switch synced");
+        // The renames, made durable together.
+        let mut renames = Batch::default();
         if let Some(stage) = &spec.stage {
             self.store
-                .stage(stage.meta, stage.source_text, stage.lock_text, spec.desired)
-                .map_err(|e| e.to_string())?;
+                .place_staged(stage.meta.number, &mut renames)
+                .map_err(|e| describe(&e))?;
+            crate::fault::point("generation in place");
         }
-        let root = self.store.root().to_path_buf();
-        for f in spec.files {
-            let path = root.join(&f.path);
-            match spec.desired.files.get(&f.path).map(|a| &a.content) {
-                Some(Content::File { text, mode }) => fs::write_file(&path, text.as_bytes(), *mode),
-                Some(Content::Symlink { target }) => fs::write_symlink(&path, target),
-                None => fs::remove(&path),
-            }
-            .map_err(|e| e.to_string())?;
-            crate::fault::point("file switched");
-        }
+        files::switch(&root, spec.files, spec.desired, renames).map_err(|e| describe(&e))?;
         let expect = health::of(spec.desired)?;
         for batch in batches(spec.actions) {
             for action in batch {
@@ -197,7 +281,7 @@ impl Engine<'_> {
         {
             self.store
                 .set_provisioned(generation, &records)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| describe(&e))?;
         }
         if let Some(deadline) = spec.confirm_deadline
             && let Some(generation) = spec.to
@@ -208,7 +292,7 @@ impl Engine<'_> {
                     previous: spec.from,
                     deadline,
                 })
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| describe(&e))?;
             // Before `current` moves: an apply whose revert cannot be
             // armed is not applied at all.
             self.system
@@ -216,11 +300,25 @@ impl Engine<'_> {
                 .map_err(|e| format!("could not arm the automatic revert: {e}"))?;
             crate::fault::point("revert armed");
         }
-        self.set_current(spec.to).map_err(|e| e.to_string())?;
+        self.set_current(spec.to).map_err(|e| describe(&e))?;
         crate::fault::point("current moved");
-        self.store.end_journal().map_err(|e| e.to_string())?;
-        self.purge_removed();
         Ok(())
+    }
+
+    /// After the commit point: drops what the switch kept, closes the
+    /// journal, and deletes the root file systems it set aside. A failure
+    /// here is a warning: the host is on the new generation, and the next
+    /// ctm command finishes the cleanup (see [`Self::recover`]).
+    fn close(&mut self, journal: &Journal) {
+        let closed = files::commit(self.store.root(), &journal.touched, false)
+            .and_then(|()| self.store.end_journal());
+        if let Err(e) = closed {
+            (self.progress)(&format!(
+                "warning: the switch is done, but cleaning up after it failed ({}); the next ctm command finishes it",
+                describe(&e)
+            ));
+        }
+        self.purge_removed();
     }
 
     /// Deletes the root file systems set aside by this switch (or left by
@@ -242,22 +340,17 @@ impl Engine<'_> {
         }
     }
 
-    /// Restores every touched path from the journal's backup, undoes the
-    /// first `attempted` actions (all when unknown, after a crash; best
-    /// effort: their failures are returned, not fatal), and closes the
-    /// journal. Safe to repeat after a crash part-way.
+    /// Restores every touched path as it was, undoes the first `attempted`
+    /// actions (all when unknown, after a crash; best effort: their
+    /// failures are returned, not fatal), removes what the switch added to
+    /// the state, and closes the journal. Needs no new space on disk (only
+    /// renames and removals), and is safe to repeat after a crash part-way.
     fn roll_back(
         &mut self,
         journal: &Journal,
         attempted: Option<usize>,
     ) -> Result<Vec<String>, StateError> {
-        let root = self.store.root().to_path_buf();
-        for (path, touched) in &journal.touched {
-            let live = root.join(path);
-            fs::remove_temp(&live)?;
-            restore(self.store, &live, path, &touched.before)?;
-            crate::fault::point("file restored");
-        }
+        files::restore(self.store, &journal.touched)?;
         // A pending confirmation for the target no longer applies.
         if let (Some(pending), Some(to)) = (self.store.pending_confirm()?, journal.to)
             && pending.generation == to
@@ -296,24 +389,29 @@ impl Engine<'_> {
                 problems.push(format!("after the rollback, {e}"));
             }
         }
-        self.set_current(journal.from)?;
+        // `current` moves only at the commit point, after which a switch
+        // is finished rather than undone: it still names the generation
+        // switched from (and writing it again would need space).
+        if self.store.current()? != journal.from {
+            self.set_current(journal.from)?;
+        }
         if let (true, Some(n)) = (journal.new_generation, journal.to) {
             self.store.remove_generation(n)?;
         }
+        self.store.remove_objects(&journal.new_objects)?;
         self.store.end_journal()?;
         Ok(problems)
     }
 
     /// Finishes whatever an interrupted ctm left: a switch in progress, or
-    /// an apply whose confirmation deadline has passed.
+    /// an apply whose confirmation deadline has passed. What never took
+    /// effect goes first, so that on a full disk the rest has room.
     pub fn recover(&mut self) -> Result<Recovered, StateError> {
         self.store.clean_leftovers()?;
         if let Some(journal) = self.store.journal()? {
             let current = self.store.current()?;
             if current == journal.to && current != journal.from {
-                for path in journal.touched.keys() {
-                    fs::remove_temp(&self.store.root().join(path))?;
-                }
+                files::commit(self.store.root(), &journal.touched, true)?;
                 self.store.end_journal()?;
                 return Ok(Recovered::Finished {
                     generation: current,
@@ -332,16 +430,6 @@ impl Engine<'_> {
         }
         Ok(Recovered::Nothing)
     }
-}
-
-fn restore(store: &Store, path: &Path, rel: &str, before: &Entry) -> Result<(), StateError> {
-    match before {
-        Entry::Absent => fs::remove(path)?,
-        Entry::File { mode, .. } => fs::write_file(path, &store.backup(rel)?, *mode)?,
-        Entry::Symlink { target } => fs::write_symlink(path, target)?,
-        Entry::Other => {}
-    }
-    Ok(())
 }
 
 /// The containers that must run once `actions` are done: those that start

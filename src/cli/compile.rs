@@ -7,7 +7,7 @@ use miette::{IntoDiagnostic, WrapErr};
 
 use super::output::errln;
 use super::{OutputFormat, print_diagnostics};
-use crate::compile::{self, Artifacts, Content, Existing};
+use crate::compile::{self, Artifacts, Existing};
 use crate::engine::load::load_and_validate;
 use crate::fs;
 
@@ -27,6 +27,10 @@ pub struct Args {
     /// Replace files at the output paths even if ctm did not write them.
     #[arg(long)]
     force: bool,
+    /// Make the written files durable (fsynced) before returning; by
+    /// default the tree is a preview and is not synced.
+    #[arg(long)]
+    durable: bool,
     /// How to print problems.
     #[arg(long, value_enum, default_value_t)]
     format: OutputFormat,
@@ -70,15 +74,16 @@ fn compile_to(args: &Args) -> miette::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    write_tree(&args.out, &artifacts)?;
+    let written = fs::write_tree(&args.out, artifacts.nodes(), args.durable)?;
     if lock_changed {
         fs::write_file(&outcome.lock_path, new_lock.as_bytes(), 0o644)?;
         errln(&format!("updated {}", outcome.lock_path.display()));
     }
     errln(&format!(
-        "wrote {} files to {}",
-        artifacts.files.len(),
-        args.out.display()
+        "wrote {} files to {} ({} unchanged)",
+        written.written,
+        args.out.display(),
+        written.unchanged
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -110,17 +115,4 @@ fn foreign_files(root: &Path, artifacts: &Artifacts) -> miette::Result<Vec<PathB
         }
     }
     Ok(foreign)
-}
-
-/// Writes every artifact under `root`, replacing what is at its path
-/// atomically.
-fn write_tree(root: &Path, artifacts: &Artifacts) -> miette::Result<()> {
-    for (rel, artifact) in &artifacts.files {
-        let path = root.join(rel);
-        match &artifact.content {
-            Content::File { text, mode } => fs::write_file(&path, text.as_bytes(), *mode)?,
-            Content::Symlink { target } => fs::write_symlink(&path, target)?,
-        }
-    }
-    Ok(())
 }

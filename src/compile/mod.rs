@@ -34,6 +34,19 @@ pub struct Artifact {
     pub content: Content,
 }
 
+impl Artifact {
+    /// What its path is to hold, for the writers in `fs`.
+    pub fn node(&self) -> crate::fs::Node<'_> {
+        match &self.content {
+            Content::File { text, mode } => crate::fs::Node::File {
+                bytes: text.as_bytes(),
+                mode: *mode,
+            },
+            Content::Symlink { target } => crate::fs::Node::Symlink { target },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Content {
@@ -80,6 +93,12 @@ impl Artifacts {
             }
             _ => false,
         }
+    }
+
+    /// Every artifact as what its path is to hold, in path order (for
+    /// `fs::write_tree`).
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, crate::fs::Node<'_>)> {
+        self.files.iter().map(|(path, a)| (path.as_str(), a.node()))
     }
 
     fn file(&mut self, path: String, owner: Owner, text: String) {

@@ -123,6 +123,8 @@ pub fn gc(target: &Target, keep: usize, events: Events<'_>) -> miette::Result<us
             removed.push(*n);
         }
     }
+    // Files no generation left uses; a crashed apply's are freed too.
+    store.remove_unused_objects()?;
     let count = removed.len();
     if !removed.is_empty() {
         events(Event::RemovedGenerations {

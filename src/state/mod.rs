@@ -3,19 +3,21 @@
 //! ```text
 //! generations/N/           one per successful apply, never changed after
 //!     meta.json            number, time, source hash, summary
-//!     manifest.json        every file ctm owns in this generation
+//!     manifest.json        every file ctm owns in this generation, with
+//!                          the hash of its content
 //!     source/FILE          the host file and its lock, as applied
-//!     tree/...             the compiled files themselves
 //!     provisioned.json     the provisioning steps its apply checked or
 //!                          ran, with their output (written before
 //!                          `current` moves to it; live host only)
 //!     reverted.json        when it was rolled back because nobody
 //!                          confirmed it in time, and to which generation
+//!     tree/...             only in generations written before `objects`:
+//!                          their files
+//! objects/SHA256           every generation's files, each content once
 //! current -> generations/N the generation the host is on (a symlink,
 //!                          replaced atomically)
-//! journal/                 present only while a switch is in progress:
-//!     journal.json         what is being switched, from and to where
-//!     backup/...           the pre-switch content of every touched path
+//! journal.json             present only while a switch is in progress:
+//!                          what is being switched, from and to where
 //! pending-confirm.json     an apply waiting for `ctm confirm`
 //! last-apply.json          how the last apply ended, and how long it took
 //! stat-cache.json          hashes of managed files by stat (see `live`)
@@ -28,7 +30,7 @@
 //! generation's manifest and the stat cache in a [`Memory`] instead of
 //! reading them back each time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compile::{Artifact, Artifacts, Content, Owner};
 use crate::diagnostic::Diagnostic;
-use crate::fs::{self, Entry, IoError, context};
+use crate::fs::{self, Batch, Entry, IoError, Node, context};
 use crate::live::watch::{WatchError, Watcher};
 use crate::live::{Stat, StatCache};
 use crate::lock::Lock;
@@ -50,6 +52,13 @@ use crate::layout::STATE_DIR;
 
 /// In a generation: what its apply's provisioning steps did.
 const PROVISIONED: &str = "provisioned.json";
+/// In a generation written before the object store: its files.
+const LEGACY_TREE: &str = "tree";
+/// The files of every generation, each content once, named by its hash.
+const OBJECTS: &str = "objects";
+/// The record of a switch in progress.
+const JOURNAL: &str = "journal.json";
+const CURRENT: &str = "current";
 
 /// In a generation: that it was rolled back for want of a confirmation.
 const REVERTED: &str = "reverted.json";
@@ -140,6 +149,22 @@ pub struct Journal {
     pub touched: BTreeMap<String, TouchedPath>,
     /// The system actions of the switch, to undo on rollback.
     pub actions: Vec<Action>,
+    /// The contents the new generation adds to the store (removed again
+    /// if the switch is undone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub new_objects: Vec<String>,
+}
+
+/// A generation to stage (see [`Store::stage`]).
+pub struct Staged<'a> {
+    pub meta: &'a Meta,
+    pub source_text: &'a str,
+    pub lock_text: &'a str,
+    pub artifacts: &'a Artifacts,
+    /// `Manifest::of(artifacts)`.
+    pub manifest: &'a Manifest,
+    /// From [`Store::new_objects`].
+    pub new_objects: &'a BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,10 +361,6 @@ impl Store {
         self.generations_dir().join(n.to_string())
     }
 
-    pub fn journal_dir(&self) -> PathBuf {
-        self.dir.join("journal")
-    }
-
     fn pending_confirm_path(&self) -> PathBuf {
         self.dir.join("pending-confirm.json")
     }
@@ -409,7 +430,7 @@ impl Store {
     }
 
     pub fn current(&self) -> Result<Option<u64>> {
-        let link = self.dir.join("current");
+        let link = self.dir.join(CURRENT);
         match std::fs::read_link(&link) {
             Ok(target) => {
                 let n = target
@@ -426,7 +447,7 @@ impl Store {
 
     /// Points `current` at generation `n`, atomically.
     pub fn set_current(&self, n: u64) -> Result<()> {
-        fs::write_symlink(&self.dir.join("current"), &format!("generations/{n}"))?;
+        fs::write_symlink(&self.dir.join(CURRENT), &format!("generations/{n}"))?;
         Ok(())
     }
 
@@ -509,15 +530,22 @@ impl Store {
         Ok(manifest)
     }
 
-    /// The compiled files of generation `n`, read back from its tree.
+    /// The compiled files of generation `n`, read back from the store
+    /// (or, for a generation written before the store had objects, from
+    /// its own `tree/`), each checked against its hash in the manifest.
     pub fn artifacts(&self, n: u64) -> Result<Artifacts> {
         let generation = self.load(n)?;
-        let tree = self.generation_dir(n).join("tree");
+        let tree = self.generation_dir(n).join(LEGACY_TREE);
+        let legacy = self.is_legacy(n);
         let mut files = BTreeMap::new();
         for (path, m) in generation.manifest.files {
-            let stored = tree.join(&path);
             let content = match &m.entry {
                 Entry::File { mode, sha256 } => {
+                    let stored = if legacy {
+                        tree.join(&path)
+                    } else {
+                        self.object_path(sha256)
+                    };
                     let text = fs::read_to_string(&stored)?;
                     if fs::sha256_hex(text.as_bytes()) != *sha256 {
                         return Err(corrupt(&stored, "its content does not match the manifest"));
@@ -529,8 +557,8 @@ impl Store {
                 },
                 other => {
                     return Err(corrupt(
-                        &stored,
-                        format!("unexpected manifest entry {other:?}"),
+                        &self.generation_dir(n).join("manifest.json"),
+                        format!("unexpected entry {other:?} for {path}"),
                     ));
                 }
             };
@@ -559,65 +587,185 @@ impl Store {
         Ok((generation.meta.source_name, text, lock))
     }
 
-    /// Writes generation `meta.number` completely under a temporary name,
-    /// fsyncs it, and renames it into place: a generation directory either
-    /// is whole or does not exist.
-    pub fn stage(
-        &self,
-        meta: &Meta,
-        source_text: &str,
-        lock_text: &str,
-        artifacts: &Artifacts,
-    ) -> Result<()> {
-        let final_dir = self.generation_dir(meta.number);
-        let staging = self
-            .generations_dir()
-            .join(format!("{}.staging", meta.number));
-        fs::remove_tree(&staging)?;
-        let source = staging.join("source");
-        fs::write_new(
-            &source.join(&meta.source_name),
-            source_text.as_bytes(),
-            0o644,
-        )?;
-        fs::write_new(
-            &source.join(format!("{}.lock", meta.source_name)),
-            lock_text.as_bytes(),
-            0o644,
-        )?;
-        let tree = staging.join("tree");
-        fs::create_dirs(&tree)?;
-        for (path, artifact) in &artifacts.files {
-            let stored = tree.join(path);
-            match &artifact.content {
-                Content::File { text, mode } => fs::write_new(&stored, text.as_bytes(), *mode)?,
-                Content::Symlink { target } => {
-                    fs::create_dirs(stored.parent().unwrap_or(&tree))?;
-                    context(
-                        std::os::unix::fs::symlink(target, &stored),
-                        "create symlink",
-                        &stored,
-                    )?;
-                }
+    /// Whether generation `n` was written before the object store, with
+    /// its files in its own `tree/`.
+    fn is_legacy(&self, n: u64) -> bool {
+        self.generation_dir(n).join(LEGACY_TREE).is_dir()
+    }
+
+    fn objects_dir(&self) -> PathBuf {
+        self.dir.join(OBJECTS)
+    }
+
+    /// Where the store keeps the file whose content has this hash.
+    pub fn object_path(&self, sha256: &str) -> PathBuf {
+        self.objects_dir().join(sha256)
+    }
+
+    fn staging_dir(&self, n: u64) -> PathBuf {
+        self.generations_dir().join(format!("{n}.staging"))
+    }
+
+    /// The contents a generation with `manifest` needs that the store does
+    /// not hold yet: those of the generation `from` are there (its staging
+    /// put them there), any other is looked for.
+    pub fn new_objects(&self, from: Option<u64>, manifest: &Manifest) -> Result<BTreeSet<String>> {
+        let held = match from {
+            Some(n) if !self.is_legacy(n) => Some(self.manifest(n)?),
+            _ => None,
+        };
+        let held: HashSet<&str> = held
+            .iter()
+            .flat_map(|m| m.files.values())
+            .filter_map(|m| match &m.entry {
+                Entry::File { sha256, .. } => Some(sha256.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut new = BTreeSet::new();
+        for m in manifest.files.values() {
+            if let Entry::File { sha256, .. } = &m.entry
+                && !held.contains(sha256.as_str())
+                && !new.contains(sha256)
+                && !fs::exists(&self.object_path(sha256))?
+            {
+                new.insert(sha256.clone());
             }
         }
-        write_json(&staging.join("manifest.json"), &Manifest::of(artifacts))?;
-        write_json(&staging.join("meta.json"), meta)?;
-        fs::fsync_tree(&staging)?;
-        crate::fault::point("generation staged, before rename");
-        fs::rename(&staging, &final_dir)?;
+        Ok(new)
+    }
+
+    /// Writes generation `meta.number` under a temporary name: its source,
+    /// manifest and meta, and the contents in `new` (from
+    /// [`Self::new_objects`]) into the store, where the generations share
+    /// them. Nothing is fsynced: everything written is recorded in `batch`,
+    /// for the caller to make durable with the rest of the switch, before
+    /// [`Self::place_staged`] renames the generation into place.
+    pub fn stage(&self, staged: &Staged<'_>, batch: &mut Batch) -> Result<()> {
+        let meta = staged.meta;
+        let staging = self.staging_dir(meta.number);
+        fs::remove_tree(&staging)?;
+        let source = staging.join("source");
+        fs::create_dirs(&source)?;
+        let create = |batch: &mut Batch, path: &Path, bytes: &[u8]| -> Result<()> {
+            fs::create(path, Node::File { bytes, mode: 0o644 })?;
+            batch.wrote(path);
+            Ok(())
+        };
+        create(
+            batch,
+            &source.join(&meta.source_name),
+            staged.source_text.as_bytes(),
+        )?;
+        create(
+            batch,
+            &source.join(format!("{}.lock", meta.source_name)),
+            staged.lock_text.as_bytes(),
+        )?;
+        let objects = self.objects_dir();
+        fs::create_dirs(&objects)?;
+        let mut written = HashSet::new();
+        for (path, artifact) in &staged.artifacts.files {
+            if let (Content::File { text, .. }, Some(m)) =
+                (&artifact.content, staged.manifest.files.get(path))
+                && let Entry::File { sha256, .. } = &m.entry
+                && staged.new_objects.contains(sha256)
+                && written.insert(sha256.as_str())
+            {
+                let object = self.object_path(sha256);
+                fs::create(
+                    &object,
+                    Node::File {
+                        bytes: text.as_bytes(),
+                        mode: 0o600,
+                    },
+                )?;
+                batch.wrote(&object);
+            }
+        }
+        let manifest = staging.join("manifest.json");
+        create(batch, &manifest, &json_bytes(&manifest, staged.manifest)?)?;
+        let meta_path = staging.join("meta.json");
+        create(batch, &meta_path, &json_bytes(&meta_path, meta)?)?;
         Ok(())
     }
 
+    /// Renames a staged generation, made durable, into place; the rename
+    /// is durable once `batch` is synced.
+    pub fn place_staged(&self, n: u64, batch: &mut Batch) -> Result<()> {
+        fs::rename_entry(&self.staging_dir(n), &self.generation_dir(n))?;
+        batch.changed(&self.generations_dir());
+        Ok(())
+    }
+
+    /// Removes generation `n` (and its staging, if any); the contents it
+    /// shares stay in the store until [`Self::remove_unused_objects`].
     pub fn remove_generation(&self, n: u64) -> Result<()> {
+        fs::remove_tree(&self.staging_dir(n))?;
         Ok(fs::remove_tree(&self.generation_dir(n))?)
     }
 
+    /// Removes contents from the store (those a failed switch added).
+    pub fn remove_objects(&self, hashes: &[String]) -> Result<()> {
+        let mut removed = false;
+        for sha256 in hashes {
+            removed |= fs::remove_entry(&self.object_path(sha256))?;
+        }
+        if removed {
+            fs::fsync_dir(&self.objects_dir())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the contents no generation uses any more (after `ctm gc`
+    /// removed generations); returns how many.
+    pub fn remove_unused_objects(&self) -> Result<usize> {
+        let dir = self.objects_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(context(Err(e), "read directory", &dir)?),
+        };
+        let mut used = HashSet::new();
+        for n in self.generations()? {
+            if self.is_legacy(n) {
+                continue;
+            }
+            for m in self.manifest(n)?.files.values() {
+                if let Entry::File { sha256, .. } = &m.entry {
+                    used.insert(sha256.clone());
+                }
+            }
+        }
+        let mut removed = 0;
+        for entry in entries {
+            let entry = context(entry, "read directory", &dir)?;
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(|n| used.contains(n)) {
+                fs::remove_entry(&entry.path())?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            fs::fsync_dir(&dir)?;
+        }
+        Ok(removed)
+    }
+
     /// Leftovers of an interrupted staging or journal write, which never
-    /// took effect.
+    /// took effect, removed first by recovery (they are what a full disk
+    /// needs freed).
     pub fn clean_leftovers(&self) -> Result<()> {
+        fs::remove(&fs::temp_path(&self.journal_path()))?;
+        fs::remove(&fs::temp_path(&self.dir.join(CURRENT)))?;
+        // Left by earlier versions of ctm.
         fs::remove_tree(&self.dir.join("journal.new"))?;
         fs::remove_tree(&self.dir.join("journal.done"))?;
+        let legacy = self.legacy_journal_dir();
+        if legacy.is_dir() && !legacy.join(JOURNAL).exists() {
+            // A legacy journal whose closing was interrupted.
+            fs::remove_tree(&legacy)?;
+        }
         if let Ok(entries) = std::fs::read_dir(self.generations_dir()) {
             for entry in entries.flatten() {
                 if entry.file_name().to_string_lossy().ends_with(".staging") {
@@ -628,66 +776,49 @@ impl Store {
         Ok(())
     }
 
-    pub fn journal(&self) -> Result<Option<Journal>> {
-        let path = self.journal_dir().join("journal.json");
-        if !self.journal_dir().exists() {
-            return Ok(None);
-        }
-        Ok(Some(read_json(&path)?))
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL)
     }
 
-    /// Writes the journal and the backups of every touched path under a
-    /// temporary name, then renames it into place: from that moment a
-    /// crash is undone by restoring the backups.
-    pub fn begin_journal(&self, journal: &Journal) -> Result<()> {
-        let staging = self.dir.join("journal.new");
-        fs::remove_tree(&staging)?;
-        let backup = staging.join("backup");
-        fs::create_dirs(&backup)?;
-        for (path, touched) in &journal.touched {
-            let live = self.root.join(path);
-            let stored = backup.join(path);
-            match &touched.before {
-                Entry::File { mode, sha256 } => {
-                    let bytes = fs::read(&live)?;
-                    // The plan saw other content: something else is writing
-                    // here right now, and the plan no longer holds.
-                    if fs::sha256_hex(&bytes) != *sha256 {
-                        return Err(corrupt(
-                            &live,
-                            "changed while ctm was planning; run the command again",
-                        ));
-                    }
-                    fs::write_new(&stored, &bytes, *mode)?
-                }
-                Entry::Symlink { target } => {
-                    fs::create_dirs(stored.parent().unwrap_or(&backup))?;
-                    context(
-                        std::os::unix::fs::symlink(target, &stored),
-                        "create symlink",
-                        &stored,
-                    )?;
-                }
-                Entry::Absent | Entry::Other => {}
+    /// Where ctm before the object store kept its journal, with a copy of
+    /// every touched file in `backup/`.
+    fn legacy_journal_dir(&self) -> PathBuf {
+        self.dir.join("journal")
+    }
+
+    /// The switch in progress, if any.
+    pub fn journal(&self) -> Result<Option<Journal>> {
+        for path in [self.journal_path(), self.legacy_journal_dir().join(JOURNAL)] {
+            if fs::exists(&path)? {
+                return Ok(Some(read_json(&path)?));
             }
         }
-        write_json(&staging.join("journal.json"), journal)?;
-        fs::fsync_tree(&staging)?;
-        fs::rename(&staging, &self.journal_dir())?;
+        Ok(None)
+    }
+
+    /// Records a switch before it changes anything, durably: from this
+    /// moment a crash is undone from the journal.
+    pub fn begin_journal(&self, journal: &Journal) -> Result<()> {
+        let path = self.journal_path();
+        fs::write_file(&path, &json_bytes(&path, journal)?, 0o600)?;
         crate::fault::point("journal written");
         Ok(())
     }
 
-    /// The bytes a touched file had before the switch.
-    pub fn backup(&self, path: &str) -> Result<Vec<u8>> {
-        Ok(fs::read(&self.journal_dir().join("backup").join(path))?)
+    /// The copy of a touched file that a journal written by an earlier
+    /// version of ctm holds, if there is one.
+    pub fn legacy_backup(&self, path: &str) -> Option<PathBuf> {
+        let backup = self.legacy_journal_dir().join("backup").join(path);
+        backup.exists().then_some(backup)
     }
 
+    /// Closes the journal: the switch is over, committed or undone.
     pub fn end_journal(&self) -> Result<()> {
-        let done = self.dir.join("journal.done");
-        fs::rename(&self.journal_dir(), &done)?;
+        fs::remove(&self.journal_path())?;
+        let legacy = self.legacy_journal_dir();
+        fs::remove(&legacy.join(JOURNAL))?;
         crate::fault::point("journal closed");
-        fs::remove_tree(&done)?;
+        fs::remove_tree(&legacy)?;
         Ok(())
     }
 
@@ -738,8 +869,6 @@ impl Store {
     /// whole file in place, and the last one wins. Not fsynced: after a
     /// crash a torn cache reads as empty, and files are read again.
     pub fn set_stat_cache(&self, cache: StatCache) -> Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         use std::sync::atomic::{AtomicU64, Ordering};
         static WRITES: AtomicU64 = AtomicU64::new(0);
         let path = self.stat_cache_path();
@@ -752,13 +881,13 @@ impl Store {
             std::process::id(),
             WRITES.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&bytes));
-        context(written, "write", &tmp)?;
+        fs::create(
+            &tmp,
+            Node::File {
+                bytes: &bytes,
+                mode: 0o600,
+            },
+        )?;
         if let Err(e) = std::fs::rename(&tmp, &path) {
             let _ = std::fs::remove_file(&tmp);
             return Err(context(Err(e), "rename into place", &path)?);
@@ -856,11 +985,10 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).map_err(|e| corrupt(path, e))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+fn json_bytes<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| corrupt(path, e))?;
     bytes.push(b'\n');
-    fs::write_new(path, &bytes, 0o644)?;
-    Ok(())
+    Ok(bytes)
 }
 
 #[cfg(test)]
