@@ -500,7 +500,7 @@ fn a_failing_action_rolls_back_to_the_previous_generation() {
         "{e}"
     );
     assert!(
-        e.contains("rollback: restart container web"),
+        e.contains("rollback: would restart container web (files only: not done)"),
         "the undo must restart what the switch restarted: {e}"
     );
     assert_eq!(lab.tree(), before);

@@ -605,9 +605,21 @@ async fn apply_streams_its_progress_and_refuses_a_stale_plan() {
         .map(|e| e["message"].as_str().unwrap())
         .collect();
     assert_eq!(messages[0], "Applying generation 1 …");
+    // A files-only root switches files only: the actions are what a live
+    // host would run, said so in the text and in the typed event.
     assert!(
-        messages.contains(&"reload systemd's unit files …"),
+        messages.contains(&"would reload systemd's unit files (files only: not done)"),
         "{messages:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"]
+            == json!({
+                "event": "action",
+                "action": "reload systemd's unit files",
+                "rollback": false,
+                "performed": false,
+            })),
+        "{events:?}"
     );
     assert!(messages.contains(&"Health check: nothing to check on a files-only root."));
     assert_eq!(events.last().unwrap()["generation"], 1);

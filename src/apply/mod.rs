@@ -28,7 +28,7 @@ mod space;
 
 use std::collections::BTreeSet;
 
-use crate::backend::System;
+use crate::backend::{System, SystemError};
 use crate::compile::Artifacts;
 use crate::compile::health::{self, Health};
 use crate::fs::{self, Batch};
@@ -82,11 +82,33 @@ pub enum Recovered {
     },
 }
 
+/// What a switch reports while it runs; the application layer turns each
+/// into an event for the terminal, the web page or `--json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// An action is about to run; on a root that is not the running system
+    /// (files only) it is not performed (`performed` false).
+    Action {
+        action: String,
+        rollback: bool,
+        performed: bool,
+    },
+    /// The health checks are about to run (on the running system only).
+    HealthChecks { rollback: bool },
+    /// A line the system printed while performing actions or checking.
+    Output(String),
+    /// The switch failed before its commit point and is rolled back.
+    Failed { cause: String },
+    /// An earlier switch was interrupted and is rolled back now.
+    Interrupted { from: Option<u64>, to: Option<u64> },
+    /// Something went wrong that does not stop the switch.
+    Warning(String),
+}
+
 pub struct Engine<'a> {
     pub store: &'a Store,
     pub system: &'a mut dyn System,
-    /// Progress lines, for the terminal or the web UI.
-    pub progress: &'a mut dyn FnMut(&str),
+    pub progress: &'a mut dyn FnMut(Progress),
 }
 
 /// An error with its causes, for a message that carries them on (a full
@@ -170,7 +192,7 @@ impl Engine<'_> {
             // Not recorded, so nothing was changed: only the journal's own
             // temporary file may be left.
             if let Err(left) = self.store.clean_leftovers() {
-                (self.progress)(&format!("warning: {left}"));
+                (self.progress)(Progress::Warning(left.to_string()));
             }
             return Err(unchanged(format!(
                 "could not record the switch: {}",
@@ -185,7 +207,9 @@ impl Engine<'_> {
                 Ok(())
             }
             Err(cause) => {
-                (self.progress)(&format!("failed: {cause}; rolling back"));
+                (self.progress)(Progress::Failed {
+                    cause: cause.clone(),
+                });
                 let problems = self.roll_back(&journal, Some(attempted));
                 Err(match problems {
                     Ok(problems) if problems.is_empty() => ApplyFailure {
@@ -259,20 +283,12 @@ impl Engine<'_> {
         files::switch(&root, spec.files, spec.desired, renames).map_err(|e| describe(&e))?;
         let expect = health::of(spec.desired)?;
         for batch in batches(spec.actions) {
-            for action in batch {
-                (self.progress)(&format!("{} …", action.summary()));
-            }
+            self.announce(batch, false);
             *attempted += batch.len();
-            self.system
-                .perform(batch, &expect, self.progress)
-                .map_err(|e| e.to_string())?;
+            self.perform(batch, &expect).map_err(|e| e.to_string())?;
             crate::fault::point("action performed");
         }
-        if self.system.is_live() {
-            (self.progress)("health checks …");
-        }
-        self.system
-            .health_check(&expect, &must_run(&expect, spec.actions), self.progress)
+        self.health_check(&expect, &must_run(&expect, spec.actions), false)
             .map_err(|e| e.to_string())?;
         crate::fault::point("health checked");
         let records = self.system.take_step_records();
@@ -313,12 +329,47 @@ impl Engine<'_> {
         let closed = files::commit(self.store.root(), &journal.touched, false)
             .and_then(|()| self.store.end_journal());
         if let Err(e) = closed {
-            (self.progress)(&format!(
-                "warning: the switch is done, but cleaning up after it failed ({}); the next ctm command finishes it",
+            (self.progress)(Progress::Warning(format!(
+                "the switch is done, but cleaning up after it failed ({}); the next ctm command finishes it",
                 describe(&e)
-            ));
+            )));
         }
         self.purge_removed();
+    }
+
+    /// Says which actions run next (or, files only, would).
+    fn announce(&mut self, batch: &[Action], rollback: bool) {
+        let performed = self.system.is_live();
+        for action in batch {
+            (self.progress)(Progress::Action {
+                action: action.summary(),
+                rollback,
+                performed,
+            });
+        }
+    }
+
+    fn perform(&mut self, batch: &[Action], expect: &Health) -> Result<(), SystemError> {
+        let progress = &mut *self.progress;
+        self.system.perform(batch, expect, &mut |line: &str| {
+            progress(Progress::Output(line.to_string()))
+        })
+    }
+
+    fn health_check(
+        &mut self,
+        expect: &Health,
+        running: &BTreeSet<String>,
+        rollback: bool,
+    ) -> Result<(), SystemError> {
+        if self.system.is_live() {
+            (self.progress)(Progress::HealthChecks { rollback });
+        }
+        let progress = &mut *self.progress;
+        self.system
+            .health_check(expect, running, &mut |line: &str| {
+                progress(Progress::Output(line.to_string()))
+            })
     }
 
     /// Deletes the root file systems set aside by this switch (or left by
@@ -326,10 +377,14 @@ impl Engine<'_> {
     /// is a warning: the tree stays set aside, and the next switch or
     /// `ctm destroy` tries again.
     fn purge_removed(&mut self) {
-        for problem in self.system.purge_removed(self.progress) {
-            (self.progress)(&format!(
-                "warning: {problem}; it stays set aside, and the next apply deletes it"
-            ));
+        let progress = &mut *self.progress;
+        let problems = self
+            .system
+            .purge_removed(&mut |line: &str| progress(Progress::Output(line.to_string())));
+        for problem in problems {
+            (self.progress)(Progress::Warning(format!(
+                "{problem}; it stays set aside, and the next apply deletes it"
+            )));
         }
     }
 
@@ -357,7 +412,7 @@ impl Engine<'_> {
         {
             self.store.clear_pending_confirm()?;
             if let Err(e) = self.system.disarm_revert() {
-                (self.progress)(&format!("warning: {e}"));
+                (self.progress)(Progress::Warning(e.to_string()));
             }
         }
         let mut problems = Vec::new();
@@ -373,21 +428,16 @@ impl Engine<'_> {
         };
         let undone = undo(&journal.actions[..attempted]);
         for batch in batches(&undone) {
-            for action in batch {
-                (self.progress)(&format!("rollback: {} …", action.summary()));
-            }
-            if let Err(e) = self.system.perform(batch, &expect, self.progress) {
+            self.announce(batch, true);
+            if let Err(e) = self.perform(batch, &expect) {
                 problems.push(e.to_string());
             }
         }
-        if self.system.is_live() && !undone.is_empty() {
-            (self.progress)("rollback: health checks …");
-            if let Err(e) =
-                self.system
-                    .health_check(&expect, &must_run(&expect, &undone), self.progress)
-            {
-                problems.push(format!("after the rollback, {e}"));
-            }
+        if self.system.is_live()
+            && !undone.is_empty()
+            && let Err(e) = self.health_check(&expect, &must_run(&expect, &undone), true)
+        {
+            problems.push(format!("after the rollback, {e}"));
         }
         // `current` moves only at the commit point, after which a switch
         // is finished rather than undone: it still names the generation
@@ -417,11 +467,10 @@ impl Engine<'_> {
                     generation: current,
                 });
             }
-            (self.progress)(&format!(
-                "an earlier switch from {} to {} did not finish; rolling it back",
-                generation_name(journal.from),
-                generation_name(journal.to)
-            ));
+            (self.progress)(Progress::Interrupted {
+                from: journal.from,
+                to: journal.to,
+            });
             let problems = self.roll_back(&journal, None)?;
             return Ok(Recovered::RolledBack {
                 to: journal.from,

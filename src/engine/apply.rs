@@ -16,7 +16,7 @@ use super::events::{Event, Events};
 use super::load::{Desired, Outcome, lock_path_for, validate_text};
 use super::refused::Refused;
 use super::session::{Access, Session, Target};
-use crate::apply::{Stage, SwitchSpec};
+use crate::apply::{Progress, Stage, SwitchSpec};
 use crate::backend::live::{APPLY_UNIT, LiveSystem};
 use crate::clock::{Timeout, now_rfc3339, now_unix};
 use crate::compile::Artifacts;
@@ -349,7 +349,7 @@ fn switch_to_new(
         summary: desired.summary.clone(),
         ctm_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let mut step = |line: &str| events(Event::Step { line: line.into() });
+    let mut step = |p: Progress| events(Event::from(p));
     session.engine(&mut step).switch(&SwitchSpec {
         from: plan.from_generation,
         to: Some(number),

@@ -122,13 +122,14 @@ pub fn act(target: &Target, verb: Verb, name: &Name, events: Events<'_>) -> miet
             reason,
         }],
     };
-    let mut step = |line: &str| events(Event::Step { line: line.into() });
     for batch in batches(&actions) {
         for action in batch {
-            step(&format!("{} …", action.summary()));
+            events(Event::performing(action));
         }
+        let mut step = |line: &str| events(Event::Step { line: line.into() });
         session.system.perform(batch, &expect, &mut step)?;
     }
+    let mut step = |line: &str| events(Event::Step { line: line.into() });
     if verb != Verb::Stop {
         let running = BTreeSet::from([name.clone()]);
         session.system.health_check(&expect, &running, &mut step)?;
@@ -209,13 +210,13 @@ pub fn destroy(target: &Target, name: &Name, events: Events<'_>) -> miette::Resu
     let preview = destroy_preview(target, name, events)?;
     let mut session = live_session(target, "destroy", events)?;
     let name = preview.name;
-    let mut step = |line: &str| events(Event::Step { line: line.into() });
     if preview.running {
         let stop = [Action::StopContainer {
             name: name.clone(),
             reason: "its root file system is deleted (ctm destroy)".into(),
         }];
-        step(&format!("{} …", stop[0].summary()));
+        events(Event::performing(&stop[0]));
+        let mut step = |line: &str| events(Event::Step { line: line.into() });
         session
             .system
             .perform(&stop, &Health::default(), &mut step)?;
@@ -224,6 +225,7 @@ pub fn destroy(target: &Target, name: &Name, events: Events<'_>) -> miette::Resu
         name: name.clone(),
         reason: "asked for on the command line (ctm destroy)".into(),
     }];
+    let mut step = |line: &str| events(Event::Step { line: line.into() });
     session
         .system
         .perform(&remove, &Health::default(), &mut step)?;

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::apply::Progress;
 use crate::clock::rfc3339;
 
 /// Where a use case sends its events.
@@ -43,10 +44,34 @@ pub enum Event {
     BackOn {
         generation: Option<u64>,
     },
-    /// A step of the switch: an action, a health check, a rollback, or a
-    /// line the system printed (`apply::Engine`'s progress).
+    /// A line the system printed while it performed an action or a
+    /// check (a wait for a unit, a step's output), or a line of text a
+    /// fleet host's ctm printed that is no event.
     Step {
         line: String,
+    },
+    /// An action of a switch is about to run (`rollback`: one undoing an
+    /// earlier action). `performed` is false on a root that is not the
+    /// running system: there only the files are switched, and the action
+    /// is what would run on a live host.
+    Action {
+        action: String,
+        rollback: bool,
+        performed: bool,
+    },
+    /// The health checks of a switch are about to run.
+    HealthChecks {
+        rollback: bool,
+    },
+    /// The switch failed before its commit point; it is rolled back.
+    SwitchFailed {
+        cause: String,
+    },
+    /// An earlier switch was interrupted (a crash, a kill); it is rolled
+    /// back now.
+    Interrupted {
+        from: Option<u64>,
+        to: Option<u64>,
     },
     /// The saved plan the transient unit applies (it was shown already).
     PlanSummary {
@@ -167,13 +192,52 @@ pub enum Event {
     },
 }
 
+impl From<Progress> for Event {
+    fn from(progress: Progress) -> Event {
+        match progress {
+            Progress::Action {
+                action,
+                rollback,
+                performed,
+            } => Event::Action {
+                action,
+                rollback,
+                performed,
+            },
+            Progress::HealthChecks { rollback } => Event::HealthChecks { rollback },
+            Progress::Output(line) => Event::Step { line },
+            Progress::Failed { cause } => Event::SwitchFailed { cause },
+            Progress::Interrupted { from, to } => Event::Interrupted { from, to },
+            Progress::Warning(message) => Event::Warning {
+                message: format!("warning: {message}"),
+            },
+        }
+    }
+}
+
 impl Event {
+    /// `action` is about to run on the running system.
+    pub fn performing(action: &crate::plan::Action) -> Event {
+        Event::Action {
+            action: action.summary(),
+            rollback: false,
+            performed: true,
+        }
+    }
+
     /// Whether the line belongs under the one before it (the steps of a
     /// switch), which the command line indents.
     pub fn is_step(&self) -> bool {
         match self {
             Event::Host { what, .. } => what.is_step(),
-            _ => matches!(self, Event::Step { .. }),
+            _ => matches!(
+                self,
+                Event::Step { .. }
+                    | Event::Action { .. }
+                    | Event::HealthChecks { .. }
+                    | Event::SwitchFailed { .. }
+                    | Event::Interrupted { .. }
+            ),
         }
     }
 
@@ -221,6 +285,29 @@ impl fmt::Display for Event {
                 generation_name(*generation)
             ),
             Event::Step { line } | Event::UnitOutput { line } => f.write_str(line),
+            Event::Action {
+                action,
+                rollback,
+                performed,
+            } => {
+                if *rollback {
+                    f.write_str("rollback: ")?;
+                }
+                if *performed {
+                    write!(f, "{action} …")
+                } else {
+                    write!(f, "would {action} (files only: not done)")
+                }
+            }
+            Event::HealthChecks { rollback: false } => f.write_str("health checks …"),
+            Event::HealthChecks { rollback: true } => f.write_str("rollback: health checks …"),
+            Event::SwitchFailed { cause } => write!(f, "failed: {cause}; rolling back"),
+            Event::Interrupted { from, to } => write!(
+                f,
+                "an earlier switch from generation {} to generation {} did not finish; rolling it back",
+                generation_name(*from),
+                generation_name(*to)
+            ),
             Event::PlanSummary {
                 add,
                 change,

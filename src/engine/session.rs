@@ -12,7 +12,7 @@ use miette::miette;
 use nix::fcntl::Flock;
 
 use super::events::{Event, Events};
-use crate::apply::{Engine, Recovered, SwitchSpec};
+use crate::apply::{Engine, Progress, Recovered, SwitchSpec};
 use crate::backend::live::LiveSystem;
 use crate::backend::{FilesOnly, System};
 use crate::clock::now_unix;
@@ -200,7 +200,7 @@ impl Session {
         self._lock.is_some()
     }
 
-    pub fn engine<'a>(&'a mut self, progress: &'a mut dyn FnMut(&str)) -> Engine<'a> {
+    pub fn engine<'a>(&'a mut self, progress: &'a mut dyn FnMut(Progress)) -> Engine<'a> {
         Engine {
             store: &self.store,
             system: self.system.as_mut(),
@@ -212,7 +212,7 @@ impl Session {
     /// confirmation time ran out while no ctm was waiting for it.
     pub fn recover(&mut self, events: Events<'_>) -> miette::Result<()> {
         let recovered = {
-            let mut step = |line: &str| events(Event::Step { line: line.into() });
+            let mut step = |p: Progress| events(Event::from(p));
             self.engine(&mut step).recover()?
         };
         match recovered {
@@ -277,7 +277,7 @@ impl Session {
         events: Events<'_>,
     ) -> miette::Result<()> {
         {
-            let mut step = |line: &str| events(Event::Step { line: line.into() });
+            let mut step = |p: Progress| events(Event::from(p));
             self.engine(&mut step).switch(&SwitchSpec {
                 from: plan.from_generation,
                 to,
