@@ -1,15 +1,12 @@
 //! `ctm compile FILE --out DIR`: write the compiled tree, and the lock.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-
-use miette::{IntoDiagnostic, WrapErr};
 
 use super::output::errln;
 use super::{OutputFormat, print_diagnostics};
-use crate::compile::{self, Artifacts, Existing};
 use crate::engine::load::load_and_validate;
-use crate::fs;
+use crate::engine::preview::{self, Refusal};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,67 +49,38 @@ fn compile_to(args: &Args) -> miette::Result<ExitCode> {
     let Some(validated) = &outcome.validated else {
         return Ok(ExitCode::FAILURE);
     };
-    let new_lock = validated.lock.render();
-    let lock_changed =
-        outcome.lock_file.as_ref().map(|l| l.text.as_str()) != Some(new_lock.as_str());
-    if lock_changed && args.locked {
-        errln(&format!(
-            "error: {} is out of date and --locked was given; run `ctm compile` without --locked to update it",
-            outcome.lock_path.display()
-        ));
-        return Ok(ExitCode::FAILURE);
-    }
-    let artifacts = compile::compile(&validated.host);
-    if !args.force {
-        let foreign = foreign_files(&args.out, &artifacts)?;
-        if !foreign.is_empty() {
+    let options = preview::Options {
+        locked: args.locked,
+        force: args.force,
+        durable: args.durable,
+    };
+    match preview::write(&outcome, validated, &args.out, options)? {
+        Ok(written) => {
+            if let Some(lock_path) = &written.lock_updated {
+                errln(&format!("updated {}", lock_path.display()));
+            }
+            errln(&format!(
+                "wrote {} files to {} ({} unchanged)",
+                written.written,
+                args.out.display(),
+                written.unchanged
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Refusal::LockOutOfDate { lock_path }) => {
+            errln(&format!(
+                "error: {} is out of date and --locked was given; run `ctm compile` without --locked to update it",
+                lock_path.display()
+            ));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(Refusal::Foreign { paths }) => {
             errln("error: these files exist and were not written by ctm; nothing was written:");
-            for path in &foreign {
+            for path in &paths {
                 errln(&format!("  {}", path.display()));
             }
             errln("pass --force to replace them");
-            return Ok(ExitCode::FAILURE);
+            Ok(ExitCode::FAILURE)
         }
     }
-    let written = fs::write_tree(&args.out, artifacts.nodes(), args.durable)?;
-    if lock_changed {
-        fs::write_file(&outcome.lock_path, new_lock.as_bytes(), 0o644)?;
-        errln(&format!("updated {}", outcome.lock_path.display()));
-    }
-    errln(&format!(
-        "wrote {} files to {} ({} unchanged)",
-        written.written,
-        args.out.display(),
-        written.unchanged
-    ));
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Output paths holding something ctm did not write.
-fn foreign_files(root: &Path, artifacts: &Artifacts) -> miette::Result<Vec<PathBuf>> {
-    let mut foreign = Vec::new();
-    for (rel, artifact) in &artifacts.files {
-        let path = root.join(rel);
-        let existing = match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(e)
-                    .into_diagnostic()
-                    .wrap_err_with(|| format!("cannot inspect {}", path.display()));
-            }
-            Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(&path) {
-                Ok(target) => Existing::Symlink(target.to_string_lossy().into_owned()),
-                Err(_) => Existing::Other,
-            },
-            Ok(meta) if meta.is_file() => match std::fs::read_to_string(&path) {
-                Ok(text) => Existing::File(text),
-                Err(_) => Existing::Other,
-            },
-            Ok(_) => Existing::Other,
-        };
-        if !Artifacts::may_replace(rel, artifact, &existing) {
-            foreign.push(path);
-        }
-    }
-    Ok(foreign)
 }
