@@ -148,7 +148,7 @@ pub struct Plan {
     /// Containers no longer in the host file whose root file system, made
     /// by ctm, stays (without `--prune`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kept_rootfs: Vec<String>,
+    pub kept_rootfs: Vec<KeptRootfs>,
     /// Actions not taken because their container is paused (`ctm pause`):
     /// an apply never resumes a paused container by itself, so a restart
     /// or provisioning it needs waits for `ctm resume`.
@@ -316,7 +316,16 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
 
 /// The containers not in the host file that still have a root file
 /// system ctm made.
-fn orphaned_rootfs(input: &Inputs<'_>) -> Vec<String> {
+/// A root file system ctm made for a container no longer in the host
+/// file, kept until `--prune` or `ctm destroy`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptRootfs {
+    pub name: String,
+    /// Where it is on the host (`/var/lib/machines/NAME`).
+    pub path: String,
+}
+
+fn orphaned_rootfs(input: &Inputs<'_>) -> Vec<KeptRootfs> {
     let Some(made) = &input.system.made_rootfs else {
         return Vec::new();
     };
@@ -331,7 +340,10 @@ fn orphaned_rootfs(input: &Inputs<'_>) -> Vec<String> {
         .collect();
     made.iter()
         .filter(|name| !desired.contains(name.as_str()))
-        .cloned()
+        .map(|name| KeptRootfs {
+            name: name.clone(),
+            path: crate::layout::machine_path(name),
+        })
         .collect()
 }
 
@@ -463,7 +475,7 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
     // run, and nothing later needs it.
     let mut remove = Vec::new();
     if input.options.prune {
-        for name in orphaned_rootfs(input) {
+        for KeptRootfs { name, .. } in orphaned_rootfs(input) {
             let stopping = stop.iter().any(|a| a.container() == Some(name.as_str()));
             if !stopping && running(&name) == Some(true) {
                 stop.push(Action::StopContainer {
@@ -858,6 +870,10 @@ mod tests {
             .collect()
     }
 
+    fn names_of(kept: &[KeptRootfs]) -> Vec<&str> {
+        kept.iter().map(|k| k.name.as_str()).collect()
+    }
+
     fn names(actions: &[Action]) -> Vec<String> {
         actions.iter().map(Action::summary).collect()
     }
@@ -1065,7 +1081,7 @@ mod tests {
         let system = with_trees(system(&[("a", true), ("b", true)]), &["a", "b"]);
 
         let kept = pruning(&next, &applied, &system, false);
-        assert_eq!(kept.kept_rootfs, ["a"]);
+        assert_eq!(names_of(&kept.kept_rootfs), ["a"]);
         assert!(
             !kept
                 .actions
@@ -1115,7 +1131,8 @@ mod tests {
         // Without --prune nothing happens to it: only the note.
         let p = pruning(&applied, &applied, &system, false);
         assert!(p.actions.is_empty());
-        assert_eq!(p.kept_rootfs, ["old"]);
+        assert_eq!(names_of(&p.kept_rootfs), ["old"]);
+        assert_eq!(p.kept_rootfs[0].path, "/var/lib/machines/old");
         assert!(
             render::text(&p, "ctm plan", render::Show::NoDiffs)
                 .contains("`ctm apply --prune` deletes them")

@@ -7,7 +7,6 @@ use anstyle::{AnsiColor, Style};
 
 use super::{Change, FileChange, Plan};
 use crate::compile::Owner;
-use crate::layout::MACHINES;
 use crate::plan::Action;
 
 const RED: Style = AnsiColor::Red.on_default();
@@ -288,8 +287,8 @@ fn kept_rootfs(out: &mut String, plan: &Plan) {
         out,
         "\nKept: the root file systems of containers no longer in the host file:"
     );
-    for name in &plan.kept_rootfs {
-        let _ = writeln!(out, "  {name}  (/{MACHINES}/{name})");
+    for kept in &plan.kept_rootfs {
+        let _ = writeln!(out, "  {}  ({})", kept.name, kept.path);
     }
     let _ = writeln!(
         out,

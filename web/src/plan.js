@@ -21,7 +21,7 @@ function keptRootfs(plan) {
   }
   return h('p', { class: 'small text-body-secondary plan-kept' },
     'Kept: the root file systems of containers no longer in the host file: ',
-    kept.map((name) => `${name} (/var/lib/machines/${name})`).join(', '),
+    kept.map((k) => `${k.name} (${k.path})`).join(', '),
     '. ', h('code', {}, 'ctm apply --prune'), ' deletes them.');
 }
 
