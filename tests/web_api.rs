@@ -1691,3 +1691,68 @@ async fn metrics_parse_and_need_a_token() {
         .collect();
     assert!(names.contains(&"web") && names.contains(&"ci"), "{names:?}");
 }
+
+/// Issue 13: a 1.2 KB text nested 400 levels deep overflowed a worker's
+/// stack and killed `ctm serve`, on every endpoint that reads a text, and
+/// again on every plan once saved (commented out, which the CLI accepted).
+/// Now each is a diagnostic at the place, and the server goes on.
+#[tokio::test]
+async fn texts_nested_too_deep_are_diagnostics_and_the_server_goes_on() {
+    let f = fixture();
+    let deep = format!("a{}{}\n", "{a".repeat(1276), "}".repeat(1276));
+    let slashdashed = format!("host \"x\"\n/-{deep}");
+    let too_deep = |check: &Value| {
+        assert_eq!(check["valid"], false, "{check:#}");
+        let codes: Vec<&str> = check["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["ctm::too-deep"], "{check:#}");
+    };
+    for text in [&deep, &slashdashed] {
+        let a = f
+            .api(Method::POST, "/api/validate", Some(json!({ "text": text })))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        too_deep(&a.json());
+        let a = f
+            .api(Method::POST, "/api/plan", Some(json!({ "text": text })))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        assert_eq!(a.json()["plan"], Value::Null);
+        too_deep(&a.json()["check"]);
+        let a = f
+            .api(
+                Method::POST,
+                "/api/edit/read",
+                Some(json!({ "text": text, "kind": "container", "name": "web" })),
+            )
+            .await;
+        // Nothing to fill a form with (the page shows the diagnostics).
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        assert_eq!(a.json()["values"], json!({ "form": null, "names": [] }));
+        let a = f
+            .api(
+                Method::POST,
+                "/api/edit",
+                Some(json!({ "text": text, "kind": "network", "values": { "name": "n" } })),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    }
+    // Saved on disk by someone else: every plan says what is wrong.
+    std::fs::write(&f.host, &slashdashed).unwrap();
+    let a = f.api(Method::POST, "/api/plan", Some(json!({}))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["plan"], Value::Null);
+    too_deep(&a.json()["check"]);
+    let a = f.api(Method::GET, "/api/source", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json()["text"], slashdashed.as_str());
+    assert_eq!(
+        f.api(Method::GET, "/api/status", None).await.status,
+        StatusCode::OK
+    );
+}

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -242,4 +242,57 @@ fn systemd_socket_activation_hands_over_the_socket() {
         !unused.exists(),
         "--listen is not used under socket activation"
     );
+}
+
+/// Issue 13: one logged-in request of 1.2 KB, nested 400 levels deep,
+/// killed the `ctm serve` process (a worker's stack overflowed). The
+/// real process, on its real threads, answers it with a diagnostic and
+/// goes on serving.
+#[test]
+fn a_text_nested_too_deep_does_not_kill_the_server() {
+    let (_dir, host, root) = sandbox();
+    let (mut server, stdout) = serve(&[], &host, &root, "127.0.0.1:0");
+    let printed = read_until(stdout, |_| true);
+    let addr = printed
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('/')
+        .to_string();
+    let token = token(&root);
+    let deep = format!("a{}{}", "{a".repeat(400), "}".repeat(400));
+    for path in ["/api/validate", "/api/plan", "/api/edit/read", "/api/edit"] {
+        let body = serde_json::json!({
+            "text": deep,
+            "kind": "container",
+            "name": "web",
+            "values": { "name": "web" },
+        })
+        .to_string();
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        assert!(
+            answer.contains(" 200 OK") || answer.contains(" 422 "),
+            "{path}: {answer}"
+        );
+        assert!(
+            server.0.try_wait().unwrap().is_none(),
+            "{path} killed the server"
+        );
+    }
+    let answer = http(
+        std::net::TcpStream::connect(&addr).unwrap(),
+        "/api/status",
+        &token,
+    );
+    assert!(answer.contains(" 200 OK"), "{answer}");
 }
