@@ -4162,7 +4162,8 @@ fn too_large() {
     assert_eq!(d.label.as_deref(), Some("not read"));
     assert_help(
         d,
-        "a host of 1,000 containers is about 200 KB: is this the host file?",
+        "a host of 1,000 containers is about 200 KB: is this the host file? \
+         (on the command line, --max-file-size MIB reads a larger one)",
     );
     let web = config::text_from_bytes(vec![b' '; (4 << 20) + 1], config::MAX_SIZE_WEB);
     assert_eq!(
@@ -4220,6 +4221,40 @@ fn check_json_reports_invalid_utf8_at_its_byte() {
     assert_eq!(d["span"]["offset"], offset);
     assert_eq!(d["line"], 13);
     assert_eq!(d["column"], "    image \"deb".len() + 1);
+}
+
+/// The command line's size limit has an override: `--max-file-size MIB`.
+#[test]
+fn max_file_size_overrides_the_limit_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.kdl");
+    // A valid host file of just over 1 MiB: comments are cheap to read.
+    let mut text = String::from("host \"x\"\n");
+    while text.len() <= 1 << 20 {
+        text.push_str("// a comment that makes the file larger than one MiB\n");
+    }
+    std::fs::write(&path, &text).unwrap();
+    let check = |limit: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(["check", "--format", "json", "--max-file-size", limit])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let small = check("1");
+    assert_eq!(small.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&small.stdout).unwrap();
+    assert_eq!(json["diagnostics"][0]["code"], "ctm::too-large");
+    assert_eq!(
+        json["diagnostics"][0]["message"],
+        "the host file is larger than 1 MiB, the most ctm reads here"
+    );
+    let larger = check("2");
+    assert_eq!(larger.status.code(), Some(0), "{:?}", larger);
+    // A limit of nothing is a usage error, not a silent default.
+    let zero = check("0");
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--max-file-size"));
 }
 
 /// What the web editor may give the `kdl` crate to edit.

@@ -9,12 +9,14 @@ use super::plan::print_plan;
 use super::{DiffArgs, OutputFormat, RootArgs, SwitchArgs, confirm, print_diagnostics};
 use crate::clock::Timeout;
 use crate::engine::apply::{self, Applied, Runner, SavedPlan, Seen};
-use crate::engine::load::{Desired, load_and_validate};
+use crate::engine::load::{Desired, load_at_most};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The host file, or a plan saved with `ctm plan -o PLAN.json`.
     file: PathBuf,
+    #[command(flatten)]
+    size: super::SizeLimit,
     #[command(flatten)]
     root: RootArgs,
     /// Apply without asking.
@@ -45,7 +47,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         let (saved, outcome) = SavedPlan::load(&args.file, &target)?;
         (outcome, Some(saved))
     } else {
-        (load_and_validate(&args.file, None)?, None)
+        (load_at_most(&args.file, None, args.size.bytes())?, None)
     };
     print_diagnostics(&outcome, OutputFormat::Human);
     let Some(desired) = Desired::compile(&outcome) else {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use super::output::errln;
 use super::{OutputFormat, print_diagnostics};
-use crate::engine::load::load_and_validate;
+use crate::engine::load::load_at_most;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,10 +17,12 @@ pub struct Args {
     /// The lock file to read (default: FILE.lock).
     #[arg(long)]
     lock: Option<PathBuf>,
+    #[command(flatten)]
+    size: super::SizeLimit,
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let outcome = match load_and_validate(&args.file, args.lock.as_deref()) {
+    let outcome = match load_at_most(&args.file, args.lock.as_deref(), args.size.bytes()) {
         Ok(o) => o,
         Err(report) => {
             errln(&format!("{report:?}"));

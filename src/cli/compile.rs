@@ -5,13 +5,15 @@ use std::process::ExitCode;
 
 use super::output::errln;
 use super::{OutputFormat, print_diagnostics};
-use crate::engine::load::load_and_validate;
+use crate::engine::load::load_at_most;
 use crate::engine::preview::{self, Refusal};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The host file (`.kdl`, or `.toml` for the TOML form).
     file: PathBuf,
+    #[command(flatten)]
+    size: super::SizeLimit,
     /// Directory to write the root-relative tree into (created if missing).
     #[arg(long, short)]
     out: PathBuf,
@@ -44,7 +46,7 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 fn compile_to(args: &Args) -> miette::Result<ExitCode> {
-    let outcome = load_and_validate(&args.file, args.lock.as_deref())?;
+    let outcome = load_at_most(&args.file, args.lock.as_deref(), args.size.bytes())?;
     print_diagnostics(&outcome, args.format);
     let Some(validated) = &outcome.validated else {
         return Ok(ExitCode::FAILURE);

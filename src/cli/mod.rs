@@ -266,6 +266,23 @@ pub fn report(result: miette::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// How large a host file a command reads: a bound on the memory and time
+/// a mistaken path (a disk image, a log) can cost.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct SizeLimit {
+    /// Read host files of up to this many MiB (a host of 1,000 containers
+    /// is about 200 KB).
+    #[arg(long, value_name = "MIB", default_value_t = (crate::config::MAX_SIZE_CLI >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    max_file_size: u64,
+}
+
+impl SizeLimit {
+    pub fn bytes(self) -> usize {
+        usize::try_from(self.max_file_size << 20).unwrap_or(usize::MAX)
+    }
+}
+
 /// Prints every diagnostic, sorted by position, in the chosen format.
 pub fn print_diagnostics(outcome: &Outcome, format: OutputFormat) {
     match format {

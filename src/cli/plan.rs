@@ -8,7 +8,7 @@ use miette::IntoDiagnostic as _;
 use super::output::{errln, out_styled, outln, say};
 use super::{DiffArgs, OutputFormat, RootArgs, print_diagnostics};
 use crate::engine::apply::SavedPlan;
-use crate::engine::load::{Desired, load_and_validate};
+use crate::engine::load::{Desired, load_at_most};
 use crate::engine::{Access, Session};
 use crate::plan::{Plan, render};
 
@@ -16,6 +16,8 @@ use crate::plan::{Plan, render};
 pub struct Args {
     /// The host file (`.kdl`, or `.toml` for the TOML form).
     file: PathBuf,
+    #[command(flatten)]
+    size: super::SizeLimit,
     #[command(flatten)]
     root: RootArgs,
     /// Print the plan as JSON (documented in docs/plan.md).
@@ -38,7 +40,7 @@ pub fn print_plan(plan: &Plan, title: &str, diff: &DiffArgs) {
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
-    let outcome = load_and_validate(&args.file, None)?;
+    let outcome = load_at_most(&args.file, None, args.size.bytes())?;
     print_diagnostics(&outcome, OutputFormat::Human);
     let Some(desired) = Desired::compile(&outcome) else {
         return Ok(ExitCode::FAILURE);

@@ -66,7 +66,10 @@ pub fn text_from_bytes(bytes: Vec<u8>, limit: usize) -> Result<String, Box<Rejec
             SourceSpan::new(0.into(), 0),
         )
         .with_label("not read")
-        .with_help("a host of 1,000 containers is about 200 KB: is this the host file?");
+        .with_help(
+            "a host of 1,000 containers is about 200 KB: is this the host file? \
+             (on the command line, --max-file-size MIB reads a larger one)",
+        );
         return Err(Box::new(Rejected {
             diagnostic,
             shown: String::new(),

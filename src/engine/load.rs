@@ -43,17 +43,24 @@ pub fn load_and_validate(
     path: &Path,
     lock_override: Option<&Path>,
 ) -> Result<Outcome, miette::Report> {
+    load_at_most(path, lock_override, config::MAX_SIZE_CLI)
+}
+
+/// [`load_and_validate`] of a host file of at most `limit` bytes (the
+/// command line's `--max-file-size`); a larger one is one diagnostic.
+pub fn load_at_most(
+    path: &Path,
+    lock_override: Option<&Path>,
+    limit: usize,
+) -> Result<Outcome, miette::Report> {
     // A byte past the limit is enough to tell the file is too large.
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|file| {
-            file.take(config::MAX_SIZE_CLI as u64 + 1)
-                .read_to_end(&mut bytes)
-        })
+        .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut bytes))
         .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
     let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
     let lock_text = read_lock(&lock_path)?;
-    match config::text_from_bytes(bytes, config::MAX_SIZE_CLI) {
+    match config::text_from_bytes(bytes, limit) {
         Ok(text) => Ok(validate_text(path, text, lock_path, lock_text)),
         Err(rejected) => Ok(Outcome {
             host_file: Loaded {
