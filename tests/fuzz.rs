@@ -45,16 +45,6 @@ fn config(cases: u32) -> ProptestConfig {
 
 // ---- what every input must satisfy -----------------------------------------
 
-/// Runs `f` on a thread with a 256 KiB stack.
-fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(256 << 10)
-        .spawn(f)
-        .expect("a thread")
-        .join()
-        .unwrap_or_else(|_| panic!("panicked"))
-}
-
 /// Every diagnostic lies in the text, on character boundaries, and
 /// renders as JSON and as a miette report.
 fn check_diagnostics(text: &str, diagnostics: &[Diagnostic]) -> Result<(), String> {

@@ -89,17 +89,6 @@ fn other_control_characters_are_rejected_too() {
 
 // ---- hostile load: deep, wide and long inputs ---------------------------
 
-/// Runs `f` on a thread with a 256 KiB stack (a tenth of a Rust thread's
-/// default): no input may make ctm recurse deeper than that allows.
-fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(256 << 10)
-        .spawn(f)
-        .expect("a thread")
-        .join()
-        .expect("no panic")
-}
-
 /// Parses and validates `text` on a small stack; the codes reported.
 fn codes_on_small_stack(text: String, format: Format) -> Vec<&'static str> {
     on_small_stack(move || codes(&text, format))

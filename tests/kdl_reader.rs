@@ -16,7 +16,7 @@ use ctm::config::{Document, MAX_DEPTH, Node, Spanned, Value, kdl_fast};
 use ctm::diagnostic::Diagnostic;
 use miette::SourceSpan;
 use proptest::prelude::*;
-use support::skip_unless;
+use support::{on_stack, skip_unless};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -613,12 +613,7 @@ proptest! {
 /// Runs `f` on a thread with a 1 GiB stack (reserved, not used): the kdl
 /// crate takes about 50 KB of stack per level of nesting in a debug build.
 fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(1 << 30)
-        .spawn(f)
-        .expect("a thread")
-        .join()
-        .expect("no panic")
+    on_stack(1 << 30, f)
 }
 
 fn check_on_big_stack(text: String) -> Result<Outcome, String> {

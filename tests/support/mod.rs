@@ -201,3 +201,20 @@ print(json.dumps(out))
     );
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
+
+/// Runs `f` on a thread with a stack of `bytes`, and gives back its
+/// result; a panic in `f` fails the caller.
+pub fn on_stack<T: Send + 'static>(bytes: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(bytes)
+        .spawn(f)
+        .expect("a thread")
+        .join()
+        .expect("no panic")
+}
+
+/// Runs `f` on a thread with a 256 KiB stack (a tenth of a Rust thread's
+/// default): no input may make ctm recurse deeper than that allows.
+pub fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    on_stack(256 << 10, f)
+}
