@@ -138,9 +138,8 @@ fn main() {
             let props: String = (0..100_000).map(|i| format!(" p{i}=1")).collect();
             json_text(&format!("container \"c\"{props}\n"))
         }),
-        ("nested to the depth limit", {
-            // Deep, but just under any sane limit of the readers.
-            let depth = 60;
+        ("nested just under the limit", {
+            let depth = ctm::config::MAX_DEPTH - 1;
             json_text(&format!("a{}{}\n", " {a".repeat(depth), " }".repeat(depth)))
         }),
         ("a 4 MiB body", json_text(&"x".repeat((4 << 20) - 64))),
