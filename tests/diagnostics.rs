@@ -4177,7 +4177,7 @@ fn too_large() {
             .len(),
         1024
     );
-    assert_eq!(config::MAX_SIZE_CLI, 64 << 20);
+    assert_eq!(config::MAX_SIZE_CLI, 16 << 20);
     assert_eq!(config::MAX_SIZE_WEB, 4 << 20);
 }
 

@@ -10,6 +10,7 @@ use miette::{IntoDiagnostic as _, WrapErr as _};
 use super::output::{errln, out_styled, outln, say};
 use super::{DiffArgs, OutputFormat, confirm};
 use crate::backend::ssh::OpenSsh;
+use crate::diagnostic::SourceFile;
 use crate::engine::events::generation_name;
 use crate::engine::fleet::{self, ApplyOptions, Controller, FleetPlan, Pushed};
 use crate::plan::render;
@@ -162,9 +163,10 @@ fn check(args: &CheckArgs) -> miette::Result<ExitCode> {
         }
         OutputFormat::Human => {
             let file = &checked.fleet.file;
-            let name = file.path.display().to_string();
+            let source =
+                std::sync::Arc::new(SourceFile::new(file.path.display().to_string(), &file.text));
             for d in checked.fleet.sorted_diagnostics() {
-                errln(&format!("{:?}", d.report(&name, &file.text)));
+                errln(&format!("{:?}", d.report_in(&source)));
             }
             for (_, outcome) in &checked.hosts {
                 super::print_diagnostics(outcome, OutputFormat::Human);

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::clock::Timeout;
+use crate::diagnostic::SourceFile;
 use crate::engine::Target;
 use crate::engine::load::Outcome;
 
@@ -288,11 +289,10 @@ pub fn print_diagnostics(outcome: &Outcome, format: OutputFormat) {
     match format {
         OutputFormat::Human => {
             let host_name = outcome.host_file.path.display().to_string();
+            // One index of the text for every diagnostic.
+            let file = std::sync::Arc::new(SourceFile::new(&host_name, &outcome.host_file.text));
             for d in outcome.sorted_diagnostics() {
-                output::errln(&format!(
-                    "{:?}",
-                    d.report(&host_name, &outcome.host_file.text)
-                ));
+                output::errln(&format!("{:?}", d.report_in(&file)));
             }
             if let Some(d) = &outcome.lock_diagnostic {
                 let lock_text = outcome.lock_file.as_ref().map_or("", |l| l.text.as_str());

@@ -33,7 +33,7 @@ use super::refused::Refused;
 use crate::backend::ssh::{Flow, Reply, Transport, Via, one_line};
 use crate::clock::now_rfc3339;
 use crate::config::{self, Format, Source, did_you_mean, vocab};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, SourceFile};
 use crate::fs;
 use crate::model::Name;
 use crate::model::fleet::{Canary, Fleet, FleetHost};
@@ -161,11 +161,12 @@ impl Checked {
     /// each host file's (as `ctm check --format json` prints it).
     pub fn diagnostics_json(&self) -> Value {
         let name = self.fleet.file.path.display().to_string();
+        let file = SourceFile::new(&name, &self.fleet.file.text);
         let list: Vec<_> = self
             .fleet
             .sorted_diagnostics()
             .iter()
-            .map(|d| d.to_json(&name, &self.fleet.file.text))
+            .map(|d| d.to_json_in(&file))
             .collect();
         serde_json::json!({
             "file": name,
