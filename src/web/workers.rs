@@ -43,6 +43,8 @@ struct Lane {
     admitted: AtomicUsize,
     /// How many may be admitted at once.
     limit: usize,
+    /// Where the lane's work runs when not on the shared blocking threads.
+    background: Option<Background>,
 }
 
 impl Lane {
@@ -52,7 +54,71 @@ impl Lane {
             permits: Arc::new(Semaphore::new(workers)),
             admitted: AtomicUsize::new(0),
             limit: workers + queue,
+            background: None,
         }
+    }
+
+    /// A lane of one worker, on a thread of its own that the kernel runs
+    /// only when the others leave it room.
+    fn background(name: &'static str, queue: usize) -> Lane {
+        Lane {
+            background: Some(Background::start(name)),
+            ..Lane::new(name, 1, queue)
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// One thread at a lower CPU priority (nice 10 more than the server's:
+/// about a tenth of an ordinary thread's share when both want a core).
+/// Large requests run there, so that a client that sends them without
+/// pause slows the editor's ordinary requests as little as the kernel
+/// allows. A thread of its own because a thread's priority cannot be raised again without
+/// privilege, and the shared blocking threads serve every lane.
+struct Background {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Background {
+    fn start(name: &'static str) -> Background {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let started = std::thread::Builder::new()
+            .name(format!("ctm-{name}"))
+            .spawn(move || {
+                lower_priority();
+                for job in queue {
+                    // A job that panics answers 500 (its sender is
+                    // dropped); the thread goes on with the next.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
+        if let Err(e) = started {
+            // Without the thread, its jobs are answered 500 (a dropped
+            // sender): say why once.
+            eprintln!("ctm serve: cannot start the {name} worker thread: {e}");
+        }
+        Background {
+            jobs: std::sync::Mutex::new(jobs),
+        }
+    }
+
+    fn send(&self, job: Job) -> bool {
+        self.jobs
+            .lock()
+            .map(|jobs| jobs.send(job).is_ok())
+            .unwrap_or(false)
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux's nice values are per
+/// thread). Best effort: if the kernel refuses, the work runs as before.
+fn lower_priority() {
+    // SAFETY: getpriority and setpriority only read their integer
+    // arguments; `0` names the calling thread.
+    unsafe {
+        let now = nix::libc::getpriority(nix::libc::PRIO_PROCESS, 0);
+        let _ = nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, (now + 10).min(19));
     }
 }
 
@@ -71,7 +137,7 @@ impl Default for Workers {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Workers {
             ordinary: Lane::new("ordinary", cores, 4 * cores),
-            large: Lane::new("large", 1, 2),
+            large: Lane::background("large", 2),
             remote: Lane::new("remote", 2, 4),
         }
     }
@@ -147,15 +213,28 @@ async fn run_in<T: Send + 'static>(
             ))
         })?
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ctm serve is stopping"))?;
-    let task = tokio::task::spawn_blocking(move || {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job = move || {
         let _permit = permit;
-        work()
-    });
-    match tokio::time::timeout(ANSWER_WAIT, task).await {
+        // A dropped receiver (the answer came too late) is no error here.
+        let _ = answer.send(work());
+    };
+    match &lane.background {
+        Some(background) => {
+            if !background.send(Box::new(job)) {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the {} worker thread is gone", lane.name),
+                ));
+            }
+        }
+        None => drop(tokio::task::spawn_blocking(job)),
+    }
+    match tokio::time::timeout(ANSWER_WAIT, answered).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => Err(ApiError::new(
+        Ok(Err(_)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("a worker thread failed: {e}"),
+            "a worker thread failed before it answered",
         )),
         Err(_) => Err(busy(format!(
             "the request took longer than {} s; its work goes on, but its answer is dropped",
@@ -211,5 +290,27 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    fn nice() -> i32 {
+        // SAFETY: reads the calling thread's nice value.
+        unsafe { nix::libc::getpriority(nix::libc::PRIO_PROCESS, 0) }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_work_runs_at_a_lower_priority_and_outlives_a_panic() {
+        let workers = Workers::default();
+        let ours = nice();
+        let large = workers.run(LARGE, || Ok(nice())).await.unwrap();
+        assert_eq!(large, (ours + 10).min(19));
+        assert_eq!(workers.run(10, || Ok(nice())).await.unwrap(), ours);
+        let failed = workers
+            .run(LARGE, || -> Result<(), ApiError> {
+                panic!("a bug in a use case")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(workers.run(LARGE, || Ok(4)).await.unwrap(), 4);
     }
 }
