@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::events::{Event, Events};
-use super::load::{Loaded, Outcome, lock_path_for, read_lock, validate_text};
+use super::load::{Loaded, Outcome, lock_path_for, read_at_most, read_lock, validate_bytes};
 use super::refused::Refused;
 use crate::backend::ssh::{Flow, Reply, Transport, Via, one_line};
 use crate::clock::now_rfc3339;
@@ -191,14 +191,14 @@ pub fn check(path: &Path) -> miette::Result<Checked> {
     if let Some(validated) = &fleet.validated {
         for host in &validated.fleet.hosts {
             let file = fleet.host_file(host);
-            let read = std::fs::read_to_string(&file).map_err(|e| e.to_string());
+            let read = read_at_most(&file, config::MAX_SIZE_CLI).map_err(|e| e.to_string());
             let lock_path = lock_path_for(&file);
             let lock = read_lock(&lock_path).map_err(|e| e.to_string());
             match (read, lock) {
-                (Ok(text), Ok(lock)) => {
+                (Ok(bytes), Ok(lock)) => {
                     hosts.push((
                         host.name.clone(),
-                        validate_text(&file, text, lock_path, lock),
+                        validate_bytes(&file, bytes, config::MAX_SIZE_CLI, lock_path, lock),
                     ));
                 }
                 (Err(e), _) | (_, Err(e)) => {

@@ -53,16 +53,35 @@ pub fn load_at_most(
     lock_override: Option<&Path>,
     limit: usize,
 ) -> Result<Outcome, miette::Report> {
-    // A byte past the limit is enough to tell the file is too large.
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut bytes))
+    let bytes = read_at_most(path, limit)
         .map_err(|e| miette::miette!("cannot read host file {}: {e}", path.display()))?;
     let lock_path = lock_override.map_or_else(|| lock_path_for(path), Path::to_path_buf);
     let lock_text = read_lock(&lock_path)?;
+    Ok(validate_bytes(path, bytes, limit, lock_path, lock_text))
+}
+
+/// The first `limit + 1` bytes of the file at `path`: a byte past the
+/// limit is enough to tell the file is too large.
+pub fn read_at_most(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`validate_text`] of a host file's bytes: one diagnostic, and nothing
+/// validated, when they are more than `limit` or not UTF-8.
+pub fn validate_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    limit: usize,
+    lock_path: PathBuf,
+    lock_text: Option<String>,
+) -> Outcome {
     match config::text_from_bytes(bytes, limit) {
-        Ok(text) => Ok(validate_text(path, text, lock_path, lock_text)),
-        Err(rejected) => Ok(Outcome {
+        Ok(text) => validate_text(path, text, lock_path, lock_text),
+        Err(rejected) => Outcome {
             host_file: Loaded {
                 path: path.to_path_buf(),
                 text: rejected.shown,
@@ -72,7 +91,7 @@ pub fn load_at_most(
             diagnostics: vec![rejected.diagnostic],
             lock_diagnostic: None,
             validated: None,
-        }),
+        },
     }
 }
 
