@@ -466,7 +466,9 @@ pub fn write_symlink(path: &Path, target: &str) -> Result<()> {
 
 /// Writes a tree of files under `root` (`ctm compile --out`): each path
 /// that does not hold its node already is written to a temporary file and
-/// renamed over it, so that a reader sees the old file or the new one;
+/// renamed over it, so that a reader sees the old file or the new one (in
+/// a directory this call made, without `durable`, a file is created in
+/// place: there is no old file);
 /// a file that holds its bytes and mode already is left alone, and a
 /// directory that exists is not made again.
 ///
@@ -502,6 +504,14 @@ pub fn write_tree<'a>(
             continue;
         }
         written.written += 1;
+        if fresh && !durable {
+            // In a directory made by this call nothing was there to
+            // replace, so nobody could read an old file: the file is made
+            // in place, sparing a temporary name and a rename (which cost
+            // as much as the file itself on a fresh tree).
+            create(&path, node)?;
+            continue;
+        }
         let tmp = write_temp(&path, node)?;
         if durable {
             batch.wrote(&tmp);
