@@ -35,7 +35,7 @@ pub fn context<T>(result: io::Result<T>, action: &'static str, path: &Path) -> R
 }
 
 /// What is at a path: the unit plan and apply compare and restore.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Entry {
     Absent,
@@ -48,6 +48,115 @@ pub enum Entry {
     },
     /// A directory, device or socket: never ctm's, never touched.
     Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Entry, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an entry: a map with its kind")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Entry, A::Error> {
+                let mut fields = EntryFields::default();
+                while let Some(key) = map.next_key::<EntryKey>()? {
+                    fields.take(key, &mut map)?;
+                }
+                fields.finish()
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// The keys of an [`Entry`] written as a map (`{"kind": "file",
+/// "sha256": …, "mode": …}`), and `owner`, which a manifest's entries
+/// have beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+pub enum EntryKey {
+    Kind,
+    Sha256,
+    Mode,
+    Target,
+    Owner,
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum EntryKind {
+    Absent,
+    File,
+    Symlink,
+    Other,
+}
+
+/// An [`Entry`] read field by field. serde's derived reading of an
+/// internally tagged enum buffers each value whole before it looks at
+/// its tag, and a plan reads thousands of entries (the manifest's, the
+/// plan's own); this reads them in one pass.
+#[derive(Default)]
+pub struct EntryFields {
+    kind: Option<EntryKind>,
+    sha256: Option<String>,
+    mode: Option<u32>,
+    target: Option<String>,
+}
+
+/// Reads a field's value into `slot`; a key given twice is an error, as
+/// it is for serde's derived readers (a file that says two things is not
+/// read as either).
+pub fn once<'de, T: serde::Deserialize<'de>, A: serde::de::MapAccess<'de>>(
+    slot: &mut Option<T>,
+    name: &'static str,
+    map: &mut A,
+) -> std::result::Result<(), A::Error> {
+    if slot.is_some() {
+        return Err(serde::de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+impl EntryFields {
+    /// Reads the value of an entry's `key`; any other key's value is
+    /// skipped (an `owner` is the caller's to read instead).
+    pub fn take<'de, A: serde::de::MapAccess<'de>>(
+        &mut self,
+        key: EntryKey,
+        map: &mut A,
+    ) -> std::result::Result<(), A::Error> {
+        match key {
+            EntryKey::Kind => once(&mut self.kind, "kind", map),
+            EntryKey::Sha256 => once(&mut self.sha256, "sha256", map),
+            EntryKey::Mode => once(&mut self.mode, "mode", map),
+            EntryKey::Target => once(&mut self.target, "target", map),
+            EntryKey::Owner | EntryKey::Unknown => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn finish<E: serde::de::Error>(self) -> std::result::Result<Entry, E> {
+        Ok(match self.kind.ok_or_else(|| E::missing_field("kind"))? {
+            EntryKind::Absent => Entry::Absent,
+            EntryKind::Other => Entry::Other,
+            EntryKind::File => Entry::File {
+                sha256: self.sha256.ok_or_else(|| E::missing_field("sha256"))?,
+                mode: self.mode.ok_or_else(|| E::missing_field("mode"))?,
+            },
+            EntryKind::Symlink => Entry::Symlink {
+                target: self.target.ok_or_else(|| E::missing_field("target"))?,
+            },
+        })
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -357,7 +466,9 @@ pub fn write_symlink(path: &Path, target: &str) -> Result<()> {
 
 /// Writes a tree of files under `root` (`ctm compile --out`): each path
 /// that does not hold its node already is written to a temporary file and
-/// renamed over it, so that a reader sees the old file or the new one;
+/// renamed over it, so that a reader sees the old file or the new one (in
+/// a directory this call made, without `durable`, a file is created in
+/// place: there is no old file);
 /// a file that holds its bytes and mode already is left alone, and a
 /// directory that exists is not made again.
 ///
@@ -393,6 +504,14 @@ pub fn write_tree<'a>(
             continue;
         }
         written.written += 1;
+        if fresh && !durable {
+            // In a directory made by this call nothing was there to
+            // replace, so nobody could read an old file: the file is made
+            // in place, sparing a temporary name and a rename (which cost
+            // as much as the file itself on a fresh tree).
+            create(&path, node)?;
+            continue;
+        }
         let tmp = write_temp(&path, node)?;
         if durable {
             batch.wrote(&tmp);

@@ -383,7 +383,7 @@ fn an_edit_in_place_is_seen_after_the_stat_cache_trusts_the_file() {
     std::thread::sleep(Duration::from_millis(2100));
     let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    let cache = std::fs::read_to_string(lab.root.join("var/lib/ctm/stat-cache.json")).unwrap();
+    let cache = std::fs::read_to_string(lab.root.join("var/lib/ctm/stat-cache")).unwrap();
     assert!(cache.contains("etc/systemd/nspawn/web.nspawn"), "{cache}");
 
     // Same length, same place, different content: only ctime tells.
@@ -1147,7 +1147,7 @@ fn an_apply_writes_only_the_files_that_change_and_shares_the_rest() {
     let rest: Vec<&str> = written
         .iter()
         .filter(|p| p.starts_with("var/lib/ctm/") && !p.starts_with("var/lib/ctm/objects/"))
-        .filter(|p| *p != "var/lib/ctm/stat-cache.json")
+        .filter(|p| *p != "var/lib/ctm/stat-cache")
         .map(String::as_str)
         .collect();
     assert_eq!(

@@ -8,8 +8,7 @@ use miette::IntoDiagnostic as _;
 use super::output::{errln, out_styled, outln, say};
 use super::{DiffArgs, OutputFormat, RootArgs, print_diagnostics};
 use crate::engine::apply::SavedPlan;
-use crate::engine::load::{Desired, load_at_most};
-use crate::engine::{Access, Session};
+use crate::engine::planning::plan_file;
 use crate::plan::{Plan, render};
 
 #[derive(Debug, clap::Args)]
@@ -40,15 +39,19 @@ pub fn print_plan(plan: &Plan, title: &str, diff: &DiffArgs) {
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
-    let outcome = load_at_most(&args.file, None, args.size.bytes())?;
-    print_diagnostics(&outcome, OutputFormat::Human);
-    let Some(desired) = Desired::compile(&outcome) else {
+    let target = args.root.target();
+    let planned = plan_file(
+        &target,
+        &args.file,
+        args.size.bytes(),
+        args.options,
+        &mut say,
+    )?;
+    print_diagnostics(&planned.outcome, OutputFormat::Human);
+    let Some(planned) = planned.plan else {
         return Ok(ExitCode::FAILURE);
     };
-    let target = args.root.target();
-    let mut session = Session::open(&target, Access::Read, &mut say)?;
-    let plan = session.plan(&desired.artifacts, args.options, &mut say)?;
-    drop(session);
+    let (desired, plan) = planned?;
     if args.json {
         outln(&serde_json::to_string_pretty(&plan).into_diagnostic()?);
     } else {

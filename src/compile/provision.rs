@@ -319,14 +319,25 @@ pub fn container(host: &Host, container: &Container, out: &mut Artifacts) {
         .as_ref()
         .and_then(|a| host.networks.get(&a.network))
         .map_or(&[][..], |n| n.dns.as_slice());
-    let steps = steps(container, image, dns);
-    // Plain structs with string keys: serialization has no way to fail.
-    let mut json =
-        serde_json::to_string_pretty(&steps).expect("provisioning steps serialize to JSON");
-    json.push('\n');
     out.file(
         steps_path(container.name.as_str()),
         Owner::Container(container.name.clone()),
-        json,
+        steps_json(&steps(container, image, dns)),
     );
+}
+
+/// The steps as `provision.json` holds them: a JSON array with one step
+/// a line, so that a changed step is one changed line in a plan's diff.
+/// Not indented: a plan hashes and compares every container's steps, and
+/// indentation was most of their bytes.
+pub fn steps_json(steps: &[Step]) -> String {
+    let mut json = Vec::with_capacity(steps.len() * 320);
+    json.push(b'[');
+    for (i, step) in steps.iter().enumerate() {
+        json.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+        // Plain structs with string keys: serialization has no way to fail.
+        serde_json::to_writer(&mut json, step).expect("provisioning steps serialize to JSON");
+    }
+    json.extend_from_slice(b"\n]\n");
+    String::from_utf8(json).expect("serde_json writes UTF-8")
 }

@@ -29,6 +29,7 @@ pub mod generations;
 pub mod info;
 pub mod load;
 pub mod metrics;
+pub mod planning;
 pub mod preview;
 pub mod refused;
 pub mod session;

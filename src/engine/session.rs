@@ -114,6 +114,14 @@ pub enum Access {
     ChangeState,
 }
 
+/// What [`Session::prefetch`] read.
+pub struct Prefetch {
+    current: Option<u64>,
+    manifest: Arc<Manifest>,
+    cache: Arc<live::StatCache>,
+    snapshot: live::Snapshot,
+}
+
 pub struct Session {
     pub store: Store,
     pub system: Box<dyn System>,
@@ -310,6 +318,27 @@ impl Session {
         Ok(self.plan_and_state(desired, options, events)?.0)
     }
 
+    /// What a plan reads before it knows the desired files: the current
+    /// generation's manifest, the stat cache, and the live files at the
+    /// manifest's paths. `ctm plan` reads them under this session's lock
+    /// while another thread compiles the host file (on a no-op plan of
+    /// 1,000 containers, a third of the time; docs/benchmarks.md).
+    pub fn prefetch(&self) -> miette::Result<Prefetch> {
+        let current = self.store.current()?;
+        let manifest = match current {
+            Some(n) => self.store.manifest(n)?,
+            None => Arc::new(Manifest::default()),
+        };
+        let cache = self.store.stat_cache();
+        let snapshot = live::read(self.store.root(), manifest.files.keys(), &cache)?;
+        Ok(Prefetch {
+            current,
+            manifest,
+            cache,
+            snapshot,
+        })
+    }
+
     /// The plan, and the live state it was made against.
     pub fn plan_and_state(
         &mut self,
@@ -317,16 +346,48 @@ impl Session {
         options: plan::Options,
         events: Events<'_>,
     ) -> miette::Result<(Plan, SystemState)> {
-        let current = self.store.current()?;
-        let manifest = match current {
-            Some(n) => self.store.manifest(n)?,
-            None => Arc::new(Manifest::default()),
+        self.plan_prefetched(desired, options, events, None)
+    }
+
+    /// [`Session::plan_and_state`], from what [`Session::prefetch`] read
+    /// earlier in this session (under the same lock, so no apply came
+    /// between). Its snapshot is used only if it covers every desired
+    /// path (the paths of the manifest are all it has); else the live
+    /// files are read again, all of them, so that the snapshot and its
+    /// stat cache are always those of exactly the plan's paths.
+    pub fn plan_prefetched(
+        &mut self,
+        desired: &Artifacts,
+        options: plan::Options,
+        events: Events<'_>,
+        prefetched: Option<Prefetch>,
+    ) -> miette::Result<(Plan, SystemState)> {
+        let (current, manifest, cache, snapshot) = match prefetched {
+            Some(p) => (p.current, p.manifest, p.cache, Some(p.snapshot)),
+            None => {
+                let current = self.store.current()?;
+                let manifest = match current {
+                    Some(n) => self.store.manifest(n)?,
+                    None => Arc::new(Manifest::default()),
+                };
+                (current, manifest, self.store.stat_cache(), None)
+            }
         };
-        let cache = self.store.stat_cache();
-        let paths = desired.files.keys().chain(manifest.files.keys());
-        let snapshot = match self.store.watcher() {
-            Some(watcher) => watcher.read(paths, &cache)?,
-            None => live::read(self.store.root(), paths, &cache)?,
+        let covered = |_: &live::Snapshot| {
+            desired
+                .files
+                .keys()
+                .all(|path| manifest.files.contains_key(path))
+        };
+        let snapshot = match snapshot.filter(covered) {
+            Some(snapshot) => snapshot,
+            None => {
+                let paths = desired.files.keys().chain(manifest.files.keys());
+                match self.store.watcher() {
+                    Some(watcher) => watcher.read(paths, &cache)?,
+                    None => live::read(self.store.root(), paths, &cache)?,
+                }
+            }
         };
         // Only a cache: failing to save it costs speed, nothing else; and
         // a root without ctm's state gets nothing written to it.

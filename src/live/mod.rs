@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
 use crate::fs::{self, Entry, IoError};
 
 pub mod watch;
@@ -31,7 +29,7 @@ impl LiveFile {
 }
 
 /// A file's identity and timestamps, as `lstat` reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     pub dev: u64,
     pub ino: u64,
@@ -65,7 +63,7 @@ impl Stat {
 /// again within the same clock tick keeps its ctime. So an entry is
 /// recorded only for a path whose ctime was at least [`Self::SETTLED_NS`]
 /// old when it was read; any later change then has a later ctime.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatCache {
     pub entries: BTreeMap<String, (Stat, Entry)>,
 }
@@ -75,10 +73,164 @@ impl StatCache {
     /// granularity of file systems with coarse times.
     pub const SETTLED_NS: i128 = 2_000_000_000;
 
+    /// The first line of the cache as [`Self::encode`] writes it.
+    const HEADER: &str = "ctm stat cache 2\n";
+
     /// Whether a path with this stat, read at `now_ns`, may be recorded.
     pub fn settled(stat: &Stat, now_ns: i128) -> bool {
         now_ns - stat.ctime_ns >= Self::SETTLED_NS
     }
+
+    /// The cache as text, one path a line, read back by [`Self::decode`]
+    /// without a general-purpose parser (a plan reads it every time):
+    ///
+    /// ```text
+    /// PATH \t DEV \t INO \t SIZE \t MODE \t MTIME_NS \t CTIME_NS \t f \t SHA256 \t MODE
+    /// PATH \t DEV \t INO \t SIZE \t MODE \t MTIME_NS \t CTIME_NS \t l \t TARGET
+    /// ```
+    ///
+    /// with a backslash, tab or newline in a path or target escaped as
+    /// `\\`, `\t`, `\n`; modes in octal, the rest in decimal; and a last
+    /// line `end N` with the number of entries.
+    pub fn encode(&self) -> Vec<u8> {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(Self::HEADER.len() + self.entries.len() * 160);
+        out.push_str(Self::HEADER);
+        let mut count = 0;
+        for (path, (stat, entry)) in &self.entries {
+            let kind = match entry {
+                Entry::File { .. } => 'f',
+                Entry::Symlink { .. } => 'l',
+                // Only files and symlinks are recorded.
+                Entry::Absent | Entry::Other => continue,
+            };
+            escape_into(&mut out, path);
+            let _ = write!(
+                out,
+                "\t{}\t{}\t{}\t{:o}\t{}\t{}\t{kind}\t",
+                stat.dev, stat.ino, stat.size, stat.mode, stat.mtime_ns, stat.ctime_ns
+            );
+            match entry {
+                Entry::File { sha256, mode } => {
+                    let _ = write!(out, "{sha256}\t{mode:o}");
+                }
+                Entry::Symlink { target } => escape_into(&mut out, target),
+                Entry::Absent | Entry::Other => {}
+            }
+            out.push('\n');
+            count += 1;
+        }
+        // A cache cut short (a crash before it reached the disk) lacks it.
+        let _ = writeln!(out, "end {count}");
+        out.into_bytes()
+    }
+
+    /// The cache [`Self::encode`] wrote; `None` for anything else (a
+    /// torn or foreign file is no cache: its files are read again).
+    pub fn decode(bytes: &[u8]) -> Option<StatCache> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let body = text.strip_prefix(Self::HEADER)?.strip_suffix('\n')?;
+        let (body, end) = body.rsplit_once('\n').unwrap_or(("", body));
+        let count: usize = end.strip_prefix("end ")?.parse().ok()?;
+        let mut entries = Vec::with_capacity(count);
+        for line in body.split('\n').filter(|line| !line.is_empty()) {
+            // Fields split by hand: `str::split` costs more than the rest
+            // of a line's reading together.
+            let mut rest = Some(line);
+            let mut next = || -> Option<&str> {
+                let left = rest?;
+                match left.bytes().position(|b| b == b'\t') {
+                    Some(end) => {
+                        rest = Some(&left[end + 1..]);
+                        Some(&left[..end])
+                    }
+                    None => rest.take(),
+                }
+            };
+            let path = unescape(next()?)?;
+            // Digits only: `parse` would also take a sign, which encode
+            // never writes (before the times, a minus sign).
+            let digits =
+                |field: &str| !field.is_empty() && field.bytes().all(|b| b.is_ascii_digit());
+            let number = |field: &str| digits(field).then(|| field.parse::<u64>().ok())?;
+            let octal = |field: &str| digits(field).then(|| u32::from_str_radix(field, 8).ok())?;
+            let nanoseconds = |field: &str| {
+                digits(field.strip_prefix('-').unwrap_or(field))
+                    .then(|| field.parse::<i64>().ok().map(i128::from))?
+            };
+            let stat = Stat {
+                dev: number(next()?)?,
+                ino: number(next()?)?,
+                size: number(next()?)?,
+                mode: octal(next()?)?,
+                mtime_ns: nanoseconds(next()?)?,
+                ctime_ns: nanoseconds(next()?)?,
+            };
+            let entry = match next()? {
+                "f" => {
+                    let sha256 = next()?;
+                    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return None;
+                    }
+                    Entry::File {
+                        sha256: sha256.to_string(),
+                        mode: octal(next()?)?,
+                    }
+                }
+                "l" => Entry::Symlink {
+                    target: unescape(next()?)?,
+                },
+                _ => return None,
+            };
+            if rest.is_some() {
+                return None;
+            }
+            entries.push((path, (stat, entry)));
+        }
+        if entries.len() != count {
+            return None;
+        }
+        // Written in order; `collect` builds the map from a sorted run in
+        // one pass (and sorts anything else).
+        let entries: BTreeMap<String, (Stat, Entry)> = entries.into_iter().collect();
+        // A path twice is not what encode writes.
+        (entries.len() == count).then_some(StatCache { entries })
+    }
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    if !text.contains(['\\', '\t', '\n']) {
+        out.push_str(text);
+        return;
+    }
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn unescape(text: &str) -> Option<String> {
+    if !text.contains('\\') {
+        return Some(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '\\' => match chars.next()? {
+                '\\' => '\\',
+                't' => '\t',
+                'n' => '\n',
+                _ => return None,
+            },
+            c => c,
+        });
+    }
+    Some(out)
 }
 
 /// The live files at a plan's paths, and the stat cache for those paths.
@@ -150,9 +302,37 @@ fn look<'a>(
         .min(8);
     let chunk = paths.len().div_ceil(threads).max(64);
     let read_chunk = |chunk: &[&'a str]| -> Result<Vec<Read<'a>>, IoError> {
+        use std::os::unix::ffi::OsStrExt as _;
+        // The paths are sorted, and so is the cache: one walk through both
+        // rather than a lookup (of long, alike keys) per path; and one
+        // buffer for the full paths.
+        let Some(first) = chunk.first() else {
+            return Ok(Vec::new());
+        };
+        let mut cached = cache
+            .entries
+            .range::<str, _>((
+                std::ops::Bound::Included(*first),
+                std::ops::Bound::Unbounded,
+            ))
+            .peekable();
+        let mut full = root.as_os_str().as_bytes().to_vec();
+        full.push(b'/');
+        let base = full.len();
         chunk
             .iter()
-            .map(|path| read_one(root, path, cache, now_ns))
+            .map(|path| {
+                while cached.next_if(|(k, _)| k.as_str() < *path).is_some() {}
+                let hit = cached.next_if(|(k, _)| k.as_str() == *path).map(|(_, v)| v);
+                full.truncate(base);
+                full.extend_from_slice(path.as_bytes());
+                read_one(
+                    Path::new(std::ffi::OsStr::from_bytes(&full)),
+                    path,
+                    hit,
+                    now_ns,
+                )
+            })
             .collect()
     };
     let parts: Vec<Result<Vec<Read>, IoError>> = std::thread::scope(|scope| {
@@ -228,23 +408,24 @@ pub fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
+/// Looks at `full`, the root-relative `path` under the root, which the
+/// cache holds as `cached`, if at all.
 fn read_one<'a>(
-    root: &Path,
+    full: &Path,
     path: &'a str,
-    cache: &StatCache,
+    cached: Option<&(Stat, Entry)>,
     now_ns: i128,
 ) -> Result<Read<'a>, IoError> {
-    let full = root.join(path);
-    let meta = match std::fs::symlink_metadata(&full) {
+    let meta = match std::fs::symlink_metadata(full) {
         Ok(meta) => Some(meta),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => None,
-        Err(e) => return fs::context(Err(e), "inspect", &full),
+        Err(e) => return fs::context(Err(e), "inspect", full),
     };
     let meta = meta.filter(|m| m.is_file() || m.is_symlink());
     if let Some(meta) = &meta {
         let stat = Stat::of(meta);
-        if let Some((_, entry)) = cache.entries.get(path).filter(|(s, _)| *s == stat) {
+        if let Some((_, entry)) = cached.filter(|(s, _)| *s == stat) {
             return Ok(Read {
                 path,
                 file: LiveFile {
@@ -255,7 +436,7 @@ fn read_one<'a>(
             });
         }
     }
-    let (entry, bytes) = fs::read_entry(&full)?;
+    let (entry, bytes) = fs::read_entry(full)?;
     let text = bytes.and_then(|b| String::from_utf8(b).ok());
     // Record the entry only if the path was settled before it was read,
     // and still holds what was stat'ed (the same kind, the same stat).
@@ -266,7 +447,7 @@ fn read_one<'a>(
     }
     .filter(|stat| {
         StatCache::settled(stat, now_ns)
-            && std::fs::symlink_metadata(&full).is_ok_and(|after| Stat::of(&after) == *stat)
+            && std::fs::symlink_metadata(full).is_ok_and(|after| Stat::of(&after) == *stat)
     })
     .map_or(Cached::No, Cached::Record);
     Ok(Read {
@@ -282,6 +463,96 @@ mod tests {
 
     fn strings(paths: &[&str]) -> Vec<String> {
         paths.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn the_cache_reads_back_what_it_wrote_and_nothing_else() {
+        let stat = |ino| Stat {
+            dev: 2049,
+            ino,
+            size: 700,
+            mode: 0o100644,
+            mtime_ns: 1_700_000_000_123_456_789,
+            ctime_ns: -5,
+        };
+        let mut cache = StatCache::default();
+        cache.entries.insert(
+            "etc/a b.conf".into(),
+            (
+                stat(1),
+                Entry::File {
+                    sha256: "ab".repeat(32),
+                    mode: 0o640,
+                },
+            ),
+        );
+        cache.entries.insert(
+            "etc/odd\tname\\x\n".into(),
+            (
+                stat(2),
+                Entry::Symlink {
+                    target: "/t\\\n".into(),
+                },
+            ),
+        );
+        let bytes = cache.encode();
+        assert_eq!(StatCache::decode(&bytes), Some(cache.clone()));
+        assert_eq!(
+            StatCache::decode(&StatCache::default().encode()),
+            Some(StatCache::default())
+        );
+        // Torn, or of another format: no cache at all.
+        assert_eq!(StatCache::decode(&bytes[..bytes.len() - 3]), None);
+        assert_eq!(StatCache::decode(b"{\"entries\": {}}"), None);
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(
+            StatCache::decode(text.replace("\tf\t", "\tx\t").as_bytes()),
+            None
+        );
+        // Cut anywhere short of its end: no cache.
+        for cut in 0..text.len() {
+            assert_eq!(
+                StatCache::decode(&text.as_bytes()[..cut]),
+                None,
+                "cut at {cut}"
+            );
+        }
+        // Garbled: a byte changed anywhere is refused, or read as a cache
+        // of the same shape (a changed digit or letter of a path or a hash
+        // still reads, as it would in any format without a checksum).
+        // Never a panic.
+        for at in 0..text.len() {
+            for byte in [b'\t', b'\n', b'\\', b'+', b'-', b'x', b'7', 0xff] {
+                let mut garbled = text.clone().into_bytes();
+                garbled[at] = byte;
+                if let Some(read) = StatCache::decode(&garbled) {
+                    assert_eq!(
+                        read.entries.len(),
+                        2,
+                        "{}",
+                        String::from_utf8_lossy(&garbled)
+                    );
+                }
+            }
+        }
+        // Signs that encode never writes.
+        assert_eq!(
+            StatCache::decode(text.replace("\t2049\t", "\t+2049\t").as_bytes()),
+            None
+        );
+        assert_eq!(
+            StatCache::decode(text.replace("\t640\n", "\t+640\n").as_bytes()),
+            None
+        );
+        // A field missing, or one too many.
+        assert_eq!(
+            StatCache::decode(text.replace("\t640\n", "\n").as_bytes()),
+            None
+        );
+        assert_eq!(
+            StatCache::decode(text.replace("\t640\n", "\t640\t1\n").as_bytes()),
+            None
+        );
     }
 
     #[test]

@@ -7,19 +7,81 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::{Artifact, Artifacts, Content, Owner};
-use crate::fs::{self, Entry};
+use crate::fs::{self, Entry, EntryFields, EntryKey};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ManifestEntry {
     #[serde(flatten)]
     pub entry: Entry,
     pub owner: Owner,
 }
 
+/// Read in one pass (`fs::EntryFields`): a plan reads every entry of the
+/// current generation's manifest.
+impl<'de> Deserialize<'de> for ManifestEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ManifestEntry, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ManifestEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a manifest entry: a map with its kind and owner")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ManifestEntry, A::Error> {
+                let mut fields = EntryFields::default();
+                let mut owner = None;
+                while let Some(key) = map.next_key::<EntryKey>()? {
+                    match key {
+                        EntryKey::Owner => fs::once(&mut owner, "owner", &mut map)?,
+                        key => fields.take(key, &mut map)?,
+                    }
+                }
+                Ok(ManifestEntry {
+                    entry: fields.finish()?,
+                    owner: owner.ok_or_else(|| serde::de::Error::missing_field("owner"))?,
+                })
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// Every file ctm owns in a generation: root-relative path → what it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    #[serde(deserialize_with = "sorted_map")]
     pub files: BTreeMap<String, ManifestEntry>,
+}
+
+/// A map read whole, then built at once: inserting each key as it comes
+/// searches the map for it, comparing long paths that share most of
+/// their bytes, while a map built from its keys in order (as they are
+/// written) compares each key once.
+fn sorted_map<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Visitor<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+            while let Some(entry) = map.next_entry::<String, V>()? {
+                entries.push(entry);
+            }
+            Ok(entries.into_iter().collect())
+        }
+    }
+    d.deserialize_map(Visitor(std::marker::PhantomData))
 }
 
 impl Manifest {
@@ -41,7 +103,6 @@ impl Manifest {
         }
     }
 }
-
 /// What an artifact is once written.
 pub fn entry_of(artifact: &Artifact) -> Entry {
     match &artifact.content {
@@ -52,5 +113,153 @@ pub fn entry_of(artifact: &Artifact) -> Entry {
         Content::Symlink { target } => Entry::Symlink {
             target: target.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest with every kind of entry and owner.
+    fn sample() -> Manifest {
+        let mut m = Manifest::default();
+        let file = |sha: &str, mode| Entry::File {
+            sha256: sha.repeat(32),
+            mode,
+        };
+        let owners = [
+            Owner::Container(crate::model::Name::parse("web").unwrap()),
+            Owner::Network(crate::model::Name::parse("lan").unwrap()),
+            Owner::Tunnel(crate::model::IfName::parse("gre-a").unwrap()),
+            Owner::Firewall,
+            Owner::Host,
+        ];
+        for (i, owner) in owners.into_iter().enumerate() {
+            m.files.insert(
+                format!("etc/f{i}"),
+                ManifestEntry {
+                    entry: file("ab", 0o644),
+                    owner: owner.clone(),
+                },
+            );
+            m.files.insert(
+                format!("etc/l{i}"),
+                ManifestEntry {
+                    entry: Entry::Symlink {
+                        target: format!("/t/{i}"),
+                    },
+                    owner,
+                },
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn a_manifest_reads_back_as_written_compact_or_pretty() {
+        let m = sample();
+        for text in [
+            serde_json::to_string(&m).unwrap(),
+            serde_json::to_string_pretty(&m).unwrap() + "\n",
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Manifest>(&text).unwrap(),
+                m,
+                "{text}"
+            );
+            // Cut short anywhere: an error, never a panic or half a manifest.
+            for cut in 0..text.trim_end().len() {
+                assert!(serde_json::from_str::<Manifest>(&text[..cut]).is_err());
+            }
+        }
+        // Keys out of order (a hand-edited file) read the same.
+        let reversed = format!(
+            "{{\"files\": {{{}}}}}",
+            m.files
+                .iter()
+                .rev()
+                .map(|(p, e)| format!(
+                    "{}: {}",
+                    serde_json::to_string(p).unwrap(),
+                    serde_json::to_string(e).unwrap()
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(serde_json::from_str::<Manifest>(&reversed).unwrap(), m);
+    }
+
+    #[test]
+    fn the_manifest_of_many_artifacts_hashes_each_once() {
+        let mut artifacts = Artifacts::default();
+        for i in 0..2000 {
+            artifacts.files.insert(
+                format!("etc/{i:05}"),
+                Artifact {
+                    owner: Owner::Host,
+                    content: Content::File {
+                        text: format!("text {i}\n"),
+                        mode: 0o644,
+                    },
+                },
+            );
+        }
+        let m = Manifest::of(&artifacts);
+        assert_eq!(m.files.len(), 2000);
+        for (path, a) in &artifacts.files {
+            assert_eq!(m.files[path].entry, entry_of(a));
+        }
+    }
+
+    #[test]
+    fn entries_read_back_whatever_the_order_of_their_keys() {
+        let entries = [
+            Entry::Absent,
+            Entry::Other,
+            Entry::File {
+                sha256: "ab".repeat(32),
+                mode: 0o600,
+            },
+            Entry::Symlink {
+                target: "/x".into(),
+            },
+        ];
+        for entry in entries {
+            let text = serde_json::to_string(&entry).unwrap();
+            assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), entry);
+            let m = ManifestEntry {
+                entry,
+                owner: Owner::Firewall,
+            };
+            let text = serde_json::to_string(&m).unwrap();
+            assert_eq!(serde_json::from_str::<ManifestEntry>(&text).unwrap(), m);
+        }
+        let shuffled =
+            r#"{"mode": 420, "owner": {"kind": "host"}, "sha256": "x", "kind": "file", "new": 1}"#;
+        assert_eq!(
+            serde_json::from_str::<ManifestEntry>(shuffled).unwrap(),
+            ManifestEntry {
+                entry: Entry::File {
+                    sha256: "x".into(),
+                    mode: 0o644
+                },
+                owner: Owner::Host,
+            }
+        );
+        assert!(serde_json::from_str::<Entry>(r#"{"kind": "file", "mode": 420}"#).is_err());
+        // A key twice, or a value of the wrong type: an error, never a guess.
+        for bad in [
+            r#"{"kind": "file", "kind": "symlink", "target": "/x"}"#,
+            r#"{"kind": "file", "sha256": "a", "sha256": "b", "mode": 420, "owner": {"kind": "host"}}"#,
+            r#"{"kind": "file", "sha256": "a", "mode": 420, "owner": {"kind": "host"}, "owner": {"kind": "host"}}"#,
+            r#"{"kind": "file", "sha256": 1, "mode": 420, "owner": {"kind": "host"}}"#,
+            r#"{"kind": "file", "sha256": "a", "mode": -1, "owner": {"kind": "host"}}"#,
+            r#"{"kind": "nothing", "owner": {"kind": "host"}}"#,
+            r#"["file", "a", 420]"#,
+            r#"{"kind": "file", "sha256": "a", "mode": 420, "owner": {"kind": "host"}"#,
+        ] {
+            assert!(serde_json::from_str::<ManifestEntry>(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<ManifestEntry>(r#"{"kind": "absent"}"#).is_err());
     }
 }

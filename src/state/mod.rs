@@ -20,7 +20,7 @@
 //!                          what is being switched, from and to where
 //! pending-confirm.json     an apply waiting for `ctm confirm`
 //! last-apply.json          how the last apply ended, and how long it took
-//! stat-cache.json          hashes of managed files by stat (see `live`)
+//! stat-cache               hashes of managed files by stat, as text (see `live`)
 //! images/, rootfs/         built images and the trees ctm made (owned by
 //!                          `backend::provision` and `backend::rootfs`)
 //! lock                     flock'ed by whoever changes any of the above
@@ -59,6 +59,10 @@ const OBJECTS: &str = "objects";
 /// The record of a switch in progress.
 const JOURNAL: &str = "journal.json";
 const CURRENT: &str = "current";
+/// The stat cache (`live::StatCache::encode`).
+const STAT_CACHE: &str = "stat-cache";
+/// Where ctm before it kept its stat cache, as JSON.
+const LEGACY_STAT_CACHE: &str = "stat-cache.json";
 
 /// In a generation: that it was rolled back for want of a confirmation.
 const REVERTED: &str = "reverted.json";
@@ -683,8 +687,11 @@ impl Store {
                 batch.wrote(&object);
             }
         }
+        // Compact: a plan reads it every time.
         let manifest = staging.join("manifest.json");
-        create(batch, &manifest, &json_bytes(&manifest, staged.manifest)?)?;
+        let mut bytes = serde_json::to_vec(staged.manifest).map_err(|e| corrupt(&manifest, e))?;
+        bytes.push(b'\n');
+        create(batch, &manifest, &bytes)?;
         let meta_path = staging.join("meta.json");
         create(batch, &meta_path, &json_bytes(&meta_path, meta)?)?;
         Ok(())
@@ -800,7 +807,8 @@ impl Store {
     /// moment a crash is undone from the journal.
     pub fn begin_journal(&self, journal: &Journal) -> Result<()> {
         let path = self.journal_path();
-        fs::write_file(&path, &json_bytes(&path, journal)?, 0o600)?;
+        let bytes = serde_json::to_vec(journal).map_err(|e| corrupt(&path, e))?;
+        fs::write_file(&path, &bytes, 0o600)?;
         crate::fault::point("journal written");
         Ok(())
     }
@@ -823,7 +831,7 @@ impl Store {
     }
 
     fn stat_cache_path(&self) -> PathBuf {
-        self.dir.join("stat-cache.json")
+        self.dir.join(STAT_CACHE)
     }
 
     /// `Manifest::of(artifacts)`, from the hashes in memory where the
@@ -854,7 +862,7 @@ impl Store {
         let cache: Arc<StatCache> = Arc::new(
             std::fs::read(self.stat_cache_path())
                 .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .and_then(|bytes| StatCache::decode(&bytes))
                 .unwrap_or_default(),
         );
         if let Some(memory) = &self.memory {
@@ -872,12 +880,12 @@ impl Store {
         use std::sync::atomic::{AtomicU64, Ordering};
         static WRITES: AtomicU64 = AtomicU64::new(0);
         let path = self.stat_cache_path();
-        let bytes = serde_json::to_vec(&cache).map_err(|e| corrupt(&path, e))?;
+        let bytes = cache.encode();
         if let Some(memory) = &self.memory {
             memory.kept().stat_cache = Some(Arc::new(cache));
         }
         let tmp = self.dir.join(format!(
-            "stat-cache.json.{}-{}.tmp",
+            "{STAT_CACHE}.{}-{}.tmp",
             std::process::id(),
             WRITES.fetch_add(1, Ordering::Relaxed)
         ));
@@ -892,6 +900,8 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
             return Err(context(Err(e), "rename into place", &path)?);
         }
+        // The JSON cache of earlier versions is never read again.
+        fs::remove_entry(&self.dir.join(LEGACY_STAT_CACHE))?;
         Ok(())
     }
 
@@ -1141,7 +1151,7 @@ mod tests {
         // The CLI, without memory, reads what was saved.
         assert_eq!(*Store::new(dir.path()).stat_cache(), cache);
         // The server does not read the disk again.
-        std::fs::remove_file(store.dir().join("stat-cache.json")).unwrap();
+        std::fs::remove_file(store.dir().join(STAT_CACHE)).unwrap();
         assert_eq!(*store.stat_cache(), cache);
     }
 }
