@@ -448,6 +448,8 @@ mod tests {
             provisioning: Vec::new(),
             kept_rootfs: Vec::new(),
             held: Vec::new(),
+            unsupported_links: Vec::new(),
+            unchecked_links: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),

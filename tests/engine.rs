@@ -187,6 +187,65 @@ fn a_failed_action_is_undone_in_reverse_after_the_files_are_restored() {
 }
 
 #[test]
+fn a_tunnel_of_a_kind_the_kernel_lacks_is_refused_before_anything_changes() {
+    let h = Host::new();
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    let text = std::fs::read_to_string(h.file()).unwrap();
+    std::fs::write(
+        h.file(),
+        text + "tunnel \"site-b\" {\n    gre local=\"192.0.2.1\" remote=\"198.51.100.7\"\n    address \"172.16.0.0/31\"\n}\n",
+    )
+    .unwrap();
+    h.fake.without_kind("gre");
+    let target = h.target();
+    let prepared = apply::prepare_apply(
+        &target,
+        h.desired(),
+        Options::default(),
+        None,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let notes = &prepared.plan.unsupported_links;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].kind, "gre");
+    assert_eq!(notes[0].links, ["site-b"]);
+    assert!(prepared.plan.unchecked_links.is_empty());
+    let text = ctm::plan::render::text(
+        &prepared.plan,
+        "ctm apply",
+        ctm::plan::render::Show::NoDiffs,
+    );
+    assert!(
+        text.contains("Not supported by the running kernel:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(site-b): the kernel has no such kind"),
+        "{text}"
+    );
+    let e = apply::apply(&target, prepared, None, Runner::Foreground, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "the running kernel cannot make gre links (site-b: the kernel has no such kind of link"
+        ) && e.contains("nothing was changed"),
+        "{e}"
+    );
+    // Observed, then nothing: no file switched, no action performed.
+    assert_eq!(h.fake.take_calls(), ["observe"]);
+    assert_eq!(h.current(), Some(1));
+    assert!(
+        !h.root()
+            .join("etc/systemd/network/50-ctm-site-b.netdev")
+            .exists()
+    );
+}
+
+#[test]
 fn a_switch_cut_short_by_a_crash_is_undone_whole_by_the_next_session() {
     let h = Host::new();
     h.fake.crash_on("start container db");

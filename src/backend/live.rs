@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::exec;
-use super::netlink::Netlink;
+use super::netlink::{self, Netlink};
 use super::nft::Nft;
 use super::provision;
 use super::rootfs;
@@ -622,6 +622,9 @@ impl System for LiveSystem {
             made_rootfs: Some(rootfs::made_by_ctm_except(&self.root, &expect.containers)),
             undone_steps: None,
             links: Some(links),
+            link_kinds: Some(netlink::probe_kinds(
+                &expect.links.values().map(|l| l.kind.clone()).collect(),
+            )),
             firewall: Some(FirewallState {
                 chains: table.map(|t| t.chains),
                 edited,

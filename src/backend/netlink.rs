@@ -1,7 +1,7 @@
 //! Links and addresses through rtnetlink: what bridges and tunnels exist
 //! and which addresses they hold (for health checks, drift and status),
-//! and deleting a link whose `.netdev` changed, since networkd never
-//! changes an existing netdev.
+//! deleting a link whose `.netdev` changed, since networkd never changes
+//! an existing netdev, and which kinds of link the kernel can make.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +11,7 @@ use netlink_packet_route::link::{LinkAttribute, State};
 use rtnetlink::Handle;
 
 use super::SystemError;
+use crate::plan::KindSupport;
 
 /// One link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -137,4 +138,98 @@ fn state_name(state: State) -> String {
         _ => "unknown",
     }
     .to_string()
+}
+
+/// Whether the kernel can make links of each kind (`gre`, `vxlan`…).
+///
+/// The kernel itself answers: in a network namespace of its own, made for
+/// the probe and gone with it, ctm asks for a link of each kind with
+/// nothing but a name and the kind. `rtnl_newlink` looks the kind up
+/// before it reads any setting, loading the module `rtnl-link-KIND` when
+/// the kernel has modules, and answers `EOPNOTSUPP` ("Unknown device
+/// type") only when there is no such kind; any other answer (the link made,
+/// or a setting missing, as vxlan's id) means the kind exists. Neither
+/// `/proc/modules` nor `/sys/module` can tell this: a kernel without
+/// modules has neither, and built-in drivers need not appear there.
+/// Nothing in the host's own namespace is touched.
+pub fn probe_kinds(kinds: &BTreeSet<String>) -> BTreeMap<String, KindSupport> {
+    if kinds.is_empty() {
+        return BTreeMap::new();
+    }
+    let wanted: Vec<String> = kinds.iter().cloned().collect();
+    let probe = std::thread::Builder::new()
+        .name("ctm-link-probe".into())
+        .spawn(move || probe_in_new_namespace(&wanted));
+    let failed = |why: String| {
+        kinds
+            .iter()
+            .map(|k| {
+                (
+                    k.clone(),
+                    KindSupport::Unknown {
+                        reason: why.clone(),
+                    },
+                )
+            })
+            .collect()
+    };
+    match probe.map(std::thread::JoinHandle::join) {
+        Ok(Ok(Ok(found))) => found,
+        Ok(Ok(Err(why))) => failed(why),
+        Ok(Err(_)) => failed("the probe's thread panicked".into()),
+        Err(e) => failed(format!("cannot start the probe's thread: {e}")),
+    }
+}
+
+/// On a thread of its own (a network namespace belongs to a thread, and
+/// this one ends with the probe, taking the namespace and its links with
+/// it).
+fn probe_in_new_namespace(kinds: &[String]) -> Result<BTreeMap<String, KindSupport>, String> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("cannot make a network namespace to probe in: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the probe's runtime: {e}"))?;
+    runtime.block_on(async {
+        let (connection, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+        tokio::spawn(connection);
+        let mut found = BTreeMap::new();
+        for (i, kind) in kinds.iter().enumerate() {
+            let support = match try_kind(&handle, &format!("ctmprobe{i}"), kind).await {
+                Ok(()) => KindSupport::Supported,
+                Err(rtnetlink::Error::NetlinkError(e))
+                    if e.raw_code() == -nix::libc::EOPNOTSUPP =>
+                {
+                    KindSupport::Unsupported {
+                        reason: "the kernel has no such kind of link (Unknown device type: \
+                                 neither built in nor loadable as a module)"
+                            .into(),
+                    }
+                }
+                Err(rtnetlink::Error::NetlinkError(_)) => KindSupport::Supported,
+                Err(e) => KindSupport::Unknown {
+                    reason: format!("the probe failed: {e}"),
+                },
+            };
+            found.insert(kind.clone(), support);
+        }
+        Ok(found)
+    })
+}
+
+/// Asks for a link of `kind` named `name`, with no settings at all.
+async fn try_kind(handle: &Handle, name: &str, kind: &str) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::link::{InfoKind, LinkInfo, LinkMessage};
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(name.to_string()));
+    message
+        .attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::from(kind),
+        )]));
+    handle.link().add(message).execute().await
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{ContainerLive, Progress, System, SystemError};
 use crate::compile::health::Health;
-use crate::plan::{Action, SystemState};
+use crate::plan::{Action, KindSupport, SystemState};
 
 /// What the fake has seen, shared with the test that made it.
 #[derive(Debug, Default)]
@@ -39,6 +39,8 @@ pub struct Recording {
     /// Paths (under `root`) whose presence each `perform` notes, to show
     /// whether files were switched before an action.
     watch: Arc<Vec<(PathBuf, String)>>,
+    /// Kinds of link the fake kernel cannot make.
+    unsupported_kinds: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Recording {
@@ -52,6 +54,11 @@ impl Recording {
         watch.push((path, label.to_string()));
         self.watch = Arc::new(watch);
         self
+    }
+
+    /// The fake kernel cannot make links of this kind (`gre`).
+    pub fn without_kind(&self, kind: &str) {
+        lock(&self.unsupported_kinds).insert(kind.to_string());
     }
 
     /// The action with this summary fails, once.
@@ -110,6 +117,23 @@ impl System for Recording {
             paused: Some(lock(&self.log).paused.clone()),
             made_rootfs: Some(BTreeSet::new()),
             undone_steps: None,
+            link_kinds: Some(
+                expect
+                    .links
+                    .values()
+                    .map(|l| {
+                        let support = if lock(&self.unsupported_kinds).contains(&l.kind) {
+                            KindSupport::Unsupported {
+                                reason: "the kernel has no such kind of link (recording fake)"
+                                    .into(),
+                            }
+                        } else {
+                            KindSupport::Supported
+                        };
+                        (l.kind.clone(), support)
+                    })
+                    .collect(),
+            ),
         })
     }
 

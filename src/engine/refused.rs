@@ -5,7 +5,7 @@
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
-use crate::plan::Conflict;
+use crate::plan::{Conflict, LinkKindNote};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Refused {
@@ -32,6 +32,17 @@ pub enum Refused {
         help("the plan lists each with its reason; `--adopt` takes over files ctm did not write")
     )]
     Conflicts { conflicts: Vec<Conflict> },
+    #[error(
+        "the running kernel cannot make {}; nothing was changed",
+        kinds.iter().map(|k| format!("{} links ({}: {})", k.kind, k.links.join(", "), k.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    #[diagnostic(
+        code(ctm::unsupported_links),
+        help(
+            "load or build the kernel's support for the kind (for gre: `modprobe ip_gre`), or use a kind it has (`ctm info` lists them)"
+        )
+    )]
+    UnsupportedLinks { kinds: Vec<LinkKindNote> },
     #[error("{file} has errors; nothing was applied")]
     #[diagnostic(
         code(ctm::invalid),
