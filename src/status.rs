@@ -318,7 +318,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
                 .map(|t| TunnelStatus {
                     name: t.name.to_string(),
                     local: t.local.to_string(),
-                    remote: t.remote.to_string(),
+                    remote: t.remote().to_string(),
                     addresses: t.addresses.iter().map(ToString::to_string).collect(),
                     link: link_of(t.name.as_str()),
                     drift: drift_of(&Owner::Tunnel(t.name.clone())),

@@ -820,3 +820,41 @@ fn a_tunnel_the_kernel_cannot_make_is_refused_at_once_and_changes_nothing() {
     assert!(generations.contains("No generations yet"), "{generations}");
     assert!(!lab.run(&["ip", "link", "show", "site-b"]).status.success());
 }
+
+#[test]
+fn a_vxlan_tunnel_comes_up_with_its_id_port_and_derived_mtu() {
+    if lab_unavailable() {
+        return;
+    }
+    let host = r#"
+host "lab" {
+    uplink "host0"
+}
+
+tunnel "vx42" {
+    vxlan id=42 local="192.0.2.1" remote="192.0.2.2"
+    address "172.16.42.0/31"
+}
+"#;
+    let lab = lab_with("vxlan-up", host);
+    let plan = ctm_ok(&lab, &["plan", "/root/host.kdl"]);
+    assert!(!plan.contains("Not supported"), "{plan}");
+    assert!(!plan.contains("not checked"), "{plan}");
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("Applied: the host is on generation 1."),
+        "{applied}"
+    );
+    let link = lab.ok(&["ip", "-d", "link", "show", "vx42"]);
+    for expected in [
+        "vxlan id 42",
+        "remote 192.0.2.2",
+        "local 192.0.2.1",
+        "dstport 4789",
+        "mtu 1450",
+    ] {
+        assert!(link.contains(expected), "no `{expected}` in:\n{link}");
+    }
+    assert!(addresses_of(&lab, "vx42").contains("172.16.42.0/31"));
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
+}
