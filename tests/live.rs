@@ -858,3 +858,41 @@ tunnel "vx42" {
     assert!(addresses_of(&lab, "vx42").contains("172.16.42.0/31"));
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
+
+#[test]
+fn a_container_is_called_by_its_name_whatever_its_image_says() {
+    if lab_unavailable() {
+        return;
+    }
+    // An image built elsewhere carries its builder's /etc/hostname, as
+    // debootstrap's do (it copies the building host's).
+    let host = r#"
+host "lab" {
+    uplink "host0"
+}
+
+image "built-on-vm" {
+    directory "/srv/images/built-on-vm"
+}
+
+container "web" {
+    image "built-on-vm"
+    bind "/usr" read-only=#true
+}
+"#;
+    let lab = lab_with("hostname", host);
+    lab.sh_ok("cp -a /srv/images/guest /srv/images/built-on-vm && echo vm > /srv/images/built-on-vm/etc/hostname");
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    eventually("web calls itself web", Duration::from_secs(30), || {
+        let out = lab.run_in(
+            "web",
+            &["cat", "/proc/sys/kernel/hostname", "/etc/hostname"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && text == "web\nweb\n" {
+            Ok(())
+        } else {
+            Err(format!("{text:?} {}", lab::show_output(&out)))
+        }
+    });
+}

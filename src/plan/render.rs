@@ -59,6 +59,8 @@ fn kind_of(path: &str) -> &'static str {
         "health expectations"
     } else if file == "provision.json" {
         "provisioning steps"
+    } else if file == "hostname" {
+        "host names"
     } else if file.ends_with(".nspawn") {
         "container settings (.nspawn)"
     } else if file.ends_with(".netdev") {
