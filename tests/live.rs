@@ -837,6 +837,9 @@ tunnel "vx42" {
 }
 "#;
     let lab = lab_with("vxlan-up", host);
+    // The underlay: the local endpoint's address, and a route to the remote.
+    lab.ok(&["ip", "address", "add", "192.0.2.1/24", "dev", "host0"]);
+    lab.ok(&["ip", "link", "set", "host0", "up"]);
     let plan = ctm_ok(&lab, &["plan", "/root/host.kdl"]);
     assert!(!plan.contains("Not supported"), "{plan}");
     assert!(!plan.contains("not checked"), "{plan}");
@@ -857,6 +860,29 @@ tunnel "vx42" {
     }
     assert!(addresses_of(&lab, "vx42").contains("172.16.42.0/31"));
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
+
+    // `ctm tunnel status`: the link as the kernel has it, and the route.
+    let status = ctm_ok(&lab, &["tunnel", "status", "vx42"]);
+    for expected in [
+        "vx42 (vxlan id 42 port 4789): 192.0.2.1 -> 192.0.2.2",
+        "mtu 1450 (expected 1450)",
+        "addresses 172.16.42.0/31",
+        "underlay  to 192.0.2.2 via host0",
+    ] {
+        assert!(status.contains(expected), "no `{expected}` in:\n{status}");
+    }
+    assert!(!status.contains("problem"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ctm_ok(&lab, &["tunnel", "status", "--json"])).unwrap();
+    assert_eq!(json["tunnels"][0]["live"]["mtu"], 1450, "{json}");
+    assert_eq!(json["tunnels"][0]["id"], 42, "{json}");
+
+    // Broken by hand: the status names it, and exits 1.
+    lab.ok(&["ip", "link", "set", "vx42", "down"]);
+    let out = ctm(&lab, &["tunnel", "status"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("problem: link vx42 is down"), "{text}");
 }
 
 #[test]

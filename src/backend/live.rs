@@ -20,7 +20,7 @@ use super::nft::Nft;
 use super::provision;
 use super::rootfs;
 use super::systemd::{self, Systemd, Verb};
-use super::{ContainerLive, Progress, StepRecord, System, SystemError, stats};
+use super::{ContainerLive, Progress, StepRecord, System, SystemError, TunnelLive, stats};
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
 use crate::fs;
@@ -676,6 +676,41 @@ impl System for LiveSystem {
                 .iter()
                 .try_for_each(|name| rootfs::put_back(&self.root, name)),
         }
+    }
+
+    fn tunnels(
+        &mut self,
+        remotes: &BTreeMap<String, IpAddr>,
+    ) -> Result<Option<BTreeMap<String, TunnelLive>>, SystemError> {
+        let names: BTreeSet<String> = remotes.keys().cloned().collect();
+        let netlink = &self.netlink;
+        let found = self.runtime.block_on(async {
+            let links = netlink.links(&names).await?;
+            let mut found = BTreeMap::new();
+            for (name, remote) in remotes {
+                let route_to_remote = netlink.route_to(*remote).await?;
+                let live = match links.get(name) {
+                    Some(link) => TunnelLive {
+                        exists: true,
+                        kind: link.kind.clone(),
+                        up: link.up,
+                        oper_state: link.oper_state.clone(),
+                        mtu: link.mtu,
+                        addresses: link.addresses.iter().cloned().collect(),
+                        counters: link.counters,
+                        route_to_remote,
+                    },
+                    None => TunnelLive {
+                        oper_state: "missing".into(),
+                        route_to_remote,
+                        ..TunnelLive::default()
+                    },
+                };
+                found.insert(name.clone(), live);
+            }
+            Ok::<_, SystemError>(found)
+        })?;
+        Ok(Some(found))
     }
 
     fn undone_steps(

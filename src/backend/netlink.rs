@@ -4,13 +4,14 @@
 //! an existing netdev, and which kinds of link the kernel can make.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use futures_util::TryStreamExt as _;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, State};
 use rtnetlink::Handle;
 
-use super::SystemError;
+use super::{Counters, RouteTo, SystemError};
 use crate::plan::KindSupport;
 
 /// One link as the kernel reports it.
@@ -23,6 +24,10 @@ pub struct Link {
     pub oper_state: String,
     /// Addresses with their prefix, as `10.42.0.1/24` and `fd42:42::1/64`.
     pub addresses: BTreeSet<String>,
+    /// Its kind (`IFLA_INFO_KIND`: `bridge`, `vxlan`…), if it has one.
+    pub kind: Option<String>,
+    pub mtu: Option<u32>,
+    pub counters: Option<Counters>,
 }
 
 fn netlink_error(what: impl Into<String>, e: impl std::fmt::Display) -> SystemError {
@@ -61,10 +66,30 @@ impl Netlink {
         {
             let mut name = None;
             let mut oper_state = String::from("unknown");
+            let (mut kind, mut mtu, mut counters) = (None, None, None);
             for attribute in &message.attributes {
                 match attribute {
                     LinkAttribute::IfName(n) => name = Some(n.clone()),
                     LinkAttribute::OperState(state) => oper_state = state_name(*state),
+                    LinkAttribute::Mtu(m) => mtu = Some(*m),
+                    LinkAttribute::Stats64(s) => {
+                        counters = Some(Counters {
+                            rx_bytes: s.rx_bytes,
+                            tx_bytes: s.tx_bytes,
+                            rx_packets: s.rx_packets,
+                            tx_packets: s.tx_packets,
+                            rx_errors: s.rx_errors,
+                            tx_errors: s.tx_errors,
+                            rx_dropped: s.rx_dropped,
+                            tx_dropped: s.tx_dropped,
+                        })
+                    }
+                    LinkAttribute::LinkInfo(infos) => {
+                        kind = infos.iter().find_map(|info| match info {
+                            netlink_packet_route::link::LinkInfo::Kind(k) => Some(k.to_string()),
+                            _ => None,
+                        });
+                    }
                     _ => {}
                 }
             }
@@ -83,6 +108,9 @@ impl Netlink {
                         .contains(netlink_packet_route::link::LinkFlags::Up),
                     oper_state,
                     addresses: BTreeSet::new(),
+                    kind,
+                    mtu,
+                    counters,
                 },
             );
         }
@@ -115,6 +143,58 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+
+    /// The route the kernel takes to `to`; `None` when there is none
+    /// (unreachable).
+    pub async fn route_to(&self, to: IpAddr) -> Result<Option<RouteTo>, SystemError> {
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+        let what = || format!("looking up the route to {to}");
+        let full = if to.is_ipv4() { 32 } else { 128 };
+        let message = rtnetlink::RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(to, full)
+            .map_err(|e| netlink_error(what(), format!("{e:?}")))?
+            .build();
+        let mut routes = self.handle.route().get(message).execute();
+        let route = match routes.try_next().await {
+            Ok(Some(route)) => route,
+            Ok(None) => return Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e))
+                if [nix::libc::ENETUNREACH, nix::libc::EHOSTUNREACH].contains(&-e.raw_code()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(netlink_error(what(), e)),
+        };
+        let address = |a: &RouteAddress| match a {
+            RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+            RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+            _ => None,
+        };
+        let mut found = RouteTo {
+            device: None,
+            gateway: None,
+            source: None,
+        };
+        let mut index = None;
+        for attribute in &route.attributes {
+            match attribute {
+                RouteAttribute::Oif(i) => index = Some(*i),
+                RouteAttribute::Gateway(a) => found.gateway = address(a),
+                RouteAttribute::PrefSource(a) => found.source = address(a),
+                _ => {}
+            }
+        }
+        if let Some(index) = index {
+            let mut links = self.handle.link().get().match_index(index).execute();
+            if let Ok(Some(link)) = links.try_next().await {
+                found.device = link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::IfName(n) => Some(n.clone()),
+                    _ => None,
+                });
+            }
+        }
+        Ok(Some(found))
     }
 
     pub async fn delete(&self, name: &str, index: u32) -> Result<(), SystemError> {

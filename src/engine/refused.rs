@@ -1,7 +1,7 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
 //! The web server answers each with 409 Conflict (422 for `Invalid`, 404
-//! for `NoSuchContainer`).
+//! for `NoSuchContainer` and `NoSuchTunnel`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
@@ -130,6 +130,17 @@ pub enum Refused {
         name: String,
         generation: Option<u64>,
         /// The containers there are.
+        help: String,
+    },
+    #[error(
+        "tunnel {name} is not managed by ctm: {}",
+        match generation { Some(n) => format!("generation {n} has no tunnel {name}"), None => "nothing has been applied yet".into() }
+    )]
+    #[diagnostic(code(ctm::no_such_tunnel), help("{help}"))]
+    NoSuchTunnel {
+        name: String,
+        generation: Option<u64>,
+        /// The tunnels there are.
         help: String,
     },
 }
