@@ -232,7 +232,39 @@ fn state_name(state: State) -> String {
 /// `/proc/modules` nor `/sys/module` can tell this: a kernel without
 /// modules has neither, and built-in drivers need not appear there.
 /// Nothing in the host's own namespace is touched.
+///
+/// A kind found is remembered for the life of the process (support does
+/// not go away; `ctm serve` plans often, and a namespace is not free to
+/// make); a kind missing is asked again each time, so that a module
+/// installed meanwhile is seen.
 pub fn probe_kinds(kinds: &BTreeSet<String>) -> BTreeMap<String, KindSupport> {
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static FOUND: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| Mutex::new(BTreeSet::new()));
+    let known: BTreeSet<String> = found
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .intersection(kinds)
+        .cloned()
+        .collect();
+    let mut support: BTreeMap<String, KindSupport> = known
+        .iter()
+        .map(|k| (k.clone(), KindSupport::Supported))
+        .collect();
+    let unknown: BTreeSet<String> = kinds.difference(&known).cloned().collect();
+    let probed = probe_now(&unknown);
+    found.lock().unwrap_or_else(PoisonError::into_inner).extend(
+        probed
+            .iter()
+            .filter(|(_, s)| **s == KindSupport::Supported)
+            .map(|(k, _)| k.clone()),
+    );
+    support.extend(probed);
+    support
+}
+
+/// [`probe_kinds`] without the memory.
+fn probe_now(kinds: &BTreeSet<String>) -> BTreeMap<String, KindSupport> {
     if kinds.is_empty() {
         return BTreeMap::new();
     }
