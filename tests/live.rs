@@ -922,3 +922,101 @@ container "web" {
         }
     });
 }
+
+/// Runs `ip ARGS` on this machine (the labs' host).
+fn ip_here(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        lab::show_output(&out)
+    );
+}
+
+/// Deletes a link of this machine's when dropped (the end of a veth pair
+/// that a failed test did not move into a lab).
+struct LinkHere(String);
+
+impl Drop for LinkHere {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn a_vxlan_tunnel_between_two_labs_carries_ping_both_ways() {
+    if lab_unavailable() {
+        return;
+    }
+    let host = |me: u8, peer: u8| {
+        format!(
+            r#"
+host "lab" {{
+    uplink "host0"
+}}
+
+tunnel "vx42" {{
+    vxlan id=42 local="10.99.0.{me}" remote="10.99.0.{peer}"
+    address "172.16.42.{}/31"
+}}
+"#,
+            me - 1
+        )
+    };
+    let labs = [
+        lab_with("vxlan-a", &host(1, 2)),
+        lab_with("vxlan-b", &host(2, 1)),
+    ];
+    // The underlay: a veth pair from one lab's namespace to the other's.
+    let tag = std::process::id() % 100_000;
+    let ends = [format!("ctu{tag}a"), format!("ctu{tag}b")];
+    let _guard = LinkHere(ends[0].clone());
+    ip_here(&[
+        "link", "add", &ends[0], "type", "veth", "peer", "name", &ends[1],
+    ]);
+    for (i, (lab, end)) in labs.iter().zip(&ends).enumerate() {
+        ip_here(&["link", "set", end, "netns", &lab.leader().to_string()]);
+        lab.ok(&[
+            "ip",
+            "address",
+            "add",
+            &format!("10.99.0.{}/24", i + 1),
+            "dev",
+            end,
+        ]);
+        lab.ok(&["ip", "link", "set", end, "up"]);
+    }
+    for lab in &labs {
+        ctm_ok(lab, &["apply", "/root/host.kdl", "--yes"]);
+    }
+    for (lab, peer) in labs.iter().zip(["172.16.42.1", "172.16.42.0"]) {
+        eventually(
+            &format!("{} pings {peer} through the tunnel", lab.name()),
+            Duration::from_secs(30),
+            || {
+                let out = lab.run(&["ping", "-c", "1", "-W", "1", peer]);
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(lab::show_output(&out))
+                }
+            },
+        );
+    }
+    // The packets went through the tunnel: its counters say so.
+    let json: serde_json::Value =
+        serde_json::from_str(&ctm_ok(&labs[0], &["tunnel", "status", "vx42", "--json"])).unwrap();
+    let counters = &json["tunnels"][0]["live"]["counters"];
+    assert!(counters["rx_packets"].as_u64().unwrap_or(0) > 0, "{json}");
+    assert!(counters["tx_packets"].as_u64().unwrap_or(0) > 0, "{json}");
+    assert_eq!(
+        json["tunnels"][0]["problems"],
+        serde_json::json!([]),
+        "{json}"
+    );
+}
