@@ -2466,6 +2466,27 @@ fn tunnel_endpoints_of_a_vxlan_of_different_families() {
 }
 
 #[test]
+fn duplicate_vxlan_id_and_port() {
+    let text = kdl(&format!(
+        "tunnel \"site-b\" {{\n{VXLAN}}}\ntunnel \"site-c\" {{\n    vxlan id=42 local=\"192.0.2.1\" remote=\"203.0.113.9\"\n}}\n"
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::duplicate-vxlan",
+        "tunnel `site-b` already uses VXLAN id 42 on port 4789 over IPv4",
+        "42",
+        "\"site-c\"",
+    );
+    assert_related(&text, &d, &[("42", "id=", "first used here")]);
+    // Another port, or another family, is another link.
+    let other_port = kdl(&format!(
+        "tunnel \"site-b\" {{\n{VXLAN}}}\ntunnel \"site-c\" {{\n    vxlan id=42 local=\"192.0.2.1\" remote=\"203.0.113.9\" port=4790\n}}\n"
+    ));
+    assert_eq!(list(&diagnose(&other_port, Format::Kdl)), "");
+}
+
+#[test]
 fn tunnel_mtu_more_than_the_underlay_carries() {
     let text = tunnel(&format!("{VXLAN}    mtu 1500\n"));
     let d = expect_one(

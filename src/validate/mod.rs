@@ -431,6 +431,9 @@ impl Validator {
     fn tunnels(&mut self, doc: &Document) -> BTreeMap<IfName, TunnelEntry> {
         let mut tunnels = BTreeMap::new();
         let mut seen: BTreeMap<IfName, SourceSpan> = BTreeMap::new();
+        // The kernel has one VXLAN device per id, port and family in a
+        // network namespace (`vxlan_vni_in_use`: "already exists").
+        let mut vxlans: BTreeMap<(u32, u16, bool), (IfName, SourceSpan)> = BTreeMap::new();
         for node in doc.nodes_named("tunnel") {
             let Some(name) =
                 self.parse_str(node.arg(0), "ctm::invalid-interface-name", IfName::parse)
@@ -471,6 +474,30 @@ impl Validator {
             }) else {
                 continue;
             };
+            if let Encapsulation::Vxlan { id, port, .. } = &encapsulation
+                && let Some(id_span) = kind.prop("id").map(|v| v.span)
+            {
+                let key = (id.get(), port.get(), local.is_ipv4());
+                if let Some((other, first)) = vxlans.get(&key) {
+                    self.push(
+                        Diagnostic::error(
+                            "ctm::duplicate-vxlan",
+                            format!(
+                                "tunnel `{other}` already uses VXLAN id {id} on port {port} over {}",
+                                if key.2 { "IPv4" } else { "IPv6" }
+                            ),
+                            id_span,
+                        )
+                        .with_label("used again here")
+                        .with_related(*first, "first used here")
+                        .with_help(
+                            "the kernel makes one VXLAN link per id and port: give this tunnel another id (both ends), or another port",
+                        ),
+                    );
+                    continue;
+                }
+                vxlans.insert(key, (name.value.clone(), id_span));
+            }
             let tunnel = Tunnel {
                 name: name.value.clone(),
                 local,
