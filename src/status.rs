@@ -318,7 +318,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
                 .map(|t| TunnelStatus {
                     name: t.name.to_string(),
                     local: t.local.to_string(),
-                    remote: t.remote.to_string(),
+                    remote: t.remote().to_string(),
                     addresses: t.addresses.iter().map(ToString::to_string).collect(),
                     link: link_of(t.name.as_str()),
                     drift: drift_of(&Owner::Tunnel(t.name.clone())),
@@ -448,6 +448,8 @@ mod tests {
             provisioning: Vec::new(),
             kept_rootfs: Vec::new(),
             held: Vec::new(),
+            unsupported_links: Vec::new(),
+            unchecked_links: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),

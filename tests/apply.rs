@@ -271,7 +271,7 @@ fn apply_then_plan_shows_no_changes() {
     let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
-        out(&o).contains("Plan: 25 to add, 0 to change, 0 to destroy; 11 actions."),
+        out(&o).contains("Plan: 30 to add, 0 to change, 0 to destroy; 11 actions."),
         "{}",
         out(&o)
     );
@@ -1050,7 +1050,7 @@ fn generations_diff_rollback_and_gc() {
     assert_eq!(list[2]["current"], true);
     assert_eq!(
         list[0]["generation"]["summary"],
-        "3 containers, 1 network, 1 tunnel"
+        "3 containers, 1 network, 2 tunnels"
     );
 
     let o = lab.ctm(&["diff", "1", "2"]);

@@ -114,7 +114,7 @@ fn compile_writes_the_golden_tree_and_the_lock() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("updated"), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("wrote 0 files to out (25 unchanged)"),
+        stderr(&o).contains("wrote 0 files to out (30 unchanged)"),
         "{}",
         stderr(&o)
     );
@@ -132,7 +132,7 @@ fn compile_writes_the_golden_tree_and_the_lock() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("wrote 1 files to out (24 unchanged)"),
+        stderr(&o).contains("wrote 1 files to out (29 unchanged)"),
         "{}",
         stderr(&o)
     );
@@ -217,7 +217,7 @@ fn check_exit_codes_and_summary() {
     let dir = scratch("homelab.kdl");
     let o = ctm(&["check", "homelab.kdl"], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("homelab.kdl: ok (3 containers, 1 network, 1 tunnel)"));
+    assert!(stderr(&o).contains("homelab.kdl: ok (3 containers, 1 network, 2 tunnels)"));
     // check reads the lock but never writes it.
     assert!(!dir.path().join("homelab.kdl.lock").exists());
 

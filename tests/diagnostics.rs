@@ -283,13 +283,18 @@ fn missing_node_gre_of_a_tunnel() {
         &text,
         Format::Kdl,
         "ctm::missing-node",
-        "`tunnel` needs `gre`",
+        "`tunnel` needs `gre` or `vxlan`",
         "tunnel",
         "tunnel",
     );
+    assert_eq!(
+        d.label.as_deref(),
+        Some("the kind of tunnel is missing here")
+    );
     assert_help(
         &d,
-        "add it, for example: gre local=\"192.0.2.1\" remote=\"198.51.100.7\"",
+        "add one, for example: gre local=\"192.0.2.1\" remote=\"198.51.100.7\", \
+         or vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\"",
     );
 }
 
@@ -2294,6 +2299,271 @@ fn tunnel_endpoints_the_same() {
         "\"192.0.2.1\"",
         "remote=",
     );
+}
+
+/// A tunnel `site-b` with these lines in its body.
+fn tunnel(body: &str) -> String {
+    kdl(&format!("tunnel \"site-b\" {{\n{body}}}\n"))
+}
+
+const VXLAN: &str = "    vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\"\n";
+
+#[test]
+fn a_valid_vxlan_tunnel_has_no_diagnostics() {
+    let text = tunnel(&format!(
+        "{VXLAN}    mtu 1450\n    address \"172.16.1.0/31\"\n"
+    ));
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+    let text = tunnel(
+        "    vxlan id=7 local=\"192.0.2.1\" group=\"239.1.1.1\" device=\"eth1\" port=8472 underlay-mtu=9000\n    mtu 8950\n",
+    );
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+}
+
+#[test]
+fn tunnel_kind_gre_and_vxlan() {
+    let text = tunnel(&format!(
+        "    gre local=\"192.0.2.1\" remote=\"198.51.100.7\"\n{VXLAN}"
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::tunnel-kind",
+        "a tunnel is either `gre` or `vxlan`, not both",
+        "vxlan",
+        "vxlan",
+    );
+    assert_related(&text, &d, &[("gre", "gre", "first kind")]);
+    assert_help(&d, "make a tunnel of each kind, with its own name");
+}
+
+#[test]
+fn invalid_value_vxlan_id() {
+    let text = tunnel("    vxlan id=16777216 local=\"192.0.2.1\" remote=\"198.51.100.7\"\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "16777216 is not a VXLAN id; ids are 1 to 16777215",
+        "16777216",
+        "id=",
+    );
+    assert_eq!(d.label.as_deref(), Some("not a VXLAN id"));
+}
+
+#[test]
+fn invalid_port_of_a_vxlan_tunnel() {
+    let text = tunnel("    vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\" port=70000\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-port",
+        "70000 is not a port; ports are 1 to 65535",
+        "70000",
+        "port=",
+    );
+}
+
+#[test]
+fn invalid_interface_name_of_a_vxlan_device() {
+    let text =
+        tunnel("    vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\" device=\"eth 0\"\n");
+    let d = diagnose(&text, Format::Kdl);
+    assert_eq!(d.len(), 1, "{}", list(&d));
+    assert_eq!(d[0].code, "ctm::invalid-interface-name");
+    assert_span(&text, d[0].span, "\"eth 0\"", "device=");
+}
+
+#[test]
+fn vxlan_peer_remote_and_group() {
+    let text = tunnel(
+        "    vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\" group=\"239.1.1.1\" device=\"eth0\"\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::vxlan-peer",
+        "a VXLAN tunnel sends to a `remote` or to a `group`, not both",
+        "\"239.1.1.1\"",
+        "group=",
+    );
+    assert_help(
+        &d,
+        "keep `remote` for one peer, `group` for a multicast group of them",
+    );
+}
+
+#[test]
+fn vxlan_peer_missing() {
+    let text = tunnel("    vxlan id=42 local=\"192.0.2.1\"\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::vxlan-peer",
+        "a VXLAN tunnel needs `remote` or `group`",
+        "vxlan",
+        "vxlan",
+    );
+    assert_eq!(d.label.as_deref(), Some("sends to whom?"));
+}
+
+#[test]
+fn vxlan_peer_group_not_multicast() {
+    let text =
+        tunnel("    vxlan id=42 local=\"192.0.2.1\" group=\"198.51.100.7\" device=\"eth0\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::vxlan-peer",
+        "198.51.100.7 is not a multicast address",
+        "\"198.51.100.7\"",
+        "group=",
+    );
+}
+
+#[test]
+fn vxlan_peer_group_without_device() {
+    let text = tunnel("    vxlan id=42 local=\"192.0.2.1\" group=\"239.1.1.1\"\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::vxlan-peer",
+        "a multicast group needs the underlay `device` to join it on",
+        "\"239.1.1.1\"",
+        "group=",
+    );
+    assert_help(&d, "name the interface: device=\"eth0\"");
+}
+
+#[test]
+fn vxlan_peer_remote_multicast() {
+    let text = tunnel("    vxlan id=42 local=\"192.0.2.1\" remote=\"239.1.1.1\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::vxlan-peer",
+        "239.1.1.1 is a multicast address",
+        "\"239.1.1.1\"",
+        "remote=",
+    );
+}
+
+#[test]
+fn tunnel_endpoints_of_a_vxlan_of_different_families() {
+    let text = tunnel("    vxlan id=42 local=\"192.0.2.1\" remote=\"2001:db8::7\"\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::tunnel-endpoints",
+        "the tunnel's endpoints are of different address families",
+        "\"2001:db8::7\"",
+        "remote=",
+    );
+    assert_help(
+        &d,
+        "use two IPv4 addresses (vxlan over IPv4) or two IPv6 addresses (vxlan over IPv6)",
+    );
+}
+
+#[test]
+fn duplicate_vxlan_id_and_port() {
+    let text = kdl(&format!(
+        "tunnel \"site-b\" {{\n{VXLAN}}}\ntunnel \"site-c\" {{\n    vxlan id=42 local=\"192.0.2.1\" remote=\"203.0.113.9\"\n}}\n"
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::duplicate-vxlan",
+        "tunnel `site-b` already uses VXLAN id 42 on port 4789 over IPv4",
+        "42",
+        "\"site-c\"",
+    );
+    assert_related(&text, &d, &[("42", "id=", "first used here")]);
+    // Another port, or another family, is another link.
+    let other_port = kdl(&format!(
+        "tunnel \"site-b\" {{\n{VXLAN}}}\ntunnel \"site-c\" {{\n    vxlan id=42 local=\"192.0.2.1\" remote=\"203.0.113.9\" port=4790\n}}\n"
+    ));
+    assert_eq!(list(&diagnose(&other_port, Format::Kdl)), "");
+}
+
+#[test]
+fn tunnel_mtu_more_than_the_underlay_carries() {
+    let text = tunnel(&format!("{VXLAN}    mtu 1500\n"));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::tunnel-mtu",
+        "an MTU of 1500 is more than a 1500-byte underlay carries over vxlan (at most 1450)",
+        "1500",
+        "mtu ",
+    );
+    assert_eq!(d.label.as_deref(), Some("50 bytes of headers do not fit"));
+    assert_help(
+        &d,
+        "lower it to 1450 or less, or, if every link between the endpoints carries more, say so: underlay-mtu=1550",
+    );
+    // Over IPv6 VXLAN carries 70 bytes of headers; GRE over IPv4, 24.
+    let text =
+        tunnel("    vxlan id=42 local=\"2001:db8::1\" remote=\"2001:db8::7\"\n    mtu 1431\n");
+    let d = diagnose(&text, Format::Kdl);
+    assert_eq!(d.len(), 1, "{}", list(&d));
+    assert_eq!(
+        d[0].message,
+        "an MTU of 1431 is more than a 1500-byte underlay carries over vxlan (at most 1430)"
+    );
+    let text = tunnel(
+        "    gre local=\"192.0.2.1\" remote=\"198.51.100.7\" underlay-mtu=1400\n    mtu 1400\n",
+    );
+    let d = diagnose(&text, Format::Kdl);
+    assert_eq!(d.len(), 1, "{}", list(&d));
+    assert_eq!(
+        d[0].message,
+        "an MTU of 1400 is more than a 1400-byte underlay carries over gre (at most 1376)"
+    );
+}
+
+#[test]
+fn tunnel_mtu_more_than_the_underlay_carries_in_toml() {
+    let text = toml(
+        "\n[tunnel.site-b]\nvxlan = { id = 42, local = \"192.0.2.1\", remote = \"198.51.100.7\" }\nmtu = 1451\n",
+    );
+    expect_one(
+        &text,
+        Format::Toml,
+        "ctm::tunnel-mtu",
+        "an MTU of 1451 is more than a 1500-byte underlay carries over vxlan (at most 1450)",
+        "1451",
+        "mtu = ",
+    );
+}
+
+#[test]
+fn tunnel_mtu_of_an_underlay_too_small() {
+    let text =
+        tunnel("    vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\" underlay-mtu=100\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::tunnel-mtu",
+        "an underlay MTU of 100 bytes cannot carry vxlan with its 50 bytes of headers",
+        "100",
+        "underlay-mtu=",
+    );
+    assert_eq!(d.label.as_deref(), Some("too small"));
+}
+
+#[test]
+fn invalid_value_tunnel_mtu() {
+    let text = tunnel(&format!("{VXLAN}    mtu 67\n"));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "67 is not an MTU; MTUs are 68 to 65535 bytes",
+        "67",
+        "mtu ",
+    );
+    assert_eq!(d.label.as_deref(), Some("not an MTU"));
 }
 
 #[test]

@@ -187,6 +187,65 @@ fn a_failed_action_is_undone_in_reverse_after_the_files_are_restored() {
 }
 
 #[test]
+fn a_tunnel_of_a_kind_the_kernel_lacks_is_refused_before_anything_changes() {
+    let h = Host::new();
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    let text = std::fs::read_to_string(h.file()).unwrap();
+    std::fs::write(
+        h.file(),
+        text + "tunnel \"site-b\" {\n    gre local=\"192.0.2.1\" remote=\"198.51.100.7\"\n    address \"172.16.0.0/31\"\n}\n",
+    )
+    .unwrap();
+    h.fake.without_kind("gre");
+    let target = h.target();
+    let prepared = apply::prepare_apply(
+        &target,
+        h.desired(),
+        Options::default(),
+        None,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let notes = &prepared.plan.unsupported_links;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].kind, "gre");
+    assert_eq!(notes[0].links, ["site-b"]);
+    assert!(prepared.plan.unchecked_links.is_empty());
+    let text = ctm::plan::render::text(
+        &prepared.plan,
+        "ctm apply",
+        ctm::plan::render::Show::NoDiffs,
+    );
+    assert!(
+        text.contains("Not supported by the running kernel:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(site-b): the kernel has no such kind"),
+        "{text}"
+    );
+    let e = apply::apply(&target, prepared, None, Runner::Foreground, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "the running kernel cannot make gre links (site-b: the kernel has no such kind of link"
+        ) && e.contains("nothing was changed"),
+        "{e}"
+    );
+    // Observed, then nothing: no file switched, no action performed.
+    assert_eq!(h.fake.take_calls(), ["observe"]);
+    assert_eq!(h.current(), Some(1));
+    assert!(
+        !h.root()
+            .join("etc/systemd/network/50-ctm-site-b.netdev")
+            .exists()
+    );
+}
+
+#[test]
 fn a_switch_cut_short_by_a_crash_is_undone_whole_by_the_next_session() {
     let h = Host::new();
     h.fake.crash_on("start container db");
@@ -376,4 +435,113 @@ fn metrics_report_each_container_the_drift_and_the_last_apply() {
         .unwrap();
     assert_eq!(last.result, "applied");
     assert_eq!(last.generation, Some(1));
+}
+
+#[test]
+fn tunnel_status_reports_each_tunnel_of_the_generation_with_what_looks_wrong() {
+    use ctm::engine::tunnels;
+    let h = Host::new();
+    let text = std::fs::read_to_string(h.file()).unwrap();
+    std::fs::write(
+        h.file(),
+        text + "tunnel \"vx42\" {\n    vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\"\n}\n",
+    )
+    .unwrap();
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+
+    let target = h.target();
+    let all = tunnels::status(&target, None, &mut |_| {}).unwrap();
+    assert_eq!(all.generation, Some(1));
+    assert!(all.live_system);
+    assert_eq!(all.tunnels.len(), 1);
+    let vx = &all.tunnels[0];
+    assert_eq!(
+        (vx.name.as_str(), vx.kind, vx.id, vx.port, vx.expected_mtu),
+        ("vx42", "vxlan", Some(42), Some(4789), Some(1450))
+    );
+    let live = vx.live.as_ref().unwrap();
+    assert!(live.exists && live.up);
+    assert_eq!(live.counters.unwrap().tx_packets, 20);
+    assert!(vx.problems.is_empty(), "{:?}", vx.problems);
+    assert_eq!(h.fake.take_calls(), ["tunnels: vx42"]);
+
+    h.fake.without_link("vx42");
+    let one = tunnels::status(&target, Some("vx42"), &mut |_| {}).unwrap();
+    assert_eq!(
+        one.tunnels[0].problems.len(),
+        1,
+        "{:?}",
+        one.tunnels[0].problems
+    );
+    assert!(
+        one.tunnels[0].problems[0].starts_with("link vx42 is missing"),
+        "{:?}",
+        one.tunnels[0].problems
+    );
+
+    let e = tunnels::status(&target, Some("nope"), &mut |_| {}).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "tunnel nope is not managed by ctm: generation 1 has no tunnel nope"
+    );
+
+    // A files-only root asks the kernel nothing.
+    let files_only = tunnels::status(&Target::new(h.root()), None, &mut |_| {}).unwrap();
+    assert!(!files_only.live_system);
+    assert_eq!(files_only.tunnels[0].live, None);
+    assert!(files_only.tunnels[0].problems.is_empty());
+}
+
+#[test]
+fn tunnel_problems_name_a_link_down_a_wrong_mtu_a_missing_address_and_no_route() {
+    use ctm::backend::{RouteTo, TunnelLive};
+    use ctm::engine::tunnels::problems;
+    use ctm::model::{Encapsulation, IfName, Port, Tunnel, Vni, VxlanPeer};
+    let tunnel = Tunnel {
+        name: IfName::parse("vx42").unwrap(),
+        local: "192.0.2.1".parse().unwrap(),
+        encapsulation: Encapsulation::Vxlan {
+            id: Vni::from_integer(42).unwrap(),
+            peer: VxlanPeer::Remote("198.51.100.7".parse().unwrap()),
+            port: Port::from_integer(4789).unwrap(),
+            device: None,
+        },
+        mtu: None,
+        underlay_mtu: None,
+        addresses: vec!["172.16.1.0/31".parse().unwrap()],
+    };
+    let addresses = ["172.16.1.0/31".to_string()];
+    let healthy = TunnelLive {
+        exists: true,
+        kind: Some("vxlan".into()),
+        up: true,
+        oper_state: "unknown".into(),
+        mtu: Some(1450),
+        addresses: addresses.to_vec(),
+        counters: None,
+        route_to_remote: Some(RouteTo {
+            device: Some("eth0".into()),
+            gateway: None,
+            source: None,
+        }),
+    };
+    assert!(problems(&tunnel, &healthy, Some(1450), &addresses).is_empty());
+    let broken = TunnelLive {
+        up: false,
+        oper_state: "down".into(),
+        mtu: Some(1500),
+        addresses: Vec::new(),
+        route_to_remote: None,
+        ..healthy
+    };
+    assert_eq!(
+        problems(&tunnel, &broken, Some(1450), &addresses),
+        [
+            "link vx42 is down (`ip link set vx42 up`, or `networkctl reconfigure vx42`)",
+            "link vx42 has an MTU of 1500, not 1450",
+            "link vx42 lacks its address 172.16.1.0/31",
+            "no route to the remote endpoint 198.51.100.7: the underlay cannot reach it",
+        ]
+    );
 }

@@ -696,6 +696,45 @@ fn groups_go_one_after_another_and_the_canary_group_first() {
 }
 
 #[test]
+fn a_host_whose_kernel_lacks_a_kind_of_link_stops_the_run_before_any_host_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "host \"a\" {\n    ssh \"a\"\n    file \"h.kdl\"\n}\n\
+                host \"b\" {\n    ssh \"b\"\n    file \"h.kdl\"\n}\n";
+    std::fs::write(dir.path().join("fleet.kdl"), text).unwrap();
+    std::fs::write(dir.path().join("h.kdl"), HOST_FILE).unwrap();
+    let ready = fleet::ready(&dir.path().join("fleet.kdl"), &[]).unwrap();
+    let hosts = ready
+        .hosts
+        .iter()
+        .map(|s| {
+            let mut plan = some_plan();
+            if s.host.name.as_str() == "b" {
+                plan.unsupported_links = vec![ctm::plan::LinkKindNote {
+                    kind: "gre".into(),
+                    links: vec!["site-b".into()],
+                    reason: "the kernel has no such kind of link".into(),
+                }];
+            }
+            let host_plan = fleet::HostPlan {
+                selected: s.clone(),
+                remote_dir: "/tmp/x".into(),
+                plan,
+            };
+            (s.clone(), Ok(host_plan))
+        })
+        .collect();
+    let plan = fleet::FleetPlan { hosts };
+    assert_eq!(
+        plan.refusal().map(|r| r.to_string()),
+        Some(
+            "1 of the fleet's hosts cannot be applied; nothing was changed:\n  \
+             b: its kernel cannot make gre links (site-b)"
+                .to_string()
+        )
+    );
+}
+
+#[test]
 fn on_selects_hosts_by_name_or_tag_and_refuses_a_name_that_selects_nothing() {
     let loaded = fleet::load_valid(&repo().join("examples/fleet.kdl")).unwrap();
     let fleet = loaded.fleet().unwrap();

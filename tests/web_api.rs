@@ -826,7 +826,9 @@ async fn status_shows_the_generation_drift_and_resource_use() {
     assert_eq!(s["containers"][1]["drift"], json!([]));
     assert_eq!(s["networks"][0]["bridge"], "br-lan");
     assert_eq!(s["networks"][0]["containers"], 3);
-    assert_eq!(s["tunnels"][0]["remote"], "198.51.100.7");
+    // Sorted by name: lab-vx (vxlan), then site-b (gre).
+    assert_eq!(s["tunnels"][0]["remote"], "203.0.113.9");
+    assert_eq!(s["tunnels"][1]["remote"], "198.51.100.7");
     f.edit_host("host=8080", "host=8081");
     let s = f.api(Method::GET, "/api/status", None).await.json();
     assert_eq!(s["host_file_changed"], true);

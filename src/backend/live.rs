@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::exec;
-use super::netlink::Netlink;
+use super::netlink::{self, Netlink};
 use super::nft::Nft;
 use super::provision;
 use super::rootfs;
 use super::systemd::{self, Systemd, Verb};
-use super::{ContainerLive, Progress, StepRecord, System, SystemError, stats};
+use super::{ContainerLive, Progress, StepRecord, System, SystemError, TunnelLive, stats};
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
 use crate::fs;
@@ -622,6 +622,9 @@ impl System for LiveSystem {
             made_rootfs: Some(rootfs::made_by_ctm_except(&self.root, &expect.containers)),
             undone_steps: None,
             links: Some(links),
+            link_kinds: Some(netlink::probe_kinds(
+                &expect.links.values().map(|l| l.kind.clone()).collect(),
+            )),
             firewall: Some(FirewallState {
                 chains: table.map(|t| t.chains),
                 edited,
@@ -673,6 +676,41 @@ impl System for LiveSystem {
                 .iter()
                 .try_for_each(|name| rootfs::put_back(&self.root, name)),
         }
+    }
+
+    fn tunnels(
+        &mut self,
+        remotes: &BTreeMap<String, IpAddr>,
+    ) -> Result<Option<BTreeMap<String, TunnelLive>>, SystemError> {
+        let names: BTreeSet<String> = remotes.keys().cloned().collect();
+        let netlink = &self.netlink;
+        let found = self.runtime.block_on(async {
+            let links = netlink.links(&names).await?;
+            let mut found = BTreeMap::new();
+            for (name, remote) in remotes {
+                let route_to_remote = netlink.route_to(*remote).await?;
+                let live = match links.get(name) {
+                    Some(link) => TunnelLive {
+                        exists: true,
+                        kind: link.kind.clone(),
+                        up: link.up,
+                        oper_state: link.oper_state.clone(),
+                        mtu: link.mtu,
+                        addresses: link.addresses.iter().cloned().collect(),
+                        counters: link.counters,
+                        route_to_remote,
+                    },
+                    None => TunnelLive {
+                        oper_state: "missing".into(),
+                        route_to_remote,
+                        ..TunnelLive::default()
+                    },
+                };
+                found.insert(name.clone(), live);
+            }
+            Ok::<_, SystemError>(found)
+        })?;
+        Ok(Some(found))
     }
 
     fn undone_steps(

@@ -56,6 +56,49 @@ pub struct ContainerLive {
     pub paused: bool,
 }
 
+/// A link's counters (`IFLA_STATS64`), since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+/// The route the kernel takes to an address (`ip route get`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTo {
+    /// The interface packets leave through.
+    pub device: Option<String>,
+    /// The next hop, when it is not on a directly attached network.
+    pub gateway: Option<IpAddr>,
+    /// The source address the kernel picks.
+    pub source: Option<IpAddr>,
+}
+
+/// A tunnel's link as the kernel reports it (`ctm tunnel status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelLive {
+    /// The link exists; the rest is empty when it does not.
+    pub exists: bool,
+    /// As the kernel names it (`vxlan`, `gre`, `ip6gre`).
+    pub kind: Option<String>,
+    /// Administratively up.
+    pub up: bool,
+    /// The kernel's operational state (`up`, `down`, `unknown`…).
+    pub oper_state: String,
+    pub mtu: Option<u32>,
+    /// Addresses with their prefix.
+    pub addresses: Vec<String>,
+    pub counters: Option<Counters>,
+    /// How the underlay reaches the remote endpoint; `None`: no route.
+    pub route_to_remote: Option<RouteTo>,
+}
+
 /// What one provisioning step of a container did in an apply; the new
 /// generation keeps them (`provisioned.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +150,14 @@ pub trait System {
         &mut self,
         _names: &BTreeSet<String>,
     ) -> Result<Option<BTreeMap<String, ContainerLive>>, SystemError> {
+        Ok(None)
+    }
+    /// The named tunnels' links, each with the route to its remote
+    /// endpoint (`ctm tunnel status`); `None` on a files-only root.
+    fn tunnels(
+        &mut self,
+        _remotes: &BTreeMap<String, IpAddr>,
+    ) -> Result<Option<BTreeMap<String, TunnelLive>>, SystemError> {
         Ok(None)
     }
     /// Arms the revert of an apply that waits for `ctm confirm`: at

@@ -5,12 +5,13 @@
 //! test, per action.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{ContainerLive, Progress, System, SystemError};
+use super::{ContainerLive, Counters, Progress, RouteTo, System, SystemError, TunnelLive};
 use crate::compile::health::Health;
-use crate::plan::{Action, SystemState};
+use crate::plan::{Action, KindSupport, SystemState};
 
 /// What the fake has seen, shared with the test that made it.
 #[derive(Debug, Default)]
@@ -39,6 +40,10 @@ pub struct Recording {
     /// Paths (under `root`) whose presence each `perform` notes, to show
     /// whether files were switched before an action.
     watch: Arc<Vec<(PathBuf, String)>>,
+    /// Kinds of link the fake kernel cannot make.
+    unsupported_kinds: Arc<Mutex<BTreeSet<String>>>,
+    /// Links the fake kernel does not have (`ctm tunnel status`).
+    missing_links: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Recording {
@@ -52,6 +57,16 @@ impl Recording {
         watch.push((path, label.to_string()));
         self.watch = Arc::new(watch);
         self
+    }
+
+    /// The fake kernel cannot make links of this kind (`gre`).
+    pub fn without_kind(&self, kind: &str) {
+        lock(&self.unsupported_kinds).insert(kind.to_string());
+    }
+
+    /// The fake kernel has no link of this name.
+    pub fn without_link(&self, name: &str) {
+        lock(&self.missing_links).insert(name.to_string());
     }
 
     /// The action with this summary fails, once.
@@ -110,6 +125,23 @@ impl System for Recording {
             paused: Some(lock(&self.log).paused.clone()),
             made_rootfs: Some(BTreeSet::new()),
             undone_steps: None,
+            link_kinds: Some(
+                expect
+                    .links
+                    .values()
+                    .map(|l| {
+                        let support = if lock(&self.unsupported_kinds).contains(&l.kind) {
+                            KindSupport::Unsupported {
+                                reason: "the kernel has no such kind of link (recording fake)"
+                                    .into(),
+                            }
+                        } else {
+                            KindSupport::Supported
+                        };
+                        (l.kind.clone(), support)
+                    })
+                    .collect(),
+            ),
         })
     }
 
@@ -288,6 +320,55 @@ impl System for Recording {
     fn kill(&mut self, name: &str, signal: i32) -> Result<(), SystemError> {
         self.record(format!("kill {name} with signal {signal}"));
         Ok(())
+    }
+
+    /// Every tunnel's link is there and up, with an MTU of 1450 and a
+    /// little traffic, and reached through `eth0` (unless the test said
+    /// it is missing).
+    fn tunnels(
+        &mut self,
+        remotes: &BTreeMap<String, IpAddr>,
+    ) -> Result<Option<BTreeMap<String, TunnelLive>>, SystemError> {
+        let names: Vec<&str> = remotes.keys().map(String::as_str).collect();
+        self.record(format!("tunnels: {}", names.join(", ")));
+        let missing = lock(&self.missing_links).clone();
+        Ok(Some(
+            remotes
+                .keys()
+                .map(|name| {
+                    let route_to_remote = Some(RouteTo {
+                        device: Some("eth0".into()),
+                        gateway: None,
+                        source: None,
+                    });
+                    let live = if missing.contains(name) {
+                        TunnelLive {
+                            oper_state: "missing".into(),
+                            route_to_remote,
+                            ..TunnelLive::default()
+                        }
+                    } else {
+                        TunnelLive {
+                            exists: true,
+                            kind: Some("vxlan".into()),
+                            up: true,
+                            oper_state: "unknown".into(),
+                            mtu: Some(1450),
+                            addresses: Vec::new(),
+                            counters: Some(Counters {
+                                rx_bytes: 1000,
+                                tx_bytes: 2000,
+                                rx_packets: 10,
+                                tx_packets: 20,
+                                ..Counters::default()
+                            }),
+                            route_to_remote,
+                        }
+                    };
+                    (name.clone(), live)
+                })
+                .collect(),
+        ))
     }
 
     fn arm_revert(&mut self, deadline: u64) -> Result<(), SystemError> {

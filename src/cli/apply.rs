@@ -77,9 +77,12 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             &args.diff,
         );
     }
-    if prepared.refusal().is_some() {
+    match prepared.refusal() {
         // The plan above lists the conflicts.
-        return Ok(ExitCode::FAILURE);
+        Some(crate::engine::refused::Refused::Conflicts { .. }) => return Ok(ExitCode::FAILURE),
+        // A kernel without a kind of link: the reason, said once more.
+        Some(refused) => return Err(refused.into()),
+        None => {}
     }
     let asks = saved.is_none() && runner != Runner::InUnit && !prepared.plan.is_empty();
     if asks && !confirm("Apply these changes?", args.yes)? {

@@ -14,6 +14,7 @@ mod output;
 mod plan;
 pub mod serve;
 mod status;
+mod tunnel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,6 +99,10 @@ enum Command {
     Destroy(destroy::Args),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
+    /// Tunnels: `status [NAME]` shows each one's link, counters and the
+    /// underlay's route to its remote endpoint, with what looks wrong.
+    #[command(subcommand)]
+    Tunnel(tunnel::Command),
     /// Remove old generations, and the images that no generation left uses.
     Gc(generations::GcArgs),
     /// Serve the web editor: dashboard, editor with plan preview, apply,
@@ -238,6 +243,7 @@ pub fn main() -> Run {
         Command::Logs(args) => report(container::logs(&args)),
         Command::Destroy(args) => report(destroy::run(&args)),
         Command::Info(args) => report(info::run(&args)),
+        Command::Tunnel(command) => report(tunnel::run(&command)),
         Command::Gc(args) => report(generations::gc(&args)),
         Command::Serve(args) => return Run::Serve(args),
         Command::Fleet(command) => report(fleet::run(&command)),

@@ -61,7 +61,10 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             &args.diff,
         );
     }
-    let (conflicts, empty) = (!plan.conflicts.is_empty(), plan.is_empty());
+    let empty = plan.is_empty();
+    // What `ctm apply` would refuse: conflicts, or a kind of link the
+    // kernel cannot make.
+    let refused = !plan.conflicts.is_empty() || (!plan.unsupported_links.is_empty() && !empty);
     if let Some(out) = &args.out {
         SavedPlan::new(&target, &desired, args.options, plan).save(out)?;
         errln(&format!(
@@ -70,7 +73,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             out.display()
         ));
     }
-    if conflicts {
+    if refused {
         return Ok(ExitCode::FAILURE);
     }
     Ok(match (args.detailed_exitcode, empty) {

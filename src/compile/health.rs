@@ -73,7 +73,7 @@ impl Check {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkHealth {
-    /// `bridge`, `gre` or `ip6gre`, as in the `.netdev`.
+    /// `bridge`, `gre`, `ip6gre` or `vxlan`, as in the `.netdev`.
     pub kind: String,
     /// Address and prefix, as networkd is told to configure them.
     pub addresses: Vec<String>,
@@ -145,12 +145,7 @@ pub fn health(host: &Host, chains: &Chains) -> Health {
         links.insert(
             tunnel.name.to_string(),
             LinkHealth {
-                kind: if tunnel.local.is_ipv4() {
-                    "gre"
-                } else {
-                    "ip6gre"
-                }
-                .into(),
+                kind: tunnel.kind().into(),
                 addresses: tunnel.addresses.iter().map(ToString::to_string).collect(),
             },
         );

@@ -3,7 +3,7 @@
 
 use super::ini::Ini;
 use super::{Artifacts, Owner};
-use crate::model::{Host, Network, Tunnel};
+use crate::model::{Encapsulation, Host, Network, Tunnel, VxlanPeer};
 
 pub fn bridge(network: &Network, header: &[String], out: &mut Artifacts) {
     let owner = || Owner::Network(network.name.clone());
@@ -50,21 +50,48 @@ pub fn tunnel(tunnel: &Tunnel, header: &[String], out: &mut Artifacts) {
     let base = format!("etc/systemd/network/50-ctm-{}", tunnel.name);
 
     let mut netdev = Ini::new(header);
-    netdev.section("NetDev").set("Name", &tunnel.name).set(
-        "Kind",
-        if tunnel.local.is_ipv4() {
-            "gre"
-        } else {
-            "ip6gre"
-        },
-    );
-    // Independent: ctm does not own the uplink's .network file, so the
-    // tunnel cannot be attached there with Tunnel=.
     netdev
-        .section("Tunnel")
-        .set("Local", tunnel.local)
-        .set("Remote", tunnel.remote)
-        .set("Independent", "yes");
+        .section("NetDev")
+        .set("Name", &tunnel.name)
+        .set("Kind", tunnel.kind());
+    if let Some(mtu) = mtu_bytes(tunnel) {
+        netdev.set("MTUBytes", mtu);
+    }
+    match &tunnel.encapsulation {
+        Encapsulation::Gre { remote } => {
+            // Independent: ctm does not own the uplink's .network file, so
+            // the tunnel cannot be attached there with Tunnel=.
+            netdev
+                .section("Tunnel")
+                .set("Local", tunnel.local)
+                .set("Remote", remote)
+                .set("Independent", "yes");
+        }
+        Encapsulation::Vxlan {
+            id,
+            peer,
+            port,
+            device,
+        } => {
+            netdev
+                .section("VXLAN")
+                .set("VNI", id)
+                .set("Local", tunnel.local);
+            match peer {
+                VxlanPeer::Remote(address) => netdev.set("Remote", address),
+                VxlanPeer::Group(address) => netdev.set("Group", address),
+            };
+            // Always written: unset, the kernel uses Linux's old 8472,
+            // which no other VXLAN implementation speaks by default.
+            netdev.set("DestinationPort", port);
+            // With a device, networkd creates the tunnel on it when the
+            // device's own .network names it (`VXLAN=`); without one, the
+            // tunnel stands alone and the routes to `Remote` carry it.
+            if device.is_none() {
+                netdev.set("Independent", "yes");
+            }
+        }
+    }
     out.file(format!("{base}.netdev"), owner(), netdev.render());
 
     let mut config = Ini::new(header);
@@ -74,6 +101,20 @@ pub fn tunnel(tunnel: &Tunnel, header: &[String], out: &mut Artifacts) {
         config.set("Address", address);
     }
     out.file(format!("{base}.network"), owner(), config.render());
+}
+
+/// The MTU written into the `.netdev`. VXLAN always gets one: without a
+/// device the kernel gives it 1500, more than any 1500-byte underlay
+/// carries once 50 bytes of headers are added. GRE keeps the kernel's own
+/// (the same as derived for a 1500-byte underlay) unless the host file
+/// sets `mtu` or `underlay-mtu`.
+fn mtu_bytes(tunnel: &Tunnel) -> Option<crate::model::Mtu> {
+    let derived = tunnel.derived_mtu();
+    match &tunnel.encapsulation {
+        Encapsulation::Vxlan { .. } => tunnel.mtu.or(derived),
+        Encapsulation::Gre { .. } if tunnel.underlay_mtu.is_some() => tunnel.mtu.or(derived),
+        Encapsulation::Gre { .. } => tunnel.mtu,
+    }
 }
 
 const NETWORK_TARGET: &str = include_str!("../../templates/ctm-network.target");

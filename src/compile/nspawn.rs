@@ -15,6 +15,11 @@ pub fn host0_source(container: &Container) -> String {
     format!("etc/ctm/machines/{}/{HOST0_NETWORK}", container.name)
 }
 
+/// The file bound over the container's `/etc/hostname`: its name.
+pub fn hostname_source(container: &Container) -> String {
+    format!("etc/ctm/machines/{}/hostname", container.name)
+}
+
 pub fn container(host: &Host, container: &Container, header: &[String], out: &mut Artifacts) {
     let owner = || Owner::Container(container.name.clone());
     let name = &container.name;
@@ -53,34 +58,40 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         );
     }
 
-    let has_files = !container.binds.is_empty() || container.network.is_some();
-    if has_files {
-        nspawn.section("Files");
-        for bind in &container.binds {
-            let key = if bind.read_only {
-                "BindReadOnly"
-            } else {
-                "Bind"
-            };
-            if bind.idmap {
-                // Without it, the user-namespaced container sees host
-                // root's files as nobody's and cannot write to them.
-                nspawn.set(key, format!("{}:{}:idmap", bind.source, bind.target));
-            } else if bind.source == bind.target {
-                nspawn.set(key, bind.source.as_str());
-            } else {
-                nspawn.set(key, format!("{}:{}", bind.source, bind.target));
-            }
+    nspawn.section("Files");
+    for bind in &container.binds {
+        let key = if bind.read_only {
+            "BindReadOnly"
+        } else {
+            "Bind"
+        };
+        if bind.idmap {
+            // Without it, the user-namespaced container sees host
+            // root's files as nobody's and cannot write to them.
+            nspawn.set(key, format!("{}:{}:idmap", bind.source, bind.target));
+        } else if bind.source == bind.target {
+            nspawn.set(key, bind.source.as_str());
+        } else {
+            nspawn.set(key, format!("{}:{}", bind.source, bind.target));
         }
-        if container.network.is_some() {
-            nspawn.set(
-                "BindReadOnly",
-                format!(
-                    "/{}:/etc/systemd/network/{HOST0_NETWORK}",
-                    host0_source(container)
-                ),
-            );
-        }
+    }
+    // `Hostname=` names the kernel's host name at start, but the
+    // container's systemd sets it again from /etc/hostname at boot,
+    // and debootstrap copies the building host's /etc/hostname into
+    // the image: the container would be called after the machine that
+    // built its image. Its own name, bound read-only, wins.
+    nspawn.set(
+        "BindReadOnly",
+        format!("/{}:/etc/hostname", hostname_source(container)),
+    );
+    if container.network.is_some() {
+        nspawn.set(
+            "BindReadOnly",
+            format!(
+                "/{}:/etc/systemd/network/{HOST0_NETWORK}",
+                host0_source(container)
+            ),
+        );
     }
 
     nspawn.section("Network");
@@ -120,6 +131,8 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
             dropin.render(),
         );
     }
+
+    out.file(hostname_source(container), owner(), format!("{name}\n"));
 
     if container.docker {
         // Docker needs a cgroup v2 tree it can write to. nspawn gives a

@@ -574,6 +574,12 @@ static CONTAINER: NodeSpec = NodeSpec {
 
 // ---- tunnels ---------------------------------------------------------------
 
+const UNDERLAY_MTU: PropSpec = prop(
+    "underlay-mtu",
+    Integer,
+    "The MTU of the network between the endpoints (default 1500): the tunnel's own MTU is derived from it.",
+);
+
 static GRE: NodeSpec = NodeSpec {
     name: "gre",
     doc: "A GRE tunnel between two endpoints (both IPv4, or both IPv6 for ip6gre).",
@@ -582,11 +588,54 @@ static GRE: NodeSpec = NodeSpec {
     props: &[
         required_prop("local", String, "This host's endpoint address."),
         required_prop("remote", String, "The peer's endpoint address."),
+        UNDERLAY_MTU,
     ],
     any_props: None,
     children: NO_CHILDREN,
     keyed: false,
 };
+
+static VXLAN: NodeSpec = NodeSpec {
+    name: "vxlan",
+    doc: "A VXLAN tunnel (Ethernet over UDP) to one peer, or to a multicast group.",
+    example: "vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\"",
+    args: NO_ARGS,
+    props: &[
+        required_prop(
+            "id",
+            Integer,
+            "The VXLAN network identifier, 1 to 16777215.",
+        ),
+        required_prop("local", String, "This host's endpoint address."),
+        prop(
+            "remote",
+            String,
+            "The peer's endpoint address (or give `group`).",
+        ),
+        prop(
+            "group",
+            String,
+            "A multicast group address instead of `remote`; needs `device`.",
+        ),
+        prop("port", Integer, "The UDP port (default 4789)."),
+        prop(
+            "device",
+            String,
+            "The underlay interface the tunnel is attached to.",
+        ),
+        UNDERLAY_MTU,
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static TUNNEL_MTU: NodeSpec = leaf(
+    "mtu",
+    "The tunnel interface's MTU (default: derived from the underlay's).",
+    "mtu 1400",
+    &[arg("bytes", Integer, "Bytes, 68 to 65535.")],
+);
 
 static TUNNEL_ADDRESS: NodeSpec = leaf(
     "address",
@@ -597,7 +646,7 @@ static TUNNEL_ADDRESS: NodeSpec = leaf(
 
 static TUNNEL: NodeSpec = NodeSpec {
     name: "tunnel",
-    doc: "A tunnel interface; its name is the interface name.",
+    doc: "A tunnel interface (`gre` or `vxlan`); its name is the interface name.",
     example: "tunnel \"site-b\" { gre local=\"192.0.2.1\" remote=\"198.51.100.7\"; }",
     args: &[arg(
         "name",
@@ -606,7 +655,12 @@ static TUNNEL: NodeSpec = NodeSpec {
     )],
     props: NO_PROPS,
     any_props: None,
-    children: &[required(&GRE), many(&TUNNEL_ADDRESS)],
+    children: &[
+        once(&GRE),
+        once(&VXLAN),
+        once(&TUNNEL_MTU),
+        many(&TUNNEL_ADDRESS),
+    ],
     keyed: true,
 };
 

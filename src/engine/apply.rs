@@ -151,15 +151,23 @@ pub struct PreparedApply {
 }
 
 impl PreparedApply {
-    /// Why it must not go ahead, if anything: a conflict.
+    /// Why it must not go ahead, if anything: a conflict, or a kind of
+    /// link the kernel cannot make.
     pub fn refusal(&self) -> Option<Refused> {
         refusal(&self.plan)
     }
 }
 
 fn refusal(plan: &Plan) -> Option<Refused> {
-    (!plan.conflicts.is_empty()).then(|| Refused::Conflicts {
-        conflicts: plan.conflicts.clone(),
+    if !plan.conflicts.is_empty() {
+        return Some(Refused::Conflicts {
+            conflicts: plan.conflicts.clone(),
+        });
+    }
+    // An empty plan changes nothing, so there is nothing to refuse; its
+    // text still names the kinds the kernel lacks.
+    (!plan.unsupported_links.is_empty() && !plan.is_empty()).then(|| Refused::UnsupportedLinks {
+        kinds: plan.unsupported_links.clone(),
     })
 }
 

@@ -504,7 +504,8 @@ pub struct FleetPlan {
 
 impl FleetPlan {
     /// Why the run must not go ahead, if anything: a host without a plan,
-    /// or with conflicts.
+    /// with conflicts, or whose kernel cannot make a kind of link it needs
+    /// (its own ctm would refuse the apply; better before any host moves).
     pub fn refusal(&self) -> Option<Refused> {
         let problems = self.problems();
         (!problems.is_empty()).then(|| Refused::FleetHosts {
@@ -542,6 +543,23 @@ impl FleetPlan {
                         .map(|c| c.path.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
+                ),
+            ));
+        }
+        for p in self
+            .plans()
+            .filter(|p| !p.plan.unsupported_links.is_empty() && !p.plan.is_empty())
+        {
+            problems.push((
+                p.selected.host.name.as_str(),
+                format!(
+                    "its kernel cannot make {}",
+                    p.plan
+                        .unsupported_links
+                        .iter()
+                        .map(|n| format!("{} links ({})", n.kind, n.links.join(", ")))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ),
             ));
         }

@@ -1,11 +1,22 @@
 //! `ctm info`: what this host runs (systemd, nspawn, nftables, kernel,
-//! cgroups) and whether ctm can drive it, each requirement with a verdict.
+//! cgroups, the kinds of link the kernel can make) and whether ctm can
+//! drive it, each requirement with a verdict.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::backend::live::LiveSystem;
 use crate::backend::nft::Nft;
-use crate::backend::probe;
+use crate::backend::{netlink, probe};
+use crate::plan::KindSupport;
+
+/// The kinds of link ctm makes: bridges (networks), veth (nspawn's link
+/// into a bridge) and the tunnels.
+pub const LINK_KINDS: &[&str] = &["bridge", "veth", "gre", "ip6gre", "vxlan"];
+
+/// Without these no network of a host file can work.
+const NETWORK_KINDS: &[&str] = &["bridge", "veth"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Requirement {
@@ -25,6 +36,8 @@ pub struct Info {
     pub requirements: Vec<Requirement>,
     /// Every requirement holds: `ctm apply` can drive this host.
     pub supported: bool,
+    /// Whether the kernel can make each kind of link ctm makes.
+    pub link_kinds: BTreeMap<String, KindSupport>,
 }
 
 /// `6.1.0-27-amd64` → (6, 1).
@@ -90,12 +103,73 @@ pub fn info() -> Info {
         ok: userns.is_some_and(|n| n > 0),
         needed_for: "containers without nested run user-namespaced (PrivateUsers, nspawn -U)",
     });
+    let link_kinds = netlink::probe_kinds(&LINK_KINDS.iter().map(|k| k.to_string()).collect());
+    requirements.extend(link_requirements(&link_kinds));
     let supported = requirements.iter().all(|r| r.ok || !r.required);
     Info {
         ctm: env!("CARGO_PKG_VERSION"),
         requirements,
         supported,
+        link_kinds,
     }
+}
+
+/// Two verdicts on the kinds of link: those every network needs, and the
+/// tunnels', which only the host files that use them need.
+fn link_requirements(kinds: &BTreeMap<String, KindSupport>) -> [Requirement; 2] {
+    let verdict = |wanted: &mut dyn Iterator<Item = &str>| {
+        let (mut has, mut lacks, mut unknown) = (Vec::new(), Vec::new(), BTreeSet::new());
+        for kind in wanted {
+            match kinds.get(kind) {
+                Some(KindSupport::Supported) => has.push(kind),
+                Some(KindSupport::Unsupported { .. }) => lacks.push(kind),
+                Some(KindSupport::Unknown { reason }) => {
+                    unknown.insert(reason.as_str());
+                }
+                None => {
+                    unknown.insert("not probed");
+                }
+            }
+        }
+        let mut found = Vec::new();
+        if !has.is_empty() {
+            found.push(format!("has {}", has.join(", ")));
+        }
+        if !lacks.is_empty() {
+            found.push(format!("lacks {}", lacks.join(", ")));
+        }
+        let ok = lacks.is_empty() && unknown.is_empty();
+        if !unknown.is_empty() {
+            found.push(format!(
+                "unknown ({})",
+                unknown.into_iter().collect::<Vec<_>>().join("; ")
+            ));
+        }
+        (found.join("; "), ok)
+    };
+    let (network_found, network_ok) = verdict(&mut NETWORK_KINDS.iter().copied());
+    let (tunnel_found, tunnel_ok) = verdict(
+        &mut LINK_KINDS
+            .iter()
+            .copied()
+            .filter(|k| !NETWORK_KINDS.contains(k)),
+    );
+    [
+        Requirement {
+            what: "network links",
+            required: true,
+            found: network_found,
+            ok: network_ok,
+            needed_for: "every network: a bridge, and a veth pair into it for each container",
+        },
+        Requirement {
+            what: "tunnel links",
+            required: false,
+            found: tunnel_found,
+            ok: tunnel_ok,
+            needed_for: "tunnels of these kinds: an apply that uses a kind the kernel lacks is refused",
+        },
+    ]
 }
 
 #[cfg(test)]

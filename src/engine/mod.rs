@@ -17,6 +17,7 @@
 //! | start, stop, restart, pause, resume, kill, exec, stats, destroy, logs; the container page's document | [`containers`] |
 //! | the Prometheus metrics of `ctm serve` | [`metrics`] |
 //! | info | [`info`] |
+//! | tunnel status | [`tunnels`] |
 //! | the editor's forms: one network or container read from, or put into, the host file's text | [`edit`] |
 //! | fleets: check, plan, apply, status and push-binary over SSH | [`fleet`] |
 
@@ -34,6 +35,7 @@ pub mod preview;
 pub mod refused;
 pub mod session;
 pub mod status;
+pub mod tunnels;
 
 pub use events::{Event, Events};
 pub use refused::Refused;

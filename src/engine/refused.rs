@@ -1,11 +1,11 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
 //! The web server answers each with 409 Conflict (422 for `Invalid`, 404
-//! for `NoSuchContainer`).
+//! for `NoSuchContainer` and `NoSuchTunnel`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
-use crate::plan::Conflict;
+use crate::plan::{Conflict, LinkKindNote};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Refused {
@@ -32,6 +32,17 @@ pub enum Refused {
         help("the plan lists each with its reason; `--adopt` takes over files ctm did not write")
     )]
     Conflicts { conflicts: Vec<Conflict> },
+    #[error(
+        "the running kernel cannot make {}; nothing was changed",
+        kinds.iter().map(|k| format!("{} links ({}: {})", k.kind, k.links.join(", "), k.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    #[diagnostic(
+        code(ctm::unsupported_links),
+        help(
+            "load or build the kernel's support for the kind (for gre: `modprobe ip_gre`), or use a kind it has (`ctm info` lists them)"
+        )
+    )]
+    UnsupportedLinks { kinds: Vec<LinkKindNote> },
     #[error("{file} has errors; nothing was applied")]
     #[diagnostic(
         code(ctm::invalid),
@@ -119,6 +130,17 @@ pub enum Refused {
         name: String,
         generation: Option<u64>,
         /// The containers there are.
+        help: String,
+    },
+    #[error(
+        "tunnel {name} is not managed by ctm: {}",
+        match generation { Some(n) => format!("generation {n} has no tunnel {name}"), None => "nothing has been applied yet".into() }
+    )]
+    #[diagnostic(code(ctm::no_such_tunnel), help("{help}"))]
+    NoSuchTunnel {
+        name: String,
+        generation: Option<u64>,
+        /// The tunnels there are.
         help: String,
     },
 }

@@ -163,7 +163,89 @@ pub struct Ssh {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tunnel {
     pub name: IfName,
+    /// This host's endpoint; its family is the underlay's.
     pub local: IpAddr,
-    pub remote: IpAddr,
+    pub encapsulation: Encapsulation,
+    /// The MTU the host file sets (`mtu`), checked against the underlay.
+    pub mtu: Option<Mtu>,
+    /// What the underlay carries (`underlay-mtu`), when the host file says.
+    pub underlay_mtu: Option<Mtu>,
     pub addresses: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Encapsulation {
+    /// GRE (`gre` over IPv4, `ip6gre` over IPv6), point to point.
+    Gre { remote: IpAddr },
+    /// VXLAN: Ethernet in UDP, to one peer or a multicast group.
+    Vxlan {
+        id: Vni,
+        peer: VxlanPeer,
+        /// The UDP port, the IANA's 4789 unless set.
+        port: Port,
+        /// The underlay interface; networkd attaches the tunnel to it.
+        device: Option<IfName>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VxlanPeer {
+    Remote(IpAddr),
+    /// A multicast group every member of the VXLAN joins.
+    Group(IpAddr),
+}
+
+impl VxlanPeer {
+    pub fn address(self) -> IpAddr {
+        match self {
+            VxlanPeer::Remote(a) | VxlanPeer::Group(a) => a,
+        }
+    }
+}
+
+/// The IANA's port for VXLAN (the kernel's own default is Linux's older
+/// 8472, so ctm always says which).
+pub const VXLAN_PORT: u16 = 4789;
+
+impl Tunnel {
+    /// The kind of link, as networkd's `Kind=` and the kernel name it.
+    pub fn kind(&self) -> &'static str {
+        match (&self.encapsulation, self.local.is_ipv4()) {
+            (Encapsulation::Gre { .. }, true) => "gre",
+            (Encapsulation::Gre { .. }, false) => "ip6gre",
+            (Encapsulation::Vxlan { .. }, _) => "vxlan",
+        }
+    }
+
+    /// The address packets are sent to: the peer, or the group.
+    pub fn remote(&self) -> IpAddr {
+        match &self.encapsulation {
+            Encapsulation::Gre { remote } => *remote,
+            Encapsulation::Vxlan { peer, .. } => peer.address(),
+        }
+    }
+
+    /// The bytes each packet gains: for GRE the outer IP header and the
+    /// GRE header (IPv6: with the encapsulation limit option, as the
+    /// kernel sends it); for VXLAN the outer IP, UDP and VXLAN headers and
+    /// the inner Ethernet header.
+    pub fn overhead(&self) -> u16 {
+        match (&self.encapsulation, self.local.is_ipv4()) {
+            (Encapsulation::Gre { .. }, true) => 20 + 4,
+            (Encapsulation::Gre { .. }, false) => 40 + 4 + 8,
+            (Encapsulation::Vxlan { .. }, true) => 20 + 8 + 8 + 14,
+            (Encapsulation::Vxlan { .. }, false) => 40 + 8 + 8 + 14,
+        }
+    }
+
+    /// The largest MTU the underlay carries without fragments: its MTU
+    /// (1500 unless the host file says) less the overhead. `None` when the
+    /// underlay is too small to carry anything.
+    pub fn derived_mtu(&self) -> Option<Mtu> {
+        self.underlay_mtu
+            .unwrap_or(Mtu::ETHERNET)
+            .minus(self.overhead())
+    }
 }

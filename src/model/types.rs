@@ -753,3 +753,71 @@ impl CheckTimeout {
         self.0
     }
 }
+
+/// A VXLAN network identifier: 1 to 16777215 (24 bits; networkd takes
+/// no 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Vni(u32);
+
+impl Vni {
+    pub const MAX: u32 = (1 << 24) - 1;
+
+    pub fn from_integer(i: i128) -> Result<Vni, String> {
+        match u32::try_from(i) {
+            Ok(v) if (1..=Self::MAX).contains(&v) => Ok(Vni(v)),
+            _ => Err(format!("{i} is not a VXLAN id; ids are 1 to {}", Self::MAX)),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Vni {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A link's MTU in bytes: 68 (the least IPv4 allows) to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Mtu(u16);
+
+impl Mtu {
+    pub const MIN: u16 = 68;
+    /// What Ethernet carries, and what an underlay is taken to carry
+    /// unless the host file says otherwise.
+    pub const ETHERNET: Mtu = Mtu(1500);
+
+    pub fn from_integer(i: i128) -> Result<Mtu, String> {
+        match u16::try_from(i) {
+            Ok(m) if m >= Self::MIN => Ok(Mtu(m)),
+            _ => Err(format!(
+                "{i} is not an MTU; MTUs are {} to 65535 bytes",
+                Self::MIN
+            )),
+        }
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// What is left of this MTU after `overhead` bytes of encapsulation,
+    /// if anything usable is.
+    pub fn minus(self, overhead: u16) -> Option<Mtu> {
+        self.0
+            .checked_sub(overhead)
+            .filter(|m| *m >= Self::MIN)
+            .map(Mtu)
+    }
+}
+
+impl fmt::Display for Mtu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

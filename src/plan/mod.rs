@@ -73,6 +73,37 @@ pub struct SystemState {
     /// Containers with every step done are left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undone_steps: Option<BTreeMap<String, Vec<String>>>,
+    /// Whether the kernel can make each kind of link the desired
+    /// generation names (`bridge`, `gre`, `vxlan`…), by kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_kinds: Option<BTreeMap<String, KindSupport>>,
+}
+
+/// Whether the running kernel can make links of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "support")]
+pub enum KindSupport {
+    Supported,
+    /// The kernel refused to make one (`Unknown device type`): the kind is
+    /// neither built in nor loadable as a module.
+    Unsupported {
+        reason: String,
+    },
+    /// The probe itself failed; nothing is known.
+    Unknown {
+        reason: String,
+    },
+}
+
+/// A kind of link the host file uses that the kernel lacks, or whose
+/// support was not checked, with the links of that kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkKindNote {
+    /// As in the `.netdev`: `gre`, `ip6gre`, `vxlan`, `bridge`.
+    pub kind: String,
+    /// The interfaces of this kind the host file names.
+    pub links: Vec<String>,
+    pub reason: String,
 }
 
 /// `table inet ctm` as it is now.
@@ -154,6 +185,15 @@ pub struct Plan {
     /// or provisioning it needs waits for `ctm resume`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held: Vec<Action>,
+    /// Kinds of link the host file uses that the running kernel cannot
+    /// make: an apply is refused before it changes anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported_links: Vec<LinkKindNote>,
+    /// Kinds of link whose kernel support was not checked (a files-only
+    /// root, or a probe that failed); bridges are left out on a files-only
+    /// root, as every network has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked_links: Vec<LinkKindNote>,
     /// False when the root is not the running system: actions are listed
     /// but not performed.
     pub live_system: bool,
@@ -281,6 +321,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
     let (actions, held) = hold_paused(input, actions(input, manifest, &files));
+    let (unsupported_links, unchecked_links) = link_kinds(input.expect, input.system);
     let kept_rootfs = if input.options.prune {
         Vec::new()
     } else {
@@ -308,14 +349,42 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         provisioning,
         kept_rootfs,
         held,
+        unsupported_links,
+        unchecked_links,
         live_system: input.system.containers.is_some(),
         summary,
         fingerprint: fingerprint(input, desired_manifest),
     }
 }
 
-/// The containers not in the host file that still have a root file
-/// system ctm made.
+/// The kinds of link the desired generation uses, sorted into those the
+/// kernel cannot make and those not checked. A files-only root checks
+/// nothing; there, bridges go unmentioned (every network is one, and
+/// nspawn itself needs them), the kinds of tunnels are listed.
+fn link_kinds(expect: &Health, system: &SystemState) -> (Vec<LinkKindNote>, Vec<LinkKindNote>) {
+    let mut by_kind: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, link) in &expect.links {
+        by_kind.entry(&link.kind).or_default().push(name.clone());
+    }
+    let (mut unsupported, mut unchecked) = (Vec::new(), Vec::new());
+    for (kind, links) in by_kind {
+        let note = |reason: &str| LinkKindNote {
+            kind: kind.to_string(),
+            links: links.clone(),
+            reason: reason.to_string(),
+        };
+        match system.link_kinds.as_ref().map(|k| k.get(kind)) {
+            None if kind == "bridge" => {}
+            None => unchecked.push(note("the root is not the running system")),
+            Some(None) => unchecked.push(note("the system did not say")),
+            Some(Some(KindSupport::Supported)) => {}
+            Some(Some(KindSupport::Unsupported { reason })) => unsupported.push(note(reason)),
+            Some(Some(KindSupport::Unknown { reason })) => unchecked.push(note(reason)),
+        }
+    }
+    (unsupported, unchecked)
+}
+
 /// A root file system ctm made for a container no longer in the host
 /// file, kept until `--prune` or `ctm destroy`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,6 +394,8 @@ pub struct KeptRootfs {
     pub path: String,
 }
 
+/// The containers not in the host file that still have a root file
+/// system ctm made.
 fn orphaned_rootfs(input: &Inputs<'_>) -> Vec<KeptRootfs> {
     let Some(made) = &input.system.made_rootfs else {
         return Vec::new();
@@ -1328,6 +1399,82 @@ mod tests {
             &expect,
         );
         assert_eq!(p.actions[0].reason(), "link br0 lacks fd00::1/64 (drift)");
+    }
+
+    #[test]
+    fn kinds_of_link_the_kernel_lacks_or_that_were_not_checked_are_in_the_plan() {
+        let applied = desired("a\n");
+        let mut expect = Health::default();
+        for (name, kind) in [
+            ("br0", "bridge"),
+            ("t1", "gre"),
+            ("t2", "gre"),
+            ("v1", "vxlan"),
+        ] {
+            expect.links.insert(
+                name.into(),
+                crate::compile::health::LinkHealth {
+                    kind: kind.into(),
+                    addresses: Vec::new(),
+                },
+            );
+        }
+        // A files-only root probes nothing: the tunnels' kinds are noted.
+        let p = plan_expecting(&applied, &applied, &SystemState::default(), &expect);
+        assert!(p.unsupported_links.is_empty());
+        let unchecked: Vec<(&str, &[String])> = p
+            .unchecked_links
+            .iter()
+            .map(|n| (n.kind.as_str(), n.links.as_slice()))
+            .collect();
+        assert_eq!(
+            unchecked,
+            [
+                ("gre", &["t1".to_string(), "t2".to_string()][..]),
+                ("vxlan", &["v1".to_string()][..])
+            ]
+        );
+        assert_eq!(
+            p.unchecked_links[0].reason,
+            "the root is not the running system"
+        );
+
+        // The running system says gre is missing, vxlan there.
+        let system = SystemState {
+            link_kinds: Some(
+                [
+                    ("bridge", KindSupport::Supported),
+                    (
+                        "gre",
+                        KindSupport::Unsupported {
+                            reason: "Unknown device type".into(),
+                        },
+                    ),
+                    ("vxlan", KindSupport::Supported),
+                ]
+                .into_iter()
+                .map(|(k, s)| (k.to_string(), s))
+                .collect(),
+            ),
+            ..system(&[("a", true)])
+        };
+        let p = plan_expecting(&desired("b\n"), &applied, &system, &expect);
+        assert!(p.unchecked_links.is_empty(), "{:?}", p.unchecked_links);
+        assert_eq!(
+            p.unsupported_links,
+            [LinkKindNote {
+                kind: "gre".into(),
+                links: vec!["t1".into(), "t2".into()],
+                reason: "Unknown device type".into(),
+            }]
+        );
+        let text = render::text(&p, "ctm plan", render::Show::NoDiffs);
+        assert!(
+            text.contains("Not supported by the running kernel:"),
+            "{text}"
+        );
+        assert!(text.contains("(t1, t2): Unknown device type"), "{text}");
+        assert!(text.contains("nothing will be applied"), "{text}");
     }
 
     #[test]

@@ -59,6 +59,8 @@ fn kind_of(path: &str) -> &'static str {
         "health expectations"
     } else if file == "provision.json" {
         "provisioning steps"
+    } else if file == "hostname" {
+        "host names"
     } else if file.ends_with(".nspawn") {
         "container settings (.nspawn)"
     } else if file.ends_with(".netdev") {
@@ -89,6 +91,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
     if plan.is_empty() {
         out.push_str("\nNo changes. The host matches the host file.\n");
         held(&mut out, plan);
+        link_kinds(&mut out, plan);
         kept_rootfs(&mut out, plan);
         return out;
     }
@@ -191,6 +194,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         }
     }
     held(&mut out, plan);
+    link_kinds(&mut out, plan);
     if !plan.provisioning.is_empty() {
         let _ = writeln!(
             out,
@@ -234,6 +238,24 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
             )
         );
     }
+    if !plan.unsupported_links.is_empty() {
+        let kinds: Vec<&str> = plan
+            .unsupported_links
+            .iter()
+            .map(|n| n.kind.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                RED,
+                &format!(
+                    "The kernel cannot make {} links: nothing will be applied.",
+                    kinds.join(", ")
+                )
+            )
+        );
+    }
     if !plan.conflicts.is_empty() {
         let _ = writeln!(
             out,
@@ -254,6 +276,51 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         );
     }
     out
+}
+
+/// The kinds of link the kernel lacks (an apply is refused), and those
+/// not checked.
+fn link_kinds(out: &mut String, plan: &Plan) {
+    if !plan.unsupported_links.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint(RED, "Not supported by the running kernel:")
+        );
+        for note in &plan.unsupported_links {
+            let _ = writeln!(
+                out,
+                "  {} {}  ({}): {}",
+                paint(RED, "!"),
+                paint(RED, &note.kind),
+                note.links.join(", "),
+                note.reason
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  Load or build the kernel's support for the kind (for gre: `modprobe ip_gre`), or use a kind it has; `ctm info` lists them."
+        );
+    }
+    if !plan.unchecked_links.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint(
+                YELLOW,
+                "Kernel support not checked for these kinds of link:"
+            )
+        );
+        for note in &plan.unchecked_links {
+            let _ = writeln!(
+                out,
+                "  {}  ({}): {}",
+                note.kind,
+                note.links.join(", "),
+                note.reason
+            );
+        }
+    }
 }
 
 /// What waits for a paused container, and how to have it done.

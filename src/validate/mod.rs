@@ -431,6 +431,9 @@ impl Validator {
     fn tunnels(&mut self, doc: &Document) -> BTreeMap<IfName, TunnelEntry> {
         let mut tunnels = BTreeMap::new();
         let mut seen: BTreeMap<IfName, SourceSpan> = BTreeMap::new();
+        // The kernel has one VXLAN device per id, port and family in a
+        // network namespace (`vxlan_vni_in_use`: "already exists").
+        let mut vxlans: BTreeMap<(u32, u16, bool), (IfName, SourceSpan)> = BTreeMap::new();
         for node in doc.nodes_named("tunnel") {
             let Some(name) =
                 self.parse_str(node.arg(0), "ctm::invalid-interface-name", IfName::parse)
@@ -450,11 +453,6 @@ impl Validator {
                 continue;
             }
             seen.insert(name.value.clone(), name.span);
-            let Some(gre) = node.child("gre") else {
-                continue;
-            };
-            let local = self.parse_str(gre.prop("local"), "ctm::invalid-address", parse_ip);
-            let remote = self.parse_str(gre.prop("remote"), "ctm::invalid-address", parse_ip);
             let addresses: Vec<Spanned<IpNet>> = node
                 .children_named("address")
                 .filter_map(|a| {
@@ -463,47 +461,328 @@ impl Validator {
                     })
                 })
                 .collect();
-            let (Some(local), Some(remote)) = (local, remote) else {
+            let mtu = node
+                .child("mtu")
+                .and_then(|m| self.mtu(m.arg(0)).map(|mtu| (mtu, m.name.span)));
+            let Some(kind) = self.tunnel_kind(node) else {
                 continue;
             };
-            if local.value.is_ipv4() != remote.value.is_ipv4() {
+            let underlay_mtu = self.mtu(kind.prop("underlay-mtu"));
+            let Some((local, encapsulation)) = (match kind.name.value.as_str() {
+                "gre" => self.gre(kind),
+                _ => self.vxlan(kind),
+            }) else {
+                continue;
+            };
+            if let Encapsulation::Vxlan { id, port, .. } = &encapsulation
+                && let Some(id_span) = kind.prop("id").map(|v| v.span)
+            {
+                let key = (id.get(), port.get(), local.is_ipv4());
+                if let Some((other, first)) = vxlans.get(&key) {
+                    self.push(
+                        Diagnostic::error(
+                            "ctm::duplicate-vxlan",
+                            format!(
+                                "tunnel `{other}` already uses VXLAN id {id} on port {port} over {}",
+                                if key.2 { "IPv4" } else { "IPv6" }
+                            ),
+                            id_span,
+                        )
+                        .with_label("used again here")
+                        .with_related(*first, "first used here")
+                        .with_help(
+                            "the kernel makes one VXLAN link per id and port: give this tunnel another id (both ends), or another port",
+                        ),
+                    );
+                    continue;
+                }
+                vxlans.insert(key, (name.value.clone(), id_span));
+            }
+            let tunnel = Tunnel {
+                name: name.value.clone(),
+                local,
+                encapsulation,
+                mtu: mtu.map(|(m, _)| m),
+                underlay_mtu,
+                addresses: addresses.iter().map(|a| a.value).collect(),
+            };
+            let Some(derived) = tunnel.derived_mtu() else {
+                let span = kind.prop("underlay-mtu").map_or(kind.name.span, |v| v.span);
                 self.push(
                     Diagnostic::error(
-                        "ctm::tunnel-endpoints",
-                        "the tunnel's endpoints are of different address families",
-                        remote.span,
+                        "ctm::tunnel-mtu",
+                        format!(
+                            "an underlay MTU of {} bytes cannot carry {} with its {} bytes of headers",
+                            tunnel.underlay_mtu.unwrap_or(Mtu::ETHERNET),
+                            tunnel.kind(),
+                            tunnel.overhead()
+                        ),
+                        span,
                     )
-                    .with_label("this endpoint")
-                    .with_related(local.span, "and this one")
-                    .with_help("use two IPv4 addresses (gre) or two IPv6 addresses (ip6gre)"),
+                    .with_label("too small"),
                 );
                 continue;
-            }
-            if local.value == remote.value {
+            };
+            if let Some((mtu, mtu_span)) = mtu
+                && mtu > derived
+            {
+                let underlay = tunnel.underlay_mtu.unwrap_or(Mtu::ETHERNET);
                 self.push(
                     Diagnostic::error(
-                        "ctm::tunnel-endpoints",
-                        "the tunnel's local and remote endpoints are the same address",
-                        remote.span,
+                        "ctm::tunnel-mtu",
+                        format!(
+                            "an MTU of {mtu} is more than a {underlay}-byte underlay carries over {} (at most {derived})",
+                            tunnel.kind()
+                        ),
+                        node.child("mtu").and_then(|m| m.arg(0)).map_or(mtu_span, |v| v.span),
                     )
-                    .with_label("same as `local`"),
+                    .with_label(format!("{} bytes of headers do not fit", tunnel.overhead()))
+                    .with_help(format!(
+                        "lower it to {derived} or less, or, if every link between the endpoints carries more, say so: underlay-mtu={}",
+                        u32::from(mtu.get()) + u32::from(tunnel.overhead())
+                    )),
                 );
                 continue;
             }
             tunnels.insert(
-                name.value.clone(),
+                name.value,
                 TunnelEntry {
-                    tunnel: Tunnel {
-                        name: name.value,
-                        local: local.value,
-                        remote: remote.value,
-                        addresses: addresses.iter().map(|a| a.value).collect(),
-                    },
+                    tunnel,
                     address_spans: addresses.iter().map(|a| a.span).collect(),
                 },
             );
         }
         tunnels
+    }
+
+    /// The one `gre` or `vxlan` node of a tunnel.
+    fn tunnel_kind<'d>(&mut self, tunnel: &'d Node) -> Option<&'d Node> {
+        let mut kinds = tunnel
+            .children
+            .iter()
+            .filter(|c| matches!(c.name.value.as_str(), "gre" | "vxlan"));
+        let Some(first) = kinds.next() else {
+            self.push(
+                Diagnostic::error(
+                    "ctm::missing-node",
+                    "`tunnel` needs `gre` or `vxlan`",
+                    tunnel.name.span,
+                )
+                .with_label("the kind of tunnel is missing here")
+                .with_help(
+                    "add one, for example: gre local=\"192.0.2.1\" remote=\"198.51.100.7\", \
+                     or vxlan id=42 local=\"192.0.2.1\" remote=\"198.51.100.7\"",
+                ),
+            );
+            return None;
+        };
+        // A second node of the same kind is `ctm::duplicate-node` already.
+        if let Some(other) = kinds.find(|k| k.name.value != first.name.value) {
+            self.push(
+                Diagnostic::error(
+                    "ctm::tunnel-kind",
+                    "a tunnel is either `gre` or `vxlan`, not both",
+                    other.name.span,
+                )
+                .with_label("second kind")
+                .with_related(first.name.span, "first kind")
+                .with_help("make a tunnel of each kind, with its own name"),
+            );
+            return None;
+        }
+        Some(first)
+    }
+
+    /// A GRE tunnel's endpoints: one family, not the same address.
+    fn gre(&mut self, gre: &Node) -> Option<(IpAddr, Encapsulation)> {
+        let local = self.parse_str(gre.prop("local"), "ctm::invalid-address", parse_ip);
+        let remote = self.parse_str(gre.prop("remote"), "ctm::invalid-address", parse_ip);
+        let (local, remote) = (local?, remote?);
+        self.endpoints(&local, &remote, "gre", "ip6gre").then_some((
+            local.value,
+            Encapsulation::Gre {
+                remote: remote.value,
+            },
+        ))
+    }
+
+    /// Two endpoints of one family, not the same address; `v4` and `v6`
+    /// name the kind of tunnel for each family in the help.
+    fn endpoints(
+        &mut self,
+        local: &Spanned<IpAddr>,
+        remote: &Spanned<IpAddr>,
+        v4: &str,
+        v6: &str,
+    ) -> bool {
+        if local.value.is_ipv4() != remote.value.is_ipv4() {
+            self.push(
+                Diagnostic::error(
+                    "ctm::tunnel-endpoints",
+                    "the tunnel's endpoints are of different address families",
+                    remote.span,
+                )
+                .with_label("this endpoint")
+                .with_related(local.span, "and this one")
+                .with_help(format!(
+                    "use two IPv4 addresses ({v4}) or two IPv6 addresses ({v6})"
+                )),
+            );
+            return false;
+        }
+        if local.value == remote.value {
+            self.push(
+                Diagnostic::error(
+                    "ctm::tunnel-endpoints",
+                    "the tunnel's local and remote endpoints are the same address",
+                    remote.span,
+                )
+                .with_label("same as `local`"),
+            );
+            return false;
+        }
+        true
+    }
+
+    /// A VXLAN tunnel: its id, its peer (`remote` or a multicast `group`,
+    /// which needs `device`), port and underlay device.
+    fn vxlan(&mut self, vxlan: &Node) -> Option<(IpAddr, Encapsulation)> {
+        let id = vxlan.prop("id").and_then(|value| {
+            let i = value.value.as_integer()?;
+            Vni::from_integer(i)
+                .map_err(|message| {
+                    self.push(
+                        Diagnostic::error("ctm::invalid-value", message, value.span)
+                            .with_label("not a VXLAN id"),
+                    );
+                })
+                .ok()
+        });
+        let port = match vxlan.prop("port") {
+            None => Port::from_integer(i128::from(VXLAN_PORT)).ok(),
+            Some(value) => value
+                .value
+                .as_integer()
+                .and_then(|i| match Port::from_integer(i) {
+                    Ok(p) => Some(p),
+                    Err(message) => {
+                        self.push(
+                            Diagnostic::error("ctm::invalid-port", message, value.span)
+                                .with_label("not a port"),
+                        );
+                        None
+                    }
+                }),
+        };
+        let device = vxlan
+            .prop("device")
+            .map(|value| self.parse_str(Some(value), "ctm::invalid-interface-name", IfName::parse));
+        let local = self.parse_str(vxlan.prop("local"), "ctm::invalid-address", parse_ip);
+        let remote = self.parse_str(vxlan.prop("remote"), "ctm::invalid-address", parse_ip);
+        let group = self.parse_str(vxlan.prop("group"), "ctm::invalid-address", parse_ip);
+        let peer = match (vxlan.prop("remote"), vxlan.prop("group")) {
+            (Some(_), Some(g)) => {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::vxlan-peer",
+                        "a VXLAN tunnel sends to a `remote` or to a `group`, not both",
+                        g.span,
+                    )
+                    .with_label("second peer")
+                    .with_help("keep `remote` for one peer, `group` for a multicast group of them"),
+                );
+                return None;
+            }
+            (None, None) => {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::vxlan-peer",
+                        "a VXLAN tunnel needs `remote` or `group`",
+                        vxlan.name.span,
+                    )
+                    .with_label("sends to whom?")
+                    .with_help("add the peer's address: remote=\"198.51.100.7\""),
+                );
+                return None;
+            }
+            (Some(_), None) => remote.map(|r| (r, false)),
+            (None, Some(_)) => group.map(|g| (g, true)),
+        };
+        let (id, port, local, (peer, is_group)) = (id?, port?, local?, peer?);
+        let device = match device {
+            None => None,
+            Some(parsed) => Some(parsed?.value),
+        };
+        if !self.endpoints(&local, &peer, "vxlan over IPv4", "vxlan over IPv6") {
+            return None;
+        }
+        if is_group {
+            if !peer.value.is_multicast() {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::vxlan-peer",
+                        format!("{} is not a multicast address", peer.value),
+                        peer.span,
+                    )
+                    .with_label("not multicast")
+                    .with_help("a group is 224.0.0.0/4 (IPv4) or ff00::/8 (IPv6); for one peer, write remote= instead"),
+                );
+                return None;
+            }
+            if device.is_none() {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::vxlan-peer",
+                        "a multicast group needs the underlay `device` to join it on",
+                        peer.span,
+                    )
+                    .with_label("joined on which interface?")
+                    .with_help("name the interface: device=\"eth0\""),
+                );
+                return None;
+            }
+        } else if peer.value.is_multicast() {
+            self.push(
+                Diagnostic::error(
+                    "ctm::vxlan-peer",
+                    format!("{} is a multicast address", peer.value),
+                    peer.span,
+                )
+                .with_label("multicast")
+                .with_help("write it as group= (with device=), or give the peer's own address"),
+            );
+            return None;
+        }
+        let peer = if is_group {
+            VxlanPeer::Group(peer.value)
+        } else {
+            VxlanPeer::Remote(peer.value)
+        };
+        Some((
+            local.value,
+            Encapsulation::Vxlan {
+                id,
+                peer,
+                port,
+                device,
+            },
+        ))
+    }
+
+    /// An MTU value (`mtu`, `underlay-mtu`).
+    fn mtu(&mut self, value: Option<&Spanned<Value>>) -> Option<Mtu> {
+        let value = value?;
+        let i = value.value.as_integer()?;
+        match Mtu::from_integer(i) {
+            Ok(m) => Some(m),
+            Err(message) => {
+                self.push(
+                    Diagnostic::error("ctm::invalid-value", message, value.span)
+                        .with_label("not an MTU"),
+                );
+                None
+            }
+        }
     }
 
     /// Bridges, tunnels and the uplink share the kernel's interface names.

@@ -21,7 +21,8 @@ async function loadPlan() {
     fill(box, renderPlan(answer.plan));
     const p = answer.plan;
     const refused = button.dataset.refused;
-    button.disabled = Boolean(refused) || p.conflicts.length > 0 || (p.files.length === 0 && p.actions.length === 0);
+    button.disabled = Boolean(refused) || p.conflicts.length > 0 || (p.unsupported_links ?? []).length > 0
+      || (p.files.length === 0 && p.actions.length === 0);
     if (refused) box.prepend(h('div', { class: 'alert alert-secondary small', id: 'apply-refused' }, refused));
     return answer.plan;
   } catch (e) {

@@ -25,6 +25,26 @@ function keptRootfs(plan) {
     '. ', h('code', {}, 'ctm apply --prune'), ' deletes them.');
 }
 
+// Kinds of link the host file uses that the running kernel cannot make
+// (an apply is refused), and those whose support was not checked.
+function linkKinds(plan) {
+  const out = [];
+  const unsupported = plan.unsupported_links ?? [];
+  for (const n of unsupported) {
+    out.push(h('div', { class: 'alert alert-danger py-2 small mb-2 plan-unsupported' },
+      'The running kernel cannot make ', h('code', {}, n.kind), ` links (${n.links.join(', ')}): ${n.reason}`));
+  }
+  if (unsupported.length > 0) {
+    out.push(h('p', { class: 'small text-danger' },
+      'Nothing will be applied; ', h('code', {}, 'ctm info'), ' lists the kinds this kernel has.'));
+  }
+  for (const n of plan.unchecked_links ?? []) {
+    out.push(h('p', { class: 'small text-body-secondary plan-unchecked' },
+      'Kernel support not checked for ', h('code', {}, n.kind), ` links (${n.links.join(', ')}): ${n.reason}.`));
+  }
+  return out;
+}
+
 export function renderPlan(plan) {
   const s = plan.summary;
   const from = plan.from_generation ?? 'none';
@@ -38,6 +58,7 @@ export function renderPlan(plan) {
   ];
   if (plan.files.length === 0 && plan.actions.length === 0 && plan.conflicts.length === 0) {
     parts.push(h('p', { class: 'mb-0 text-success', id: 'no-changes' }, 'No changes. The host matches the host file.'));
+    parts.push(...linkKinds(plan));
     parts.push(keptRootfs(plan));
     return h('div', { class: 'plan' }, parts);
   }
@@ -48,6 +69,7 @@ export function renderPlan(plan) {
   if (plan.conflicts.length > 0) {
     parts.push(h('p', { class: 'small text-danger' }, 'Nothing will be applied until the conflicts are resolved.'));
   }
+  parts.push(...linkKinds(plan));
   if (plan.files.length > 0) {
     parts.push(h('h2', { class: 'h6 mt-3' }, 'Files'));
     parts.push(h('div', { class: 'list-group mb-3 plan-files' }, plan.files.map((f) => {
