@@ -164,10 +164,9 @@ fn refusal(plan: &Plan) -> Option<Refused> {
             conflicts: plan.conflicts.clone(),
         });
     }
-    // An empty plan changes nothing, so there is nothing to refuse; its
-    // text still names the kinds the kernel lacks.
-    (!plan.unsupported_links.is_empty() && !plan.is_empty()).then(|| Refused::UnsupportedLinks {
-        kinds: plan.unsupported_links.clone(),
+    let kinds = plan.blocking_links();
+    (!kinds.is_empty()).then(|| Refused::UnsupportedLinks {
+        kinds: kinds.to_vec(),
     })
 }
 

@@ -546,10 +546,7 @@ impl FleetPlan {
                 ),
             ));
         }
-        for p in self
-            .plans()
-            .filter(|p| !p.plan.unsupported_links.is_empty() && !p.plan.is_empty())
-        {
+        for p in self.plans().filter(|p| !p.plan.blocking_links().is_empty()) {
             problems.push((
                 p.selected.host.name.as_str(),
                 format!(

@@ -207,6 +207,17 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty() && self.actions.is_empty() && self.conflicts.is_empty()
     }
+
+    /// The kinds of link the kernel lacks that stop an apply of this plan:
+    /// none for an empty plan, which changes nothing (its text still
+    /// names them).
+    pub fn blocking_links(&self) -> &[LinkKindNote] {
+        if self.is_empty() {
+            &[]
+        } else {
+            &self.unsupported_links
+        }
+    }
 }
 
 fn should_autostart(desired: &Artifacts, name: &str) -> bool {
