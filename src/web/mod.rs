@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -190,8 +191,13 @@ fn too_large(length: Option<usize>) -> Response {
 
 /// Refuses a body larger than [`MAX_BODY`] before it is read when its
 /// length is declared, and says so in JSON when axum's own limit stops
-/// one without a length part-way.
-async fn limit_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// one without a length part-way. A body whose worker lane is full now
+/// is answered 503 before it is read, too.
+async fn limit_body(
+    State(state): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -199,6 +205,12 @@ async fn limit_body(request: axum::extract::Request, next: axum::middleware::Nex
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > MAX_BODY) {
         return too_large(declared);
+    }
+    if let Some(busy) = declared
+        .filter(|length| *length > 0)
+        .and_then(|length| state.workers.full_for(length))
+    {
+        return busy.into_response();
     }
     let response = next.run(request).await;
     let is_json = response
@@ -223,7 +235,10 @@ pub fn router(state: Shared) -> Router {
         .merge(auth::routes())
         .merge(assets::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(limit_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,

@@ -143,6 +143,13 @@ impl Default for Workers {
     }
 }
 
+fn lane_full(lane: &Lane) -> ApiError {
+    busy(format!(
+        "ctm serve is busy: {} requests of the {} kind are in hand; try again",
+        lane.limit, lane.name
+    ))
+}
+
 fn busy(message: String) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(1)
 }
@@ -164,12 +171,24 @@ impl Workers {
         size: usize,
         work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let lane = if size >= LARGE {
+        run_in(self.lane_for(size), work).await
+    }
+
+    fn lane_for(&self, size: usize) -> &Lane {
+        if size >= LARGE {
             &self.large
         } else {
             &self.ordinary
-        };
-        run_in(lane, work).await
+        }
+    }
+
+    /// The 503 that a request of `size` bytes would get now, its lane
+    /// being full: answered before its body is read, since reading and
+    /// decoding a body of megabytes only to turn it away is most of what
+    /// a client sending them without pause costs the server.
+    pub fn full_for(&self, size: usize) -> Option<ApiError> {
+        let lane = self.lane_for(size);
+        (lane.admitted.load(Ordering::SeqCst) >= lane.limit).then(|| lane_full(lane))
     }
 
     /// Runs `work`, which reaches other hosts, in the lane for that.
@@ -197,10 +216,7 @@ async fn run_in<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     if lane.admitted.fetch_add(1, Ordering::SeqCst) >= lane.limit {
         lane.admitted.fetch_sub(1, Ordering::SeqCst);
-        return Err(busy(format!(
-            "ctm serve is busy: {} requests of the {} kind are in hand; try again",
-            lane.limit, lane.name
-        )));
+        return Err(lane_full(lane));
     }
     let _admitted = Admitted(&lane.admitted);
     let permit = tokio::time::timeout(QUEUE_WAIT, lane.permits.clone().acquire_owned())
@@ -270,6 +286,10 @@ mod tests {
         while workers.in_hand().1 == 0 {
             tokio::task::yield_now().await;
         }
+        // A body for the full lane is turned away before it is read.
+        let early = workers.full_for(LARGE).expect("the large lane is full");
+        assert_eq!(early.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(workers.full_for(10).is_none());
         let refused = workers.run(LARGE, || Ok(2)).await.unwrap_err();
         assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.retry_after, Some(1));
