@@ -57,7 +57,10 @@ pub fn write(
         }));
     }
     let artifacts = compile::compile(&validated.host);
-    if !options.force {
+    // A directory that does not exist yet holds nothing foreign: its
+    // thousands of lookups would all say so.
+    let out_exists = !matches!(std::fs::symlink_metadata(out), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if !options.force && out_exists {
         let paths = foreign_files(out, &artifacts)?;
         if !paths.is_empty() {
             return Ok(Err(Refusal::Foreign { paths }));
