@@ -119,6 +119,35 @@ impl Diagnostic {
     }
 }
 
+/// The JSON form of each of `diagnostics` in the file `file_name` holding
+/// `text`, from one index of the text: a file can have a thousand
+/// diagnostics, and the text be megabytes.
+pub fn json_in_file<'a>(
+    file_name: &str,
+    text: &str,
+    diagnostics: impl IntoIterator<Item = &'a Diagnostic>,
+) -> Vec<JsonDiagnostic> {
+    let file = SourceFile::new(file_name, text);
+    diagnostics
+        .into_iter()
+        .map(|d| d.to_json_in(&file))
+        .collect()
+}
+
+/// Each of `diagnostics` as a report showing its place in `text`, from
+/// one index of the text (see [`json_in_file`]).
+pub fn reports_in_file<'a>(
+    file_name: &str,
+    text: &str,
+    diagnostics: impl IntoIterator<Item = &'a Diagnostic>,
+) -> Vec<miette::Report> {
+    let file = Arc::new(SourceFile::new(file_name, text));
+    diagnostics
+        .into_iter()
+        .map(|d| d.report_in(&file))
+        .collect()
+}
+
 /// `diagnostics` sorted by position, then message: the order they are
 /// shown in.
 pub fn sorted(diagnostics: &[Diagnostic]) -> Vec<&Diagnostic> {

@@ -10,7 +10,7 @@ use miette::{IntoDiagnostic as _, WrapErr as _};
 use super::output::{errln, out_styled, outln, say};
 use super::{DiffArgs, OutputFormat, confirm};
 use crate::backend::ssh::OpenSsh;
-use crate::diagnostic::SourceFile;
+use crate::diagnostic::reports_in_file;
 use crate::engine::events::generation_name;
 use crate::engine::fleet::{self, ApplyOptions, Controller, FleetPlan, Pushed};
 use crate::plan::render;
@@ -163,10 +163,9 @@ fn check(args: &CheckArgs) -> miette::Result<ExitCode> {
         }
         OutputFormat::Human => {
             let file = &checked.fleet.file;
-            let source =
-                std::sync::Arc::new(SourceFile::new(file.path.display().to_string(), &file.text));
-            for d in checked.fleet.sorted_diagnostics() {
-                errln(&format!("{:?}", d.report_in(&source)));
+            let name = file.path.display().to_string();
+            for report in reports_in_file(&name, &file.text, checked.fleet.sorted_diagnostics()) {
+                errln(&format!("{report:?}"));
             }
             for (_, outcome) in &checked.hosts {
                 super::print_diagnostics(outcome, OutputFormat::Human);

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::clock::Timeout;
-use crate::diagnostic::SourceFile;
+use crate::diagnostic::reports_in_file;
 use crate::engine::Target;
 use crate::engine::load::Outcome;
 
@@ -295,10 +295,9 @@ pub fn print_diagnostics(outcome: &Outcome, format: OutputFormat) {
     match format {
         OutputFormat::Human => {
             let host_name = outcome.host_file.path.display().to_string();
-            // One index of the text for every diagnostic.
-            let file = std::sync::Arc::new(SourceFile::new(&host_name, &outcome.host_file.text));
-            for d in outcome.sorted_diagnostics() {
-                output::errln(&format!("{:?}", d.report_in(&file)));
+            let text = &outcome.host_file.text;
+            for report in reports_in_file(&host_name, text, outcome.sorted_diagnostics()) {
+                output::errln(&format!("{report:?}"));
             }
             if let Some(d) = &outcome.lock_diagnostic {
                 let lock_text = outcome.lock_file.as_ref().map_or("", |l| l.text.as_str());

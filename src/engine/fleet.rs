@@ -33,7 +33,7 @@ use super::refused::Refused;
 use crate::backend::ssh::{Flow, Reply, Transport, Via, one_line};
 use crate::clock::now_rfc3339;
 use crate::config::{self, Format, Source, did_you_mean, vocab};
-use crate::diagnostic::{Diagnostic, SourceFile};
+use crate::diagnostic::{Diagnostic, json_in_file};
 use crate::fs;
 use crate::model::Name;
 use crate::model::fleet::{Canary, Fleet, FleetHost};
@@ -161,13 +161,11 @@ impl Checked {
     /// each host file's (as `ctm check --format json` prints it).
     pub fn diagnostics_json(&self) -> Value {
         let name = self.fleet.file.path.display().to_string();
-        let file = SourceFile::new(&name, &self.fleet.file.text);
-        let list: Vec<_> = self
-            .fleet
-            .sorted_diagnostics()
-            .iter()
-            .map(|d| d.to_json_in(&file))
-            .collect();
+        let list = json_in_file(
+            &name,
+            &self.fleet.file.text,
+            self.fleet.sorted_diagnostics(),
+        );
         serde_json::json!({
             "file": name,
             "valid": self.error_count() == 0,

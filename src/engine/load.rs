@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::compile::{self, Artifacts};
 use crate::config::{self, Format, Source};
-use crate::diagnostic::{Diagnostic, SourceFile};
+use crate::diagnostic::{Diagnostic, json_in_file};
 use crate::lock::Lock;
 use crate::model::Host;
 use crate::validate::{self, Validated};
@@ -181,14 +181,7 @@ impl Outcome {
     /// shows): every diagnostic, sorted by position, then the lock's.
     pub fn diagnostics_json(&self) -> serde_json::Value {
         let host_name = self.host_file.path.display().to_string();
-        // One index of the text for every diagnostic: a file can have
-        // a thousand, and the text be megabytes.
-        let file = SourceFile::new(&host_name, &self.host_file.text);
-        let mut list: Vec<_> = self
-            .sorted_diagnostics()
-            .iter()
-            .map(|d| d.to_json_in(&file))
-            .collect();
+        let mut list = json_in_file(&host_name, &self.host_file.text, self.sorted_diagnostics());
         if let Some(d) = &self.lock_diagnostic {
             let lock_text = self.lock_file.as_ref().map_or("", |l| l.text.as_str());
             list.push(d.to_json(&self.lock_path.display().to_string(), lock_text));
