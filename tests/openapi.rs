@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use ctm::backend::cgroups::{Resources, Usage};
 use ctm::backend::journal::{Journal, LogQuery, NoJournal};
 use ctm::state::Store;
 use ctm::web::{AppState, Config, Shared};
@@ -285,18 +284,6 @@ impl Answer {
     fn expect(self, status: StatusCode) -> Answer {
         assert_eq!(self.status, status, "{}", self.text);
         self
-    }
-}
-
-/// Resource use of `web` only, as a cgroup would report it.
-struct OneBusyContainer;
-
-impl Resources for OneBusyContainer {
-    fn usage(&self, machine: &str) -> Option<Usage> {
-        (machine == "web").then_some(Usage {
-            cpu_usec: 1_500_000,
-            memory_bytes: 64 << 20,
-        })
     }
 }
 

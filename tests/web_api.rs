@@ -11,7 +11,6 @@ use std::process::Command;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use ctm::backend::cgroups::{Resources, Usage};
 use ctm::backend::journal::{Journal, LogQuery, NoJournal};
 use ctm::state::Store;
 use ctm::web::{AppState, Config, Shared};
@@ -19,18 +18,6 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use support::*;
 use tower::ServiceExt as _;
-
-/// Resource use of `web` only, as a cgroup would report it.
-struct OneBusyContainer;
-
-impl Resources for OneBusyContainer {
-    fn usage(&self, machine: &str) -> Option<Usage> {
-        (machine == "web").then_some(Usage {
-            cpu_usec: 1_500_000,
-            memory_bytes: 64 << 20,
-        })
-    }
-}
 
 /// A journal that prints two lines, one of them hostile.
 struct Printf;

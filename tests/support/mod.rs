@@ -218,3 +218,16 @@ pub fn on_stack<T: Send + 'static>(bytes: usize, f: impl FnOnce() -> T + Send + 
 pub fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     on_stack(256 << 10, f)
 }
+
+/// Resource use of `web` only, as a cgroup would report it (the web
+/// tests' dashboard and container page).
+pub struct OneBusyContainer;
+
+impl ctm::backend::cgroups::Resources for OneBusyContainer {
+    fn usage(&self, machine: &str) -> Option<ctm::backend::cgroups::Usage> {
+        (machine == "web").then_some(ctm::backend::cgroups::Usage {
+            cpu_usec: 1_500_000,
+            memory_bytes: 64 << 20,
+        })
+    }
+}
