@@ -241,7 +241,10 @@ fn unknown_node_without_a_close_match_lists_the_choices() {
         "mtu",
         "mtu",
     );
-    assert_help(&d, "expected one of: `bridge`, `ipv4`, `ipv6`, `dns`");
+    assert_help(
+        &d,
+        "expected one of: `bridge`, `ipv4`, `ipv6`, `dns`, `egress`",
+    );
 }
 
 #[test]
@@ -2272,6 +2275,192 @@ fn nat_without_uplink() {
         "{ nat",
     );
     assert_help(&d, "name the uplink: host \"NAME\" { uplink \"eth0\"; }");
+}
+
+#[test]
+fn egress_nat_without_uplink() {
+    let text = kdl_edit(
+        &[
+            ("    uplink \"eth0\"\n", ""),
+            (
+                "    ipv6 \"fd42:42::1/64\"\n",
+                "    ipv6 \"fd42:42::1/64\"\n    egress \"nat\"\n",
+            ),
+        ],
+        "",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::nat-without-uplink",
+        "`egress \"nat\"` needs the host's uplink",
+        "\"nat\"",
+        "egress \"nat\"",
+    );
+    assert_help(&d, "name the uplink: host \"NAME\" { uplink \"eth0\"; }");
+}
+
+#[test]
+fn egress_that_is_not_a_policy() {
+    let text = kdl_edit(
+        &[(
+            "    ipv6 \"fd42:42::1/64\"\n",
+            "    ipv6 \"fd42:42::1/64\"\n    egress \"open\"\n",
+        )],
+        "",
+    );
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`open` is not an egress policy; use `nat`, `routed` or `isolated`",
+        "\"open\"",
+        "egress \"open\"",
+    );
+}
+
+#[test]
+fn nat_on_an_isolated_network() {
+    let text = kdl_edit(
+        &[
+            ("ipv4 \"10.42.0.1/24\"", "ipv4 \"10.42.0.1/24\" { nat; }"),
+            (
+                "    ipv6 \"fd42:42::1/64\"\n",
+                "    ipv6 \"fd42:42::1/64\"\n    egress \"isolated\"\n",
+            ),
+        ],
+        "",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::egress-conflict",
+        "`nat` on the ipv4 subnet contradicts `egress \"isolated\"`",
+        "nat",
+        "{ nat",
+    );
+    assert_help(
+        &d,
+        "remove `nat`, or make the policy `egress \"nat\"`: an isolated network has no way out to masquerade",
+    );
+    assert_eq!(covered(&text, d.related[0].0), "\"isolated\"");
+}
+
+#[test]
+fn nat_on_a_routed_network_in_toml() {
+    let text = toml_edit(
+        &[(
+            "ipv4 = \"10.42.0.1/24\"\n",
+            "ipv4 = { address = \"10.42.0.1/24\", nat = true }\negress = \"routed\"\n",
+        )],
+        "",
+    );
+    let d = expect_one(
+        &text,
+        Format::Toml,
+        "ctm::egress-conflict",
+        "`nat` on the ipv4 subnet contradicts `egress \"routed\"`",
+        "nat",
+        "nat = true",
+    );
+    assert_help(&d, "remove `nat`, or make the policy `egress \"nat\"`");
+}
+
+#[test]
+fn rule_with_a_port_but_no_protocol() {
+    let text = kdl(
+        "container \"db\" {\n    image \"debian\"\n    network \"lan\"\n    allow port=5432\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::port-without-protocol",
+        "`allow` names a port but no protocol",
+        "5432",
+        "port=5432",
+    );
+    assert_help(&d, "write the protocol first: allow \"tcp\" port=…");
+}
+
+#[test]
+fn rule_from_a_network_that_does_not_exist() {
+    let text = kdl(
+        "container \"db\" {\n    image \"debian\"\n    network \"lan\"\n    deny \"tcp\" from=\"lann\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no network named `lann`",
+        "\"lann\"",
+        "from=\"lann\"",
+    );
+    assert_help(&d, "did you mean `lan`?");
+}
+
+#[test]
+fn rule_from_the_containers_own_network() {
+    let text = kdl(
+        "container \"db\" {\n    image \"debian\"\n    network \"lan\"\n    allow \"tcp\" port=5432 from=\"lan\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::rule-own-network",
+        "`allow` from `lan`, the network container `db` is on, filters nothing",
+        "\"lan\"",
+        "from=\"lan\"",
+    );
+    assert_help(
+        &d,
+        "containers on one network reach each other over its bridge, which the firewall does not see; put the containers on two networks to filter between them",
+    );
+}
+
+#[test]
+fn rule_on_a_container_without_a_network() {
+    let text = kdl("container \"db\" {\n    image \"debian\"\n    allow \"udp\"\n}\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::rule-without-network",
+        "container `db` has no network for `allow` to filter",
+        "allow \"udp\"",
+        "allow",
+    );
+    assert_help(
+        &d,
+        "attach the container to a network with `network \"NAME\"`, or remove the rule",
+    );
+}
+
+#[test]
+fn packages_installed_from_inside_an_isolated_network() {
+    let text = kdl_edit(
+        &[
+            (
+                "debootstrap suite=\"bookworm\"\n",
+                "debootstrap suite=\"bookworm\"\n    packages \"postgresql\"\n",
+            ),
+            (
+                "    ipv6 \"fd42:42::1/64\"\n",
+                "    ipv6 \"fd42:42::1/64\"\n    egress \"isolated\"\n",
+            ),
+        ],
+        "container \"db\" {\n    image \"debian\"\n    network \"lan\"\n    packages \"postgresql\" \"vim\"\n    ssh {\n        user \"dba\"\n    }\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::install-on-isolated-network",
+        "container `db` would install `openssh-server`, `vim` with apt from inside, but network `lan` is isolated",
+        "\"lan\"",
+        "network \"lan\"\n    packages",
+    );
+    assert_help(
+        &d,
+        "add them to the `packages` of image `debian` (installed when it is built), or give the network `egress \"nat\"` or `\"routed\"`",
+    );
 }
 
 #[test]

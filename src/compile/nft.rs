@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 
 use super::{Artifacts, NFT_RULESET, NFT_UNIT, Owner};
-use crate::model::Host;
+use crate::model::{Egress, Host, Traffic, Verdict};
 
 const UNIT_TEMPLATE: &str = include_str!("../../templates/ctm-nftables.service");
 const RULESET_TEMPLATE: &str = include_str!("../../templates/ctm.nft");
@@ -57,7 +57,6 @@ pub fn chains(host: &Host) -> Chains {
     let mut prerouting = Vec::new();
     let mut output = Vec::new();
     let mut postrouting = Vec::new();
-    let mut forward = vec!["ct state established,related accept".to_string()];
 
     for container in host.containers.values() {
         let Some(attach) = &container.network else {
@@ -84,9 +83,8 @@ pub fn chains(host: &Host) -> Chains {
             }
         }
     }
-    for network in host.networks.values() {
-        let bridge = &network.bridge;
-        if let Some(uplink) = &host.uplink {
+    if let Some(uplink) = &host.uplink {
+        for network in host.networks.values() {
             if let Some(v4) = network.ipv4.filter(|s| s.nat) {
                 postrouting.push(format!(
                     "ip saddr {} oifname \"{uplink}\" masquerade",
@@ -100,15 +98,92 @@ pub fn chains(host: &Host) -> Chains {
                 ));
             }
         }
-        forward.push(format!("iifname \"{bridge}\" accept"));
     }
-    forward.push("ct status dnat accept".to_string());
     Chains {
         prerouting,
         output,
         postrouting,
-        forward,
+        forward: forward(host),
     }
+}
+
+/// The forward chain: what is routed to, from and between the networks.
+/// Answers and port forwards first; then the containers' own rules, in
+/// order; then each network's egress policy; then every other packet that
+/// enters or leaves a network's bridge is dropped. The chain's policy
+/// stays `accept`: traffic between interfaces that are not ctm's is not
+/// ctm's to judge (a drop here would drop it whatever other tables say).
+fn forward(host: &Host) -> Vec<String> {
+    let mut forward = vec![
+        "ct state established,related accept".to_string(),
+        "ct status dnat accept".to_string(),
+    ];
+    if host.networks.is_empty() {
+        return forward;
+    }
+    let bridges = format!(
+        "{{ {} }}",
+        host.networks
+            .values()
+            .map(|n| format!("\"{}\"", n.bridge))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for container in host.containers.values() {
+        let Some(attach) = &container.network else {
+            continue;
+        };
+        let Some(network) = host.networks.get(&attach.network) else {
+            continue;
+        };
+        for rule in &container.rules {
+            let from = match &rule.from {
+                Some(name) => match host.networks.get(name) {
+                    Some(peer) => format!(" iifname \"{}\"", peer.bridge),
+                    None => continue,
+                },
+                None => String::new(),
+            };
+            let traffic = match rule.traffic {
+                Traffic::All => String::new(),
+                Traffic::Protocol { protocol } => format!(" meta l4proto {}", protocol.as_str()),
+                Traffic::Port { protocol, port } => format!(" {} dport {port}", protocol.as_str()),
+            };
+            let verdict = match rule.verdict {
+                Verdict::Allow => "accept",
+                Verdict::Deny => "drop",
+            };
+            let addresses = [
+                attach.ipv4.map(|a| format!("ip daddr {a}")),
+                attach.ipv6.map(|a| format!("ip6 daddr {a}")),
+            ];
+            for daddr in addresses.into_iter().flatten() {
+                forward.push(format!(
+                    "oifname \"{}\"{from} {daddr}{traffic} {verdict}",
+                    network.bridge
+                ));
+            }
+        }
+    }
+    for network in host.networks.values() {
+        let bridge = &network.bridge;
+        // Within a network traffic is bridged; with br_netfilter loaded
+        // (as Docker does) it would come through here too.
+        forward.push(format!("iifname \"{bridge}\" oifname \"{bridge}\" accept"));
+        match network.egress {
+            Egress::Nat => {
+                forward.push(format!("iifname \"{bridge}\" oifname != {bridges} accept"));
+            }
+            Egress::Routed => {
+                forward.push(format!("iifname \"{bridge}\" oifname != {bridges} accept"));
+                forward.push(format!("iifname != {bridges} oifname \"{bridge}\" accept"));
+            }
+            Egress::Isolated => {}
+        }
+    }
+    forward.push(format!("iifname {bridges} drop"));
+    forward.push(format!("oifname {bridges} drop"));
+    forward
 }
 
 pub fn ruleset(chains: &Chains, header: &[String]) -> String {

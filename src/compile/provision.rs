@@ -221,7 +221,7 @@ pub fn steps(container: &Container, image: &Image, dns: &[IpAddr]) -> Vec<Step> 
         ));
     }
     if let Some(ssh) = &container.ssh {
-        let server = PackageName::trusted("openssh-server");
+        let server = PackageName::trusted(PackageName::SSH_SERVER);
         steps.push(packages_step(
             "ssh-server",
             "install the OpenSSH server".into(),
@@ -289,7 +289,7 @@ pub fn steps(container: &Container, image: &Image, dns: &[IpAddr]) -> Vec<Step> 
         steps.push(enable_step("ssh-enabled", "ssh.service"));
     }
     if container.docker {
-        let docker = PackageName::trusted("docker.io");
+        let docker = PackageName::trusted(PackageName::DOCKER);
         steps.push(packages_step("docker", "install Docker".into(), &[&docker]));
         steps.push(enable_step("docker-enabled", "docker.service"));
     }

@@ -336,6 +336,13 @@ static DNS: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static EGRESS: NodeSpec = leaf(
+    "egress",
+    "Where traffic from the network may go: `nat` (out through the uplink, masqueraded; nothing comes in unasked), `routed` (out and in with the containers' own addresses) or `isolated` (nothing leaves or is routed in). Traffic between two networks is dropped whatever the policy, unless a container's `allow` lets it in. Default: `nat` when a subnet has `nat`, else `routed`.",
+    "egress \"isolated\"",
+    &[arg("policy", String, "`nat`, `routed` or `isolated`.")],
+);
+
 static NETWORK: NodeSpec = NodeSpec {
     name: "network",
     doc: "A bridged network on the host that containers attach to.",
@@ -343,7 +350,13 @@ static NETWORK: NodeSpec = NodeSpec {
     args: &[arg("name", String, "The network's name.")],
     props: NO_PROPS,
     any_props: None,
-    children: &[required(&BRIDGE), once(&IPV4), once(&IPV6), once(&DNS)],
+    children: &[
+        required(&BRIDGE),
+        once(&IPV4),
+        once(&IPV6),
+        once(&DNS),
+        once(&EGRESS),
+    ],
     keyed: true,
 };
 
@@ -530,6 +543,47 @@ static CHECK: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+/// `allow` and `deny` take the same arguments.
+const RULE_ARGS: &[ArgSpec] = &[optional_arg(
+    "protocol",
+    String,
+    "`tcp` or `udp`; without it, every protocol.",
+)];
+const RULE_PROPS: &[PropSpec] = &[
+    prop(
+        "port",
+        Integer,
+        "The container's port, 1–65535; needs the protocol. Without it, every port.",
+    ),
+    prop(
+        "from",
+        String,
+        "The `network` the traffic comes from; without it, from anywhere (other networks, the uplink, tunnels).",
+    ),
+];
+
+static ALLOW: NodeSpec = NodeSpec {
+    name: "allow",
+    doc: "Let routed traffic reach the container: from another network (dropped otherwise), or from outside. Rules are tried in order, the container's own before its template's; the first that matches decides.",
+    example: "allow \"tcp\" port=5432 from=\"front\"",
+    args: RULE_ARGS,
+    props: RULE_PROPS,
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static DENY: NodeSpec = NodeSpec {
+    name: "deny",
+    doc: "Drop routed traffic to the container that its network's egress policy would let in (on a `routed` network, traffic from outside). Port forwards are never dropped: a forward is an explicit opening.",
+    example: "deny \"tcp\" port=22",
+    args: RULE_ARGS,
+    props: RULE_PROPS,
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
 static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&FROM),
     once(&USE_IMAGE),
@@ -544,6 +598,8 @@ static CONTAINER_CHILDREN: &[ChildSpec] = &[
     many(&PACKAGES),
     once(&ENVIRONMENT),
     many(&CHECK),
+    many(&ALLOW),
+    many(&DENY),
 ];
 
 static TEMPLATE: NodeSpec = NodeSpec {

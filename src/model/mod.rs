@@ -59,6 +59,48 @@ pub struct Network {
     pub ipv6: Option<Subnet<Ipv6Net>>,
     /// The containers' name servers, in order.
     pub dns: Vec<IpAddr>,
+    /// Where traffic from the network may go, and what may come in.
+    pub egress: Egress,
+}
+
+/// A network's place in the host's forwarding (`egress`). Whatever the
+/// policy, containers on one network reach each other (bridged, not
+/// routed) and the host, answers to their connections come back, and port
+/// forwards reach them; traffic between two networks is dropped unless a
+/// container's `allow` rule lets it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Egress {
+    /// Out to anything but another network, masqueraded through the
+    /// uplink (the families whose subnet has `nat`); nothing comes in
+    /// unasked.
+    Nat,
+    /// Out to anything but another network, with the containers' own
+    /// addresses; in from anything but another network.
+    Routed,
+    /// Nothing leaves the bridge and nothing is routed onto it.
+    Isolated,
+}
+
+impl Egress {
+    pub fn parse(s: &str) -> Result<Egress, String> {
+        match s {
+            "nat" => Ok(Egress::Nat),
+            "routed" => Ok(Egress::Routed),
+            "isolated" => Ok(Egress::Isolated),
+            _ => Err(format!(
+                "`{s}` is not an egress policy; use `nat`, `routed` or `isolated`"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Egress::Nat => "nat",
+            Egress::Routed => "routed",
+            Egress::Isolated => "isolated",
+        }
+    }
 }
 
 /// A bridge's address within its subnet (`10.42.0.1/24`): the address is
@@ -98,6 +140,35 @@ pub struct Container {
     /// Run after every apply that starts or restarts the container; a
     /// failure rolls the apply back.
     pub checks: Vec<HealthCheck>,
+    /// What may reach the container from other networks and the outside,
+    /// in order: the first rule that matches a packet decides.
+    pub rules: Vec<FirewallRule>,
+}
+
+/// `allow` or `deny`: routed traffic to a container, matched by protocol,
+/// port and the network it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirewallRule {
+    pub verdict: Verdict,
+    pub traffic: Traffic,
+    /// The network the traffic comes from; `None`: from anywhere.
+    pub from: Option<Name>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// What a rule matches: a port only ever with its protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "match")]
+pub enum Traffic {
+    All,
+    Protocol { protocol: Protocol },
+    Port { protocol: Protocol, port: Port },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -525,6 +525,11 @@ impl PackageName {
         &self.0
     }
 
+    /// The package `ssh` installs in a container.
+    pub const SSH_SERVER: &'static str = "openssh-server";
+    /// The package `docker` installs in a container.
+    pub const DOCKER: &'static str = "docker.io";
+
     /// A name written into ctm itself, known to be valid.
     pub(crate) fn trusted(name: &'static str) -> PackageName {
         PackageName(name.to_string())

@@ -33,6 +33,16 @@ struct Partial {
     packages: Vec<PackageName>,
     environment: BTreeMap<EnvName, EnvValue>,
     checks: Vec<Spanned<HealthCheck>>,
+    /// `allow` and `deny`, in the order written.
+    rules: Vec<Spanned<RuleDraft>>,
+}
+
+/// A firewall rule whose `from` is not yet checked against the networks.
+#[derive(Debug, Clone)]
+struct RuleDraft {
+    verdict: Verdict,
+    traffic: Traffic,
+    from: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +194,16 @@ impl Partial {
                 p.checks.push(Spanned::new(c, check.span));
             }
         }
+        for node in &node.children {
+            let verdict = match node.name.value.as_str() {
+                "allow" => Verdict::Allow,
+                "deny" => Verdict::Deny,
+                _ => continue,
+            };
+            if let Some(rule) = rule(v, verdict, node) {
+                p.rules.push(Spanned::new(rule, node.span));
+            }
+        }
         p
     }
 
@@ -194,6 +214,7 @@ impl Partial {
             + self.packages.len()
             + self.environment.len()
             + self.checks.len()
+            + self.rules.len()
             + self.ssh.as_ref().map_or(0, |s| s.keys.len())
     }
 
@@ -248,6 +269,9 @@ impl Partial {
             packages,
             environment,
             checks: base.checks.iter().chain(&self.checks).cloned().collect(),
+            // The container's own rules first: the first rule that matches
+            // decides, and the more particular one should.
+            rules: self.rules.iter().chain(&base.rules).cloned().collect(),
         }
     }
 }
@@ -286,6 +310,53 @@ fn health_check(v: &mut Validator, node: &Node) -> Option<HealthCheck> {
         }
     };
     Some(HealthCheck { probe, timeout })
+}
+
+/// One `allow` or `deny`: a port only with its protocol.
+fn rule(v: &mut Validator, verdict: Verdict, node: &Node) -> Option<RuleDraft> {
+    let protocol = match node.arg(0) {
+        Some(arg) => Some(v.parse_str(Some(arg), "ctm::invalid-value", Protocol::parse)?),
+        None => None,
+    };
+    let port = match node.prop("port") {
+        Some(value) => Some((port(v, Some(value))?, value.span)),
+        None => None,
+    };
+    let traffic = match (protocol, port) {
+        (None, None) => Traffic::All,
+        (Some(protocol), None) => Traffic::Protocol {
+            protocol: protocol.value,
+        },
+        (Some(protocol), Some((port, _))) => Traffic::Port {
+            protocol: protocol.value,
+            port,
+        },
+        (None, Some((_, span))) => {
+            v.push(
+                Diagnostic::error(
+                    "ctm::port-without-protocol",
+                    format!("`{}` names a port but no protocol", node.name.value),
+                    span,
+                )
+                .with_label("tcp or udp?")
+                .with_help(format!(
+                    "write the protocol first: {} \"tcp\" port=…",
+                    node.name.value
+                )),
+            );
+            return None;
+        }
+    };
+    Some(RuleDraft {
+        verdict,
+        traffic,
+        from: string_arg_of(node.prop("from")),
+    })
+}
+
+fn string_arg_of(value: Option<&Spanned<crate::config::Value>>) -> Option<Spanned<String>> {
+    let value = value?;
+    Some(Spanned::new(value.value.as_str()?.to_string(), value.span))
 }
 
 /// Where a bind may not go, whatever the container does.
@@ -539,8 +610,11 @@ pub(super) fn containers(
     let lock = assign_addresses(v, &mut drafts, networks, previous);
     forwards(v, &drafts, networks);
     tcp_checks(v, &drafts, networks);
+    let rules = rules(v, &drafts, networks);
+    installs_without_a_way_out(v, &drafts, images, networks);
 
     let mut containers = BTreeMap::new();
+    let mut rules = rules;
     for (name, (_, p)) in drafts {
         let Some(Some(image)) = p.image else { continue };
         let Ok(image) = Name::parse(&image.value) else {
@@ -553,6 +627,7 @@ pub(super) fn containers(
                 ipv6: a.ipv6.map(|s| s.value),
             })
         });
+        let rules = rules.remove(&name).unwrap_or_default();
         containers.insert(
             name.clone(),
             Container {
@@ -575,6 +650,7 @@ pub(super) fn containers(
                 packages: p.packages,
                 environment: p.environment,
                 checks: p.checks.into_iter().map(|c| c.value).collect(),
+                rules,
             },
         );
     }
@@ -1000,6 +1076,129 @@ fn tcp_checks(
 /// already: its network is unknown or defined with an error, has a subnet
 /// given but invalid, or has no address left. Only a container on no
 /// network, or on a network without subnets, is missing one unreported.
+/// Packages a container needs that its image lacks (its own, the SSH
+/// server for `ssh`, Docker for `docker`) are installed by apt inside the
+/// running container, over its network: on an isolated network, apt would
+/// fail on every apply. Only a debootstrap image's packages are known; any
+/// other image may well have them.
+fn installs_without_a_way_out(
+    v: &mut Validator,
+    drafts: &BTreeMap<Name, (SourceSpan, Partial)>,
+    images: &BTreeMap<Name, (SourceSpan, Image)>,
+    networks: &BTreeMap<Name, NetworkEntry>,
+) {
+    for (name, (_, p)) in drafts {
+        let Some(attach) = &p.network else { continue };
+        let isolated = networks
+            .get(attach.network.value.as_str())
+            .is_some_and(|e| e.network.egress == Egress::Isolated);
+        let image = p.image.as_ref().and_then(|i| i.as_ref());
+        let Some((_, image)) = image.and_then(|i| images.get(i.value.as_str())) else {
+            continue;
+        };
+        if !isolated || !matches!(image.source, ImageSource::Debootstrap { .. }) {
+            continue;
+        }
+        let has: HashSet<&str> = image.packages.iter().map(PackageName::as_str).collect();
+        let needed = p
+            .packages
+            .iter()
+            .map(PackageName::as_str)
+            .chain(p.ssh.as_ref().map(|_| PackageName::SSH_SERVER))
+            .chain(p.docker.map(|_| PackageName::DOCKER));
+        let missing: BTreeSet<&str> = needed.filter(|n| !has.contains(n)).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        v.push(
+            Diagnostic::error(
+                "ctm::install-on-isolated-network",
+                format!(
+                    "container `{name}` would install {} with apt from inside, but network `{}` is isolated",
+                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+                    attach.network.value
+                ),
+                attach.network.span,
+            )
+            .with_label("no way out to a package mirror")
+            .with_help(format!(
+                "add them to the `packages` of image `{}` (installed when it is built), or give the network `egress \"nat\"` or `\"routed\"`",
+                image.name
+            )),
+        );
+    }
+}
+
+/// Each container's `allow` and `deny` rules with their `from` checked:
+/// a known network other than the container's own. Rules with a problem
+/// are reported and left out.
+fn rules(
+    v: &mut Validator,
+    drafts: &BTreeMap<Name, (SourceSpan, Partial)>,
+    networks: &BTreeMap<Name, NetworkEntry>,
+) -> BTreeMap<Name, Vec<FirewallRule>> {
+    let network_names: Vec<&str> = networks.keys().map(Name::as_str).collect();
+    let mut all = BTreeMap::new();
+    for (name, (_, p)) in drafts {
+        let mut rules = Vec::new();
+        for rule in &p.rules {
+            let what = match rule.value.verdict {
+                Verdict::Allow => "allow",
+                Verdict::Deny => "deny",
+            };
+            let Some(attach) = &p.network else {
+                v.push(
+                    Diagnostic::error(
+                        "ctm::rule-without-network",
+                        format!("container `{name}` has no network for `{what}` to filter"),
+                        rule.span,
+                    )
+                    .with_label("no traffic is routed to this container")
+                    .with_help("attach the container to a network with `network \"NAME\"`, or remove the rule"),
+                );
+                continue;
+            };
+            let from = match &rule.value.from {
+                None => None,
+                Some(from) => {
+                    let known = networks.get_key_value(from.value.as_str());
+                    match known {
+                        None if v.broken_networks.contains(from.value.as_str()) => continue,
+                        None => {
+                            v.push_with(|| unknown_reference("network", from, &network_names));
+                            continue;
+                        }
+                        Some((net, _)) if net.as_str() == attach.network.value => {
+                            v.push(
+                                Diagnostic::error(
+                                    "ctm::rule-own-network",
+                                    format!(
+                                        "`{what}` from `{net}`, the network container `{name}` is on, filters nothing"
+                                    ),
+                                    from.span,
+                                )
+                                .with_label("the container's own network")
+                                .with_help("containers on one network reach each other over its bridge, which the firewall does not see; put the containers on two networks to filter between them"),
+                            );
+                            continue;
+                        }
+                        Some((net, _)) => Some(net.clone()),
+                    }
+                }
+            };
+            rules.push(FirewallRule {
+                verdict: rule.value.verdict,
+                traffic: rule.value.traffic,
+                from,
+            });
+        }
+        if !rules.is_empty() {
+            all.insert(name.clone(), rules);
+        }
+    }
+    all
+}
+
 fn no_address_reported(p: &Partial, networks: &BTreeMap<Name, NetworkEntry>) -> bool {
     let Some(attach) = &p.network else {
         return false;

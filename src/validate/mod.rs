@@ -343,6 +343,21 @@ impl Validator {
                 ))
             });
             let dns = self.dns(node);
+            let egress = self.egress(node, has_uplink);
+            let (mut ipv4, mut ipv6) = (ipv4, ipv6);
+            // `egress "nat"` masquerades every family the network has, as
+            // `nat` on each subnet would.
+            if egress == Some(Egress::Nat) {
+                for subnet in ipv4.iter_mut().map(|(s, _)| &mut s.nat) {
+                    *subnet = true;
+                }
+                for subnet in ipv6.iter_mut().map(|(s, _)| &mut s.nat) {
+                    *subnet = true;
+                }
+            }
+            let nat = ipv4.as_ref().is_some_and(|(s, _)| s.nat)
+                || ipv6.as_ref().is_some_and(|(s, _)| s.nat);
+            let egress = egress.unwrap_or(if nat { Egress::Nat } else { Egress::Routed });
             // A missing or invalid bridge was reported by the checker or above.
             let Some(bridge) = bridge else {
                 self.broken_networks.insert(name);
@@ -357,6 +372,7 @@ impl Validator {
                         ipv4: ipv4.map(|(s, _)| s),
                         ipv6: ipv6.map(|(s, _)| s),
                         dns,
+                        egress,
                     },
                     ipv4_span: ipv4.map(|(_, span)| span),
                     ipv6_span: ipv6.map(|(_, span)| span),
@@ -408,6 +424,53 @@ impl Validator {
             }
         }
         servers
+    }
+
+    /// A network's `egress`, checked against the `nat` of its subnets;
+    /// `None` when the host file does not say (or says it wrongly).
+    fn egress(&mut self, network: &Node, has_uplink: bool) -> Option<Egress> {
+        let node = network.child("egress")?;
+        let egress = self.parse_str(node.arg(0), "ctm::invalid-value", Egress::parse)?;
+        match egress.value {
+            Egress::Nat if !has_uplink => self.push(
+                Diagnostic::error(
+                    "ctm::nat-without-uplink",
+                    "`egress \"nat\"` needs the host's uplink",
+                    egress.span,
+                )
+                .with_label("masquerade out of which interface?")
+                .with_help("name the uplink: host \"NAME\" { uplink \"eth0\"; }"),
+            ),
+            Egress::Nat => {}
+            Egress::Routed | Egress::Isolated => {
+                for family in ["ipv4", "ipv6"] {
+                    let Some(nat) = network.child(family).and_then(|f| f.child("nat")) else {
+                        continue;
+                    };
+                    self.push(
+                        Diagnostic::error(
+                            "ctm::egress-conflict",
+                            format!(
+                                "`nat` on the {family} subnet contradicts `egress \"{}\"`",
+                                egress.value.as_str()
+                            ),
+                            nat.name.span,
+                        )
+                        .with_label("masquerades through the uplink")
+                        .with_related(egress.span, "the network's egress policy")
+                        .with_help(format!(
+                            "remove `nat`, or make the policy `egress \"nat\"`{}",
+                            if egress.value == Egress::Isolated {
+                                ": an isolated network has no way out to masquerade"
+                            } else {
+                                ""
+                            }
+                        )),
+                    );
+                }
+            }
+        }
+        Some(egress.value)
     }
 
     fn nat(&mut self, family: &Node, has_uplink: bool) -> bool {
