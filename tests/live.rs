@@ -923,6 +923,181 @@ container "web" {
     });
 }
 
+/// Three networks, one of each egress policy, and a world beyond the
+/// uplink: a network namespace of the lab on the other end of `up0`.
+const EGRESS_HOST: &str = r#"
+host "lab" {
+    uplink "up0"
+}
+
+image "guest" {
+    directory "/srv/images/guest"
+}
+
+network "routed" {
+    bridge "br-routed"
+    ipv4 "10.51.0.1/24"
+}
+
+network "iso" {
+    bridge "br-iso"
+    ipv4 "10.52.0.1/24"
+    egress "isolated"
+}
+
+network "nat" {
+    bridge "br-nat"
+    ipv4 "10.53.0.1/24" { nat; }
+}
+
+template "base" {
+    image "guest"
+    bind "/usr" read-only=#true
+}
+
+container "r" {
+    from "base"
+    network "routed" ipv4="10.51.0.10"
+}
+
+container "i" {
+    from "base"
+    network "iso" ipv4="10.52.0.10"
+    allow "tcp" port=7000 from="routed"
+}
+
+container "n" {
+    from "base"
+    network "nat" ipv4="10.53.0.10"
+}
+"#;
+
+/// Whether `from` (a container, or `world`) gets an answer to one ping.
+fn pings(lab: &Lab, from: &str, address: &str) -> bool {
+    let ping = ["ping", "-c", "1", "-W", "1", address];
+    let out = if from == "world" {
+        let mut cmd = vec!["ip", "netns", "exec", "world"];
+        cmd.extend_from_slice(&ping);
+        lab.run(&cmd)
+    } else {
+        lab.run_in(from, &ping)
+    };
+    out.status.success()
+}
+
+/// What `nc` in `from` reads from `address`:`port` (empty if nothing).
+fn reads(lab: &Lab, from: &str, address: &str, port: &str) -> String {
+    let out = lab.run_in(from, &["nc", "-N", "-w", "2", address, port]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn egress_policies_and_rules_hold_for_real_traffic() {
+    if lab_unavailable() {
+        return;
+    }
+    let lab = lab_with("egress", EGRESS_HOST);
+    // The world: 192.168.88.2 behind the uplink, routing everything back
+    // through the lab (so a routed container's own address is answered).
+    lab.sh_ok(
+        "ip netns add world
+         ip link add up0 type veth peer name world0
+         ip link set world0 netns world
+         ip address add 192.168.88.1/24 dev up0
+         ip link set up0 up
+         ip netns exec world ip address add 192.168.88.2/24 dev world0
+         ip netns exec world ip link set world0 up
+         ip netns exec world ip link set lo up
+         ip netns exec world ip route add default via 192.168.88.1",
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    for (from, to) in [("r", "10.51.0.1"), ("i", "10.52.0.1"), ("n", "10.53.0.1")] {
+        eventually(
+            &format!("{from} reaches its bridge"),
+            Duration::from_secs(30),
+            || {
+                pings(&lab, from, to)
+                    .then_some(())
+                    .ok_or_else(|| "no answer".into())
+            },
+        );
+    }
+    for (name, port) in [("i", "7000"), ("i", "7001"), ("n", "7000")] {
+        let served = lab.run_in(
+            name,
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "nohup sh -c 'while true; do echo {name}-{port} | nc -N -l {port}; done' >/dev/null 2>&1 &"
+                ),
+            ],
+        );
+        assert!(served.status.success(), "{}", lab::show_output(&served));
+    }
+
+    // What gets through: out of the routed and the NAT network, into the
+    // routed one from the world, and the one port `i` allows from `routed`.
+    for (from, to, why) in [
+        ("r", "192.168.88.2", "a routed network reaches the world"),
+        ("n", "192.168.88.2", "a NAT network reaches the world"),
+        ("world", "10.51.0.10", "the world reaches a routed network"),
+    ] {
+        eventually(why, Duration::from_secs(20), || {
+            pings(&lab, from, to)
+                .then_some(())
+                .ok_or_else(|| format!("{from} does not reach {to}"))
+        });
+    }
+    eventually(
+        "`allow tcp port=7000 from=routed` lets r reach i's port 7000",
+        Duration::from_secs(20),
+        || match reads(&lab, "r", "10.52.0.10", "7000").as_str() {
+            "i-7000" => Ok(()),
+            other => Err(format!("read {other:?}")),
+        },
+    );
+    // The host itself reaches every network (output, not forward).
+    for address in ["10.51.0.10", "10.52.0.10", "10.53.0.10"] {
+        ping(&lab, address).unwrap_or_else(|e| panic!("the lab does not reach {address}: {e}"));
+    }
+
+    // What does not: out of the isolated network, into it or the NAT
+    // network from the world, between networks but for the allowed port.
+    for (from, to, why) in [
+        ("i", "192.168.88.2", "an isolated network reaches the world"),
+        (
+            "world",
+            "10.52.0.10",
+            "the world reaches an isolated network",
+        ),
+        (
+            "world",
+            "10.53.0.10",
+            "the world reaches a NAT network unasked",
+        ),
+        ("r", "10.52.0.10", "a routed network pings an isolated one"),
+        ("i", "10.51.0.10", "an isolated network pings a routed one"),
+        ("n", "10.51.0.10", "one network pings another"),
+        ("r", "10.53.0.10", "one network pings another"),
+    ] {
+        assert!(!pings(&lab, from, to), "{why}: {from} → {to} answered");
+    }
+    assert_eq!(
+        reads(&lab, "r", "10.52.0.10", "7001"),
+        "",
+        "i's port 7001 is not allowed from routed"
+    );
+    assert_eq!(
+        reads(&lab, "r", "10.53.0.10", "7000"),
+        "",
+        "n allows nothing from routed"
+    );
+
+    // The kernel holds the same table the plan says it does.
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
+}
+
 /// Runs `ip ARGS` on this machine (the labs' host).
 fn ip_here(args: &[&str]) {
     let out = std::process::Command::new("ip")
