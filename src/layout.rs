@@ -43,6 +43,24 @@ pub fn autostart_link(container: &str) -> String {
     format!("{AUTOSTART_PREFIX}{container}.service")
 }
 
+/// The start of every loopback forward's unit name; `tcp-PORT.socket`
+/// or `.service` follows.
+pub const LOOPBACK_FORWARD_PREFIX: &str = "ctm-forward-";
+
+/// The socket unit that takes a host port's connections on loopback:
+/// `ctm-forward-tcp-8080.socket`.
+pub fn loopback_socket(protocol: &str, port: u16) -> String {
+    format!("{LOOPBACK_FORWARD_PREFIX}{protocol}-{port}.socket")
+}
+
+/// The proxy service a loopback forward's socket starts.
+pub fn loopback_service(socket: &str) -> String {
+    format!("{}.service", socket.trim_end_matches(".socket"))
+}
+
+/// Where systemd's own TCP proxy lives on Debian (package `systemd`).
+pub const SOCKET_PROXYD: &str = "/lib/systemd/systemd-socket-proxyd";
+
 /// A container's root file system, relative to the root.
 pub fn machine_dir(container: &str) -> String {
     format!("{MACHINES}/{container}")

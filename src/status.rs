@@ -220,6 +220,9 @@ pub fn status(input: &Inputs<'_>) -> Status {
             Action::ReplaceFirewall { reason } if input.system.firewall.is_some() => {
                 firewall.push(reason.clone())
             }
+            Action::ReloadLoopbackForwards { reason, .. } if input.system.sockets.is_some() => {
+                firewall.push(reason.clone())
+            }
             _ => {}
         }
     }

@@ -271,7 +271,7 @@ fn apply_then_plan_shows_no_changes() {
     let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
-        out(&o).contains("Plan: 30 to add, 0 to change, 0 to destroy; 11 actions."),
+        out(&o).contains("Plan: 33 to add, 0 to change, 0 to destroy; 12 actions."),
         "{}",
         out(&o)
     );
@@ -314,10 +314,16 @@ fn a_change_to_one_container_restarts_only_that_container() {
             )
         })
         .collect();
-    // web's address moved: its host0 file and the DNAT rules changed.
+    // web's address moved: its host0 file, the DNAT rules and the
+    // address its loopback forward's proxy relays to changed.
     assert_eq!(
         actions,
-        ["replace-firewall ", "restart-container web"],
+        [
+            "daemon-reload ",
+            "replace-firewall ",
+            "reload-loopback-forwards ",
+            "restart-container web"
+        ],
         "{plan:#}"
     );
 }

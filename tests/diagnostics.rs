@@ -2278,6 +2278,26 @@ fn nat_without_uplink() {
 }
 
 #[test]
+fn a_udp_forward_on_loopback() {
+    let text = kdl(&container(
+        "web",
+        "    network \"lan\"\n    forward \"udp\" host=5353 container=53 loopback=#true\n",
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::loopback-udp",
+        "a `udp` forward cannot take connections on loopback",
+        "#true",
+        "loopback=#true",
+    );
+    assert_help(
+        &d,
+        "systemd-socket-proxyd relays streams only; remove `loopback`, or reach the container at its own address from the host",
+    );
+}
+
+#[test]
 fn egress_nat_without_uplink() {
     let text = kdl_edit(
         &[

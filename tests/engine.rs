@@ -107,6 +107,7 @@ const FIRST_APPLY: &[&str] = &[
     "perform: apply sysctl settings [web.nspawn present, db.nspawn present]",
     "perform: reload systemd-networkd [web.nspawn present, db.nspawn present]",
     "perform: replace nftables table inet ctm [web.nspawn present, db.nspawn present]",
+    "perform: loopback forwards: start ctm-forward-tcp-8080.socket [web.nspawn present, db.nspawn present]",
     "perform: prepare the root file system of container db + prepare the root file system of container web [web.nspawn present, db.nspawn present]",
     "perform: start container db + start container web [web.nspawn present, db.nspawn present]",
     "perform: provision container db (networkd) + provision container web (networkd) [web.nspawn present, db.nspawn present]",
@@ -119,6 +120,7 @@ const UNDO_FIRST_APPLY: &[&str] = &[
     "perform: apply sysctl settings [web.nspawn absent, db.nspawn absent]",
     "perform: delete links br-lan and reload systemd-networkd [web.nspawn absent, db.nspawn absent]",
     "perform: replace nftables table inet ctm [web.nspawn absent, db.nspawn absent]",
+    "perform: loopback forwards: stop ctm-forward-tcp-8080.socket [web.nspawn absent, db.nspawn absent]",
     "health check: nothing must run",
 ];
 
@@ -162,6 +164,7 @@ fn a_removed_container_stops_once_its_files_are_gone_and_nothing_else_restarts()
             "perform: stop container db [web.nspawn present, db.nspawn absent]",
             "perform: reload systemd's unit files [web.nspawn present, db.nspawn absent]",
             "perform: replace nftables table inet ctm [web.nspawn present, db.nspawn absent]",
+            "perform: loopback forwards: start ctm-forward-tcp-8081.socket; stop ctm-forward-tcp-8080.socket [web.nspawn present, db.nspawn absent]",
             "health check: web must run",
             "purge removed trees",
         ]
@@ -180,7 +183,7 @@ fn a_failed_action_is_undone_in_reverse_after_the_files_are_restored() {
     );
     assert_eq!(
         h.fake.take_calls(),
-        calls(&[FIRST_APPLY[..7].as_ref(), UNDO_FIRST_APPLY])
+        calls(&[FIRST_APPLY[..8].as_ref(), UNDO_FIRST_APPLY])
     );
     assert_eq!(h.current(), None);
     assert!(h.fake.running().is_empty());
@@ -254,7 +257,7 @@ fn a_switch_cut_short_by_a_crash_is_undone_whole_by_the_next_session() {
         crashed.is_err(),
         "the fake dies in the middle of the switch"
     );
-    assert_eq!(h.fake.take_calls(), FIRST_APPLY[..7].to_vec());
+    assert_eq!(h.fake.take_calls(), FIRST_APPLY[..8].to_vec());
     // The journal is left; the next session rolls every action back,
     // since which of them ran is not known.
     let mut said = Vec::new();

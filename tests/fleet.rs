@@ -877,11 +877,15 @@ fn v2_broken() -> String {
 /// v2 plus a network whose container takes the host's port 22: a new SSH
 /// connection to the host is sent into the container, where nothing
 /// listens. The connection already open is not.
+/// Port 22 of the host's own addresses forwarded to a container: new SSH
+/// connections to the lab reach the container. Not its loopback port,
+/// which the lab's sshd holds (a loopback forward there would fail to
+/// listen, and the apply would roll back before it cut anything).
 fn v3_cuts_ssh() -> String {
     v2().replace(
         "container \"app\" {\n    from \"base\"\n",
         "network \"lan\" {\n    bridge \"br-lan\"\n    ipv4 \"10.77.0.1/24\"\n}\n\n\
-         container \"app\" {\n    from \"base\"\n    network \"lan\"\n    forward \"tcp\" host=22 container=22\n",
+         container \"app\" {\n    from \"base\"\n    network \"lan\"\n    forward \"tcp\" host=22 container=22 loopback=#false\n",
     )
 }
 

@@ -183,6 +183,39 @@ fn apply_brings_up_two_networks_and_three_containers() {
         },
     );
 
+    // From the lab's own loopback, over both families: through the
+    // forward's socket unit and systemd-socket-proxyd.
+    let through_loopback = |address: &str| {
+        eventually(
+            &format!("the forward from {address} on the lab"),
+            Duration::from_secs(20),
+            || {
+                let out = lab.run(&["nc", "-N", "-w", "3", address, "8080"]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                if text.contains("hello-from-web") {
+                    Ok(())
+                } else {
+                    Err(lab::show_output(&out))
+                }
+            },
+        )
+    };
+    through_loopback("127.0.0.1");
+    through_loopback("::1");
+
+    // A socket that stopped listening is drift: the plan starts it again.
+    lab.ok(&["systemctl", "stop", "ctm-forward-tcp-8080.socket"]);
+    let plan = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", lab::show_output(&plan));
+    let text = flat(&plan);
+    assert!(
+        text.contains("loopback forwards: start ctm-forward-tcp-8080.socket")
+            && text.contains("not listening (drift)"),
+        "{text}"
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    through_loopback("::1");
+
     // Scenario 2: planning again finds nothing to do.
     let out = ctm(&lab, &["plan", "/root/host.kdl", "--detailed-exitcode"]);
     assert_eq!(
@@ -1096,6 +1129,66 @@ fn egress_policies_and_rules_hold_for_real_traffic() {
 
     // The kernel holds the same table the plan says it does.
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
+}
+
+#[test]
+fn a_loopback_forward_on_a_port_in_use_rolls_the_apply_back() {
+    if lab_unavailable() {
+        return;
+    }
+    let host = r#"
+host "lab" {
+    uplink "host0"
+}
+
+image "guest" {
+    directory "/srv/images/guest"
+}
+
+network "lan" {
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24"
+}
+
+container "web" {
+    image "guest"
+    bind "/usr" read-only=#true
+    network "lan" ipv4="10.42.0.10"
+    forward "tcp" host=9090 container=80
+}
+"#;
+    let lab = lab_with("loopback-in-use", host);
+    // Something of the host's own already listens on every address.
+    lab.ok(&["systemd-run", "--unit=squatter", "nc", "-k", "-l", "9090"]);
+    eventually("the squatter listens", Duration::from_secs(10), || {
+        let out = lab.ok(&["ss", "-Hltn", "sport = :9090"]);
+        (!out.trim().is_empty())
+            .then_some(())
+            .ok_or_else(|| "not yet".into())
+    });
+    let out = ctm(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let text = flat(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("restart ctm-forward-tcp-9090.socket failed")
+            && text.contains("Address already in use")
+            && text.contains("rolled back"),
+        "{text}"
+    );
+    // Nothing of the apply is left: no generation, no unit, no container.
+    assert!(!lab.path("/var/lib/ctm/current").exists());
+    assert!(
+        !lab.path("/etc/systemd/system/ctm-forward-tcp-9090.socket")
+            .exists()
+    );
+    let machines = lab.ok(&["machinectl", "list", "--no-legend", "--no-pager"]);
+    assert!(!machines.contains("web"), "{machines}");
+
+    // With the port free, the same host file applies.
+    lab.ok(&["systemctl", "stop", "squatter"]);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let socket = lab.ok(&["systemctl", "is-active", "ctm-forward-tcp-9090.socket"]);
+    assert_eq!(socket.trim(), "active");
 }
 
 /// Runs `ip ARGS` on this machine (the labs' host).

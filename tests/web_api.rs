@@ -494,7 +494,9 @@ async fn plan_answers_what_ctm_plan_prints() {
     );
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(web, cli);
-    assert_eq!(web["summary"]["change"], 1);
+    // The ruleset, and the health expectations that name the loopback
+    // forward's socket (whose units are added and removed).
+    assert_eq!(web["summary"]["change"], 2);
     // Text with errors has no plan, only the check.
     let a = f
         .api(
@@ -746,7 +748,7 @@ async fn generations_diff_and_a_rollback_shown_before_it_happens() {
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 
     let shown = f.api(Method::GET, "/api/rollback/1", None).await.json();
-    assert_eq!(shown["plan"]["summary"]["change"], 1);
+    assert_eq!(shown["plan"]["summary"]["change"], 2);
     let a = f
         .api(
             Method::POST,

@@ -544,6 +544,18 @@ pub fn undo(actions: &[Action]) -> Vec<Action> {
                 Action::ReplaceFirewall { reason: r } => {
                     Action::ReplaceFirewall { reason: reason(r) }
                 }
+                // The restored unit files are what the sockets then read.
+                Action::ReloadLoopbackForwards {
+                    reason: r,
+                    start,
+                    restart,
+                    stop,
+                } => Action::ReloadLoopbackForwards {
+                    reason: reason(r),
+                    start: stop.clone(),
+                    restart: restart.clone(),
+                    stop: start.clone(),
+                },
                 Action::RemoveRootfs { name, reason: r } => Action::RestoreRootfs {
                     name: name.clone(),
                     reason: reason(r),
@@ -569,7 +581,7 @@ fn rank(action: &Action) -> u8 {
         Action::DaemonReload { .. } => 1,
         Action::ApplySysctl { .. } => 2,
         Action::ReloadNetworkd { .. } => 3,
-        Action::ReplaceFirewall { .. } => 4,
+        Action::ReplaceFirewall { .. } | Action::ReloadLoopbackForwards { .. } => 4,
         Action::PrepareContainer { .. } => 5,
         Action::RestartContainer { .. } => 6,
         Action::StartContainer { .. } => 7,

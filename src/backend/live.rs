@@ -385,6 +385,71 @@ impl LiveSystem {
             .map_err(|e| error("recording the loaded firewall", e.to_string()))
     }
 
+    /// Each socket unit and whether it is active (listening).
+    fn active_sockets(&self, sockets: &[String]) -> Result<BTreeMap<String, bool>, SystemError> {
+        self.runtime.block_on(async {
+            let mut active = BTreeMap::new();
+            for socket in sockets {
+                let state = self.systemd.unit_state(socket).await?;
+                active.insert(socket.clone(), state.active == "active");
+            }
+            Ok(active)
+        })
+    }
+
+    /// Stops the proxies of changed and removed forwards (a running proxy
+    /// keeps relaying to the address it started with), stops the removed
+    /// sockets, and (re)starts the new and changed ones.
+    fn reload_loopback_forwards(
+        &self,
+        start: &[String],
+        restart: &[String],
+        stop: &[String],
+    ) -> Result<(), SystemError> {
+        // A proxy runs only once a connection came, and a unit whose file
+        // is gone is known to systemd only while it runs: stopping one
+        // that does not run would fail with NoSuchUnit.
+        let running = |units: Vec<String>| -> Result<Vec<String>, SystemError> {
+            let mut active = Vec::new();
+            for unit in units {
+                let state = self.runtime.block_on(self.systemd.unit_state(&unit))?;
+                if state.active != "inactive" {
+                    active.push(unit);
+                }
+            }
+            Ok(active)
+        };
+        let services = running(
+            restart
+                .iter()
+                .chain(stop)
+                .map(|socket| crate::layout::loopback_service(socket))
+                .collect(),
+        )?;
+        let stop = running(stop.to_vec())?;
+        let to_start: Vec<String> = restart.iter().chain(start).cloned().collect();
+        let steps: [(Verb, &[String]); 3] = [
+            (Verb::Stop, &services),
+            (Verb::Stop, &stop),
+            (Verb::Restart, &to_start),
+        ];
+        for (verb, units) in steps {
+            if units.is_empty() {
+                continue;
+            }
+            let failed =
+                self.runtime
+                    .block_on(self.systemd.jobs(verb, units, SERVICE_JOB_TIMEOUT))?;
+            if let Some((unit, result)) = failed.first() {
+                return Err(error(
+                    format!("{} {unit}", verb.as_str()),
+                    format!("{result}{}", log_tail(unit)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn prepare(&self, names: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
         let root = self.root.clone();
         let failures = in_parallel(names, progress, |name, echo| {
@@ -629,6 +694,7 @@ impl System for LiveSystem {
                 chains: table.map(|t| t.chains),
                 edited,
             }),
+            sockets: Some(self.active_sockets(&expect.sockets)?),
         })
     }
 
@@ -671,6 +737,12 @@ impl System for LiveSystem {
                 ..
             } => self.reload_networkd(delete_links, reconfigure_links, expect),
             Action::ReplaceFirewall { .. } => self.replace_firewall(),
+            Action::ReloadLoopbackForwards {
+                start,
+                restart,
+                stop,
+                ..
+            } => self.reload_loopback_forwards(start, restart, stop),
             Action::RemoveRootfs { .. } => self.remove_rootfs(&names),
             Action::RestoreRootfs { .. } => names
                 .iter()
@@ -769,6 +841,15 @@ impl System for LiveSystem {
         };
         if let Err(e) = self.wait_for_links(expect, LINK_TIMEOUT) {
             problems.push(e.why);
+        }
+        match self.active_sockets(&expect.sockets) {
+            Ok(active) => problems.extend(
+                active
+                    .into_iter()
+                    .filter(|(_, up)| !up)
+                    .map(|(socket, _)| format!("{socket} is not active{}", log_tail(&socket))),
+            ),
+            Err(e) => problems.push(e.to_string()),
         }
         if !expect.firewall.is_empty() {
             match self.nft.table() {

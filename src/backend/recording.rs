@@ -142,6 +142,8 @@ impl System for Recording {
                     })
                     .collect(),
             ),
+            // The fake's sockets listen as soon as they are named.
+            sockets: Some(expect.sockets.iter().map(|s| (s.clone(), true)).collect()),
         })
     }
 

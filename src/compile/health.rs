@@ -24,6 +24,9 @@ pub struct Health {
     pub links: BTreeMap<String, LinkHealth>,
     /// Chain of `table inet ctm` → number of rules in it.
     pub firewall: BTreeMap<String, usize>,
+    /// The socket units of the loopback forwards, which must be active.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sockets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +82,7 @@ pub struct LinkHealth {
     pub addresses: Vec<String>,
 }
 
-pub fn health(host: &Host, chains: &Chains) -> Health {
+pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
     let containers = host
         .containers
         .values()
@@ -154,6 +157,7 @@ pub fn health(host: &Host, chains: &Chains) -> Health {
         containers,
         links,
         firewall: chains.rule_counts(),
+        sockets,
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod health;
 mod ini;
+mod loopback;
 mod networkd;
 mod nft;
 mod nspawn;
@@ -144,7 +145,8 @@ pub fn compile(host: &Host) -> Artifacts {
     networkd::network_target(host, &header, &mut out);
     let chains = nft::chains(host);
     nft::firewall(&chains, &header, &mut out);
-    health::write(&health::health(host, &chains), &mut out);
+    let sockets = loopback::forwards(host, &header, &mut out);
+    health::write(&health::health(host, &chains, sockets), &mut out);
     out
 }
 

@@ -406,6 +406,11 @@ static FORWARD: NodeSpec = NodeSpec {
     props: &[
         required_prop("host", Integer, "Port on the host, 1–65535."),
         required_prop("container", Integer, "Port in the container, 1–65535."),
+        prop(
+            "loopback",
+            Bool,
+            "Also take the port's connections to the host's 127.0.0.1 and ::1, through a socket unit and systemd-socket-proxyd (default: true for `tcp`; `udp` cannot).",
+        ),
     ],
     any_props: None,
     children: NO_CHILDREN,

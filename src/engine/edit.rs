@@ -112,6 +112,13 @@ pub struct ForwardForm {
     pub protocol: String,
     pub host: u16,
     pub container: u16,
+    /// `loopback=#false` is kept; the default is not written.
+    #[serde(default = "yes")]
+    pub loopback: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +197,8 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
                             protocol: arg_str(f, 0),
                             host: port("host")?,
                             container: port("container")?,
+                            loopback: f.prop("loopback").and_then(|v| v.value.as_bool())
+                                != Some(false),
                         })
                     })
                     .collect(),
@@ -458,10 +467,11 @@ mod kdl_edit {
             .iter()
             .map(|f| {
                 format!(
-                    "{} host={} container={}",
+                    "{} host={} container={}{}",
                     quoted(&f.protocol),
                     f.host,
-                    f.container
+                    f.container,
+                    if f.loopback { "" } else { " loopback=#false" }
                 )
             })
             .collect()
@@ -876,6 +886,9 @@ mod toml_edit_form {
                         t.insert("protocol", f.protocol.trim().into());
                         t.insert("host", i64::from(f.host).into());
                         t.insert("container", i64::from(f.container).into());
+                        if !f.loopback {
+                            t.insert("loopback", false.into());
+                        }
                         t
                     })
                     .collect();
@@ -1064,6 +1077,7 @@ container "web" {
                 protocol: "tcp".into(),
                 host: 2222,
                 container: 22,
+                loopback: true,
             }],
             authorized_keys: vec!["ssh-ed25519 AAAA me@laptop".into()],
             nested: true,
@@ -1139,7 +1153,8 @@ container "web" {
             vec![ForwardForm {
                 protocol: "tcp".into(),
                 host: 8080,
-                container: 80
+                container: 80,
+                loopback: true,
             }]
         );
         assert!(form.docker && !form.nested);
@@ -1207,6 +1222,29 @@ docker = true                         # Docker inside
         let out = apply(TOML, Format::Toml, &Edit::Container(container("db"))).unwrap();
         assert!(out.starts_with(TOML), "{out}");
         assert!(out.contains("[container.db]\n"), "{out}");
+    }
+
+    #[test]
+    fn a_forward_kept_off_loopback_stays_off_through_the_form() {
+        for (text, format, written) in [
+            (
+                KDL,
+                Format::Kdl,
+                "forward \"tcp\" host=2222 container=22 loopback=#false",
+            ),
+            (
+                TOML,
+                Format::Toml,
+                "forward = [{ protocol = \"tcp\", host = 2222, container = 22, loopback = false }]",
+            ),
+        ] {
+            let mut form = container("web");
+            form.forwards[0].loopback = false;
+            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            assert!(out.contains(written), "{out}");
+            let read = read(&out, format, Kind::Container, "web").unwrap();
+            assert_eq!(read["form"]["forwards"][0]["loopback"], false, "{out}");
+        }
     }
 
     #[test]

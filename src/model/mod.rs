@@ -201,6 +201,9 @@ pub struct Forward {
     pub protocol: Protocol,
     pub host: Port,
     pub container: Port,
+    /// Connections to the host's loopback addresses go to the container
+    /// too (`tcp` only).
+    pub loopback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

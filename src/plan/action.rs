@@ -32,6 +32,19 @@ pub enum Action {
     ReplaceFirewall {
         reason: String,
     },
+    /// The loopback forwards' socket units (`ctm-forward-tcp-PORT.socket`):
+    /// new ones started, changed ones restarted with their proxy stopped
+    /// (so that it connects to the new address), removed ones stopped
+    /// with their proxy.
+    ReloadLoopbackForwards {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        start: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        restart: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        stop: Vec<String>,
+    },
     /// Run the steps that need the container's root file system before it
     /// boots: create it from its image. Never undone: a root file system
     /// belongs to its container once made.
@@ -95,6 +108,19 @@ impl Action {
                 text
             }
             Action::ReplaceFirewall { .. } => "replace nftables table inet ctm".to_string(),
+            Action::ReloadLoopbackForwards {
+                start,
+                restart,
+                stop,
+                ..
+            } => {
+                let parts: Vec<String> = [("start", start), ("restart", restart), ("stop", stop)]
+                    .into_iter()
+                    .filter(|(_, units)| !units.is_empty())
+                    .map(|(verb, units)| format!("{verb} {}", units.join(", ")))
+                    .collect();
+                format!("loopback forwards: {}", parts.join("; "))
+            }
             Action::PrepareContainer { name, .. } => {
                 format!("prepare the root file system of container {name}")
             }
@@ -141,6 +167,7 @@ impl Action {
             | Action::ApplySysctl { reason }
             | Action::ReloadNetworkd { reason, .. }
             | Action::ReplaceFirewall { reason }
+            | Action::ReloadLoopbackForwards { reason, .. }
             | Action::PrepareContainer { reason, .. }
             | Action::RestartContainer { reason, .. }
             | Action::StartContainer { reason, .. }

@@ -77,6 +77,10 @@ pub struct SystemState {
     /// generation names (`bridge`, `gre`, `vxlan`…), by kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_kinds: Option<BTreeMap<String, KindSupport>>,
+    /// The loopback forwards' socket units the desired generation names,
+    /// and whether each is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sockets: Option<BTreeMap<String, bool>>,
 }
 
 /// Whether the running kernel can make links of one kind.
@@ -700,6 +704,7 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
     } else if let Some(reason) = firewall_drift(input) {
         actions.push(Action::ReplaceFirewall { reason });
     }
+    actions.extend(loopback_forwards(input, files));
     actions.extend(
         prepare
             .into_iter()
@@ -709,6 +714,73 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
     actions.extend(start);
     actions.extend(provision);
     actions
+}
+
+/// The loopback forwards' sockets to start, restart or stop: by their
+/// unit files' changes (a socket's or its proxy's), and by the running
+/// system (a socket that should listen and does not).
+fn loopback_forwards(input: &Inputs<'_>, files: &[FileChange]) -> Option<Action> {
+    let prefix = format!(
+        "{}/{}",
+        crate::layout::UNIT_DIR,
+        crate::layout::LOOPBACK_FORWARD_PREFIX
+    );
+    // Socket unit → the changes of its two files.
+    let mut changed: BTreeMap<String, Vec<&FileChange>> = BTreeMap::new();
+    for f in files {
+        let Some(name) = f.path.strip_prefix(&prefix) else {
+            continue;
+        };
+        let stem = name
+            .trim_end_matches(".socket")
+            .trim_end_matches(".service");
+        changed
+            .entry(format!(
+                "{}{stem}.socket",
+                crate::layout::LOOPBACK_FORWARD_PREFIX
+            ))
+            .or_default()
+            .push(f);
+    }
+    let (mut start, mut restart, mut stop) = (Vec::new(), Vec::new(), Vec::new());
+    let mut reasons = Vec::new();
+    for (socket, changes) in &changed {
+        if changes.iter().all(|f| f.change == Change::Destroy) {
+            stop.push(socket.clone());
+        } else if changes.iter().all(|f| f.change == Change::Add) {
+            start.push(socket.clone());
+        } else {
+            restart.push(socket.clone());
+        }
+    }
+    if !changed.is_empty() {
+        reasons.push(format!(
+            "changed: {}",
+            changed.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if let Some(sockets) = &input.system.sockets {
+        let idle: Vec<String> = input
+            .expect
+            .sockets
+            .iter()
+            .filter(|s| !changed.contains_key(*s) && sockets.get(*s) == Some(&false))
+            .cloned()
+            .collect();
+        if !idle.is_empty() {
+            reasons.push(format!("not listening (drift): {}", idle.join(", ")));
+            start.extend(idle);
+        }
+    }
+    if start.is_empty() && restart.is_empty() && stop.is_empty() {
+        return None;
+    }
+    Some(Action::ReloadLoopbackForwards {
+        reason: reasons.join("; "),
+        start,
+        restart,
+        stop,
+    })
 }
 
 /// Splits off the restarts and provisioning of paused containers: they

@@ -53,7 +53,7 @@ fn kind_of(path: &str) -> &'static str {
         "unit links"
     } else if path.contains("sysctl.d/") {
         "sysctl settings"
-    } else if file.ends_with(".service") || file.ends_with(".target") {
+    } else if file.ends_with(".service") || file.ends_with(".target") || file.ends_with(".socket") {
         "systemd units"
     } else if file == "health.json" {
         "health expectations"

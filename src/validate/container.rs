@@ -84,12 +84,30 @@ impl Partial {
             let protocol = v.parse_str(f.arg(0), "ctm::invalid-value", Protocol::parse);
             let host = port(v, f.prop("host"));
             let container = port(v, f.prop("container"));
+            let loopback = f.prop("loopback");
+            if let (Some(protocol), Some(loopback)) = (&protocol, loopback)
+                && protocol.value == Protocol::Udp
+                && loopback.value.as_bool() == Some(true)
+            {
+                v.push(
+                    Diagnostic::error(
+                        "ctm::loopback-udp",
+                        "a `udp` forward cannot take connections on loopback",
+                        loopback.span,
+                    )
+                    .with_label("udp on 127.0.0.1 and ::1")
+                    .with_related(protocol.span, "udp here")
+                    .with_help("systemd-socket-proxyd relays streams only; remove `loopback`, or reach the container at its own address from the host"),
+                );
+            }
             if let (Some(protocol), Some(host), Some(container)) = (protocol, host, container) {
                 p.forwards.push(Spanned::new(
                     Forward {
                         protocol: protocol.value,
                         host,
                         container,
+                        loopback: protocol.value == Protocol::Tcp
+                            && loopback.and_then(|l| l.value.as_bool()) != Some(false),
                     },
                     f.span,
                 ));

@@ -412,7 +412,7 @@ fn container_form() -> Markup {
                 div class="col-sm-4" { (text_input("container-ipv4", "IPv4", "auto", None)) }
                 div class="col-sm-4" { (text_input("container-ipv6", "IPv6", "auto", None)) }
             }
-            (textarea_input("container-forwards", "Port forwards", "tcp 8080 80", "One a line: protocol, host port, container port."))
+            (textarea_input("container-forwards", "Port forwards", "tcp 8080 80", "One a line: protocol, host port, container port; add no-loopback to keep 127.0.0.1 and ::1 out."))
             (textarea_input("container-binds", "Bind mounts", "/srv/www /var/www read-only", "One a line: host path, container path (optional), then read-only and idmap if wanted."))
             div class="row g-2" {
                 div class="col-sm-6" { (text_input("container-memory", "Memory limit", "512M", None)) }

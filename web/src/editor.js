@@ -249,7 +249,9 @@ function fillForm(kind, form) {
   }
   for (const [id, key] of CHECKS[kind]) $(`${kind}-${id}`).checked = key === 'autostart' ? (form?.[key] ?? true) : Boolean(form?.[key]);
   if (kind === 'container') {
-    $('container-forwards').value = (form?.forwards ?? []).map((f) => `${f.protocol} ${f.host} ${f.container}`).join('\n');
+    $('container-forwards').value = (form?.forwards ?? [])
+      .map((f) => `${f.protocol} ${f.host} ${f.container}${f.loopback === false ? ' no-loopback' : ''}`)
+      .join('\n');
     $('container-binds').value = (form?.binds ?? []).map((b) => [b.source, b.target, b.read_only ? 'read-only' : '', b.idmap ? 'idmap' : '']
       .filter(Boolean).join(' ')).join('\n');
     $('container-environment').value = (form?.environment ?? []).map((e) => `${e.name}=${e.value}`).join('\n');
@@ -266,12 +268,13 @@ function readForm(kind) {
   for (const [id, key] of CHECKS[kind]) values[key] = $(`${kind}-${id}`).checked;
   if (kind === 'container') {
     values.forwards = lines('container-forwards').map((l) => {
-      const [protocol, host, container, extra] = l.split(/\s+/);
+      const [protocol, host, container, flag, extra] = l.split(/\s+/);
       const port = (p) => (/^\d+$/.test(p ?? '') && Number(p) <= 65535 ? Number(p) : NaN);
-      if (extra !== undefined || Number.isNaN(port(host)) || Number.isNaN(port(container))) {
-        throw new FieldError('container-forwards', `"${l}" is not a forward: write the protocol, the host port and the container port, e.g. "tcp 8080 80"`);
+      const flagOk = flag === undefined || flag === 'no-loopback';
+      if (!flagOk || extra !== undefined || Number.isNaN(port(host)) || Number.isNaN(port(container))) {
+        throw new FieldError('container-forwards', `"${l}" is not a forward: write the protocol, the host port and the container port, e.g. "tcp 8080 80", and "no-loopback" to keep 127.0.0.1 and ::1 out`);
       }
-      return { protocol, host: port(host), container: port(container) };
+      return { protocol, host: port(host), container: port(container), loopback: flag !== 'no-loopback' };
     });
     values.binds = lines('container-binds').map((l) => {
       const words = l.split(/\s+/);
