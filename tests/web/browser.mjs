@@ -306,6 +306,9 @@ try {
   await page.waitForSelector('#rollback .plan-summary');
   assert.match(await page.textContent('#rollback'), /returning to generation 1/);
   await page.click('#diff-form button[type=submit]');
+  // Several files changed (the ruleset, the health expectations, the
+  // loopback forward's units): each is a closed <details> until opened.
+  await page.click('#diff details summary >> nth=0');
   await page.waitForSelector('#diff pre.diff');
   await shots('generations');
   await accessible(page, 'the generations page');
