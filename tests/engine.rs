@@ -525,6 +525,7 @@ fn tunnel_problems_name_a_link_down_a_wrong_mtu_a_missing_address_and_no_route()
         counters: None,
         route_to_remote: Some(RouteTo {
             device: Some("eth0".into()),
+            device_mtu: Some(1500),
             gateway: None,
             source: None,
         }),

@@ -1287,4 +1287,73 @@ tunnel "vx42" {{
         serde_json::json!([]),
         "{json}"
     );
+
+    // Diagnose: nothing wrong while it works.
+    let a = &labs[0];
+    let diagnose = |extra: &[&str]| {
+        let mut args = vec!["tunnel", "diagnose", "vx42"];
+        args.extend_from_slice(extra);
+        let out = ctm(a, &args);
+        (out.status.code(), flat(&out))
+    };
+    let (code, text) = diagnose(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("10.99.0.2 answers ping") && text.contains("Nothing wrong found"),
+        "{text}"
+    );
+
+    // Broken one way: the link is set down. Diagnosed, and --fix repairs
+    // it through an apply of the current generation.
+    a.ok(&["ip", "link", "set", "vx42", "down"]);
+    let (code, text) = diagnose(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("1. link vx42 is down") && text.contains("(--fix does this)"),
+        "{text}"
+    );
+    let (code, text) = diagnose(&["--fix", "--yes"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("link vx42 is down (drift)") && text.contains("Nothing wrong found"),
+        "{text}"
+    );
+    eventually(
+        "the tunnel carries ping again",
+        Duration::from_secs(30),
+        || {
+            let out = a.run(&["ping", "-c", "1", "-W", "1", "172.16.42.1"]);
+            out.status
+                .success()
+                .then_some(())
+                .ok_or_else(|| lab::show_output(&out))
+        },
+    );
+
+    // Another: the underlay carries less than the tunnel's packets need.
+    a.ok(&["ip", "link", "set", &ends[0], "mtu", "1400"]);
+    let (code, text) = diagnose(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the MTU of vx42 is too large for the underlay")
+            && text.contains("a packet of 1450 bytes becomes 1500 on")
+            && text.contains("which carries 1400")
+            && text.contains("give the tunnel `mtu 1350`"),
+        "{text}"
+    );
+    a.ok(&["ip", "link", "set", &ends[0], "mtu", "1500"]);
+
+    // And another: the host file names the wrong remote endpoint.
+    a.write(
+        "/root/host.kdl",
+        host(1, 2).replace("remote=\"10.99.0.2\"", "remote=\"10.99.0.7\""),
+    );
+    ctm_ok(a, &["apply", "/root/host.kdl", "--yes"]);
+    let (code, text) = diagnose(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("the remote endpoint 10.99.0.7 does not answer")
+            && text.contains("check `remote` in the host file"),
+        "{text}"
+    );
 }

@@ -668,9 +668,13 @@ impl System for LiveSystem {
             .cloned()
             .collect();
         let names: BTreeSet<String> = expect.links.keys().cloned().collect();
-        let links = self
-            .runtime
-            .block_on(self.netlink.links(&names))?
+        let found = self.runtime.block_on(self.netlink.links(&names))?;
+        let links_down = found
+            .iter()
+            .filter(|(_, link)| !link.up)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let links = found
             .into_iter()
             .map(|(name, link)| (name, link.addresses))
             .collect();
@@ -695,6 +699,7 @@ impl System for LiveSystem {
                 edited,
             }),
             sockets: Some(self.active_sockets(&expect.sockets)?),
+            links_down: Some(links_down),
         })
     }
 
@@ -748,6 +753,17 @@ impl System for LiveSystem {
                 .iter()
                 .try_for_each(|name| rootfs::put_back(&self.root, name)),
         }
+    }
+
+    fn answers_ping(&mut self, address: IpAddr) -> Result<Option<bool>, SystemError> {
+        // Three echoes a second apart: one lost packet is not an answer.
+        let argv: Vec<String> = ["ping", "-n", "-q", "-c", "3", "-i", "1", "-W", "1"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([address.to_string()])
+            .collect();
+        let ran = exec::on_host(&argv, Duration::from_secs(10), &mut |_| {})?;
+        Ok(Some(ran.success()))
     }
 
     fn tunnels(

@@ -74,6 +74,9 @@ pub struct Counters {
 pub struct RouteTo {
     /// The interface packets leave through.
     pub device: Option<String>,
+    /// That interface's MTU: what the underlay carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_mtu: Option<u32>,
     /// The next hop, when it is not on a directly attached network.
     pub gateway: Option<IpAddr>,
     /// The source address the kernel picks.
@@ -158,6 +161,11 @@ pub trait System {
         &mut self,
         _remotes: &BTreeMap<String, IpAddr>,
     ) -> Result<Option<BTreeMap<String, TunnelLive>>, SystemError> {
+        Ok(None)
+    }
+    /// Whether `address` answers an ICMP echo from this host (`ctm tunnel
+    /// diagnose`); `None` on a files-only root.
+    fn answers_ping(&mut self, _address: IpAddr) -> Result<Option<bool>, SystemError> {
         Ok(None)
     }
     /// Arms the revert of an apply that waits for `ctm confirm`: at

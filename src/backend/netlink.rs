@@ -173,6 +173,7 @@ impl Netlink {
         };
         let mut found = RouteTo {
             device: None,
+            device_mtu: None,
             gateway: None,
             source: None,
         };
@@ -188,10 +189,13 @@ impl Netlink {
         if let Some(index) = index {
             let mut links = self.handle.link().get().match_index(index).execute();
             if let Ok(Some(link)) = links.try_next().await {
-                found.device = link.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some(n.clone()),
-                    _ => None,
-                });
+                for attribute in &link.attributes {
+                    match attribute {
+                        LinkAttribute::IfName(n) => found.device = Some(n.clone()),
+                        LinkAttribute::Mtu(m) => found.device_mtu = Some(*m),
+                        _ => {}
+                    }
+                }
             }
         }
         Ok(Some(found))

@@ -144,6 +144,7 @@ impl System for Recording {
             ),
             // The fake's sockets listen as soon as they are named.
             sockets: Some(expect.sockets.iter().map(|s| (s.clone(), true)).collect()),
+            links_down: Some(BTreeSet::new()),
         })
     }
 
@@ -324,6 +325,12 @@ impl System for Recording {
         Ok(())
     }
 
+    /// Every address answers.
+    fn answers_ping(&mut self, address: IpAddr) -> Result<Option<bool>, SystemError> {
+        self.record(format!("ping {address}"));
+        Ok(Some(true))
+    }
+
     /// Every tunnel's link is there and up, with an MTU of 1450 and a
     /// little traffic, and reached through `eth0` (unless the test said
     /// it is missing).
@@ -340,6 +347,7 @@ impl System for Recording {
                 .map(|name| {
                     let route_to_remote = Some(RouteTo {
                         device: Some("eth0".into()),
+                        device_mtu: Some(1500),
                         gateway: None,
                         source: None,
                     });

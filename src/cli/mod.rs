@@ -183,7 +183,7 @@ impl SwitchArgs {
 }
 
 /// What `plan` and `apply` show of file contents.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct DiffArgs {
     /// Leave out the diffs of file contents.
     #[arg(long, conflicts_with = "diff")]

@@ -7,14 +7,42 @@ use std::process::ExitCode;
 use miette::IntoDiagnostic as _;
 
 use super::RootArgs;
+use super::output::errln;
 use super::output::{out, outln, say};
-use crate::engine::tunnels::{TunnelStatus, Tunnels, status};
+use super::plan::print_plan;
+use super::{DiffArgs, confirm};
+use crate::engine::apply::{self, Runner};
+use crate::engine::tunnels::{Diagnosis, TunnelStatus, Tunnels, diagnose, status};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Each tunnel's link state, MTU, counters and the underlay's route to
     /// its remote endpoint, with what looks wrong; exit 1 if anything does.
     Status(StatusArgs),
+    /// Why a tunnel does not carry traffic: its link, its MTU against the
+    /// underlay's, the route to and an answer from the remote endpoint,
+    /// its counters, and whether the kernel has its kind; each cause with
+    /// its fix. Exit 1 if anything was found.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiagnoseArgs {
+    /// The tunnel, by the name the host file gives it.
+    name: String,
+    #[command(flatten)]
+    root: RootArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Repair what an apply of the current generation repairs (a link
+    /// missing, down, or without its addresses): shows that apply's plan,
+    /// asks, and applies it.
+    #[arg(long, conflicts_with = "json")]
+    fix: bool,
+    /// With --fix: apply without asking.
+    #[arg(long, requires = "fix")]
+    yes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,7 +59,93 @@ pub struct StatusArgs {
 pub fn run(command: &Command) -> miette::Result<ExitCode> {
     match command {
         Command::Status(args) => run_status(args),
+        Command::Diagnose(args) => run_diagnose(args),
     }
+}
+
+fn run_diagnose(args: &DiagnoseArgs) -> miette::Result<ExitCode> {
+    let target = args.root.target();
+    let found = diagnose(&target, &args.name, &mut say)?;
+    if args.json {
+        outln(&serde_json::to_string_pretty(&found).into_diagnostic()?);
+        return Ok(exit(&found));
+    }
+    out(&render_diagnosis(&found));
+    if !args.fix || !found.fixable() {
+        if args.fix {
+            outln("Nothing here that an apply repairs.");
+        }
+        return Ok(exit(&found));
+    }
+    let prepared = apply::prepare_reapply(&target, &mut say)?;
+    print_plan(
+        &prepared.plan,
+        "ctm tunnel diagnose --fix",
+        &DiffArgs::default(),
+    );
+    if let Some(refused) = prepared.refusal() {
+        return Err(refused.into());
+    }
+    if !prepared.plan.is_empty() && !confirm("Apply these changes?", args.yes)? {
+        errln("Nothing applied.");
+        return Ok(ExitCode::FAILURE);
+    }
+    apply::apply(&target, prepared, None, Runner::Auto, &mut say)?;
+    let after = diagnose(&target, &args.name, &mut say)?;
+    outln("");
+    out(&render_diagnosis(&after));
+    Ok(exit(&after))
+}
+
+fn exit(found: &Diagnosis) -> ExitCode {
+    if found.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The tunnel's status, then each cause with its evidence and its fix.
+pub fn render_diagnosis(d: &Diagnosis) -> String {
+    let mut text = String::new();
+    tunnel(&mut text, &d.tunnel, true);
+    let _ = writeln!(
+        text,
+        "  kernel    {}",
+        match d.kernel_has_kind {
+            Some(true) => format!("makes {} links", d.tunnel.kind),
+            Some(false) => format!("cannot make {} links", d.tunnel.kind),
+            None => "not known".to_string(),
+        }
+    );
+    let _ = writeln!(
+        text,
+        "  remote    {}",
+        match d.remote_answers {
+            Some(true) => format!("{} answers ping", d.tunnel.remote),
+            Some(false) => format!("{} does not answer ping", d.tunnel.remote),
+            None => "not asked (a multicast group)".to_string(),
+        }
+    );
+    if d.findings.is_empty() {
+        let _ = writeln!(text, "\nNothing wrong found from this end.");
+        return text;
+    }
+    for (i, f) in d.findings.iter().enumerate() {
+        let _ = writeln!(text, "\n{}. {}", i + 1, f.cause);
+        let _ = writeln!(text, "   seen: {}", f.evidence);
+        let _ = writeln!(
+            text,
+            "   fix:  {}{}",
+            f.fix,
+            if f.fixed_by_apply {
+                " (--fix does this)"
+            } else {
+                ""
+            }
+        );
+    }
+    text
 }
 
 fn run_status(args: &StatusArgs) -> miette::Result<ExitCode> {

@@ -583,6 +583,32 @@ impl PreparedRollback {
     }
 }
 
+/// Takes the lock, recovers, and plans the current generation's own host
+/// file against the host again: what undoes drift in the running system
+/// (a link set down, a container stopped) without a host file at hand
+/// (`ctm tunnel diagnose --fix`). Applied with [`apply`] like any other,
+/// into a new generation with the same files.
+pub fn prepare_reapply(target: &Target, events: Events<'_>) -> miette::Result<PreparedApply> {
+    let store = target.store();
+    let Some(current) = store.current()? else {
+        return Err(miette!(
+            "nothing has been applied yet, so there is nothing to apply again"
+        ));
+    };
+    let outcome = super::load::stored(&store, current)?;
+    let desired = Desired::compile(&outcome).ok_or_else(|| {
+        miette!("the host file stored with generation {current} no longer validates")
+    })?;
+    prepare_apply(
+        target,
+        desired,
+        plan::Options::default(),
+        None,
+        None,
+        events,
+    )
+}
+
 /// Takes the lock, recovers, and plans the return to `generation` (the
 /// one before the current when `None`).
 pub fn prepare_rollback(

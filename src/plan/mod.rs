@@ -81,6 +81,10 @@ pub struct SystemState {
     /// and whether each is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sockets: Option<BTreeMap<String, bool>>,
+    /// The links the host file names that exist but are administratively
+    /// down (`ip link set … down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_down: Option<BTreeSet<String>>,
 }
 
 /// Whether the running kernel can make links of one kind.
@@ -846,6 +850,15 @@ fn link_drift(input: &Inputs<'_>) -> Vec<(String, String)> {
     for (name, expected) in &input.expect.links {
         match live.get(name) {
             None => out.push((name.clone(), format!("link {name} is missing (drift)"))),
+            Some(_)
+                if input
+                    .system
+                    .links_down
+                    .as_ref()
+                    .is_some_and(|d| d.contains(name)) =>
+            {
+                out.push((name.clone(), format!("link {name} is down (drift)")))
+            }
             Some(addresses) => {
                 let lacking: Vec<&str> = expected
                     .addresses
