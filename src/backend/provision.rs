@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::exec::{self, Ran};
+use super::oci;
 use super::{Progress, StepRecord, SystemError};
 use crate::compile::provision::{Action, Check, Phase, RootfsSource, Step};
 use crate::fs;
@@ -467,7 +468,47 @@ fn image_tree(
                     STEP_TIMEOUT,
                     echo,
                 )
+                .and_then(|ran| succeeded(image, ran))
             })
+        }
+        RootfsSource::Oci {
+            reference,
+            credentials,
+            insecure,
+        } => {
+            let reference = crate::model::oci::OciReference::parse(reference)
+                .map_err(|e| error(format!("image {image}"), e))?;
+            let credentials = credentials.as_deref().map(|c| host_path(root, c));
+            progress(&format!("image {image}: pulling {reference}"));
+            let pulled = oci::pull(
+                root,
+                &reference,
+                credentials.as_deref(),
+                *insecure,
+                progress,
+            )
+            .map_err(|e| in_image(image, e))?;
+            build_once(
+                root,
+                image,
+                source,
+                pulled.manifest.as_str(),
+                progress,
+                |dir, echo| oci::unpack(root, &pulled, dir, echo),
+            )
+        }
+        RootfsSource::OciArchive { path } => {
+            let file = host_path(root, path);
+            let pulled =
+                oci::import_archive(root, &file, progress).map_err(|e| in_image(image, e))?;
+            build_once(
+                root,
+                image,
+                source,
+                pulled.manifest.as_str(),
+                progress,
+                |dir, echo| oci::unpack(root, &pulled, dir, echo),
+            )
         }
         RootfsSource::Debootstrap {
             suite,
@@ -490,10 +531,27 @@ fn image_tree(
                 words.push(suite.clone());
                 words.push(dir.display().to_string());
                 words.push(mirror.clone());
-                exec::on_host(&words, STEP_TIMEOUT, echo)
+                exec::on_host(&words, STEP_TIMEOUT, echo).and_then(|ran| succeeded(image, ran))
             })
         }
     }
+}
+
+/// `Ok` if the program that built an image succeeded; its output's end
+/// otherwise.
+fn succeeded(image: &str, ran: Ran) -> Result<(), SystemError> {
+    if ran.success() {
+        return Ok(());
+    }
+    Err(error(
+        format!("building image {image}"),
+        format!("{}; its output ends:\n{}", ran.describe(), ran.tail(20)),
+    ))
+}
+
+/// An error of pulling or importing, said of the image.
+fn in_image(image: &str, e: SystemError) -> SystemError {
+    error(format!("image {image}: {}", e.what), e.why)
 }
 
 /// How a tarball is compressed, told by its first bytes (not its name).
@@ -596,7 +654,7 @@ fn build_once(
     source: &RootfsSource,
     extra: &str,
     progress: Progress<'_>,
-    build: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<Ran, SystemError>,
+    build: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<(), SystemError>,
 ) -> Result<PathBuf, SystemError> {
     let store = root.join(IMAGE_STORE);
     let name = format!("{image}-{}", store_key(source, extra));
@@ -614,13 +672,9 @@ fn build_once(
         .map_err(|e| error(format!("creating {}", temporary.display()), e.to_string()))?;
     progress(&format!("building image {image} into {}", tree.display()));
     let started = std::time::Instant::now();
-    let ran = build(&temporary, &mut |line| progress(&format!("  {line}")))?;
-    if !ran.success() {
+    if let Err(e) = build(&temporary, &mut |line| progress(&format!("  {line}"))) {
         let _ = remove_tree(&temporary);
-        return Err(error(
-            format!("building image {image}"),
-            format!("{}; its output ends:\n{}", ran.describe(), ran.tail(20)),
-        ));
+        return Err(e);
     }
     let record = StoredImage {
         image: image.to_string(),

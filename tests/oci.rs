@@ -1,0 +1,523 @@
+//! OCI images pulled from a real registry: Debian's `docker-registry`
+//! (the distribution project's registry), started by each test on
+//! 127.0.0.1 with a port and a storage directory of its own, and stopped
+//! by pid. Each test builds an OCI image layout itself (a busybox-static
+//! layer, then a layer that deletes a file with a whiteout and replaces a
+//! directory with an opaque one), pushes it with `skopeo copy`, and lets
+//! ctm pull it as a container's first provisioning step does
+//! (`backend::provision::before_boot`).
+
+mod support;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ctm::backend::provision::{IMAGE_STORE, before_boot};
+use ctm::compile::provision::{RootfsSource, rootfs_step};
+use ctm::layout::OCI_BLOBS;
+use ctm::model::oci::Digest;
+use support::*;
+
+const REGISTRY: &str = "/usr/bin/docker-registry";
+const SKOPEO: &str = "/usr/bin/skopeo";
+const BUSYBOX: &str = "/bin/busybox";
+
+/// True (after saying so) when the tests cannot run here.
+fn skipped() -> bool {
+    skip_unless(
+        is_root()
+            && [REGISTRY, SKOPEO, BUSYBOX]
+                .iter()
+                .all(|p| Path::new(p).exists()),
+        "the OCI tests need root and Debian's docker-registry, skopeo and busybox-static",
+    )
+}
+
+/// A registry of the test's own, killed (by its pid) when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+    storage: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("ctm-oci-registry")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let storage = dir.path().join("storage");
+        // A free port: the kernel picks one, and the registry takes it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = Registry {
+            child,
+            port,
+            storage,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not listen on {port}: {}",
+                registry.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Pushes the OCI layout `layout` (tag `tag`) as `repo:tag`.
+    fn push(&self, layout: &Path, tag: &str, repo: &str) {
+        let out = Command::new(SKOPEO)
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://127.0.0.1:{}/{repo}:{tag}", self.port))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The registry's own file of blob `digest`.
+    fn blob_file(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One entry of a test layer.
+enum E<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a [u8], u32),
+    Link(&'a str, &'a str),
+}
+
+/// A gzip-compressed layer: its bytes and the digest of its tar (the
+/// config's diff id).
+fn layer(entries: &[E<'_>]) -> (Vec<u8>, Digest) {
+    let mut builder = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        let (path, kind, mode, data, link): (&str, _, u32, &[u8], _) = match e {
+            E::Dir(p) => (p, tar::EntryType::Directory, 0o755, b"", None),
+            E::File(p, d, m) => (p, tar::EntryType::Regular, *m, d, None),
+            E::Link(p, t) => (p, tar::EntryType::Symlink, 0o777, b"", Some(*t)),
+        };
+        let raw = &mut h.as_old_mut().name;
+        raw[..path.len()].copy_from_slice(path.as_bytes());
+        if let Some(t) = link {
+            h.as_old_mut().linkname[..t.len()].copy_from_slice(t.as_bytes());
+        }
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        builder.append(&h, data).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let diff_id = Digest::of(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    (gz.finish().unwrap(), diff_id)
+}
+
+/// Writes an OCI image layout at `dir` with these layers, tagged `tag`;
+/// the manifest's digest and the layers' digests.
+fn image_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, Digest)]) -> (Digest, Vec<Digest>) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = Digest::of(bytes);
+        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let mut descriptors = Vec::new();
+    let mut digests = Vec::new();
+    for (bytes, _) in layers {
+        let (digest, size) = put(bytes);
+        descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest.as_str(), "size": size,
+        }));
+        digests.push(digest);
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/busybox", "echo", "hello from oci"]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>()},
+    });
+    let (config_digest, config_size) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest.as_str(), "size": config_size},
+        "layers": descriptors,
+    });
+    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest.as_str(), "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    (manifest_digest, digests)
+}
+
+/// The test image: busybox with a shell link, a file and a directory the
+/// second layer deletes (whiteout) and replaces (opaque).
+fn busybox_layers() -> Vec<(Vec<u8>, Digest)> {
+    let busybox = std::fs::read(BUSYBOX).unwrap();
+    vec![
+        layer(&[
+            E::Dir("bin/"),
+            E::File("bin/busybox", &busybox, 0o755),
+            E::Link("bin/sh", "busybox"),
+            E::Dir("etc/"),
+            E::File("etc/os-release", b"ID=busybox\n", 0o644),
+            E::File("etc/removed", b"gone soon\n", 0o644),
+            E::Dir("opt/"),
+            E::Dir("opt/data/"),
+            E::File("opt/data/old", b"old\n", 0o644),
+        ]),
+        layer(&[
+            E::File("etc/.wh.removed", b"", 0o644),
+            E::Dir("opt/data/"),
+            E::File("opt/data/.wh..wh..opq", b"", 0o644),
+            E::File("opt/data/new", b"new\n", 0o644),
+        ]),
+    ]
+}
+
+/// A root for ctm to provision into.
+fn root() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ctm-oci-root")
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+/// Runs the rootfs step of container `name` from `source`; the progress
+/// lines, or the error with them.
+fn provision(root: &Path, name: &str, source: RootfsSource) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    let step = rootfs_step(name, "app", source);
+    match before_boot(root, name, &[step], &mut |l| lines.push(l.to_string())) {
+        Ok(_) => Ok(lines),
+        Err(e) => Err(format!("{e}\nprogress:\n{}", lines.join("\n"))),
+    }
+}
+
+fn oci(reference: String) -> RootfsSource {
+    RootfsSource::Oci {
+        reference,
+        credentials: None,
+        insecure: false,
+    }
+}
+
+/// What a root's store and blob cache hold, to show nothing half-made is
+/// left: the names in the image store and in the blob cache.
+fn leftovers(root: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for dir in [IMAGE_STORE, OCI_BLOBS, "var/lib/machines"] {
+        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+            names.extend(
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains("ctm-"))
+                    .map(|n| format!("{dir}/{n}")),
+            );
+        }
+    }
+    names
+}
+
+#[test]
+fn an_image_is_pulled_verified_and_its_layers_applied_with_whiteouts() {
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (manifest, _) = image_layout(work.path(), "v1", &busybox_layers());
+    registry.push(work.path(), "v1", "test/busybox");
+    let root = root();
+    let reference = format!("127.0.0.1:{}/test/busybox:v1", registry.port);
+
+    let lines = provision(root.path(), "first", oci(reference.clone())).unwrap();
+    let said = lines.join("\n");
+    // The tag's resolution, and each layer, are reported as they happen.
+    assert!(
+        said.contains(&format!("{reference} resolved to {manifest}")),
+        "{said}"
+    );
+    assert!(said.contains("layer 1/2 sha256:"), "{said}");
+    assert!(said.contains("applied layer 2/2"), "{said}");
+
+    let tree = root.path().join("var/lib/machines/first");
+    assert!(tree.join("bin/busybox").is_file());
+    assert_eq!(
+        std::fs::read_link(tree.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(
+        !tree.join("etc/removed").exists(),
+        "the whiteout deleted it"
+    );
+    assert!(!tree.join("etc/.wh.removed").exists());
+    let data: Vec<String> = std::fs::read_dir(tree.join("opt/data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        data,
+        ["new"],
+        "the opaque directory has only its own layer's file"
+    );
+    // The tree runs: busybox from the image.
+    let out = Command::new("chroot")
+        .arg(&tree)
+        .args([
+            "/bin/sh",
+            "-c",
+            "echo hello from $(/bin/busybox cat /opt/data/new)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from new\n");
+
+    // The next container, pinned to the digest the tag resolved to: from
+    // the store, with nothing fetched again.
+    let pinned = format!("{reference}@{manifest}");
+    std::fs::remove_dir_all(root.path().join(IMAGE_STORE)).unwrap();
+    let again = provision(root.path(), "second", oci(pinned.clone())).unwrap();
+    assert!(!again.join("\n").contains("resolved to"), "{again:?}");
+    assert!(
+        root.path()
+            .join("var/lib/machines/second/bin/busybox")
+            .exists()
+    );
+    let cached = provision(root.path(), "third", oci(pinned)).unwrap();
+    assert!(
+        cached.iter().any(|l| l.contains("is in the store")),
+        "{cached:?}"
+    );
+    assert!(
+        leftovers(root.path()).is_empty(),
+        "{:?}",
+        leftovers(root.path())
+    );
+}
+
+#[test]
+fn a_tampered_blob_or_a_wrong_pinned_digest_is_refused_with_nothing_made() {
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let (manifest, layers) = image_layout(work.path(), "v1", &busybox_layers());
+    registry.push(work.path(), "v1", "test/busybox");
+    let root = root();
+    let reference = format!("127.0.0.1:{}/test/busybox:v1", registry.port);
+
+    // A digest that is not the image's: the registry has no such
+    // manifest, and says so.
+    let wrong = Digest::of(b"another image");
+    let err = provision(root.path(), "web", oci(format!("{reference}@{wrong}"))).unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "manifests/{wrong}: 404 Not Found: MANIFEST_UNKNOWN"
+        )),
+        "{err}"
+    );
+    assert_ne!(wrong, manifest);
+
+    // One byte of the second layer flipped in the registry's storage.
+    let file = registry.blob_file(&layers[1]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let err = provision(root.path(), "web", oci(reference)).unwrap_err();
+    assert!(err.contains(&format!("layer {}", layers[1])), "{err}");
+    assert!(
+        err.contains("it is not the blob asked for, and is refused"),
+        "{err}"
+    );
+    // Nothing half-made: no container, no image, no partial blob, and the
+    // bad layer is not in the cache.
+    assert!(!root.path().join("var/lib/machines/web").exists());
+    assert!(
+        std::fs::read_dir(root.path().join(IMAGE_STORE)).is_err()
+            || std::fs::read_dir(root.path().join(IMAGE_STORE))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    assert!(!root.path().join(OCI_BLOBS).join(layers[1].hex()).exists());
+    assert!(
+        leftovers(root.path()).is_empty(),
+        "{:?}",
+        leftovers(root.path())
+    );
+}
+
+#[test]
+fn a_hostile_layer_is_refused_and_leaves_nothing() {
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let root = root();
+    let outside = tempfile::tempdir().unwrap();
+    let escape = outside.path().display().to_string();
+    let cases: [(&str, Vec<E<'_>>, &str); 2] = [
+        (
+            "dotdot",
+            vec![E::File("../../../../../../tmp/ctm-oci-pwned", b"x", 0o644)],
+            "`..` in a layer's path",
+        ),
+        (
+            "symlink",
+            vec![
+                E::Link("escape", &escape),
+                E::File("escape/pwned", b"x", 0o644),
+            ],
+            "`escape` is a symbolic link",
+        ),
+    ];
+    for (repo, entries, expected) in cases {
+        let work = tempfile::tempdir().unwrap();
+        image_layout(work.path(), "v1", &[layer(&entries)]);
+        registry.push(work.path(), "v1", repo);
+        let reference = format!("127.0.0.1:{}/{repo}:v1", registry.port);
+        let err = provision(root.path(), repo, oci(reference)).unwrap_err();
+        assert!(err.contains(expected), "{repo}: {err}");
+        assert!(!root.path().join("var/lib/machines").join(repo).exists());
+    }
+    assert!(!Path::new("/tmp/ctm-oci-pwned").exists());
+    assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    assert!(
+        leftovers(root.path()).is_empty(),
+        "{:?}",
+        leftovers(root.path())
+    );
+}
+
+#[test]
+fn an_oci_archive_is_verified_and_unpacked() {
+    if skipped() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let (manifest, _) = image_layout(&layout, "v1", &busybox_layers());
+    let root = root();
+    // Paths in a host file are the root's.
+    let archive = root.path().join("srv/app.tar");
+    std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    let out = Command::new(SKOPEO)
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("oci-archive:{}", archive.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let source = RootfsSource::OciArchive {
+        path: "/srv/app.tar".into(),
+    };
+    let lines = provision(root.path(), "web", source).unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("blobs verified")),
+        "{lines:?}"
+    );
+    let tree = root.path().join("var/lib/machines/web");
+    assert!(tree.join("bin/busybox").is_file());
+    assert!(!tree.join("etc/removed").exists());
+    assert!(root.path().join(OCI_BLOBS).join(manifest.hex()).exists());
+
+    // A byte of the busybox layer (the largest blob) flipped inside the
+    // archive: refused as it is read.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let (first, _) = busybox_layers().remove(0);
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &first[..64])
+        .expect("the layer is in the archive");
+    bytes[at + first.len() / 2] ^= 0xff;
+    let fresh = self::root();
+    let tampered = fresh.path().join("srv/app.tar");
+    std::fs::create_dir_all(tampered.parent().unwrap()).unwrap();
+    std::fs::write(&tampered, bytes).unwrap();
+    let err = provision(
+        fresh.path(),
+        "web",
+        RootfsSource::OciArchive {
+            path: "/srv/app.tar".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(err.contains("is not the blob asked for"), "{err}");
+    assert!(
+        leftovers(fresh.path()).is_empty(),
+        "{:?}",
+        leftovers(fresh.path())
+    );
+}
