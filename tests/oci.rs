@@ -521,3 +521,88 @@ fn an_oci_archive_is_verified_and_unpacked() {
         leftovers(fresh.path())
     );
 }
+
+fn ctm(args: &[&str], cwd: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ctm"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn a_tag_is_resolved_when_planning_and_the_lock_keeps_it_from_moving() {
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let first = tempfile::tempdir().unwrap();
+    let (v1, _) = image_layout(first.path(), "v1", &busybox_layers());
+    registry.push(first.path(), "v1", "test/app");
+    let work = tempfile::tempdir().unwrap();
+    let host = |tag: &str| {
+        format!(
+            "image \"app\" {{\n    oci \"127.0.0.1:{}/test/app:{tag}\"\n}}\n\ncontainer \"web\" {{\n    image \"app\"\n}}\n",
+            registry.port
+        )
+    };
+    std::fs::write(work.path().join("host.kdl"), host("v1")).unwrap();
+    let root = work.path().join("root");
+    let root_arg = root.to_str().unwrap();
+
+    // The plan says what the tag resolved to.
+    let (ok, said) = ctm(&["plan", "host.kdl", "--root", root_arg], work.path());
+    assert!(ok, "{said}");
+    let resolved = format!("test/app:v1 resolved to {v1}; the lock file pins it");
+    assert!(said.contains(&resolved), "{said}");
+
+    // Applying records it in the lock, and the compiled step pulls by it.
+    let (ok, said) = ctm(
+        &["apply", "host.kdl", "--root", root_arg, "--yes"],
+        work.path(),
+    );
+    assert!(ok, "{said}");
+    let lock = std::fs::read_to_string(work.path().join("host.kdl.lock")).unwrap();
+    assert!(lock.contains("[images.app]"), "{lock}");
+    assert!(lock.contains(&format!("digest = \"{v1}\"")), "{lock}");
+    let steps = std::fs::read_to_string(root.join("etc/ctm/machines/web/provision.json")).unwrap();
+    assert!(steps.contains(&format!("test/app:v1@{v1}")), "{steps}");
+
+    // The tag moves on the registry; the host does not.
+    let second = tempfile::tempdir().unwrap();
+    let mut layers = busybox_layers();
+    layers.push(layer(&[E::File("etc/v2", b"2\n", 0o644)]));
+    let (v2, _) = image_layout(second.path(), "v1", &layers);
+    registry.push(second.path(), "v1", "test/app");
+    assert_ne!(v1, v2);
+    let (ok, said) = ctm(&["plan", "host.kdl", "--root", root_arg], work.path());
+    assert!(ok, "{said}");
+    assert!(!said.contains("resolved to"), "{said}");
+    assert!(!said.contains("provision.json"), "{said}");
+
+    // A changed reference is resolved again.
+    registry.push(second.path(), "v1", "test/app2");
+    std::fs::write(
+        work.path().join("host.kdl"),
+        host("v1").replace("test/app:", "test/app2:"),
+    )
+    .unwrap();
+    let (ok, said) = ctm(
+        &["apply", "host.kdl", "--root", root_arg, "--yes"],
+        work.path(),
+    );
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!("test/app2:v1 resolved to {v2}")),
+        "{said}"
+    );
+    let lock = std::fs::read_to_string(work.path().join("host.kdl.lock")).unwrap();
+    assert!(lock.contains(&format!("digest = \"{v2}\"")), "{lock}");
+    assert!(!lock.contains(v1.as_str()), "{lock}");
+}

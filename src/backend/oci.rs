@@ -250,23 +250,8 @@ pub fn pull(
     insecure: bool,
     progress: Progress<'_>,
 ) -> Result<Pulled, SystemError> {
-    let login = match credentials {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                error(
-                    format!("reading the credentials file {}", path.display()),
-                    e.to_string(),
-                )
-            })?;
-            Some(
-                registry::login_from(&text, reference.registry())
-                    .map_err(|e| error(format!("the credentials file {}", path.display()), e))?,
-            )
-        }
-        None => None,
-    };
     let cache = Cache::new(root);
-    let mut registry = Registry::new(reference, insecure, login);
+    let mut registry = connect(reference, credentials, insecure)?;
     let what = format!("pulling {reference}");
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.as_str().to_string(),
@@ -298,6 +283,48 @@ pub fn pull(
         cache: &cache,
     };
     resolve(&mut blobs, &cached, &digest, progress)
+}
+
+/// The digest of the manifest (or index) the registry serves for
+/// `reference`'s tag now: the hash of its bytes.
+pub fn resolve_tag(
+    reference: &OciReference,
+    credentials: Option<&Path>,
+    insecure: bool,
+) -> Result<Digest, SystemError> {
+    let what = || format!("resolving {reference}");
+    let tag = reference
+        .tag()
+        .ok_or_else(|| error(what(), "it has no tag to resolve"))?;
+    let (_, bytes) = connect(reference, credentials, insecure)?
+        .manifest(tag)
+        .map_err(|e| error(what(), e))?;
+    Ok(Digest::of(&bytes))
+}
+
+/// A client of `reference`'s registry, with the login from the
+/// credentials file at `credentials` (a path on this machine).
+fn connect(
+    reference: &OciReference,
+    credentials: Option<&Path>,
+    insecure: bool,
+) -> Result<Registry, SystemError> {
+    let login = match credentials {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                error(
+                    format!("reading the credentials file {}", path.display()),
+                    e.to_string(),
+                )
+            })?;
+            Some(
+                registry::login_from(&text, reference.registry())
+                    .map_err(|e| error(format!("the credentials file {}", path.display()), e))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Registry::new(reference, insecure, login))
 }
 
 /// Reads an OCI layout archive (`oci-layout`, `index.json`,

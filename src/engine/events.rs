@@ -132,6 +132,13 @@ pub enum Event {
     RemovedImage {
         path: String,
     },
+    /// An OCI image's tag was resolved to a digest, which the lock file
+    /// now pins.
+    ImageResolved {
+        image: String,
+        reference: String,
+        digest: String,
+    },
     NothingToRemove,
     /// Something went wrong that does not stop the use case.
     Warning {
@@ -371,6 +378,14 @@ impl fmt::Display for Event {
             Event::RemovedImage { path } => {
                 write!(f, "Removed image {path} (no generation uses it).")
             }
+            Event::ImageResolved {
+                image,
+                reference,
+                digest,
+            } => write!(
+                f,
+                "Image {image}: {reference} resolved to {digest}; the lock file pins it."
+            ),
             Event::NothingToRemove => f.write_str("Nothing to remove."),
             Event::Host { host, what } => {
                 // Every line of a many-line event carries the host's name.

@@ -42,12 +42,14 @@ pub struct Validated {
 pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagnostic>> {
     let mut v = Validator::default();
     let (name, uplink) = v.host(doc);
-    let images = v.images(doc);
+    let mut images = v.images(doc);
+    let pinned = pin_from_lock(&mut images, previous);
     let networks = v.networks(doc, uplink.is_some());
     let tunnels = v.tunnels(doc);
     v.interface_names(doc, &uplink);
     v.overlaps(&networks, &tunnels);
-    let (containers, lock) = container::containers(&mut v, doc, &images, &networks, previous);
+    let (containers, mut lock) = container::containers(&mut v, doc, &images, &networks, previous);
+    lock.images = pinned;
     let left_out = !v.broken_images.is_empty() || !v.broken_networks.is_empty();
     if left_out || v.omitted > 0 || v.diagnostics.iter().any(Diagnostic::is_error) {
         return Err(v.into_diagnostics());
@@ -95,6 +97,27 @@ pub(crate) struct NetworkEntry {
 pub(crate) struct TunnelEntry {
     pub tunnel: Tunnel,
     pub address_spans: Vec<SourceSpan>,
+}
+
+/// Pins each OCI image named by a tag alone to the digest the previous
+/// lock recorded for it, if the lock recorded that same reference; the
+/// pins kept. A changed reference is resolved again when planning.
+fn pin_from_lock(
+    images: &mut BTreeMap<Name, (SourceSpan, Image)>,
+    previous: &Lock,
+) -> BTreeMap<String, crate::lock::Pinned> {
+    let mut kept = BTreeMap::new();
+    for (name, (_, image)) in images.iter_mut() {
+        if let ImageSource::Oci { reference, .. } = &mut image.source
+            && reference.digest().is_none()
+            && let Some(pin) = previous.images.get(name.as_str())
+            && pin.reference == *reference
+        {
+            *reference = reference.with_digest(pin.digest.clone());
+            kept.insert(name.to_string(), pin.clone());
+        }
+    }
+    kept
 }
 
 impl Validator {
