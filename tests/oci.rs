@@ -606,3 +606,106 @@ fn a_tag_is_resolved_when_planning_and_the_lock_keeps_it_from_moving() {
     assert!(lock.contains(&format!("digest = \"{v2}\"")), "{lock}");
     assert!(!lock.contains(v1.as_str()), "{lock}");
 }
+
+#[test]
+fn images_are_listed_pulled_refused_while_used_and_removed() {
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let (manifest, _) = image_layout(layout.path(), "v1", &busybox_layers());
+    registry.push(layout.path(), "v1", "test/app");
+    let work = tempfile::tempdir().unwrap();
+    let image = format!(
+        "image \"app\" {{\n    oci \"127.0.0.1:{}/test/app:v1\"\n}}\n",
+        registry.port
+    );
+    let with_container = format!("{image}\ncontainer \"web\" {{\n    image \"app\"\n}}\n");
+    std::fs::write(work.path().join("host.kdl"), &with_container).unwrap();
+    let root = work.path().join("root");
+    let r = root.to_str().unwrap();
+    let run = |args: &[&str]| ctm(args, work.path());
+    let images_json = || {
+        let (ok, said) = run(&["images", "--root", r, "--json"]);
+        assert!(ok, "{said}");
+        serde_json::from_str::<serde_json::Value>(&said).unwrap()
+    };
+
+    let (ok, said) = run(&["apply", "host.kdl", "--root", r, "--yes"]);
+    assert!(ok, "{said}");
+    // Defined and used, not pulled yet (a root that is not the running
+    // system runs no provisioning).
+    let listed = images_json();
+    assert_eq!(listed[0]["name"], "app", "{listed}");
+    assert_eq!(listed[0]["containers"], serde_json::json!(["web"]));
+    assert_eq!(listed[0]["size"], serde_json::Value::Null);
+
+    let (ok, said) = run(&["image", "pull", "app", "--root", r]);
+    assert!(ok, "{said}");
+    assert!(said.contains("applied layer 2/2"), "{said}");
+    let listed = images_json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["digest"], manifest.as_str());
+    assert!(listed[0]["size"].as_u64().unwrap() > 1_000_000, "{listed}");
+    assert_eq!(
+        listed[0]["source"],
+        format!("oci 127.0.0.1:{}/test/app:v1@{manifest}", registry.port)
+    );
+    let (ok, table) = run(&["images", "--root", r]);
+    assert!(
+        ok && table.contains("app") && table.contains("web"),
+        "{table}"
+    );
+
+    // In use: refused, nothing removed.
+    let (ok, said) = run(&["image", "rm", "app", "--root", r]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("image app is used by web of generation 1"),
+        "{said}"
+    );
+    assert!(images_json()[0]["size"].is_u64());
+
+    // Without its container the image is an older generation's; removing
+    // it removes its blobs too.
+    std::fs::write(work.path().join("host.kdl"), &image).unwrap();
+    let (ok, said) = run(&["apply", "host.kdl", "--root", r, "--yes"]);
+    assert!(ok, "{said}");
+    assert_eq!(images_json()[0]["current"], false);
+    let (ok, said) = run(&["image", "rm", "app", "--root", r]);
+    assert!(ok, "{said}");
+    assert!(said.contains("Removed image"), "{said}");
+    assert!(said.contains("Removed 4 blobs of the OCI cache"), "{said}");
+    assert_eq!(images_json(), serde_json::json!([]));
+    let (ok, said) = run(&["image", "rm", "app", "--root", r]);
+    assert!(
+        !ok && said.contains("there is no image app in the image store"),
+        "{said}"
+    );
+
+    // Pulled from a host file, then collected by gc once no generation
+    // uses it.
+    let (ok, said) = run(&["image", "pull", "app", "host.kdl", "--root", r]);
+    assert!(ok, "{said}");
+    assert!(
+        std::fs::read_dir(root.join(OCI_BLOBS))
+            .unwrap()
+            .next()
+            .is_some()
+    );
+    let (ok, said) = run(&["gc", "--keep", "1", "--root", r]);
+    assert!(ok, "{said}");
+    assert!(said.contains("Removed image"), "{said}");
+    assert!(
+        std::fs::read_dir(root.join(OCI_BLOBS))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    let (ok, said) = run(&["image", "pull", "nope", "host.kdl", "--root", r]);
+    assert!(
+        !ok && said.contains("there is no image nope in host.kdl"),
+        "{said}"
+    );
+}

@@ -38,6 +38,10 @@ pub struct Pulled {
     pub config: Digest,
     /// The layers, bottom first.
     pub layers: Vec<Layer>,
+    /// Every blob of the image in the cache: the index(es) on the way to
+    /// the manifest, the manifest, the config, the layers. What `ctm gc`
+    /// keeps for it.
+    pub blobs: Vec<Digest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,7 +401,9 @@ fn resolve(
 ) -> Result<Pulled, SystemError> {
     let mut path = path.to_path_buf();
     let mut digest = digest.clone();
+    let mut used = Vec::new();
     for _ in 0..3 {
+        used.push(digest.clone());
         let bytes = std::fs::read(&path)
             .map_err(|e| error(format!("reading {}", path.display()), e.to_string()))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
@@ -446,10 +452,13 @@ fn resolve(
                 compression,
             });
         }
+        used.push(config.clone());
+        used.extend(layers.iter().map(|l| l.digest.clone()));
         return Ok(Pulled {
             manifest: digest,
             config,
             layers,
+            blobs: used,
         });
     }
     Err(error(
@@ -495,6 +504,27 @@ fn choose<'i>(manifests: &'i [Descriptor], index: &Digest) -> Result<&'i Descrip
             }
         ),
     ))
+}
+
+/// The blobs of the cache that none of `kept` (the blobs of every image
+/// the store keeps) is, with the temporary files an interrupted pull
+/// left.
+pub fn unused_blobs(root: &Path, kept: &std::collections::BTreeSet<String>) -> Vec<PathBuf> {
+    let cache = Cache::new(root);
+    let Ok(entries) = std::fs::read_dir(&cache.dir) else {
+        return Vec::new();
+    };
+    let mut unused: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !kept.contains(&format!("sha256:{name}"))
+        })
+        .map(|e| e.path())
+        .collect();
+    unused.sort();
+    unused
 }
 
 /// Applies the image's layers, bottom first, onto the empty tree `dir`.

@@ -132,6 +132,10 @@ pub enum Event {
     RemovedImage {
         path: String,
     },
+    /// Blobs of the OCI blob cache that no image uses were removed.
+    RemovedBlobs {
+        count: usize,
+    },
     /// An OCI image's tag was resolved to a digest, which the lock file
     /// now pins.
     ImageResolved {
@@ -378,6 +382,12 @@ impl fmt::Display for Event {
             Event::RemovedImage { path } => {
                 write!(f, "Removed image {path} (no generation uses it).")
             }
+            Event::RemovedBlobs { count } => write!(
+                f,
+                "Removed {count} blob{} of the OCI cache (no image uses {}).",
+                if *count == 1 { "" } else { "s" },
+                if *count == 1 { "it" } else { "them" }
+            ),
             Event::ImageResolved {
                 image,
                 reference,
