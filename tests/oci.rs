@@ -7,6 +7,8 @@
 //! ctm pull it as a container's first provisioning step does
 //! (`backend::provision::before_boot`).
 
+#[path = "lab/mod.rs"]
+mod lab;
 mod support;
 
 use std::io::Write as _;
@@ -707,5 +709,104 @@ fn images_are_listed_pulled_refused_while_used_and_removed() {
     assert!(
         !ok && said.contains("there is no image nope in host.kdl"),
         "{said}"
+    );
+}
+
+/// A whole tree as one gzip layer (links kept as links), with its diff id.
+fn tree_layer(dir: &Path) -> (Vec<u8>, Digest) {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", dir).unwrap();
+    let tar = builder.into_inner().unwrap();
+    let diff_id = Digest::of(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    (gz.finish().unwrap(), diff_id)
+}
+
+/// End to end in a real systemd host: the lab's slim guest tree, with a
+/// layer on top that deletes `/etc/motd` and adds a file, is pushed to a
+/// registry; a registry in the lab serves that storage on the lab's own
+/// loopback; `ctm apply` in the lab resolves the tag, pulls, unpacks and
+/// boots a container from it, and `ctm exec` runs a command in it.
+#[test]
+fn a_container_made_from_a_pulled_image_boots_and_runs_a_command_in_a_lab() {
+    let available = lab::Lab::available();
+    if skip_unless(available.is_ok(), &available.err().unwrap_or_default()) || skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let guest = lab::Lab::guest_image();
+    let (manifest, _) = image_layout(
+        layout.path(),
+        "v1",
+        &[
+            tree_layer(&guest),
+            layer(&[
+                E::File("etc/.wh.motd", b"", 0o644),
+                E::File("etc/oci-marker", b"made from a pulled image\n", 0o644),
+            ]),
+        ],
+    );
+    registry.push(layout.path(), "v1", "test/guest");
+
+    let host = r#"
+host "lab" {
+    uplink "host0"
+}
+
+image "app" {
+    oci "127.0.0.1:5000/test/guest:v1"
+}
+
+network "lan" {
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24"
+}
+
+container "app" {
+    image "app"
+    bind "/usr" read-only=#true
+    network "lan"
+}
+"#;
+    let storage = format!("--bind-ro={}:/srv/registry", registry.storage.display());
+    let binary = format!("--bind-ro={REGISTRY}:/usr/local/bin/docker-registry");
+    let lab = lab::scenario::lab_with_args("oci-pull", host, &[&storage, &binary]);
+    lab.write(
+        "/root/registry.yml",
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: /srv/registry\n  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\nhttp:\n  addr: 127.0.0.1:5000\n",
+    );
+    lab.ok(&[
+        "systemd-run",
+        "--unit=registry",
+        "/usr/local/bin/docker-registry",
+        "serve",
+        "/root/registry.yml",
+    ]);
+    lab::scenario::eventually("the lab's registry", Duration::from_secs(20), || {
+        let out = lab.run(&["nc", "-z", "127.0.0.1", "5000"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(lab::show_output(&out))
+        }
+    });
+
+    let said = lab::scenario::ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        said.contains(&format!("test/guest:v1 resolved to {manifest}")),
+        "{said}"
+    );
+    assert!(said.contains("applied layer 2/2"), "{said}");
+    let out = lab::scenario::ctm_ok(&lab, &["exec", "app", "--", "cat", "/etc/oci-marker"]);
+    assert!(out.contains("made from a pulled image"), "{out}");
+    let out = lab::scenario::ctm(&lab, &["exec", "app", "--", "test", "-e", "/etc/motd"]);
+    assert!(!out.status.success(), "the whiteout deleted /etc/motd");
+    let listed = lab::scenario::ctm_ok(&lab, &["images", "--json"]);
+    assert!(
+        listed.contains(manifest.as_str()) && listed.contains("\"app\""),
+        "{listed}"
     );
 }
