@@ -100,7 +100,8 @@ impl Registry {
     /// Pushes the OCI layout `layout` (tag `tag`) as `repo:tag`.
     fn push(&self, layout: &Path, tag: &str, repo: &str) {
         let out = Command::new(SKOPEO)
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            // --all: an index with all its images, not only this machine's.
+            .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://127.0.0.1:{}/{repo}:{tag}", self.port))
             .output()
@@ -172,17 +173,33 @@ fn layer(entries: &[E<'_>]) -> (Vec<u8>, Digest) {
 /// Writes an OCI image layout at `dir` with these layers, tagged `tag`;
 /// the manifest's digest and the layers' digests.
 fn image_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, Digest)]) -> (Digest, Vec<Digest>) {
+    let (manifest, size, digests) = put_image(dir, "amd64", layers);
+    write_index(
+        dir,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+        size,
+    );
+    (manifest, digests)
+}
+
+/// A blob into the layout at `dir`: its digest and size.
+fn put(dir: &Path, bytes: &[u8]) -> (Digest, usize) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| {
-        let digest = Digest::of(bytes);
-        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
-        (digest, bytes.len())
-    };
+    let digest = Digest::of(bytes);
+    std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+    (digest, bytes.len())
+}
+
+/// An image for `arch` into the layout's blobs: its manifest's digest and
+/// size, and its layers' digests.
+fn put_image(dir: &Path, arch: &str, layers: &[(Vec<u8>, Digest)]) -> (Digest, usize, Vec<Digest>) {
     let mut descriptors = Vec::new();
     let mut digests = Vec::new();
     for (bytes, _) in layers {
-        let (digest, size) = put(bytes);
+        let (digest, size) = put(dir, bytes);
         descriptors.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             "digest": digest.as_str(), "size": size,
@@ -190,11 +207,11 @@ fn image_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, Digest)]) -> (Digest,
         digests.push(digest);
     }
     let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
+        "architecture": arch, "os": "linux",
         "config": {"Entrypoint": ["/bin/busybox", "echo", "hello from oci"]},
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>()},
     });
-    let (config_digest, config_size) = put(config.to_string().as_bytes());
+    let (config_digest, config_size) = put(dir, config.to_string().as_bytes());
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -202,18 +219,57 @@ fn image_layout(dir: &Path, tag: &str, layers: &[(Vec<u8>, Digest)]) -> (Digest,
                    "digest": config_digest.as_str(), "size": config_size},
         "layers": descriptors,
     });
-    let (manifest_digest, manifest_size) = put(manifest.to_string().as_bytes());
+    let (manifest_digest, manifest_size) = put(dir, manifest.to_string().as_bytes());
+    (manifest_digest, manifest_size, digests)
+}
+
+/// The layout's `index.json`, naming `digest` (of `media_type`) as `tag`.
+fn write_index(dir: &Path, tag: &str, media_type: &str, digest: &Digest, size: usize) {
     let index = serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest.as_str(), "size": manifest_size,
+            "mediaType": media_type,
+            "digest": digest.as_str(), "size": size,
             "annotations": {"org.opencontainers.image.ref.name": tag},
         }],
     });
     std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    (manifest_digest, digests)
+}
+
+/// A multi-architecture image: an image index with one image for each
+/// of `arches` (a file `/arch` saying which), tagged `tag`; the index's
+/// digest.
+fn multi_arch_layout(dir: &Path, tag: &str, arches: &[&str]) -> Digest {
+    let manifests: Vec<serde_json::Value> = arches
+        .iter()
+        .map(|arch| {
+            let (digest, size, _) = put_image(
+                dir,
+                arch,
+                &[layer(&[E::File("arch", arch.as_bytes(), 0o644)])],
+            );
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest.as_str(), "size": size,
+                "platform": {"architecture": arch, "os": "linux"},
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    let (digest, size) = put(dir, index.to_string().as_bytes());
+    write_index(
+        dir,
+        tag,
+        "application/vnd.oci.image.index.v1+json",
+        &digest,
+        size,
+    );
+    digest
 }
 
 /// The test image: busybox with a shell link, a file and a directory the
@@ -364,7 +420,7 @@ fn an_image_is_pulled_verified_and_its_layers_applied_with_whiteouts() {
 }
 
 #[test]
-fn a_tampered_blob_or_a_wrong_pinned_digest_is_refused_with_nothing_made() {
+fn a_tampered_blob_or_a_wrong_pinned_digest_is_refused_with_nothing_made_and_a_retry_resumes() {
     if skipped() {
         return;
     }
@@ -389,11 +445,12 @@ fn a_tampered_blob_or_a_wrong_pinned_digest_is_refused_with_nothing_made() {
 
     // One byte of the second layer flipped in the registry's storage.
     let file = registry.blob_file(&layers[1]);
-    let mut bytes = std::fs::read(&file).unwrap();
+    let good = std::fs::read(&file).unwrap();
+    let mut bytes = good.clone();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
-    let err = provision(root.path(), "web", oci(reference)).unwrap_err();
+    let err = provision(root.path(), "web", oci(reference.clone())).unwrap_err();
     assert!(err.contains(&format!("layer {}", layers[1])), "{err}");
     assert!(
         err.contains("it is not the blob asked for, and is refused"),
@@ -414,6 +471,31 @@ fn a_tampered_blob_or_a_wrong_pinned_digest_is_refused_with_nothing_made() {
         leftovers(root.path()).is_empty(),
         "{:?}",
         leftovers(root.path())
+    );
+
+    // Repaired, the retry takes the first layer from the cache.
+    std::fs::write(&file, good).unwrap();
+    let lines = provision(root.path(), "web", oci(reference.clone())).unwrap();
+    let said = lines.join("\n");
+    assert!(
+        said.contains(&format!("layer 1/2 {} (1.1 MiB, in the cache)", layers[0])),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("layer 2/2 {} (0.0 MiB)", layers[1])),
+        "{said}"
+    );
+
+    // With the registry gone, a pinned image whose blobs are all cached
+    // is made again without it.
+    drop(registry);
+    std::fs::remove_dir_all(root.path().join(IMAGE_STORE)).unwrap();
+    let pinned = format!("{reference}@{manifest}");
+    provision(root.path(), "offline", oci(pinned)).unwrap();
+    assert!(
+        root.path()
+            .join("var/lib/machines/offline/bin/busybox")
+            .exists()
     );
 }
 
@@ -808,5 +890,42 @@ container "app" {
     assert!(
         listed.contains(manifest.as_str()) && listed.contains("\"app\""),
         "{listed}"
+    );
+}
+
+#[test]
+fn an_index_is_resolved_for_this_machines_architecture() {
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let both = tempfile::tempdir().unwrap();
+    let index = multi_arch_layout(both.path(), "v1", &["arm64", "amd64"]);
+    registry.push(both.path(), "v1", "multi");
+    let other = tempfile::tempdir().unwrap();
+    multi_arch_layout(other.path(), "v1", &["arm64", "s390x"]);
+    registry.push(other.path(), "v1", "foreign");
+    let root = root();
+
+    let reference = format!("127.0.0.1:{}/multi:v1", registry.port);
+    let lines = provision(root.path(), "web", oci(reference.clone())).unwrap();
+    // The tag names the index; its amd64 image is the one applied.
+    assert!(
+        lines
+            .join("\n")
+            .contains(&format!("{reference} resolved to {index}")),
+        "{lines:?}"
+    );
+    let arch = std::fs::read_to_string(root.path().join("var/lib/machines/web/arch")).unwrap();
+    assert_eq!(arch, ctm::backend::oci::host_architecture());
+
+    let reference = format!("127.0.0.1:{}/foreign:v1", registry.port);
+    let err = provision(root.path(), "other", oci(reference)).unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "it has no image for linux/{} (it has linux/arm64, linux/s390x)",
+            ctm::backend::oci::host_architecture()
+        )),
+        "{err}"
     );
 }

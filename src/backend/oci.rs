@@ -69,9 +69,11 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
-/// Where blobs can come from: a registry, or the cache alone (an archive's
-/// blobs are all put there first).
+/// Where blobs missing from the cache come from: a registry, or nowhere
+/// (an archive's blobs are all put in the cache first).
 trait Blobs {
+    fn cache(&self) -> &Cache;
+
     /// The blob `digest` (of at most `size` bytes, when known) into the
     /// cache, verified; its path there.
     fn fetch(
@@ -81,6 +83,10 @@ trait Blobs {
         what: &str,
         progress: Progress<'_>,
     ) -> Result<PathBuf, SystemError>;
+
+    /// A manifest an index names into the cache, verified (a registry
+    /// serves manifests apart from blobs).
+    fn fetch_manifest(&mut self, digest: &Digest, size: u64) -> Result<PathBuf, SystemError>;
 }
 
 /// The cache of verified blobs under `root`.
@@ -209,6 +215,10 @@ struct FromRegistry<'a> {
 }
 
 impl Blobs for FromRegistry<'_> {
+    fn cache(&self) -> &Cache {
+        self.cache
+    }
+
     fn fetch(
         &mut self,
         digest: &Digest,
@@ -216,14 +226,20 @@ impl Blobs for FromRegistry<'_> {
         what: &str,
         progress: Progress<'_>,
     ) -> Result<PathBuf, SystemError> {
-        if let Some(path) = self.cache.verified(digest)? {
-            return Ok(path);
-        }
         let mut body = self
             .registry
             .blob(digest.as_str())
             .map_err(|e| error(format!("pulling {what} {digest}"), e))?;
         self.cache.store(digest, size, &mut body, what, progress)
+    }
+
+    fn fetch_manifest(&mut self, digest: &Digest, size: u64) -> Result<PathBuf, SystemError> {
+        let (_, bytes) = self
+            .registry
+            .manifest(digest.as_str())
+            .map_err(|e| error(format!("pulling manifest {digest}"), e))?;
+        self.cache
+            .store(digest, Some(size), &mut &bytes[..], "manifest", &mut |_| {})
     }
 }
 
@@ -231,6 +247,10 @@ impl Blobs for FromRegistry<'_> {
 struct CacheOnly<'a>(&'a Cache);
 
 impl Blobs for CacheOnly<'_> {
+    fn cache(&self) -> &Cache {
+        self.0
+    }
+
     fn fetch(
         &mut self,
         digest: &Digest,
@@ -238,9 +258,14 @@ impl Blobs for CacheOnly<'_> {
         what: &str,
         _: Progress<'_>,
     ) -> Result<PathBuf, SystemError> {
-        self.0
-            .verified(digest)?
-            .ok_or_else(|| error(format!("{what} {digest}"), "the archive does not have it"))
+        Err(error(
+            format!("{what} {digest}"),
+            "the archive does not have it",
+        ))
+    }
+
+    fn fetch_manifest(&mut self, digest: &Digest, size: u64) -> Result<PathBuf, SystemError> {
+        self.fetch(digest, Some(size), "manifest", &mut |_| {})
     }
 }
 
@@ -256,6 +281,17 @@ pub fn pull(
 ) -> Result<Pulled, SystemError> {
     let cache = Cache::new(root);
     let mut registry = connect(reference, credentials, insecure)?;
+    // A pinned image whose manifest is in the cache needs the registry
+    // only for the blobs the cache lacks: none, once pulled whole.
+    if let Some(pinned) = reference.digest()
+        && let Some(cached) = cache.verified(pinned)?
+    {
+        let mut blobs = FromRegistry {
+            registry,
+            cache: &cache,
+        };
+        return resolve(&mut blobs, &cached, pinned, progress);
+    }
     let what = format!("pulling {reference}");
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(d), _) => d.as_str().to_string(),
@@ -413,19 +449,20 @@ fn resolve(
                 .map_err(|e| error(format!("index {digest}"), e.to_string()))?;
             let chosen = choose(index.manifests(), &digest)?;
             let next = descriptor_digest(chosen)?;
-            path = blobs.fetch(&next, Some(chosen.size()), "manifest", &mut |_| {})?;
+            path = match blobs.cache().verified(&next)? {
+                Some(cached) => cached,
+                None => blobs.fetch_manifest(&next, chosen.size())?,
+            };
             digest = next;
             continue;
         }
         let manifest = ImageManifest::from_reader(&bytes[..])
             .map_err(|e| error(format!("manifest {digest}"), e.to_string()))?;
         let config = descriptor_digest(manifest.config())?;
-        blobs.fetch(
-            &config,
-            Some(manifest.config().size()),
-            "config",
-            &mut |_| {},
-        )?;
+        if blobs.cache().verified(&config)?.is_none() {
+            let size = Some(manifest.config().size());
+            blobs.fetch(&config, size, "config", &mut |_| {})?;
+        }
         let mut layers = Vec::new();
         let count = manifest.layers().len();
         for (i, layer) in manifest.layers().iter().enumerate() {
@@ -440,12 +477,16 @@ fn resolve(
                 )
             })?;
             let layer_digest = descriptor_digest(layer)?;
+            let cached = blobs.cache().verified(&layer_digest)?.is_some();
             progress(&format!(
-                "layer {}/{count} {layer_digest} ({})",
+                "layer {}/{count} {layer_digest} ({}{})",
                 i + 1,
-                mib(layer.size())
+                mib(layer.size()),
+                if cached { ", in the cache" } else { "" }
             ));
-            blobs.fetch(&layer_digest, Some(layer.size()), "layer", progress)?;
+            if !cached {
+                blobs.fetch(&layer_digest, Some(layer.size()), "layer", progress)?;
+            }
             layers.push(Layer {
                 digest: layer_digest,
                 size: layer.size(),
