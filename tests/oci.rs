@@ -47,6 +47,11 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_with("")
+    }
+
+    /// A registry with `auth`, a part of its configuration (`auth:` …).
+    fn start_with(auth: &str) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("ctm-oci-registry")
             .tempdir_in("/var/tmp")
@@ -62,7 +67,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
                 storage.display()
             ),
         )
@@ -99,9 +104,20 @@ impl Registry {
 
     /// Pushes the OCI layout `layout` (tag `tag`) as `repo:tag`.
     fn push(&self, layout: &Path, tag: &str, repo: &str) {
-        let out = Command::new(SKOPEO)
+        self.push_as(layout, tag, repo, None);
+    }
+
+    /// [`Registry::push`], logged in as `USER:PASSWORD`.
+    fn push_as(&self, layout: &Path, tag: &str, repo: &str, login: Option<&str>) {
+        let mut command = Command::new(SKOPEO);
+        if let Some(login) = login {
+            command.arg("copy").arg(format!("--dest-creds={login}"));
+        } else {
+            command.arg("copy");
+        }
+        let out = command
             // --all: an index with all its images, not only this machine's.
-            .args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+            .args(["--all", "--quiet", "--dest-tls-verify=false"])
             .arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://127.0.0.1:{}/{repo}:{tag}", self.port))
             .output()
@@ -927,5 +943,190 @@ fn an_index_is_resolved_for_this_machines_architecture() {
             ctm::backend::oci::host_architecture()
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn a_registry_that_asks_for_a_login_gets_the_one_in_the_credentials_file() {
+    if skipped() {
+        return;
+    }
+    // docker-registry's htpasswd takes bcrypt only; Python's crypt makes it.
+    let hash = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+        ])
+        .output()
+        .unwrap();
+    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
+    assert!(hash.starts_with("$2"), "no bcrypt hash: {hash:?}");
+    let secrets = tempfile::tempdir().unwrap();
+    let htpasswd = secrets.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    let registry = Registry::start_with(&format!(
+        "auth:\n  htpasswd:\n    realm: ctm-test\n    path: {}\n",
+        htpasswd.display()
+    ));
+    let layout = tempfile::tempdir().unwrap();
+    image_layout(layout.path(), "v1", &busybox_layers());
+    registry.push_as(layout.path(), "v1", "private/app", Some("alice:s3cret"));
+    let root = root();
+    let reference = format!("127.0.0.1:{}/private/app:v1", registry.port);
+    // The credentials file, where the host file names it (under the root).
+    let auth = |password: &str| {
+        let token = base64_encode(format!("alice:{password}").as_bytes());
+        format!(
+            r#"{{"auths":{{"127.0.0.1:{}":{{"auth":"{token}"}}}}}}"#,
+            registry.port
+        )
+    };
+    let path = root.path().join("etc/ctm/registry.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let with_login = |reference: &str| RootfsSource::Oci {
+        reference: reference.to_string(),
+        credentials: Some("/etc/ctm/registry.json".into()),
+        insecure: false,
+    };
+
+    let err = provision(root.path(), "web", oci(reference.clone())).unwrap_err();
+    assert!(
+        err.contains("asks for a login (basic authentication); name a credentials file"),
+        "{err}"
+    );
+    std::fs::write(&path, auth("wrong")).unwrap();
+    let err = provision(root.path(), "web", with_login(&reference)).unwrap_err();
+    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(!err.contains("wrong"), "the password is never shown: {err}");
+    std::fs::write(&path, auth("s3cret")).unwrap();
+    provision(root.path(), "web", with_login(&reference)).unwrap();
+    assert!(
+        root.path()
+            .join("var/lib/machines/web/bin/busybox")
+            .exists()
+    );
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A registry's token service, as Docker Hub's and GHCR's work: the
+/// first request is answered 401 with a bearer challenge naming a realm;
+/// the realm hands out a token (checking the login, when there is one);
+/// the request again with the token succeeds. Served here by a few lines
+/// on loopback, since Debian's registry cannot issue tokens itself.
+#[test]
+fn a_bearer_challenge_is_answered_with_a_token_from_its_realm() {
+    use std::io::{BufRead as _, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},"layers":[]}"#;
+    let expected_basic = format!("Basic {}", base64_encode(b"bob:pw"));
+    let basic = expected_basic.clone();
+    let server = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut authorization = String::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line
+                    .strip_prefix("authorization: ")
+                    .or(line.strip_prefix("Authorization: "))
+                {
+                    authorization = v.trim().to_string();
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen.push((path.clone(), authorization.clone()));
+            let (status, headers, body): (&str, String, Vec<u8>) = if path.starts_with("/token") {
+                if authorization == basic {
+                    ("200 OK", String::new(), br#"{"token":"t0ken"}"#.to_vec())
+                } else {
+                    ("401 Unauthorized", String::new(), Vec::new())
+                }
+            } else if authorization == "Bearer t0ken" {
+                (
+                    "200 OK",
+                    "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n".into(),
+                    manifest.to_vec(),
+                )
+            } else {
+                (
+                    "401 Unauthorized",
+                    format!(
+                        "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:team/app:pull\"\r\n"
+                    ),
+                    Vec::new(),
+                )
+            };
+            let mut stream = stream;
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            stream.write_all(&body).unwrap();
+        }
+        seen
+    });
+    let credentials = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        credentials.path(),
+        r#"{"auths":{"127.0.0.1":{"username":"bob","password":"pw"}}}"#
+            .replace("127.0.0.1", &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let reference =
+        ctm::model::oci::OciReference::parse(&format!("127.0.0.1:{port}/team/app:v1")).unwrap();
+    let digest =
+        ctm::backend::oci::resolve_tag(&reference, Some(credentials.path()), false).unwrap();
+    assert_eq!(digest, Digest::of(manifest));
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen[0],
+        ("/v2/team/app/manifests/v1".to_string(), String::new())
+    );
+    assert_eq!(
+        seen[1],
+        (
+            "/token?service=fake&scope=repository%3Ateam%2Fapp%3Apull".to_string(),
+            expected_basic
+        )
+    );
+    assert_eq!(
+        seen[2],
+        (
+            "/v2/team/app/manifests/v1".to_string(),
+            "Bearer t0ken".to_string()
+        )
     );
 }
