@@ -126,7 +126,7 @@ fn invalid(e: toml::de::Error) -> Box<Diagnostic> {
         )
         .with_label("here")
         .with_help(
-            "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew",
+            "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses and resolve image tags anew",
         ),
     )
 }

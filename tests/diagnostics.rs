@@ -3877,7 +3877,7 @@ fn lock_error(lock: &str) -> Diagnostic {
     d
 }
 
-const LOCK_HELP: &str = "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew";
+const LOCK_HELP: &str = "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses and resolve image tags anew";
 
 #[test]
 fn lock_file_syntax() {
@@ -3890,12 +3890,25 @@ fn lock_file_syntax() {
 }
 
 #[test]
+fn lock_file_bad_image_digest() {
+    let lock =
+        "version = 1\n[images.app]\nreference = \"reg.example/app:1\"\ndigest = \"sha256:beef\"\n";
+    let d = lock_error(lock);
+    assert_eq!(
+        d.message,
+        "invalid lock file: `sha256:beef` is not a SHA-256 digest: `sha256:` must be followed by 64 lower-case hex digits"
+    );
+    assert_span(lock, d.span, "\"sha256:beef\"", "digest");
+    assert_help(&d, LOCK_HELP);
+}
+
+#[test]
 fn lock_file_unknown_field() {
     let lock = "version = 1\nassigned = 2\n";
     let d = lock_error(lock);
     assert_eq!(
         d.message,
-        "invalid lock file: unknown field `assigned`, expected `version` or `containers`"
+        "invalid lock file: unknown field `assigned`, expected one of `version`, `containers`, `images`"
     );
     assert_span(lock, d.span, "assigned", "assigned");
     assert_help(&d, LOCK_HELP);
