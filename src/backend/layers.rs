@@ -16,7 +16,6 @@
 //! layers below have, never what the same layer adds, whatever their
 //! order in the archive.
 
-use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::{BufReader, Read};
 use std::os::unix::ffi::OsStrExt as _;
@@ -456,37 +455,39 @@ fn set_mtime(path: &Path, seconds: u64) -> Result<(), LayerError> {
     .map_err(|e| io(format!("setting the time of {}", path.display()))(e.into()))
 }
 
-/// The paths under `root`, for tests and messages: every entry, sorted,
-/// relative, directories with a trailing `/`.
-pub fn listing(root: &Path) -> BTreeSet<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let path = entry.path();
-            let relative = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir {
-                out.insert(format!("{relative}/"));
-                walk(root, &path, out);
-            } else {
-                out.insert(relative);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(root, root, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// The paths under `root`: every entry, sorted,
+    /// relative, directories with a trailing `/`.
+    fn listing(root: &Path) -> BTreeSet<String> {
+        fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let path = entry.path();
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir {
+                    out.insert(format!("{relative}/"));
+                    walk(root, &path, out);
+                } else {
+                    out.insert(relative);
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        walk(root, root, &mut out);
+        out
+    }
 
     /// One tar entry as a test writes it.
     enum E<'a> {

@@ -35,7 +35,6 @@ pub struct Pulled {
     /// The digest of the image's manifest (for its platform): what the
     /// image is.
     pub manifest: Digest,
-    pub config: Digest,
     /// The layers, bottom first.
     pub layers: Vec<Layer>,
     /// Every blob of the image in the cache: the index(es) on the way to
@@ -47,15 +46,7 @@ pub struct Pulled {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
     pub digest: Digest,
-    pub size: u64,
     pub compression: Compression,
-}
-
-impl Pulled {
-    /// The bytes of all the layers, as pulled (compressed).
-    pub fn size(&self) -> u64 {
-        self.layers.iter().map(|l| l.size).sum()
-    }
 }
 
 /// The OCI name of this machine's architecture (`amd64`, `arm64`, …).
@@ -101,7 +92,7 @@ impl Cache {
         }
     }
 
-    pub fn path(&self, digest: &Digest) -> PathBuf {
+    fn path(&self, digest: &Digest) -> PathBuf {
         self.dir.join(digest.hex())
     }
 
@@ -489,7 +480,6 @@ fn resolve(
             }
             layers.push(Layer {
                 digest: layer_digest,
-                size: layer.size(),
                 compression,
             });
         }
@@ -497,7 +487,6 @@ fn resolve(
         used.extend(layers.iter().map(|l| l.digest.clone()));
         return Ok(Pulled {
             manifest: digest,
-            config,
             layers,
             blobs: used,
         });

@@ -357,6 +357,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plain_http_only_on_loopback_or_when_marked_insecure() {
+        let base = |reference: &str, insecure: bool| {
+            Registry::new(&OciReference::parse(reference).unwrap(), insecure, None).base
+        };
+        assert_eq!(base("127.0.0.1:5000/a:1", false), "http://127.0.0.1:5000");
+        assert_eq!(base("localhost/a:1", false), "http://localhost");
+        assert_eq!(base("[::1]:5000/a:1", false), "http://[::1]:5000");
+        assert_eq!(base("reg.lan:5000/a:1", false), "https://reg.lan:5000");
+        assert_eq!(base("reg.lan:5000/a:1", true), "http://reg.lan:5000");
+        assert_eq!(
+            base("docker.io/library/debian:12", false),
+            "https://registry-1.docker.io"
+        );
+    }
+
+    #[test]
     fn a_challenge_is_read_with_commas_inside_quotes() {
         let params = challenge_params(
             r#"realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
