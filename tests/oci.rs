@@ -423,11 +423,15 @@ fn an_image_is_pulled_verified_and_its_layers_applied_with_whiteouts() {
             .join("var/lib/machines/second/bin/busybox")
             .exists()
     );
+    // The third is copied from the store: nothing pulled, nothing hashed,
+    // even with the registry gone.
+    drop(registry);
     let cached = provision(root.path(), "third", oci(pinned)).unwrap();
     assert!(
         cached.iter().any(|l| l.contains("is in the store")),
         "{cached:?}"
     );
+    assert!(!cached.iter().any(|l| l.contains("layer")), "{cached:?}");
     assert!(
         leftovers(root.path()).is_empty(),
         "{:?}",

@@ -707,6 +707,35 @@ mod tests {
     }
 
     #[test]
+    fn extended_attributes_of_a_pax_header_are_set() {
+        // On disk: a tmpfs may not take user attributes.
+        let work = tempfile::tempdir_in("/var/tmp").unwrap();
+        let root = work.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        builder
+            .append_pax_extensions([("SCHILY.xattr.user.ctm-test", b"yes".as_slice())])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_path("f").unwrap();
+        h.set_size(0);
+        h.set_mode(0o4755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        builder.append(&h, &b""[..]).unwrap();
+        let file = work.path().join("layer");
+        std::fs::write(&file, builder.into_inner().unwrap()).unwrap();
+        apply(&root, &file, Compression::None).unwrap();
+        let target = root.join("f");
+        let value = xattr::get(&target, "user.ctm-test").unwrap();
+        assert_eq!(value.as_deref(), Some(&b"yes"[..]));
+        // The mode is set after the owner, so set-user-ID survives.
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o4755);
+    }
+
+    #[test]
     fn media_types_tell_the_compression() {
         assert_eq!(
             Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),

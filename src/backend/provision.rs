@@ -491,6 +491,16 @@ pub fn image_tree(
             let reference = crate::model::oci::OciReference::parse(reference)
                 .map_err(|e| error(format!("image {image}"), e))?;
             let credentials = credentials.as_deref().map(|c| host_path(root, c));
+            // A digest in the definition names the image whole: once in the
+            // store, nothing is pulled or hashed again for the next container.
+            let pinned = reference.digest().is_some();
+            if pinned && let Some(tree) = stored_tree(root, image, source, "") {
+                progress(&format!(
+                    "image {image} is in the store ({})",
+                    tree.display()
+                ));
+                return Ok(tree);
+            }
             progress(&format!("image {image}: pulling {reference}"));
             let pulled = oci::pull(
                 root,
@@ -500,11 +510,13 @@ pub fn image_tree(
                 progress,
             )
             .map_err(|e| in_image(image, e))?;
+            // A tag alone names what it resolved to this time.
+            let extra = if pinned { "" } else { pulled.manifest.as_str() };
             build_once(
                 root,
                 image,
                 source,
-                pulled.manifest.as_str(),
+                extra,
                 Provenance::of(&pulled),
                 progress,
                 |dir, echo| oci::unpack(root, &pulled, dir, echo),
@@ -700,6 +712,15 @@ impl Provenance {
     }
 }
 
+/// The tree [`build_once`] made of this definition and `extra`, if it is
+/// there.
+fn stored_tree(root: &Path, image: &str, source: &RootfsSource, extra: &str) -> Option<PathBuf> {
+    let tree = root
+        .join(IMAGE_STORE)
+        .join(format!("{image}-{}", store_key(source, extra)));
+    tree.is_dir().then_some(tree)
+}
+
 /// Builds an image into `IMAGE_STORE/NAME-KEY` unless it is there: into a
 /// temporary directory first, renamed when complete. `KEY` hashes the
 /// definition and `extra`, what it points at (the mirror, the tarball's
@@ -716,7 +737,7 @@ fn build_once(
     let store = root.join(IMAGE_STORE);
     let name = format!("{image}-{}", store_key(source, extra));
     let tree = store.join(&name);
-    if tree.is_dir() {
+    if let Some(tree) = stored_tree(root, image, source, extra) {
         progress(&format!(
             "image {image} is in the store ({})",
             tree.display()
