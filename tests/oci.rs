@@ -1134,3 +1134,91 @@ fn a_bearer_challenge_is_answered_with_a_token_from_its_realm() {
         )
     );
 }
+
+/// The web editor resolves tags as the command line does: its plan says
+/// what each tag resolved to, and its apply of that plan pins it in the
+/// lock (the plan it applies is the one it showed).
+#[tokio::test]
+async fn the_web_plan_shows_the_resolved_digest_and_its_apply_pins_it() {
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode, header};
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let (manifest, _) = image_layout(layout.path(), "v1", &busybox_layers());
+    registry.push(layout.path(), "v1", "test/app");
+    let work = tempfile::tempdir().unwrap();
+    let host = work.path().join("host.kdl");
+    std::fs::write(
+        &host,
+        format!(
+            "image \"app\" {{\n    oci \"127.0.0.1:{}/test/app:v1\"\n}}\n\ncontainer \"web\" {{\n    image \"app\"\n}}\n",
+            registry.port
+        ),
+    )
+    .unwrap();
+    let config = ctm::web::Config {
+        host_file: Some(host.clone()),
+        fleet: None,
+        root: work.path().join("root"),
+        resources: Box::new(OneBusyContainer),
+        journal: Box::new(ctm::backend::journal::NoJournal),
+        files_only_reason: None,
+        allow_files_only: false,
+        system: None,
+    };
+    let (state, _) = ctm::web::AppState::new(config).unwrap();
+    let app = ctm::web::router(state.clone());
+    let token = state.auth.token().to_string();
+    let call = |method: Method, path: String, body: Option<serde_json::Value>| {
+        let app = app.clone();
+        let token = token.clone();
+        async move {
+            let mut request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"));
+            let body = match body {
+                Some(v) => {
+                    request = request.header(header::CONTENT_TYPE, "application/json");
+                    Body::from(v.to_string())
+                }
+                None => Body::empty(),
+            };
+            let response = app.oneshot(request.body(body).unwrap()).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+
+    let (status, text) = call(
+        Method::POST,
+        "/api/plan".into(),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(plan["images"][0]["event"], "image-resolved", "{plan}");
+    assert_eq!(plan["images"][0]["digest"], manifest.as_str());
+    let fingerprint = plan["plan"]["fingerprint"].clone();
+
+    let (status, text) = call(
+        Method::POST,
+        "/api/apply".into(),
+        Some(serde_json::json!({ "fingerprint": fingerprint })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let job: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (_, events) = call(Method::GET, format!("/api/jobs/{}", job["job"]), None).await;
+    assert!(events.contains("\"kind\":\"done\""), "{events}");
+    let lock = std::fs::read_to_string(work.path().join("host.kdl.lock")).unwrap();
+    assert!(lock.contains(&format!("digest = \"{manifest}\"")), "{lock}");
+}
