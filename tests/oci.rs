@@ -1137,9 +1137,10 @@ fn a_bearer_challenge_is_answered_with_a_token_from_its_realm() {
 
 /// The web editor resolves tags as the command line does: its plan says
 /// what each tag resolved to, and its apply of that plan pins it in the
-/// lock (the plan it applies is the one it showed).
+/// lock (the plan it applies is the one it showed). Its images page and
+/// API list what `ctm images` lists.
 #[tokio::test]
-async fn the_web_plan_shows_the_resolved_digest_and_its_apply_pins_it() {
+async fn the_web_plan_shows_the_resolved_digest_its_apply_pins_it_and_the_images_page_lists_it() {
     use axum::body::Body;
     use axum::http::{Method, Request, StatusCode, header};
     use http_body_util::BodyExt as _;
@@ -1221,4 +1222,29 @@ async fn the_web_plan_shows_the_resolved_digest_and_its_apply_pins_it() {
     assert!(events.contains("\"kind\":\"done\""), "{events}");
     let lock = std::fs::read_to_string(work.path().join("host.kdl.lock")).unwrap();
     assert!(lock.contains(&format!("digest = \"{manifest}\"")), "{lock}");
+
+    // Pulled, the image is on the images page and in its API, with the
+    // columns of `ctm images`.
+    let target = ctm::engine::Target::new(work.path().join("root"));
+    ctm::engine::images::pull(
+        &target,
+        "app",
+        ctm::engine::images::Definition::Current,
+        &mut |_| {},
+    )
+    .unwrap();
+    let (status, text) = call(Method::GET, "/api/images".into(), None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let listed: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed[0]["digest"], manifest.as_str(), "{listed}");
+    assert_eq!(listed[0]["containers"], serde_json::json!(["web"]));
+    let (status, page) = call(Method::GET, "/images".into(), None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let short: String = manifest.as_str().chars().take(19).collect();
+    assert!(page.contains("id=\"images\""), "{page}");
+    assert!(
+        page.contains(&short) && page.contains("<td>web</td>"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("oci 127.0.0.1:{}/test/app:v1@", registry.port)));
 }

@@ -7,6 +7,7 @@ use miette::IntoDiagnostic as _;
 
 use super::RootArgs;
 use super::output::{outln, say};
+use crate::engine::Access;
 use crate::engine::images::{self, Definition};
 
 #[derive(Debug, clap::Args)]
@@ -47,7 +48,7 @@ pub struct RmArgs {
 }
 
 pub fn list(args: &ListArgs) -> miette::Result<ExitCode> {
-    let list = images::list(&args.root.target(), &mut say)?;
+    let list = images::list(&args.root.target(), Access::Read, &mut say)?;
     if args.json {
         outln(&serde_json::to_string_pretty(&list).into_diagnostic()?);
         return Ok(ExitCode::SUCCESS);

@@ -139,8 +139,8 @@ pub fn describe(source: &RootfsSource) -> String {
 
 /// `ctm images`: the images of the current generation, built or not, and
 /// those the store keeps for older ones.
-pub fn list(target: &Target, events: Events<'_>) -> miette::Result<Vec<ImageInfo>> {
-    let session = Session::open(target, Access::Read, events)?;
+pub fn list(target: &Target, access: Access, events: Events<'_>) -> miette::Result<Vec<ImageInfo>> {
+    let session = Session::open(target, access, events)?;
     let root = session.store.root().to_path_buf();
     let used = match session.store.current()? {
         Some(n) => used_by(&session.store.artifacts(n)?)?,

@@ -42,6 +42,7 @@ pub fn routes() -> Router<Shared> {
         .route("/api/confirm", post(confirm))
         .route("/api/status", get(status))
         .route("/api/generations", get(generations))
+        .route("/api/images", get(images_list))
         .route("/api/generations/{a}/diff/{b}", get(diff))
         .route("/api/rollback/{generation}", get(rollback_plan))
         .route("/api/rollback", post(rollback))
@@ -422,6 +423,18 @@ async fn generations(State(state): State<Shared>) -> ApiResult {
         .run(0, move || {
             let mut list = generations::list(&state.target(), Access::ReadShared, &mut server_log)?;
             list.generations.reverse();
+            Ok(Json(json!(list)))
+        })
+        .await
+}
+
+/// `GET /api/images`: the images, as `ctm images --json` lists them.
+async fn images_list(State(state): State<Shared>) -> ApiResult {
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let list = images::list(&state.target(), Access::ReadShared, &mut server_log)?;
             Ok(Json(json!(list)))
         })
         .await
