@@ -3,9 +3,8 @@
 //! shows the digest and the lock records it); listing, pulling and
 //! removing images (`ctm images`, `ctm image pull`, `ctm image rm`).
 
-use std::path::Path;
-
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -213,7 +212,7 @@ pub enum Definition<'a> {
     /// The current generation (what the host runs).
     Current,
     /// A host file (with its lock).
-    HostFile(&'a std::path::Path),
+    HostFile(&'a Path),
 }
 
 /// `ctm image pull NAME [FILE]`: builds, pulls or unpacks image `name`
@@ -253,8 +252,7 @@ pub fn pull(
                 Some(n) => used_by(&session.store.artifacts(n)?)?,
                 None => Vec::new(),
             };
-            let mut known: Vec<String> = used.iter().map(|(_, i, _)| i.clone()).collect();
-            known.dedup();
+            let known: BTreeSet<String> = used.iter().map(|(_, i, _)| i.clone()).collect();
             (
                 used.into_iter()
                     .find(|(_, i, _)| i == name)
@@ -265,7 +263,7 @@ pub fn pull(
                     }
                     None => "yet: nothing has been applied (name a host file)".into(),
                 },
-                known,
+                known.into_iter().collect(),
             )
         }
     };
@@ -313,18 +311,17 @@ pub fn remove(target: &Target, name: &str, events: Events<'_>) -> miette::Result
         }
     }
     let stored = provision::stored_images(&root);
-    let records: Vec<&std::path::PathBuf> = stored
+    let records: Vec<&PathBuf> = stored
         .iter()
         .filter(|(_, s)| s.image == name)
         .map(|(r, _)| r)
         .collect();
     if records.is_empty() {
-        let mut known: Vec<String> = stored.iter().map(|(_, s)| s.image.clone()).collect();
-        known.dedup();
+        let known: BTreeSet<String> = stored.iter().map(|(_, s)| s.image.clone()).collect();
         return Err(Refused::NoSuchImage {
             name: name.to_string(),
             place: "in the image store".into(),
-            help: one_of(&known),
+            help: one_of(&known.into_iter().collect::<Vec<_>>()),
         }
         .into());
     }
@@ -341,8 +338,8 @@ pub fn remove(target: &Target, name: &str, events: Events<'_>) -> miette::Result
 
 /// Removes the blobs of the cache that no image of the store was made
 /// from; returns how many.
-pub fn remove_unused_blobs(root: &std::path::Path, events: Events<'_>) -> miette::Result<usize> {
-    let kept: std::collections::BTreeSet<String> = provision::stored_images(root)
+pub fn remove_unused_blobs(root: &Path, events: Events<'_>) -> miette::Result<usize> {
+    let kept: BTreeSet<String> = provision::stored_images(root)
         .into_iter()
         .flat_map(|(_, s)| s.blobs)
         .collect();
