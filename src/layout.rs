@@ -13,6 +13,10 @@ pub const STATE_DIR: &str = "var/lib/ctm";
 /// Images ctm built or unpacked, under the state directory.
 pub const IMAGE_STORE: &str = "var/lib/ctm/images";
 
+/// The OCI blobs ctm pulled or imported (manifests, configs, layers),
+/// each named by its SHA-256 and verified before it was put there.
+pub const OCI_BLOBS: &str = "var/lib/ctm/oci/blobs/sha256";
+
 /// ctm's records of the root file systems it made.
 pub const ROOTFS_RECORDS: &str = "var/lib/ctm/rootfs";
 

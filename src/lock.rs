@@ -1,10 +1,13 @@
-//! The lock file: addresses ctm assigned, kept so they never move.
+//! The lock file: addresses ctm assigned and the digests image tags
+//! resolved to, kept so they never move.
 //!
 //! A container without explicit addresses gets them from its network, and
 //! the assignment is recorded here (`HOSTFILE.lock`, meant to be committed
 //! like `Cargo.lock`). Validation reads the previous lock and keeps every
 //! recorded address that is still valid, so adding, removing or renaming
 //! another container never changes an existing container's address.
+//! Likewise an OCI image named by a tag alone is pinned to the digest the
+//! tag resolved to when it was first planned, until its reference changes.
 //! Parsing and rendering are pure; the CLI reads and writes the file.
 
 use std::collections::BTreeMap;
@@ -14,6 +17,7 @@ use miette::SourceSpan;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::Diagnostic;
+use crate::model::oci::{Digest, OciReference};
 
 pub const VERSION: u32 = 1;
 
@@ -24,6 +28,18 @@ pub struct Lock {
     /// Container name → its assigned addresses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub containers: BTreeMap<String, Assigned>,
+    /// Image name → the digest its tag resolved to.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, Pinned>,
+}
+
+/// An OCI image's tag, and the digest it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pinned {
+    /// The reference as the host file writes it (no digest).
+    pub reference: OciReference,
+    pub digest: Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +57,7 @@ impl Lock {
         Lock {
             version: VERSION,
             containers: BTreeMap::new(),
+            images: BTreeMap::new(),
         }
     }
 
@@ -79,6 +96,11 @@ impl Lock {
             "# Written by ctm: addresses it assigned to containers that do not set their own.\n\
              # Commit this file next to the host file; ctm keeps these addresses stable.\n",
         );
+        if !self.images.is_empty() {
+            out.push_str(
+                "# [images]: the digest each image's tag resolved to; delete an entry to resolve it again.\n",
+            );
+        }
         // A struct of strings, integers and addresses in sorted maps: the
         // serializer has no way to fail, and writes it in a stable order.
         out.push_str(&toml::to_string(self).expect("a lock always serializes to TOML"));
@@ -104,7 +126,7 @@ fn invalid(e: toml::de::Error) -> Box<Diagnostic> {
         )
         .with_label("here")
         .with_help(
-            "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew",
+            "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses and resolve image tags anew",
         ),
     )
 }

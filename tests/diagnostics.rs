@@ -2212,7 +2212,7 @@ fn image_source_missing() {
     );
     assert_help(
         &d,
-        "add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\"",
+        "add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\", oci \"REGISTRY/REPOSITORY:TAG\", oci-archive \"/path.tar\"",
     );
 }
 
@@ -2250,9 +2250,182 @@ fn packages_on_a_directory_image() {
     );
     assert_help(
         &d,
-        "ctm never changes a directory or tarball image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned",
+        "ctm never changes a directory, tarball or OCI image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned",
     );
     assert_eq!(d.related.len(), 1);
+}
+
+// ---- OCI images ----------------------------------------------------------------
+
+const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn oci_image(line: &str) -> String {
+    kdl(&format!("image \"app\" {{\n    {line}\n}}\n"))
+}
+
+#[track_caller]
+fn invalid_reference(line: &str, message: &str, span: &str) {
+    let text = oci_image(line);
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-reference",
+        message,
+        span,
+        span,
+    );
+}
+
+#[test]
+fn invalid_reference_without_registry() {
+    invalid_reference(
+        "oci \"debian:12\"",
+        "`debian:12` names no registry; write REGISTRY/REPOSITORY:TAG, e.g. `docker.io/library/debian:12`",
+        "\"debian:12\"",
+    );
+}
+
+#[test]
+fn invalid_reference_first_component_not_a_registry() {
+    invalid_reference(
+        "oci \"library/debian:12\"",
+        "`library` is not a registry's host name; the reference starts with the registry, e.g. `docker.io/library/debian`",
+        "\"library/debian:12\"",
+    );
+}
+
+#[test]
+fn invalid_reference_with_a_scheme() {
+    invalid_reference(
+        "oci \"http://reg.example/app:1\"",
+        "`http://reg.example/app:1` has a URL scheme; write the reference as REGISTRY/REPOSITORY:TAG (ctm uses HTTPS, or plain HTTP for a registry on loopback or marked insecure=#true)",
+        "\"http://reg.example/app:1\"",
+    );
+}
+
+#[test]
+fn invalid_reference_without_tag_or_digest() {
+    invalid_reference(
+        "oci \"reg.example/app\"",
+        "`reg.example/app` has neither a tag nor a digest; add one (`:latest` if that is what you mean)",
+        "\"reg.example/app\"",
+    );
+}
+
+#[test]
+fn invalid_reference_bad_repository() {
+    invalid_reference(
+        "oci \"reg.example/App:1\"",
+        "`App` is not a repository name component: lower-case letters and digits, separated by one `.`, `_`, `__` or dashes",
+        "\"reg.example/App:1\"",
+    );
+}
+
+#[test]
+fn invalid_reference_bad_tag() {
+    invalid_reference(
+        "oci \"reg.example/app:.x\"",
+        "`.x` is not a tag: a letter, digit or `_`, then letters, digits, `_`, `.` and `-`, at most 128 in all",
+        "\"reg.example/app:.x\"",
+    );
+}
+
+#[test]
+fn invalid_reference_bad_port() {
+    invalid_reference(
+        "oci \"reg.example:0/app:1\"",
+        "`0` is not a port (1 to 65535) in registry `reg.example:0`",
+        "\"reg.example:0/app:1\"",
+    );
+}
+
+#[test]
+fn invalid_value_oci_digest() {
+    let text = oci_image("oci \"reg.example/app:1\" digest=\"md5:00\"");
+    invalid_value(
+        &text,
+        "`md5` digests are not supported; ctm verifies `sha256:` digests",
+        "\"md5:00\"",
+    );
+}
+
+#[test]
+fn invalid_value_oci_digest_short() {
+    let text = oci_image("oci \"reg.example/app:1\" digest=\"sha256:abc\"");
+    invalid_value(
+        &text,
+        "`sha256:abc` is not a SHA-256 digest: `sha256:` must be followed by 64 lower-case hex digits",
+        "\"sha256:abc\"",
+    );
+}
+
+#[test]
+fn image_digest_disagrees_with_the_reference() {
+    let text = oci_image(&format!(
+        "oci \"reg.example/app:1@{DIGEST_A}\" digest=\"{DIGEST_B}\""
+    ));
+    let quoted_b = format!("\"{DIGEST_B}\"");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::image-digest",
+        "the reference and `digest` name different digests",
+        &quoted_b,
+        &quoted_b,
+    );
+    let reference = format!("\"reg.example/app:1@{DIGEST_A}\"");
+    assert_related(&text, &d, &[(&reference, "oci", "the reference's digest")]);
+    assert_help(
+        &d,
+        "keep one of them: `digest` pins the image as well as `@sha256:…` does",
+    );
+}
+
+#[test]
+fn invalid_path_oci_credentials() {
+    invalid_path(
+        "image \"app\" {\n    oci \"reg.example/app:1\" credentials=\"auth.json\"\n}\n",
+        "`auth.json` is not an absolute path",
+        "\"auth.json\"",
+    );
+}
+
+#[test]
+fn invalid_path_oci_archive() {
+    invalid_path(
+        "image \"app\" {\n    oci-archive \"app.tar\"\n}\n",
+        "`app.tar` is not an absolute path",
+        "\"app.tar\"",
+    );
+}
+
+#[test]
+fn packages_on_an_oci_image() {
+    let text = oci_image("oci \"reg.example/app:1\"\n    packages \"curl\"");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::image-packages",
+        "image `app` is used as it is: it cannot get packages",
+        "packages \"curl\"",
+        "packages \"curl\"",
+    );
+    assert_eq!(d.related.len(), 1);
+}
+
+#[test]
+fn oci_images_in_toml_report_at_the_value() {
+    let text = toml("\n[image.app]\noci = { reference = \"debian:12\" }\n");
+    let d = expect_one(
+        &text,
+        Format::Toml,
+        "ctm::invalid-reference",
+        "`debian:12` names no registry; write REGISTRY/REPOSITORY:TAG, e.g. `docker.io/library/debian:12`",
+        "\"debian:12\"",
+        "\"debian:12\"",
+    );
+    assert!(d.is_error());
 }
 
 // ---- networks and tunnels ----------------------------------------------------
@@ -3913,7 +4086,7 @@ fn lock_error(lock: &str) -> Diagnostic {
     d
 }
 
-const LOCK_HELP: &str = "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses anew";
+const LOCK_HELP: &str = "the lock file is written by ctm; restore it from version control, or delete it to let ctm assign addresses and resolve image tags anew";
 
 #[test]
 fn lock_file_syntax() {
@@ -3926,12 +4099,25 @@ fn lock_file_syntax() {
 }
 
 #[test]
+fn lock_file_bad_image_digest() {
+    let lock =
+        "version = 1\n[images.app]\nreference = \"reg.example/app:1\"\ndigest = \"sha256:beef\"\n";
+    let d = lock_error(lock);
+    assert_eq!(
+        d.message,
+        "invalid lock file: `sha256:beef` is not a SHA-256 digest: `sha256:` must be followed by 64 lower-case hex digits"
+    );
+    assert_span(lock, d.span, "\"sha256:beef\"", "digest");
+    assert_help(&d, LOCK_HELP);
+}
+
+#[test]
 fn lock_file_unknown_field() {
     let lock = "version = 1\nassigned = 2\n";
     let d = lock_error(lock);
     assert_eq!(
         d.message,
-        "invalid lock file: unknown field `assigned`, expected `version` or `containers`"
+        "invalid lock file: unknown field `assigned`, expected one of `version`, `containers`, `images`"
     );
     assert_span(lock, d.span, "assigned", "assigned");
     assert_help(&d, LOCK_HELP);

@@ -739,6 +739,8 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
     assert_eq!(a.json()["generation"], Value::Null);
     let a = f.get("/api/generations").await.expect(S::OK);
     assert_eq!(a.json()["generations"], json!([]));
+    let a = f.get("/api/images").await.expect(S::OK);
+    assert_eq!(a.json(), &json!([]));
 
     // Save, then a save over a file changed since it was loaded.
     let saved = format!("{text}\n// saved through the API\n");

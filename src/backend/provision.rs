@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::exec::{self, Ran};
+use super::oci;
 use super::{Progress, StepRecord, SystemError};
 use crate::compile::provision::{Action, Check, Phase, RootfsSource, Step};
 use crate::fs;
@@ -388,8 +389,8 @@ fn create_rootfs(
 }
 
 /// The tree an image is copied from: the directory itself, or the image
-/// as built or unpacked into the store (once per definition).
-fn image_tree(
+/// as built, pulled or unpacked into the store (once per definition).
+pub fn image_tree(
     root: &Path,
     image: &str,
     source: &RootfsSource,
@@ -446,28 +447,94 @@ fn image_tree(
                     ),
                 ));
             }
-            build_once(root, image, source, &actual, progress, |dir, echo| {
-                let mut words = vec!["tar".to_string(), "--extract".to_string()];
-                words.extend(compression.tar_option().map(str::to_string));
-                exec::on_host(
-                    &[
-                        words,
-                        vec![
-                            "--numeric-owner".to_string(),
-                            "--xattrs".to_string(),
-                            "--xattrs-include=*".to_string(),
-                            "--acls".to_string(),
-                            "--file".to_string(),
-                            file.display().to_string(),
-                            "--directory".to_string(),
-                            dir.display().to_string(),
-                        ],
-                    ]
-                    .concat(),
-                    STEP_TIMEOUT,
-                    echo,
-                )
-            })
+            let provenance = Provenance {
+                digest: Some(format!("sha256:{actual}")),
+                blobs: Vec::new(),
+            };
+            build_once(
+                root,
+                image,
+                source,
+                &actual,
+                provenance,
+                progress,
+                |dir, echo| {
+                    let mut words = vec!["tar".to_string(), "--extract".to_string()];
+                    words.extend(compression.tar_option().map(str::to_string));
+                    exec::on_host(
+                        &[
+                            words,
+                            vec![
+                                "--numeric-owner".to_string(),
+                                "--xattrs".to_string(),
+                                "--xattrs-include=*".to_string(),
+                                "--acls".to_string(),
+                                "--file".to_string(),
+                                file.display().to_string(),
+                                "--directory".to_string(),
+                                dir.display().to_string(),
+                            ],
+                        ]
+                        .concat(),
+                        STEP_TIMEOUT,
+                        echo,
+                    )
+                    .and_then(|ran| succeeded(image, ran))
+                },
+            )
+        }
+        RootfsSource::Oci {
+            reference,
+            credentials,
+            insecure,
+        } => {
+            let reference = crate::model::oci::OciReference::parse(reference)
+                .map_err(|e| error(format!("image {image}"), e))?;
+            let credentials = credentials.as_deref().map(|c| host_path(root, c));
+            // A digest in the definition names the image whole: once in the
+            // store, nothing is pulled or hashed again for the next container.
+            let pinned = reference.digest().is_some();
+            if pinned && let Some(tree) = stored_tree(root, image, source, "") {
+                progress(&format!(
+                    "image {image} is in the store ({})",
+                    tree.display()
+                ));
+                return Ok(tree);
+            }
+            progress(&format!("image {image}: pulling {reference}"));
+            let pulled = oci::pull(
+                root,
+                &reference,
+                credentials.as_deref(),
+                *insecure,
+                progress,
+            )
+            .map_err(|e| in_image(image, e))?;
+            // A tag alone names what it resolved to this time.
+            let extra = if pinned { "" } else { pulled.manifest.as_str() };
+            build_once(
+                root,
+                image,
+                source,
+                extra,
+                Provenance::of(&pulled),
+                progress,
+                |dir, echo| oci::unpack(root, &pulled, dir, echo),
+            )
+        }
+        RootfsSource::OciArchive { path } => {
+            let file = host_path(root, path);
+            let pulled =
+                oci::import_archive(root, &file, progress).map_err(|e| in_image(image, e))?;
+            build_once(
+                root,
+                image,
+                source,
+                pulled.manifest.as_str(),
+                Provenance::of(&pulled),
+                progress,
+                |dir, echo| oci::unpack(root, &pulled, dir, echo),
+            )
         }
         RootfsSource::Debootstrap {
             suite,
@@ -479,21 +546,46 @@ fn image_tree(
                 Some(m) => m.clone(),
                 None => host_mirror(root)?,
             };
-            build_once(root, image, source, &mirror, progress, |dir, echo| {
-                let mut words = vec!["debootstrap".to_string()];
-                if let Some(v) = variant {
-                    words.push(format!("--variant={v}"));
-                }
-                if !packages.is_empty() {
-                    words.push(format!("--include={}", packages.join(",")));
-                }
-                words.push(suite.clone());
-                words.push(dir.display().to_string());
-                words.push(mirror.clone());
-                exec::on_host(&words, STEP_TIMEOUT, echo)
-            })
+            build_once(
+                root,
+                image,
+                source,
+                &mirror,
+                Provenance::default(),
+                progress,
+                |dir, echo| {
+                    let mut words = vec!["debootstrap".to_string()];
+                    if let Some(v) = variant {
+                        words.push(format!("--variant={v}"));
+                    }
+                    if !packages.is_empty() {
+                        words.push(format!("--include={}", packages.join(",")));
+                    }
+                    words.push(suite.clone());
+                    words.push(dir.display().to_string());
+                    words.push(mirror.clone());
+                    exec::on_host(&words, STEP_TIMEOUT, echo).and_then(|ran| succeeded(image, ran))
+                },
+            )
         }
     }
+}
+
+/// `Ok` if the program that built an image succeeded; its output's end
+/// otherwise.
+fn succeeded(image: &str, ran: Ran) -> Result<(), SystemError> {
+    if ran.success() {
+        return Ok(());
+    }
+    Err(error(
+        format!("building image {image}"),
+        format!("{}; its output ends:\n{}", ran.describe(), ran.tail(20)),
+    ))
+}
+
+/// An error of pulling or importing, said of the image.
+fn in_image(image: &str, e: SystemError) -> SystemError {
+    error(format!("image {image}: {}", e.what), e.why)
 }
 
 /// How a tarball is compressed, told by its first bytes (not its name).
@@ -584,6 +676,49 @@ fn store_key(source: &RootfsSource, extra: &str) -> String {
 pub struct StoredImage {
     pub image: String,
     pub source: RootfsSource,
+    /// What the image was made from: an OCI image's manifest digest, a
+    /// tarball's `sha256:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The blobs of the OCI blob cache the image was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<String>,
+    /// The bytes of the tree's files, counted once per inode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl StoredImage {
+    /// True if this is the image of that definition (whatever it was made
+    /// from since).
+    pub fn is(&self, image: &str, source: &RootfsSource) -> bool {
+        self.image == image && self.source == *source
+    }
+}
+
+/// What [`build_once`] records of an image besides its definition.
+#[derive(Default)]
+struct Provenance {
+    digest: Option<String>,
+    blobs: Vec<String>,
+}
+
+impl Provenance {
+    fn of(pulled: &oci::Pulled) -> Provenance {
+        Provenance {
+            digest: Some(pulled.manifest.to_string()),
+            blobs: pulled.blobs.iter().map(|b| b.to_string()).collect(),
+        }
+    }
+}
+
+/// The tree [`build_once`] made of this definition and `extra`, if it is
+/// there.
+fn stored_tree(root: &Path, image: &str, source: &RootfsSource, extra: &str) -> Option<PathBuf> {
+    let tree = root
+        .join(IMAGE_STORE)
+        .join(format!("{image}-{}", store_key(source, extra)));
+    tree.is_dir().then_some(tree)
 }
 
 /// Builds an image into `IMAGE_STORE/NAME-KEY` unless it is there: into a
@@ -595,13 +730,14 @@ fn build_once(
     image: &str,
     source: &RootfsSource,
     extra: &str,
+    provenance: Provenance,
     progress: Progress<'_>,
-    build: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<Ran, SystemError>,
+    build: impl FnOnce(&Path, &mut dyn FnMut(&str)) -> Result<(), SystemError>,
 ) -> Result<PathBuf, SystemError> {
     let store = root.join(IMAGE_STORE);
     let name = format!("{image}-{}", store_key(source, extra));
     let tree = store.join(&name);
-    if tree.is_dir() {
+    if let Some(tree) = stored_tree(root, image, source, extra) {
         progress(&format!(
             "image {image} is in the store ({})",
             tree.display()
@@ -614,17 +750,16 @@ fn build_once(
         .map_err(|e| error(format!("creating {}", temporary.display()), e.to_string()))?;
     progress(&format!("building image {image} into {}", tree.display()));
     let started = std::time::Instant::now();
-    let ran = build(&temporary, &mut |line| progress(&format!("  {line}")))?;
-    if !ran.success() {
+    if let Err(e) = build(&temporary, &mut |line| progress(&format!("  {line}"))) {
         let _ = remove_tree(&temporary);
-        return Err(error(
-            format!("building image {image}"),
-            format!("{}; its output ends:\n{}", ran.describe(), ran.tail(20)),
-        ));
+        return Err(e);
     }
     let record = StoredImage {
         image: image.to_string(),
         source: source.clone(),
+        digest: provenance.digest,
+        blobs: provenance.blobs,
+        size: Some(tree_size(&temporary)),
     };
     // Plain data: serializing it cannot fail.
     let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
@@ -649,7 +784,7 @@ fn build_once(
 /// An image without a record (built by an older ctm, or interrupted
 /// before its record was written) is never listed: ctm cannot tell what
 /// it is.
-pub fn unused_images(root: &Path, wanted: &[StoredImage]) -> Vec<PathBuf> {
+pub fn unused_images(root: &Path, wanted: &[(String, RootfsSource)]) -> Vec<PathBuf> {
     let store = root.join(IMAGE_STORE);
     let Ok(entries) = std::fs::read_dir(&store) else {
         return Vec::new();
@@ -660,7 +795,10 @@ pub fn unused_images(root: &Path, wanted: &[StoredImage]) -> Vec<PathBuf> {
             let record = e.path();
             record.file_name()?.to_str()?.strip_suffix(".json")?;
             let stored: StoredImage = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
-            (!wanted.contains(&stored)).then_some(record)
+            (!wanted
+                .iter()
+                .any(|(image, source)| stored.is(image, source)))
+            .then_some(record)
         })
         .collect();
     unused.sort();
@@ -679,6 +817,49 @@ pub fn remove_image(record: &Path) -> Result<(), SystemError> {
             _ => Err(e),
         })
         .map_err(|e| error(format!("removing {}", record.display()), e.to_string()))
+}
+
+/// Every image in the store with its record: the record's path (the
+/// tree is beside it, without `.json`) and what it says. Images without a
+/// readable record are left out, as [`unused_images`] leaves them.
+pub fn stored_images(root: &Path) -> Vec<(PathBuf, StoredImage)> {
+    let Ok(entries) = std::fs::read_dir(root.join(IMAGE_STORE)) else {
+        return Vec::new();
+    };
+    let mut images: Vec<(PathBuf, StoredImage)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let record = e.path();
+            record.file_name()?.to_str()?.strip_suffix(".json")?;
+            let stored = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
+            Some((record, stored))
+        })
+        .collect();
+    images.sort_by(|a, b| a.0.cmp(&b.0));
+    images
+}
+
+/// The bytes of the files under `dir`, each inode once (as `du` counts
+/// the blocks, but in bytes): what an image takes to copy.
+fn tree_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -870,10 +1051,7 @@ mod tests {
         // An image ctm cannot account for is never removed.
         let legacy = root.path().join(IMAGE_STORE).join("old-0123456789abcdef");
         std::fs::create_dir_all(&legacy).unwrap();
-        let wanted = [StoredImage {
-            image: "t".into(),
-            source: source("/srv/a.tar"),
-        }];
+        let wanted = [("t".to_string(), source("/srv/a.tar"))];
         let unused = unused_images(root.path(), &wanted);
         assert_eq!(unused, [b.with_extension("json")]);
         remove_image(&unused[0]).unwrap();

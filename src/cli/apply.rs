@@ -9,7 +9,8 @@ use super::plan::print_plan;
 use super::{DiffArgs, OutputFormat, RootArgs, SwitchArgs, confirm, print_diagnostics};
 use crate::clock::Timeout;
 use crate::engine::apply::{self, Applied, Runner, SavedPlan, Seen};
-use crate::engine::load::{Desired, load_at_most};
+use crate::engine::images;
+use crate::engine::load::load_at_most;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -43,14 +44,14 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     let target = args.root.target();
     let mut say = reporter(args.json);
     let is_saved = args.file.extension().is_some_and(|e| e == "json");
-    let (outcome, saved) = if is_saved {
+    let (mut outcome, saved) = if is_saved {
         let (saved, outcome) = SavedPlan::load(&args.file, &target)?;
         (outcome, Some(saved))
     } else {
         (load_at_most(&args.file, None, args.size.bytes())?, None)
     };
     print_diagnostics(&outcome, OutputFormat::Human);
-    let Some(desired) = Desired::compile(&outcome) else {
+    let Some(desired) = images::compile_resolved(&target.root, &mut outcome, &mut say)? else {
         return Ok(ExitCode::FAILURE);
     };
     let options = saved.as_ref().map_or(args.options, |s| s.options);

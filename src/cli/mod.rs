@@ -9,6 +9,7 @@ mod container;
 mod destroy;
 mod fleet;
 mod generations;
+mod images;
 mod info;
 mod output;
 mod plan;
@@ -103,6 +104,13 @@ enum Command {
     /// underlay's route to its remote endpoint, with what looks wrong.
     #[command(subcommand)]
     Tunnel(tunnel::Command),
+    /// List the images: the current generation's (with the containers
+    /// made from them) and those the store keeps for older ones.
+    Images(images::ListArgs),
+    /// Images: `pull NAME [FILE]` builds, pulls or unpacks one into the
+    /// store now; `rm NAME` removes one no container uses.
+    #[command(subcommand)]
+    Image(images::Command),
     /// Remove old generations, and the images that no generation left uses.
     Gc(generations::GcArgs),
     /// Serve the web editor: dashboard, editor with plan preview, apply,
@@ -244,6 +252,8 @@ pub fn main() -> Run {
         Command::Destroy(args) => report(destroy::run(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Tunnel(command) => report(tunnel::run(&command)),
+        Command::Images(args) => report(images::list(&args)),
+        Command::Image(command) => report(images::run(&command)),
         Command::Gc(args) => report(generations::gc(&args)),
         Command::Serve(args) => return Run::Serve(args),
         Command::Fleet(command) => report(fleet::run(&command)),

@@ -89,6 +89,15 @@ pub enum RootfsSource {
         path: String,
         sha256: Option<String>,
     },
+    /// Pulled from a registry: `reference` with its digest when pinned
+    /// (else its tag is resolved when pulled).
+    Oci {
+        reference: String,
+        credentials: Option<String>,
+        insecure: bool,
+    },
+    /// An OCI image layout in a tar file on the host.
+    OciArchive { path: String },
     /// Built with debootstrap; `mirror: None` means the host's own.
     Debootstrap {
         suite: String,
@@ -107,6 +116,18 @@ impl RootfsSource {
             ImageSource::Tarball { path, sha256 } => RootfsSource::Tarball {
                 path: path.to_string(),
                 sha256: sha256.as_ref().map(|s| s.as_str().to_string()),
+            },
+            ImageSource::Oci {
+                reference,
+                credentials,
+                insecure,
+            } => RootfsSource::Oci {
+                reference: reference.to_string(),
+                credentials: credentials.as_ref().map(|c| c.to_string()),
+                insecure: *insecure,
+            },
+            ImageSource::OciArchive { path } => RootfsSource::OciArchive {
+                path: path.to_string(),
             },
             ImageSource::Debootstrap {
                 suite,

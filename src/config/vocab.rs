@@ -238,6 +238,44 @@ static TARBALL: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static OCI: NodeSpec = NodeSpec {
+    name: "oci",
+    doc: "Pull the image from an OCI registry (the distribution API).",
+    example: "oci \"ghcr.io/example/app:1.4\" digest=\"sha256:…\"",
+    args: &[arg(
+        "reference",
+        String,
+        "`REGISTRY/REPOSITORY:TAG`, `REGISTRY/REPOSITORY@sha256:…` or both; the registry is always named (`docker.io/library/debian:12`).",
+    )],
+    props: &[
+        prop(
+            "digest",
+            String,
+            "The image's `sha256:` digest: pins it. Without it the tag is resolved when planning and recorded in the lock file.",
+        ),
+        prop(
+            "credentials",
+            String,
+            "Absolute path of a Docker-style `config.json` with the registry's login (never the secret itself).",
+        ),
+        prop(
+            "insecure",
+            Bool,
+            "Reach the registry over plain HTTP although it is not on loopback.",
+        ),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static OCI_ARCHIVE: NodeSpec = leaf(
+    "oci-archive",
+    "Unpack an OCI image layout in a tar file (`skopeo copy … oci-archive:FILE`, `docker save` since Docker 25) as the image.",
+    "oci-archive \"/srv/images/app.tar\"",
+    &[arg("path", String, "Absolute path of the archive.")],
+);
+
 static PACKAGES: NodeSpec = NodeSpec {
     name: "packages",
     doc: "Packages to install into the image (or container).",
@@ -266,6 +304,8 @@ static IMAGE: NodeSpec = NodeSpec {
         once(&DEBOOTSTRAP),
         once(&DIRECTORY),
         once(&TARBALL),
+        once(&OCI),
+        once(&OCI_ARCHIVE),
         many(&PACKAGES),
     ],
     keyed: true,

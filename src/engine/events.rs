@@ -132,6 +132,17 @@ pub enum Event {
     RemovedImage {
         path: String,
     },
+    /// Blobs of the OCI blob cache that no image uses were removed.
+    RemovedBlobs {
+        count: usize,
+    },
+    /// An OCI image's tag was resolved to a digest, which the lock file
+    /// now pins.
+    ImageResolved {
+        image: String,
+        reference: String,
+        digest: String,
+    },
     NothingToRemove,
     /// Something went wrong that does not stop the use case.
     Warning {
@@ -371,6 +382,20 @@ impl fmt::Display for Event {
             Event::RemovedImage { path } => {
                 write!(f, "Removed image {path} (no generation uses it).")
             }
+            Event::RemovedBlobs { count } => write!(
+                f,
+                "Removed {count} blob{} of the OCI cache (no image uses {}).",
+                if *count == 1 { "" } else { "s" },
+                if *count == 1 { "it" } else { "them" }
+            ),
+            Event::ImageResolved {
+                image,
+                reference,
+                digest,
+            } => write!(
+                f,
+                "Image {image}: {reference} resolved to {digest}; the lock file pins it."
+            ),
             Event::NothingToRemove => f.write_str("Nothing to remove."),
             Event::Host { host, what } => {
                 // Every line of a many-line event carries the host's name.

@@ -7,9 +7,9 @@ use miette::miette;
 use serde::Serialize;
 
 use super::events::{Event, Events};
+use super::images;
 use super::session::{Access, Session, Target};
-use crate::backend::provision::{self, StoredImage};
-use crate::compile::provision::{Action, Step};
+use crate::backend::provision;
 use crate::compile::{Artifacts, Content};
 use crate::state::{Meta, PendingConfirm, Reverted};
 
@@ -139,25 +139,15 @@ pub fn gc(target: &Target, keep: usize, events: Events<'_>) -> miette::Result<us
 }
 
 /// Removes the images in the store that no generation left uses (a
-/// rollback to one of them may need its images again); returns how many.
+/// rollback to one of them may need its images again), then the blobs no
+/// image left uses; returns how many images went.
 fn remove_unused_images(session: &Session, events: Events<'_>) -> miette::Result<usize> {
     let mut wanted = Vec::new();
     for n in session.store.generations()? {
-        for (path, artifact) in &session.store.artifacts(n)?.files {
-            let (true, Content::File { text, .. }) =
-                (path.ends_with("/provision.json"), &artifact.content)
-            else {
-                continue;
-            };
-            // A generation ctm cannot read is a reason to keep every image.
-            let steps: Vec<Step> = serde_json::from_str(text).map_err(|e| {
-                miette!("generation {n}: {path} is not readable ({e}); no image removed")
-            })?;
-            wanted.extend(steps.into_iter().filter_map(|s| match s.action {
-                Action::CreateRootfs { image, source } => Some(StoredImage { image, source }),
-                _ => None,
-            }));
-        }
+        // A generation ctm cannot read is a reason to keep every image.
+        let used = images::used_by(&session.store.artifacts(n)?)
+            .map_err(|e| miette!("generation {n}: {e}; no image removed"))?;
+        wanted.extend(used.into_iter().map(|(_, image, source)| (image, source)));
     }
     let unused = provision::unused_images(session.store.root(), &wanted);
     for record in &unused {
@@ -166,6 +156,7 @@ fn remove_unused_images(session: &Session, events: Events<'_>) -> miette::Result
             path: record.with_extension("").display().to_string(),
         });
     }
+    images::remove_unused_blobs(session.store.root(), events)?;
     Ok(unused.len())
 }
 

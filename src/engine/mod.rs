@@ -27,6 +27,7 @@ pub mod edit;
 pub mod events;
 pub mod fleet;
 pub mod generations;
+pub mod images;
 pub mod info;
 pub mod load;
 pub mod metrics;

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::events::Events;
+use super::images;
 use super::load::{Desired, Outcome, load_at_most};
 use super::session::{Access, Session, Target};
 use crate::plan::{self, Plan};
@@ -33,7 +34,11 @@ pub fn plan_file(
     let (loaded, opened) = std::thread::scope(|scope| {
         let loading = scope.spawn(|| -> miette::Result<_> {
             let outcome = load_at_most(file, None, limit)?;
-            let desired = Desired::compile(&outcome);
+            // Tags to resolve are resolved below, where events can be
+            // reported, and compiled after.
+            let desired = (!images::unresolved(&outcome))
+                .then(|| Desired::compile(&outcome))
+                .flatten();
             Ok((outcome, desired))
         });
         let opened = Session::open(target, Access::Read, events)
@@ -43,7 +48,10 @@ pub fn plan_file(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (loaded, opened)
     });
-    let (outcome, desired) = loaded?;
+    let (mut outcome, mut desired) = loaded?;
+    if images::unresolved(&outcome) {
+        desired = images::compile_resolved(&target.root, &mut outcome, events)?;
+    }
     let plan = desired.map(|desired| {
         let (prefetched, mut session) = opened?;
         let (plan, _) =

@@ -1,7 +1,7 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
 //! The web server answers each with 409 Conflict (422 for `Invalid`, 404
-//! for `NoSuchContainer` and `NoSuchTunnel`).
+//! for `NoSuchContainer`, `NoSuchTunnel` and `NoSuchImage`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
@@ -142,5 +142,29 @@ pub enum Refused {
         generation: Option<u64>,
         /// The tunnels there are.
         help: String,
+    },
+    #[error("there is no image {name} {place}")]
+    #[diagnostic(code(ctm::no_such_image), help("{help}"))]
+    NoSuchImage {
+        name: String,
+        /// "in host.kdl", "in generation 3", "in the image store".
+        place: String,
+        /// The images there are.
+        help: String,
+    },
+    #[error(
+        "image {name} is used by {} of generation {generation}; nothing was removed",
+        containers.join(", ")
+    )]
+    #[diagnostic(
+        code(ctm::image_in_use),
+        help(
+            "remove those containers (or give them another image) and apply first; `ctm gc` removes the images no generation uses"
+        )
+    )]
+    ImageInUse {
+        name: String,
+        generation: u64,
+        containers: Vec<String>,
     },
 }

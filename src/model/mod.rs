@@ -6,6 +6,7 @@
 //! everything derived from a model is deterministic.
 
 pub mod fleet;
+pub mod oci;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,22 @@ pub enum ImageSource {
     Tarball {
         path: AbsPath,
         sha256: Option<Sha256Hex>,
+    },
+    /// Pulled from a registry. `reference` carries the digest when the
+    /// host file pins one (or its lock file recorded what the tag
+    /// resolved to); without one the tag is resolved when planning.
+    Oci {
+        reference: oci::OciReference,
+        /// A Docker-style `config.json` with the registry's password.
+        credentials: Option<AbsPath>,
+        /// Plain HTTP to a registry that is not on loopback.
+        insecure: bool,
+    },
+    /// An OCI image layout in a tar file (`skopeo copy oci-archive:`,
+    /// `docker save` since Docker 25).
+    #[serde(rename = "oci-archive")]
+    OciArchive {
+        path: AbsPath,
     },
 }
 

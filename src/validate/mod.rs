@@ -42,12 +42,14 @@ pub struct Validated {
 pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagnostic>> {
     let mut v = Validator::default();
     let (name, uplink) = v.host(doc);
-    let images = v.images(doc);
+    let mut images = v.images(doc);
+    let pinned = pin_from_lock(&mut images, previous);
     let networks = v.networks(doc, uplink.is_some());
     let tunnels = v.tunnels(doc);
     v.interface_names(doc, &uplink);
     v.overlaps(&networks, &tunnels);
-    let (containers, lock) = container::containers(&mut v, doc, &images, &networks, previous);
+    let (containers, mut lock) = container::containers(&mut v, doc, &images, &networks, previous);
+    lock.images = pinned;
     let left_out = !v.broken_images.is_empty() || !v.broken_networks.is_empty();
     if left_out || v.omitted > 0 || v.diagnostics.iter().any(Diagnostic::is_error) {
         return Err(v.into_diagnostics());
@@ -95,6 +97,27 @@ pub(crate) struct NetworkEntry {
 pub(crate) struct TunnelEntry {
     pub tunnel: Tunnel,
     pub address_spans: Vec<SourceSpan>,
+}
+
+/// Pins each OCI image named by a tag alone to the digest the previous
+/// lock recorded for it, if the lock recorded that same reference; the
+/// pins kept. A changed reference is resolved again when planning.
+fn pin_from_lock(
+    images: &mut BTreeMap<Name, (SourceSpan, Image)>,
+    previous: &Lock,
+) -> BTreeMap<String, crate::lock::Pinned> {
+    let mut kept = BTreeMap::new();
+    for (name, (_, image)) in images.iter_mut() {
+        if let ImageSource::Oci { reference, .. } = &mut image.source
+            && reference.digest().is_none()
+            && let Some(pin) = previous.images.get(name.as_str())
+            && pin.reference == *reference
+        {
+            *reference = reference.with_digest(pin.digest.clone());
+            kept.insert(name.to_string(), pin.clone());
+        }
+    }
+    kept
 }
 
 impl Validator {
@@ -241,12 +264,21 @@ impl Validator {
                     }),
                 ));
             }
+            if let Some(o) = node.child("oci") {
+                sources.push((o.name.span, self.oci(o)));
+            }
+            if let Some(a) = node.child("oci-archive") {
+                let path = self.parse_str(a.arg(0), "ctm::invalid-path", AbsPath::parse);
+                sources.push((
+                    a.name.span,
+                    path.map(|p| ImageSource::OciArchive { path: p.value }),
+                ));
+            }
             let packages = packages(self, node);
             // debootstrap installs an image's packages as it builds it; a
-            // ready-made tree or tarball is used as it is.
-            if let [
-                (source_span, Some(ImageSource::Directory { .. } | ImageSource::Tarball { .. })),
-            ] = sources.as_slice()
+            // ready-made tree, tarball or OCI image is used as it is.
+            if let [(source_span, Some(source))] = sources.as_slice()
+                && !matches!(source, ImageSource::Debootstrap { .. })
             {
                 for p in node.children_named("packages") {
                     self.push(
@@ -257,7 +289,7 @@ impl Validator {
                         )
                         .with_label("packages for a ready-made tree")
                         .with_related(*source_span, "the image's source")
-                        .with_help("ctm never changes a directory or tarball image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned"),
+                        .with_help("ctm never changes a directory, tarball or OCI image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned"),
                     );
                 }
             }
@@ -269,7 +301,7 @@ impl Validator {
                         span,
                     )
                     .with_label("nothing to build this image from")
-                    .with_help("add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\""),
+                    .with_help("add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\", oci \"REGISTRY/REPOSITORY:TAG\", oci-archive \"/path.tar\""),
                 ),
                 [(_, Some(source))] => {
                     images.insert(
@@ -295,7 +327,7 @@ impl Validator {
                             )
                             .with_label("second source")
                             .with_related(*first, "first source")
-                            .with_help("an image is built from exactly one of debootstrap, directory or tarball"),
+                            .with_help("an image is built from exactly one of debootstrap, directory, tarball, oci or oci-archive"),
                         );
                     }
                 }
@@ -306,6 +338,55 @@ impl Validator {
             }
         }
         images
+    }
+
+    /// An `oci` source: the reference, with the `digest` property folded
+    /// in (both may name one, and must then agree).
+    fn oci(&mut self, node: &Node) -> Option<ImageSource> {
+        let reference = self.parse_str(
+            node.arg(0),
+            "ctm::invalid-reference",
+            oci::OciReference::parse,
+        );
+        let digest = self.parse_str(
+            node.prop("digest"),
+            "ctm::invalid-value",
+            oci::Digest::parse,
+        );
+        let credentials = self.parse_str(
+            node.prop("credentials"),
+            "ctm::invalid-path",
+            AbsPath::parse,
+        );
+        let insecure = node
+            .prop("insecure")
+            .and_then(|i| i.value.as_bool())
+            .unwrap_or(false);
+        let reference = reference?;
+        let pinned = match (reference.value.digest(), digest) {
+            (Some(inline), Some(prop)) if *inline != prop.value => {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::image-digest",
+                        "the reference and `digest` name different digests",
+                        prop.span,
+                    )
+                    .with_label("this digest")
+                    .with_related(reference.span, "the reference's digest")
+                    .with_help(
+                        "keep one of them: `digest` pins the image as well as `@sha256:…` does",
+                    ),
+                );
+                return None;
+            }
+            (_, Some(prop)) => reference.value.with_digest(prop.value),
+            (_, None) => reference.value,
+        };
+        Some(ImageSource::Oci {
+            reference: pinned,
+            credentials: credentials.map(|c| c.value),
+            insecure,
+        })
     }
 
     fn networks(&mut self, doc: &Document, has_uplink: bool) -> BTreeMap<Name, NetworkEntry> {

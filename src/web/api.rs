@@ -22,8 +22,9 @@ use crate::engine::containers::{self, Verb};
 use crate::engine::edit;
 use crate::engine::events::generation_name;
 use crate::engine::generations;
+use crate::engine::images;
 use crate::engine::load::{
-    Desired, Outcome, load_and_validate, lock_path_for, read_lock, summary, validate_text_with,
+    Outcome, load_and_validate, lock_path_for, read_lock, summary, validate_text_with,
 };
 use crate::engine::status::Sources;
 use crate::engine::{Access, Event, Refused, Session};
@@ -41,6 +42,7 @@ pub fn routes() -> Router<Shared> {
         .route("/api/confirm", post(confirm))
         .route("/api/status", get(status))
         .route("/api/generations", get(generations))
+        .route("/api/images", get(images_list))
         .route("/api/generations/{a}/diff/{b}", get(diff))
         .route("/api/rollback/{generation}", get(rollback_plan))
         .route("/api/rollback", post(rollback))
@@ -179,19 +181,29 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
         .clone()
         .workers
         .run(size, move || {
-            let outcome = check(&state, text_or_disk(&state, req.text)?)?;
+            let mut outcome = check(&state, text_or_disk(&state, req.text)?)?;
             let check = outcome.diagnostics_json();
             // Only the artifacts: a preview has no use for what an apply also
             // takes along (the lock file to write, copies of both texts).
-            let Some(validated) = &outcome.validated else {
+            let Some(validated) = &mut outcome.validated else {
                 return Ok(Json(json!({ "check": check, "plan": null })));
             };
+            // Image tags the lock does not pin are resolved as the apply
+            // will resolve them, so that its plan is the one shown.
+            let mut resolved = Vec::new();
+            images::resolve_tags(&state.target().root, validated, &mut |event| {
+                if let Event::ImageResolved { .. } = &event {
+                    resolved.push(json!(event));
+                }
+                server_log(event);
+            })?;
             let artifacts = compile::compile(&validated.host);
             let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
             let plan = session.plan(&artifacts, adopting(req.adopt), &mut server_log)?;
             Ok(Json(json!({
                 "check": check,
                 "host": summary(&validated.host),
+                "images": resolved,
                 "plan": plan_json(&plan),
             })))
         })
@@ -286,11 +298,13 @@ fn apply_job(
 ) {
     let target = state.target();
     let prepared = (|| {
-        let outcome = load_and_validate(host_file, None)?;
-        let desired = Desired::compile(&outcome).ok_or_else(|| Refused::Invalid {
-            file: host_file.display().to_string(),
-            check: outcome.diagnostics_json(),
-        })?;
+        let mut outcome = load_and_validate(host_file, None)?;
+        let desired =
+            images::compile_resolved(&target.root, &mut outcome, &mut |e| report.event(e))?
+                .ok_or_else(|| Refused::Invalid {
+                    file: host_file.display().to_string(),
+                    check: outcome.diagnostics_json(),
+                })?;
         let seen = Seen {
             fingerprint: &req.fingerprint,
             from_generation: None,
@@ -409,6 +423,18 @@ async fn generations(State(state): State<Shared>) -> ApiResult {
         .run(0, move || {
             let mut list = generations::list(&state.target(), Access::ReadShared, &mut server_log)?;
             list.generations.reverse();
+            Ok(Json(json!(list)))
+        })
+        .await
+}
+
+/// `GET /api/images`: the images, as `ctm images --json` lists them.
+async fn images_list(State(state): State<Shared>) -> ApiResult {
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let list = images::list(&state.target(), Access::ReadShared, &mut server_log)?;
             Ok(Json(json!(list)))
         })
         .await

@@ -19,6 +19,7 @@ enum Page {
     Editor,
     Apply,
     Generations,
+    Images,
     Logs,
     Fleet,
     /// One container (`/containers/NAME`): not in the navigation.
@@ -26,11 +27,12 @@ enum Page {
 }
 
 impl Page {
-    const ALL: [Page; 6] = [
+    const ALL: [Page; 7] = [
         Page::Dashboard,
         Page::Editor,
         Page::Apply,
         Page::Generations,
+        Page::Images,
         Page::Logs,
         Page::Fleet,
     ];
@@ -50,6 +52,7 @@ impl Page {
             Page::Editor => "Editor",
             Page::Apply => "Apply",
             Page::Generations => "Generations",
+            Page::Images => "Images",
             Page::Logs => "Logs",
             Page::Fleet => "Fleet",
             Page::Container => "Container",
@@ -62,6 +65,7 @@ impl Page {
             Page::Editor => "/editor",
             Page::Apply => "/apply",
             Page::Generations => "/generations",
+            Page::Images => "/images",
             Page::Logs => "/logs",
             Page::Fleet => "/fleet",
             Page::Container => "/",
@@ -74,6 +78,7 @@ impl Page {
             Page::Editor => "editor",
             Page::Apply => "apply",
             Page::Generations => "generations",
+            Page::Images => "images",
             Page::Logs => "logs",
             Page::Fleet => "fleet",
             Page::Container => "container",
@@ -546,6 +551,53 @@ async fn generations(State(state): State<Shared>, cx: PageContext) -> Html<Strin
     layout(&state, &cx, Page::Generations, body)
 }
 
+/// The images, with the columns of `ctm images`; rendered here, since
+/// they change only with an apply, a pull or a gc.
+async fn images(State(state): State<Shared>, cx: PageContext) -> Html<String> {
+    let target = state.target();
+    let listed = state
+        .workers
+        .run(0, move || {
+            Ok(crate::engine::images::list(
+                &target,
+                crate::engine::Access::ReadShared,
+                &mut super::api::server_log,
+            )?)
+        })
+        .await;
+    let body = html! {
+        h1 class="h3 mb-3" { "Images" }
+        @match listed {
+            Err(e) => div class="alert alert-danger" role="alert" {
+                (e.body["error"].as_str().unwrap_or("the images could not be read"))
+            },
+            Ok(list) if list.is_empty() => p class="text-body-secondary" {
+                "No images: the current generation uses none, and the store keeps none."
+            },
+            Ok(list) => div class="table-responsive" {
+                table class="table table-sm align-middle" id="images" {
+                    thead { tr { th { "Name" } th { "Source" } th { "Digest" } th class="text-end" { "Size" } th { "Containers" } } }
+                    tbody {
+                        @for i in &list {
+                            tr {
+                                td class="fw-semibold" { (i.name) }
+                                td { code class="text-break" { (i.source) } }
+                                td { @if let Some(d) = &i.digest { code title=(d) { (d.chars().take(19).collect::<String>()) "…" } } @else { "–" } }
+                                td class="text-end text-nowrap" { @if let Some(s) = i.size { (format!("{:.1} MiB", s as f64 / f64::from(1 << 20))) } @else { "not pulled yet" } }
+                                td {
+                                    @if i.current { (i.containers.join(", ")) }
+                                    @else { span class="text-body-secondary" { "an older generation's (ctm gc removes it)" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        }
+    };
+    layout(&state, &cx, Page::Images, body)
+}
+
 async fn logs_index(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     logs_page(&state, &cx, None)
 }
@@ -714,6 +766,7 @@ pub fn routes(config: &Config) -> Router<Shared> {
             .route("/editor", get(editor))
             .route("/apply", get(apply))
             .route("/generations", get(generations))
+            .route("/images", get(images))
             .route("/logs", get(logs_index))
             .route("/logs/{name}", get(logs_of))
             .route("/containers/{name}", get(container_page));
