@@ -65,6 +65,18 @@ pub fn loopback_service(socket: &str) -> String {
 /// Where systemd's own TCP proxy lives on Debian (package `systemd`).
 pub const SOCKET_PROXYD: &str = "/lib/systemd/systemd-socket-proxyd";
 
+/// The directory of a network's hosts file (`hosts`: its containers'
+/// names and addresses), relative to the root; bound read-only into each
+/// container on the network at [`NETWORK_DIR_INSIDE`].
+pub fn network_dir(network: &str) -> String {
+    format!("etc/ctm/networks/{network}")
+}
+
+/// Where a container sees its network's directory; its `/etc/hosts` is a
+/// link to the `hosts` file there. A directory, not the file, is bound:
+/// a file bind would keep showing the file an apply replaced.
+pub const NETWORK_DIR_INSIDE: &str = "/etc/ctm/network";
+
 /// A container's root file system, relative to the root.
 pub fn machine_dir(container: &str) -> String {
     format!("{MACHINES}/{container}")

@@ -271,7 +271,7 @@ fn apply_then_plan_shows_no_changes() {
     let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(
-        out(&o).contains("Plan: 33 to add, 0 to change, 0 to destroy; 12 actions."),
+        out(&o).contains("Plan: 34 to add, 0 to change, 0 to destroy; 12 actions."),
         "{}",
         out(&o)
     );

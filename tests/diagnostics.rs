@@ -2471,6 +2471,36 @@ fn a_udp_forward_on_loopback() {
 }
 
 #[test]
+fn a_container_named_like_a_loopback_name() {
+    let text = kdl(&container("localhost", ""));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::name-shadows-host",
+        "container name `localhost` would shadow a loopback name",
+        "\"localhost\"",
+        "container \"localhost\"",
+    );
+    assert_help(
+        &d,
+        "a container's name resolves to its addresses, on the host and in the containers of its network: give it another",
+    );
+}
+
+#[test]
+fn a_container_named_like_the_host() {
+    let text = kdl(&container("lab1", ""));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::name-shadows-host",
+        "container name `lab1` would shadow the host's own name",
+        "\"lab1\"",
+        "container \"lab1\"",
+    );
+}
+
+#[test]
 fn egress_nat_without_uplink() {
     let text = kdl_edit(
         &[

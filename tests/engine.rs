@@ -110,7 +110,7 @@ const FIRST_APPLY: &[&str] = &[
     "perform: loopback forwards: start ctm-forward-tcp-8080.socket [web.nspawn present, db.nspawn present]",
     "perform: prepare the root file system of container db + prepare the root file system of container web [web.nspawn present, db.nspawn present]",
     "perform: start container db + start container web [web.nspawn present, db.nspawn present]",
-    "perform: provision container db (networkd) + provision container web (networkd) [web.nspawn present, db.nspawn present]",
+    "perform: provision container db (networkd, hosts) + provision container web (networkd, hosts) [web.nspawn present, db.nspawn present]",
 ];
 
 /// What undoing a first apply of HOST asks, once its containers started.

@@ -1191,6 +1191,120 @@ container "web" {
     assert_eq!(socket.trim(), "active");
 }
 
+/// `getent ahosts NAME` in the lab (`None`) or in a container: every
+/// address NAME resolves to, or the failure.
+fn resolves(lab: &Lab, from: Option<&str>, name: &str) -> Result<String, String> {
+    let cmd = ["getent", "ahosts", name];
+    let out = match from {
+        None => lab.run(&cmd),
+        Some(container) => lab.run_in(container, &cmd),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{name} does not resolve: {}",
+            lab::show_output(&out)
+        ))
+    }
+}
+
+#[test]
+fn names_resolve_on_the_host_and_between_containers_and_follow_a_rename() {
+    if lab_unavailable() {
+        return;
+    }
+    let host = r#"
+host "lab" {
+    uplink "host0"
+}
+
+image "guest" {
+    directory "/srv/images/guest"
+}
+
+network "lan" {
+    bridge "br-lan"
+    ipv4 "10.42.0.1/24"
+    ipv6 "fd42:42::1/64"
+}
+
+template "base" {
+    image "guest"
+    bind "/usr" read-only=#true
+}
+
+container "web" {
+    from "base"
+    network "lan" ipv4="10.42.0.10" ipv6="fd42:42::10"
+}
+
+container "app" {
+    from "base"
+    network "lan" ipv4="10.42.0.11" ipv6="fd42:42::11"
+}
+"#;
+    let lab = lab_with("names", host);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let both = |text: &str, v4: &str, v6: &str| {
+        if text.contains(v4) && text.contains(v6) {
+            Ok(())
+        } else {
+            Err(format!("want {v4} and {v6}, got:\n{text}"))
+        }
+    };
+    // On the host, through nss-mymachines and machined.
+    eventually("web resolves on the host", Duration::from_secs(30), || {
+        both(&resolves(&lab, None, "web")?, "10.42.0.10", "fd42:42::10")
+    });
+    // In a container on the same network, through its hosts file.
+    eventually("web resolves in app", Duration::from_secs(30), || {
+        both(
+            &resolves(&lab, Some("app"), "web")?,
+            "10.42.0.10",
+            "fd42:42::10",
+        )
+    });
+    eventually("app pings web by name", Duration::from_secs(30), || {
+        let out = lab.run_in("app", &["ping", "-c", "1", "-W", "1", "web"]);
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| lab::show_output(&out))
+    });
+    let info = ctm_ok(&lab, &["info"]);
+    assert!(info.contains("nss-mymachines"), "{info}");
+
+    // Renamed: the new name resolves, the old one no more; app is not
+    // restarted for it (its network's hosts file changed, not its own).
+    let before = started_at(&lab, "app");
+    lab.write(
+        "/root/host.kdl",
+        host.replace("container \"web\"", "container \"www\""),
+    );
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    eventually("www resolves in app", Duration::from_secs(30), || {
+        both(
+            &resolves(&lab, Some("app"), "www")?,
+            "10.42.0.10",
+            "fd42:42::10",
+        )
+    });
+    assert!(
+        resolves(&lab, Some("app"), "web").is_err(),
+        "web still resolves in app"
+    );
+    eventually("www resolves on the host", Duration::from_secs(30), || {
+        both(&resolves(&lab, None, "www")?, "10.42.0.10", "fd42:42::10")
+    });
+    assert!(
+        resolves(&lab, None, "web").is_err(),
+        "web still resolves on the host"
+    );
+    assert_eq!(started_at(&lab, "app"), before, "app was restarted");
+}
+
 /// Runs `ip ARGS` on this machine (the labs' host).
 fn ip_here(args: &[&str]) {
     let out = std::process::Command::new("ip")

@@ -35,6 +35,16 @@ pub fn cgroup_layout() -> (String, bool) {
     }
 }
 
+/// The sources of host names glibc asks, in order (the `hosts:` line of
+/// `/etc/nsswitch.conf`); `None` when there is no such line.
+pub fn nss_hosts() -> Option<Vec<String>> {
+    let text = std::fs::read_to_string("/etc/nsswitch.conf").ok()?;
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .find_map(|l| l.trim_start().strip_prefix("hosts:"))
+        .map(|rest| rest.split_whitespace().map(str::to_string).collect())
+}
+
 /// How many user namespaces may exist; `None` when unknown.
 pub fn max_user_namespaces() -> Option<u64> {
     std::fs::read_to_string("/proc/sys/user/max_user_namespaces")

@@ -8,6 +8,7 @@
 pub mod health;
 mod ini;
 mod loopback;
+mod names;
 mod networkd;
 mod nft;
 mod nspawn;
@@ -138,6 +139,7 @@ pub fn compile(host: &Host) -> Artifacts {
     for network in host.networks.values() {
         networkd::bridge(network, &header, &mut out);
     }
+    names::hosts_files(host, &header, &mut out);
     for tunnel in host.tunnels.values() {
         networkd::tunnel(tunnel, &header, &mut out);
     }

@@ -84,12 +84,22 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         "BindReadOnly",
         format!("/{}:/etc/hostname", hostname_source(container)),
     );
-    if container.network.is_some() {
+    if let Some(attach) = &container.network {
         nspawn.set(
             "BindReadOnly",
             format!(
                 "/{}:/etc/systemd/network/{HOST0_NETWORK}",
                 host0_source(container)
+            ),
+        );
+        // The network's hosts file, as a directory so that an apply's new
+        // file shows (names.rs).
+        nspawn.set(
+            "BindReadOnly",
+            format!(
+                "/{}:{}",
+                layout::network_dir(attach.network.as_str()),
+                layout::NETWORK_DIR_INSIDE
             ),
         );
     }

@@ -206,6 +206,24 @@ pub fn steps(container: &Container, image: &Image, dns: &[IpAddr]) -> Vec<Step> 
     )];
     if container.network.is_some() {
         steps.push(enable_step("networkd", "systemd-networkd.service"));
+        // The names of the containers on its network (compile/names.rs).
+        let hosts = format!("{}/hosts", crate::layout::NETWORK_DIR_INSIDE);
+        steps.push(Step {
+            id: "hosts".into(),
+            description: format!("link /etc/hosts to {hosts}"),
+            phase: Phase::Running,
+            check: Check::Command {
+                argv: argv(&[
+                    "sh",
+                    "-c",
+                    &format!("[ \"$(readlink /etc/hosts)\" = {hosts} ]"),
+                ]),
+            },
+            action: Action::Command {
+                argv: argv(&["ln", "-sfn", &hosts, "/etc/hosts"]),
+                env: Vec::new(),
+            },
+        });
     }
     if !dns.is_empty() {
         // The file itself, not only networkd's DNS=: that reaches

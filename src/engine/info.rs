@@ -103,6 +103,24 @@ pub fn info() -> Info {
         ok: userns.is_some_and(|n| n > 0),
         needed_for: "containers without nested run user-namespaced (PrivateUsers, nspawn -U)",
     });
+    let hosts = probe::nss_hosts();
+    let mymachines = hosts
+        .as_ref()
+        .is_some_and(|sources| sources.iter().any(|s| s == "mymachines"));
+    requirements.push(Requirement {
+        what: "nss-mymachines",
+        required: false,
+        ok: mymachines,
+        found: match hosts {
+            Some(sources) if mymachines => format!("hosts: {}", sources.join(" ")),
+            Some(sources) => format!(
+                "hosts: {} (apt-get install libnss-mymachines adds it)",
+                sources.join(" ")
+            ),
+            None => "no hosts line in /etc/nsswitch.conf".into(),
+        },
+        needed_for: "container names that resolve on the host (containers resolve each other's names by their network's hosts file)",
+    });
     let link_kinds = netlink::probe_kinds(&LINK_KINDS.iter().map(|k| k.to_string()).collect());
     requirements.extend(link_requirements(&link_kinds));
     let supported = requirements.iter().all(|r| r.ok || !r.required);

@@ -656,9 +656,12 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
             reason: format!("changed: {}", sysctl.join(", ")),
         });
     }
+    // networkd's files; a network's hosts file is read by containers as
+    // it changes, and needs no reload.
     let network: Vec<&FileChange> = files
         .iter()
         .filter(|f| matches!(f.owner, Owner::Network(_) | Owner::Tunnel(_)))
+        .filter(|f| f.path.starts_with("etc/systemd/network/"))
         .collect();
     // A link whose files change is reconfigured by the reload anyway.
     let drifted: Vec<(String, String)> = link_drift(input)

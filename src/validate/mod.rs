@@ -49,6 +49,7 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
     v.interface_names(doc, &uplink);
     v.overlaps(&networks, &tunnels);
     let (containers, mut lock) = container::containers(&mut v, doc, &images, &networks, previous);
+    v.shadowing_names(doc, name.as_ref());
     lock.images = pinned;
     let left_out = !v.broken_images.is_empty() || !v.broken_networks.is_empty();
     if left_out || v.omitted > 0 || v.diagnostics.iter().any(Diagnostic::is_error) {
@@ -178,6 +179,42 @@ impl Validator {
             .child("uplink")
             .and_then(|u| self.parse_str(u.arg(0), "ctm::invalid-interface-name", IfName::parse));
         (name, uplink)
+    }
+
+    /// A container's name resolves to its addresses, on the host (nss-
+    /// mymachines) and in the containers of its network (their hosts
+    /// file): one called like the loopback names, or like the host itself,
+    /// would answer for them.
+    fn shadowing_names(&mut self, doc: &Document, host: Option<&Name>) {
+        const LOOPBACK: &[&str] = &[
+            "localhost",
+            "ip6-localhost",
+            "ip6-loopback",
+            "ip6-allnodes",
+            "ip6-allrouters",
+        ];
+        for node in doc.nodes_named("container") {
+            let Some(arg) = node.arg(0) else { continue };
+            let Some(name) = arg.value.as_str() else {
+                continue;
+            };
+            let shadowed = if LOOPBACK.contains(&name) || name.starts_with("localhost.") {
+                "a loopback name"
+            } else if host.is_some_and(|h| h.as_str() == name) {
+                "the host's own name"
+            } else {
+                continue;
+            };
+            self.push(
+                Diagnostic::error(
+                    "ctm::name-shadows-host",
+                    format!("container name `{name}` would shadow {shadowed}"),
+                    arg.span,
+                )
+                .with_label("resolves to the container")
+                .with_help("a container's name resolves to its addresses, on the host and in the containers of its network: give it another"),
+            );
+        }
     }
 
     /// The named nodes of one kind, with duplicates reported; invalid names

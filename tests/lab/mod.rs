@@ -68,6 +68,9 @@ pub const PACKAGES: &[&str] = &[
     // Tarball images: tar runs these to unpack .tar.xz and .tar.zst.
     "xz-utils",
     "zstd",
+    // Container names on the host (glibc asks machined); its package
+    // adds `mymachines` to /etc/nsswitch.conf.
+    "libnss-mymachines",
 ];
 
 /// Services the packages above enable on installation, which no lab
