@@ -25,6 +25,14 @@ pub struct Host {
     pub networks: BTreeMap<Name, Network>,
     pub containers: BTreeMap<Name, Container>,
     pub tunnels: BTreeMap<IfName, Tunnel>,
+    /// Directories for containers' data that ctm makes and keeps.
+    pub volumes: BTreeMap<Name, Volume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Volume {
+    pub name: Name,
+    pub quota: Option<Quota>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,6 +96,7 @@ pub struct Container {
     pub network: Option<Attachment>,
     pub forwards: Vec<Forward>,
     pub binds: Vec<Bind>,
+    pub volumes: Vec<VolumeMount>,
     pub limits: Limits,
     pub ssh: Option<Ssh>,
     pub docker: bool,
@@ -139,6 +148,16 @@ pub struct Bind {
     pub read_only: bool,
     /// An ID-mapped mount: the user-namespaced container sees the
     /// source's files with their host owners.
+    pub idmap: bool,
+}
+
+/// A volume mounted into a container (`volume "data" "/var/lib/db"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeMount {
+    pub volume: Name,
+    pub target: AbsPath,
+    pub read_only: bool,
+    /// As [`Bind::idmap`].
     pub idmap: bool,
 }
 
