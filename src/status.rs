@@ -450,6 +450,8 @@ mod tests {
             held: Vec::new(),
             unsupported_links: Vec::new(),
             unchecked_links: Vec::new(),
+            unenforceable_quotas: Vec::new(),
+            kept_volumes: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),

@@ -20,6 +20,7 @@ use super::nft::Nft;
 use super::provision;
 use super::rootfs;
 use super::systemd::{self, Systemd, Verb};
+use super::volumes;
 use super::{ContainerLive, Progress, StepRecord, System, SystemError, TunnelLive, stats};
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
@@ -629,6 +630,8 @@ impl System for LiveSystem {
                 chains: table.map(|t| t.chains),
                 edited,
             }),
+            // Read by the engine for every root (`volumes::observe`).
+            volumes: None,
         })
     }
 
@@ -675,6 +678,14 @@ impl System for LiveSystem {
             Action::RestoreRootfs { .. } => names
                 .iter()
                 .try_for_each(|name| rootfs::put_back(&self.root, name)),
+            Action::CreateVolume { name, quota, .. } => {
+                volumes::create(&self.root, name, *quota, progress)
+            }
+            Action::SetVolumeQuota { name, quota, .. } => {
+                volumes::set_quota(&self.root, name, *quota, progress)
+            }
+            Action::RemoveVolume { name, .. } => volumes::set_aside(&self.root, name),
+            Action::RestoreVolume { name, .. } => volumes::put_back(&self.root, name),
         }
     }
 
@@ -750,7 +761,9 @@ impl System for LiveSystem {
     }
 
     fn purge_removed(&mut self, progress: Progress<'_>) -> Vec<SystemError> {
-        rootfs::purge(&self.root, progress)
+        let mut problems = rootfs::purge(&self.root, progress);
+        problems.extend(volumes::purge(&self.root, progress));
+        problems
     }
 
     fn health_check(

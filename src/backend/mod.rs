@@ -21,6 +21,7 @@ pub mod rootfs;
 pub mod ssh;
 pub mod stats;
 pub mod systemd;
+pub mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

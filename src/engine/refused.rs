@@ -5,7 +5,7 @@
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
-use crate::plan::{Conflict, LinkKindNote};
+use crate::plan::{Conflict, LinkKindNote, QuotaNote};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Refused {
@@ -43,6 +43,17 @@ pub enum Refused {
         )
     )]
     UnsupportedLinks { kinds: Vec<LinkKindNote> },
+    #[error(
+        "the volumes' file system cannot enforce {}; nothing was changed",
+        quotas.iter().map(|q| format!("the quota of volume {} ({}): {}", q.volume, crate::model::size_text(q.quota), q.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    #[diagnostic(
+        code(ctm::quota_unsupported),
+        help(
+            "put /var/lib/ctm/volumes on btrfs, or on XFS or ext4 mounted with `prjquota`; or remove the `quota` (docs/config.md, `volume` → `quota`)"
+        )
+    )]
+    UnenforceableQuotas { quotas: Vec<QuotaNote> },
     #[error("{file} has errors; nothing was applied")]
     #[diagnostic(
         code(ctm::invalid),

@@ -323,14 +323,15 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
-/// The largest suffix that represents `bytes` exactly.
-fn fmt_size(bytes: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// `bytes` as the host file writes sizes, with the largest suffix that
+/// represents it exactly: `10G`, `1536M`, `1000`.
+pub fn size_text(bytes: u64) -> String {
     for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
         if bytes.is_multiple_of(1u64 << shift) {
-            return write!(f, "{}{suffix}", bytes >> shift);
+            return format!("{}{suffix}", bytes >> shift);
         }
     }
-    write!(f, "{bytes}")
+    bytes.to_string()
 }
 
 impl ByteSize {
@@ -354,7 +355,7 @@ impl ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_size(self.0, f)
+        f.write_str(&size_text(self.0))
     }
 }
 
@@ -390,7 +391,7 @@ impl Quota {
 
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_size(self.0, f)
+        f.write_str(&size_text(self.0))
     }
 }
 
