@@ -464,18 +464,37 @@ fn btrfs(args: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
     }
 }
 
-/// What volume `name` holds, in bytes: its project's usage where it has
-/// a project quota (the kernel's own count), else the blocks of its files
-/// counted like `du` (not crossing into another file system).
-pub fn usage(root: &Path, name: &str) -> Option<u64> {
-    let made = made_by_ctm(root, name)?;
-    let dir = path(root, name);
-    if let Some(project) = made.project
-        && let Ok(used) = project::usage(&dir, project)
-    {
-        return Some(used);
-    }
-    Some(rootfs::size(&dir).0)
+/// A volume ctm made, as `ctm status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measured {
+    pub kind: Kind,
+    /// The quota ctm set, in bytes.
+    pub quota: Option<u64>,
+    /// What it holds, in bytes.
+    pub used: u64,
+}
+
+/// Every volume ctm made that is there, with what it holds: its
+/// project's usage where it has a project quota (the kernel's own count),
+/// else the blocks of its files counted like `du` (not crossing into
+/// another file system).
+pub fn measure(root: &Path) -> BTreeMap<String, Measured> {
+    made_volumes(root)
+        .into_iter()
+        .map(|(name, made)| {
+            let dir = path(root, &name);
+            let used = made
+                .project
+                .and_then(|project| project::usage(&dir, project).ok())
+                .unwrap_or_else(|| rootfs::size(&dir).0);
+            let measured = Measured {
+                kind: made.kind,
+                quota: made.quota,
+                used,
+            };
+            (name, measured)
+        })
+        .collect()
 }
 
 // ---- deleting (`--prune`) ------------------------------------------------------
