@@ -545,3 +545,38 @@ fn tunnel_problems_name_a_link_down_a_wrong_mtu_a_missing_address_and_no_route()
         ]
     );
 }
+
+#[test]
+fn a_volume_is_made_before_any_container_starts_and_a_rollback_keeps_it() {
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\"\ncontainer \"web\" {\n    volume \"data\" \"/srv/data\"\n",
+    );
+    h.fake.fail_on("start container db");
+    let e = h.apply(None).unwrap_err().to_string();
+    assert!(e.contains("rolled back"), "{e}");
+    let calls = h.fake.take_calls();
+    let at = |summary: &str| {
+        calls
+            .iter()
+            .position(|c| c.starts_with(&format!("perform: {summary}")))
+            .unwrap_or_else(|| panic!("no {summary:?} in {calls:#?}"))
+    };
+    let created = at("create volume data at /var/lib/ctm/volumes/data");
+    assert_eq!(
+        created + 1,
+        at("prepare the root file system of container db"),
+        "{calls:#?}"
+    );
+    // Undone are the starts, reloads and firewall, never the volume: a
+    // container may have written to it.
+    assert_eq!(
+        calls[created + 3..],
+        *UNDO_FIRST_APPLY
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>(),
+        "{calls:#?}"
+    );
+}

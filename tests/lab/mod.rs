@@ -68,6 +68,9 @@ pub const PACKAGES: &[&str] = &[
     // Tarball images: tar runs these to unpack .tar.xz and .tar.zst.
     "xz-utils",
     "zstd",
+    // Volumes on btrfs (tests/volumes.rs): ctm makes subvolumes and sets
+    // qgroup limits with the `btrfs` command.
+    "btrfs-progs",
 ];
 
 /// Services the packages above enable on installation, which no lab

@@ -1,0 +1,387 @@
+//! Volumes on real file systems: quotas enforced on btrfs and XFS images
+//! the tests make and loop-mount, refused at plan time on a file system
+//! that has none, and, in a lab (docs/lab.md), a volume made by `ctm
+//! apply`, written by its container through an ID-mapped mount, held to
+//! its quota, shown by `ctm status`, kept when its container goes and
+//! deleted only by `--prune`.
+
+#[path = "lab/mod.rs"]
+mod lab;
+mod support;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ctm::backend::volumes::{self, Kind};
+use ctm::plan::QuotaSupport;
+use lab::Lab;
+use lab::scenario::*;
+use support::*;
+
+const MIB: u64 = 1 << 20;
+
+fn run(argv: &[&str]) -> Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", argv[0]))
+}
+
+fn run_ok(argv: &[&str]) -> String {
+    let out = run(argv);
+    assert!(
+        out.status.success(),
+        "{} failed: {}{}",
+        argv.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn has_command(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
+
+/// A file system the test made and mounted, unmounted and deleted when
+/// dropped (after anything that uses it: declare it first).
+struct Mounted {
+    dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    /// A sparse image of `size`, made with `mkfs`, loop-mounted with
+    /// `options`; `None` (and a visible skip) where this machine cannot.
+    fn image(mkfs: &str, size: &str, options: &str) -> Option<Mounted> {
+        let why = if !is_root() {
+            Some("loop-mounting an image needs root".to_string())
+        } else if !has_command(mkfs) {
+            Some(format!(
+                "{mkfs} is not installed (.ci/run installs btrfs-progs and xfsprogs)"
+            ))
+        } else if !Path::new("/dev/loop-control").exists() {
+            Some("this machine has no loop devices".to_string())
+        } else {
+            None
+        };
+        if skip_unless(why.is_none(), why.as_deref().unwrap_or_default()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("fs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        run_ok(&["truncate", "-s", size, image.to_str().unwrap()]);
+        run_ok(&[mkfs, "-q", image.to_str().unwrap()]);
+        let mut argv = vec!["mount", "-o"];
+        let options = format!("loop,{options}");
+        argv.push(&options);
+        argv.extend([image.to_str().unwrap(), mnt.to_str().unwrap()]);
+        run_ok(&argv);
+        Some(Mounted { dir })
+    }
+
+    /// A tmpfs: a file system without project quotas.
+    fn tmpfs() -> Option<Mounted> {
+        if skip_unless(is_root(), "mounting a tmpfs needs root") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        run_ok(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64m",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ]);
+        Some(Mounted { dir })
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// Mounts the image again with `options`; false (and mounted as it
+    /// was) if the kernel refuses them.
+    fn remount(&mut self, options: &str) -> bool {
+        let (image, mnt) = (self.dir.path().join("fs.img"), self.root());
+        let (image, mnt) = (image.to_str().unwrap(), mnt.to_str().unwrap());
+        run_ok(&["umount", mnt]);
+        let with = format!("loop,{options}");
+        if run(&["mount", "-o", &with, image, mnt]).status.success() {
+            return true;
+        }
+        run_ok(&["mount", "-o", "loop", image, mnt]);
+        false
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // The loop device goes with the mount (mount -o loop sets autoclear).
+        let _ = run(&["umount", self.root().to_str().unwrap()]);
+    }
+}
+
+/// Writes `bytes` of zeros to `path` and syncs them; the error of the
+/// first write or sync that fails.
+fn fill(path: &Path, bytes: u64) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    let chunk = vec![0u8; MIB as usize];
+    for _ in 0..bytes / MIB {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()
+}
+
+fn is_quota_exceeded(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::EDQUOT)
+}
+
+#[test]
+fn a_btrfs_volume_is_a_subvolume_held_to_its_qgroup_limit() {
+    let Some(fs) = Mounted::image("mkfs.btrfs", "300M", "rw") else {
+        return;
+    };
+    let root = fs.root();
+    let mut lines = Vec::new();
+    volumes::create(&root, "data", Some(8 * MIB), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    let made = volumes::made_by_ctm(&root, "data").unwrap();
+    assert_eq!(made.kind, Kind::BtrfsSubvolume);
+    assert_eq!(made.quota, Some(8 * MIB));
+    let dir = volumes::path(&root, "data");
+    let show = run_ok(&["btrfs", "subvolume", "show", dir.to_str().unwrap()]);
+    assert!(show.contains("Name:"), "{show}");
+
+    let err = fill(&dir.join("big"), 32 * MIB).unwrap_err();
+    assert!(is_quota_exceeded(&err), "{err}");
+    // Raised, the quota lets it grow; what is there stays.
+    volumes::set_quota(&root, "data", Some(64 * MIB), &mut |_| {}).unwrap();
+    fill(&dir.join("bigger"), 32 * MIB).unwrap();
+    let usage = volumes::measure(&root);
+    assert!(usage["data"].used >= 32 * MIB, "{usage:?}");
+
+    // --prune's two steps: set aside, then purged with its record.
+    volumes::set_aside(&root, "data").unwrap();
+    assert!(volumes::purge(&root, &mut |_| {}).is_empty());
+    assert!(!dir.exists());
+    assert!(volumes::made_volumes(&root).is_empty());
+}
+
+#[test]
+fn an_xfs_volume_has_a_project_quota_of_its_own_where_the_mount_allows() {
+    let Some(mut fs) = Mounted::image("mkfs.xfs", "320M", "rw") else {
+        return;
+    };
+    let root = fs.root();
+    // Mounted without `prjquota`: a quota is refused, and nothing is made.
+    let support = volumes::quota_support(&volumes::file_system(&root).unwrap(), false);
+    assert!(
+        matches!(&support, QuotaSupport::Unsupported { reason } if reason.contains("mount it with `prjquota`")),
+        "{support:?}"
+    );
+    let err = volumes::create(&root, "data", Some(8 * MIB), &mut |_| {}).unwrap_err();
+    assert!(err.why.contains("prjquota"), "{err}");
+    assert!(!volumes::path(&root, "data").exists());
+    assert!(volumes::made_volumes(&root).is_empty());
+    // Without a quota it is a plain directory.
+    volumes::create(&root, "plain", None, &mut |_| {}).unwrap();
+    assert_eq!(
+        volumes::made_by_ctm(&root, "plain").unwrap().kind,
+        Kind::Directory
+    );
+
+    if !fs.remount("prjquota") {
+        // The kernel's fact, not the machine's setup: say so, loudly.
+        say_skipped(&format!(
+            "the kernel ({}) has no XFS quota support (CONFIG_XFS_QUOTA): a project quota \
+             is refused there (shown above), and its enforcement cannot be shown",
+            run_ok(&["uname", "-r"]).trim()
+        ));
+        return;
+    }
+    for name in ["data", "logs"] {
+        volumes::create(&root, name, Some(8 * MIB), &mut |_| {}).unwrap();
+    }
+    let (data, logs) = (
+        volumes::made_by_ctm(&root, "data").unwrap(),
+        volumes::made_by_ctm(&root, "logs").unwrap(),
+    );
+    assert_eq!(data.kind, Kind::Directory);
+    assert!(data.project.is_some() && data.project != logs.project);
+
+    let dir = volumes::path(&root, "data");
+    // Inherited: a subdirectory counts against the volume's quota too.
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let err = fill(&dir.join("sub/big"), 32 * MIB).unwrap_err();
+    assert!(is_quota_exceeded(&err), "{err}");
+    let used = volumes::measure(&root)["data"].used;
+    assert!((4 * MIB..=8 * MIB).contains(&used), "{used}");
+    // The other volume's quota is its own.
+    fill(&volumes::path(&root, "logs").join("some"), 4 * MIB).unwrap();
+    // Lifted, the quota no longer stops it.
+    volumes::set_quota(&root, "data", None, &mut |_| {}).unwrap();
+    std::fs::remove_file(dir.join("sub/big")).unwrap();
+    fill(&dir.join("sub/big"), 32 * MIB).unwrap();
+}
+
+/// A host file with one container of a volume with a quota.
+const QUOTA_HOST: &str = r#"
+image "guest" {
+    directory "/srv/images/guest"
+}
+volume "data" {
+    quota "8M"
+}
+container "db" {
+    image "guest"
+    bind "/usr" read-only=#true
+    volume "data" "/srv/data" idmap=#true
+}
+"#;
+
+#[test]
+fn a_quota_the_file_system_cannot_enforce_is_refused_at_plan_time() {
+    let Some(fs) = Mounted::tmpfs() else {
+        return;
+    };
+    let root = fs.root();
+    let file = root.join("host.kdl");
+    std::fs::write(&file, QUOTA_HOST).unwrap();
+    let ctm = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(args)
+            .args(["--root", root.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let planned = ctm(&["plan", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&planned.stdout);
+    assert_eq!(planned.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("create volume data (quota 8M) at /var/lib/ctm/volumes/data"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "volume data (quota 8M): the volumes are on tmpfs ({}), which has no quotas ctm can set",
+            root.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("The volumes' file system cannot enforce a quota: nothing will be applied."),
+        "{text}"
+    );
+
+    let applied = ctm(&["apply", file.to_str().unwrap(), "--yes"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&applied.stdout),
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert_eq!(applied.status.code(), Some(1), "{said}");
+    assert!(said.contains("ctm::quota_unsupported"), "{said}");
+    assert!(said.contains("the quota of volume data (8M)"), "{said}");
+    // Nothing changed: no generation, no volume, no file.
+    assert!(!root.join("var/lib/ctm/generations").exists());
+    assert!(!root.join("var/lib/ctm/volumes").exists());
+    assert!(!root.join("etc/systemd/nspawn/db.nspawn").exists());
+
+    // Without the quota the same host plans.
+    std::fs::write(&file, QUOTA_HOST.replace("    quota \"8M\"\n", "")).unwrap();
+    let planned = ctm(&["plan", file.to_str().unwrap()]);
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stdout)
+    );
+}
+
+fn lab_unavailable() -> bool {
+    let available = Lab::available();
+    skip_unless(available.is_ok(), &available.err().unwrap_or_default())
+}
+
+#[test]
+fn a_volume_outlives_its_container_holds_its_quota_and_goes_only_with_prune() {
+    if lab_unavailable() {
+        return;
+    }
+    // The lab's own root is an overlay, which takes neither quotas nor
+    // ID-mapped mounts: its volumes directory is a btrfs image, made here
+    // and bound in.
+    let Some(fs) = Mounted::image("mkfs.btrfs", "300M", "rw") else {
+        return;
+    };
+    let bind = format!("--bind={}:/var/lib/ctm/volumes", fs.root().display());
+    let lab = lab_with_args("volumes", QUOTA_HOST, &[&bind]);
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("create volume data (quota 8M) at /var/lib/ctm/volumes/data"),
+        "{applied}"
+    );
+
+    // The container writes through the ID-mapped mount; on the host the
+    // file is root's.
+    let wrote = lab.run_in("db", &["sh", "-c", "echo kept > /srv/data/note && id -u"]);
+    assert!(wrote.status.success(), "{}", lab::show_output(&wrote));
+    let note = fs.root().join("data/note");
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "kept\n");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(note.metadata().unwrap().uid(), 0);
+
+    // Past its quota, the container's write fails.
+    let big = lab.run_in(
+        "db",
+        &[
+            "dd",
+            "if=/dev/zero",
+            "of=/srv/data/big",
+            "bs=1M",
+            "count=32",
+            "conv=fsync",
+        ],
+    );
+    assert!(!big.status.success(), "{}", lab::show_output(&big));
+    assert!(
+        lab::show_output(&big).contains("Disk quota exceeded"),
+        "{}",
+        lab::show_output(&big)
+    );
+
+    let status = ctm_ok(&lab, &["status"]);
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("data "))
+        .unwrap_or_else(|| panic!("no volume row:\n{status}"));
+    assert!(row.contains("8M") && row.contains("db"), "{status}");
+
+    // The container goes; its volume and data stay.
+    let without = "image \"guest\" {\n    directory \"/srv/images/guest\"\n}\n";
+    lab.write("/root/host.kdl", without);
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("Kept: volumes no longer in the host file:"),
+        "{applied}"
+    );
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "kept\n");
+
+    // Only --prune deletes it.
+    let pruned = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes", "--prune"]);
+    assert!(
+        pruned.contains("delete volume data (/var/lib/ctm/volumes/data) and its data"),
+        "{pruned}"
+    );
+    assert!(!fs.root().join("data").exists());
+    drop(lab);
+}
