@@ -22,6 +22,10 @@ pub const VOLUMES: &str = "var/lib/ctm/volumes";
 /// ctm's records of the volumes it made.
 pub const VOLUME_RECORDS: &str = "var/lib/ctm/volume-records";
 
+/// Snapshots of containers (`ctm snapshot`): `CONTAINER/ID/` with the
+/// root file system and volumes, `CONTAINER/ID.json` the record.
+pub const SNAPSHOTS: &str = "var/lib/ctm/snapshots";
+
 /// A volume's directory, relative to the root.
 pub fn volume_dir(volume: &str) -> String {
     format!("{VOLUMES}/{volume}")

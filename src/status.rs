@@ -680,7 +680,8 @@ mod tests {
         let mut input = inputs(&expect, &plan, &system, None);
         input.volumes = &measured;
         let s = status(&input);
-        let rows: Vec<(&str, Option<&str>, Option<u64>, bool, Vec<String>)> = s
+        type Row<'a> = (&'a str, Option<&'a str>, Option<u64>, bool, Vec<String>);
+        let rows: Vec<Row> = s
             .volumes
             .iter()
             .map(|v| {

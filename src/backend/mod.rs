@@ -18,6 +18,7 @@ pub mod provision;
 pub mod pty;
 pub mod recording;
 pub mod rootfs;
+pub mod snapshots;
 pub mod ssh;
 pub mod stats;
 pub mod systemd;

@@ -497,6 +497,51 @@ pub fn measure(root: &Path) -> BTreeMap<String, Measured> {
         .collect()
 }
 
+/// Puts the tree at `staged` (a copy from a snapshot, on the same file
+/// system) in the place of volume `name`, at once: what was the volume is
+/// at `staged` afterwards. The volume stays ctm's, with its quota, which
+/// is set again on the new tree (a qgroup or project belongs to a tree).
+pub fn replace(
+    root: &Path,
+    name: &str,
+    staged: &Path,
+    progress: Progress<'_>,
+) -> Result<(), SystemError> {
+    let target = path(root, name);
+    let what = || format!("restoring volume {name}");
+    let mut made = made_by_ctm(root, name)
+        .ok_or_else(|| error(what(), "ctm did not make the directory at its path"))?;
+    let (inode, born) = identity(staged).ok_or_else(|| error(what(), "the copy is gone"))?;
+    let kind = if std::fs::metadata(staged).is_ok_and(|m| m.ino() == 256)
+        && file_system(staged).is_ok_and(|fs| fs.name == "btrfs")
+    {
+        Kind::BtrfsSubvolume
+    } else {
+        Kind::Directory
+    };
+    let previous = made.clone();
+    made.inode = inode;
+    made.born = born;
+    made.kind = kind;
+    // Recorded first, like a new volume: the record never names a tree
+    // that was not whole.
+    write_record(root, name, &made)?;
+    if let Err(e) = super::snapshots::exchange(&target, staged) {
+        write_record(root, name, &previous)?;
+        return Err(e);
+    }
+    if let Some(quota) = made.quota {
+        let fs = file_system(&target)?;
+        if let Some(project) = made.project {
+            // A copy's files have no project: all of them are given it.
+            project::assign_tree(&target, project)?;
+        }
+        limit(root, &target, &fs, &mut made, Some(quota), progress)?;
+        write_record(root, name, &made)?;
+    }
+    Ok(())
+}
+
 // ---- deleting (`--prune`) ------------------------------------------------------
 
 /// Moves volume `name` out of the way, to be purged once the change that
@@ -611,7 +656,8 @@ mod project {
         std::fs::File::open(dir).map_err(|e| error(format!("opening {}", dir.display()), e))
     }
 
-    /// Gives `dir` project `id`, inherited by what is made in it.
+    /// Gives `dir` project `id`, inherited by what is made in it (a file
+    /// takes the ID alone).
     pub fn assign(dir: &Path, id: u32) -> Result<(), SystemError> {
         let file = open(dir)?;
         let what = || format!("setting the project ID of {}", dir.display());
@@ -620,9 +666,37 @@ mod project {
         // struct fsxattr, which the ioctl fills.
         unsafe { get_xattr(file.as_raw_fd(), &mut attr) }.map_err(|e| error(what(), e))?;
         attr.projid = id;
-        attr.xflags |= FS_XFLAG_PROJINHERIT;
+        if dir.is_dir() {
+            attr.xflags |= FS_XFLAG_PROJINHERIT;
+        }
         // SAFETY: as above; the kernel only reads `attr`.
         unsafe { set_xattr(file.as_raw_fd(), &attr) }.map_err(|e| error(what(), e))?;
+        Ok(())
+    }
+
+    /// [`assign`] to `dir` and everything below it on its file system
+    /// (files and directories; the kernel keeps no project on symlinks
+    /// and devices).
+    pub fn assign_tree(dir: &Path, id: u32) -> Result<(), SystemError> {
+        assign(dir, id)?;
+        let device = std::fs::metadata(dir)
+            .map_err(|e| error(format!("reading {}", dir.display()), e))?
+            .dev();
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| error(format!("reading {}", dir.display()), e))?;
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.dev() != device {
+                continue;
+            }
+            if meta.is_dir() {
+                assign_tree(&entry.path(), id)?;
+            } else if meta.is_file() {
+                assign(&entry.path(), id)?;
+            }
+        }
         Ok(())
     }
 

@@ -13,6 +13,7 @@ mod info;
 mod output;
 mod plan;
 pub mod serve;
+mod snapshot;
 mod status;
 mod tunnel;
 
@@ -97,6 +98,14 @@ enum Command {
     /// One still in the host file is made afresh from its image by the
     /// next apply or start.
     Destroy(destroy::Args),
+    /// Take a snapshot of a container: a copy of its root file system
+    /// (and, with --volumes, its volumes), frozen for the copy if it runs.
+    Snapshot(snapshot::Args),
+    /// List the snapshots of a container, or of every container.
+    Snapshots(snapshot::ListArgs),
+    /// Put a snapshot of a container back; what it replaces is kept as a
+    /// snapshot first. A running container is stopped and started again.
+    Restore(snapshot::RestoreArgs),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
     /// Tunnels: `status [NAME]` shows each one's link, counters and the
@@ -242,6 +251,9 @@ pub fn main() -> Run {
         Command::Stats(args) => report(container::stats(&args)),
         Command::Logs(args) => report(container::logs(&args)),
         Command::Destroy(args) => report(destroy::run(&args)),
+        Command::Snapshot(args) => report(snapshot::take(&args)),
+        Command::Snapshots(args) => report(snapshot::list(&args)),
+        Command::Restore(args) => report(snapshot::restore(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Tunnel(command) => report(tunnel::run(&command)),
         Command::Gc(args) => report(generations::gc(&args)),

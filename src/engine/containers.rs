@@ -278,7 +278,7 @@ fn managed(
     Ok((current, model))
 }
 
-fn no_such_container<'a>(
+pub(super) fn no_such_container<'a>(
     name: &Name,
     generation: Option<u64>,
     known: impl Iterator<Item = &'a String>,

@@ -1,7 +1,7 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
 //! The web server answers each with 409 Conflict (422 for `Invalid`, 404
-//! for `NoSuchContainer` and `NoSuchTunnel`).
+//! for `NoSuchContainer`, `NoSuchTunnel` and `NoSuchSnapshot`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
@@ -141,6 +141,14 @@ pub enum Refused {
         name: String,
         generation: Option<u64>,
         /// The containers there are.
+        help: String,
+    },
+    #[error("container {container} has no snapshot {id}")]
+    #[diagnostic(code(ctm::no_such_snapshot), help("{help}"))]
+    NoSuchSnapshot {
+        container: String,
+        id: String,
+        /// The snapshots there are.
         help: String,
     },
     #[error(

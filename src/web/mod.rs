@@ -339,7 +339,9 @@ impl ApiError {
             Refused::Invalid { .. } | Refused::InvalidFleet { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            Refused::NoSuchContainer { .. } | Refused::NoSuchTunnel { .. } => StatusCode::NOT_FOUND,
+            Refused::NoSuchContainer { .. }
+            | Refused::NoSuchTunnel { .. }
+            | Refused::NoSuchSnapshot { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, refused.to_string());
