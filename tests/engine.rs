@@ -580,3 +580,79 @@ fn a_volume_is_made_before_any_container_starts_and_a_rollback_keeps_it() {
         "{calls:#?}"
     );
 }
+
+#[test]
+fn a_snapshot_freezes_a_running_container_and_thaws_it_even_when_the_copy_fails() {
+    use ctm::engine::snapshots::{self, Options};
+    use ctm::model::Name;
+    let h = Host::new();
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    for name in ["web", "db"] {
+        let tree = h.root().join("var/lib/machines").join(name).join("etc");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("motd"), name).unwrap();
+    }
+    let web = Name::parse("web").unwrap();
+    let frozen = snapshots::snapshot(&h.target(), &web, Options::default(), &mut |_| {}).unwrap();
+    assert!(frozen.frozen);
+    assert_eq!(h.fake.take_calls(), ["pause web", "resume web"]);
+
+    let stop = Options {
+        stop: true,
+        ..Options::default()
+    };
+    let stopped = snapshots::snapshot(&h.target(), &web, stop, &mut |_| {}).unwrap();
+    assert!(!stopped.frozen);
+    let calls = h.fake.take_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0].starts_with("perform: stop container web"),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("perform: start container web"),
+        "{calls:?}"
+    );
+
+    // Where the copy cannot go (a file in the way of db's snapshots), the
+    // container is thawed all the same, and no snapshot is left.
+    let snapshots_dir = h.root().join("var/lib/ctm/snapshots");
+    std::fs::write(snapshots_dir.join("db"), "in the way").unwrap();
+    let db = Name::parse("db").unwrap();
+    snapshots::snapshot(&h.target(), &db, Options::default(), &mut |_| {}).unwrap_err();
+    assert_eq!(h.fake.take_calls(), ["pause db", "resume db"]);
+    assert_eq!(snapshots::list(&h.target(), Some(&db)).unwrap(), []);
+
+    // A restore stops the running container, swaps, and starts it again.
+    std::fs::write(h.root().join("var/lib/machines/web/etc/motd"), "changed").unwrap();
+    let restored = snapshots::restore(&h.target(), &web, &frozen.id, &mut |_| {}).unwrap();
+    assert!(restored.restarted);
+    assert_eq!(
+        std::fs::read_to_string(h.root().join("var/lib/machines/web/etc/motd")).unwrap(),
+        "web"
+    );
+    let calls = h.fake.take_calls();
+    assert!(
+        calls[0].starts_with("perform: stop container web"),
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].starts_with("perform: start container web"),
+        "{calls:?}"
+    );
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let listed: Vec<String> = snapshots::list(&h.target(), Some(&web))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.reason)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "ctm snapshot".to_string(),
+            "ctm snapshot".to_string(),
+            format!("kept by the restore of {}", frozen.id)
+        ]
+    );
+}

@@ -385,3 +385,276 @@ fn a_volume_outlives_its_container_holds_its_quota_and_goes_only_with_prune() {
     assert!(!fs.root().join("data").exists());
     drop(lab);
 }
+
+// ---- snapshots -------------------------------------------------------------------
+
+/// A host file of one container with a volume, applied to a files-only
+/// root, with a tree made by hand where ctm would have made it.
+struct FilesOnly {
+    dir: tempfile::TempDir,
+}
+
+const SNAPSHOT_HOST: &str = r#"
+image "guest" {
+    directory "/srv/images/guest"
+}
+volume "data"
+container "web" {
+    image "guest"
+    volume "data" "/srv/data"
+}
+"#;
+
+impl FilesOnly {
+    fn new() -> FilesOnly {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("host.kdl"), SNAPSHOT_HOST).unwrap();
+        let f = FilesOnly { dir };
+        let out = f.ctm(&["apply", f.file().to_str().unwrap(), "--yes"]);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::create_dir_all(f.root().join("var/lib/machines/web/etc")).unwrap();
+        f
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("host.kdl")
+    }
+
+    fn ctm(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(args)
+            .args(["--root", self.root().to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctm(args);
+        assert!(
+            out.status.success(),
+            "ctm {}: {}",
+            args.join(" "),
+            text(&out)
+        );
+        text(&out)
+    }
+
+    fn tree(&self, path: &str) -> PathBuf {
+        self.root().join("var/lib/machines/web").join(path)
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The id in `Took snapshot ID of container …`.
+fn taken_id(said: &str) -> String {
+    said.split("Took snapshot ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no snapshot taken: {said}"))
+        .to_string()
+}
+
+#[test]
+fn a_snapshot_is_restored_and_what_it_replaced_is_kept() {
+    let f = FilesOnly::new();
+    std::fs::write(f.tree("etc/motd"), "before\n").unwrap();
+    let id = taken_id(&f.ok(&["snapshot", "web"]));
+    std::fs::write(f.tree("etc/motd"), "after\n").unwrap();
+    std::fs::write(f.tree("etc/new"), "new\n").unwrap();
+
+    let said = f.ok(&["restore", "web", &id]);
+    assert!(
+        said.contains(&format!("Restored snapshot {id} of container web.")),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.tree("etc/motd")).unwrap(),
+        "before\n"
+    );
+    assert!(!f.tree("etc/new").exists());
+    // The replaced state is a snapshot of its own: restoring it undoes
+    // the restore.
+    let kept = said
+        .split("kept as snapshot ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('.')
+        .to_string();
+    let listed = f.ok(&["snapshots", "web"]);
+    assert!(listed.contains(&id) && listed.contains(&kept), "{listed}");
+    assert!(
+        listed.contains(&format!("kept by the restore of {id}")),
+        "{listed}"
+    );
+    f.ok(&["restore", "web", &kept]);
+    assert_eq!(
+        std::fs::read_to_string(f.tree("etc/motd")).unwrap(),
+        "after\n"
+    );
+    assert_eq!(std::fs::read_to_string(f.tree("etc/new")).unwrap(), "new\n");
+
+    let json: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(
+        &f.ctm(&["snapshots", "--json"]).stdout,
+    ))
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(json[0]["container"], "web");
+    assert_eq!(json[0]["frozen"], false);
+}
+
+#[test]
+fn snapshots_of_what_is_not_there_are_clear_errors() {
+    let f = FilesOnly::new();
+    let out = f.ctm(&["snapshot", "db"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("container db is not managed by ctm"),
+        "{}",
+        text(&out)
+    );
+    let out = f.ctm(&["restore", "web", "20990101T000000Z"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out);
+    assert!(
+        said.contains("container web has no snapshot 20990101T000000Z"),
+        "{said}"
+    );
+    assert!(said.contains("`ctm snapshot web` takes one"), "{said}");
+    // --volumes needs the volume made (a files-only apply makes none).
+    let out = f.ctm(&["snapshot", "web", "--volumes"]);
+    assert!(
+        text(&out).contains("volume data of container web does not exist"),
+        "{}",
+        text(&out)
+    );
+    assert!(f.ok(&["snapshots"]).contains("No snapshots."));
+}
+
+/// One container with a volume, in a lab whose volumes are on btrfs.
+const LAB_SNAPSHOT_HOST: &str = r#"
+image "guest" {
+    directory "/srv/images/guest"
+}
+volume "data" {
+    quota "64M"
+}
+container "web" {
+    image "guest"
+    bind "/usr" read-only=#true
+    volume "data" "/srv/data" idmap=#true
+}
+"#;
+
+#[test]
+fn a_snapshot_of_a_running_container_is_frozen_consistent_and_restores_its_data() {
+    if lab_unavailable() {
+        return;
+    }
+    let Some(fs) = Mounted::image("mkfs.btrfs", "300M", "rw") else {
+        return;
+    };
+    let bind = format!("--bind={}:/var/lib/ctm/volumes", fs.root().display());
+    let lab = lab_with_args("snapshots", LAB_SNAPSHOT_HOST, &[&bind]);
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let in_web = |script: &str| {
+        let out = lab.run_in("web", &["sh", "-ec", script]);
+        assert!(out.status.success(), "{script}: {}", lab::show_output(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    in_web("echo in-rootfs > /root/hello; echo in-volume > /srv/data/hello");
+    // Enough to copy that the copy takes a moment, and a writer in the
+    // container's own cgroup (a unit of its systemd) that replaces two
+    // files in turn, each whole (write, then rename): in a copy of one
+    // moment, a is b or b + 1; a copy made while it runs on is far off.
+    in_web("head -c 48M /dev/zero > /root/ballast");
+    in_web(
+        "systemd-run --unit=writer sh -c 'i=0; while :; do i=$((i+1)); \
+         echo $i > /a.new; mv /a.new /a; echo $i > /b.new; mv /b.new /b; done'",
+    );
+
+    let events = lab.path("/sys/fs/cgroup/machine.slice/systemd-nspawn@web.service/cgroup.events");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (said, seen_frozen) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut frozen = false;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if std::fs::read_to_string(&events)
+                    .is_ok_and(|e| e.lines().any(|l| l == "frozen 1"))
+                {
+                    frozen = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            frozen
+        });
+        let said = ctm_ok(&lab, &["snapshot", "web", "--volumes"]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (said, watcher.join().unwrap())
+    });
+    assert!(
+        seen_frozen,
+        "the container's cgroup was never frozen during:\n{said}"
+    );
+    assert!(said.contains("froze container web for the copy"), "{said}");
+    // Thawed after: the writer goes on.
+    let before = in_web("cat /a");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_ne!(in_web("cat /a"), before, "the writer did not go on");
+
+    let id = taken_id(&said);
+    let snap = |p: &str| {
+        lab.read(format!("/var/lib/ctm/snapshots/web/{id}/{p}"))
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let (a, b) = (snap("rootfs/a"), snap("rootfs/b"));
+    assert!(a == b || a == b + 1, "inconsistent copy: a={a} b={b}");
+    let listed = ctm_ok(&lab, &["snapshots", "web", "--json"]);
+    assert!(listed.contains("\"frozen\": true"), "{listed}");
+    assert!(listed.contains("\"data\""), "{listed}");
+
+    // Both files go; the restore brings them back.
+    in_web("systemctl stop writer; rm /root/hello /srv/data/hello");
+    let restored = ctm_ok(&lab, &["restore", "web", &id]);
+    assert!(restored.contains("and started it again"), "{restored}");
+    eventually("web runs again", std::time::Duration::from_secs(60), || {
+        let out = lab.run_in("web", &["cat", "/root/hello", "/srv/data/hello"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(lab::show_output(&out))
+        }
+    });
+    assert_eq!(
+        in_web("cat /root/hello /srv/data/hello"),
+        "in-rootfs\nin-volume\n"
+    );
+    // The volume is ctm's still, a subvolume with its quota: nothing to do.
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
+    // The limit is on the restored subvolume's own qgroup (-f: only the
+    // qgroups of this path).
+    let show = run_ok(&[
+        "btrfs",
+        "qgroup",
+        "show",
+        "-r",
+        "--raw",
+        "-f",
+        fs.root().join("data").to_str().unwrap(),
+    ]);
+    assert!(show.contains(&(64 * MIB).to_string()), "{show}");
+    drop(lab);
+}
