@@ -604,16 +604,7 @@ fn a_snapshot_freezes_a_running_container_and_thaws_it_even_when_the_copy_fails(
     };
     let stopped = snapshots::snapshot(&h.target(), &web, stop, &mut |_| {}).unwrap();
     assert!(!stopped.frozen);
-    let calls = h.fake.take_calls();
-    assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(
-        calls[0].starts_with("perform: stop container web"),
-        "{calls:?}"
-    );
-    assert!(
-        calls[1].starts_with("perform: start container web"),
-        "{calls:?}"
-    );
+    assert_stopped_then_started(&h.fake.take_calls(), "web");
 
     // Where the copy cannot go (a file in the way of db's snapshots), the
     // container is thawed all the same, and no snapshot is left.
@@ -632,16 +623,7 @@ fn a_snapshot_freezes_a_running_container_and_thaws_it_even_when_the_copy_fails(
         std::fs::read_to_string(h.root().join("var/lib/machines/web/etc/motd")).unwrap(),
         "web"
     );
-    let calls = h.fake.take_calls();
-    assert!(
-        calls[0].starts_with("perform: stop container web"),
-        "{calls:?}"
-    );
-    assert!(
-        calls[1].starts_with("perform: start container web"),
-        "{calls:?}"
-    );
-    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_stopped_then_started(&h.fake.take_calls(), "web");
     let listed: Vec<String> = snapshots::list(&h.target(), Some(&web))
         .unwrap()
         .into_iter()
@@ -654,5 +636,22 @@ fn a_snapshot_freezes_a_running_container_and_thaws_it_even_when_the_copy_fails(
             "ctm snapshot".to_string(),
             format!("kept by the restore of {}", frozen.id)
         ]
+    );
+}
+
+/// The calls are a stop of container `name`, then its start.
+#[track_caller]
+fn assert_stopped_then_started(calls: &[String], name: &str) {
+    let summaries: Vec<&str> = calls
+        .iter()
+        .map(|c| c.split(" [").next().unwrap_or(c))
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            format!("perform: stop container {name}"),
+            format!("perform: start container {name}")
+        ],
+        "{calls:?}"
     );
 }

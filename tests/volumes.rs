@@ -83,8 +83,8 @@ impl Mounted {
         Some(Mounted { dir })
     }
 
-    /// A tmpfs: a file system without project quotas.
-    fn tmpfs() -> Option<Mounted> {
+    /// A tmpfs of `size`: a file system without project quotas.
+    fn tmpfs(size: &str) -> Option<Mounted> {
         if skip_unless(is_root(), "mounting a tmpfs needs root") {
             return None;
         }
@@ -96,7 +96,7 @@ impl Mounted {
             "-t",
             "tmpfs",
             "-o",
-            "size=64m",
+            &format!("size={size}"),
             "tmpfs",
             mnt.to_str().unwrap(),
         ]);
@@ -251,7 +251,7 @@ container "db" {
 
 #[test]
 fn a_quota_the_file_system_cannot_enforce_is_refused_at_plan_time() {
-    let Some(fs) = Mounted::tmpfs() else {
+    let Some(fs) = Mounted::tmpfs("64m") else {
         return;
     };
     let root = fs.root();
@@ -307,24 +307,33 @@ fn a_quota_the_file_system_cannot_enforce_is_refused_at_plan_time() {
     );
 }
 
-fn lab_unavailable() -> bool {
-    let available = Lab::available();
-    skip_unless(available.is_ok(), &available.err().unwrap_or_default())
+/// A lab whose volumes directory is a btrfs image made here and bound
+/// in: the lab's own root is an overlay, which takes neither quotas nor
+/// ID-mapped mounts. The lab is dropped before the image (field order).
+struct BtrfsLab {
+    lab: Lab,
+    fs: Mounted,
+}
+
+impl BtrfsLab {
+    /// `None` (and a visible skip) where there is no lab or no image.
+    fn boot(name: &str, host: &str) -> Option<BtrfsLab> {
+        let available = Lab::available();
+        if skip_unless(available.is_ok(), &available.err().unwrap_or_default()) {
+            return None;
+        }
+        let fs = Mounted::image("mkfs.btrfs", "300M", "rw")?;
+        let bind = format!("--bind={}:/var/lib/ctm/volumes", fs.root().display());
+        let lab = lab_with_args(name, host, &[&bind]);
+        Some(BtrfsLab { lab, fs })
+    }
 }
 
 #[test]
 fn a_volume_outlives_its_container_holds_its_quota_and_goes_only_with_prune() {
-    if lab_unavailable() {
-        return;
-    }
-    // The lab's own root is an overlay, which takes neither quotas nor
-    // ID-mapped mounts: its volumes directory is a btrfs image, made here
-    // and bound in.
-    let Some(fs) = Mounted::image("mkfs.btrfs", "300M", "rw") else {
+    let Some(BtrfsLab { lab, fs }) = BtrfsLab::boot("volumes", QUOTA_HOST) else {
         return;
     };
-    let bind = format!("--bind={}:/var/lib/ctm/volumes", fs.root().display());
-    let lab = lab_with_args("volumes", QUOTA_HOST, &[&bind]);
     let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
     assert!(
         applied.contains("create volume data (quota 8M) at /var/lib/ctm/volumes/data"),
@@ -383,7 +392,6 @@ fn a_volume_outlives_its_container_holds_its_quota_and_goes_only_with_prune() {
         "{pruned}"
     );
     assert!(!fs.root().join("data").exists());
-    drop(lab);
 }
 
 // ---- snapshots -------------------------------------------------------------------
@@ -392,6 +400,8 @@ fn a_volume_outlives_its_container_holds_its_quota_and_goes_only_with_prune() {
 /// root, with a tree made by hand where ctm would have made it.
 struct FilesOnly {
     dir: tempfile::TempDir,
+    /// A file system of its own for the root, when the test made one.
+    fs: Option<Mounted>,
 }
 
 const SNAPSHOT_HOST: &str = r#"
@@ -407,9 +417,14 @@ container "web" {
 
 impl FilesOnly {
     fn new() -> FilesOnly {
+        FilesOnly::with(None)
+    }
+
+    /// With the root on `fs`.
+    fn with(fs: Option<Mounted>) -> FilesOnly {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("host.kdl"), SNAPSHOT_HOST).unwrap();
-        let f = FilesOnly { dir };
+        let f = FilesOnly { dir, fs };
         let out = f.ctm(&["apply", f.file().to_str().unwrap(), "--yes"]);
         assert!(out.status.success(), "{}", text(&out));
         std::fs::create_dir_all(f.root().join("var/lib/machines/web/etc")).unwrap();
@@ -417,7 +432,10 @@ impl FilesOnly {
     }
 
     fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
+        match &self.fs {
+            Some(fs) => fs.root(),
+            None => self.dir.path().join("root"),
+        }
     }
 
     fn file(&self) -> PathBuf {
@@ -559,14 +577,9 @@ container "web" {
 
 #[test]
 fn a_snapshot_of_a_running_container_is_frozen_consistent_and_restores_its_data() {
-    if lab_unavailable() {
-        return;
-    }
-    let Some(fs) = Mounted::image("mkfs.btrfs", "300M", "rw") else {
+    let Some(BtrfsLab { lab, fs }) = BtrfsLab::boot("snapshots", LAB_SNAPSHOT_HOST) else {
         return;
     };
-    let bind = format!("--bind={}:/var/lib/ctm/volumes", fs.root().display());
-    let lab = lab_with_args("snapshots", LAB_SNAPSHOT_HOST, &[&bind]);
     ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
     let in_web = |script: &str| {
         let out = lab.run_in("web", &["sh", "-ec", script]);
@@ -656,5 +669,22 @@ fn a_snapshot_of_a_running_container_is_frozen_consistent_and_restores_its_data(
         fs.root().join("data").to_str().unwrap(),
     ]);
     assert!(show.contains(&(64 * MIB).to_string()), "{show}");
-    drop(lab);
+}
+
+#[test]
+fn a_snapshot_that_cannot_fit_is_refused_before_anything_is_copied() {
+    let Some(fs) = Mounted::tmpfs("32m") else {
+        return;
+    };
+    let f = FilesOnly::with(Some(fs));
+    fill(&f.tree("etc/big"), 20 * MIB).unwrap();
+    let out = f.ctm(&["snapshot", "web"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("not enough space for the copy: it needs 2"),
+        "{said}"
+    );
+    assert!(said.contains("MB are free at"), "{said}");
+    assert!(!f.root().join("var/lib/ctm/snapshots/web").exists());
 }

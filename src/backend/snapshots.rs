@@ -10,13 +10,12 @@
 //! file system. A copy is made under a temporary name and renamed into
 //! place once complete, so a snapshot that exists is whole.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Progress, SystemError, exec, rootfs};
+use super::{Progress, SystemError, btrfs, exec, rootfs};
 use crate::fs;
 use crate::layout::SNAPSHOTS;
 
@@ -147,21 +146,9 @@ pub fn free_bytes(path: &Path) -> Result<u64, SystemError> {
         .map_err(|e| error(format!("asking for the free space at {}", at.display()), e))
 }
 
-/// Whether `path` is the root of a btrfs subvolume (inode 256 on btrfs).
-fn is_subvolume(path: &Path) -> bool {
-    let on_btrfs = nix::sys::statfs::statfs(path)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC);
-    on_btrfs && std::fs::metadata(path).is_ok_and(|m| m.ino() == 256)
-}
-
-fn has_btrfs_tool() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("btrfs").is_file()))
-}
-
 /// Whether `path` is a btrfs subvolume `btrfs` can snapshot.
 pub fn is_btrfs_subvolume(path: &Path) -> bool {
-    is_subvolume(path) && has_btrfs_tool()
+    btrfs::is_subvolume(path) && btrfs::available()
 }
 
 /// How `from` would be copied to `to`: a btrfs snapshot where `from` is
@@ -169,18 +156,11 @@ pub fn is_btrfs_subvolume(path: &Path) -> bool {
 /// system, which a snapshot needs, only `btrfs` itself can tell: where
 /// they are not, [`copy_tree`] copies instead.)
 pub fn method_for(from: &Path, to: &Path) -> Method {
-    if is_btrfs_subvolume(from) && on_btrfs(to) {
+    if is_btrfs_subvolume(from) && btrfs::on_btrfs(to) {
         Method::BtrfsSnapshot
     } else {
         Method::Copy
     }
-}
-
-fn on_btrfs(path: &Path) -> bool {
-    path.ancestors().find(|a| a.exists()).is_some_and(|a| {
-        nix::sys::statfs::statfs(a)
-            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC)
-    })
 }
 
 /// Copies the tree at `from` to `to` (which must not exist), under a
@@ -207,39 +187,23 @@ pub fn copy_tree(
         remove_tree(&partial, progress)?;
     }
     let method = method_for(from, to);
+    let (from_text, partial_text) = (from.display().to_string(), partial.display().to_string());
     if method == Method::BtrfsSnapshot {
-        let argv = [
-            "btrfs".to_string(),
-            "subvolume".to_string(),
-            "snapshot".to_string(),
-            from.display().to_string(),
-            partial.display().to_string(),
-        ];
-        let ran = exec::on_host(&argv, COPY_TIMEOUT, &mut |_| {})?;
-        if ran.success() {
-            fs::rename(&partial, to).map_err(|e| error(what(), e))?;
-            return Ok(method);
+        match btrfs::run(
+            &["subvolume", "snapshot", &from_text, &partial_text],
+            &mut |_| {},
+        ) {
+            Ok(()) => {
+                fs::rename(&partial, to).map_err(|e| error(what(), e))?;
+                return Ok(method);
+            }
+            // Two btrfs file systems, for one: a copy does instead.
+            Err(e) => progress(&format!("no btrfs snapshot ({}): copying instead", e.why)),
         }
-        progress(&format!(
-            "no btrfs snapshot ({}): copying instead",
-            ran.tail(1).trim()
-        ));
     }
-    if subvolume && has_btrfs_tool() && on_btrfs(parent) {
+    if subvolume && btrfs::available() && btrfs::on_btrfs(parent) {
         // Made first, then filled: cp copies into it (-T).
-        let argv = [
-            "btrfs".to_string(),
-            "subvolume".to_string(),
-            "create".to_string(),
-            partial.display().to_string(),
-        ];
-        let ran = exec::on_host(&argv, COPY_TIMEOUT, &mut |_| {})?;
-        if !ran.success() {
-            return Err(error(
-                what(),
-                format!("`btrfs`: {}; {}", ran.describe(), ran.tail(10)),
-            ));
-        }
+        btrfs::run(&["subvolume", "create", &partial_text], &mut |_| {})?;
     }
     let argv: Vec<String> = {
         vec![
@@ -293,17 +257,11 @@ pub fn copy_tree(
 /// with `btrfs subvolume delete`, anything else with `rm
 /// --one-file-system`.
 pub fn remove_tree(path: &Path, progress: Progress<'_>) -> Result<(), SystemError> {
-    if is_subvolume(path) && has_btrfs_tool() {
-        let argv = [
-            "btrfs".to_string(),
-            "subvolume".to_string(),
-            "delete".to_string(),
-            path.display().to_string(),
-        ];
-        let ran = exec::on_host(&argv, COPY_TIMEOUT, &mut |line| progress(line))?;
-        if ran.success() {
-            return Ok(());
-        }
+    if is_btrfs_subvolume(path) {
+        return btrfs::run(
+            &["subvolume", "delete", &path.display().to_string()],
+            progress,
+        );
     }
     rootfs::purge_one(path, progress)
 }
@@ -377,7 +335,7 @@ pub fn exchange(current: &Path, replacement: &Path) -> Result<(), SystemError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     #[test]
     fn a_copy_keeps_modes_owners_symlinks_and_hard_links() {

@@ -22,12 +22,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::sys::statfs;
 use serde::{Deserialize, Serialize};
 
-use super::{Progress, SystemError, exec, rootfs};
+use super::{Progress, SystemError, btrfs, rootfs};
 use crate::compile::health::VolumeHealth;
 use crate::fs;
 use crate::layout::{VOLUME_RECORDS, VOLUMES};
@@ -36,8 +35,6 @@ use crate::plan::{Present, QuotaSupport, VolumesState};
 const NEW_SUFFIX: &str = ".ctm-new";
 const SET_ASIDE_PREFIX: &str = ".#";
 const SET_ASIDE_SUFFIX: &str = ".ctm-removed";
-/// `btrfs` itself answers in moments; a hung file system must not hang ctm.
-const BTRFS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Project IDs ctm gives volumes start here, far from the small numbers
 /// people pick in /etc/projid.
 const FIRST_PROJECT: u32 = 0x6374_0000;
@@ -234,11 +231,6 @@ pub fn quota_support(fs: &FileSystem, btrfs_tool: bool) -> QuotaSupport {
     }
 }
 
-fn has_btrfs_tool() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("btrfs").is_file()))
-}
-
 /// What the plan needs of the volumes: their file system, how it takes a
 /// quota, and what is at each wanted volume's path and every recorded
 /// one's. `None` when there are neither wanted nor recorded volumes, so
@@ -252,7 +244,7 @@ pub fn observe(
         return Ok(None);
     }
     let fs = file_system(&root.join(VOLUMES))?;
-    let quota = quota_support(&fs, has_btrfs_tool());
+    let quota = quota_support(&fs, btrfs::available());
     let mut present = BTreeMap::new();
     for name in wanted.keys().chain(&recorded) {
         let entry = match made_by_ctm(root, name) {
@@ -326,8 +318,8 @@ pub fn create(
         delete(&new, Kind::BtrfsSubvolume, progress)
             .or_else(|_| delete(&new, Kind::Directory, progress))?;
     }
-    let kind = if fs.name == "btrfs" && has_btrfs_tool() {
-        btrfs(
+    let kind = if fs.name == "btrfs" && btrfs::available() {
+        btrfs::run(
             &["subvolume", "create", &new.display().to_string()],
             progress,
         )?;
@@ -392,15 +384,15 @@ fn limit(
     quota: Option<u64>,
     progress: Progress<'_>,
 ) -> Result<(), SystemError> {
-    match (made.kind, quota_support(fs, has_btrfs_tool())) {
+    match (made.kind, quota_support(fs, btrfs::available())) {
         (Kind::BtrfsSubvolume, QuotaSupport::Btrfs) => {
             let dir = dir.display().to_string();
             if quota.is_some() {
                 // Once per file system; a no-op when quotas are on.
-                btrfs(&["quota", "enable", &dir], progress)?;
+                btrfs::run(&["quota", "enable", &dir], progress)?;
             }
             let size = quota.map_or("none".to_string(), |q| q.to_string());
-            btrfs(&["qgroup", "limit", &size, &dir], progress)?;
+            btrfs::run(&["qgroup", "limit", &size, &dir], progress)?;
         }
         (Kind::Directory, QuotaSupport::Project) => {
             let project = match made.project {
@@ -448,20 +440,6 @@ fn next_project(root: &Path) -> u32 {
     (FIRST_PROJECT..)
         .find(|id| !taken.contains(id))
         .unwrap_or(FIRST_PROJECT)
-}
-
-fn btrfs(args: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
-    let mut argv = vec!["btrfs".to_string()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let ran = exec::on_host(&argv, BTRFS_TIMEOUT, &mut |line| progress(line))?;
-    if ran.success() {
-        Ok(())
-    } else {
-        Err(error(
-            format!("`{}`", argv.join(" ")),
-            format!("{}; {}", ran.describe(), ran.tail(10)),
-        ))
-    }
 }
 
 /// A volume ctm made, as `ctm status` shows it.
@@ -512,9 +490,7 @@ pub fn replace(
     let mut made = made_by_ctm(root, name)
         .ok_or_else(|| error(what(), "ctm did not make the directory at its path"))?;
     let (inode, born) = identity(staged).ok_or_else(|| error(what(), "the copy is gone"))?;
-    let kind = if std::fs::metadata(staged).is_ok_and(|m| m.ino() == 256)
-        && file_system(staged).is_ok_and(|fs| fs.name == "btrfs")
-    {
+    let kind = if btrfs::is_subvolume(staged) {
         Kind::BtrfsSubvolume
     } else {
         Kind::Directory
@@ -608,7 +584,7 @@ pub fn purge(root: &Path, progress: Progress<'_>) -> Vec<SystemError> {
 
 fn delete(dir: &Path, kind: Kind, progress: Progress<'_>) -> Result<(), SystemError> {
     match kind {
-        Kind::BtrfsSubvolume => btrfs(
+        Kind::BtrfsSubvolume => btrfs::run(
             &["subvolume", "delete", &dir.display().to_string()],
             progress,
         ),
