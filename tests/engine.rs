@@ -655,3 +655,54 @@ fn assert_stopped_then_started(calls: &[String], name: &str) {
         "{calls:?}"
     );
 }
+
+#[test]
+fn a_snapshot_with_volumes_freezes_every_running_container_that_shares_them() {
+    use ctm::engine::snapshots::{self, Options};
+    use ctm::model::Name;
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\"\ncontainer \"web\" {\n    volume \"data\" \"/srv/data\"\n",
+    );
+    h.edit(
+        "container \"db\" {\n",
+        "container \"db\" {\n    volume \"data\" \"/var/lib/db\"\n",
+    );
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    // The recording fake performs nothing: the tree and the volume are
+    // made here as ctm would.
+    std::fs::create_dir_all(h.root().join("var/lib/machines/web/etc")).unwrap();
+    ctm::backend::volumes::create(&h.root(), "data", None, &mut |_| {}).unwrap();
+    std::fs::write(
+        ctm::backend::volumes::path(&h.root(), "data").join("table"),
+        "rows",
+    )
+    .unwrap();
+
+    let web = Name::parse("web").unwrap();
+    let with_volumes = Options {
+        volumes: true,
+        ..Options::default()
+    };
+    let s = snapshots::snapshot(&h.target(), &web, with_volumes, &mut |_| {}).unwrap();
+    assert_eq!(
+        h.fake.take_calls(),
+        ["pause web", "pause db", "resume web", "resume db"]
+    );
+    assert_eq!(s.volumes, ["data"]);
+    let copied = ctm::backend::snapshots::volume_in(&h.root(), "web", &s.id, "data");
+    assert_eq!(
+        std::fs::read_to_string(copied.join("table")).unwrap(),
+        "rows"
+    );
+
+    // A restore of the volume while db, which shares it, runs is refused:
+    // db would go on writing to the replaced one.
+    let e = snapshots::restore(&h.target(), &web, &s.id, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "volume data is mounted by container db, which runs");
+    assert!(h.fake.take_calls().is_empty());
+}

@@ -205,18 +205,18 @@ pub fn copy_tree(
         // Made first, then filled: cp copies into it (-T).
         btrfs::run(&["subvolume", "create", &partial_text], &mut |_| {})?;
     }
-    let argv: Vec<String> = {
-        vec![
-            "cp".into(),
-            "--archive".into(),
-            "--reflink=auto".into(),
-            "--one-file-system".into(),
-            "--no-target-directory".into(),
-            "--".into(),
-            from.display().to_string(),
-            partial.display().to_string(),
-        ]
-    };
+    let argv: Vec<String> = [
+        "cp",
+        "--archive",
+        "--reflink=auto",
+        "--one-file-system",
+        "--no-target-directory",
+        "--",
+        &from_text,
+        &partial_text,
+    ]
+    .map(String::from)
+    .into();
     let started = Instant::now();
     let ran = std::thread::scope(|scope| {
         let copying = scope.spawn(|| exec::on_host(&argv, COPY_TIMEOUT, &mut |_| {}));
@@ -241,7 +241,6 @@ pub fn copy_tree(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
     let ran = ran?;
-    let method = Method::Copy;
     if !ran.success() {
         let _ = remove_tree(&partial, &mut |_| {});
         return Err(error(
@@ -250,7 +249,7 @@ pub fn copy_tree(
         ));
     }
     fs::rename(&partial, to).map_err(|e| error(what(), e))?;
-    Ok(method)
+    Ok(Method::Copy)
 }
 
 /// Deletes a tree ctm made (a copy, or a snapshot's): a btrfs subvolume

@@ -111,8 +111,24 @@ fn check_space(at: &Path, bytes: u64, method: Method) -> miette::Result<()> {
     Ok(())
 }
 
+/// Thaws the containers `frozen` names, each even if another fails; the
+/// first failure is returned.
+fn thaw(session: &mut Session, frozen: &[String], events: Events<'_>) -> miette::Result<()> {
+    let mut first = None;
+    for container in frozen {
+        match session.system.set_paused(container, false) {
+            Ok(()) => step(events, format!("thawed container {container}")),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), |e| Err(e.into()))
+}
+
 /// Takes a snapshot of container `name`: its root file system, and its
-/// volumes with `options.volumes`.
+/// volumes with `options.volumes`. What writes to them is frozen for the
+/// copy (see [`Options`]).
 pub fn snapshot(
     target: &Target,
     name: &Name,
@@ -153,14 +169,30 @@ pub fn snapshot(
         files += f;
     }
     let id = snapshots::new_id(&root, name, crate::clock::now_unix());
-    let snapshot_id = id.clone();
     let dir = snapshots::dir(&root, name, &id);
     check_space(&dir, bytes, snapshots::method_for(&tree, &dir))?;
 
     let running = live(&mut session, name)?;
     let stopped = running.is_some() && options.stop;
-    // A container the user paused stays paused: it is frozen already.
-    let frozen = running.as_ref().is_some_and(|c| !c.paused) && !options.stop;
+    // Frozen for the copy: the container unless it is stopped, and every
+    // other running container that writes to a volume being copied. A
+    // container the user paused is frozen already, and stays so.
+    let mut sharing: BTreeSet<&str> = BTreeSet::new();
+    for volume in &volumes {
+        if let Some(v) = expect.volumes.get(volume) {
+            sharing.extend(v.containers.iter().map(String::as_str));
+        }
+    }
+    sharing.remove(name);
+    let mut to_freeze: Vec<String> = Vec::new();
+    if running.as_ref().is_some_and(|c| !c.paused) && !stopped {
+        to_freeze.push(name.to_string());
+    }
+    for other in sharing {
+        if live(&mut session, other)?.is_some_and(|c| !c.paused) {
+            to_freeze.push(other.to_string());
+        }
+    }
     if stopped {
         perform(
             &mut session,
@@ -170,9 +202,15 @@ pub fn snapshot(
             },
             events,
         )?;
-    } else if frozen {
-        session.system.set_paused(name, true)?;
-        step(events, format!("froze container {name} for the copy"));
+    }
+    let mut frozen: Vec<String> = Vec::new();
+    for container in &to_freeze {
+        if let Err(e) = session.system.set_paused(container, true) {
+            thaw(&mut session, &frozen, events)?;
+            return Err(e.into());
+        }
+        step(events, format!("froze container {container} for the copy"));
+        frozen.push(container.clone());
     }
     step(
         events,
@@ -205,12 +243,8 @@ pub fn snapshot(
     })();
     // Whatever the copy did, the container goes back as it was; a failure
     // to do so is reported after the copy is dealt with.
-    let back = if frozen {
-        let thawed = session.system.set_paused(name, false);
-        if thawed.is_ok() {
-            step(events, format!("thawed container {name}"));
-        }
-        thawed.map_err(miette::Report::from)
+    let back = if !frozen.is_empty() {
+        thaw(&mut session, &frozen, events)
     } else if stopped {
         perform(
             &mut session,
@@ -227,7 +261,7 @@ pub fn snapshot(
         Ok(method) => method,
         Err(e) => {
             let mut say = |line: &str| step(events, line);
-            snapshots::delete(&root, name, &snapshot_id, &mut say)?;
+            snapshots::delete(&root, name, &id, &mut say)?;
             back?;
             return Err(e);
         }
@@ -237,7 +271,8 @@ pub fn snapshot(
         id,
         created: crate::clock::now_unix(),
         reason: "ctm snapshot".into(),
-        frozen,
+        // Copied while it ran: frozen by ctm, or paused by the user.
+        frozen: running.is_some() && !stopped,
         method,
         volumes,
         bytes,
