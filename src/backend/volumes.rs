@@ -22,6 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use nix::sys::statfs;
 use serde::{Deserialize, Serialize};
@@ -452,10 +454,21 @@ pub struct Measured {
     pub used: u64,
 }
 
+/// How long a `du`-like count of a volume is reused: `ctm serve` asks
+/// for the status every few seconds, and walking a large volume that
+/// often would cost more than the figure is worth.
+const COUNT_REUSED_FOR: Duration = Duration::from_secs(60);
+
+/// Counts already made, by volume path, with when and of which tree
+/// (inode and birth time: a restored volume is counted afresh).
+type Counts = BTreeMap<PathBuf, (Instant, (u64, Option<u128>), u64)>;
+
+static COUNTS: Mutex<Counts> = Mutex::new(BTreeMap::new());
+
 /// Every volume ctm made that is there, with what it holds: its
 /// project's usage where it has a project quota (the kernel's own count),
 /// else the blocks of its files counted like `du` (not crossing into
-/// another file system).
+/// another file system; reused for a minute).
 pub fn measure(root: &Path) -> BTreeMap<String, Measured> {
     made_volumes(root)
         .into_iter()
@@ -464,7 +477,7 @@ pub fn measure(root: &Path) -> BTreeMap<String, Measured> {
             let used = made
                 .project
                 .and_then(|project| project::usage(&dir, project).ok())
-                .unwrap_or_else(|| rootfs::size(&dir).0);
+                .unwrap_or_else(|| counted(&dir, (made.inode, made.born)));
             let measured = Measured {
                 kind: made.kind,
                 quota: made.quota,
@@ -473,6 +486,19 @@ pub fn measure(root: &Path) -> BTreeMap<String, Measured> {
             (name, measured)
         })
         .collect()
+}
+
+fn counted(dir: &Path, tree: (u64, Option<u128>)) -> u64 {
+    let mut counts = COUNTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((at, of, bytes)) = counts.get(dir)
+        && *of == tree
+        && at.elapsed() < COUNT_REUSED_FOR
+    {
+        return *bytes;
+    }
+    let bytes = rootfs::size(dir).0;
+    counts.insert(dir.to_path_buf(), (Instant::now(), tree, bytes));
+    bytes
 }
 
 /// Puts the tree at `staged` (a copy from a snapshot, on the same file
