@@ -550,7 +550,9 @@ fn snapshots_of_what_is_not_there_are_clear_errors() {
         "{said}"
     );
     assert!(said.contains("`ctm snapshot web` takes one"), "{said}");
-    // --volumes needs the volume made (a files-only apply makes none).
+    // --volumes needs the volume there.
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    std::fs::rename(&volume, f.dir.path().join("moved")).unwrap();
     let out = f.ctm(&["snapshot", "web", "--volumes"]);
     assert!(
         text(&out).contains("volume data of container web does not exist"),
@@ -687,4 +689,55 @@ fn a_snapshot_that_cannot_fit_is_refused_before_anything_is_copied() {
     );
     assert!(said.contains("MB are free at"), "{said}");
     assert!(!f.root().join("var/lib/ctm/snapshots/web").exists());
+}
+
+#[test]
+fn a_files_only_apply_makes_its_volumes_and_a_restore_brings_back_their_data() {
+    let f = FilesOnly::new();
+    // Made by the apply, recorded, and then nothing more to do.
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    assert!(volume.is_dir());
+    let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    let status = f.ok(&["status"]);
+    assert!(status.contains("VOLUME  USED"), "{status}");
+    assert!(status.contains("data    "), "{status}");
+
+    std::fs::write(volume.join("table"), "v1").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v1").unwrap();
+    let id = taken_id(&f.ok(&["snapshot", "web", "--volumes"]));
+    std::fs::write(volume.join("table"), "v2").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v2").unwrap();
+    f.ok(&["restore", "web", &id]);
+    assert_eq!(std::fs::read_to_string(volume.join("table")).unwrap(), "v1");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/motd")).unwrap(), "v1");
+    // The restored volume is ctm's still: the plan has nothing to do.
+    let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+
+    // Out of the host file, the volume stays; only --prune deletes it.
+    std::fs::write(
+        f.file(),
+        SNAPSHOT_HOST
+            .replace("volume \"data\"\n", "")
+            .replace("    volume \"data\" \"/srv/data\"\n", ""),
+    )
+    .unwrap();
+    let kept = f.ok(&["apply", f.file().to_str().unwrap(), "--yes"]);
+    assert!(
+        kept.contains("Kept: volumes no longer in the host file:"),
+        "{kept}"
+    );
+    assert!(volume.join("table").exists());
+    let pruned = f.ok(&["apply", f.file().to_str().unwrap(), "--yes", "--prune"]);
+    assert!(
+        pruned.contains("1 volume will be deleted, with all data in it"),
+        "{pruned}"
+    );
+    assert!(!volume.exists());
+    assert!(
+        !f.root()
+            .join("var/lib/ctm/volume-records/data.json")
+            .exists()
+    );
 }

@@ -678,14 +678,12 @@ impl System for LiveSystem {
             Action::RestoreRootfs { .. } => names
                 .iter()
                 .try_for_each(|name| rootfs::put_back(&self.root, name)),
-            Action::CreateVolume { name, quota, .. } => {
-                volumes::create(&self.root, name, *quota, progress)
-            }
-            Action::SetVolumeQuota { name, quota, .. } => {
-                volumes::set_quota(&self.root, name, *quota, progress)
-            }
-            Action::RemoveVolume { name, .. } => volumes::set_aside(&self.root, name),
-            Action::RestoreVolume { name, .. } => volumes::put_back(&self.root, name),
+            Action::CreateVolume { .. }
+            | Action::SetVolumeQuota { .. }
+            | Action::RemoveVolume { .. }
+            | Action::RestoreVolume { .. } => batch.iter().try_for_each(|action| {
+                volumes::perform(&self.root, action, progress).unwrap_or(Ok(()))
+            }),
         }
     }
 

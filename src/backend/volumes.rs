@@ -32,7 +32,7 @@ use super::{Progress, SystemError, btrfs, rootfs};
 use crate::compile::health::VolumeHealth;
 use crate::fs;
 use crate::layout::{VOLUME_RECORDS, VOLUMES};
-use crate::plan::{Present, QuotaSupport, VolumesState};
+use crate::plan::{Action, Present, QuotaSupport, VolumesState};
 
 const NEW_SUFFIX: &str = ".ctm-new";
 const SET_ASIDE_PREFIX: &str = ".#";
@@ -288,6 +288,23 @@ pub fn made_volumes(root: &Path) -> BTreeMap<String, Made> {
 }
 
 // ---- making and changing -------------------------------------------------------
+
+/// Performs `action` if it is one of the volumes' (`None` otherwise):
+/// the running system and a files-only root alike, as a volume is a
+/// directory under the root that ctm manages.
+pub fn perform(
+    root: &Path,
+    action: &Action,
+    progress: Progress<'_>,
+) -> Option<Result<(), SystemError>> {
+    Some(match action {
+        Action::CreateVolume { name, quota, .. } => create(root, name, *quota, progress),
+        Action::SetVolumeQuota { name, quota, .. } => set_quota(root, name, *quota, progress),
+        Action::RemoveVolume { name, .. } => set_aside(root, name),
+        Action::RestoreVolume { name, .. } => put_back(root, name),
+        _ => return None,
+    })
+}
 
 /// Makes volume `name` with `quota` and records it as ctm's. It is made
 /// under a temporary name, given its quota, recorded, and only then

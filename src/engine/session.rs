@@ -140,7 +140,7 @@ fn system_for(
         return Ok(make());
     }
     if !target.is_system_root() {
-        return Ok(Box::new(FilesOnly));
+        return Ok(Box::new(FilesOnly::new(&target.root)));
     }
     match LiveSystem::connect(&target.root) {
         Ok(live) => Ok(Box::new(live)),
@@ -156,7 +156,7 @@ fn system_for(
                      without the live state of containers, links and the firewall"
                 ),
             });
-            Ok(Box::new(FilesOnly))
+            Ok(Box::new(FilesOnly::new(&target.root)))
         }
     }
 }
