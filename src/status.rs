@@ -673,6 +673,7 @@ mod tests {
                 fs: "btrfs".into(),
                 quota: crate::plan::QuotaSupport::Btrfs,
                 present: BTreeMap::from([("theirs".to_string(), Present::Other)]),
+                no_quota: BTreeMap::new(),
             }),
             ..SystemState::default()
         };

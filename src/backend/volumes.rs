@@ -248,9 +248,22 @@ pub fn observe(
     let fs = file_system(&root.join(VOLUMES))?;
     let quota = quota_support(&fs, btrfs::available());
     let mut present = BTreeMap::new();
+    let mut no_quota = BTreeMap::new();
     for name in wanted.keys().chain(&recorded) {
         let entry = match made_by_ctm(root, name) {
-            Some(made) => Present::Ctm { quota: made.quota },
+            Some(made) => {
+                if made.kind == Kind::Directory && quota == QuotaSupport::Btrfs {
+                    no_quota.insert(
+                        name.clone(),
+                        format!(
+                            "volume {name} is a plain directory on btrfs (made where btrfs-progs was \
+                             missing), and btrfs limits subvolumes only; make a new volume and move \
+                             its data there"
+                        ),
+                    );
+                }
+                Present::Ctm { quota: made.quota }
+            }
             None if path(root, name).symlink_metadata().is_ok() => Present::Other,
             None => continue,
         };
@@ -260,6 +273,7 @@ pub fn observe(
         fs: fs.name,
         quota,
         present,
+        no_quota,
     }))
 }
 

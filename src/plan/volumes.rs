@@ -22,6 +22,11 @@ pub struct VolumesState {
     /// What is at the path of each desired volume, and every volume ctm
     /// made that is still there, by name. A name missing: nothing there.
     pub present: BTreeMap<String, Present>,
+    /// Volumes ctm made that cannot take a quota whatever their file
+    /// system does, with why (a plain directory on btrfs, made where
+    /// btrfs-progs was missing: btrfs limits subvolumes only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub no_quota: BTreeMap<String, String>,
 }
 
 /// How the volumes' file system enforces a quota.
@@ -91,11 +96,12 @@ pub(super) fn plan(input: &Inputs<'_>) -> VolumePlan {
     let Some(state) = &input.system.volumes else {
         return out;
     };
-    let unsupported = match &state.quota {
+    let fs_unsupported = match &state.quota {
         QuotaSupport::Unsupported { reason } => Some(reason),
         _ => None,
     };
     for (name, wanted) in &input.expect.volumes {
+        let unsupported = fs_unsupported.or(state.no_quota.get(name));
         let note = |quota: u64, reason: &String| QuotaNote {
             volume: name.clone(),
             quota,
@@ -207,6 +213,7 @@ mod tests {
                 .iter()
                 .map(|(n, p)| (n.to_string(), p.clone()))
                 .collect(),
+            no_quota: BTreeMap::new(),
         })
     }
 
@@ -285,6 +292,21 @@ mod tests {
         );
         assert_eq!(p.make.len(), 1);
         assert!(p.quotas.is_empty());
+    }
+
+    #[test]
+    fn a_volume_that_cannot_take_a_quota_is_noted_on_a_file_system_that_can() {
+        let mut with = state(
+            QuotaSupport::Btrfs,
+            &[("data", Present::Ctm { quota: None })],
+        );
+        if let Some(s) = &mut with {
+            s.no_quota
+                .insert("data".into(), "a plain directory on btrfs".into());
+        }
+        let p = planned(&[("data", Some(GIB))], with, Options::default());
+        assert_eq!(p.quotas.len(), 1);
+        assert_eq!(p.quotas[0].reason, "a plain directory on btrfs");
     }
 
     #[test]
