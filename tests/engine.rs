@@ -706,3 +706,24 @@ fn a_snapshot_with_volumes_freezes_every_running_container_that_shares_them() {
     assert_eq!(e, "volume data is mounted by container db, which runs");
     assert!(h.fake.take_calls().is_empty());
 }
+
+#[test]
+fn the_container_page_lists_its_volumes_with_their_directories() {
+    use ctm::engine::containers::detail;
+    use ctm::model::Name;
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\"\ncontainer \"web\" {\n    volume \"data\" \"/srv/data\" read-only=#true\n",
+    );
+    h.apply(None).unwrap();
+    let web = Name::parse("web").unwrap();
+    let d = detail(&h.target(), &sources(), &TwoLines, &web, 20, &mut |_| {}).unwrap();
+    assert_eq!(d.volumes.len(), 1);
+    let v = &d.volumes[0];
+    assert_eq!(
+        (v.volume.as_str(), v.source.as_str(), v.target.as_str()),
+        ("data", "/var/lib/ctm/volumes/data", "/srv/data")
+    );
+    assert!(v.read_only && !v.idmap);
+}
