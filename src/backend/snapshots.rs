@@ -181,7 +181,9 @@ pub fn copy_tree(
     }
     let parent = to.parent().unwrap_or(Path::new("/"));
     fs::create_dirs(parent).map_err(|e| error(what(), e))?;
-    let partial = PathBuf::from(format!("{}{PARTIAL_SUFFIX}", to.display()));
+    // `.#`: no name of a container or volume starts with a dot.
+    let file = to.file_name().and_then(|f| f.to_str()).unwrap_or("copy");
+    let partial = to.with_file_name(format!(".#{file}{PARTIAL_SUFFIX}"));
     if partial.symlink_metadata().is_ok() {
         // Left by a copy that died: ctm alone makes this name.
         remove_tree(&partial, progress)?;
@@ -368,7 +370,10 @@ mod tests {
             std::fs::read_link(to.join("link")).unwrap(),
             Path::new("/etc/secret")
         );
-        assert!(!Path::new(&format!("{}{PARTIAL_SUFFIX}", to.display())).exists());
+        assert!(
+            !to.with_file_name(format!(".#rootfs{PARTIAL_SUFFIX}"))
+                .exists()
+        );
         // Never over something that is there.
         let err = copy_tree(&from, &to, false, 1, &mut |_| {}).unwrap_err();
         assert!(err.why.contains("exists"), "{err}");

@@ -89,8 +89,10 @@ pub fn path(root: &Path, name: &str) -> PathBuf {
     root.join(VOLUMES).join(name)
 }
 
+/// Where a volume is made before it is renamed into place: `.#` as no
+/// volume name starts with a dot, so it is never another volume's path.
 fn new_path(root: &Path, name: &str) -> PathBuf {
-    root.join(VOLUMES).join(format!("{name}{NEW_SUFFIX}"))
+    root.join(VOLUMES).join(format!(".#{name}{NEW_SUFFIX}"))
 }
 
 fn set_aside_path(root: &Path, name: &str) -> PathBuf {
