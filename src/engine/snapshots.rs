@@ -453,8 +453,12 @@ fn swap_in(
     };
     let keep_dir = snapshots::dir(root, name, &kept.id);
     crate::fs::create_dirs(&keep_dir.join("volumes")).map_err(|e| miette!("{e}"))?;
+    // Recorded before anything moves: `ctm snapshots` lists it as soon as
+    // its root file system is in it.
+    snapshots::record(root, &kept)?;
     // 3. Each swapped at once; what it replaced goes into the kept
-    //    snapshot (a rename: the same file system as the snapshots).
+    //    snapshot (a rename where the snapshots are on its file system, a
+    //    copy otherwise). Until it is there it is at its staged path.
     let made = rootfs::made_by_ctm(root, name);
     snapshots::exchange(&tree, &staged(&tree))?;
     if let Some(made) = made {
@@ -475,7 +479,6 @@ fn swap_in(
             &mut say,
         )?;
     }
-    snapshots::record(root, &kept)?;
     say(&format!(
         "restored snapshot {} of container {name}; what it replaced is snapshot {}",
         snapshot.id, kept.id
