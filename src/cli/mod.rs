@@ -149,7 +149,8 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RootArgs {
     /// Manage the files under this directory instead of the running
-    /// system (system actions are then listed, not performed).
+    /// system (system actions are then listed, not performed; volumes,
+    /// directories under it, are made).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Give up after waiting this many seconds for another ctm to finish
