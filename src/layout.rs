@@ -20,6 +20,27 @@ pub const OCI_BLOBS: &str = "var/lib/ctm/oci/blobs/sha256";
 /// ctm's records of the root file systems it made.
 pub const ROOTFS_RECORDS: &str = "var/lib/ctm/rootfs";
 
+/// The volumes ctm made: one directory (or btrfs subvolume) each.
+pub const VOLUMES: &str = "var/lib/ctm/volumes";
+
+/// ctm's records of the volumes it made.
+pub const VOLUME_RECORDS: &str = "var/lib/ctm/volume-records";
+
+/// Snapshots of containers (`ctm snapshot`): `CONTAINER/ID/` with the
+/// root file system and volumes, `CONTAINER/ID.json` the record.
+pub const SNAPSHOTS: &str = "var/lib/ctm/snapshots";
+
+/// A volume's directory, relative to the root.
+pub fn volume_dir(volume: &str) -> String {
+    format!("{VOLUMES}/{volume}")
+}
+
+/// A volume's directory as the host sees it when the root is `/` (the
+/// source of its bind mounts).
+pub fn volume_path(volume: &str) -> String {
+    format!("/{VOLUMES}/{volume}")
+}
+
 /// machined's directory of container root file systems.
 pub const MACHINES: &str = "var/lib/machines";
 
@@ -109,5 +130,7 @@ mod tests {
         );
         assert_eq!(machine_dir("web"), "var/lib/machines/web");
         assert_eq!(machine_path("web"), "/var/lib/machines/web");
+        assert_eq!(volume_dir("pgdata"), "var/lib/ctm/volumes/pgdata");
+        assert_eq!(volume_path("pgdata"), "/var/lib/ctm/volumes/pgdata");
     }
 }

@@ -15,11 +15,12 @@ use serde::Serialize;
 
 use crate::backend::ContainerLive;
 use crate::backend::cgroups::{Resources, Usage};
+use crate::backend::volumes::Measured;
 use crate::compile::Owner;
 use crate::compile::health::Health;
 use crate::model::Host;
 use crate::plan::render::owner_label;
-use crate::plan::{Action, Change, Conflict, Plan, SystemState};
+use crate::plan::{Action, Change, Conflict, Plan, Present, SystemState};
 use crate::state::{Meta, PendingConfirm};
 
 /// A file that differs from what the current generation wrote.
@@ -106,6 +107,28 @@ pub struct TunnelStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeStatus {
+    pub name: String,
+    /// Where it is on the host (`/var/lib/ctm/volumes/NAME`).
+    pub path: String,
+    /// `btrfs subvolume` or `directory`; `null` while ctm has not made it.
+    pub kind: Option<String>,
+    /// The quota the generation sets, in bytes (`null`: none).
+    pub quota: Option<u64>,
+    /// What it holds, in bytes: its project's usage where it has a project
+    /// quota, else its files' blocks counted like `du`; `null` while ctm
+    /// has not made it.
+    pub used: Option<u64>,
+    /// The containers of the generation that mount it.
+    pub containers: Vec<String>,
+    /// No longer in the generation: kept until `ctm apply --prune`.
+    pub kept: bool,
+    /// How it differs from the generation: missing, not ctm's, another
+    /// quota.
+    pub drift: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
     pub files: Vec<DriftedFile>,
     pub conflicts: Vec<Conflict>,
@@ -154,6 +177,10 @@ pub struct Status {
     pub tunnels: Vec<TunnelStatus>,
     /// Every bridge and tunnel of the generation.
     pub links: Vec<LinkStatus>,
+    /// The generation's volumes, and those ctm made that it no longer has
+    /// (left out when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeStatus>,
     pub drift: Drift,
     /// Things worth knowing that are not drift (a stored host file that
     /// no longer validates).
@@ -181,6 +208,8 @@ pub struct Inputs<'a> {
     /// `None` on a files-only root.
     pub containers: Option<&'a BTreeMap<String, ContainerLive>>,
     pub resources: &'a dyn Resources,
+    /// The volumes ctm made that are there, measured.
+    pub volumes: &'a BTreeMap<String, Measured>,
 }
 
 /// The note shown in live columns when the system cannot be asked.
@@ -345,6 +374,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
         networks,
         tunnels,
         links,
+        volumes: volumes(input),
         drift: Drift {
             files,
             conflicts: input.plan.conflicts.clone(),
@@ -353,6 +383,60 @@ pub fn status(input: &Inputs<'_>) -> Status {
         },
         notes: input.notes.clone(),
     }
+}
+
+/// The generation's volumes, then those it no longer has, each with what
+/// it holds and how it differs.
+fn volumes(input: &Inputs<'_>) -> Vec<VolumeStatus> {
+    let other = |name: &str| {
+        input
+            .system
+            .volumes
+            .as_ref()
+            .is_some_and(|v| v.present.get(name) == Some(&Present::Other))
+    };
+    let wanted = input.expect.volumes.iter().map(|(name, v)| {
+        let measured = input.volumes.get(name);
+        let mut drift = Vec::new();
+        match measured {
+            None if other(name) => drift.push(
+                "something ctm did not make is at its path: a conflict, the next apply is refused"
+                    .to_string(),
+            ),
+            None => drift.push("missing: the next apply makes it".to_string()),
+            Some(m) if m.quota != v.quota => drift.push(format!(
+                "its quota is {}, the generation sets {}",
+                quota_text(m.quota),
+                quota_text(v.quota)
+            )),
+            Some(_) => {}
+        }
+        (name, v.quota, v.containers.clone(), false, measured, drift)
+    });
+    let kept = input
+        .volumes
+        .iter()
+        .filter(|(name, _)| !input.expect.volumes.contains_key(*name))
+        .map(|(name, m)| (name, m.quota, Vec::new(), true, Some(m), Vec::new()));
+    wanted
+        .chain(kept)
+        .map(
+            |(name, quota, containers, kept, measured, drift)| VolumeStatus {
+                name: name.clone(),
+                path: crate::layout::volume_path(name),
+                kind: measured.map(|m| m.kind.describe().to_string()),
+                quota,
+                used: measured.map(|m| m.used),
+                containers,
+                kept,
+                drift,
+            },
+        )
+        .collect()
+}
+
+fn quota_text(quota: Option<u64>) -> String {
+    quota.map_or("none".into(), crate::model::size_text)
 }
 
 /// A bridge or tunnel: its files that drifted, and on the running system
@@ -453,6 +537,8 @@ mod tests {
             held: Vec::new(),
             unsupported_links: Vec::new(),
             unchecked_links: Vec::new(),
+            unenforceable_quotas: Vec::new(),
+            kept_volumes: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),
@@ -481,8 +567,11 @@ mod tests {
             system,
             containers,
             resources: &NoResources,
+            volumes: &NO_VOLUMES,
         }
     }
+
+    static NO_VOLUMES: BTreeMap<String, Measured> = BTreeMap::new();
 
     #[test]
     fn a_files_only_root_knows_nothing_live() {
@@ -547,5 +636,99 @@ mod tests {
         assert!(db.drift.is_empty() && db.drift_actions.is_empty());
         assert_eq!(s.links[0].drift, ["missing"]);
         assert_eq!(s.links[0].exists, Some(false));
+    }
+
+    #[test]
+    fn volumes_show_what_they_hold_and_how_they_differ() {
+        use crate::backend::volumes::Kind;
+        use crate::compile::health::VolumeHealth;
+        use crate::plan::VolumesState;
+        let mut expect = health();
+        for (name, quota) in [("data", Some(1 << 30)), ("logs", None), ("theirs", None)] {
+            expect.volumes.insert(
+                name.into(),
+                VolumeHealth {
+                    quota,
+                    containers: vec!["db".into()],
+                },
+            );
+        }
+        let measured = BTreeMap::from([
+            (
+                "data".to_string(),
+                Measured {
+                    kind: Kind::BtrfsSubvolume,
+                    quota: Some(1 << 20),
+                    used: 4096,
+                },
+            ),
+            (
+                "old".to_string(),
+                Measured {
+                    kind: Kind::Directory,
+                    quota: None,
+                    used: 8192,
+                },
+            ),
+        ]);
+        let system = SystemState {
+            volumes: Some(VolumesState {
+                fs: "btrfs".into(),
+                quota: crate::plan::QuotaSupport::Btrfs,
+                present: BTreeMap::from([("theirs".to_string(), Present::Other)]),
+                no_quota: BTreeMap::new(),
+            }),
+            ..SystemState::default()
+        };
+        let plan = empty_plan();
+        let mut input = inputs(&expect, &plan, &system, None);
+        input.volumes = &measured;
+        let s = status(&input);
+        type Row<'a> = (&'a str, Option<&'a str>, Option<u64>, bool, Vec<String>);
+        let rows: Vec<Row> = s
+            .volumes
+            .iter()
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    v.kind.as_deref(),
+                    v.used,
+                    v.kept,
+                    v.drift.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "data",
+                    Some("btrfs subvolume"),
+                    Some(4096),
+                    false,
+                    vec!["its quota is 1M, the generation sets 1G".to_string()]
+                ),
+                (
+                    "logs",
+                    None,
+                    None,
+                    false,
+                    vec!["missing: the next apply makes it".to_string()]
+                ),
+                (
+                    "theirs",
+                    None,
+                    None,
+                    false,
+                    vec![
+                        "something ctm did not make is at its path: a conflict, the next apply is refused"
+                            .to_string()
+                    ]
+                ),
+                ("old", Some("directory"), Some(8192), true, vec![]),
+            ]
+        );
+        assert_eq!(s.volumes[0].path, "/var/lib/ctm/volumes/data");
+        assert_eq!(s.volumes[0].containers, ["db"]);
     }
 }

@@ -3826,6 +3826,272 @@ fn idmap_without_userns() {
     );
 }
 
+// ---- volumes -------------------------------------------------------------------
+
+/// The prelude with a volume `data` (quota 1G) and `extra` after it.
+fn with_volume(extra: &str) -> String {
+    kdl(&format!(
+        "volume \"data\" {{\n    quota \"1G\"\n}}\n{extra}"
+    ))
+}
+
+#[test]
+fn a_volume_mounted_by_two_containers_is_valid() {
+    let text = with_volume(&format!(
+        "{}{}",
+        container("db", "    volume \"data\" \"/var/lib/db\" idmap=#true\n"),
+        container(
+            "backup",
+            "    volume \"data\" \"/srv/db\" read-only=#true\n"
+        ),
+    ));
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+}
+
+#[test]
+fn volume_invalid_name() {
+    let text = kdl("volume \"-data\"\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-name",
+        "a name may not start with `.` or `-`",
+        "\"-data\"",
+        "volume",
+    );
+    assert_eq!(d.label.as_deref(), Some("invalid value"));
+}
+
+#[test]
+fn volume_defined_twice() {
+    let text = kdl("volume \"data\"\nvolume \"data\" {\n    quota \"1G\"\n}\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::duplicate-name",
+        "volume `data` is defined twice",
+        "\"data\"",
+        "volume \"data\" {",
+    );
+    assert_related(&text, &d, &[("\"data\"", "volume", "first defined here")]);
+    assert_help(&d, "every volume needs a name of its own");
+}
+
+#[track_caller]
+fn invalid_quota(quota: &str, message: &str) {
+    let text = kdl(&format!("volume \"data\" {{\n    quota \"{quota}\"\n}}\n"));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        message,
+        &format!("\"{quota}\""),
+        "quota",
+    );
+    assert_eq!(d.label.as_deref(), Some("invalid value"));
+}
+
+#[test]
+fn volume_quota_not_a_size() {
+    invalid_quota(
+        "10GB",
+        "`10GB` is not a size; write a whole number with K, M, G or T, e.g. `512M`",
+    );
+}
+
+#[test]
+fn volume_quota_too_small() {
+    invalid_quota(
+        "512K",
+        "`512K` is too small a quota for a volume; give at least 1M",
+    );
+}
+
+#[test]
+fn volume_quota_not_whole_kibibytes() {
+    invalid_quota(
+        "1048577",
+        "`1048577` is not a whole number of kibibytes; quotas count in 1K blocks",
+    );
+}
+
+#[test]
+fn volume_quota_too_large() {
+    invalid_quota("99999999999T", "`99999999999T` is too large");
+}
+
+#[test]
+fn toml_volume_quota_not_a_size() {
+    let text = toml("[volume.data]\nquota = \"lots\"\n");
+    expect_one(
+        &text,
+        Format::Toml,
+        "ctm::invalid-value",
+        "`lots` is not a size; write a whole number with K, M, G or T, e.g. `512M`",
+        "\"lots\"",
+        "quota",
+    );
+}
+
+#[test]
+fn a_volume_with_a_bad_quota_is_reported_once_not_at_its_mounts() {
+    let text = kdl(&format!(
+        "volume \"data\" {{\n    quota \"0\"\n}}\n{}",
+        container("db", "    volume \"data\" \"/var/lib/db\"\n")
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`0` is too small a quota for a volume; give at least 1M",
+        "\"0\"",
+        "quota",
+    );
+}
+
+#[test]
+fn unknown_reference_volume() {
+    let text = with_volume(&container("db", "    volume \"dta\" \"/var/lib/db\"\n"));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no volume named `dta`",
+        "\"dta\"",
+        "container",
+    );
+    assert_eq!(d.label.as_deref(), Some("unknown volume"));
+    assert_help(&d, "did you mean `data`?");
+}
+
+#[test]
+fn unknown_reference_volume_when_there_are_none() {
+    let text = kdl(&container("db", "    volume \"data\" \"/var/lib/db\"\n"));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no volume named `data`",
+        "\"data\"",
+        "container",
+    );
+    assert_help(&d, "define it with: volume \"data\" { … }");
+}
+
+#[test]
+fn toml_unknown_reference_volume() {
+    let text = toml(
+        "[volume.data]\n\n[container.db]\nimage = \"debian\"\nvolume = [{ name = \"dat\", target = \"/var/lib/db\" }]\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Toml,
+        "ctm::unknown-reference",
+        "there is no volume named `dat`",
+        "\"dat\"",
+        "container.db",
+    );
+    assert_help(&d, "did you mean `data`?");
+}
+
+#[test]
+fn volume_mount_needs_a_target() {
+    let text = with_volume(&container("db", "    volume \"data\"\n"));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::missing-value",
+        "`volume` needs its target",
+        "volume",
+        "container",
+    );
+}
+
+#[test]
+fn volume_mount_target_not_absolute() {
+    let text = with_volume(&container("db", "    volume \"data\" \"var/lib/db\"\n"));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-path",
+        "`var/lib/db` is not an absolute path",
+        "\"var/lib/db\"",
+        "container",
+    );
+    assert_eq!(d.label.as_deref(), Some("invalid value"));
+}
+
+#[test]
+fn volume_mount_over_the_root() {
+    let text = with_volume(&container("db", "    volume \"data\" \"/\"\n"));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-path",
+        "cannot bind over the container's root directory",
+        "\"/\"",
+        "container",
+    );
+}
+
+#[test]
+fn volume_idmap_without_userns() {
+    let text = with_volume(&container(
+        "db",
+        "    nested\n    volume \"data\" \"/var/lib/db\" idmap=#true\n",
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::idmap-without-userns",
+        "`idmap` on the volume at /var/lib/db has nothing to map: a `nested` container shares the host's users",
+        "volume \"data\" \"/var/lib/db\" idmap=#true",
+        "container",
+    );
+    assert_related(&text, &d, &[("nested", "nested", "`nested` set here")]);
+}
+
+#[test]
+fn read_only_volume_breaks_docker() {
+    let text = with_volume(&container(
+        "db",
+        "    network \"lan\"\n    docker\n    volume \"data\" \"/var/lib/docker\" read-only=#true\n",
+    ));
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::bind-breaks-feature",
+        "a read-only volume at /var/lib/docker breaks `docker`",
+        "volume \"data\" \"/var/lib/docker\" read-only=#true",
+        "container",
+    );
+    assert_related(&text, &d, &[("docker", "    docker", "`docker` set here")]);
+    assert_help(
+        &d,
+        "`docker` writes to /var/lib/docker; make the volume writable or move it",
+    );
+}
+
+#[test]
+fn a_template_gives_its_volumes_to_its_containers() {
+    let text = with_volume(&format!(
+        "template \"base\" {{\n    image \"debian\"\n    volume \"dat\" \"/srv\"\n}}\n{}",
+        container("db", "    from \"base\"\n")
+    ));
+    // Reported once, where the template says it, though the template is
+    // used by a container.
+    let d = diagnose(&text, Format::Kdl);
+    assert_eq!(d.len(), 1, "{}", list(&d));
+    check(
+        &text,
+        &d[0],
+        "ctm::unknown-reference",
+        "there is no volume named `dat`",
+        "\"dat\"",
+        "template",
+    );
+}
+
 // ---- health checks -------------------------------------------------------------
 
 #[test]

@@ -549,3 +549,185 @@ fn tunnel_problems_name_a_link_down_a_wrong_mtu_a_missing_address_and_no_route()
         ]
     );
 }
+
+#[test]
+fn a_volume_is_made_before_any_container_starts_and_a_rollback_keeps_it() {
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\"\ncontainer \"web\" {\n    volume \"data\" \"/srv/data\"\n",
+    );
+    h.fake.fail_on("start container db");
+    let e = h.apply(None).unwrap_err().to_string();
+    assert!(e.contains("rolled back"), "{e}");
+    let calls = h.fake.take_calls();
+    let at = |summary: &str| {
+        calls
+            .iter()
+            .position(|c| c.starts_with(&format!("perform: {summary}")))
+            .unwrap_or_else(|| panic!("no {summary:?} in {calls:#?}"))
+    };
+    let created = at("create volume data at /var/lib/ctm/volumes/data");
+    assert_eq!(
+        created + 1,
+        at("prepare the root file system of container db"),
+        "{calls:#?}"
+    );
+    // Undone are the starts, reloads and firewall, never the volume: a
+    // container may have written to it.
+    assert_eq!(
+        calls[created + 3..],
+        *UNDO_FIRST_APPLY
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>(),
+        "{calls:#?}"
+    );
+}
+
+#[test]
+fn a_snapshot_freezes_a_running_container_and_thaws_it_even_when_the_copy_fails() {
+    use ctm::engine::snapshots::{self, Options};
+    use ctm::model::Name;
+    let h = Host::new();
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    for name in ["web", "db"] {
+        let tree = h.root().join("var/lib/machines").join(name).join("etc");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("motd"), name).unwrap();
+    }
+    let web = Name::parse("web").unwrap();
+    let frozen = snapshots::snapshot(&h.target(), &web, Options::default(), &mut |_| {}).unwrap();
+    assert!(frozen.frozen);
+    assert_eq!(h.fake.take_calls(), ["pause web", "resume web"]);
+
+    let stop = Options {
+        stop: true,
+        ..Options::default()
+    };
+    let stopped = snapshots::snapshot(&h.target(), &web, stop, &mut |_| {}).unwrap();
+    assert!(!stopped.frozen);
+    assert_stopped_then_started(&h.fake.take_calls(), "web");
+
+    // Where the copy cannot go (a file in the way of db's snapshots), the
+    // container is thawed all the same, and no snapshot is left.
+    let snapshots_dir = h.root().join("var/lib/ctm/snapshots");
+    std::fs::write(snapshots_dir.join("db"), "in the way").unwrap();
+    let db = Name::parse("db").unwrap();
+    snapshots::snapshot(&h.target(), &db, Options::default(), &mut |_| {}).unwrap_err();
+    assert_eq!(h.fake.take_calls(), ["pause db", "resume db"]);
+    assert_eq!(snapshots::list(&h.target(), Some(&db)).unwrap(), []);
+
+    // A restore stops the running container, swaps, and starts it again.
+    std::fs::write(h.root().join("var/lib/machines/web/etc/motd"), "changed").unwrap();
+    let restored = snapshots::restore(&h.target(), &web, &frozen.id, &mut |_| {}).unwrap();
+    assert!(restored.restarted);
+    assert_eq!(
+        std::fs::read_to_string(h.root().join("var/lib/machines/web/etc/motd")).unwrap(),
+        "web"
+    );
+    assert_stopped_then_started(&h.fake.take_calls(), "web");
+    let listed: Vec<String> = snapshots::list(&h.target(), Some(&web))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.reason)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "ctm snapshot".to_string(),
+            "ctm snapshot".to_string(),
+            format!("kept by the restore of {}", frozen.id)
+        ]
+    );
+}
+
+/// The calls are a stop of container `name`, then its start.
+#[track_caller]
+fn assert_stopped_then_started(calls: &[String], name: &str) {
+    let summaries: Vec<&str> = calls
+        .iter()
+        .map(|c| c.split(" [").next().unwrap_or(c))
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            format!("perform: stop container {name}"),
+            format!("perform: start container {name}")
+        ],
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn a_snapshot_with_volumes_freezes_every_running_container_that_shares_them() {
+    use ctm::engine::snapshots::{self, Options};
+    use ctm::model::Name;
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\"\ncontainer \"web\" {\n    volume \"data\" \"/srv/data\"\n",
+    );
+    h.edit(
+        "container \"db\" {\n",
+        "container \"db\" {\n    volume \"data\" \"/var/lib/db\"\n",
+    );
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    // The recording fake performs nothing: the tree and the volume are
+    // made here as ctm would.
+    std::fs::create_dir_all(h.root().join("var/lib/machines/web/etc")).unwrap();
+    ctm::backend::volumes::create(&h.root(), "data", None, &mut |_| {}).unwrap();
+    std::fs::write(
+        ctm::backend::volumes::path(&h.root(), "data").join("table"),
+        "rows",
+    )
+    .unwrap();
+
+    let web = Name::parse("web").unwrap();
+    let with_volumes = Options {
+        volumes: true,
+        ..Options::default()
+    };
+    let s = snapshots::snapshot(&h.target(), &web, with_volumes, &mut |_| {}).unwrap();
+    assert_eq!(
+        h.fake.take_calls(),
+        ["pause web", "pause db", "resume web", "resume db"]
+    );
+    assert_eq!(s.volumes, ["data"]);
+    let copied = ctm::backend::snapshots::volume_in(&h.root(), "web", &s.id, "data");
+    assert_eq!(
+        std::fs::read_to_string(copied.join("table")).unwrap(),
+        "rows"
+    );
+
+    // A restore of the volume while db, which shares it, runs is refused:
+    // db would go on writing to the replaced one.
+    let e = snapshots::restore(&h.target(), &web, &s.id, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "volume data is mounted by container db, which runs");
+    assert!(h.fake.take_calls().is_empty());
+}
+
+#[test]
+fn the_container_page_lists_its_volumes_with_their_directories() {
+    use ctm::engine::containers::detail;
+    use ctm::model::Name;
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\"\ncontainer \"web\" {\n    volume \"data\" \"/srv/data\" read-only=#true\n",
+    );
+    h.apply(None).unwrap();
+    let web = Name::parse("web").unwrap();
+    let d = detail(&h.target(), &sources(), &TwoLines, &web, 20, &mut |_| {}).unwrap();
+    assert_eq!(d.volumes.len(), 1);
+    let v = &d.volumes[0];
+    assert_eq!(
+        (v.volume.as_str(), v.source.as_str(), v.target.as_str()),
+        ("data", "/var/lib/ctm/volumes/data", "/srv/data")
+    );
+    assert!(v.read_only && !v.idmap);
+}

@@ -560,9 +560,27 @@ pub fn undo(actions: &[Action]) -> Vec<Action> {
                     name: name.clone(),
                     reason: reason(r),
                 },
+                Action::RemoveVolume { name, reason: r } => Action::RestoreVolume {
+                    name: name.clone(),
+                    reason: reason(r),
+                },
+                Action::SetVolumeQuota {
+                    name,
+                    quota,
+                    from,
+                    reason: r,
+                } => Action::SetVolumeQuota {
+                    name: name.clone(),
+                    quota: *from,
+                    from: *quota,
+                    reason: reason(r),
+                },
+                // A volume stays: a container may have written to it.
                 Action::PrepareContainer { .. }
                 | Action::ProvisionContainer { .. }
-                | Action::RestoreRootfs { .. } => {
+                | Action::RestoreRootfs { .. }
+                | Action::CreateVolume { .. }
+                | Action::RestoreVolume { .. } => {
                     return None;
                 }
             })
@@ -572,17 +590,22 @@ pub fn undo(actions: &[Action]) -> Vec<Action> {
     undone
 }
 
-/// Trees come back first, then stops, reloads, restarts and starts.
+/// Trees and volumes come back first, then stops, reloads, restarts and
+/// starts.
 fn rank(action: &Action) -> u8 {
     match action {
         Action::RestoreRootfs { .. }
         | Action::RemoveRootfs { .. }
+        | Action::RestoreVolume { .. }
+        | Action::RemoveVolume { .. }
         | Action::StopContainer { .. } => 0,
         Action::DaemonReload { .. } => 1,
         Action::ApplySysctl { .. } => 2,
         Action::ReloadNetworkd { .. } => 3,
         Action::ReplaceFirewall { .. } | Action::ReloadLoopbackForwards { .. } => 4,
-        Action::PrepareContainer { .. } => 5,
+        Action::PrepareContainer { .. }
+        | Action::CreateVolume { .. }
+        | Action::SetVolumeQuota { .. } => 5,
         Action::RestartContainer { .. } => 6,
         Action::StartContainer { .. } => 7,
         Action::ProvisionContainer { .. } => 8,
@@ -595,6 +618,32 @@ mod tests {
 
     fn named(kind: fn(String, String) -> Action, name: &str) -> Action {
         kind(name.to_string(), "why".to_string())
+    }
+
+    #[test]
+    fn a_volume_is_never_undone_but_its_quota_and_deletion_are() {
+        let forward = [
+            named(|name, reason| Action::RemoveVolume { name, reason }, "old"),
+            Action::CreateVolume {
+                name: "new".into(),
+                quota: Some(1 << 30),
+                reason: "why".into(),
+            },
+            Action::SetVolumeQuota {
+                name: "data".into(),
+                quota: None,
+                from: Some(1 << 20),
+                reason: "why".into(),
+            },
+        ];
+        let summaries: Vec<String> = undo(&forward).iter().map(Action::summary).collect();
+        assert_eq!(
+            summaries,
+            [
+                "put back volume old",
+                "set volume data to quota 1M (was no quota)"
+            ]
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::nft::Nft;
 use super::provision;
 use super::rootfs;
 use super::systemd::{self, Systemd, Verb};
+use super::volumes;
 use super::{ContainerLive, Progress, StepRecord, System, SystemError, TunnelLive, stats};
 use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
@@ -700,6 +701,8 @@ impl System for LiveSystem {
             }),
             sockets: Some(self.active_sockets(&expect.sockets)?),
             links_down: Some(links_down),
+            // Read by the engine for every root (`volumes::observe`).
+            volumes: None,
         })
     }
 
@@ -752,6 +755,12 @@ impl System for LiveSystem {
             Action::RestoreRootfs { .. } => names
                 .iter()
                 .try_for_each(|name| rootfs::put_back(&self.root, name)),
+            Action::CreateVolume { .. }
+            | Action::SetVolumeQuota { .. }
+            | Action::RemoveVolume { .. }
+            | Action::RestoreVolume { .. } => batch.iter().try_for_each(|action| {
+                volumes::perform(&self.root, action, progress).unwrap_or(Ok(()))
+            }),
         }
     }
 
@@ -838,7 +847,9 @@ impl System for LiveSystem {
     }
 
     fn purge_removed(&mut self, progress: Progress<'_>) -> Vec<SystemError> {
-        rootfs::purge(&self.root, progress)
+        let mut problems = rootfs::purge(&self.root, progress);
+        problems.extend(volumes::purge(&self.root, progress));
+        problems
     }
 
     fn health_check(

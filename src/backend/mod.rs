@@ -2,10 +2,12 @@
 //! ([`System`]: systemd, networkd, nftables, machined).
 //!
 //! Under a root other than `/`, ctm manages files only: [`FilesOnly`]
-//! performs no system action and says so, like `systemctl --root`. On `/`,
+//! performs no system action and says so, like `systemctl --root`, but
+//! for volumes, which are directories under the root. On `/`,
 //! [`live::LiveSystem`] drives the real thing: [`systemd`] (D-Bus),
 //! [`netlink`], [`nft`] and [`exec`] (commands inside containers).
 
+pub mod btrfs;
 pub mod cgroups;
 pub mod exec;
 pub mod git;
@@ -21,9 +23,11 @@ pub mod pty;
 pub mod recording;
 pub mod registry;
 pub mod rootfs;
+pub mod snapshots;
 pub mod ssh;
 pub mod stats;
 pub mod systemd;
+pub mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -229,9 +233,21 @@ fn not_live(what: String) -> SystemError {
     }
 }
 
-/// A root that is not the running system: files only, no actions.
-#[derive(Debug, Default)]
-pub struct FilesOnly;
+/// A root that is not the running system: files only, no actions but
+/// the volumes' (directories under the root, made and kept like the
+/// files).
+#[derive(Debug)]
+pub struct FilesOnly {
+    root: std::path::PathBuf,
+}
+
+impl FilesOnly {
+    pub fn new(root: &std::path::Path) -> FilesOnly {
+        FilesOnly {
+            root: root.to_path_buf(),
+        }
+    }
+}
 
 impl System for FilesOnly {
     fn is_live(&self) -> bool {
@@ -246,9 +262,16 @@ impl System for FilesOnly {
         &mut self,
         batch: &[Action],
         _expect: &Health,
-        _progress: Progress<'_>,
+        progress: Progress<'_>,
     ) -> Result<(), SystemError> {
-        batch.iter().try_for_each(injected_failure)
+        batch.iter().try_for_each(|action| {
+            injected_failure(action)?;
+            volumes::perform(&self.root, action, progress).unwrap_or(Ok(()))
+        })
+    }
+
+    fn purge_removed(&mut self, progress: Progress<'_>) -> Vec<SystemError> {
+        volumes::purge(&self.root, progress)
     }
 
     fn health_check(

@@ -125,6 +125,7 @@ impl System for Recording {
             paused: Some(lock(&self.log).paused.clone()),
             made_rootfs: Some(BTreeSet::new()),
             undone_steps: None,
+            volumes: None,
             link_kinds: Some(
                 expect
                     .links

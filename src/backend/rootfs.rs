@@ -206,7 +206,7 @@ pub fn purge(root: &Path, progress: Progress<'_>) -> Vec<SystemError> {
 /// Deletes one tree, never crossing into another file system: a mount
 /// left inside it (a bind mount of host data) stops the deletion instead
 /// of being emptied.
-fn purge_one(path: &Path, progress: Progress<'_>) -> Result<(), SystemError> {
+pub(super) fn purge_one(path: &Path, progress: Progress<'_>) -> Result<(), SystemError> {
     progress(&format!("deleting {}", path.display()));
     let started = std::time::Instant::now();
     let ran = exec::on_host(

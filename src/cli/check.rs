@@ -35,8 +35,14 @@ pub fn run(args: &Args) -> ExitCode {
     }
     if let (OutputFormat::Human, Some(v)) = (args.format, &outcome.validated) {
         let h = &v.host;
+        // Volumes are named only where there are some, so that the line
+        // of a host without them reads as it always did.
+        let volumes = match h.volumes.len() {
+            0 => String::new(),
+            n => format!(", {n} volume{}", plural(n)),
+        };
         errln(&format!(
-            "{}: ok ({} container{}, {} network{}, {} tunnel{})",
+            "{}: ok ({} container{}, {} network{}, {} tunnel{}{volumes})",
             args.file.display(),
             h.containers.len(),
             plural(h.containers.len()),

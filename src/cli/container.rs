@@ -194,7 +194,7 @@ pub fn stats(args: &StatsArgs) -> miette::Result<ExitCode> {
     }
 }
 
-fn megabytes(bytes: u64) -> String {
+pub(super) fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 

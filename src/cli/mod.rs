@@ -14,6 +14,7 @@ mod info;
 mod output;
 mod plan;
 pub mod serve;
+mod snapshot;
 mod status;
 mod tunnel;
 
@@ -98,6 +99,14 @@ enum Command {
     /// One still in the host file is made afresh from its image by the
     /// next apply or start.
     Destroy(destroy::Args),
+    /// Take a snapshot of a container: a copy of its root file system
+    /// (and, with --volumes, its volumes), frozen for the copy if it runs.
+    Snapshot(snapshot::Args),
+    /// List the snapshots of a container, or of every container.
+    Snapshots(snapshot::ListArgs),
+    /// Put a snapshot of a container back; what it replaces is kept as a
+    /// snapshot first. A running container is stopped and started again.
+    Restore(snapshot::RestoreArgs),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
     /// Tunnels: `status [NAME]` shows each one's link, counters and the
@@ -148,7 +157,8 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RootArgs {
     /// Manage the files under this directory instead of the running
-    /// system (system actions are then listed, not performed).
+    /// system (system actions are then listed, not performed; volumes,
+    /// directories under it, are made).
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Give up after waiting this many seconds for another ctm to finish
@@ -250,6 +260,9 @@ pub fn main() -> Run {
         Command::Stats(args) => report(container::stats(&args)),
         Command::Logs(args) => report(container::logs(&args)),
         Command::Destroy(args) => report(destroy::run(&args)),
+        Command::Snapshot(args) => report(snapshot::take(&args)),
+        Command::Snapshots(args) => report(snapshot::list(&args)),
+        Command::Restore(args) => report(snapshot::restore(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Tunnel(command) => report(tunnel::run(&command)),
         Command::Images(args) => report(images::list(&args)),

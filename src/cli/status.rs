@@ -131,6 +131,31 @@ fn render(status: &Status) -> String {
             &rows,
         );
     }
+    if !status.volumes.is_empty() {
+        out.push('\n');
+        let rows: Vec<[String; 5]> = status
+            .volumes
+            .iter()
+            .map(|v| {
+                let mut drift = v.drift.clone();
+                if v.kept {
+                    drift.push("not in the host file: kept until `ctm apply --prune`".into());
+                }
+                [
+                    v.name.clone(),
+                    v.used.map_or("-".into(), super::container::megabytes),
+                    v.quota.map_or("none".into(), crate::model::size_text),
+                    v.containers.join(", "),
+                    drift_text(&drift),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            ["VOLUME", "USED", "QUOTA", "CONTAINERS", "DRIFT"],
+            &rows,
+        );
+    }
     if status.live {
         out.push('\n');
         if status.drift.firewall.is_empty() {
@@ -196,7 +221,7 @@ fn table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[String; N
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{ContainerStatus, Drift};
+    use crate::status::{ContainerStatus, Drift, VolumeStatus};
 
     #[test]
     fn a_files_only_root_shows_unknown_states() {
@@ -234,6 +259,28 @@ mod tests {
             networks: Vec::new(),
             tunnels: Vec::new(),
             links: Vec::new(),
+            volumes: vec![
+                VolumeStatus {
+                    name: "pgdata".into(),
+                    path: "/var/lib/ctm/volumes/pgdata".into(),
+                    kind: Some("directory".into()),
+                    quota: Some(10 << 30),
+                    used: Some(2_500_000),
+                    containers: vec!["db".into(), "web".into()],
+                    kept: false,
+                    drift: Vec::new(),
+                },
+                VolumeStatus {
+                    name: "old".into(),
+                    path: "/var/lib/ctm/volumes/old".into(),
+                    kind: Some("directory".into()),
+                    quota: None,
+                    used: Some(0),
+                    containers: Vec::new(),
+                    kept: true,
+                    drift: Vec::new(),
+                },
+            ],
             drift: Drift {
                 files: Vec::new(),
                 conflicts: Vec::new(),
@@ -246,6 +293,18 @@ mod tests {
         assert!(text.contains("Files-only root"), "{text}");
         assert!(
             text.contains("web        unknown  10.42.0.10  yes        -"),
+            "{text}"
+        );
+        assert!(
+            text.contains("VOLUME  USED    QUOTA  CONTAINERS  DRIFT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgdata  2.5 MB  10G    db, web     -"),
+            "{text}"
+        );
+        assert!(
+            text.contains("old     0.0 MB  none               not in the host file: kept until `ctm apply --prune`"),
             "{text}"
         );
     }

@@ -27,6 +27,18 @@ pub struct Health {
     /// The socket units of the loopback forwards, which must be active.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sockets: Vec<String>,
+    /// The volumes that must exist (`layout::volume_dir`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, VolumeHealth>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeHealth {
+    /// The most it may hold, in bytes, enforced by the file system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    /// The containers that mount it, sorted.
+    pub containers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,11 +165,31 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
             },
         );
     }
+    let volumes = host
+        .volumes
+        .values()
+        .map(|v| {
+            let users = host
+                .containers
+                .values()
+                .filter(|c| c.volumes.iter().any(|m| m.volume == v.name))
+                .map(|c| c.name.to_string())
+                .collect();
+            (
+                v.name.to_string(),
+                VolumeHealth {
+                    quota: v.quota.map(|q| q.bytes()),
+                    containers: users,
+                },
+            )
+        })
+        .collect();
     Health {
         containers,
         links,
         firewall: chains.rule_counts(),
         sockets,
+        volumes,
     }
 }
 

@@ -5,7 +5,7 @@
 use super::ini::Ini;
 use super::{Artifacts, Owner};
 use crate::layout;
-use crate::model::{Container, Host};
+use crate::model::{AbsPath, Bind, Container, Host};
 
 /// Sorts before systemd's own `80-container-host0.network` (DHCP), which
 /// would otherwise win: networkd uses the first matching file by name.
@@ -59,7 +59,15 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
     }
 
     nspawn.section("Files");
-    for bind in &container.binds {
+    // A volume is a bind of the directory ctm keeps for it.
+    let volumes = container.volumes.iter().map(|m| Bind {
+        source: AbsPath::parse(&layout::volume_path(m.volume.as_str()))
+            .expect("a volume's path is absolute and made of a valid name"),
+        target: m.target.clone(),
+        read_only: m.read_only,
+        idmap: m.idmap,
+    });
+    for bind in container.binds.iter().cloned().chain(volumes) {
         let key = if bind.read_only {
             "BindReadOnly"
         } else {

@@ -482,6 +482,27 @@ static BIND: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static MOUNT_VOLUME: NodeSpec = NodeSpec {
+    name: "volume",
+    doc: "Mount a `volume` (a directory ctm makes and keeps) into the container.",
+    example: "volume \"data\" \"/var/lib/postgresql\"",
+    args: &[
+        arg("name", String, "Name of a top-level `volume`."),
+        arg("target", String, "Absolute path in the container."),
+    ],
+    props: &[
+        prop("read-only", Bool, "Mount read-only (default: false)."),
+        prop(
+            "idmap",
+            Bool,
+            "Show the volume's files to the container with their host owners: files of host root are the container root's (default: false). Needs a file system that supports ID-mapped mounts.",
+        ),
+    ],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
 static LIMITS: NodeSpec = NodeSpec {
     name: "limits",
     doc: "Resource limits, enforced by systemd on the container's unit.",
@@ -635,6 +656,7 @@ static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&ATTACH),
     many(&FORWARD),
     many(&BIND),
+    many(&MOUNT_VOLUME),
     once(&LIMITS),
     once(&SSH),
     once(&DOCKER),
@@ -670,6 +692,30 @@ static CONTAINER: NodeSpec = NodeSpec {
     props: NO_PROPS,
     any_props: None,
     children: CONTAINER_CHILDREN,
+    keyed: true,
+};
+
+// ---- volumes ---------------------------------------------------------------
+
+static QUOTA: NodeSpec = leaf(
+    "quota",
+    "The most the volume may hold, enforced by the file system (btrfs qgroups, XFS or ext4 project quotas).",
+    "quota \"10G\"",
+    &[arg(
+        "size",
+        String,
+        "A size with a unit suffix K, M, G or T (powers of 1024), at least `1M`.",
+    )],
+);
+
+static VOLUME: NodeSpec = NodeSpec {
+    name: "volume",
+    doc: "A directory for a container's data that ctm makes (a btrfs subvolume on btrfs) and keeps: it is deleted only by `--prune`.",
+    example: "volume \"pgdata\" { quota \"10G\"; }",
+    args: &[arg("name", String, "The volume's name.")],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[once(&QUOTA)],
     keyed: true,
 };
 
@@ -780,6 +826,7 @@ pub static ROOT: NodeSpec = NodeSpec {
         many(&TEMPLATE),
         many(&CONTAINER),
         many(&TUNNEL),
+        many(&VOLUME),
     ],
     keyed: false,
 };

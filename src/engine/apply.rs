@@ -151,8 +151,8 @@ pub struct PreparedApply {
 }
 
 impl PreparedApply {
-    /// Why it must not go ahead, if anything: a conflict, or a kind of
-    /// link the kernel cannot make.
+    /// Why it must not go ahead, if anything: a conflict, a kind of link
+    /// the kernel cannot make, or a quota the file system cannot enforce.
     pub fn refusal(&self) -> Option<Refused> {
         refusal(&self.plan)
     }
@@ -165,8 +165,13 @@ fn refusal(plan: &Plan) -> Option<Refused> {
         });
     }
     let kinds = plan.blocking_links();
-    (!kinds.is_empty()).then(|| Refused::UnsupportedLinks {
-        kinds: kinds.to_vec(),
+    if !kinds.is_empty() {
+        return Some(Refused::UnsupportedLinks {
+            kinds: kinds.to_vec(),
+        });
+    }
+    (!plan.unenforceable_quotas.is_empty()).then(|| Refused::UnenforceableQuotas {
+        quotas: plan.unenforceable_quotas.clone(),
     })
 }
 

@@ -278,7 +278,7 @@ fn managed(
     Ok((current, model))
 }
 
-fn no_such_container<'a>(
+pub(super) fn no_such_container<'a>(
     name: &Name,
     generation: Option<u64>,
     known: impl Iterator<Item = &'a String>,
@@ -529,6 +529,17 @@ pub struct BindView {
     pub idmap: bool,
 }
 
+/// A volume a container mounts, with where it is on the host.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeMountView {
+    pub volume: String,
+    /// The volume's directory (`/var/lib/ctm/volumes/NAME`).
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    pub idmap: bool,
+}
+
 /// A container's limits; `null`: none.
 #[derive(Debug, Clone, Serialize)]
 pub struct LimitsView {
@@ -561,6 +572,7 @@ pub struct ContainerDetail {
     pub live: bool,
     pub generation: Option<u64>,
     pub binds: Vec<BindView>,
+    pub volumes: Vec<VolumeMountView>,
     pub limits: LimitsView,
     pub environment: BTreeMap<String, String>,
     pub steps: Vec<StepView>,
@@ -625,6 +637,18 @@ pub fn detail(
                     target: b.target.as_str().to_string(),
                     read_only: b.read_only,
                     idmap: b.idmap,
+                })
+                .collect()
+        }),
+        volumes: model.as_ref().map_or_else(Vec::new, |m| {
+            m.volumes
+                .iter()
+                .map(|v| VolumeMountView {
+                    volume: v.volume.to_string(),
+                    source: crate::layout::volume_path(v.volume.as_str()),
+                    target: v.target.as_str().to_string(),
+                    read_only: v.read_only,
+                    idmap: v.idmap,
                 })
                 .collect()
         }),

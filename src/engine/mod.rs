@@ -15,6 +15,7 @@
 //! | list and compare generations, gc, recover | [`generations`] |
 //! | status (`ctm status`, the dashboard) | [`status`] |
 //! | start, stop, restart, pause, resume, kill, exec, stats, destroy, logs; the container page's document | [`containers`] |
+//! | snapshot, list snapshots, restore | [`snapshots`] |
 //! | the Prometheus metrics of `ctm serve` | [`metrics`] |
 //! | info | [`info`] |
 //! | tunnel status | [`tunnels`] |
@@ -35,6 +36,7 @@ pub mod planning;
 pub mod preview;
 pub mod refused;
 pub mod session;
+pub mod snapshots;
 pub mod status;
 pub mod tunnels;
 

@@ -1,11 +1,11 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
 //! The web server answers each with 409 Conflict (422 for `Invalid`, 404
-//! for `NoSuchContainer`, `NoSuchTunnel` and `NoSuchImage`).
+//! for `NoSuchContainer`, `NoSuchTunnel`, `NoSuchImage` and `NoSuchSnapshot`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
-use crate::plan::{Conflict, LinkKindNote};
+use crate::plan::{Conflict, LinkKindNote, QuotaNote};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Refused {
@@ -43,6 +43,17 @@ pub enum Refused {
         )
     )]
     UnsupportedLinks { kinds: Vec<LinkKindNote> },
+    #[error(
+        "the volumes' file system cannot enforce {}; nothing was changed",
+        quotas.iter().map(|q| format!("the quota of volume {} ({}): {}", q.volume, crate::model::size_text(q.quota), q.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    #[diagnostic(
+        code(ctm::quota_unsupported),
+        help(
+            "put /var/lib/ctm/volumes on btrfs, or on XFS or ext4 mounted with `prjquota`; or remove the `quota` (docs/config.md, `volume` → `quota`)"
+        )
+    )]
+    UnenforceableQuotas { quotas: Vec<QuotaNote> },
     #[error("{file} has errors; nothing was applied")]
     #[diagnostic(
         code(ctm::invalid),
@@ -130,6 +141,14 @@ pub enum Refused {
         name: String,
         generation: Option<u64>,
         /// The containers there are.
+        help: String,
+    },
+    #[error("container {container} has no snapshot {id}")]
+    #[diagnostic(code(ctm::no_such_snapshot), help("{help}"))]
+    NoSuchSnapshot {
+        container: String,
+        id: String,
+        /// The snapshots there are.
         help: String,
     },
     #[error(

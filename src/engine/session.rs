@@ -14,7 +14,7 @@ use nix::fcntl::Flock;
 use super::events::{Event, Events};
 use crate::apply::{Engine, Progress, Recovered, SwitchSpec};
 use crate::backend::live::LiveSystem;
-use crate::backend::{FilesOnly, System};
+use crate::backend::{FilesOnly, System, volumes};
 use crate::clock::now_unix;
 use crate::compile::Artifacts;
 use crate::compile::health;
@@ -140,7 +140,7 @@ fn system_for(
         return Ok(make());
     }
     if !target.is_system_root() {
-        return Ok(Box::new(FilesOnly));
+        return Ok(Box::new(FilesOnly::new(&target.root)));
     }
     match LiveSystem::connect(&target.root) {
         Ok(live) => Ok(Box::new(live)),
@@ -156,7 +156,7 @@ fn system_for(
                      without the live state of containers, links and the firewall"
                 ),
             });
-            Ok(Box::new(FilesOnly))
+            Ok(Box::new(FilesOnly::new(&target.root)))
         }
     }
 }
@@ -420,6 +420,9 @@ impl Session {
         }
         let expect = health::of(desired).map_err(|e| miette!("{e}"))?;
         let mut system = self.system.observe(&expect)?;
+        // Read on every root, files-only too: the plan shows the volumes
+        // to make and refuses a quota their file system cannot enforce.
+        system.volumes = volumes::observe(self.store.root(), &expect.volumes)?;
         if options.check_steps {
             // Only containers whose steps are installed have run them.
             let names: BTreeSet<String> = expect

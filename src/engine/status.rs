@@ -9,6 +9,7 @@ use super::events::Events;
 use super::load::stored;
 use super::session::{Access, Session, Target};
 use crate::backend::cgroups::Resources;
+use crate::backend::volumes;
 use crate::compile::Artifacts;
 use crate::compile::health;
 use crate::fs::sha256_hex;
@@ -90,6 +91,7 @@ pub fn status(
         _ => None,
     };
     let pending = store.pending_confirm()?;
+    let measured = volumes::measure(&target.root);
     Ok(status::status(&status::Inputs {
         root: target.root.display().to_string(),
         host_file: sources.host_file.map(|p| p.display().to_string()),
@@ -106,5 +108,6 @@ pub fn status(
         system: &system,
         containers: containers.as_ref(),
         resources: sources.resources,
+        volumes: &measured,
     }))
 }

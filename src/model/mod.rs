@@ -26,6 +26,14 @@ pub struct Host {
     pub networks: BTreeMap<Name, Network>,
     pub containers: BTreeMap<Name, Container>,
     pub tunnels: BTreeMap<IfName, Tunnel>,
+    /// Directories for containers' data that ctm makes and keeps.
+    pub volumes: BTreeMap<Name, Volume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Volume {
+    pub name: Name,
+    pub quota: Option<Quota>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -147,6 +155,7 @@ pub struct Container {
     pub network: Option<Attachment>,
     pub forwards: Vec<Forward>,
     pub binds: Vec<Bind>,
+    pub volumes: Vec<VolumeMount>,
     pub limits: Limits,
     pub ssh: Option<Ssh>,
     pub docker: bool,
@@ -230,6 +239,16 @@ pub struct Bind {
     pub read_only: bool,
     /// An ID-mapped mount: the user-namespaced container sees the
     /// source's files with their host owners.
+    pub idmap: bool,
+}
+
+/// A volume mounted into a container (`volume "data" "/var/lib/db"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeMount {
+    pub volume: Name,
+    pub target: AbsPath,
+    pub read_only: bool,
+    /// As [`Bind::idmap`].
     pub idmap: bool,
 }
 

@@ -302,31 +302,44 @@ impl Protocol {
 #[serde(transparent)]
 pub struct ByteSize(u64);
 
+/// `512M`: a whole number with a suffix K, M, G or T (powers of 1024), or
+/// none for bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, suffix) = s.split_at(digits_end);
+    let not_a_size =
+        || format!("`{s}` is not a size; write a whole number with K, M, G or T, e.g. `512M`");
+    let shift = match suffix {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(not_a_size()),
+    };
+    let number: u64 = digits.parse().map_err(|_| not_a_size())?;
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// `bytes` as the host file writes sizes, with the largest suffix that
+/// represents it exactly: `10G`, `1536M`, `1000`.
+pub fn size_text(bytes: u64) -> String {
+    for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes.is_multiple_of(1u64 << shift) {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 impl ByteSize {
     /// Below this a container cannot even boot its init.
     pub const MIN: u64 = 16 << 20;
 
     pub fn parse(s: &str) -> Result<ByteSize, String> {
-        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (digits, suffix) = s.split_at(digits_end);
-        let shift = match suffix {
-            "" => 0,
-            "K" => 10,
-            "M" => 20,
-            "G" => 30,
-            "T" => 40,
-            _ => {
-                return Err(format!(
-                    "`{s}` is not a size; write a whole number with K, M, G or T, e.g. `512M`"
-                ));
-            }
-        };
-        let number: u64 = digits.parse().map_err(|_| {
-            format!("`{s}` is not a size; write a whole number with K, M, G or T, e.g. `512M`")
-        })?;
-        let bytes = number
-            .checked_mul(1u64 << shift)
-            .ok_or_else(|| format!("`{s}` is too large"))?;
+        let bytes = parse_size(s)?;
         if bytes < Self::MIN {
             return Err(format!(
                 "`{s}` is too little memory for a container; give at least 16M"
@@ -341,14 +354,44 @@ impl ByteSize {
 }
 
 impl fmt::Display for ByteSize {
-    /// The largest suffix that represents the size exactly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-            if self.0.is_multiple_of(1u64 << shift) {
-                return write!(f, "{}{suffix}", self.0 >> shift);
-            }
+        f.write_str(&size_text(self.0))
+    }
+}
+
+/// The most a volume may hold, in bytes: at least 1 MiB and a whole
+/// number of KiB, as project quotas count in KiB blocks and a smaller
+/// limit leaves no room for the file system's own metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Quota(u64);
+
+impl Quota {
+    pub const MIN: u64 = 1 << 20;
+
+    pub fn parse(s: &str) -> Result<Quota, String> {
+        let bytes = parse_size(s)?;
+        if bytes < Self::MIN {
+            return Err(format!(
+                "`{s}` is too small a quota for a volume; give at least 1M"
+            ));
         }
-        write!(f, "{}", self.0)
+        if !bytes.is_multiple_of(1024) {
+            return Err(format!(
+                "`{s}` is not a whole number of kibibytes; quotas count in 1K blocks"
+            ));
+        }
+        Ok(Quota(bytes))
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&size_text(self.0))
     }
 }
 

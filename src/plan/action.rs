@@ -83,6 +83,45 @@ pub enum Action {
         name: String,
         reason: String,
     },
+    /// Make a volume (`layout::volume_dir`) and record it as ctm's, with
+    /// its quota. Never undone: what a container writes in it is data.
+    CreateVolume {
+        name: String,
+        /// In bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quota: Option<u64>,
+        reason: String,
+    },
+    /// Change a volume's quota (`None`: no limit); undone by setting
+    /// `from` back.
+    SetVolumeQuota {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quota: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<u64>,
+        reason: String,
+    },
+    /// Delete a volume ctm made that is no longer in the host file
+    /// (`--prune`): set aside within the switch, deleted once committed,
+    /// like [`Action::RemoveRootfs`].
+    RemoveVolume {
+        name: String,
+        reason: String,
+    },
+    /// Undoes [`Action::RemoveVolume`].
+    RestoreVolume {
+        name: String,
+        reason: String,
+    },
+}
+
+/// `quota 1G`, `no quota`.
+fn quota_text(quota: Option<u64>) -> String {
+    match quota {
+        Some(bytes) => format!("quota {}", crate::model::size_text(bytes)),
+        None => "no quota".into(),
+    }
 }
 
 impl Action {
@@ -137,6 +176,28 @@ impl Action {
             Action::RestoreRootfs { name, .. } => {
                 format!("put back the root file system of container {name}")
             }
+            Action::CreateVolume { name, quota, .. } => {
+                let quota = match quota {
+                    Some(_) => format!(" ({})", quota_text(*quota)),
+                    None => String::new(),
+                };
+                format!(
+                    "create volume {name}{quota} at {}",
+                    crate::layout::volume_path(name)
+                )
+            }
+            Action::SetVolumeQuota {
+                name, quota, from, ..
+            } => format!(
+                "set volume {name} to {} (was {})",
+                quota_text(*quota),
+                quota_text(*from)
+            ),
+            Action::RemoveVolume { name, .. } => format!(
+                "delete volume {name} ({}) and its data",
+                crate::layout::volume_path(name)
+            ),
+            Action::RestoreVolume { name, .. } => format!("put back volume {name}"),
         }
     }
 
@@ -173,7 +234,11 @@ impl Action {
             | Action::StartContainer { reason, .. }
             | Action::ProvisionContainer { reason, .. }
             | Action::RemoveRootfs { reason, .. }
-            | Action::RestoreRootfs { reason, .. } => reason,
+            | Action::RestoreRootfs { reason, .. }
+            | Action::CreateVolume { reason, .. }
+            | Action::SetVolumeQuota { reason, .. }
+            | Action::RemoveVolume { reason, .. }
+            | Action::RestoreVolume { reason, .. } => reason,
         }
     }
 }

@@ -8,6 +8,7 @@
 mod action;
 mod manifest;
 pub mod render;
+mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +20,7 @@ use crate::fs::Entry;
 use crate::live::LiveFile;
 pub use action::{Action, batches};
 pub use manifest::{Manifest, ManifestEntry, entry_of};
+pub use volumes::{KeptVolume, Present, QuotaNote, QuotaSupport, VolumesState};
 
 /// What a plan may do beyond bringing ctm's files to the host file's
 /// version, and how closely it looks: `--adopt`, `--prune` and
@@ -85,6 +87,10 @@ pub struct SystemState {
     /// down (`ip link set … down`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links_down: Option<BTreeSet<String>>,
+    /// The volumes directory's file system and what is in it, when the
+    /// host file has volumes or ctm made some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<VolumesState>,
 }
 
 /// Whether the running kernel can make links of one kind.
@@ -202,6 +208,14 @@ pub struct Plan {
     /// root, as every network has one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unchecked_links: Vec<LinkKindNote>,
+    /// Quotas the host file sets that the volumes' file system cannot
+    /// enforce: an apply is refused before it changes anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unenforceable_quotas: Vec<QuotaNote>,
+    /// Volumes ctm made that are no longer in the host file: they stay
+    /// (without `--prune`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_volumes: Vec<KeptVolume>,
     /// False when the root is not the running system: actions are listed
     /// but not performed.
     pub live_system: bool,
@@ -339,7 +353,9 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
             }
         }
     }
-    let (actions, held) = hold_paused(input, actions(input, manifest, &files));
+    let volumes = volumes::plan(input);
+    conflicts.extend(volumes.conflicts.iter().cloned());
+    let (actions, held) = hold_paused(input, actions(input, manifest, &files, &volumes));
     let (unsupported_links, unchecked_links) = link_kinds(input.expect, input.system);
     let kept_rootfs = if input.options.prune {
         Vec::new()
@@ -370,6 +386,8 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         held,
         unsupported_links,
         unchecked_links,
+        unenforceable_quotas: volumes.quotas,
+        kept_volumes: volumes.kept,
         live_system: input.system.containers.is_some(),
         summary,
         fingerprint: fingerprint(input, desired_manifest),
@@ -450,7 +468,12 @@ fn seek<'a, V>(
 /// The system actions the file changes call for, in the order they must
 /// run: stop what goes away, reload what reads changed files, then restart
 /// and start containers.
-fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec<Action> {
+fn actions(
+    input: &Inputs<'_>,
+    manifest: &Manifest,
+    files: &[FileChange],
+    volumes: &volumes::VolumePlan,
+) -> Vec<Action> {
     let running = |name: &str| {
         input
             .system
@@ -636,6 +659,7 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
 
     let mut actions = stop;
     actions.extend(remove);
+    actions.extend(volumes.remove.iter().cloned());
     let units: Vec<&str> = files
         .iter()
         .filter(|f| f.path.starts_with("etc/systemd/system/"))
@@ -712,6 +736,8 @@ fn actions(input: &Inputs<'_>, manifest: &Manifest, files: &[FileChange]) -> Vec
         actions.push(Action::ReplaceFirewall { reason });
     }
     actions.extend(loopback_forwards(input, files));
+    // Volumes exist before any container that mounts one starts.
+    actions.extend(volumes.make.iter().cloned());
     actions.extend(
         prepare
             .into_iter()

@@ -93,6 +93,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         held(&mut out, plan);
         link_kinds(&mut out, plan);
         kept_rootfs(&mut out, plan);
+        kept_volumes(&mut out, plan);
         return out;
     }
     if !plan.files.is_empty() {
@@ -203,6 +204,8 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         );
     }
     kept_rootfs(&mut out, plan);
+    kept_volumes(&mut out, plan);
+    quotas(&mut out, plan);
     let s = &plan.summary;
     let _ = writeln!(
         out,
@@ -224,6 +227,25 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         .iter()
         .filter(|a| matches!(a, Action::RemoveRootfs { .. }))
         .count();
+    let deleted_volumes = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::RemoveVolume { .. }))
+        .count();
+    if deleted_volumes > 0 {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                RED,
+                &format!(
+                    "{deleted_volumes} volume{} will be deleted, with all data in {}; this cannot be undone.",
+                    if deleted_volumes == 1 { "" } else { "s" },
+                    if deleted_volumes == 1 { "it" } else { "them" }
+                )
+            )
+        );
+    }
     if deleted > 0 {
         let _ = writeln!(
             out,
@@ -253,6 +275,16 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
                     "The kernel cannot make {} links: nothing will be applied.",
                     kinds.join(", ")
                 )
+            )
+        );
+    }
+    if !plan.unenforceable_quotas.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                RED,
+                "The volumes' file system cannot enforce a quota: nothing will be applied."
             )
         );
     }
@@ -343,6 +375,42 @@ fn held(out: &mut String, plan: &Plan) {
         out,
         "  After `ctm resume NAME`, `ctm restart NAME` applies a held restart, and `ctm apply --check-steps` held provisioning."
     );
+}
+
+/// The volumes no longer in the host file that stay, and how to delete
+/// them.
+fn kept_volumes(out: &mut String, plan: &Plan) {
+    if plan.kept_volumes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nKept: volumes no longer in the host file:");
+    for kept in &plan.kept_volumes {
+        let _ = writeln!(out, "  {}  ({})", kept.name, kept.path);
+    }
+    let _ = writeln!(out, "  `ctm apply --prune` deletes them, with their data.");
+}
+
+/// The quotas the volumes' file system cannot enforce (an apply is
+/// refused).
+fn quotas(out: &mut String, plan: &Plan) {
+    if plan.unenforceable_quotas.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        paint(RED, "Quotas the volumes' file system cannot enforce:")
+    );
+    for note in &plan.unenforceable_quotas {
+        let _ = writeln!(
+            out,
+            "  {} volume {} (quota {}): {}",
+            paint(RED, "!"),
+            note.volume,
+            crate::model::size_text(note.quota),
+            note.reason
+        );
+    }
 }
 
 /// The trees of removed containers that stay, and how to delete them.

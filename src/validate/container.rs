@@ -24,6 +24,7 @@ struct Partial {
     network: Option<Attach>,
     forwards: Vec<Spanned<Forward>>,
     binds: Vec<Spanned<Bind>>,
+    volumes: Vec<Spanned<MountDraft>>,
     memory: Option<ByteSize>,
     cpu_quota: Option<CpuQuota>,
     ssh: Option<SshPartial>,
@@ -43,6 +44,16 @@ struct RuleDraft {
     verdict: Verdict,
     traffic: Traffic,
     from: Option<Spanned<String>>,
+}
+
+/// A `volume` node of a container: the name is checked once the volumes
+/// are known.
+#[derive(Debug, Clone)]
+struct MountDraft {
+    volume: Spanned<String>,
+    target: AbsPath,
+    read_only: bool,
+    idmap: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -133,12 +144,7 @@ impl Partial {
                 },
                 (None, None) => None,
             };
-            let flag = |name: &str| {
-                b.prop(name)
-                    .and_then(|r| r.value.as_bool())
-                    .unwrap_or(false)
-            };
-            let (read_only, idmap) = (flag("read-only"), flag("idmap"));
+            let (read_only, idmap) = (flag(b, "read-only"), flag(b, "idmap"));
             if let (Some(source), Some(target)) = (source, target) {
                 p.binds.push(Spanned::new(
                     Bind {
@@ -148,6 +154,23 @@ impl Partial {
                         idmap,
                     },
                     b.span,
+                ));
+            }
+        }
+        for m in node.children_named("volume") {
+            let volume = string_arg(Some(m));
+            let target = v.parse_str(m.arg(1), "ctm::invalid-path", |s| {
+                bind_target(AbsPath::parse(s)?)
+            });
+            if let (Some(volume), Some(target)) = (volume, target) {
+                p.volumes.push(Spanned::new(
+                    MountDraft {
+                        volume,
+                        target: target.value,
+                        read_only: flag(m, "read-only"),
+                        idmap: flag(m, "idmap"),
+                    },
+                    m.span,
                 ));
             }
         }
@@ -229,6 +252,7 @@ impl Partial {
     fn entries(&self) -> usize {
         self.forwards.len()
             + self.binds.len()
+            + self.volumes.len()
             + self.packages.len()
             + self.environment.len()
             + self.checks.len()
@@ -278,6 +302,7 @@ impl Partial {
                 .cloned()
                 .collect(),
             binds: base.binds.iter().chain(&self.binds).cloned().collect(),
+            volumes: base.volumes.iter().chain(&self.volumes).cloned().collect(),
             memory: self.memory.or(base.memory),
             cpu_quota: self.cpu_quota.or(base.cpu_quota),
             ssh,
@@ -389,6 +414,13 @@ fn bind_target(path: AbsPath) -> Result<AbsPath, String> {
         ));
     }
     Ok(path)
+}
+
+/// A boolean property, false when absent (or reported as mistyped).
+fn flag(node: &Node, name: &str) -> bool {
+    node.prop(name)
+        .and_then(|r| r.value.as_bool())
+        .unwrap_or(false)
 }
 
 fn string_arg(node: Option<&Node>) -> Option<Spanned<String>> {
@@ -546,6 +578,7 @@ pub(super) fn containers(
     doc: &Document,
     images: &BTreeMap<Name, (SourceSpan, Image)>,
     networks: &BTreeMap<Name, NetworkEntry>,
+    volumes: &BTreeMap<Name, Volume>,
     previous: &Lock,
 ) -> (BTreeMap<Name, Container>, Lock) {
     let defined = v.named(doc, "template");
@@ -571,6 +604,7 @@ pub(super) fn containers(
 
     let image_names: Vec<&str> = images.keys().map(Name::as_str).collect();
     let network_names: Vec<&str> = networks.keys().map(Name::as_str).collect();
+    let volume_names: Vec<&str> = volumes.keys().map(Name::as_str).collect();
     let mut drafts: BTreeMap<Name, (SourceSpan, Partial)> = BTreeMap::new();
     let mut inherited = 0;
     for (name, (span, node)) in v.named(doc, "container") {
@@ -622,6 +656,11 @@ pub(super) fn containers(
         {
             v.push_with(|| unknown_reference("network", &attach.network, &network_names));
         }
+        for mount in &p.volumes {
+            if !is_defined(&mount.value.volume, volumes, &v.broken_volumes) {
+                v.push_with(|| unknown_reference("volume", &mount.value.volume, &volume_names));
+            }
+        }
         conflicts(v, name, *span, p);
     }
 
@@ -654,6 +693,19 @@ pub(super) fn containers(
                 network,
                 forwards: p.forwards.into_iter().map(|f| f.value).collect(),
                 binds: p.binds.into_iter().map(|b| b.value).collect(),
+                volumes: p
+                    .volumes
+                    .into_iter()
+                    .filter_map(|m| {
+                        let m = m.value;
+                        Some(VolumeMount {
+                            volume: Name::parse(&m.volume.value).ok()?,
+                            target: m.target,
+                            read_only: m.read_only,
+                            idmap: m.idmap,
+                        })
+                    })
+                    .collect(),
                 limits: Limits {
                     memory: p.memory,
                     cpu_quota: p.cpu_quota,
@@ -700,16 +752,28 @@ fn conflicts(v: &mut Validator, name: &Name, span: SourceSpan, p: &Partial) {
             .with_help("attach the container to a network: without one it shares the host's network namespace, and Docker would rewrite the host's own firewall rules"),
         );
     }
+    // Binds and volumes are both mounts: the same rules hold for each.
+    let mounts: Vec<(&str, &AbsPath, bool, bool, SourceSpan)> = p
+        .binds
+        .iter()
+        .map(|b| {
+            let (v, span) = (&b.value, b.span);
+            ("bind", &v.target, v.read_only, v.idmap, span)
+        })
+        .chain(p.volumes.iter().map(|m| {
+            let (v, span) = (&m.value, m.span);
+            ("volume", &v.target, v.read_only, v.idmap, span)
+        }))
+        .collect();
     if let Some(nested_span) = p.nested {
-        for bind in p.binds.iter().filter(|b| b.value.idmap) {
+        for (kind, target, _, _, span) in mounts.iter().filter(|m| m.3) {
             v.push(
                 Diagnostic::error(
                     "ctm::idmap-without-userns",
                     format!(
-                        "`idmap` on the bind at {} has nothing to map: a `nested` container shares the host's users",
-                        bind.value.target
+                        "`idmap` on the {kind} at {target} has nothing to map: a `nested` container shares the host's users",
                     ),
-                    bind.span,
+                    *span,
                 )
                 .with_label("ID-mapped here")
                 .with_related(nested_span, "`nested` set here")
@@ -724,21 +788,18 @@ fn conflicts(v: &mut Validator, name: &Name, span: SourceSpan, p: &Partial) {
         let Some(feature_span) = feature_span else {
             continue;
         };
-        for bind in &p.binds {
-            if bind.value.read_only && bind.value.target.is_within(protected) {
+        for (kind, target, _, _, span) in mounts.iter().filter(|m| m.2) {
+            if target.is_within(protected) {
                 v.push(
                     Diagnostic::error(
                         "ctm::bind-breaks-feature",
-                        format!(
-                            "a read-only bind at {} breaks `{feature}`",
-                            bind.value.target
-                        ),
-                        bind.span,
+                        format!("a read-only {kind} at {target} breaks `{feature}`"),
+                        *span,
                     )
                     .with_label("read-only here")
                     .with_related(feature_span, format!("`{feature}` set here"))
                     .with_help(format!(
-                        "`{feature}` writes to {protected}; make the bind writable or move it"
+                        "`{feature}` writes to {protected}; make the {kind} writable or move it"
                     )),
                 );
             }

@@ -46,12 +46,16 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
     let pinned = pin_from_lock(&mut images, previous);
     let networks = v.networks(doc, uplink.is_some());
     let tunnels = v.tunnels(doc);
+    let volumes = v.volumes(doc);
     v.interface_names(doc, &uplink);
     v.overlaps(&networks, &tunnels);
-    let (containers, mut lock) = container::containers(&mut v, doc, &images, &networks, previous);
+    let (containers, mut lock) =
+        container::containers(&mut v, doc, &images, &networks, &volumes, previous);
     v.shadowing_names(doc, name.as_ref());
     lock.images = pinned;
-    let left_out = !v.broken_images.is_empty() || !v.broken_networks.is_empty();
+    let left_out = !v.broken_images.is_empty()
+        || !v.broken_networks.is_empty()
+        || !v.broken_volumes.is_empty();
     if left_out || v.omitted > 0 || v.diagnostics.iter().any(Diagnostic::is_error) {
         return Err(v.into_diagnostics());
     }
@@ -66,6 +70,7 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
             networks: networks.into_iter().map(|(k, n)| (k, n.network)).collect(),
             containers,
             tunnels: tunnels.into_iter().map(|(k, t)| (k, t.tunnel)).collect(),
+            volumes,
         },
         lock,
     })
@@ -81,6 +86,7 @@ pub(crate) struct Validator {
     /// host, but references to them are not reported again.
     pub(crate) broken_images: BTreeSet<Name>,
     pub(crate) broken_networks: BTreeSet<Name>,
+    pub(crate) broken_volumes: BTreeSet<Name>,
 }
 
 /// A network with the spans later checks point at.
@@ -424,6 +430,26 @@ impl Validator {
             credentials: credentials.map(|c| c.value),
             insecure,
         })
+    }
+
+    /// The volumes, each with its quota; one with a bad quota is left out
+    /// (and references to it are not reported again).
+    fn volumes(&mut self, doc: &Document) -> BTreeMap<Name, Volume> {
+        let mut volumes = BTreeMap::new();
+        for (name, (_, node)) in self.named(doc, "volume") {
+            let quota = match node.child("quota") {
+                None => None,
+                Some(q) => match self.parse_str(q.arg(0), "ctm::invalid-value", Quota::parse) {
+                    Some(quota) => Some(quota.value),
+                    None => {
+                        self.broken_volumes.insert(name);
+                        continue;
+                    }
+                },
+            };
+            volumes.insert(name.clone(), Volume { name, quota });
+        }
+        volumes
     }
 
     fn networks(&mut self, doc: &Document, has_uplink: bool) -> BTreeMap<Name, NetworkEntry> {

@@ -341,7 +341,8 @@ impl ApiError {
             }
             Refused::NoSuchContainer { .. }
             | Refused::NoSuchTunnel { .. }
-            | Refused::NoSuchImage { .. } => StatusCode::NOT_FOUND,
+            | Refused::NoSuchImage { .. }
+            | Refused::NoSuchSnapshot { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, refused.to_string());

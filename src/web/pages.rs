@@ -313,6 +313,7 @@ async fn dashboard(State(state): State<Shared>, cx: PageContext) -> Html<String>
             div class="col-lg-6" { (card("Networks", "networks", loading())) }
             div class="col-lg-6" { (card("Tunnels", "tunnels", loading())) }
         }
+        div class="mt-3" { (card("Volumes", "volumes", loading())) }
     };
     layout(&state, &cx, Page::Dashboard, body)
 }

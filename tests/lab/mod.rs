@@ -71,6 +71,9 @@ pub const PACKAGES: &[&str] = &[
     // Container names on the host (glibc asks machined); its package
     // adds `mymachines` to /etc/nsswitch.conf.
     "libnss-mymachines",
+    // Volumes on btrfs (tests/volumes.rs): ctm makes subvolumes and sets
+    // qgroup limits with the `btrfs` command.
+    "btrfs-progs",
 ];
 
 /// Services the packages above enable on installation, which no lab

@@ -223,8 +223,15 @@ try {
   await page.click('#restore-draft');
   assert.equal(await editorText(), unsaved);
   await page.waitForFunction(() => document.getElementById('saved-state').textContent === 'unsaved changes');
-  await setEditorText(withDb);
+  // A volume for db, which the dashboard shows once applied.
+  const withVolume = withDb.replace('container "db" {\n',
+    'volume "dbdata"\ncontainer "db" {\n    volume "dbdata" "/var/lib/db" idmap=#true\n');
+  assert.notEqual(withVolume, withDb);
+  await setEditorText(withVolume);
+  await page.waitForSelector('#validity.text-bg-success');
+  await page.click('#save');
   await page.waitForFunction(() => document.getElementById('saved-state').textContent === 'saved');
+  assert.equal(readFileSync(HOST_FILE, 'utf8'), withVolume);
   await page.waitForTimeout(700);
 
   step = 'apply shows the plan and completes against the sandbox root';
@@ -248,6 +255,13 @@ try {
   for (const name of ['builder', 'ci', 'db', 'web']) assert.ok(containers.includes(name), name);
   assert.match(await page.textContent('main'), /unknown: files-only root/);
   assert.equal(await page.textContent('#summary .card .fs-5'), '1');
+  await page.waitForSelector('#volumes table');
+  const volumes = await page.textContent('#volumes');
+  assert.match(volumes, /dbdata/);
+  assert.match(volumes, /\/var\/lib\/ctm\/volumes\/dbdata/);
+  assert.match(volumes, /directory/, 'made by the apply, even on a files-only root');
+  assert.match(volumes, /in sync/);
+  assert.equal(await page.textContent('#volumes a[href="/containers/db"]'), 'db');
   await shots('dashboard');
 
   step = 'the container list takes a search and a filter';

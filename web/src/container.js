@@ -44,6 +44,9 @@ function settings(d) {
     row('Forwards', list(s.forwards, 'none')),
     row('Binds', list(d.binds.map((b) => [h('code', {}, b.source), ' → ', h('code', {}, b.target),
       b.read_only ? ' (read-only)' : '', b.idmap ? ' (idmap)' : '']), 'none')),
+    row('Volumes', list(d.volumes.map((v) => [h('span', { class: 'fw-semibold' }, v.volume), ' ',
+      h('code', { class: 'small' }, `(${v.source})`), ' → ', h('code', {}, v.target),
+      v.read_only ? ' (read-only)' : '', v.idmap ? ' (idmap)' : '']), 'none')),
     row('Limits', d.limits.memory_bytes === null && d.limits.cpus === null ? muted('none')
       : [d.limits.memory_bytes !== null ? `memory ${bytes(d.limits.memory_bytes)}` : '',
         d.limits.memory_bytes !== null && d.limits.cpus !== null ? ', ' : '',

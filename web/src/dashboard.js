@@ -45,6 +45,28 @@ function linkState(link) {
     : h('span', { class: 'badge text-bg-success' }, 'up');
 }
 
+/// How full a volume with a quota is, as a bar that turns amber at 80 %
+/// and red at 95 %.
+function usageBar(v) {
+  if (v.quota === null || v.used === null) return null;
+  const percent = Math.min(100, (v.used / v.quota) * 100);
+  const colour = percent >= 95 ? 'bg-danger' : percent >= 80 ? 'bg-warning' : 'bg-success';
+  return h('div', {
+    class: 'progress mt-1', style: 'height: 6px', role: 'progressbar',
+    'aria-label': `${v.name}: ${percent.toFixed(0)} % of its quota`,
+    'aria-valuenow': percent.toFixed(0), 'aria-valuemin': '0', 'aria-valuemax': '100',
+  }, h('div', { class: `progress-bar ${colour}`, style: `width: ${percent.toFixed(1)}%` }));
+}
+
+function volumeDrift(v) {
+  if (v.kept) {
+    return h('span', { class: 'badge text-bg-secondary', title: 'ctm apply --prune deletes it, with its data' },
+      'kept until --prune');
+  }
+  if (!v.drift.length) return h('span', { class: 'badge text-bg-light border' }, 'in sync');
+  return h('span', { class: 'badge text-bg-warning', title: v.drift.join('\n') }, v.drift[0]);
+}
+
 function cpuCell(status, c) {
   if (!c.usage) return live(status, muted('—'));
   const before = previous.cpu[c.name];
@@ -75,7 +97,8 @@ function render(s) {
   const drifted = s.drift.files.length + s.drift.conflicts.length;
   fill($('summary'),
     summaryCard('Generation', g ? String(g.number) : 'none', g ? `${g.created} · ${g.source_name}` : 'nothing applied yet'),
-    summaryCard('Containers', String(s.containers.length), `${plural(s.networks.length, 'network')} · ${plural(s.tunnels.length, 'tunnel')}`),
+    summaryCard('Containers', String(s.containers.length), `${plural(s.networks.length, 'network')} · ${plural(s.tunnels.length, 'tunnel')}${
+      s.volumes?.length ? ` · ${plural(s.volumes.length, 'volume')}` : ''}`),
     summaryCard('Drift', drifted ? `${drifted} file${drifted === 1 ? '' : 's'}` : 'none',
       s.drift.actions.length ? `${s.drift.actions.length} action(s) needed` : 'the host matches its generation'),
     summaryCard('System', s.live ? 'live' : 'files only', s.live ? 'the running system' : s.root));
@@ -138,6 +161,20 @@ function render(s) {
       h('td', {}, live(s, linkState(t.link))),
       h('td', {}, driftCell(t.drift)))),
     'No tunnels.'));
+  fill($('volumes'), table(
+    ['Name', 'Used', 'Quota', 'Containers', 'Drift'],
+    (s.volumes ?? []).map((v) => h('tr', { 'data-volume': v.name },
+      h('td', {}, h('span', { class: 'fw-semibold' }, v.name),
+        h('div', { class: 'small text-body-secondary font-monospace' }, v.path),
+        v.kind ? h('div', { class: 'small text-body-secondary' }, v.kind) : null),
+      h('td', { class: 'text-nowrap' }, v.used === null ? muted('—') : bytes(v.used), usageBar(v)),
+      h('td', { class: 'text-nowrap' }, v.quota === null ? muted('none') : bytes(v.quota)),
+      h('td', {}, v.containers.length
+        ? v.containers.flatMap((c, i) => [i ? ', ' : null,
+          h('a', { href: `/containers/${encodeURIComponent(c)}` }, c)])
+        : muted(v.kept ? 'none: not in the host file' : 'none')),
+      h('td', {}, volumeDrift(v)))),
+    'No volumes.'));
   $('refreshed').textContent = `updated ${new Date(s.sampled_at_ms).toLocaleTimeString()}`;
   previous = {
     at: s.sampled_at_ms,

@@ -1,0 +1,505 @@
+//! `ctm snapshot`, `ctm snapshots` and `ctm restore`: consistent copies
+//! of a container's root file system (and, asked, its volumes), and
+//! putting one back without losing what is replaced.
+//!
+//! A running container is frozen for the copy (the cgroup freezer, as
+//! `ctm pause` freezes it), so that the copy is of one moment of its
+//! files; or stopped and started again, when asked. A restore stops the
+//! container, copies the snapshot beside the tree, keeps the current
+//! tree as a snapshot of its own, swaps the two at once
+//! (`RENAME_EXCHANGE`), and starts the container again if it ran.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use miette::miette;
+
+use super::containers::no_such_container;
+use super::events::{Event, Events};
+use super::refused::Refused;
+use super::session::{Access, Session, Target};
+use crate::backend::snapshots::{self, Method, Snapshot};
+use crate::backend::{ContainerLive, rootfs, volumes};
+use crate::compile::health::{self, Health};
+use crate::layout;
+use crate::model::Name;
+use crate::plan::Action;
+
+/// How to take a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Copy the container's volumes too.
+    pub volumes: bool,
+    /// Stop a running container for the copy (and start it again),
+    /// rather than freeze it.
+    pub stop: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub restored: Snapshot,
+    /// The state it replaced, kept as a snapshot.
+    pub kept: Snapshot,
+    /// The container ran, and was started again.
+    pub restarted: bool,
+}
+
+/// The current generation's expectations, refusing a container that is
+/// not in it.
+fn generation_of(session: &Session, name: &Name) -> miette::Result<Health> {
+    let current = session.store.current()?;
+    let expect = match current {
+        Some(n) => health::of(&session.store.artifacts(n)?).map_err(|e| miette!("{e}"))?,
+        None => Health::default(),
+    };
+    if current.is_none() || !expect.containers.contains_key(name.as_str()) {
+        return Err(no_such_container(name, current, expect.containers.keys()).into());
+    }
+    Ok(expect)
+}
+
+/// The volumes of the generation that container `name` mounts.
+fn volumes_of(expect: &Health, name: &str) -> Vec<String> {
+    expect
+        .volumes
+        .iter()
+        .filter(|(_, v)| v.containers.iter().any(|c| c == name))
+        .map(|(volume, _)| volume.clone())
+        .collect()
+}
+
+/// Container `name` as the running system reports it (`None`: it does
+/// not run, or the root is not the running system).
+fn live(session: &mut Session, name: &str) -> miette::Result<Option<ContainerLive>> {
+    Ok(session
+        .system
+        .containers(&BTreeSet::from([name.to_string()]))?
+        .and_then(|mut all| all.remove(name))
+        .filter(|c| c.state == "running"))
+}
+
+fn step(events: Events<'_>, line: impl Into<String>) {
+    events(Event::Step { line: line.into() });
+}
+
+/// Stops or starts container `name`, saying so.
+fn perform(session: &mut Session, action: Action, events: Events<'_>) -> miette::Result<()> {
+    events(Event::performing(&action));
+    let mut say = |line: &str| step(events, line);
+    session
+        .system
+        .perform(&[action], &Health::default(), &mut say)?;
+    Ok(())
+}
+
+/// Refuses a copy of `bytes` that does not fit where it goes.
+fn check_space(at: &Path, bytes: u64, method: Method) -> miette::Result<()> {
+    if method == Method::BtrfsSnapshot {
+        return Ok(());
+    }
+    let free = snapshots::free_bytes(at)?;
+    if bytes > free {
+        return Err(miette!(
+            help = "free some space (`ctm snapshots` lists what snapshots there are), or copy less: without --volumes",
+            "not enough space for the copy: it needs {:.1} MB, and {:.1} MB are free at {}",
+            bytes as f64 / 1e6,
+            free as f64 / 1e6,
+            at.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Thaws the containers `frozen` names, each even if another fails; the
+/// first failure is returned.
+fn thaw(session: &mut Session, frozen: &[String], events: Events<'_>) -> miette::Result<()> {
+    let mut first = None;
+    for container in frozen {
+        match session.system.set_paused(container, false) {
+            Ok(()) => step(events, format!("thawed container {container}")),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// Takes a snapshot of container `name`: its root file system, and its
+/// volumes with `options.volumes`. What writes to them is frozen for the
+/// copy (see [`Options`]).
+pub fn snapshot(
+    target: &Target,
+    name: &Name,
+    options: Options,
+    events: Events<'_>,
+) -> miette::Result<Snapshot> {
+    let mut session = Session::open(target, Access::Change, events)?;
+    let expect = generation_of(&session, name)?;
+    let root = session.store.root().to_path_buf();
+    let name = name.as_str();
+    let tree = rootfs::tree(&root, name);
+    if !tree.is_dir() {
+        return Err(miette!(
+            help = "`ctm start {name}` makes it from its image",
+            "container {name} has no root file system at {}",
+            tree.display()
+        ));
+    }
+    let volumes = if options.volumes {
+        volumes_of(&expect, name)
+    } else {
+        Vec::new()
+    };
+    for volume in &volumes {
+        if volumes::made_by_ctm(&root, volume).is_none() {
+            return Err(miette!(
+                help = "`ctm apply` makes it",
+                "volume {volume} of container {name} does not exist"
+            ));
+        }
+    }
+    let mut trees = vec![tree.clone()];
+    trees.extend(volumes.iter().map(|v| volumes::path(&root, v)));
+    let (mut bytes, mut files) = (0, 0);
+    for t in &trees {
+        let (b, f) = rootfs::size(t);
+        bytes += b;
+        files += f;
+    }
+    let id = snapshots::new_id(&root, name, crate::clock::now_unix());
+    let dir = snapshots::dir(&root, name, &id);
+    check_space(&dir, bytes, snapshots::method_for(&tree, &dir))?;
+
+    let running = live(&mut session, name)?;
+    let stopped = running.is_some() && options.stop;
+    // Frozen for the copy: the container unless it is stopped, and every
+    // other running container that writes to a volume being copied. A
+    // container the user paused is frozen already, and stays so.
+    let mut sharing: BTreeSet<&str> = BTreeSet::new();
+    for volume in &volumes {
+        if let Some(v) = expect.volumes.get(volume) {
+            sharing.extend(v.containers.iter().map(String::as_str));
+        }
+    }
+    sharing.remove(name);
+    let mut to_freeze: Vec<String> = Vec::new();
+    if running.as_ref().is_some_and(|c| !c.paused) && !stopped {
+        to_freeze.push(name.to_string());
+    }
+    for other in sharing {
+        if live(&mut session, other)?.is_some_and(|c| !c.paused) {
+            to_freeze.push(other.to_string());
+        }
+    }
+    if stopped {
+        perform(
+            &mut session,
+            Action::StopContainer {
+                name: name.to_string(),
+                reason: "stopped for a snapshot (--stop)".into(),
+            },
+            events,
+        )?;
+    }
+    let mut frozen: Vec<String> = Vec::new();
+    for container in &to_freeze {
+        if let Err(e) = session.system.set_paused(container, true) {
+            thaw(&mut session, &frozen, events)?;
+            return Err(e.into());
+        }
+        step(events, format!("froze container {container} for the copy"));
+        frozen.push(container.clone());
+    }
+    step(
+        events,
+        format!(
+            "copying {:.1} MB in {files} files to {}",
+            bytes as f64 / 1e6,
+            dir.display()
+        ),
+    );
+    let started = std::time::Instant::now();
+    let copied = (|| -> miette::Result<Method> {
+        let mut say = |line: &str| step(events, line);
+        let method = snapshots::copy_tree(
+            &tree,
+            &snapshots::rootfs_in(&root, name, &id),
+            false,
+            bytes,
+            &mut say,
+        )?;
+        for volume in &volumes {
+            snapshots::copy_tree(
+                &volumes::path(&root, volume),
+                &snapshots::volume_in(&root, name, &id, volume),
+                false,
+                bytes,
+                &mut say,
+            )?;
+        }
+        Ok(method)
+    })();
+    // Whatever the copy did, the container goes back as it was; a failure
+    // to do so is reported after the copy is dealt with.
+    let back = if !frozen.is_empty() {
+        thaw(&mut session, &frozen, events)
+    } else if stopped {
+        perform(
+            &mut session,
+            Action::StartContainer {
+                name: name.to_string(),
+                reason: "started again after its snapshot".into(),
+            },
+            events,
+        )
+    } else {
+        Ok(())
+    };
+    let method = match copied {
+        Ok(method) => method,
+        Err(e) => {
+            let mut say = |line: &str| step(events, line);
+            snapshots::delete(&root, name, &id, &mut say)?;
+            back?;
+            return Err(e);
+        }
+    };
+    let snapshot = Snapshot {
+        container: name.to_string(),
+        id,
+        created: crate::clock::now_unix(),
+        reason: "ctm snapshot".into(),
+        // Copied while it ran: frozen by ctm, or paused by the user.
+        frozen: running.is_some() && !stopped,
+        method,
+        volumes,
+        bytes,
+        files,
+    };
+    snapshots::record(&root, &snapshot)?;
+    step(
+        events,
+        format!(
+            "snapshot {} of container {name} taken in {:.1} s",
+            snapshot.id,
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    back?;
+    Ok(snapshot)
+}
+
+/// The snapshots of container `name`, or of every container; oldest
+/// first.
+pub fn list(target: &Target, name: Option<&Name>) -> miette::Result<Vec<Snapshot>> {
+    let session = Session::open(target, Access::Read, &mut |_| {})?;
+    let root = session.store.root();
+    let names = match name {
+        Some(n) => vec![n.to_string()],
+        None => snapshots::containers(root),
+    };
+    Ok(names
+        .iter()
+        .flat_map(|n| snapshots::list(root, n))
+        .collect())
+}
+
+/// Puts snapshot `id` of container `name` back. The state it replaces is
+/// kept as a snapshot first; nothing is lost.
+pub fn restore(
+    target: &Target,
+    name: &Name,
+    id: &str,
+    events: Events<'_>,
+) -> miette::Result<Restored> {
+    let mut session = Session::open(target, Access::Change, events)?;
+    let expect = generation_of(&session, name)?;
+    let root = session.store.root().to_path_buf();
+    let name = name.as_str();
+    let all = snapshots::list(&root, name);
+    let Some(restored) = all.iter().find(|s| s.id == id).cloned() else {
+        return Err(Refused::NoSuchSnapshot {
+            container: name.to_string(),
+            id: id.to_string(),
+            help: if all.is_empty() {
+                format!("container {name} has no snapshots; `ctm snapshot {name}` takes one")
+            } else {
+                format!(
+                    "its snapshots: {}",
+                    all.iter()
+                        .map(|s| s.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+        }
+        .into());
+    };
+    let tree = rootfs::tree(&root, name);
+    if !tree.is_dir() {
+        return Err(miette!(
+            "container {name} has no root file system at {} to restore into",
+            tree.display()
+        ));
+    }
+    // A volume another running container mounts cannot be swapped under
+    // it: that container would go on writing to the replaced one.
+    for volume in &restored.volumes {
+        if volumes::made_by_ctm(&root, volume).is_none() {
+            return Err(miette!(
+                help = "`ctm apply` makes it; then restore",
+                "volume {volume} of the snapshot does not exist now"
+            ));
+        }
+        let users = expect
+            .volumes
+            .get(volume)
+            .map(|v| v.containers.clone())
+            .unwrap_or_default();
+        for other in users.iter().filter(|c| *c != name) {
+            if live(&mut session, other)?.is_some() {
+                return Err(miette!(
+                    help = format!("stop it first: `ctm stop {other}`"),
+                    "volume {volume} is mounted by container {other}, which runs"
+                ));
+            }
+        }
+    }
+    let machines = root.join(layout::MACHINES);
+    let method = snapshots::method_for(&snapshots::rootfs_in(&root, name, id), &machines);
+    check_space(&machines, restored.bytes, method)?;
+
+    let running = live(&mut session, name)?.is_some();
+    if running {
+        perform(
+            &mut session,
+            Action::StopContainer {
+                name: name.to_string(),
+                reason: format!("snapshot {id} is restored"),
+            },
+            events,
+        )?;
+    }
+    let result = swap_in(&root, name, &restored, events);
+    if running {
+        perform(
+            &mut session,
+            Action::StartContainer {
+                name: name.to_string(),
+                reason: format!("started again after snapshot {id} was restored"),
+            },
+            events,
+        )?;
+    }
+    let kept = result?;
+    Ok(Restored {
+        restored,
+        kept,
+        restarted: running,
+    })
+}
+
+/// The copies of `snapshot` staged beside their places, the current trees
+/// kept as a new snapshot, and the two swapped.
+fn swap_in(
+    root: &Path,
+    name: &str,
+    snapshot: &Snapshot,
+    events: Events<'_>,
+) -> miette::Result<Snapshot> {
+    let mut say = |line: &str| step(events, line);
+    let tree = rootfs::tree(root, name);
+    let staged = |at: &Path| -> std::path::PathBuf {
+        let file = at.file_name().and_then(|f| f.to_str()).unwrap_or(name);
+        at.with_file_name(format!(".#{file}.ctm-restoring"))
+    };
+    // 1. Copies of the snapshot, beside what they replace (one file
+    //    system, so that the swap is a rename).
+    let mut places = vec![(snapshots::rootfs_in(root, name, &snapshot.id), tree.clone())];
+    for volume in &snapshot.volumes {
+        places.push((
+            snapshots::volume_in(root, name, &snapshot.id, volume),
+            volumes::path(root, volume),
+        ));
+    }
+    for (from, to) in &places {
+        let at = staged(to);
+        if at.symlink_metadata().is_ok() {
+            snapshots::remove_tree(&at, &mut say)?;
+        }
+        say(&format!("copying {} to {}", from.display(), at.display()));
+        // Of the kind of what it replaces: a volume that is a subvolume
+        // stays one, and keeps its quota.
+        let subvolume = snapshots::is_btrfs_subvolume(to);
+        snapshots::copy_tree(from, &at, subvolume, snapshot.bytes, &mut say)?;
+    }
+    // 2. The state being replaced is kept, under a record of its own.
+    let (bytes, files) = places.iter().fold((0, 0), |(b, f), (_, to)| {
+        let (tb, tf) = rootfs::size(to);
+        (b + tb, f + tf)
+    });
+    let kept = Snapshot {
+        container: name.to_string(),
+        id: snapshots::new_id(root, name, crate::clock::now_unix()),
+        created: crate::clock::now_unix(),
+        reason: format!("kept by the restore of {}", snapshot.id),
+        frozen: false,
+        method: Method::Copy,
+        volumes: snapshot.volumes.clone(),
+        bytes,
+        files,
+    };
+    let keep_dir = snapshots::dir(root, name, &kept.id);
+    crate::fs::create_dirs(&keep_dir.join("volumes")).map_err(|e| miette!("{e}"))?;
+    // Recorded before anything moves: `ctm snapshots` lists it as soon as
+    // its root file system is in it.
+    snapshots::record(root, &kept)?;
+    // 3. Each swapped at once; what it replaced goes into the kept
+    //    snapshot (a rename where the snapshots are on its file system, a
+    //    copy otherwise). Until it is there it is at its staged path.
+    let made = rootfs::made_by_ctm(root, name);
+    snapshots::exchange(&tree, &staged(&tree))?;
+    if let Some(made) = made {
+        // The tree is ctm's still: `--prune` and `ctm destroy` know it.
+        rootfs::record(root, name, &made.image, &tree)?;
+    }
+    move_into(
+        &staged(&tree),
+        &snapshots::rootfs_in(root, name, &kept.id),
+        &mut say,
+    )?;
+    for volume in &snapshot.volumes {
+        let at = staged(&volumes::path(root, volume));
+        volumes::replace(root, volume, &at, &mut say)?;
+        move_into(
+            &at,
+            &snapshots::volume_in(root, name, &kept.id, volume),
+            &mut say,
+        )?;
+    }
+    say(&format!(
+        "restored snapshot {} of container {name}; what it replaced is snapshot {}",
+        snapshot.id, kept.id
+    ));
+    Ok(kept)
+}
+
+/// Moves a tree to `to`: a rename, or a copy and delete across file
+/// systems.
+fn move_into(from: &Path, to: &Path, say: &mut dyn FnMut(&str)) -> miette::Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
+            snapshots::copy_tree(from, to, snapshots::is_btrfs_subvolume(from), 0, say)?;
+            snapshots::remove_tree(from, say)?;
+            Ok(())
+        }
+        Err(e) => Err(miette!(
+            "moving {} to {}: {e}; it stays where it is",
+            from.display(),
+            to.display()
+        )),
+    }
+}

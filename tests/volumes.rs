@@ -1,0 +1,743 @@
+//! Volumes on real file systems: quotas enforced on btrfs and XFS images
+//! the tests make and loop-mount, refused at plan time on a file system
+//! that has none, and, in a lab (docs/lab.md), a volume made by `ctm
+//! apply`, written by its container through an ID-mapped mount, held to
+//! its quota, shown by `ctm status`, kept when its container goes and
+//! deleted only by `--prune`.
+
+#[path = "lab/mod.rs"]
+mod lab;
+mod support;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ctm::backend::volumes::{self, Kind};
+use ctm::plan::QuotaSupport;
+use lab::Lab;
+use lab::scenario::*;
+use support::*;
+
+const MIB: u64 = 1 << 20;
+
+fn run(argv: &[&str]) -> Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", argv[0]))
+}
+
+fn run_ok(argv: &[&str]) -> String {
+    let out = run(argv);
+    assert!(
+        out.status.success(),
+        "{} failed: {}{}",
+        argv.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn has_command(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+}
+
+/// A file system the test made and mounted, unmounted and deleted when
+/// dropped (after anything that uses it: declare it first).
+struct Mounted {
+    dir: tempfile::TempDir,
+}
+
+impl Mounted {
+    /// A sparse image of `size`, made with `mkfs`, loop-mounted with
+    /// `options`; `None` (and a visible skip) where this machine cannot.
+    fn image(mkfs: &str, size: &str, options: &str) -> Option<Mounted> {
+        let why = if !is_root() {
+            Some("loop-mounting an image needs root".to_string())
+        } else if !has_command(mkfs) {
+            Some(format!(
+                "{mkfs} is not installed (.ci/run installs btrfs-progs and xfsprogs)"
+            ))
+        } else if !Path::new("/dev/loop-control").exists() {
+            Some("this machine has no loop devices".to_string())
+        } else {
+            None
+        };
+        if skip_unless(why.is_none(), why.as_deref().unwrap_or_default()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("fs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        run_ok(&["truncate", "-s", size, image.to_str().unwrap()]);
+        run_ok(&[mkfs, "-q", image.to_str().unwrap()]);
+        let mut argv = vec!["mount", "-o"];
+        let options = format!("loop,{options}");
+        argv.push(&options);
+        argv.extend([image.to_str().unwrap(), mnt.to_str().unwrap()]);
+        run_ok(&argv);
+        Some(Mounted { dir })
+    }
+
+    /// A tmpfs of `size`: a file system without project quotas.
+    fn tmpfs(size: &str) -> Option<Mounted> {
+        if skip_unless(is_root(), "mounting a tmpfs needs root") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        run_ok(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ]);
+        Some(Mounted { dir })
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// Mounts the image again with `options`; false (and mounted as it
+    /// was) if the kernel refuses them.
+    fn remount(&mut self, options: &str) -> bool {
+        let (image, mnt) = (self.dir.path().join("fs.img"), self.root());
+        let (image, mnt) = (image.to_str().unwrap(), mnt.to_str().unwrap());
+        run_ok(&["umount", mnt]);
+        let with = format!("loop,{options}");
+        if run(&["mount", "-o", &with, image, mnt]).status.success() {
+            return true;
+        }
+        run_ok(&["mount", "-o", "loop", image, mnt]);
+        false
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        // The loop device goes with the mount (mount -o loop sets autoclear).
+        let _ = run(&["umount", self.root().to_str().unwrap()]);
+    }
+}
+
+/// Writes `bytes` of zeros to `path` and syncs them; the error of the
+/// first write or sync that fails.
+fn fill(path: &Path, bytes: u64) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    let chunk = vec![0u8; MIB as usize];
+    for _ in 0..bytes / MIB {
+        file.write_all(&chunk)?;
+    }
+    file.sync_all()
+}
+
+fn is_quota_exceeded(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::EDQUOT)
+}
+
+#[test]
+fn a_btrfs_volume_is_a_subvolume_held_to_its_qgroup_limit() {
+    let Some(fs) = Mounted::image("mkfs.btrfs", "300M", "rw") else {
+        return;
+    };
+    let root = fs.root();
+    let mut lines = Vec::new();
+    volumes::create(&root, "data", Some(8 * MIB), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    let made = volumes::made_by_ctm(&root, "data").unwrap();
+    assert_eq!(made.kind, Kind::BtrfsSubvolume);
+    assert_eq!(made.quota, Some(8 * MIB));
+    let dir = volumes::path(&root, "data");
+    let show = run_ok(&["btrfs", "subvolume", "show", dir.to_str().unwrap()]);
+    assert!(show.contains("Name:"), "{show}");
+
+    let err = fill(&dir.join("big"), 32 * MIB).unwrap_err();
+    assert!(is_quota_exceeded(&err), "{err}");
+    // Raised, the quota lets it grow; what is there stays.
+    volumes::set_quota(&root, "data", Some(64 * MIB), &mut |_| {}).unwrap();
+    fill(&dir.join("bigger"), 32 * MIB).unwrap();
+    let usage = volumes::measure(&root);
+    assert!(usage["data"].used >= 32 * MIB, "{usage:?}");
+
+    // --prune's two steps: set aside, then purged with its record.
+    volumes::set_aside(&root, "data").unwrap();
+    assert!(volumes::purge(&root, &mut |_| {}).is_empty());
+    assert!(!dir.exists());
+    assert!(volumes::made_volumes(&root).is_empty());
+}
+
+#[test]
+fn an_xfs_volume_has_a_project_quota_of_its_own_where_the_mount_allows() {
+    let Some(mut fs) = Mounted::image("mkfs.xfs", "320M", "rw") else {
+        return;
+    };
+    let root = fs.root();
+    // Mounted without `prjquota`: a quota is refused, and nothing is made.
+    let support = volumes::quota_support(&volumes::file_system(&root).unwrap(), false);
+    assert!(
+        matches!(&support, QuotaSupport::Unsupported { reason } if reason.contains("mount it with `prjquota`")),
+        "{support:?}"
+    );
+    let err = volumes::create(&root, "data", Some(8 * MIB), &mut |_| {}).unwrap_err();
+    assert!(err.why.contains("prjquota"), "{err}");
+    assert!(!volumes::path(&root, "data").exists());
+    assert!(volumes::made_volumes(&root).is_empty());
+    // Without a quota it is a plain directory.
+    volumes::create(&root, "plain", None, &mut |_| {}).unwrap();
+    assert_eq!(
+        volumes::made_by_ctm(&root, "plain").unwrap().kind,
+        Kind::Directory
+    );
+
+    if !fs.remount("prjquota") {
+        // The kernel's fact, not the machine's setup: say so, loudly.
+        say_skipped(&format!(
+            "the kernel ({}) has no XFS quota support (CONFIG_XFS_QUOTA): a project quota \
+             is refused there (shown above), and its enforcement cannot be shown",
+            run_ok(&["uname", "-r"]).trim()
+        ));
+        return;
+    }
+    for name in ["data", "logs"] {
+        volumes::create(&root, name, Some(8 * MIB), &mut |_| {}).unwrap();
+    }
+    let (data, logs) = (
+        volumes::made_by_ctm(&root, "data").unwrap(),
+        volumes::made_by_ctm(&root, "logs").unwrap(),
+    );
+    assert_eq!(data.kind, Kind::Directory);
+    assert!(data.project.is_some() && data.project != logs.project);
+
+    let dir = volumes::path(&root, "data");
+    // Inherited: a subdirectory counts against the volume's quota too.
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let err = fill(&dir.join("sub/big"), 32 * MIB).unwrap_err();
+    assert!(is_quota_exceeded(&err), "{err}");
+    let used = volumes::measure(&root)["data"].used;
+    assert!((4 * MIB..=8 * MIB).contains(&used), "{used}");
+    // The other volume's quota is its own.
+    fill(&volumes::path(&root, "logs").join("some"), 4 * MIB).unwrap();
+    // Lifted, the quota no longer stops it.
+    volumes::set_quota(&root, "data", None, &mut |_| {}).unwrap();
+    std::fs::remove_file(dir.join("sub/big")).unwrap();
+    fill(&dir.join("sub/big"), 32 * MIB).unwrap();
+}
+
+/// A host file with one container of a volume with a quota.
+const QUOTA_HOST: &str = r#"
+image "guest" {
+    directory "/srv/images/guest"
+}
+volume "data" {
+    quota "8M"
+}
+container "db" {
+    image "guest"
+    bind "/usr" read-only=#true
+    volume "data" "/srv/data" idmap=#true
+}
+"#;
+
+#[test]
+fn a_quota_the_file_system_cannot_enforce_is_refused_at_plan_time() {
+    let Some(fs) = Mounted::tmpfs("64m") else {
+        return;
+    };
+    let root = fs.root();
+    let file = root.join("host.kdl");
+    std::fs::write(&file, QUOTA_HOST).unwrap();
+    let ctm = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(args)
+            .args(["--root", root.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let planned = ctm(&["plan", file.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&planned.stdout);
+    assert_eq!(planned.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("create volume data (quota 8M) at /var/lib/ctm/volumes/data"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "volume data (quota 8M): the volumes are on tmpfs ({}), which has no quotas ctm can set",
+            root.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("The volumes' file system cannot enforce a quota: nothing will be applied."),
+        "{text}"
+    );
+
+    let applied = ctm(&["apply", file.to_str().unwrap(), "--yes"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&applied.stdout),
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert_eq!(applied.status.code(), Some(1), "{said}");
+    assert!(said.contains("ctm::quota_unsupported"), "{said}");
+    assert!(said.contains("the quota of volume data (8M)"), "{said}");
+    // Nothing changed: no generation, no volume, no file.
+    assert!(!root.join("var/lib/ctm/generations").exists());
+    assert!(!root.join("var/lib/ctm/volumes").exists());
+    assert!(!root.join("etc/systemd/nspawn/db.nspawn").exists());
+
+    // Without the quota the same host plans.
+    std::fs::write(&file, QUOTA_HOST.replace("    quota \"8M\"\n", "")).unwrap();
+    let planned = ctm(&["plan", file.to_str().unwrap()]);
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stdout)
+    );
+}
+
+/// A lab whose volumes directory is a btrfs image made here and bound
+/// in: the lab's own root is an overlay, which takes neither quotas nor
+/// ID-mapped mounts. The lab is dropped before the image (field order).
+struct BtrfsLab {
+    lab: Lab,
+    fs: Mounted,
+}
+
+impl BtrfsLab {
+    /// `None` (and a visible skip) where there is no lab or no image.
+    fn boot(name: &str, host: &str) -> Option<BtrfsLab> {
+        let available = Lab::available();
+        if skip_unless(available.is_ok(), &available.err().unwrap_or_default()) {
+            return None;
+        }
+        let fs = Mounted::image("mkfs.btrfs", "300M", "rw")?;
+        let bind = format!("--bind={}:/var/lib/ctm/volumes", fs.root().display());
+        let lab = lab_with_args(name, host, &[&bind]);
+        Some(BtrfsLab { lab, fs })
+    }
+}
+
+#[test]
+fn a_volume_outlives_its_container_holds_its_quota_and_goes_only_with_prune() {
+    let Some(BtrfsLab { lab, fs }) = BtrfsLab::boot("volumes", QUOTA_HOST) else {
+        return;
+    };
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("create volume data (quota 8M) at /var/lib/ctm/volumes/data"),
+        "{applied}"
+    );
+
+    // The container writes through the ID-mapped mount; on the host the
+    // file is root's.
+    let wrote = lab.run_in("db", &["sh", "-c", "echo kept > /srv/data/note && id -u"]);
+    assert!(wrote.status.success(), "{}", lab::show_output(&wrote));
+    let note = fs.root().join("data/note");
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "kept\n");
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(note.metadata().unwrap().uid(), 0);
+
+    // Past its quota, the container's write fails.
+    let big = lab.run_in(
+        "db",
+        &[
+            "dd",
+            "if=/dev/zero",
+            "of=/srv/data/big",
+            "bs=1M",
+            "count=32",
+            "conv=fsync",
+        ],
+    );
+    assert!(!big.status.success(), "{}", lab::show_output(&big));
+    assert!(
+        lab::show_output(&big).contains("Disk quota exceeded"),
+        "{}",
+        lab::show_output(&big)
+    );
+
+    let status = ctm_ok(&lab, &["status"]);
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("data "))
+        .unwrap_or_else(|| panic!("no volume row:\n{status}"));
+    assert!(row.contains("8M") && row.contains("db"), "{status}");
+
+    // The container goes; its volume and data stay.
+    let without = "image \"guest\" {\n    directory \"/srv/images/guest\"\n}\n";
+    lab.write("/root/host.kdl", without);
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("Kept: volumes no longer in the host file:"),
+        "{applied}"
+    );
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "kept\n");
+
+    // Only --prune deletes it.
+    let pruned = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes", "--prune"]);
+    assert!(
+        pruned.contains("delete volume data (/var/lib/ctm/volumes/data) and its data"),
+        "{pruned}"
+    );
+    assert!(!fs.root().join("data").exists());
+}
+
+// ---- snapshots -------------------------------------------------------------------
+
+/// A host file of one container with a volume, applied to a files-only
+/// root, with a tree made by hand where ctm would have made it.
+struct FilesOnly {
+    dir: tempfile::TempDir,
+    /// A file system of its own for the root, when the test made one.
+    fs: Option<Mounted>,
+}
+
+const SNAPSHOT_HOST: &str = r#"
+image "guest" {
+    directory "/srv/images/guest"
+}
+volume "data"
+container "web" {
+    image "guest"
+    volume "data" "/srv/data"
+}
+"#;
+
+impl FilesOnly {
+    fn new() -> FilesOnly {
+        FilesOnly::with(None)
+    }
+
+    /// With the root on `fs`.
+    fn with(fs: Option<Mounted>) -> FilesOnly {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("host.kdl"), SNAPSHOT_HOST).unwrap();
+        let f = FilesOnly { dir, fs };
+        let out = f.ctm(&["apply", f.file().to_str().unwrap(), "--yes"]);
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::create_dir_all(f.root().join("var/lib/machines/web/etc")).unwrap();
+        f
+    }
+
+    fn root(&self) -> PathBuf {
+        match &self.fs {
+            Some(fs) => fs.root(),
+            None => self.dir.path().join("root"),
+        }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("host.kdl")
+    }
+
+    fn ctm(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(args)
+            .args(["--root", self.root().to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctm(args);
+        assert!(
+            out.status.success(),
+            "ctm {}: {}",
+            args.join(" "),
+            text(&out)
+        );
+        text(&out)
+    }
+
+    fn tree(&self, path: &str) -> PathBuf {
+        self.root().join("var/lib/machines/web").join(path)
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The id in `Took snapshot ID of container …`.
+fn taken_id(said: &str) -> String {
+    said.split("Took snapshot ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no snapshot taken: {said}"))
+        .to_string()
+}
+
+#[test]
+fn a_snapshot_is_restored_and_what_it_replaced_is_kept() {
+    let f = FilesOnly::new();
+    std::fs::write(f.tree("etc/motd"), "before\n").unwrap();
+    let id = taken_id(&f.ok(&["snapshot", "web"]));
+    std::fs::write(f.tree("etc/motd"), "after\n").unwrap();
+    std::fs::write(f.tree("etc/new"), "new\n").unwrap();
+
+    let said = f.ok(&["restore", "web", &id]);
+    assert!(
+        said.contains(&format!("Restored snapshot {id} of container web.")),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.tree("etc/motd")).unwrap(),
+        "before\n"
+    );
+    assert!(!f.tree("etc/new").exists());
+    // The replaced state is a snapshot of its own: restoring it undoes
+    // the restore.
+    let kept = said
+        .split("kept as snapshot ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('.')
+        .to_string();
+    let listed = f.ok(&["snapshots", "web"]);
+    assert!(listed.contains(&id) && listed.contains(&kept), "{listed}");
+    assert!(
+        listed.contains(&format!("kept by the restore of {id}")),
+        "{listed}"
+    );
+    f.ok(&["restore", "web", &kept]);
+    assert_eq!(
+        std::fs::read_to_string(f.tree("etc/motd")).unwrap(),
+        "after\n"
+    );
+    assert_eq!(std::fs::read_to_string(f.tree("etc/new")).unwrap(), "new\n");
+
+    let json: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(
+        &f.ctm(&["snapshots", "--json"]).stdout,
+    ))
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(json[0]["container"], "web");
+    assert_eq!(json[0]["frozen"], false);
+}
+
+#[test]
+fn snapshots_of_what_is_not_there_are_clear_errors() {
+    let f = FilesOnly::new();
+    let out = f.ctm(&["snapshot", "db"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("container db is not managed by ctm"),
+        "{}",
+        text(&out)
+    );
+    let out = f.ctm(&["restore", "web", "20990101T000000Z"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out);
+    assert!(
+        said.contains("container web has no snapshot 20990101T000000Z"),
+        "{said}"
+    );
+    assert!(said.contains("`ctm snapshot web` takes one"), "{said}");
+    // --volumes needs the volume there.
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    std::fs::rename(&volume, f.dir.path().join("moved")).unwrap();
+    let out = f.ctm(&["snapshot", "web", "--volumes"]);
+    assert!(
+        text(&out).contains("volume data of container web does not exist"),
+        "{}",
+        text(&out)
+    );
+    assert!(f.ok(&["snapshots"]).contains("No snapshots."));
+}
+
+/// One container with a volume, in a lab whose volumes are on btrfs.
+const LAB_SNAPSHOT_HOST: &str = r#"
+image "guest" {
+    directory "/srv/images/guest"
+}
+volume "data" {
+    quota "64M"
+}
+container "web" {
+    image "guest"
+    bind "/usr" read-only=#true
+    volume "data" "/srv/data" idmap=#true
+}
+"#;
+
+#[test]
+fn a_snapshot_of_a_running_container_is_frozen_consistent_and_restores_its_data() {
+    let Some(BtrfsLab { lab, fs }) = BtrfsLab::boot("snapshots", LAB_SNAPSHOT_HOST) else {
+        return;
+    };
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let in_web = |script: &str| {
+        let out = lab.run_in("web", &["sh", "-ec", script]);
+        assert!(out.status.success(), "{script}: {}", lab::show_output(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    in_web("echo in-rootfs > /root/hello; echo in-volume > /srv/data/hello");
+    // Enough to copy that the copy takes a moment, and a writer in the
+    // container's own cgroup (a unit of its systemd) that replaces two
+    // files in turn, each whole (write, then rename): in a copy of one
+    // moment, a is b or b + 1; a copy made while it runs on is far off.
+    in_web("head -c 48M /dev/zero > /root/ballast");
+    in_web(
+        "systemd-run --unit=writer sh -c 'i=0; while :; do i=$((i+1)); \
+         echo $i > /a.new; mv /a.new /a; echo $i > /b.new; mv /b.new /b; done'",
+    );
+
+    let events = lab.path("/sys/fs/cgroup/machine.slice/systemd-nspawn@web.service/cgroup.events");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (said, seen_frozen) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut frozen = false;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if std::fs::read_to_string(&events)
+                    .is_ok_and(|e| e.lines().any(|l| l == "frozen 1"))
+                {
+                    frozen = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            frozen
+        });
+        let said = ctm_ok(&lab, &["snapshot", "web", "--volumes"]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (said, watcher.join().unwrap())
+    });
+    assert!(
+        seen_frozen,
+        "the container's cgroup was never frozen during:\n{said}"
+    );
+    assert!(said.contains("froze container web for the copy"), "{said}");
+    // Thawed after: the writer goes on.
+    let before = in_web("cat /a");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_ne!(in_web("cat /a"), before, "the writer did not go on");
+
+    let id = taken_id(&said);
+    let snap = |p: &str| {
+        lab.read(format!("/var/lib/ctm/snapshots/web/{id}/{p}"))
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let (a, b) = (snap("rootfs/a"), snap("rootfs/b"));
+    assert!(a == b || a == b + 1, "inconsistent copy: a={a} b={b}");
+    let listed = ctm_ok(&lab, &["snapshots", "web", "--json"]);
+    assert!(listed.contains("\"frozen\": true"), "{listed}");
+    assert!(listed.contains("\"data\""), "{listed}");
+
+    // Both files go; the restore brings them back.
+    in_web("systemctl stop writer; rm /root/hello /srv/data/hello");
+    let restored = ctm_ok(&lab, &["restore", "web", &id]);
+    assert!(restored.contains("and started it again"), "{restored}");
+    eventually("web runs again", std::time::Duration::from_secs(60), || {
+        let out = lab.run_in("web", &["cat", "/root/hello", "/srv/data/hello"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(lab::show_output(&out))
+        }
+    });
+    assert_eq!(
+        in_web("cat /root/hello /srv/data/hello"),
+        "in-rootfs\nin-volume\n"
+    );
+    // The volume is ctm's still, a subvolume with its quota: nothing to do.
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
+    // The limit is on the restored subvolume's own qgroup (-f: only the
+    // qgroups of this path).
+    let show = run_ok(&[
+        "btrfs",
+        "qgroup",
+        "show",
+        "-r",
+        "--raw",
+        "-f",
+        fs.root().join("data").to_str().unwrap(),
+    ]);
+    assert!(show.contains(&(64 * MIB).to_string()), "{show}");
+}
+
+#[test]
+fn a_snapshot_that_cannot_fit_is_refused_before_anything_is_copied() {
+    let Some(fs) = Mounted::tmpfs("32m") else {
+        return;
+    };
+    let f = FilesOnly::with(Some(fs));
+    fill(&f.tree("etc/big"), 20 * MIB).unwrap();
+    let out = f.ctm(&["snapshot", "web"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("not enough space for the copy: it needs 2"),
+        "{said}"
+    );
+    assert!(said.contains("MB are free at"), "{said}");
+    assert!(!f.root().join("var/lib/ctm/snapshots/web").exists());
+}
+
+#[test]
+fn a_files_only_apply_makes_its_volumes_and_a_restore_brings_back_their_data() {
+    let f = FilesOnly::new();
+    // Made by the apply, recorded, and then nothing more to do.
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    assert!(volume.is_dir());
+    let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    let status = f.ok(&["status"]);
+    assert!(status.contains("VOLUME  USED"), "{status}");
+    assert!(status.contains("data    "), "{status}");
+
+    std::fs::write(volume.join("table"), "v1").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v1").unwrap();
+    let id = taken_id(&f.ok(&["snapshot", "web", "--volumes"]));
+    std::fs::write(volume.join("table"), "v2").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v2").unwrap();
+    f.ok(&["restore", "web", &id]);
+    assert_eq!(std::fs::read_to_string(volume.join("table")).unwrap(), "v1");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/motd")).unwrap(), "v1");
+    // The restored volume is ctm's still: the plan has nothing to do.
+    let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+
+    // Out of the host file, the volume stays; only --prune deletes it.
+    std::fs::write(
+        f.file(),
+        SNAPSHOT_HOST
+            .replace("volume \"data\"\n", "")
+            .replace("    volume \"data\" \"/srv/data\"\n", ""),
+    )
+    .unwrap();
+    let kept = f.ok(&["apply", f.file().to_str().unwrap(), "--yes"]);
+    assert!(
+        kept.contains("Kept: volumes no longer in the host file:"),
+        "{kept}"
+    );
+    assert!(volume.join("table").exists());
+    let pruned = f.ok(&["apply", f.file().to_str().unwrap(), "--yes", "--prune"]);
+    assert!(
+        pruned.contains("1 volume will be deleted, with all data in it"),
+        "{pruned}"
+    );
+    assert!(!volume.exists());
+    assert!(
+        !f.root()
+            .join("var/lib/ctm/volume-records/data.json")
+            .exists()
+    );
+}
