@@ -105,6 +105,8 @@ pub struct AppState {
     pub memory: Arc<Memory>,
     /// Where the CPU work of requests runs, bounded.
     pub workers: workers::Workers,
+    /// How fast requests start.
+    pub pace: workers::Pace,
 }
 
 pub type Shared = Arc<AppState>;
@@ -122,6 +124,7 @@ impl AppState {
             jobs: jobs::Jobs::default(),
             save_lock: tokio::sync::Mutex::new(()),
             workers: workers::Workers::default(),
+            pace: workers::Pace::default(),
             memory: Arc::new(match Memory::watching(&config_root, RECHECK) {
                 Ok(memory) => memory,
                 Err(e) => {
@@ -192,7 +195,8 @@ fn too_large(length: Option<usize>) -> Response {
 /// Refuses a body larger than [`MAX_BODY`] before it is read when its
 /// length is declared, and says so in JSON when axum's own limit stops
 /// one without a length part-way. A body whose worker lane is full now
-/// is answered 503 before it is read, too.
+/// is answered 503 before it is read, too, after `Retry-After`
+/// ([`workers::held`]).
 async fn limit_body(
     State(state): State<Shared>,
     request: axum::extract::Request,
@@ -206,11 +210,14 @@ async fn limit_body(
     if declared.is_some_and(|length| length > MAX_BODY) {
         return too_large(declared);
     }
+    if let Err(busy) = state.pace.admit().await {
+        return busy.into_response();
+    }
     if let Some(busy) = declared
         .filter(|length| *length > 0)
         .and_then(|length| state.workers.full_for(length))
     {
-        return busy.into_response();
+        return workers::held(busy).await.into_response();
     }
     let response = next.run(request).await;
     let is_json = response

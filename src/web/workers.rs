@@ -151,7 +151,114 @@ fn lane_full(lane: &Lane) -> ApiError {
 }
 
 fn busy(message: String) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(1)
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(REFUSAL_DELAY.as_secs())
+}
+
+/// How long a refusal for a full lane is held before it is sent: the
+/// `Retry-After` it carries. A client that sends again as soon as it is
+/// answered would otherwise turn each cheap refusal into another request,
+/// and on two cores accepting and answering them is what slowed the
+/// editor's own requests (docs/benchmarks.md, "Hostile load"); held, it
+/// costs the server a timer and an idle socket.
+pub const REFUSAL_DELAY: Duration = Duration::from_secs(1);
+
+/// How many requests a second the server starts, and how many it starts
+/// at once after a quiet spell. The editor sends a few a second (a plan
+/// per pause in typing, its pages' assets); a client that sends the next
+/// request the moment the last is answered sends thousands, each cheap
+/// for the server but, on two cores shared with that client, together a
+/// core taken from the editor's own plans (docs/benchmarks.md, "Hostile
+/// load"). Beyond the pace a request waits for its turn on a timer.
+const PACE_PER_SECOND: u32 = 200;
+const PACE_BURST: u32 = 50;
+/// Requests waiting for their turn at most; more are refused (held).
+const PACE_WAITING: usize = 64;
+
+/// Starts requests at [`PACE_PER_SECOND`], a token bucket kept as the
+/// time the next request may start.
+#[derive(Debug)]
+pub struct Pace {
+    state: std::sync::Mutex<PaceState>,
+}
+
+#[derive(Debug)]
+struct PaceState {
+    next: std::time::Instant,
+    waiting: usize,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace {
+            state: std::sync::Mutex::new(PaceState {
+                next: std::time::Instant::now(),
+                waiting: 0,
+            }),
+        }
+    }
+}
+
+/// Counts a request out of the waiting ones however its wait ends (a
+/// client that goes away drops it mid-sleep).
+struct Waiting<'a>(&'a Pace);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().waiting -= 1;
+    }
+}
+
+impl Pace {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PaceState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Returns when the request may start; a held 503 when too many wait.
+    pub async fn admit(&self) -> Result<(), ApiError> {
+        let interval = Duration::from_secs(1) / PACE_PER_SECOND;
+        // Decided under the lock, waited for after it.
+        let wait: Result<Option<Duration>, ()> = {
+            let mut state = self.lock();
+            let now = std::time::Instant::now();
+            // Unused turns of a quiet spell make the burst, no more.
+            let earliest = now.checked_sub(interval * PACE_BURST).unwrap_or(now);
+            if state.next < earliest {
+                state.next = earliest;
+            }
+            if state.next > now && state.waiting >= PACE_WAITING {
+                Err(())
+            } else {
+                let turn = state.next;
+                state.next += interval;
+                if turn > now {
+                    state.waiting += 1;
+                    Ok(Some(turn - now))
+                } else {
+                    Ok(None)
+                }
+            }
+        };
+        match wait {
+            Err(()) => Err(held(busy(format!(
+                "ctm serve is busy: {PACE_WAITING} requests are waiting for their turn; try again"
+            )))
+            .await),
+            Ok(None) => Ok(()),
+            Ok(Some(wait)) => {
+                let _waiting = Waiting(self);
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `refusal`, once [`REFUSAL_DELAY`] has passed.
+pub async fn held(refusal: ApiError) -> ApiError {
+    tokio::time::sleep(REFUSAL_DELAY).await;
+    refusal
 }
 
 /// Counts a request out of its lane however it ends.
@@ -216,7 +323,7 @@ async fn run_in<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     if lane.admitted.fetch_add(1, Ordering::SeqCst) >= lane.limit {
         lane.admitted.fetch_sub(1, Ordering::SeqCst);
-        return Err(lane_full(lane));
+        return Err(held(lane_full(lane)).await);
     }
     let _admitted = Admitted(&lane.admitted);
     let permit = tokio::time::timeout(QUEUE_WAIT, lane.permits.clone().acquire_owned())
@@ -262,6 +369,38 @@ async fn run_in<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_pace_lets_a_burst_through_then_spaces_requests_out() {
+        let pace = Pace::default();
+        // A fresh server has a burst's worth of turns (its start counts).
+        let started = std::time::Instant::now();
+        for _ in 0..PACE_BURST {
+            pace.admit().await.unwrap();
+        }
+        let burst = started.elapsed();
+        // Ten more wait for their turns: 50 ms at 200 a second.
+        for _ in 0..10 {
+            pace.admit().await.unwrap();
+        }
+        let paced = started.elapsed() - burst;
+        assert!(
+            paced >= Duration::from_millis(40),
+            "ten requests past the burst started within {paced:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn more_than_the_waiting_limit_are_refused() {
+        let pace = std::sync::Arc::new(Pace::default());
+        {
+            let mut state = pace.lock();
+            state.next = std::time::Instant::now() + Duration::from_secs(60);
+            state.waiting = PACE_WAITING;
+        }
+        let refused = pace.admit().await.unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_full_lane_turns_requests_away_and_the_other_lane_still_works() {
