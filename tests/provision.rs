@@ -151,6 +151,7 @@ fn ssh_access_with_the_configured_key_and_nothing_more_on_reapply() {
         [
             "rootfs",
             "networkd",
+            "hosts",
             "ssh-host-keys",
             "ssh-authorized-keys",
             "ssh-enabled"
