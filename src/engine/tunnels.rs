@@ -605,6 +605,46 @@ mod tests {
     }
 
     #[test]
+    fn a_gre_tunnel_is_diagnosed_by_the_same_rules_with_its_own_fixes() {
+        let mut t = healthy();
+        t.name = "site-b".into();
+        t.kind = "gre";
+        t.id = None;
+        t.port = None;
+        t.overhead = 24;
+        t.expected_mtu = Some(1476);
+        {
+            let live = live(&mut t);
+            live.kind = Some("gre".into());
+            live.mtu = Some(1476);
+            live.counters.as_mut().unwrap().rx_packets = 0;
+            live.route_to_remote.as_mut().unwrap().device_mtu = Some(1400);
+        }
+        let found = findings(&t, Some(true), Some(false));
+        let found_causes: Vec<&str> = found.iter().map(|f| f.cause.as_str()).collect();
+        assert_eq!(
+            found_causes,
+            [
+                "the MTU of site-b is too large for the underlay",
+                "the remote endpoint 10.99.0.2 does not answer",
+                "nothing comes back through the tunnel"
+            ]
+        );
+        assert!(found[0].fix.contains("`mtu 1376`"), "{found:?}");
+        assert!(found[1].fix.contains("GRE (IP protocol 47)"), "{found:?}");
+        assert!(
+            found[2].fix.contains("`local` and `remote` must mirror"),
+            "{found:?}"
+        );
+        // A kernel without GRE: the link is missing for that reason.
+        *live(&mut t) = TunnelLive::default();
+        assert_eq!(
+            causes(&t, Some(false), None),
+            ["this kernel cannot make gre links"]
+        );
+    }
+
+    #[test]
     fn a_route_to_the_remote_through_the_tunnel_itself_is_found() {
         let mut t = healthy();
         live(&mut t).route_to_remote.as_mut().unwrap().device = Some("vx42".into());
