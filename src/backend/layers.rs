@@ -202,32 +202,22 @@ fn parent_of(path: &Path) -> PathBuf {
 /// `root/dir` if every component of `dir` is a real directory (not a link
 /// to one); `None` if one is missing; refused if one is anything else.
 fn existing_dir(root: &Path, dir: &Path) -> Result<Option<PathBuf>, LayerError> {
-    let mut at = root.to_path_buf();
-    for part in dir.components() {
-        at.push(part);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(refused(
-                    dir,
-                    format!(
-                        "`{}` is a symbolic link; ctm never follows one inside an image",
-                        at.strip_prefix(root).unwrap_or(&at).display()
-                    ),
-                ));
-            }
-            Ok(_) => return Err(refused(dir, "a component of its path is not a directory")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(format!("reading {}", at.display()))(e)),
-        }
-    }
-    Ok(Some(at))
+    walk_dirs(root, dir, false)
 }
 
 /// Makes every missing directory of `dir` under `root` (mode 0755, as
 /// other tools do for directories a layer implies), refusing to pass
 /// through anything that is not a real directory.
 fn make_dirs(root: &Path, dir: &Path) -> Result<PathBuf, LayerError> {
+    let made = walk_dirs(root, dir, true)?;
+    // Every missing component was made, so the walk reached the end.
+    Ok(made.unwrap_or_else(|| root.join(dir)))
+}
+
+/// The one walk down `dir` under `root`, component by component without
+/// following a link: a missing directory ends it (`None`), or, with
+/// `create`, is made.
+fn walk_dirs(root: &Path, dir: &Path, create: bool) -> Result<Option<PathBuf>, LayerError> {
     let mut at = root.to_path_buf();
     for part in dir.components() {
         at.push(part);
@@ -237,12 +227,14 @@ fn make_dirs(root: &Path, dir: &Path) -> Result<PathBuf, LayerError> {
                 return Err(refused(
                     dir,
                     format!(
-                        "`{}` is a symbolic link; ctm never writes through one inside an image",
-                        at.strip_prefix(root).unwrap_or(&at).display()
+                        "`{}` is a symbolic link; ctm never {} one inside an image",
+                        at.strip_prefix(root).unwrap_or(&at).display(),
+                        if create { "writes through" } else { "follows" }
                     ),
                 ));
             }
             Ok(_) => return Err(refused(dir, "a component of its path is not a directory")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir(&at).map_err(io(format!("creating {}", at.display())))?;
                 std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755))
@@ -251,7 +243,7 @@ fn make_dirs(root: &Path, dir: &Path) -> Result<PathBuf, LayerError> {
             Err(e) => return Err(io(format!("reading {}", at.display()))(e)),
         }
     }
-    Ok(at)
+    Ok(Some(at))
 }
 
 /// Removes what is at `path` (a link itself, never what it points at).
