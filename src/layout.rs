@@ -63,6 +63,22 @@ pub fn unit_dropin(container: &str, file: &str) -> String {
     format!("{UNIT_DIR}/systemd-nspawn@{container}.service.d/{file}")
 }
 
+/// A unit a container's unit wants (started with it), relative to the
+/// root.
+pub fn unit_wants(container: &str, unit: &str) -> String {
+    format!("{UNIT_DIR}/systemd-nspawn@{container}.service.wants/{unit}")
+}
+
+/// The unit that makes a link between two containers, named after its
+/// first end: `ctm-link-r1:eth1.service` (`:` cannot be in a container's
+/// name nor in an interface's, so no two ends share a unit).
+pub fn link_unit(container: &str, interface: &str) -> String {
+    format!("ctm-link-{container}:{interface}.service")
+}
+
+/// The script the link units run, relative to the root.
+pub const LINK_SCRIPT: &str = "etc/ctm/ctm-link";
+
 /// The link that makes a container start at boot, relative to the root.
 pub fn autostart_link(container: &str) -> String {
     format!("{AUTOSTART_PREFIX}{container}.service")

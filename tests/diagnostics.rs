@@ -3044,7 +3044,10 @@ fn overlapping_subnets_of_networks() {
             "network `lan` has 10.42.0.0/24",
         )],
     );
-    assert_help(&d, "give every network and tunnel its own address range");
+    assert_help(
+        &d,
+        "give every network, tunnel and link its own address range",
+    );
 }
 
 #[test]
@@ -5344,4 +5347,316 @@ fn a_long_line_is_shown_in_part() {
     assert_eq!(rendered_position(&report).1, column);
     assert!(report.len() < 4_000, "{} bytes", report.len());
     assert!(report.contains("BAD-NAME=\"y\""));
+}
+
+// ---- links and routes --------------------------------------------------------
+
+/// Containers `r1`, `r2` and `r3` on the prelude's image, then `extra`.
+fn routers(extra: &str) -> String {
+    kdl(&format!(
+        "container \"r1\" {{\n    image \"debian\"\n}}\ncontainer \"r2\" {{\n    image \"debian\"\n}}\ncontainer \"r3\" {{\n    image \"debian\"\n}}\n{extra}"
+    ))
+}
+
+/// A link from `r1` to `r2` with these lines in its body.
+fn link(body: &str) -> String {
+    routers(&format!("link \"r1\" \"r2\" {{\n{body}}}\n"))
+}
+
+const ENDS: &str = "    address \"r1\" \"10.0.12.1/30\"\n    address \"r2\" \"10.0.12.2/30\"\n";
+
+#[test]
+fn a_valid_link_has_no_diagnostics_in_either_syntax() {
+    let text = link(&format!(
+        "{ENDS}    address \"r1\" \"fd00:12::1/64\"\n    address \"r2\" \"fd00:12::2/64\"\n    interface \"r2\" \"eth1\"\n"
+    ));
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+    let text = toml(
+        "[container.r1]\nimage = \"debian\"\nroute = [{ destination = \"10.99.0.0/24\", via = \"10.0.12.2\" }]\n\
+         [container.r2]\nimage = \"debian\"\n\
+         [[link]]\na = \"r1\"\nb = \"r2\"\n\
+         address = [{ container = \"r1\", address = \"10.0.12.1/30\" }, { container = \"r2\", address = \"10.0.12.2/30\" }]\n\
+         interface = [{ container = \"r2\", name = \"eth1\" }]\n",
+    );
+    assert_eq!(list(&diagnose(&text, Format::Toml)), "");
+}
+
+#[test]
+fn link_to_an_unknown_container() {
+    let text = routers("link \"r1\" \"r9\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no container named `r9`",
+        "\"r9\"",
+        "link",
+    );
+}
+
+#[test]
+fn link_from_a_container_to_itself() {
+    let text = routers("link \"r1\" \"r1\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-ends",
+        "a link joins two containers, not `r1` to itself",
+        "\"r1\"",
+        "\"r1\"\n",
+    );
+}
+
+#[test]
+fn link_address_of_a_container_that_is_not_an_end() {
+    let text = link(&format!("{ENDS}    address \"r3\" \"10.0.12.3/30\"\n"));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-end",
+        "`r3` is not an end of the link between `r1` and `r2`",
+        "\"r3\"",
+        "address \"r3\"",
+    );
+}
+
+#[test]
+fn link_interface_named_twice() {
+    let text = link(&format!(
+        "{ENDS}    interface \"r1\" \"eth1\"\n    interface \"r1\" \"eth2\"\n"
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-end",
+        "the link's interface in `r1` is named twice",
+        "interface \"r1\" \"eth2\"",
+        "interface \"r1\" \"eth2\"",
+    );
+}
+
+#[test]
+fn link_interface_name_too_long() {
+    let text = link(&format!(
+        "{ENDS}    interface \"r1\" \"a-very-long-name0\"\n"
+    ));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-interface-name",
+        "`a-very-long-name0` is 17 characters long; Linux interface names have at most 15",
+        "\"a-very-long-name0\"",
+        "interface",
+    );
+}
+
+#[test]
+fn link_interface_named_host0() {
+    let text = link(&format!("{ENDS}    interface \"r1\" \"host0\"\n"));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-interface-name",
+        "`host0` is the interface nspawn gives a container on a network",
+        "\"host0\"",
+        "interface",
+    );
+}
+
+#[test]
+fn link_interface_name_with_a_control_character() {
+    let text = link(&format!("{ENDS}    interface \"r1\" \"eth\\u{{7}}1\"\n"));
+    let d = diagnose(&text, Format::Kdl);
+    assert_eq!(d.len(), 1, "{}", list(&d));
+    assert_eq!(d[0].code, "ctm::control-character");
+    assert_span(&text, d[0].span, "\"eth\\u{7}1\"", "interface");
+}
+
+#[test]
+fn link_default_interface_name_too_long() {
+    let text = kdl(
+        "container \"r1\" {\n    image \"debian\"\n}\ncontainer \"router-number-two\" {\n    image \"debian\"\n}\nlink \"r1\" \"router-number-two\"\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-interface",
+        "`to-router-number-two`, the default name of the link's interface in `r1`, is not an interface name",
+        "\"r1\"",
+        "link \"r1\"",
+    );
+    assert_help(
+        &d,
+        "name it (at most 15 characters): interface \"r1\" \"eth1\"",
+    );
+}
+
+#[test]
+fn two_links_with_one_interface_name_in_a_container() {
+    let text = routers(
+        "link \"r1\" \"r2\" {\n    interface \"r1\" \"eth1\"\n}\nlink \"r1\" \"r3\" {\n    interface \"r1\" \"eth1\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::duplicate-interface",
+        "container `r1` has two links called `eth1`",
+        "\"eth1\"",
+        "link \"r1\" \"r3\"",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[("\"eth1\"", "link \"r1\" \"r2\"", "first used here")],
+    );
+}
+
+#[test]
+fn link_second_address_of_a_family() {
+    let text = link(&format!("{ENDS}    address \"r1\" \"10.0.13.1/30\"\n"));
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-address",
+        "`r1` has a second IPv4 address on this link",
+        "\"10.0.13.1/30\"",
+        "address \"r1\" \"10.0.13",
+    );
+}
+
+#[test]
+fn link_ends_in_different_subnets() {
+    let text = link("    address \"r1\" \"10.0.12.1/30\"\n    address \"r2\" \"10.0.13.2/30\"\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-subnet",
+        "10.0.12.1/30 and 10.0.13.2/30 are not in one subnet: the link's ends cannot reach each other",
+        "\"10.0.13.2/30\"",
+        "address \"r2\" \"10.0.13",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[("\"10.0.12.1/30\"", "address", "the other end")],
+    );
+}
+
+#[test]
+fn link_ends_with_the_same_address() {
+    let text = link("    address \"r1\" \"10.0.12.1/30\"\n    address \"r2\" \"10.0.12.1/30\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-subnet",
+        "both ends of the link have the address 10.0.12.1",
+        "\"10.0.12.1/30\"",
+        "address \"r2\"",
+    );
+}
+
+#[test]
+fn link_end_on_the_subnets_network_address() {
+    let text = link("    address \"r1\" \"10.0.12.0/30\"\n    address \"r2\" \"10.0.12.2/30\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-subnet",
+        "10.0.12.0/30 is not a host address of its subnet 10.0.12.0/30",
+        "\"10.0.12.2/30\"",
+        "address \"r2\"",
+    );
+}
+
+#[test]
+fn link_address_at_one_end_only() {
+    let text = link("    address \"r1\" \"10.0.12.1/30\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::link-subnet",
+        "`r1` has an IPv4 address on the link and `r2` none",
+        "\"10.0.12.1/30\"",
+        "address",
+    );
+}
+
+#[test]
+fn link_subnet_overlapping_a_network() {
+    let text =
+        link("    address \"r1\" \"10.42.0.101/30\"\n    address \"r2\" \"10.42.0.102/30\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::overlapping-subnets",
+        "10.42.0.100/30 of link `r1`–`r2` overlaps 10.42.0.0/24 of network `lan`",
+        "\"10.42.0.101/30\"",
+        "address",
+    );
+}
+
+#[test]
+fn route_destination_with_host_bits() {
+    let text = route_via("10.0.12.2", "10.99.0.1/24");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-address",
+        "`10.99.0.1/24` has bits set past its prefix length; the network is `10.99.0.0/24`",
+        "\"10.99.0.1/24\"",
+        "route",
+    );
+}
+
+/// `r1` with a route to 10.99.0.0/24 through `via`, linked to `r2`.
+fn route_via(via: &str, destination: &str) -> String {
+    link(ENDS).replace(
+        "container \"r1\" {\n    image \"debian\"\n",
+        &format!(
+            "container \"r1\" {{\n    image \"debian\"\n    route \"{destination}\" via=\"{via}\"\n"
+        ),
+    )
+}
+
+#[test]
+fn route_gateway_on_no_link() {
+    let text = route_via("10.0.13.2", "10.99.0.0/24");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::route-gateway",
+        "the gateway 10.0.13.2 is on none of container `r1`'s links or networks",
+        "\"10.0.13.2\"",
+        "via=",
+    );
+    assert_help(
+        &d,
+        "a gateway is a neighbour: an address of the other end of one of the container's links, or on its network",
+    );
+}
+
+#[test]
+fn route_gateway_of_the_other_family() {
+    let text = route_via("10.0.12.2", "fd00:99::/64");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::route-gateway",
+        "the gateway 10.0.12.2 is an IPv4 address, the destination fd00:99::/64 an IPv6 one",
+        "\"10.0.12.2\"",
+        "via=",
+    );
+}
+
+#[test]
+fn route_gateway_is_the_containers_own_address() {
+    let text = route_via("10.0.12.1", "10.99.0.0/24");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::route-gateway",
+        "10.0.12.1 is container `r1`'s own address",
+        "\"10.0.12.1\"",
+        "via=",
+    );
 }

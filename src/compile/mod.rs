@@ -7,6 +7,7 @@
 
 pub mod health;
 mod ini;
+mod links;
 mod loopback;
 mod names;
 mod networkd;
@@ -143,6 +144,7 @@ pub fn compile(host: &Host) -> Artifacts {
     for tunnel in host.tunnels.values() {
         networkd::tunnel(tunnel, &header, &mut out);
     }
+    links::links(host, &header, &mut out);
     networkd::sysctl(host, &header, &mut out);
     networkd::network_target(host, &header, &mut out);
     let chains = nft::chains(host);

@@ -5,7 +5,7 @@
 use super::ini::Ini;
 use super::{Artifacts, Owner};
 use crate::layout;
-use crate::model::{AbsPath, Bind, Container, Host};
+use crate::model::{AbsPath, Bind, Container, Host, IfName, LinkEnd, Route};
 
 /// Sorts before systemd's own `80-container-host0.network` (DHCP), which
 /// would otherwise win: networkd uses the first matching file by name.
@@ -13,6 +13,11 @@ pub const HOST0_NETWORK: &str = "10-ctm-host0.network";
 
 pub fn host0_source(container: &Container) -> String {
     format!("etc/ctm/machines/{}/{HOST0_NETWORK}", container.name)
+}
+
+/// The container-side network file of a link's end, by interface.
+fn link_network(interface: &IfName) -> String {
+    format!("10-ctm-link-{interface}.network")
 }
 
 /// The file bound over the container's `/etc/hostname`: its name.
@@ -112,6 +117,14 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         );
     }
 
+    for (end, _) in host.link_ends(&container.name) {
+        let file = link_network(&end.interface);
+        nspawn.set(
+            "BindReadOnly",
+            format!("/etc/ctm/machines/{name}/{file}:/etc/systemd/network/{file}"),
+        );
+    }
+
     nspawn.section("Network");
     match container
         .network
@@ -205,6 +218,63 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         }
         // The addresses above are the truth; SLAAC would add others.
         inside.set("IPv6AcceptRA", "no");
+        let subnets = [
+            attach
+                .ipv4
+                .zip(network.ipv4)
+                .map(|(_, s)| s.address.trunc().into()),
+            attach
+                .ipv6
+                .zip(network.ipv6)
+                .map(|(_, s)| s.address.trunc().into()),
+        ];
+        routes(&mut inside, container, |via| {
+            subnets
+                .iter()
+                .flatten()
+                .any(|n: &ipnet::IpNet| n.contains(&via))
+        });
         out.file(host0_source(container), owner(), inside.render());
+    }
+
+    for (end, peer) in host.link_ends(&container.name) {
+        out.file(
+            format!("etc/ctm/machines/{name}/{}", link_network(&end.interface)),
+            owner(),
+            link_end(container, end, peer, header),
+        );
+    }
+}
+
+/// The network file of a link's end inside its container: its addresses,
+/// and the routes through the other end.
+fn link_end(container: &Container, end: &LinkEnd, peer: &LinkEnd, header: &[String]) -> String {
+    let mut inside = Ini::new(header);
+    inside
+        .section("Match")
+        .set("Name", &end.interface)
+        .set("Virtualization", "container");
+    // The link exists only while the other end runs: networkd must not
+    // wait for it before the container is online.
+    inside.section("Link").set("RequiredForOnline", "no");
+    inside
+        .section("Network")
+        .set("Description", format!("ctm: link to {}", peer.container));
+    for address in &end.addresses {
+        inside.set("Address", address);
+    }
+    inside.set("IPv6AcceptRA", "no");
+    routes(&mut inside, container, |via| {
+        end.addresses.iter().any(|n| n.trunc().contains(&via))
+    });
+    inside.render()
+}
+
+/// The container's routes whose gateway `here` holds, one `[Route]` each.
+fn routes(ini: &mut Ini, container: &Container, here: impl Fn(std::net::IpAddr) -> bool) {
+    for Route { destination, via } in container.routes.iter().filter(|r| here(r.via)) {
+        ini.section("Route")
+            .set("Destination", destination)
+            .set("Gateway", via);
     }
 }

@@ -198,14 +198,18 @@ pub fn rootfs_step(container: &str, image: &str, source: RootfsSource) -> Step {
     }
 }
 
-pub fn steps(container: &Container, image: &Image, dns: &[IpAddr]) -> Vec<Step> {
+/// `linked`: the container is an end of a `link`, whose interface its
+/// networkd configures as it does `host0`.
+pub fn steps(container: &Container, image: &Image, dns: &[IpAddr], linked: bool) -> Vec<Step> {
     let mut steps = vec![rootfs_step(
         container.name.as_str(),
         container.image.as_str(),
         RootfsSource::of(image),
     )];
-    if container.network.is_some() {
+    if container.network.is_some() || linked {
         steps.push(enable_step("networkd", "systemd-networkd.service"));
+    }
+    if container.network.is_some() {
         // The names of the containers on its network (compile/names.rs).
         let hosts = format!("{}/hosts", crate::layout::NETWORK_DIR_INSIDE);
         steps.push(Step {
@@ -361,7 +365,12 @@ pub fn container(host: &Host, container: &Container, out: &mut Artifacts) {
     out.file(
         steps_path(container.name.as_str()),
         Owner::Container(container.name.clone()),
-        steps_json(&steps(container, image, dns)),
+        steps_json(&steps(
+            container,
+            image,
+            dns,
+            host.link_ends(&container.name).next().is_some(),
+        )),
     );
 }
 

@@ -650,6 +650,25 @@ static DENY: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static ROUTE: NodeSpec = NodeSpec {
+    name: "route",
+    doc: "A static route in the container, through a gateway on one of its `link`s or on its network.",
+    example: "route \"10.0.0.0/8\" via=\"10.0.12.1\"",
+    args: &[arg(
+        "destination",
+        String,
+        "The destination with its prefix length, e.g. `10.0.0.0/8` (`0.0.0.0/0` or `::/0` for a default route).",
+    )],
+    props: &[required_prop(
+        "via",
+        String,
+        "The gateway: an address in the subnet of one of the container's links or of its network.",
+    )],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
 static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&FROM),
     once(&USE_IMAGE),
@@ -667,6 +686,7 @@ static CONTAINER_CHILDREN: &[ChildSpec] = &[
     many(&CHECK),
     many(&ALLOW),
     many(&DENY),
+    many(&ROUTE),
 ];
 
 static TEMPLATE: NodeSpec = NodeSpec {
@@ -811,6 +831,58 @@ static TUNNEL: NodeSpec = NodeSpec {
     keyed: true,
 };
 
+// ---- links ----------------------------------------------------------------
+
+static LINK_ADDRESS: NodeSpec = leaf(
+    "address",
+    "An address of one end, with the prefix length both ends share; at most one of each family per end.",
+    "address \"r1\" \"10.0.12.1/30\"",
+    &[
+        arg(
+            "container",
+            String,
+            "The end: one of the link's two containers.",
+        ),
+        arg(
+            "address",
+            String,
+            "Address and prefix length, e.g. `10.0.12.1/30`.",
+        ),
+    ],
+);
+
+static LINK_INTERFACE: NodeSpec = leaf(
+    "interface",
+    "The name of the link's interface inside one end (default: `to-` and the other end's name, when that fits in 15 characters).",
+    "interface \"r1\" \"eth1\"",
+    &[
+        arg(
+            "container",
+            String,
+            "The end: one of the link's two containers.",
+        ),
+        arg(
+            "name",
+            String,
+            "Interface name, at most 15 characters; not `host0`, nspawn's own.",
+        ),
+    ],
+);
+
+static LINK: NodeSpec = NodeSpec {
+    name: "link",
+    doc: "A point-to-point link between two containers: a veth pair with one end in each, made whenever both run.",
+    example: "link \"r1\" \"r2\" { address \"r1\" \"10.0.12.1/30\"; address \"r2\" \"10.0.12.2/30\"; }",
+    args: &[
+        arg("a", String, "One end: a container's name."),
+        arg("b", String, "The other end: another container's name."),
+    ],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[many(&LINK_ADDRESS), many(&LINK_INTERFACE)],
+    keyed: false,
+};
+
 /// The top of a host file.
 pub static ROOT: NodeSpec = NodeSpec {
     name: "",
@@ -827,6 +899,7 @@ pub static ROOT: NodeSpec = NodeSpec {
         many(&CONTAINER),
         many(&TUNNEL),
         many(&VOLUME),
+        many(&LINK),
     ],
     keyed: false,
 };

@@ -28,6 +28,51 @@ pub struct Host {
     pub tunnels: BTreeMap<IfName, Tunnel>,
     /// Directories for containers' data that ctm makes and keeps.
     pub volumes: BTreeMap<Name, Volume>,
+    /// Point-to-point links between two containers, in the order of their
+    /// first end's container and interface.
+    pub links: Vec<Link>,
+}
+
+/// A point-to-point link: a veth pair with one end in each container.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Link {
+    pub ends: [LinkEnd; 2],
+}
+
+/// One end of a [`Link`]: the container, the interface's name inside it,
+/// and its addresses (with the prefix they share with the other end).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkEnd {
+    pub container: Name,
+    pub interface: IfName,
+    pub addresses: Vec<IpNet>,
+}
+
+/// A static route in a container, through a gateway on one of its links or
+/// on its network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Route {
+    pub destination: IpNet,
+    pub via: IpAddr,
+}
+
+impl Host {
+    /// The ends of links inside `container`, each with the link's other end.
+    pub fn link_ends<'h>(
+        &'h self,
+        container: &'h Name,
+    ) -> impl Iterator<Item = (&'h LinkEnd, &'h LinkEnd)> + 'h {
+        self.links.iter().filter_map(move |link| {
+            let [a, b] = &link.ends;
+            if &a.container == container {
+                Some((a, b))
+            } else if &b.container == container {
+                Some((b, a))
+            } else {
+                None
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -169,6 +214,9 @@ pub struct Container {
     /// What may reach the container from other networks and the outside,
     /// in order: the first rule that matches a packet decides.
     pub rules: Vec<FirewallRule>,
+    /// Static routes, each through a gateway on one of the container's
+    /// links or on its network.
+    pub routes: Vec<Route>,
 }
 
 /// `allow` or `deny`: routed traffic to a container, matched by protocol,

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use ipnet::IpNet;
 use miette::SourceSpan;
 
 use super::address::{self, Allocator};
@@ -36,6 +37,8 @@ struct Partial {
     checks: Vec<Spanned<HealthCheck>>,
     /// `allow` and `deny`, in the order written.
     rules: Vec<Spanned<RuleDraft>>,
+    /// Each at the span of its `via`, which is checked against the links.
+    routes: Vec<Spanned<Route>>,
 }
 
 /// A firewall rule whose `from` is not yet checked against the networks.
@@ -245,6 +248,19 @@ impl Partial {
                 p.rules.push(Spanned::new(rule, node.span));
             }
         }
+        for r in node.children_named("route") {
+            let destination = v.parse_str(r.arg(0), "ctm::invalid-address", route_destination);
+            let via = v.parse_str(r.prop("via"), "ctm::invalid-address", parse_ip);
+            if let (Some(destination), Some(via)) = (destination, via) {
+                p.routes.push(Spanned::new(
+                    Route {
+                        destination: destination.value,
+                        via: via.value,
+                    },
+                    via.span,
+                ));
+            }
+        }
         p
     }
 
@@ -257,6 +273,7 @@ impl Partial {
             + self.environment.len()
             + self.checks.len()
             + self.rules.len()
+            + self.routes.len()
             + self.ssh.as_ref().map_or(0, |s| s.keys.len())
     }
 
@@ -315,8 +332,23 @@ impl Partial {
             // The container's own rules first: the first rule that matches
             // decides, and the more particular one should.
             rules: self.rules.iter().chain(&base.rules).cloned().collect(),
+            routes: base.routes.iter().chain(&self.routes).cloned().collect(),
         }
     }
+}
+
+/// A route's destination: a network with its prefix length and no bits
+/// set past it (the kernel would drop them, and the route would not be
+/// what the host file says).
+fn route_destination(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = parse_interface_address(s, "IP")?;
+    if net != net.trunc() {
+        return Err(format!(
+            "`{s}` has bits set past its prefix length; the network is `{}`",
+            net.trunc()
+        ));
+    }
+    Ok(net)
 }
 
 /// One `check`: exactly one probe, and a timeout.
@@ -580,7 +612,7 @@ pub(super) fn containers(
     networks: &BTreeMap<Name, NetworkEntry>,
     volumes: &BTreeMap<Name, Volume>,
     previous: &Lock,
-) -> (BTreeMap<Name, Container>, Lock) {
+) -> (BTreeMap<Name, Container>, Lock, RouteSpans) {
     let defined = v.named(doc, "template");
     let read = defined
         .iter()
@@ -671,6 +703,7 @@ pub(super) fn containers(
     installs_without_a_way_out(v, &drafts, images, networks);
 
     let mut containers = BTreeMap::new();
+    let mut route_spans = RouteSpans::new();
     let mut rules = rules;
     for (name, (_, p)) in drafts {
         let Some(Some(image)) = p.image else { continue };
@@ -685,6 +718,7 @@ pub(super) fn containers(
             })
         });
         let rules = rules.remove(&name).unwrap_or_default();
+        route_spans.insert(name.clone(), p.routes.iter().map(|r| r.span).collect());
         containers.insert(
             name.clone(),
             Container {
@@ -721,11 +755,16 @@ pub(super) fn containers(
                 environment: p.environment,
                 checks: p.checks.into_iter().map(|c| c.value).collect(),
                 rules,
+                routes: p.routes.iter().map(|r| r.value).collect(),
             },
         );
     }
-    (containers, lock)
+    (containers, lock, route_spans)
 }
+
+/// The span of each route's `via`, by container, in the order of its
+/// routes: the links are validated after the containers.
+pub(super) type RouteSpans = BTreeMap<Name, Vec<SourceSpan>>;
 
 /// Whether `name` is defined. Images and networks defined with an error
 /// count as defined: their error was reported where they are.

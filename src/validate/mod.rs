@@ -10,6 +10,7 @@
 mod address;
 mod container;
 pub mod fleet;
+mod link;
 
 pub use container::{MAX_INHERITED, MAX_TEMPLATE_CHAIN};
 
@@ -48,9 +49,10 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
     let tunnels = v.tunnels(doc);
     let volumes = v.volumes(doc);
     v.interface_names(doc, &uplink);
-    v.overlaps(&networks, &tunnels);
-    let (containers, mut lock) =
+    let (containers, mut lock, route_spans) =
         container::containers(&mut v, doc, &images, &networks, &volumes, previous);
+    let links = link::links(&mut v, doc, &containers, &networks, &route_spans);
+    v.overlaps(&networks, &tunnels, links.subnets);
     v.shadowing_names(doc, name.as_ref());
     lock.images = pinned;
     let left_out = !v.broken_images.is_empty()
@@ -71,6 +73,7 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
             containers,
             tunnels: tunnels.into_iter().map(|(k, t)| (k, t.tunnel)).collect(),
             volumes,
+            links: links.links,
         },
         lock,
     })
@@ -1036,8 +1039,9 @@ impl Validator {
         &mut self,
         networks: &BTreeMap<Name, NetworkEntry>,
         tunnels: &BTreeMap<IfName, TunnelEntry>,
+        links: Vec<(IpNet, SourceSpan, String)>,
     ) {
-        let mut subnets: Vec<(IpNet, SourceSpan, String)> = Vec::new();
+        let mut subnets = links;
         for (name, entry) in networks {
             if let (Some(s), Some(span)) = (entry.network.ipv4, entry.ipv4_span) {
                 subnets.push((
@@ -1074,7 +1078,7 @@ impl Validator {
                 )
                 .with_label("overlaps")
                 .with_related(*a_span, format!("{a_owner} has {a}"))
-                .with_help("give every network and tunnel its own address range"),
+                .with_help("give every network, tunnel and link its own address range"),
             );
         }
     }
