@@ -1,7 +1,8 @@
 //! Links between containers, end to end in a lab (`tests/lab/`): a veth
 //! pair between two containers carries ping, a static route through the
-//! other end reaches what lies behind it, and the link survives a restart
-//! of either end. Checked with `ip` and `ping` inside the containers.
+//! other end reaches what lies behind it, the link survives a restart of
+//! either end, and is gone once the host file drops it. Checked with `ip`
+//! and `ping` inside the containers.
 
 #[path = "lab/mod.rs"]
 mod lab;
@@ -67,7 +68,7 @@ fn pings(lab: &Lab, from: &str, address: &str) -> Result<(), String> {
 }
 
 #[test]
-fn a_link_carries_ping_and_a_route_through_it_survives_restarts() {
+fn a_link_carries_ping_and_a_route_survives_restarts_and_goes_with_its_definition() {
     if lab_unavailable() {
         return;
     }
@@ -126,4 +127,20 @@ fn a_link_carries_ping_and_a_route_through_it_survives_restarts() {
         );
     }
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
+
+    // The link removed from the host file: both ends lose it, and nothing
+    // of it is left to drift.
+    let unlinked = HOST
+        .split("link \"r1\"")
+        .next()
+        .unwrap()
+        .replace("    route \"10.99.0.0/24\" via=\"10.0.12.2\"\n", "")
+        .replace("    route \"10.42.0.0/24\" via=\"10.0.12.1\"\n", "");
+    lab.write("/root/unlinked.kdl", unlinked);
+    ctm_ok(&lab, &["apply", "/root/unlinked.kdl", "--yes"]);
+    for (end, interface) in [("r1", "to-r2"), ("r2", "eth1")] {
+        let out = lab.run_in(end, &["ip", "link", "show", interface]);
+        assert!(!out.status.success(), "{end} still has {interface}");
+    }
+    plan_is_empty(&lab, "/root/unlinked.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
 }
