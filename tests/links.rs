@@ -126,6 +126,20 @@ fn a_link_carries_ping_and_a_route_survives_restarts_and_goes_with_its_definitio
             || pings(&lab, "r1", "10.0.12.2"),
         );
     }
+    // Both ends started in one transaction, as at boot: the link unit's
+    // `Requisite=` on each is met by the other's start job.
+    lab.ok(&[
+        "systemctl",
+        "stop",
+        "systemd-nspawn@r1.service",
+        "systemd-nspawn@r2.service",
+    ]);
+    lab.ok(&["systemctl", "start", "machines.target"]);
+    eventually(
+        "the link is back when both ends start together",
+        Duration::from_secs(60),
+        || pings(&lab, "r1", "10.0.12.2"),
+    );
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
 
     // The link removed from the host file: both ends lose it, and nothing
