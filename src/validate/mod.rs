@@ -355,6 +355,7 @@ impl Validator {
                                 name: name.clone(),
                                 source: source.clone(),
                                 packages,
+                                config: None,
                             },
                         ),
                     );
