@@ -926,6 +926,9 @@ container "hello" {
     });
     let state = lab.ok(&["systemctl", "is-active", "systemd-nspawn@hello"]);
     assert_eq!(state.trim(), "active");
+    // It has no journal of its own: `ctm logs` shows the unit's.
+    let logs = lab::scenario::ctm_ok(&lab, &["logs", "hello"]);
+    assert!(logs.contains(expected), "{logs}");
 }
 
 /// End to end in a real systemd host: the lab's slim guest tree, with a
