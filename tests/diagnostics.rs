@@ -5660,3 +5660,34 @@ fn route_gateway_is_the_containers_own_address() {
         "via=",
     );
 }
+
+#[test]
+fn application_needs_boot() {
+    let text = kdl(
+        "image \"app\" {\n    oci \"127.0.0.1:5000/app:1\"\n}\ncontainer \"web\" {\n    image \"app\"\n    network \"lan\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::application-needs-boot",
+        "container `web` runs the entrypoint of OCI image `app`, which cannot take `network`",
+        "network",
+        "container \"web\"",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[(
+            "\"app\"",
+            "image \"app\"\n    network",
+            "an OCI image: its entrypoint runs, not an init",
+        )],
+    );
+    assert_help(
+        &d,
+        "add `boot` to the container to boot the image's init (it must have systemd), or remove `network`",
+    );
+    // With `boot`, the image's init runs, and configures the network.
+    let booted = text.replace("    network \"lan\"\n}", "    boot\n    network \"lan\"\n}");
+    assert_eq!(list(&diagnose(&booted, Format::Kdl)), "");
+}

@@ -8,6 +8,7 @@ mod support;
 
 use ctm::config::{self, Format, Source};
 use ctm::lock::Lock;
+use ctm::model::oci::{Digest, ImageConfig};
 use ctm::validate;
 use support::*;
 
@@ -200,4 +201,134 @@ fn many_properties_are_reported_in_bounded_numbers() {
         codes_on_small_stack(distinct, Format::Kdl),
         Vec::<&str>::new()
     );
+}
+
+// ---- what an OCI image runs --------------------------------------------------
+
+const APPLICATION: &str = r#"host "lab" {
+    uplink "eth0"
+}
+image "app" {
+    oci "127.0.0.1:5000/app:1"
+}
+container "web" {
+    image "app"
+    environment GREETING="host"
+}
+"#;
+
+fn image_config(config: serde_json::Value) -> Result<ImageConfig, String> {
+    let bytes = serde_json::to_vec(&serde_json::json!({ "config": config })).unwrap();
+    ImageConfig::parse(Digest::of(&bytes), &bytes)
+}
+
+/// The `.nspawn` file of container `web` of [`APPLICATION`], its image
+/// running `config`.
+fn application_nspawn(config: ImageConfig) -> String {
+    let (doc, diagnostics) = config::parse(&Source::new("app", APPLICATION, Format::Kdl));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let mut validated = validate::validate(&doc, &Lock::empty()).unwrap();
+    for image in validated.host.images.values_mut() {
+        image.config = Some(config.clone());
+    }
+    let artifacts = ctm::compile::compile(&validated.host);
+    match &artifacts.files["etc/systemd/nspawn/web.nspawn"].content {
+        ctm::compile::Content::File { text, .. } => text.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_control_character_in_an_image_config_is_refused() {
+    for (config, what) in [
+        (
+            serde_json::json!({"Cmd": ["echo", "a\nParameters=x"]}),
+            "command",
+        ),
+        (serde_json::json!({"Entrypoint": ["a\rb"]}), "command"),
+        (
+            serde_json::json!({"Env": ["A=1\nUser=root"]}),
+            "environment entry",
+        ),
+        (
+            serde_json::json!({"WorkingDir": "/srv\n"}),
+            "working directory",
+        ),
+    ] {
+        let refused = image_config(config).unwrap_err();
+        assert!(refused.contains(what), "{refused}");
+        assert!(refused.contains("control character"), "{refused}");
+    }
+    for (config, expected) in [
+        (serde_json::json!({"WorkingDir": "srv"}), "is not absolute"),
+        (serde_json::json!({"Env": ["NOVALUE"]}), "is not NAME=VALUE"),
+        (
+            serde_json::json!({"User": "a b"}),
+            "is not a user name or number",
+        ),
+        (
+            serde_json::json!({"User": "-x"}),
+            "is not a user name or number",
+        ),
+    ] {
+        let refused = image_config(config).unwrap_err();
+        assert!(refused.contains(expected), "{refused}");
+    }
+}
+
+/// Every word reaches nspawn as it is: white space, both quotes, `$` and
+/// backslashes are quoted the way nspawn's `Parameters=` and
+/// `Environment=` unquote them, and each setting is one line.
+#[test]
+fn an_image_config_becomes_one_line_a_setting() {
+    let config = image_config(serde_json::json!({
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": [r#"echo "it's $HOME" \ done"#, ""],
+        "Env": ["PATH=/usr/bin:/bin", "GREETING=from the image", "QUOTE=a'b"],
+        "WorkingDir": "/srv/app",
+        "User": "1000:1000",
+    }))
+    .unwrap();
+    let text = application_nspawn(config);
+    let exec: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "[Exec]")
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        exec,
+        [
+            "[Exec]",
+            "Boot=no",
+            "Hostname=web",
+            "ProcessTwo=yes",
+            r#"Parameters=/bin/sh -c 'echo "it'"'"'s $HOME" \ done' ''"#,
+            "WorkingDirectory=/srv/app",
+            "User=1000",
+            "Environment=PATH=/usr/bin:/bin",
+            r#"Environment='QUOTE=a'"'"'b'"#,
+            "Environment=GREETING=host",
+        ]
+    );
+}
+
+#[test]
+fn a_booted_oci_image_runs_its_init() {
+    let config = image_config(serde_json::json!({"Cmd": ["/bin/true"]})).unwrap();
+    let text = application_nspawn(config.clone());
+    assert!(text.contains("Boot=no\n"), "{text}");
+    let booted = APPLICATION.replace(
+        "    image \"app\"\n    env",
+        "    image \"app\"\n    boot\n    env",
+    );
+    let (doc, _) = config::parse(&Source::new("app", &booted, Format::Kdl));
+    let validated = validate::validate(&doc, &Lock::empty()).unwrap();
+    let artifacts = ctm::compile::compile(&validated.host);
+    let ctm::compile::Content::File { text, .. } =
+        &artifacts.files["etc/systemd/nspawn/web.nspawn"].content
+    else {
+        panic!()
+    };
+    assert!(text.contains("Boot=yes\n"), "{text}");
+    assert!(!text.contains("Parameters="), "{text}");
 }

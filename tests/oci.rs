@@ -212,6 +212,17 @@ fn put(dir: &Path, bytes: &[u8]) -> (Digest, usize) {
 /// An image for `arch` into the layout's blobs: its manifest's digest and
 /// size, and its layers' digests.
 fn put_image(dir: &Path, arch: &str, layers: &[(Vec<u8>, Digest)]) -> (Digest, usize, Vec<Digest>) {
+    let runs = serde_json::json!({"Entrypoint": ["/bin/busybox", "echo", "hello from oci"]});
+    put_image_running(dir, arch, layers, runs)
+}
+
+/// [`put_image`] with `runs` as the config's `config` (what it runs).
+fn put_image_running(
+    dir: &Path,
+    arch: &str,
+    layers: &[(Vec<u8>, Digest)],
+    runs: serde_json::Value,
+) -> (Digest, usize, Vec<Digest>) {
     let mut descriptors = Vec::new();
     let mut digests = Vec::new();
     for (bytes, _) in layers {
@@ -224,7 +235,7 @@ fn put_image(dir: &Path, arch: &str, layers: &[(Vec<u8>, Digest)]) -> (Digest, u
     }
     let config = serde_json::json!({
         "architecture": arch, "os": "linux",
-        "config": {"Entrypoint": ["/bin/busybox", "echo", "hello from oci"]},
+        "config": runs,
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>()},
     });
     let (config_digest, config_size) = put(dir, config.to_string().as_bytes());
@@ -826,6 +837,100 @@ fn tree_layer(dir: &Path) -> (Vec<u8>, Digest) {
     (gz.finish().unwrap(), diff_id)
 }
 
+/// A lab named `name` with `host` as its host file, serving `registry`'s
+/// storage on its own 127.0.0.1:5000 (read-only), up and answering.
+fn lab_with_registry(name: &str, registry: &Registry, host: &str) -> lab::Lab {
+    let storage = format!("--bind-ro={}:/srv/registry", registry.storage.display());
+    let binary = format!("--bind-ro={REGISTRY}:/usr/local/bin/docker-registry");
+    let lab = lab::scenario::lab_with_args(name, host, &[&storage, &binary]);
+    lab.write(
+        "/root/registry.yml",
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: /srv/registry\n  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\nhttp:\n  addr: 127.0.0.1:5000\n",
+    );
+    lab.ok(&[
+        "systemd-run",
+        "--unit=registry",
+        "/usr/local/bin/docker-registry",
+        "serve",
+        "/root/registry.yml",
+    ]);
+    lab::scenario::eventually("the lab's registry", Duration::from_secs(20), || {
+        let out = lab.run(&["nc", "-z", "127.0.0.1", "5000"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(lab::show_output(&out))
+        }
+    });
+    lab
+}
+
+/// End to end in a real systemd host: a container of a busybox image
+/// that is not booted runs the image's entrypoint and command, with its
+/// environment and working directory (a command line whose quotes and
+/// `$` must reach the shell as they are); its line reaches the journal.
+#[test]
+fn an_application_container_runs_its_entrypoint_in_a_lab() {
+    let available = lab::Lab::available();
+    if skip_unless(available.is_ok(), &available.err().unwrap_or_default()) || skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let script = r#"echo "$GREETING in $(pwd) it's" | tee /said; exec sleep 3600"#;
+    let runs = serde_json::json!({
+        "Entrypoint": ["/bin/sh", "-c"],
+        "Cmd": [script],
+        "Env": ["PATH=/bin", "GREETING=hello from the entrypoint"],
+        "WorkingDir": "/opt/data",
+    });
+    let (manifest, size, _) = put_image_running(layout.path(), "amd64", &busybox_layers(), runs);
+    write_index(
+        layout.path(),
+        "v1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+        size,
+    );
+    registry.push(layout.path(), "v1", "test/hello");
+    let host = r#"
+host "lab" {
+    uplink "host0"
+}
+
+image "hello" {
+    oci "127.0.0.1:5000/test/hello:v1"
+}
+
+container "hello" {
+    image "hello"
+}
+"#;
+    let lab = lab_with_registry("oci-app", &registry, host);
+    let plan = lab::scenario::ctm_ok(&lab, &["plan", "/root/host.kdl"]);
+    assert!(
+        plan.contains("new container, runs /bin/sh -c 'echo \"$GREETING in $(pwd) it'\"'\"'s\""),
+        "{plan}"
+    );
+    lab::scenario::ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let expected = "hello from the entrypoint in /opt/data it's";
+    let said = lab.ok(&["cat", "/var/lib/machines/hello/said"]);
+    assert_eq!(said.trim(), expected);
+    lab::scenario::eventually("the line in the journal", Duration::from_secs(20), || {
+        let out = lab.ok(&["journalctl", "--unit=systemd-nspawn@hello", "--output=cat"]);
+        if out.contains(expected) {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    let state = lab.ok(&["systemctl", "is-active", "systemd-nspawn@hello"]);
+    assert_eq!(state.trim(), "active");
+    // It has no journal of its own: `ctm logs` shows the unit's.
+    let logs = lab::scenario::ctm_ok(&lab, &["logs", "hello"]);
+    assert!(logs.contains(expected), "{logs}");
+}
+
 /// End to end in a real systemd host: the lab's slim guest tree, with a
 /// layer on top that deletes `/etc/motd` and adds a file, is pushed to a
 /// registry; a registry in the lab serves that storage on the lab's own
@@ -869,33 +974,12 @@ network "lan" {
 
 container "app" {
     image "app"
+    boot
     bind "/usr" read-only=#true
     network "lan"
 }
 "#;
-    let storage = format!("--bind-ro={}:/srv/registry", registry.storage.display());
-    let binary = format!("--bind-ro={REGISTRY}:/usr/local/bin/docker-registry");
-    let lab = lab::scenario::lab_with_args("oci-pull", host, &[&storage, &binary]);
-    lab.write(
-        "/root/registry.yml",
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: /srv/registry\n  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\nhttp:\n  addr: 127.0.0.1:5000\n",
-    );
-    lab.ok(&[
-        "systemd-run",
-        "--unit=registry",
-        "/usr/local/bin/docker-registry",
-        "serve",
-        "/root/registry.yml",
-    ]);
-    lab::scenario::eventually("the lab's registry", Duration::from_secs(20), || {
-        let out = lab.run(&["nc", "-z", "127.0.0.1", "5000"]);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(lab::show_output(&out))
-        }
-    });
-
+    let lab = lab_with_registry("oci-pull", &registry, host);
     let said = lab::scenario::ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
     assert!(
         said.contains(&format!("test/guest:v1 resolved to {manifest}")),

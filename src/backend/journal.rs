@@ -124,8 +124,9 @@ impl Journal for NoJournal {
 
 /// `journalctl` on the running system: a running container's own journal
 /// through machined (`--machine`), a stopped one's from its root file
-/// system (`--root`), and the unit's log on the host when asked for it or
-/// when the container has no tree yet.
+/// system (`--root`), and the unit's log on the host when asked for it,
+/// when the container has no tree yet, or when it is an application
+/// container.
 pub struct Journalctl {
     /// The root the containers' trees are under (`/`).
     pub root: PathBuf,
@@ -151,7 +152,12 @@ impl Journal for Journalctl {
         let tree = self.root.join(layout::machine_dir(name));
         // machined keeps a state file for each registered machine.
         let running = Path::new(&layout::machine_state_file(name)).exists();
-        if query.unit || (!running && !tree.is_dir()) {
+        // An application container (`Boot=no`) has no journal of its
+        // own: what its command writes is in the unit's log.
+        let settings = self.root.join(format!("etc/systemd/nspawn/{name}.nspawn"));
+        let application = std::fs::read_to_string(settings)
+            .is_ok_and(|text| text.lines().any(|l| l == "Boot=no"));
+        if query.unit || application || (!running && !tree.is_dir()) {
             command.arg("--unit").arg(layout::unit(name));
         } else if running {
             command.arg("--machine").arg(name);

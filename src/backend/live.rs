@@ -491,7 +491,14 @@ impl LiveSystem {
                 .get(name)
                 .ok_or_else(|| error(format!("container {name}"), "it is not running"))?;
             let steps = provision::read_steps(&root, name)?;
-            provision::wait_until_booted(leader, name, BOOT_TIMEOUT)?;
+            // Nothing to wait for in a container without steps inside:
+            // an application container has no init to finish booting.
+            if steps
+                .iter()
+                .any(|s| s.phase == crate::compile::provision::Phase::Running)
+            {
+                provision::wait_until_booted(leader, name, BOOT_TIMEOUT)?;
+            }
             let records = provision::running(leader, name, &steps, echo)?;
             self.keep_records(name, records);
             Ok(())

@@ -20,7 +20,7 @@ use super::layers::{self, Compression};
 use super::registry::{self, Registry};
 use super::{Progress, SystemError};
 use crate::layout;
-use crate::model::oci::{Digest, OciReference};
+use crate::model::oci::{Digest, ImageConfig, OciReference};
 
 fn error(what: impl Into<String>, why: impl Into<String>) -> SystemError {
     SystemError {
@@ -35,6 +35,8 @@ pub struct Pulled {
     /// The digest of the image's manifest (for its platform): what the
     /// image is.
     pub manifest: Digest,
+    /// The digest of the image's config blob (what it runs).
+    pub config: Digest,
     /// The layers, bottom first.
     pub layers: Vec<Layer>,
     /// Every blob of the image in the cache: the index(es) on the way to
@@ -271,17 +273,70 @@ pub fn pull(
     progress: Progress<'_>,
 ) -> Result<Pulled, SystemError> {
     let cache = Cache::new(root);
-    let mut registry = connect(reference, credentials, insecure)?;
+    let registry = connect(reference, credentials, insecure)?;
+    let (mut blobs, top, digest) = top_manifest(registry, &cache, reference, progress)?;
+    resolve(&mut blobs, &top, &digest, progress)
+}
+
+/// What the image `reference` names runs (its config blob), verified
+/// into the cache; the registry is asked only for what the cache lacks
+/// (nothing, for a pinned image pulled before), and never for a layer.
+pub fn config(
+    root: &Path,
+    reference: &OciReference,
+    credentials: Option<&Path>,
+    insecure: bool,
+) -> Result<ImageConfig, SystemError> {
+    let cache = Cache::new(root);
+    let registry = connect(reference, credentials, insecure)?;
+    let (mut blobs, top, digest) = top_manifest(registry, &cache, reference, &mut |_| {})?;
+    let (_, manifest, _) = platform_manifest(&mut blobs, &top, &digest)?;
+    let config = descriptor_digest(manifest.config())?;
+    if cache.verified(&config)?.is_none() {
+        blobs.fetch(
+            &config,
+            Some(manifest.config().size()),
+            "config",
+            &mut |_| {},
+        )?;
+    }
+    read_config(root, &config)
+}
+
+/// The config blob `digest` of the cache, hashed again and parsed.
+pub fn read_config(root: &Path, digest: &Digest) -> Result<ImageConfig, SystemError> {
+    let what = || format!("config {digest}");
+    let path = Cache::new(root)
+        .verified(digest)?
+        .ok_or_else(|| error(what(), "it is not in the cache"))?;
+    let file = std::fs::File::open(&path)
+        .map_err(|e| error(format!("reading {}", path.display()), e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(registry::MAX_MANIFEST + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(format!("reading {}", path.display()), e.to_string()))?;
+    if bytes.len() as u64 > registry::MAX_MANIFEST {
+        return Err(error(what(), "it is too large"));
+    }
+    ImageConfig::parse(digest.clone(), &bytes).map_err(|e| error(what(), e))
+}
+
+/// The manifest (or index) `reference` names, verified into the cache:
+/// from the cache if pinned and there, else from the registry (a pinned
+/// digest checked against what it serves). The blob source to go on
+/// with, the path and digest of that manifest.
+fn top_manifest<'c>(
+    mut registry: Registry,
+    cache: &'c Cache,
+    reference: &OciReference,
+    progress: Progress<'_>,
+) -> Result<(FromRegistry<'c>, PathBuf, Digest), SystemError> {
     // A pinned image whose manifest is in the cache needs the registry
     // only for the blobs the cache lacks: none, once pulled whole.
     if let Some(pinned) = reference.digest()
         && let Some(cached) = cache.verified(pinned)?
     {
-        let mut blobs = FromRegistry {
-            registry,
-            cache: &cache,
-        };
-        return resolve(&mut blobs, &cached, pinned, progress);
+        return Ok((FromRegistry { registry, cache }, cached, pinned.clone()));
     }
     let what = format!("pulling {reference}");
     let wanted = match (reference.digest(), reference.tag()) {
@@ -309,11 +364,7 @@ pub fn pull(
         )),
     }
     let cached = cache.store(&digest, None, &mut &bytes[..], "manifest", &mut |_| {})?;
-    let mut blobs = FromRegistry {
-        registry,
-        cache: &cache,
-    };
-    resolve(&mut blobs, &cached, &digest, progress)
+    Ok((FromRegistry { registry, cache }, cached, digest))
 }
 
 /// The digest of the manifest (or index) the registry serves for
@@ -417,15 +468,68 @@ pub fn import_archive(
 }
 
 /// From a manifest or index (verified, at `path` with `digest`) to the
-/// image for this machine: an index is followed (at most two deep) to
-/// the manifest for `linux` and this architecture; then the config and
-/// the layers are fetched.
+/// image for this machine (`platform_manifest`); then its config and
+/// layers are fetched.
 fn resolve(
     blobs: &mut dyn Blobs,
     path: &Path,
     digest: &Digest,
     progress: Progress<'_>,
 ) -> Result<Pulled, SystemError> {
+    let (digest, manifest, mut used) = platform_manifest(blobs, path, digest)?;
+    let config = descriptor_digest(manifest.config())?;
+    if blobs.cache().verified(&config)?.is_none() {
+        let size = Some(manifest.config().size());
+        blobs.fetch(&config, size, "config", &mut |_| {})?;
+    }
+    let mut layers = Vec::new();
+    let count = manifest.layers().len();
+    for (i, layer) in manifest.layers().iter().enumerate() {
+        let media_type = layer.media_type().to_string();
+        let compression = Compression::of_media_type(&media_type).ok_or_else(|| {
+            error(
+                format!("manifest {digest}"),
+                format!(
+                    "layer {} has media type {media_type}, which ctm cannot unpack",
+                    i + 1
+                ),
+            )
+        })?;
+        let layer_digest = descriptor_digest(layer)?;
+        let cached = blobs.cache().verified(&layer_digest)?.is_some();
+        progress(&format!(
+            "layer {}/{count} {layer_digest} ({}{})",
+            i + 1,
+            mib(layer.size()),
+            if cached { ", in the cache" } else { "" }
+        ));
+        if !cached {
+            blobs.fetch(&layer_digest, Some(layer.size()), "layer", progress)?;
+        }
+        layers.push(Layer {
+            digest: layer_digest,
+            compression,
+        });
+    }
+    used.push(config.clone());
+    used.extend(layers.iter().map(|l| l.digest.clone()));
+    Ok(Pulled {
+        manifest: digest,
+        config,
+        layers,
+        blobs: used,
+    })
+}
+
+/// From a manifest or index (verified, at `path` with `digest`) to the
+/// manifest for this machine: an index is followed (at most two deep) to
+/// the manifest for `linux` and this architecture. Its digest, the
+/// manifest, and the digests on the way (the indexes and the manifest).
+fn platform_manifest(
+    blobs: &mut dyn Blobs,
+    path: &Path,
+    digest: &Digest,
+) -> Result<(Digest, ImageManifest, Vec<Digest>), SystemError> {
     let mut path = path.to_path_buf();
     let mut digest = digest.clone();
     let mut used = Vec::new();
@@ -449,47 +553,7 @@ fn resolve(
         }
         let manifest = ImageManifest::from_reader(&bytes[..])
             .map_err(|e| error(format!("manifest {digest}"), e.to_string()))?;
-        let config = descriptor_digest(manifest.config())?;
-        if blobs.cache().verified(&config)?.is_none() {
-            let size = Some(manifest.config().size());
-            blobs.fetch(&config, size, "config", &mut |_| {})?;
-        }
-        let mut layers = Vec::new();
-        let count = manifest.layers().len();
-        for (i, layer) in manifest.layers().iter().enumerate() {
-            let media_type = layer.media_type().to_string();
-            let compression = Compression::of_media_type(&media_type).ok_or_else(|| {
-                error(
-                    format!("manifest {digest}"),
-                    format!(
-                        "layer {} has media type {media_type}, which ctm cannot unpack",
-                        i + 1
-                    ),
-                )
-            })?;
-            let layer_digest = descriptor_digest(layer)?;
-            let cached = blobs.cache().verified(&layer_digest)?.is_some();
-            progress(&format!(
-                "layer {}/{count} {layer_digest} ({}{})",
-                i + 1,
-                mib(layer.size()),
-                if cached { ", in the cache" } else { "" }
-            ));
-            if !cached {
-                blobs.fetch(&layer_digest, Some(layer.size()), "layer", progress)?;
-            }
-            layers.push(Layer {
-                digest: layer_digest,
-                compression,
-            });
-        }
-        used.push(config.clone());
-        used.extend(layers.iter().map(|l| l.digest.clone()));
-        return Ok(Pulled {
-            manifest: digest,
-            layers,
-            blobs: used,
-        });
+        return Ok((digest, manifest, used));
     }
     Err(error(
         format!("manifest {digest}"),
@@ -587,5 +651,14 @@ pub fn unpack(
             applied.removed
         ));
     }
-    Ok(())
+    // nspawn refuses a tree without /usr, even to run one command in it,
+    // and an image made `FROM scratch` has none. mkdir does not follow a
+    // symbolic link a layer may have put there: nothing outside is made.
+    let usr = dir.join("usr");
+    match std::fs::create_dir(&usr) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(error(format!("creating {}", usr.display()), e.to_string()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use super::output::errln;
 use super::{OutputFormat, print_diagnostics};
+use crate::engine::images;
 use crate::engine::load::load_at_most;
 use crate::engine::preview::{self, Refusal};
 
@@ -17,6 +18,11 @@ pub struct Args {
     /// Directory to write the root-relative tree into (created if missing).
     #[arg(long, short)]
     out: PathBuf,
+    /// The root whose OCI blob cache holds what OCI images run: the
+    /// configs of the images application containers run are read from
+    /// it (and fetched into it when missing).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
     /// The lock file to read and update (default: FILE.lock).
     #[arg(long)]
     lock: Option<PathBuf>,
@@ -46,8 +52,14 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 fn compile_to(args: &Args) -> miette::Result<ExitCode> {
-    let outcome = load_at_most(&args.file, args.lock.as_deref(), args.size.bytes())?;
+    let mut outcome = load_at_most(&args.file, args.lock.as_deref(), args.size.bytes())?;
     print_diagnostics(&outcome, args.format);
+    let Some(validated) = &mut outcome.validated else {
+        return Ok(ExitCode::FAILURE);
+    };
+    images::read_configs(&args.root, validated, &mut |event| {
+        errln(&event.to_string())
+    })?;
     let Some(validated) = &outcome.validated else {
         return Ok(ExitCode::FAILURE);
     };

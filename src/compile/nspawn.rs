@@ -25,15 +25,68 @@ pub fn hostname_source(container: &Container) -> String {
     format!("etc/ctm/machines/{}/hostname", container.name)
 }
 
+/// One word of a list setting (`Parameters=`, `Environment=`), as
+/// nspawn splits them: on white space, with `'…'` and `"…"` quoting and
+/// backslashes taken as they are (`EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE`).
+/// A word with white space, a quote or a backslash is single-quoted, a
+/// `'` in it written as `"'"`; the word has no control character (the
+/// image's config was refused with one).
+pub fn quote_word(word: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !word.is_empty()
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '\\'));
+    if plain {
+        return word.into();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\"'\"'");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out.into()
+}
+
 pub fn container(host: &Host, container: &Container, header: &[String], out: &mut Artifacts) {
     let owner = || Owner::Container(container.name.clone());
     let name = &container.name;
 
     let mut nspawn = Ini::new(header);
+    let application = host.application(container);
     nspawn
         .section("Exec")
-        .set("Boot", "yes")
+        .set("Boot", if application.is_some() { "no" } else { "yes" })
         .set("Hostname", name);
+    // An OCI image runs its command as systemd's own OCI support runs
+    // it: no init, the command under nspawn's stub init (`ProcessTwo=`),
+    // which reaps what the command leaves and passes signals on. The
+    // engine put the image's config in the model before compiling.
+    let config = application.and_then(|image| image.config.as_ref());
+    if application.is_some() {
+        nspawn.set("ProcessTwo", "yes");
+    }
+    if let Some(config) = config {
+        let words: Vec<_> = config.command.iter().map(|w| quote_word(w)).collect();
+        nspawn.set("Parameters", words.join(" "));
+        if let Some(dir) = &config.working_directory {
+            nspawn.set("WorkingDirectory", dir);
+        }
+        if let Some(user) = &config.user {
+            nspawn.set("User", user);
+        }
+        // The image's variables, but those the host file sets itself.
+        for (key, value) in &config.environment {
+            let own = container.environment.keys().any(|k| k.as_str() == key);
+            if !own {
+                nspawn.set("Environment", quote_word(&format!("{key}={value}")));
+            }
+        }
+    }
     if container.nested {
         // An inner nspawn needs real root: a user-namespaced container
         // cannot create device nodes or mount proc/sysfs for a nested one

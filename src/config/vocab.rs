@@ -564,6 +564,11 @@ static NESTED: NodeSpec = flag(
     "Let the container run systemd-nspawn containers of its own.",
 );
 
+static BOOT: NodeSpec = flag(
+    "boot",
+    "Boot the image's init (systemd) even though the image is an OCI image, whose entrypoint runs otherwise.",
+);
+
 static AUTOSTART: NodeSpec = leaf(
     "autostart",
     "Start the container when the host boots (default: true).",
@@ -680,6 +685,7 @@ static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&SSH),
     once(&DOCKER),
     once(&NESTED),
+    once(&BOOT),
     once(&AUTOSTART),
     many(&PACKAGES),
     once(&ENVIRONMENT),

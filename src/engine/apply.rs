@@ -600,7 +600,12 @@ pub fn prepare_reapply(target: &Target, events: Events<'_>) -> miette::Result<Pr
             "nothing has been applied yet, so there is nothing to apply again"
         ));
     };
-    let outcome = super::load::stored(&store, current)?;
+    let mut outcome = super::load::stored(&store, current)?;
+    // What its OCI images run is in the blob cache since they were
+    // pulled: read again, not stored with the generation.
+    if let Some(validated) = &mut outcome.validated {
+        super::images::read_configs(&target.root, validated, events)?;
+    }
     let desired = Desired::compile(&outcome).ok_or_else(|| {
         miette!("the host file stored with generation {current} no longer validates")
     })?;

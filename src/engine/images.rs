@@ -61,24 +61,101 @@ pub fn resolve_tags(
     Ok(())
 }
 
-/// True if some OCI image of the host file still needs its tag resolved.
+/// Puts in the model what each OCI image that application containers
+/// run says it runs (its config blob, verified into the blob cache:
+/// fetched once, read from the cache after), so that compiling reads no
+/// disk. A pinned image already pulled needs no network.
+pub fn read_configs(
+    root: &Path,
+    validated: &mut Validated,
+    events: Events<'_>,
+) -> miette::Result<()> {
+    let host = &validated.host;
+    let mut wanted: BTreeMap<crate::model::Name, Vec<String>> = BTreeMap::new();
+    for container in host.containers.values() {
+        if let Some(image) = host.application(container)
+            && image.config.is_none()
+        {
+            wanted
+                .entry(image.name.clone())
+                .or_default()
+                .push(container.name.to_string());
+        }
+    }
+    for (name, containers) in wanted {
+        let Some(image) = validated.host.images.get_mut(&name) else {
+            continue;
+        };
+        let config = match &image.source {
+            ImageSource::Oci {
+                reference,
+                credentials,
+                insecure,
+            } => {
+                let credentials = credentials
+                    .as_ref()
+                    .map(|c| root.join(c.as_str().trim_start_matches('/')));
+                oci::config(root, reference, credentials.as_deref(), *insecure)
+            }
+            ImageSource::OciArchive { path } => {
+                let file = root.join(path.as_str().trim_start_matches('/'));
+                let mut step = |line: &str| events(Event::Step { line: line.into() });
+                oci::import_archive(root, &file, &mut step)
+                    .and_then(|pulled| oci::read_config(root, &pulled.config))
+            }
+            _ => continue,
+        }
+        .map_err(|e| miette::miette!("image {name}: {e}"))?;
+        if config.command.is_empty() {
+            return Err(miette::miette!(
+                help = format!(
+                    "add `boot` to container {} to boot the image's init instead",
+                    containers.join(", ")
+                ),
+                "image {name} names no command (its config has neither Entrypoint nor Cmd), so container {} has nothing to run",
+                containers.join(", ")
+            ));
+        }
+        image.config = Some(config);
+    }
+    Ok(())
+}
+
+/// [`resolve_tags`], then [`read_configs`]: what the host file needs
+/// from registries and archives before it is compiled.
+pub fn resolve_images(
+    root: &Path,
+    validated: &mut Validated,
+    events: Events<'_>,
+) -> miette::Result<()> {
+    resolve_tags(root, validated, events)?;
+    read_configs(root, validated, events)
+}
+
+/// True if some OCI image of the host file still needs its tag resolved,
+/// or its config read for an application container.
 pub fn unresolved(outcome: &Outcome) -> bool {
     outcome.validated.as_ref().is_some_and(|v| {
-        v.host.images.values().any(|i| {
+        let host = &v.host;
+        host.images.values().any(|i| {
             matches!(&i.source, ImageSource::Oci { reference, .. } if reference.digest().is_none())
-        })
+        }) || host
+            .containers
+            .values()
+            .any(|c| host.application(c).is_some_and(|i| i.config.is_none()))
     })
 }
 
-/// [`Desired::compile`] of the host file once its image tags are
-/// resolved (through the network, only if some are not pinned yet).
+/// [`Desired::compile`] of the host file once its images are resolved
+/// ([`resolve_images`]: through the network only for what the cache
+/// lacks).
 pub fn compile_resolved(
     root: &Path,
     outcome: &mut Outcome,
     events: Events<'_>,
 ) -> miette::Result<Option<Desired>> {
     if let Some(validated) = &mut outcome.validated {
-        resolve_tags(root, validated, events)?;
+        resolve_images(root, validated, events)?;
     }
     Ok(Desired::compile(outcome))
 }

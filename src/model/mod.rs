@@ -75,6 +75,16 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The OCI image whose entrypoint `container` runs (an application
+    /// container), or `None` if the container boots its image's init.
+    pub fn application(&self, container: &Container) -> Option<&Image> {
+        self.images
+            .get(&container.image)
+            .filter(|image| image.is_oci() && !container.boot)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Volume {
     pub name: Name,
@@ -86,6 +96,21 @@ pub struct Image {
     pub name: Name,
     pub source: ImageSource,
     pub packages: Vec<PackageName>,
+    /// What an OCI image runs, from its verified config blob: never
+    /// read from the host file, but put here by the engine before
+    /// compiling (`engine::images::resolve`) for an image that
+    /// application containers run, so that compiling reads no disk.
+    pub config: Option<oci::ImageConfig>,
+}
+
+impl Image {
+    /// An image from a registry or an OCI archive: it says what it runs.
+    pub fn is_oci(&self) -> bool {
+        matches!(
+            self.source,
+            ImageSource::Oci { .. } | ImageSource::OciArchive { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -205,6 +230,9 @@ pub struct Container {
     pub ssh: Option<Ssh>,
     pub docker: bool,
     pub nested: bool,
+    /// Boot the image's init (`Boot=yes`) even though the image is an
+    /// OCI image, which otherwise runs its entrypoint.
+    pub boot: bool,
     pub autostart: bool,
     pub packages: Vec<PackageName>,
     pub environment: BTreeMap<EnvName, EnvValue>,

@@ -342,6 +342,134 @@ fn check_tag(tag: &str) -> Result<(), String> {
     }
 }
 
+/// What an OCI image runs, from its config blob (`config` of the image
+/// specification's `application/vnd.oci.image.config.v1+json`): the
+/// entrypoint and command, environment, working directory and user.
+/// Parsed once, refusing what cannot be written into a `.nspawn` file as
+/// it is: the blob comes from a registry or an archive, and is hostile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    /// The digest of the config blob this was read from.
+    pub digest: Digest,
+    /// `Entrypoint` then `Cmd`: the command line, program first.
+    pub command: Vec<String>,
+    /// `Env`, in the image's order (a later one of a name wins).
+    pub environment: Vec<(String, String)>,
+    /// `WorkingDir`: absolute.
+    pub working_directory: Option<String>,
+    /// The user part of `User` (`NAME`, `UID`; a `:GROUP` after it is
+    /// not kept: nspawn runs the command with the user's own groups).
+    pub user: Option<String>,
+}
+
+/// The parts of a config blob ctm reads; the rest is ignored.
+#[derive(Deserialize)]
+struct RawImage {
+    #[serde(default)]
+    config: Option<RawConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawConfig {
+    #[serde(default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    cmd: Option<Vec<String>>,
+    #[serde(default)]
+    env: Option<Vec<String>>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+impl ImageConfig {
+    /// The config blob `bytes`, whose digest is `digest` (verified by
+    /// whoever read it).
+    pub fn parse(digest: Digest, bytes: &[u8]) -> Result<ImageConfig, String> {
+        let raw: RawImage = serde_json::from_slice(bytes)
+            .map_err(|e| format!("its config {digest} is not an image configuration: {e}"))?;
+        let raw = raw.config.unwrap_or(RawConfig {
+            entrypoint: None,
+            cmd: None,
+            env: None,
+            working_dir: None,
+            user: None,
+        });
+        let plain = |what: &str, value: &str| -> Result<(), String> {
+            if value.chars().any(char::is_control) {
+                Err(format!(
+                    "its {what} `{}` has a control character, which ctm refuses",
+                    value.escape_default()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let mut command = raw.entrypoint.unwrap_or_default();
+        command.extend(raw.cmd.unwrap_or_default());
+        for word in &command {
+            plain("command", word)?;
+        }
+        let mut environment = Vec::new();
+        for entry in raw.env.unwrap_or_default() {
+            plain("environment entry", &entry)?;
+            let Some((name, value)) = entry.split_once('=') else {
+                return Err(format!(
+                    "its environment entry `{}` is not NAME=VALUE",
+                    entry.escape_default()
+                ));
+            };
+            if name.is_empty() {
+                return Err(format!(
+                    "its environment entry `{}` has no name",
+                    entry.escape_default()
+                ));
+            }
+            environment.push((name.to_string(), value.to_string()));
+        }
+        let working_directory = match raw.working_dir.filter(|d| !d.is_empty()) {
+            Some(dir) => {
+                plain("working directory", &dir)?;
+                if !dir.starts_with('/') {
+                    return Err(format!(
+                        "its working directory `{}` is not absolute",
+                        dir.escape_default()
+                    ));
+                }
+                Some(dir)
+            }
+            None => None,
+        };
+        let user = match raw.user.filter(|u| !u.is_empty()) {
+            Some(user) => {
+                let name = user.split(':').next().unwrap_or_default();
+                let ok = !name.is_empty()
+                    && !name.starts_with('-')
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !ok {
+                    return Err(format!(
+                        "its user `{}` is not a user name or number",
+                        user.escape_default()
+                    ));
+                }
+                Some(name.to_string())
+            }
+            None => None,
+        };
+        Ok(ImageConfig {
+            digest,
+            command,
+            environment,
+            working_directory,
+            user,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

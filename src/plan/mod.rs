@@ -524,7 +524,10 @@ fn actions(
             if should_autostart(input.desired, name) && is_running != Some(true) {
                 start.push(Action::StartContainer {
                     name: name.clone(),
-                    reason: "new container".into(),
+                    reason: match runs(input.desired, name) {
+                        Some(command) => format!("new container, runs {command}"),
+                        None => "new container".into(),
+                    },
                 });
             }
         } else if !relevant.is_empty() {
@@ -936,6 +939,18 @@ fn changed_steps(
         .filter(|step| step.phase == Phase::Running && !before.contains(step))
         .map(|step| step.id)
         .collect()
+}
+
+/// What an application container runs: its `.nspawn` file's
+/// `Parameters=`, as written there (quoted as nspawn reads it).
+fn runs(desired: &Artifacts, name: &str) -> Option<String> {
+    let path = format!("etc/systemd/nspawn/{name}.nspawn");
+    let Some(Content::File { text, .. }) = desired.files.get(&path).map(|a| &a.content) else {
+        return None;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Parameters="))
+        .map(str::to_string)
 }
 
 fn diff(path: &str, live: &LiveFile, after: Option<&Content>) -> String {

@@ -31,6 +31,11 @@ struct Partial {
     ssh: Option<SshPartial>,
     docker: Option<SourceSpan>,
     nested: Option<SourceSpan>,
+    boot: Option<SourceSpan>,
+    /// The nodes whose work the container's own systemd does (`network`,
+    /// `ssh`, `docker`, `nested`, `packages`): an application container has
+    /// none.
+    needs_init: Vec<(&'static str, SourceSpan)>,
     autostart: Option<bool>,
     packages: Vec<PackageName>,
     environment: BTreeMap<EnvName, EnvValue>,
@@ -210,6 +215,11 @@ impl Partial {
         }
         p.docker = node.child("docker").map(|d| d.name.span);
         p.nested = node.child("nested").map(|d| d.name.span);
+        p.boot = node.child("boot").map(|d| d.name.span);
+        for kind in ["network", "ssh", "docker", "nested", "packages"] {
+            p.needs_init
+                .extend(node.children_named(kind).map(|n| (kind, n.name.span)));
+        }
         p.autostart = node
             .child("autostart")
             .and_then(|a| a.arg(0))
@@ -325,6 +335,13 @@ impl Partial {
             ssh,
             docker: self.docker.or(base.docker),
             nested: self.nested.or(base.nested),
+            boot: self.boot.or(base.boot),
+            needs_init: base
+                .needs_init
+                .iter()
+                .chain(&self.needs_init)
+                .copied()
+                .collect(),
             autostart: self.autostart.or(base.autostart),
             packages,
             environment,
@@ -694,6 +711,7 @@ pub(super) fn containers(
             }
         }
         conflicts(v, name, *span, p);
+        application(v, name, p, images);
     }
 
     let lock = assign_addresses(v, &mut drafts, networks, previous);
@@ -750,6 +768,7 @@ pub(super) fn containers(
                 }),
                 docker: p.docker.is_some(),
                 nested: p.nested.is_some(),
+                boot: p.boot.is_some(),
                 autostart: p.autostart.unwrap_or(true),
                 packages: p.packages,
                 environment: p.environment,
@@ -775,6 +794,44 @@ fn is_defined<T>(
 ) -> bool {
     let name = name.value.as_str();
     defined.contains_key(name) || broken.contains(name)
+}
+
+/// A container of an OCI image runs the image's entrypoint, not an init
+/// (unless it says `boot`): nothing inside it configures a network,
+/// starts an SSH server, Docker, or installs packages.
+fn application(
+    v: &mut Validator,
+    name: &Name,
+    p: &Partial,
+    images: &BTreeMap<Name, (SourceSpan, Image)>,
+) {
+    if p.boot.is_some() {
+        return;
+    }
+    let Some(Some(image)) = &p.image else { return };
+    let Some((_, defined)) = images.get(image.value.as_str()) else {
+        return;
+    };
+    if !defined.is_oci() {
+        return;
+    }
+    for (kind, span) in &p.needs_init {
+        v.push(
+            Diagnostic::error(
+                "ctm::application-needs-boot",
+                format!(
+                    "container `{name}` runs the entrypoint of OCI image `{}`, which cannot take `{kind}`",
+                    image.value
+                ),
+                *span,
+            )
+            .with_label("done by the container's own systemd")
+            .with_related(image.span, "an OCI image: its entrypoint runs, not an init")
+            .with_help(format!(
+                "add `boot` to the container to boot the image's init (it must have systemd), or remove `{kind}`"
+            )),
+        );
+    }
 }
 
 /// Settings that would break Docker or nested containers.

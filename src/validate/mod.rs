@@ -358,6 +358,7 @@ impl Validator {
                                 name: name.clone(),
                                 source: source.clone(),
                                 packages,
+                                config: None,
                             },
                         ),
                     );

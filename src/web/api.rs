@@ -191,7 +191,7 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
             // Image tags the lock does not pin are resolved as the apply
             // will resolve them, so that its plan is the one shown.
             let mut resolved = Vec::new();
-            images::resolve_tags(&state.target().root, validated, &mut |event| {
+            images::resolve_images(&state.target().root, validated, &mut |event| {
                 if let Event::ImageResolved { .. } = &event {
                     resolved.push(json!(event));
                 }
