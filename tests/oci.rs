@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ctm::backend::provision::{IMAGE_STORE, before_boot};
 use ctm::compile::provision::{RootfsSource, rootfs_step};
 use ctm::layout::OCI_BLOBS;
+use ctm::model::RootMode;
 use ctm::model::oci::Digest;
 use support::*;
 
@@ -325,7 +326,7 @@ fn root() -> tempfile::TempDir {
 /// lines, or the error with them.
 fn provision(root: &Path, name: &str, source: RootfsSource) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
-    let step = rootfs_step(name, "app", source);
+    let step = rootfs_step(name, "app", source, RootMode::Auto);
     match before_boot(root, name, &[step], &mut |l| lines.push(l.to_string())) {
         Ok(_) => Ok(lines),
         Err(e) => Err(format!("{e}\nprogress:\n{}", lines.join("\n"))),

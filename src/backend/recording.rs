@@ -126,6 +126,7 @@ impl System for Recording {
             made_rootfs: Some(BTreeSet::new()),
             undone_steps: None,
             volumes: None,
+            roots: None,
             link_kinds: Some(
                 expect
                     .links

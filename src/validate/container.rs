@@ -31,6 +31,7 @@ struct Partial {
     docker: Option<SourceSpan>,
     nested: Option<SourceSpan>,
     autostart: Option<bool>,
+    root: Option<RootMode>,
     packages: Vec<PackageName>,
     environment: BTreeMap<EnvName, EnvValue>,
     checks: Vec<Spanned<HealthCheck>>,
@@ -211,6 +212,10 @@ impl Partial {
             .child("autostart")
             .and_then(|a| a.arg(0))
             .and_then(|a| a.value.as_bool());
+        p.root = node
+            .child("root")
+            .and_then(|r| v.parse_str(r.arg(0), "ctm::invalid-value", RootMode::parse))
+            .map(|r| r.value);
         p.packages = packages(v, node);
         if let Some(env) = node.child("environment") {
             for (key, value) in &env.props {
@@ -309,6 +314,7 @@ impl Partial {
             docker: self.docker.or(base.docker),
             nested: self.nested.or(base.nested),
             autostart: self.autostart.or(base.autostart),
+            root: self.root.or(base.root),
             packages,
             environment,
             checks: base.checks.iter().chain(&self.checks).cloned().collect(),
@@ -717,6 +723,7 @@ pub(super) fn containers(
                 docker: p.docker.is_some(),
                 nested: p.nested.is_some(),
                 autostart: p.autostart.unwrap_or(true),
+                root: p.root.unwrap_or_default(),
                 packages: p.packages,
                 environment: p.environment,
                 checks: p.checks.into_iter().map(|c| c.value).collect(),
