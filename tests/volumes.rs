@@ -907,6 +907,16 @@ fn roots_on_btrfs_are_snapshots_of_the_image_and_share_its_blocks() {
     assert!(!machine(&root, "one").exists());
     assert!(machine(&root, "two").join("data").is_file());
     assert!(image.join("data").is_file());
+    // The image's subvolume goes as `ctm image rm` removes it; the
+    // snapshot made of it keeps its blocks.
+    ctm::backend::provision::remove_image(&image.with_extension("json")).unwrap();
+    assert!(!image.exists());
+    assert_eq!(
+        std::fs::read(machine(&root, "two").join("data"))
+            .unwrap()
+            .len() as u64,
+        8 * MIB
+    );
 }
 
 #[test]
