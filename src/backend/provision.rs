@@ -406,7 +406,9 @@ fn create_rootfs(
             return Err(error(
                 what(),
                 format!(
-                    "{} is not a btrfs subvolume (a directory image, or an image made before ctm made                      them subvolumes: `ctm image rm {image}` makes it again as one), so it cannot                      be snapshotted; ask for `root \"reflink\"`",
+                    "{} is not a btrfs subvolume (a directory image, or an image made before ctm made \
+                     them subvolumes: `ctm image rm {image}` makes it again as one), so it cannot \
+                     be snapshotted; ask for `root \"reflink\"`",
                     tree.display()
                 ),
             ));

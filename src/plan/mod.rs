@@ -1462,6 +1462,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_plan_says_how_each_new_root_is_made_and_refuses_one_that_cannot_be() {
+        let mut expect = Health::default();
+        for (n, root) in [
+            ("a", crate::model::RootMode::Auto),
+            ("b", crate::model::RootMode::Snapshot),
+        ] {
+            expect.containers.insert(
+                n.into(),
+                crate::compile::health::ContainerHealth {
+                    root,
+                    ..Default::default()
+                },
+            );
+        }
+        let state = SystemState {
+            roots: Some(RootsState {
+                fs: "xfs".into(),
+                snapshot: Some("/var/lib/machines is on xfs, not btrfs".into()),
+                reflink: None,
+                missing: ["a", "b"].map(String::from).into(),
+            }),
+            ..system(&[])
+        };
+        let d = desired("a\n");
+        let p = plan_expecting(&d, &d, &state, &expect);
+        let text = render::text(&p, "Plan", render::Show::Whole);
+        assert!(
+            text.contains("Root file systems to make:\n  a reflink: a reflink copy of the image: shares its blocks (xfs)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b (root \"snapshot\"): /var/lib/machines is on xfs, not btrfs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("The file system cannot make a root file system the host file asks for")
+        );
+    }
+
     fn with_firewall(chains: Option<&[(&str, usize)]>, edited: bool) -> SystemState {
         SystemState {
             firewall: Some(FirewallState {
