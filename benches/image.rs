@@ -22,6 +22,7 @@ fn step(name: &str) -> Step {
             variant: Some("minbase".into()),
             packages: Vec::new(),
         },
+        ctm::model::RootMode::Auto,
     )
 }
 

@@ -507,6 +507,7 @@ mod tests {
                 bridge: Some("br-lan".into()),
                 addresses: vec!["10.42.0.10".parse().unwrap()],
                 checks: Vec::new(),
+                ..ContainerHealth::default()
             },
         );
         h.containers.insert(
@@ -539,6 +540,8 @@ mod tests {
             unchecked_links: Vec::new(),
             unenforceable_quotas: Vec::new(),
             kept_volumes: Vec::new(),
+            new_roots: Vec::new(),
+            unavailable_roots: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),

@@ -2013,6 +2013,16 @@ fn invalid_value_cpus_not_positive() {
 }
 
 #[test]
+fn invalid_value_root_kind() {
+    let text = kdl(&container("web", "    root \"overlay\"\n"));
+    invalid_value(
+        &text,
+        "`overlay` is not a kind of root file system; use `auto`, `snapshot`, `reflink` or `copy`",
+        "\"overlay\"",
+    );
+}
+
+#[test]
 fn invalid_value_cpus_below_one_percent() {
     let text = kdl(&container("web", "    limits cpus=0.001\n"));
     invalid_value(&text, "0.001 CPUs is less than 1% of a CPU", "0.001");

@@ -249,6 +249,58 @@ fn a_tunnel_of_a_kind_the_kernel_lacks_is_refused_before_anything_changes() {
 }
 
 #[test]
+fn a_root_kind_the_file_system_cannot_make_is_refused_before_anything_changes() {
+    let h = Host::new();
+    let text = std::fs::read_to_string(h.file()).unwrap();
+    std::fs::write(
+        h.file(),
+        text.replace(
+            "    image \"guest\"\n    network \"lan\"\n}",
+            "    image \"guest\"\n    network \"lan\"\n    root \"snapshot\"\n}",
+        ),
+    )
+    .unwrap();
+    h.fake.with_roots(ctm::plan::RootsState {
+        fs: "ext4".into(),
+        snapshot: Some("/var/lib/machines is on ext4, not btrfs".into()),
+        reflink: Some("no reflinks on ext4".into()),
+        missing: ["db", "web"].map(String::from).into(),
+    });
+    let target = h.target();
+    let prepared = apply::prepare_apply(
+        &target,
+        h.desired(),
+        Options::default(),
+        None,
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let new: Vec<(&str, &str)> = prepared
+        .plan
+        .new_roots
+        .iter()
+        .map(|n| (n.container.as_str(), n.kind.as_str()))
+        .collect();
+    assert_eq!(new, [("web", "copy")]);
+    assert_eq!(prepared.plan.unavailable_roots.len(), 1);
+    assert_eq!(prepared.plan.unavailable_roots[0].container, "db");
+    let e = apply::apply(&target, prepared, None, Runner::Foreground, &mut |_| {}).unwrap_err();
+    let text = format!("{e:?}");
+    assert!(
+        e.to_string().contains(
+            "cannot make container db's root file system as a snapshot: /var/lib/machines is on ext4, not btrfs; nothing was changed"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("ctm::root_unavailable"), "{text}");
+    // Observed, then nothing: no generation, no file.
+    assert_eq!(h.fake.take_calls(), ["observe"]);
+    assert_eq!(h.current(), None);
+    assert!(!h.root().join("etc/systemd/nspawn/db.nspawn").exists());
+}
+
+#[test]
 fn a_switch_cut_short_by_a_crash_is_undone_whole_by_the_next_session() {
     let h = Host::new();
     h.fake.crash_on("start container db");

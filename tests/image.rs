@@ -25,6 +25,7 @@ fn step(name: &str) -> Step {
             variant: Some("minbase".into()),
             packages: vec!["netbase".into()],
         },
+        ctm::model::RootMode::Auto,
     )
 }
 

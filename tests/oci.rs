@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ctm::backend::provision::{IMAGE_STORE, before_boot};
 use ctm::compile::provision::{RootfsSource, rootfs_step};
 use ctm::layout::OCI_BLOBS;
+use ctm::model::RootMode;
 use ctm::model::oci::Digest;
 use support::*;
 
@@ -336,7 +337,7 @@ fn root() -> tempfile::TempDir {
 /// lines, or the error with them.
 fn provision(root: &Path, name: &str, source: RootfsSource) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
-    let step = rootfs_step(name, "app", source);
+    let step = rootfs_step(name, "app", source, RootMode::Auto);
     match before_boot(root, name, &[step], &mut |l| lines.push(l.to_string())) {
         Ok(_) => Ok(lines),
         Err(e) => Err(format!("{e}\nprogress:\n{}", lines.join("\n"))),
@@ -528,6 +529,143 @@ fn a_tampered_blob_or_a_wrong_pinned_digest_is_refused_with_nothing_made_and_a_r
             .join("var/lib/machines/offline/bin/busybox")
             .exists()
     );
+}
+
+/// A loopback proxy in front of a registry, one request per connection,
+/// that logs each request's path and cuts the answer for one path (its
+/// head and half its body, then the connection closed, as a registry
+/// stopped mid-transfer does) once.
+struct Cutter {
+    port: u16,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Cutter {
+    fn start(upstream: u16, cut: String) -> Cutter {
+        use std::io::{BufRead as _, BufReader, Read as _};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let cut = Arc::new(Mutex::new(Some(cut)));
+        let log = requests.clone();
+        // The thread ends with the test's process; it holds no resource
+        // beyond the listener.
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                let mut path = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if path.is_empty() {
+                        path = line.split(' ').nth(1).unwrap_or("").to_string();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if !line.to_ascii_lowercase().starts_with("connection:") {
+                        head.push(line);
+                    }
+                }
+                head.push("Connection: close\r\n\r\n".into());
+                log.lock().unwrap().push(path.clone());
+                let mut server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                server.write_all(head.concat().as_bytes()).unwrap();
+                let mut answer = Vec::new();
+                let _ = server.read_to_end(&mut answer);
+                let mut armed = cut.lock().unwrap();
+                if armed.as_deref().is_some_and(|c| path.ends_with(c)) {
+                    *armed = None;
+                    let body = answer
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map_or(0, |p| p + 4);
+                    let _ = client.write_all(&answer[..body + (answer.len() - body) / 2]);
+                } else {
+                    let _ = client.write_all(&answer);
+                }
+                let _ = client.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Cutter { port, requests }
+    }
+
+    /// The paths asked since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}
+
+#[test]
+fn a_registry_gone_mid_pull_is_named_and_the_retry_fetches_only_the_missing_blobs() {
+    if skipped() {
+        return;
+    }
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut layers = busybox_layers();
+    layers.push(layer(&[E::File("etc/third", b"third\n", 0o644)]));
+    let (_, digests) = image_layout(work.path(), "v1", &layers);
+    registry.push(work.path(), "v1", "test/busybox");
+    let cutter = Cutter::start(registry.port, format!("/blobs/{}", digests[1]));
+    let root = root();
+    let reference = format!("127.0.0.1:{}/test/busybox:v1", cutter.port);
+
+    let err = provision(root.path(), "web", oci(reference.clone())).unwrap_err();
+    // Which registry, which blob, and what went wrong.
+    assert!(err.contains(&format!("layer {}", digests[1])), "{err}");
+    assert!(
+        err.contains(&format!(
+            "http://127.0.0.1:{}/v2/test/busybox/blobs/",
+            cutter.port
+        )),
+        "{err}"
+    );
+    let asked = cutter.take();
+    assert!(
+        asked.iter().any(|p| p.ends_with(digests[0].as_str())),
+        "{asked:?}"
+    );
+    assert!(
+        !asked.iter().any(|p| p.ends_with(digests[2].as_str())),
+        "nothing after the failed layer is fetched: {asked:?}"
+    );
+    // Nothing half-made, and the first layer is kept.
+    assert!(!root.path().join("var/lib/machines/web").exists());
+    assert!(root.path().join(OCI_BLOBS).join(digests[0].hex()).exists());
+    assert!(!root.path().join(OCI_BLOBS).join(digests[1].hex()).exists());
+    assert!(
+        leftovers(root.path()).is_empty(),
+        "{:?}",
+        leftovers(root.path())
+    );
+
+    // The retry asks for the manifest again (a tag may have moved) and
+    // for the two missing layers only.
+    let lines = provision(root.path(), "web", oci(reference)).unwrap();
+    let said = lines.join("\n");
+    assert!(
+        said.contains(&format!("layer 1/3 {} (1.1 MiB, in the cache)", digests[0])),
+        "{said}"
+    );
+    let blobs: Vec<String> = cutter
+        .take()
+        .into_iter()
+        .filter(|p| p.contains("/blobs/"))
+        .collect();
+    assert_eq!(
+        blobs,
+        [1, 2].map(|i| format!("/v2/test/busybox/blobs/{}", digests[i])),
+        "{said}"
+    );
+    let tree = root.path().join("var/lib/machines/web");
+    assert_eq!(std::fs::read(tree.join("etc/third")).unwrap(), b"third\n");
+    assert!(!tree.join("etc/removed").exists());
 }
 
 #[test]

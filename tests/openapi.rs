@@ -741,6 +741,31 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
     assert_eq!(a.json()["generations"], json!([]));
     let a = f.get("/api/images").await.expect(S::OK);
     assert_eq!(a.json(), &json!([]));
+    // No generation uses an image yet: the pull's job fails, saying so;
+    // the store has none to remove.
+    let a = f
+        .api(Method::POST, "/api/images/app/pull", Sent::Nothing)
+        .await
+        .expect(S::ACCEPTED);
+    let job = a.json()["job"].as_u64().unwrap();
+    let a = f.get(&format!("/api/jobs/{job}")).await.expect(S::OK);
+    assert!(a.text.contains("there is no image app"), "{}", a.text);
+    f.api(Method::POST, "/api/images/-bad/pull", Sent::Nothing)
+        .await
+        .expect(S::BAD_REQUEST);
+    let a = f
+        .api(Method::POST, "/api/images/app/remove", Sent::Nothing)
+        .await
+        .expect(S::NOT_FOUND);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("there is no image app")
+    );
+    f.api(Method::POST, "/api/images/-bad/remove", Sent::Nothing)
+        .await
+        .expect(S::BAD_REQUEST);
 
     // Save, then a save over a file changed since it was loaded.
     let saved = format!("{text}\n// saved through the API\n");

@@ -741,3 +741,264 @@ fn a_files_only_apply_makes_its_volumes_and_a_restore_brings_back_their_data() {
             .exists()
     );
 }
+
+// ---- copy-on-write root file systems ---------------------------------------
+//
+// A container's root file system shares its image's blocks where the file
+// system can (`root` in docs/config.md): the same loop-mounted btrfs and
+// XFS images, with a tarball image unpacked into the store and two
+// containers made from it as their first provisioning step does.
+
+/// A tarball image at `/srv/image.tar` under `root`: an os-release and
+/// 8 MiB that do not compress, so that what is shared is measurable.
+fn tarball_image(root: &Path) -> ctm::compile::provision::RootfsSource {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("etc")).unwrap();
+    std::fs::write(tree.path().join("etc/os-release"), "ID=test\n").unwrap();
+    let mut data = vec![0u8; 8 * MIB as usize];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in data.chunks_mut(8) {
+        // xorshift: bytes gzip and btrfs compression cannot shrink.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(tree.path().join("data"), &data).unwrap();
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    run_ok(&[
+        "tar",
+        "--create",
+        "--file",
+        root.join("srv/image.tar").to_str().unwrap(),
+        "--directory",
+        tree.path().to_str().unwrap(),
+        ".",
+    ]);
+    ctm::compile::provision::RootfsSource::Tarball {
+        path: "/srv/image.tar".into(),
+        sha256: None,
+    }
+}
+
+/// Container `name`'s tree made from `source` as `mode` says; the
+/// progress lines.
+fn make_root(
+    root: &Path,
+    name: &str,
+    source: &ctm::compile::provision::RootfsSource,
+    mode: ctm::model::RootMode,
+) -> Result<Vec<String>, String> {
+    let step = ctm::compile::provision::rootfs_step(name, "img", source.clone(), mode);
+    let mut lines = Vec::new();
+    ctm::backend::provision::before_boot(root, name, &[step], &mut |l| lines.push(l.to_string()))
+        .map(|_| lines.clone())
+        .map_err(|e| format!("{e}\nprogress:\n{}", lines.join("\n")))
+}
+
+fn machine(root: &Path, name: &str) -> PathBuf {
+    root.join("var/lib/machines").join(name)
+}
+
+/// `btrfs filesystem du`'s total and exclusive bytes of `path`.
+fn btrfs_du(path: &Path) -> (u64, u64) {
+    // Data still in the page cache has no extents to count yet.
+    run_ok(&["sync", "--file-system", path.to_str().unwrap()]);
+    let out = run_ok(&[
+        "btrfs",
+        "filesystem",
+        "du",
+        "-s",
+        "--raw",
+        path.to_str().unwrap(),
+    ]);
+    let line = out.lines().last().unwrap();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    (fields[0], fields[1])
+}
+
+/// A write in one container's tree is not seen in the other's, nor in the
+/// image.
+fn assert_separate(root: &Path, image: &Path) {
+    std::fs::write(machine(root, "one").join("etc/os-release"), "ID=changed\n").unwrap();
+    std::fs::write(machine(root, "one").join("new"), "only here\n").unwrap();
+    for tree in [machine(root, "two"), image.to_path_buf()] {
+        assert_eq!(
+            std::fs::read_to_string(tree.join("etc/os-release")).unwrap(),
+            "ID=test\n"
+        );
+        assert!(!tree.join("new").exists());
+    }
+}
+
+#[test]
+fn roots_on_btrfs_are_snapshots_of_the_image_and_share_its_blocks() {
+    use ctm::model::RootMode;
+    let Some(fs) = Mounted::image("mkfs.btrfs", "300M", "rw") else {
+        return;
+    };
+    if skip_unless(has_command("btrfs"), "btrfs-progs is not installed") {
+        return;
+    }
+    let root = fs.root();
+    let source = tarball_image(&root);
+    let observed = ctm::backend::rootfs::observe(
+        &root,
+        &std::collections::BTreeMap::from([("one".to_string(), ())]),
+    );
+    assert_eq!(observed.fs, "btrfs");
+    assert_eq!((&observed.snapshot, &observed.reflink), (&None, &None));
+    assert_eq!(
+        observed.missing.iter().collect::<Vec<_>>(),
+        ["one"],
+        "{observed:?}"
+    );
+
+    let said = make_root(&root, "one", &source, RootMode::Auto).unwrap();
+    assert!(
+        said.iter().any(|l| l.starts_with("snapshotting image img")),
+        "{said:?}"
+    );
+    make_root(&root, "two", &source, RootMode::Auto).unwrap();
+    let image = std::fs::read_dir(root.join(ctm::layout::IMAGE_STORE))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    // The image is a subvolume, and each tree a snapshot of it: a tree's
+    // 8 MiB are all shared, none its own.
+    for tree in [&image, &machine(&root, "one"), &machine(&root, "two")] {
+        let show = run_ok(&["btrfs", "subvolume", "show", tree.to_str().unwrap()]);
+        assert!(show.contains("Name:"), "{show}");
+    }
+    // Each tree's parent is the image.
+    let field = |path: &Path, name: &str| {
+        run_ok(&["btrfs", "subvolume", "show", path.to_str().unwrap()])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    let uuid = field(&image, "UUID:");
+    for name in ["one", "two"] {
+        assert_eq!(field(&machine(&root, name), "Parent UUID:"), uuid);
+    }
+    for name in ["one", "two"] {
+        let (total, exclusive) = btrfs_du(&machine(&root, name));
+        assert!(total >= 8 * MIB, "{name}: {total}");
+        assert!(exclusive < MIB, "{name}: {exclusive} of {total} exclusive");
+        let made = ctm::backend::rootfs::made_by_ctm(&root, name).unwrap();
+        assert_eq!(made.kind, Some(RootMode::Snapshot));
+    }
+    // A copy asked for is one: its blocks are its own.
+    make_root(&root, "three", &source, RootMode::Copy).unwrap();
+    let (total, exclusive) = btrfs_du(&machine(&root, "three"));
+    assert!(exclusive >= 8 * MIB, "{exclusive} of {total} exclusive");
+    assert_separate(&root, &image);
+
+    // Deleted as `ctm destroy` and `--prune` do: the snapshot goes, the
+    // image and the other tree stay.
+    ctm::backend::rootfs::set_aside(&root, "one").unwrap();
+    let problems = ctm::backend::rootfs::purge(&root, &mut |_| {});
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(!machine(&root, "one").exists());
+    assert!(machine(&root, "two").join("data").is_file());
+    assert!(image.join("data").is_file());
+    // The image's subvolume goes as `ctm image rm` removes it; the
+    // snapshot made of it keeps its blocks.
+    ctm::backend::provision::remove_image(&image.with_extension("json")).unwrap();
+    assert!(!image.exists());
+    assert_eq!(
+        std::fs::read(machine(&root, "two").join("data"))
+            .unwrap()
+            .len() as u64,
+        8 * MIB
+    );
+}
+
+#[test]
+fn roots_on_xfs_are_reflink_copies_and_a_file_system_without_reflinks_refuses_one() {
+    use ctm::model::RootMode;
+    let Some(fs) = Mounted::image("mkfs.xfs", "320M", "rw") else {
+        return;
+    };
+    if skip_unless(
+        has_command("filefrag"),
+        "filefrag (e2fsprogs) is not installed",
+    ) {
+        return;
+    }
+    let root = fs.root();
+    let source = tarball_image(&root);
+    let observed =
+        ctm::backend::rootfs::observe(&root, &std::collections::BTreeMap::<String, ()>::new());
+    assert_eq!(observed.reflink, None, "{observed:?}");
+    assert!(
+        observed
+            .snapshot
+            .as_deref()
+            .unwrap_or("")
+            .contains("is on xfs, not btrfs"),
+        "{observed:?}"
+    );
+    let said = make_root(&root, "one", &source, RootMode::Auto).unwrap();
+    assert!(
+        said.iter().any(|l| l.ends_with("(reflink copy)")),
+        "{said:?}"
+    );
+    make_root(&root, "two", &source, RootMode::Reflink).unwrap();
+    // Every extent of each tree's data is shared (with the image's).
+    for name in ["one", "two"] {
+        let extents = run_ok(&[
+            "filefrag",
+            "-v",
+            machine(&root, name).join("data").to_str().unwrap(),
+        ]);
+        let rows: Vec<&str> = extents
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit())
+            })
+            .collect();
+        assert!(!rows.is_empty(), "{extents}");
+        assert!(rows.iter().all(|r| r.contains("shared")), "{extents}");
+        assert_eq!(
+            ctm::backend::rootfs::made_by_ctm(&root, name).unwrap().kind,
+            Some(RootMode::Reflink)
+        );
+    }
+    let image = std::fs::read_dir(root.join(ctm::layout::IMAGE_STORE))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    assert_separate(&root, &image);
+    // A snapshot asked for on XFS is refused, with why, and nothing made.
+    let err = make_root(&root, "snap", &source, RootMode::Snapshot).unwrap_err();
+    assert!(err.contains("a snapshot cannot be made here"), "{err}");
+    assert!(err.contains("is on xfs, not btrfs"), "{err}");
+    assert!(!machine(&root, "snap").exists());
+
+    // tmpfs shares nothing: a reflink is refused, `auto` copies.
+    let Some(tmp) = Mounted::tmpfs("64m") else {
+        return;
+    };
+    let root = tmp.root();
+    let source = tarball_image(&root);
+    let err = make_root(&root, "one", &source, RootMode::Reflink).unwrap_err();
+    assert!(err.contains("cannot share blocks between files"), "{err}");
+    let said = make_root(&root, "one", &source, RootMode::Auto).unwrap();
+    assert!(said.iter().any(|l| l.ends_with("(copy)")), "{said:?}");
+    assert_eq!(
+        ctm::backend::rootfs::made_by_ctm(&root, "one")
+            .unwrap()
+            .kind,
+        Some(RootMode::Copy)
+    );
+}

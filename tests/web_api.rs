@@ -276,6 +276,8 @@ async fn every_request_needs_the_token_or_a_session() {
         (Method::GET, "/api/generations"),
         (Method::POST, "/api/rollback"),
         (Method::GET, "/api/logs/web"),
+        (Method::POST, "/api/images/debian-bookworm/pull"),
+        (Method::POST, "/api/images/debian-bookworm/remove"),
     ] {
         let a = f.call(method.clone(), path, &Auth::None, None).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
@@ -858,6 +860,104 @@ async fn logs_stream_the_journal_or_say_they_need_the_live_system() {
     );
     let a = f.api(Method::GET, "/api/logs/-rf", None).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+}
+
+#[tokio::test]
+async fn images_are_pulled_with_progress_and_removed_unless_in_use() {
+    let f = fixture();
+    // A tarball image, unpacked by `tar` into the store: no network.
+    let tree = f.root.join("srv/tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/os-release"), "ID=test\n").unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["--create", "--file"])
+        .arg(f.root.join("srv/image.tar"))
+        .arg("--directory")
+        .arg(&tree)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    f.edit_host(
+        "debootstrap suite=\"bookworm\"\n    packages \"openssh-server\" \"ca-certificates\"",
+        "tarball \"/srv/image.tar\"",
+    );
+    let events = f.apply().await;
+    assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+
+    let a = f
+        .api(Method::POST, "/api/images/debian-bookworm/pull", None)
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    // The pull's progress, then where the image is.
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("building image debian-bookworm into ")),
+        "{messages:?}"
+    );
+    let done = events.last().unwrap();
+    assert_eq!(done["kind"], "done", "{events:?}");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Pulled image debian-bookworm into "),
+        "{done}"
+    );
+    let listed = f.api(Method::GET, "/api/images", None).await.json();
+    assert!(listed[0]["size"].is_u64(), "{listed}");
+    let page = f.call(Method::GET, "/images", &f.bearer(), None).await;
+    assert!(
+        page.text.contains("data-pull=\"debian-bookworm\"")
+            && page.text.contains("data-remove=\"debian-bookworm\""),
+        "{}",
+        page.text
+    );
+
+    // In use by the current generation: refused, with the reason.
+    let a = f
+        .api(Method::POST, "/api/images/debian-bookworm/remove", None)
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let error = a.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("image debian-bookworm is used by ") && error.contains("of generation 1"),
+        "{error}"
+    );
+    assert!(f.api(Method::GET, "/api/images", None).await.json()[0]["size"].is_u64());
+    // Not in the store, not a name: 404 and 400.
+    let a = f.api(Method::POST, "/api/images/nope/remove", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("there is no image nope")
+    );
+    let a = f.api(Method::POST, "/api/images/-bad/pull", None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+
+    // Once no container uses it, it goes.
+    let text = std::fs::read_to_string(&f.host).unwrap();
+    let image_only = text.split("\ncontainer ").next().unwrap().to_string();
+    std::fs::write(&f.host, image_only).unwrap();
+    let events = f.apply().await;
+    assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+    let a = f
+        .api(Method::POST, "/api/images/debian-bookworm/remove", None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        f.api(Method::GET, "/api/images", None).await.json()[0]["size"],
+        Value::Null
+    );
 }
 
 #[tokio::test]

@@ -710,6 +710,7 @@ impl System for LiveSystem {
             links_down: Some(links_down),
             // Read by the engine for every root (`volumes::observe`).
             volumes: None,
+            roots: Some(rootfs::observe(&self.root, &expect.containers)),
         })
     }
 

@@ -16,6 +16,7 @@ use super::oci;
 use super::{Progress, StepRecord, SystemError};
 use crate::compile::provision::{Action, Check, Phase, RootfsSource, Step};
 use crate::fs;
+use crate::model::RootMode;
 
 /// Where built and unpacked images are kept, under the root.
 pub use crate::layout::IMAGE_STORE;
@@ -75,11 +76,23 @@ pub fn before_boot(
         if !done {
             progress(&format!("{name}: {}", step.description));
             match &step.action {
-                Action::CreateRootfs { image, source } => {
+                Action::CreateRootfs {
+                    image,
+                    source,
+                    root: mode,
+                } => {
                     let Check::PathExists { path } = &step.check else {
                         unreachable!("checked above")
                     };
-                    create_rootfs(root, name, image, source, &host_path(root, path), progress)?;
+                    create_rootfs(
+                        root,
+                        name,
+                        image,
+                        source,
+                        *mode,
+                        &host_path(root, path),
+                        progress,
+                    )?;
                 }
                 other => {
                     return Err(error(
@@ -340,15 +353,19 @@ fn write_inside(
 
 // ---- root file systems and the image store -----------------------------
 
-/// Creates `target` from the image: copied whole into a temporary
-/// directory beside it, then renamed, so a failure leaves no half tree
-/// that a later apply would take for a finished one. The tree is recorded
-/// as ctm's (`rootfs::record`), which is what lets `--prune` delete it.
+/// Creates `target` from the image as `mode` says (`root`: a btrfs
+/// snapshot of the image, a reflink copy, a plain copy; `auto`, the first
+/// the file system offers, as the plan said: `plan::choose_root`), into a
+/// temporary name beside it, then renamed, so a failure leaves no half
+/// tree that a later apply would take for a finished one. The tree is
+/// recorded as ctm's (`rootfs::record`, with its kind), which is what lets
+/// `--prune` delete it.
 fn create_rootfs(
     root: &Path,
     name: &str,
     image: &str,
     source: &RootfsSource,
+    mode: RootMode,
     target: &Path,
     progress: Progress<'_>,
 ) -> Result<(), SystemError> {
@@ -359,12 +376,87 @@ fn create_rootfs(
         std::fs::create_dir_all(parent)
             .map_err(|e| error(format!("creating {}", parent.display()), e.to_string()))?;
     }
-    progress(&format!("copying image {image} to {}", target.display()));
+    let what = || format!("making container {name}'s root file system from image {image}");
+    let state = super::rootfs::observe(root, &std::collections::BTreeMap::<String, ()>::new());
+    let kind = crate::plan::choose_root(mode, &state).map_err(|why| {
+        error(
+            what(),
+            format!("a {} cannot be made here: {why}", mode.as_str()),
+        )
+    })?;
+    let kind = match kind {
+        RootMode::Snapshot if super::btrfs::is_subvolume(&tree) => {
+            progress(&format!(
+                "snapshotting image {image} to {}",
+                target.display()
+            ));
+            super::btrfs::run(
+                &[
+                    "subvolume",
+                    "snapshot",
+                    &tree.display().to_string(),
+                    &temporary.display().to_string(),
+                ],
+                progress,
+            )
+            .map_err(|e| error(what(), e.to_string()))?;
+            RootMode::Snapshot
+        }
+        RootMode::Snapshot if mode == RootMode::Snapshot => {
+            return Err(error(
+                what(),
+                format!(
+                    "{} is not a btrfs subvolume (a directory image, or an image made before ctm made \
+                     them subvolumes: `ctm image rm {image}` makes it again as one), so it cannot \
+                     be snapshotted; ask for `root \"reflink\"`",
+                    tree.display()
+                ),
+            ));
+        }
+        // The image is a plain directory: a clone of each file shares the
+        // blocks as well (btrfs always clones).
+        RootMode::Snapshot | RootMode::Reflink => {
+            copy(&tree, &temporary, "always", image, target, progress)?;
+            RootMode::Reflink
+        }
+        _ => {
+            copy(&tree, &temporary, "never", image, target, progress)?;
+            RootMode::Copy
+        }
+    };
+    super::rootfs::record(root, name, image, Some(kind), &temporary)?;
+    std::fs::rename(&temporary, target).map_err(|e| {
+        error(
+            format!("moving {} to {}", temporary.display(), target.display()),
+            e.to_string(),
+        )
+    })
+}
+
+/// `cp --archive --reflink=REFLINK` of the image's tree to `temporary`;
+/// what is copied is deleted again if it fails.
+fn copy(
+    tree: &Path,
+    temporary: &Path,
+    reflink: &str,
+    image: &str,
+    target: &Path,
+    progress: Progress<'_>,
+) -> Result<(), SystemError> {
+    let how = if reflink == "always" {
+        "reflink copy"
+    } else {
+        "copy"
+    };
+    progress(&format!(
+        "copying image {image} to {} ({how})",
+        target.display()
+    ));
     let ran = exec::on_host(
         &[
             "cp".to_string(),
             "--archive".to_string(),
-            "--reflink=auto".to_string(),
+            format!("--reflink={reflink}"),
             "--no-target-directory".to_string(),
             tree.display().to_string(),
             temporary.display().to_string(),
@@ -373,19 +465,13 @@ fn create_rootfs(
         &mut |line| progress(line),
     )?;
     if !ran.success() {
-        let _ = remove_tree(&temporary);
+        let _ = remove_tree(temporary);
         return Err(error(
             format!("copying image {image} to {}", target.display()),
             format!("cp: {}; {}", ran.describe(), ran.tail(10)),
         ));
     }
-    super::rootfs::record(root, name, image, &temporary)?;
-    std::fs::rename(&temporary, target).map_err(|e| {
-        error(
-            format!("moving {} to {}", temporary.display(), target.display()),
-            e.to_string(),
-        )
-    })
+    Ok(())
 }
 
 /// The tree an image is copied from: the directory itself, or the image
@@ -746,8 +832,18 @@ fn build_once(
     }
     let temporary = sibling(&tree, ".ctm-new");
     remove_tree(&temporary)?;
-    std::fs::create_dir_all(&temporary)
-        .map_err(|e| error(format!("creating {}", temporary.display()), e.to_string()))?;
+    if super::btrfs::on_btrfs(&store) && super::btrfs::available() {
+        // A subvolume, which each container's tree can be a snapshot of.
+        fs::create_dirs(&store)
+            .map_err(|e| error(format!("creating {}", store.display()), e.to_string()))?;
+        super::btrfs::run(
+            &["subvolume", "create", &temporary.display().to_string()],
+            &mut |_| {},
+        )?;
+    } else {
+        std::fs::create_dir_all(&temporary)
+            .map_err(|e| error(format!("creating {}", temporary.display()), e.to_string()))?;
+    }
     progress(&format!("building image {image} into {}", tree.display()));
     let started = std::time::Instant::now();
     if let Err(e) = build(&temporary, &mut |line| progress(&format!("  {line}"))) {
@@ -953,6 +1049,7 @@ mod tests {
             RootfsSource::Directory {
                 path: "/srv/images/tree".into(),
             },
+            RootMode::Auto,
         );
         let mut lines = Vec::new();
         let outcomes = before_boot(root.path(), "web", std::slice::from_ref(&step), &mut |l| {

@@ -44,6 +44,9 @@ pub struct Recording {
     unsupported_kinds: Arc<Mutex<BTreeSet<String>>>,
     /// Links the fake kernel does not have (`ctm tunnel status`).
     missing_links: Arc<Mutex<BTreeSet<String>>>,
+    /// What the fake file system can do for root file systems; `None`
+    /// as on a root that is not the running system.
+    roots: Arc<Mutex<Option<crate::plan::RootsState>>>,
 }
 
 impl Recording {
@@ -62,6 +65,12 @@ impl Recording {
     /// The fake kernel cannot make links of this kind (`gre`).
     pub fn without_kind(&self, kind: &str) {
         lock(&self.unsupported_kinds).insert(kind.to_string());
+    }
+
+    /// The fake file system's abilities for root file systems (and the
+    /// containers without a tree).
+    pub fn with_roots(&self, roots: crate::plan::RootsState) {
+        *lock(&self.roots) = Some(roots);
     }
 
     /// The fake kernel has no link of this name.
@@ -126,6 +135,7 @@ impl System for Recording {
             made_rootfs: Some(BTreeSet::new()),
             undone_steps: None,
             volumes: None,
+            roots: lock(&self.roots).clone(),
             link_kinds: Some(
                 expect
                     .links

@@ -120,7 +120,10 @@ impl Registry {
     pub fn blob(&mut self, digest: &str) -> Result<impl Read + use<>, String> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
         let response = self.get(&url, None)?;
-        Ok(response.into_body().into_reader())
+        Ok(Named {
+            inner: response.into_body().into_reader(),
+            url,
+        })
     }
 
     /// GET `url`, answering an authentication challenge once.
@@ -252,6 +255,28 @@ impl Registry {
                 challenge.escape_default()
             )),
         }
+    }
+}
+
+/// A blob's body whose read errors say where it came from: a registry
+/// that stops mid-transfer fails the read, and the user needs to know
+/// which one.
+struct Named<R> {
+    inner: R,
+    url: String,
+}
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "reading {}: {e}; the blobs fetched before stay in the cache, and a retry fetches the rest",
+                    self.url
+                ),
+            )
+        })
     }
 }
 

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::exec;
 use super::{Progress, SystemError};
+use super::{btrfs, exec};
 use crate::fs;
+use crate::plan::RootsState;
 
 use crate::layout::MACHINES;
 use crate::layout::ROOTFS_RECORDS as RECORDS;
@@ -37,6 +38,10 @@ const PURGE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Made {
     pub image: String,
+    /// How the tree was made from the image (`snapshot`, `reflink`,
+    /// `copy`); absent in records of older ctm, which copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::model::RootMode>,
     /// The tree's inode: a rename keeps it, a new tree has another.
     pub inode: u64,
     /// When it was made (Unix seconds).
@@ -73,7 +78,13 @@ fn inode(path: &Path) -> Option<u64> {
 /// Records that ctm made `made_at` (a directory about to be renamed to
 /// container `name`'s tree). Written before the rename: a crash between
 /// the two leaves a record without its tree, which is ignored.
-pub fn record(root: &Path, name: &str, image: &str, made_at: &Path) -> Result<(), SystemError> {
+pub fn record(
+    root: &Path,
+    name: &str,
+    image: &str,
+    kind: Option<crate::model::RootMode>,
+    made_at: &Path,
+) -> Result<(), SystemError> {
     let inode = inode(made_at).ok_or_else(|| {
         error(
             format!("recording {}", made_at.display()),
@@ -82,6 +93,7 @@ pub fn record(root: &Path, name: &str, image: &str, made_at: &Path) -> Result<()
     })?;
     let made = Made {
         image: image.to_string(),
+        kind,
         inode,
         created: crate::clock::now_unix(),
     };
@@ -209,6 +221,14 @@ pub fn purge(root: &Path, progress: Progress<'_>) -> Vec<SystemError> {
 pub(super) fn purge_one(path: &Path, progress: Progress<'_>) -> Result<(), SystemError> {
     progress(&format!("deleting {}", path.display()));
     let started = std::time::Instant::now();
+    if btrfs::is_subvolume(path) && btrfs::available() {
+        // A snapshot's tree: one call, and `rm --one-file-system` would
+        // stop at the boundary a subvolume is.
+        return btrfs::run(
+            &["subvolume", "delete", &path.display().to_string()],
+            progress,
+        );
+    }
     let ran = exec::on_host(
         &[
             "rm".to_string(),
@@ -234,6 +254,98 @@ pub(super) fn purge_one(path: &Path, progress: Progress<'_>) -> Result<(), Syste
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// What the file system of the containers' trees can share with the
+/// image store (for `plan::choose_root`), and which of `wanted` (the
+/// desired containers) have no tree yet. Asked of the nearest existing
+/// directories, so that a host without either yet is asked about the
+/// file system they will be made on; nothing is made.
+pub fn observe<T>(root: &Path, wanted: &BTreeMap<String, T>) -> RootsState {
+    let machines = root.join(MACHINES);
+    let fs = super::volumes::file_system(&machines).map_or_else(|e| e.to_string(), |f| f.name);
+    let reflink = can_reflink(
+        &nearest(&root.join(crate::layout::IMAGE_STORE)),
+        &nearest(&machines),
+    )
+    .err();
+    let snapshot = if fs != "btrfs" {
+        Some(format!("/{MACHINES} is on {fs}, not btrfs"))
+    } else if !btrfs::available() {
+        Some("the `btrfs` command (btrfs-progs) is not installed".to_string())
+    } else {
+        // A snapshot stays inside one btrfs file system, as a clone does.
+        reflink.clone()
+    };
+    let missing = wanted
+        .keys()
+        .filter(|name| tree(root, name).symlink_metadata().is_err())
+        .cloned()
+        .collect();
+    RootsState {
+        fs,
+        snapshot,
+        reflink,
+        missing,
+    }
+}
+
+fn nearest(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
+}
+
+nix::ioctl_write_int!(ficlone, 0x94, 9);
+
+/// Clones `from`'s data into `to` (`FICLONE`: the extents are shared, not
+/// copied); both are open files.
+pub fn clone_file(from: &std::fs::File, to: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: FICLONE takes the source's fd as its argument; both fds are
+    // open for the call.
+    unsafe { ficlone(to.as_raw_fd(), from.as_raw_fd() as nix::libc::c_ulong) }
+        .map(|_| ())
+        .map_err(std::io::Error::from)
+}
+
+/// Whether a file in directory `from` can be cloned into directory `to`:
+/// tried on two unlinked files of a block each, the only test that
+/// answers for both file systems and the kernel. `Err` says why not.
+pub fn can_reflink(from: &Path, to: &Path) -> Result<(), String> {
+    use std::io::Write as _;
+    fn unlinked(dir: &Path) -> std::io::Result<std::fs::File> {
+        let path = dir.join(format!(".#ctm-reflink-probe-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(file)
+    }
+    let what = |dir: &Path, e: std::io::Error| format!("probing {}: {e}", dir.display());
+    let mut source = unlinked(from).map_err(|e| what(from, e))?;
+    source
+        .write_all(&[0x5a; 4096])
+        .and_then(|()| source.sync_data())
+        .map_err(|e| what(from, e))?;
+    let target = unlinked(to).map_err(|e| what(to, e))?;
+    clone_file(&source, &target).map_err(|e| match e.raw_os_error() {
+        Some(nix::libc::EXDEV) => format!(
+            "{} and {} are on different file systems, and blocks are shared only within one",
+            from.display(),
+            to.display()
+        ),
+        Some(nix::libc::EOPNOTSUPP) | Some(nix::libc::EINVAL) | Some(nix::libc::ENOTTY) => {
+            format!(
+                "the file system of {} cannot share blocks between files (reflinks: btrfs, XFS made with reflink=1)",
+                to.display()
+            )
+        }
+        _ => format!("cloning a file into {}: {e}", to.display()),
+    })
 }
 
 /// The size of a tree in bytes and files, without crossing into another
@@ -275,7 +387,14 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let tree = make_tree(root.path(), "web");
         assert_eq!(made_by_ctm(root.path(), "web"), None);
-        record(root.path(), "web", "bookworm", &tree).unwrap();
+        record(
+            root.path(),
+            "web",
+            "bookworm",
+            Some(crate::model::RootMode::Copy),
+            &tree,
+        )
+        .unwrap();
         let made = made_by_ctm(root.path(), "web").unwrap();
         assert_eq!(made.image, "bookworm");
         let none = BTreeMap::<String, ()>::new();
@@ -330,8 +449,22 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let web = make_tree(root.path(), "web");
         let db = make_tree(root.path(), "db");
-        record(root.path(), "web", "img", &web).unwrap();
-        record(root.path(), "db", "img", &db).unwrap();
+        record(
+            root.path(),
+            "web",
+            "img",
+            Some(crate::model::RootMode::Copy),
+            &web,
+        )
+        .unwrap();
+        record(
+            root.path(),
+            "db",
+            "img",
+            Some(crate::model::RootMode::Copy),
+            &db,
+        )
+        .unwrap();
         set_aside(root.path(), "web").unwrap();
         let mut lines = Vec::new();
         let problems = purge(root.path(), &mut |l| lines.push(l.to_string()));

@@ -258,12 +258,6 @@ pub fn copy_tree(
 /// with `btrfs subvolume delete`, anything else with `rm
 /// --one-file-system`.
 pub fn remove_tree(path: &Path, progress: Progress<'_>) -> Result<(), SystemError> {
-    if is_btrfs_subvolume(path) {
-        return btrfs::run(
-            &["subvolume", "delete", &path.display().to_string()],
-            progress,
-        );
-    }
     rootfs::purge_one(path, progress)
 }
 

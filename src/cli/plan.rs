@@ -63,10 +63,12 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     }
     let empty = plan.is_empty();
     // What `ctm apply` would refuse: conflicts, a kind of link the
-    // kernel cannot make, or a quota the file system cannot enforce.
+    // kernel cannot make, a quota the file system cannot enforce, or a
+    // kind of root file system it cannot make.
     let refused = !plan.conflicts.is_empty()
         || !plan.blocking_links().is_empty()
-        || !plan.unenforceable_quotas.is_empty();
+        || !plan.unenforceable_quotas.is_empty()
+        || !plan.unavailable_roots.is_empty();
     if let Some(out) = &args.out {
         SavedPlan::new(&target, &desired, args.options, plan).save(out)?;
         errln(&format!(

@@ -50,6 +50,9 @@ pub struct ContainerHealth {
     /// Its addresses, IPv4 first.
     pub addresses: Vec<IpAddr>,
     pub checks: Vec<Check>,
+    /// How its root file system is made (`root`), for the plan to say.
+    #[serde(default, skip_serializing_if = "crate::model::RootMode::is_auto")]
+    pub root: crate::model::RootMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +139,7 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
                     bridge,
                     addresses,
                     checks,
+                    root: c.root,
                 },
             )
         })

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::{Artifacts, Owner};
-use crate::model::{Container, Host, Image, ImageSource, PackageName};
+use crate::model::{Container, Host, Image, ImageSource, PackageName, RootMode};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
@@ -60,7 +60,14 @@ pub enum Check {
 pub enum Action {
     /// Create the root file system from an image (built first, if it is
     /// built and not in the image store yet).
-    CreateRootfs { image: String, source: RootfsSource },
+    CreateRootfs {
+        image: String,
+        source: RootfsSource,
+        /// How the tree is made from the image (`root`); the plan says
+        /// which kind `auto` becomes on this host.
+        #[serde(default, skip_serializing_if = "RootMode::is_auto")]
+        root: RootMode,
+    },
     /// Write a file (creating its directory with mode 0700), owned by `owner`.
     WriteFile {
         path: String,
@@ -183,7 +190,7 @@ fn enable_step(id: &str, unit: &str) -> Step {
 /// the container's image (validation made sure it exists).
 /// The first step of every container: its root file system, made from
 /// `image` (whose definition is `source`) unless it exists.
-pub fn rootfs_step(container: &str, image: &str, source: RootfsSource) -> Step {
+pub fn rootfs_step(container: &str, image: &str, source: RootfsSource, root: RootMode) -> Step {
     Step {
         id: "rootfs".into(),
         description: format!("create the root file system from image {image}"),
@@ -194,6 +201,7 @@ pub fn rootfs_step(container: &str, image: &str, source: RootfsSource) -> Step {
         action: Action::CreateRootfs {
             image: image.to_string(),
             source,
+            root,
         },
     }
 }
@@ -205,6 +213,7 @@ pub fn steps(container: &Container, image: &Image, dns: &[IpAddr], linked: bool)
         container.name.as_str(),
         container.image.as_str(),
         RootfsSource::of(image),
+        container.root,
     )];
     if container.network.is_some() || linked {
         steps.push(enable_step("networkd", "systemd-networkd.service"));

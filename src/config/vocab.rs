@@ -576,6 +576,17 @@ static AUTOSTART: NodeSpec = leaf(
     &[arg("enabled", Bool, "`#true` or `#false`.")],
 );
 
+static ROOT_KIND: NodeSpec = leaf(
+    "root",
+    "How the container's root file system is made from its image: `snapshot` (a btrfs snapshot of the image), `reflink` (a copy sharing the image's blocks: btrfs, XFS with reflink), `copy` (every byte copied), or `auto` (the default: the first of those the file system offers). The plan says which each new container gets, and refuses a kind the file system cannot do.",
+    "root \"reflink\"",
+    &[arg(
+        "kind",
+        String,
+        "`auto`, `snapshot`, `reflink` or `copy`.",
+    )],
+);
+
 static ENVIRONMENT: NodeSpec = NodeSpec {
     name: "environment",
     doc: "Environment variables for the container's init process, as properties.",
@@ -687,6 +698,7 @@ static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&NESTED),
     once(&BOOT),
     once(&AUTOSTART),
+    once(&ROOT_KIND),
     many(&PACKAGES),
     once(&ENVIRONMENT),
     many(&CHECK),

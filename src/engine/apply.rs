@@ -170,8 +170,13 @@ fn refusal(plan: &Plan) -> Option<Refused> {
             kinds: kinds.to_vec(),
         });
     }
-    (!plan.unenforceable_quotas.is_empty()).then(|| Refused::UnenforceableQuotas {
-        quotas: plan.unenforceable_quotas.clone(),
+    if !plan.unenforceable_quotas.is_empty() {
+        return Some(Refused::UnenforceableQuotas {
+            quotas: plan.unenforceable_quotas.clone(),
+        });
+    }
+    (!plan.unavailable_roots.is_empty()).then(|| Refused::UnavailableRoots {
+        roots: plan.unavailable_roots.clone(),
     })
 }
 

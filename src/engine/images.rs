@@ -175,7 +175,9 @@ pub fn used_by(artifacts: &Artifacts) -> miette::Result<Vec<(String, String, Roo
         let steps: Vec<Step> = serde_json::from_str(text)
             .map_err(|e| miette::miette!("{path} is not readable ({e})"))?;
         used.extend(steps.into_iter().filter_map(|s| match s.action {
-            Action::CreateRootfs { image, source } => Some((container.to_string(), image, source)),
+            Action::CreateRootfs { image, source, .. } => {
+                Some((container.to_string(), image, source))
+            }
             _ => None,
         }));
     }

@@ -5,7 +5,7 @@
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
-use crate::plan::{Conflict, LinkKindNote, QuotaNote};
+use crate::plan::{Conflict, LinkKindNote, QuotaNote, RootNote};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Refused {
@@ -54,6 +54,17 @@ pub enum Refused {
         )
     )]
     UnenforceableQuotas { quotas: Vec<QuotaNote> },
+    #[error(
+        "the file system of /var/lib/machines cannot make {}; nothing was changed",
+        roots.iter().map(|r| format!("container {}'s root file system as a {}: {}", r.container, r.asked.as_str(), r.reason)).collect::<Vec<_>>().join("; ")
+    )]
+    #[diagnostic(
+        code(ctm::root_unavailable),
+        help(
+            "put /var/lib/machines and /var/lib/ctm/images on one btrfs (snapshot, reflink) or XFS with reflink=1 (reflink) file system; or ask for `root \"auto\"` or `root \"copy\"` (docs/config.md, `container` → `root`)"
+        )
+    )]
+    UnavailableRoots { roots: Vec<RootNote> },
     #[error("{file} has errors; nothing was applied")]
     #[diagnostic(
         code(ctm::invalid),

@@ -463,7 +463,7 @@ fn swap_in(
     snapshots::exchange(&tree, &staged(&tree))?;
     if let Some(made) = made {
         // The tree is ctm's still: `--prune` and `ctm destroy` know it.
-        rootfs::record(root, name, &made.image, &tree)?;
+        rootfs::record(root, name, &made.image, made.kind, &tree)?;
     }
     move_into(
         &staged(&tree),

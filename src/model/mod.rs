@@ -234,6 +234,8 @@ pub struct Container {
     /// OCI image, which otherwise runs its entrypoint.
     pub boot: bool,
     pub autostart: bool,
+    /// How its root file system is made from the image.
+    pub root: RootMode,
     pub packages: Vec<PackageName>,
     pub environment: BTreeMap<EnvName, EnvValue>,
     /// Run after every apply that starts or restarts the container; a

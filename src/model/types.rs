@@ -271,6 +271,53 @@ impl fmt::Display for Port {
     }
 }
 
+/// How a container's root file system is made from its image (`root`).
+/// Every kind but `Copy` shares the image's blocks until they are written.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RootMode {
+    /// The best the file system offers: a btrfs snapshot, else a reflink
+    /// copy, else a plain copy.
+    #[default]
+    Auto,
+    /// A btrfs snapshot of the image's subvolume.
+    Snapshot,
+    /// A copy whose files share the image's extents (`FICLONE`: btrfs,
+    /// XFS with reflink).
+    Reflink,
+    /// A plain copy of every byte.
+    Copy,
+}
+
+impl RootMode {
+    pub fn parse(s: &str) -> Result<RootMode, String> {
+        match s {
+            "auto" => Ok(RootMode::Auto),
+            "snapshot" => Ok(RootMode::Snapshot),
+            "reflink" => Ok(RootMode::Reflink),
+            "copy" => Ok(RootMode::Copy),
+            _ => Err(format!(
+                "`{s}` is not a kind of root file system; use `auto`, `snapshot`, `reflink` or `copy`"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootMode::Auto => "auto",
+            RootMode::Snapshot => "snapshot",
+            RootMode::Reflink => "reflink",
+            RootMode::Copy => "copy",
+        }
+    }
+
+    pub fn is_auto(&self) -> bool {
+        *self == RootMode::Auto
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {

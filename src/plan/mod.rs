@@ -8,6 +8,7 @@
 mod action;
 mod manifest;
 pub mod render;
+mod roots;
 mod volumes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use crate::fs::Entry;
 use crate::live::LiveFile;
 pub use action::{Action, batches};
 pub use manifest::{Manifest, ManifestEntry, entry_of};
+pub use roots::{RootNote, RootsState, choose as choose_root};
 pub use volumes::{KeptVolume, Present, QuotaNote, QuotaSupport, VolumesState};
 
 /// What a plan may do beyond bringing ctm's files to the host file's
@@ -91,6 +93,11 @@ pub struct SystemState {
     /// host file has volumes or ctm made some.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<VolumesState>,
+    /// What the file system of the containers' trees can share with the
+    /// image store, and which desired containers have no tree yet (a
+    /// live system only: elsewhere nothing is provisioned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roots: Option<RootsState>,
 }
 
 /// Whether the running kernel can make links of one kind.
@@ -216,6 +223,13 @@ pub struct Plan {
     /// (without `--prune`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept_volumes: Vec<KeptVolume>,
+    /// How each new container's root file system is made from its image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub new_roots: Vec<RootNote>,
+    /// Kinds of root file system the host file asks for that the file
+    /// system cannot make: an apply is refused before it changes anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable_roots: Vec<RootNote>,
     /// False when the root is not the running system: actions are listed
     /// but not performed.
     pub live_system: bool,
@@ -354,6 +368,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         }
     }
     let volumes = volumes::plan(input);
+    let roots = roots::plan(input);
     conflicts.extend(volumes.conflicts.iter().cloned());
     let (actions, held) = hold_paused(input, actions(input, manifest, &files, &volumes));
     let (unsupported_links, unchecked_links) = link_kinds(input.expect, input.system);
@@ -388,6 +403,8 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         unchecked_links,
         unenforceable_quotas: volumes.quotas,
         kept_volumes: volumes.kept,
+        new_roots: roots.new,
+        unavailable_roots: roots.unavailable,
         live_system: input.system.containers.is_some(),
         summary,
         fingerprint: fingerprint(input, desired_manifest),
@@ -1458,6 +1475,46 @@ mod tests {
             firewall: chains.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
             ..Health::default()
         }
+    }
+
+    #[test]
+    fn the_plan_says_how_each_new_root_is_made_and_refuses_one_that_cannot_be() {
+        let mut expect = Health::default();
+        for (n, root) in [
+            ("a", crate::model::RootMode::Auto),
+            ("b", crate::model::RootMode::Snapshot),
+        ] {
+            expect.containers.insert(
+                n.into(),
+                crate::compile::health::ContainerHealth {
+                    root,
+                    ..Default::default()
+                },
+            );
+        }
+        let state = SystemState {
+            roots: Some(RootsState {
+                fs: "xfs".into(),
+                snapshot: Some("/var/lib/machines is on xfs, not btrfs".into()),
+                reflink: None,
+                missing: ["a", "b"].map(String::from).into(),
+            }),
+            ..system(&[])
+        };
+        let d = desired("a\n");
+        let p = plan_expecting(&d, &d, &state, &expect);
+        let text = render::text(&p, "Plan", render::Show::Whole);
+        assert!(
+            text.contains("Root file systems to make:\n  a reflink: a reflink copy of the image: shares its blocks (xfs)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b (root \"snapshot\"): /var/lib/machines is on xfs, not btrfs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("The file system cannot make a root file system the host file asks for")
+        );
     }
 
     fn with_firewall(chains: Option<&[(&str, usize)]>, edited: bool) -> SystemState {

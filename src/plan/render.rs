@@ -206,6 +206,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
     kept_rootfs(&mut out, plan);
     kept_volumes(&mut out, plan);
     quotas(&mut out, plan);
+    roots(&mut out, plan);
     let s = &plan.summary;
     let _ = writeln!(
         out,
@@ -285,6 +286,16 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
             paint(
                 RED,
                 "The volumes' file system cannot enforce a quota: nothing will be applied."
+            )
+        );
+    }
+    if !plan.unavailable_roots.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(
+                RED,
+                "The file system cannot make a root file system the host file asks for: nothing will be applied."
             )
         );
     }
@@ -410,6 +421,40 @@ fn quotas(out: &mut String, plan: &Plan) {
             crate::model::size_text(note.quota),
             note.reason
         );
+    }
+}
+
+/// How each new container's root file system is made, and the kinds
+/// asked for that cannot be (an apply is refused).
+fn roots(out: &mut String, plan: &Plan) {
+    if !plan.new_roots.is_empty() {
+        let _ = writeln!(out, "\nRoot file systems to make:");
+        for note in &plan.new_roots {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                note.container,
+                note.kind.as_str(),
+                note.reason
+            );
+        }
+    }
+    if !plan.unavailable_roots.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint(RED, "Root file systems the file system cannot make:")
+        );
+        for note in &plan.unavailable_roots {
+            let _ = writeln!(
+                out,
+                "  {} {} (root \"{}\"): {}",
+                paint(RED, "!"),
+                note.container,
+                note.asked.as_str(),
+                note.reason
+            );
+        }
     }
 }
 

@@ -37,6 +37,7 @@ struct Partial {
     /// none.
     needs_init: Vec<(&'static str, SourceSpan)>,
     autostart: Option<bool>,
+    root: Option<RootMode>,
     packages: Vec<PackageName>,
     environment: BTreeMap<EnvName, EnvValue>,
     checks: Vec<Spanned<HealthCheck>>,
@@ -224,6 +225,10 @@ impl Partial {
             .child("autostart")
             .and_then(|a| a.arg(0))
             .and_then(|a| a.value.as_bool());
+        p.root = node
+            .child("root")
+            .and_then(|r| v.parse_str(r.arg(0), "ctm::invalid-value", RootMode::parse))
+            .map(|r| r.value);
         p.packages = packages(v, node);
         if let Some(env) = node.child("environment") {
             for (key, value) in &env.props {
@@ -343,6 +348,7 @@ impl Partial {
                 .copied()
                 .collect(),
             autostart: self.autostart.or(base.autostart),
+            root: self.root.or(base.root),
             packages,
             environment,
             checks: base.checks.iter().chain(&self.checks).cloned().collect(),
@@ -770,6 +776,7 @@ pub(super) fn containers(
                 nested: p.nested.is_some(),
                 boot: p.boot.is_some(),
                 autostart: p.autostart.unwrap_or(true),
+                root: p.root.unwrap_or_default(),
                 packages: p.packages,
                 environment: p.environment,
                 checks: p.checks.into_iter().map(|c| c.value).collect(),

@@ -43,6 +43,8 @@ pub fn routes() -> Router<Shared> {
         .route("/api/status", get(status))
         .route("/api/generations", get(generations))
         .route("/api/images", get(images_list))
+        .route("/api/images/{name}/pull", post(image_pull))
+        .route("/api/images/{name}/remove", post(image_remove))
         .route("/api/generations/{a}/diff/{b}", get(diff))
         .route("/api/rollback/{generation}", get(rollback_plan))
         .route("/api/rollback", post(rollback))
@@ -436,6 +438,54 @@ async fn images_list(State(state): State<Shared>) -> ApiResult {
         .run(0, move || {
             let list = images::list(&state.target(), Access::ReadShared, &mut server_log)?;
             Ok(Json(json!(list)))
+        })
+        .await
+}
+
+/// `POST /api/images/{name}/pull`: a job that builds, pulls or unpacks
+/// image `name` of the current generation into the store, as `ctm image
+/// pull NAME` does; its events are the pull's progress.
+async fn image_pull(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
+    let name = Name::parse(&name).map_err(ApiError::bad_request)?;
+    let job_state = state.clone();
+    let id = state
+        .jobs
+        .start("pull", move |ready, report| {
+            ready.accept();
+            let target = job_state.target();
+            match images::pull(
+                &target,
+                name.as_str(),
+                images::Definition::Current,
+                &mut |e| report.event(e),
+            ) {
+                Ok(path) => {
+                    let current = target.store().current().ok().flatten();
+                    report.done(&format!("Pulled image {name} into {path}."), current);
+                }
+                Err(e) => report.failed(&format!("{e}")),
+            }
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
+}
+
+/// `POST /api/images/{name}/remove`: removes image `name` from the store,
+/// as `ctm image rm NAME` does: refused (409) while a container of the
+/// current generation is made from it, 404 when the store has none.
+async fn image_remove(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    state.may_change()?;
+    let name = Name::parse(&name).map_err(ApiError::bad_request)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let removed = images::remove(&state.target(), name.as_str(), &mut server_log)?;
+            Ok(Json(json!({ "removed": removed })))
         })
         .await
 }

@@ -577,7 +577,7 @@ async fn images(State(state): State<Shared>, cx: PageContext) -> Html<String> {
             },
             Ok(list) => div class="table-responsive" {
                 table class="table table-sm align-middle" id="images" {
-                    thead { tr { th { "Name" } th { "Source" } th { "Digest" } th class="text-end" { "Size" } th { "Containers" } } }
+                    thead { tr { th { "Name" } th { "Source" } th { "Digest" } th class="text-end" { "Size" } th { "Containers" } th { span class="visually-hidden" { "Actions" } } } }
                     tbody {
                         @for i in &list {
                             tr {
@@ -589,12 +589,18 @@ async fn images(State(state): State<Shared>, cx: PageContext) -> Html<String> {
                                     @if i.current { (i.containers.join(", ")) }
                                     @else { span class="text-body-secondary" { "an older generation's (ctm gc removes it)" } }
                                 }
+                                td class="text-end text-nowrap" {
+                                    // Pull takes the current generation's definition.
+                                    @if i.current { button type="button" class="btn btn-outline-primary btn-sm me-1" data-pull=(i.name) { "Pull" } }
+                                    @if i.size.is_some() { button type="button" class="btn btn-outline-danger btn-sm" data-remove=(i.name) { "Remove" } }
+                                }
                             }
                         }
                     }
                 }
             },
         }
+        div id="image-progress" class="mt-3" {}
     };
     layout(&state, &cx, Page::Images, body)
 }

@@ -11,13 +11,14 @@ import { dashboard } from './dashboard.js';
 import { editor } from './editor.js';
 import { applyPage } from './apply.js';
 import { generations } from './generations.js';
+import { images } from './images.js';
 import { logs } from './logs.js';
 import { fleetPage } from './fleet.js';
 import { followTheme } from './theme.js';
 import { showError } from './dom.js';
 import { watchConfirmation } from './confirm.js';
 
-const pages = { dashboard, editor, apply: applyPage, generations, logs, fleet: fleetPage };
+const pages = { dashboard, editor, apply: applyPage, generations, images, logs, fleet: fleetPage };
 
 followTheme();
 
