@@ -741,3 +741,169 @@ fn a_files_only_apply_makes_its_volumes_and_a_restore_brings_back_their_data() {
             .exists()
     );
 }
+
+// ---- backups -------------------------------------------------------------------
+
+/// The archive in `Backed up container NAME to PATH, …`.
+fn backed_up(said: &str) -> PathBuf {
+    let rest = said
+        .split("Backed up container ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no backup made: {said}"));
+    let path = rest
+        .split(" to ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .next()
+        .unwrap();
+    PathBuf::from(path)
+}
+
+/// Every file under `dir` with its content, for "nothing changed".
+fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_backup_restores_the_tree_and_volumes_and_keeps_what_it_replaced() {
+    let f = FilesOnly::new();
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    std::fs::write(volume.join("table"), "v1").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v1").unwrap();
+    let said = f.ok(&["backup", "web"]);
+    let archive = backed_up(&said);
+    assert!(
+        archive.starts_with(f.root().join("var/lib/ctm/backups")),
+        "{said}"
+    );
+    assert!(said.contains("with volumes data"), "{said}");
+    // The snapshot it was made from is gone.
+    assert!(f.ok(&["snapshots", "web"]).contains("No snapshots."));
+    let listed = f.ok(&["backups", "web"]);
+    assert!(listed.contains(archive.to_str().unwrap()), "{listed}");
+
+    std::fs::write(volume.join("table"), "v2").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v2").unwrap();
+    std::fs::write(f.tree("etc/new"), "new").unwrap();
+    let said = f.ok(&["restore", "web", "--from", archive.to_str().unwrap()]);
+    assert!(said.contains("verified"), "{said}");
+    assert_eq!(std::fs::read_to_string(volume.join("table")).unwrap(), "v1");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/motd")).unwrap(), "v1");
+    assert!(!f.tree("etc/new").exists());
+    // What it replaced is a snapshot, and the volume is ctm's still.
+    let kept = said
+        .split("kept as snapshot ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('.')
+        .to_string();
+    f.ok(&["restore", "web", &kept]);
+    assert_eq!(std::fs::read_to_string(volume.join("table")).unwrap(), "v2");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/new")).unwrap(), "new");
+    let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    // The container's part of the host file went with it.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc {} | tar -xOf - host/host.kdl",
+            archive.display()
+        ))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        let host = String::from_utf8_lossy(&out.stdout);
+        assert!(host.contains("container \"web\""), "{host}");
+        assert!(host.contains("volume \"data\""), "{host}");
+        assert!(host.contains("image \"guest\""), "{host}");
+    }
+}
+
+#[test]
+fn a_backup_with_a_flipped_byte_is_refused_and_nothing_changes() {
+    let f = FilesOnly::new();
+    std::fs::write(f.tree("etc/motd"), "v1".repeat(1000)).unwrap();
+    let archive = backed_up(&f.ok(&["backup", "web"]));
+    std::fs::write(f.tree("etc/motd"), "v2").unwrap();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&archive, &bytes).unwrap();
+
+    let before = contents(&f.root());
+    let out = f.ctm(&["restore", "web", "--from", archive.to_str().unwrap()]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("is refused"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert_eq!(contents(&f.root()), before, "{said}");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/motd")).unwrap(), "v2");
+}
+
+#[test]
+fn a_backup_of_another_container_is_refused() {
+    let f = FilesOnly::new();
+    let archive = backed_up(&f.ok(&["backup", "web"]));
+    let renamed = archive.with_file_name("db-20990101T000000Z.ctm-backup.tar.zst");
+    std::fs::rename(&archive, &renamed).unwrap();
+    let out = f.ctm(&["restore", "db", "--from", renamed.to_str().unwrap()]);
+    assert!(
+        text(&out).contains("is a backup of container web, not of db"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn backup_retention_keeps_the_newest_n_after_success_only() {
+    let f = FilesOnly::new();
+    let dir = f.dir.path().join("backups");
+    let to = dir.to_str().unwrap();
+    // Something of the user's in the same directory is never touched.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web-notes.txt"), "mine").unwrap();
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(backed_up(&f.ok(&["backup", "web", "--to", to])));
+    }
+    let said = f.ok(&["backup", "web", "--to", to, "--keep", "2"]);
+    made.push(backed_up(&said));
+    assert!(
+        said.contains("Deleted 2 older archives (--keep 2)."),
+        "{said}"
+    );
+    let left = f.ok(&["backups", "web", "--in", to, "--json"]);
+    let left: Vec<serde_json::Value> = serde_json::from_str(&left).unwrap();
+    let paths: Vec<PathBuf> = left
+        .iter()
+        .map(|b| PathBuf::from(b["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(paths, made[2..]);
+    assert!(dir.join("web-notes.txt").exists());
+    // A backup that fails prunes nothing.
+    std::fs::remove_dir_all(f.root().join("var/lib/machines/web")).unwrap();
+    let out = f.ctm(&["backup", "web", "--to", to, "--keep", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let after = f.ok(&["backups", "web", "--in", to, "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&after)
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -3,6 +3,7 @@
 //! it returns and the events it reports; none holds logic of its own.
 
 mod apply;
+mod backup;
 mod check;
 mod compile;
 mod container;
@@ -104,9 +105,16 @@ enum Command {
     Snapshot(snapshot::Args),
     /// List the snapshots of a container, or of every container.
     Snapshots(snapshot::ListArgs),
-    /// Put a snapshot of a container back; what it replaces is kept as a
-    /// snapshot first. A running container is stopped and started again.
+    /// Put a snapshot (or, with --from, a backup archive) of a container
+    /// back; what it replaces is kept as a snapshot first. A running
+    /// container is stopped and started again.
     Restore(snapshot::RestoreArgs),
+    /// Write a backup archive of a container (tar + zstd): its root file
+    /// system, its volumes, its part of the host file and lock, and a
+    /// manifest with the sha256 of every member (see docs/backups.md).
+    Backup(backup::Args),
+    /// List the backup archives of a container.
+    Backups(backup::ListArgs),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
     /// Tunnels: `status [NAME]` shows each one's link, counters and the
@@ -263,6 +271,8 @@ pub fn main() -> Run {
         Command::Snapshot(args) => report(snapshot::take(&args)),
         Command::Snapshots(args) => report(snapshot::list(&args)),
         Command::Restore(args) => report(snapshot::restore(&args)),
+        Command::Backup(args) => report(backup::backup(&args)),
+        Command::Backups(args) => report(backup::list(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Tunnel(command) => report(tunnel::run(&command)),
         Command::Images(args) => report(images::list(&args)),

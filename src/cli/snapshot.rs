@@ -1,5 +1,6 @@
 //! `ctm snapshot NAME`, `ctm snapshots [NAME]`, `ctm restore NAME ID`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use miette::{IntoDiagnostic as _, miette};
@@ -7,6 +8,7 @@ use miette::{IntoDiagnostic as _, miette};
 use super::RootArgs;
 use super::output::{errln, outln, say};
 use crate::backend::snapshots::{Method, Snapshot};
+use crate::engine::backups;
 use crate::engine::snapshots::{self, Options};
 use crate::model::Name;
 
@@ -108,14 +110,36 @@ pub struct RestoreArgs {
     /// The container's name.
     name: String,
     /// The snapshot to put back (`ctm snapshots NAME` lists them).
-    snapshot: String,
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    snapshot: Option<String>,
+    /// Put back a backup archive instead (`ctm backup`): it is verified
+    /// whole before anything changes.
+    #[arg(long, value_name = "ARCHIVE")]
+    from: Option<PathBuf>,
     #[command(flatten)]
     root: RootArgs,
 }
 
 pub fn restore(args: &RestoreArgs) -> miette::Result<ExitCode> {
     let name = name(&args.name)?;
-    let r = snapshots::restore(&args.root.target(), &name, &args.snapshot, &mut say)?;
+    if let Some(from) = &args.from {
+        let r = backups::restore(&args.root.target(), &name, from, &mut say)?;
+        errln(&format!(
+            "Restored backup {} of container {name} from {}{}. What it replaced is kept as snapshot {}.",
+            r.id,
+            from.display(),
+            if r.restarted {
+                " and started it again"
+            } else {
+                ""
+            },
+            r.kept.id
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // clap requires one of the two.
+    let id = args.snapshot.as_deref().unwrap_or_default();
+    let r = snapshots::restore(&args.root.target(), &name, id, &mut say)?;
     errln(&format!(
         "Restored snapshot {} of container {name}{}. What it replaced is kept as snapshot {}.",
         r.restored.id,
