@@ -907,3 +907,38 @@ fn backup_retention_keeps_the_newest_n_after_success_only() {
         2
     );
 }
+
+#[test]
+fn snapshots_are_deleted_one_by_one_or_down_to_the_newest_n() {
+    let f = FilesOnly::new();
+    let ids: Vec<String> = (0..3)
+        .map(|_| taken_id(&f.ok(&["snapshot", "web"])))
+        .collect();
+    let said = f.ok(&["snapshots", "web", "--delete", &ids[1]]);
+    assert!(
+        said.contains(&format!("Deleted snapshot {} of container web", ids[1])),
+        "{said}"
+    );
+    assert!(
+        !f.root()
+            .join("var/lib/ctm/snapshots/web")
+            .join(&ids[1])
+            .exists()
+    );
+    let out = f.ctm(&["snapshots", "web", "--delete", &ids[1]]);
+    assert!(
+        text(&out).contains(&format!("container web has no snapshot {}", ids[1])),
+        "{}",
+        text(&out)
+    );
+    let said = f.ok(&["snapshots", "web", "--keep", "1"]);
+    assert!(
+        said.contains("Deleted 1 snapshot of container web"),
+        "{said}"
+    );
+    let listed = f.ok(&["snapshots", "web"]);
+    assert!(
+        listed.contains(&ids[2]) && !listed.contains(&format!("{} ", ids[0])),
+        "{listed}"
+    );
+}

@@ -103,7 +103,8 @@ enum Command {
     /// Take a snapshot of a container: a copy of its root file system
     /// (and, with --volumes, its volumes), frozen for the copy if it runs.
     Snapshot(snapshot::Args),
-    /// List the snapshots of a container, or of every container.
+    /// List the snapshots of a container, or of every container; with
+    /// --delete ID or --keep N, delete some of a container's.
     Snapshots(snapshot::ListArgs),
     /// Put a snapshot (or, with --from, a backup archive) of a container
     /// back; what it replaces is kept as a snapshot first. A running

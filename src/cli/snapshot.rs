@@ -54,12 +54,36 @@ pub struct ListArgs {
     /// Print the list as JSON.
     #[arg(long)]
     json: bool,
+    /// Delete this snapshot of the container (its trees and record).
+    #[arg(long, value_name = "ID", requires = "name", conflicts_with = "keep")]
+    delete: Option<String>,
+    /// Delete the container's snapshots but the newest N.
+    #[arg(long, value_name = "N", requires = "name")]
+    keep: Option<usize>,
     #[command(flatten)]
     root: RootArgs,
 }
 
 pub fn list(args: &ListArgs) -> miette::Result<ExitCode> {
     let name = args.name.as_deref().map(name).transpose()?;
+    if let (Some(name), Some(id)) = (&name, &args.delete) {
+        let s = snapshots::delete(&args.root.target(), name, id, &mut say)?;
+        errln(&format!(
+            "Deleted snapshot {} of container {name} ({}).",
+            s.id,
+            describe(&s)
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (Some(name), Some(keep)) = (&name, args.keep) {
+        let gone = snapshots::prune(&args.root.target(), name, keep, &mut say)?;
+        errln(&format!(
+            "Deleted {} snapshot{} of container {name}; the newest {keep} are kept.",
+            gone.len(),
+            if gone.len() == 1 { "" } else { "s" }
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     let all = snapshots::list(&args.root.target(), name.as_ref())?;
     if args.json {
         outln(&serde_json::to_string_pretty(&all).into_diagnostic()?);

@@ -321,21 +321,12 @@ pub fn list(target: &Target, name: Option<&Name>) -> miette::Result<Vec<Snapshot
         .collect())
 }
 
-/// Puts snapshot `id` of container `name` back. The state it replaces is
-/// kept as a snapshot first; nothing is lost.
-pub fn restore(
-    target: &Target,
-    name: &Name,
-    id: &str,
-    events: Events<'_>,
-) -> miette::Result<Restored> {
-    let mut session = Session::open(target, Access::Change, events)?;
-    let expect = generation_of(&session, name)?;
-    let root = session.store.root().to_path_buf();
-    let name = name.as_str();
-    let all = snapshots::list(&root, name);
-    let Some(restored) = all.iter().find(|s| s.id == id).cloned() else {
-        return Err(Refused::NoSuchSnapshot {
+/// Refuses an `id` that is not one of `all`, the snapshots of `name`.
+fn find(all: &[Snapshot], name: &str, id: &str) -> Result<Snapshot, Refused> {
+    all.iter()
+        .find(|s| s.id == id)
+        .cloned()
+        .ok_or_else(|| Refused::NoSuchSnapshot {
             container: name.to_string(),
             id: id.to_string(),
             help: if all.is_empty() {
@@ -349,9 +340,56 @@ pub fn restore(
                         .join(", ")
                 )
             },
-        }
-        .into());
-    };
+        })
+}
+
+/// Deletes snapshot `id` of container `name`: its trees and its record.
+pub fn delete(
+    target: &Target,
+    name: &Name,
+    id: &str,
+    events: Events<'_>,
+) -> miette::Result<Snapshot> {
+    let session = Session::open(target, Access::Change, events)?;
+    let root = session.store.root();
+    let snapshot = find(&snapshots::list(root, name.as_str()), name.as_str(), id)?;
+    let mut say = |line: &str| step(events, line);
+    snapshots::delete(root, name.as_str(), id, &mut say)?;
+    Ok(snapshot)
+}
+
+/// Deletes the snapshots of container `name` but the newest `keep`;
+/// returns those it deleted, oldest first.
+pub fn prune(
+    target: &Target,
+    name: &Name,
+    keep: usize,
+    events: Events<'_>,
+) -> miette::Result<Vec<Snapshot>> {
+    let session = Session::open(target, Access::Change, events)?;
+    let root = session.store.root();
+    let all = snapshots::list(root, name.as_str());
+    let old = &all[..all.len().saturating_sub(keep)];
+    let mut say = |line: &str| step(events, line);
+    for snapshot in old {
+        snapshots::delete(root, name.as_str(), &snapshot.id, &mut say)?;
+    }
+    Ok(old.to_vec())
+}
+
+/// Puts snapshot `id` of container `name` back. The state it replaces is
+/// kept as a snapshot first; nothing is lost.
+pub fn restore(
+    target: &Target,
+    name: &Name,
+    id: &str,
+    events: Events<'_>,
+) -> miette::Result<Restored> {
+    let mut session = Session::open(target, Access::Change, events)?;
+    let expect = generation_of(&session, name)?;
+    let root = session.store.root().to_path_buf();
+    let name = name.as_str();
+    let restored = find(&snapshots::list(&root, name), name, id)?;
     let tree = rootfs::tree(&root, name);
     if !tree.is_dir() {
         return Err(miette!(
