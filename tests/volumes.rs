@@ -942,3 +942,72 @@ fn snapshots_are_deleted_one_by_one_or_down_to_the_newest_n() {
         "{listed}"
     );
 }
+
+#[test]
+fn an_exported_container_is_imported_on_another_root_never_over_anything() {
+    let f = FilesOnly::new();
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    std::fs::write(volume.join("table"), "rows").unwrap();
+    std::fs::write(f.tree("etc/motd"), "moved").unwrap();
+    let archive = f.dir.path().join("web.ctm-backup.tar.zst");
+    let said = f.ok(&["export", "web", "-o", archive.to_str().unwrap()]);
+    assert!(said.contains("Exported container web to"), "{said}");
+    // Never over a file that is there.
+    let again = f.ctm(&["export", "web", "-o", archive.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+
+    // The same root has both: refused, and nothing changes.
+    let before = contents(&f.root());
+    let out = f.ctm(&["import", archive.to_str().unwrap()]);
+    let refused = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{refused}");
+    assert!(
+        refused.contains("container web's root file system at")
+            && refused.contains("volume data at")
+            && refused.contains("exists already"),
+        "{refused}"
+    );
+    assert_eq!(contents(&f.root()), before);
+
+    // Another root: put in place, recorded, and the snippet applies.
+    let other = tempfile::tempdir().unwrap();
+    let root = other.path().join("root");
+    let ctm = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(args)
+            .args(["--root", root.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = ctm(&["import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let snippet = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(snippet.contains("container \"web\""), "{snippet}");
+    assert!(text(&out).contains("with volumes data"), "{}", text(&out));
+    let machine = root.join("var/lib/machines/web");
+    assert_eq!(
+        std::fs::read_to_string(machine.join("etc/motd")).unwrap(),
+        "moved"
+    );
+    assert!(root.join("var/lib/ctm/rootfs/web.json").exists());
+    let file = other.path().join("host.kdl");
+    std::fs::write(&file, &snippet).unwrap();
+    let applied = ctm(&["apply", file.to_str().unwrap(), "--yes"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert!(
+        !text(&applied).contains("create volume data"),
+        "{}",
+        text(&applied)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("var/lib/ctm/volumes/data/table")).unwrap(),
+        "rows"
+    );
+    let planned = ctm(&["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+
+    // Under another name, beside it: only the volume is in the way.
+    let out = ctm(&["import", archive.to_str().unwrap(), "--as", "web2"]);
+    assert!(text(&out).contains("volume data at"), "{}", text(&out));
+    assert!(!root.join("var/lib/machines/web2").exists());
+}

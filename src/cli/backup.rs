@@ -1,4 +1,5 @@
-//! `ctm backup NAME`, `ctm backups NAME`, `ctm export NAME -o FILE`.
+//! `ctm backup NAME`, `ctm backups NAME`, `ctm export NAME -o FILE`,
+//! `ctm import FILE [--as NAME]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,6 +108,75 @@ pub fn list(args: &ListArgs) -> miette::Result<ExitCode> {
             b.bytes as f64 / 1e6,
             b.path.display()
         ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The container's name.
+    name: String,
+    /// The archive to write (it must not exist).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// Stop a running container for the copy and start it again, rather
+    /// than freeze its processes while it is copied.
+    #[arg(long)]
+    stop: bool,
+    #[command(flatten)]
+    root: RootArgs,
+}
+
+pub fn export(args: &ExportArgs) -> miette::Result<ExitCode> {
+    let name = name(&args.name)?;
+    let m = backups::export(
+        &args.root.target(),
+        &name,
+        &args.output,
+        args.stop,
+        &mut say,
+    )?;
+    errln(&format!(
+        "Exported container {name} to {}, {}; on another host `ctm import {}` puts it in place.",
+        m.path.display(),
+        describe(&m),
+        m.path.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The archive (`ctm export`, `ctm backup`).
+    file: PathBuf,
+    /// Import the container under this name.
+    #[arg(long = "as", value_name = "NAME")]
+    as_name: Option<String>,
+    #[command(flatten)]
+    root: RootArgs,
+}
+
+pub fn import(args: &ImportArgs) -> miette::Result<ExitCode> {
+    let as_name = args.as_name.as_deref().map(name).transpose()?;
+    let i = backups::import(&args.root.target(), &args.file, as_name.as_ref(), &mut say)?;
+    errln(&format!(
+        "Imported container {}{} with {}. Add this to the host file; the next apply starts it with its data:",
+        i.container,
+        if i.container != i.from {
+            format!(" (container {} of the archive)", i.from)
+        } else {
+            String::new()
+        },
+        if i.volumes.is_empty() {
+            "no volumes".to_string()
+        } else {
+            format!("volumes {}", i.volumes.join(", "))
+        }
+    ));
+    outln(i.host.trim_end());
+    if let Some(lock) = &i.lock {
+        errln("Its lock entries on the old host (addresses, the image's digest):");
+        outln(lock.trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -116,6 +116,12 @@ enum Command {
     Backup(backup::Args),
     /// List the backup archives of a container.
     Backups(backup::ListArgs),
+    /// Write a container's archive to move it to another host (the
+    /// archive of `ctm backup`).
+    Export(backup::ExportArgs),
+    /// Put a container's archive in place as a container of this host,
+    /// never over anything that exists; prints the host file's part to add.
+    Import(backup::ImportArgs),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
     /// Tunnels: `status [NAME]` shows each one's link, counters and the
@@ -274,6 +280,8 @@ pub fn main() -> Run {
         Command::Restore(args) => report(snapshot::restore(&args)),
         Command::Backup(args) => report(backup::backup(&args)),
         Command::Backups(args) => report(backup::list(&args)),
+        Command::Export(args) => report(backup::export(&args)),
+        Command::Import(args) => report(backup::import(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Tunnel(command) => report(tunnel::run(&command)),
         Command::Images(args) => report(images::list(&args)),

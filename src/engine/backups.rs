@@ -109,9 +109,29 @@ fn host_part(text: &str, format: Format, name: &str) -> (String, Option<String>)
     nodes.sort_by_key(|n| n.span.offset());
     let parts: Vec<&str> = nodes
         .iter()
-        .filter_map(|n| text.get(n.span.offset()..n.span.offset() + n.span.len()))
+        .filter_map(|n| text.get(n.span.offset()..node_end(text, format, n)))
         .collect();
     (parts.join("\n\n") + "\n", image)
+}
+
+/// Where `node`'s text ends, its children included: a node's own span
+/// ends with its arguments, so the end is its last child's, and in KDL
+/// the `}` that closes its block.
+fn node_end(text: &str, format: Format, node: &config::Node) -> usize {
+    let own = node.span.offset() + node.span.len();
+    let Some(last) = node.children.iter().max_by_key(|c| c.span.offset()) else {
+        return own;
+    };
+    let end = node_end(text, format, last).max(own);
+    if format == Format::Toml {
+        return end;
+    }
+    let rest = text.get(end..).unwrap_or_default();
+    let skipped = rest.len() - rest.trim_start_matches([' ', '\t', '\n', '\r', ';']).len();
+    match rest[skipped..].starts_with('}') {
+        true => end + skipped + 1,
+        false => end,
+    }
 }
 
 /// The lock entries of container `name` and its image.
@@ -442,4 +462,178 @@ pub fn restore(
         kept: result?,
         restarted: running,
     })
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Imported {
+    pub container: String,
+    /// The backup's own container, when imported under another name.
+    pub from: String,
+    pub id: String,
+    pub volumes: Vec<String>,
+    /// The host file's part to add (renamed with `--as`), in its syntax.
+    pub host: String,
+    pub toml: bool,
+    /// The lock entries it had.
+    pub lock: Option<String>,
+}
+
+/// `host`'s container node `from` called `to` instead.
+fn renamed(host: &str, toml: bool, from: &str, to: &str) -> String {
+    let format = if toml { Format::Toml } else { Format::Kdl };
+    let (doc, _) = config::parse(&Source::new("host", host, format));
+    let arg = doc
+        .nodes_named("container")
+        .filter_map(|n| n.arg(0))
+        .find(|a| a.value.as_str() == Some(from));
+    match arg {
+        Some(arg) => {
+            let (start, end) = (arg.span.offset(), arg.span.offset() + arg.span.len());
+            // Names are plain (letters, digits, `-`): quoted as they are.
+            let quoted = if toml {
+                to.to_string()
+            } else {
+                format!("\"{to}\"")
+            };
+            format!("{}{quoted}{}", &host[..start], &host[end..])
+        }
+        None => host.to_string(),
+    }
+}
+
+/// `ctm import FILE [--as NAME]`: a container's archive (`ctm export`,
+/// `ctm backup`) put in place on this host as a new container's root file
+/// system and volumes, recorded as ctm's. Nothing that exists is written
+/// over; the host file is the user's, so its part is returned to add.
+pub fn import(
+    target: &Target,
+    path: &Path,
+    as_name: Option<&Name>,
+    events: Events<'_>,
+) -> miette::Result<Imported> {
+    let verified = verify(path, events)?;
+    let manifest = &verified.manifest;
+    let name = match as_name {
+        Some(n) => n.to_string(),
+        None => manifest.container.clone(),
+    };
+    let session = Session::open(target, Access::Change, events)?;
+    let root = session.store.root().to_path_buf();
+    let tree = rootfs::tree(&root, &name);
+    let mut there: Vec<String> = Vec::new();
+    if tree.symlink_metadata().is_ok() {
+        there.push(format!(
+            "container {name}'s root file system at {}",
+            tree.display()
+        ));
+    }
+    for volume in &manifest.volumes {
+        let at = volumes::path(&root, volume);
+        if at.symlink_metadata().is_ok() {
+            there.push(format!("volume {volume} at {}", at.display()));
+        }
+    }
+    if !there.is_empty() {
+        return Err(miette!(
+            help = "ctm import never writes over anything: import under another name (--as NAME), or move what is there away",
+            "{} exists already",
+            there.join(", and ")
+        ));
+    }
+    let importing = |at: &Path| -> PathBuf {
+        let file = at.file_name().and_then(|f| f.to_str()).unwrap_or("tree");
+        at.with_file_name(format!(".#{file}.ctm-importing"))
+    };
+    let mut say = |line: &str| step(events, line);
+    empty_tree(&importing(&tree), true, &mut say)?;
+    let mut staged_volumes = BTreeMap::new();
+    for volume in &manifest.volumes {
+        let at = importing(&volumes::path(&root, volume));
+        empty_tree(&at, true, &mut say)?;
+        staged_volumes.insert(volume.clone(), at);
+    }
+    unpack(&verified, &importing(&tree), &staged_volumes, events)?;
+    // Recorded before the rename, as a tree ctm makes is.
+    let image = manifest.image.clone().unwrap_or_else(|| "imported".into());
+    rootfs::record(&root, &name, &image, &importing(&tree))?;
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &importing(&tree),
+        nix::fcntl::AT_FDCWD,
+        &tree,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(|e| miette!("putting {} in place: {e}", tree.display()))?;
+    for (volume, at) in &staged_volumes {
+        volumes::adopt(&root, volume, at)?;
+    }
+    step(
+        events,
+        format!(
+            "imported container {name} ({} volumes) from {}",
+            manifest.volumes.len(),
+            path.display()
+        ),
+    );
+    let toml = verified.host.contains_key("host.toml");
+    let host = verified
+        .host
+        .get("host.kdl")
+        .or(verified.host.get("host.toml"))
+        .cloned()
+        .unwrap_or_default();
+    Ok(Imported {
+        host: renamed(&host, toml, &manifest.container, &name),
+        container: name,
+        from: manifest.container.clone(),
+        id: manifest.id.clone(),
+        volumes: manifest.volumes.clone(),
+        toml,
+        lock: verified.host.get("lock.toml").cloned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = r#"network "lan" {
+    bridge "br0"
+}
+image "guest" {
+    directory "/srv/images/guest"
+}
+volume "data" {
+    quota "8M"
+}
+volume "other"
+container "web" {
+    image "guest"
+    volume "data" "/srv/data"
+    forward "tcp" host=8080 container=80 { loopback #true; }
+}
+container "db" {
+    image "guest"
+}
+"#;
+
+    #[test]
+    fn a_containers_part_of_the_host_file_is_its_nodes_whole() {
+        let (part, image) = host_part(HOST, Format::Kdl, "web");
+        assert_eq!(image.as_deref(), Some("guest"));
+        assert_eq!(
+            part,
+            "image \"guest\" {\n    directory \"/srv/images/guest\"\n}\n\n\
+             volume \"data\" {\n    quota \"8M\"\n}\n\n\
+             container \"web\" {\n    image \"guest\"\n    volume \"data\" \"/srv/data\"\n    \
+             forward \"tcp\" host=8080 container=80 { loopback #true; }\n}\n"
+        );
+        assert_eq!(
+            renamed(&part, false, "web", "web2")
+                .matches("container \"web2\"")
+                .count(),
+            1
+        );
+    }
 }
