@@ -1011,3 +1011,59 @@ fn an_exported_container_is_imported_on_another_root_never_over_anything() {
     assert!(text(&out).contains("volume data at"), "{}", text(&out));
     assert!(!root.join("var/lib/machines/web2").exists());
 }
+
+#[test]
+fn a_container_exported_from_one_lab_runs_with_its_data_in_another() {
+    let Some(BtrfsLab { lab: a, fs: _fs_a }) = BtrfsLab::boot("export-a", LAB_SNAPSHOT_HOST) else {
+        return;
+    };
+    ctm_ok(&a, &["apply", "/root/host.kdl", "--yes"]);
+    let wrote = a.run_in(
+        "web",
+        &[
+            "sh",
+            "-ec",
+            "echo in-rootfs > /root/hello; echo in-volume > /srv/data/hello",
+        ],
+    );
+    assert!(wrote.status.success(), "{}", lab::show_output(&wrote));
+    let said = ctm_ok(&a, &["export", "web", "-o", "/root/web.ctm-backup.tar.zst"]);
+    assert!(said.contains("Exported container web"), "{said}");
+    let archive = std::fs::read(a.path("/root/web.ctm-backup.tar.zst")).unwrap();
+
+    // A second lab with nothing of web's: the host file has only the image.
+    let Some(BtrfsLab { lab: b, fs: _fs_b }) = BtrfsLab::boot(
+        "export-b",
+        "image \"guest\" {\n    directory \"/srv/images/guest\"\n}\n",
+    ) else {
+        return;
+    };
+    b.write("/root/web.ctm-backup.tar.zst", &archive);
+    let snippet = ctm_ok(&b, &["import", "/root/web.ctm-backup.tar.zst"]);
+    assert!(snippet.contains("container \"web\""), "{snippet}");
+    // stdout (the host file's part) and stderr (progress) come mixed:
+    // progress lines are indented by two spaces, the host file by four.
+    let is_progress =
+        |l: &str| l.starts_with("  ") && !l.starts_with("    ") || l.starts_with("Imported");
+    let host = snippet
+        .lines()
+        .filter(|l| !is_progress(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    b.write("/root/host.kdl", format!("{host}\n"));
+    let applied = ctm_ok(&b, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(!applied.contains("create volume data"), "{applied}");
+    eventually(
+        "web runs in the second lab",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = b.run_in("web", &["cat", "/root/hello", "/srv/data/hello"]);
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            if said == "in-rootfs\nin-volume\n" {
+                Ok(())
+            } else {
+                Err(lab::show_output(&out))
+            }
+        },
+    );
+}
