@@ -1067,3 +1067,36 @@ fn a_container_exported_from_one_lab_runs_with_its_data_in_another() {
         },
     );
 }
+
+#[test]
+fn a_running_container_is_backed_up_frozen_and_restored_from_the_archive() {
+    let Some(BtrfsLab { lab, fs: _fs }) = BtrfsLab::boot("backups", LAB_SNAPSHOT_HOST) else {
+        return;
+    };
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let in_web = |script: &str| {
+        let out = lab.run_in("web", &["sh", "-ec", script]);
+        assert!(out.status.success(), "{script}: {}", lab::show_output(&out));
+    };
+    in_web("echo in-rootfs > /root/hello; echo in-volume > /srv/data/hello");
+    let said = ctm_ok(&lab, &["backup", "web", "--keep", "1"]);
+    assert!(said.contains("froze container web for the copy"), "{said}");
+    let archive = backed_up(&said);
+    in_web("rm /root/hello /srv/data/hello");
+
+    let restored = ctm_ok(
+        &lab,
+        &["restore", "web", "--from", archive.to_str().unwrap()],
+    );
+    assert!(restored.contains("and started it again"), "{restored}");
+    eventually("web runs again", std::time::Duration::from_secs(60), || {
+        let out = lab.run_in("web", &["cat", "/root/hello", "/srv/data/hello"]);
+        if String::from_utf8_lossy(&out.stdout) == "in-rootfs\nin-volume\n" {
+            Ok(())
+        } else {
+            Err(lab::show_output(&out))
+        }
+    });
+    // The volume is ctm's still, with its quota: nothing to do.
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
+}
