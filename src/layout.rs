@@ -30,6 +30,10 @@ pub const VOLUME_RECORDS: &str = "var/lib/ctm/volume-records";
 /// root file system and volumes, `CONTAINER/ID.json` the record.
 pub const SNAPSHOTS: &str = "var/lib/ctm/snapshots";
 
+/// Backup archives (`ctm backup` without `--to`):
+/// `CONTAINER-ID.ctm-backup.tar.zst`.
+pub const BACKUPS: &str = "var/lib/ctm/backups";
+
 /// A volume's directory, relative to the root.
 pub fn volume_dir(volume: &str) -> String {
     format!("{VOLUMES}/{volume}")

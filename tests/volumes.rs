@@ -916,6 +916,169 @@ fn roots_on_btrfs_are_snapshots_of_the_image_and_share_its_blocks() {
             .unwrap()
             .len() as u64,
         8 * MIB
+// ---- backups -------------------------------------------------------------------
+
+/// The archive in `Backed up container NAME to PATH, …`.
+fn backed_up(said: &str) -> PathBuf {
+    let rest = said
+        .split("Backed up container ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no backup made: {said}"));
+    let path = rest
+        .split(" to ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .next()
+        .unwrap();
+    PathBuf::from(path)
+}
+
+/// Every file under `dir` with its content, for "nothing changed".
+fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_backup_restores_the_tree_and_volumes_and_keeps_what_it_replaced() {
+    let f = FilesOnly::new();
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    std::fs::write(volume.join("table"), "v1").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v1").unwrap();
+    let said = f.ok(&["backup", "web"]);
+    let archive = backed_up(&said);
+    assert!(
+        archive.starts_with(f.root().join("var/lib/ctm/backups")),
+        "{said}"
+    );
+    assert!(said.contains("with volumes data"), "{said}");
+    // The snapshot it was made from is gone.
+    assert!(f.ok(&["snapshots", "web"]).contains("No snapshots."));
+    let listed = f.ok(&["backups", "web"]);
+    assert!(listed.contains(archive.to_str().unwrap()), "{listed}");
+
+    std::fs::write(volume.join("table"), "v2").unwrap();
+    std::fs::write(f.tree("etc/motd"), "v2").unwrap();
+    std::fs::write(f.tree("etc/new"), "new").unwrap();
+    let said = f.ok(&["restore", "web", "--from", archive.to_str().unwrap()]);
+    assert!(said.contains("verified"), "{said}");
+    assert_eq!(std::fs::read_to_string(volume.join("table")).unwrap(), "v1");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/motd")).unwrap(), "v1");
+    assert!(!f.tree("etc/new").exists());
+    // What it replaced is a snapshot, and the volume is ctm's still.
+    let kept = said
+        .split("kept as snapshot ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('.')
+        .to_string();
+    f.ok(&["restore", "web", &kept]);
+    assert_eq!(std::fs::read_to_string(volume.join("table")).unwrap(), "v2");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/new")).unwrap(), "new");
+    let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+    // The container's part of the host file went with it.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc {} | tar -xOf - host/host.kdl",
+            archive.display()
+        ))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        let host = String::from_utf8_lossy(&out.stdout);
+        assert!(host.contains("container \"web\""), "{host}");
+        assert!(host.contains("volume \"data\""), "{host}");
+        assert!(host.contains("image \"guest\""), "{host}");
+    }
+}
+
+#[test]
+fn a_backup_with_a_flipped_byte_is_refused_and_nothing_changes() {
+    let f = FilesOnly::new();
+    std::fs::write(f.tree("etc/motd"), "v1".repeat(1000)).unwrap();
+    let archive = backed_up(&f.ok(&["backup", "web"]));
+    std::fs::write(f.tree("etc/motd"), "v2").unwrap();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&archive, &bytes).unwrap();
+
+    let before = contents(&f.root());
+    let out = f.ctm(&["restore", "web", "--from", archive.to_str().unwrap()]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("is refused"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert_eq!(contents(&f.root()), before, "{said}");
+    assert_eq!(std::fs::read_to_string(f.tree("etc/motd")).unwrap(), "v2");
+}
+
+#[test]
+fn a_backup_of_another_container_is_refused() {
+    let f = FilesOnly::new();
+    let archive = backed_up(&f.ok(&["backup", "web"]));
+    let renamed = archive.with_file_name("db-20990101T000000Z.ctm-backup.tar.zst");
+    std::fs::rename(&archive, &renamed).unwrap();
+    let out = f.ctm(&["restore", "db", "--from", renamed.to_str().unwrap()]);
+    assert!(
+        text(&out).contains("is a backup of container web, not of db"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn backup_retention_keeps_the_newest_n_after_success_only() {
+    let f = FilesOnly::new();
+    let dir = f.dir.path().join("backups");
+    let to = dir.to_str().unwrap();
+    // Something of the user's in the same directory is never touched.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("web-notes.txt"), "mine").unwrap();
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(backed_up(&f.ok(&["backup", "web", "--to", to])));
+    }
+    let said = f.ok(&["backup", "web", "--to", to, "--keep", "2"]);
+    made.push(backed_up(&said));
+    assert!(
+        said.contains("Deleted 2 older archives (--keep 2)."),
+        "{said}"
+    );
+    let left = f.ok(&["backups", "web", "--in", to, "--json"]);
+    let left: Vec<serde_json::Value> = serde_json::from_str(&left).unwrap();
+    let paths: Vec<PathBuf> = left
+        .iter()
+        .map(|b| PathBuf::from(b["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(paths, made[2..]);
+    assert!(dir.join("web-notes.txt").exists());
+    // A backup that fails prunes nothing.
+    std::fs::remove_dir_all(f.root().join("var/lib/machines/web")).unwrap();
+    let out = f.ctm(&["backup", "web", "--to", to, "--keep", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let after = f.ok(&["backups", "web", "--in", to, "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&after)
+            .unwrap()
+            .len(),
+        2
     );
 }
 
@@ -1001,4 +1164,195 @@ fn roots_on_xfs_are_reflink_copies_and_a_file_system_without_reflinks_refuses_on
             .kind,
         Some(RootMode::Copy)
     );
+}
+fn snapshots_are_deleted_one_by_one_or_down_to_the_newest_n() {
+    let f = FilesOnly::new();
+    let ids: Vec<String> = (0..3)
+        .map(|_| taken_id(&f.ok(&["snapshot", "web"])))
+        .collect();
+    let said = f.ok(&["snapshots", "web", "--delete", &ids[1]]);
+    assert!(
+        said.contains(&format!("Deleted snapshot {} of container web", ids[1])),
+        "{said}"
+    );
+    assert!(
+        !f.root()
+            .join("var/lib/ctm/snapshots/web")
+            .join(&ids[1])
+            .exists()
+    );
+    let out = f.ctm(&["snapshots", "web", "--delete", &ids[1]]);
+    assert!(
+        text(&out).contains(&format!("container web has no snapshot {}", ids[1])),
+        "{}",
+        text(&out)
+    );
+    let said = f.ok(&["snapshots", "web", "--keep", "1"]);
+    assert!(
+        said.contains("Deleted 1 snapshot of container web"),
+        "{said}"
+    );
+    let listed = f.ok(&["snapshots", "web"]);
+    assert!(
+        listed.contains(&ids[2]) && !listed.contains(&format!("{} ", ids[0])),
+        "{listed}"
+    );
+}
+
+#[test]
+fn an_exported_container_is_imported_on_another_root_never_over_anything() {
+    let f = FilesOnly::new();
+    let volume = f.root().join("var/lib/ctm/volumes/data");
+    std::fs::write(volume.join("table"), "rows").unwrap();
+    std::fs::write(f.tree("etc/motd"), "moved").unwrap();
+    let archive = f.dir.path().join("web.ctm-backup.tar.zst");
+    let said = f.ok(&["export", "web", "-o", archive.to_str().unwrap()]);
+    assert!(said.contains("Exported container web to"), "{said}");
+    // Never over a file that is there.
+    let again = f.ctm(&["export", "web", "-o", archive.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+
+    // The same root has both: refused, and nothing changes.
+    let before = contents(&f.root());
+    let out = f.ctm(&["import", archive.to_str().unwrap()]);
+    let refused = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{refused}");
+    assert!(
+        refused.contains("container web's root file system at")
+            && refused.contains("volume data at")
+            && refused.contains("exists already"),
+        "{refused}"
+    );
+    assert_eq!(contents(&f.root()), before);
+
+    // Another root: put in place, recorded, and the snippet applies.
+    let other = tempfile::tempdir().unwrap();
+    let root = other.path().join("root");
+    let ctm = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ctm"))
+            .args(args)
+            .args(["--root", root.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = ctm(&["import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let snippet = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(snippet.contains("container \"web\""), "{snippet}");
+    assert!(text(&out).contains("with volumes data"), "{}", text(&out));
+    let machine = root.join("var/lib/machines/web");
+    assert_eq!(
+        std::fs::read_to_string(machine.join("etc/motd")).unwrap(),
+        "moved"
+    );
+    assert!(root.join("var/lib/ctm/rootfs/web.json").exists());
+    let file = other.path().join("host.kdl");
+    std::fs::write(&file, &snippet).unwrap();
+    let applied = ctm(&["apply", file.to_str().unwrap(), "--yes"]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert!(
+        !text(&applied).contains("create volume data"),
+        "{}",
+        text(&applied)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("var/lib/ctm/volumes/data/table")).unwrap(),
+        "rows"
+    );
+    let planned = ctm(&["plan", file.to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+
+    // Under another name, beside it: only the volume is in the way.
+    let out = ctm(&["import", archive.to_str().unwrap(), "--as", "web2"]);
+    assert!(text(&out).contains("volume data at"), "{}", text(&out));
+    assert!(!root.join("var/lib/machines/web2").exists());
+}
+
+#[test]
+fn a_container_exported_from_one_lab_runs_with_its_data_in_another() {
+    let Some(BtrfsLab { lab: a, fs: _fs_a }) = BtrfsLab::boot("export-a", LAB_SNAPSHOT_HOST) else {
+        return;
+    };
+    ctm_ok(&a, &["apply", "/root/host.kdl", "--yes"]);
+    let wrote = a.run_in(
+        "web",
+        &[
+            "sh",
+            "-ec",
+            "echo in-rootfs > /root/hello; echo in-volume > /srv/data/hello",
+        ],
+    );
+    assert!(wrote.status.success(), "{}", lab::show_output(&wrote));
+    let said = ctm_ok(&a, &["export", "web", "-o", "/root/web.ctm-backup.tar.zst"]);
+    assert!(said.contains("Exported container web"), "{said}");
+    let archive = std::fs::read(a.path("/root/web.ctm-backup.tar.zst")).unwrap();
+
+    // A second lab with nothing of web's: the host file has only the image.
+    let Some(BtrfsLab { lab: b, fs: _fs_b }) = BtrfsLab::boot(
+        "export-b",
+        "image \"guest\" {\n    directory \"/srv/images/guest\"\n}\n",
+    ) else {
+        return;
+    };
+    b.write("/root/web.ctm-backup.tar.zst", &archive);
+    let snippet = ctm_ok(&b, &["import", "/root/web.ctm-backup.tar.zst"]);
+    assert!(snippet.contains("container \"web\""), "{snippet}");
+    // stdout (the host file's part) and stderr (progress) come mixed:
+    // progress lines are indented by two spaces, the host file by four.
+    let is_progress =
+        |l: &str| l.starts_with("  ") && !l.starts_with("    ") || l.starts_with("Imported");
+    let host = snippet
+        .lines()
+        .filter(|l| !is_progress(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    b.write("/root/host.kdl", format!("{host}\n"));
+    let applied = ctm_ok(&b, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(!applied.contains("create volume data"), "{applied}");
+    eventually(
+        "web runs in the second lab",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = b.run_in("web", &["cat", "/root/hello", "/srv/data/hello"]);
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            if said == "in-rootfs\nin-volume\n" {
+                Ok(())
+            } else {
+                Err(lab::show_output(&out))
+            }
+        },
+    );
+}
+
+#[test]
+fn a_running_container_is_backed_up_frozen_and_restored_from_the_archive() {
+    let Some(BtrfsLab { lab, fs: _fs }) = BtrfsLab::boot("backups", LAB_SNAPSHOT_HOST) else {
+        return;
+    };
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    let in_web = |script: &str| {
+        let out = lab.run_in("web", &["sh", "-ec", script]);
+        assert!(out.status.success(), "{script}: {}", lab::show_output(&out));
+    };
+    in_web("echo in-rootfs > /root/hello; echo in-volume > /srv/data/hello");
+    let said = ctm_ok(&lab, &["backup", "web", "--keep", "1"]);
+    assert!(said.contains("froze container web for the copy"), "{said}");
+    let archive = backed_up(&said);
+    in_web("rm /root/hello /srv/data/hello");
+
+    let restored = ctm_ok(
+        &lab,
+        &["restore", "web", "--from", archive.to_str().unwrap()],
+    );
+    assert!(restored.contains("and started it again"), "{restored}");
+    eventually("web runs again", std::time::Duration::from_secs(60), || {
+        let out = lab.run_in("web", &["cat", "/root/hello", "/srv/data/hello"]);
+        if String::from_utf8_lossy(&out.stdout) == "in-rootfs\nin-volume\n" {
+            Ok(())
+        } else {
+            Err(lab::show_output(&out))
+        }
+    });
+    // The volume is ctm's still, with its quota: nothing to do.
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }

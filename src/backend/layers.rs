@@ -135,7 +135,7 @@ pub fn apply(root: &Path, file: &Path, compression: Compression) -> Result<Appli
             existing_dir(root, &parent_of(&path))?;
             return Ok(());
         }
-        if let Some(dir) = write_entry(root, &path, entry)? {
+        if let Some(dir) = write_entry(root, &path, entry, Path::new(""))? {
             directories.push(dir);
         }
         applied.entries += 1;
@@ -258,11 +258,16 @@ fn remove(path: &Path) -> Result<(), LayerError> {
     removed.map_err(io(format!("removing {}", path.display())))
 }
 
-/// Writes one entry; returns a directory and its mtime, to be set last.
-fn write_entry<R: Read>(
+/// Writes one entry at `path` (checked by [`safe_relative`]) under
+/// `root`, never through a link; returns a directory and its mtime, to be
+/// set last ([`set_mtime`]). A hard link's target is an archive path:
+/// `link_prefix` (where `root`'s tree starts in the archive) is taken off
+/// it, and a target outside that prefix is refused.
+pub fn write_entry<R: Read>(
     root: &Path,
     path: &Path,
     entry: &mut tar::Entry<'_, R>,
+    link_prefix: &Path,
 ) -> Result<Option<(PathBuf, u64)>, LayerError> {
     let xattrs = xattrs(entry, path)?;
     let header = entry.header();
@@ -337,6 +342,9 @@ fn write_entry<R: Read>(
                 return Err(refused(path, "a hard link without a target"));
             };
             let to = safe_relative(Path::new(OsStr::from_bytes(&to)))?;
+            let Ok(to) = to.strip_prefix(link_prefix).map(Path::to_path_buf) else {
+                return Err(refused(path, "a hard link to a file of another tree"));
+            };
             let Some(dir) = existing_dir(root, &parent_of(&to))? else {
                 return Err(refused(
                     path,
@@ -407,7 +415,7 @@ fn write_entry<R: Read>(
 /// The extended attributes a PAX header carries (`SCHILY.xattr.NAME`):
 /// file capabilities (`security.capability`) matter to programs such as
 /// `ping`.
-fn xattrs<R: Read>(
+pub fn xattrs<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     path: &Path,
 ) -> Result<Vec<(std::ffi::OsString, Vec<u8>)>, LayerError> {
@@ -433,7 +441,7 @@ fn xattrs<R: Read>(
 
 /// Sets the modification (and access) time of `path` itself, not of what
 /// a link points at.
-fn set_mtime(path: &Path, seconds: u64) -> Result<(), LayerError> {
+pub fn set_mtime(path: &Path, seconds: u64) -> Result<(), LayerError> {
     use nix::sys::stat::{UtimensatFlags, utimensat};
     use nix::sys::time::TimeSpec;
     let time = TimeSpec::new(i64::try_from(seconds).unwrap_or(i64::MAX), 0);

@@ -7,6 +7,7 @@
 //! [`live::LiveSystem`] drives the real thing: [`systemd`] (D-Bus),
 //! [`netlink`], [`nft`] and [`exec`] (commands inside containers).
 
+pub mod archive;
 pub mod btrfs;
 pub mod cgroups;
 pub mod exec;

@@ -254,6 +254,20 @@ pub fn copy_tree(
     Ok(Method::Copy)
 }
 
+/// Makes an empty tree at `at` (which must not exist): a btrfs subvolume
+/// with `subvolume` where `at` is on btrfs, a directory otherwise.
+pub fn make_tree(at: &Path, subvolume: bool) -> Result<(), SystemError> {
+    let parent = at.parent().unwrap_or(Path::new("/"));
+    fs::create_dirs(parent).map_err(|e| error(format!("creating {}", at.display()), e))?;
+    if subvolume && btrfs::available() && btrfs::on_btrfs(parent) {
+        return btrfs::run(
+            &["subvolume", "create", &at.display().to_string()],
+            &mut |_| {},
+        );
+    }
+    std::fs::create_dir(at).map_err(|e| error(format!("creating {}", at.display()), e))
+}
+
 /// Deletes a tree ctm made (a copy, or a snapshot's): a btrfs subvolume
 /// with `btrfs subvolume delete`, anything else with `rm
 /// --one-file-system`.

@@ -534,6 +534,40 @@ fn counted(dir: &Path, tree: (u64, Option<u128>)) -> u64 {
     bytes
 }
 
+/// Makes the tree at `staged` (an archive's volume, unpacked) volume
+/// `name`, recorded as ctm's, without a quota (the next apply sets the
+/// host file's). Refused if anything is at the volume's path: the rename
+/// never replaces (`RENAME_NOREPLACE`).
+pub fn adopt(root: &Path, name: &str, staged: &Path) -> Result<(), SystemError> {
+    let target = path(root, name);
+    let what = || format!("importing volume {name} at {}", target.display());
+    let (inode, born) = identity(staged).ok_or_else(|| error(what(), "the tree is gone"))?;
+    let kind = if btrfs::is_subvolume(staged) {
+        Kind::BtrfsSubvolume
+    } else {
+        Kind::Directory
+    };
+    let made = Made {
+        kind,
+        inode,
+        born,
+        created: crate::clock::now_unix(),
+        quota: None,
+        project: None,
+    };
+    fs::create_dirs(&root.join(VOLUME_RECORDS)).map_err(|e| error(what(), e))?;
+    write_record(root, name, &made)?;
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        staged,
+        nix::fcntl::AT_FDCWD,
+        &target,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(|e| error(what(), e))?;
+    fs::fsync_dir(&root.join(VOLUMES)).map_err(|e| error(what(), e))
+}
+
 /// Puts the tree at `staged` (a copy from a snapshot, on the same file
 /// system) in the place of volume `name`, at once: what was the volume is
 /// at `staged` afterwards. The volume stays ctm's, with its quota, which

@@ -3,6 +3,7 @@
 //! it returns and the events it reports; none holds logic of its own.
 
 mod apply;
+mod backup;
 mod check;
 mod compile;
 mod container;
@@ -102,11 +103,25 @@ enum Command {
     /// Take a snapshot of a container: a copy of its root file system
     /// (and, with --volumes, its volumes), frozen for the copy if it runs.
     Snapshot(snapshot::Args),
-    /// List the snapshots of a container, or of every container.
+    /// List the snapshots of a container, or of every container; with
+    /// --delete ID or --keep N, delete some of a container's.
     Snapshots(snapshot::ListArgs),
-    /// Put a snapshot of a container back; what it replaces is kept as a
-    /// snapshot first. A running container is stopped and started again.
+    /// Put a snapshot (or, with --from, a backup archive) of a container
+    /// back; what it replaces is kept as a snapshot first. A running
+    /// container is stopped and started again.
     Restore(snapshot::RestoreArgs),
+    /// Write a backup archive of a container (tar + zstd): its root file
+    /// system, its volumes, its part of the host file and lock, and a
+    /// manifest with the sha256 of every member (see docs/backups.md).
+    Backup(backup::Args),
+    /// List the backup archives of a container.
+    Backups(backup::ListArgs),
+    /// Write a container's archive to move it to another host (the
+    /// archive of `ctm backup`).
+    Export(backup::ExportArgs),
+    /// Put a container's archive in place as a container of this host,
+    /// never over anything that exists; prints the host file's part to add.
+    Import(backup::ImportArgs),
     /// Show what this host runs and whether ctm can drive it.
     Info(info::Args),
     /// Tunnels: `status [NAME]` shows each one's link, counters and the
@@ -263,6 +278,10 @@ pub fn main() -> Run {
         Command::Snapshot(args) => report(snapshot::take(&args)),
         Command::Snapshots(args) => report(snapshot::list(&args)),
         Command::Restore(args) => report(snapshot::restore(&args)),
+        Command::Backup(args) => report(backup::backup(&args)),
+        Command::Backups(args) => report(backup::list(&args)),
+        Command::Export(args) => report(backup::export(&args)),
+        Command::Import(args) => report(backup::import(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Tunnel(command) => report(tunnel::run(&command)),
         Command::Images(args) => report(images::list(&args)),

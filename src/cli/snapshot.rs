@@ -1,5 +1,6 @@
 //! `ctm snapshot NAME`, `ctm snapshots [NAME]`, `ctm restore NAME ID`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use miette::{IntoDiagnostic as _, miette};
@@ -7,6 +8,7 @@ use miette::{IntoDiagnostic as _, miette};
 use super::RootArgs;
 use super::output::{errln, outln, say};
 use crate::backend::snapshots::{Method, Snapshot};
+use crate::engine::backups;
 use crate::engine::snapshots::{self, Options};
 use crate::model::Name;
 
@@ -52,12 +54,36 @@ pub struct ListArgs {
     /// Print the list as JSON.
     #[arg(long)]
     json: bool,
+    /// Delete this snapshot of the container (its trees and record).
+    #[arg(long, value_name = "ID", requires = "name", conflicts_with = "keep")]
+    delete: Option<String>,
+    /// Delete the container's snapshots but the newest N.
+    #[arg(long, value_name = "N", requires = "name")]
+    keep: Option<usize>,
     #[command(flatten)]
     root: RootArgs,
 }
 
 pub fn list(args: &ListArgs) -> miette::Result<ExitCode> {
     let name = args.name.as_deref().map(name).transpose()?;
+    if let (Some(name), Some(id)) = (&name, &args.delete) {
+        let s = snapshots::delete(&args.root.target(), name, id, &mut say)?;
+        errln(&format!(
+            "Deleted snapshot {} of container {name} ({}).",
+            s.id,
+            describe(&s)
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (Some(name), Some(keep)) = (&name, args.keep) {
+        let gone = snapshots::prune(&args.root.target(), name, keep, &mut say)?;
+        errln(&format!(
+            "Deleted {} snapshot{} of container {name}; the newest {keep} are kept.",
+            gone.len(),
+            if gone.len() == 1 { "" } else { "s" }
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     let all = snapshots::list(&args.root.target(), name.as_ref())?;
     if args.json {
         outln(&serde_json::to_string_pretty(&all).into_diagnostic()?);
@@ -108,14 +134,36 @@ pub struct RestoreArgs {
     /// The container's name.
     name: String,
     /// The snapshot to put back (`ctm snapshots NAME` lists them).
-    snapshot: String,
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    snapshot: Option<String>,
+    /// Put back a backup archive instead (`ctm backup`): it is verified
+    /// whole before anything changes.
+    #[arg(long, value_name = "ARCHIVE")]
+    from: Option<PathBuf>,
     #[command(flatten)]
     root: RootArgs,
 }
 
 pub fn restore(args: &RestoreArgs) -> miette::Result<ExitCode> {
     let name = name(&args.name)?;
-    let r = snapshots::restore(&args.root.target(), &name, &args.snapshot, &mut say)?;
+    if let Some(from) = &args.from {
+        let r = backups::restore(&args.root.target(), &name, from, &mut say)?;
+        errln(&format!(
+            "Restored backup {} of container {name} from {}{}. What it replaced is kept as snapshot {}.",
+            r.id,
+            from.display(),
+            if r.restarted {
+                " and started it again"
+            } else {
+                ""
+            },
+            r.kept.id
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // clap requires one of the two.
+    let id = args.snapshot.as_deref().unwrap_or_default();
+    let r = snapshots::restore(&args.root.target(), &name, id, &mut say)?;
     errln(&format!(
         "Restored snapshot {} of container {name}{}. What it replaced is kept as snapshot {}.",
         r.restored.id,

@@ -16,6 +16,7 @@
 //! | status (`ctm status`, the dashboard) | [`status`] |
 //! | start, stop, restart, pause, resume, kill, exec, stats, destroy, logs; the container page's document | [`containers`] |
 //! | snapshot, list snapshots, restore | [`snapshots`] |
+//! | backup, restore from an archive, export, import | [`backups`] |
 //! | the Prometheus metrics of `ctm serve` | [`metrics`] |
 //! | info | [`info`] |
 //! | tunnel status | [`tunnels`] |
@@ -23,6 +24,7 @@
 //! | fleets: check, plan, apply, status and push-binary over SSH | [`fleet`] |
 
 pub mod apply;
+pub mod backups;
 pub mod containers;
 pub mod edit;
 pub mod events;

@@ -10,7 +10,7 @@
 //! (`RENAME_EXCHANGE`), and starts the container again if it ran.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use miette::miette;
 
@@ -47,7 +47,7 @@ pub struct Restored {
 
 /// The current generation's expectations, refusing a container that is
 /// not in it.
-fn generation_of(session: &Session, name: &Name) -> miette::Result<Health> {
+pub(super) fn generation_of(session: &Session, name: &Name) -> miette::Result<Health> {
     let current = session.store.current()?;
     let expect = match current {
         Some(n) => health::of(&session.store.artifacts(n)?).map_err(|e| miette!("{e}"))?,
@@ -60,7 +60,7 @@ fn generation_of(session: &Session, name: &Name) -> miette::Result<Health> {
 }
 
 /// The volumes of the generation that container `name` mounts.
-fn volumes_of(expect: &Health, name: &str) -> Vec<String> {
+pub(super) fn volumes_of(expect: &Health, name: &str) -> Vec<String> {
     expect
         .volumes
         .iter()
@@ -71,7 +71,7 @@ fn volumes_of(expect: &Health, name: &str) -> Vec<String> {
 
 /// Container `name` as the running system reports it (`None`: it does
 /// not run, or the root is not the running system).
-fn live(session: &mut Session, name: &str) -> miette::Result<Option<ContainerLive>> {
+pub(super) fn live(session: &mut Session, name: &str) -> miette::Result<Option<ContainerLive>> {
     Ok(session
         .system
         .containers(&BTreeSet::from([name.to_string()]))?
@@ -79,12 +79,16 @@ fn live(session: &mut Session, name: &str) -> miette::Result<Option<ContainerLiv
         .filter(|c| c.state == "running"))
 }
 
-fn step(events: Events<'_>, line: impl Into<String>) {
+pub(super) fn step(events: Events<'_>, line: impl Into<String>) {
     events(Event::Step { line: line.into() });
 }
 
 /// Stops or starts container `name`, saying so.
-fn perform(session: &mut Session, action: Action, events: Events<'_>) -> miette::Result<()> {
+pub(super) fn perform(
+    session: &mut Session,
+    action: Action,
+    events: Events<'_>,
+) -> miette::Result<()> {
     events(Event::performing(&action));
     let mut say = |line: &str| step(events, line);
     session
@@ -94,7 +98,7 @@ fn perform(session: &mut Session, action: Action, events: Events<'_>) -> miette:
 }
 
 /// Refuses a copy of `bytes` that does not fit where it goes.
-fn check_space(at: &Path, bytes: u64, method: Method) -> miette::Result<()> {
+pub(super) fn check_space(at: &Path, bytes: u64, method: Method) -> miette::Result<()> {
     if method == Method::BtrfsSnapshot {
         return Ok(());
     }
@@ -133,6 +137,17 @@ pub fn snapshot(
     target: &Target,
     name: &Name,
     options: Options,
+    events: Events<'_>,
+) -> miette::Result<Snapshot> {
+    snapshot_for(target, name, options, "ctm snapshot", events)
+}
+
+/// [`snapshot`], recorded with `reason`.
+pub(super) fn snapshot_for(
+    target: &Target,
+    name: &Name,
+    options: Options,
+    reason: &str,
     events: Events<'_>,
 ) -> miette::Result<Snapshot> {
     let mut session = Session::open(target, Access::Change, events)?;
@@ -270,7 +285,7 @@ pub fn snapshot(
         container: name.to_string(),
         id,
         created: crate::clock::now_unix(),
-        reason: "ctm snapshot".into(),
+        reason: reason.into(),
         // Copied while it ran: frozen by ctm, or paused by the user.
         frozen: running.is_some() && !stopped,
         method,
@@ -306,21 +321,12 @@ pub fn list(target: &Target, name: Option<&Name>) -> miette::Result<Vec<Snapshot
         .collect())
 }
 
-/// Puts snapshot `id` of container `name` back. The state it replaces is
-/// kept as a snapshot first; nothing is lost.
-pub fn restore(
-    target: &Target,
-    name: &Name,
-    id: &str,
-    events: Events<'_>,
-) -> miette::Result<Restored> {
-    let mut session = Session::open(target, Access::Change, events)?;
-    let expect = generation_of(&session, name)?;
-    let root = session.store.root().to_path_buf();
-    let name = name.as_str();
-    let all = snapshots::list(&root, name);
-    let Some(restored) = all.iter().find(|s| s.id == id).cloned() else {
-        return Err(Refused::NoSuchSnapshot {
+/// Refuses an `id` that is not one of `all`, the snapshots of `name`.
+fn find(all: &[Snapshot], name: &str, id: &str) -> Result<Snapshot, Refused> {
+    all.iter()
+        .find(|s| s.id == id)
+        .cloned()
+        .ok_or_else(|| Refused::NoSuchSnapshot {
             container: name.to_string(),
             id: id.to_string(),
             help: if all.is_empty() {
@@ -334,9 +340,56 @@ pub fn restore(
                         .join(", ")
                 )
             },
-        }
-        .into());
-    };
+        })
+}
+
+/// Deletes snapshot `id` of container `name`: its trees and its record.
+pub fn delete(
+    target: &Target,
+    name: &Name,
+    id: &str,
+    events: Events<'_>,
+) -> miette::Result<Snapshot> {
+    let session = Session::open(target, Access::Change, events)?;
+    let root = session.store.root();
+    let snapshot = find(&snapshots::list(root, name.as_str()), name.as_str(), id)?;
+    let mut say = |line: &str| step(events, line);
+    snapshots::delete(root, name.as_str(), id, &mut say)?;
+    Ok(snapshot)
+}
+
+/// Deletes the snapshots of container `name` but the newest `keep`;
+/// returns those it deleted, oldest first.
+pub fn prune(
+    target: &Target,
+    name: &Name,
+    keep: usize,
+    events: Events<'_>,
+) -> miette::Result<Vec<Snapshot>> {
+    let session = Session::open(target, Access::Change, events)?;
+    let root = session.store.root();
+    let all = snapshots::list(root, name.as_str());
+    let old = &all[..all.len().saturating_sub(keep)];
+    let mut say = |line: &str| step(events, line);
+    for snapshot in old {
+        snapshots::delete(root, name.as_str(), &snapshot.id, &mut say)?;
+    }
+    Ok(old.to_vec())
+}
+
+/// Puts snapshot `id` of container `name` back. The state it replaces is
+/// kept as a snapshot first; nothing is lost.
+pub fn restore(
+    target: &Target,
+    name: &Name,
+    id: &str,
+    events: Events<'_>,
+) -> miette::Result<Restored> {
+    let mut session = Session::open(target, Access::Change, events)?;
+    let expect = generation_of(&session, name)?;
+    let root = session.store.root().to_path_buf();
+    let name = name.as_str();
+    let restored = find(&snapshots::list(&root, name), name, id)?;
     let tree = rootfs::tree(&root, name);
     if !tree.is_dir() {
         return Err(miette!(
@@ -344,29 +397,13 @@ pub fn restore(
             tree.display()
         ));
     }
-    // A volume another running container mounts cannot be swapped under
-    // it: that container would go on writing to the replaced one.
-    for volume in &restored.volumes {
-        if volumes::made_by_ctm(&root, volume).is_none() {
-            return Err(miette!(
-                help = "`ctm apply` makes it; then restore",
-                "volume {volume} of the snapshot does not exist now"
-            ));
-        }
-        let users = expect
-            .volumes
-            .get(volume)
-            .map(|v| v.containers.clone())
-            .unwrap_or_default();
-        for other in users.iter().filter(|c| *c != name) {
-            if live(&mut session, other)?.is_some() {
-                return Err(miette!(
-                    help = format!("stop it first: `ctm stop {other}`"),
-                    "volume {volume} is mounted by container {other}, which runs"
-                ));
-            }
-        }
-    }
+    can_replace_volumes(
+        &mut session,
+        &expect,
+        name,
+        &restored.volumes,
+        "the snapshot",
+    )?;
     let machines = root.join(layout::MACHINES);
     let method = snapshots::method_for(&snapshots::rootfs_in(&root, name, id), &machines);
     check_space(&machines, restored.bytes, method)?;
@@ -401,6 +438,55 @@ pub fn restore(
     })
 }
 
+/// Refuses a restore of `volumes` that do not exist now, or that another
+/// running container mounts: it would go on writing to the replaced one.
+pub(super) fn can_replace_volumes(
+    session: &mut Session,
+    expect: &Health,
+    name: &str,
+    volumes: &[String],
+    of: &str,
+) -> miette::Result<()> {
+    let root = session.store.root().to_path_buf();
+    for volume in volumes {
+        if volumes::made_by_ctm(&root, volume).is_none() {
+            return Err(miette!(
+                help = "`ctm apply` makes it; then restore",
+                "volume {volume} of {of} does not exist now"
+            ));
+        }
+        let users = expect
+            .volumes
+            .get(volume)
+            .map(|v| v.containers.clone())
+            .unwrap_or_default();
+        for other in users.iter().filter(|c| *c != name) {
+            if live(session, other)?.is_some() {
+                return Err(miette!(
+                    help = format!("stop it first: `ctm stop {other}`"),
+                    "volume {volume} is mounted by container {other}, which runs"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where the replacement of the tree at `at` is staged by a restore:
+/// beside it, on its file system, so that the swap is a rename.
+pub(super) fn staged(at: &Path) -> PathBuf {
+    let file = at.file_name().and_then(|f| f.to_str()).unwrap_or("tree");
+    at.with_file_name(format!(".#{file}.ctm-restoring"))
+}
+
+/// The trees a restore of container `name` with `volumes` replaces: its
+/// root file system first.
+pub(super) fn places(root: &Path, name: &str, volumes: &[String]) -> Vec<PathBuf> {
+    let mut places = vec![rootfs::tree(root, name)];
+    places.extend(volumes.iter().map(|v| volumes::path(root, v)));
+    places
+}
+
 /// The copies of `snapshot` staged beside their places, the current trees
 /// kept as a new snapshot, and the two swapped.
 fn swap_in(
@@ -409,45 +495,58 @@ fn swap_in(
     snapshot: &Snapshot,
     events: Events<'_>,
 ) -> miette::Result<Snapshot> {
-    let mut say = |line: &str| step(events, line);
-    let tree = rootfs::tree(root, name);
-    let staged = |at: &Path| -> std::path::PathBuf {
-        let file = at.file_name().and_then(|f| f.to_str()).unwrap_or(name);
-        at.with_file_name(format!(".#{file}.ctm-restoring"))
-    };
-    // 1. Copies of the snapshot, beside what they replace (one file
-    //    system, so that the swap is a rename).
-    let mut places = vec![(snapshots::rootfs_in(root, name, &snapshot.id), tree.clone())];
+    let mut froms = vec![snapshots::rootfs_in(root, name, &snapshot.id)];
     for volume in &snapshot.volumes {
-        places.push((
-            snapshots::volume_in(root, name, &snapshot.id, volume),
-            volumes::path(root, volume),
-        ));
+        froms.push(snapshots::volume_in(root, name, &snapshot.id, volume));
     }
-    for (from, to) in &places {
-        let at = staged(to);
+    let mut say = |line: &str| step(events, line);
+    for (from, to) in froms.iter().zip(places(root, name, &snapshot.volumes)) {
+        let at = staged(&to);
         if at.symlink_metadata().is_ok() {
             snapshots::remove_tree(&at, &mut say)?;
         }
         say(&format!("copying {} to {}", from.display(), at.display()));
         // Of the kind of what it replaces: a volume that is a subvolume
         // stays one, and keeps its quota.
-        let subvolume = snapshots::is_btrfs_subvolume(to);
+        let subvolume = snapshots::is_btrfs_subvolume(&to);
         snapshots::copy_tree(from, &at, subvolume, snapshot.bytes, &mut say)?;
     }
+    swap_staged(
+        root,
+        name,
+        &snapshot.volumes,
+        &format!("the restore of {}", snapshot.id),
+        &mut say,
+    )
+}
+
+/// The trees staged beside container `name`'s root file system and
+/// `volumes` (see [`staged`]) put in their places, each at once; the
+/// trees they replace are kept as a new snapshot, recorded as kept by
+/// `what`.
+pub(super) fn swap_staged(
+    root: &Path,
+    name: &str,
+    volumes: &[String],
+    what: &str,
+    say: &mut dyn FnMut(&str),
+) -> miette::Result<Snapshot> {
+    let tree = rootfs::tree(root, name);
     // 2. The state being replaced is kept, under a record of its own.
-    let (bytes, files) = places.iter().fold((0, 0), |(b, f), (_, to)| {
-        let (tb, tf) = rootfs::size(to);
-        (b + tb, f + tf)
-    });
+    let (bytes, files) = places(root, name, volumes)
+        .iter()
+        .fold((0, 0), |(b, f), to| {
+            let (tb, tf) = rootfs::size(to);
+            (b + tb, f + tf)
+        });
     let kept = Snapshot {
         container: name.to_string(),
         id: snapshots::new_id(root, name, crate::clock::now_unix()),
         created: crate::clock::now_unix(),
-        reason: format!("kept by the restore of {}", snapshot.id),
+        reason: format!("kept by {what}"),
         frozen: false,
         method: Method::Copy,
-        volumes: snapshot.volumes.clone(),
+        volumes: volumes.to_vec(),
         bytes,
         files,
     };
@@ -468,27 +567,27 @@ fn swap_in(
     move_into(
         &staged(&tree),
         &snapshots::rootfs_in(root, name, &kept.id),
-        &mut say,
+        say,
     )?;
-    for volume in &snapshot.volumes {
+    for volume in volumes {
         let at = staged(&volumes::path(root, volume));
-        volumes::replace(root, volume, &at, &mut say)?;
+        volumes::replace(root, volume, &at, say)?;
         move_into(
             &at,
             &snapshots::volume_in(root, name, &kept.id, volume),
-            &mut say,
+            say,
         )?;
     }
     say(&format!(
-        "restored snapshot {} of container {name}; what it replaced is snapshot {}",
-        snapshot.id, kept.id
+        "finished {what} of container {name}; what it replaced is snapshot {}",
+        kept.id
     ));
     Ok(kept)
 }
 
 /// Moves a tree to `to`: a rename, or a copy and delete across file
 /// systems.
-fn move_into(from: &Path, to: &Path, say: &mut dyn FnMut(&str)) -> miette::Result<()> {
+pub(super) fn move_into(from: &Path, to: &Path, say: &mut dyn FnMut(&str)) -> miette::Result<()> {
     match std::fs::rename(from, to) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(nix::libc::EXDEV) => {
