@@ -556,7 +556,14 @@ pub fn import(
     unpack(&verified, &importing(&tree), &staged_volumes, events)?;
     // Recorded before the rename, as a tree ctm makes is.
     let image = manifest.image.clone().unwrap_or_else(|| "imported".into());
-    rootfs::record(&root, &name, &image, &importing(&tree))?;
+    // Unpacked from the archive file by file: a copy, sharing nothing.
+    rootfs::record(
+        &root,
+        &name,
+        &image,
+        Some(crate::model::RootMode::Copy),
+        &importing(&tree),
+    )?;
     nix::fcntl::renameat2(
         nix::fcntl::AT_FDCWD,
         &importing(&tree),
