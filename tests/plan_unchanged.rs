@@ -268,3 +268,55 @@ fn another_ctm_binary_compiles_again() {
     // And the first binary again: its key again.
     assert_eq!(ctm(&exe, &plan).0, Some(2));
 }
+
+/// `ctm serve` keeps the last text it compiled without a diagnostic and
+/// answers a text that says the same (a comment or blank space apart,
+/// with the same lock file) from it; anything else is compiled.
+#[test]
+fn a_text_that_says_the_same_is_answered_from_the_kept_compile() {
+    use ctm::engine::load::CompileCache;
+    use std::sync::Arc;
+    let cache = CompileCache::default();
+    let text = ctm::synthetic::host_kdl(6, 2, 1);
+    let check = |text: &str, lock: Option<&str>| {
+        cache.check(
+            Path::new("host.kdl"),
+            text.to_string(),
+            PathBuf::from("host.kdl.lock"),
+            lock.map(str::to_string),
+            |t| ctm::lock::Lock::parse(t).map(Arc::new),
+        )
+    };
+    let first = check(&text, None);
+    assert!(first.compiled.is_none());
+    let validated = first.outcome.validated.as_ref().expect("valid");
+    let artifacts = Arc::new(ctm::compile::compile(&validated.host));
+    let lock = validated.lock.render();
+    cache.keep(&first, "summary".into(), artifacts.clone());
+
+    let same = check(&format!("// a note\n{text}\n\n// 2\n"), None);
+    let kept = same.compiled.expect("answered from the kept compile");
+    assert!(Arc::ptr_eq(&kept.artifacts, &artifacts));
+    assert!(same.outcome.diagnostics.is_empty() && same.outcome.validated.is_none());
+
+    // Another value, another lock file, an error: compiled.
+    let edited = text.replacen(
+        "container \"ct00001\" {\n",
+        "container \"ct00001\" {\n    limits memory=\"3G\"\n",
+        1,
+    );
+    assert_ne!(edited, text);
+    assert!(check(&edited, None).compiled.is_none());
+    assert!(check(&text, Some(&lock)).compiled.is_none());
+    let broken = check(&format!("{text}\nnonsense {{"), None);
+    assert!(broken.compiled.is_none() && broken.outcome.error_count() > 0);
+    // A text with an error is never kept.
+    cache.keep(&broken, "summary".into(), artifacts.clone());
+    assert!(
+        check(&format!("{text}\nnonsense {{"), None)
+            .compiled
+            .is_none()
+    );
+    // The first text again still is.
+    assert!(check(&text, None).compiled.is_some());
+}
