@@ -379,9 +379,15 @@ pub fn holds(path: &Path, node: Node<'_>) -> Result<bool> {
             {
                 return Ok(false);
             }
-            let mut held = Vec::with_capacity(bytes.len() + 1);
-            context(file.read_to_end(&mut held), "read", path)?;
-            Ok(held == bytes)
+            // Its size is the size of `bytes`: one read of that many
+            // (`read_to_end` would ask again to see the end).
+            let mut held = vec![0; bytes.len()];
+            match file.read_exact(&mut held) {
+                Ok(()) => Ok(held == bytes),
+                // Shortened since: not what it was to hold.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+                Err(e) => context(Err(e), "read", path),
+            }
         }
         Node::Symlink { target } => Ok(fs::read_link(path).is_ok_and(|t| t.as_os_str() == target)),
     }

@@ -45,13 +45,16 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         &args.file,
         args.size.bytes(),
         args.options,
+        args.out.is_some(),
         &mut say,
     )?;
-    print_diagnostics(&planned.outcome, OutputFormat::Human);
-    let Some(planned) = planned.plan else {
+    if let Some(outcome) = &planned.outcome {
+        print_diagnostics(outcome, OutputFormat::Human);
+    }
+    let Some(plan) = planned.plan else {
         return Ok(ExitCode::FAILURE);
     };
-    let (desired, plan) = planned?;
+    let plan = plan?;
     if args.json {
         outln(&serde_json::to_string_pretty(&plan).into_diagnostic()?);
     } else {
@@ -70,6 +73,9 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         || !plan.unenforceable_quotas.is_empty()
         || !plan.unavailable_roots.is_empty();
     if let Some(out) = &args.out {
+        let desired = planned.desired.ok_or_else(|| {
+            miette::miette!("the plan of {} was not compiled", args.file.display())
+        })?;
         SavedPlan::new(&target, &desired, args.options, plan).save(out)?;
         errln(&format!(
             "saved the plan to {}; apply it with `ctm apply {}`",

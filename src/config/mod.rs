@@ -299,6 +299,57 @@ pub struct Document {
 }
 
 impl Document {
+    /// A digest of what the document says, not where: every node's name,
+    /// arguments, properties and children, in order, without their spans.
+    /// Texts that differ only in comments, blank space or layout have the
+    /// same digest; validation reads nothing else (spans only place its
+    /// diagnostics), so a document with the digest of one that validated
+    /// without a diagnostic validates to the same model.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        fn text(hash: &mut sha2::Sha256, s: &str) {
+            hash.update((s.len() as u64).to_le_bytes());
+            hash.update(s.as_bytes());
+        }
+        fn value(hash: &mut sha2::Sha256, v: &Value) {
+            match v {
+                Value::String(s) => {
+                    hash.update([b's']);
+                    text(hash, s);
+                }
+                Value::Integer(i) => {
+                    hash.update([b'i']);
+                    hash.update(i.to_le_bytes());
+                }
+                Value::Float(f) => {
+                    hash.update([b'f']);
+                    hash.update(f.to_bits().to_le_bytes());
+                }
+                Value::Bool(b) => hash.update([b'b', u8::from(*b)]),
+                Value::Invalid => hash.update([b'x']),
+            }
+        }
+        fn nodes(hash: &mut sha2::Sha256, list: &[Node]) {
+            hash.update((list.len() as u64).to_le_bytes());
+            for node in list {
+                text(hash, &node.name.value);
+                hash.update((node.args.len() as u64).to_le_bytes());
+                for arg in &node.args {
+                    value(hash, &arg.value);
+                }
+                hash.update((node.props.len() as u64).to_le_bytes());
+                for (key, v) in &node.props {
+                    text(hash, &key.value);
+                    value(hash, &v.value);
+                }
+                nodes(hash, &node.children);
+            }
+        }
+        let mut hash = sha2::Sha256::new();
+        nodes(&mut hash, &self.nodes);
+        hash.finalize().into()
+    }
+
     pub fn nodes_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
         self.nodes.iter().filter(move |n| n.name.value == name)
     }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{Event, Events};
 use super::load::{Desired, Outcome, lock_path_for, validate_text};
+use super::planning::desired_key;
 use super::refused::Refused;
 use super::session::{Access, Session, Target};
 use crate::apply::{Progress, Stage, SwitchSpec};
@@ -193,7 +194,12 @@ pub fn prepare_apply(
     if options.prune && confirm_timeout.is_some() {
         return Err(Refused::PruneWithConfirm.into());
     }
-    let mut session = Session::open(target, Access::Change, events)?;
+    // The plan and then the switch read the current generation's manifest
+    // and hash the desired files: kept in memory for this apply, each is
+    // done once (the manifest of 5,000 containers is 5 MB of JSON).
+    let mut target = target.clone();
+    target.memory.get_or_insert_with(Default::default);
+    let mut session = Session::open(&target, Access::Change, events)?;
     let plan = session.plan(&desired.artifacts, options, events)?;
     check_seen(seen, &plan)?;
     Ok(PreparedApply {
@@ -365,6 +371,7 @@ fn switch_to_new(
         source_sha256: fs::sha256_hex(desired.source_text.as_bytes()),
         summary: desired.summary.clone(),
         ctm_version: env!("CARGO_PKG_VERSION").into(),
+        plan_key: desired_key(&session.store, desired),
     };
     let mut step = |p: Progress| events(Event::from(p));
     session.engine(&mut step).switch(&SwitchSpec {

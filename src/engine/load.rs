@@ -129,8 +129,30 @@ pub fn validate_text_with(
     lock_text: Option<String>,
     parse_lock: impl FnOnce(&str) -> Result<Arc<Lock>, Box<Diagnostic>>,
 ) -> Outcome {
+    let (lock_file, previous, lock_diagnostic) =
+        parse_lock_file(lock_path.clone(), lock_text, parse_lock);
+    let source = Source::new(path.display().to_string(), text, Format::from_path(path));
+    let (document, diagnostics) = config::parse(&source);
+    validate_parsed(
+        path,
+        source,
+        &document,
+        diagnostics,
+        (lock_file, lock_path, previous, lock_diagnostic),
+    )
+}
+
+/// A lock file read and parsed: its text, the lock (empty when there is
+/// none or it has a problem) and its problem.
+type ParsedLock = (Option<Loaded>, PathBuf, Arc<Lock>, Option<Diagnostic>);
+
+fn parse_lock_file(
+    lock_path: PathBuf,
+    lock_text: Option<String>,
+    parse_lock: impl FnOnce(&str) -> Result<Arc<Lock>, Box<Diagnostic>>,
+) -> (Option<Loaded>, Arc<Lock>, Option<Diagnostic>) {
     let lock_file = lock_text.map(|text| Loaded {
-        path: lock_path.clone(),
+        path: lock_path,
         text,
     });
     let (previous, lock_diagnostic) = match &lock_file {
@@ -140,14 +162,23 @@ pub fn validate_text_with(
         },
         None => (Arc::new(Lock::empty()), None),
     };
-    let source = Source::new(path.display().to_string(), text, Format::from_path(path));
-    let (document, mut diagnostics) = config::parse(&source);
+    (lock_file, previous, lock_diagnostic)
+}
+
+/// The rest of [`validate_text_with`], once the text is parsed.
+fn validate_parsed(
+    path: &Path,
+    source: Source,
+    document: &config::Document,
+    mut diagnostics: Vec<Diagnostic>,
+    (lock_file, lock_path, previous, lock_diagnostic): ParsedLock,
+) -> Outcome {
     let mut validated = None;
     // Without a readable document or lock there is nothing sound to
     // validate; structural errors still let semantic ones be found.
     let syntax_failed = document.nodes.is_empty() && !diagnostics.is_empty();
     if lock_diagnostic.is_none() && !syntax_failed {
-        match validate::validate(&document, &previous) {
+        match validate::validate(document, &previous) {
             Ok(v) if diagnostics.is_empty() => validated = Some(v),
             Ok(_) => {}
             Err(more) => diagnostics.extend(more),
@@ -163,6 +194,118 @@ pub fn validate_text_with(
         diagnostics,
         lock_diagnostic,
         validated,
+    }
+}
+
+/// What a long-lived process (`ctm serve`) keeps of the last host text
+/// it checked without a diagnostic and compiled, to answer the next text
+/// that says the same (its document's digest, `config::Document::digest`,
+/// and its lock file's text are those it was compiled from) without
+/// validating and compiling it again: the editor's steady state, where
+/// one text after another differs in a comment or in blank space only.
+#[derive(Default)]
+pub struct CompileCache {
+    last: std::sync::Mutex<Option<Arc<Compiled>>>,
+}
+
+/// A host text checked without a diagnostic and compiled.
+pub struct Compiled {
+    document: [u8; 32],
+    lock_text: Option<String>,
+    /// [`summary`] of the host.
+    pub summary: String,
+    pub artifacts: Arc<Artifacts>,
+}
+
+/// A host text read, parsed and checked by [`CompileCache::check`].
+pub struct Checked {
+    /// Its diagnostics; `validated` is `None` when `compiled` answers.
+    pub outcome: Outcome,
+    /// The kept compile of a text that says the same, with the same lock
+    /// file: nothing was validated.
+    pub compiled: Option<Arc<Compiled>>,
+    /// Its document's digest, when it parsed without a diagnostic.
+    digest: Option<[u8; 32]>,
+}
+
+impl CompileCache {
+    /// [`validate_text_with`], answered from the kept compile when the
+    /// text says what the kept one said, with the same lock file.
+    pub fn check(
+        &self,
+        path: &Path,
+        text: String,
+        lock_path: PathBuf,
+        lock_text: Option<String>,
+        parse_lock: impl FnOnce(&str) -> Result<Arc<Lock>, Box<Diagnostic>>,
+    ) -> Checked {
+        let (lock_file, previous, lock_diagnostic) =
+            parse_lock_file(lock_path.clone(), lock_text, parse_lock);
+        let source = Source::new(path.display().to_string(), text, Format::from_path(path));
+        let (document, diagnostics) = config::parse(&source);
+        let digest =
+            (diagnostics.is_empty() && lock_diagnostic.is_none()).then(|| document.digest());
+        let kept = self.last().filter(|c| {
+            Some(c.document) == digest
+                && c.lock_text.as_deref() == lock_file.as_ref().map(|l| l.text.as_str())
+        });
+        if let Some(compiled) = kept {
+            return Checked {
+                outcome: Outcome {
+                    host_file: Loaded {
+                        path: path.to_path_buf(),
+                        text: source.text,
+                    },
+                    lock_file,
+                    lock_path,
+                    diagnostics,
+                    lock_diagnostic,
+                    validated: None,
+                },
+                compiled: Some(compiled),
+                digest,
+            };
+        }
+        let outcome = validate_parsed(
+            path,
+            source,
+            &document,
+            diagnostics,
+            (lock_file, lock_path, previous, lock_diagnostic),
+        );
+        Checked {
+            outcome,
+            compiled: None,
+            digest,
+        }
+    }
+
+    /// Keeps what `checked` (validated, without a diagnostic) compiled
+    /// to: `artifacts` must be `compile::compile` of its model alone (no
+    /// image tag resolved from outside, which the text does not say).
+    pub fn keep(&self, checked: &Checked, summary: String, artifacts: Arc<Artifacts>) {
+        let Some(document) = checked.digest else {
+            return;
+        };
+        if checked.outcome.validated.is_none() || checked.outcome.error_count() > 0 {
+            return;
+        }
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(Compiled {
+            document,
+            lock_text: checked.outcome.lock_file.as_ref().map(|l| l.text.clone()),
+            summary,
+            artifacts,
+        }));
+    }
+
+    fn last(&self) -> Option<Arc<Compiled>> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 

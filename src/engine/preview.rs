@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use miette::{IntoDiagnostic as _, WrapErr as _};
 
 use super::load::Outcome;
-use crate::compile::{self, Artifacts, Existing};
+use crate::compile::{self, Artifact, Artifacts, Existing};
 use crate::fs;
 use crate::validate::Validated;
 
@@ -57,16 +57,29 @@ pub fn write(
         }));
     }
     let artifacts = compile::compile(&validated.host);
-    // A directory that does not exist yet holds nothing foreign: its
-    // thousands of lookups would all say so.
+    // A directory that does not exist yet holds nothing foreign and
+    // nothing unchanged: its thousands of lookups would all say so.
     let out_exists = !matches!(std::fs::symlink_metadata(out), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-    if !options.force && out_exists {
-        let paths = foreign_files(out, &artifacts)?;
-        if !paths.is_empty() {
-            return Ok(Err(Refusal::Foreign { paths }));
+    let (mut to_write, mut unchanged) = (Vec::new(), 0);
+    let mut foreign = Vec::new();
+    for (rel, artifact) in &artifacts.files {
+        let path = out.join(rel);
+        // Each existing file read once: one that holds its bytes and mode
+        // is neither foreign nor written again (`compile --out` into an
+        // unchanged tree reads each file and writes nothing).
+        if out_exists && fs::holds(&path, artifact.node())? {
+            unchanged += 1;
+            continue;
         }
+        if out_exists && !options.force && is_foreign(&path, rel, artifact)? {
+            foreign.push(path);
+        }
+        to_write.push((rel.as_str(), artifact.node()));
     }
-    let tree = fs::write_tree(out, artifacts.nodes(), options.durable)?;
+    if !foreign.is_empty() {
+        return Ok(Err(Refusal::Foreign { paths: foreign }));
+    }
+    let tree = fs::write_tree(out, to_write, options.durable)?;
     let lock_updated = if lock_changed {
         fs::write_file(&outcome.lock_path, new_lock.as_bytes(), 0o644)?;
         Some(outcome.lock_path.clone())
@@ -75,36 +88,29 @@ pub fn write(
     };
     Ok(Ok(Written {
         written: tree.written,
-        unchanged: tree.unchanged,
+        unchanged: unchanged + tree.unchanged,
         lock_updated,
     }))
 }
 
-/// Output paths holding something ctm did not write.
-fn foreign_files(root: &Path, artifacts: &Artifacts) -> miette::Result<Vec<PathBuf>> {
-    let mut foreign = Vec::new();
-    for (rel, artifact) in &artifacts.files {
-        let path = root.join(rel);
-        let existing = match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => {
-                return Err(e)
-                    .into_diagnostic()
-                    .wrap_err_with(|| format!("cannot inspect {}", path.display()));
-            }
-            Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(&path) {
-                Ok(target) => Existing::Symlink(target.to_string_lossy().into_owned()),
-                Err(_) => Existing::Other,
-            },
-            Ok(meta) if meta.is_file() => match std::fs::read_to_string(&path) {
-                Ok(text) => Existing::File(text),
-                Err(_) => Existing::Other,
-            },
-            Ok(_) => Existing::Other,
-        };
-        if !Artifacts::may_replace(rel, artifact, &existing) {
-            foreign.push(path);
+/// Whether the path of an artifact holds something ctm did not write.
+fn is_foreign(path: &Path, rel: &str, artifact: &Artifact) -> miette::Result<bool> {
+    let existing = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(e)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot inspect {}", path.display()));
         }
-    }
-    Ok(foreign)
+        Ok(meta) if meta.file_type().is_symlink() => match std::fs::read_link(path) {
+            Ok(target) => Existing::Symlink(target.to_string_lossy().into_owned()),
+            Err(_) => Existing::Other,
+        },
+        Ok(meta) if meta.is_file() => match std::fs::read_to_string(path) {
+            Ok(text) => Existing::File(text),
+            Err(_) => Existing::Other,
+        },
+        Ok(_) => Existing::Other,
+    };
+    Ok(!Artifacts::may_replace(rel, artifact, &existing))
 }

@@ -381,14 +381,83 @@ impl Session {
         };
         let snapshot = match snapshot.filter(covered) {
             Some(snapshot) => snapshot,
-            None => {
-                let paths = desired.files.keys().chain(manifest.files.keys());
-                match self.store.watcher() {
-                    Some(watcher) => watcher.read(paths, &cache)?,
-                    None => live::read(self.store.root(), paths, &cache)?,
-                }
-            }
+            None => self.read_live(desired.files.keys().chain(manifest.files.keys()), &cache)?,
         };
+        let desired_manifest = self.store.manifest_of(desired);
+        self.plan_against(
+            current,
+            &manifest,
+            snapshot,
+            desired,
+            &desired_manifest,
+            options,
+            events,
+        )
+    }
+
+    /// The plan from the current generation `n` to the same generation
+    /// again: for a host file (and lock, and ctm) known to compile to
+    /// exactly its manifest (`Meta::plan_key`), without compiling. The
+    /// live files are read as for any plan; the contents of the desired
+    /// files are read from the store only where the disk differs (for
+    /// the diffs) and for the health expectations.
+    pub fn plan_unchanged(
+        &mut self,
+        n: u64,
+        options: plan::Options,
+        events: Events<'_>,
+    ) -> miette::Result<(Plan, SystemState)> {
+        let manifest = self.store.manifest(n)?;
+        let cache = self.store.stat_cache();
+        let snapshot = self.read_live(manifest.files.keys(), &cache)?;
+        let needed = manifest
+            .files
+            .iter()
+            .filter(|(path, m)| {
+                *path == health::HEALTH
+                    || snapshot.live.get(*path).is_none_or(|l| l.entry != m.entry)
+            })
+            .map(|(path, m)| (path.clone(), m.clone()));
+        let desired = self.store.contents(n, needed)?;
+        self.plan_against(
+            Some(n),
+            &manifest,
+            snapshot,
+            &desired,
+            &manifest,
+            options,
+            events,
+        )
+    }
+
+    /// The live files at `paths`, vouched for by the watcher if there is
+    /// one, else by the stat cache.
+    fn read_live<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a String>,
+        cache: &live::StatCache,
+    ) -> miette::Result<live::Snapshot> {
+        Ok(match self.store.watcher() {
+            Some(watcher) => watcher.read(paths, cache)?,
+            None => live::read(self.store.root(), paths, cache)?,
+        })
+    }
+
+    /// The plan from generation `current` (whose manifest is `manifest`)
+    /// to the desired files, against the live files in `snapshot` (at
+    /// every path of both) and the system: see `plan::Inputs` for what
+    /// `desired` must hold.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_against(
+        &mut self,
+        current: Option<u64>,
+        manifest: &Manifest,
+        snapshot: live::Snapshot,
+        desired: &Artifacts,
+        desired_manifest: &Manifest,
+        options: plan::Options,
+        events: Events<'_>,
+    ) -> miette::Result<(Plan, SystemState)> {
         // Only a cache: failing to save it costs speed, nothing else; and
         // a root without ctm's state gets nothing written to it.
         if let Some(updated) = snapshot.cache
@@ -401,7 +470,6 @@ impl Session {
         }
         // Files trusted from the cache come without text; the ones that will
         // change are read for their diff.
-        let desired_manifest = self.store.manifest_of(desired);
         let mut live = snapshot.live;
         // Both maps sorted by path: one walk, no lookups.
         let mut wanted = desired_manifest.files.iter().peekable();
@@ -441,9 +509,9 @@ impl Session {
         }
         let plan = plan::plan(&plan::Inputs {
             desired,
-            desired_manifest: &desired_manifest,
+            desired_manifest,
             expect: &expect,
-            current: current.map(|n| (n, manifest.as_ref())),
+            current: current.map(|n| (n, manifest)),
             live: &live,
             system: &system,
             options,

@@ -138,9 +138,14 @@ pub struct FirewallState {
 }
 
 pub struct Inputs<'a> {
+    /// The desired files' contents, for the diffs and the provisioning
+    /// steps of the files that change: it must hold every path whose live
+    /// entry is not its desired entry, and may leave out the others (a
+    /// no-op plan of an unchanged host file reads none: `engine::planning`).
     pub desired: &'a Artifacts,
-    /// `Manifest::of(desired)`: every desired file hashed, once, by the
-    /// caller, which needs the hashes too.
+    /// The desired files: every path with its entry and owner
+    /// (`Manifest::of` of all of them). The plan's paths, owners and
+    /// changes come from here, and only contents from `desired`.
     pub desired_manifest: &'a Manifest,
     /// The desired generation's expectations (`compile::health`), which
     /// drift in the live system is measured against.
@@ -256,7 +261,7 @@ impl Plan {
     }
 }
 
-fn should_autostart(desired: &Artifacts, name: &str) -> bool {
+fn should_autostart(desired: &Manifest, name: &str) -> bool {
     desired
         .files
         .contains_key(&crate::layout::autostart_link(name))
@@ -276,11 +281,10 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
     let mut conflicts = Vec::new();
     // Every map here is sorted by path: one walk over them all, in the
     // order of the union of the desired and the owned paths.
-    let mut desired_files = input.desired.files.iter().peekable();
     let mut desired_entries = desired_manifest.files.iter().peekable();
     let mut owned_files = manifest.files.iter().peekable();
     let mut live_files = input.live.iter().peekable();
-    let mut desired_paths = input.desired.files.keys().peekable();
+    let mut desired_paths = desired_manifest.files.keys().peekable();
     let mut owned_paths = manifest.files.keys().peekable();
     let paths = std::iter::from_fn(|| match (desired_paths.peek(), owned_paths.peek()) {
         (Some(d), Some(o)) if o < d => owned_paths.next(),
@@ -294,16 +298,9 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
     for path in paths {
         let live = seek(&mut live_files, path).unwrap_or(&LiveFile::ABSENT);
         let owned = seek(&mut owned_files, path);
-        match seek(&mut desired_files, path) {
-            Some(artifact) => {
-                let computed;
-                let after = match seek(&mut desired_entries, path) {
-                    Some(m) => &m.entry,
-                    None => {
-                        computed = entry_of(artifact);
-                        &computed
-                    }
-                };
+        match seek(&mut desired_entries, path) {
+            Some(wanted) => {
+                let after = &wanted.entry;
                 if live.entry == *after {
                     continue;
                 }
@@ -334,14 +331,16 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                         continue;
                     }
                 };
+                let content = input.desired.files.get(path).map(|a| &a.content);
+                debug_assert!(content.is_some(), "the content of {path}, which changes");
                 files.push(FileChange {
                     path: path.clone(),
                     change,
-                    owner: artifact.owner.clone(),
+                    owner: wanted.owner.clone(),
                     reason,
                     before: live.entry.clone(),
                     after: after.clone(),
-                    diff: diff(path, live, Some(&artifact.content)),
+                    diff: diff(path, live, content),
                 });
             }
             None => {
@@ -455,7 +454,7 @@ fn orphaned_rootfs(input: &Inputs<'_>) -> Vec<KeptRootfs> {
         return Vec::new();
     };
     let desired: BTreeSet<&str> = input
-        .desired
+        .desired_manifest
         .files
         .values()
         .filter_map(|a| match &a.owner {
@@ -499,7 +498,12 @@ fn actions(
             .map(|c| c.get(name).copied().unwrap_or(false))
     };
     // The owners of the desired and the current files, each once.
-    let desired_owners: BTreeSet<&Owner> = input.desired.files.values().map(|a| &a.owner).collect();
+    let desired_owners: BTreeSet<&Owner> = input
+        .desired_manifest
+        .files
+        .values()
+        .map(|a| &a.owner)
+        .collect();
     let current_owners: BTreeSet<&Owner> = manifest.files.values().map(|m| &m.owner).collect();
 
     let mut stop = Vec::new();
@@ -538,7 +542,7 @@ fn actions(
         }
         if !in_current {
             new_containers.insert(name.clone());
-            if should_autostart(input.desired, name) && is_running != Some(true) {
+            if should_autostart(input.desired_manifest, name) && is_running != Some(true) {
                 start.push(Action::StartContainer {
                     name: name.clone(),
                     reason: match runs(input.desired, name) {
@@ -549,7 +553,7 @@ fn actions(
             }
         } else if !relevant.is_empty() {
             match is_running {
-                Some(false) if should_autostart(input.desired, name) => {
+                Some(false) if should_autostart(input.desired_manifest, name) => {
                     start.push(Action::StartContainer {
                         name: name.clone(),
                         reason: format!(
@@ -583,7 +587,7 @@ fn actions(
             let planned = start.iter().chain(&restart).any(|a| matches!(a,
                 Action::StartContainer { name: n, .. } | Action::RestartContainer { name: n, .. } if *n == name));
             if !planned
-                && should_autostart(input.desired, &name)
+                && should_autostart(input.desired_manifest, &name)
                 && !states.get(&name).copied().unwrap_or(false)
             {
                 start.push(Action::StartContainer {
@@ -644,7 +648,7 @@ fn actions(
             continue;
         }
         let runs = will_run.contains(name.as_str()) || running(name) == Some(true);
-        if runs || (running(name).is_none() && should_autostart(input.desired, name)) {
+        if runs || (running(name).is_none() && should_autostart(input.desired_manifest, name)) {
             let path = crate::compile::provision::steps_path(name);
             provision.push(Action::ProvisionContainer {
                 name: name.clone(),
@@ -856,7 +860,7 @@ fn hold_paused(input: &Inputs<'_>, actions: Vec<Action>) -> (Vec<Action>, Vec<Ac
 /// or was edited by hand since ctm loaded it.
 fn firewall_drift(input: &Inputs<'_>) -> Option<String> {
     let live = input.system.firewall.as_ref()?;
-    if !input.desired.files.contains_key(NFT_RULESET) {
+    if !input.desired_manifest.files.contains_key(NFT_RULESET) {
         return None;
     }
     let expected = &input.expect.firewall;

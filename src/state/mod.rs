@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! generations/N/           one per successful apply, never changed after
-//!     meta.json            number, time, source hash, summary
+//!     meta.json            number, time, source hash, summary, plan key
 //!     manifest.json        every file ctm owns in this generation, with
 //!                          the hash of its content
 //!     source/FILE          the host file and its lock, as applied
@@ -21,6 +21,7 @@
 //! pending-confirm.json     an apply waiting for `ctm confirm`
 //! last-apply.json          how the last apply ended, and how long it took
 //! stat-cache               hashes of managed files by stat, as text (see `live`)
+//! exe-id                   the running binary's hash, by its stat
 //! images/, rootfs/         built images and the trees ctm made (owned by
 //!                          `backend::provision` and `backend::rootfs`)
 //! lock                     flock'ed by whoever changes any of the above
@@ -61,6 +62,8 @@ const JOURNAL: &str = "journal.json";
 const CURRENT: &str = "current";
 /// The stat cache (`live::StatCache::encode`).
 const STAT_CACHE: &str = "stat-cache";
+/// The running binary's hash by its stat ([`Store::exe_id`]).
+const EXE_ID: &str = "exe-id";
 /// Where ctm before it kept its stat cache, as JSON.
 const LEGACY_STAT_CACHE: &str = "stat-cache.json";
 
@@ -132,6 +135,16 @@ pub struct Meta {
     pub source_sha256: String,
     pub summary: String,
     pub ctm_version: String,
+    /// What this generation was compiled from, when the host file and its
+    /// lock had no diagnostic at all: the format, the host file's and the
+    /// lock file's bytes (as the apply left it beside the host file) and
+    /// the ctm binary's own hash, hashed together
+    /// (`engine::planning::plan_key`). A plan of inputs with this key
+    /// compiles to this generation's manifest, so it compares the disk with
+    /// that manifest without compiling. Absent in generations of earlier
+    /// versions, and then every plan compiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -492,6 +505,15 @@ impl Store {
         })
     }
 
+    /// The meta of generation `n` alone (its manifest unread).
+    pub fn meta(&self, n: u64) -> Result<Meta> {
+        let dir = self.generation_dir(n);
+        if !dir.exists() {
+            return Err(StateError::NoGeneration(n));
+        }
+        read_json(&dir.join("meta.json"))
+    }
+
     /// The manifest of generation `n`: from memory while its file is
     /// unchanged, else read (and kept, once it has settled).
     pub fn manifest(&self, n: u64) -> Result<Arc<Manifest>> {
@@ -539,10 +561,22 @@ impl Store {
     /// its own `tree/`), each checked against its hash in the manifest.
     pub fn artifacts(&self, n: u64) -> Result<Artifacts> {
         let generation = self.load(n)?;
+        self.contents(n, generation.manifest.files)
+    }
+
+    /// The contents of `files`, entries of generation `n`'s manifest,
+    /// read back from the store and each checked against its hash: the
+    /// few a no-op plan of an unchanged host file needs, without reading
+    /// them all (`engine::planning`).
+    pub fn contents(
+        &self,
+        n: u64,
+        files: impl IntoIterator<Item = (String, ManifestEntry)>,
+    ) -> Result<Artifacts> {
         let tree = self.generation_dir(n).join(LEGACY_TREE);
         let legacy = self.is_legacy(n);
-        let mut files = BTreeMap::new();
-        for (path, m) in generation.manifest.files {
+        let mut out = BTreeMap::new();
+        for (path, m) in files {
             let content = match &m.entry {
                 Entry::File { mode, sha256 } => {
                     let stored = if legacy {
@@ -566,7 +600,7 @@ impl Store {
                     ));
                 }
             };
-            files.insert(
+            out.insert(
                 path,
                 Artifact {
                     owner: m.owner,
@@ -574,7 +608,59 @@ impl Store {
                 },
             );
         }
-        Ok(Artifacts { files })
+        Ok(Artifacts { files: out })
+    }
+
+    /// The SHA-256 of the running ctm binary (`/proc/self/exe`), which
+    /// with the host file and its lock decides what a compile gives
+    /// ([`Meta::plan_key`]). Hashing a release binary takes tens of
+    /// milliseconds, so the hash is kept in `exe-id` with the binary's
+    /// stat (device, inode, size, mtime, ctime: a binary replaced or
+    /// rewritten has another), and in memory for the process. Only a
+    /// cache: a missing, torn or stale one means hashing again, and
+    /// `None` (the binary cannot be read) means every plan compiles.
+    pub fn exe_id(&self) -> Option<String> {
+        static ID: std::sync::OnceLock<Option<(Stat, String)>> = std::sync::OnceLock::new();
+        let (stat, id) = ID
+            .get_or_init(|| {
+                let mut exe = File::open("/proc/self/exe").ok()?;
+                let stat = Stat::of(&exe.metadata().ok()?);
+                if let Some(id) = std::fs::read_to_string(self.dir.join(EXE_ID))
+                    .ok()
+                    .and_then(|text| exe_id_cached(&text, &stat))
+                {
+                    return Some((stat, id));
+                }
+                let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+                std::io::copy(&mut exe, &mut hasher).ok()?;
+                let id = fs::hex(&sha2::Digest::finalize(hasher));
+                Some((stat, id))
+            })
+            .as_ref()?;
+        // Kept for the next ctm where ctm has state, when it is not yet:
+        // under a temporary name of its own and renamed into place, like
+        // the stat cache; failing costs the next process a hash, nothing
+        // else.
+        if self.dir.is_dir()
+            && std::fs::read_to_string(self.dir.join(EXE_ID))
+                .ok()
+                .and_then(|text| exe_id_cached(&text, stat))
+                .is_none()
+        {
+            let tmp = self
+                .dir
+                .join(format!("{EXE_ID}.{}.tmp", std::process::id()));
+            let text = format!(
+                "{} {} {} {} {} {id}\n",
+                stat.dev, stat.ino, stat.size, stat.mtime_ns, stat.ctime_ns
+            );
+            if std::fs::write(&tmp, text).is_err()
+                || std::fs::rename(&tmp, self.dir.join(EXE_ID)).is_err()
+            {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        }
+        Some(id.clone())
     }
 
     /// The host file and lock a generation was made from.
@@ -999,6 +1085,20 @@ fn json_bytes<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| corrupt(path, e))?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+/// The hash in an `exe-id` file, if it was taken of a binary with `stat`.
+fn exe_id_cached(text: &str, stat: &Stat) -> Option<String> {
+    let fields: Vec<&str> = text.trim_end().split(' ').collect();
+    let [dev, ino, size, mtime, ctime, id] = fields[..] else {
+        return None;
+    };
+    let same = dev.parse() == Ok(stat.dev)
+        && ino.parse() == Ok(stat.ino)
+        && size.parse() == Ok(stat.size)
+        && mtime.parse() == Ok(stat.mtime_ns)
+        && ctime.parse() == Ok(stat.ctime_ns);
+    (same && id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
 }
 
 #[cfg(test)]

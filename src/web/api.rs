@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -183,28 +184,53 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
         .clone()
         .workers
         .run(size, move || {
-            let mut outcome = check(&state, text_or_disk(&state, req.text)?)?;
-            let check = outcome.diagnostics_json();
-            // Only the artifacts: a preview has no use for what an apply also
-            // takes along (the lock file to write, copies of both texts).
-            let Some(validated) = &mut outcome.validated else {
-                return Ok(Json(json!({ "check": check, "plan": null })));
-            };
-            // Image tags the lock does not pin are resolved as the apply
-            // will resolve them, so that its plan is the one shown.
+            let host_file = state.host_file()?;
+            let lock_path = lock_path_for(host_file);
+            let lock_text = read_lock(&lock_path)?;
+            let mut checked = state.compiled.check(
+                host_file,
+                text_or_disk(&state, req.text)?,
+                lock_path,
+                lock_text,
+                |text| state.memory.parse_lock(text),
+            );
+            let check = checked.outcome.diagnostics_json();
             let mut resolved = Vec::new();
-            images::resolve_images(&state.target().root, validated, &mut |event| {
-                if let Event::ImageResolved { .. } = &event {
-                    resolved.push(json!(event));
+            let (host, artifacts) = match &checked.compiled {
+                Some(compiled) => (compiled.summary.clone(), compiled.artifacts.clone()),
+                None => {
+                    // Only the artifacts: a preview has no use for what an
+                    // apply also takes along (the lock file to write,
+                    // copies of both texts).
+                    let Some(validated) = &mut checked.outcome.validated else {
+                        return Ok(Json(json!({ "check": check, "plan": null })));
+                    };
+                    // Image tags the lock does not pin are resolved as the
+                    // apply will resolve them, so that its plan is the one
+                    // shown.
+                    images::resolve_images(&state.target().root, validated, &mut |event| {
+                        if let Event::ImageResolved { .. } = &event {
+                            resolved.push(json!(event));
+                        }
+                        server_log(event);
+                    })?;
+                    let host = summary(&validated.host);
+                    let artifacts = Arc::new(compile::compile(&validated.host));
+                    // What the registry said is not in the text: kept only
+                    // when nothing was resolved.
+                    if resolved.is_empty() {
+                        state
+                            .compiled
+                            .keep(&checked, host.clone(), artifacts.clone());
+                    }
+                    (host, artifacts)
                 }
-                server_log(event);
-            })?;
-            let artifacts = compile::compile(&validated.host);
+            };
             let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
             let plan = session.plan(&artifacts, adopting(req.adopt), &mut server_log)?;
             Ok(Json(json!({
                 "check": check,
-                "host": summary(&validated.host),
+                "host": host,
                 "images": resolved,
                 "plan": plan_json(&plan),
             })))

@@ -103,6 +103,9 @@ pub struct AppState {
     /// The current generation's manifest and the stat cache, kept between
     /// plans instead of being read back for each.
     pub memory: Arc<Memory>,
+    /// The last host text `POST /api/plan` compiled, to answer a text
+    /// that says the same without compiling it again.
+    pub compiled: crate::engine::load::CompileCache,
     /// Where the CPU work of requests runs, bounded.
     pub workers: workers::Workers,
     /// How fast requests start.
@@ -125,6 +128,7 @@ impl AppState {
             save_lock: tokio::sync::Mutex::new(()),
             workers: workers::Workers::default(),
             pace: workers::Pace::default(),
+            compiled: Default::default(),
             memory: Arc::new(match Memory::watching(&config_root, RECHECK) {
                 Ok(memory) => memory,
                 Err(e) => {
