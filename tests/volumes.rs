@@ -916,6 +916,93 @@ fn roots_on_btrfs_are_snapshots_of_the_image_and_share_its_blocks() {
             .unwrap()
             .len() as u64,
         8 * MIB
+    );
+}
+
+#[test]
+fn roots_on_xfs_are_reflink_copies_and_a_file_system_without_reflinks_refuses_one() {
+    use ctm::model::RootMode;
+    let Some(fs) = Mounted::image("mkfs.xfs", "320M", "rw") else {
+        return;
+    };
+    if skip_unless(
+        has_command("filefrag"),
+        "filefrag (e2fsprogs) is not installed",
+    ) {
+        return;
+    }
+    let root = fs.root();
+    let source = tarball_image(&root);
+    let observed =
+        ctm::backend::rootfs::observe(&root, &std::collections::BTreeMap::<String, ()>::new());
+    assert_eq!(observed.reflink, None, "{observed:?}");
+    assert!(
+        observed
+            .snapshot
+            .as_deref()
+            .unwrap_or("")
+            .contains("is on xfs, not btrfs"),
+        "{observed:?}"
+    );
+    let said = make_root(&root, "one", &source, RootMode::Auto).unwrap();
+    assert!(
+        said.iter().any(|l| l.ends_with("(reflink copy)")),
+        "{said:?}"
+    );
+    make_root(&root, "two", &source, RootMode::Reflink).unwrap();
+    // Every extent of each tree's data is shared (with the image's).
+    for name in ["one", "two"] {
+        let extents = run_ok(&[
+            "filefrag",
+            "-v",
+            machine(&root, name).join("data").to_str().unwrap(),
+        ]);
+        let rows: Vec<&str> = extents
+            .lines()
+            .filter(|l| {
+                l.trim_start()
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit())
+            })
+            .collect();
+        assert!(!rows.is_empty(), "{extents}");
+        assert!(rows.iter().all(|r| r.contains("shared")), "{extents}");
+        assert_eq!(
+            ctm::backend::rootfs::made_by_ctm(&root, name).unwrap().kind,
+            Some(RootMode::Reflink)
+        );
+    }
+    let image = std::fs::read_dir(root.join(ctm::layout::IMAGE_STORE))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    assert_separate(&root, &image);
+    // A snapshot asked for on XFS is refused, with why, and nothing made.
+    let err = make_root(&root, "snap", &source, RootMode::Snapshot).unwrap_err();
+    assert!(err.contains("a snapshot cannot be made here"), "{err}");
+    assert!(err.contains("is on xfs, not btrfs"), "{err}");
+    assert!(!machine(&root, "snap").exists());
+
+    // tmpfs shares nothing: a reflink is refused, `auto` copies.
+    let Some(tmp) = Mounted::tmpfs("64m") else {
+        return;
+    };
+    let root = tmp.root();
+    let source = tarball_image(&root);
+    let err = make_root(&root, "one", &source, RootMode::Reflink).unwrap_err();
+    assert!(err.contains("cannot share blocks between files"), "{err}");
+    let said = make_root(&root, "one", &source, RootMode::Auto).unwrap();
+    assert!(said.iter().any(|l| l.ends_with("(copy)")), "{said:?}");
+    assert_eq!(
+        ctm::backend::rootfs::made_by_ctm(&root, "one")
+            .unwrap()
+            .kind,
+        Some(RootMode::Copy)
+    );
+}
+
 // ---- backups -------------------------------------------------------------------
 
 /// The archive in `Backed up container NAME to PATH, …`.
@@ -1083,88 +1170,6 @@ fn backup_retention_keeps_the_newest_n_after_success_only() {
 }
 
 #[test]
-fn roots_on_xfs_are_reflink_copies_and_a_file_system_without_reflinks_refuses_one() {
-    use ctm::model::RootMode;
-    let Some(fs) = Mounted::image("mkfs.xfs", "320M", "rw") else {
-        return;
-    };
-    if skip_unless(
-        has_command("filefrag"),
-        "filefrag (e2fsprogs) is not installed",
-    ) {
-        return;
-    }
-    let root = fs.root();
-    let source = tarball_image(&root);
-    let observed =
-        ctm::backend::rootfs::observe(&root, &std::collections::BTreeMap::<String, ()>::new());
-    assert_eq!(observed.reflink, None, "{observed:?}");
-    assert!(
-        observed
-            .snapshot
-            .as_deref()
-            .unwrap_or("")
-            .contains("is on xfs, not btrfs"),
-        "{observed:?}"
-    );
-    let said = make_root(&root, "one", &source, RootMode::Auto).unwrap();
-    assert!(
-        said.iter().any(|l| l.ends_with("(reflink copy)")),
-        "{said:?}"
-    );
-    make_root(&root, "two", &source, RootMode::Reflink).unwrap();
-    // Every extent of each tree's data is shared (with the image's).
-    for name in ["one", "two"] {
-        let extents = run_ok(&[
-            "filefrag",
-            "-v",
-            machine(&root, name).join("data").to_str().unwrap(),
-        ]);
-        let rows: Vec<&str> = extents
-            .lines()
-            .filter(|l| {
-                l.trim_start()
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_digit())
-            })
-            .collect();
-        assert!(!rows.is_empty(), "{extents}");
-        assert!(rows.iter().all(|r| r.contains("shared")), "{extents}");
-        assert_eq!(
-            ctm::backend::rootfs::made_by_ctm(&root, name).unwrap().kind,
-            Some(RootMode::Reflink)
-        );
-    }
-    let image = std::fs::read_dir(root.join(ctm::layout::IMAGE_STORE))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.is_dir())
-        .unwrap();
-    assert_separate(&root, &image);
-    // A snapshot asked for on XFS is refused, with why, and nothing made.
-    let err = make_root(&root, "snap", &source, RootMode::Snapshot).unwrap_err();
-    assert!(err.contains("a snapshot cannot be made here"), "{err}");
-    assert!(err.contains("is on xfs, not btrfs"), "{err}");
-    assert!(!machine(&root, "snap").exists());
-
-    // tmpfs shares nothing: a reflink is refused, `auto` copies.
-    let Some(tmp) = Mounted::tmpfs("64m") else {
-        return;
-    };
-    let root = tmp.root();
-    let source = tarball_image(&root);
-    let err = make_root(&root, "one", &source, RootMode::Reflink).unwrap_err();
-    assert!(err.contains("cannot share blocks between files"), "{err}");
-    let said = make_root(&root, "one", &source, RootMode::Auto).unwrap();
-    assert!(said.iter().any(|l| l.ends_with("(copy)")), "{said:?}");
-    assert_eq!(
-        ctm::backend::rootfs::made_by_ctm(&root, "one")
-            .unwrap()
-            .kind,
-        Some(RootMode::Copy)
-    );
-}
 fn snapshots_are_deleted_one_by_one_or_down_to_the_newest_n() {
     let f = FilesOnly::new();
     let ids: Vec<String> = (0..3)

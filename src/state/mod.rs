@@ -21,7 +21,6 @@
 //! pending-confirm.json     an apply waiting for `ctm confirm`
 //! last-apply.json          how the last apply ended, and how long it took
 //! stat-cache               hashes of managed files by stat, as text (see `live`)
-//! exe-id                   the running binary's hash, by its stat
 //! images/, rootfs/         built images and the trees ctm made (owned by
 //!                          `backend::provision` and `backend::rootfs`)
 //! lock                     flock'ed by whoever changes any of the above
@@ -62,8 +61,6 @@ const JOURNAL: &str = "journal.json";
 const CURRENT: &str = "current";
 /// The stat cache (`live::StatCache::encode`).
 const STAT_CACHE: &str = "stat-cache";
-/// The running binary's hash by its stat ([`Store::exe_id`]).
-const EXE_ID: &str = "exe-id";
 /// Where ctm before it kept its stat cache, as JSON.
 const LEGACY_STAT_CACHE: &str = "stat-cache.json";
 
@@ -611,56 +608,29 @@ impl Store {
         Ok(Artifacts { files: out })
     }
 
-    /// The SHA-256 of the running ctm binary (`/proc/self/exe`), which
+    /// The identity of the running ctm binary (`/proc/self/exe`), which
     /// with the host file and its lock decides what a compile gives
-    /// ([`Meta::plan_key`]). Hashing a release binary takes tens of
-    /// milliseconds, so the hash is kept in `exe-id` with the binary's
-    /// stat (device, inode, size, mtime, ctime: a binary replaced or
-    /// rewritten has another), and in memory for the process. Only a
-    /// cache: a missing, torn or stale one means hashing again, and
-    /// `None` (the binary cannot be read) means every plan compiles.
+    /// ([`Meta::plan_key`]): its device, inode, size, mtime and ctime.
+    /// A binary replaced or rewritten in any way has another: a rename
+    /// brings another inode, and every write sets ctime, which no caller
+    /// can set back. Hashing the file instead cost a fresh process half a
+    /// second for a debug build (346 MB), on every root it planned in.
+    /// `None` (the binary cannot be stat'ed) means every plan compiles.
     pub fn exe_id(&self) -> Option<String> {
-        static ID: std::sync::OnceLock<Option<(Stat, String)>> = std::sync::OnceLock::new();
-        let (stat, id) = ID
-            .get_or_init(|| {
-                let mut exe = File::open("/proc/self/exe").ok()?;
-                let stat = Stat::of(&exe.metadata().ok()?);
-                if let Some(id) = std::fs::read_to_string(self.dir.join(EXE_ID))
-                    .ok()
-                    .and_then(|text| exe_id_cached(&text, &stat))
-                {
-                    return Some((stat, id));
-                }
-                let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-                std::io::copy(&mut exe, &mut hasher).ok()?;
-                let id = fs::hex(&sha2::Digest::finalize(hasher));
-                Some((stat, id))
-            })
-            .as_ref()?;
-        // Kept for the next ctm where ctm has state, when it is not yet:
-        // under a temporary name of its own and renamed into place, like
-        // the stat cache; failing costs the next process a hash, nothing
-        // else.
-        if self.dir.is_dir()
-            && std::fs::read_to_string(self.dir.join(EXE_ID))
-                .ok()
-                .and_then(|text| exe_id_cached(&text, stat))
-                .is_none()
-        {
-            let tmp = self
-                .dir
-                .join(format!("{EXE_ID}.{}.tmp", std::process::id()));
-            let text = format!(
-                "{} {} {} {} {} {id}\n",
-                stat.dev, stat.ino, stat.size, stat.mtime_ns, stat.ctime_ns
-            );
-            if std::fs::write(&tmp, text).is_err()
-                || std::fs::rename(&tmp, self.dir.join(EXE_ID)).is_err()
-            {
-                let _ = std::fs::remove_file(&tmp);
-            }
-        }
-        Some(id.clone())
+        static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        ID.get_or_init(|| {
+            let stat = Stat::of(&std::fs::metadata("/proc/self/exe").ok()?);
+            Some(format!(
+                "{} {} {} {} {} {}",
+                env!("CARGO_PKG_VERSION"),
+                stat.dev,
+                stat.ino,
+                stat.size,
+                stat.mtime_ns,
+                stat.ctime_ns
+            ))
+        })
+        .clone()
     }
 
     /// The host file and lock a generation was made from.
@@ -1085,20 +1055,6 @@ fn json_bytes<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| corrupt(path, e))?;
     bytes.push(b'\n');
     Ok(bytes)
-}
-
-/// The hash in an `exe-id` file, if it was taken of a binary with `stat`.
-fn exe_id_cached(text: &str, stat: &Stat) -> Option<String> {
-    let fields: Vec<&str> = text.trim_end().split(' ').collect();
-    let [dev, ino, size, mtime, ctime, id] = fields[..] else {
-        return None;
-    };
-    let same = dev.parse() == Ok(stat.dev)
-        && ino.parse() == Ok(stat.ino)
-        && size.parse() == Ok(stat.size)
-        && mtime.parse() == Ok(stat.mtime_ns)
-        && ctime.parse() == Ok(stat.ctime_ns);
-    (same && id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
 }
 
 #[cfg(test)]
