@@ -506,7 +506,7 @@ fn tunnel_status_reports_each_tunnel_of_the_generation_with_what_looks_wrong() {
     h.fake.take_calls();
 
     let target = h.target();
-    let all = tunnels::status(&target, None, &mut |_| {}).unwrap();
+    let all = tunnels::status(&target, None, Access::Read, &mut |_| {}).unwrap();
     assert_eq!(all.generation, Some(1));
     assert!(all.live_system);
     assert_eq!(all.tunnels.len(), 1);
@@ -522,7 +522,7 @@ fn tunnel_status_reports_each_tunnel_of_the_generation_with_what_looks_wrong() {
     assert_eq!(h.fake.take_calls(), ["tunnels: vx42"]);
 
     h.fake.without_link("vx42");
-    let one = tunnels::status(&target, Some("vx42"), &mut |_| {}).unwrap();
+    let one = tunnels::status(&target, Some("vx42"), Access::Read, &mut |_| {}).unwrap();
     assert_eq!(
         one.tunnels[0].problems.len(),
         1,
@@ -535,14 +535,15 @@ fn tunnel_status_reports_each_tunnel_of_the_generation_with_what_looks_wrong() {
         one.tunnels[0].problems
     );
 
-    let e = tunnels::status(&target, Some("nope"), &mut |_| {}).unwrap_err();
+    let e = tunnels::status(&target, Some("nope"), Access::Read, &mut |_| {}).unwrap_err();
     assert_eq!(
         e.to_string(),
         "tunnel nope is not managed by ctm: generation 1 has no tunnel nope"
     );
 
     // A files-only root asks the kernel nothing.
-    let files_only = tunnels::status(&Target::new(h.root()), None, &mut |_| {}).unwrap();
+    let files_only =
+        tunnels::status(&Target::new(h.root()), None, Access::Read, &mut |_| {}).unwrap();
     assert!(!files_only.live_system);
     assert_eq!(files_only.tunnels[0].live, None);
     assert!(files_only.tunnels[0].problems.is_empty());

@@ -1085,6 +1085,14 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
     f.handshake("/api/containers/web/console")
         .await
         .expect(S::CONFLICT);
+    // The tunnels, on a root that is not the running system: listed
+    // without their links; a diagnosis refused.
+    let a = f.get("/api/tunnels").await.expect(S::OK);
+    assert_eq!(a.json()["live_system"], false);
+    assert_eq!(a.json()["tunnels"][0]["live"], Value::Null);
+    f.get("/api/tunnels/lab-vx/diagnose")
+        .await
+        .expect(S::CONFLICT);
     f.get("/metrics").await.expect(S::OK);
     f.call(Method::GET, "/metrics", &Auth::None, Sent::Nothing)
         .await
@@ -1106,6 +1114,16 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
         .await
         .expect(S::NOT_FOUND);
     h.get("/metrics").await.expect(S::OK);
+    let a = h.get("/api/tunnels").await.expect(S::OK);
+    assert_eq!(a.json()["tunnels"][1]["live"]["exists"], true);
+    let a = h.get("/api/tunnels/lab-vx/diagnose").await.expect(S::OK);
+    assert_eq!(a.json()["remote_answers"], true);
+    h.get("/api/tunnels/nosuch/diagnose")
+        .await
+        .expect(S::NOT_FOUND);
+    h.get("/api/tunnels/no%20such/diagnose")
+        .await
+        .expect(S::BAD_REQUEST);
     for verb in ["stop", "start", "restart"] {
         let a = h
             .api(

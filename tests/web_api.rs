@@ -404,6 +404,8 @@ async fn pages_have_a_strict_policy_no_inline_code_and_escape_what_they_show() {
         "/editor",
         "/apply",
         "/generations",
+        "/tunnels",
+        "/tunnels?diagnose=site-b",
         "/logs",
         "/logs/web",
     ] {
@@ -1647,6 +1649,138 @@ async fn the_container_page_shows_one_container_and_its_buttons_act() {
         )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+}
+
+/// The tunnels page and its API, over the recording fake: each tunnel
+/// with its link, and a Diagnose button whose findings are those of
+/// `ctm tunnel diagnose`. Here, a kernel without GRE (as this machine's)
+/// and the VXLAN tunnel without its address.
+#[tokio::test]
+async fn the_tunnels_page_shows_their_state_and_diagnoses_one() {
+    let (f, fake) = live_fixture();
+    let done = f.apply().await;
+    assert_eq!(done.last().unwrap()["kind"], "done", "{done:?}");
+    fake.without_kind("gre");
+    fake.without_link("site-b");
+
+    let a = f.api(Method::GET, "/api/tunnels", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let list = a.json();
+    assert_eq!(list["live_system"], true);
+    let names: Vec<&str> = list["tunnels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["lab-vx", "site-b"]);
+    assert_eq!(list["tunnels"][0]["live"]["up"], true);
+    assert_eq!(list["tunnels"][1]["live"]["exists"], false);
+    assert!(
+        list["tunnels"][1]["problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("link site-b is missing")
+    );
+
+    let a = f
+        .api(Method::GET, "/api/tunnels/site-b/diagnose", None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let d = a.json();
+    assert_eq!(d["kernel_has_kind"], false);
+    assert_eq!(d["remote_answers"], true);
+    assert_eq!(
+        d["findings"],
+        json!([{
+            "cause": "this kernel cannot make gre links",
+            "evidence": "link site-b does not exist, and the kernel refused a test link of kind gre",
+            "fix": "use a kind of tunnel this kernel has (`ctm info` lists them), or a kernel with gre support",
+            "fixed_by_apply": false,
+        }])
+    );
+    assert!(fake.take_calls().contains(&"ping 198.51.100.7".to_string()));
+    let a = f
+        .api(Method::GET, "/api/tunnels/nosuch/diagnose", None)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+    assert_eq!(a.json()["help"], "its tunnels: lab-vx, site-b");
+    let a = f
+        .api(Method::GET, "/api/tunnels/a%2Fb/diagnose", None)
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+
+    // The page: a row and a Diagnose button for each tunnel.
+    let page = f.api(Method::GET, "/tunnels", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains("<tr data-tunnel=\"lab-vx\">"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("<tr data-tunnel=\"site-b\">"));
+    assert_eq!(page.text.matches(">Diagnose</button>").count(), 2);
+    assert!(page.text.contains("name=\"diagnose\" value=\"site-b\""));
+    assert!(!page.text.contains("id=\"diagnosis\""));
+    // Pressed: the findings, each with what shows it and the fix; the
+    // address the fake's lab-vx lacks is one an apply repairs.
+    let page = f.api(Method::GET, "/tunnels?diagnose=site-b", None).await;
+    assert!(
+        page.text.contains("Diagnosis of <code>site-b</code>"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("Kernel: cannot make gre links"));
+    assert!(page.text.contains("this kernel cannot make gre links"));
+    assert!(
+        page.text
+            .contains("the kernel refused a test link of kind gre")
+    );
+    assert!(page.text.contains("or a kernel with gre support"));
+    let page = f.api(Method::GET, "/tunnels?diagnose=lab-vx", None).await;
+    assert!(
+        page.text.contains("link lab-vx lacks its addresses"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("an apply repairs this"));
+    assert!(page.text.contains("ctm tunnel diagnose lab-vx --fix"));
+    let page = f.api(Method::GET, "/tunnels?diagnose=nosuch", None).await;
+    assert!(
+        page.text.contains("its tunnels: lab-vx, site-b"),
+        "{}",
+        page.text
+    );
+}
+
+/// On a root that is not the running system the tunnels are listed from
+/// the host file alone, and a diagnosis is refused, saying why.
+#[tokio::test]
+async fn tunnels_of_a_files_only_root_cannot_be_diagnosed() {
+    let f = fixture();
+    f.apply().await;
+    let a = f.api(Method::GET, "/api/tunnels", None).await;
+    assert_eq!(a.json()["live_system"], false);
+    assert_eq!(a.json()["tunnels"][1]["live"], Value::Null);
+    let a = f
+        .api(Method::GET, "/api/tunnels/site-b/diagnose", None)
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    let page = f.api(Method::GET, "/tunnels", None).await;
+    assert!(
+        page.text.contains("Diagnose needs the running system"),
+        "{}",
+        page.text
+    );
+    assert_eq!(
+        page.text
+            .matches("type=\"submit\" disabled>Diagnose</button>")
+            .count(),
+        2
+    );
+    let page = f.api(Method::GET, "/tunnels?diagnose=site-b", None).await;
+    let refusal = a.json()["error"].as_str().unwrap().to_string();
+    assert!(page.text.contains(&refusal), "{refusal}: {}", page.text);
 }
 
 #[tokio::test]

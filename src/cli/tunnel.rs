@@ -11,6 +11,7 @@ use super::output::errln;
 use super::output::{out, outln, say};
 use super::plan::print_plan;
 use super::{DiffArgs, confirm};
+use crate::engine::Access;
 use crate::engine::apply::{self, Runner};
 use crate::engine::tunnels::{Diagnosis, TunnelStatus, Tunnels, diagnose, status};
 
@@ -65,7 +66,7 @@ pub fn run(command: &Command) -> miette::Result<ExitCode> {
 
 fn run_diagnose(args: &DiagnoseArgs) -> miette::Result<ExitCode> {
     let target = args.root.target();
-    let found = diagnose(&target, &args.name, &mut say)?;
+    let found = diagnose(&target, &args.name, Access::Read, &mut say)?;
     if args.json {
         outln(&serde_json::to_string_pretty(&found).into_diagnostic()?);
         return Ok(exit(&found));
@@ -91,7 +92,7 @@ fn run_diagnose(args: &DiagnoseArgs) -> miette::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     apply::apply(&target, prepared, None, Runner::Auto, &mut say)?;
-    let after = diagnose(&target, &args.name, &mut say)?;
+    let after = diagnose(&target, &args.name, Access::Read, &mut say)?;
     outln("");
     out(&render_diagnosis(&after));
     Ok(exit(&after))
@@ -150,7 +151,7 @@ pub fn render_diagnosis(d: &Diagnosis) -> String {
 
 fn run_status(args: &StatusArgs) -> miette::Result<ExitCode> {
     let target = args.root.target();
-    let tunnels = status(&target, args.name.as_deref(), &mut say)?;
+    let tunnels = status(&target, args.name.as_deref(), Access::Read, &mut say)?;
     if args.json {
         outln(&serde_json::to_string_pretty(&tunnels).into_diagnostic()?);
     } else {

@@ -61,9 +61,15 @@ pub struct TunnelStatus {
 }
 
 /// The tunnels of the current generation (only `name`, if given), with
-/// their live state on the running system.
-pub fn status(target: &Target, name: Option<&str>, events: Events<'_>) -> miette::Result<Tunnels> {
-    let mut session = Session::open(target, Access::Read, events)?;
+/// their live state on the running system. `access` is `Read` for the
+/// command line, `ReadShared` for the web server's requests.
+pub fn status(
+    target: &Target,
+    name: Option<&str>,
+    access: Access,
+    events: Events<'_>,
+) -> miette::Result<Tunnels> {
+    let mut session = Session::open(target, access, events)?;
     let store = session.store.clone();
     let generation = store.current()?;
     let mut note = None;
@@ -260,8 +266,13 @@ impl Diagnosis {
 /// `ctm tunnel diagnose NAME`: the tunnel's status, then what the kernel
 /// says of its kind and whether the remote endpoint answers, each cause
 /// with the evidence and the fix. Needs the running system.
-pub fn diagnose(target: &Target, name: &str, events: Events<'_>) -> miette::Result<Diagnosis> {
-    let mut found = status(target, Some(name), events)?;
+pub fn diagnose(
+    target: &Target,
+    name: &str,
+    access: Access,
+    events: Events<'_>,
+) -> miette::Result<Diagnosis> {
+    let mut found = status(target, Some(name), access, events)?;
     if !found.live_system {
         return Err(Refused::FilesOnly {
             root: found.root,
@@ -274,7 +285,7 @@ pub fn diagnose(target: &Target, name: &str, events: Events<'_>) -> miette::Resu
             "tunnel {name} is not in the current generation"
         ));
     };
-    let mut session = Session::open(target, Access::Read, events)?;
+    let mut session = Session::open(target, access, events)?;
     let expect = crate::compile::health::Health {
         links: [(
             tunnel.name.clone(),

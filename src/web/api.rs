@@ -28,9 +28,10 @@ use crate::engine::load::{
     Outcome, load_and_validate, lock_path_for, read_lock, summary, validate_text_with,
 };
 use crate::engine::status::Sources;
+use crate::engine::tunnels;
 use crate::engine::{Access, Event, Refused, Session};
 use crate::fs;
-use crate::model::Name;
+use crate::model::{IfName, Name};
 use crate::plan::{self, Plan};
 
 pub fn routes() -> Router<Shared> {
@@ -46,6 +47,8 @@ pub fn routes() -> Router<Shared> {
         .route("/api/images", get(images_list))
         .route("/api/images/{name}/pull", post(image_pull))
         .route("/api/images/{name}/remove", post(image_remove))
+        .route("/api/tunnels", get(tunnels_list))
+        .route("/api/tunnels/{name}/diagnose", get(tunnel_diagnose))
         .route("/api/generations/{a}/diff/{b}", get(diff))
         .route("/api/rollback/{generation}", get(rollback_plan))
         .route("/api/rollback", post(rollback))
@@ -512,6 +515,40 @@ async fn image_remove(State(state): State<Shared>, UrlPath(name): UrlPath<String
         .run(0, move || {
             let removed = images::remove(&state.target(), name.as_str(), &mut server_log)?;
             Ok(Json(json!({ "removed": removed })))
+        })
+        .await
+}
+
+/// `GET /api/tunnels`: the tunnels of the current generation with their
+/// live state, as `ctm tunnel status --json` prints them.
+async fn tunnels_list(State(state): State<Shared>) -> ApiResult {
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let list = tunnels::status(&state.target(), None, Access::ReadShared, &mut server_log)?;
+            Ok(Json(json!(list)))
+        })
+        .await
+}
+
+/// `GET /api/tunnels/{name}/diagnose`: why the tunnel does not carry
+/// traffic, as `ctm tunnel diagnose NAME --json` prints it. It changes
+/// nothing (the repairs an apply makes stay with `ctm tunnel diagnose
+/// --fix`, or an apply of the current generation).
+async fn tunnel_diagnose(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    let name = IfName::parse(&name).map_err(ApiError::bad_request)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let found = tunnels::diagnose(
+                &state.target(),
+                name.as_str(),
+                Access::ReadShared,
+                &mut server_log,
+            )?;
+            Ok(Json(json!(found)))
         })
         .await
 }

@@ -4,14 +4,16 @@
 //! into the markup; the pages carry no inline script or style.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 
 use super::auth::{CspNonce, Csrf};
 use super::{Config, Shared};
-use crate::model::Name;
+use crate::engine::Access;
+use crate::engine::tunnels::{Diagnosis, TunnelStatus, Tunnels};
+use crate::model::{IfName, Name};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Page {
@@ -20,6 +22,7 @@ enum Page {
     Apply,
     Generations,
     Images,
+    Tunnels,
     Logs,
     Fleet,
     /// One container (`/containers/NAME`): not in the navigation.
@@ -27,12 +30,13 @@ enum Page {
 }
 
 impl Page {
-    const ALL: [Page; 7] = [
+    const ALL: [Page; 8] = [
         Page::Dashboard,
         Page::Editor,
         Page::Apply,
         Page::Generations,
         Page::Images,
+        Page::Tunnels,
         Page::Logs,
         Page::Fleet,
     ];
@@ -53,6 +57,7 @@ impl Page {
             Page::Apply => "Apply",
             Page::Generations => "Generations",
             Page::Images => "Images",
+            Page::Tunnels => "Tunnels",
             Page::Logs => "Logs",
             Page::Fleet => "Fleet",
             Page::Container => "Container",
@@ -66,6 +71,7 @@ impl Page {
             Page::Apply => "/apply",
             Page::Generations => "/generations",
             Page::Images => "/images",
+            Page::Tunnels => "/tunnels",
             Page::Logs => "/logs",
             Page::Fleet => "/fleet",
             Page::Container => "/",
@@ -79,6 +85,7 @@ impl Page {
             Page::Apply => "apply",
             Page::Generations => "generations",
             Page::Images => "images",
+            Page::Tunnels => "tunnels",
             Page::Logs => "logs",
             Page::Fleet => "fleet",
             Page::Container => "container",
@@ -605,6 +612,234 @@ async fn images(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     layout(&state, &cx, Page::Images, body)
 }
 
+#[derive(serde::Deserialize)]
+struct TunnelsQuery {
+    /// The tunnel whose Diagnose button was pressed.
+    diagnose: Option<String>,
+}
+
+/// The tunnels with their live state, as `ctm tunnel status` shows them,
+/// each with a Diagnose button; pressing it loads the page again with
+/// `?diagnose=NAME`, which adds what `ctm tunnel diagnose NAME` finds.
+/// Rendered here, so that it needs no script: the diagnosis takes a few
+/// seconds (it pings the remote endpoint), and the browser shows that it
+/// is loading.
+async fn tunnels(
+    State(state): State<Shared>,
+    cx: PageContext,
+    Query(query): Query<TunnelsQuery>,
+) -> Html<String> {
+    let target = state.target();
+    let listed = state
+        .workers
+        .run(0, move || {
+            Ok(crate::engine::tunnels::status(
+                &target,
+                None,
+                Access::ReadShared,
+                &mut super::api::server_log,
+            )?)
+        })
+        .await;
+    let diagnosis = match query.diagnose {
+        None => None,
+        Some(name) => Some(match IfName::parse(&name) {
+            Err(e) => Err(e),
+            Ok(name) => {
+                let target = state.target();
+                state
+                    .workers
+                    .run(0, move || {
+                        Ok(crate::engine::tunnels::diagnose(
+                            &target,
+                            name.as_str(),
+                            Access::ReadShared,
+                            &mut super::api::server_log,
+                        )?)
+                    })
+                    .await
+                    .map_err(|e| error_text(&e, "the tunnel could not be diagnosed"))
+            }
+        }),
+    };
+    let body = html! {
+        div class="d-flex flex-wrap align-items-baseline gap-2 mb-3" {
+            h1 class="h3 mb-0 me-auto" { "Tunnels" }
+            a class="btn btn-outline-secondary btn-sm" href="/tunnels" { "Refresh" }
+        }
+        @if let Some(diagnosis) = &diagnosis {
+            (diagnosis_card(diagnosis))
+        }
+        @match &listed {
+            Err(e) => div class="alert alert-danger" role="alert" {
+                (error_text(e, "the tunnels could not be read"))
+            },
+            Ok(list) => (tunnel_table(list)),
+        }
+    };
+    layout(&state, &cx, Page::Tunnels, body)
+}
+
+fn error_text(e: &super::ApiError, otherwise: &str) -> String {
+    let mut text = e.body["error"].as_str().unwrap_or(otherwise).to_string();
+    if let Some(help) = e.body["help"].as_str() {
+        text = format!("{text} ({help})");
+    }
+    text
+}
+
+fn tunnel_table(list: &Tunnels) -> Markup {
+    html! {
+        @if let Some(note) = &list.note {
+            div class="alert alert-warning" role="status" { (note) }
+        }
+        @if !list.live_system && !list.tunnels.is_empty() {
+            p class="text-body-secondary small" {
+                "This root is not the running system: the kernel is not asked for the links' state, and Diagnose needs the running system."
+            }
+        }
+        @if list.tunnels.is_empty() {
+            p class="text-body-secondary" {
+                @match list.generation {
+                    Some(n) => { "No tunnels in generation " (n) "." },
+                    None => "No tunnels: nothing has been applied yet.",
+                }
+            }
+        } @else {
+            div class="table-responsive" {
+                table class="table table-sm align-middle" id="tunnels" {
+                    thead { tr { th { "Name" } th { "Kind" } th { "Endpoints" } th { "Link" } th { "Traffic" } th { "Underlay" } th { "Problems" } th {} } }
+                    tbody {
+                        @for t in &list.tunnels { (tunnel_row(t, list.live_system)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tunnel_row(t: &TunnelStatus, live_system: bool) -> Markup {
+    let mut kind = t.kind.to_string();
+    if let Some(id) = t.id {
+        kind.push_str(&format!(" id {id}"));
+    }
+    if let Some(port) = t.port {
+        kind.push_str(&format!(" port {port}"));
+    }
+    let mtu = |m: Option<String>| m.unwrap_or_else(|| "?".into());
+    html! {
+        tr data-tunnel=(t.name) {
+            td class="fw-semibold" { (t.name) }
+            td class="text-nowrap" { (kind) }
+            td class="font-monospace small" {
+                (t.local) " → " (t.remote)
+                @if let Some(device) = &t.device { " via " (device) }
+                @if !t.addresses.is_empty() { div class="text-body-secondary" { (t.addresses.join(", ")) } }
+            }
+            @match &t.live {
+                None => td colspan="3" class="text-body-secondary small" {
+                    @if live_system { "the system did not report this tunnel" } @else { "not asked" }
+                },
+                Some(live) => {
+                    td class="small" {
+                        @if !live.exists { span class="badge text-bg-danger" { "missing" } }
+                        @else {
+                            @if live.up { span class="badge text-bg-success" { "up" } }
+                            @else { span class="badge text-bg-danger" { "down" } }
+                            " " (live.oper_state)
+                            div class="text-body-secondary text-nowrap" {
+                                "MTU " (mtu(live.mtu.map(|m| m.to_string())))
+                                " (expected " (mtu(t.expected_mtu.map(|m| m.to_string()))) ")"
+                            }
+                        }
+                    }
+                    td class="small text-nowrap" {
+                        @if let Some(c) = live.counters {
+                            div { "in " (c.rx_packets) " packets" @if c.rx_errors + c.rx_dropped > 0 { ", " (c.rx_errors) " errors, " (c.rx_dropped) " dropped" } }
+                            div { "out " (c.tx_packets) " packets" @if c.tx_errors + c.tx_dropped > 0 { ", " (c.tx_errors) " errors, " (c.tx_dropped) " dropped" } }
+                        } @else { "–" }
+                    }
+                    td class="small" {
+                        @match &live.route_to_remote {
+                            Some(route) => {
+                                "via " (route.device.as_deref().unwrap_or("?"))
+                                @if let Some(gateway) = route.gateway { ", gateway " (gateway) }
+                            },
+                            None => span class="text-danger" { "no route to " (t.remote) },
+                        }
+                    }
+                },
+            }
+            td class="small" {
+                @if t.problems.is_empty() {
+                    @if t.live.is_some() { span class="text-success" { "none" } } @else { "–" }
+                } @else {
+                    ul class="mb-0 ps-3 text-danger" { @for p in &t.problems { li { (p) } } }
+                }
+            }
+            td {
+                form method="get" action="/tunnels#diagnosis" class="mb-0" {
+                    input type="hidden" name="diagnose" value=(t.name);
+                    button class="btn btn-outline-primary btn-sm" type="submit" disabled[!live_system] { "Diagnose" }
+                }
+            }
+        }
+    }
+}
+
+fn diagnosis_card(diagnosis: &Result<Diagnosis, String>) -> Markup {
+    html! {
+        div class="card shadow-sm mb-3" id="diagnosis" {
+            @match diagnosis {
+                Err(e) => {
+                    div class="card-header fw-semibold" { "Diagnosis" }
+                    div class="card-body" { div class="alert alert-danger mb-0" role="alert" { (e) } }
+                },
+                Ok(d) => {
+                    div class="card-header fw-semibold" { "Diagnosis of " code { (d.tunnel.name) } }
+                    div class="card-body" {
+                        p class="small mb-2" {
+                            "Kernel: " @match d.kernel_has_kind {
+                                Some(true) => { "makes " (d.tunnel.kind) " links" },
+                                Some(false) => { "cannot make " (d.tunnel.kind) " links" },
+                                None => "not known",
+                            }
+                            br;
+                            "Remote: " @match d.remote_answers {
+                                Some(true) => { (d.tunnel.remote) " answers ping" },
+                                Some(false) => { (d.tunnel.remote) " does not answer ping" },
+                                None => "not asked (a multicast group)",
+                            }
+                        }
+                        @if d.findings.is_empty() {
+                            p class="text-success mb-0" { "Nothing wrong found from this end." }
+                        } @else {
+                            ol class="mb-0" id="findings" {
+                                @for f in &d.findings {
+                                    li class="mb-2" {
+                                        div class="fw-semibold" { (f.cause) }
+                                        div class="small" { span class="text-body-secondary" { "Seen: " } (f.evidence) }
+                                        div class="small" {
+                                            span class="text-body-secondary" { "Fix: " } (f.fix)
+                                            @if f.fixed_by_apply { " " span class="badge text-bg-info" { "an apply repairs this" } }
+                                        }
+                                    }
+                                }
+                            }
+                            @if d.fixable() {
+                                p class="small text-body-secondary mt-2 mb-0" {
+                                    "To repair what an apply repairs, apply the current generation again (the Apply page), or run "
+                                    code { "ctm tunnel diagnose " (d.tunnel.name) " --fix" } "."
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
 async fn logs_index(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     logs_page(&state, &cx, None)
 }
@@ -774,6 +1009,7 @@ pub fn routes(config: &Config) -> Router<Shared> {
             .route("/apply", get(apply))
             .route("/generations", get(generations))
             .route("/images", get(images))
+            .route("/tunnels", get(tunnels))
             .route("/logs", get(logs_index))
             .route("/logs/{name}", get(logs_of))
             .route("/containers/{name}", get(container_page));
