@@ -130,11 +130,13 @@ fn describe(s: &Snapshot) -> String {
 }
 
 #[derive(Debug, clap::Args)]
+// One of the two, named together in the usage line and in the error
+// when neither is given.
+#[command(group(clap::ArgGroup::new("what").required(true).args(["snapshot", "from"])))]
 pub struct RestoreArgs {
     /// The container's name.
     name: String,
     /// The snapshot to put back (`ctm snapshots NAME` lists them).
-    #[arg(required_unless_present = "from", conflicts_with = "from")]
     snapshot: Option<String>,
     /// Put back a backup archive instead (`ctm backup`): it is verified
     /// whole before anything changes.
