@@ -8,6 +8,7 @@
 //! [`netlink`], [`nft`] and [`exec`] (commands inside containers).
 
 pub mod btrfs;
+pub mod build;
 pub mod cgroups;
 pub mod exec;
 pub mod git;

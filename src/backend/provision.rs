@@ -536,6 +536,7 @@ pub fn image_tree(
                 |dir, echo| oci::unpack(root, &pulled, dir, echo),
             )
         }
+        RootfsSource::Build { .. } => super::build::build(root, image, source, progress),
         RootfsSource::Debootstrap {
             suite,
             mirror,
@@ -698,7 +699,7 @@ impl StoredImage {
 
 /// What [`build_once`] records of an image besides its definition.
 #[derive(Default)]
-struct Provenance {
+pub(super) struct Provenance {
     digest: Option<String>,
     blobs: Vec<String>,
 }
@@ -725,7 +726,7 @@ fn stored_tree(root: &Path, image: &str, source: &RootfsSource, extra: &str) -> 
 /// temporary directory first, renamed when complete. `KEY` hashes the
 /// definition and `extra`, what it points at (the mirror, the tarball's
 /// digest).
-fn build_once(
+pub(super) fn build_once(
     root: &Path,
     image: &str,
     source: &RootfsSource,
