@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::provision::{IMAGE_STORE, Provenance, build_once, image_tree};
+use super::provision::{IMAGE_STORE, Provenance, build_once, image_tree, stored_tree};
 use super::{Progress, SystemError, exec};
 use crate::compile::provision::{BuildStep, RootfsSource};
 use crate::fs;
@@ -68,23 +68,45 @@ pub(super) fn build(
         ));
     };
     let parent_tree = image_tree(root, parent, from, progress)?;
-    let cache = root.join(IMAGE_STORE).join(".build");
-    std::fs::create_dir_all(&cache)
-        .map_err(|e| error(format!("creating {}", cache.display()), e.to_string()))?;
+    // Every step's key first (hashing, no container): an image built
+    // before is found even when its steps' trees were removed.
+    let mut keys = Vec::with_capacity(steps.len());
     let mut key = fs::sha256_hex(parent_tree.display().to_string().as_bytes());
-    let mut tree = parent_tree;
-    let mut env: Vec<(String, String)> = Vec::new();
-    let count = steps.len();
     for (i, step) in steps.iter().enumerate() {
-        let number = i + 1;
         let content = match step {
-            BuildStep::Copy { source, .. } => content_hash(Path::new(source))
-                .map_err(|why| error(format!("image {image}: step {number}/{count}"), why))?,
+            BuildStep::Copy { source, .. } => content_hash(Path::new(source)).map_err(|why| {
+                error(
+                    format!(
+                        "image {image}: step {}/{} ({})",
+                        i + 1,
+                        steps.len(),
+                        describe(step)
+                    ),
+                    why,
+                )
+            })?,
             _ => String::new(),
         };
         // Plain data: serializing it cannot fail.
         let said = serde_json::to_string(step).unwrap_or_default();
         key = fs::sha256_hex(format!("{key}\n{said}\n{content}").as_bytes());
+        keys.push(key.clone());
+    }
+    if let Some(tree) = stored_tree(root, image, source, &key) {
+        progress(&format!(
+            "image {image} is in the store ({}): no step changed",
+            tree.display()
+        ));
+        return Ok(tree);
+    }
+    let cache = root.join(IMAGE_STORE).join(".build");
+    std::fs::create_dir_all(&cache)
+        .map_err(|e| error(format!("creating {}", cache.display()), e.to_string()))?;
+    let mut tree = parent_tree;
+    let mut env: Vec<(String, String)> = Vec::new();
+    let count = steps.len();
+    for (i, (step, key)) in steps.iter().zip(&keys).enumerate() {
+        let number = i + 1;
         let what = describe(step);
         if let BuildStep::Env { name, value } = step {
             env.push((name.clone(), value.clone()));

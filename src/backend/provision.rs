@@ -715,7 +715,12 @@ impl Provenance {
 
 /// The tree [`build_once`] made of this definition and `extra`, if it is
 /// there.
-fn stored_tree(root: &Path, image: &str, source: &RootfsSource, extra: &str) -> Option<PathBuf> {
+pub(super) fn stored_tree(
+    root: &Path,
+    image: &str,
+    source: &RootfsSource,
+    extra: &str,
+) -> Option<PathBuf> {
     let tree = root
         .join(IMAGE_STORE)
         .join(format!("{image}-{}", store_key(source, extra)));
