@@ -190,3 +190,73 @@ fn a_recipe_builds_once_rebuilds_from_a_changed_step_and_a_failed_step_leaves_no
     assert!(said.contains("exit"), "{said}");
     assert_eq!(store(&lab), before, "a failed build left something");
 }
+
+/// The KDL and TOML forms of a recipe (docs/config.md's) validate to one
+/// model, its steps in the file's order in both.
+#[test]
+fn a_recipe_reads_the_same_in_kdl_and_toml_with_its_steps_in_order() {
+    use ctm::config::{self, Format, Source};
+    use ctm::model::{BuildStep, ImageSource, Name};
+    let kdl = r#"
+image "debian-bookworm" {
+    debootstrap suite="bookworm"
+}
+image "web" {
+    from "debian-bookworm" network=#true
+    env "DEBIAN_FRONTEND" "noninteractive"
+    run "apt-get install --yes nginx"
+    copy "site" "/var/www/html"
+    run "systemctl enable nginx"
+}
+"#;
+    let toml = r#"
+[image.debian-bookworm]
+debootstrap = { suite = "bookworm" }
+
+[image.web]
+from = { image = "debian-bookworm", network = true }
+
+[[image.web.env]]
+name = "DEBIAN_FRONTEND"
+value = "noninteractive"
+
+[[image.web.run]]
+command = "apt-get install --yes nginx"
+
+[[image.web.copy]]
+source = "site"
+destination = "/var/www/html"
+
+[[image.web.run]]
+command = "systemctl enable nginx"
+"#;
+    let read = |text: &str, format| {
+        let (doc, diagnostics) = config::parse(&Source::new("test", text, format));
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let validated = ctm::validate::validate(&doc, &ctm::lock::Lock::empty())
+            .unwrap_or_else(|d| panic!("{d:?}"));
+        validated.host.images[&Name::parse("web").unwrap()]
+            .source
+            .clone()
+    };
+    let source = read(kdl, Format::Kdl);
+    assert_eq!(read(toml, Format::Toml), source);
+    let ImageSource::Build {
+        from,
+        network,
+        steps,
+    } = source
+    else {
+        panic!("a build: {source:?}");
+    };
+    assert_eq!((from.as_str(), network), ("debian-bookworm", true));
+    let kinds: Vec<&str> = steps
+        .iter()
+        .map(|s| match s {
+            BuildStep::Run { .. } => "run",
+            BuildStep::Copy { .. } => "copy",
+            BuildStep::Env { .. } => "env",
+        })
+        .collect();
+    assert_eq!(kinds, ["env", "run", "copy", "run"]);
+}
