@@ -152,7 +152,15 @@ pub(super) fn build(
         image,
         source,
         &key,
-        Provenance::default(),
+        Provenance {
+            steps: steps
+                .iter()
+                .zip(&keys)
+                .filter(|(step, _)| !matches!(step, BuildStep::Env { .. }))
+                .map(|(_, key)| key[..32].to_string())
+                .collect(),
+            ..Provenance::default()
+        },
         progress,
         |dir, echo| copy_tree(&last, dir, echo),
     )

@@ -449,7 +449,7 @@ pub fn image_tree(
             }
             let provenance = Provenance {
                 digest: Some(format!("sha256:{actual}")),
-                blobs: Vec::new(),
+                ..Provenance::default()
             };
             build_once(
                 root,
@@ -687,6 +687,11 @@ pub struct StoredImage {
     /// The bytes of the tree's files, counted once per inode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// A built image's steps in the build cache (`.build/KEY`): kept
+    /// while the image is, so that a changed recipe reruns only from the
+    /// step that changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 impl StoredImage {
@@ -700,8 +705,10 @@ impl StoredImage {
 /// What [`build_once`] records of an image besides its definition.
 #[derive(Default)]
 pub(super) struct Provenance {
-    digest: Option<String>,
-    blobs: Vec<String>,
+    pub digest: Option<String>,
+    pub blobs: Vec<String>,
+    /// A build's steps in the build cache.
+    pub steps: Vec<String>,
 }
 
 impl Provenance {
@@ -709,6 +716,7 @@ impl Provenance {
         Provenance {
             digest: Some(pulled.manifest.to_string()),
             blobs: pulled.blobs.iter().map(|b| b.to_string()).collect(),
+            steps: Vec::new(),
         }
     }
 }
@@ -766,6 +774,7 @@ pub(super) fn build_once(
         digest: provenance.digest,
         blobs: provenance.blobs,
         size: Some(tree_size(&temporary)),
+        steps: provenance.steps,
     };
     // Plain data: serializing it cannot fail.
     let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
@@ -823,6 +832,31 @@ pub fn remove_image(record: &Path) -> Result<(), SystemError> {
             _ => Err(e),
         })
         .map_err(|e| error(format!("removing {}", record.display()), e.to_string()))
+}
+
+/// The trees of the build cache that no image in the store was built
+/// through (left by a recipe since changed, an image removed, or a
+/// build that was interrupted).
+pub fn unused_build_steps(root: &Path) -> Vec<PathBuf> {
+    let kept: std::collections::BTreeSet<String> = stored_images(root)
+        .into_iter()
+        .flat_map(|(_, s)| s.steps)
+        .collect();
+    let Ok(entries) = std::fs::read_dir(root.join(IMAGE_STORE).join(".build")) else {
+        return Vec::new();
+    };
+    let mut unused: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_str().is_some_and(|n| kept.contains(n)))
+        .map(|e| e.path())
+        .collect();
+    unused.sort();
+    unused
+}
+
+/// Removes a tree of the build cache that [`unused_build_steps`] listed.
+pub fn remove_build_step(tree: &Path) -> Result<(), SystemError> {
+    remove_tree(tree)
 }
 
 /// Every image in the store with its record: the record's path (the
@@ -1041,6 +1075,44 @@ mod tests {
             image_tree(root.path(), "t", &right, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again, tree);
         assert!(lines[0].contains("is in the store"), "{lines:?}");
+    }
+
+    #[test]
+    fn only_build_steps_no_stored_image_was_built_through_are_unused() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join(IMAGE_STORE);
+        for step in ["kept", "changed", "interrupted.ctm-new"] {
+            std::fs::create_dir_all(store.join(".build").join(step)).unwrap();
+        }
+        let record = StoredImage {
+            image: "app".into(),
+            source: RootfsSource::Directory {
+                path: "/srv/app".into(),
+            },
+            digest: None,
+            blobs: Vec::new(),
+            size: None,
+            steps: vec!["kept".into()],
+        };
+        std::fs::create_dir_all(store.join("app-0123")).unwrap();
+        std::fs::write(
+            store.join("app-0123.json"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        let unused = unused_build_steps(root.path());
+        assert_eq!(
+            unused,
+            [
+                store.join(".build/changed"),
+                store.join(".build/interrupted.ctm-new")
+            ]
+        );
+        for tree in &unused {
+            remove_build_step(tree).unwrap();
+        }
+        assert!(store.join(".build/kept").is_dir());
+        assert!(unused_build_steps(root.path()).is_empty());
     }
 
     #[test]
