@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::provision::{IMAGE_STORE, Provenance, build_once, image_tree, stored_tree};
+use super::provision::{IMAGE_STORE, Provenance, build_once, image_tree, remove_tree, stored_tree};
 use super::{Progress, SystemError, exec};
 use crate::compile::provision::{BuildStep, RootfsSource};
 use crate::fs;
@@ -356,14 +356,6 @@ fn content_hash(path: &Path) -> Result<String, String> {
         }
     }
     Ok(fs::hex(&hasher.finalize()))
-}
-
-fn remove_tree(path: &Path) -> Result<(), SystemError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(error(format!("removing {}", path.display()), e.to_string())),
-    }
 }
 
 #[cfg(test)]

@@ -908,7 +908,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn remove_tree(path: &Path) -> Result<(), SystemError> {
+pub(super) fn remove_tree(path: &Path) -> Result<(), SystemError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
