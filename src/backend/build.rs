@@ -27,13 +27,16 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 const STAGING: &str = ".ctm-copy";
 /// Copies the staged source to `$1` inside the container, where the
 /// image's own symbolic links resolve inside its root: a directory's
-/// content is merged into the destination, a file replaces it.
+/// content is merged into the destination, a file goes into a directory
+/// that is there under its own name (`$2`), and replaces anything else.
 const COPY_SCRIPT: &str = r#"set -e
 dest="$1"
 mkdir -p "$(dirname "$dest")"
 if [ -d /.ctm-copy/source ] && [ ! -L /.ctm-copy/source ]; then
   mkdir -p "$dest"
   cp -a /.ctm-copy/source/. "$dest"/
+elif [ -d "$dest" ]; then
+  cp -a /.ctm-copy/source "$dest/$2"
 else
   cp -a /.ctm-copy/source "$dest"
 fi
@@ -249,6 +252,10 @@ fn run_step(
                 COPY_SCRIPT.to_string(),
                 "sh".to_string(),
                 destination.clone(),
+                Path::new(source)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             ]);
         }
         BuildStep::Env { .. } => return Ok(()),
