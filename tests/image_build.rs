@@ -267,3 +267,68 @@ command = "systemctl enable nginx"
         .collect();
     assert_eq!(kinds, ["env", "run", "copy", "run"]);
 }
+
+/// A container of a built image: its first provisioning step names the
+/// whole recipe, its parent's definition within, and each copy source
+/// where the engine found it beside the host file; what `ctm apply`
+/// builds through (`backend::provision::image_tree`).
+#[test]
+fn a_container_of_a_built_image_is_created_from_the_whole_recipe() {
+    use ctm::compile::provision::{Action, BuildStep, RootfsSource, Step};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("motd"), "hi\n").unwrap();
+    let path = dir.path().join("host.kdl");
+    std::fs::write(
+        &path,
+        r#"
+image "debian" {
+    debootstrap suite="bookworm"
+}
+image "app" {
+    from "debian"
+    copy "motd" "/etc/motd"
+    run "true"
+}
+container "web" {
+    image "app"
+}
+"#,
+    )
+    .unwrap();
+    let outcome = ctm::engine::load::load_and_validate(&path, None).unwrap();
+    assert!(outcome.diagnostics.is_empty(), "{:?}", outcome.diagnostics);
+    let host = &outcome.validated.as_ref().unwrap().host;
+    let artifacts = ctm::compile::compile(host);
+    let steps = &artifacts.files["etc/ctm/machines/web/provision.json"];
+    let ctm::compile::Content::File { text, .. } = &steps.content else {
+        panic!("a file");
+    };
+    let steps: Vec<Step> = serde_json::from_str(text).unwrap();
+    let Action::CreateRootfs { image, source } = &steps[0].action else {
+        panic!("{:?}", steps[0]);
+    };
+    assert_eq!(image, "app");
+    let motd = std::fs::canonicalize(dir.path()).unwrap().join("motd");
+    assert_eq!(
+        *source,
+        RootfsSource::Build {
+            parent: "debian".into(),
+            from: Box::new(RootfsSource::Debootstrap {
+                suite: "bookworm".into(),
+                mirror: None,
+                variant: None,
+                packages: Vec::new(),
+            }),
+            network: false,
+            steps: vec![
+                BuildStep::Copy {
+                    source: motd.display().to_string(),
+                    destination: "/etc/motd".into(),
+                },
+                BuildStep::Run {
+                    command: "true".into()
+                },
+            ],
+        }
+    );
+}
