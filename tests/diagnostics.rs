@@ -2222,7 +2222,7 @@ fn image_source_missing() {
     );
     assert_help(
         &d,
-        "add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\", oci \"REGISTRY/REPOSITORY:TAG\", oci-archive \"/path.tar\"",
+        "add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\", oci \"REGISTRY/REPOSITORY:TAG\", oci-archive \"/path.tar\", from \"IMAGE\"",
     );
 }
 
@@ -5700,4 +5700,172 @@ fn application_needs_boot() {
     // With `boot`, the image's init runs, and configures the network.
     let booted = text.replace("    network \"lan\"\n}", "    boot\n    network \"lan\"\n}");
     assert_eq!(list(&diagnose(&booted, Format::Kdl)), "");
+}
+
+// ---- image builds ----------------------------------------------------------
+
+#[test]
+fn a_build_from_an_image_that_does_not_exist() {
+    let text = kdl("image \"app\" {\n    from \"debain\"\n    run \"true\"\n}\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no image named `debain`",
+        "\"debain\"",
+        "from \"debain\"",
+    );
+    assert_help(&d, "did you mean `debian`?");
+}
+
+#[test]
+fn images_built_from_each_other() {
+    let text = kdl(
+        "image \"a\" {\n    from \"b\"\n    run \"true\"\n}\nimage \"b\" {\n    from \"a\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::image-cycle",
+        "image `a` is built from itself: `a` → `b` → `a`",
+        "\"b\"",
+        "from \"b\"",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[("\"a\"", "from \"a\"", "`b` is built from here")],
+    );
+    // The same in TOML.
+    let text = toml("[image.a]\nfrom = \"b\"\n\n[image.b]\nfrom = \"a\"\n");
+    expect_one(
+        &text,
+        Format::Toml,
+        "ctm::image-cycle",
+        "image `a` is built from itself: `a` → `b` → `a`",
+        "\"b\"",
+        "from = \"b\"",
+    );
+}
+
+#[test]
+fn a_build_step_without_from() {
+    let text = kdl("image \"app\" {\n    run \"true\"\n}\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::build-without-from",
+        "image `app` has a `run` step but no `from`",
+        "run",
+        "run \"true\"",
+    );
+    assert_help(&d, "add `from \"IMAGE\"`: the image the steps start from");
+}
+
+#[test]
+fn a_copy_source_that_leads_out_of_the_host_files_directory() {
+    let text = kdl(
+        "image \"app\" {\n    from \"debian\"\n    copy \"../etc/passwd\" \"/etc/passwd\"\n}\n",
+    );
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-path",
+        "`../etc/passwd` leads out of the host file's directory; a copy source must lie inside it",
+        "\"../etc/passwd\"",
+        "copy",
+    );
+}
+
+/// Loads `text` as the host file `host.kdl` in a directory of its own
+/// (with `files` beside it), as every command does: the engine looks for
+/// copy sources there.
+fn load_beside(text: &str, files: &[&str]) -> (tempfile::TempDir, ctm::engine::load::Outcome) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in files {
+        std::fs::write(dir.path().join(f), "x").unwrap();
+    }
+    let path = dir.path().join("host.kdl");
+    std::fs::write(&path, text).unwrap();
+    let outcome = ctm::engine::load::load_and_validate(&path, None).unwrap();
+    (dir, outcome)
+}
+
+#[test]
+fn a_copy_source_that_is_not_beside_the_host_file() {
+    let text = kdl(
+        "image \"app\" {\n    from \"debian\"\n    copy \"app.conf\" \"/etc/app.conf\"\n    copy \"site.conf\" \"/etc/site.conf\"\n}\n",
+    );
+    let (dir, outcome) = load_beside(&text, &["app.conf"]);
+    assert!(outcome.validated.is_none());
+    assert_eq!(
+        outcome.diagnostics.len(),
+        1,
+        "{}",
+        list(&outcome.diagnostics)
+    );
+    let d = &outcome.diagnostics[0];
+    let directory = std::fs::canonicalize(dir.path()).unwrap();
+    check(
+        &text,
+        d,
+        "ctm::copy-source",
+        &format!(
+            "copy source `site.conf` is not in {} (No such file or directory (os error 2))",
+            directory.display()
+        ),
+        "\"site.conf\"",
+        "copy \"site.conf\"",
+    );
+    // With the file there, the model has its path on the host.
+    std::fs::write(dir.path().join("site.conf"), "x").unwrap();
+    let outcome = ctm::engine::load::load_and_validate(&dir.path().join("host.kdl"), None).unwrap();
+    let validated = outcome.validated.expect("valid once the source is there");
+    let ctm::model::ImageSource::Build { steps, .. } =
+        &validated.host.images[&ctm::model::Name::parse("app").unwrap()].source
+    else {
+        panic!("a build");
+    };
+    let paths: Vec<_> = steps
+        .iter()
+        .filter_map(|s| match s {
+            ctm::model::BuildStep::Copy { host_path, .. } => host_path.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            directory.join("app.conf").display().to_string(),
+            directory.join("site.conf").display().to_string()
+        ]
+    );
+}
+
+#[test]
+fn a_copy_source_that_a_symbolic_link_leads_out_of_the_directory() {
+    let text =
+        kdl("image \"app\" {\n    from \"debian\"\n    copy \"secrets\" \"/etc/secrets\"\n}\n");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc", dir.path().join("secrets")).unwrap();
+    let path = dir.path().join("host.kdl");
+    std::fs::write(&path, &text).unwrap();
+    let outcome = ctm::engine::load::load_and_validate(&path, None).unwrap();
+    assert_eq!(
+        outcome.diagnostics.len(),
+        1,
+        "{}",
+        list(&outcome.diagnostics)
+    );
+    check(
+        &text,
+        &outcome.diagnostics[0],
+        "ctm::copy-source",
+        &format!(
+            "copy source `secrets` leads out of {} (to /etc)",
+            std::fs::canonicalize(dir.path()).unwrap().display()
+        ),
+        "\"secrets\"",
+        "copy",
+    );
 }

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod btrfs;
+pub mod build;
 pub mod cgroups;
 pub mod exec;
 pub mod git;

@@ -535,7 +535,7 @@ pub fn image_tree(
             }
             let provenance = Provenance {
                 digest: Some(format!("sha256:{actual}")),
-                blobs: Vec::new(),
+                ..Provenance::default()
             };
             build_once(
                 root,
@@ -622,6 +622,7 @@ pub fn image_tree(
                 |dir, echo| oci::unpack(root, &pulled, dir, echo),
             )
         }
+        RootfsSource::Build { .. } => super::build::build(root, image, source, progress),
         RootfsSource::Debootstrap {
             suite,
             mirror,
@@ -772,6 +773,11 @@ pub struct StoredImage {
     /// The bytes of the tree's files, counted once per inode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// A built image's steps in the build cache (`.build/KEY`): kept
+    /// while the image is, so that a changed recipe reruns only from the
+    /// step that changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
 }
 
 impl StoredImage {
@@ -784,9 +790,11 @@ impl StoredImage {
 
 /// What [`build_once`] records of an image besides its definition.
 #[derive(Default)]
-struct Provenance {
-    digest: Option<String>,
-    blobs: Vec<String>,
+pub(super) struct Provenance {
+    pub digest: Option<String>,
+    pub blobs: Vec<String>,
+    /// A build's steps in the build cache.
+    pub steps: Vec<String>,
 }
 
 impl Provenance {
@@ -794,13 +802,19 @@ impl Provenance {
         Provenance {
             digest: Some(pulled.manifest.to_string()),
             blobs: pulled.blobs.iter().map(|b| b.to_string()).collect(),
+            steps: Vec::new(),
         }
     }
 }
 
 /// The tree [`build_once`] made of this definition and `extra`, if it is
 /// there.
-fn stored_tree(root: &Path, image: &str, source: &RootfsSource, extra: &str) -> Option<PathBuf> {
+pub(super) fn stored_tree(
+    root: &Path,
+    image: &str,
+    source: &RootfsSource,
+    extra: &str,
+) -> Option<PathBuf> {
     let tree = root
         .join(IMAGE_STORE)
         .join(format!("{image}-{}", store_key(source, extra)));
@@ -811,7 +825,7 @@ fn stored_tree(root: &Path, image: &str, source: &RootfsSource, extra: &str) -> 
 /// temporary directory first, renamed when complete. `KEY` hashes the
 /// definition and `extra`, what it points at (the mirror, the tarball's
 /// digest).
-fn build_once(
+pub(super) fn build_once(
     root: &Path,
     image: &str,
     source: &RootfsSource,
@@ -856,6 +870,7 @@ fn build_once(
         digest: provenance.digest,
         blobs: provenance.blobs,
         size: Some(tree_size(&temporary)),
+        steps: provenance.steps,
     };
     // Plain data: serializing it cannot fail.
     let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
@@ -915,6 +930,31 @@ pub fn remove_image(record: &Path) -> Result<(), SystemError> {
         .map_err(|e| error(format!("removing {}", record.display()), e.to_string()))
 }
 
+/// The trees of the build cache that no image in the store was built
+/// through (left by a recipe since changed, an image removed, or a
+/// build that was interrupted).
+pub fn unused_build_steps(root: &Path) -> Vec<PathBuf> {
+    let kept: std::collections::BTreeSet<String> = stored_images(root)
+        .into_iter()
+        .flat_map(|(_, s)| s.steps)
+        .collect();
+    let Ok(entries) = std::fs::read_dir(root.join(IMAGE_STORE).join(".build")) else {
+        return Vec::new();
+    };
+    let mut unused: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_str().is_some_and(|n| kept.contains(n)))
+        .map(|e| e.path())
+        .collect();
+    unused.sort();
+    unused
+}
+
+/// Removes a tree of the build cache that [`unused_build_steps`] listed.
+pub fn remove_build_step(tree: &Path) -> Result<(), SystemError> {
+    remove_tree(tree)
+}
+
 /// Every image in the store with its record: the record's path (the
 /// tree is beside it, without `.json`) and what it says. Images without a
 /// readable record are left out, as [`unused_images`] leaves them.
@@ -964,7 +1004,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn remove_tree(path: &Path) -> Result<(), SystemError> {
+pub(super) fn remove_tree(path: &Path) -> Result<(), SystemError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -1132,6 +1172,44 @@ mod tests {
             image_tree(root.path(), "t", &right, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again, tree);
         assert!(lines[0].contains("is in the store"), "{lines:?}");
+    }
+
+    #[test]
+    fn only_build_steps_no_stored_image_was_built_through_are_unused() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join(IMAGE_STORE);
+        for step in ["kept", "changed", "interrupted.ctm-new"] {
+            std::fs::create_dir_all(store.join(".build").join(step)).unwrap();
+        }
+        let record = StoredImage {
+            image: "app".into(),
+            source: RootfsSource::Directory {
+                path: "/srv/app".into(),
+            },
+            digest: None,
+            blobs: Vec::new(),
+            size: None,
+            steps: vec!["kept".into()],
+        };
+        std::fs::create_dir_all(store.join("app-0123")).unwrap();
+        std::fs::write(
+            store.join("app-0123.json"),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        let unused = unused_build_steps(root.path());
+        assert_eq!(
+            unused,
+            [
+                store.join(".build/changed"),
+                store.join(".build/interrupted.ctm-new")
+            ]
+        );
+        for tree in &unused {
+            remove_build_step(tree).unwrap();
+        }
+        assert!(store.join(".build/kept").is_dir());
+        assert!(unused_build_steps(root.path()).is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `ctm images`, `ctm image pull NAME [FILE]`, `ctm image rm NAME`.
+//! `ctm images`, `ctm image pull NAME [FILE]`, `ctm image build NAME
+//! [FILE]`, `ctm image rm NAME`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,10 @@ pub enum Command {
     /// Build, pull or unpack an image into the store now, as a container's
     /// first apply would (nothing if it is there already).
     Pull(PullArgs),
+    /// Build an image from its recipe (`from`, `run`, `copy`, `env`) into
+    /// the store now, showing each step; the steps an earlier build ran
+    /// unchanged come from the build cache (nothing runs if none changed).
+    Build(PullArgs),
     /// Remove an image from the store (refused while a container of the
     /// current generation is made from it).
     Rm(RmArgs),
@@ -84,12 +89,16 @@ pub fn list(args: &ListArgs) -> miette::Result<ExitCode> {
 
 pub fn run(command: &Command) -> miette::Result<ExitCode> {
     match command {
-        Command::Pull(args) => {
+        Command::Pull(args) | Command::Build(args) => {
             let from = match &args.file {
                 Some(file) => Definition::HostFile(file),
                 None => Definition::Current,
             };
-            let tree = images::pull(&args.root.target(), &args.name, from, &mut say)?;
+            let make = match command {
+                Command::Build(_) => images::build,
+                _ => images::pull,
+            };
+            let tree = make(&args.root.target(), &args.name, from, &mut say)?;
             outln(&format!("Image {} is at {tree}.", args.name));
         }
         Command::Rm(args) => {

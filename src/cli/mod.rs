@@ -132,7 +132,8 @@ enum Command {
     /// made from them) and those the store keeps for older ones.
     Images(images::ListArgs),
     /// Images: `pull NAME [FILE]` builds, pulls or unpacks one into the
-    /// store now; `rm NAME` removes one no container uses.
+    /// store now; `build NAME [FILE]` builds one from its recipe; `rm
+    /// NAME` removes one no container uses.
     #[command(subcommand)]
     Image(images::Command),
     /// Remove old generations, and the images that no generation left uses.

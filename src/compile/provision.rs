@@ -8,12 +8,13 @@
 //! step like any changed file. Commands are argument vectors, never shell
 //! text: a value from the host file cannot become shell syntax.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Artifacts, Owner};
-use crate::model::{Container, Host, Image, ImageSource, PackageName, RootMode};
+use crate::model::{self, Container, Host, Image, ImageSource, Name, PackageName, RootMode};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
@@ -112,11 +113,65 @@ pub enum RootfsSource {
         variant: Option<String>,
         packages: Vec<String>,
     },
+    /// Built from image `parent` (defined by `from`), step by step.
+    Build {
+        parent: String,
+        from: Box<RootfsSource>,
+        network: bool,
+        steps: Vec<BuildStep>,
+    },
+}
+
+/// One step of [`RootfsSource::Build`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum BuildStep {
+    /// `/bin/sh -c COMMAND` in a container of the image so far.
+    Run { command: String },
+    /// `source` (on the host, absolute) copied to `destination` in the
+    /// image.
+    Copy { source: String, destination: String },
+    /// An environment variable for the `run` steps after it.
+    Env { name: String, value: String },
 }
 
 impl RootfsSource {
-    pub fn of(image: &Image) -> RootfsSource {
-        match &image.source {
+    /// The definition of `image`; `images` are the host's, where a build
+    /// finds its parent. `None` if a parent is missing, which validation
+    /// refuses (as it refuses a cycle).
+    pub fn of(image: &Image, images: &BTreeMap<Name, Image>) -> Option<RootfsSource> {
+        Some(match &image.source {
+            ImageSource::Build {
+                from,
+                network,
+                steps,
+            } => RootfsSource::Build {
+                parent: from.to_string(),
+                from: Box::new(RootfsSource::of(images.get(from)?, images)?),
+                network: *network,
+                steps: steps
+                    .iter()
+                    .map(|step| match step {
+                        model::BuildStep::Run { command } => BuildStep::Run {
+                            command: command.clone(),
+                        },
+                        model::BuildStep::Copy {
+                            source,
+                            destination,
+                            host_path,
+                        } => BuildStep::Copy {
+                            // Without the engine's path, the relative one,
+                            // which the executor refuses.
+                            source: host_path.clone().unwrap_or_else(|| source.to_string()),
+                            destination: destination.to_string(),
+                        },
+                        model::BuildStep::Env { name, value } => BuildStep::Env {
+                            name: name.as_str().to_string(),
+                            value: value.clone(),
+                        },
+                    })
+                    .collect(),
+            },
             ImageSource::Directory { path } => RootfsSource::Directory {
                 path: path.to_string(),
             },
@@ -150,7 +205,7 @@ impl RootfsSource {
                     .map(|p| p.as_str().to_string())
                     .collect(),
             },
-        }
+        })
     }
 }
 
@@ -208,11 +263,16 @@ pub fn rootfs_step(container: &str, image: &str, source: RootfsSource, root: Roo
 
 /// `linked`: the container is an end of a `link`, whose interface its
 /// networkd configures as it does `host0`.
-pub fn steps(container: &Container, image: &Image, dns: &[IpAddr], linked: bool) -> Vec<Step> {
+pub fn steps(
+    container: &Container,
+    source: RootfsSource,
+    dns: &[IpAddr],
+    linked: bool,
+) -> Vec<Step> {
     let mut steps = vec![rootfs_step(
         container.name.as_str(),
         container.image.as_str(),
-        RootfsSource::of(image),
+        source,
         container.root,
     )];
     if container.network.is_some() || linked {
@@ -362,8 +422,13 @@ pub fn steps_path(container: &str) -> String {
 }
 
 pub fn container(host: &Host, container: &Container, out: &mut Artifacts) {
-    let Some(image) = host.images.get(&container.image) else {
-        // Validation refuses a container whose image is not defined.
+    // Validation refuses a container whose image is not defined, and a
+    // build whose parent is not.
+    let Some(source) = host
+        .images
+        .get(&container.image)
+        .and_then(|image| RootfsSource::of(image, &host.images))
+    else {
         return;
     };
     let dns = container
@@ -376,7 +441,7 @@ pub fn container(host: &Host, container: &Container, out: &mut Artifacts) {
         Owner::Container(container.name.clone()),
         steps_json(&steps(
             container,
-            image,
+            source,
             dns,
             host.link_ends(&container.name).next().is_some(),
         )),

@@ -276,6 +276,56 @@ static OCI_ARCHIVE: NodeSpec = leaf(
     &[arg("path", String, "Absolute path of the archive.")],
 );
 
+static BUILD_FROM: NodeSpec = NodeSpec {
+    name: "from",
+    doc: "Build the image from another image of the host file: each `run`, `copy` and `env` step, in order, in a container of the one before.",
+    example: "from \"debian-bookworm\" network=#true",
+    args: &[arg("image", String, "Name of the parent `image`.")],
+    props: &[prop(
+        "network",
+        Bool,
+        "Give the build's `run` steps the host's network (default `#false`: no network at all).",
+    )],
+    any_props: None,
+    children: NO_CHILDREN,
+    keyed: false,
+};
+
+static RUN: NodeSpec = leaf(
+    "run",
+    "A build step: a command run by `/bin/sh -c` in a container of the image so far.",
+    "run \"apt-get install --yes nginx\"",
+    &[arg("command", String, "The shell command.")],
+);
+
+static COPY: NodeSpec = leaf(
+    "copy",
+    "A build step: a file or directory beside the host file, copied into the image.",
+    "copy \"site\" \"/srv/site\"",
+    &[
+        arg(
+            "source",
+            String,
+            "Path relative to the host file's directory, inside it.",
+        ),
+        arg(
+            "destination",
+            String,
+            "Absolute path in the image it becomes.",
+        ),
+    ],
+);
+
+static ENV: NodeSpec = leaf(
+    "env",
+    "A build step: an environment variable for the `run` steps after it.",
+    "env \"DEBIAN_FRONTEND\" \"noninteractive\"",
+    &[
+        arg("name", String, "The variable's name."),
+        arg("value", String, "Its value."),
+    ],
+);
+
 static PACKAGES: NodeSpec = NodeSpec {
     name: "packages",
     doc: "Packages to install into the image (or container).",
@@ -306,6 +356,10 @@ static IMAGE: NodeSpec = NodeSpec {
         once(&TARBALL),
         once(&OCI),
         once(&OCI_ARCHIVE),
+        once(&BUILD_FROM),
+        many(&RUN),
+        many(&COPY),
+        many(&ENV),
         many(&PACKAGES),
     ],
     keyed: true,

@@ -136,6 +136,11 @@ pub enum Event {
     RemovedBlobs {
         count: usize,
     },
+    /// Trees of the build cache that no image was built through were
+    /// removed.
+    RemovedBuildSteps {
+        count: usize,
+    },
     /// An OCI image's tag was resolved to a digest, which the lock file
     /// now pins.
     ImageResolved {
@@ -382,6 +387,12 @@ impl fmt::Display for Event {
             Event::RemovedImage { path } => {
                 write!(f, "Removed image {path} (no generation uses it).")
             }
+            Event::RemovedBuildSteps { count } => write!(
+                f,
+                "Removed {count} step{} of the build cache (no image was built through {}).",
+                if *count == 1 { "" } else { "s" },
+                if *count == 1 { "it" } else { "them" }
+            ),
             Event::RemovedBlobs { count } => write!(
                 f,
                 "Removed {count} blob{} of the OCI cache (no image uses {}).",

@@ -157,6 +157,13 @@ fn remove_unused_images(session: &Session, events: Events<'_>) -> miette::Result
         });
     }
     images::remove_unused_blobs(session.store.root(), events)?;
+    let steps = provision::unused_build_steps(session.store.root());
+    for tree in &steps {
+        provision::remove_build_step(tree)?;
+    }
+    if !steps.is_empty() {
+        events(Event::RemovedBuildSteps { count: steps.len() });
+    }
     Ok(unused.len())
 }
 

@@ -1,7 +1,8 @@
 //! Images: resolving the tags of OCI images that neither the host file
 //! nor its lock pins, before the host file is compiled (so that the plan
 //! shows the digest and the lock records it); listing, pulling and
-//! removing images (`ctm images`, `ctm image pull`, `ctm image rm`).
+//! removing images (`ctm images`, `ctm image pull`, `ctm image build`,
+//! `ctm image rm`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -212,6 +213,9 @@ pub fn describe(source: &RootfsSource) -> String {
         RootfsSource::Oci { reference, .. } => format!("oci {reference}"),
         RootfsSource::OciArchive { path } => format!("oci-archive {path}"),
         RootfsSource::Debootstrap { suite, .. } => format!("debootstrap {suite}"),
+        RootfsSource::Build { parent, steps, .. } => {
+            format!("build from {parent}, {} steps", steps.len())
+        }
     }
 }
 
@@ -303,6 +307,28 @@ pub fn pull(
     from: Definition<'_>,
     events: Events<'_>,
 ) -> miette::Result<String> {
+    make(target, name, from, false, events)
+}
+
+/// `ctm image build NAME [FILE]`: [`pull`] of an image built from a
+/// recipe (`from`, `run`, `copy`, `env`), refused for any other: the
+/// steps an earlier build ran unchanged come from the build cache.
+pub fn build(
+    target: &Target,
+    name: &str,
+    from: Definition<'_>,
+    events: Events<'_>,
+) -> miette::Result<String> {
+    make(target, name, from, true, events)
+}
+
+fn make(
+    target: &Target,
+    name: &str,
+    from: Definition<'_>,
+    recipe_only: bool,
+    events: Events<'_>,
+) -> miette::Result<String> {
     // Serialised with applies, which build into the same store.
     let session = Session::open(target, Access::ChangeState, events)?;
     let (source, place, known) = match from {
@@ -320,7 +346,7 @@ pub fn pull(
                 images
                     .iter()
                     .find(|(n, _)| n.as_str() == name)
-                    .map(|(_, i)| RootfsSource::of(i)),
+                    .and_then(|(_, i)| RootfsSource::of(i, images)),
                 format!("in {}", file.display()),
                 images.keys().map(|n| n.to_string()).collect::<Vec<_>>(),
             )
@@ -354,6 +380,13 @@ pub fn pull(
         }
         .into());
     };
+    if recipe_only && !matches!(source, RootfsSource::Build { .. }) {
+        return Err(miette::miette!(
+            help = format!("`ctm image pull {name}` makes it"),
+            "image {name} has no recipe to build: it is {}",
+            describe(&source)
+        ));
+    }
     let mut step = |line: &str| events(Event::Step { line: line.into() });
     let tree = provision::image_tree(session.store.root(), name, &source, &mut step)
         .map_err(|e| miette::miette!("{e}"))?;

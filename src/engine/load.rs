@@ -9,7 +9,7 @@ use crate::compile::{self, Artifacts};
 use crate::config::{self, Format, Source};
 use crate::diagnostic::{Diagnostic, json_in_file};
 use crate::lock::Lock;
-use crate::model::Host;
+use crate::model::{BuildStep, Host, ImageSource};
 use crate::validate::{self, Validated};
 
 /// The lock file that belongs to a host file: `host.kdl` → `host.kdl.lock`.
@@ -179,7 +179,12 @@ fn validate_parsed(
     let syntax_failed = document.nodes.is_empty() && !diagnostics.is_empty();
     if lock_diagnostic.is_none() && !syntax_failed {
         match validate::validate(document, &previous) {
-            Ok(v) if diagnostics.is_empty() => validated = Some(v),
+            Ok(mut v) if diagnostics.is_empty() => {
+                diagnostics.extend(find_copy_sources(path, document, &mut v));
+                if diagnostics.is_empty() {
+                    validated = Some(v);
+                }
+            }
             Ok(_) => {}
             Err(more) => diagnostics.extend(more),
         }
@@ -307,6 +312,85 @@ impl CompileCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+}
+
+/// Finds the source of every `copy` step of an image build beside the
+/// host file at `host_file` and puts its path in the model (resolved:
+/// no symbolic link left in it), so that compiling reads no disk. A
+/// source that is not there, or that a symbolic link leads out of the
+/// host file's directory, is a diagnostic at the source.
+fn find_copy_sources(
+    host_file: &Path,
+    document: &config::Document,
+    validated: &mut Validated,
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let directory = match host_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let directory = std::fs::canonicalize(directory).unwrap_or_else(|_| directory.to_path_buf());
+    for node in document.nodes_named("image") {
+        let Some(image) = node
+            .arg(0)
+            .and_then(|n| n.value.as_str())
+            .and_then(|n| crate::model::Name::parse(n).ok())
+            .and_then(|n| validated.host.images.get_mut(&n))
+        else {
+            continue;
+        };
+        let ImageSource::Build { steps, .. } = &mut image.source else {
+            continue;
+        };
+        let mut nodes: Vec<&config::Node> = node.children_named("copy").collect();
+        // In the order validation read the steps.
+        nodes.sort_by_key(|n| n.span.offset());
+        let copies = steps.iter_mut().filter_map(|s| match s {
+            BuildStep::Copy {
+                source, host_path, ..
+            } => Some((source, host_path)),
+            _ => None,
+        });
+        for ((source, host_path), node) in copies.zip(nodes) {
+            let Some(span) = node.arg(0).map(|a| a.span) else {
+                continue;
+            };
+            let wanted = directory.join(source.as_str());
+            match std::fs::canonicalize(&wanted) {
+                Ok(found) if found.starts_with(&directory) => {
+                    *host_path = Some(found.display().to_string());
+                }
+                Ok(found) => diagnostics.push(
+                    Diagnostic::error(
+                        "ctm::copy-source",
+                        format!(
+                            "copy source `{source}` leads out of {} (to {})",
+                            directory.display(),
+                            found.display()
+                        ),
+                        span,
+                    )
+                    .with_label("a symbolic link leads out")
+                    .with_help(
+                        "a build copies only what lies beside its host file; copy the file there",
+                    ),
+                ),
+                Err(e) => diagnostics.push(
+                    Diagnostic::error(
+                        "ctm::copy-source",
+                        format!(
+                            "copy source `{source}` is not in {} ({e})",
+                            directory.display()
+                        ),
+                        span,
+                    )
+                    .with_label("not found")
+                    .with_help("a copy source is relative to the host file's directory"),
+                ),
+            }
+        }
+    }
+    diagnostics
 }
 
 impl Outcome {

@@ -144,6 +144,33 @@ pub enum ImageSource {
     OciArchive {
         path: AbsPath,
     },
+    /// Built from another image of the host file, step by step.
+    Build {
+        from: Name,
+        /// The `run` steps reach the host's network.
+        network: bool,
+        steps: Vec<BuildStep>,
+    },
+}
+
+/// One step of an image build, in the order the host file gives them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum BuildStep {
+    /// `/bin/sh -c COMMAND` in a container of the image so far.
+    Run { command: String },
+    /// A file or directory beside the host file, copied to `destination`.
+    Copy {
+        source: RelPath,
+        destination: AbsPath,
+        /// `source` on the host: the host file's directory joined to it.
+        /// Never read from the host file, but put here by the engine once
+        /// it found the source there (`engine::load`), so that compiling
+        /// reads no disk.
+        host_path: Option<String>,
+    },
+    /// An environment variable for the `run` steps after it.
+    Env { name: EnvName, value: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -247,6 +247,41 @@ impl fmt::Display for AbsPath {
     }
 }
 
+/// A path relative to the host file's directory that stays inside it:
+/// no `..`, no `/` at the start, no empty or `.` components, nothing a
+/// shell or a unit file treats specially. (A symbolic link that leads out
+/// is refused when the source is read, which only the engine does.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RelPath(String);
+
+impl RelPath {
+    pub fn parse(s: &str) -> Result<RelPath, String> {
+        if s.starts_with('/') {
+            return Err(format!(
+                "`{s}` is absolute; a copy source is relative to the host file's directory"
+            ));
+        }
+        if s.split('/').any(|part| part == "..") {
+            return Err(format!(
+                "`{s}` leads out of the host file's directory; a copy source must lie inside it"
+            ));
+        }
+        // The same characters and lengths as an absolute path.
+        AbsPath::parse(&format!("/{s}")).map(|_| RelPath(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A TCP or UDP port, 1–65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]

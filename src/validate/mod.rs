@@ -258,6 +258,8 @@ impl Validator {
 
     fn images(&mut self, doc: &Document) -> BTreeMap<Name, (SourceSpan, Image)> {
         let mut images = BTreeMap::new();
+        // The parent each build names, where it names it.
+        let mut parents: BTreeMap<Name, Spanned<String>> = BTreeMap::new();
         for (name, (span, node)) in self.named(doc, "image") {
             let mut sources = Vec::new();
             if let Some(d) = node.child("debootstrap") {
@@ -320,12 +322,58 @@ impl Validator {
                     path.map(|p| ImageSource::OciArchive { path: p.value }),
                 ));
             }
+            let mut parent = None;
+            if let Some(f) = node.child("from") {
+                let from = self.parse_str(f.arg(0), "ctm::invalid-name", Name::parse);
+                let network = f
+                    .prop("network")
+                    .and_then(|n| n.value.as_bool())
+                    .unwrap_or(false);
+                let steps = self.build_steps(node);
+                if let Some(from) = &from {
+                    parent = Some(from.clone().map(|n| n.to_string()));
+                }
+                sources.push((
+                    f.name.span,
+                    from.zip(steps).map(|(from, steps)| ImageSource::Build {
+                        from: from.value,
+                        network,
+                        steps,
+                    }),
+                ));
+            } else if let Some(step) = node
+                .children
+                .iter()
+                .find(|c| matches!(c.name.value.as_str(), "run" | "copy" | "env"))
+            {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::build-without-from",
+                        format!(
+                            "image `{name}` has a `{}` step but no `from`",
+                            step.name.value
+                        ),
+                        step.name.span,
+                    )
+                    .with_label("a build step")
+                    .with_help("add `from \"IMAGE\"`: the image the steps start from"),
+                );
+                sources.push((step.name.span, None));
+            }
+            if let Some(parent) = parent {
+                parents.insert(name.clone(), parent);
+            }
             let packages = packages(self, node);
             // debootstrap installs an image's packages as it builds it; a
             // ready-made tree, tarball or OCI image is used as it is.
             if let [(source_span, Some(source))] = sources.as_slice()
                 && !matches!(source, ImageSource::Debootstrap { .. })
             {
+                let help = if matches!(source, ImageSource::Build { .. }) {
+                    "a built image installs packages with a step: run \"apt-get install --yes NAME…\" (with `from … network=#true`)"
+                } else {
+                    "ctm never changes a directory, tarball or OCI image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned"
+                };
                 for p in node.children_named("packages") {
                     self.push(
                         Diagnostic::error(
@@ -335,7 +383,7 @@ impl Validator {
                         )
                         .with_label("packages for a ready-made tree")
                         .with_related(*source_span, "the image's source")
-                        .with_help("ctm never changes a directory, tarball or OCI image; list the packages on the containers (or their template) instead, where they are installed when the container is provisioned"),
+                        .with_help(help),
                     );
                 }
             }
@@ -347,7 +395,7 @@ impl Validator {
                         span,
                     )
                     .with_label("nothing to build this image from")
-                    .with_help("add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\", oci \"REGISTRY/REPOSITORY:TAG\", oci-archive \"/path.tar\""),
+                    .with_help("add one of: debootstrap suite=\"bookworm\", directory \"/path\", tarball \"/path.tar.zst\", oci \"REGISTRY/REPOSITORY:TAG\", oci-archive \"/path.tar\", from \"IMAGE\""),
                 ),
                 [(_, Some(source))] => {
                     images.insert(
@@ -374,7 +422,7 @@ impl Validator {
                             )
                             .with_label("second source")
                             .with_related(*first, "first source")
-                            .with_help("an image is built from exactly one of debootstrap, directory, tarball, oci or oci-archive"),
+                            .with_help("an image is built from exactly one of debootstrap, directory, tarball, oci, oci-archive or from"),
                         );
                     }
                 }
@@ -384,7 +432,148 @@ impl Validator {
                 self.broken_images.insert(name);
             }
         }
+        self.parents(&mut images, &parents);
         images
+    }
+
+    /// An image's `run`, `copy` and `env` steps in the order the file
+    /// gives them (in TOML, the order of their `[[image.NAME.run]]`
+    /// tables); `None` if one is invalid (and reported).
+    fn build_steps(&mut self, node: &Node) -> Option<Vec<BuildStep>> {
+        let mut nodes: Vec<&Node> = node
+            .children
+            .iter()
+            .filter(|c| matches!(c.name.value.as_str(), "run" | "copy" | "env"))
+            .collect();
+        nodes.sort_by_key(|n| n.span.offset());
+        let mut steps = Vec::new();
+        let mut valid = true;
+        for step in nodes {
+            let parsed = match step.name.value.as_str() {
+                "run" => self
+                    .parse_str(step.arg(0), "ctm::invalid-value", |s| {
+                        if s.trim().is_empty() {
+                            Err("the command is empty".into())
+                        } else if s.contains('\0') {
+                            Err("a command may not contain a NUL character".into())
+                        } else {
+                            Ok(s.to_string())
+                        }
+                    })
+                    .map(|c| BuildStep::Run { command: c.value }),
+                "copy" => {
+                    let source = self.parse_str(step.arg(0), "ctm::invalid-path", RelPath::parse);
+                    let destination =
+                        self.parse_str(step.arg(1), "ctm::invalid-path", AbsPath::parse);
+                    source.zip(destination).map(|(s, d)| BuildStep::Copy {
+                        source: s.value,
+                        destination: d.value,
+                        host_path: None,
+                    })
+                }
+                _ => {
+                    let env_name =
+                        self.parse_str(step.arg(0), "ctm::invalid-value", EnvName::parse);
+                    let value = self.parse_str(step.arg(1), "ctm::invalid-value", |s| {
+                        match s.chars().find(|c| c.is_control()) {
+                            Some(c) => Err(format!(
+                                "`{}` may not appear in an environment value",
+                                c.escape_default()
+                            )),
+                            None => Ok(s.to_string()),
+                        }
+                    });
+                    env_name.zip(value).map(|(n, v)| BuildStep::Env {
+                        name: n.value,
+                        value: v.value,
+                    })
+                }
+            };
+            match parsed {
+                Some(parsed) => steps.push(parsed),
+                None => valid = false,
+            }
+        }
+        valid.then_some(steps)
+    }
+
+    /// Checks that each build's parent is an image of the file and that
+    /// no image is built, through its parents, from itself; an image that
+    /// fails either is left out.
+    fn parents(
+        &mut self,
+        images: &mut BTreeMap<Name, (SourceSpan, Image)>,
+        parents: &BTreeMap<Name, Spanned<String>>,
+    ) {
+        let known: Vec<&str> = images
+            .keys()
+            .chain(&self.broken_images)
+            .map(Name::as_str)
+            .collect();
+        let mut unknown = Vec::new();
+        for (name, parent) in parents {
+            let defined = images
+                .keys()
+                .chain(&self.broken_images)
+                .any(|n| n.as_str() == parent.value);
+            if !defined {
+                let others: Vec<&str> = known
+                    .iter()
+                    .copied()
+                    .filter(|k| *k != name.as_str())
+                    .collect();
+                unknown.push((name.clone(), unknown_reference("image", parent, &others)));
+            }
+        }
+        for (name, diagnostic) in unknown {
+            self.push(diagnostic);
+            images.remove(&name);
+            self.broken_images.insert(name);
+        }
+        // Each cycle once, named from its least member.
+        let mut in_cycle = BTreeSet::new();
+        for start in parents.keys() {
+            if in_cycle.contains(start) {
+                continue;
+            }
+            let mut path = vec![start.clone()];
+            while let Some(next) = parents
+                .get(path[path.len() - 1].as_str())
+                .and_then(|p| Name::parse(&p.value).ok())
+            {
+                if next == *start {
+                    let chain: Vec<String> = path
+                        .iter()
+                        .chain([start])
+                        .map(|n| format!("`{n}`"))
+                        .collect();
+                    let mut diagnostic = Diagnostic::error(
+                        "ctm::image-cycle",
+                        format!("image `{start}` is built from itself: {}", chain.join(" → ")),
+                        parents[start].span,
+                    )
+                    .with_label("from here")
+                    .with_help("one image of the chain must start from a debootstrap, directory, tarball, oci or oci-archive source");
+                    for other in &path[1..] {
+                        diagnostic = diagnostic.with_related(
+                            parents[other].span,
+                            format!("`{other}` is built from here"),
+                        );
+                    }
+                    self.push(diagnostic);
+                    for member in path {
+                        images.remove(&member);
+                        self.broken_images.insert(member.clone());
+                        in_cycle.insert(member);
+                    }
+                    break;
+                }
+                if path.contains(&next) || path.len() > parents.len() {
+                    break;
+                }
+                path.push(next);
+            }
+        }
     }
 
     /// An `oci` source: the reference, with the `digest` property folded
