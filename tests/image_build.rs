@@ -304,7 +304,7 @@ container "web" {
         panic!("a file");
     };
     let steps: Vec<Step> = serde_json::from_str(text).unwrap();
-    let Action::CreateRootfs { image, source } = &steps[0].action else {
+    let Action::CreateRootfs { image, source, .. } = &steps[0].action else {
         panic!("{:?}", steps[0]);
     };
     assert_eq!(image, "app");
