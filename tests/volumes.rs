@@ -1126,13 +1126,29 @@ fn the_backup_timers_service_started_by_hand_archives_and_keeps_the_newest() {
         return;
     };
     ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
-    // Enabled at boot through timers.target, and systemd reads its schedule.
+    // Started by the apply, enabled at boot through timers.target, and
+    // systemd reads its schedule.
     assert_eq!(
-        lab.ok(&["systemctl", "is-enabled", "ctm-backup-web.timer"]).trim(),
+        lab.ok(&["systemctl", "is-active", "ctm-backup-web.timer"])
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        lab.ok(&["systemctl", "is-enabled", "ctm-backup-web.timer"])
+            .trim(),
         "enabled"
     );
-    let shown = lab.ok(&["systemctl", "show", "-p", "TimersCalendar", "ctm-backup-web.timer"]);
-    assert!(shown.contains("OnCalendar=Mon..Fri *-*-* 02:00:00"), "{shown}");
+    let shown = lab.ok(&[
+        "systemctl",
+        "show",
+        "-p",
+        "TimersCalendar",
+        "ctm-backup-web.timer",
+    ]);
+    assert!(
+        shown.contains("OnCalendar=Mon..Fri *-*-* 02:00:00"),
+        "{shown}"
+    );
 
     let run = || {
         let out = lab.run(&["systemctl", "start", "ctm-backup-web.service"]);
@@ -1157,4 +1173,15 @@ fn the_backup_timers_service_started_by_hand_archives_and_keeps_the_newest() {
     for name in &kept {
         assert!(listed.contains(name.as_str()), "{name} not in:\n{listed}");
     }
+
+    // Without the block the next apply stops the timer; the archives stay.
+    std::fs::write(lab.path("/root/host.kdl"), LAB_SNAPSHOT_HOST).unwrap();
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("backup timers: stop ctm-backup-web.timer"),
+        "{applied}"
+    );
+    let state = lab.run(&["systemctl", "is-active", "ctm-backup-web.timer"]);
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "inactive");
+    assert_eq!(archives_in(&lab, "/srv/backups"), kept);
 }
