@@ -103,6 +103,21 @@ pub fn loopback_service(socket: &str) -> String {
     format!("{}.service", socket.trim_end_matches(".socket"))
 }
 
+/// The start of every backup timer's and service's unit name; the
+/// container's name and `.timer` or `.service` follow.
+pub const BACKUP_UNIT_PREFIX: &str = "ctm-backup-";
+
+/// The timer that backs a container up on the schedule of its `backup`
+/// block: `ctm-backup-web.timer`.
+pub fn backup_timer(container: &str) -> String {
+    format!("{BACKUP_UNIT_PREFIX}{container}.timer")
+}
+
+/// The service the backup timer starts: `ctm-backup-web.service`.
+pub fn backup_service(container: &str) -> String {
+    format!("{BACKUP_UNIT_PREFIX}{container}.service")
+}
+
 /// Where systemd's own TCP proxy lives on Debian (package `systemd`).
 pub const SOCKET_PROXYD: &str = "/lib/systemd/systemd-socket-proxyd";
 

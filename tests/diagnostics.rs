@@ -5869,3 +5869,112 @@ fn a_copy_source_that_a_symbolic_link_leads_out_of_the_directory() {
         "copy",
     );
 }
+
+// ---- scheduled backups -----------------------------------------------------
+
+/// The reader refuses control characters in every value before the
+/// calendar parser sees one (which refuses them again).
+#[test]
+fn backup_every_with_a_control_character() {
+    let text =
+        with_backup("        to \"/srv/backups\"\n        every \"daily\\nPersistent=no\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::control-character",
+        "value contains the control character \\n",
+        "\"daily\\nPersistent=no\"",
+        "every",
+    );
+}
+
+/// A container `db` with a `backup` block whose lines are `body`.
+fn with_backup(body: &str) -> String {
+    kdl(&container("db", &format!("    backup {{\n{body}    }}\n")))
+}
+
+#[test]
+fn a_backup_block_is_valid() {
+    let text = with_backup(
+        "        to \"/srv/backups\"\n        every \"Mon..Fri 02:00\"\n        keep 7\n",
+    );
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+    let text = toml(
+        "[container.db]\nimage = \"debian\"\nbackup = { to = \"/srv/backups\", every = \"daily\" }\n",
+    );
+    assert_eq!(list(&diagnose(&text, Format::Toml)), "");
+}
+
+#[test]
+fn backup_every_not_a_calendar_expression() {
+    let text = with_backup("        to \"/srv/backups\"\n        every \"sometimes\"\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-calendar",
+        "`sometimes` is not a calendar expression: `sometimes` is not a day of the week; \
+         write a systemd calendar expression such as `daily`, `*-*-* 03:00:00` or `Mon..Fri 02:00`",
+        "\"sometimes\"",
+        "every",
+    );
+    assert_eq!(d.label.as_deref(), Some("invalid value"));
+}
+
+#[test]
+fn backup_every_out_of_range_in_toml() {
+    let text = toml(
+        "[container.db]\nimage = \"debian\"\nbackup = { to = \"/srv/backups\", every = \"*-*-* 25:00\" }\n",
+    );
+    expect_one(
+        &text,
+        Format::Toml,
+        "ctm::invalid-calendar",
+        "`*-*-* 25:00` is not a calendar expression: the hour `25` is not a number from 0 to 23; \
+         write a systemd calendar expression such as `daily`, `*-*-* 03:00:00` or `Mon..Fri 02:00`",
+        "\"*-*-* 25:00\"",
+        "every",
+    );
+}
+
+#[test]
+fn backup_to_not_absolute() {
+    let text = with_backup("        to \"backups\"\n        every \"daily\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`backups` is not an absolute path",
+        "\"backups\"",
+        "to",
+    );
+}
+
+#[test]
+fn backup_keep_zero() {
+    let text =
+        with_backup("        to \"/srv/backups\"\n        every \"daily\"\n        keep 0\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`keep 0` would keep no backup; keep at least 1",
+        "0",
+        "keep",
+    );
+    assert_help(&d, "leave `keep` out to keep every archive");
+}
+
+#[test]
+fn backup_keep_too_many() {
+    let text = with_backup(
+        "        to \"/srv/backups\"\n        every \"daily\"\n        keep 5000000000\n",
+    );
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::invalid-value",
+        "`keep 5000000000` is more than the most ctm counts, 4294967295",
+        "5000000000",
+        "keep",
+    );
+}

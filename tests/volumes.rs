@@ -1361,3 +1361,88 @@ fn a_running_container_is_backed_up_frozen_and_restored_from_the_archive() {
     // The volume is ctm's still, with its quota: nothing to do.
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
 }
+
+/// The archives of container `web` in `dir` of the lab, oldest first.
+fn archives_in(lab: &Lab, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(lab.path(dir))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("web-") && n.ends_with(".ctm-backup.tar.zst"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_backup_timers_service_started_by_hand_archives_and_keeps_the_newest() {
+    let host = LAB_SNAPSHOT_HOST.replace(
+        "    volume \"data\" \"/srv/data\" idmap=#true\n",
+        "    volume \"data\" \"/srv/data\" idmap=#true\n    \
+         backup {\n        to \"/srv/backups\"\n        every \"Mon..Fri 02:00\"\n        keep 2\n    }\n",
+    );
+    let Some(BtrfsLab { lab, fs: _fs }) = BtrfsLab::boot("backup-timer", &host) else {
+        return;
+    };
+    ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    // Started by the apply, enabled at boot through timers.target, and
+    // systemd reads its schedule.
+    assert_eq!(
+        lab.ok(&["systemctl", "is-active", "ctm-backup-web.timer"])
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        lab.ok(&["systemctl", "is-enabled", "ctm-backup-web.timer"])
+            .trim(),
+        "enabled"
+    );
+    let shown = lab.ok(&[
+        "systemctl",
+        "show",
+        "-p",
+        "TimersCalendar",
+        "ctm-backup-web.timer",
+    ]);
+    assert!(
+        shown.contains("OnCalendar=Mon..Fri *-*-* 02:00:00"),
+        "{shown}"
+    );
+
+    let run = || {
+        let out = lab.run(&["systemctl", "start", "ctm-backup-web.service"]);
+        let journal = lab.run(&["journalctl", "-u", "ctm-backup-web.service", "--no-pager"]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            lab::show_output(&out),
+            lab::show_output(&journal)
+        );
+    };
+    run();
+    let first = archives_in(&lab, "/srv/backups");
+    assert_eq!(first.len(), 1, "{first:?}");
+    run();
+    run();
+    let kept = archives_in(&lab, "/srv/backups");
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.contains(&first[0]), "the oldest was kept: {kept:?}");
+    // What was pruned is what the command keeps by hand: the newest two.
+    let listed = ctm_ok(&lab, &["backups", "web", "--in", "/srv/backups"]);
+    for name in &kept {
+        assert!(listed.contains(name.as_str()), "{name} not in:\n{listed}");
+    }
+
+    // Without the block the next apply stops the timer; the archives stay.
+    std::fs::write(lab.path("/root/host.kdl"), LAB_SNAPSHOT_HOST).unwrap();
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("backup timers: stop ctm-backup-web.timer"),
+        "{applied}"
+    );
+    let state = lab.run(&["systemctl", "is-active", "ctm-backup-web.timer"]);
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "inactive");
+    assert_eq!(archives_in(&lab, "/srv/backups"), kept);
+}

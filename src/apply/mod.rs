@@ -556,6 +556,17 @@ pub fn undo(actions: &[Action]) -> Vec<Action> {
                     restart: restart.clone(),
                     stop: start.clone(),
                 },
+                Action::ReloadBackupTimers {
+                    reason: r,
+                    start,
+                    restart,
+                    stop,
+                } => Action::ReloadBackupTimers {
+                    reason: reason(r),
+                    start: stop.clone(),
+                    restart: restart.clone(),
+                    stop: start.clone(),
+                },
                 Action::RemoveRootfs { name, reason: r } => Action::RestoreRootfs {
                     name: name.clone(),
                     reason: reason(r),
@@ -602,7 +613,9 @@ fn rank(action: &Action) -> u8 {
         Action::DaemonReload { .. } => 1,
         Action::ApplySysctl { .. } => 2,
         Action::ReloadNetworkd { .. } => 3,
-        Action::ReplaceFirewall { .. } | Action::ReloadLoopbackForwards { .. } => 4,
+        Action::ReplaceFirewall { .. }
+        | Action::ReloadLoopbackForwards { .. }
+        | Action::ReloadBackupTimers { .. } => 4,
         Action::PrepareContainer { .. }
         | Action::CreateVolume { .. }
         | Action::SetVolumeQuota { .. } => 5,

@@ -451,6 +451,46 @@ impl LiveSystem {
         Ok(())
     }
 
+    /// Starts new timers, restarts changed ones and stops removed ones
+    /// that systemd still runs (a unit whose file is gone is known to it
+    /// only while active). Their services are left alone: a backup under
+    /// way finishes.
+    fn reload_backup_timers(
+        &self,
+        start: &[String],
+        restart: &[String],
+        stop: &[String],
+    ) -> Result<(), SystemError> {
+        let mut active = Vec::new();
+        for unit in stop {
+            let state = self.runtime.block_on(self.systemd.unit_state(unit))?;
+            match state.active.as_str() {
+                "inactive" => {}
+                // A timer whose service's file went with the daemon reload
+                // fails; once reset it is gone, as stopped.
+                "failed" => self.runtime.block_on(self.systemd.reset_failed(unit)),
+                _ => active.push(unit.clone()),
+            }
+        }
+        let to_start: Vec<String> = restart.iter().chain(start).cloned().collect();
+        let steps: [(Verb, &[String]); 2] = [(Verb::Stop, &active), (Verb::Restart, &to_start)];
+        for (verb, units) in steps {
+            if units.is_empty() {
+                continue;
+            }
+            let failed =
+                self.runtime
+                    .block_on(self.systemd.jobs(verb, units, SERVICE_JOB_TIMEOUT))?;
+            if let Some((unit, result)) = failed.first() {
+                return Err(error(
+                    format!("{} {unit}", verb.as_str()),
+                    format!("{result}{}", log_tail(unit)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn prepare(&self, names: &[&str], progress: Progress<'_>) -> Result<(), SystemError> {
         let root = self.root.clone();
         let failures = in_parallel(names, progress, |name, echo| {
@@ -759,6 +799,12 @@ impl System for LiveSystem {
                 stop,
                 ..
             } => self.reload_loopback_forwards(start, restart, stop),
+            Action::ReloadBackupTimers {
+                start,
+                restart,
+                stop,
+                ..
+            } => self.reload_backup_timers(start, restart, stop),
             Action::RemoveRootfs { .. } => self.remove_rootfs(&names),
             Action::RestoreRootfs { .. } => names
                 .iter()

@@ -5,6 +5,7 @@
 //! (`etc/systemd/nspawn/web.nspawn`). Each artifact names what it belongs
 //! to, so that a plan can tell which container a changed file restarts.
 
+mod backup;
 pub mod health;
 mod ini;
 mod links;
@@ -149,6 +150,7 @@ pub fn compile(host: &Host) -> Artifacts {
     networkd::network_target(host, &header, &mut out);
     let chains = nft::chains(host);
     nft::firewall(&chains, &header, &mut out);
+    backup::timers(host, &header, &mut out);
     let sockets = loopback::forwards(host, &header, &mut out);
     health::write(&health::health(host, &chains, sockets), &mut out);
     out

@@ -739,6 +739,46 @@ static ROUTE: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static BACKUP_TO: NodeSpec = leaf(
+    "to",
+    "The directory the archives go to, as `ctm backup --to`.",
+    "to \"/srv/backups\"",
+    &[arg("directory", String, "An absolute path on the host.")],
+);
+
+static BACKUP_EVERY: NodeSpec = leaf(
+    "every",
+    "When to back up: a systemd calendar expression (`OnCalendar=`, systemd.time(7)).",
+    "every \"daily\"",
+    &[arg(
+        "calendar",
+        String,
+        "A shorthand (`hourly`, `daily`, `weekly`, `monthly`, …) or `[WEEKDAYS] [[YEAR-]MONTH-DAY] [HOUR:MINUTE[:SECOND]]`, e.g. `*-*-* 03:00:00` or `Mon..Fri 02:00`.",
+    )],
+);
+
+static BACKUP_KEEP: NodeSpec = leaf(
+    "keep",
+    "How many of the container's archives to keep in the directory, pruned after a backup succeeds (default: every one).",
+    "keep 7",
+    &[arg("count", Integer, "At least 1.")],
+);
+
+static BACKUP: NodeSpec = NodeSpec {
+    name: "backup",
+    doc: "Back the container up on a schedule: a systemd timer `ctm-backup-NAME.timer` that ctm owns runs `ctm backup NAME --to DIR --keep N`.",
+    example: "backup { to \"/srv/backups\"; every \"daily\"; keep 7; }",
+    args: NO_ARGS,
+    props: NO_PROPS,
+    any_props: None,
+    children: &[
+        required(&BACKUP_TO),
+        required(&BACKUP_EVERY),
+        once(&BACKUP_KEEP),
+    ],
+    keyed: false,
+};
+
 static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&FROM),
     once(&USE_IMAGE),
@@ -759,6 +799,7 @@ static CONTAINER_CHILDREN: &[ChildSpec] = &[
     many(&ALLOW),
     many(&DENY),
     many(&ROUTE),
+    once(&BACKUP),
 ];
 
 static TEMPLATE: NodeSpec = NodeSpec {

@@ -5,6 +5,7 @@
 //! addresses are assigned, names are unique. Maps are sorted so that
 //! everything derived from a model is deterministic.
 
+pub mod calendar;
 pub mod fleet;
 pub mod oci;
 pub mod types;
@@ -15,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
+pub use calendar::Calendar;
 pub use types::*;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -274,6 +276,18 @@ pub struct Container {
     /// Static routes, each through a gateway on one of the container's
     /// links or on its network.
     pub routes: Vec<Route>,
+    /// Backed up on a schedule by a timer ctm owns.
+    pub backup: Option<BackupSchedule>,
+}
+
+/// A container's `backup` block: `ctm backup NAME --to DIR [--keep N]`,
+/// run by `ctm-backup-NAME.timer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupSchedule {
+    pub to: AbsPath,
+    pub every: Calendar,
+    /// How many archives to keep; `None`: every one.
+    pub keep: Option<std::num::NonZeroU32>,
 }
 
 /// `allow` or `deny`: routed traffic to a container, matched by protocol,

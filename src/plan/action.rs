@@ -45,6 +45,18 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         stop: Vec<String>,
     },
+    /// The backup timers (`ctm-backup-NAME.timer`): new ones started,
+    /// changed ones restarted (to take their new schedule), removed ones
+    /// stopped. A backup that is running goes on to its end.
+    ReloadBackupTimers {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        start: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        restart: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        stop: Vec<String>,
+    },
     /// Run the steps that need the container's root file system before it
     /// boots: create it from its image. Never undone: a root file system
     /// belongs to its container once made.
@@ -160,6 +172,19 @@ impl Action {
                     .collect();
                 format!("loopback forwards: {}", parts.join("; "))
             }
+            Action::ReloadBackupTimers {
+                start,
+                restart,
+                stop,
+                ..
+            } => {
+                let parts: Vec<String> = [("start", start), ("restart", restart), ("stop", stop)]
+                    .into_iter()
+                    .filter(|(_, units)| !units.is_empty())
+                    .map(|(verb, units)| format!("{verb} {}", units.join(", ")))
+                    .collect();
+                format!("backup timers: {}", parts.join("; "))
+            }
             Action::PrepareContainer { name, .. } => {
                 format!("prepare the root file system of container {name}")
             }
@@ -229,6 +254,7 @@ impl Action {
             | Action::ReloadNetworkd { reason, .. }
             | Action::ReplaceFirewall { reason }
             | Action::ReloadLoopbackForwards { reason, .. }
+            | Action::ReloadBackupTimers { reason, .. }
             | Action::PrepareContainer { reason, .. }
             | Action::RestartContainer { reason, .. }
             | Action::StartContainer { reason, .. }

@@ -760,6 +760,7 @@ fn actions(
         actions.push(Action::ReplaceFirewall { reason });
     }
     actions.extend(loopback_forwards(input, files));
+    actions.extend(backup_timers(files));
     // Volumes exist before any container that mounts one starts.
     actions.extend(volumes.make.iter().cloned());
     actions.extend(
@@ -834,6 +835,46 @@ fn loopback_forwards(input: &Inputs<'_>, files: &[FileChange]) -> Option<Action>
     }
     Some(Action::ReloadLoopbackForwards {
         reason: reasons.join("; "),
+        start,
+        restart,
+        stop,
+    })
+}
+
+/// The backup timers to start, restart or stop, by their unit files'
+/// changes. A change to a backup service alone needs only the daemon
+/// reload: its next run reads it.
+fn backup_timers(files: &[FileChange]) -> Option<Action> {
+    let prefix = format!(
+        "{}/{}",
+        crate::layout::UNIT_DIR,
+        crate::layout::BACKUP_UNIT_PREFIX
+    );
+    let (mut start, mut restart, mut stop) = (Vec::new(), Vec::new(), Vec::new());
+    for f in files {
+        if !f.path.starts_with(&prefix) || !f.path.ends_with(".timer") {
+            continue;
+        }
+        let Some(unit) = f.path.rsplit('/').next() else {
+            continue;
+        };
+        match f.change {
+            Change::Add => start.push(unit.to_string()),
+            Change::Destroy => stop.push(unit.to_string()),
+            Change::Change => restart.push(unit.to_string()),
+        }
+    }
+    if start.is_empty() && restart.is_empty() && stop.is_empty() {
+        return None;
+    }
+    let changed: Vec<&str> = start
+        .iter()
+        .chain(&restart)
+        .chain(&stop)
+        .map(String::as_str)
+        .collect();
+    Some(Action::ReloadBackupTimers {
+        reason: format!("changed: {}", changed.join(", ")),
         start,
         restart,
         stop,
@@ -1360,6 +1401,62 @@ mod tests {
         // Already stopped: nothing to stop.
         let p = plan_for(&next, &applied, &system(&[("a", false), ("b", true)]));
         assert_eq!(names(&p.actions), ["reload systemd's unit files"]);
+    }
+
+    /// `applied` plus the backup units of container `a`, its timer's text
+    /// `timer`.
+    fn with_backup(applied: &Artifacts, timer: &str) -> Artifacts {
+        let mut next = applied.clone();
+        for (unit, text) in [
+            ("ctm-backup-a.timer", timer),
+            ("ctm-backup-a.service", "s\n"),
+        ] {
+            next.files.insert(
+                format!("etc/systemd/system/{unit}"),
+                file(Owner::Host, text),
+            );
+        }
+        next
+    }
+
+    #[test]
+    fn backup_timers_are_started_restarted_for_a_new_schedule_and_stopped() {
+        let before = desired("a\n");
+        let daily = with_backup(&before, "daily\n");
+        let running = system(&[("a", true), ("b", true)]);
+        let p = plan_for(&daily, &before, &running);
+        assert_eq!(
+            names(&p.actions),
+            [
+                "reload systemd's unit files",
+                "backup timers: start ctm-backup-a.timer"
+            ]
+        );
+        let weekly = with_backup(&before, "weekly\n");
+        let p = plan_for(&weekly, &daily, &running);
+        assert_eq!(
+            names(&p.actions),
+            [
+                "reload systemd's unit files",
+                "backup timers: restart ctm-backup-a.timer"
+            ]
+        );
+        // A new command line alone is read by the next run: no restart.
+        let mut keep = daily.clone();
+        keep.files.insert(
+            "etc/systemd/system/ctm-backup-a.service".into(),
+            file(Owner::Host, "keep 3\n"),
+        );
+        let p = plan_for(&keep, &daily, &running);
+        assert_eq!(names(&p.actions), ["reload systemd's unit files"]);
+        let p = plan_for(&before, &daily, &running);
+        assert_eq!(
+            names(&p.actions),
+            [
+                "reload systemd's unit files",
+                "backup timers: stop ctm-backup-a.timer"
+            ]
+        );
     }
 
     fn pruning(

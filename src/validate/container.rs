@@ -45,6 +45,7 @@ struct Partial {
     rules: Vec<Spanned<RuleDraft>>,
     /// Each at the span of its `via`, which is checked against the links.
     routes: Vec<Spanned<Route>>,
+    backup: Option<BackupSchedule>,
 }
 
 /// A firewall rule whose `from` is not yet checked against the networks.
@@ -276,6 +277,7 @@ impl Partial {
                 ));
             }
         }
+        p.backup = node.child("backup").and_then(|b| backup(v, b));
         p
     }
 
@@ -356,6 +358,8 @@ impl Partial {
             // decides, and the more particular one should.
             rules: self.rules.iter().chain(&base.rules).cloned().collect(),
             routes: base.routes.iter().chain(&self.routes).cloned().collect(),
+            // A block is one schedule: the container's replaces its template's.
+            backup: self.backup.clone().or_else(|| base.backup.clone()),
         }
     }
 }
@@ -372,6 +376,52 @@ fn route_destination(s: &str) -> Result<IpNet, String> {
         ));
     }
     Ok(net)
+}
+
+/// A `backup` block; `None` where a value was bad (reported) or missing
+/// (reported by the checker).
+fn backup(v: &mut Validator, node: &Node) -> Option<BackupSchedule> {
+    let to = v.parse_str(
+        node.child("to").and_then(|t| t.arg(0)),
+        "ctm::invalid-value",
+        AbsPath::parse,
+    );
+    let every = v.parse_str(
+        node.child("every").and_then(|e| e.arg(0)),
+        "ctm::invalid-calendar",
+        Calendar::parse,
+    );
+    let keep = match node.child("keep").and_then(|k| k.arg(0)) {
+        None => Ok(None),
+        Some(keep) => match keep.value.as_integer() {
+            Some(n) => match u32::try_from(n).ok().and_then(std::num::NonZeroU32::new) {
+                Some(n) => Ok(Some(n)),
+                None => {
+                    v.push(
+                        Diagnostic::error(
+                            "ctm::invalid-value",
+                            if n < 1 {
+                                format!("`keep {n}` would keep no backup; keep at least 1")
+                            } else {
+                                format!("`keep {n}` is more than the most ctm counts, {}", u32::MAX)
+                            },
+                            keep.span,
+                        )
+                        .with_label("invalid value")
+                        .with_help("leave `keep` out to keep every archive"),
+                    );
+                    Err(())
+                }
+            },
+            // Not an integer: reported by the checker.
+            None => Err(()),
+        },
+    };
+    Some(BackupSchedule {
+        to: to?.value,
+        every: every?.value,
+        keep: keep.ok()?,
+    })
 }
 
 /// One `check`: exactly one probe, and a timeout.
@@ -782,6 +832,7 @@ pub(super) fn containers(
                 checks: p.checks.into_iter().map(|c| c.value).collect(),
                 rules,
                 routes: p.routes.iter().map(|r| r.value).collect(),
+                backup: p.backup,
             },
         );
     }
