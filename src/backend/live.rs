@@ -429,26 +429,11 @@ impl LiveSystem {
         )?;
         let stop = running(stop.to_vec())?;
         let to_start: Vec<String> = restart.iter().chain(start).cloned().collect();
-        let steps: [(Verb, &[String]); 3] = [
+        self.unit_jobs(&[
             (Verb::Stop, &services),
             (Verb::Stop, &stop),
             (Verb::Restart, &to_start),
-        ];
-        for (verb, units) in steps {
-            if units.is_empty() {
-                continue;
-            }
-            let failed =
-                self.runtime
-                    .block_on(self.systemd.jobs(verb, units, SERVICE_JOB_TIMEOUT))?;
-            if let Some((unit, result)) = failed.first() {
-                return Err(error(
-                    format!("{} {unit}", verb.as_str()),
-                    format!("{result}{}", log_tail(unit)),
-                ));
-            }
-        }
-        Ok(())
+        ])
     }
 
     /// Starts new timers, restarts changed ones and stops removed ones
@@ -473,8 +458,13 @@ impl LiveSystem {
             }
         }
         let to_start: Vec<String> = restart.iter().chain(start).cloned().collect();
-        let steps: [(Verb, &[String]); 2] = [(Verb::Stop, &active), (Verb::Restart, &to_start)];
-        for (verb, units) in steps {
+        self.unit_jobs(&[(Verb::Stop, &active), (Verb::Restart, &to_start)])
+    }
+
+    /// Runs each group of jobs in turn, waiting for it; the first unit
+    /// that fails ends it, with the unit's log.
+    fn unit_jobs(&self, steps: &[(Verb, &[String])]) -> Result<(), SystemError> {
+        for &(verb, units) in steps {
             if units.is_empty() {
                 continue;
             }
