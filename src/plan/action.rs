@@ -164,27 +164,13 @@ impl Action {
                 restart,
                 stop,
                 ..
-            } => {
-                let parts: Vec<String> = [("start", start), ("restart", restart), ("stop", stop)]
-                    .into_iter()
-                    .filter(|(_, units)| !units.is_empty())
-                    .map(|(verb, units)| format!("{verb} {}", units.join(", ")))
-                    .collect();
-                format!("loopback forwards: {}", parts.join("; "))
-            }
+            } => format!("loopback forwards: {}", unit_jobs(start, restart, stop)),
             Action::ReloadBackupTimers {
                 start,
                 restart,
                 stop,
                 ..
-            } => {
-                let parts: Vec<String> = [("start", start), ("restart", restart), ("stop", stop)]
-                    .into_iter()
-                    .filter(|(_, units)| !units.is_empty())
-                    .map(|(verb, units)| format!("{verb} {}", units.join(", ")))
-                    .collect();
-                format!("backup timers: {}", parts.join("; "))
-            }
+            } => format!("backup timers: {}", unit_jobs(start, restart, stop)),
             Action::PrepareContainer { name, .. } => {
                 format!("prepare the root file system of container {name}")
             }
@@ -267,6 +253,17 @@ impl Action {
             | Action::RestoreVolume { reason, .. } => reason,
         }
     }
+}
+
+/// The units a reload starts, restarts and stops, as the plan lists
+/// them: "start a, b; stop c".
+fn unit_jobs(start: &[String], restart: &[String], stop: &[String]) -> String {
+    let parts: Vec<String> = [("start", start), ("restart", restart), ("stop", stop)]
+        .into_iter()
+        .filter(|(_, units)| !units.is_empty())
+        .map(|(verb, units)| format!("{verb} {}", units.join(", ")))
+        .collect();
+    parts.join("; ")
 }
 
 /// Splits actions, in order, into batches that may run at once: runs of
