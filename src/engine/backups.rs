@@ -21,8 +21,8 @@ use serde::Serialize;
 use super::events::Events;
 use super::session::{Access, Session, Target};
 use super::snapshots::{
-    Options, can_replace_volumes, check_space, generation_of, live, perform, places, snapshot_for,
-    staged, step, swap_staged,
+    Options, can_replace_volumes, check_space, generation_of, places, snapshot_for, staged, step,
+    stopped_for_restore, swap_staged,
 };
 use crate::backend::archive::{self, ArchiveError, Contents, Listed, Verified};
 use crate::backend::snapshots::{self as snaps, Method, Snapshot};
@@ -31,7 +31,6 @@ use crate::config::{self, Format, Source};
 use crate::layout;
 use crate::lock::Lock;
 use crate::model::Name;
-use crate::plan::Action;
 
 /// How to make a backup.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -413,54 +412,39 @@ pub fn restore(
     let machines = root.join(layout::MACHINES);
     check_space(&machines, manifest.bytes, Method::Copy)?;
 
-    let running = live(&mut session, name)?.is_some();
-    if running {
-        perform(
-            &mut session,
-            Action::StopContainer {
-                name: name.to_string(),
-                reason: format!("backup {} is restored", manifest.id),
-            },
-            events,
-        )?;
-    }
-    let result = (|| -> miette::Result<Snapshot> {
-        let mut say = |line: &str| step(events, line);
-        let trees = places(&root, name, &manifest.volumes);
-        for at in &trees {
-            // Of the kind of what it replaces (a subvolume keeps its quota).
-            empty_tree(&staged(at), snaps::is_btrfs_subvolume(at), &mut say)?;
-        }
-        let volumes: BTreeMap<String, PathBuf> = manifest
-            .volumes
-            .iter()
-            .map(|v| (v.clone(), staged(&volumes::path(&root, v))))
-            .collect();
-        unpack(&verified, &staged(&tree), &volumes, events)?;
-        let mut say = |line: &str| step(events, line);
-        swap_staged(
-            &root,
-            name,
-            &manifest.volumes,
-            &format!("the restore of backup {}", manifest.id),
-            &mut say,
-        )
-    })();
-    if running {
-        perform(
-            &mut session,
-            Action::StartContainer {
-                name: name.to_string(),
-                reason: format!("started again after backup {} was restored", manifest.id),
-            },
-            events,
-        )?;
-    }
+    let (kept, restarted) = stopped_for_restore(
+        &mut session,
+        name,
+        &format!("backup {}", manifest.id),
+        events,
+        |events| {
+            let mut say = |line: &str| step(events, line);
+            let trees = places(&root, name, &manifest.volumes);
+            for at in &trees {
+                // Of the kind of what it replaces (a subvolume keeps its quota).
+                empty_tree(&staged(at), snaps::is_btrfs_subvolume(at), &mut say)?;
+            }
+            let volumes: BTreeMap<String, PathBuf> = manifest
+                .volumes
+                .iter()
+                .map(|v| (v.clone(), staged(&volumes::path(&root, v))))
+                .collect();
+            unpack(&verified, &staged(&tree), &volumes, events)?;
+            let mut say = |line: &str| step(events, line);
+            swap_staged(
+                &root,
+                name,
+                &manifest.volumes,
+                &format!("the restore of backup {}", manifest.id),
+                &mut say,
+            )
+        },
+    )?;
     Ok(RestoredArchive {
         archive: path.to_path_buf(),
         id: manifest.id.clone(),
-        kept: result?,
-        restarted: running,
+        kept,
+        restarted,
     })
 }
 

@@ -408,34 +408,53 @@ pub fn restore(
     let method = snapshots::method_for(&snapshots::rootfs_in(&root, name, id), &machines);
     check_space(&machines, restored.bytes, method)?;
 
-    let running = live(&mut session, name)?.is_some();
-    if running {
-        perform(
-            &mut session,
-            Action::StopContainer {
-                name: name.to_string(),
-                reason: format!("snapshot {id} is restored"),
-            },
-            events,
-        )?;
-    }
-    let result = swap_in(&root, name, &restored, events);
-    if running {
-        perform(
-            &mut session,
-            Action::StartContainer {
-                name: name.to_string(),
-                reason: format!("started again after snapshot {id} was restored"),
-            },
-            events,
-        )?;
-    }
-    let kept = result?;
+    let (kept, running) = stopped_for_restore(
+        &mut session,
+        name,
+        &format!("snapshot {id}"),
+        events,
+        |events| swap_in(&root, name, &restored, events),
+    )?;
     Ok(Restored {
         restored,
         kept,
         restarted: running,
     })
+}
+
+/// Runs `restore` (of `what`, e.g. "snapshot ID") with container `name`
+/// stopped if it runs, and starts it again whatever `restore` gave: what
+/// it replaced is kept either way. Also says whether it was running.
+pub(super) fn stopped_for_restore<T>(
+    session: &mut Session,
+    name: &str,
+    what: &str,
+    events: Events<'_>,
+    restore: impl FnOnce(Events<'_>) -> miette::Result<T>,
+) -> miette::Result<(T, bool)> {
+    let running = live(session, name)?.is_some();
+    if running {
+        perform(
+            session,
+            Action::StopContainer {
+                name: name.to_string(),
+                reason: format!("{what} is restored"),
+            },
+            events,
+        )?;
+    }
+    let result = restore(&mut *events);
+    if running {
+        perform(
+            session,
+            Action::StartContainer {
+                name: name.to_string(),
+                reason: format!("started again after {what} was restored"),
+            },
+            events,
+        )?;
+    }
+    Ok((result?, running))
 }
 
 /// Refuses a restore of `volumes` that do not exist now, or that another
