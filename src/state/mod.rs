@@ -135,7 +135,7 @@ pub struct Meta {
     /// What this generation was compiled from, when the host file and its
     /// lock had no diagnostic at all: the format, the host file's and the
     /// lock file's bytes (as the apply left it beside the host file) and
-    /// the ctm binary's own hash, hashed together
+    /// the ctm binary's identity (`Store::exe_id`), hashed together
     /// (`engine::planning::plan_key`). A plan of inputs with this key
     /// compiles to this generation's manifest, so it compares the disk with
     /// that manifest without compiling. Absent in generations of earlier
