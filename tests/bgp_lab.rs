@@ -184,6 +184,42 @@ fn frr_repository(rootfs: &Path) -> Result<PathBuf, String> {
     Ok(done)
 }
 
+/// The routers' image: the lab rootfs, as a tree of hard links to its
+/// files made once in the lab cache. Not the rootfs itself (the lab's
+/// `image_at`): a lab's nspawn mounts its overlay on the rootfs's path, so
+/// a bind of that path is the lab's own root, and copying it into the
+/// lab's /var/lib/machines would copy a tree into itself. Both are only
+/// ever read: the overlay's lower layer, and a read-only bind.
+fn router_image(rootfs: &Path) -> Result<PathBuf, String> {
+    let key = rootfs
+        .file_name()
+        .ok_or_else(|| format!("{} has no name", rootfs.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let cache = lab::cache_dir();
+    let done = cache.join(format!("frr-image-{key}"));
+    if done.is_dir() {
+        return Ok(done);
+    }
+    let lock_path = cache.join("frr-repo.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    if done.is_dir() {
+        return Ok(done);
+    }
+    let build = cache.join(format!("build-frr-image-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&build);
+    run_here(Command::new("cp").arg("-al").arg(rootfs).arg(&build))?;
+    fs::rename(&build, &done).map_err(|e| format!("rename into {}: {e}", done.display()))?;
+    Ok(done)
+}
+
 /// examples/bgp-lab.kdl as the lab runs it: its uplink is the lab's, its
 /// image the lab rootfs, and its routers' apt sees only the local
 /// repository. Each change must apply, so that the example cannot drift
@@ -317,14 +353,18 @@ fn three_frr_routers_peer_with_ebgp_and_learn_each_others_prefixes() {
         return;
     }
     let started = Instant::now();
+    let rootfs = Lab::rootfs();
     let repository =
-        frr_repository(&Lab::rootfs()).unwrap_or_else(|e| panic!("the frr repository: {e}"));
+        frr_repository(&rootfs).unwrap_or_else(|e| panic!("the frr repository: {e}"));
+    let image = router_image(&rootfs).unwrap_or_else(|e| panic!("the routers' image: {e}"));
     let lab = Lab::boot_with(
         "bgp",
         Options {
             ctm: Some(env!("CARGO_BIN_EXE_ctm").into()),
-            image_at: Some(IMAGE.into()),
-            nspawn_args: vec![format!("--bind-ro={}:{REPO}", repository.display())],
+            nspawn_args: vec![
+                format!("--bind-ro={}:{REPO}", repository.display()),
+                format!("--bind-ro={}:{IMAGE}", image.display()),
+            ],
             ..Options::default()
         },
     );
