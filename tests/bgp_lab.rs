@@ -172,10 +172,7 @@ fn frr_repository(rootfs: &Path) -> Result<PathBuf, String> {
     for (name, text) in [
         ("Packages", index.as_str()),
         ("Release", release.as_str()),
-        (
-            "sources.list",
-            "deb [trusted=yes] file:/srv/repo ./\n",
-        ),
+        ("sources.list", "deb [trusted=yes] file:/srv/repo ./\n"),
     ] {
         let path = build.join(name);
         fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -258,9 +255,7 @@ fn copy_router_files(lab: &Lab) {
         for entry in fs::read_dir(&dir).unwrap().flatten() {
             let text = fs::read(entry.path()).unwrap();
             lab.write(
-                Path::new("/srv/bgp-lab")
-                    .join(sub)
-                    .join(entry.file_name()),
+                Path::new("/srv/bgp-lab").join(sub).join(entry.file_name()),
                 text,
             );
         }
@@ -320,7 +315,12 @@ fn routers_report(lab: &Lab) -> String {
 
 /// Waits up to `timeout` for `probe` to hold; on timeout, panics with its
 /// last failure and the routers' report.
-fn wait_for(lab: &Lab, what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<(), String>) {
+fn wait_for(
+    lab: &Lab,
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<(), String>,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         match probe() {
@@ -354,8 +354,7 @@ fn three_frr_routers_peer_with_ebgp_and_learn_each_others_prefixes() {
     }
     let started = Instant::now();
     let rootfs = Lab::rootfs();
-    let repository =
-        frr_repository(&rootfs).unwrap_or_else(|e| panic!("the frr repository: {e}"));
+    let repository = frr_repository(&rootfs).unwrap_or_else(|e| panic!("the frr repository: {e}"));
     let image = router_image(&rootfs).unwrap_or_else(|e| panic!("the routers' image: {e}"));
     let lab = Lab::boot_with(
         "bgp",
@@ -375,7 +374,12 @@ fn three_frr_routers_peer_with_ebgp_and_learn_each_others_prefixes() {
     for router in ROUTERS {
         let status = lab.run_in(
             router,
-            &["dpkg-query", "--show", "--showformat=${db:Status-Status}", "frr"],
+            &[
+                "dpkg-query",
+                "--show",
+                "--showformat=${db:Status-Status}",
+                "frr",
+            ],
         );
         assert_eq!(
             String::from_utf8_lossy(&status.stdout),
@@ -431,8 +435,5 @@ fn three_frr_routers_peer_with_ebgp_and_learn_each_others_prefixes() {
         );
     }
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
-    progress(&format!(
-        "done in {:.0} s",
-        started.elapsed().as_secs_f64()
-    ));
+    progress(&format!("done in {:.0} s", started.elapsed().as_secs_f64()));
 }
