@@ -670,6 +670,86 @@ mod tests {
         );
     }
 
+    /// An overlay root of `image` for container `name`, as
+    /// `provision::create_overlay` makes it, recorded.
+    fn overlay_root(root: &Path, name: &str, image: &Path) {
+        let dir = overlay(root, name);
+        std::fs::create_dir_all(dir.join("upper")).unwrap();
+        std::fs::create_dir_all(dir.join("work")).unwrap();
+        std::os::unix::fs::symlink(image, dir.join("lower")).unwrap();
+        std::fs::create_dir_all(tree(root, name)).unwrap();
+        record(root, name, "img", Some(RootMode::Overlay), &dir.join("upper")).unwrap();
+    }
+
+    #[test]
+    fn two_overlay_roots_share_the_image_and_keep_their_writes_apart() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+                "mounting an overlay needs root"
+            );
+            println!("SKIPPED: mounting an overlay needs root");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let image = root.path().join("var/lib/ctm/images/img-1");
+        std::fs::create_dir_all(image.join("etc")).unwrap();
+        let big = vec![7u8; 4 << 20];
+        std::fs::write(image.join("etc/big"), &big).unwrap();
+        std::fs::write(image.join("etc/os-release"), "ID=test\n").unwrap();
+        overlay_root(root.path(), "a", &image);
+        overlay_root(root.path(), "b", &image);
+        assert_eq!(mount_overlay(root.path(), "a").unwrap(), true);
+        assert_eq!(mount_overlay(root.path(), "b").unwrap(), true);
+        // Mounted once: asked again, nothing more is mounted.
+        assert_eq!(mount_overlay(root.path(), "a").unwrap(), false);
+        let (a, b) = (tree(root.path(), "a"), tree(root.path(), "b"));
+        let result = std::panic::catch_unwind(|| {
+            // Both see the image's 4 MiB file; neither holds a copy of
+            // it: their own directories stay near empty.
+            assert_eq!(std::fs::read(a.join("etc/big")).unwrap(), big);
+            assert_eq!(std::fs::read(b.join("etc/big")).unwrap(), big);
+            let (own, _) = size(&upper(root.path(), "a"));
+            assert!(own < 64 * 1024, "{own}");
+            assert!(made_by_ctm(root.path(), "a").is_some());
+            // A write in one is seen there only, and the image is as it was.
+            std::fs::write(a.join("etc/os-release"), "ID=changed\n").unwrap();
+            std::fs::write(a.join("new"), "a's\n").unwrap();
+            assert_eq!(
+                std::fs::read_to_string(b.join("etc/os-release")).unwrap(),
+                "ID=test\n"
+            );
+            assert!(!b.join("new").exists());
+            assert_eq!(
+                std::fs::read_to_string(image.join("etc/os-release")).unwrap(),
+                "ID=test\n"
+            );
+            assert_eq!(
+                std::fs::read_to_string(upper(root.path(), "a").join("etc/os-release")).unwrap(),
+                "ID=changed\n"
+            );
+            // The image is known to be under both.
+            let lowers = overlay_lowers(root.path());
+            assert_eq!(lowers.get(&image).map(Vec::len), Some(2));
+            // Destroying a unmounts it and deletes its changes, never the
+            // image, nor b.
+            set_aside(root.path(), "a").unwrap();
+            assert!(!is_mounted(&set_aside_path(root.path(), "a")));
+            let problems = purge(root.path(), &mut |_| {});
+            assert!(problems.is_empty(), "{problems:?}");
+            assert!(!a.exists() && !overlay(root.path(), "a").exists());
+            assert!(!overlay_set_aside_path(root.path(), "a").exists());
+            assert!(made_by_ctm(root.path(), "a").is_none());
+            assert_eq!(std::fs::read(image.join("etc/big")).unwrap(), big);
+            assert_eq!(std::fs::read(b.join("etc/big")).unwrap(), big);
+        });
+        let _ = unmount(&a);
+        let _ = unmount(&b);
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    }
+
     #[test]
     fn size_counts_blocks_and_entries() {
         let root = tempfile::tempdir().unwrap();
