@@ -38,7 +38,9 @@ pub fn overlay_dir(container: &str) -> String {
 pub fn overlay_mount_unit(container: &str) -> String {
     format!(
         "{}.mount",
-        machine_dir(container).replace('-', "\\x2d").replace('/', "-")
+        machine_dir(container)
+            .replace('-', "\\x2d")
+            .replace('/', "-")
     )
 }
 

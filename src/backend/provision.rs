@@ -468,7 +468,10 @@ fn create_overlay(
     }
     let state = super::rootfs::observe(root, &std::collections::BTreeMap::<String, ()>::new());
     if let Some(why) = state.overlay {
-        return Err(error(what(), format!("an overlay cannot be made here: {why}")));
+        return Err(error(
+            what(),
+            format!("an overlay cannot be made here: {why}"),
+        ));
     }
     let dir = super::rootfs::overlay(root, name);
     let temporary = sibling(&dir, ".ctm-new");

@@ -185,8 +185,8 @@ pub fn unmount(path: &Path) -> Result<(), SystemError> {
 fn run_quiet(words: &[&str], path: &Path) -> Result<(), String> {
     let mut argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
     argv.push(path.display().to_string());
-    let ran = exec::on_host(&argv, Duration::from_secs(60), &mut |_| {})
-        .map_err(|e| e.to_string())?;
+    let ran =
+        exec::on_host(&argv, Duration::from_secs(60), &mut |_| {}).map_err(|e| e.to_string())?;
     if ran.success() {
         Ok(())
     } else {
@@ -678,7 +678,14 @@ mod tests {
         std::fs::create_dir_all(dir.join("work")).unwrap();
         std::os::unix::fs::symlink(image, dir.join("lower")).unwrap();
         std::fs::create_dir_all(tree(root, name)).unwrap();
-        record(root, name, "img", Some(RootMode::Overlay), &dir.join("upper")).unwrap();
+        record(
+            root,
+            name,
+            "img",
+            Some(RootMode::Overlay),
+            &dir.join("upper"),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -699,10 +706,10 @@ mod tests {
         std::fs::write(image.join("etc/os-release"), "ID=test\n").unwrap();
         overlay_root(root.path(), "a", &image);
         overlay_root(root.path(), "b", &image);
-        assert_eq!(mount_overlay(root.path(), "a").unwrap(), true);
-        assert_eq!(mount_overlay(root.path(), "b").unwrap(), true);
+        assert!(mount_overlay(root.path(), "a").unwrap());
+        assert!(mount_overlay(root.path(), "b").unwrap());
         // Mounted once: asked again, nothing more is mounted.
-        assert_eq!(mount_overlay(root.path(), "a").unwrap(), false);
+        assert!(!mount_overlay(root.path(), "a").unwrap());
         let (a, b) = (tree(root.path(), "a"), tree(root.path(), "b"));
         let result = std::panic::catch_unwind(|| {
             // Both see the image's 4 MiB file; neither holds a copy of

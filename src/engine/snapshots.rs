@@ -166,7 +166,10 @@ pub(super) fn snapshot_for(
     // view: a snapshot stands alone (backups and exports are made of it).
     // After a reboot nothing mounted a stopped container's overlay.
     if rootfs::overlay(&root, name).is_dir() && rootfs::mount_overlay(&root, name)? {
-        step(events, format!("mounted the overlay root at {}", tree.display()));
+        step(
+            events,
+            format!("mounted the overlay root at {}", tree.display()),
+        );
     }
     let volumes = if options.volumes {
         volumes_of(&expect, name)
