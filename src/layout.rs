@@ -20,6 +20,30 @@ pub const OCI_BLOBS: &str = "var/lib/ctm/oci/blobs/sha256";
 /// ctm's records of the root file systems it made.
 pub const ROOTFS_RECORDS: &str = "var/lib/ctm/rootfs";
 
+/// The overlays of containers whose root is `overlay`: `NAME/lower` (a
+/// link to the image's tree), `NAME/upper` (the container's changes) and
+/// `NAME/work` (overlayfs's own).
+pub const OVERLAYS: &str = "var/lib/ctm/overlays";
+
+/// A container's overlay directory, relative to the root.
+pub fn overlay_dir(container: &str) -> String {
+    format!("{OVERLAYS}/{container}")
+}
+
+/// The mount unit of a container's overlay root: systemd names a mount
+/// unit after its path, `/` as `-` and a `-` of the path as `\x2d` (a
+/// name's other characters, letters, digits, `_` and a `.` not first,
+/// stay as they are). The stock `systemd-nspawn@.service` has
+/// `RequiresMountsFor=/var/lib/machines/%i`, so it pulls this in.
+pub fn overlay_mount_unit(container: &str) -> String {
+    format!(
+        "{}.mount",
+        machine_dir(container)
+            .replace('-', "\\x2d")
+            .replace('/', "-")
+    )
+}
+
 /// The volumes ctm made: one directory (or btrfs subvolume) each.
 pub const VOLUMES: &str = "var/lib/ctm/volumes";
 
@@ -151,6 +175,15 @@ pub fn machine_state_file(container: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlay_mount_unit_is_named_as_systemd_escapes_its_path() {
+        assert_eq!(overlay_mount_unit("web"), "var-lib-machines-web.mount");
+        assert_eq!(
+            overlay_mount_unit("my-web_1.a"),
+            "var-lib-machines-my\\x2dweb_1.a.mount"
+        );
+    }
 
     #[test]
     fn names_and_paths_of_one_container() {

@@ -2014,11 +2014,11 @@ fn invalid_value_cpus_not_positive() {
 
 #[test]
 fn invalid_value_root_kind() {
-    let text = kdl(&container("web", "    root \"overlay\"\n"));
+    let text = kdl(&container("web", "    root \"union\"\n"));
     invalid_value(
         &text,
-        "`overlay` is not a kind of root file system; use `auto`, `snapshot`, `reflink` or `copy`",
-        "\"overlay\"",
+        "`union` is not a kind of root file system; use `auto`, `snapshot`, `reflink`, `copy` or `overlay`",
+        "\"union\"",
     );
 }
 

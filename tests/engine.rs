@@ -264,6 +264,7 @@ fn a_root_kind_the_file_system_cannot_make_is_refused_before_anything_changes() 
         fs: "ext4".into(),
         snapshot: Some("/var/lib/machines is on ext4, not btrfs".into()),
         reflink: Some("no reflinks on ext4".into()),
+        overlay: None,
         missing: ["db", "web"].map(String::from).into(),
     });
     let target = h.target();

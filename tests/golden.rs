@@ -191,3 +191,40 @@ fn the_schema_accepts_the_toml_examples_and_refuses_unknown_keys() {
     }
     assert!(checked > 0);
 }
+
+#[test]
+fn an_overlay_root_compiles_to_the_mount_unit_nspawn_requires() {
+    let text = "image \"deb\" {\n    debootstrap suite=\"bookworm\"\n}\n\
+                container \"my-web\" {\n    image \"deb\"\n    root \"overlay\"\n}\n\
+                container \"db\" {\n    image \"deb\"\n}\n";
+    let v = validated(
+        "overlay.kdl",
+        text,
+        Format::Kdl,
+        &ctm::lock::Lock::default(),
+    );
+    let artifacts = compile::compile(&v.host);
+    // Named as systemd escapes /var/lib/machines/my-web: the stock
+    // systemd-nspawn@.service's RequiresMountsFor= finds it by that name.
+    let unit = artifacts
+        .files
+        .get("etc/systemd/system/var-lib-machines-my\\x2dweb.mount")
+        .expect("the mount unit");
+    let flat = flatten(&artifacts);
+    assert!(
+        flat.contains(
+            "[Mount]\nWhat=overlay\nWhere=/var/lib/machines/my-web\nType=overlay\n\
+             Options=lowerdir=/var/lib/ctm/overlays/my-web/lower,\
+             upperdir=/var/lib/ctm/overlays/my-web/upper,\
+             workdir=/var/lib/ctm/overlays/my-web/work,metacopy=on\n"
+        ),
+        "{flat}"
+    );
+    assert!(
+        flat.contains("RequiresMountsFor=/var/lib/ctm/overlays/my-web\n"),
+        "{flat}"
+    );
+    assert!(matches!(unit.owner, compile::Owner::Container(ref n) if n.as_str() == "my-web"));
+    // Another kind of root has no mount unit.
+    assert!(!flat.contains("var-lib-machines-db.mount"), "{flat}");
+}

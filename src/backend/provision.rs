@@ -370,6 +370,9 @@ fn create_rootfs(
     progress: Progress<'_>,
 ) -> Result<(), SystemError> {
     let tree = image_tree(root, image, source, progress)?;
+    if mode == RootMode::Overlay {
+        return create_overlay(root, name, image, source, &tree, target, progress);
+    }
     let temporary = sibling(target, ".ctm-new");
     remove_tree(&temporary)?;
     if let Some(parent) = target.parent() {
@@ -431,6 +434,83 @@ fn create_rootfs(
             e.to_string(),
         )
     })
+}
+
+/// An overlay root (`root "overlay"`): `overlays/NAME/` with `lower`, a
+/// link to the image's tree, and the empty `upper` and `work`; then the
+/// empty directory at `target` it is mounted on (the compiled mount unit
+/// does that when the container starts). Each made under a temporary name
+/// and renamed, the mount point last, so that a failure leaves nothing a
+/// later apply would take for a finished root. Only an image in ctm's
+/// store, which is never changed once made (a new pull or build is a new
+/// tree), can lie under an overlay: a directory image is the user's, who
+/// may change it under the container.
+fn create_overlay(
+    root: &Path,
+    name: &str,
+    image: &str,
+    source: &RootfsSource,
+    tree: &Path,
+    target: &Path,
+    progress: Progress<'_>,
+) -> Result<(), SystemError> {
+    let what = || format!("making container {name}'s root file system an overlay of image {image}");
+    if matches!(source, RootfsSource::Directory { .. }) {
+        return Err(error(
+            what(),
+            format!(
+                "{} is a directory of the host's, which may change under the container; \
+                 an overlay needs an image ctm stores (a tarball, OCI, debootstrap or build), \
+                 or ask for `root \"copy\"`",
+                tree.display()
+            ),
+        ));
+    }
+    let state = super::rootfs::observe(root, &std::collections::BTreeMap::<String, ()>::new());
+    if let Some(why) = state.overlay {
+        return Err(error(
+            what(),
+            format!("an overlay cannot be made here: {why}"),
+        ));
+    }
+    let dir = super::rootfs::overlay(root, name);
+    let temporary = sibling(&dir, ".ctm-new");
+    remove_tree(&temporary)?;
+    let made = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(temporary.join("upper"))?;
+        std::fs::create_dir_all(temporary.join("work"))?;
+        std::os::unix::fs::symlink(tree, temporary.join("lower"))
+    })();
+    made.map_err(|e| error(format!("creating {}", temporary.display()), e.to_string()))?;
+    progress(&format!(
+        "making {} an overlay of image {image} ({}), its changes in {}",
+        target.display(),
+        tree.display(),
+        dir.join("upper").display()
+    ));
+    super::rootfs::record(
+        root,
+        name,
+        image,
+        Some(RootMode::Overlay),
+        &temporary.join("upper"),
+    )?;
+    if dir.symlink_metadata().is_ok() {
+        // Left by a root made before whose mount point is gone: not ours
+        // to keep (the record now names the new one).
+        remove_tree(&dir)?;
+    }
+    std::fs::rename(&temporary, &dir).map_err(|e| {
+        error(
+            format!("moving {} to {}", temporary.display(), dir.display()),
+            e.to_string(),
+        )
+    })?;
+    let mount_point = sibling(target, ".ctm-new");
+    remove_tree(&mount_point)?;
+    std::fs::create_dir_all(&mount_point)
+        .and_then(|()| std::fs::rename(&mount_point, target))
+        .map_err(|e| error(format!("creating {}", target.display()), e.to_string()))
 }
 
 /// `cp --archive --reflink=REFLINK` of the image's tree to `temporary`;
@@ -900,6 +980,9 @@ pub fn unused_images(root: &Path, wanted: &[(String, RootfsSource)]) -> Vec<Path
     let Ok(entries) = std::fs::read_dir(&store) else {
         return Vec::new();
     };
+    // An image under an overlay root is in use whatever the host file
+    // says: the container's tree is made of it.
+    let lowers = super::rootfs::overlay_lowers(root);
     let mut unused: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter_map(|e| {
@@ -908,7 +991,8 @@ pub fn unused_images(root: &Path, wanted: &[(String, RootfsSource)]) -> Vec<Path
             let stored: StoredImage = serde_json::from_slice(&std::fs::read(&record).ok()?).ok()?;
             (!wanted
                 .iter()
-                .any(|(image, source)| stored.is(image, source)))
+                .any(|(image, source)| stored.is(image, source))
+                && !lowers.contains_key(&record.with_extension("")))
             .then_some(record)
         })
         .collect();

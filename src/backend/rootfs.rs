@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::{Progress, SystemError};
 use super::{btrfs, exec};
 use crate::fs;
+use crate::model::RootMode;
 use crate::plan::RootsState;
 
 use crate::layout::MACHINES;
@@ -106,11 +107,109 @@ pub fn record(
 }
 
 /// The record of container `name`'s tree, if ctm made the tree that is
-/// there now.
+/// there now. An overlay root is known by its upper directory (the tree
+/// is a mount point, whose inode the mount hides).
 pub fn made_by_ctm(root: &Path, name: &str) -> Option<Made> {
     let text = std::fs::read(record_path(root, name)).ok()?;
     let made: Made = serde_json::from_slice(&text).ok()?;
-    (inode(&tree(root, name)) == Some(made.inode)).then_some(made)
+    let ours = if made.kind == Some(RootMode::Overlay) {
+        tree(root, name).is_dir() && inode(&upper(root, name)) == Some(made.inode)
+    } else {
+        inode(&tree(root, name)) == Some(made.inode)
+    };
+    ours.then_some(made)
+}
+
+/// Container `name`'s overlay directory (`lower`, `upper`, `work`), if
+/// its root is an overlay.
+pub fn overlay(root: &Path, name: &str) -> PathBuf {
+    root.join(crate::layout::overlay_dir(name))
+}
+
+/// Where an overlay root keeps the container's changes.
+pub fn upper(root: &Path, name: &str) -> PathBuf {
+    overlay(root, name).join("upper")
+}
+
+fn overlay_set_aside_path(root: &Path, name: &str) -> PathBuf {
+    root.join(crate::layout::OVERLAYS)
+        .join(format!("{SET_ASIDE_PREFIX}{name}{SET_ASIDE_SUFFIX}"))
+}
+
+/// Whether `path` is a mount point: on another device than its parent.
+pub fn is_mounted(path: &Path) -> bool {
+    let dev = |p: &Path| std::fs::symlink_metadata(p).ok().map(|m| m.dev());
+    match (dev(path), path.parent().and_then(dev)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// Mounts container `name`'s overlay root at its tree, as its mount unit
+/// does, unless something is mounted there: for a copy of the merged
+/// view while the container is stopped (after a reboot nothing mounted
+/// it). Returns whether it mounted.
+pub fn mount_overlay(root: &Path, name: &str) -> Result<bool, SystemError> {
+    let at = tree(root, name);
+    if is_mounted(&at) {
+        return Ok(false);
+    }
+    let dir = overlay(root, name);
+    let what = || format!("mounting the overlay root of container {name}");
+    let dir_text = dir.display().to_string();
+    // The options are a comma-separated list with `:` between lower
+    // directories: a path with either cannot be said in it.
+    if dir_text.contains([',', ':']) {
+        return Err(error(what(), format!("{dir_text} has a `,` or `:`")));
+    }
+    let options = format!(
+        "lowerdir={dir_text}/lower,upperdir={dir_text}/upper,workdir={dir_text}/work,metacopy=on"
+    );
+    run_quiet(
+        &["mount", "-t", "overlay", "-o", &options, "overlay", "--"],
+        &at,
+    )
+    .map_err(|why| error(what(), why))?;
+    Ok(true)
+}
+
+/// Unmounts what is mounted at `path` (an overlay root), if anything.
+pub fn unmount(path: &Path) -> Result<(), SystemError> {
+    if !is_mounted(path) {
+        return Ok(());
+    }
+    run_quiet(&["umount", "--"], path)
+        .map_err(|why| error(format!("unmounting {}", path.display()), why))
+}
+
+fn run_quiet(words: &[&str], path: &Path) -> Result<(), String> {
+    let mut argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    argv.push(path.display().to_string());
+    let ran =
+        exec::on_host(&argv, Duration::from_secs(60), &mut |_| {}).map_err(|e| e.to_string())?;
+    if ran.success() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}; {}", words[0], ran.describe(), ran.tail(5)))
+    }
+}
+
+/// The image trees that overlay roots are made of (what each `lower`
+/// link points at), with the containers: an image under an overlay is
+/// never deleted (`ctm gc`, `ctm image rm`).
+pub fn overlay_lowers(root: &Path) -> BTreeMap<PathBuf, Vec<String>> {
+    let mut lowers: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(root.join(crate::layout::OVERLAYS)) else {
+        return lowers;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(target) = std::fs::read_link(entry.path().join("lower")) else {
+            continue;
+        };
+        let name = entry.file_name().to_string_lossy().into_owned();
+        lowers.entry(target).or_default().push(name);
+    }
+    lowers
 }
 
 /// The containers, other than those `wanted` names, whose tree ctm made
@@ -139,6 +238,18 @@ pub fn made_by_ctm_except<T>(root: &Path, wanted: &BTreeMap<String, T>) -> BTree
 /// change that removes it is committed. Done already is fine.
 pub fn set_aside(root: &Path, name: &str) -> Result<(), SystemError> {
     let from = tree(root, name);
+    let overlaid = overlay(root, name);
+    if overlaid.is_dir() {
+        // An overlay root: unmounted (a mount point cannot be renamed),
+        // and its changes set aside with it.
+        unmount(&from)?;
+        let to = overlay_set_aside_path(root, name);
+        if inode(&to).is_some() {
+            purge_one(&to, &mut |_| {})?;
+        }
+        fs::rename(&overlaid, &to)
+            .map_err(|e| error(format!("setting aside {}", overlaid.display()), e))?;
+    }
     let to = set_aside_path(root, name);
     let what = || format!("setting aside {}", from.display());
     if inode(&from).is_none() {
@@ -157,6 +268,12 @@ pub fn set_aside(root: &Path, name: &str) -> Result<(), SystemError> {
 
 /// Undoes [`set_aside`]. Nothing set aside is fine.
 pub fn put_back(root: &Path, name: &str) -> Result<(), SystemError> {
+    let overlaid = overlay_set_aside_path(root, name);
+    if inode(&overlaid).is_some() && inode(&overlay(root, name)).is_none() {
+        let to = overlay(root, name);
+        fs::rename(&overlaid, &to)
+            .map_err(|e| error(format!("putting back {}", to.display()), e))?;
+    }
     let from = set_aside_path(root, name);
     let to = tree(root, name);
     if inode(&from).is_none() {
@@ -179,8 +296,11 @@ pub fn put_back(root: &Path, name: &str) -> Result<(), SystemError> {
 pub fn purge(root: &Path, progress: Progress<'_>) -> Vec<SystemError> {
     let mut problems = Vec::new();
     let machines = root.join(MACHINES);
-    let set_aside: Vec<PathBuf> = std::fs::read_dir(&machines)
-        .map(|entries| {
+    let overlays = root.join(crate::layout::OVERLAYS);
+    let set_aside: Vec<PathBuf> = [std::fs::read_dir(&machines), std::fs::read_dir(&overlays)]
+        .into_iter()
+        .filter_map(Result::ok)
+        .flat_map(|entries| {
             entries
                 .filter_map(Result::ok)
                 .filter(|e| {
@@ -191,9 +311,9 @@ pub fn purge(root: &Path, progress: Progress<'_>) -> Vec<SystemError> {
                     })
                 })
                 .map(|e| e.path())
-                .collect()
+                .collect::<Vec<_>>()
         })
-        .unwrap_or_default();
+        .collect();
     for path in set_aside {
         if let Err(e) = purge_one(&path, progress) {
             problems.push(e);
@@ -286,8 +406,78 @@ pub fn observe<T>(root: &Path, wanted: &BTreeMap<String, T>) -> RootsState {
         fs,
         snapshot,
         reflink,
+        overlay: can_overlay(&nearest(&root.join(crate::layout::OVERLAYS))).err(),
         missing,
     }
+}
+
+/// Whether an overlay with its upper directory in `dir` can be mounted:
+/// the kernel has overlayfs, and the file system of `dir` can hold an
+/// upper directory (not an overlay itself, and one whose directory
+/// entries carry their type, `d_type`, which overlayfs needs: XFS made
+/// with `ftype=0` has not). `Err` says why not.
+pub fn can_overlay(dir: &Path) -> Result<(), String> {
+    let filesystems = std::fs::read_to_string("/proc/filesystems")
+        .map_err(|e| format!("reading /proc/filesystems: {e}"))?;
+    if !filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
+        return Err(
+            "the kernel has no overlay file system (not in /proc/filesystems: `modprobe overlay`)"
+                .to_string(),
+        );
+    }
+    let fs = super::volumes::file_system(dir).map_err(|e| e.to_string())?;
+    if fs.name == "overlayfs" {
+        return Err(format!(
+            "{} is on an overlay file system, which cannot hold an overlay's upper directory",
+            dir.display()
+        ));
+    }
+    if !entries_carry_type(dir).map_err(|e| format!("probing {}: {e}", dir.display()))? {
+        return Err(format!(
+            "the file system of {} does not record the type of directory entries (d_type), \
+             which overlayfs needs (XFS made with ftype=0)",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `readdir` in a directory made in `dir` tells a file's type
+/// (`d_type` other than `DT_UNKNOWN`), tried on a directory of one file.
+fn entries_carry_type(dir: &Path) -> std::io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let probe = dir.join(format!(".#ctm-overlay-probe-{}", std::process::id()));
+    std::fs::create_dir(&probe)?;
+    let found = (|| {
+        std::fs::write(probe.join("f"), b"")?;
+        let path = std::ffi::CString::new(probe.as_os_str().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: `path` is a valid C string; the stream is closed below
+        // and its entries are read only while it is open.
+        unsafe {
+            let stream = nix::libc::opendir(path.as_ptr());
+            if stream.is_null() {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut typed = false;
+            loop {
+                let entry = nix::libc::readdir(stream);
+                if entry.is_null() {
+                    break;
+                }
+                if std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()).to_bytes() == b"f" {
+                    typed = (*entry).d_type != nix::libc::DT_UNKNOWN;
+                }
+            }
+            nix::libc::closedir(stream);
+            Ok(typed)
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&probe);
+    found
 }
 
 fn nearest(path: &Path) -> PathBuf {
@@ -478,6 +668,93 @@ mod tests {
             lines.iter().any(|l| l.starts_with("deleting ")),
             "{lines:?}"
         );
+    }
+
+    /// An overlay root of `image` for container `name`, as
+    /// `provision::create_overlay` makes it, recorded.
+    fn overlay_root(root: &Path, name: &str, image: &Path) {
+        let dir = overlay(root, name);
+        std::fs::create_dir_all(dir.join("upper")).unwrap();
+        std::fs::create_dir_all(dir.join("work")).unwrap();
+        std::os::unix::fs::symlink(image, dir.join("lower")).unwrap();
+        std::fs::create_dir_all(tree(root, name)).unwrap();
+        record(
+            root,
+            name,
+            "img",
+            Some(RootMode::Overlay),
+            &dir.join("upper"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn two_overlay_roots_share_the_image_and_keep_their_writes_apart() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+                "mounting an overlay needs root"
+            );
+            println!("SKIPPED: mounting an overlay needs root");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let image = root.path().join("var/lib/ctm/images/img-1");
+        std::fs::create_dir_all(image.join("etc")).unwrap();
+        let big = vec![7u8; 4 << 20];
+        std::fs::write(image.join("etc/big"), &big).unwrap();
+        std::fs::write(image.join("etc/os-release"), "ID=test\n").unwrap();
+        overlay_root(root.path(), "a", &image);
+        overlay_root(root.path(), "b", &image);
+        assert!(mount_overlay(root.path(), "a").unwrap());
+        assert!(mount_overlay(root.path(), "b").unwrap());
+        // Mounted once: asked again, nothing more is mounted.
+        assert!(!mount_overlay(root.path(), "a").unwrap());
+        let (a, b) = (tree(root.path(), "a"), tree(root.path(), "b"));
+        let result = std::panic::catch_unwind(|| {
+            // Both see the image's 4 MiB file; neither holds a copy of
+            // it: their own directories stay near empty.
+            assert_eq!(std::fs::read(a.join("etc/big")).unwrap(), big);
+            assert_eq!(std::fs::read(b.join("etc/big")).unwrap(), big);
+            let (own, _) = size(&upper(root.path(), "a"));
+            assert!(own < 64 * 1024, "{own}");
+            assert!(made_by_ctm(root.path(), "a").is_some());
+            // A write in one is seen there only, and the image is as it was.
+            std::fs::write(a.join("etc/os-release"), "ID=changed\n").unwrap();
+            std::fs::write(a.join("new"), "a's\n").unwrap();
+            assert_eq!(
+                std::fs::read_to_string(b.join("etc/os-release")).unwrap(),
+                "ID=test\n"
+            );
+            assert!(!b.join("new").exists());
+            assert_eq!(
+                std::fs::read_to_string(image.join("etc/os-release")).unwrap(),
+                "ID=test\n"
+            );
+            assert_eq!(
+                std::fs::read_to_string(upper(root.path(), "a").join("etc/os-release")).unwrap(),
+                "ID=changed\n"
+            );
+            // The image is known to be under both.
+            let lowers = overlay_lowers(root.path());
+            assert_eq!(lowers.get(&image).map(Vec::len), Some(2));
+            // Destroying a unmounts it and deletes its changes, never the
+            // image, nor b.
+            set_aside(root.path(), "a").unwrap();
+            assert!(!is_mounted(&set_aside_path(root.path(), "a")));
+            let problems = purge(root.path(), &mut |_| {});
+            assert!(problems.is_empty(), "{problems:?}");
+            assert!(!a.exists() && !overlay(root.path(), "a").exists());
+            assert!(!overlay_set_aside_path(root.path(), "a").exists());
+            assert!(made_by_ctm(root.path(), "a").is_none());
+            assert_eq!(std::fs::read(image.join("etc/big")).unwrap(), big);
+            assert_eq!(std::fs::read(b.join("etc/big")).unwrap(), big);
+        });
+        let _ = unmount(&a);
+        let _ = unmount(&b);
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
     }
 
     #[test]

@@ -200,6 +200,18 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         nspawn.render(),
     );
 
+    if container.root == crate::model::RootMode::Overlay {
+        out.file(
+            format!(
+                "{}/{}",
+                layout::UNIT_DIR,
+                layout::overlay_mount_unit(name.as_str())
+            ),
+            owner(),
+            overlay_mount(name.as_str(), header),
+        );
+    }
+
     if !container.limits.is_empty() {
         let mut dropin = Ini::new(header);
         dropin.section("Service");
@@ -330,4 +342,33 @@ fn routes(ini: &mut Ini, container: &Container, here: impl Fn(std::net::IpAddr) 
             .set("Destination", destination)
             .set("Gateway", via);
     }
+}
+
+/// The mount unit of an overlay root: the image's tree (through the link
+/// `lower`, which ctm points at the image when it makes the root, so this
+/// file does not change when the image is pulled again) under the
+/// container's `upper`. A unit, not a mount ctm makes once, so that it is
+/// there again after a reboot: `systemd-nspawn@.service` requires the
+/// mounts for `/var/lib/machines/%i`, so starting the container mounts it.
+/// `metacopy=on`: nspawn's user namespace chowns the tree on first boot
+/// where it cannot map IDs, and a chown then copies a file's inode up,
+/// not its data, which stays shared with the image.
+fn overlay_mount(name: &str, header: &[String]) -> String {
+    let dir = format!("/{}", layout::overlay_dir(name));
+    let mut unit = Ini::new(header);
+    unit.section("Unit")
+        .set(
+            "Description",
+            format!("Root file system of container {name}: an overlay of its image"),
+        )
+        .set("RequiresMountsFor", &dir);
+    unit.section("Mount")
+        .set("What", "overlay")
+        .set("Where", layout::machine_path(name))
+        .set("Type", "overlay")
+        .set(
+            "Options",
+            format!("lowerdir={dir}/lower,upperdir={dir}/upper,workdir={dir}/work,metacopy=on"),
+        );
+    unit.render()
 }

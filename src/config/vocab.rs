@@ -632,7 +632,7 @@ static AUTOSTART: NodeSpec = leaf(
 
 static ROOT_KIND: NodeSpec = leaf(
     "root",
-    "How the container's root file system is made from its image: `snapshot` (a btrfs snapshot of the image), `reflink` (a copy sharing the image's blocks: btrfs, XFS with reflink), `copy` (every byte copied), or `auto` (the default: the first of those the file system offers). The plan says which each new container gets, and refuses a kind the file system cannot do.",
+    "How the container's root file system is made from its image: `snapshot` (a btrfs snapshot of the image), `reflink` (a copy sharing the image's blocks: btrfs, XFS with reflink), `copy` (every byte copied), `overlay` (an overlayfs mount of the image under a directory of the container's own that takes its changes: shares the image's files on any file system, ext4 too), or `auto` (the default: the first of snapshot, reflink and copy the file system offers; never overlay). The plan says which each new container gets, and refuses a kind the file system cannot do.",
     "root \"reflink\"",
     &[arg(
         "kind",

@@ -191,7 +191,9 @@ pub fn destroy_preview(
         .system
         .containers(&BTreeSet::from([name.to_string()]))?
         .is_some_and(|c| c.get(name).is_some_and(|c| c.state == "running"));
-    let (bytes, files) = rootfs::size(&tree);
+    // An overlay root's own bytes are its changes; the image stays.
+    let overlaid = rootfs::upper(&root, name);
+    let (bytes, files) = rootfs::size(if overlaid.is_dir() { &overlaid } else { &tree });
     Ok(DestroyPreview {
         name: name.to_string(),
         tree,

@@ -437,6 +437,18 @@ pub fn remove(target: &Target, name: &str, events: Events<'_>) -> miette::Result
         }
         .into());
     }
+    // An overlay root is made of the image's tree: not removed under it,
+    // whether or not the host file still has the container.
+    let lowers = crate::backend::rootfs::overlay_lowers(&root);
+    for record in &records {
+        if let Some(containers) = lowers.get(&record.with_extension("")) {
+            return Err(miette::miette!(
+                help = "`ctm destroy` them first, or give them another `root`",
+                "image {name} is under the overlay roots of containers {}; nothing was removed",
+                containers.join(", ")
+            ));
+        }
+    }
     let mut removed = Vec::new();
     for record in records {
         provision::remove_image(record)?;

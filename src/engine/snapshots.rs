@@ -162,6 +162,15 @@ pub(super) fn snapshot_for(
             tree.display()
         ));
     }
+    // An overlay root is copied as the container sees it, the merged
+    // view: a snapshot stands alone (backups and exports are made of it).
+    // After a reboot nothing mounted a stopped container's overlay.
+    if rootfs::overlay(&root, name).is_dir() && rootfs::mount_overlay(&root, name)? {
+        step(
+            events,
+            format!("mounted the overlay root at {}", tree.display()),
+        );
+    }
     let volumes = if options.volumes {
         volumes_of(&expect, name)
     } else {
@@ -432,6 +441,18 @@ pub(super) fn stopped_for_restore<T>(
     events: Events<'_>,
     restore: impl FnOnce(Events<'_>) -> miette::Result<T>,
 ) -> miette::Result<(T, bool)> {
+    let root = session.store.root().to_path_buf();
+    if rootfs::overlay(&root, name).is_dir() {
+        // The swap renames the tree, and an overlay's tree is a mount
+        // point; its restore (changes against the image) is not made yet.
+        return Err(miette!(
+            help = format!(
+                "copy what you need from the snapshot's tree under {}, or give the container                  `root \"copy\"` (a new container) to restore into",
+                snapshots::container_dir(&root, name).display()
+            ),
+            "container {name}'s root is an overlay of its image, which {what} cannot be restored into yet; nothing was changed"
+        ));
+    }
     let running = live(session, name)?.is_some();
     if running {
         perform(

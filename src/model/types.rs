@@ -324,6 +324,11 @@ pub enum RootMode {
     Reflink,
     /// A plain copy of every byte.
     Copy,
+    /// An overlayfs mount: the image's tree, never written, under a
+    /// directory of the container's own that takes every change. Asked
+    /// for only: `auto` never picks it (an image must then stay as it was
+    /// while any container is made from it, see docs/config.md `root`).
+    Overlay,
 }
 
 impl RootMode {
@@ -333,8 +338,9 @@ impl RootMode {
             "snapshot" => Ok(RootMode::Snapshot),
             "reflink" => Ok(RootMode::Reflink),
             "copy" => Ok(RootMode::Copy),
+            "overlay" => Ok(RootMode::Overlay),
             _ => Err(format!(
-                "`{s}` is not a kind of root file system; use `auto`, `snapshot`, `reflink` or `copy`"
+                "`{s}` is not a kind of root file system; use `auto`, `snapshot`, `reflink`, `copy` or `overlay`"
             )),
         }
     }
@@ -345,6 +351,7 @@ impl RootMode {
             RootMode::Snapshot => "snapshot",
             RootMode::Reflink => "reflink",
             RootMode::Copy => "copy",
+            RootMode::Overlay => "overlay",
         }
     }
 

@@ -1598,6 +1598,7 @@ mod tests {
                 fs: "xfs".into(),
                 snapshot: Some("/var/lib/machines is on xfs, not btrfs".into()),
                 reflink: None,
+                overlay: None,
                 missing: ["a", "b"].map(String::from).into(),
             }),
             ..system(&[])

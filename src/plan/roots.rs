@@ -27,6 +27,11 @@ pub struct RootsState {
     /// `None`: a file of the image store can be cloned into
     /// `/var/lib/machines` (`FICLONE`); else why not.
     pub reflink: Option<String>,
+    /// `None`: an overlayfs of an image can be mounted at
+    /// `/var/lib/machines/NAME` with its changes kept under
+    /// `/var/lib/ctm/overlays`; else why not.
+    #[serde(default)]
+    pub overlay: Option<String>,
     /// The desired containers whose tree is not there yet: the ones an
     /// apply makes.
     pub missing: BTreeSet<String>,
@@ -47,6 +52,7 @@ pub fn choose(mode: RootMode, state: &RootsState) -> Result<RootMode, String> {
         RootMode::Snapshot => state.snapshot.clone().map_or(Ok(mode), Err),
         RootMode::Reflink => state.reflink.clone().map_or(Ok(mode), Err),
         RootMode::Copy => Ok(mode),
+        RootMode::Overlay => state.overlay.clone().map_or(Ok(mode), Err),
     }
 }
 
@@ -107,11 +113,20 @@ fn describe(kind: RootMode, asked: RootMode, state: &RootsState) -> String {
              image is not a subvolume)"
         ),
         RootMode::Reflink => format!("a reflink copy of the image: shares its blocks ({fs})"),
+        RootMode::Overlay => format!(
+            "an overlay of the image: shares its files, the container's changes kept apart ({fs})"
+        ),
         _ => format!("a copy of the image ({fs})"),
     };
     if asked.is_auto() && kind == RootMode::Copy {
         let why = state.reflink.as_deref().unwrap_or("no reflinks");
-        format!("{what}: {why}")
+        // The one way to share on this file system is asked for by name.
+        let hint = if state.overlay.is_none() {
+            "; `root \"overlay\"` would share the image's files"
+        } else {
+            ""
+        };
+        format!("{what}: {why}{hint}")
     } else {
         what
     }
@@ -202,6 +217,7 @@ mod tests {
             fs: "test".into(),
             snapshot: (!snapshot).then(|| "not btrfs".to_string()),
             reflink: (!reflink).then(|| "no FICLONE".to_string()),
+            overlay: None,
             missing: BTreeSet::new(),
         }
     }
@@ -220,6 +236,51 @@ mod tests {
             choose(RootMode::Auto, &state(false, false)),
             Ok(RootMode::Copy)
         );
+        // Not even where an overlay is the only way to share.
+        let mut ext4 = state(false, false);
+        ext4.overlay = None;
+        assert_eq!(choose(RootMode::Auto, &ext4), Ok(RootMode::Copy));
+    }
+
+    #[test]
+    fn an_overlay_is_made_where_the_kernel_and_file_system_can_and_refused_else() {
+        let ext4 = state(false, false);
+        assert_eq!(choose(RootMode::Overlay, &ext4), Ok(RootMode::Overlay));
+        // On btrfs too: asked for, it is what is made.
+        assert_eq!(
+            choose(RootMode::Overlay, &state(true, true)),
+            Ok(RootMode::Overlay)
+        );
+        let mut without = ext4.clone();
+        without.overlay = Some("no overlay in /proc/filesystems".into());
+        assert_eq!(
+            choose(RootMode::Overlay, &without),
+            Err("no overlay in /proc/filesystems".to_string())
+        );
+    }
+
+    #[test]
+    fn a_copy_auto_chose_says_an_overlay_would_share() {
+        let mut ext4 = state(false, false);
+        ext4.fs = "ext4".into();
+        ext4.missing = ["a", "b"].map(String::from).into();
+        let p = planned(
+            &[("a", RootMode::Auto), ("b", RootMode::Overlay)],
+            Some(ext4.clone()),
+        );
+        assert_eq!(
+            p.new[0].reason,
+            "a copy of the image (ext4): no FICLONE; `root \"overlay\"` would share the image's files"
+        );
+        assert_eq!(p.new[1].kind, RootMode::Overlay);
+        assert_eq!(
+            p.new[1].reason,
+            "an overlay of the image: shares its files, the container's changes kept apart (ext4)"
+        );
+        // No hint where an overlay cannot be made either.
+        ext4.overlay = Some("no overlay".into());
+        let p = planned(&[("a", RootMode::Auto)], Some(ext4));
+        assert_eq!(p.new[0].reason, "a copy of the image (ext4): no FICLONE");
     }
 
     #[test]
