@@ -102,17 +102,16 @@ impl Host {
             .any(|t| t.down && t.networks.contains(network))
     }
 
-    /// Whether `link` is not made: it belongs to a down topology, or an
-    /// end is a container of one (a link is made only between two
-    /// running containers).
+    /// Whether `link` belongs to a down topology: its unit is left out,
+    /// so it is not made. (A link with an end in a down container needs
+    /// nothing: it is made only while both run, and its unit stays so
+    /// that the other end is not restarted for it.)
     pub fn link_down(&self, link: &Link) -> bool {
         let [a, b] = &link.ends;
         let key = Topology::link_key(&a.container, &b.container);
         self.topologies
             .values()
             .any(|t| t.down && t.links.contains(&key))
-            || self.container_down(&a.container).is_some()
-            || self.container_down(&b.container).is_some()
     }
 }
 
