@@ -41,15 +41,7 @@ impl Direction {
 }
 
 /// A topology of the current generation, with its members and state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TopologyState {
-    pub name: String,
-    pub down: bool,
-    pub networks: Vec<String>,
-    pub containers: Vec<String>,
-    /// Links by their ends, `r1–r2`.
-    pub links: Vec<String>,
-}
+pub use crate::status::TopologyStatus as TopologyState;
 
 /// The topologies of the current generation, by name (none before the
 /// first apply).
@@ -58,22 +50,7 @@ pub fn list(target: &Target) -> miette::Result<Vec<TopologyState>> {
     let Some(current) = store.current()? else {
         return Ok(Vec::new());
     };
-    Ok(states(&expectations(&store, current)?))
-}
-
-/// The topologies a generation's expectations name.
-pub fn states(health: &Health) -> Vec<TopologyState> {
-    health
-        .topologies
-        .iter()
-        .map(|(name, t)| TopologyState {
-            name: name.clone(),
-            down: t.down,
-            networks: t.networks.clone(),
-            containers: t.containers.clone(),
-            links: t.links.clone(),
-        })
-        .collect()
+    Ok(crate::status::topologies(&expectations(&store, current)?))
 }
 
 /// Generation `n`'s `health.json` alone, read from the store.
