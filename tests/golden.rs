@@ -205,7 +205,10 @@ fn a_down_topology_leaves_out_its_bridges_links_and_autostart() {
     let bgp = ctm::model::Name::parse("bgp").unwrap();
     v.host.set_down(&[bgp].into());
     let down = compile::compile(&v.host);
-    assert_golden(&repo().join("tests/golden/topology-down.txt"), &flatten(&down));
+    assert_golden(
+        &repo().join("tests/golden/topology-down.txt"),
+        &flatten(&down),
+    );
     let gone: Vec<&String> = up
         .files
         .keys()
@@ -214,8 +217,9 @@ fn a_down_topology_leaves_out_its_bridges_links_and_autostart() {
     assert_eq!(
         gone,
         [
-            "etc/systemd/network/50-ctm-ab.netdev",
-            "etc/systemd/network/50-ctm-ab.network",
+            "etc/ctm/ctm-link",
+            "etc/systemd/network/50-ctm-br-ab.netdev",
+            "etc/systemd/network/50-ctm-br-ab.network",
             "etc/systemd/system/ctm-link-r1:to-r2.service",
             "etc/systemd/system/machines.target.wants/systemd-nspawn@r1.service",
             "etc/systemd/system/machines.target.wants/systemd-nspawn@r2.service",
