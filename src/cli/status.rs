@@ -295,6 +295,7 @@ mod tests {
                     drift: Vec::new(),
                 },
             ],
+            topologies: Vec::new(),
             drift: Drift {
                 files: Vec::new(),
                 conflicts: Vec::new(),
