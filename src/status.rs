@@ -181,10 +181,40 @@ pub struct Status {
     /// (left out when there are none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeStatus>,
+    /// The generation's topologies, up or down (left out when there are
+    /// none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub topologies: Vec<TopologyStatus>,
     pub drift: Drift,
     /// Things worth knowing that are not drift (a stored host file that
     /// no longer validates).
     pub notes: Vec<String>,
+}
+
+/// A topology of the generation (`ctm up`, `ctm down`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopologyStatus {
+    pub name: String,
+    pub down: bool,
+    pub networks: Vec<String>,
+    pub containers: Vec<String>,
+    /// Links by their ends, `r1–r2`.
+    pub links: Vec<String>,
+}
+
+/// The topologies a generation's expectations name, by name.
+pub fn topologies(expect: &Health) -> Vec<TopologyStatus> {
+    expect
+        .topologies
+        .iter()
+        .map(|(name, t)| TopologyStatus {
+            name: name.clone(),
+            down: t.down,
+            networks: t.networks.clone(),
+            containers: t.containers.clone(),
+            links: t.links.clone(),
+        })
+        .collect()
 }
 
 /// What the status is made of.
@@ -375,6 +405,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
         tunnels,
         links,
         volumes: volumes(input),
+        topologies: topologies(input.expect),
         drift: Drift {
             files,
             conflicts: input.plan.conflicts.clone(),

@@ -5978,3 +5978,126 @@ fn backup_keep_too_many() {
         "keep",
     );
 }
+
+// ---- topologies ------------------------------------------------------------
+
+/// The routers, a link between r1 and r2, and a network `ab` only r1 and
+/// r2 are on, with `extra` after them.
+fn lab(extra: &str) -> String {
+    kdl(&format!(
+        "network \"ab\" {{\n    bridge \"br-ab\"\n    ipv4 \"10.50.0.1/24\"\n}}\n\
+         container \"r1\" {{\n    image \"debian\"\n    network \"ab\"\n}}\n\
+         container \"r2\" {{\n    image \"debian\"\n    network \"ab\"\n}}\n\
+         container \"r3\" {{\n    image \"debian\"\n}}\n\
+         link \"r1\" \"r2\" {{\n{ENDS}}}\n{extra}"
+    ))
+}
+
+#[test]
+fn a_valid_topology_has_no_diagnostics_in_either_syntax() {
+    let text = lab(
+        "topology \"bgp\" {\n    network \"ab\"\n    container \"r1\"\n    container \"r2\"\n    link \"r2\" \"r1\"\n}\ntopology \"other\" {\n    container \"r3\"\n}\n",
+    );
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+    let text = toml(
+        "[network.ab]\nbridge = \"br-ab\"\nipv4 = \"10.50.0.1/24\"\n\
+         [container.r1]\nimage = \"debian\"\nnetwork = \"ab\"\n\
+         [container.r2]\nimage = \"debian\"\nnetwork = \"ab\"\n\
+         [[link]]\na = \"r1\"\nb = \"r2\"\n\
+         [topology.bgp]\nnetwork = [\"ab\"]\ncontainer = [\"r1\", \"r2\"]\nlink = [{ a = \"r1\", b = \"r2\" }]\n",
+    );
+    assert_eq!(list(&diagnose(&text, Format::Toml)), "");
+}
+
+#[test]
+fn topology_with_an_unknown_container() {
+    let text = lab("topology \"bgp\" {\n    container \"r9\"\n}\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no container named `r9`",
+        "\"r9\"",
+        "topology",
+    );
+}
+
+#[test]
+fn topology_with_an_unknown_network() {
+    let text = lab("topology \"bgp\" {\n    network \"cd\"\n}\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no network named `cd`",
+        "\"cd\"",
+        "topology",
+    );
+}
+
+#[test]
+fn topology_with_a_link_the_host_file_lacks() {
+    let text = lab("topology \"bgp\" {\n    link \"r1\" \"r3\"\n}\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::unknown-reference",
+        "there is no link between `r1` and `r3`",
+        "\"r1\" \"r3\"",
+        "topology",
+    );
+    assert_help(
+        &d,
+        "a topology names links defined at the top level: link \"r1\" \"r3\" { … }",
+    );
+}
+
+#[test]
+fn container_in_two_topologies() {
+    let text = lab(
+        "topology \"a\" {\n    container \"r3\"\n}\ntopology \"b\" {\n    container \"r3\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::topology-member",
+        "container `r3` is in topology `a` already, and a container belongs to at most one",
+        "\"r3\"",
+        "topology \"b\"",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[("\"r3\"", "topology \"a\"", "in topology `a` here")],
+    );
+}
+
+#[test]
+fn member_listed_twice_in_one_topology() {
+    let text = lab("topology \"a\" {\n    link \"r1\" \"r2\"\n    link \"r2\" \"r1\"\n}\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::topology-member",
+        "link `r1–r2` is listed twice in topology `a`",
+        "link",
+        "link \"r2\" \"r1\"",
+    );
+}
+
+#[test]
+fn container_outside_a_topology_on_its_network() {
+    let text = lab("topology \"bgp\" {\n    network \"ab\"\n    container \"r1\"\n}\n");
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::topology-network",
+        "container `r2` is on network `ab` of topology `bgp` but not in the topology",
+        "\"r2\"",
+        "container \"r2\"",
+    );
+    assert_help(
+        &d,
+        "add `container \"r2\"` to topology `bgp`, or take network `ab` out of it",
+    );
+}

@@ -79,7 +79,7 @@ impl Host {
             .iter()
             .map(|d| d.message.as_str())
             .collect();
-        Desired::compile(&outcome).unwrap_or_else(|| panic!("{diagnostics:?}"))
+        Desired::compile(&outcome, &Default::default()).unwrap_or_else(|| panic!("{diagnostics:?}"))
     }
 
     fn apply(&self, timeout: Option<Timeout>) -> miette::Result<Applied> {

@@ -65,7 +65,7 @@ fn some_plan() -> Plan {
     let file = dir.path().join("host.kdl");
     std::fs::write(&file, HOST_FILE).unwrap();
     let outcome = ctm::engine::load::load_and_validate(&file, None).unwrap();
-    let desired = ctm::engine::load::Desired::compile(&outcome).unwrap();
+    let desired = ctm::engine::load::Desired::compile(&outcome, &Default::default()).unwrap();
     let target = ctm::engine::Target::new(dir.path().join("root"));
     std::fs::create_dir_all(&target.root).unwrap();
     let mut session =

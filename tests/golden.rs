@@ -228,3 +228,52 @@ fn an_overlay_root_compiles_to_the_mount_unit_nspawn_requires() {
     // Another kind of root has no mount unit.
     assert!(!flat.contains("var-lib-machines-db.mount"), "{flat}");
 }
+
+/// With topology `bgp` down, examples/topology.kdl compiles without the
+/// bridge of its network, its link's unit and its containers' autostart
+/// links; the containers keep their files (so their trees and volumes are
+/// never pruned) and health.json says they are down.
+#[test]
+fn a_down_topology_leaves_out_its_bridges_links_and_autostart() {
+    let path = repo().join("examples/topology.kdl");
+    let (text, lock) = example(&path);
+    let mut v = validated("topology.kdl", &text, Format::Kdl, &lock);
+    let up = compile::compile(&v.host);
+    let bgp = ctm::model::Name::parse("bgp").unwrap();
+    v.host.set_down(&[bgp].into());
+    let down = compile::compile(&v.host);
+    assert_golden(
+        &repo().join("tests/golden/topology-down.txt"),
+        &flatten(&down),
+    );
+    let gone: Vec<&String> = up
+        .files
+        .keys()
+        .filter(|p| !down.files.contains_key(*p))
+        .collect();
+    assert_eq!(
+        gone,
+        [
+            "etc/ctm/ctm-link",
+            "etc/systemd/network/50-ctm-br-ab.netdev",
+            "etc/systemd/network/50-ctm-br-ab.network",
+            "etc/systemd/system/ctm-link-r1:to-r2.service",
+            "etc/systemd/system/machines.target.wants/systemd-nspawn@r1.service",
+            "etc/systemd/system/machines.target.wants/systemd-nspawn@r2.service",
+            "etc/systemd/system/systemd-nspawn@r1.service.wants/ctm-link-r1:to-r2.service",
+            "etc/systemd/system/systemd-nspawn@r2.service.wants/ctm-link-r1:to-r2.service",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .iter()
+        .collect::<Vec<_>>(),
+    );
+    assert!(down.files.contains_key("etc/systemd/nspawn/r1.nspawn"));
+    let health = compile::health::of(&down).unwrap();
+    assert_eq!(health.containers["r1"].down.as_deref(), Some("bgp"));
+    assert!(!health.containers["r1"].autostart);
+    assert_eq!(health.containers["web"].down, None);
+    assert!(health.topologies["bgp"].down);
+    assert!(!health.links.contains_key("br-ab"));
+}

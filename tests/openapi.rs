@@ -359,7 +359,7 @@ fn fixture_on(
 /// A real plan of the example host, as a host's ctm prints it.
 fn example_plan(host: &std::path::Path) -> ctm::plan::Plan {
     let outcome = ctm::engine::load::load_and_validate(host, None).unwrap();
-    let desired = ctm::engine::load::Desired::compile(&outcome).unwrap();
+    let desired = ctm::engine::load::Desired::compile(&outcome, &Default::default()).unwrap();
     let root = tempfile::tempdir().unwrap();
     let target = ctm::engine::Target::new(root.path());
     let mut session =

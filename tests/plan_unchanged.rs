@@ -43,7 +43,7 @@ impl Host {
 
     fn apply(&self) {
         let outcome = load_and_validate(&self.file(), None).unwrap();
-        let desired = Desired::compile(&outcome).expect("the host compiles");
+        let desired = Desired::compile(&outcome, &Default::default()).expect("the host compiles");
         let target = Target::new(self.root());
         let prepared = apply::prepare_apply(
             &target,

@@ -51,7 +51,14 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         (load_at_most(&args.file, None, args.size.bytes())?, None)
     };
     print_diagnostics(&outcome, OutputFormat::Human);
-    let Some(desired) = images::compile_resolved(&target.root, &mut outcome, &mut say)? else {
+    // A saved plan says which topologies were down; else the current
+    // generation does.
+    let down = match &saved {
+        Some(saved) => saved.down.clone(),
+        None => target.store().current_down()?,
+    };
+    let Some(desired) = images::compile_resolved(&target.root, &mut outcome, &down, &mut say)?
+    else {
         return Ok(ExitCode::FAILURE);
     };
     let options = saved.as_ref().map_or(args.options, |s| s.options);

@@ -17,6 +17,7 @@ mod plan;
 pub mod serve;
 mod snapshot;
 mod status;
+mod topology;
 mod tunnel;
 
 use std::path::PathBuf;
@@ -128,6 +129,17 @@ enum Command {
     /// underlay's route to its remote endpoint, with what looks wrong.
     #[command(subcommand)]
     Tunnel(tunnel::Command),
+    /// Bring a topology of the host file up: its networks' bridges, its
+    /// links, and its containers started, as one apply of the current
+    /// generation's host file (plan, question unless --yes, rollback).
+    Up(topology::MoveArgs),
+    /// Bring a topology down: its containers stopped and not started at
+    /// boot, its links and bridges removed; their root file systems and
+    /// volumes stay. One apply, as `up`; the host file is not changed.
+    Down(topology::MoveArgs),
+    /// List the topologies of the current generation, up or down, with
+    /// their members.
+    Topologies(topology::ListArgs),
     /// List the images: the current generation's (with the containers
     /// made from them) and those the store keeps for older ones.
     Images(images::ListArgs),
@@ -285,6 +297,15 @@ pub fn main() -> Run {
         Command::Import(args) => report(backup::import(&args)),
         Command::Info(args) => report(info::run(&args)),
         Command::Tunnel(command) => report(tunnel::run(&command)),
+        Command::Up(args) => report(topology::run_move(
+            &args,
+            crate::engine::topologies::Direction::Up,
+        )),
+        Command::Down(args) => report(topology::run_move(
+            &args,
+            crate::engine::topologies::Direction::Down,
+        )),
+        Command::Topologies(args) => report(topology::run_list(&args)),
         Command::Images(args) => report(images::list(&args)),
         Command::Image(command) => report(images::run(&command)),
         Command::Gc(args) => report(generations::gc(&args)),

@@ -57,6 +57,20 @@ fn render(status: &Status) -> String {
         )),
         None => out.push_str("No generation applied yet.\n"),
     }
+    for t in &status.topologies {
+        out.push_str(&format!(
+            "Topology {} is {}: {}\n",
+            t.name,
+            if t.down { "down" } else { "up" },
+            t.containers
+                .iter()
+                .chain(&t.networks)
+                .chain(&t.links)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if let Some(p) = &status.pending_confirm {
         out.push_str(&format!(
             "Waiting for `ctm confirm` until {}; otherwise the host returns to generation {}.\n",
@@ -281,6 +295,7 @@ mod tests {
                     drift: Vec::new(),
                 },
             ],
+            topologies: Vec::new(),
             drift: Drift {
                 files: Vec::new(),
                 conflicts: Vec::new(),

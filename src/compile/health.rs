@@ -30,6 +30,20 @@ pub struct Health {
     /// The volumes that must exist (`layout::volume_dir`), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, VolumeHealth>,
+    /// The host file's topologies, by name, with their members and
+    /// whether they are down: for the plan (which stops the containers of
+    /// a down one) and for `ctm status`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topologies: BTreeMap<String, TopologyHealth>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyHealth {
+    pub down: bool,
+    pub networks: Vec<String>,
+    pub containers: Vec<String>,
+    /// Links by their ends, `r1–r2`.
+    pub links: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +59,10 @@ pub struct VolumeHealth {
 pub struct ContainerHealth {
     /// Started at boot, so it must be running after every apply.
     pub autostart: bool,
+    /// The down topology it belongs to: it must not run, and an apply
+    /// stops it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
     /// The bridge the container's `host0` is attached to.
     pub bridge: Option<String>,
     /// Its addresses, IPv4 first.
@@ -135,7 +153,8 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
             (
                 c.name.to_string(),
                 ContainerHealth {
-                    autostart: c.autostart,
+                    autostart: c.autostart && host.container_down(&c.name).is_none(),
+                    down: host.container_down(&c.name).map(ToString::to_string),
                     bridge,
                     addresses,
                     checks,
@@ -146,6 +165,9 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
         .collect();
     let mut links = BTreeMap::new();
     for network in host.networks.values() {
+        if host.network_down(&network.name) {
+            continue;
+        }
         let addresses = network
             .ipv4
             .map(|s| s.address.to_string())
@@ -188,12 +210,31 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
             )
         })
         .collect();
+    let topologies = host
+        .topologies
+        .values()
+        .map(|t| {
+            let names = |set: &std::collections::BTreeSet<crate::model::Name>| {
+                set.iter().map(ToString::to_string).collect()
+            };
+            (
+                t.name.to_string(),
+                TopologyHealth {
+                    down: t.down,
+                    networks: names(&t.networks),
+                    containers: names(&t.containers),
+                    links: t.links.iter().map(|(a, b)| format!("{a}–{b}")).collect(),
+                },
+            )
+        })
+        .collect();
     Health {
         containers,
         links,
         firewall: chains.rule_counts(),
         sockets,
         volumes,
+        topologies,
     }
 }
 

@@ -20,7 +20,7 @@ use crate::model::{Host, Link};
 const SCRIPT: &str = include_str!("../../templates/ctm-link");
 
 pub fn links(host: &Host, header: &[String], out: &mut Artifacts) {
-    if host.links.is_empty() {
+    if host.links.iter().all(|l| host.link_down(l)) {
         return;
     }
     let mut script = String::from("#!/bin/sh\n");
@@ -29,7 +29,7 @@ pub fn links(host: &Host, header: &[String], out: &mut Artifacts) {
     }
     script.push_str(SCRIPT);
     out.file(LINK_SCRIPT.into(), Owner::Host, script);
-    for link in &host.links {
+    for link in host.links.iter().filter(|l| !host.link_down(l)) {
         unit(link, header, out);
     }
 }

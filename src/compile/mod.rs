@@ -138,8 +138,12 @@ pub fn compile(host: &Host) -> Artifacts {
         nspawn::container(host, container, &header, &mut out);
         provision::container(host, container, &mut out);
     }
+    // A down topology's networks have no bridge; its containers keep
+    // their files (and so their trees and volumes), held down below.
     for network in host.networks.values() {
-        networkd::bridge(network, &header, &mut out);
+        if !host.network_down(&network.name) {
+            networkd::bridge(network, &header, &mut out);
+        }
     }
     names::hosts_files(host, &header, &mut out);
     for tunnel in host.tunnels.values() {

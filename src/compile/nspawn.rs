@@ -247,7 +247,8 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         );
     }
 
-    if container.autostart {
+    // A container of a down topology is not started at boot either.
+    if container.autostart && host.container_down(name).is_none() {
         out.symlink(
             layout::autostart_link(name.as_str()),
             owner(),

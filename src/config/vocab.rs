@@ -996,6 +996,47 @@ static LINK: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+// ---- topologies -------------------------------------------------------------
+
+static TOPOLOGY_NETWORK: NodeSpec = leaf(
+    "network",
+    "A network of the topology: while it is down, its bridge is not made (its networkd files are left out).",
+    "network \"ab\"",
+    &[arg("name", String, "Name of a top-level `network`.")],
+);
+
+static TOPOLOGY_CONTAINER: NodeSpec = leaf(
+    "container",
+    "A container of the topology: while it is down, the container is stopped and not started at boot; its root file system and volumes stay.",
+    "container \"r1\"",
+    &[arg("name", String, "Name of a top-level `container`.")],
+);
+
+static TOPOLOGY_LINK: NodeSpec = leaf(
+    "link",
+    "A link of the topology, named by its two ends as the top-level `link` is: while the topology is down, the link is not made.",
+    "link \"r1\" \"r2\"",
+    &[
+        arg("a", String, "One end of a top-level `link`."),
+        arg("b", String, "Its other end (the ends in either order)."),
+    ],
+);
+
+static TOPOLOGY: NodeSpec = NodeSpec {
+    name: "topology",
+    doc: "A group of networks, containers and links defined elsewhere in the host file, brought down and up as one (`ctm down NAME`, `ctm up NAME`). Each belongs to at most one topology.",
+    example: "topology \"lab\" { network \"ab\"; container \"r1\"; container \"r2\"; link \"r1\" \"r2\"; }",
+    args: &[arg("name", String, "The topology's name.")],
+    props: NO_PROPS,
+    any_props: None,
+    children: &[
+        many(&TOPOLOGY_NETWORK),
+        many(&TOPOLOGY_CONTAINER),
+        many(&TOPOLOGY_LINK),
+    ],
+    keyed: true,
+};
+
 /// The top of a host file.
 pub static ROOT: NodeSpec = NodeSpec {
     name: "",
@@ -1013,6 +1054,7 @@ pub static ROOT: NodeSpec = NodeSpec {
         many(&TUNNEL),
         many(&VOLUME),
         many(&LINK),
+        many(&TOPOLOGY),
     ],
     keyed: false,
 };

@@ -38,6 +38,9 @@ pub struct SavedPlan {
     #[serde(flatten)]
     pub options: plan::Options,
     pub plan: Plan,
+    /// The topologies it was compiled with down.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub down: std::collections::BTreeSet<crate::model::Name>,
 }
 
 impl SavedPlan {
@@ -58,6 +61,7 @@ impl SavedPlan {
             lock_text: desired.previous_lock.clone(),
             options,
             plan,
+            down: desired.down.clone(),
         }
     }
 
@@ -372,6 +376,7 @@ fn switch_to_new(
         summary: desired.summary.clone(),
         ctm_version: env!("CARGO_PKG_VERSION").into(),
         plan_key: desired_key(&session.store, desired),
+        down: desired.down.clone(),
     };
     let mut step = |p: Progress| events(Event::from(p));
     session.engine(&mut step).switch(&SwitchSpec {
@@ -606,6 +611,16 @@ impl PreparedRollback {
 /// (`ctm tunnel diagnose --fix`). Applied with [`apply`] like any other,
 /// into a new generation with the same files.
 pub fn prepare_reapply(target: &Target, events: Events<'_>) -> miette::Result<PreparedApply> {
+    prepare_reapply_with(target, None, events)
+}
+
+/// [`prepare_reapply`] with the topologies in `down` down instead of the
+/// current generation's (`ctm up`, `ctm down`).
+pub fn prepare_reapply_with(
+    target: &Target,
+    down: Option<&std::collections::BTreeSet<crate::model::Name>>,
+    events: Events<'_>,
+) -> miette::Result<PreparedApply> {
     let store = target.store();
     let Some(current) = store.current()? else {
         return Err(miette!(
@@ -618,7 +633,11 @@ pub fn prepare_reapply(target: &Target, events: Events<'_>) -> miette::Result<Pr
     if let Some(validated) = &mut outcome.validated {
         super::images::read_configs(&target.root, validated, events)?;
     }
-    let desired = Desired::compile(&outcome).ok_or_else(|| {
+    let down = match down {
+        Some(down) => down.clone(),
+        None => store.meta(current)?.down,
+    };
+    let desired = Desired::compile(&outcome, &down).ok_or_else(|| {
         miette!("the host file stored with generation {current} no longer validates")
     })?;
     prepare_apply(

@@ -153,12 +153,13 @@ pub fn unresolved(outcome: &Outcome) -> bool {
 pub fn compile_resolved(
     root: &Path,
     outcome: &mut Outcome,
+    down: &std::collections::BTreeSet<crate::model::Name>,
     events: Events<'_>,
 ) -> miette::Result<Option<Desired>> {
     if let Some(validated) = &mut outcome.validated {
         resolve_images(root, validated, events)?;
     }
-    Ok(Desired::compile(outcome))
+    Ok(Desired::compile(outcome, down))
 }
 
 /// The images the containers of a generation are made from: container,

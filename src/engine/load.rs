@@ -1,6 +1,7 @@
 //! Reading a host file and its lock, validating them, and compiling the
 //! result: what every use case that starts from a host file does first.
 
+use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use crate::compile::{self, Artifacts};
 use crate::config::{self, Format, Source};
 use crate::diagnostic::{Diagnostic, json_in_file};
 use crate::lock::Lock;
-use crate::model::{BuildStep, Host, ImageSource};
+use crate::model::{BuildStep, Host, ImageSource, Name};
 use crate::validate::{self, Validated};
 
 /// The lock file that belongs to a host file: `host.kdl` → `host.kdl.lock`.
@@ -429,15 +430,31 @@ pub struct Desired {
     pub lock_text: String,
     pub artifacts: Artifacts,
     pub summary: String,
+    /// The topologies it was compiled with down: of those asked for, the
+    /// ones the host file defines (`Meta::down` of its generation).
+    pub down: BTreeSet<Name>,
 }
 
 impl Desired {
-    /// Compiles a validated host file; `None` when it has errors.
-    pub fn compile(outcome: &Outcome) -> Option<Desired> {
+    /// Compiles a validated host file with the topologies named in `down`
+    /// down (the current generation's, or what `ctm up`/`ctm down` asks
+    /// for); `None` when it has errors.
+    pub fn compile(outcome: &Outcome, down: &BTreeSet<Name>) -> Option<Desired> {
         let path = &outcome.host_file.path;
         let validated = outcome.validated.as_ref()?;
-        let host = &validated.host;
+        let with_down;
+        let host = if validated.host.topologies.keys().any(|t| down.contains(t)) {
+            // A copy only when something is down: the state is data the
+            // engine hands the compiler, never read by it.
+            let mut host = validated.host.clone();
+            host.set_down(down);
+            with_down = host;
+            &with_down
+        } else {
+            &validated.host
+        };
         Some(Desired {
+            down: host.down(),
             source_path: path.to_path_buf(),
             source_text: outcome.host_file.text.clone(),
             previous_lock: outcome.lock_file.as_ref().map(|l| l.text.clone()),

@@ -40,6 +40,7 @@ pub mod refused;
 pub mod session;
 pub mod snapshots;
 pub mod status;
+pub mod topologies;
 pub mod tunnels;
 
 pub use events::{Event, Events};

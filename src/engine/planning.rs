@@ -1,6 +1,7 @@
 //! `ctm plan FILE`: the host file read, checked and compiled, and planned
 //! against the target.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::events::Events;
@@ -8,6 +9,7 @@ use super::images;
 use super::load::{Desired, Outcome, lock_path_for, read_at_most, read_lock, validate_bytes};
 use super::session::{Access, Session, Target};
 use crate::config::Format;
+use crate::model::Name;
 use crate::plan::{self, Plan};
 use crate::state::Store;
 
@@ -28,11 +30,17 @@ pub struct Planned {
 
 /// What a host file compiles to, as far as its inputs tell: the format
 /// it is read in, its bytes, its lock file's bytes (`None`: no lock file)
-/// and the ctm binary's hash (`Store::exe_id`); the pure stages read
-/// nothing else. Stored with each generation (`Meta::plan_key`); a host
+/// the ctm binary's hash (`Store::exe_id`) and the topologies down
+/// (`Meta::down`); the pure stages read nothing else. Stored with each generation (`Meta::plan_key`); a host
 /// file that compiles had no diagnostic (validation gives a model only
 /// then), so a plan of the same inputs has nothing to show but the plan.
-pub fn plan_key(format: Format, host: &[u8], lock: Option<&[u8]>, exe_id: &str) -> String {
+pub fn plan_key(
+    format: Format,
+    host: &[u8],
+    lock: Option<&[u8]>,
+    exe_id: &str,
+    down: &BTreeSet<Name>,
+) -> String {
     use sha2::Digest as _;
     let mut hash = sha2::Sha256::new();
     // Lengths first: no two different inputs feed the same bytes.
@@ -56,6 +64,15 @@ pub fn plan_key(format: Format, host: &[u8], lock: Option<&[u8]>, exe_id: &str) 
         }
         None => hash.update(u64::MAX.to_le_bytes()),
     }
+    // Only with a topology down, so that the keys of earlier generations
+    // (none down) still match.
+    if !down.is_empty() {
+        hash.update(b"down");
+        for name in down {
+            hash.update((name.as_str().len() as u64).to_le_bytes());
+            hash.update(name.as_str().as_bytes());
+        }
+    }
     crate::fs::hex(&hash.finalize())
 }
 
@@ -68,6 +85,7 @@ pub fn desired_key(store: &Store, desired: &Desired) -> Option<String> {
         desired.source_text.as_bytes(),
         Some(desired.lock_text.as_bytes()),
         &store.exe_id()?,
+        &desired.down,
     ))
 }
 
@@ -112,13 +130,16 @@ pub fn plan_file(
             desired: None,
         });
     }
+    // Compiled with the topologies the current generation has down (read
+    // without the lock: an apply checks the plan against the host again).
+    let down = target.store().current_down()?;
     let (loaded, opened) = std::thread::scope(|scope| {
         let loading = scope.spawn(|| {
             let outcome = validate_bytes(file, bytes, limit, lock_path, lock_text);
             // Tags to resolve are resolved below, where events can be
             // reported, and compiled after.
             let desired = (!images::unresolved(&outcome))
-                .then(|| Desired::compile(&outcome))
+                .then(|| Desired::compile(&outcome, &down))
                 .flatten();
             (outcome, desired)
         });
@@ -130,7 +151,7 @@ pub fn plan_file(
     });
     let (mut outcome, mut desired) = loaded;
     if images::unresolved(&outcome) {
-        desired = images::compile_resolved(&target.root, &mut outcome, events)?;
+        desired = images::compile_resolved(&target.root, &mut outcome, &down, events)?;
     }
     let plan = desired.as_ref().map(|desired| {
         let (prefetched, mut session) = opened?;
@@ -150,12 +171,15 @@ pub fn plan_file(
 /// read here only means the plan compiles.
 fn unchanged(store: &Store, file: &Path, host: &[u8], lock: Option<&str>) -> Option<u64> {
     let n = store.current().ok()??;
-    let stored = store.meta(n).ok()?.plan_key?;
+    let meta = store.meta(n).ok()?;
+    let stored = meta.plan_key?;
+    // The file would be compiled with the current generation's down set.
     let key = plan_key(
         Format::from_path(file),
         host,
         lock.map(str::as_bytes),
         &store.exe_id()?,
+        &meta.down,
     );
     (key == stored).then_some(n)
 }

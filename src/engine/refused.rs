@@ -1,7 +1,8 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
 //! The web server answers each with 409 Conflict (422 for `Invalid`, 404
-//! for `NoSuchContainer`, `NoSuchTunnel`, `NoSuchImage` and `NoSuchSnapshot`).
+//! for `NoSuchContainer`, `NoSuchTunnel`, `NoSuchTopology`, `NoSuchImage` and
+//! `NoSuchSnapshot`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
@@ -171,6 +172,17 @@ pub enum Refused {
         name: String,
         generation: Option<u64>,
         /// The tunnels there are.
+        help: String,
+    },
+    #[error(
+        "topology {name} is not managed by ctm: {}",
+        match generation { Some(n) => format!("generation {n} has no topology {name}"), None => "nothing has been applied yet".into() }
+    )]
+    #[diagnostic(code(ctm::no_such_topology), help("{help}"))]
+    NoSuchTopology {
+        name: String,
+        generation: Option<u64>,
+        /// The topologies there are.
         help: String,
     },
     #[error("there is no image {name} {place}")]

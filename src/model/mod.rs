@@ -10,7 +10,7 @@ pub mod fleet;
 pub mod oci;
 pub mod types;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -33,6 +33,86 @@ pub struct Host {
     /// Point-to-point links between two containers, in the order of their
     /// first end's container and interface.
     pub links: Vec<Link>,
+    /// Groups of networks, containers and links brought down and up as
+    /// one (`ctm down NAME`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub topologies: BTreeMap<Name, Topology>,
+}
+
+/// A `topology`: members named by reference, each in at most one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Topology {
+    pub name: Name,
+    pub networks: BTreeSet<Name>,
+    pub containers: BTreeSet<Name>,
+    /// Links by their ends' containers, the lesser name first: every
+    /// link between the two is a member.
+    pub links: BTreeSet<(Name, Name)>,
+    /// Whether it is down. Never read from the host file (which is in
+    /// git and says what exists): put here by the engine from the
+    /// current generation's record of `ctm down` before compiling
+    /// (`Host::set_down`), so that compiling reads no state.
+    pub down: bool,
+}
+
+impl Topology {
+    /// A link's key in [`Topology::links`]: its ends, the lesser first.
+    pub fn link_key(a: &Name, b: &Name) -> (Name, Name) {
+        if a <= b {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        }
+    }
+}
+
+impl Host {
+    /// Marks the topologies named in `down` down and every other up;
+    /// names the host file does not define are ignored (a topology
+    /// removed from the file is gone, its state with it).
+    pub fn set_down(&mut self, down: &BTreeSet<Name>) {
+        for (name, topology) in &mut self.topologies {
+            topology.down = down.contains(name);
+        }
+    }
+
+    /// The down topologies, by name.
+    pub fn down(&self) -> BTreeSet<Name> {
+        self.topologies
+            .values()
+            .filter(|t| t.down)
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// The down topology `container` belongs to, if any: it is stopped
+    /// and not started at boot.
+    pub fn container_down(&self, container: &Name) -> Option<&Name> {
+        self.topologies
+            .values()
+            .find(|t| t.down && t.containers.contains(container))
+            .map(|t| &t.name)
+    }
+
+    /// Whether `network` belongs to a down topology: its bridge is not
+    /// made.
+    pub fn network_down(&self, network: &Name) -> bool {
+        self.topologies
+            .values()
+            .any(|t| t.down && t.networks.contains(network))
+    }
+
+    /// Whether `link` belongs to a down topology: its unit is left out,
+    /// so it is not made. (A link with an end in a down container needs
+    /// nothing: it is made only while both run, and its unit stays so
+    /// that the other end is not restarted for it.)
+    pub fn link_down(&self, link: &Link) -> bool {
+        let [a, b] = &link.ends;
+        let key = Topology::link_key(&a.container, &b.container);
+        self.topologies
+            .values()
+            .any(|t| t.down && t.links.contains(&key))
+    }
 }
 
 /// A point-to-point link: a veth pair with one end in each container.

@@ -506,7 +506,23 @@ fn actions(
         .collect();
     let current_owners: BTreeSet<&Owner> = manifest.files.values().map(|m| &m.owner).collect();
 
+    // The containers of down topologies, with their topology.
+    let held_down: BTreeMap<&str, &str> = input
+        .expect
+        .containers
+        .iter()
+        .filter_map(|(name, c)| Some((name.as_str(), c.down.as_deref()?)))
+        .collect();
     let mut stop = Vec::new();
+    for (name, topology) in &held_down {
+        // Only one known to run: a files-only root has nothing to stop.
+        if running(name) == Some(true) {
+            stop.push(Action::StopContainer {
+                name: name.to_string(),
+                reason: format!("topology `{topology}` is down"),
+            });
+        }
+    }
     let mut restart = Vec::new();
     let mut start = Vec::new();
     // Containers whose provisioning steps changed, or that are new.
@@ -529,6 +545,14 @@ fn actions(
                     name: name.clone(),
                     reason: "removed from the host file".into(),
                 });
+            }
+            continue;
+        }
+        if held_down.contains_key(name.as_str()) {
+            // Neither started nor restarted: stopped below. A new one
+            // still gets its root file system (prepared below).
+            if !in_current {
+                new_containers.insert(name.clone());
             }
             continue;
         }

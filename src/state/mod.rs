@@ -142,6 +142,25 @@ pub struct Meta {
     /// versions, and then every plan compiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_key: Option<String>,
+    /// The host file's topologies that were down in this generation
+    /// (`ctm down`). Kept with the generation rather than beside it, since
+    /// the host file (in git) must not change for it: an apply that fails
+    /// or rolls back leaves the set as it was, a rollback returns to the
+    /// set of the generation it returns to, and the next apply of any
+    /// host file starts from the current generation's.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub down: BTreeSet<crate::model::Name>,
+}
+
+impl Store {
+    /// The down topologies of the current generation (none before the
+    /// first apply).
+    pub fn current_down(&self) -> Result<BTreeSet<crate::model::Name>> {
+        match self.current()? {
+            Some(n) => Ok(self.meta(n)?.down),
+            None => Ok(BTreeSet::new()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ mod address;
 mod container;
 pub mod fleet;
 mod link;
+mod topology;
 
 pub use container::{MAX_INHERITED, MAX_TEMPLATE_CHAIN};
 
@@ -52,6 +53,7 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
     let (containers, mut lock, route_spans) =
         container::containers(&mut v, doc, &images, &networks, &volumes, previous);
     let links = link::links(&mut v, doc, &containers, &networks, &route_spans);
+    let topologies = topology::topologies(&mut v, doc, &containers, &links.links);
     v.overlaps(&networks, &tunnels, links.subnets);
     v.shadowing_names(doc, name.as_ref());
     lock.images = pinned;
@@ -74,6 +76,7 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
             tunnels: tunnels.into_iter().map(|(k, t)| (k, t.tunnel)).collect(),
             volumes,
             links: links.links,
+            topologies,
         },
         lock,
     })

@@ -330,8 +330,9 @@ fn apply_job(
     let target = state.target();
     let prepared = (|| {
         let mut outcome = load_and_validate(host_file, None)?;
+        let down = target.store().current_down()?;
         let desired =
-            images::compile_resolved(&target.root, &mut outcome, &mut |e| report.event(e))?
+            images::compile_resolved(&target.root, &mut outcome, &down, &mut |e| report.event(e))?
                 .ok_or_else(|| Refused::Invalid {
                     file: host_file.display().to_string(),
                     check: outcome.diagnostics_json(),

@@ -352,6 +352,7 @@ impl ApiError {
             }
             Refused::NoSuchContainer { .. }
             | Refused::NoSuchTunnel { .. }
+            | Refused::NoSuchTopology { .. }
             | Refused::NoSuchImage { .. }
             | Refused::NoSuchSnapshot { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
