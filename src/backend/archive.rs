@@ -834,7 +834,10 @@ pub fn verify(path: &Path, mut progress: Progress<'_>) -> Result<Verified, Archi
         )));
     }
     if let Err(e) = crate::model::Name::parse(manifest.subject.name()) {
-        return Err(refuse(format!("its {}'s name: {e}", manifest.subject.kind())));
+        return Err(refuse(format!(
+            "its {}'s name: {e}",
+            manifest.subject.kind()
+        )));
     }
     if let Some((i, (had, listed))) = found
         .iter()
@@ -1033,11 +1036,7 @@ pub fn id_at(now: u64) -> String {
 /// one already in `dir`.
 pub fn new_id(dir: &Path, subject: &Subject, now: u64) -> String {
     let base = id_at(now);
-    let taken = |id: &str| {
-        dir.join(file_name(subject, id))
-            .symlink_metadata()
-            .is_ok()
-    };
+    let taken = |id: &str| dir.join(file_name(subject, id)).symlink_metadata().is_ok();
     if !taken(&base) {
         return base;
     }
@@ -1080,9 +1079,7 @@ mod tests {
         let volume = work.join("data");
         std::fs::create_dir(&volume).unwrap();
         std::fs::write(volume.join("table"), "rows").unwrap();
-        let to = work
-            .join("out")
-            .join(file_name(&web(), "20261203T171500Z"));
+        let to = work.join("out").join(file_name(&web(), "20261203T171500Z"));
         let contents = Contents {
             subject: web(),
             id: "20261203T171500Z",
@@ -1294,10 +1291,7 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
-        let ids: Vec<String> = list(dir.path(), &web())
-            .into_iter()
-            .map(|l| l.id)
-            .collect();
+        let ids: Vec<String> = list(dir.path(), &web()).into_iter().map(|l| l.id).collect();
         assert_eq!(
             ids,
             ["20261201T000000Z", "20261203T171500Z", "20261203T171500Z-2"]
@@ -1329,14 +1323,22 @@ mod tests {
             total: 4,
         };
         let manifest = write(&to, &contents, &mut quiet()).unwrap();
-        assert!(manifest.members.iter().all(|m| m.path.starts_with("volumes/data")));
+        assert!(
+            manifest
+                .members
+                .iter()
+                .all(|m| m.path.starts_with("volumes/data"))
+        );
         let verified = verify(&to, &mut quiet()).unwrap();
         assert_eq!(verified.manifest.subject, data);
         let back = work.path().join("back");
         std::fs::create_dir(&back).unwrap();
         let volumes = BTreeMap::from([("data".to_string(), back.clone())]);
         verified.unpack(None, &volumes, &mut quiet()).unwrap();
-        assert_eq!(std::fs::read_to_string(back.join("db/table")).unwrap(), "rows");
+        assert_eq!(
+            std::fs::read_to_string(back.join("db/table")).unwrap(),
+            "rows"
+        );
         // Listed by its subject: a container of that name has none.
         assert_eq!(list(&out, &data).len(), 1);
         assert!(list(&out, &Subject::Container("data".into())).is_empty());

@@ -509,7 +509,10 @@ pub fn restore(
 /// The refusal of a volume's archive where a container's is needed.
 fn not_a_containers(path: &Path, volume: &str) -> miette::Report {
     miette!(
-        help = format!("`ctm restore --volume {volume} --from {}` puts it back", path.display()),
+        help = format!(
+            "`ctm restore --volume {volume} --from {}` puts it back",
+            path.display()
+        ),
         "{} is a backup of volume {volume} alone, not of a container",
         path.display()
     )
@@ -713,11 +716,7 @@ pub fn restore_volume(
     )?;
     let root = session.store.root().to_path_buf();
     let tree = volumes::path(&root, name);
-    check_space(
-        tree.parent().unwrap_or(&root),
-        manifest.bytes,
-        Method::Copy,
-    )?;
+    check_space(tree.parent().unwrap_or(&root), manifest.bytes, Method::Copy)?;
 
     // 1. What is replaced is kept first, as an archive like any other: a
     //    restore loses nothing, and the kept state is listed and pruned
