@@ -142,6 +142,22 @@ pub fn backup_service(container: &str) -> String {
     format!("{BACKUP_UNIT_PREFIX}{container}.service")
 }
 
+/// The start of every volume's backup timer's and service's unit name;
+/// the volume's name and `.timer` or `.service` follow. Not
+/// `ctm-backup-`: a volume and a container of one name each have theirs.
+pub const VOLUME_BACKUP_UNIT_PREFIX: &str = "ctm-volume-backup-";
+
+/// The timer of volume `volume`'s `backup` block:
+/// `ctm-volume-backup-data.timer`.
+pub fn volume_backup_timer(volume: &str) -> String {
+    format!("{VOLUME_BACKUP_UNIT_PREFIX}{volume}.timer")
+}
+
+/// The service a volume's backup timer starts.
+pub fn volume_backup_service(volume: &str) -> String {
+    format!("{VOLUME_BACKUP_UNIT_PREFIX}{volume}.service")
+}
+
 /// Where systemd's own TCP proxy lives on Debian (package `systemd`).
 pub const SOCKET_PROXYD: &str = "/lib/systemd/systemd-socket-proxyd";
 

@@ -3,7 +3,9 @@
 //! (`rootfs/`), its volumes (`volumes/NAME/`), its part of the host file
 //! and its lock entry (`host/`), and last `manifest.json`: every member
 //! before it, in order, with its kind, owner, mode, time, link target,
-//! device, extended attributes and the sha256 of its data.
+//! device, extended attributes and the sha256 of its data. An archive of
+//! a volume alone (`ctm backup --volume`) holds only `volumes/NAME/` and
+//! its manifest, which names the volume instead of a container.
 //!
 //! An archive is hostile until verified. [`verify`] reads it whole
 //! without writing anything: every path is checked (relative, no `..`,
@@ -35,8 +37,12 @@ use crate::fs;
 pub const FORMAT: &str = "ctm-backup/1";
 /// The last member.
 pub const MANIFEST: &str = "manifest.json";
-/// How an archive's file name ends: `NAME-ID.ctm-backup.tar.zst`.
+/// How a container's archive's file name ends: `NAME-ID.ctm-backup.tar.zst`.
 pub const EXTENSION: &str = ".ctm-backup.tar.zst";
+/// How a volume's archive's file name ends, `NAME-ID.ctm-volume.tar.zst`:
+/// another ending, so that the archives of a container and a volume of
+/// one name never share a name, nor a listing or a pruning.
+pub const VOLUME_EXTENSION: &str = ".ctm-volume.tar.zst";
 /// The files of `host/`: the container's part of the host file (in its
 /// syntax) and its lock entry.
 pub const HOST_FILES: [&str; 3] = ["host.kdl", "host.toml", "lock.toml"];
@@ -102,22 +108,129 @@ pub struct Member {
     pub xattrs: BTreeMap<String, String>,
 }
 
+/// What an archive is of.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    /// A container: its root file system, its volumes, its part of the
+    /// host file.
+    Container(String),
+    /// One volume alone.
+    Volume(String),
+}
+
+impl Subject {
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::Container(n) | Subject::Volume(n) => n,
+        }
+    }
+
+    /// "container" or "volume", for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::Container(_) => "container",
+            Subject::Volume(_) => "volume",
+        }
+    }
+
+    /// How its archives' file names end.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Subject::Container(_) => EXTENSION,
+            Subject::Volume(_) => VOLUME_EXTENSION,
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.name())
+    }
+}
+
 /// What an archive holds, its last member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawManifest", into = "RawManifest")]
 pub struct Manifest {
     pub format: String,
-    pub container: String,
+    pub subject: Subject,
     /// The archive's id: when it was made, `20261203T171500Z`.
     pub id: String,
     pub created: u64,
     /// The image ctm made the root file system from, if ctm made it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The volumes in it: a container's, or the one volume of a volume's
+    /// archive.
     pub volumes: Vec<String>,
     /// The bytes of file data in it, uncompressed.
     pub bytes: u64,
     pub members: Vec<Member>,
+}
+
+/// The manifest as written: `"container": NAME` (as every archive had
+/// before volumes had archives of their own, so those stay readable) or
+/// `"volume": NAME`, exactly one.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    volume: Option<String>,
+    id: String,
+    created: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    volumes: Vec<String>,
+    bytes: u64,
+    members: Vec<Member>,
+}
+
+impl TryFrom<RawManifest> for Manifest {
+    type Error = String;
+
+    fn try_from(raw: RawManifest) -> Result<Self, String> {
+        let subject = match (raw.container, raw.volume) {
+            (Some(c), None) => Subject::Container(c),
+            (None, Some(v)) => Subject::Volume(v),
+            (Some(_), Some(_)) => {
+                return Err("it names both a container and a volume".into());
+            }
+            (None, None) => return Err("it names neither a container nor a volume".into()),
+        };
+        Ok(Manifest {
+            format: raw.format,
+            subject,
+            id: raw.id,
+            created: raw.created,
+            image: raw.image,
+            volumes: raw.volumes,
+            bytes: raw.bytes,
+            members: raw.members,
+        })
+    }
+}
+
+impl From<Manifest> for RawManifest {
+    fn from(m: Manifest) -> Self {
+        let (container, volume) = match m.subject {
+            Subject::Container(c) => (Some(c), None),
+            Subject::Volume(v) => (None, Some(v)),
+        };
+        RawManifest {
+            format: m.format,
+            container,
+            volume,
+            id: m.id,
+            created: m.created,
+            image: m.image,
+            volumes: m.volumes,
+            bytes: m.bytes,
+            members: m.members,
+        }
+    }
 }
 
 /// `bytes` as the manifest writes a path: printable ASCII as it is,
@@ -319,12 +432,12 @@ impl<'p, 'q> Reporter<'p, 'q> {
 
 /// What goes into an archive.
 pub struct Contents<'a> {
-    pub container: &'a str,
+    pub subject: Subject,
     pub id: &'a str,
     pub created: u64,
     pub image: Option<&'a str>,
-    /// The root file system.
-    pub rootfs: &'a Path,
+    /// The root file system: a container's archive's, none in a volume's.
+    pub rootfs: Option<&'a Path>,
     /// Each volume's name and tree.
     pub volumes: Vec<(String, PathBuf)>,
     /// `host/` files: name (one of [`HOST_FILES`]) and text.
@@ -512,7 +625,9 @@ pub fn write(
             reporter: Reporter::new(&mut progress),
         };
         let device = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.dev());
-        writer.add_tree(b"rootfs", contents.rootfs, device(contents.rootfs)?)?;
+        if let Some(rootfs) = contents.rootfs {
+            writer.add_tree(b"rootfs", rootfs, device(rootfs)?)?;
+        }
         for (name, tree) in &contents.volumes {
             let path = format!("volumes/{name}");
             writer.add_tree(path.as_bytes(), tree, device(tree)?)?;
@@ -538,7 +653,7 @@ pub fn write(
         }
         let manifest = Manifest {
             format: FORMAT.into(),
-            container: contents.container.into(),
+            subject: contents.subject.clone(),
             id: contents.id.into(),
             created: contents.created,
             image: contents.image.map(str::to_string),
@@ -718,8 +833,11 @@ pub fn verify(path: &Path, mut progress: Progress<'_>) -> Result<Verified, Archi
             manifest.format
         )));
     }
-    if let Err(e) = crate::model::Name::parse(&manifest.container) {
-        return Err(refuse(format!("its container's name: {e}")));
+    if let Err(e) = crate::model::Name::parse(manifest.subject.name()) {
+        return Err(refuse(format!(
+            "its {}'s name: {e}",
+            manifest.subject.kind()
+        )));
     }
     if let Some((i, (had, listed))) = found
         .iter()
@@ -756,16 +874,35 @@ pub fn verify(path: &Path, mut progress: Progress<'_>) -> Result<Verified, Archi
         .map(Place::Volume)
         .collect();
     let trees: BTreeSet<Place> = places
-        .into_iter()
+        .iter()
         .filter(|p| !matches!(p, Place::Host(_)))
+        .cloned()
         .collect();
-    if !trees.contains(&Place::Rootfs)
-        || trees.len() != volumes.len() + 1
-        || !volumes.is_subset(&trees)
-    {
-        return Err(refuse(
-            "its trees are not the root file system and the volumes its manifest names".into(),
-        ));
+    let has_host = places.iter().any(|p| matches!(p, Place::Host(_)));
+    // Exactly the trees its subject has: a container's root file system
+    // and the volumes its manifest names; a volume's own tree alone.
+    match &manifest.subject {
+        Subject::Container(_) => {
+            if !trees.contains(&Place::Rootfs)
+                || trees.len() != volumes.len() + 1
+                || !volumes.is_subset(&trees)
+            {
+                return Err(refuse(
+                    "its trees are not the root file system and the volumes its manifest names"
+                        .into(),
+                ));
+            }
+        }
+        Subject::Volume(volume) => {
+            if manifest.volumes != [volume.clone()]
+                || trees != BTreeSet::from([Place::Volume(volume.clone())])
+                || has_host
+            {
+                return Err(refuse(format!(
+                    "an archive of volume {volume} holds that volume's tree alone, and this one holds more or other"
+                )));
+            }
+        }
     }
     Ok(Verified {
         manifest,
@@ -776,12 +913,13 @@ pub fn verify(path: &Path, mut progress: Progress<'_>) -> Result<Verified, Archi
 }
 
 impl Verified {
-    /// Writes the root file system into `rootfs` and each volume into
-    /// `volumes[NAME]`: existing, empty directories (or subvolumes) that
-    /// only ctm writes into. From the same open file that was verified.
+    /// Writes the root file system into `rootfs` (none for a volume's
+    /// archive) and each volume into `volumes[NAME]`: existing, empty
+    /// directories (or subvolumes) that only ctm writes into. From the
+    /// same open file that was verified.
     pub fn unpack(
         &self,
-        rootfs: &Path,
+        rootfs: Option<&Path>,
         volumes: &BTreeMap<String, PathBuf>,
         mut progress: Progress<'_>,
     ) -> Result<(), ArchiveError> {
@@ -798,7 +936,8 @@ impl Verified {
             }
             let (place, rest) = place_of(raw).map_err(&refuse)?;
             let root = match &place {
-                Place::Rootfs => rootfs,
+                Place::Rootfs => rootfs
+                    .ok_or_else(|| refuse("the root file system has no place to go".into()))?,
                 Place::Volume(v) => volumes
                     .get(v)
                     .ok_or_else(|| refuse(format!("volume {v} has no place to go")))?,
@@ -823,10 +962,12 @@ impl Verified {
     }
 }
 
-/// An archive of a container in a directory, by its name.
+/// An archive in a directory, by its name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listed {
-    pub container: String,
+    /// `"container": NAME` or `"volume": NAME`.
+    #[serde(flatten)]
+    pub subject: Subject,
     pub id: String,
     pub path: PathBuf,
     /// Its size on disk.
@@ -835,9 +976,10 @@ pub struct Listed {
     pub modified: u64,
 }
 
-/// `NAME-ID.ctm-backup.tar.zst`.
-pub fn file_name(container: &str, id: &str) -> String {
-    format!("{container}-{id}{EXTENSION}")
+/// `NAME-ID.ctm-backup.tar.zst`, or `NAME-ID.ctm-volume.tar.zst` for a
+/// volume.
+pub fn file_name(subject: &Subject, id: &str) -> String {
+    format!("{}-{id}{}", subject.name(), subject.extension())
 }
 
 /// Whether `id` is one ctm gives (`20261203T171500Z`, `…-2`).
@@ -858,20 +1000,22 @@ fn id_order(id: &str) -> (String, u64) {
     (base.to_string(), n.parse().unwrap_or(0))
 }
 
-/// The archives of `container` in `dir` ctm named, oldest first.
-pub fn list(dir: &Path, container: &str) -> Vec<Listed> {
+/// The archives of `subject` in `dir` ctm named, oldest first.
+pub fn list(dir: &Path, subject: &Subject) -> Vec<Listed> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let prefix = format!("{container}-");
+    let prefix = format!("{}-", subject.name());
     let mut found: Vec<Listed> = entries
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_str()?.to_string();
-            let id = name.strip_prefix(&prefix)?.strip_suffix(EXTENSION)?;
+            let id = name
+                .strip_prefix(&prefix)?
+                .strip_suffix(subject.extension())?;
             let meta = e.metadata().ok().filter(Metadata::is_file)?;
             is_id(id).then(|| Listed {
-                container: container.to_string(),
+                subject: subject.clone(),
                 id: id.to_string(),
                 path: e.path(),
                 bytes: meta.len(),
@@ -890,13 +1034,9 @@ pub fn id_at(now: u64) -> String {
 
 /// A new archive's id: the time, with `-2`, `-3`… when that second has
 /// one already in `dir`.
-pub fn new_id(dir: &Path, container: &str, now: u64) -> String {
+pub fn new_id(dir: &Path, subject: &Subject, now: u64) -> String {
     let base = id_at(now);
-    let taken = |id: &str| {
-        dir.join(file_name(container, id))
-            .symlink_metadata()
-            .is_ok()
-    };
+    let taken = |id: &str| dir.join(file_name(subject, id)).symlink_metadata().is_ok();
     if !taken(&base) {
         return base;
     }
@@ -913,6 +1053,10 @@ mod tests {
 
     fn quiet() -> impl FnMut(&str) {
         |_: &str| {}
+    }
+
+    fn web() -> Subject {
+        Subject::Container("web".into())
     }
 
     /// A tree with a file, a mode, a hard link, a symlink out of it, an
@@ -935,13 +1079,13 @@ mod tests {
         let volume = work.join("data");
         std::fs::create_dir(&volume).unwrap();
         std::fs::write(volume.join("table"), "rows").unwrap();
-        let to = work.join("out").join(file_name("web", "20261203T171500Z"));
+        let to = work.join("out").join(file_name(&web(), "20261203T171500Z"));
         let contents = Contents {
-            container: "web",
+            subject: web(),
             id: "20261203T171500Z",
             created: 1_764_782_100,
             image: Some("guest"),
-            rootfs: &rootfs,
+            rootfs: Some(&rootfs),
             volumes: vec![("data".into(), volume)],
             host: vec![("host.kdl", "container \"web\" {\n}\n".into())],
             total: 1,
@@ -962,13 +1106,15 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let to = archived(work.path());
         let verified = verify(&to, &mut quiet()).unwrap();
-        assert_eq!(verified.manifest.container, "web");
+        assert_eq!(verified.manifest.subject, web());
         assert_eq!(verified.host["host.kdl"], "container \"web\" {\n}\n");
         let (rootfs, data) = (work.path().join("back"), work.path().join("back-data"));
         std::fs::create_dir(&rootfs).unwrap();
         std::fs::create_dir(&data).unwrap();
         let volumes = BTreeMap::from([("data".to_string(), data.clone())]);
-        verified.unpack(&rootfs, &volumes, &mut quiet()).unwrap();
+        verified
+            .unpack(Some(&rootfs), &volumes, &mut quiet())
+            .unwrap();
         let meta = |p: &str| std::fs::symlink_metadata(rootfs.join(p)).unwrap();
         assert_eq!(
             std::fs::read_to_string(rootfs.join("etc/motd")).unwrap(),
@@ -987,7 +1133,7 @@ mod tests {
             "deep"
         );
         assert_eq!(std::fs::read_to_string(data.join("table")).unwrap(), "rows");
-        assert_eq!(list(&work.path().join("out"), "web").len(), 1);
+        assert_eq!(list(&work.path().join("out"), &web()).len(), 1);
     }
 
     #[test]
@@ -1017,6 +1163,15 @@ mod tests {
     /// An archive of raw `entries` (path, data) with a manifest that
     /// describes them, so that only the paths are wrong.
     fn forged(work: &Path, entries: &[Raw<'_>]) -> PathBuf {
+        forged_as(work, entries, |_| {})
+    }
+
+    /// [`forged`], its manifest's JSON changed by `edit` first.
+    fn forged_as(
+        work: &Path,
+        entries: &[Raw<'_>],
+        edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) -> PathBuf {
         let mut builder = tar::Builder::new(Vec::new());
         let mut members = Vec::new();
         for (path, kind, data) in entries {
@@ -1046,7 +1201,7 @@ mod tests {
         }
         let manifest = Manifest {
             format: FORMAT.into(),
-            container: "web".into(),
+            subject: web(),
             id: "20261203T171500Z".into(),
             created: 0,
             image: None,
@@ -1054,7 +1209,9 @@ mod tests {
             bytes: 0,
             members,
         };
-        let text = serde_json::to_vec(&manifest).unwrap();
+        let mut json = serde_json::to_value(&manifest).unwrap();
+        edit(json.as_object_mut().unwrap());
+        let text = serde_json::to_vec(&json).unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_size(text.len() as u64);
         h.set_mode(0o644);
@@ -1115,7 +1272,7 @@ mod tests {
         let root = work.path().join("root");
         std::fs::create_dir(&root).unwrap();
         let err = verified
-            .unpack(&root, &BTreeMap::new(), &mut quiet())
+            .unpack(Some(&root), &BTreeMap::new(), &mut quiet())
             .unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
@@ -1134,11 +1291,137 @@ mod tests {
         ] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
-        let ids: Vec<String> = list(dir.path(), "web").into_iter().map(|l| l.id).collect();
+        let ids: Vec<String> = list(dir.path(), &web()).into_iter().map(|l| l.id).collect();
         assert_eq!(
             ids,
             ["20261201T000000Z", "20261203T171500Z", "20261203T171500Z-2"]
         );
-        assert_eq!(new_id(dir.path(), "web", 1_764_782_100), "20251203T171500Z");
+        assert_eq!(
+            new_id(dir.path(), &web(), 1_764_782_100),
+            "20251203T171500Z"
+        );
+    }
+
+    #[test]
+    fn a_volumes_archive_holds_its_tree_alone_and_round_trips() {
+        let work = tempfile::tempdir().unwrap();
+        let volume = work.path().join("data");
+        std::fs::create_dir_all(volume.join("db")).unwrap();
+        std::fs::write(volume.join("db/table"), "rows").unwrap();
+        let data = Subject::Volume("data".into());
+        let out = work.path().join("out");
+        let to = out.join(file_name(&data, "20261203T171500Z"));
+        assert!(to.ends_with("data-20261203T171500Z.ctm-volume.tar.zst"));
+        let contents = Contents {
+            subject: data.clone(),
+            id: "20261203T171500Z",
+            created: 1_764_782_100,
+            image: None,
+            rootfs: None,
+            volumes: vec![("data".into(), volume)],
+            host: Vec::new(),
+            total: 4,
+        };
+        let manifest = write(&to, &contents, &mut quiet()).unwrap();
+        assert!(
+            manifest
+                .members
+                .iter()
+                .all(|m| m.path.starts_with("volumes/data"))
+        );
+        let verified = verify(&to, &mut quiet()).unwrap();
+        assert_eq!(verified.manifest.subject, data);
+        let back = work.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        let volumes = BTreeMap::from([("data".to_string(), back.clone())]);
+        verified.unpack(None, &volumes, &mut quiet()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(back.join("db/table")).unwrap(),
+            "rows"
+        );
+        // Listed by its subject: a container of that name has none.
+        assert_eq!(list(&out, &data).len(), 1);
+        assert!(list(&out, &Subject::Container("data".into())).is_empty());
+        // On disk the manifest says `"volume"`; a container's still says
+        // `"container"`, as archives made before volumes had their own.
+        let json = serde_json::to_value(&verified.manifest).unwrap();
+        assert_eq!(json["volume"], "data");
+        assert!(json.get("container").is_none());
+        let old = serde_json::to_value(Manifest {
+            subject: web(),
+            ..verified.manifest.clone()
+        })
+        .unwrap();
+        assert_eq!(old["container"], "web");
+        assert!(old.get("volume").is_none());
+    }
+
+    #[test]
+    fn a_volumes_archive_with_other_trees_is_refused() {
+        use tar::EntryType::{Directory, Regular};
+        let as_volume = |m: &mut serde_json::Map<String, serde_json::Value>| {
+            m.remove("container");
+            m.insert("volume".into(), "data".into());
+            m.insert("volumes".into(), serde_json::json!(["data"]));
+        };
+        let cases: [&[Raw<'_>]; 3] = [
+            // A root file system in a volume's archive.
+            &[
+                (b"volumes/data", Directory, b""),
+                (b"rootfs", Directory, b""),
+                (b"rootfs/x", Regular, b"x"),
+            ],
+            // Another volume.
+            &[
+                (b"volumes/data", Directory, b""),
+                (b"volumes/other", Directory, b""),
+            ],
+            // A host file.
+            &[
+                (b"volumes/data", Directory, b""),
+                (b"host/host.kdl", Regular, b"volume \"data\"\n"),
+            ],
+        ];
+        for entries in cases {
+            let work = tempfile::tempdir().unwrap();
+            let path = forged_as(work.path(), entries, as_volume);
+            let err = verify(&path, &mut quiet()).err().expect("refused");
+            assert!(
+                err.to_string().contains("holds that volume's tree alone"),
+                "{err}"
+            );
+        }
+        // Its own tree alone is what it may hold.
+        let work = tempfile::tempdir().unwrap();
+        let path = forged_as(work.path(), &[(b"volumes/data", Directory, b"")], as_volume);
+        verify(&path, &mut quiet()).unwrap();
+    }
+
+    #[test]
+    fn a_manifest_naming_both_or_neither_subject_is_refused() {
+        use tar::EntryType::Directory;
+        let entries: &[Raw<'_>] = &[(b"rootfs", Directory, b"")];
+        type Edit = fn(&mut serde_json::Map<String, serde_json::Value>);
+        let cases: [(Edit, &str); 2] = [
+            (
+                |m| {
+                    m.insert("volume".into(), "data".into());
+                },
+                "names both a container and a volume",
+            ),
+            (
+                |m| {
+                    m.remove("container");
+                },
+                "names neither a container nor a volume",
+            ),
+        ];
+        for (edit, why) in cases {
+            let work = tempfile::tempdir().unwrap();
+            let path = forged_as(work.path(), entries, edit);
+            let err = verify(&path, &mut quiet()).err().expect(why);
+            assert!(matches!(err, ArchiveError::Refused { .. }), "{err}");
+            assert!(err.to_string().contains(why), "{err}");
+        }
     }
 }

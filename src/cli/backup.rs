@@ -1,4 +1,5 @@
-//! `ctm backup NAME`, `ctm backups NAME`, `ctm export NAME -o FILE`,
+//! `ctm backup NAME`, `ctm backups NAME`, `ctm backup --volume NAME`,
+//! `ctm backups --volume NAME`, `ctm export NAME -o FILE`,
 //! `ctm import FILE [--as NAME]`.
 
 use std::path::PathBuf;
@@ -18,13 +19,19 @@ fn name(text: &str) -> miette::Result<Name> {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The container's name.
-    name: String,
+    #[arg(required_unless_present = "volume")]
+    name: Option<String>,
+    /// Back up this volume alone: every running container that mounts it
+    /// is frozen while it is copied (see docs/backups.md).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "stop"])]
+    volume: Option<String>,
     /// The directory the archive goes into (default:
     /// /var/lib/ctm/backups under the root).
     #[arg(long, value_name = "DIR")]
     to: Option<PathBuf>,
-    /// After the new archive is whole, delete the container's older
-    /// archives in that directory but the newest N (this one included).
+    /// After the new archive is whole, delete the container's (or the
+    /// volume's) older archives in that directory but the newest N (this
+    /// one included).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     keep: Option<u32>,
     /// Stop a running container for the copy and start it again, rather
@@ -50,12 +57,27 @@ fn describe(m: &Made) -> String {
 }
 
 pub fn backup(args: &Args) -> miette::Result<ExitCode> {
-    let name = name(&args.name)?;
     let options = BackupOptions {
         to: args.to.clone(),
         keep: args.keep.map(|k| k as usize),
         stop: args.stop,
     };
+    if let Some(volume) = &args.volume {
+        let volume = name(volume)?;
+        let m = backups::backup_volume(&args.root.target(), &volume, &options, &mut say)?;
+        errln(&format!(
+            "Backed up volume {volume} to {}, {:.1} MB ({:.1} MB of data in {} members); `ctm restore --volume {volume} --from {}` puts it back.",
+            m.path.display(),
+            m.bytes as f64 / 1e6,
+            m.data as f64 / 1e6,
+            m.members,
+            m.path.display()
+        ));
+        pruned(&m, args.keep);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // clap requires a name without --volume.
+    let name = name(args.name.as_deref().unwrap_or_default())?;
     let m = backups::backup(&args.root.target(), &name, &options, &mut say)?;
     errln(&format!(
         "Backed up container {name} to {}, {}; `ctm restore {name} --from {}` puts it back.",
@@ -63,21 +85,29 @@ pub fn backup(args: &Args) -> miette::Result<ExitCode> {
         describe(&m),
         m.path.display()
     ));
+    pruned(&m, args.keep);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pruned(m: &Made, keep: Option<u32>) {
     if !m.pruned.is_empty() {
         errln(&format!(
             "Deleted {} older archive{} (--keep {}).",
             m.pruned.len(),
             if m.pruned.len() == 1 { "" } else { "s" },
-            args.keep.unwrap_or_default()
+            keep.unwrap_or_default()
         ));
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// The container's name.
-    name: String,
+    #[arg(required_unless_present = "volume")]
+    name: Option<String>,
+    /// List the archives of this volume alone (`ctm backup --volume`).
+    #[arg(long, value_name = "NAME", conflicts_with = "name")]
+    volume: Option<String>,
     /// The directory of the archives (default: /var/lib/ctm/backups
     /// under the root).
     #[arg(long = "in", value_name = "DIR")]
@@ -90,14 +120,25 @@ pub struct ListArgs {
 }
 
 pub fn list(args: &ListArgs) -> miette::Result<ExitCode> {
-    let name = name(&args.name)?;
-    let all = backups::list(&args.root.target(), &name, args.dir.as_deref())?;
+    let (all, what) = match &args.volume {
+        Some(volume) => {
+            let volume = name(volume)?;
+            let all = backups::list_volume(&args.root.target(), &volume, args.dir.as_deref())?;
+            (all, format!("volume {volume}"))
+        }
+        None => {
+            // clap requires a name without --volume.
+            let name = name(args.name.as_deref().unwrap_or_default())?;
+            let all = backups::list(&args.root.target(), &name, args.dir.as_deref())?;
+            (all, format!("container {name}"))
+        }
+    };
     if args.json {
         outln(&serde_json::to_string_pretty(&all).into_diagnostic()?);
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        errln(&format!("No backups of container {name}."));
+        errln(&format!("No backups of {what}."));
         return Ok(ExitCode::SUCCESS);
     }
     outln(&format!("{:<20} {:>10}  {}", "BACKUP", "SIZE", "ARCHIVE"));

@@ -109,13 +109,16 @@ enum Command {
     Snapshots(snapshot::ListArgs),
     /// Put a snapshot (or, with --from, a backup archive) of a container
     /// back; what it replaces is kept as a snapshot first. A running
-    /// container is stopped and started again.
+    /// container is stopped and started again. With --volume, a volume's
+    /// archive; what it replaces is kept as an archive.
     Restore(snapshot::RestoreArgs),
     /// Write a backup archive of a container (tar + zstd): its root file
     /// system, its volumes, its part of the host file and lock, and a
-    /// manifest with the sha256 of every member (see docs/backups.md).
+    /// manifest with the sha256 of every member; with --volume, of one
+    /// volume alone (see docs/backups.md).
     Backup(backup::Args),
-    /// List the backup archives of a container.
+    /// List the backup archives of a container, or with --volume of a
+    /// volume.
     Backups(backup::ListArgs),
     /// Write a container's archive to move it to another host (the
     /// archive of `ctm backup`).

@@ -135,19 +135,37 @@ fn describe(s: &Snapshot) -> String {
 #[command(group(clap::ArgGroup::new("what").required(true).args(["snapshot", "from"])))]
 pub struct RestoreArgs {
     /// The container's name.
-    name: String,
+    #[arg(required_unless_present = "volume")]
+    name: Option<String>,
     /// The snapshot to put back (`ctm snapshots NAME` lists them).
     snapshot: Option<String>,
     /// Put back a backup archive instead (`ctm backup`): it is verified
     /// whole before anything changes.
     #[arg(long, value_name = "ARCHIVE")]
     from: Option<PathBuf>,
+    /// Restore this volume alone from its archive (`ctm backup --volume`),
+    /// given with --from; refused while a container that mounts it runs.
+    /// What it replaces is kept as a new archive beside the one restored.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "snapshot"], requires = "from")]
+    volume: Option<String>,
     #[command(flatten)]
     root: RootArgs,
 }
 
 pub fn restore(args: &RestoreArgs) -> miette::Result<ExitCode> {
-    let name = name(&args.name)?;
+    if let (Some(volume), Some(from)) = (&args.volume, &args.from) {
+        let volume = name(volume)?;
+        let r = backups::restore_volume(&args.root.target(), &volume, from, &mut say)?;
+        errln(&format!(
+            "Restored backup {} of volume {volume} from {}. What it replaced is kept as {}.",
+            r.id,
+            from.display(),
+            r.kept.path.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // clap requires a name without --volume.
+    let name = name(args.name.as_deref().unwrap_or_default())?;
     if let Some(from) = &args.from {
         let r = backups::restore(&args.root.target(), &name, from, &mut say)?;
         errln(&format!(

@@ -779,6 +779,18 @@ static BACKUP: NodeSpec = NodeSpec {
     keyed: false,
 };
 
+static VOLUME_BACKUP: NodeSpec = NodeSpec {
+    name: "backup",
+    doc: "Back the volume up alone on a schedule: a systemd timer `ctm-volume-backup-NAME.timer` that ctm owns runs `ctm backup --volume NAME --to DIR --keep N`.",
+    example: "backup { to \"/srv/backups\"; every \"daily\"; keep 7; }",
+    args: NO_ARGS,
+    props: NO_PROPS,
+    any_props: None,
+    // The container's block's children: one meaning, one definition.
+    children: BACKUP.children,
+    keyed: false,
+};
+
 static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&FROM),
     once(&USE_IMAGE),
@@ -848,7 +860,7 @@ static VOLUME: NodeSpec = NodeSpec {
     args: &[arg("name", String, "The volume's name.")],
     props: NO_PROPS,
     any_props: None,
-    children: &[once(&QUOTA)],
+    children: &[once(&QUOTA), once(&VOLUME_BACKUP)],
     keyed: true,
 };
 

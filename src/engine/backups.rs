@@ -11,6 +11,10 @@
 //! A restore verifies the whole archive before it changes anything, then
 //! unpacks it beside the trees it replaces and swaps them in as a
 //! snapshot's restore does: what it replaces is kept as a snapshot.
+//!
+//! A volume has archives of its own too (`ctm backup --volume`): the
+//! containers that mount it are frozen while it is copied, and its restore
+//! keeps what it replaces as another archive of the volume.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,12 +25,13 @@ use serde::Serialize;
 use super::events::Events;
 use super::session::{Access, Session, Target};
 use super::snapshots::{
-    Options, can_replace_volumes, check_space, generation_of, places, snapshot_for, staged, step,
-    stopped_for_restore, swap_staged,
+    Options, can_replace_volumes, check_space, current_expectations, generation_of, places,
+    running_unpaused, snapshot_for, staged, step, stopped_for_restore, swap_staged, while_frozen,
 };
-use crate::backend::archive::{self, ArchiveError, Contents, Listed, Verified};
+use crate::backend::archive::{self, ArchiveError, Contents, Listed, Subject, Verified};
 use crate::backend::snapshots::{self as snaps, Method, Snapshot};
 use crate::backend::{rootfs, volumes};
+use crate::compile::health::Health;
 use crate::config::{self, Format, Source};
 use crate::layout;
 use crate::lock::Lock;
@@ -38,17 +43,20 @@ pub struct BackupOptions {
     /// The directory the archive goes into; `var/lib/ctm/backups` under
     /// the root when not given.
     pub to: Option<PathBuf>,
-    /// Keep only this many archives of the container there (the newest),
-    /// deleting older ones after the new one is whole.
+    /// Keep only this many archives of the container (or volume) there
+    /// (the newest), deleting older ones after the new one is whole.
     pub keep: Option<usize>,
-    /// Stop a running container for the copy rather than freeze it.
+    /// Stop a running container for the copy rather than freeze it (a
+    /// container's backup only).
     pub stop: bool,
 }
 
 /// An archive made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Made {
-    pub container: String,
+    /// `"container": NAME` or `"volume": NAME`.
+    #[serde(flatten)]
+    pub subject: Subject,
     pub id: String,
     pub path: PathBuf,
     /// Its size on disk.
@@ -150,15 +158,15 @@ fn lock_part(text: &str, name: &str, image: Option<&str>) -> Option<String> {
     (!part.containers.is_empty() || !part.images.is_empty()).then(|| part.render())
 }
 
-/// Deletes archives of `container` in `dir` but the newest `keep`;
+/// Deletes archives of `subject` in `dir` but the newest `keep`;
 /// returns what it deleted.
 fn prune(
     dir: &Path,
-    container: &str,
+    subject: &Subject,
     keep: usize,
     events: Events<'_>,
 ) -> miette::Result<Vec<PathBuf>> {
-    let all = archive::list(dir, container);
+    let all = archive::list(dir, subject);
     let mut pruned = Vec::new();
     for old in all.iter().take(all.len().saturating_sub(keep)) {
         crate::fs::remove(&old.path).map_err(|e| miette!("{e}"))?;
@@ -210,11 +218,11 @@ fn archive_to(
     let snapshot = snapshot_for(target, name, options, "taken for a backup", events)?;
     let made_image = rootfs::made_by_ctm(&root, name.as_str()).map(|m| m.image);
     let contents = Contents {
-        container: name.as_str(),
+        subject: Subject::Container(name.to_string()),
         id,
         created: crate::clock::now_unix(),
         image: made_image.as_deref().or(image.as_deref()),
-        rootfs: &snaps::rootfs_in(&root, name.as_str(), &snapshot.id),
+        rootfs: Some(&snaps::rootfs_in(&root, name.as_str(), &snapshot.id)),
         volumes: snapshot
             .volumes
             .iter()
@@ -251,7 +259,7 @@ fn archive_to(
 
 fn made(manifest: &archive::Manifest, path: &Path, pruned: Vec<PathBuf>) -> Made {
     Made {
-        container: manifest.container.clone(),
+        subject: manifest.subject.clone(),
         id: manifest.id.clone(),
         path: path.to_path_buf(),
         bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
@@ -270,6 +278,20 @@ pub fn backup(
     options: &BackupOptions,
     events: Events<'_>,
 ) -> miette::Result<Made> {
+    let subject = Subject::Container(name.to_string());
+    let (dir, id, path) = new_archive(target, &subject, options, events)?;
+    let manifest = archive_to(target, name, &path, &id, options.stop, events)?;
+    kept_to(&dir, &subject, &manifest, &path, options, events)
+}
+
+/// The directory, id and path of a new archive of `subject` by
+/// `options`, the directory made.
+fn new_archive(
+    target: &Target,
+    subject: &Subject,
+    options: &BackupOptions,
+    events: Events<'_>,
+) -> miette::Result<(PathBuf, String, PathBuf)> {
     let dir = match &options.to {
         Some(dir) => dir.clone(),
         None => default_dir(Session::open(target, Access::Read, events)?.store.root()),
@@ -280,15 +302,26 @@ pub fn backup(
         ));
     }
     crate::fs::create_dirs(&dir).map_err(|e| miette!("{e}"))?;
-    let id = archive::new_id(&dir, name.as_str(), crate::clock::now_unix());
-    let path = dir.join(archive::file_name(name.as_str(), &id));
-    let manifest = archive_to(target, name, &path, &id, options.stop, events)?;
-    // Only now that the new archive is whole.
+    let id = archive::new_id(&dir, subject, crate::clock::now_unix());
+    let path = dir.join(archive::file_name(subject, &id));
+    Ok((dir, id, path))
+}
+
+/// The retention of `options.keep` in `dir`, once the archive at `path`
+/// is whole; what was made.
+fn kept_to(
+    dir: &Path,
+    subject: &Subject,
+    manifest: &archive::Manifest,
+    path: &Path,
+    options: &BackupOptions,
+    events: Events<'_>,
+) -> miette::Result<Made> {
     let pruned = match options.keep {
-        Some(keep) => prune(&dir, name.as_str(), keep, events)?,
+        Some(keep) => prune(dir, subject, keep, events)?,
         None => Vec::new(),
     };
-    Ok(made(&manifest, &path, pruned))
+    Ok(made(manifest, path, pruned))
 }
 
 /// `ctm export NAME -o FILE`: the archive of a backup, at `to`.
@@ -307,6 +340,20 @@ pub fn export(
 /// The archives of container `name` in `dir` (the default directory when
 /// `None`), oldest first.
 pub fn list(target: &Target, name: &Name, dir: Option<&Path>) -> miette::Result<Vec<Listed>> {
+    list_of(target, &Subject::Container(name.to_string()), dir)
+}
+
+/// The archives of volume `name` in `dir` (the default directory when
+/// `None`), oldest first.
+pub fn list_volume(
+    target: &Target,
+    name: &Name,
+    dir: Option<&Path>,
+) -> miette::Result<Vec<Listed>> {
+    list_of(target, &Subject::Volume(name.to_string()), dir)
+}
+
+fn list_of(target: &Target, subject: &Subject, dir: Option<&Path>) -> miette::Result<Vec<Listed>> {
     let dir = match dir {
         Some(dir) => dir.to_path_buf(),
         None => default_dir(
@@ -315,7 +362,7 @@ pub fn list(target: &Target, name: &Name, dir: Option<&Path>) -> miette::Result<
                 .root(),
         ),
     };
-    Ok(archive::list(&dir, name.as_str()))
+    Ok(archive::list(&dir, subject))
 }
 
 fn verify(path: &Path, events: Events<'_>) -> miette::Result<Verified> {
@@ -325,10 +372,10 @@ fn verify(path: &Path, events: Events<'_>) -> miette::Result<Verified> {
     step(
         events,
         format!(
-            "verified {} members of archive {} of container {}",
+            "verified {} members of archive {} of {}",
             verified.manifest.members.len(),
             verified.manifest.id,
-            verified.manifest.container
+            verified.manifest.subject
         ),
     );
     Ok(verified)
@@ -344,18 +391,21 @@ fn empty_tree(at: &Path, subvolume: bool, say: &mut dyn FnMut(&str)) -> miette::
     Ok(())
 }
 
-/// Unpacks `verified` into empty trees at `rootfs` and `volumes`; on
-/// failure they are deleted again.
+/// Unpacks `verified` into empty trees at `rootfs` (none for a volume's
+/// archive) and `volumes`; on failure they are deleted again.
 fn unpack(
     verified: &Verified,
-    rootfs: &Path,
+    rootfs: Option<&Path>,
     volumes: &BTreeMap<String, PathBuf>,
     events: Events<'_>,
 ) -> miette::Result<()> {
     let mut say = |line: &str| step(events, line);
     let unpacked = verified.unpack(rootfs, volumes, &mut say);
     if let Err(e) = unpacked {
-        for tree in std::iter::once(rootfs).chain(volumes.values().map(PathBuf::as_path)) {
+        for tree in rootfs
+            .into_iter()
+            .chain(volumes.values().map(PathBuf::as_path))
+        {
             snaps::remove_tree(tree, &mut say)?;
         }
         return Err(archive_error(e));
@@ -386,16 +436,18 @@ pub fn restore(
     // nothing.
     let verified = verify(path, events)?;
     let manifest = &verified.manifest;
-    if manifest.container != name.as_str() {
-        return Err(miette!(
-            help = format!(
-                "`ctm restore {0} --from …` restores it into container {0}; `ctm import` makes a new container of it",
-                manifest.container
-            ),
-            "{} is a backup of container {}, not of {name}",
-            path.display(),
-            manifest.container
-        ));
+    match &manifest.subject {
+        Subject::Container(c) if c == name.as_str() => {}
+        Subject::Container(c) => {
+            return Err(miette!(
+                help = format!(
+                    "`ctm restore {c} --from …` restores it into container {c}; `ctm import` makes a new container of it"
+                ),
+                "{} is a backup of container {c}, not of {name}",
+                path.display(),
+            ));
+        }
+        Subject::Volume(v) => return Err(not_a_containers(path, v)),
     }
     let mut session = Session::open(target, Access::Change, events)?;
     let expect = generation_of(&session, name)?;
@@ -408,7 +460,13 @@ pub fn restore(
             tree.display()
         ));
     }
-    can_replace_volumes(&mut session, &expect, name, &manifest.volumes, "the backup")?;
+    can_replace_volumes(
+        &mut session,
+        &expect,
+        Some(name),
+        &manifest.volumes,
+        "the backup",
+    )?;
     let machines = root.join(layout::MACHINES);
     check_space(&machines, manifest.bytes, Method::Copy)?;
 
@@ -429,7 +487,7 @@ pub fn restore(
                 .iter()
                 .map(|v| (v.clone(), staged(&volumes::path(&root, v))))
                 .collect();
-            unpack(&verified, &staged(&tree), &volumes, events)?;
+            unpack(&verified, Some(&staged(&tree)), &volumes, events)?;
             let mut say = |line: &str| step(events, line);
             swap_staged(
                 &root,
@@ -445,6 +503,261 @@ pub fn restore(
         id: manifest.id.clone(),
         kept,
         restarted,
+    })
+}
+
+/// The refusal of a volume's archive where a container's is needed.
+fn not_a_containers(path: &Path, volume: &str) -> miette::Report {
+    miette!(
+        help = format!(
+            "`ctm restore --volume {volume} --from {}` puts it back",
+            path.display()
+        ),
+        "{} is a backup of volume {volume} alone, not of a container",
+        path.display()
+    )
+}
+
+// ---- a volume alone ------------------------------------------------------------
+
+/// The current generation's expectations, refusing a volume that is not
+/// in it or that is not there, made by ctm.
+fn generation_with_volume(session: &Session, volume: &Name) -> miette::Result<Health> {
+    let (current, expect) = current_expectations(session)?;
+    if !expect.volumes.contains_key(volume.as_str()) {
+        let known: Vec<&str> = expect.volumes.keys().map(String::as_str).collect();
+        return Err(miette!(
+            help = match current {
+                None => "ctm backs up the volumes it applied".to_string(),
+                Some(n) if known.is_empty() => format!("generation {n} has no volumes"),
+                Some(n) => format!("the volumes of generation {n}: {}", known.join(", ")),
+            },
+            "volume {volume} is not managed by ctm: {}",
+            match current {
+                Some(n) => format!("generation {n} has no volume {volume}"),
+                None => "nothing has been applied yet".into(),
+            }
+        ));
+    }
+    if volumes::made_by_ctm(session.store.root(), volume.as_str()).is_none() {
+        return Err(miette!(
+            help = "`ctm apply` makes it",
+            "volume {volume} does not exist (ctm did not make the directory at {})",
+            volumes::path(session.store.root(), volume.as_str()).display()
+        ));
+    }
+    Ok(expect)
+}
+
+/// Where a volume is copied to be archived: beside it, on its file
+/// system (a btrfs snapshot or reflinks share its data), under a name no
+/// volume has (none starts with a dot).
+fn scratch(root: &Path, volume: &str) -> PathBuf {
+    volumes::path(root, volume).with_file_name(format!(".#{volume}.ctm-backing-up"))
+}
+
+/// Writes an archive of the tree at `tree`, volume `volume`'s, to `to`.
+fn archive_volume(
+    volume: &str,
+    tree: &Path,
+    to: &Path,
+    id: &str,
+    events: Events<'_>,
+) -> miette::Result<archive::Manifest> {
+    let (bytes, files) = rootfs::size(tree);
+    step(
+        events,
+        format!(
+            "archiving {:.1} MB in {files} files to {}",
+            bytes as f64 / 1e6,
+            to.display()
+        ),
+    );
+    let contents = Contents {
+        subject: Subject::Volume(volume.to_string()),
+        id,
+        created: crate::clock::now_unix(),
+        image: None,
+        rootfs: None,
+        volumes: vec![(volume.to_string(), tree.to_path_buf())],
+        host: Vec::new(),
+        total: bytes,
+    };
+    let mut say = |line: &str| step(events, line);
+    archive::write(to, &contents, &mut say).map_err(archive_error)
+}
+
+/// `ctm backup --volume NAME`: an archive of volume `volume` alone in the
+/// directory of `options`, then the retention of `options.keep`. Every
+/// running container that mounts it is frozen while it is copied beside
+/// itself, and thawed whatever the copy gives; the copy is archived while
+/// they run on, then deleted.
+pub fn backup_volume(
+    target: &Target,
+    volume: &Name,
+    options: &BackupOptions,
+    events: Events<'_>,
+) -> miette::Result<Made> {
+    if options.stop {
+        return Err(miette!(
+            help = "a volume's backup freezes the containers that mount it for the copy only",
+            "--stop is for a container's backup"
+        ));
+    }
+    let subject = Subject::Volume(volume.to_string());
+    let (dir, id, path) = new_archive(target, &subject, options, events)?;
+    let name = volume.as_str();
+    let copy = {
+        let mut session = Session::open(target, Access::Change, events)?;
+        let expect = generation_with_volume(&session, volume)?;
+        let root = session.store.root().to_path_buf();
+        let tree = volumes::path(&root, name);
+        let copy = scratch(&root, name);
+        if copy.symlink_metadata().is_ok() {
+            // Left by a backup that died: ctm alone makes this name.
+            let mut say = |line: &str| step(events, line);
+            snaps::remove_tree(&copy, &mut say)?;
+        }
+        let (bytes, files) = rootfs::size(&tree);
+        check_space(
+            tree.parent().unwrap_or(&root),
+            bytes,
+            snaps::method_for(&tree, &copy),
+        )?;
+        let mounting = expect
+            .volumes
+            .get(name)
+            .map(|v| v.containers.clone())
+            .unwrap_or_default();
+        let to_freeze = running_unpaused(&mut session, mounting.iter().map(String::as_str))?;
+        let (copied, thawed) = while_frozen(&mut session, &to_freeze, events, |events| {
+            step(
+                events,
+                format!(
+                    "copying volume {name}, {:.1} MB in {files} files, to {}",
+                    bytes as f64 / 1e6,
+                    copy.display()
+                ),
+            );
+            let mut say = |line: &str| step(events, line);
+            Ok(snaps::copy_tree(&tree, &copy, false, bytes, &mut say)?)
+        })?;
+        if let Err(e) = copied {
+            thawed?;
+            return Err(e);
+        }
+        thawed?;
+        copy
+    };
+    let written = archive_volume(name, &copy, &path, &id, events);
+    // The copy was the archive's source only.
+    let mut say = |line: &str| step(events, line);
+    let deleted = snaps::remove_tree(&copy, &mut say);
+    let manifest = written?;
+    deleted?;
+    // Only now that the new archive is whole.
+    kept_to(&dir, &subject, &manifest, &path, options, events)
+}
+
+/// What a restore of a volume from an archive did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoredVolume {
+    pub archive: PathBuf,
+    pub id: String,
+    /// The state it replaced, kept as a new archive of the volume beside
+    /// the one restored.
+    pub kept: Made,
+}
+
+/// `ctm restore --volume NAME --from ARCHIVE`: the archive verified whole,
+/// then, while no container that mounts the volume runs, the volume as it
+/// is kept as a new archive in the archive's directory, the archive
+/// unpacked beside the volume and swapped in at once. On a failure
+/// nothing changes.
+pub fn restore_volume(
+    target: &Target,
+    volume: &Name,
+    path: &Path,
+    events: Events<'_>,
+) -> miette::Result<RestoredVolume> {
+    // Before the lock: reading a large archive takes long, and changes
+    // nothing.
+    let verified = verify(path, events)?;
+    let manifest = &verified.manifest;
+    let name = volume.as_str();
+    match &manifest.subject {
+        Subject::Volume(v) if v == name => {}
+        Subject::Volume(v) => {
+            return Err(miette!(
+                help = format!("`ctm restore --volume {v} --from …` restores it into volume {v}"),
+                "{} is a backup of volume {v}, not of {name}",
+                path.display()
+            ));
+        }
+        Subject::Container(c) => {
+            return Err(miette!(
+                help = format!(
+                    "`ctm restore {c} --from {}` restores the container with its volumes",
+                    path.display()
+                ),
+                "{} is a backup of container {c}, not of volume {name}",
+                path.display()
+            ));
+        }
+    }
+    let mut session = Session::open(target, Access::Change, events)?;
+    let expect = generation_with_volume(&session, volume)?;
+    can_replace_volumes(
+        &mut session,
+        &expect,
+        None,
+        std::slice::from_ref(&name.to_string()),
+        "the backup",
+    )?;
+    let root = session.store.root().to_path_buf();
+    let tree = volumes::path(&root, name);
+    check_space(tree.parent().unwrap_or(&root), manifest.bytes, Method::Copy)?;
+
+    // 1. What is replaced is kept first, as an archive like any other: a
+    //    restore loses nothing, and the kept state is listed and pruned
+    //    with the rest. No container that mounts the volume runs, and the
+    //    lock is held: it does not change while it is archived.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let subject = Subject::Volume(name.to_string());
+    let kept_id = archive::new_id(dir, &subject, crate::clock::now_unix());
+    let kept_path = dir.join(archive::file_name(&subject, &kept_id));
+    step(
+        events,
+        format!("keeping volume {name} as it is in {}", kept_path.display()),
+    );
+    let kept = archive_volume(name, &tree, &kept_path, &kept_id, events)?;
+
+    // 2. Unpacked beside the volume, of its kind (a subvolume keeps its
+    //    quota), then swapped in at once.
+    let mut say = |line: &str| step(events, line);
+    let at = staged(&tree);
+    empty_tree(&at, snaps::is_btrfs_subvolume(&tree), &mut say)?;
+    let places = BTreeMap::from([(name.to_string(), at.clone())]);
+    unpack(&verified, None, &places, events)?;
+    let mut say = |line: &str| step(events, line);
+    let replaced = volumes::replace(&root, name, &at, &mut say);
+    // Either the unpacked tree, not put in place, or what it replaced,
+    // which is in the kept archive.
+    let removed = snaps::remove_tree(&at, &mut say);
+    replaced?;
+    removed?;
+    step(
+        events,
+        format!(
+            "restored volume {name} from backup {}; what it replaced is {}",
+            manifest.id,
+            kept_path.display()
+        ),
+    );
+    Ok(RestoredVolume {
+        archive: path.to_path_buf(),
+        id: manifest.id.clone(),
+        kept: made(&kept, &kept_path, Vec::new()),
     })
 }
 
@@ -498,9 +811,13 @@ pub fn import(
 ) -> miette::Result<Imported> {
     let verified = verify(path, events)?;
     let manifest = &verified.manifest;
+    let container = match &manifest.subject {
+        Subject::Container(c) => c.clone(),
+        Subject::Volume(v) => return Err(not_a_containers(path, v)),
+    };
     let name = match as_name {
         Some(n) => n.to_string(),
-        None => manifest.container.clone(),
+        None => container.clone(),
     };
     let session = Session::open(target, Access::Change, events)?;
     let root = session.store.root().to_path_buf();
@@ -537,7 +854,7 @@ pub fn import(
         empty_tree(&at, true, &mut say)?;
         staged_volumes.insert(volume.clone(), at);
     }
-    unpack(&verified, &importing(&tree), &staged_volumes, events)?;
+    unpack(&verified, Some(&importing(&tree)), &staged_volumes, events)?;
     // Recorded before the rename, as a tree ctm makes is.
     let image = manifest.image.clone().unwrap_or_else(|| "imported".into());
     // Unpacked from the archive file by file: a copy, sharing nothing.
@@ -575,9 +892,9 @@ pub fn import(
         .cloned()
         .unwrap_or_default();
     Ok(Imported {
-        host: renamed(&host, toml, &manifest.container, &name),
+        host: renamed(&host, toml, &container, &name),
         container: name,
-        from: manifest.container.clone(),
+        from: container,
         id: manifest.id.clone(),
         volumes: manifest.volumes.clone(),
         toml,

@@ -48,15 +48,22 @@ pub struct Restored {
 /// The current generation's expectations, refusing a container that is
 /// not in it.
 pub(super) fn generation_of(session: &Session, name: &Name) -> miette::Result<Health> {
+    let (current, expect) = current_expectations(session)?;
+    if current.is_none() || !expect.containers.contains_key(name.as_str()) {
+        return Err(no_such_container(name, current, expect.containers.keys()).into());
+    }
+    Ok(expect)
+}
+
+/// The current generation's number and expectations (none when nothing
+/// was applied).
+pub(super) fn current_expectations(session: &Session) -> miette::Result<(Option<u64>, Health)> {
     let current = session.store.current()?;
     let expect = match current {
         Some(n) => health::of(&session.store.artifacts(n)?).map_err(|e| miette!("{e}"))?,
         None => Health::default(),
     };
-    if current.is_none() || !expect.containers.contains_key(name.as_str()) {
-        return Err(no_such_container(name, current, expect.containers.keys()).into());
-    }
-    Ok(expect)
+    Ok((current, expect))
 }
 
 /// The volumes of the generation that container `name` mounts.
@@ -130,6 +137,48 @@ fn thaw(session: &mut Session, frozen: &[String], events: Events<'_>) -> miette:
     first.map_or(Ok(()), |e| Err(e.into()))
 }
 
+/// Of the containers `names`, those that run and that the user has not
+/// paused: those a copy freezes. A container the user paused is frozen
+/// already, and stays so.
+pub(super) fn running_unpaused<'a>(
+    session: &mut Session,
+    names: impl IntoIterator<Item = &'a str>,
+) -> miette::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in names {
+        if live(session, name)?.is_some_and(|c| !c.paused) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `copy` with the containers `to_freeze` frozen by the cgroup
+/// freezer (as `ctm pause` freezes them), so that what it copies is of
+/// one moment; and thaws them whatever `copy` gave. Gives `copy`'s result
+/// and the thaw's, for the caller to deal with the copy before it reports
+/// a failure to thaw. An error of its own: a container could not be
+/// frozen (those frozen before it are thawed again, and nothing copied).
+pub(super) fn while_frozen<T>(
+    session: &mut Session,
+    to_freeze: &[String],
+    events: Events<'_>,
+    copy: impl FnOnce(Events<'_>) -> miette::Result<T>,
+) -> miette::Result<(miette::Result<T>, miette::Result<()>)> {
+    let mut frozen: Vec<String> = Vec::new();
+    for container in to_freeze {
+        if let Err(e) = session.system.set_paused(container, true) {
+            thaw(session, &frozen, events)?;
+            return Err(e.into());
+        }
+        step(events, format!("froze container {container} for the copy"));
+        frozen.push(container.clone());
+    }
+    let copied = copy(&mut *events);
+    let thawed = thaw(session, &frozen, events);
+    Ok((copied, thawed))
+}
+
 /// Takes a snapshot of container `name`: its root file system, and its
 /// volumes with `options.volumes`. What writes to them is frozen for the
 /// copy (see [`Options`]).
@@ -199,8 +248,7 @@ pub(super) fn snapshot_for(
     let running = live(&mut session, name)?;
     let stopped = running.is_some() && options.stop;
     // Frozen for the copy: the container unless it is stopped, and every
-    // other running container that writes to a volume being copied. A
-    // container the user paused is frozen already, and stays so.
+    // other running container that writes to a volume being copied.
     let mut sharing: BTreeSet<&str> = BTreeSet::new();
     for volume in &volumes {
         if let Some(v) = expect.volumes.get(volume) {
@@ -208,15 +256,8 @@ pub(super) fn snapshot_for(
         }
     }
     sharing.remove(name);
-    let mut to_freeze: Vec<String> = Vec::new();
-    if running.as_ref().is_some_and(|c| !c.paused) && !stopped {
-        to_freeze.push(name.to_string());
-    }
-    for other in sharing {
-        if live(&mut session, other)?.is_some_and(|c| !c.paused) {
-            to_freeze.push(other.to_string());
-        }
-    }
+    let itself = (!stopped).then_some(name);
+    let to_freeze = running_unpaused(&mut session, itself.into_iter().chain(sharing))?;
     if stopped {
         perform(
             &mut session,
@@ -227,25 +268,16 @@ pub(super) fn snapshot_for(
             events,
         )?;
     }
-    let mut frozen: Vec<String> = Vec::new();
-    for container in &to_freeze {
-        if let Err(e) = session.system.set_paused(container, true) {
-            thaw(&mut session, &frozen, events)?;
-            return Err(e.into());
-        }
-        step(events, format!("froze container {container} for the copy"));
-        frozen.push(container.clone());
-    }
-    step(
-        events,
-        format!(
-            "copying {:.1} MB in {files} files to {}",
-            bytes as f64 / 1e6,
-            dir.display()
-        ),
-    );
     let started = std::time::Instant::now();
-    let copied = (|| -> miette::Result<Method> {
+    let frozen = while_frozen(&mut session, &to_freeze, events, |events| {
+        step(
+            events,
+            format!(
+                "copying {:.1} MB in {files} files to {}",
+                bytes as f64 / 1e6,
+                dir.display()
+            ),
+        );
         let mut say = |line: &str| step(events, line);
         let method = snapshots::copy_tree(
             &tree,
@@ -264,12 +296,14 @@ pub(super) fn snapshot_for(
             )?;
         }
         Ok(method)
-    })();
+    });
     // Whatever the copy did, the container goes back as it was; a failure
     // to do so is reported after the copy is dealt with.
-    let back = if !frozen.is_empty() {
-        thaw(&mut session, &frozen, events)
-    } else if stopped {
+    let (copied, thawed) = match frozen {
+        Ok(both) => both,
+        Err(e) => (Err(e), Ok(())),
+    };
+    let restarted = if stopped {
         perform(
             &mut session,
             Action::StartContainer {
@@ -281,6 +315,7 @@ pub(super) fn snapshot_for(
     } else {
         Ok(())
     };
+    let back = thawed.and(restarted);
     let method = match copied {
         Ok(method) => method,
         Err(e) => {
@@ -409,7 +444,7 @@ pub fn restore(
     can_replace_volumes(
         &mut session,
         &expect,
-        name,
+        Some(name),
         &restored.volumes,
         "the snapshot",
     )?;
@@ -478,12 +513,13 @@ pub(super) fn stopped_for_restore<T>(
     Ok((result?, running))
 }
 
-/// Refuses a restore of `volumes` that do not exist now, or that another
-/// running container mounts: it would go on writing to the replaced one.
+/// Refuses a restore of `volumes` that do not exist now, or that a
+/// running container other than `except` (the one restored, stopped for
+/// it) mounts: it would go on writing to the replaced one.
 pub(super) fn can_replace_volumes(
     session: &mut Session,
     expect: &Health,
-    name: &str,
+    except: Option<&str>,
     volumes: &[String],
     of: &str,
 ) -> miette::Result<()> {
@@ -500,7 +536,7 @@ pub(super) fn can_replace_volumes(
             .get(volume)
             .map(|v| v.containers.clone())
             .unwrap_or_default();
-        for other in users.iter().filter(|c| *c != name) {
+        for other in users.iter().filter(|c| Some(c.as_str()) != except) {
             if live(session, other)?.is_some() {
                 return Err(miette!(
                     help = format!("stop it first: `ctm stop {other}`"),

@@ -171,6 +171,9 @@ impl Host {
 pub struct Volume {
     pub name: Name,
     pub quota: Option<Quota>,
+    /// Backed up alone on a schedule by a timer ctm owns
+    /// (`ctm-volume-backup-NAME.timer`).
+    pub backup: Option<BackupSchedule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -361,7 +364,8 @@ pub struct Container {
 }
 
 /// A container's `backup` block: `ctm backup NAME --to DIR [--keep N]`,
-/// run by `ctm-backup-NAME.timer`.
+/// run by `ctm-backup-NAME.timer`; or a volume's, `ctm backup --volume
+/// NAME …`, run by `ctm-volume-backup-NAME.timer`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackupSchedule {
     pub to: AbsPath,

@@ -869,14 +869,15 @@ fn loopback_forwards(input: &Inputs<'_>, files: &[FileChange]) -> Option<Action>
 /// changes. A change to a backup service alone needs only the daemon
 /// reload: its next run reads it.
 fn backup_timers(files: &[FileChange]) -> Option<Action> {
-    let prefix = format!(
-        "{}/{}",
-        crate::layout::UNIT_DIR,
-        crate::layout::BACKUP_UNIT_PREFIX
-    );
+    // A container's and a volume's.
+    let prefixes = [
+        crate::layout::BACKUP_UNIT_PREFIX,
+        crate::layout::VOLUME_BACKUP_UNIT_PREFIX,
+    ]
+    .map(|p| format!("{}/{p}", crate::layout::UNIT_DIR));
     let (mut start, mut restart, mut stop) = (Vec::new(), Vec::new(), Vec::new());
     for f in files {
-        if !f.path.starts_with(&prefix) || !f.path.ends_with(".timer") {
+        if !prefixes.iter().any(|p| f.path.starts_with(p)) || !f.path.ends_with(".timer") {
             continue;
         }
         let Some(unit) = f.path.rsplit('/').next() else {

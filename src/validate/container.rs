@@ -380,7 +380,7 @@ fn route_destination(s: &str) -> Result<IpNet, String> {
 
 /// A `backup` block; `None` where a value was bad (reported) or missing
 /// (reported by the checker).
-fn backup(v: &mut Validator, node: &Node) -> Option<BackupSchedule> {
+pub(super) fn backup(v: &mut Validator, node: &Node) -> Option<BackupSchedule> {
     let to = v.parse_str(
         node.child("to").and_then(|t| t.arg(0)),
         "ctm::invalid-value",

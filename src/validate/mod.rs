@@ -643,7 +643,17 @@ impl Validator {
                     }
                 },
             };
-            volumes.insert(name.clone(), Volume { name, quota });
+            let backup = node
+                .child("backup")
+                .and_then(|b| container::backup(self, b));
+            volumes.insert(
+                name.clone(),
+                Volume {
+                    name,
+                    quota,
+                    backup,
+                },
+            );
         }
         volumes
     }
