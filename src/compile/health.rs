@@ -30,6 +30,16 @@ pub struct Health {
     /// The volumes that must exist (`layout::volume_dir`), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, VolumeHealth>,
+    /// The containers with a `backup` block, whose timer
+    /// (`layout::backup_timer`) must be active, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backups: BTreeMap<String, BackupHealth>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupHealth {
+    /// The directory its archives go into, as the host sees it.
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,12 +198,26 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
             )
         })
         .collect();
+    let backups = host
+        .containers
+        .values()
+        .filter_map(|c| {
+            let backup = c.backup.as_ref()?;
+            Some((
+                c.name.to_string(),
+                BackupHealth {
+                    to: backup.to.to_string(),
+                },
+            ))
+        })
+        .collect();
     Health {
         containers,
         links,
         firewall: chains.rule_counts(),
         sockets,
         volumes,
+        backups,
     }
 }
 
