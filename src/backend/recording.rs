@@ -137,6 +137,18 @@ impl System for Recording {
     fn observe(&mut self, expect: &Health) -> Result<SystemState, SystemError> {
         self.record("observe".into());
         let running = self.running();
+        // Read before the state below, which holds the log's lock.
+        let (timers, timer_runs) = {
+            let log = lock(&self.log);
+            let timers: BTreeMap<String, bool> = crate::plan::all_timers_active(expect)
+                .into_keys()
+                .map(|timer| {
+                    let active = !log.stopped_timers.contains(&timer);
+                    (timer, active)
+                })
+                .collect();
+            (timers, log.timer_runs.clone())
+        };
         Ok(SystemState {
             containers: Some(
                 expect
@@ -178,17 +190,8 @@ impl System for Recording {
             ),
             // The fake's sockets listen as soon as they are named.
             sockets: Some(expect.sockets.iter().map(|s| (s.clone(), true)).collect()),
-            backup_timers: Some({
-                let stopped = &lock(&self.log).stopped_timers;
-                crate::plan::all_timers_active(expect)
-                    .into_iter()
-                    .map(|(timer, _)| {
-                        let active = !stopped.contains(&timer);
-                        (timer, active)
-                    })
-                    .collect()
-            }),
-            timer_runs: lock(&self.log).timer_runs.clone(),
+            backup_timers: Some(timers),
+            timer_runs,
             last_backups: BTreeMap::new(),
             links_down: Some(BTreeSet::new()),
         })
