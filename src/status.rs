@@ -64,8 +64,34 @@ pub struct ContainerStatus {
     /// Its files that differ from the generation.
     pub drift: Vec<DriftedFile>,
     /// What an apply would do to it besides files: start it, because it
-    /// should run and does not.
+    /// should run and does not; start its backup timer, stopped by hand.
     pub drift_actions: Vec<String>,
+    /// Its backups, when it has a `backup` block or archives (left out
+    /// otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+}
+
+/// A container's backups: its `backup` block's timer, and its newest
+/// archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupStatus {
+    /// The timer of its `backup` block (`ctm-backup-web.timer`); `null`
+    /// without one.
+    pub timer: Option<String>,
+    /// The directory the block's archives go into.
+    pub to: Option<String>,
+    /// Whether the timer is active; `null` without a block, or on a
+    /// files-only root.
+    pub timer_active: Option<bool>,
+    /// How the timer's service last ran, as systemd's `Result` says it
+    /// (`success`, `exit-code`, `signal`, `timeout`…); `null` when it has
+    /// not run since boot, or on a files-only root.
+    pub last_result: Option<String>,
+    /// Whether that last run failed; `null` when not known.
+    pub last_run_failed: Option<bool>,
+    /// The newest archive, in the block's directory or the default one.
+    pub last: Option<crate::plan::LastBackup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -267,6 +293,20 @@ pub fn status(input: &Inputs<'_>) -> Status {
         files.iter().filter(|f| f.owner == label).cloned().collect()
     };
     let mut container_actions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for name in input.expect.backups.keys() {
+        let timer = crate::layout::backup_timer(name);
+        let idle = input
+            .system
+            .backup_timers
+            .as_ref()
+            .is_some_and(|t| t.get(&timer) == Some(&false));
+        if idle {
+            container_actions
+                .entry(name)
+                .or_default()
+                .push(format!("start {timer}: not active (drift)"));
+        }
+    }
     let mut firewall = Vec::new();
     for action in &input.plan.actions {
         match action {
@@ -351,6 +391,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
                 usage: input.resources.usage(name),
                 drift: owner.as_ref().map_or_else(Vec::new, drift_of),
                 drift_actions: dedup(container_actions.remove(name.as_str()).unwrap_or_default()),
+                backup: backup_status(input, name),
             }
         })
         .collect();
@@ -466,6 +507,32 @@ fn volumes(input: &Inputs<'_>) -> Vec<VolumeStatus> {
         .collect()
 }
 
+/// Container `name`'s backups, when it has a `backup` block or archives.
+fn backup_status(input: &Inputs<'_>, name: &str) -> Option<BackupStatus> {
+    let block = input.expect.backups.get(name);
+    let last = input.system.last_backups.get(name).cloned();
+    if block.is_none() && last.is_none() {
+        return None;
+    }
+    let timer = block.map(|_| crate::layout::backup_timer(name));
+    let run = input
+        .system
+        .timer_runs
+        .get(name)
+        .filter(|r| block.is_some() && r.last_trigger_usec != 0);
+    Some(BackupStatus {
+        timer_active: match (&timer, &input.system.backup_timers) {
+            (Some(timer), Some(timers)) => timers.get(timer).copied(),
+            _ => None,
+        },
+        timer,
+        to: block.map(|b| b.to.clone()),
+        last_result: run.map(|r| r.result.clone()),
+        last_run_failed: run.map(crate::plan::TimerRun::failed),
+        last,
+    })
+}
+
 fn quota_text(quota: Option<u64>) -> String {
     quota.map_or("none".into(), crate::model::size_text)
 }
@@ -573,6 +640,7 @@ mod tests {
             kept_volumes: Vec::new(),
             new_roots: Vec::new(),
             unavailable_roots: Vec::new(),
+            backups: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),

@@ -785,3 +785,97 @@ fn the_container_page_lists_its_volumes_with_their_directories() {
     );
     assert!(v.read_only && !v.idmap);
 }
+
+/// A backup timer stopped by hand is drift: `ctm status` names it, and
+/// the next apply of the same host file starts it again. The status shows
+/// the last archive and the timer's failed run.
+#[test]
+fn a_backup_timer_stopped_by_hand_is_drift_and_the_status_shows_the_last_backup() {
+    let h = Host::new();
+    h.edit(
+        "container \"db\" {",
+        "container \"db\" {\n    backup {\n        to \"/srv/backups\"\n        every \"daily\"\n    }",
+    );
+    h.apply(None).unwrap();
+    let target = h.target();
+    let status =
+        ctm::engine::status::status(&target, Access::Read, &sources(), &mut |_| {}).unwrap();
+    let db = status.containers.iter().find(|c| c.name == "db").unwrap();
+    let backup = db.backup.as_ref().unwrap();
+    assert_eq!(backup.timer.as_deref(), Some("ctm-backup-db.timer"));
+    assert_eq!(backup.to.as_deref(), Some("/srv/backups"));
+    assert_eq!(backup.timer_active, Some(true));
+    assert_eq!(
+        (backup.last_result.as_deref(), backup.last_run_failed),
+        (None, None)
+    );
+    assert_eq!(backup.last, None);
+    assert!(db.drift_actions.is_empty(), "{:?}", db.drift_actions);
+    // Neither a block nor archives: no backup part.
+    let web = status.containers.iter().find(|c| c.name == "web").unwrap();
+    assert_eq!(web.backup, None);
+
+    // An archive in the block's directory (as the root sees it), the
+    // timer's run failed, and the timer stopped by hand.
+    let dir = h.root().join("srv/backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    for id in ["20261201T030000Z", "20261203T030000Z"] {
+        std::fs::write(dir.join(format!("db-{id}.ctm-backup.tar.zst")), b"12345").unwrap();
+    }
+    h.fake.timer_ran("db", "exit-code");
+    h.fake.stop_timer("ctm-backup-db.timer");
+    let status =
+        ctm::engine::status::status(&target, Access::Read, &sources(), &mut |_| {}).unwrap();
+    let db = status.containers.iter().find(|c| c.name == "db").unwrap();
+    let backup = db.backup.as_ref().unwrap();
+    assert_eq!(backup.timer_active, Some(false));
+    assert_eq!(backup.last_result.as_deref(), Some("exit-code"));
+    assert_eq!(backup.last_run_failed, Some(true));
+    let last = backup.last.as_ref().unwrap();
+    assert_eq!(last.id, "20261203T030000Z");
+    assert_eq!(last.bytes, 5);
+    assert_eq!(
+        db.drift_actions,
+        ["start ctm-backup-db.timer: not active (drift)"]
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(
+        json["containers"][0]["backup"]["last"]["id"],
+        "20261203T030000Z"
+    );
+
+    // The plan of the same host file starts the timer, and names the backup.
+    let mut session = Session::open(&target, Access::Read, &mut |_| {}).unwrap();
+    let desired = h.desired();
+    let (plan, _) = session
+        .plan_and_state(&desired.artifacts, Options::default(), &mut |_| {})
+        .unwrap();
+    drop(session);
+    let summaries: Vec<String> = plan.actions.iter().map(|a| a.summary()).collect();
+    assert_eq!(summaries, ["backup timers: start ctm-backup-db.timer"]);
+    let text = ctm::plan::render::text(&plan, "Plan", ctm::plan::render::Show::NoDiffs);
+    assert!(
+        text.contains("container db: last backup 20261203T030000Z"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the last run of ctm-backup-db.timer failed (exit-code)"),
+        "{text}"
+    );
+
+    // Apply puts it right; the health check passes.
+    h.fake.take_calls();
+    h.apply(None).unwrap();
+    let calls = h.fake.take_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("perform: backup timers: start ctm-backup-db.timer")),
+        "{calls:?}"
+    );
+    let status =
+        ctm::engine::status::status(&target, Access::Read, &sources(), &mut |_| {}).unwrap();
+    let db = status.containers.iter().find(|c| c.name == "db").unwrap();
+    assert_eq!(db.backup.as_ref().unwrap().timer_active, Some(true));
+    assert!(db.drift_actions.is_empty());
+}

@@ -190,6 +190,14 @@ impl Spec {
                             answer.events.push((event, data));
                         }
                     }
+                    // A file, whatever its bytes: sent to be saved.
+                    "application/zstd" => assert!(
+                        answer
+                            .headers
+                            .get(header::CONTENT_DISPOSITION)
+                            .is_some_and(|v| v.to_str().unwrap().starts_with("attachment;")),
+                        "{what}: an archive not sent as an attachment"
+                    ),
                     other => panic!("{what}: the test cannot check {other}"),
                 }
             }
@@ -1164,6 +1172,59 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
     )
     .await
     .expect(S::UNPROCESSABLE_ENTITY);
+    // Snapshots and backups: jobs (the fake has no trees, so they fail in
+    // their events, after the route's answer), the listing, and a download
+    // of an archive the listing names, and of ids it does not.
+    for what in ["snapshot", "backup"] {
+        let a = h
+            .api(
+                Method::POST,
+                &format!("/api/containers/web/{what}"),
+                Sent::Nothing,
+            )
+            .await
+            .expect(S::ACCEPTED);
+        let events = h.job_events(a.json()["job"].as_u64().unwrap()).await;
+        assert_eq!(
+            events.last().unwrap()["kind"],
+            "failed",
+            "{what}: {events:?}"
+        );
+        h.api(
+            Method::POST,
+            &format!("/api/containers/nosuch/{what}"),
+            Sent::Nothing,
+        )
+        .await
+        .expect(S::NOT_FOUND);
+    }
+    let backups = h.root.join("var/lib/ctm/backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(
+        backups.join("web-20261204T100000Z.ctm-backup.tar.zst"),
+        b"archive bytes",
+    )
+    .unwrap();
+    let a = h.get("/api/containers/web/backups").await.expect(S::OK);
+    assert_eq!(
+        a.json()["archives"][0]["id"],
+        "20261204T100000Z",
+        "{}",
+        a.json()
+    );
+    h.get("/api/containers/no%20such/backups")
+        .await
+        .expect(S::BAD_REQUEST);
+    let a = h
+        .get("/api/containers/web/archives/20261204T100000Z/download")
+        .await
+        .expect(S::OK);
+    assert_eq!(a.text, "archive bytes");
+    for id in ["20261204T100001Z", "..%2f..%2fetc%2fpasswd"] {
+        h.get(&format!("/api/containers/web/archives/{id}/download"))
+            .await
+            .expect(S::NOT_FOUND);
+    }
     // The console: refused before the upgrade when it is not a handshake,
     // and here, in-process, where no connection can be upgraded.
     h.get("/api/containers/web/console")

@@ -1120,12 +1120,14 @@ fn the_openapi_file_lists_every_route() {
     let source = ["src/web/api.rs", "src/web/fleet.rs"]
         .map(|f| std::fs::read_to_string(repo().join(f)).unwrap())
         .join("\n");
+    // A route's call may be on one line or, formatted, on several.
     let mut served: Vec<(String, String)> = source
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .split(".route(")
+        .skip(1)
+        .filter_map(|call| call.trim_start().strip_prefix('"'))
         .map(|rest| {
-            let (path, handler) = rest.split_once("\", ").unwrap();
-            let method = handler.split('(').next().unwrap().to_string();
+            let (path, handler) = rest.split_once("\",").unwrap();
+            let method = handler.trim_start().split('(').next().unwrap().to_string();
             (path.to_string(), method)
         })
         .collect();

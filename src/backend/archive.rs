@@ -1027,6 +1027,48 @@ pub fn list(dir: &Path, subject: &Subject) -> Vec<Listed> {
     found
 }
 
+/// The newest archive of each of `containers` in any of `dirs` (each read
+/// once, whatever the number of containers), by container; containers
+/// without one are left out.
+pub fn newest<'a>(
+    dirs: &[PathBuf],
+    containers: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, Listed> {
+    let mut files: Vec<(String, PathBuf, Metadata)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for dir in dirs.iter().filter(|d| seen.insert(d.as_path())) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        files.extend(entries.filter_map(Result::ok).filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(EXTENSION)?.to_string();
+            let meta = e.metadata().ok().filter(Metadata::is_file)?;
+            Some((name, e.path(), meta))
+        }));
+    }
+    let mut found = BTreeMap::new();
+    for container in containers {
+        let prefix = format!("{container}-");
+        let newest = files
+            .iter()
+            .filter_map(|(name, path, meta)| {
+                let id = name.strip_prefix(&prefix).filter(|id| is_id(id))?;
+                Some(Listed {
+                    subject: Subject::Container(container.to_string()),
+                    id: id.to_string(),
+                    path: path.clone(),
+                    bytes: meta.len(),
+                    modified: meta.mtime().try_into().unwrap_or(0),
+                })
+            })
+            .max_by_key(|l| id_order(&l.id));
+        if let Some(newest) = newest {
+            found.insert(container.to_string(), newest);
+        }
+    }
+    found
+}
+
 /// The id of an archive made at `now`: `20261203T171500Z`.
 pub fn id_at(now: u64) -> String {
     crate::clock::rfc3339(now).replace(['-', ':'], "")

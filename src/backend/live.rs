@@ -26,7 +26,10 @@ use crate::compile::NFT_RULESET;
 use crate::compile::health::{Check, Health};
 use crate::fs;
 use crate::layout::{self, STATE_DIR};
-use crate::plan::{Action, FirewallState, SystemState};
+use crate::plan::{Action, FirewallState, SystemState, TimerRun};
+
+/// Each backup timer's activity and its service's last run, by container.
+type BackupTimers = (BTreeMap<String, bool>, BTreeMap<String, TimerRun>);
 
 /// Where the cgroup tree is mounted.
 const SYS_FS_CGROUP: &str = "/sys/fs/cgroup";
@@ -398,6 +401,24 @@ impl LiveSystem {
         })
     }
 
+    /// Each backup timer of `expect` and whether it is active, and how its
+    /// service last ran, by container.
+    fn backup_timers(&self, expect: &Health) -> Result<BackupTimers, SystemError> {
+        self.runtime.block_on(async {
+            let (mut active, mut runs) = (BTreeMap::new(), BTreeMap::new());
+            for name in expect.backups.keys() {
+                let timer = crate::layout::backup_timer(name);
+                let (up, run) = self
+                    .systemd
+                    .timer_state(&timer, &crate::layout::backup_service(name))
+                    .await?;
+                active.insert(timer, up);
+                runs.insert(name.clone(), run);
+            }
+            Ok((active, runs))
+        })
+    }
+
     /// Stops the proxies of changed and removed forwards (a running proxy
     /// keeps relaying to the address it started with), stops the removed
     /// sockets, and (re)starts the new and changed ones.
@@ -723,6 +744,7 @@ impl System for LiveSystem {
             }
             _ => false,
         };
+        let (timers, timer_runs) = self.backup_timers(expect)?;
         Ok(SystemState {
             containers: Some(containers),
             paused: Some(paused),
@@ -737,6 +759,9 @@ impl System for LiveSystem {
                 edited,
             }),
             sockets: Some(self.active_sockets(&expect.sockets)?),
+            backup_timers: Some(timers),
+            timer_runs,
+            last_backups: BTreeMap::new(),
             links_down: Some(links_down),
             // Read by the engine for every root (`volumes::observe`).
             volumes: None,
@@ -912,6 +937,15 @@ impl System for LiveSystem {
         };
         if let Err(e) = self.wait_for_links(expect, LINK_TIMEOUT) {
             problems.push(e.why);
+        }
+        match self.backup_timers(expect) {
+            Ok((active, _)) => problems.extend(
+                active
+                    .into_iter()
+                    .filter(|(_, up)| !up)
+                    .map(|(timer, _)| format!("{timer} is not active{}", log_tail(&timer))),
+            ),
+            Err(e) => problems.push(e.to_string()),
         }
         match self.active_sockets(&expect.sockets) {
             Ok(active) => problems.extend(

@@ -25,6 +25,12 @@ pub struct Log {
     pub paused: BTreeSet<String>,
     /// How many times resource use was sampled.
     pub samples: u64,
+    /// Backup timers stopped by hand (`systemctl stop`): not active until
+    /// an apply starts them.
+    pub stopped_timers: BTreeSet<String>,
+    /// How each container's backup timer last ran its service; none: it
+    /// never did.
+    pub timer_runs: BTreeMap<String, crate::plan::TimerRun>,
 }
 
 /// The fake. Cloning gives another handle on the same log and settings,
@@ -78,6 +84,23 @@ impl Recording {
         lock(&self.missing_links).insert(name.to_string());
     }
 
+    /// Backup timer `timer` is stopped by hand: not active.
+    pub fn stop_timer(&self, timer: &str) {
+        lock(&self.log).stopped_timers.insert(timer.to_string());
+    }
+
+    /// Container `name`'s backup timer ran its service, which ended with
+    /// `result` (`success`, `exit-code`).
+    pub fn timer_ran(&self, name: &str, result: &str) {
+        lock(&self.log).timer_runs.insert(
+            name.to_string(),
+            crate::plan::TimerRun {
+                result: result.to_string(),
+                last_trigger_usec: 1_000_000,
+            },
+        );
+    }
+
     /// The action with this summary fails, once.
     pub fn fail_on(&self, summary: &str) {
         lock(&self.fail).insert(summary.to_string());
@@ -114,6 +137,18 @@ impl System for Recording {
     fn observe(&mut self, expect: &Health) -> Result<SystemState, SystemError> {
         self.record("observe".into());
         let running = self.running();
+        // Read before the state below, which holds the log's lock.
+        let (timers, timer_runs) = {
+            let log = lock(&self.log);
+            let timers: BTreeMap<String, bool> = crate::plan::all_timers_active(expect)
+                .into_keys()
+                .map(|timer| {
+                    let active = !log.stopped_timers.contains(&timer);
+                    (timer, active)
+                })
+                .collect();
+            (timers, log.timer_runs.clone())
+        };
         Ok(SystemState {
             containers: Some(
                 expect
@@ -155,6 +190,9 @@ impl System for Recording {
             ),
             // The fake's sockets listen as soon as they are named.
             sockets: Some(expect.sockets.iter().map(|s| (s.clone(), true)).collect()),
+            backup_timers: Some(timers),
+            timer_runs,
+            last_backups: BTreeMap::new(),
             links_down: Some(BTreeSet::new()),
         })
     }
@@ -201,6 +239,11 @@ impl System for Recording {
                 Action::StopContainer { name, .. } => {
                     log.running.remove(name);
                 }
+                Action::ReloadBackupTimers { start, restart, .. } => {
+                    for timer in start.iter().chain(restart) {
+                        log.stopped_timers.remove(timer);
+                    }
+                }
                 _ => {}
             }
         }
@@ -209,7 +252,7 @@ impl System for Recording {
 
     fn health_check(
         &mut self,
-        _expect: &Health,
+        expect: &Health,
         running: &BTreeSet<String>,
         _progress: Progress<'_>,
     ) -> Result<(), SystemError> {
@@ -219,11 +262,20 @@ impl System for Recording {
         } else {
             format!("health check: {} must run", names.join(", "))
         });
-        let missing: Vec<&str> = running
+        let mut missing: Vec<String> = running
             .iter()
             .filter(|n| !self.running().contains(*n))
-            .map(String::as_str)
+            .cloned()
             .collect();
+        // A backup timer that is not active fails the check, as on a host.
+        let stopped = lock(&self.log).stopped_timers.clone();
+        missing.extend(
+            expect
+                .backups
+                .keys()
+                .map(|name| crate::layout::backup_timer(name))
+                .filter(|t| stopped.contains(t)),
+        );
         if missing.is_empty() {
             Ok(())
         } else {

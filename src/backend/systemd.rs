@@ -70,6 +70,28 @@ pub trait Unit {
     fn freezer_state(&self) -> zbus::Result<String>;
 }
 
+/// A timer unit's own properties.
+#[proxy(
+    interface = "org.freedesktop.systemd1.Timer",
+    default_service = "org.freedesktop.systemd1"
+)]
+pub trait Timer {
+    /// When it last elapsed, microseconds since the epoch; 0: never.
+    #[zbus(property(emits_changed_signal = "false"), name = "LastTriggerUSec")]
+    fn last_trigger_usec(&self) -> zbus::Result<u64>;
+}
+
+/// A service unit's own properties.
+#[proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1"
+)]
+pub trait Service {
+    /// How its last run ended: `success`, `exit-code`, `signal`…
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn result(&self) -> zbus::Result<String>;
+}
+
 #[proxy(
     interface = "org.freedesktop.machine1.Manager",
     default_service = "org.freedesktop.machine1",
@@ -335,6 +357,46 @@ impl Systemd {
                 .await
                 .unwrap_or_else(|_| "running".into()),
         })
+    }
+
+    /// A timer: whether it is active, when it last elapsed and how the
+    /// last run of `service`, the unit it starts, ended.
+    pub async fn timer_state(
+        &self,
+        timer: &str,
+        service: &str,
+    ) -> Result<(bool, crate::plan::TimerRun), SystemError> {
+        let active = self.unit_state(timer).await?.active == "active";
+        let what = |unit: &str| format!("reading the state of {unit}");
+        let path = |unit: &str| {
+            let unit = unit.to_string();
+            async move {
+                self.manager
+                    .load_unit(&unit)
+                    .await
+                    .map_err(|e| bus_error(format!("loading unit {unit}"), e))
+            }
+        };
+        let proxy = TimerProxy::builder(&self.connection)
+            .path(path(timer).await?)
+            .build()
+            .await
+            .map_err(|e| bus_error(what(timer), e))?;
+        // A timer whose unit is not loaded (no file) has no such property.
+        let last_trigger_usec = proxy.last_trigger_usec().await.unwrap_or(0);
+        let proxy = ServiceProxy::builder(&self.connection)
+            .path(path(service).await?)
+            .build()
+            .await
+            .map_err(|e| bus_error(what(service), e))?;
+        let result = proxy.result().await.unwrap_or_else(|_| "success".into());
+        Ok((
+            active,
+            crate::plan::TimerRun {
+                result,
+                last_trigger_usec,
+            },
+        ))
     }
 
     /// Freezes every process of a unit (the cgroup freezer).

@@ -170,6 +170,41 @@ fn render(status: &Status) -> String {
             &rows,
         );
     }
+    let backups: Vec<[String; 5]> = status
+        .containers
+        .iter()
+        .filter_map(|c| {
+            let b = c.backup.as_ref()?;
+            let timer = match (&b.timer, b.timer_active) {
+                (None, _) => "none".to_string(),
+                (Some(t), Some(false)) => format!("{t} (not active)"),
+                (Some(t), _) => t.clone(),
+            };
+            let last_run = match (&b.last_result, b.last_run_failed) {
+                (Some(result), Some(true)) => format!("failed ({result})"),
+                (Some(result), _) => result.clone(),
+                (None, _) => "-".into(),
+            };
+            let last = b.last.as_ref().map_or_else(
+                || ("none".to_string(), "-".to_string()),
+                |l| {
+                    (
+                        format!("{} {}", rfc3339(l.at), l.path),
+                        super::container::megabytes(l.bytes),
+                    )
+                },
+            );
+            Some([c.name.clone(), timer, last_run, last.1, last.0])
+        })
+        .collect();
+    if !backups.is_empty() {
+        out.push('\n');
+        table(
+            &mut out,
+            ["BACKUP OF", "TIMER", "LAST RUN", "SIZE", "LAST ARCHIVE"],
+            &backups,
+        );
+    }
     if status.live {
         out.push('\n');
         if status.drift.firewall.is_empty() {
@@ -269,6 +304,19 @@ mod tests {
                 usage: None,
                 drift: Vec::new(),
                 drift_actions: Vec::new(),
+                backup: Some(crate::status::BackupStatus {
+                    timer: Some("ctm-backup-web.timer".into()),
+                    to: Some("/srv/backups".into()),
+                    timer_active: Some(false),
+                    last_result: Some("exit-code".into()),
+                    last_run_failed: Some(true),
+                    last: Some(crate::plan::LastBackup {
+                        id: "20261203T171500Z".into(),
+                        path: "/srv/backups/web-20261203T171500Z.ctm-backup.tar.zst".into(),
+                        bytes: 2_500_000,
+                        at: 1_796_318_100,
+                    }),
+                }),
             }],
             networks: Vec::new(),
             tunnels: Vec::new(),
@@ -320,6 +368,13 @@ mod tests {
         );
         assert!(
             text.contains("old     0.0 MB  none               not in the host file: kept until `ctm apply --prune`"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "web        ctm-backup-web.timer (not active)  failed (exit-code)  2.5 MB  \
+                 2026-12-03T17:15:00Z /srv/backups/web-20261203T171500Z.ctm-backup.tar.zst"
+            ),
             "{text}"
         );
     }

@@ -35,6 +35,10 @@ pub struct Health {
     /// a down one) and for `ctm status`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub topologies: BTreeMap<String, TopologyHealth>,
+    /// The containers with a `backup` block, whose timer
+    /// (`layout::backup_timer`) must be active, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backups: BTreeMap<String, BackupHealth>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +48,12 @@ pub struct TopologyHealth {
     pub containers: Vec<String>,
     /// Links by their ends, `r1–r2`.
     pub links: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupHealth {
+    /// The directory its archives go into, as the host sees it.
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +238,19 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
             )
         })
         .collect();
+    let backups = host
+        .containers
+        .values()
+        .filter_map(|c| {
+            let backup = c.backup.as_ref()?;
+            Some((
+                c.name.to_string(),
+                BackupHealth {
+                    to: backup.to.to_string(),
+                },
+            ))
+        })
+        .collect();
     Health {
         containers,
         links,
@@ -235,6 +258,7 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
         sockets,
         volumes,
         topologies,
+        backups,
     }
 }
 

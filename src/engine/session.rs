@@ -2,7 +2,7 @@
 //! that keeps two ctm from changing the host at once, and recovery of
 //! whatever an interrupted ctm left behind. Every use case runs in one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -491,6 +491,7 @@ impl Session {
         // Read on every root, files-only too: the plan shows the volumes
         // to make and refuses a quota their file system cannot enforce.
         system.volumes = volumes::observe(self.store.root(), &expect.volumes)?;
+        system.last_backups = last_backups(self.store.root(), &expect);
         if options.check_steps {
             // Only containers whose steps are installed have run them.
             let names: BTreeSet<String> = expect
@@ -518,4 +519,33 @@ impl Session {
         });
         Ok((plan, system))
     }
+}
+
+/// The newest archive of each container of `expect`, in its `backup`
+/// block's directory or in the default one (`ctm backup` without `--to`).
+pub(crate) fn last_backups(
+    root: &std::path::Path,
+    expect: &health::Health,
+) -> BTreeMap<String, plan::LastBackup> {
+    let mut dirs = vec![root.join(crate::layout::BACKUPS)];
+    dirs.extend(
+        expect
+            .backups
+            .values()
+            .map(|b| root.join(b.to.trim_start_matches('/'))),
+    );
+    crate::backend::archive::newest(&dirs, expect.containers.keys().map(String::as_str))
+        .into_iter()
+        .map(|(name, l)| {
+            (
+                name,
+                plan::LastBackup {
+                    id: l.id,
+                    path: l.path.display().to_string(),
+                    bytes: l.bytes,
+                    at: l.modified,
+                },
+            )
+        })
+        .collect()
 }

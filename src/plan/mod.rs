@@ -6,6 +6,7 @@
 //! (ownership, drift, which container restarts) is tested without root.
 
 mod action;
+mod backups;
 mod manifest;
 pub mod render;
 mod roots;
@@ -20,6 +21,7 @@ use crate::compile::{Artifacts, Content, NFT_RULESET, Owner};
 use crate::fs::Entry;
 use crate::live::LiveFile;
 pub use action::{Action, batches};
+pub use backups::{BackupNote, LastBackup, TimerRun, all_active as all_timers_active};
 pub use manifest::{Manifest, ManifestEntry, entry_of};
 pub use roots::{RootNote, RootsState, choose as choose_root};
 pub use volumes::{KeptVolume, Present, QuotaNote, QuotaSupport, VolumesState};
@@ -98,6 +100,19 @@ pub struct SystemState {
     /// live system only: elsewhere nothing is provisioned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roots: Option<RootsState>,
+    /// The backup timers (`ctm-backup-NAME.timer`) the desired generation
+    /// names, and whether each is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_timers: Option<BTreeMap<String, bool>>,
+    /// How each backup timer's service last ran, by container (a live
+    /// system only). Not part of a plan's fingerprint: a backup that ran
+    /// since changes nothing an apply does.
+    #[serde(skip)]
+    pub timer_runs: BTreeMap<String, TimerRun>,
+    /// The newest archive of each container with a `backup` block, read
+    /// by the engine on every root. Not part of the fingerprint either.
+    #[serde(skip)]
+    pub last_backups: BTreeMap<String, LastBackup>,
 }
 
 /// Whether the running kernel can make links of one kind.
@@ -235,6 +250,10 @@ pub struct Plan {
     /// system cannot make: an apply is refused before it changes anything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unavailable_roots: Vec<RootNote>,
+    /// The containers with a `backup` block: their last archive, and
+    /// their timer's last run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupNote>,
     /// False when the root is not the running system: actions are listed
     /// but not performed.
     pub live_system: bool,
@@ -404,6 +423,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         kept_volumes: volumes.kept,
         new_roots: roots.new,
         unavailable_roots: roots.unavailable,
+        backups: backups::notes(input),
         live_system: input.system.containers.is_some(),
         summary,
         fingerprint: fingerprint(input, desired_manifest),
@@ -784,7 +804,7 @@ fn actions(
         actions.push(Action::ReplaceFirewall { reason });
     }
     actions.extend(loopback_forwards(input, files));
-    actions.extend(backup_timers(files));
+    actions.extend(backup_timers(input, files));
     // Volumes exist before any container that mounts one starts.
     actions.extend(volumes.make.iter().cloned());
     actions.extend(
@@ -866,9 +886,10 @@ fn loopback_forwards(input: &Inputs<'_>, files: &[FileChange]) -> Option<Action>
 }
 
 /// The backup timers to start, restart or stop, by their unit files'
-/// changes. A change to a backup service alone needs only the daemon
-/// reload: its next run reads it.
-fn backup_timers(files: &[FileChange]) -> Option<Action> {
+/// changes, and by the running system (a timer stopped by hand). A change
+/// to a backup service alone needs only the daemon reload: its next run
+/// reads it.
+fn backup_timers(input: &Inputs<'_>, files: &[FileChange]) -> Option<Action> {
     // A container's and a volume's.
     let prefixes = [
         crate::layout::BACKUP_UNIT_PREFIX,
@@ -889,17 +910,21 @@ fn backup_timers(files: &[FileChange]) -> Option<Action> {
             Change::Change => restart.push(unit.to_string()),
         }
     }
+    let changed: Vec<String> = start.iter().chain(&restart).chain(&stop).cloned().collect();
+    let mut reasons = Vec::new();
+    if !changed.is_empty() {
+        reasons.push(format!("changed: {}", changed.join(", ")));
+    }
+    let idle = backups::idle_timers(input, &changed);
+    if !idle.is_empty() {
+        reasons.push(format!("not active (drift): {}", idle.join(", ")));
+        start.extend(idle);
+    }
     if start.is_empty() && restart.is_empty() && stop.is_empty() {
         return None;
     }
-    let changed: Vec<&str> = start
-        .iter()
-        .chain(&restart)
-        .chain(&stop)
-        .map(String::as_str)
-        .collect();
     Some(Action::ReloadBackupTimers {
-        reason: format!("changed: {}", changed.join(", ")),
+        reason: reasons.join("; "),
         start,
         restart,
         stop,
@@ -1482,6 +1507,86 @@ mod tests {
                 "backup timers: stop ctm-backup-a.timer"
             ]
         );
+    }
+
+    #[test]
+    fn a_backup_timer_stopped_by_hand_is_drift_an_apply_starts_again() {
+        let daily = with_backup(&desired("a\n"), "daily\n");
+        let mut expect = Health::default();
+        expect.backups.insert(
+            "a".into(),
+            crate::compile::health::BackupHealth {
+                to: "/srv/backups".into(),
+            },
+        );
+        let mut running = system(&[("a", true), ("b", true)]);
+        running.backup_timers = Some(BTreeMap::from([("ctm-backup-a.timer".into(), false)]));
+        let p = plan_expecting(&daily, &daily, &running, &expect);
+        assert!(p.files.is_empty());
+        assert_eq!(
+            names(&p.actions),
+            ["backup timers: start ctm-backup-a.timer"]
+        );
+        assert_eq!(
+            p.actions[0].reason(),
+            "not active (drift): ctm-backup-a.timer"
+        );
+        // Active: nothing to do. Not known (a files-only root): nothing either.
+        running.backup_timers = Some(all_timers_active(&expect));
+        assert!(plan_expecting(&daily, &daily, &running, &expect).is_empty());
+        running.backup_timers = None;
+        assert!(plan_expecting(&daily, &daily, &running, &expect).is_empty());
+    }
+
+    #[test]
+    fn the_plan_names_the_last_backup_of_each_container_with_a_backup_block() {
+        let daily = with_backup(&desired("a\n"), "daily\n");
+        let mut expect = Health::default();
+        expect.backups.insert(
+            "a".into(),
+            crate::compile::health::BackupHealth {
+                to: "/srv/backups".into(),
+            },
+        );
+        let mut running = system(&[("a", true), ("b", true)]);
+        let p = plan_expecting(&daily, &daily, &running, &expect);
+        assert_eq!(p.backups.len(), 1);
+        assert_eq!(p.backups[0].describe(), "no backup yet");
+        running.last_backups.insert(
+            "a".into(),
+            LastBackup {
+                id: "20261203T171500Z".into(),
+                path: "/srv/backups/a-20261203T171500Z.ctm-backup.tar.zst".into(),
+                bytes: 2_500_000,
+                at: 1_796_318_100,
+            },
+        );
+        running.timer_runs.insert(
+            "a".into(),
+            TimerRun {
+                result: "exit-code".into(),
+                last_trigger_usec: 1,
+            },
+        );
+        let p = plan_expecting(&daily, &daily, &running, &expect);
+        let line = p.backups[0].describe();
+        assert_eq!(
+            line,
+            "last backup 20261203T171500Z (2026-12-03T17:15:00Z, 2.5 MB) at \
+             /srv/backups/a-20261203T171500Z.ctm-backup.tar.zst; \
+             the last run of ctm-backup-a.timer failed (exit-code)"
+        );
+        let text = render::text(&p, "Plan", render::Show::NoDiffs);
+        assert!(text.contains(&format!("container a: {line}")), "{text}");
+        // Neither is part of the fingerprint: a backup changes nothing an
+        // apply does.
+        let before = plan_expecting(
+            &daily,
+            &daily,
+            &system(&[("a", true), ("b", true)]),
+            &expect,
+        );
+        assert_eq!(p.fingerprint, before.fingerprint);
     }
 
     fn pruning(

@@ -94,6 +94,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         link_kinds(&mut out, plan);
         kept_rootfs(&mut out, plan);
         kept_volumes(&mut out, plan);
+        backups(&mut out, plan);
         return out;
     }
     if !plan.files.is_empty() {
@@ -207,6 +208,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
     kept_volumes(&mut out, plan);
     quotas(&mut out, plan);
     roots(&mut out, plan);
+    backups(&mut out, plan);
     let s = &plan.summary;
     let _ = writeln!(
         out,
@@ -386,6 +388,19 @@ fn held(out: &mut String, plan: &Plan) {
         out,
         "  After `ctm resume NAME`, `ctm restart NAME` applies a held restart, and `ctm apply --check-steps` held provisioning."
     );
+}
+
+/// The last backup of each container with a `backup` block.
+fn backups(out: &mut String, plan: &Plan) {
+    if plan.backups.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nBackups:");
+    for note in &plan.backups {
+        let line = format!("container {}: {}", note.container, note.describe());
+        let failed = note.last_run.as_ref().is_some_and(|r| r.failed());
+        let _ = writeln!(out, "  {}", if failed { paint(RED, &line) } else { line });
+    }
 }
 
 /// The volumes no longer in the host file that stay, and how to delete

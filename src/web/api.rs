@@ -65,6 +65,13 @@ pub fn routes() -> Router<Shared> {
         .route("/api/containers/{name}/resume", post(resume))
         .route("/api/containers/{name}/kill", post(kill))
         .route("/api/containers/{name}/console", get(console::console))
+        .route("/api/containers/{name}/backups", get(backups_list))
+        .route("/api/containers/{name}/snapshot", post(snapshot_now))
+        .route("/api/containers/{name}/backup", post(backup_now))
+        .route(
+            "/api/containers/{name}/archives/{id}/download",
+            get(archive_download),
+        )
         .route("/metrics", get(metrics::metrics))
 }
 
@@ -834,4 +841,163 @@ async fn kill(
         Ok(format!("Sent signal {} to container {name}.", req.signal))
     })
     .await
+}
+
+/// `GET /api/containers/{name}/backups`: its snapshots and the archives
+/// in the default backup directory, oldest first.
+async fn backups_list(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
+    let name = container_name(&name)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let target = state.target();
+            let snapshots = crate::engine::snapshots::list(&target, Some(&name))?;
+            let archives = crate::engine::backups::list(&target, &name, None)?;
+            Ok(Json(json!({
+                "container": name.as_str(),
+                "snapshots": snapshots,
+                "archives": archives,
+            })))
+        })
+        .await
+}
+
+/// A snapshot or a backup of container `name`: a job whose events stream
+/// its progress, once the container is known to be one ctm runs here.
+async fn keep_copy(
+    state: Shared,
+    name: String,
+    what: &'static str,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
+    let name = container_name(&name)?;
+    let (target, checked) = (state.target(), name.clone());
+    state
+        .workers
+        .run(0, move || {
+            containers::check(&target, &checked, what, &mut server_log).map_err(ApiError::from)
+        })
+        .await?;
+    let job_state = state.clone();
+    let id = state
+        .jobs
+        .start(what, move |ready, report| {
+            ready.accept();
+            let target = job_state.target();
+            let mut events = |e| report.event(e);
+            let done = match what {
+                "snapshot" => crate::engine::snapshots::snapshot(
+                    &target,
+                    &name,
+                    crate::engine::snapshots::Options::default(),
+                    &mut events,
+                )
+                .map(|s| format!("Took snapshot {} of container {name}.", s.id)),
+                _ => crate::engine::backups::backup(
+                    &target,
+                    &name,
+                    &crate::engine::backups::BackupOptions::default(),
+                    &mut events,
+                )
+                .map(|m| format!("Made archive {} of container {name}.", m.id)),
+            };
+            match done {
+                Ok(line) => {
+                    let current = target.store().current().ok().flatten();
+                    report.done(&line, current);
+                }
+                Err(e) => report.failed(&format!("{e}")),
+            }
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
+}
+
+/// `POST /api/containers/{name}/snapshot`: a job that takes a snapshot.
+async fn snapshot_now(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    keep_copy(state, name, "snapshot").await
+}
+
+/// `POST /api/containers/{name}/backup`: a job that makes an archive in
+/// the default backup directory.
+async fn backup_now(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    keep_copy(state, name, "backup").await
+}
+
+/// `GET /api/containers/{name}/archives/{id}/download`: the archive file,
+/// as an attachment. The file is the one the listing names for `id`,
+/// never a path made of the request: an id that is not in the list (a
+/// `../` included) is not found.
+async fn archive_download(
+    State(state): State<Shared>,
+    UrlPath((name, id)): UrlPath<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    let name = container_name(&name)?;
+    let target = state.target();
+    let wanted = id.clone();
+    let (listed, file) = state
+        .workers
+        .run(0, move || {
+            let listed = crate::engine::backups::list(&target, &name, None)?
+                .into_iter()
+                .find(|l| l.id == wanted)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("container {name} has no archive {wanted}"),
+                    )
+                })?;
+            let file = std::fs::File::open(&listed.path).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("opening {}: {e}", listed.path.display()),
+                )
+            })?;
+            Ok((listed, file))
+        })
+        .await?;
+    // Read on a thread of its own, a chunk at a time, as the client takes it.
+    let (send, receive) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut file = file;
+        loop {
+            let mut chunk = vec![0; 256 * 1024];
+            match file.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if send.blocking_send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = send.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(receive, |mut receive| async move {
+        receive.recv().await.map(|chunk| (chunk, receive))
+    });
+    let file_name = crate::backend::archive::file_name(&listed.subject, &listed.id);
+    axum::response::Response::builder()
+        .header(header::CONTENT_TYPE, "application/zstd")
+        .header(header::CONTENT_LENGTH, listed.bytes)
+        // A validated name and id: letters, digits, `-`, `.` only.
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file_name}\""),
+        )
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
