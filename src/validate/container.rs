@@ -1578,7 +1578,7 @@ fn rules(
                 Verdict::Allow => "allow",
                 Verdict::Deny => "deny",
             };
-            let Some(attach) = &p.network else {
+            let Some(_) = &p.network else {
                 v.push(
                     Diagnostic::error(
                         "ctm::rule-without-network",
@@ -1600,7 +1600,9 @@ fn rules(
                             v.push_with(|| unknown_reference("network", from, &network_names));
                             continue;
                         }
-                        Some((net, _)) if net.as_str() == attach.network.value => {
+                        Some((net, _))
+                            if p.attaches().any(|(_, a)| net.as_str() == a.network.value) =>
+                        {
                             v.push(
                                 Diagnostic::error(
                                     "ctm::rule-own-network",
