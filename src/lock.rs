@@ -28,6 +28,10 @@ pub struct Lock {
     /// Container name → its assigned addresses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub containers: BTreeMap<String, Assigned>,
+    /// Container name → network after its first → the addresses assigned
+    /// there (a container on several networks).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attached: BTreeMap<String, BTreeMap<String, Addresses>>,
     /// Image name → the digest its tag resolved to.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, Pinned>,
@@ -52,11 +56,22 @@ pub struct Assigned {
     pub ipv6: Option<Ipv6Addr>,
 }
 
+/// The addresses assigned on one of a container's other networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Addresses {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
+}
+
 impl Lock {
     pub fn empty() -> Lock {
         Lock {
             version: VERSION,
             containers: BTreeMap::new(),
+            attached: BTreeMap::new(),
             images: BTreeMap::new(),
         }
     }

@@ -4426,7 +4426,7 @@ fn lock_file_unknown_field() {
     let d = lock_error(lock);
     assert_eq!(
         d.message,
-        "invalid lock file: unknown field `assigned`, expected one of `version`, `containers`, `images`"
+        "invalid lock file: unknown field `assigned`, expected one of `version`, `containers`, `attached`, `images`"
     );
     assert_span(lock, d.span, "assigned", "assigned");
     assert_help(&d, LOCK_HELP);
@@ -6100,4 +6100,156 @@ fn container_outside_a_topology_on_its_network() {
         &d,
         "add `container \"r2\"` to topology `bgp`, or take network `ab` out of it",
     );
+}
+
+// ---- a container on several networks --------------------------------------
+
+/// The prelude, a second network `back`, and container `gw` with these
+/// lines in its body (after its image).
+fn on_networks(body: &str) -> String {
+    kdl(&format!(
+        "network \"back\" {{\n    bridge \"br-back\"\n    ipv4 \"10.60.0.1/24\"\n}}\ncontainer \"gw\" {{\n    image \"debian\"\n{body}}}\n"
+    ))
+}
+
+#[test]
+fn a_container_on_two_networks_is_valid_in_either_syntax() {
+    let text = on_networks("    network \"lan\"\n    network \"back\" interface=\"eth1\"\n");
+    assert_eq!(list(&diagnose(&text, Format::Kdl)), "");
+    let text = toml(
+        "\n[network.back]\nbridge = \"br-back\"\nipv4 = \"10.60.0.1/24\"\n\n[container.gw]\nimage = \"debian\"\nnetwork = [\"lan\", { name = \"back\", interface = \"eth1\" }]\n",
+    );
+    assert_eq!(list(&diagnose(&text, Format::Toml)), "");
+}
+
+#[test]
+fn the_same_network_twice() {
+    let text = on_networks(
+        "    network \"lan\"\n    network \"back\"\n    network \"lan\" ipv4=\"10.42.0.9\"\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::network-twice",
+        "container `gw` is attached to network `lan` twice",
+        "\"lan\"",
+        "network \"lan\" ipv4",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[(
+            "\"lan\"",
+            "    network \"lan\"\n    network \"back\"",
+            "first attached here",
+        )],
+    );
+}
+
+#[test]
+fn two_network_interfaces_with_one_name() {
+    let text = kdl(
+        "network \"back\" {\n    bridge \"br-back\"\n    ipv4 \"10.60.0.1/24\"\n}\nnetwork \"mgmt\" {\n    bridge \"br-mgmt\"\n    ipv4 \"10.70.0.1/24\"\n}\ncontainer \"gw\" {\n    image \"debian\"\n    network \"lan\"\n    network \"back\" interface=\"eth1\"\n    network \"mgmt\" interface=\"eth1\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::duplicate-interface",
+        "container `gw` has two interfaces called `eth1`",
+        "\"eth1\"",
+        "network \"mgmt\" interface",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[("\"eth1\"", "network \"back\" interface", "first used here")],
+    );
+}
+
+#[test]
+fn a_network_interface_named_like_a_link_interface() {
+    let text = kdl(
+        "network \"back\" {\n    bridge \"br-back\"\n    ipv4 \"10.60.0.1/24\"\n}\ncontainer \"r1\" {\n    image \"debian\"\n    network \"lan\"\n    network \"back\" interface=\"eth1\"\n}\ncontainer \"r2\" {\n    image \"debian\"\n}\nlink \"r1\" \"r2\" {\n    address \"r1\" \"10.0.12.1/30\"\n    address \"r2\" \"10.0.12.2/30\"\n    interface \"r1\" \"eth1\"\n}\n",
+    );
+    let d = expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::duplicate-interface",
+        "container `r1` has a network interface called `eth1` already",
+        "\"eth1\"",
+        "interface \"r1\"",
+    );
+    assert_related(
+        &text,
+        &d,
+        &[(
+            "\"eth1\"",
+            "network \"back\" interface",
+            "the network's interface",
+        )],
+    );
+}
+
+#[test]
+fn a_network_interface_name_too_long() {
+    let text =
+        on_networks("    network \"lan\"\n    network \"back\" interface=\"a-very-long-name0\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::network-interface",
+        "`a-very-long-name0` is 17 characters long; Linux interface names have at most 15",
+        "\"a-very-long-name0\"",
+        "network \"back\"",
+    );
+}
+
+#[test]
+fn a_network_interface_called_host0() {
+    let text = on_networks("    network \"lan\"\n    network \"back\" interface=\"host0\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::network-interface",
+        "`host0` is the interface of the container's first network",
+        "\"host0\"",
+        "network \"back\"",
+    );
+}
+
+#[test]
+fn an_interface_on_the_first_network() {
+    let text = on_networks("    network \"lan\" interface=\"eth0\"\n    network \"back\"\n");
+    expect_one(
+        &text,
+        Format::Kdl,
+        "ctm::first-network-interface",
+        "the first network's interface is nspawn's `host0` and cannot be renamed",
+        "\"eth0\"",
+        "network \"lan\"",
+    );
+}
+
+#[test]
+fn an_address_outside_a_second_network() {
+    let text = on_networks("    network \"lan\"\n    network \"back\" ipv4=\"10.42.0.9\"\n");
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    let d = &diagnostics[0];
+    assert_eq!(d.code, "ctm::invalid-container-address");
+    assert!(
+        d.message.contains("10.42.0.9") && d.message.contains("10.60.0.0/24"),
+        "{}",
+        d.message
+    );
+    assert_span(&text, d.span, "\"10.42.0.9\"", "network \"back\"");
+}
+
+#[test]
+fn an_unknown_second_network() {
+    let text = on_networks("    network \"lan\"\n    network \"dmz\"\n");
+    let diagnostics = diagnose(&text, Format::Kdl);
+    assert_eq!(diagnostics.len(), 1, "{}", list(&diagnostics));
+    assert_eq!(diagnostics[0].code, "ctm::unknown-reference");
+    assert_span(&text, diagnostics[0].span, "\"dmz\"", "network \"dmz\"");
 }

@@ -35,11 +35,9 @@ fn hosts(host: &Host, network: &Network, header: &[String]) -> Option<String> {
     text.push_str(LOOPBACK);
     let mut any = false;
     for container in host.containers.values() {
-        let Some(attach) = container
-            .network
-            .as_ref()
-            .filter(|a| a.network == network.name)
-        else {
+        // A container on several networks is listed on each, with its
+        // addresses there.
+        let Some(attach) = container.attachments().find(|a| a.network == network.name) else {
             continue;
         };
         any = true;

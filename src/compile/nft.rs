@@ -130,12 +130,13 @@ fn forward(host: &Host) -> Vec<String> {
             .join(", ")
     );
     for container in host.containers.values() {
-        let Some(attach) = &container.network else {
-            continue;
-        };
-        let Some(network) = host.networks.get(&attach.network) else {
-            continue;
-        };
+        // A rule holds for the container's addresses on each of its
+        // networks, the first's first: the rule lines of a container on
+        // one network are as they always were.
+        let attached: Vec<_> = container
+            .attachments()
+            .filter_map(|a| Some((a, host.networks.get(&a.network)?)))
+            .collect();
         for rule in &container.rules {
             let from = match &rule.from {
                 Some(name) => match host.networks.get(name) {
@@ -153,15 +154,17 @@ fn forward(host: &Host) -> Vec<String> {
                 Verdict::Allow => "accept",
                 Verdict::Deny => "drop",
             };
-            let addresses = [
-                attach.ipv4.map(|a| format!("ip daddr {a}")),
-                attach.ipv6.map(|a| format!("ip6 daddr {a}")),
-            ];
-            for daddr in addresses.into_iter().flatten() {
-                forward.push(format!(
-                    "oifname \"{}\"{from} {daddr}{traffic} {verdict}",
-                    network.bridge
-                ));
+            for (attach, network) in &attached {
+                let addresses = [
+                    attach.ipv4.map(|a| format!("ip daddr {a}")),
+                    attach.ipv6.map(|a| format!("ip6 daddr {a}")),
+                ];
+                for daddr in addresses.into_iter().flatten() {
+                    forward.push(format!(
+                        "oifname \"{}\"{from} {daddr}{traffic} {verdict}",
+                        network.bridge
+                    ));
+                }
             }
         }
     }

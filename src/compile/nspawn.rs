@@ -5,7 +5,7 @@
 use super::ini::Ini;
 use super::{Artifacts, Owner};
 use crate::layout;
-use crate::model::{AbsPath, Bind, Container, Host, IfName, LinkEnd, Route};
+use crate::model::{AbsPath, Attachment, Bind, Container, Host, IfName, LinkEnd, Network, Route};
 
 /// Sorts before systemd's own `80-container-host0.network` (DHCP), which
 /// would otherwise win: networkd uses the first matching file by name.
@@ -170,6 +170,14 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         );
     }
 
+    for extra in &container.more_networks {
+        let file = extra_network(&extra.interface);
+        nspawn.set(
+            "BindReadOnly",
+            format!("/etc/ctm/machines/{name}/{file}:/etc/systemd/network/{file}"),
+        );
+    }
+
     for (end, _) in host.link_ends(&container.name) {
         let file = link_network(&end.interface);
         nspawn.set(
@@ -186,6 +194,14 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
     {
         Some(network) => {
             nspawn.set("Bridge", &network.bridge);
+            // Each other network: a veth pair of its own, whose host end
+            // networkd puts on the bridge (`extra_host_side`).
+            for extra in &container.more_networks {
+                nspawn.set(
+                    "VirtualEthernetExtra",
+                    format!("{}:{}", extra.host_interface, extra.interface),
+                );
+            }
         }
         None => {
             // No network in the host file means none: loopback only. Not
@@ -303,6 +319,27 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
         out.file(host0_source(container), owner(), inside.render());
     }
 
+    for extra in &container.more_networks {
+        let Some(network) = host.networks.get(&extra.attachment.network) else {
+            continue;
+        };
+        out.file(
+            format!(
+                "etc/ctm/machines/{name}/{}",
+                extra_network(&extra.interface)
+            ),
+            owner(),
+            extra_inside(
+                container,
+                &extra.attachment,
+                &extra.interface,
+                network,
+                header,
+            ),
+        );
+        extra_host_side(container, &extra.host_interface, network, header, out);
+    }
+
     for (end, peer) in host.link_ends(&container.name) {
         out.file(
             format!("etc/ctm/machines/{name}/{}", link_network(&end.interface)),
@@ -310,6 +347,76 @@ pub fn container(host: &Host, container: &Container, header: &[String], out: &mu
             link_end(container, end, peer, header),
         );
     }
+}
+
+/// The container-side network file of a network after the first.
+fn extra_network(interface: &IfName) -> String {
+    format!("10-ctm-net-{interface}.network")
+}
+
+/// A network after the container's first, inside it: its addresses and
+/// the routes through gateways on it, but no default route (the first
+/// network has it) and no name servers (the first network's are used).
+fn extra_inside(
+    container: &Container,
+    attach: &Attachment,
+    interface: &IfName,
+    network: &Network,
+    header: &[String],
+) -> String {
+    let mut inside = Ini::new(header);
+    inside
+        .section("Match")
+        .set("Name", interface)
+        .set("Virtualization", "container");
+    inside
+        .section("Network")
+        .set("Description", format!("ctm: network {}", network.name));
+    let mut subnets: Vec<ipnet::IpNet> = Vec::new();
+    if let (Some(addr), Some(subnet)) = (attach.ipv4, network.ipv4) {
+        inside.set("Address", format!("{addr}/{}", subnet.address.prefix_len()));
+        subnets.push(subnet.address.trunc().into());
+    }
+    if let (Some(addr), Some(subnet)) = (attach.ipv6, network.ipv6) {
+        inside.set("Address", format!("{addr}/{}", subnet.address.prefix_len()));
+        subnets.push(subnet.address.trunc().into());
+    }
+    inside.set("IPv6AcceptRA", "no");
+    routes(&mut inside, container, |via| {
+        subnets.iter().any(|n| n.contains(&via))
+    });
+    inside.render()
+}
+
+/// The host's end of a network after the container's first, on the
+/// network's bridge. Owned by the network, so that a change reloads
+/// networkd; the `.nspawn` naming the pair restarts the container.
+fn extra_host_side(
+    container: &Container,
+    host_interface: &IfName,
+    network: &Network,
+    header: &[String],
+    out: &mut Artifacts,
+) {
+    let mut config = Ini::new(header);
+    config.section("Match").set("Name", host_interface);
+    // Only while the container runs: the host must not wait for it.
+    config.section("Link").set("RequiredForOnline", "no");
+    config
+        .section("Network")
+        .set(
+            "Description",
+            format!(
+                "ctm: container {} on network {}",
+                container.name, network.name
+            ),
+        )
+        .set("Bridge", &network.bridge);
+    out.file(
+        format!("etc/systemd/network/50-ctm-{host_interface}.network"),
+        Owner::Network(network.name.clone()),
+        config.render(),
+    );
 }
 
 /// The network file of a link's end inside its container: its addresses,

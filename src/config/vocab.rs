@@ -472,7 +472,7 @@ static USE_IMAGE: NodeSpec = leaf(
 
 static ATTACH: NodeSpec = NodeSpec {
     name: "network",
-    doc: "Attach the container to a network. Addresses not given are assigned by ctm and recorded in the lock file.",
+    doc: "Attach the container to a network. Addresses not given are assigned by ctm and recorded in the lock file. Given again, the container is on several networks: the first is on nspawn's `host0` and has the default route, each other one on an interface of its own.",
     example: "network \"lan\" ipv4=\"10.42.0.10\" ipv6=\"fd42:42::10\"",
     args: &[arg("name", String, "Name of a `network`.")],
     props: &[
@@ -485,6 +485,11 @@ static ATTACH: NodeSpec = NodeSpec {
             "ipv6",
             String,
             "The container's IPv6 address, inside the network's subnet.",
+        ),
+        prop(
+            "interface",
+            String,
+            "The interface's name inside the container, for a network after the first (default: the network's name); at most 15 characters.",
         ),
     ],
     any_props: None,
@@ -794,7 +799,7 @@ static VOLUME_BACKUP: NodeSpec = NodeSpec {
 static CONTAINER_CHILDREN: &[ChildSpec] = &[
     once(&FROM),
     once(&USE_IMAGE),
-    once(&ATTACH),
+    many(&ATTACH),
     many(&FORWARD),
     many(&BIND),
     many(&MOUNT_VOLUME),

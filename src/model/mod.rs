@@ -334,7 +334,11 @@ impl Subnet<Ipv6Net> {
 pub struct Container {
     pub name: Name,
     pub image: Name,
+    /// Its first network, on `host0`.
     pub network: Option<Attachment>,
+    /// The networks after the first (`network` given again), in the order
+    /// written, each on a veth pair of its own.
+    pub more_networks: Vec<ExtraAttachment>,
     pub forwards: Vec<Forward>,
     pub binds: Vec<Bind>,
     pub volumes: Vec<VolumeMount>,
@@ -423,6 +427,46 @@ pub struct Attachment {
     pub network: Name,
     pub ipv4: Option<Ipv4Addr>,
     pub ipv6: Option<Ipv6Addr>,
+}
+
+/// A network after a container's first: nspawn makes a veth pair for it
+/// (`VirtualEthernetExtra=`), and networkd puts the host's end on the
+/// network's bridge.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExtraAttachment {
+    pub attachment: Attachment,
+    /// Its name inside the container (`interface=`, or the network's name).
+    pub interface: IfName,
+    /// The host's end of the pair: unique on the host, derived from the
+    /// container's name and the attachment's place (`host_interface`).
+    pub host_interface: IfName,
+}
+
+impl Container {
+    /// Every network the container is on, the first one first, each with
+    /// the interface it has there (`host0` for the first).
+    pub fn attachments(&self) -> impl Iterator<Item = &Attachment> {
+        self.network
+            .iter()
+            .chain(self.more_networks.iter().map(|m| &m.attachment))
+    }
+}
+
+/// The host's end of a container's `index`th extra network (1 for the
+/// second network it is on): `vn-CONTAINER-INDEX` when that fits in an
+/// interface name, else `vn` and 13 hex digits of a hash of both. The
+/// forms cannot meet: only the short one has a `-` after `vn`, and the
+/// index after the last `-` makes the short one unique. Not `ve-` or
+/// `vb-`: systemd's own `80-container-ve.network` would match those.
+pub fn host_interface(container: &Name, index: usize) -> IfName {
+    let short = format!("vn-{container}-{index}");
+    if let Ok(name) = IfName::parse(&short) {
+        return name;
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{container}\n{index}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    IfName::parse(&format!("vn{}", &hex[..13])).expect("vn and 13 hex digits are an interface name")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

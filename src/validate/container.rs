@@ -13,7 +13,7 @@ use super::address::{self, Allocator};
 use super::{NetworkEntry, Validator, packages, unknown_reference};
 use crate::config::{Document, Node, Spanned};
 use crate::diagnostic::Diagnostic;
-use crate::lock::{Assigned, Lock};
+use crate::lock::{Addresses, Assigned, Lock};
 use crate::model::*;
 
 /// What one `container` or `template` node says, before inheritance.
@@ -23,6 +23,8 @@ struct Partial {
     /// Outer `Some`: an `image` node is present (even if its value was bad).
     image: Option<Option<Spanned<String>>>,
     network: Option<Attach>,
+    /// `network` given again: the container's other networks, in order.
+    more_networks: Vec<Attach>,
     forwards: Vec<Spanned<Forward>>,
     binds: Vec<Spanned<Bind>>,
     volumes: Vec<Spanned<MountDraft>>,
@@ -71,6 +73,9 @@ struct Attach {
     network: Spanned<String>,
     ipv4: Option<Spanned<Ipv4Addr>>,
     ipv6: Option<Spanned<Ipv6Addr>>,
+    /// `interface=`: the name inside the container of a network after
+    /// the first (the first is always nspawn's `host0`).
+    interface: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -80,16 +85,29 @@ struct SshPartial {
 }
 
 impl Partial {
+    /// Every network the container is on, with its place: 0 the first.
+    fn attaches(&self) -> impl Iterator<Item = (usize, &Attach)> {
+        self.network.iter().chain(&self.more_networks).enumerate()
+    }
+
+    fn attach_mut(&mut self, index: usize) -> Option<&mut Attach> {
+        match index {
+            0 => self.network.as_mut(),
+            i => self.more_networks.get_mut(i - 1),
+        }
+    }
+
     fn read(v: &mut Validator, node: &Node) -> Partial {
         let mut p = Partial {
             from: string_arg(node.child("from")),
             image: node.child("image").map(|i| string_arg(Some(i))),
             ..Partial::default()
         };
-        if let Some(n) = node.child("network")
-            && let Some(name) = string_arg(Some(n))
-        {
-            p.network = Some(Attach {
+        for n in node.children_named("network") {
+            let Some(name) = string_arg(Some(n)) else {
+                continue;
+            };
+            let attach = Attach {
                 network: name,
                 ipv4: v.parse_str(n.prop("ipv4"), "ctm::invalid-address", |s| {
                     s.parse::<Ipv4Addr>()
@@ -99,7 +117,24 @@ impl Partial {
                     s.parse::<Ipv6Addr>()
                         .map_err(|_| format!("`{s}` is not an IPv6 address"))
                 }),
-            });
+                interface: string_arg_of(n.prop("interface")),
+            };
+            if p.network.is_none() {
+                if let Some(interface) = &attach.interface {
+                    v.push(
+                        Diagnostic::error(
+                            "ctm::first-network-interface",
+                            "the first network's interface is nspawn's `host0` and cannot be renamed",
+                            interface.span,
+                        )
+                        .with_label("on the container's first network")
+                        .with_help("remove `interface`: only the networks after the first take one"),
+                    );
+                }
+                p.network = Some(attach);
+            } else {
+                p.more_networks.push(attach);
+            }
         }
         for f in node.children_named("forward") {
             let protocol = v.parse_str(f.arg(0), "ctm::invalid-value", Protocol::parse);
@@ -328,7 +363,14 @@ impl Partial {
         Partial {
             from: self.from.clone(),
             image: self.image.clone().or_else(|| base.image.clone()),
+            // The container's own networks replace its template's, as one
+            // list: the first is the one on host0.
             network: self.network.clone().or_else(|| base.network.clone()),
+            more_networks: if self.network.is_some() {
+                self.more_networks.clone()
+            } else {
+                base.more_networks.clone()
+            },
             forwards: base
                 .forwards
                 .iter()
@@ -685,7 +727,12 @@ pub(super) fn containers(
     networks: &BTreeMap<Name, NetworkEntry>,
     volumes: &BTreeMap<Name, Volume>,
     previous: &Lock,
-) -> (BTreeMap<Name, Container>, Lock, RouteSpans) {
+) -> (
+    BTreeMap<Name, Container>,
+    Lock,
+    RouteSpans,
+    Vec<NetworkSpan>,
+) {
     let defined = v.named(doc, "template");
     let read = defined
         .iter()
@@ -740,6 +787,7 @@ pub(super) fn containers(
     }
 
     // References and per-container rules.
+    let mut inside: BTreeMap<Name, Vec<IfName>> = BTreeMap::new();
     for (name, (span, p)) in &drafts {
         match &p.image {
             None => v.push(
@@ -761,6 +809,14 @@ pub(super) fn containers(
         {
             v.push_with(|| unknown_reference("network", &attach.network, &network_names));
         }
+        for attach in &p.more_networks {
+            if !is_defined(&attach.network, networks, &v.broken_networks) {
+                v.push_with(|| unknown_reference("network", &attach.network, &network_names));
+            }
+        }
+        if let Some(names) = interfaces(v, name, p) {
+            inside.insert(name.clone(), names);
+        }
         for mount in &p.volumes {
             if !is_defined(&mount.value.volume, volumes, &v.broken_volumes) {
                 v.push_with(|| unknown_reference("volume", &mount.value.volume, &volume_names));
@@ -778,6 +834,7 @@ pub(super) fn containers(
 
     let mut containers = BTreeMap::new();
     let mut route_spans = RouteSpans::new();
+    let mut network_spans = Vec::new();
     let mut rules = rules;
     for (name, (_, p)) in drafts {
         let Some(Some(image)) = p.image else { continue };
@@ -791,6 +848,30 @@ pub(super) fn containers(
                 ipv6: a.ipv6.map(|s| s.value),
             })
         });
+        let more_networks = p
+            .more_networks
+            .iter()
+            .zip(inside.remove(&name).unwrap_or_default())
+            .enumerate()
+            .filter_map(|(i, (a, interface))| {
+                let host_interface = host_interface(&name, i + 1);
+                network_spans.push(NetworkSpan {
+                    container: name.clone(),
+                    interface: interface.clone(),
+                    host_interface: host_interface.clone(),
+                    span: a.interface.as_ref().map_or(a.network.span, |s| s.span),
+                });
+                Some(ExtraAttachment {
+                    attachment: Attachment {
+                        network: Name::parse(&a.network.value).ok()?,
+                        ipv4: a.ipv4.as_ref().map(|s| s.value),
+                        ipv6: a.ipv6.as_ref().map(|s| s.value),
+                    },
+                    interface,
+                    host_interface,
+                })
+            })
+            .collect();
         let rules = rules.remove(&name).unwrap_or_default();
         route_spans.insert(name.clone(), p.routes.iter().map(|r| r.span).collect());
         containers.insert(
@@ -799,6 +880,7 @@ pub(super) fn containers(
                 name,
                 image,
                 network,
+                more_networks,
                 forwards: p.forwards.into_iter().map(|f| f.value).collect(),
                 binds: p.binds.into_iter().map(|b| b.value).collect(),
                 volumes: p
@@ -836,7 +918,101 @@ pub(super) fn containers(
             },
         );
     }
-    (containers, lock, route_spans)
+    (containers, lock, route_spans, network_spans)
+}
+
+/// Where a container's interface on a network after its first was named
+/// (or, named after the network, where the network was given): for the
+/// checks against links and the host's interfaces.
+pub(super) struct NetworkSpan {
+    pub container: Name,
+    pub interface: IfName,
+    pub host_interface: IfName,
+    pub span: SourceSpan,
+}
+
+/// The names inside the container of its networks after the first: one
+/// diagnostic per network given twice, bad name or name used twice;
+/// `None` if any was reported.
+fn interfaces(v: &mut Validator, container: &Name, p: &Partial) -> Option<Vec<IfName>> {
+    let first = p.network.as_ref()?;
+    let mut ok = true;
+    let mut seen_networks: Vec<&Spanned<String>> = vec![&first.network];
+    let mut names: Vec<IfName> = Vec::new();
+    let mut seen_names: BTreeMap<IfName, SourceSpan> = BTreeMap::new();
+    for attach in &p.more_networks {
+        if let Some(earlier) = seen_networks
+            .iter()
+            .find(|n| n.value == attach.network.value)
+        {
+            v.push(
+                Diagnostic::error(
+                    "ctm::network-twice",
+                    format!(
+                        "container `{container}` is attached to network `{}` twice",
+                        attach.network.value
+                    ),
+                    attach.network.span,
+                )
+                .with_label("attached again here")
+                .with_related(earlier.span, "first attached here")
+                .with_help("a container has one interface on each network; remove one of them"),
+            );
+            ok = false;
+            continue;
+        }
+        seen_networks.push(&attach.network);
+        let (written, span, given) = match &attach.interface {
+            Some(i) => (i.value.as_str(), i.span, true),
+            None => (attach.network.value.as_str(), attach.network.span, false),
+        };
+        let parsed = IfName::parse(written).and_then(|name| {
+            if name.as_str() == "host0" {
+                Err("`host0` is the interface of the container's first network".into())
+            } else {
+                Ok(name)
+            }
+        });
+        let name = match parsed {
+            Ok(name) => name,
+            Err(problem) => {
+                let message = if given {
+                    problem
+                } else {
+                    format!(
+                        "`{written}`, the default name of the interface on network `{written}`, is not an interface name here: {problem}"
+                    )
+                };
+                v.push(
+                    Diagnostic::error("ctm::network-interface", message, span)
+                        .with_label("needs an interface name")
+                        .with_help(format!(
+                            "name it (at most 15 characters): network \"{}\" interface=\"eth1\"",
+                            attach.network.value
+                        )),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        if let Some(first) = seen_names.get(&name) {
+            v.push(
+                Diagnostic::error(
+                    "ctm::duplicate-interface",
+                    format!("container `{container}` has two interfaces called `{name}`"),
+                    span,
+                )
+                .with_label("used again here")
+                .with_related(*first, "first used here")
+                .with_help("name one of them: network \"NAME\" interface=\"eth2\""),
+            );
+            ok = false;
+            continue;
+        }
+        seen_names.insert(name.clone(), span);
+        names.push(name);
+    }
+    ok.then_some(names)
 }
 
 /// The span of each route's `via`, by container, in the order of its
@@ -982,21 +1158,21 @@ fn assign_addresses(
     let mut claims4: Vec<(&Name, &Name, &NetworkEntry, Spanned<Ipv4Addr>)> = Vec::new();
     let mut claims6: Vec<(&Name, &Name, &NetworkEntry, Spanned<Ipv6Addr>)> = Vec::new();
     for (container, (_, p)) in drafts.iter() {
-        let Some(attach) = &p.network else {
-            continue;
-        };
-        let Some((net_name, entry)) = networks.get_key_value(attach.network.value.as_str()) else {
-            continue;
-        };
-        if let Some(addr) = &attach.ipv4
-            && !entry.ipv4_invalid
-        {
-            claims4.push((container, net_name, entry, addr.clone()));
-        }
-        if let Some(addr) = &attach.ipv6
-            && !entry.ipv6_invalid
-        {
-            claims6.push((container, net_name, entry, addr.clone()));
+        for (_, attach) in p.attaches() {
+            let Some((net_name, entry)) = networks.get_key_value(attach.network.value.as_str())
+            else {
+                continue;
+            };
+            if let Some(addr) = &attach.ipv4
+                && !entry.ipv4_invalid
+            {
+                claims4.push((container, net_name, entry, addr.clone()));
+            }
+            if let Some(addr) = &attach.ipv6
+                && !entry.ipv6_invalid
+            {
+                claims6.push((container, net_name, entry, addr.clone()));
+            }
         }
     }
     claims4.sort_by_key(|(_, _, _, addr)| addr.span.offset());
@@ -1063,31 +1239,43 @@ fn assign_addresses(
     }
 
     // Which containers need an address of which family, on which network.
-    let mut wanting: Vec<(Name, Name, bool, bool)> = Vec::new();
+    // The index is the attachment's place: 0 the first network.
+    let mut wanting: Vec<(Name, usize, Name, bool, bool)> = Vec::new();
     for (container, (_, p)) in drafts.iter() {
-        let Some(attach) = &p.network else { continue };
-        let Some((net, _)) = networks.get_key_value(attach.network.value.as_str()) else {
-            continue;
-        };
-        let want4 = attach.ipv4.is_none() && v4.contains_key(net);
-        let want6 = attach.ipv6.is_none() && v6.contains_key(net);
-        if want4 || want6 {
-            wanting.push((container.clone(), net.clone(), want4, want6));
+        for (index, attach) in p.attaches() {
+            let Some((net, _)) = networks.get_key_value(attach.network.value.as_str()) else {
+                continue;
+            };
+            let want4 = attach.ipv4.is_none() && v4.contains_key(net);
+            let want6 = attach.ipv6.is_none() && v6.contains_key(net);
+            if want4 || want6 {
+                wanting.push((container.clone(), index, net.clone(), want4, want6));
+            }
         }
     }
 
     // First keep what the lock recorded; then hand out new addresses.
-    let mut assigned: BTreeMap<Name, (Option<Ipv4Addr>, Option<Ipv6Addr>)> = BTreeMap::new();
-    for (container, net, want4, want6) in &wanting {
-        let recorded = previous
-            .containers
-            .get(container.as_str())
-            .filter(|r| r.network == net.as_str());
+    let mut assigned: BTreeMap<(Name, usize), (Option<Ipv4Addr>, Option<Ipv6Addr>)> =
+        BTreeMap::new();
+    for (container, index, net, want4, want6) in &wanting {
+        let recorded = if *index == 0 {
+            previous
+                .containers
+                .get(container.as_str())
+                .filter(|r| r.network == net.as_str())
+                .map(|r| (r.ipv4, r.ipv6))
+        } else {
+            previous
+                .attached
+                .get(container.as_str())
+                .and_then(|nets| nets.get(net.as_str()))
+                .map(|r| (r.ipv4, r.ipv6))
+        };
         let mut kept4 = None;
         let mut kept6 = None;
         if let (true, Some(rec), Some(subnet)) = (
             *want4,
-            recorded.and_then(|r| r.ipv4),
+            recorded.and_then(|r| r.0),
             networks[net].network.ipv4,
         ) && address::container_v4_problem(rec, &subnet.address).is_none()
         {
@@ -1102,7 +1290,7 @@ fn assign_addresses(
         }
         if let (true, Some(rec), Some(subnet)) = (
             *want6,
-            recorded.and_then(|r| r.ipv6),
+            recorded.and_then(|r| r.1),
             networks[net].network.ipv6,
         ) && address::container_v6_problem(rec, &subnet.address).is_none()
         {
@@ -1115,10 +1303,13 @@ fn assign_addresses(
                 kept6 = Some(rec);
             }
         }
-        assigned.insert(container.clone(), (kept4, kept6));
+        assigned.insert((container.clone(), *index), (kept4, kept6));
     }
-    for (container, net, want4, want6) in &wanting {
-        let (mut got4, mut got6) = assigned.get(container).copied().unwrap_or_default();
+    for (container, index, net, want4, want6) in &wanting {
+        let (mut got4, mut got6) = assigned
+            .get(&(container.clone(), *index))
+            .copied()
+            .unwrap_or_default();
         let span = drafts
             .get(container)
             .map(|(s, _)| *s)
@@ -1136,7 +1327,7 @@ fn assign_addresses(
             }
         }
         if let Some((_, p)) = drafts.get_mut(container)
-            && let Some(attach) = &mut p.network
+            && let Some(attach) = p.attach_mut(*index)
         {
             let no_span = attach.network.span;
             if let Some(a) = got4 {
@@ -1146,14 +1337,22 @@ fn assign_addresses(
                 attach.ipv6 = Some(Spanned::new(a, no_span));
             }
         }
-        lock.containers.insert(
-            container.to_string(),
-            Assigned {
-                network: net.to_string(),
-                ipv4: got4.filter(|_| *want4),
-                ipv6: got6.filter(|_| *want6),
-            },
-        );
+        let (ipv4, ipv6) = (got4.filter(|_| *want4), got6.filter(|_| *want6));
+        if *index == 0 {
+            lock.containers.insert(
+                container.to_string(),
+                Assigned {
+                    network: net.to_string(),
+                    ipv4,
+                    ipv6,
+                },
+            );
+        } else {
+            lock.attached
+                .entry(container.to_string())
+                .or_default()
+                .insert(net.to_string(), Addresses { ipv4, ipv6 });
+        }
     }
     lock
 }
@@ -1379,7 +1578,7 @@ fn rules(
                 Verdict::Allow => "allow",
                 Verdict::Deny => "deny",
             };
-            let Some(attach) = &p.network else {
+            let Some(_) = &p.network else {
                 v.push(
                     Diagnostic::error(
                         "ctm::rule-without-network",
@@ -1401,7 +1600,9 @@ fn rules(
                             v.push_with(|| unknown_reference("network", from, &network_names));
                             continue;
                         }
-                        Some((net, _)) if net.as_str() == attach.network.value => {
+                        Some((net, _))
+                            if p.attaches().any(|(_, a)| net.as_str() == a.network.value) =>
+                        {
                             v.push(
                                 Diagnostic::error(
                                     "ctm::rule-own-network",

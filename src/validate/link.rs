@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use miette::SourceSpan;
 
-use super::container::RouteSpans;
+use super::container::{NetworkSpan, RouteSpans};
 use super::{NetworkEntry, Validator, unknown_reference};
 use crate::config::{Document, Node, Spanned};
 use crate::diagnostic::Diagnostic;
@@ -30,6 +30,7 @@ pub(super) fn links(
     containers: &BTreeMap<Name, Container>,
     networks: &BTreeMap<Name, NetworkEntry>,
     route_spans: &RouteSpans,
+    network_spans: &[NetworkSpan],
 ) -> Links {
     let defined: BTreeSet<&str> = doc
         .nodes_named("container")
@@ -43,6 +44,11 @@ pub(super) fn links(
     // Interface names in use in each container, host0 for those on a
     // network: a second link may not take one.
     let mut interfaces: BTreeMap<(Name, IfName), SourceSpan> = BTreeMap::new();
+    // And the interfaces of their networks after the first.
+    let on_networks: BTreeMap<(Name, IfName), SourceSpan> = network_spans
+        .iter()
+        .map(|s| ((s.container.clone(), s.interface.clone()), s.span))
+        .collect();
     for node in doc.nodes_named("link") {
         let (Some(a), Some(b)) = (string(node.arg(0)), string(node.arg(1))) else {
             continue;
@@ -86,6 +92,26 @@ pub(super) fn links(
         let mut clash = false;
         for end in &ends {
             let key = (end.end.container.clone(), end.end.interface.clone());
+            if let Some(network) = on_networks.get(&key) {
+                v.push(
+                    Diagnostic::error(
+                        "ctm::duplicate-interface",
+                        format!(
+                            "container `{}` has a network interface called `{}` already",
+                            key.0, key.1
+                        ),
+                        end.interface_span,
+                    )
+                    .with_label("the link's interface")
+                    .with_related(*network, "the network's interface")
+                    .with_help(format!(
+                        "name one of them: interface \"{}\" \"NAME\" on the link, or interface=\"NAME\" on the network",
+                        key.0
+                    )),
+                );
+                clash = true;
+                continue;
+            }
             if let Some(first) = interfaces.get(&key) {
                 v.push(
                     Diagnostic::error(
@@ -398,8 +424,9 @@ fn routes(
             .filter(|e| &e.container == name)
             .flat_map(|e| e.addresses.iter().copied())
             .collect();
-        if let Some(attach) = &container.network
-            && let Some(entry) = networks.get(&attach.network)
+        for (attach, entry) in container
+            .attachments()
+            .filter_map(|a| Some((a, networks.get(&a.network)?)))
         {
             let net = &entry.network;
             if let (Some(a), Some(s)) = (attach.ipv4, net.ipv4) {

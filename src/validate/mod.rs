@@ -50,9 +50,17 @@ pub fn validate(doc: &Document, previous: &Lock) -> Result<Validated, Vec<Diagno
     let tunnels = v.tunnels(doc);
     let volumes = v.volumes(doc);
     v.interface_names(doc, &uplink);
-    let (containers, mut lock, route_spans) =
+    let (containers, mut lock, route_spans, network_spans) =
         container::containers(&mut v, doc, &images, &networks, &volumes, previous);
-    let links = link::links(&mut v, doc, &containers, &networks, &route_spans);
+    v.host_sides(&network_spans, &uplink, &networks, &tunnels);
+    let links = link::links(
+        &mut v,
+        doc,
+        &containers,
+        &networks,
+        &route_spans,
+        &network_spans,
+    );
     let topologies = topology::topologies(&mut v, doc, &containers, &links.links);
     v.overlaps(&networks, &tunnels, links.subnets);
     v.shadowing_names(doc, name.as_ref());
@@ -1194,6 +1202,38 @@ impl Validator {
                         .with_label("not an MTU"),
                 );
                 None
+            }
+        }
+    }
+
+    /// The host's ends of containers' extra networks are the host's
+    /// interfaces too: none may take a bridge's, a tunnel's or the
+    /// uplink's name (a derived name can only meet one written so).
+    fn host_sides(
+        &mut self,
+        spans: &[container::NetworkSpan],
+        uplink: &Option<Spanned<IfName>>,
+        networks: &BTreeMap<Name, NetworkEntry>,
+        tunnels: &BTreeMap<IfName, TunnelEntry>,
+    ) {
+        for s in spans {
+            let name = &s.host_interface;
+            let taken = uplink.as_ref().is_some_and(|u| &u.value == name)
+                || networks.values().any(|n| &n.network.bridge == name)
+                || tunnels.contains_key(name);
+            if taken {
+                self.push(
+                    Diagnostic::error(
+                        "ctm::duplicate-interface",
+                        format!(
+                            "interface `{name}`, the host's end of container `{}`'s interface `{}`, is used twice",
+                            s.container, s.interface
+                        ),
+                        s.span,
+                    )
+                    .with_label("its host end takes a name in use")
+                    .with_help("rename the bridge, tunnel or uplink: ctm derives the name of the host's end from the container's name"),
+                );
             }
         }
     }

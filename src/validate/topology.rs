@@ -207,7 +207,7 @@ fn outsiders_on_networks(
 
 /// The networks a container is on.
 fn networks_of(container: &Container) -> impl Iterator<Item = &Name> {
-    container.network.iter().map(|a| &a.network)
+    container.attachments().map(|a| &a.network)
 }
 
 fn string(value: Option<&Spanned<crate::config::Value>>) -> Option<Spanned<String>> {
