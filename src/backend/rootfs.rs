@@ -406,7 +406,7 @@ pub fn observe<T>(root: &Path, wanted: &BTreeMap<String, T>) -> RootsState {
         fs,
         snapshot,
         reflink,
-        overlay: can_overlay(&nearest(&root.join(crate::layout::OVERLAYS))).err(),
+        overlay: can_overlay(&root.join(crate::layout::OVERLAYS)).err(),
         missing,
     }
 }
@@ -415,7 +415,10 @@ pub fn observe<T>(root: &Path, wanted: &BTreeMap<String, T>) -> RootsState {
 /// the kernel has overlayfs, and the file system of `dir` can hold an
 /// upper directory (not an overlay itself, and one whose directory
 /// entries carry their type, `d_type`, which overlayfs needs: XFS made
-/// with `ftype=0` has not). `Err` says why not.
+/// with `ftype=0` has not). `Err` says why not. Where `dir` does not
+/// exist yet its nearest existing ancestor is looked at, but the reason
+/// names `dir`: the plan's fingerprint holds it, and an apply that made
+/// a directory on the way must not find its own plan stale.
 pub fn can_overlay(dir: &Path) -> Result<(), String> {
     let filesystems = std::fs::read_to_string("/proc/filesystems")
         .map_err(|e| format!("reading /proc/filesystems: {e}"))?;
@@ -428,14 +431,15 @@ pub fn can_overlay(dir: &Path) -> Result<(), String> {
                 .to_string(),
         );
     }
-    let fs = super::volumes::file_system(dir).map_err(|e| e.to_string())?;
+    let at = nearest(dir);
+    let fs = super::volumes::file_system(&at).map_err(|e| e.to_string())?;
     if fs.name == "overlayfs" {
         return Err(format!(
             "{} is on an overlay file system, which cannot hold an overlay's upper directory",
             dir.display()
         ));
     }
-    if !entries_carry_type(dir).map_err(|e| format!("probing {}: {e}", dir.display()))? {
+    if !entries_carry_type(&at).map_err(|e| format!("probing {}: {e}", dir.display()))? {
         return Err(format!(
             "the file system of {} does not record the type of directory entries (d_type), \
              which overlayfs needs (XFS made with ftype=0)",
