@@ -1194,7 +1194,15 @@ mod tests {
             match verify(&bad, &mut quiet()) {
                 Err(ArchiveError::Refused { .. }) => {}
                 Err(other) => panic!("byte {i}: not a refusal: {other}"),
-                Ok(_) => panic!("byte {i} flipped and the archive verified"),
+                Ok(_) => {
+                    let a = zstd::decode_all(&bytes[..]).unwrap();
+                    let b = zstd::decode_all(&flipped[..]);
+                    panic!(
+                        "byte {i} of {} flipped and the archive verified; same content: {:?}",
+                        bytes.len(),
+                        b.map(|b| b == a)
+                    )
+                }
             }
         }
     }
