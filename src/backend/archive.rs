@@ -1183,6 +1183,7 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let to = archived(work.path());
         let bytes = std::fs::read(&to).unwrap();
+        let content = zstd::decode_all(&bytes[..]).unwrap();
         // Every 97th byte in turn, and the first and last.
         let mut at: Vec<usize> = (0..bytes.len()).step_by(97).collect();
         at.push(bytes.len() - 1);
@@ -1194,15 +1195,16 @@ mod tests {
             match verify(&bad, &mut quiet()) {
                 Err(ArchiveError::Refused { .. }) => {}
                 Err(other) => panic!("byte {i}: not a refusal: {other}"),
-                Ok(_) => {
-                    let a = zstd::decode_all(&bytes[..]).unwrap();
-                    let b = zstd::decode_all(&flipped[..]);
-                    panic!(
-                        "byte {i} of {} flipped and the archive verified; same content: {:?}",
-                        bytes.len(),
-                        b.map(|b| b == a)
-                    )
-                }
+                // Some bits of a zstd frame (a table's spare precision,
+                // for one) do not change what it decodes to: such an
+                // archive holds exactly what was written, and may verify.
+                // Which byte that is depends on the files' times, so it
+                // is met only on some runs.
+                Ok(_) => assert_eq!(
+                    zstd::decode_all(&flipped[..]).ok().as_ref(),
+                    Some(&content),
+                    "byte {i} flipped, the content changed, and the archive verified"
+                ),
             }
         }
     }
