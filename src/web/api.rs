@@ -735,26 +735,47 @@ async fn act(
     name: String,
     verb: Verb,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    container_job(state, name, verb.name(), move |target, name, events| {
+        containers::act(target, verb, name, events)?;
+        Ok(format!("{} container {name}.", verb.done()))
+    })
+    .await
+}
+
+/// A job of `what` on container `name`, once the container is known to
+/// be one ctm runs here: `work` runs in it with the job's events and
+/// gives the line its end reports.
+async fn container_job(
+    state: Shared,
+    name: String,
+    what: &'static str,
+    work: impl FnOnce(
+        &crate::engine::session::Target,
+        &Name,
+        crate::engine::events::Events<'_>,
+    ) -> miette::Result<String>
+    + Send
+    + 'static,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.may_change()?;
     let name = container_name(&name)?;
     let (target, checked) = (state.target(), name.clone());
     state
         .workers
         .run(0, move || {
-            containers::check(&target, &checked, verb.name(), &mut server_log)
-                .map_err(ApiError::from)
+            containers::check(&target, &checked, what, &mut server_log).map_err(ApiError::from)
         })
         .await?;
     let job_state = state.clone();
     let id = state
         .jobs
-        .start(verb.name(), move |ready, report| {
+        .start(what, move |ready, report| {
             ready.accept();
             let target = job_state.target();
-            match containers::act(&target, verb, &name, &mut |e| report.event(e)) {
-                Ok(()) => {
+            match work(&target, &name, &mut |e| report.event(e)) {
+                Ok(line) => {
                     let current = target.store().current().ok().flatten();
-                    report.done(&format!("{} container {name}.", verb.done()), current);
+                    report.done(&line, current);
                 }
                 Err(e) => report.failed(&format!("{e}")),
             }
@@ -863,63 +884,17 @@ async fn backups_list(State(state): State<Shared>, UrlPath(name): UrlPath<String
         .await
 }
 
-/// A snapshot or a backup of container `name`: a job whose events stream
-/// its progress, once the container is known to be one ctm runs here.
-async fn keep_copy(
-    state: Shared,
-    name: String,
-    what: &'static str,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    state.may_change()?;
-    let name = container_name(&name)?;
-    let (target, checked) = (state.target(), name.clone());
-    state
-        .workers
-        .run(0, move || {
-            containers::check(&target, &checked, what, &mut server_log).map_err(ApiError::from)
-        })
-        .await?;
-    let job_state = state.clone();
-    let id = state
-        .jobs
-        .start(what, move |ready, report| {
-            ready.accept();
-            let target = job_state.target();
-            let mut events = |e| report.event(e);
-            let done = match what {
-                "snapshot" => crate::engine::snapshots::snapshot(
-                    &target,
-                    &name,
-                    crate::engine::snapshots::Options::default(),
-                    &mut events,
-                )
-                .map(|s| format!("Took snapshot {} of container {name}.", s.id)),
-                _ => crate::engine::backups::backup(
-                    &target,
-                    &name,
-                    &crate::engine::backups::BackupOptions::default(),
-                    &mut events,
-                )
-                .map(|m| format!("Made archive {} of container {name}.", m.id)),
-            };
-            match done {
-                Ok(line) => {
-                    let current = target.store().current().ok().flatten();
-                    report.done(&line, current);
-                }
-                Err(e) => report.failed(&format!("{e}")),
-            }
-        })
-        .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
-}
-
 /// `POST /api/containers/{name}/snapshot`: a job that takes a snapshot.
 async fn snapshot_now(
     State(state): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    keep_copy(state, name, "snapshot").await
+    container_job(state, name, "snapshot", |target, name, events| {
+        let options = crate::engine::snapshots::Options::default();
+        let taken = crate::engine::snapshots::snapshot(target, name, options, events)?;
+        Ok(format!("Took snapshot {} of container {name}.", taken.id))
+    })
+    .await
 }
 
 /// `POST /api/containers/{name}/backup`: a job that makes an archive in
@@ -928,7 +903,12 @@ async fn backup_now(
     State(state): State<Shared>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    keep_copy(state, name, "backup").await
+    container_job(state, name, "backup", |target, name, events| {
+        let options = crate::engine::backups::BackupOptions::default();
+        let made = crate::engine::backups::backup(target, name, &options, events)?;
+        Ok(format!("Made archive {} of container {name}.", made.id))
+    })
+    .await
 }
 
 /// `GET /api/containers/{name}/archives/{id}/download`: the archive file,
