@@ -50,6 +50,10 @@ fn stats(lab: &Lab) -> serde_json::Value {
     all[0].clone()
 }
 
+/// The CPU figure that shows a busy loop running, whatever else the
+/// machine runs (a paused container must show under 5 %).
+const BUSY: f64 = 10.0;
+
 fn cpu_percent(lab: &Lab) -> f64 {
     stats(lab)["cpu_percent"]
         .as_f64()
@@ -106,9 +110,12 @@ fn exec_shell_stats_pause_resume_and_kill() {
     // A busy loop shows in the CPU figure; pausing stops it, resuming
     // brings it back.
     lab.sh_ok("ctm exec work -- sh -c 'nohup sh -c \"while :; do :; done\" >/dev/null 2>&1 &'");
+    // Over 10 %, not near 100 %: on a shared 2-CPU machine under load
+    // the loop gets only its fair share (18 % was seen at load 12), and
+    // an idle container stays well under 1 %.
     eventually("the busy loop to show", Duration::from_secs(20), || {
         let cpu = cpu_percent(&lab);
-        (cpu > 50.0).then_some(()).ok_or(format!("{cpu:.1}%"))
+        (cpu > BUSY).then_some(()).ok_or(format!("{cpu:.1}%"))
     });
     // It runs in the container's unit cgroup, not in the caller's.
     let procs =
@@ -185,7 +192,7 @@ fn exec_shell_stats_pause_resume_and_kill() {
         Duration::from_secs(20),
         || {
             let cpu = cpu_percent(&lab);
-            (cpu > 50.0).then_some(()).ok_or(format!("{cpu:.1}%"))
+            (cpu > BUSY).then_some(()).ok_or(format!("{cpu:.1}%"))
         },
     );
 
