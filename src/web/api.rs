@@ -636,9 +636,13 @@ async fn topology_move(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     state.may_change()?;
     let job_state = state.clone();
+    let kind = match direction {
+        Direction::Up => "topology up",
+        Direction::Down => "topology down",
+    };
     let id = state
         .jobs
-        .start(direction.as_str(), move |ready, report| {
+        .start(kind, move |ready, report| {
             let target = job_state.target();
             let seen = Seen {
                 fingerprint: &req.fingerprint,
