@@ -9,6 +9,10 @@
 //! health checks and rollback as every apply, into a new generation. If
 //! it fails or rolls back, no generation records the new set, and the
 //! set is what it was.
+//!
+//! The web shows the plan of a move first ([`plan`], read-only), then
+//! applies it only if the host still plans the same ([`prepare`] with the
+//! fingerprint seen), as it does a rollback.
 
 use std::collections::BTreeSet;
 
