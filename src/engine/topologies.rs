@@ -10,7 +10,7 @@
 //! it fails or rolls back, no generation records the new set, and the
 //! set is what it was.
 //!
-//! The web shows the plan of a move first ([`plan`], read-only), then
+//! The web shows the plan of a move first ([`plan()`], read-only), then
 //! applies it only if the host still plans the same ([`prepare`] with the
 //! fingerprint seen), as it does a rollback.
 
@@ -125,7 +125,7 @@ pub fn plan(
 /// Takes the lock, recovers, and plans the current generation's host file
 /// with topology `name` up or down: apply it with [`apply::apply`]. A
 /// topology already in that state plans nothing but drift. If the user
-/// saw a plan ([`plan`]), refuses when the host has moved since.
+/// saw a plan ([`plan()`]), refuses when the host has moved since.
 pub fn prepare(
     target: &Target,
     name: &str,
