@@ -44,8 +44,13 @@ struct Host {
 
 impl Host {
     fn new() -> Host {
+        Host::with(HOST)
+    }
+
+    /// A host of another host file.
+    fn with(text: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("host.kdl"), HOST).unwrap();
+        std::fs::write(dir.path().join("host.kdl"), text).unwrap();
         let root = dir.path().join("root");
         let fake = Recording::new()
             .watching(root.join("etc/systemd/nspawn/web.nspawn"), "web.nspawn")
@@ -878,4 +883,136 @@ fn a_backup_timer_stopped_by_hand_is_drift_and_the_status_shows_the_last_backup(
     let db = status.containers.iter().find(|c| c.name == "db").unwrap();
     assert_eq!(db.backup.as_ref().unwrap().timer_active, Some(true));
     assert!(db.drift_actions.is_empty());
+}
+
+/// examples/topology.kdl: routers r1 and r2 on network ab (bridge br-ab)
+/// with a link between them, all in topology bgp; web on lan, outside it.
+const TOPOLOGY_HOST: &str = include_str!("../examples/topology.kdl");
+
+fn names<const N: usize>(list: [&str; N]) -> std::collections::BTreeSet<String> {
+    list.iter().map(|n| n.to_string()).collect()
+}
+
+#[test]
+fn a_topology_goes_down_and_up_as_applies_and_a_rollback_returns_to_the_set_before() {
+    use ctm::engine::topologies::{self, Direction};
+    use ctm::model::Name;
+    use ctm::state::Store;
+    let h = Host::with(TOPOLOGY_HOST);
+    assert_eq!(h.apply(None).unwrap(), Applied::Generation(1));
+    assert_eq!(h.fake.running(), names(["r1", "r2", "web"]));
+    h.fake.take_calls();
+    let target = h.target();
+    let store = Store::new(&h.root());
+    let files =
+        |n: u64| -> Vec<String> { store.manifest(n).unwrap().files.keys().cloned().collect() };
+    // What the web shows first (a read-only plan) is what the apply plans.
+    let shown =
+        topologies::plan(&target, "bgp", Direction::Down, Access::Read, &mut |_| {}).unwrap();
+    assert!(h.fake.take_calls().iter().all(|c| c == "observe"));
+    let moved = |direction, seen: Option<&str>| {
+        let seen = seen.map(|fingerprint| apply::Seen {
+            fingerprint,
+            from_generation: None,
+            when: "the plan was shown".into(),
+            what: "the host",
+        });
+        let prepared = topologies::prepare(&target, "bgp", direction, seen.as_ref(), &mut |_| {})?;
+        apply::apply(&target, prepared, None, Runner::Foreground, &mut |_| {})
+    };
+    let stale = moved(Direction::Down, Some("stale"))
+        .unwrap_err()
+        .to_string();
+    assert!(stale.contains("stale plan"), "{stale}");
+    assert_eq!(h.current(), Some(1));
+    h.fake.take_calls();
+
+    // Down: r1 and r2 stop, br-ab and the link go; web is not touched.
+    assert_eq!(
+        moved(Direction::Down, Some(&shown.fingerprint)).unwrap(),
+        Applied::Generation(2)
+    );
+    let calls = h.fake.take_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("perform: stop container r1 + stop container r2")),
+        "{calls:#?}"
+    );
+    assert!(
+        calls.iter().any(|c| c.contains("delete links br-ab")),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("container web")),
+        "{calls:#?}"
+    );
+    assert_eq!(h.fake.running(), names(["web"]));
+    let bgp = Name::parse("bgp").unwrap();
+    assert_eq!(store.meta(2).unwrap().down, [bgp.clone()].into());
+    let gone: Vec<String> = files(1)
+        .into_iter()
+        .filter(|f| !files(2).contains(f))
+        .collect();
+    assert!(
+        gone.contains(&"etc/systemd/network/50-ctm-br-ab.netdev".to_string())
+            && gone.contains(&"etc/systemd/system/ctm-link-r1:to-r2.service".to_string()),
+        "{gone:#?}"
+    );
+    assert!(
+        gone.iter()
+            .all(|f| !f.contains("web") && !f.contains("br-lan")),
+        "{gone:#?}"
+    );
+    assert!(files(2).contains(&"etc/systemd/nspawn/r1.nspawn".to_string()));
+    let list = topologies::list(&target).unwrap();
+    assert_eq!((list[0].name.as_str(), list[0].down), ("bgp", true));
+    assert_eq!(list[0].containers, ["r1", "r2"]);
+    // Down again: nothing to change, no new generation.
+    assert_eq!(moved(Direction::Down, None).unwrap(), Applied::NoChanges);
+    assert_eq!(h.current(), Some(2));
+    h.fake.take_calls();
+
+    // Up: they start again, with the files of the first generation.
+    assert_eq!(moved(Direction::Up, None).unwrap(), Applied::Generation(3));
+    let calls = h.fake.take_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("perform: start container r1 + start container r2")),
+        "{calls:#?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("container web")),
+        "{calls:#?}"
+    );
+    assert_eq!(h.fake.running(), names(["r1", "r2", "web"]));
+    assert!(store.meta(3).unwrap().down.is_empty());
+    assert_eq!(files(3), files(1));
+    assert!(!topologies::list(&target).unwrap()[0].down);
+
+    // A rollback to generation 2 returns to its down set.
+    let prepared = apply::prepare_rollback(&target, Some(2), None, &mut |_| {}).unwrap();
+    apply::roll_back(&target, prepared, Runner::Foreground, &mut |_| {}).unwrap();
+    assert_eq!(h.current(), Some(2));
+    assert_eq!(store.current_down().unwrap(), [bgp].into());
+    assert!(topologies::list(&target).unwrap()[0].down);
+    assert_eq!(h.fake.running(), names(["web"]));
+
+    // A topology the generation does not have.
+    let e = topologies::plan(
+        &target,
+        "nosuch",
+        Direction::Down,
+        Access::Read,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e.downcast_ref::<ctm::engine::Refused>(),
+            Some(ctm::engine::Refused::NoSuchTopology { .. })
+        ),
+        "{e}"
+    );
 }

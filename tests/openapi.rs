@@ -319,15 +319,21 @@ struct Fixture {
 }
 
 fn fixture(spec: &Arc<Spec>, journal: Box<dyn Journal>, files_only: Option<&str>) -> Fixture {
-    fixture_on(spec, journal, files_only, None)
+    fixture_on(spec, "homelab.kdl", journal, files_only, None)
 }
 
 /// A fixture whose sessions drive the recording fake, as if the root were
 /// a live host: containers start, pause, report their use.
 fn live_fixture(spec: &Arc<Spec>) -> Fixture {
+    live_fixture_of(spec, "homelab.kdl")
+}
+
+/// [`live_fixture`] of another example.
+fn live_fixture_of(spec: &Arc<Spec>, example: &str) -> Fixture {
     let fake = ctm::backend::recording::Recording::new();
     fixture_on(
         spec,
+        example,
         Box::new(Printf),
         None,
         Some(Arc::new(move || Box::new(fake.clone()))),
@@ -336,11 +342,12 @@ fn live_fixture(spec: &Arc<Spec>) -> Fixture {
 
 fn fixture_on(
     spec: &Arc<Spec>,
+    example: &str,
     journal: Box<dyn Journal>,
     files_only: Option<&str>,
     system: Option<ctm::engine::session::SystemFactory>,
 ) -> Fixture {
-    let (dir, host) = scratch_example("homelab.kdl");
+    let (dir, host) = scratch_example(example);
     let root = dir.path().join("root");
     let config = Config {
         host_file: Some(host.clone()),
@@ -1236,6 +1243,48 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
     h.handshake("/api/containers/nosuch/console")
         .await
         .expect(S::NOT_FOUND);
+
+    // Topologies (examples/topology.kdl, on the recording fake): none
+    // before the first apply; then each move's plan shown first, a stale
+    // plan, a body without its fingerprint and a name there is not
+    // refused, and the move as the plan shown.
+    let t = live_fixture_of(&spec, "topology.kdl");
+    let a = t.get("/api/topologies").await.expect(S::OK);
+    assert_eq!(a.json(), &json!([]));
+    t.get("/api/topologies/bgp/down").await.expect(S::NOT_FOUND);
+    let fingerprint = t.fingerprint().await;
+    let job = t.start_apply(json!({ "fingerprint": fingerprint })).await;
+    t.job_events(job).await;
+    for direction in ["down", "up"] {
+        let path = format!("/api/topologies/bgp/{direction}");
+        let shown = t.get(&path).await.expect(S::OK);
+        assert_eq!(shown.json()["direction"], direction);
+        let fingerprint = shown.json()["plan"]["fingerprint"].clone();
+        t.post(&path, json!({ "fingerprint": "stale" }))
+            .await
+            .expect(S::CONFLICT);
+        t.api(Method::POST, &path, Sent::Rejected(json!({})))
+            .await
+            .expect(S::UNPROCESSABLE_ENTITY);
+        let nosuch = format!("/api/topologies/nosuch/{direction}");
+        t.get(&nosuch).await.expect(S::NOT_FOUND);
+        t.post(&nosuch, json!({ "fingerprint": "x" }))
+            .await
+            .expect(S::NOT_FOUND);
+        let a = t
+            .post(&path, json!({ "fingerprint": fingerprint }))
+            .await
+            .expect(S::ACCEPTED);
+        let events = t.job_events(a.json()["job"].as_u64().unwrap()).await;
+        assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+        let a = t.get("/api/topologies").await.expect(S::OK);
+        assert_eq!(a.json()[0]["down"], direction == "down");
+        let a = t.get("/api/status").await.expect(S::OK);
+        assert_eq!(a.json()["topologies"][0]["down"], direction == "down");
+    }
+    g.post("/api/topologies/bgp/down", json!({ "fingerprint": "x" }))
+        .await
+        .expect(S::CONFLICT);
 
     // The fleet page's API (ctm serve --fleet), over the fake of SSH.
     let (fl, fleet) = fleet_fixture(&spec);

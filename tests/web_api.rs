@@ -76,7 +76,12 @@ fn fixture() -> Fixture {
 /// A fixture whose sessions drive the recording fake, as if the root were
 /// a live host: containers start, pause and report their use.
 fn live_fixture() -> (Fixture, ctm::backend::recording::Recording) {
-    let (dir, host) = scratch_example("homelab.kdl");
+    live_fixture_of("homelab.kdl")
+}
+
+/// [`live_fixture`] of another example.
+fn live_fixture_of(example: &str) -> (Fixture, ctm::backend::recording::Recording) {
+    let (dir, host) = scratch_example(example);
     let root = dir.path().join("root");
     let fake = ctm::backend::recording::Recording::new();
     let system = fake.clone();
@@ -406,6 +411,7 @@ async fn pages_have_a_strict_policy_no_inline_code_and_escape_what_they_show() {
         "/generations",
         "/tunnels",
         "/tunnels?diagnose=site-b",
+        "/topologies",
         "/logs",
         "/logs/web",
     ] {
@@ -1981,4 +1987,121 @@ async fn texts_nested_too_deep_are_diagnostics_and_the_server_goes_on() {
         f.api(Method::GET, "/api/status", None).await.status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn a_topology_goes_down_and_up_from_the_plan_shown_first() {
+    let (f, fake) = live_fixture_of("topology.kdl");
+    let a = f.api(Method::GET, "/api/topologies", None).await;
+    assert_eq!((a.status, a.json()), (StatusCode::OK, json!([])));
+    let a = f.api(Method::GET, "/api/topologies/bgp/down", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+    f.apply().await;
+    let running = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(fake.running(), running(&["r1", "r2", "web"]));
+
+    // The list is `ctm topologies --json`'s.
+    let list = f.api(Method::GET, "/api/topologies", None).await.json();
+    assert_eq!(list[0]["name"], "bgp");
+    assert_eq!(list[0]["down"], false);
+    assert_eq!(list[0]["containers"], json!(["r1", "r2"]));
+    assert_eq!(list[0]["networks"], json!(["ab"]));
+    let cli = ctm_cli(&["topologies", "--json", "--root", f.root.to_str().unwrap()]);
+    assert!(cli.status.success());
+    assert_eq!(serde_json::from_slice::<Value>(&cli.stdout).unwrap(), list);
+
+    // The plan of bringing it down, shown first: the routers stop, web
+    // is not in it.
+    let shown = f
+        .api(Method::GET, "/api/topologies/bgp/down", None)
+        .await
+        .json();
+    assert_eq!(
+        (&shown["topology"], &shown["direction"]),
+        (&json!("bgp"), &json!("down"))
+    );
+    let summaries: Vec<&str> = shown["plan"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["summary"].as_str().unwrap())
+        .collect();
+    assert!(summaries.contains(&"stop container r1"), "{summaries:?}");
+    assert!(
+        !summaries.iter().any(|s| s.contains("web")),
+        "{summaries:?}"
+    );
+    assert_eq!(f.current(), Some(1), "showing the plan changes nothing");
+
+    // Refused: a stale plan (409), a topology there is not (404).
+    let a = f
+        .api(
+            Method::POST,
+            "/api/topologies/bgp/down",
+            Some(json!({ "fingerprint": "stale" })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(a.json()["error"].as_str().unwrap().contains("stale plan"));
+    for method in [Method::GET, Method::POST] {
+        let a = f
+            .api(
+                method.clone(),
+                "/api/topologies/nosuch/down",
+                (method == Method::POST).then(|| json!({ "fingerprint": "x" })),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{method}: {}", a.text);
+        assert!(
+            a.json()["help"].as_str().unwrap().contains("bgp"),
+            "{}",
+            a.text
+        );
+    }
+    assert_eq!(f.current(), Some(1));
+
+    // Down, as the plan shown.
+    let a = f
+        .api(
+            Method::POST,
+            "/api/topologies/bgp/down",
+            Some(json!({ "fingerprint": shown["plan"]["fingerprint"] })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        last["message"], "Topology bgp is down (generation 2).",
+        "{events:?}"
+    );
+    assert_eq!(last["generation"], 2);
+    assert_eq!(fake.running(), running(&["web"]));
+    let list = f.api(Method::GET, "/api/topologies", None).await.json();
+    assert_eq!(list[0]["down"], true);
+    let status = f.api(Method::GET, "/api/status", None).await.json();
+    assert_eq!(status["topologies"], list);
+
+    // Up again.
+    let shown = f
+        .api(Method::GET, "/api/topologies/bgp/up", None)
+        .await
+        .json();
+    let a = f
+        .api(
+            Method::POST,
+            "/api/topologies/bgp/up",
+            Some(json!({ "fingerprint": shown["plan"]["fingerprint"] })),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(
+        events.last().unwrap()["message"],
+        "Topology bgp is up (generation 3).",
+        "{events:?}"
+    );
+    assert_eq!(fake.running(), running(&["r1", "r2", "web"]));
+    let list = f.api(Method::GET, "/api/topologies", None).await.json();
+    assert_eq!(list[0]["down"], false);
 }

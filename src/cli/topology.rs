@@ -11,7 +11,7 @@ use super::RootArgs;
 use super::output::{errln, out, outln, say};
 use super::plan::print_plan;
 use super::{DiffArgs, confirm};
-use crate::engine::apply::{self, Applied, Runner};
+use crate::engine::apply::{self, Runner};
 use crate::engine::topologies::{self, Direction, TopologyState};
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +38,7 @@ pub struct ListArgs {
 pub fn run_move(args: &MoveArgs, direction: Direction) -> miette::Result<ExitCode> {
     let target = args.root.target();
     let mut say = say;
-    let prepared = topologies::prepare(&target, &args.name, direction, &mut say)?;
+    let prepared = topologies::prepare(&target, &args.name, direction, None, &mut say)?;
     let title = format!("ctm {} {}", direction.as_str(), args.name);
     print_plan(&prepared.plan, &title, &DiffArgs::default());
     if let Some(refused) = prepared.refusal() {
@@ -48,18 +48,8 @@ pub fn run_move(args: &MoveArgs, direction: Direction) -> miette::Result<ExitCod
         errln("Nothing applied.");
         return Ok(ExitCode::FAILURE);
     }
-    match apply::apply(&target, prepared, None, Runner::Auto, &mut say)? {
-        Applied::NoChanges => outln(&format!(
-            "Topology {} is {}; nothing to change.",
-            args.name,
-            direction.as_str()
-        )),
-        Applied::Generation(n) | Applied::Unconfirmed(n) => outln(&format!(
-            "Topology {} is {} (generation {n}).",
-            args.name,
-            direction.as_str()
-        )),
-    }
+    let applied = apply::apply(&target, prepared, None, Runner::Auto, &mut say)?;
+    outln(&topologies::ended(&args.name, direction, applied));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -611,16 +611,37 @@ impl PreparedRollback {
 /// (`ctm tunnel diagnose --fix`). Applied with [`apply`] like any other,
 /// into a new generation with the same files.
 pub fn prepare_reapply(target: &Target, events: Events<'_>) -> miette::Result<PreparedApply> {
-    prepare_reapply_with(target, None, events)
+    prepare_reapply_with(target, None, None, events)
 }
 
 /// [`prepare_reapply`] with the topologies in `down` down instead of the
-/// current generation's (`ctm up`, `ctm down`).
+/// current generation's (`ctm up`, `ctm down`); if the user saw a plan
+/// (`seen`), refuses when the host has moved since.
 pub fn prepare_reapply_with(
     target: &Target,
     down: Option<&std::collections::BTreeSet<crate::model::Name>>,
+    seen: Option<&Seen<'_>>,
     events: Events<'_>,
 ) -> miette::Result<PreparedApply> {
+    let desired = reapplied(target, down, events)?;
+    prepare_apply(
+        target,
+        desired,
+        plan::Options::default(),
+        None,
+        seen,
+        events,
+    )
+}
+
+/// The current generation's own host file, compiled again with the
+/// topologies in `down` down (the current generation's when `None`):
+/// what [`prepare_reapply_with`] applies, and what a preview of it plans.
+pub fn reapplied(
+    target: &Target,
+    down: Option<&std::collections::BTreeSet<crate::model::Name>>,
+    events: Events<'_>,
+) -> miette::Result<Desired> {
     let store = target.store();
     let Some(current) = store.current()? else {
         return Err(miette!(
@@ -637,17 +658,9 @@ pub fn prepare_reapply_with(
         Some(down) => down.clone(),
         None => store.meta(current)?.down,
     };
-    let desired = Desired::compile(&outcome, &down).ok_or_else(|| {
+    Desired::compile(&outcome, &down).ok_or_else(|| {
         miette!("the host file stored with generation {current} no longer validates")
-    })?;
-    prepare_apply(
-        target,
-        desired,
-        plan::Options::default(),
-        None,
-        None,
-        events,
-    )
+    })
 }
 
 /// Takes the lock, recovers, and plans the return to `generation` (the

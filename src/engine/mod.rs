@@ -20,6 +20,7 @@
 //! | the Prometheus metrics of `ctm serve` | [`metrics`] |
 //! | info | [`info`] |
 //! | tunnel status | [`tunnels`] |
+//! | up, down and the list of topologies; the plan of a move, shown first on the web | [`topologies`] |
 //! | the editor's forms: one network or container read from, or put into, the host file's text | [`edit`] |
 //! | fleets: check, plan, apply, status and push-binary over SSH | [`fleet`] |
 

@@ -9,18 +9,23 @@
 //! health checks and rollback as every apply, into a new generation. If
 //! it fails or rolls back, no generation records the new set, and the
 //! set is what it was.
+//!
+//! The web shows the plan of a move first ([`plan()`], read-only), then
+//! applies it only if the host still plans the same ([`prepare`] with the
+//! fingerprint seen), as it does a rollback.
 
 use std::collections::BTreeSet;
 
 use miette::miette;
 use serde::Serialize;
 
-use super::apply::{self, PreparedApply};
+use super::apply::{self, Applied, PreparedApply, Seen};
 use super::events::Events;
 use super::refused::Refused;
-use super::session::Target;
+use super::session::{Access, Session, Target};
 use crate::compile::health::{self, HEALTH, Health};
 use crate::model::Name;
+use crate::plan::{self, Plan};
 use crate::state::Store;
 
 /// Which way `ctm up` / `ctm down` moves a topology.
@@ -73,19 +78,13 @@ pub fn moved(down: &BTreeSet<Name>, name: &Name, direction: Direction) -> BTreeS
     down
 }
 
-/// Takes the lock, recovers, and plans the current generation's host file
-/// with topology `name` up or down: apply it with [`apply::apply`]. A
-/// topology already in that state plans nothing but drift.
-pub fn prepare(
-    target: &Target,
-    name: &str,
-    direction: Direction,
-    events: Events<'_>,
-) -> miette::Result<PreparedApply> {
-    let store = target.store();
+/// The down set after moving topology `name` `direction`, from the
+/// current generation's; refused when the current generation has no
+/// topology of that name.
+fn wanted(store: &Store, name: &str, direction: Direction) -> miette::Result<BTreeSet<Name>> {
     let current = store.current()?;
     let known = match current {
-        Some(n) => expectations(&store, n)?.topologies,
+        Some(n) => expectations(store, n)?.topologies,
         None => Default::default(),
     };
     let topology = Name::parse(name)
@@ -104,8 +103,50 @@ pub fn prepare(
         }
         .into());
     };
-    let down = moved(&store.current_down()?, &topology, direction);
-    apply::prepare_reapply_with(target, Some(&down), events)
+    Ok(moved(&store.current_down()?, &topology, direction))
+}
+
+/// The plan of moving topology `name` `direction`, made under `access`
+/// and changing nothing: what the web shows before the user decides. Its
+/// fingerprint is what [`prepare`] is given back as `seen`.
+pub fn plan(
+    target: &Target,
+    name: &str,
+    direction: Direction,
+    access: Access,
+    events: Events<'_>,
+) -> miette::Result<Plan> {
+    let mut session = Session::open(target, access, events)?;
+    let down = wanted(&session.store, name, direction)?;
+    let desired = apply::reapplied(target, Some(&down), events)?;
+    session.plan(&desired.artifacts, plan::Options::default(), events)
+}
+
+/// Takes the lock, recovers, and plans the current generation's host file
+/// with topology `name` up or down: apply it with [`apply::apply`]. A
+/// topology already in that state plans nothing but drift. If the user
+/// saw a plan ([`plan()`]), refuses when the host has moved since.
+pub fn prepare(
+    target: &Target,
+    name: &str,
+    direction: Direction,
+    seen: Option<&Seen<'_>>,
+    events: Events<'_>,
+) -> miette::Result<PreparedApply> {
+    let down = wanted(&target.store(), name, direction)?;
+    apply::prepare_reapply_with(target, Some(&down), seen, events)
+}
+
+/// How `ctm up NAME` or `ctm down NAME` ended, in words: what the command
+/// line prints and the web's job ends with.
+pub fn ended(name: &str, direction: Direction, applied: Applied) -> String {
+    let state = direction.as_str();
+    match applied {
+        Applied::NoChanges => format!("Topology {name} is {state}; nothing to change."),
+        Applied::Generation(n) | Applied::Unconfirmed(n) => {
+            format!("Topology {name} is {state} (generation {n}).")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use crate::engine::load::{
     Outcome, load_and_validate, lock_path_for, read_lock, summary, validate_text_with,
 };
 use crate::engine::status::Sources;
+use crate::engine::topologies::{self, Direction};
 use crate::engine::tunnels;
 use crate::engine::{Access, Event, Refused, Session};
 use crate::fs;
@@ -49,6 +50,11 @@ pub fn routes() -> Router<Shared> {
         .route("/api/images/{name}/remove", post(image_remove))
         .route("/api/tunnels", get(tunnels_list))
         .route("/api/tunnels/{name}/diagnose", get(tunnel_diagnose))
+        .route("/api/topologies", get(topologies_list))
+        .route("/api/topologies/{name}/up", get(topology_up_plan))
+        .route("/api/topologies/{name}/up", post(topology_up))
+        .route("/api/topologies/{name}/down", get(topology_down_plan))
+        .route("/api/topologies/{name}/down", post(topology_down))
         .route("/api/generations/{a}/diff/{b}", get(diff))
         .route("/api/rollback/{generation}", get(rollback_plan))
         .route("/api/rollback", post(rollback))
@@ -559,6 +565,134 @@ async fn tunnel_diagnose(State(state): State<Shared>, UrlPath(name): UrlPath<Str
             Ok(Json(json!(found)))
         })
         .await
+}
+
+/// `GET /api/topologies`: the topologies of the current generation, each
+/// up or down with its members, as `ctm topologies --json` prints them.
+async fn topologies_list(State(state): State<Shared>) -> ApiResult {
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let list = topologies::list(&state.target())?;
+            Ok(Json(json!(list)))
+        })
+        .await
+}
+
+/// The plan of moving a topology up or down, shown before the user
+/// decides, as `ctm up NAME` / `ctm down NAME` shows it before asking.
+async fn topology_plan(state: Shared, name: String, direction: Direction) -> ApiResult {
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let plan = topologies::plan(
+                &state.target(),
+                &name,
+                direction,
+                Access::ReadShared,
+                &mut server_log,
+            )?;
+            Ok(Json(json!({
+                "topology": name,
+                "direction": direction,
+                "plan": plan_json(&plan),
+            })))
+        })
+        .await
+}
+
+/// `GET /api/topologies/{name}/up`: the plan of bringing it up.
+async fn topology_up_plan(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult {
+    topology_plan(state, name, Direction::Up).await
+}
+
+/// `GET /api/topologies/{name}/down`: the plan of bringing it down.
+async fn topology_down_plan(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult {
+    topology_plan(state, name, Direction::Down).await
+}
+
+#[derive(Deserialize)]
+struct MoveRequest {
+    /// The fingerprint of the plan the user saw and confirmed.
+    fingerprint: String,
+}
+
+/// Moves a topology up or down as `ctm up NAME` / `ctm down NAME` does,
+/// if the plan still has the fingerprint the user saw. Answers 202 with
+/// the job.
+async fn topology_move(
+    state: Shared,
+    name: String,
+    direction: Direction,
+    req: MoveRequest,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
+    let job_state = state.clone();
+    let kind = match direction {
+        Direction::Up => "topology up",
+        Direction::Down => "topology down",
+    };
+    let id = state
+        .jobs
+        .start(kind, move |ready, report| {
+            let target = job_state.target();
+            let seen = Seen {
+                fingerprint: &req.fingerprint,
+                from_generation: None,
+                when: "the plan was shown".into(),
+                what: "the host",
+            };
+            let prepared = topologies::prepare(&target, &name, direction, Some(&seen), &mut |e| {
+                report.event(e)
+            })
+            .map_err(ApiError::from)
+            .and_then(|p| match p.refusal() {
+                Some(refused) => Err(ApiError::from(refused)),
+                None => Ok(p),
+            });
+            let prepared = match prepared {
+                Ok(p) => p,
+                Err(e) => return ready.refuse(e),
+            };
+            ready.accept();
+            match apply::apply(&target, prepared, None, Runner::Foreground, &mut |e| {
+                report.event(e)
+            }) {
+                Ok(applied) => {
+                    let current = target.store().current().ok().flatten();
+                    report.done(&topologies::ended(&name, direction, applied), current);
+                }
+                Err(e) => report.failed(&format!("{e}")),
+            }
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": id }))))
+}
+
+/// `POST /api/topologies/{name}/up`: a job that brings it up.
+async fn topology_up(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<MoveRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    topology_move(state, name, Direction::Up, req).await
+}
+
+/// `POST /api/topologies/{name}/down`: a job that brings it down.
+async fn topology_down(
+    State(state): State<Shared>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<MoveRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    topology_move(state, name, Direction::Down, req).await
 }
 
 /// `GET /api/generations/{a}/diff/{b}`: the files that differ, as

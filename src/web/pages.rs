@@ -23,6 +23,7 @@ enum Page {
     Generations,
     Images,
     Tunnels,
+    Topologies,
     Logs,
     Fleet,
     /// One container (`/containers/NAME`): not in the navigation.
@@ -30,13 +31,14 @@ enum Page {
 }
 
 impl Page {
-    const ALL: [Page; 8] = [
+    const ALL: [Page; 9] = [
         Page::Dashboard,
         Page::Editor,
         Page::Apply,
         Page::Generations,
         Page::Images,
         Page::Tunnels,
+        Page::Topologies,
         Page::Logs,
         Page::Fleet,
     ];
@@ -58,6 +60,7 @@ impl Page {
             Page::Generations => "Generations",
             Page::Images => "Images",
             Page::Tunnels => "Tunnels",
+            Page::Topologies => "Topologies",
             Page::Logs => "Logs",
             Page::Fleet => "Fleet",
             Page::Container => "Container",
@@ -72,6 +75,7 @@ impl Page {
             Page::Generations => "/generations",
             Page::Images => "/images",
             Page::Tunnels => "/tunnels",
+            Page::Topologies => "/topologies",
             Page::Logs => "/logs",
             Page::Fleet => "/fleet",
             Page::Container => "/",
@@ -86,6 +90,7 @@ impl Page {
             Page::Generations => "generations",
             Page::Images => "images",
             Page::Tunnels => "tunnels",
+            Page::Topologies => "topologies",
             Page::Logs => "logs",
             Page::Fleet => "fleet",
             Page::Container => "container",
@@ -840,6 +845,37 @@ fn diagnosis_card(diagnosis: &Result<Diagnosis, String>) -> Markup {
     }
 }
 
+/// The topologies page: topologies.js fills the list from
+/// `GET /api/topologies`; Up and Down show the plan in the dialog, then
+/// apply it as a job whose progress shows under the list.
+async fn topologies(State(state): State<Shared>, cx: PageContext) -> Html<String> {
+    let refused = state
+        .may_change()
+        .err()
+        .map(|e| e.body["error"].as_str().unwrap_or_default().to_string());
+    let body = html! {
+        h1 class="h3 mb-3" { "Topologies" }
+        div class="card shadow-sm mb-3" {
+            div class="card-header fw-semibold" { "Every topology of the current generation" }
+            div class="card-body" id="topologies" data-refused=[refused] { (loading()) }
+        }
+        (card("Progress", "topology-progress", html! { p class="text-body-secondary mb-0" { "Nothing running." } }))
+        div class="modal-backdrop-lite d-none" id="topology-dialog" role="dialog" aria-modal="true" aria-labelledby="topology-dialog-title" {
+            div class="card shadow" {
+                div class="card-header fw-semibold" id="topology-dialog-title" {}
+                div class="card-body" {
+                    div id="topology-plan" {}
+                    div class="d-flex flex-wrap gap-2 mt-3" {
+                        button class="btn btn-outline-secondary btn-sm" type="button" id="topology-cancel" { "Cancel" }
+                        button class="btn btn-primary btn-sm" type="button" id="topology-go" disabled { "Apply" }
+                    }
+                }
+            }
+        }
+    };
+    layout(&state, &cx, Page::Topologies, body)
+}
+
 async fn logs_index(State(state): State<Shared>, cx: PageContext) -> Html<String> {
     logs_page(&state, &cx, None)
 }
@@ -1010,6 +1046,7 @@ pub fn routes(config: &Config) -> Router<Shared> {
             .route("/generations", get(generations))
             .route("/images", get(images))
             .route("/tunnels", get(tunnels))
+            .route("/topologies", get(topologies))
             .route("/logs", get(logs_index))
             .route("/logs/{name}", get(logs_of))
             .route("/containers/{name}", get(container_page));

@@ -360,6 +360,34 @@ try {
   await shots('logs');
   await accessible(page, 'the logs page');
 
+  step = 'a topology goes down from its page, its plan shown in a dialog first';
+  const plain = await api('GET', '/api/source');
+  await api('POST', '/api/save', { text: `${plain.text}\ntopology "builds" {\n    container "ci"\n}\n`, base: plain.text });
+  const withTopology = await api('POST', '/api/plan', {});
+  await api('POST', '/api/apply', { fingerprint: withTopology.plan.fingerprint });
+  for (let i = 0; i < 100 && (await api('GET', '/api/topologies')).length === 0; i += 1) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await page.goto(`${URL_}topologies`);
+  await page.waitForSelector('#topologies tr[data-topology="builds"][data-down="false"]');
+  assert.match(await page.textContent('#topologies tr[data-topology="builds"]'), /Containers: ci/);
+  assert.ok(await page.isDisabled('button[data-topology="builds"][data-move="up"]'), 'Up is disabled on a topology that is up');
+  await accessible(page, 'the topologies page');
+  await fitsThePhone(page, 'the topologies page');
+  await page.click('button[data-topology="builds"][data-move="down"]');
+  await page.waitForSelector('#topology-plan .plan-summary');
+  assert.match(await page.textContent('#topology-dialog-title'), /ctm down builds/);
+  assert.match(await page.textContent('#topology-plan'), /health\.json/);
+  await shots('topology-plan');
+  await accessible(page, 'the topologies page\'s plan dialog');
+  await page.click('#topology-go');
+  await page.waitForSelector('#topology-progress .result', { timeout: 30000 });
+  assert.match(await page.textContent('#topology-progress .result'), /^Topology builds is down \(generation \d+\)\.$/);
+  await page.waitForSelector('#topologies tr[data-topology="builds"][data-down="true"]');
+  assert.equal((await api('GET', '/api/topologies'))[0].down, true);
+  assert.ok(await page.isDisabled('button[data-topology="builds"][data-move="down"]'));
+  await shots('topologies');
+
   step = 'the fleet page shows each host, and why one cannot be reached or planned';
   await page.goto(`${URL_}fleet`);
   await page.waitForSelector('#fleet-hosts tr[data-host="h1"]');

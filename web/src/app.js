@@ -13,12 +13,13 @@ import { applyPage } from './apply.js';
 import { generations } from './generations.js';
 import { images } from './images.js';
 import { logs } from './logs.js';
+import { topologies } from './topologies.js';
 import { fleetPage } from './fleet.js';
 import { followTheme } from './theme.js';
 import { showError } from './dom.js';
 import { watchConfirmation } from './confirm.js';
 
-const pages = { dashboard, editor, apply: applyPage, generations, images, logs, fleet: fleetPage };
+const pages = { dashboard, editor, apply: applyPage, generations, images, topologies, logs, fleet: fleetPage };
 
 followTheme();
 
