@@ -108,7 +108,7 @@ fn render(status: &Status) -> String {
                 [
                     c.name.clone(),
                     c.state.clone().unwrap_or_else(|| "unknown".into()),
-                    join(&c.addresses),
+                    addresses(c),
                     if c.autostart { "yes" } else { "no" }.into(),
                     drift_text(&drift),
                 ]
@@ -227,6 +227,26 @@ fn render(status: &Status) -> String {
     out
 }
 
+/// A container's addresses: those of its first network, then each other
+/// network's, with the interface they are on.
+fn addresses(c: &crate::status::ContainerStatus) -> String {
+    if c.networks.len() < 2 {
+        return join(&c.addresses);
+    }
+    c.networks
+        .iter()
+        .filter(|n| !n.addresses.is_empty())
+        .map(|n| {
+            let listed = join(&n.addresses);
+            match &n.host_interface {
+                None => listed,
+                Some(_) => format!("{listed} ({})", n.interface),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn join(addresses: &[IpAddr]) -> String {
     addresses
         .iter()
@@ -297,6 +317,7 @@ mod tests {
                 nested: false,
                 autostart: true,
                 addresses: vec!["10.42.0.10".parse().unwrap()],
+                networks: Vec::new(),
                 state: None,
                 unit: None,
                 since_usec: None,
