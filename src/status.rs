@@ -928,7 +928,8 @@ mod tests {
         let plan = empty_plan();
         let s = status(&inputs(&expect, &plan, &system, Some(&running)));
         let web = s.containers.iter().find(|c| c.name == "web").unwrap();
-        let rows: Vec<(&str, &str, Option<&str>, Vec<String>, Option<bool>)> = web
+        type Row<'a> = (&'a str, &'a str, Option<&'a str>, Vec<String>, Option<bool>);
+        let rows: Vec<Row> = web
             .networks
             .iter()
             .map(|n| {
@@ -944,7 +945,13 @@ mod tests {
         assert_eq!(
             rows,
             [
-                ("br-lan", "host0", None, vec!["10.42.0.10".to_string()], None),
+                (
+                    "br-lan",
+                    "host0",
+                    None,
+                    vec!["10.42.0.10".to_string()],
+                    None
+                ),
                 (
                     "br-back",
                     "eth1",
@@ -968,7 +975,11 @@ mod tests {
         // Stopped, or on a files-only root: not known.
         let stopped = BTreeMap::from([("web".to_string(), live("stopped"))]);
         let s = status(&inputs(&expect, &plan, &system, Some(&stopped)));
-        assert!(s.containers[1].networks[1..].iter().all(|n| n.bridged.is_none()));
+        assert!(
+            s.containers[1].networks[1..]
+                .iter()
+                .all(|n| n.bridged.is_none())
+        );
         let s = status(&inputs(&expect, &plan, &SystemState::default(), None));
         let web = s.containers.iter().find(|c| c.name == "web").unwrap();
         assert_eq!(web.networks.len(), 3);

@@ -147,7 +147,10 @@ fn a_container_on_two_networks_reaches_a_peer_on_each() {
     }
     let started = Instant::now();
     let lab = lab_with("multinet", MULTI);
-    say(&format!("lab booted in {:.1} s", started.elapsed().as_secs_f64()));
+    say(&format!(
+        "lab booted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     let t = Instant::now();
     let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
     say(&format!(
@@ -183,8 +186,8 @@ fn a_container_on_two_networks_reaches_a_peer_on_each() {
     ));
 
     // Inside: host0 on front, eth1 on back, each with its address.
-    let addresses = String::from_utf8_lossy(&lab.run_in("gw", &["ip", "-br", "addr"]).stdout)
-        .into_owned();
+    let addresses =
+        String::from_utf8_lossy(&lab.run_in("gw", &["ip", "-br", "addr"]).stdout).into_owned();
     let line = |interface: &str| {
         addresses
             .lines()
@@ -245,7 +248,10 @@ fn a_container_on_two_networks_reaches_a_peer_on_each() {
     let ports = lab.ok(&["ip", "-br", "link", "show", "master", "br-back"]);
     assert!(ports.contains("vn-gw-1"), "ports of br-back: {ports}");
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
-    say(&format!("whole test {:.1} s", started.elapsed().as_secs_f64()));
+    say(&format!(
+        "whole test {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 #[test]
@@ -273,7 +279,10 @@ fn a_topology_goes_down_and_comes_back_up() {
         );
     }
     let bridge = lab.run(&["ip", "link", "show", "br-ab"]);
-    assert!(!bridge.status.success(), "br-ab is still there after ctm down");
+    assert!(
+        !bridge.status.success(),
+        "br-ab is still there after ctm down"
+    );
     assert_eq!(unit_state(&lab, "web"), "active");
     assert!(machines(&lab).contains(&"web".to_string()));
     let bridge = lab.run(&["ip", "link", "show", "br-lan"]);
@@ -299,5 +308,8 @@ fn a_topology_goes_down_and_comes_back_up() {
     });
     assert_eq!(unit_state(&lab, "web"), "active");
     plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap_or_else(|out| panic!("{out}"));
-    say(&format!("whole test {:.1} s", started.elapsed().as_secs_f64()));
+    say(&format!(
+        "whole test {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
 }

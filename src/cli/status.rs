@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_files_only_root_shows_unknown_states() {
-        let status = Status {
+        let mut status = Status {
             root: "/tmp/root".into(),
             host_file: None,
             live: false,
@@ -396,6 +396,28 @@ mod tests {
                 "web        ctm-backup-web.timer (not active)  failed (exit-code)  2.5 MB  \
                  2026-12-03T17:15:00Z /srv/backups/web-20261203T171500Z.ctm-backup.tar.zst"
             ),
+            "{text}"
+        );
+
+        // On two networks: each network's addresses, the second's with its
+        // interface.
+        let attachment = |network: &str, interface: &str, end: Option<&str>, address: &str| {
+            crate::status::AttachmentStatus {
+                network: network.into(),
+                bridge: Some(format!("br-{network}")),
+                interface: interface.into(),
+                host_interface: end.map(str::to_string),
+                addresses: vec![address.parse().unwrap()],
+                bridged: None,
+            }
+        };
+        status.containers[0].networks = vec![
+            attachment("lan", "host0", None, "10.42.0.10"),
+            attachment("back", "eth1", Some("vn-web-1"), "10.60.0.10"),
+        ];
+        let text = render(&status);
+        assert!(
+            text.contains("web        unknown  10.42.0.10, 10.60.0.10 (eth1)  yes"),
             "{text}"
         );
     }

@@ -1387,7 +1387,11 @@ ipv4 = "10.60.0.20"
     fn a_form_edit_keeps_every_network_after_the_first_byte_for_byte() {
         for (text, format, memory) in [
             (MULTI_KDL, Format::Kdl, ("memory=\"512M\"", "memory=\"1G\"")),
-            (MULTI_TOML, Format::Toml, ("memory = \"512M\"", "memory = \"1G\"")),
+            (
+                MULTI_TOML,
+                Format::Toml,
+                ("memory = \"512M\"", "memory = \"1G\""),
+            ),
             (
                 MULTI_TOML_TABLES,
                 Format::Toml,
