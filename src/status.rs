@@ -47,8 +47,11 @@ pub struct ContainerStatus {
     pub docker: bool,
     pub nested: bool,
     pub autostart: bool,
-    /// The addresses the host file (and lock file) give it.
+    /// The addresses the host file (and lock file) give it on its first
+    /// network.
     pub addresses: Vec<IpAddr>,
+    /// Every network it is on, the first (on `host0`) first.
+    pub networks: Vec<AttachmentStatus>,
     /// machined's state (`running`, `opening`, `closing`, or `stopped`),
     /// or `paused` when its processes are frozen (`ctm pause`); `null` on
     /// a files-only root.
@@ -70,6 +73,25 @@ pub struct ContainerStatus {
     /// otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+}
+
+/// One network a container is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttachmentStatus {
+    /// The network's name; empty for the first network when the stored
+    /// host file no longer validates.
+    pub network: String,
+    pub bridge: Option<String>,
+    /// The interface inside: `host0` for the first network.
+    pub interface: String,
+    /// The host's end of the pair of a network after the first
+    /// (`vn-gw-1`); `null` for the first, whose end nspawn bridges.
+    pub host_interface: Option<String>,
+    /// Its addresses, IPv4 first.
+    pub addresses: Vec<IpAddr>,
+    /// Whether the host end is a port of the bridge; `null` for the first
+    /// network, on a files-only root, or while the container is stopped.
+    pub bridged: Option<bool>,
 }
 
 /// A container's backups: its `backup` block's timer, and its newest
@@ -351,6 +373,39 @@ pub fn status(input: &Inputs<'_>) -> Status {
                     paused: false,
                 })
             });
+            let running = known.as_ref().is_some_and(|l| l.state == "running");
+            let first = c.bridge.as_ref().map(|bridge| AttachmentStatus {
+                network: net.map(|a| a.network.to_string()).unwrap_or_default(),
+                bridge: Some(bridge.clone()),
+                interface: "host0".into(),
+                host_interface: None,
+                addresses: c.addresses.clone(),
+                bridged: None,
+            });
+            let networks: Vec<AttachmentStatus> = first
+                .into_iter()
+                .chain(c.more_networks.iter().map(|a| AttachmentStatus {
+                    network: a.network.clone(),
+                    bridge: Some(a.bridge.clone()),
+                    interface: a.interface.clone(),
+                    host_interface: Some(a.host_interface.clone()),
+                    addresses: a.addresses.clone(),
+                    bridged: input.system.ports.as_ref().filter(|_| running).map(|ports| {
+                        ports.get(&a.host_interface).and_then(Option::as_deref)
+                            == Some(a.bridge.as_str())
+                    }),
+                }))
+                .collect();
+            for a in &networks {
+                if let (Some(false), Some(end), Some(bridge)) =
+                    (a.bridged, &a.host_interface, &a.bridge)
+                {
+                    container_actions.entry(name.as_str()).or_default().push(format!(
+                        "{end} ({} on network {}) is not a port of {bridge}: an apply reconfigures it",
+                        a.interface, a.network
+                    ));
+                }
+            }
             let owner = model.map_or_else(
                 || crate::model::Name::parse(name).map(Owner::Container).ok(),
                 |m| Some(Owner::Container(m.name.clone())),
@@ -378,6 +433,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
                 nested: model.is_some_and(|m| m.nested),
                 autostart: c.autostart,
                 addresses: c.addresses.clone(),
+                networks,
                 state: known.as_ref().map(|l| {
                     if l.paused {
                         "paused".to_string()
@@ -410,7 +466,7 @@ pub fn status(input: &Inputs<'_>) -> Status {
                     containers: host
                         .containers
                         .values()
-                        .filter(|c| c.network.as_ref().is_some_and(|a| a.network == n.name))
+                        .filter(|c| c.attachments().any(|a| a.network == n.name))
                         .count(),
                     link: link_of(n.bridge.as_str()),
                     drift: drift_of(&Owner::Network(n.name.clone())),
@@ -832,5 +888,101 @@ mod tests {
         );
         assert_eq!(s.volumes[0].path, "/var/lib/ctm/volumes/data");
         assert_eq!(s.volumes[0].containers, ["db"]);
+    }
+
+    #[test]
+    fn every_network_of_a_container_is_shown_with_whether_its_host_end_is_bridged() {
+        use crate::compile::health::AttachmentHealth;
+        let mut expect = health();
+        let more = |network: &str, interface: &str, end: &str, address: &str| AttachmentHealth {
+            network: network.into(),
+            bridge: format!("br-{network}"),
+            interface: interface.into(),
+            host_interface: end.into(),
+            addresses: vec![address.parse().unwrap()],
+        };
+        if let Some(web) = expect.containers.get_mut("web") {
+            web.more_networks = vec![
+                more("back", "eth1", "vn-web-1", "10.60.0.10"),
+                more("mgmt", "mgmt", "vn-web-2", "10.70.0.10"),
+            ];
+        }
+        let live = |state: &str| ContainerLive {
+            state: state.into(),
+            unit: "active/running".into(),
+            since_usec: 1,
+            addresses: Vec::new(),
+            paused: false,
+        };
+        let running = BTreeMap::from([("web".to_string(), live("running"))]);
+        // vn-web-1 is in its bridge, vn-web-2 in none.
+        let system = SystemState {
+            containers: Some(BTreeMap::from([("web".to_string(), true)])),
+            links: Some(BTreeMap::new()),
+            ports: Some(BTreeMap::from([
+                ("vn-web-1".to_string(), Some("br-back".to_string())),
+                ("vn-web-2".to_string(), None),
+            ])),
+            ..SystemState::default()
+        };
+        let plan = empty_plan();
+        let s = status(&inputs(&expect, &plan, &system, Some(&running)));
+        let web = s.containers.iter().find(|c| c.name == "web").unwrap();
+        type Row<'a> = (&'a str, &'a str, Option<&'a str>, Vec<String>, Option<bool>);
+        let rows: Vec<Row> = web
+            .networks
+            .iter()
+            .map(|n| {
+                (
+                    n.bridge.as_deref().unwrap_or_default(),
+                    n.interface.as_str(),
+                    n.host_interface.as_deref(),
+                    n.addresses.iter().map(ToString::to_string).collect(),
+                    n.bridged,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "br-lan",
+                    "host0",
+                    None,
+                    vec!["10.42.0.10".to_string()],
+                    None
+                ),
+                (
+                    "br-back",
+                    "eth1",
+                    Some("vn-web-1"),
+                    vec!["10.60.0.10".to_string()],
+                    Some(true)
+                ),
+                (
+                    "br-mgmt",
+                    "mgmt",
+                    Some("vn-web-2"),
+                    vec!["10.70.0.10".to_string()],
+                    Some(false)
+                ),
+            ]
+        );
+        assert_eq!(
+            web.drift_actions,
+            ["vn-web-2 (mgmt on network mgmt) is not a port of br-mgmt: an apply reconfigures it"]
+        );
+        // Stopped, or on a files-only root: not known.
+        let stopped = BTreeMap::from([("web".to_string(), live("stopped"))]);
+        let s = status(&inputs(&expect, &plan, &system, Some(&stopped)));
+        assert!(
+            s.containers[1].networks[1..]
+                .iter()
+                .all(|n| n.bridged.is_none())
+        );
+        let s = status(&inputs(&expect, &plan, &SystemState::default(), None));
+        let web = s.containers.iter().find(|c| c.name == "web").unwrap();
+        assert_eq!(web.networks.len(), 3);
+        assert!(web.networks.iter().all(|n| n.bridged.is_none()));
     }
 }

@@ -23,7 +23,7 @@ use super::systemd::{self, Systemd, Verb};
 use super::volumes;
 use super::{ContainerLive, Progress, StepRecord, System, SystemError, TunnelLive, stats};
 use crate::compile::NFT_RULESET;
-use crate::compile::health::{Check, Health};
+use crate::compile::health::{AttachmentHealth, Check, Health};
 use crate::fs;
 use crate::layout::{self, STATE_DIR};
 use crate::plan::{Action, FirewallState, SystemState, TimerRun};
@@ -42,6 +42,10 @@ const SERVICE_JOB_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long networkd may take to configure its links after a reload.
 const LINK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a started container may take to be `running` in machined.
+/// How long the host end of a container's network after its first may
+/// stay out of its bridge before it is reconfigured (networkd matches a
+/// new link by itself, unless it appeared while networkd reloaded).
+const PORT_NUDGE: Duration = Duration::from_secs(5);
 const RUNNING_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a container's own systemd may take to finish booting before
 /// the provisioning steps that need it run.
@@ -304,6 +308,94 @@ impl LiveSystem {
             }
         }
         self.wait_for_links(expect, LINK_TIMEOUT)
+    }
+
+    /// The host ends of the networks after their first of the containers
+    /// that `running` says run, each with the link it is a port of.
+    fn ports_of(
+        &self,
+        expect: &Health,
+        running: impl Fn(&str) -> bool,
+    ) -> Result<BTreeMap<String, Option<String>>, SystemError> {
+        let names: BTreeSet<String> = expect
+            .ports()
+            .filter(|(container, _)| running(container))
+            .map(|(_, a)| a.host_interface.clone())
+            .collect();
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        self.runtime.block_on(self.netlink.masters(&names))
+    }
+
+    /// Waits until the host end of each network after the first of the
+    /// containers in `running` exists and is a port of its bridge.
+    /// networkd bridges it as its file says when the container makes it;
+    /// one still out after [`PORT_NUDGE`] is reconfigured, once.
+    fn wait_for_ports(
+        &self,
+        expect: &Health,
+        running: &BTreeSet<String>,
+        timeout: Duration,
+        progress: Progress<'_>,
+    ) -> Result<(), SystemError> {
+        let wanted: Vec<(&str, &AttachmentHealth)> = expect
+            .ports()
+            .filter(|(container, _)| running.contains(*container))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        let mut nudged = BTreeSet::new();
+        loop {
+            let ports = self.ports_of(expect, |c| running.contains(c))?;
+            let mut problems = Vec::new();
+            for (container, a) in &wanted {
+                let name = &a.host_interface;
+                let what = format!("{name} (container {container} on network {})", a.network);
+                match ports.get(name) {
+                    Some(Some(master)) if *master == a.bridge => continue,
+                    Some(master) => problems.push(format!(
+                        "{what} is {}not a port of {}",
+                        master
+                            .as_ref()
+                            .map_or(String::new(), |m| format!("a port of {m}, ")),
+                        a.bridge
+                    )),
+                    None => {
+                        problems.push(format!("{what} does not exist"));
+                        continue;
+                    }
+                }
+                if start.elapsed() >= PORT_NUDGE && nudged.insert(name.clone()) {
+                    progress(&format!(
+                        "{name} is not in {} yet: reconfiguring it",
+                        a.bridge
+                    ));
+                    let found = self
+                        .runtime
+                        .block_on(self.netlink.links(&BTreeSet::from([name.clone()])))?;
+                    if let Some(link) = found.get(name) {
+                        let index = i32::try_from(link.index).map_err(|_| {
+                            error(format!("link {name}"), "its index is out of range")
+                        })?;
+                        self.runtime
+                            .block_on(self.systemd.networkd_reconfigure(index, name))?;
+                    }
+                }
+            }
+            if problems.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(error(
+                    "waiting for the containers' extra interfaces",
+                    format!("after {} s: {}", timeout.as_secs(), problems.join("; ")),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Waits until every link of `expect` exists, networkd says it is
@@ -717,7 +809,7 @@ impl System for LiveSystem {
 
     fn observe(&mut self, expect: &Health) -> Result<SystemState, SystemError> {
         let machines = self.machines()?;
-        let containers = machines
+        let containers: BTreeMap<String, bool> = machines
             .iter()
             .map(|(name, m)| (name.clone(), m.state == "running"))
             .collect();
@@ -745,6 +837,7 @@ impl System for LiveSystem {
             _ => false,
         };
         let (timers, timer_runs) = self.backup_timers(expect)?;
+        let ports = self.ports_of(expect, |name| containers.get(name) == Some(&true))?;
         Ok(SystemState {
             containers: Some(containers),
             paused: Some(paused),
@@ -763,6 +856,7 @@ impl System for LiveSystem {
             timer_runs,
             last_backups: BTreeMap::new(),
             links_down: Some(links_down),
+            ports: Some(ports),
             // Read by the engine for every root (`volumes::observe`).
             volumes: None,
             roots: Some(rootfs::observe(&self.root, &expect.containers)),
@@ -936,6 +1030,9 @@ impl System for LiveSystem {
             }
         };
         if let Err(e) = self.wait_for_links(expect, LINK_TIMEOUT) {
+            problems.push(e.why);
+        }
+        if let Err(e) = self.wait_for_ports(expect, running, LINK_TIMEOUT, &mut *progress) {
             problems.push(e.why);
         }
         match self.backup_timers(expect) {

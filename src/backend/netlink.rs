@@ -145,6 +145,43 @@ impl Netlink {
         Ok(out)
     }
 
+    /// The named links that exist, each with the name of the link it is
+    /// a port of (its master: a bridge), if any.
+    pub async fn masters(
+        &self,
+        names: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Option<String>>, SystemError> {
+        let mut by_index: BTreeMap<u32, String> = BTreeMap::new();
+        let mut found: Vec<(String, Option<u32>)> = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(message) = links
+            .try_next()
+            .await
+            .map_err(|e| netlink_error("listing network links", e))?
+        {
+            let mut name = None;
+            let mut master = None;
+            for attribute in &message.attributes {
+                match attribute {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::Controller(index) => master = Some(*index),
+                    _ => {}
+                }
+            }
+            let Some(name) = name else {
+                continue;
+            };
+            by_index.insert(message.header.index, name.clone());
+            if names.contains(&name) {
+                found.push((name, master));
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(name, master)| (name, master.and_then(|i| by_index.get(&i).cloned())))
+            .collect())
+    }
+
     /// The route the kernel takes to `to`; `None` when there is none
     /// (unreachable).
     pub async fn route_to(&self, to: IpAddr) -> Result<Option<RouteTo>, SystemError> {

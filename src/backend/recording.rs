@@ -166,6 +166,8 @@ impl System for Recording {
                     .collect(),
             ),
             firewall: None,
+            // A recording has no links of the containers' own.
+            ports: None,
             paused: Some(lock(&self.log).paused.clone()),
             made_rootfs: Some(BTreeSet::new()),
             undone_steps: None,

@@ -108,7 +108,7 @@ fn render(status: &Status) -> String {
                 [
                     c.name.clone(),
                     c.state.clone().unwrap_or_else(|| "unknown".into()),
-                    join(&c.addresses),
+                    addresses(c),
                     if c.autostart { "yes" } else { "no" }.into(),
                     drift_text(&drift),
                 ]
@@ -227,6 +227,26 @@ fn render(status: &Status) -> String {
     out
 }
 
+/// A container's addresses: those of its first network, then each other
+/// network's, with the interface they are on.
+fn addresses(c: &crate::status::ContainerStatus) -> String {
+    if c.networks.len() < 2 {
+        return join(&c.addresses);
+    }
+    c.networks
+        .iter()
+        .filter(|n| !n.addresses.is_empty())
+        .map(|n| {
+            let listed = join(&n.addresses);
+            match &n.host_interface {
+                None => listed,
+                Some(_) => format!("{listed} ({})", n.interface),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn join(addresses: &[IpAddr]) -> String {
     addresses
         .iter()
@@ -274,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_files_only_root_shows_unknown_states() {
-        let status = Status {
+        let mut status = Status {
             root: "/tmp/root".into(),
             host_file: None,
             live: false,
@@ -297,6 +317,7 @@ mod tests {
                 nested: false,
                 autostart: true,
                 addresses: vec!["10.42.0.10".parse().unwrap()],
+                networks: Vec::new(),
                 state: None,
                 unit: None,
                 since_usec: None,
@@ -375,6 +396,28 @@ mod tests {
                 "web        ctm-backup-web.timer (not active)  failed (exit-code)  2.5 MB  \
                  2026-12-03T17:15:00Z /srv/backups/web-20261203T171500Z.ctm-backup.tar.zst"
             ),
+            "{text}"
+        );
+
+        // On two networks: each network's addresses, the second's with its
+        // interface.
+        let attachment = |network: &str, interface: &str, end: Option<&str>, address: &str| {
+            crate::status::AttachmentStatus {
+                network: network.into(),
+                bridge: Some(format!("br-{network}")),
+                interface: interface.into(),
+                host_interface: end.map(str::to_string),
+                addresses: vec![address.parse().unwrap()],
+                bridged: None,
+            }
+        };
+        status.containers[0].networks = vec![
+            attachment("lan", "host0", None, "10.42.0.10"),
+            attachment("back", "eth1", Some("vn-web-1"), "10.60.0.10"),
+        ];
+        let text = render(&status);
+        assert!(
+            text.contains("web        unknown  10.42.0.10, 10.60.0.10 (eth1)  yes"),
             "{text}"
         );
     }

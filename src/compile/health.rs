@@ -78,9 +78,39 @@ pub struct ContainerHealth {
     /// Its addresses, IPv4 first.
     pub addresses: Vec<IpAddr>,
     pub checks: Vec<Check>,
+    /// Its networks after the first, each on an interface of its own
+    /// whose host end must be a port of the network's bridge while it
+    /// runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_networks: Vec<AttachmentHealth>,
     /// How its root file system is made (`root`), for the plan to say.
     #[serde(default, skip_serializing_if = "crate::model::RootMode::is_auto")]
     pub root: crate::model::RootMode,
+}
+
+/// A container's network after its first (`VirtualEthernetExtra=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentHealth {
+    pub network: String,
+    /// The bridge its host end is a port of.
+    pub bridge: String,
+    /// Its name inside the container.
+    pub interface: String,
+    /// The host's end of the pair (`vn-gw-1`): it exists while the
+    /// container runs, and networkd makes it a port of `bridge`.
+    pub host_interface: String,
+    /// Its addresses, IPv4 first.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Health {
+    /// The host ends of the containers' networks after their first, each
+    /// with its container and the bridge it belongs in.
+    pub fn ports(&self) -> impl Iterator<Item = (&str, &AttachmentHealth)> {
+        self.containers
+            .iter()
+            .flat_map(|(name, c)| c.more_networks.iter().map(move |a| (name.as_str(), a)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,15 +164,32 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
             let bridge = attachment
                 .and_then(|a| host.networks.get(&a.network))
                 .map(|n| n.bridge.to_string());
-            let addresses = attachment
-                .map(|a| {
-                    a.ipv4
-                        .map(IpAddr::V4)
-                        .into_iter()
-                        .chain(a.ipv6.map(IpAddr::V6))
-                        .collect()
+            let addresses_of = |a: &crate::model::Attachment| -> Vec<IpAddr> {
+                a.ipv4
+                    .map(IpAddr::V4)
+                    .into_iter()
+                    .chain(a.ipv6.map(IpAddr::V6))
+                    .collect()
+            };
+            let addresses = attachment.map(addresses_of).unwrap_or_default();
+            let more_networks = c
+                .more_networks
+                .iter()
+                .filter_map(|extra| {
+                    let network = host.networks.get(&extra.attachment.network)?;
+                    // A down topology's network has no bridge to be in.
+                    if host.network_down(&network.name) {
+                        return None;
+                    }
+                    Some(AttachmentHealth {
+                        network: network.name.to_string(),
+                        bridge: network.bridge.to_string(),
+                        interface: extra.interface.to_string(),
+                        host_interface: extra.host_interface.to_string(),
+                        addresses: addresses_of(&extra.attachment),
+                    })
                 })
-                .unwrap_or_default();
+                .collect();
             let checks = c
                 .checks
                 .iter()
@@ -168,6 +215,7 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
                     bridge,
                     addresses,
                     checks,
+                    more_networks,
                     root: c.root,
                 },
             )

@@ -295,7 +295,8 @@ fn canonical(node: &Node) -> String {
 }
 
 /// What the nodes at `path` below `node` mean; `autostart #true`, the
-/// default, means the same as nothing.
+/// default, means the same as nothing. Of a container's networks only the
+/// first is the form's: the others are neither shown nor touched.
 fn meaning(node: Option<&Node>, path: &[&str]) -> Vec<String> {
     let mut nodes: Vec<&Node> = node.into_iter().collect();
     for part in path {
@@ -303,6 +304,9 @@ fn meaning(node: Option<&Node>, path: &[&str]) -> Vec<String> {
             .into_iter()
             .flat_map(|n| n.children_named(part))
             .collect();
+    }
+    if path == ["network"] {
+        nodes.truncate(1);
     }
     nodes
         .into_iter()
@@ -996,7 +1000,12 @@ mod toml_edit_form {
             .as_table_mut()
             .ok_or_else(|| format!("`{}.{name}` is not a table in the host file", kind.node()))?;
         for (key, value) in values(edit) {
-            if wanted(&[key]) {
+            if !wanted(&[key]) {
+                continue;
+            }
+            if kind == Kind::Container && key == "network" {
+                set_first_network(table, value);
+            } else {
                 set(table, key, value);
             }
         }
@@ -1006,6 +1015,50 @@ mod toml_edit_form {
             set_keys(table, &c.authorized_keys);
         }
         Ok(doc.to_string())
+    }
+
+    /// A container's first network, the only one the form shows: in an
+    /// array (`network = ["lan", { name = "back", interface = "eth1" }]`
+    /// or `[[container.gw.network]]`) only the first entry changes, and
+    /// the others stay as they are written, comments and all. A cleared
+    /// form removes only the first entry.
+    fn set_first_network(table: &mut Table, new: Option<toml_edit::Value>) {
+        match table.get_mut("network") {
+            Some(Item::Value(toml_edit::Value::Array(array))) if !array.is_empty() => {
+                match new {
+                    // `replace` keeps the comment and spacing around it.
+                    Some(new) => {
+                        array.replace(0, new);
+                    }
+                    None => {
+                        let decor = array.get(0).map(|v| v.decor().clone());
+                        array.remove(0);
+                        // The new first entry starts where the old one did.
+                        if let (Some(decor), Some(first)) = (decor, array.get_mut(0)) {
+                            *first.decor_mut() = decor;
+                        }
+                    }
+                }
+            }
+            Some(Item::ArrayOfTables(tables)) if !tables.is_empty() => match new {
+                Some(new) => {
+                    let part = |key: &str| match &new {
+                        toml_edit::Value::InlineTable(t) => t.get(key).cloned(),
+                        name if key == "name" => Some(name.clone()),
+                        _ => None,
+                    };
+                    if let Some(first) = tables.get_mut(0) {
+                        for key in ["name", "ipv4", "ipv6"] {
+                            set(first, key, part(key));
+                        }
+                    }
+                }
+                None => {
+                    tables.remove(0);
+                }
+            },
+            _ => set(table, "network", new),
+        }
     }
 
     /// `ssh.authorized-key`, in whichever form `ssh` is written; other
@@ -1244,6 +1297,174 @@ docker = true                         # Docker inside
             assert!(out.contains(written), "{out}");
             let read = read(&out, format, Kind::Container, "web").unwrap();
             assert_eq!(read["form"]["forwards"][0]["loopback"], false, "{out}");
+        }
+    }
+
+    const MULTI_KDL: &str = r#"network "front" {
+    bridge "br-front"
+    ipv4 "10.50.0.1/24"
+}
+
+network "back" {
+    bridge "br-back"
+    ipv4 "10.60.0.1/24"
+}
+
+network "mgmt" {
+    bridge "br-mgmt"
+    ipv4 "10.70.0.1/24"
+}
+
+container "gw" {
+    image "bookworm"
+    network "front" ipv4="10.50.0.20"     // the default route
+    limits memory="512M"
+    network "back"  interface="eth1"  ipv4="10.60.0.20"   // the service side
+    // management, last
+    network "mgmt" ipv4="10.70.0.20" interface="mgmt0"
+}
+"#;
+
+    const MULTI_TOML: &str = r#"[network.front]
+bridge = "br-front"
+ipv4 = "10.50.0.1/24"
+
+[network.back]
+bridge = "br-back"
+ipv4 = "10.60.0.1/24"
+
+[network.mgmt]
+bridge = "br-mgmt"
+ipv4 = "10.70.0.1/24"
+
+[container.gw]
+image = "bookworm"
+network = [
+    { name = "front", ipv4 = "10.50.0.20" },   # the default route
+    { name = "back", interface = "eth1", ipv4 = "10.60.0.20" },  # the service side
+    # management, last
+    {ipv4="10.70.0.20",name="mgmt",interface="mgmt0"},
+]
+limits = { memory = "512M" }
+"#;
+
+    /// The same container with its networks as an array of tables.
+    const MULTI_TOML_TABLES: &str = r#"[network.front]
+bridge = "br-front"
+ipv4 = "10.50.0.1/24"
+
+[network.back]
+bridge = "br-back"
+ipv4 = "10.60.0.1/24"
+
+[container.gw]
+image = "bookworm"
+limits = { memory = "512M" }
+
+[[container.gw.network]]
+name = "front"          # the default route
+ipv4 = "10.50.0.20"
+
+[[container.gw.network]]
+name = "back"
+interface = "eth1"      # the service side
+ipv4 = "10.60.0.20"
+"#;
+
+    /// The form of `gw` as read from `text`.
+    fn gw(text: &str, format: Format) -> ContainerForm {
+        let v = read(text, format, Kind::Container, "gw").unwrap();
+        serde_json::from_value(v["form"].clone()).unwrap()
+    }
+
+    /// The networks of `gw` as ctm reads them: name, interface, addresses.
+    fn gw_networks(text: &str, format: Format) -> Vec<String> {
+        let gw = parsed(text, format, Kind::Container, "gw").unwrap();
+        gw.children_named("network").map(canonical).collect()
+    }
+
+    #[test]
+    fn a_form_edit_keeps_every_network_after_the_first_byte_for_byte() {
+        for (text, format, memory) in [
+            (MULTI_KDL, Format::Kdl, ("memory=\"512M\"", "memory=\"1G\"")),
+            (
+                MULTI_TOML,
+                Format::Toml,
+                ("memory = \"512M\"", "memory = \"1G\""),
+            ),
+            (
+                MULTI_TOML_TABLES,
+                Format::Toml,
+                ("memory = \"512M\"", "memory = \"1G\""),
+            ),
+        ] {
+            let mut form = gw(text, format);
+            // The form shows the first network.
+            assert_eq!(
+                (form.network.as_str(), form.ipv4.as_str()),
+                ("front", "10.50.0.20"),
+                "{text}"
+            );
+            assert_eq!(form.memory, "512M");
+            form.memory = "1G".into();
+            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            // Nothing but the memory changed, to the byte.
+            assert_eq!(out, text.replace(memory.0, memory.1), "{format:?}");
+            assert_eq!(gw_networks(&out, format), gw_networks(text, format));
+            // Saving the form as read changes nothing at all.
+            let form = gw(&out, format);
+            assert_eq!(apply(&out, format, &Edit::Container(form)).unwrap(), out);
+        }
+    }
+
+    #[test]
+    fn changing_the_first_network_in_the_form_leaves_the_others_as_written() {
+        for (text, format, first) in [
+            (
+                MULTI_KDL,
+                Format::Kdl,
+                (
+                    "network \"front\" ipv4=\"10.50.0.20\"",
+                    "network \"front\" ipv4=\"10.50.0.21\"",
+                ),
+            ),
+            (
+                MULTI_TOML,
+                Format::Toml,
+                (
+                    "{ name = \"front\", ipv4 = \"10.50.0.20\" }",
+                    "{ name = \"front\", ipv4 = \"10.50.0.21\" }",
+                ),
+            ),
+            (
+                MULTI_TOML_TABLES,
+                Format::Toml,
+                ("ipv4 = \"10.50.0.20\"", "ipv4 = \"10.50.0.21\""),
+            ),
+        ] {
+            let mut form = gw(text, format);
+            form.ipv4 = "10.50.0.21".into();
+            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            assert_eq!(out, text.replace(first.0, first.1), "{format:?}\n{out}");
+            let (old, new) = (gw_networks(text, format), gw_networks(&out, format));
+            assert_eq!(new.len(), old.len(), "{out}");
+            assert_eq!(new[1..], old[1..], "{out}");
+        }
+    }
+
+    #[test]
+    fn clearing_the_network_in_the_form_removes_only_the_first() {
+        for (text, format) in [
+            (MULTI_KDL, Format::Kdl),
+            (MULTI_TOML, Format::Toml),
+            (MULTI_TOML_TABLES, Format::Toml),
+        ] {
+            let mut form = gw(text, format);
+            form.network = String::new();
+            form.ipv4 = String::new();
+            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            let (old, new) = (gw_networks(text, format), gw_networks(&out, format));
+            assert_eq!(new, old[1..], "{format:?}\n{out}");
         }
     }
 

@@ -87,6 +87,11 @@ pub struct SystemState {
     /// and whether each is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sockets: Option<BTreeMap<String, bool>>,
+    /// The host ends of the running containers' networks after their
+    /// first (`vn-gw-1`) that exist, each with the link it is a port of
+    /// (`None`: none). A container not running has none to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<BTreeMap<String, Option<String>>>,
     /// The links the host file names that exist but are administratively
     /// down (`ip link set … down`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -987,35 +992,56 @@ fn firewall_drift(input: &Inputs<'_>) -> Option<String> {
 
 /// Links that are missing or lack an address ctm gives them, with why.
 fn link_drift(input: &Inputs<'_>) -> Vec<(String, String)> {
-    let Some(live) = &input.system.links else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (name, expected) in &input.expect.links {
-        match live.get(name) {
-            None => out.push((name.clone(), format!("link {name} is missing (drift)"))),
-            Some(_)
-                if input
-                    .system
-                    .links_down
-                    .as_ref()
-                    .is_some_and(|d| d.contains(name)) =>
-            {
-                out.push((name.clone(), format!("link {name} is down (drift)")))
-            }
-            Some(addresses) => {
-                let lacking: Vec<&str> = expected
-                    .addresses
-                    .iter()
-                    .filter(|a| !addresses.contains(*a))
-                    .map(String::as_str)
-                    .collect();
-                if !lacking.is_empty() {
-                    out.push((
-                        name.clone(),
-                        format!("link {name} lacks {} (drift)", lacking.join(", ")),
-                    ));
+    if let Some(live) = &input.system.links {
+        for (name, expected) in &input.expect.links {
+            match live.get(name) {
+                None => out.push((name.clone(), format!("link {name} is missing (drift)"))),
+                Some(_)
+                    if input
+                        .system
+                        .links_down
+                        .as_ref()
+                        .is_some_and(|d| d.contains(name)) =>
+                {
+                    out.push((name.clone(), format!("link {name} is down (drift)")))
                 }
+                Some(addresses) => {
+                    let lacking: Vec<&str> = expected
+                        .addresses
+                        .iter()
+                        .filter(|a| !addresses.contains(*a))
+                        .map(String::as_str)
+                        .collect();
+                    if !lacking.is_empty() {
+                        out.push((
+                            name.clone(),
+                            format!("link {name} lacks {} (drift)", lacking.join(", ")),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // The host end of a running container's network after its first
+    // that is no port of its bridge: networkd did not match it (or it was
+    // taken out by hand); reconfiguring it puts it back.
+    if let Some(ports) = &input.system.ports {
+        for (_, attach) in input.expect.ports() {
+            let name = &attach.host_interface;
+            match ports.get(name) {
+                Some(Some(master)) if *master == attach.bridge => {}
+                Some(master) => out.push((
+                    name.clone(),
+                    format!(
+                        "{name} is {}not a port of {} (drift)",
+                        master
+                            .as_ref()
+                            .map_or(String::new(), |m| format!("a port of {m}, ")),
+                        attach.bridge
+                    ),
+                )),
+                None => {}
             }
         }
     }
@@ -1828,6 +1854,53 @@ mod tests {
             &expect,
         );
         assert_eq!(p.actions[0].reason(), "link br0 lacks fd00::1/64 (drift)");
+    }
+
+    #[test]
+    fn an_extra_networks_host_end_out_of_its_bridge_is_drift_that_networkd_repairs() {
+        let applied = desired("a\n");
+        let mut expect = Health::default();
+        expect.containers.insert(
+            "a".into(),
+            crate::compile::health::ContainerHealth {
+                autostart: true,
+                more_networks: vec![crate::compile::health::AttachmentHealth {
+                    network: "back".into(),
+                    bridge: "br-back".into(),
+                    interface: "eth1".into(),
+                    host_interface: "vn-a-1".into(),
+                    addresses: Vec::new(),
+                }],
+                ..Default::default()
+            },
+        );
+        let with_port = |master: Option<Option<&str>>| SystemState {
+            ports: Some(
+                master
+                    .map(|m| ("vn-a-1".to_string(), m.map(str::to_string)))
+                    .into_iter()
+                    .collect(),
+            ),
+            ..system(&[("a", true)])
+        };
+        for fine in [Some(Some("br-back")), None] {
+            let p = plan_expecting(&applied, &applied, &with_port(fine), &expect);
+            assert!(p.is_empty(), "{fine:?}: {:?}", p.actions);
+        }
+        let p = plan_expecting(&applied, &applied, &with_port(Some(None)), &expect);
+        assert_eq!(
+            names(&p.actions),
+            ["reload systemd-networkd, reconfigure vn-a-1"]
+        );
+        assert_eq!(
+            p.actions[0].reason(),
+            "vn-a-1 is not a port of br-back (drift)"
+        );
+        let p = plan_expecting(&applied, &applied, &with_port(Some(Some("br-x"))), &expect);
+        assert_eq!(
+            p.actions[0].reason(),
+            "vn-a-1 is a port of br-x, not a port of br-back (drift)"
+        );
     }
 
     #[test]

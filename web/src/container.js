@@ -38,8 +38,12 @@ function settings(d) {
   const list = (items, empty) => (items.length ? h('ul', { class: 'list-unstyled mb-0' }, items.map((i) => h('li', {}, i))) : muted(empty));
   return h('div', { class: 'table-responsive' }, h('table', { class: 'table table-sm mb-0 settings' }, h('tbody', {},
     row('Image', s.image ?? muted('unknown')),
-    row('Network', s.network ?? muted('none')),
-    row('Addresses', list(s.addresses.map((a) => h('code', {}, a)), 'none')),
+    row('Network', s.networks.length > 1
+      ? list(s.networks.map((n) => [h('span', { class: 'fw-semibold' }, n.network), ' on ', h('code', {}, n.interface),
+        n.bridged === false ? [' ', h('span', { class: 'badge text-bg-warning' }, `${n.host_interface} not in ${n.bridge}`)] : '']), 'none')
+      : s.network ?? muted('none')),
+    row('Addresses', list((s.networks.length > 1 ? s.networks.flatMap((n) => n.addresses) : s.addresses)
+      .map((a) => h('code', {}, a)), 'none')),
     row('Seen inside', s.live_addresses ? list(s.live_addresses.map((a) => h('code', {}, a)), 'none') : muted('unknown')),
     row('Forwards', list(s.forwards, 'none')),
     row('Binds', list(d.binds.map((b) => [h('code', {}, b.source), ' → ', h('code', {}, b.target),
