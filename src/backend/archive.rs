@@ -1034,6 +1034,17 @@ pub fn newest<'a>(
     dirs: &[PathBuf],
     containers: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<String, Listed> {
+    newest_of(dirs, containers.into_iter().map(|c| Subject::Container(c.to_string())))
+}
+
+/// The newest archive of each of `subjects` (containers, volumes or both)
+/// in any of `dirs`, each directory read once, by the subject's name;
+/// subjects without one are left out. A container and a volume of one
+/// name should not be asked together: their archives would share a key.
+pub fn newest_of(
+    dirs: &[PathBuf],
+    subjects: impl IntoIterator<Item = Subject>,
+) -> BTreeMap<String, Listed> {
     let mut files: Vec<(String, PathBuf, Metadata)> = Vec::new();
     let mut seen = BTreeSet::new();
     for dir in dirs.iter().filter(|d| seen.insert(d.as_path())) {
@@ -1041,20 +1052,23 @@ pub fn newest<'a>(
             continue;
         };
         files.extend(entries.filter_map(Result::ok).filter_map(|e| {
-            let name = e.file_name().to_str()?.strip_suffix(EXTENSION)?.to_string();
+            let name = e.file_name().to_str()?.to_string();
             let meta = e.metadata().ok().filter(Metadata::is_file)?;
             Some((name, e.path(), meta))
         }));
     }
     let mut found = BTreeMap::new();
-    for container in containers {
-        let prefix = format!("{container}-");
+    for subject in subjects {
+        let prefix = format!("{}-", subject.name());
         let newest = files
             .iter()
             .filter_map(|(name, path, meta)| {
-                let id = name.strip_prefix(&prefix).filter(|id| is_id(id))?;
+                let id = name
+                    .strip_suffix(subject.extension())?
+                    .strip_prefix(&prefix)
+                    .filter(|id| is_id(id))?;
                 Some(Listed {
-                    subject: Subject::Container(container.to_string()),
+                    subject: subject.clone(),
                     id: id.to_string(),
                     path: path.clone(),
                     bytes: meta.len(),
@@ -1063,7 +1077,7 @@ pub fn newest<'a>(
             })
             .max_by_key(|l| id_order(&l.id));
         if let Some(newest) = newest {
-            found.insert(container.to_string(), newest);
+            found.insert(subject.name().to_string(), newest);
         }
     }
     found
