@@ -960,7 +960,7 @@ impl System for LiveSystem {
             problems.push(e.why);
         }
         match self.backup_timers(expect) {
-            Ok((active, _)) => problems.extend(
+            Ok((active, _, _)) => problems.extend(
                 active
                     .into_iter()
                     .filter(|(_, up)| !up)
