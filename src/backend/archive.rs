@@ -1089,14 +1089,24 @@ pub fn id_at(now: u64) -> String {
 }
 
 /// A new archive's id: the time, with `-2`, `-3`… when that second has
-/// one already in `dir`.
+/// one already in `dir`: always after every archive of that second there,
+/// even one pruned from between them, so that the newest sorts newest (a
+/// reused id would sort oldest, and be pruned first).
 pub fn new_id(dir: &Path, subject: &Subject, now: u64) -> String {
     let base = id_at(now);
     let taken = |id: &str| dir.join(file_name(subject, id)).symlink_metadata().is_ok();
-    if !taken(&base) {
-        return base;
-    }
-    (2..)
+    let last = list(dir, subject)
+        .iter()
+        .map(|l| id_order(&l.id))
+        .filter(|(b, _)| *b == base)
+        .map(|(_, n)| n)
+        .max();
+    let first = match last {
+        None if !taken(&base) => return base,
+        None => 2,
+        Some(n) => n + 1,
+    };
+    (first.max(2)..)
         .map(|n| format!("{base}-{n}"))
         .find(|id| !taken(id))
         .unwrap_or(base)
@@ -1113,6 +1123,23 @@ mod tests {
 
     fn web() -> Subject {
         Subject::Container("web".into())
+    }
+
+    #[test]
+    fn a_new_id_sorts_after_every_archive_of_its_second_even_one_pruned_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_796_318_100;
+        let base = id_at(now);
+        let subject = Subject::Volume("data".into());
+        for id in [base.clone(), format!("{base}-2"), format!("{base}-3")] {
+            assert_eq!(new_id(dir.path(), &subject, now), id);
+            std::fs::write(dir.path().join(file_name(&subject, &id)), b"").unwrap();
+        }
+        // The first pruned: the next is still the newest.
+        std::fs::remove_file(dir.path().join(file_name(&subject, &base))).unwrap();
+        assert_eq!(new_id(dir.path(), &subject, now), format!("{base}-4"));
+        // Another subject's archives are not counted.
+        assert_eq!(new_id(dir.path(), &web(), now), base);
     }
 
     /// A tree with a file, a mode, a hard link, a symlink out of it, an
