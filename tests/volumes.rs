@@ -1719,7 +1719,15 @@ fn volume_archives_in(lab: &Lab, dir: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    names.sort();
+    // By id, as ctm orders them: `ID` before `ID-2` (which sorts first as
+    // text) made in the same second.
+    names.sort_by_key(|n| {
+        let id = n
+            .trim_start_matches("data-")
+            .trim_end_matches(".ctm-volume.tar.zst");
+        let (base, k) = id.split_once('-').unwrap_or((id, "1"));
+        (base.to_string(), k.parse::<u32>().unwrap_or(0))
+    });
     names
 }
 
