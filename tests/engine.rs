@@ -1064,7 +1064,10 @@ fn plan_and_status_show_each_volume_with_its_usage_quota_and_last_backup() {
     );
     h.apply(None).unwrap();
     // A quota the file system here cannot enforce: planned, not applied.
-    h.edit("volume \"data\" {\n", "volume \"data\" {\n    quota \"8M\"\n");
+    h.edit(
+        "volume \"data\" {\n",
+        "volume \"data\" {\n    quota \"8M\"\n",
+    );
     let target = h.target();
     let plan_of = || {
         let mut session = Session::open(&target, Access::Read, &mut |_| {}).unwrap();
@@ -1098,7 +1101,11 @@ fn plan_and_status_show_each_volume_with_its_usage_quota_and_last_backup() {
     ctm::backend::volumes::create(&h.root(), "data", None, &mut |_| {}).unwrap();
     std::fs::write(h.volume().join("blob"), vec![7u8; 64 << 10]).unwrap();
     let plan = plan_of();
-    assert!(plan.volumes[0].used.is_some_and(|u| u >= 64 << 10), "{:?}", plan.volumes);
+    assert!(
+        plan.volumes[0].used.is_some_and(|u| u >= 64 << 10),
+        "{:?}",
+        plan.volumes
+    );
     assert_eq!(plan.volumes[0].last, None);
     let fingerprint = plan.fingerprint.clone();
 
@@ -1172,8 +1179,9 @@ fn plan_and_status_show_each_volume_with_its_usage_quota_and_last_backup() {
     let data = status.volumes.iter().find(|v| v.name == "data").unwrap();
     assert_eq!(data.backup.as_ref().unwrap().timer_active, Some(false));
     assert!(
-        data.drift
-            .contains(&"ctm-volume-backup-data.timer is not active: the next apply starts it".to_string()),
+        data.drift.contains(
+            &"ctm-volume-backup-data.timer is not active: the next apply starts it".to_string()
+        ),
         "{:?}",
         data.drift
     );

@@ -1455,7 +1455,13 @@ fn volume_backed_up(said: &str) -> PathBuf {
         .split("Backed up volume ")
         .nth(1)
         .unwrap_or_else(|| panic!("no backup made: {said}"));
-    let path = rest.split(" to ").nth(1).unwrap().split(", ").next().unwrap();
+    let path = rest
+        .split(" to ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .next()
+        .unwrap();
     PathBuf::from(path)
 }
 
@@ -1532,16 +1538,31 @@ fn a_volumes_backup_keeps_the_newest_n_and_its_restore_keeps_what_it_replaced() 
         made[1].to_str().unwrap(),
     ]);
     assert!(said.contains("verified"), "{said}");
-    assert_eq!(std::fs::read_to_string(f.volume().join("table")).unwrap(), "v1");
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v1"
+    );
     assert!(!f.volume().join("new").exists());
     // What it replaced is a new archive beside the one restored.
     let now = f.volume_archives(&dir);
     assert_eq!(now.len(), 3, "{now:?}");
     let kept = now.last().unwrap().clone();
     assert!(!made.contains(&kept), "{now:?}");
-    f.ok(&["restore", "--volume", "data", "--from", kept.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(f.volume().join("table")).unwrap(), "v2");
-    assert_eq!(std::fs::read_to_string(f.volume().join("new")).unwrap(), "new");
+    f.ok(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("new")).unwrap(),
+        "new"
+    );
     // The volume is ctm's still: the host file plans nothing.
     let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
     assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
@@ -1553,13 +1574,8 @@ fn a_volumes_archive_with_a_flipped_byte_is_refused_and_nothing_changes() {
     let dir = f.dir.path().join("backups");
     // Data zstd cannot shrink: the middle byte of the archive is data.
     std::fs::write(f.volume().join("blob"), noise(1, 256 << 10)).unwrap();
-    let archive = volume_backed_up(&f.ok(&[
-        "backup",
-        "--volume",
-        "data",
-        "--to",
-        dir.to_str().unwrap(),
-    ]));
+    let archive =
+        volume_backed_up(&f.ok(&["backup", "--volume", "data", "--to", dir.to_str().unwrap()]));
     std::fs::write(f.volume().join("blob"), "changed since").unwrap();
     let mut bytes = std::fs::read(&archive).unwrap();
     let middle = bytes.len() / 2;
@@ -1617,13 +1633,8 @@ fn a_volume_restore_that_fails_at_the_swap_deletes_nothing_the_user_had() {
     let f = FilesOnly::new();
     let dir = f.dir.path().join("backups");
     std::fs::write(f.volume().join("table"), "v1").unwrap();
-    let archive = volume_backed_up(&f.ok(&[
-        "backup",
-        "--volume",
-        "data",
-        "--to",
-        dir.to_str().unwrap(),
-    ]));
+    let archive =
+        volume_backed_up(&f.ok(&["backup", "--volume", "data", "--to", dir.to_str().unwrap()]));
     std::fs::write(f.volume().join("table"), "v2").unwrap();
     let Some(_immutable) = Immutable::set(&f.volume()) else {
         return;
@@ -1653,10 +1664,28 @@ fn a_volume_restore_that_fails_at_the_swap_deletes_nothing_the_user_had() {
     assert_eq!(names, ["data"], "{said}");
     drop(_immutable);
     // The archive that kept it holds what the volume had.
-    f.ok(&["restore", "--volume", "data", "--from", archive.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(f.volume().join("table")).unwrap(), "v1");
-    f.ok(&["restore", "--volume", "data", "--from", left[1].to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(f.volume().join("table")).unwrap(), "v2");
+    f.ok(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        archive.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v1"
+    );
+    f.ok(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        left[1].to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v2"
+    );
 }
 
 /// A restore that cannot fit is refused before anything is written, and
@@ -1670,13 +1699,8 @@ fn a_volume_restore_that_cannot_fit_is_refused_naming_the_space_it_needs() {
     // The archives on another file system than the root.
     let dir = f.dir.path().join("backups");
     std::fs::write(f.volume().join("blob"), noise(2, 6 << 20)).unwrap();
-    let archive = volume_backed_up(&f.ok(&[
-        "backup",
-        "--volume",
-        "data",
-        "--to",
-        dir.to_str().unwrap(),
-    ]));
+    let archive =
+        volume_backed_up(&f.ok(&["backup", "--volume", "data", "--to", dir.to_str().unwrap()]));
     // Leave about 3 MB free on the root's file system.
     let stat = nix::sys::statvfs::statvfs(&f.root()).unwrap();
     let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
@@ -1703,7 +1727,10 @@ fn a_volume_restore_that_cannot_fit_is_refused_naming_the_space_it_needs() {
         "{said}"
     );
     assert!(said.contains("MB are free at"), "{said}");
-    assert!(said.contains("restoring volume data needs 6.3 MB at"), "{said}");
+    assert!(
+        said.contains("restoring volume data needs 6.3 MB at"),
+        "{said}"
+    );
     assert!(said.contains("nothing was changed"), "{said}");
     assert_eq!(contents(&f.root()), before);
     assert_eq!(f.volume_archives(&dir), [archive]);
@@ -1756,19 +1783,27 @@ fn a_volumes_backup_timer_archives_keeps_the_newest_and_its_archive_restores() {
     let timer = "ctm-volume-backup-data.timer";
     let service = "ctm-volume-backup-data.service";
     assert_eq!(lab.ok(&["systemctl", "is-active", timer]).trim(), "active");
-    assert_eq!(lab.ok(&["systemctl", "is-enabled", timer]).trim(), "enabled");
+    assert_eq!(
+        lab.ok(&["systemctl", "is-enabled", timer]).trim(),
+        "enabled"
+    );
     let shown = lab.ok(&["systemctl", "show", "-p", "TimersCalendar", timer]);
-    assert!(shown.contains("OnCalendar=Mon..Fri *-*-* 02:00:00"), "{shown}");
+    assert!(
+        shown.contains("OnCalendar=Mon..Fri *-*-* 02:00:00"),
+        "{shown}"
+    );
 
     let wrote = lab.run_in("web", &["sh", "-ec", "echo archived > /srv/data/hello"]);
     assert!(wrote.status.success(), "{}", lab::show_output(&wrote));
     let hello = fs.root().join("data/hello");
-    eventually("web wrote to its volume", std::time::Duration::from_secs(30), || {
-        match std::fs::read_to_string(&hello) {
+    eventually(
+        "web wrote to its volume",
+        std::time::Duration::from_secs(30),
+        || match std::fs::read_to_string(&hello) {
             Ok(s) if s == "archived\n" => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
 
     let run = || {
         let at = std::time::Instant::now();
@@ -1819,7 +1854,9 @@ fn a_volumes_backup_timer_archives_keeps_the_newest_and_its_archive_restores() {
     let newest = kept.last().unwrap();
     let last = &plan["volumes"][0]["last"];
     assert!(
-        last["path"].as_str().is_some_and(|p| p.ends_with(newest.as_str())),
+        last["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(newest.as_str())),
         "{plan}"
     );
     assert_eq!(plan["volumes"][0]["quota"], 64 << 20);
@@ -1830,7 +1867,10 @@ fn a_volumes_backup_timer_archives_keeps_the_newest_and_its_archive_restores() {
         .lines()
         .find(|l| l.starts_with("volume data "))
         .unwrap_or_else(|| panic!("no backup row for the volume:\n{status}"));
-    assert!(row.contains(timer) && row.contains(newest.as_str()), "{status}");
+    assert!(
+        row.contains(timer) && row.contains(newest.as_str()),
+        "{status}"
+    );
 
     // Changed since; restored from the newest archive with web stopped.
     let wrote = lab.run_in("web", &["sh", "-ec", "echo changed > /srv/data/hello"]);
@@ -1846,7 +1886,11 @@ fn a_volumes_backup_timer_archives_keeps_the_newest_and_its_archive_restores() {
     let restore_at = std::time::Instant::now();
     let restored = ctm_ok(&lab, &["restore", "--volume", "data", "--from", &archive]);
     let restore_took = restore_at.elapsed();
-    assert_eq!(std::fs::read_to_string(&hello).unwrap(), "archived\n", "{restored}");
+    assert_eq!(
+        std::fs::read_to_string(&hello).unwrap(),
+        "archived\n",
+        "{restored}"
+    );
     let after = volume_archives_in(&lab, "/srv/backups");
     assert_eq!(after.len(), 3, "{after:?}");
     let replaced = after
@@ -1855,19 +1899,29 @@ fn a_volumes_backup_timer_archives_keeps_the_newest_and_its_archive_restores() {
         .unwrap_or_else(|| panic!("no archive kept the replaced state: {after:?}"));
     assert!(restored.contains(replaced.as_str()), "{restored}");
     ctm_ok(&lab, &["start", "web"]);
-    eventually("web reads the restored file", std::time::Duration::from_secs(60), || {
-        let out = lab.run_in("web", &["cat", "/srv/data/hello"]);
-        if String::from_utf8_lossy(&out.stdout) == "archived\n" {
-            Ok(())
-        } else {
-            Err(lab::show_output(&out))
-        }
-    });
+    eventually(
+        "web reads the restored file",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = lab.run_in("web", &["cat", "/srv/data/hello"]);
+            if String::from_utf8_lossy(&out.stdout) == "archived\n" {
+                Ok(())
+            } else {
+                Err(lab::show_output(&out))
+            }
+        },
+    );
     // The replaced state is in the archive that kept it.
     ctm_ok(&lab, &["stop", "web"]);
     ctm_ok(
         &lab,
-        &["restore", "--volume", "data", "--from", &format!("/srv/backups/{replaced}")],
+        &[
+            "restore",
+            "--volume",
+            "data",
+            "--from",
+            &format!("/srv/backups/{replaced}"),
+        ],
     );
     assert_eq!(std::fs::read_to_string(&hello).unwrap(), "changed\n");
     // The volume is ctm's still, with its quota.

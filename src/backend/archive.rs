@@ -1034,7 +1034,12 @@ pub fn newest<'a>(
     dirs: &[PathBuf],
     containers: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<String, Listed> {
-    newest_of(dirs, containers.into_iter().map(|c| Subject::Container(c.to_string())))
+    newest_of(
+        dirs,
+        containers
+            .into_iter()
+            .map(|c| Subject::Container(c.to_string())),
+    )
 }
 
 /// The newest archive of each of `subjects` (containers, volumes or both)

@@ -161,7 +161,11 @@ impl System for Recording {
                     (timer, active)
                 })
                 .collect();
-            (timers, log.timer_runs.clone(), log.volume_timer_runs.clone())
+            (
+                timers,
+                log.timer_runs.clone(),
+                log.volume_timer_runs.clone(),
+            )
         };
         Ok(SystemState {
             containers: Some(

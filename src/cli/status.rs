@@ -347,8 +347,7 @@ mod tests {
                         last_run_failed: Some(false),
                         last: Some(crate::plan::LastBackup {
                             id: "20261203T171500Z".into(),
-                            path: "/srv/backups/pgdata-20261203T171500Z.ctm-volume.tar.zst"
-                                .into(),
+                            path: "/srv/backups/pgdata-20261203T171500Z.ctm-volume.tar.zst".into(),
                             bytes: 1_500_000,
                             at: 1_796_318_100,
                         }),

@@ -776,7 +776,11 @@ fn check_volume_restore_space(
     let beside = tree.parent().unwrap_or(tree);
     let free_beside = snaps::free_bytes(beside)?;
     let same = device(beside).is_some() && device(beside) == device(dir);
-    let mut needs = vec![(beside, unpacked + if same { current } else { 0 }, free_beside)];
+    let mut needs = vec![(
+        beside,
+        unpacked + if same { current } else { 0 },
+        free_beside,
+    )];
     if !same {
         needs.push((dir, current, snaps::free_bytes(dir)?));
     }
@@ -978,8 +982,9 @@ mod tests {
     fn a_volume_restore_that_cannot_fit_names_the_volume_the_space_needed_and_free() {
         let at = Path::new("/var/lib/ctm/volumes");
         assert!(volume_space_refusal("data", at, 5_000_000, 5_000_000, 3, 4).is_none());
-        let refused = volume_space_refusal("data", at, 12_300_000, 5_000_000, 11_000_000, 1_300_000)
-            .expect("refused");
+        let refused =
+            volume_space_refusal("data", at, 12_300_000, 5_000_000, 11_000_000, 1_300_000)
+                .expect("refused");
         assert_eq!(
             refused.to_string(),
             "not enough space to restore volume data: it needs 12.3 MB, and 5.0 MB are free at \

@@ -110,7 +110,10 @@ pub(super) fn idle_timers(input: &Inputs<'_>, changed: &[String]) -> Vec<String>
 
 /// The backup timers of `expect`: its containers', then its volumes'.
 fn timer_units(expect: &crate::compile::health::Health) -> impl Iterator<Item = String> + '_ {
-    let containers = expect.backups.keys().map(|n| crate::layout::backup_timer(n));
+    let containers = expect
+        .backups
+        .keys()
+        .map(|n| crate::layout::backup_timer(n));
     let volumes = expect
         .volumes
         .iter()

@@ -417,7 +417,11 @@ fn volumes(out: &mut String, plan: &Plan) {
         let _ = writeln!(
             out,
             "  {}",
-            if note.failed() { paint(RED, &line) } else { line }
+            if note.failed() {
+                paint(RED, &line)
+            } else {
+                line
+            }
         );
     }
 }

@@ -140,10 +140,7 @@ pub(super) fn notes(input: &Inputs<'_>) -> Vec<VolumeNote> {
             name: name.clone(),
             quota: v.quota,
             used: input.system.volume_usage.get(name).copied(),
-            timer: v
-                .backup
-                .as_ref()
-                .map(|_| layout::volume_backup_timer(name)),
+            timer: v.backup.as_ref().map(|_| layout::volume_backup_timer(name)),
             last: input.system.last_volume_backups.get(name).cloned(),
             last_run: input
                 .system
