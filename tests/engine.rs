@@ -1011,7 +1011,7 @@ fn a_volumes_restore_waits_for_its_containers_and_keeps_what_it_replaces() {
         .to_string();
     assert_eq!(e, "volume data is mounted by container db, which runs");
     assert_eq!(h.table(), "v2");
-    assert_eq!(volume_archives(&dir), [backup.path.clone()]);
+    assert_eq!(volume_archives(&dir), std::slice::from_ref(&backup.path));
     assert!(h.fake.take_calls().is_empty());
 
     for name in ["web", "db"] {
@@ -1078,7 +1078,8 @@ fn plan_and_status_show_each_volume_with_its_usage_quota_and_last_backup() {
     };
     // Not made (the fake performs nothing), no archive.
     let plan = plan_of();
-    let names: Vec<(&str, Option<u64>, Option<u64>, Option<&str>)> = plan
+    type Row<'a> = (&'a str, Option<u64>, Option<u64>, Option<&'a str>);
+    let names: Vec<Row> = plan
         .volumes
         .iter()
         .map(|v| (v.name.as_str(), v.quota, v.used, v.timer.as_deref()))
