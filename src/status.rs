@@ -174,6 +174,10 @@ pub struct VolumeStatus {
     /// How it differs from the generation: missing, not ctm's, another
     /// quota.
     pub drift: Vec<String>,
+    /// Its backups, when it has a `backup` block or archives: its timer,
+    /// the timer's last run and the newest archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -548,8 +552,17 @@ fn volumes(input: &Inputs<'_>) -> Vec<VolumeStatus> {
         .map(|(name, m)| (name, m.quota, Vec::new(), true, Some(m), Vec::new()));
     wanted
         .chain(kept)
-        .map(
-            |(name, quota, containers, kept, measured, drift)| VolumeStatus {
+        .map(|(name, quota, containers, kept, measured, mut drift)| {
+            let backup = volume_backup_status(input, name);
+            if let Some(BackupStatus {
+                timer: Some(timer),
+                timer_active: Some(false),
+                ..
+            }) = &backup
+            {
+                drift.push(format!("{timer} is not active: the next apply starts it"));
+            }
+            VolumeStatus {
                 name: name.clone(),
                 path: crate::layout::volume_path(name),
                 kind: measured.map(|m| m.kind.describe().to_string()),
@@ -558,24 +571,52 @@ fn volumes(input: &Inputs<'_>) -> Vec<VolumeStatus> {
                 containers,
                 kept,
                 drift,
-            },
-        )
+                backup,
+            }
+        })
         .collect()
 }
 
 /// Container `name`'s backups, when it has a `backup` block or archives.
 fn backup_status(input: &Inputs<'_>, name: &str) -> Option<BackupStatus> {
-    let block = input.expect.backups.get(name);
-    let last = input.system.last_backups.get(name).cloned();
+    backups_of(
+        input,
+        input.expect.backups.get(name),
+        crate::layout::backup_timer(name),
+        input.system.last_backups.get(name),
+        input.system.timer_runs.get(name),
+    )
+}
+
+/// Volume `name`'s backups, when it has a `backup` block or archives.
+fn volume_backup_status(input: &Inputs<'_>, name: &str) -> Option<BackupStatus> {
+    backups_of(
+        input,
+        input
+            .expect
+            .volumes
+            .get(name)
+            .and_then(|v| v.backup.as_ref()),
+        crate::layout::volume_backup_timer(name),
+        input.system.last_volume_backups.get(name),
+        input.system.volume_timer_runs.get(name),
+    )
+}
+
+/// The backups of a container or a volume: its block (and its timer's
+/// unit), its newest archive and its timer's last run.
+fn backups_of(
+    input: &Inputs<'_>,
+    block: Option<&crate::compile::health::BackupHealth>,
+    timer: String,
+    last: Option<&crate::plan::LastBackup>,
+    run: Option<&crate::plan::TimerRun>,
+) -> Option<BackupStatus> {
     if block.is_none() && last.is_none() {
         return None;
     }
-    let timer = block.map(|_| crate::layout::backup_timer(name));
-    let run = input
-        .system
-        .timer_runs
-        .get(name)
-        .filter(|r| block.is_some() && r.last_trigger_usec != 0);
+    let timer = block.map(|_| timer);
+    let run = run.filter(|r| block.is_some() && r.last_trigger_usec != 0);
     Some(BackupStatus {
         timer_active: match (&timer, &input.system.backup_timers) {
             (Some(timer), Some(timers)) => timers.get(timer).copied(),
@@ -585,7 +626,7 @@ fn backup_status(input: &Inputs<'_>, name: &str) -> Option<BackupStatus> {
         to: block.map(|b| b.to.clone()),
         last_result: run.map(|r| r.result.clone()),
         last_run_failed: run.map(crate::plan::TimerRun::failed),
-        last,
+        last: last.cloned(),
     })
 }
 
@@ -697,6 +738,7 @@ mod tests {
             new_roots: Vec::new(),
             unavailable_roots: Vec::new(),
             backups: Vec::new(),
+            volumes: Vec::new(),
             live_system: true,
             summary: Summary::default(),
             fingerprint: String::new(),
@@ -808,6 +850,7 @@ mod tests {
                 VolumeHealth {
                     quota,
                     containers: vec!["db".into()],
+                    backup: None,
                 },
             );
         }

@@ -1016,3 +1016,321 @@ fn a_topology_goes_down_and_up_as_applies_and_a_rollback_returns_to_the_set_befo
         "{e}"
     );
 }
+
+/// HOST with volume `data` mounted by both containers, applied, and the
+/// volume made as ctm makes it (the recording fake performs nothing),
+/// holding `table`.
+fn with_shared_volume(table: &str) -> Host {
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\"\ncontainer \"web\" {\n    volume \"data\" \"/srv/data\"\n",
+    );
+    h.edit(
+        "container \"db\" {\n",
+        "container \"db\" {\n    volume \"data\" \"/var/lib/db\"\n",
+    );
+    h.apply(None).unwrap();
+    h.fake.take_calls();
+    ctm::backend::volumes::create(&h.root(), "data", None, &mut |_| {}).unwrap();
+    std::fs::write(h.volume().join("table"), table).unwrap();
+    h
+}
+
+impl Host {
+    fn volume(&self) -> PathBuf {
+        ctm::backend::volumes::path(&self.root(), "data")
+    }
+
+    fn table(&self) -> String {
+        std::fs::read_to_string(self.volume().join("table")).unwrap()
+    }
+}
+
+/// The archives of volume `data` in `dir`, oldest first.
+fn volume_archives(dir: &std::path::Path) -> Vec<PathBuf> {
+    let subject = ctm::backend::archive::Subject::Volume("data".into());
+    ctm::backend::archive::list(dir, &subject)
+        .into_iter()
+        .map(|l| l.path)
+        .collect()
+}
+
+/// Every container that mounts the volume is frozen for the copy and
+/// thawed after; the archive verifies whole and holds the volume alone;
+/// the copy it was made from is gone; the oldest beyond `keep` are
+/// deleted only once the new one is whole, and a backup that fails
+/// deletes none.
+#[test]
+fn a_volumes_backup_freezes_its_containers_verifies_and_prunes_only_after_success() {
+    use ctm::backend::archive::{self, Subject};
+    use ctm::engine::backups::{self, BackupOptions};
+    use ctm::model::Name;
+    let h = with_shared_volume("v1");
+    let data = Name::parse("data").unwrap();
+    let dir = h.dir.path().join("backups");
+    let keep = |keep| BackupOptions {
+        to: Some(dir.clone()),
+        keep,
+        stop: false,
+    };
+
+    let first = backups::backup_volume(&h.target(), &data, &keep(None), &mut |_| {}).unwrap();
+    let mut calls = h.fake.take_calls();
+    let resumes = calls.split_off(2);
+    calls.sort();
+    assert_eq!(calls, ["pause db", "pause web"], "{resumes:?}");
+    let mut resumes = resumes;
+    resumes.sort();
+    assert_eq!(resumes, ["resume db", "resume web"]);
+    assert_eq!(first.subject, Subject::Volume("data".into()));
+    assert!(first.pruned.is_empty());
+    let verified = archive::verify(&first.path, &mut |_| {}).unwrap();
+    assert_eq!(verified.manifest.subject, Subject::Volume("data".into()));
+    assert_eq!(verified.manifest.volumes, ["data"]);
+    assert!(verified.host.is_empty());
+    assert_eq!(verified.manifest.bytes, 2);
+    assert!(
+        !h.root()
+            .join("var/lib/ctm/volumes/.#data.ctm-backing-up")
+            .exists()
+    );
+
+    let mut made = vec![first.path];
+    for _ in 0..2 {
+        let m = backups::backup_volume(&h.target(), &data, &keep(None), &mut |_| {}).unwrap();
+        made.push(m.path);
+    }
+    assert_eq!(volume_archives(&dir), made);
+    let newest = backups::backup_volume(&h.target(), &data, &keep(Some(2)), &mut |_| {}).unwrap();
+    assert_eq!(newest.pruned, made[..2]);
+    made.push(newest.path.clone());
+    assert_eq!(volume_archives(&dir), made[2..]);
+    // Listed as the command lists them.
+    let listed = backups::list_volume(&h.target(), &data, Some(&dir)).unwrap();
+    assert_eq!(
+        listed.into_iter().map(|l| l.path).collect::<Vec<_>>(),
+        made[2..]
+    );
+
+    // A backup that fails (the volume is gone) deletes no archive.
+    std::fs::rename(h.volume(), h.dir.path().join("away")).unwrap();
+    let e = backups::backup_volume(&h.target(), &data, &keep(Some(1)), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("volume data does not exist"), "{e}");
+    assert_eq!(volume_archives(&dir), made[2..]);
+}
+
+/// A restore is refused while a container that mounts the volume runs,
+/// and changes nothing; once none runs, the volume as it is is kept as a
+/// new archive and the backup swapped in. Restoring the kept archive
+/// undoes the restore.
+#[test]
+fn a_volumes_restore_waits_for_its_containers_and_keeps_what_it_replaces() {
+    use ctm::engine::backups::{self, BackupOptions};
+    use ctm::engine::containers::{Verb, act};
+    use ctm::model::Name;
+    let h = with_shared_volume("v1");
+    let data = Name::parse("data").unwrap();
+    let dir = h.dir.path().join("backups");
+    let options = BackupOptions {
+        to: Some(dir.clone()),
+        ..BackupOptions::default()
+    };
+    let backup = backups::backup_volume(&h.target(), &data, &options, &mut |_| {}).unwrap();
+    std::fs::write(h.volume().join("table"), "v2").unwrap();
+    std::fs::write(h.volume().join("new"), "new").unwrap();
+    h.fake.take_calls();
+
+    let e = backups::restore_volume(&h.target(), &data, &backup.path, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "volume data is mounted by container db, which runs");
+    assert_eq!(h.table(), "v2");
+    assert_eq!(volume_archives(&dir), std::slice::from_ref(&backup.path));
+    assert!(h.fake.take_calls().is_empty());
+
+    for name in ["web", "db"] {
+        act(
+            &h.target(),
+            Verb::Stop,
+            &Name::parse(name).unwrap(),
+            &mut |_| {},
+        )
+        .unwrap();
+    }
+    assert!(h.fake.running().is_empty());
+    h.fake.take_calls();
+    let restored = backups::restore_volume(&h.target(), &data, &backup.path, &mut |_| {}).unwrap();
+    assert_eq!(h.table(), "v1");
+    assert!(!h.volume().join("new").exists());
+    // Nothing was asked of the system: no container is started by it.
+    assert!(h.fake.take_calls().is_empty());
+    assert_eq!(restored.id, backup.id);
+    let kept = restored.kept.path.clone();
+    assert_eq!(kept.parent(), Some(dir.as_path()));
+    assert_eq!(volume_archives(&dir), [backup.path.clone(), kept.clone()]);
+    assert!(
+        !h.root()
+            .join("var/lib/ctm/volumes/.#data.ctm-restoring")
+            .exists()
+    );
+    // Still ctm's volume: the plan has nothing to do about it.
+    assert!(ctm::backend::volumes::made_by_ctm(&h.root(), "data").is_some());
+
+    let undone = backups::restore_volume(&h.target(), &data, &kept, &mut |_| {}).unwrap();
+    assert_eq!(h.table(), "v2");
+    assert_eq!(
+        std::fs::read_to_string(h.volume().join("new")).unwrap(),
+        "new"
+    );
+    assert_eq!(volume_archives(&dir).len(), 3, "{undone:?}");
+}
+
+/// A plan and the status show each volume with what it holds, its quota
+/// and its newest archive; the status names its timer and its last run.
+#[test]
+fn plan_and_status_show_each_volume_with_its_usage_quota_and_last_backup() {
+    let h = Host::new();
+    h.edit(
+        "container \"web\" {\n",
+        "volume \"data\" {\n    backup {\n        to \"/srv/backups\"\n        \
+         every \"daily\"\n        keep 3\n    }\n}\nvolume \"logs\"\n\
+         container \"web\" {\n    volume \"data\" \"/srv/data\"\n    volume \"logs\" \"/var/log/web\"\n",
+    );
+    h.apply(None).unwrap();
+    // A quota the file system here cannot enforce: planned, not applied.
+    h.edit(
+        "volume \"data\" {\n",
+        "volume \"data\" {\n    quota \"8M\"\n",
+    );
+    let target = h.target();
+    let plan_of = || {
+        let mut session = Session::open(&target, Access::Read, &mut |_| {}).unwrap();
+        let (plan, _) = session
+            .plan_and_state(&h.desired().artifacts, Options::default(), &mut |_| {})
+            .unwrap();
+        plan
+    };
+    // Not made (the fake performs nothing), no archive.
+    let plan = plan_of();
+    type Row<'a> = (&'a str, Option<u64>, Option<u64>, Option<&'a str>);
+    let names: Vec<Row> = plan
+        .volumes
+        .iter()
+        .map(|v| (v.name.as_str(), v.quota, v.used, v.timer.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (
+                "data",
+                Some(8 << 20),
+                None,
+                Some("ctm-volume-backup-data.timer")
+            ),
+            ("logs", None, None, None)
+        ]
+    );
+
+    // Made, holding 64 KiB (measured once: the count is reused for a
+    // minute).
+    ctm::backend::volumes::create(&h.root(), "data", None, &mut |_| {}).unwrap();
+    std::fs::write(h.volume().join("blob"), vec![7u8; 64 << 10]).unwrap();
+    let plan = plan_of();
+    assert!(
+        plan.volumes[0].used.is_some_and(|u| u >= 64 << 10),
+        "{:?}",
+        plan.volumes
+    );
+    assert_eq!(plan.volumes[0].last, None);
+    let fingerprint = plan.fingerprint.clone();
+
+    // Two archives and more data; the timer's last run failed.
+    std::fs::write(h.volume().join("more"), vec![7u8; 64 << 10]).unwrap();
+    let dir = h.root().join("srv/backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    for id in ["20261201T030000Z", "20261203T030000Z"] {
+        std::fs::write(dir.join(format!("data-{id}.ctm-volume.tar.zst")), b"123456").unwrap();
+    }
+    // A container's archive of the same name is not the volume's.
+    std::fs::write(dir.join("data-20261209T030000Z.ctm-backup.tar.zst"), b"1").unwrap();
+    h.fake.volume_timer_ran("data", "exit-code");
+    let plan = plan_of();
+    let data = &plan.volumes[0];
+    let last = data.last.as_ref().unwrap();
+    assert_eq!((last.id.as_str(), last.bytes), ("20261203T030000Z", 6));
+    assert_eq!(data.last_run.as_ref().unwrap().result, "exit-code");
+    // Data written and backups made change nothing an apply does.
+    assert_eq!(plan.fingerprint, fingerprint);
+    let text = ctm::plan::render::text(&plan, "Plan", ctm::plan::render::Show::NoDiffs);
+    assert!(text.contains("\nVolumes:\n"), "{text}");
+    // Red: its timer's last run failed.
+    assert!(
+        text.contains("volume data: 0.1 MB used, quota 8M; last backup 20261203T030000Z"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the last run of ctm-volume-backup-data.timer failed (exit-code)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  volume logs: not made yet, no quota; no backup yet"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["volumes"][0]["name"], "data");
+    assert_eq!(json["volumes"][0]["quota"], 8 << 20);
+    assert_eq!(json["volumes"][0]["last"]["id"], "20261203T030000Z");
+    assert!(json["volumes"][0]["used"].as_u64().is_some(), "{json}");
+
+    let status =
+        ctm::engine::status::status(&target, Access::Read, &sources(), &mut |_| {}).unwrap();
+    let data = status.volumes.iter().find(|v| v.name == "data").unwrap();
+    // The generation's quota: none.
+    assert_eq!(data.quota, None);
+    assert!(data.used.is_some_and(|u| u >= 64 << 10));
+    let backup = data.backup.as_ref().unwrap();
+    assert_eq!(
+        backup.timer.as_deref(),
+        Some("ctm-volume-backup-data.timer")
+    );
+    assert_eq!(backup.to.as_deref(), Some("/srv/backups"));
+    assert_eq!(backup.timer_active, Some(true));
+    assert_eq!(backup.last_result.as_deref(), Some("exit-code"));
+    assert_eq!(backup.last_run_failed, Some(true));
+    assert_eq!(backup.last.as_ref().unwrap().id, "20261203T030000Z");
+    let logs = status.volumes.iter().find(|v| v.name == "logs").unwrap();
+    assert_eq!(logs.backup, None);
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(
+        json["volumes"][0]["backup"]["last"]["id"],
+        "20261203T030000Z"
+    );
+    assert!(json["volumes"][1].get("backup").is_none(), "{json}");
+
+    // A volume's timer stopped by hand is drift the plan puts right.
+    h.fake.stop_timer("ctm-volume-backup-data.timer");
+    let status =
+        ctm::engine::status::status(&target, Access::Read, &sources(), &mut |_| {}).unwrap();
+    let data = status.volumes.iter().find(|v| v.name == "data").unwrap();
+    assert_eq!(data.backup.as_ref().unwrap().timer_active, Some(false));
+    assert!(
+        data.drift.contains(
+            &"ctm-volume-backup-data.timer is not active: the next apply starts it".to_string()
+        ),
+        "{:?}",
+        data.drift
+    );
+    let summaries: Vec<String> = plan_of()
+        .actions
+        .iter()
+        .map(|a| a.summary())
+        .filter(|a| a.starts_with("backup timers"))
+        .collect();
+    assert_eq!(
+        summaries,
+        ["backup timers: start ctm-volume-backup-data.timer"]
+    );
+}

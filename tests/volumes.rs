@@ -1446,3 +1446,490 @@ fn the_backup_timers_service_started_by_hand_archives_and_keeps_the_newest() {
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "inactive");
     assert_eq!(archives_in(&lab, "/srv/backups"), kept);
 }
+
+// ---- a volume's own backups ------------------------------------------------------
+
+/// The archive in `Backed up volume NAME to PATH, …`.
+fn volume_backed_up(said: &str) -> PathBuf {
+    let rest = said
+        .split("Backed up volume ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no backup made: {said}"));
+    let path = rest
+        .split(" to ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .next()
+        .unwrap();
+    PathBuf::from(path)
+}
+
+/// `bytes` that zstd cannot shrink, the same for one `seed`.
+fn noise(seed: u64, bytes: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+impl FilesOnly {
+    fn volume(&self) -> PathBuf {
+        self.root().join("var/lib/ctm/volumes/data")
+    }
+
+    /// The archives of volume `data` in `dir`, as `ctm backups --volume`
+    /// lists them, oldest first.
+    fn volume_archives(&self, dir: &Path) -> Vec<PathBuf> {
+        let listed = self.ok(&[
+            "backups",
+            "--volume",
+            "data",
+            "--in",
+            dir.to_str().unwrap(),
+            "--json",
+        ]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&listed)
+            .unwrap()
+            .iter()
+            .map(|b| PathBuf::from(b["path"].as_str().unwrap()))
+            .collect()
+    }
+}
+
+#[test]
+fn a_volumes_backup_keeps_the_newest_n_and_its_restore_keeps_what_it_replaced() {
+    let f = FilesOnly::new();
+    let dir = f.dir.path().join("backups");
+    let to = dir.to_str().unwrap();
+    std::fs::write(f.volume().join("table"), "v1").unwrap();
+    let first = volume_backed_up(&f.ok(&["backup", "--volume", "data", "--to", to]));
+    assert!(first.starts_with(&dir), "{first:?}");
+    assert!(
+        first
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with(".ctm-volume.tar.zst")
+    );
+    let mut made = vec![first.clone()];
+    for _ in 0..2 {
+        made.push(volume_backed_up(
+            &f.ok(&["backup", "--volume", "data", "--to", to, "--keep", "2"]),
+        ));
+    }
+    // The first pruned after the third was whole; never the container's.
+    assert_eq!(f.volume_archives(&dir), made[1..]);
+    assert!(f.ok(&["backups", "web", "--in", to]).contains("No backups"));
+
+    std::fs::write(f.volume().join("table"), "v2").unwrap();
+    std::fs::write(f.volume().join("new"), "new").unwrap();
+    let said = f.ok(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        made[1].to_str().unwrap(),
+    ]);
+    assert!(said.contains("verified"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v1"
+    );
+    assert!(!f.volume().join("new").exists());
+    // What it replaced is a new archive beside the one restored.
+    let now = f.volume_archives(&dir);
+    assert_eq!(now.len(), 3, "{now:?}");
+    let kept = now.last().unwrap().clone();
+    assert!(!made.contains(&kept), "{now:?}");
+    f.ok(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("new")).unwrap(),
+        "new"
+    );
+    // The volume is ctm's still: the host file plans nothing.
+    let planned = f.ctm(&["plan", f.file().to_str().unwrap(), "--detailed-exitcode"]);
+    assert_eq!(planned.status.code(), Some(0), "{}", text(&planned));
+}
+
+#[test]
+fn a_volumes_archive_with_a_flipped_byte_is_refused_and_nothing_changes() {
+    let f = FilesOnly::new();
+    let dir = f.dir.path().join("backups");
+    // Data zstd cannot shrink: the middle byte of the archive is data.
+    std::fs::write(f.volume().join("blob"), noise(1, 256 << 10)).unwrap();
+    let archive =
+        volume_backed_up(&f.ok(&["backup", "--volume", "data", "--to", dir.to_str().unwrap()]));
+    std::fs::write(f.volume().join("blob"), "changed since").unwrap();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&archive, &bytes).unwrap();
+
+    let (root_before, dir_before) = (contents(&f.root()), contents(&dir));
+    let out = f.ctm(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        archive.to_str().unwrap(),
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("is refused"), "{said}");
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert_eq!(contents(&f.root()), root_before, "{said}");
+    assert_eq!(contents(&dir), dir_before, "{said}");
+}
+
+/// Undoes `chattr +i` when dropped, even when the test fails.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    /// `None` (and a visible skip) where the file system has no such flag.
+    fn set(path: &Path) -> Option<Immutable> {
+        let ok = is_root()
+            && has_command("chattr")
+            && run(&["chattr", "+i", path.to_str().unwrap()])
+                .status
+                .success();
+        if skip_unless(
+            ok,
+            "chattr +i (root, e2fsprogs, a file system with the flag) is not available",
+        ) {
+            return None;
+        }
+        Some(Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = run(&["chattr", "-i", self.0.to_str().unwrap()]);
+    }
+}
+
+/// The swap itself fails (the volume made immutable: root cannot rename
+/// it either): the volume is as it was, the archives are all there, with
+/// the one that kept the volume, and the unpacked tree is gone.
+#[test]
+fn a_volume_restore_that_fails_at_the_swap_deletes_nothing_the_user_had() {
+    let f = FilesOnly::new();
+    let dir = f.dir.path().join("backups");
+    std::fs::write(f.volume().join("table"), "v1").unwrap();
+    let archive =
+        volume_backed_up(&f.ok(&["backup", "--volume", "data", "--to", dir.to_str().unwrap()]));
+    std::fs::write(f.volume().join("table"), "v2").unwrap();
+    let Some(_immutable) = Immutable::set(&f.volume()) else {
+        return;
+    };
+    let out = f.ctm(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        archive.to_str().unwrap(),
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v2",
+        "{said}"
+    );
+    let left = f.volume_archives(&dir);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[0], archive);
+    let volumes = f.root().join("var/lib/ctm/volumes");
+    let names: Vec<String> = std::fs::read_dir(&volumes)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["data"], "{said}");
+    drop(_immutable);
+    // The archive that kept it holds what the volume had.
+    f.ok(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        archive.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v1"
+    );
+    f.ok(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        left[1].to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(f.volume().join("table")).unwrap(),
+        "v2"
+    );
+}
+
+/// A restore that cannot fit is refused before anything is written, and
+/// says which volume, how much it needs and how much is free.
+#[test]
+fn a_volume_restore_that_cannot_fit_is_refused_naming_the_space_it_needs() {
+    let Some(fs) = Mounted::tmpfs("24m") else {
+        return;
+    };
+    let f = FilesOnly::with(Some(fs));
+    // The archives on another file system than the root.
+    let dir = f.dir.path().join("backups");
+    std::fs::write(f.volume().join("blob"), noise(2, 6 << 20)).unwrap();
+    let archive =
+        volume_backed_up(&f.ok(&["backup", "--volume", "data", "--to", dir.to_str().unwrap()]));
+    // Leave about 3 MB free on the root's file system.
+    let stat = nix::sys::statvfs::statvfs(&f.root()).unwrap();
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    fill(&f.root().join("filler"), free - (3 << 20)).unwrap();
+
+    let before = contents(&f.root());
+    let out = f.ctm(&[
+        "restore",
+        "--volume",
+        "data",
+        "--from",
+        archive.to_str().unwrap(),
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    // As one line: the report is wrapped to the terminal's width.
+    let said = said
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        said.contains("not enough space to restore volume data: it needs 6.3 MB, and"),
+        "{said}"
+    );
+    assert!(said.contains("MB are free at"), "{said}");
+    assert!(
+        said.contains("restoring volume data needs 6.3 MB at"),
+        "{said}"
+    );
+    assert!(said.contains("nothing was changed"), "{said}");
+    assert_eq!(contents(&f.root()), before);
+    assert_eq!(f.volume_archives(&dir), [archive]);
+}
+
+/// The archives of volume `data` in `dir` of the lab, oldest first.
+fn volume_archives_in(lab: &Lab, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(lab.path(dir))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("data-") && n.ends_with(".ctm-volume.tar.zst"))
+                .collect()
+        })
+        .unwrap_or_default();
+    // By id, as ctm orders them: `ID` before `ID-2` (which sorts first as
+    // text) made in the same second.
+    names.sort_by_key(|n| {
+        let id = n
+            .trim_start_matches("data-")
+            .trim_end_matches(".ctm-volume.tar.zst");
+        let (base, k) = id.split_once('-').unwrap_or((id, "1"));
+        (base.to_string(), k.parse::<u32>().unwrap_or(0))
+    });
+    names
+}
+
+/// A volume's `backup` block in a booted lab: its timer is active, its
+/// service started by hand archives the volume (its container frozen for
+/// the copy) and keeps the newest `keep`; plan and status show the last
+/// archive; a restore from one brings back the archived data and keeps
+/// what it replaced as an archive of its own.
+#[test]
+fn a_volumes_backup_timer_archives_keeps_the_newest_and_its_archive_restores() {
+    let started = std::time::Instant::now();
+    let host = LAB_SNAPSHOT_HOST.replace(
+        "    quota \"64M\"\n",
+        "    quota \"64M\"\n    backup {\n        to \"/srv/backups\"\n        \
+         every \"Mon..Fri 02:00\"\n        keep 2\n    }\n",
+    );
+    let Some(BtrfsLab { lab, fs }) = BtrfsLab::boot("volume-backup", &host) else {
+        return;
+    };
+    let booted = started.elapsed();
+    let applied = ctm_ok(&lab, &["apply", "/root/host.kdl", "--yes"]);
+    assert!(
+        applied.contains("ctm-volume-backup-data.timer"),
+        "{applied}"
+    );
+    let timer = "ctm-volume-backup-data.timer";
+    let service = "ctm-volume-backup-data.service";
+    assert_eq!(lab.ok(&["systemctl", "is-active", timer]).trim(), "active");
+    assert_eq!(
+        lab.ok(&["systemctl", "is-enabled", timer]).trim(),
+        "enabled"
+    );
+    let shown = lab.ok(&["systemctl", "show", "-p", "TimersCalendar", timer]);
+    assert!(
+        shown.contains("OnCalendar=Mon..Fri *-*-* 02:00:00"),
+        "{shown}"
+    );
+
+    let wrote = lab.run_in("web", &["sh", "-ec", "echo archived > /srv/data/hello"]);
+    assert!(wrote.status.success(), "{}", lab::show_output(&wrote));
+    let hello = fs.root().join("data/hello");
+    eventually(
+        "web wrote to its volume",
+        std::time::Duration::from_secs(30),
+        || match std::fs::read_to_string(&hello) {
+            Ok(s) if s == "archived\n" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+
+    let run = || {
+        let at = std::time::Instant::now();
+        let out = lab.run(&["systemctl", "start", service]);
+        let journal = lab.run(&["journalctl", "-u", service, "--no-pager"]);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            lab::show_output(&out),
+            lab::show_output(&journal)
+        );
+        let result = lab.ok(&["systemctl", "show", "-p", "Result,ExecMainStatus", service]);
+        assert!(
+            result.contains("Result=success") && result.contains("ExecMainStatus=0"),
+            "{result}\n{}",
+            lab::show_output(&journal)
+        );
+        at.elapsed()
+    };
+    let first_run = run();
+    let first = volume_archives_in(&lab, "/srv/backups");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let journal = lab.ok(&["journalctl", "-u", service, "--no-pager"]);
+    assert!(journal.contains("froze container web"), "{journal}");
+    let mut runs = vec![first_run];
+    for _ in 0..3 {
+        runs.push(run());
+    }
+    let kept = volume_archives_in(&lab, "/srv/backups");
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.contains(&first[0]), "the oldest was kept: {kept:?}");
+    // The timer's own state: active, waiting for its next Mon..Fri 02:00.
+    let state = lab.ok(&[
+        "systemctl",
+        "show",
+        "-p",
+        "ActiveState,NextElapseUSecRealtime,Result",
+        timer,
+    ]);
+    assert!(
+        state.contains("ActiveState=active") && state.contains("Result=success"),
+        "{state}"
+    );
+
+    // Plan and status name the newest archive.
+    let plan: serde_json::Value =
+        serde_json::from_str(&ctm_ok(&lab, &["plan", "/root/host.kdl", "--json"])).unwrap();
+    let newest = kept.last().unwrap();
+    let last = &plan["volumes"][0]["last"];
+    assert!(
+        last["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(newest.as_str())),
+        "{plan}"
+    );
+    assert_eq!(plan["volumes"][0]["quota"], 64 << 20);
+    assert!(plan["volumes"][0]["used"].as_u64().is_some(), "{plan}");
+    assert_eq!(plan["volumes"][0]["last_run"]["result"], "success");
+    let status = ctm_ok(&lab, &["status"]);
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("volume data "))
+        .unwrap_or_else(|| panic!("no backup row for the volume:\n{status}"));
+    assert!(
+        row.contains(timer) && row.contains(newest.as_str()),
+        "{status}"
+    );
+
+    // Changed since; restored from the newest archive with web stopped.
+    let wrote = lab.run_in("web", &["sh", "-ec", "echo changed > /srv/data/hello"]);
+    assert!(wrote.status.success(), "{}", lab::show_output(&wrote));
+    let archive = format!("/srv/backups/{newest}");
+    let refused = ctm(&lab, &["restore", "--volume", "data", "--from", &archive]);
+    assert!(
+        lab::show_output(&refused).contains("volume data is mounted by container web, which runs"),
+        "{}",
+        lab::show_output(&refused)
+    );
+    ctm_ok(&lab, &["stop", "web"]);
+    let restore_at = std::time::Instant::now();
+    let restored = ctm_ok(&lab, &["restore", "--volume", "data", "--from", &archive]);
+    let restore_took = restore_at.elapsed();
+    assert_eq!(
+        std::fs::read_to_string(&hello).unwrap(),
+        "archived\n",
+        "{restored}"
+    );
+    let after = volume_archives_in(&lab, "/srv/backups");
+    assert_eq!(after.len(), 3, "{after:?}");
+    let replaced = after
+        .iter()
+        .find(|n| !kept.contains(n))
+        .unwrap_or_else(|| panic!("no archive kept the replaced state: {after:?}"));
+    assert!(restored.contains(replaced.as_str()), "{restored}");
+    ctm_ok(&lab, &["start", "web"]);
+    eventually(
+        "web reads the restored file",
+        std::time::Duration::from_secs(60),
+        || {
+            let out = lab.run_in("web", &["cat", "/srv/data/hello"]);
+            if String::from_utf8_lossy(&out.stdout) == "archived\n" {
+                Ok(())
+            } else {
+                Err(lab::show_output(&out))
+            }
+        },
+    );
+    // The replaced state is in the archive that kept it.
+    ctm_ok(&lab, &["stop", "web"]);
+    ctm_ok(
+        &lab,
+        &[
+            "restore",
+            "--volume",
+            "data",
+            "--from",
+            &format!("/srv/backups/{replaced}"),
+        ],
+    );
+    assert_eq!(std::fs::read_to_string(&hello).unwrap(), "changed\n");
+    // The volume is ctm's still, with its quota.
+    ctm_ok(&lab, &["start", "web"]);
+    plan_is_empty(&lab, "/root/host.kdl", &[]).unwrap();
+    eprintln!(
+        "volume backup lab: booted in {booted:?}, service runs {runs:?}, restore {restore_took:?}, \
+         all {:?}",
+        started.elapsed()
+    );
+}

@@ -1034,6 +1034,22 @@ pub fn newest<'a>(
     dirs: &[PathBuf],
     containers: impl IntoIterator<Item = &'a str>,
 ) -> BTreeMap<String, Listed> {
+    newest_of(
+        dirs,
+        containers
+            .into_iter()
+            .map(|c| Subject::Container(c.to_string())),
+    )
+}
+
+/// The newest archive of each of `subjects` (containers, volumes or both)
+/// in any of `dirs`, each directory read once, by the subject's name;
+/// subjects without one are left out. A container and a volume of one
+/// name should not be asked together: their archives would share a key.
+pub fn newest_of(
+    dirs: &[PathBuf],
+    subjects: impl IntoIterator<Item = Subject>,
+) -> BTreeMap<String, Listed> {
     let mut files: Vec<(String, PathBuf, Metadata)> = Vec::new();
     let mut seen = BTreeSet::new();
     for dir in dirs.iter().filter(|d| seen.insert(d.as_path())) {
@@ -1041,20 +1057,23 @@ pub fn newest<'a>(
             continue;
         };
         files.extend(entries.filter_map(Result::ok).filter_map(|e| {
-            let name = e.file_name().to_str()?.strip_suffix(EXTENSION)?.to_string();
+            let name = e.file_name().to_str()?.to_string();
             let meta = e.metadata().ok().filter(Metadata::is_file)?;
             Some((name, e.path(), meta))
         }));
     }
     let mut found = BTreeMap::new();
-    for container in containers {
-        let prefix = format!("{container}-");
+    for subject in subjects {
+        let prefix = format!("{}-", subject.name());
         let newest = files
             .iter()
             .filter_map(|(name, path, meta)| {
-                let id = name.strip_prefix(&prefix).filter(|id| is_id(id))?;
+                let id = name
+                    .strip_suffix(subject.extension())?
+                    .strip_prefix(&prefix)
+                    .filter(|id| is_id(id))?;
                 Some(Listed {
-                    subject: Subject::Container(container.to_string()),
+                    subject: subject.clone(),
                     id: id.to_string(),
                     path: path.clone(),
                     bytes: meta.len(),
@@ -1063,7 +1082,7 @@ pub fn newest<'a>(
             })
             .max_by_key(|l| id_order(&l.id));
         if let Some(newest) = newest {
-            found.insert(container.to_string(), newest);
+            found.insert(subject.name().to_string(), newest);
         }
     }
     found
@@ -1075,14 +1094,24 @@ pub fn id_at(now: u64) -> String {
 }
 
 /// A new archive's id: the time, with `-2`, `-3`… when that second has
-/// one already in `dir`.
+/// one already in `dir`: always after every archive of that second there,
+/// even one pruned from between them, so that the newest sorts newest (a
+/// reused id would sort oldest, and be pruned first).
 pub fn new_id(dir: &Path, subject: &Subject, now: u64) -> String {
     let base = id_at(now);
     let taken = |id: &str| dir.join(file_name(subject, id)).symlink_metadata().is_ok();
-    if !taken(&base) {
-        return base;
-    }
-    (2..)
+    let last = list(dir, subject)
+        .iter()
+        .map(|l| id_order(&l.id))
+        .filter(|(b, _)| *b == base)
+        .map(|(_, n)| n)
+        .max();
+    let first = match last {
+        None if !taken(&base) => return base,
+        None => 2,
+        Some(n) => n + 1,
+    };
+    (first.max(2)..)
         .map(|n| format!("{base}-{n}"))
         .find(|id| !taken(id))
         .unwrap_or(base)
@@ -1099,6 +1128,23 @@ mod tests {
 
     fn web() -> Subject {
         Subject::Container("web".into())
+    }
+
+    #[test]
+    fn a_new_id_sorts_after_every_archive_of_its_second_even_one_pruned_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_796_318_100;
+        let base = id_at(now);
+        let subject = Subject::Volume("data".into());
+        for id in [base.clone(), format!("{base}-2"), format!("{base}-3")] {
+            assert_eq!(new_id(dir.path(), &subject, now), id);
+            std::fs::write(dir.path().join(file_name(&subject, &id)), b"").unwrap();
+        }
+        // The first pruned: the next is still the newest.
+        std::fs::remove_file(dir.path().join(file_name(&subject, &base))).unwrap();
+        assert_eq!(new_id(dir.path(), &subject, now), format!("{base}-4"));
+        // Another subject's archives are not counted.
+        assert_eq!(new_id(dir.path(), &web(), now), base);
     }
 
     /// A tree with a file, a mode, a hard link, a symlink out of it, an

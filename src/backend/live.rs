@@ -29,7 +29,13 @@ use crate::layout::{self, STATE_DIR};
 use crate::plan::{Action, FirewallState, SystemState, TimerRun};
 
 /// Each backup timer's activity and its service's last run, by container.
-type BackupTimers = (BTreeMap<String, bool>, BTreeMap<String, TimerRun>);
+/// The backup timers' states by unit, and their services' last runs by
+/// container and by volume.
+type BackupTimers = (
+    BTreeMap<String, bool>,
+    BTreeMap<String, TimerRun>,
+    BTreeMap<String, TimerRun>,
+);
 
 /// Where the cgroup tree is mounted.
 const SYS_FS_CGROUP: &str = "/sys/fs/cgroup";
@@ -497,7 +503,8 @@ impl LiveSystem {
     /// service last ran, by container.
     fn backup_timers(&self, expect: &Health) -> Result<BackupTimers, SystemError> {
         self.runtime.block_on(async {
-            let (mut active, mut runs) = (BTreeMap::new(), BTreeMap::new());
+            let (mut active, mut runs, mut volume_runs) =
+                (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
             for name in expect.backups.keys() {
                 let timer = crate::layout::backup_timer(name);
                 let (up, run) = self
@@ -507,7 +514,17 @@ impl LiveSystem {
                 active.insert(timer, up);
                 runs.insert(name.clone(), run);
             }
-            Ok((active, runs))
+            let volumes = expect.volumes.iter().filter(|(_, v)| v.backup.is_some());
+            for (name, _) in volumes {
+                let timer = crate::layout::volume_backup_timer(name);
+                let (up, run) = self
+                    .systemd
+                    .timer_state(&timer, &crate::layout::volume_backup_service(name))
+                    .await?;
+                active.insert(timer, up);
+                volume_runs.insert(name.clone(), run);
+            }
+            Ok((active, runs, volume_runs))
         })
     }
 
@@ -836,7 +853,7 @@ impl System for LiveSystem {
             }
             _ => false,
         };
-        let (timers, timer_runs) = self.backup_timers(expect)?;
+        let (timers, timer_runs, volume_timer_runs) = self.backup_timers(expect)?;
         let ports = self.ports_of(expect, |name| containers.get(name) == Some(&true))?;
         Ok(SystemState {
             containers: Some(containers),
@@ -855,6 +872,10 @@ impl System for LiveSystem {
             backup_timers: Some(timers),
             timer_runs,
             last_backups: BTreeMap::new(),
+            volume_timer_runs,
+            // Read by the engine for every root.
+            last_volume_backups: BTreeMap::new(),
+            volume_usage: BTreeMap::new(),
             links_down: Some(links_down),
             ports: Some(ports),
             // Read by the engine for every root (`volumes::observe`).
@@ -1036,7 +1057,7 @@ impl System for LiveSystem {
             problems.push(e.why);
         }
         match self.backup_timers(expect) {
-            Ok((active, _)) => problems.extend(
+            Ok((active, _, _)) => problems.extend(
                 active
                     .into_iter()
                     .filter(|(_, up)| !up)

@@ -31,6 +31,8 @@ pub struct Log {
     /// How each container's backup timer last ran its service; none: it
     /// never did.
     pub timer_runs: BTreeMap<String, crate::plan::TimerRun>,
+    /// Volume backup timers' runs, by volume.
+    pub volume_timer_runs: BTreeMap<String, crate::plan::TimerRun>,
 }
 
 /// The fake. Cloning gives another handle on the same log and settings,
@@ -101,6 +103,18 @@ impl Recording {
         );
     }
 
+    /// Volume `name`'s backup timer ran its service, which ended with
+    /// `result`.
+    pub fn volume_timer_ran(&self, name: &str, result: &str) {
+        lock(&self.log).volume_timer_runs.insert(
+            name.to_string(),
+            crate::plan::TimerRun {
+                result: result.to_string(),
+                last_trigger_usec: 1_000_000,
+            },
+        );
+    }
+
     /// The action with this summary fails, once.
     pub fn fail_on(&self, summary: &str) {
         lock(&self.fail).insert(summary.to_string());
@@ -138,7 +152,7 @@ impl System for Recording {
         self.record("observe".into());
         let running = self.running();
         // Read before the state below, which holds the log's lock.
-        let (timers, timer_runs) = {
+        let (timers, timer_runs, volume_timer_runs) = {
             let log = lock(&self.log);
             let timers: BTreeMap<String, bool> = crate::plan::all_timers_active(expect)
                 .into_keys()
@@ -147,7 +161,11 @@ impl System for Recording {
                     (timer, active)
                 })
                 .collect();
-            (timers, log.timer_runs.clone())
+            (
+                timers,
+                log.timer_runs.clone(),
+                log.volume_timer_runs.clone(),
+            )
         };
         Ok(SystemState {
             containers: Some(
@@ -195,6 +213,9 @@ impl System for Recording {
             backup_timers: Some(timers),
             timer_runs,
             last_backups: BTreeMap::new(),
+            volume_timer_runs,
+            last_volume_backups: BTreeMap::new(),
+            volume_usage: BTreeMap::new(),
             links_down: Some(BTreeSet::new()),
         })
     }

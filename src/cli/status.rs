@@ -170,11 +170,19 @@ fn render(status: &Status) -> String {
             &rows,
         );
     }
-    let backups: Vec<[String; 5]> = status
+    // Containers' by name, volumes' as `volume NAME`.
+    let backed_up = status
         .containers
         .iter()
-        .filter_map(|c| {
-            let b = c.backup.as_ref()?;
+        .filter_map(|c| Some((c.name.clone(), c.backup.as_ref()?)))
+        .chain(
+            status
+                .volumes
+                .iter()
+                .filter_map(|v| Some((format!("volume {}", v.name), v.backup.as_ref()?))),
+        );
+    let backups: Vec<[String; 5]> = backed_up
+        .map(|(name, b)| {
             let timer = match (&b.timer, b.timer_active) {
                 (None, _) => "none".to_string(),
                 (Some(t), Some(false)) => format!("{t} (not active)"),
@@ -194,7 +202,7 @@ fn render(status: &Status) -> String {
                     )
                 },
             );
-            Some([c.name.clone(), timer, last_run, last.1, last.0])
+            [name, timer, last_run, last.1, last.0]
         })
         .collect();
     if !backups.is_empty() {
@@ -352,6 +360,19 @@ mod tests {
                     containers: vec!["db".into(), "web".into()],
                     kept: false,
                     drift: Vec::new(),
+                    backup: Some(crate::status::BackupStatus {
+                        timer: Some("ctm-volume-backup-pgdata.timer".into()),
+                        to: Some("/srv/backups".into()),
+                        timer_active: Some(true),
+                        last_result: Some("success".into()),
+                        last_run_failed: Some(false),
+                        last: Some(crate::plan::LastBackup {
+                            id: "20261203T171500Z".into(),
+                            path: "/srv/backups/pgdata-20261203T171500Z.ctm-volume.tar.zst".into(),
+                            bytes: 1_500_000,
+                            at: 1_796_318_100,
+                        }),
+                    }),
                 },
                 VolumeStatus {
                     name: "old".into(),
@@ -362,6 +383,7 @@ mod tests {
                     containers: Vec::new(),
                     kept: true,
                     drift: Vec::new(),
+                    backup: None,
                 },
             ],
             topologies: Vec::new(),
@@ -393,8 +415,16 @@ mod tests {
         );
         assert!(
             text.contains(
-                "web        ctm-backup-web.timer (not active)  failed (exit-code)  2.5 MB  \
+                "web            ctm-backup-web.timer (not active)  failed (exit-code)  2.5 MB  \
                  2026-12-03T17:15:00Z /srv/backups/web-20261203T171500Z.ctm-backup.tar.zst"
+            ),
+            "{text}"
+        );
+        // A volume's backups are in the same table, named as a volume.
+        assert!(
+            text.contains(
+                "volume pgdata  ctm-volume-backup-pgdata.timer     success             1.5 MB  \
+                 2026-12-03T17:15:00Z /srv/backups/pgdata-20261203T171500Z.ctm-volume.tar.zst"
             ),
             "{text}"
         );

@@ -63,6 +63,10 @@ pub struct VolumeHealth {
     pub quota: Option<u64>,
     /// The containers that mount it, sorted.
     pub containers: Vec<String>,
+    /// Its `backup` block: its timer (`layout::volume_backup_timer`)
+    /// must be active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupHealth>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +268,9 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
                 VolumeHealth {
                     quota: v.quota.map(|q| q.bytes()),
                     containers: users,
+                    backup: v.backup.as_ref().map(|b| BackupHealth {
+                        to: b.to.to_string(),
+                    }),
                 },
             )
         })

@@ -716,13 +716,13 @@ pub fn restore_volume(
     )?;
     let root = session.store.root().to_path_buf();
     let tree = volumes::path(&root, name);
-    check_space(tree.parent().unwrap_or(&root), manifest.bytes, Method::Copy)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    check_volume_restore_space(name, &tree, manifest.bytes, dir, rootfs::size(&tree).0)?;
 
     // 1. What is replaced is kept first, as an archive like any other: a
     //    restore loses nothing, and the kept state is listed and pruned
     //    with the rest. No container that mounts the volume runs, and the
     //    lock is held: it does not change while it is archived.
-    let dir = path.parent().unwrap_or(Path::new("."));
     let subject = Subject::Volume(name.to_string());
     let kept_id = archive::new_id(dir, &subject, crate::clock::now_unix());
     let kept_path = dir.join(archive::file_name(&subject, &kept_id));
@@ -759,6 +759,78 @@ pub fn restore_volume(
         id: manifest.id.clone(),
         kept: made(&kept, &kept_path, Vec::new()),
     })
+}
+
+/// Refuses a restore of volume `volume` (at `tree`) that cannot fit,
+/// before anything is written: the archive's `unpacked` bytes go beside
+/// the volume, and the volume as it is (`current` bytes, at most that
+/// much compressed) is kept as an archive in `dir`. Where both are on one
+/// file system, it must take both.
+fn check_volume_restore_space(
+    volume: &str,
+    tree: &Path,
+    unpacked: u64,
+    dir: &Path,
+    current: u64,
+) -> miette::Result<()> {
+    let beside = tree.parent().unwrap_or(tree);
+    let free_beside = snaps::free_bytes(beside)?;
+    let same = device(beside).is_some() && device(beside) == device(dir);
+    let mut needs = vec![(
+        beside,
+        unpacked + if same { current } else { 0 },
+        free_beside,
+    )];
+    if !same {
+        needs.push((dir, current, snaps::free_bytes(dir)?));
+    }
+    for (at, needed, free) in needs {
+        if let Some(refused) = volume_space_refusal(volume, at, needed, free, unpacked, current) {
+            return Err(refused);
+        }
+    }
+    Ok(())
+}
+
+/// The device of the nearest directory at or above `path`.
+fn device(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    path.ancestors()
+        .find_map(|p| std::fs::metadata(p).ok().filter(std::fs::Metadata::is_dir))
+        .map(|m| m.dev())
+}
+
+/// The refusal of a volume's restore that needs `needed` bytes at `at`,
+/// where `free` are free; `None` when it fits.
+fn volume_space_refusal(
+    volume: &str,
+    at: &Path,
+    needed: u64,
+    free: u64,
+    unpacked: u64,
+    current: u64,
+) -> Option<miette::Report> {
+    if needed <= free {
+        return None;
+    }
+    let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
+    Some(miette!(
+        help = format!(
+            "restoring volume {volume} needs {} at {} ({} unpacked from the backup beside the \
+             volume, and up to {} to keep the volume as it is as an archive first), and {} \
+             are free there; nothing was changed: free some space there (older archives of \
+             the volume: `ctm backups --volume {volume}`) and restore again",
+            mb(needed),
+            at.display(),
+            mb(unpacked),
+            mb(current),
+            mb(free)
+        ),
+        "not enough space to restore volume {volume}: it needs {}, and {} are free at {}",
+        mb(needed),
+        mb(free),
+        at.display()
+    ))
 }
 
 /// What an import did.
@@ -905,6 +977,28 @@ pub fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_restore_that_cannot_fit_names_the_volume_the_space_needed_and_free() {
+        let at = Path::new("/var/lib/ctm/volumes");
+        assert!(volume_space_refusal("data", at, 5_000_000, 5_000_000, 3, 4).is_none());
+        let refused =
+            volume_space_refusal("data", at, 12_300_000, 5_000_000, 11_000_000, 1_300_000)
+                .expect("refused");
+        assert_eq!(
+            refused.to_string(),
+            "not enough space to restore volume data: it needs 12.3 MB, and 5.0 MB are free at \
+             /var/lib/ctm/volumes"
+        );
+        let help = refused.help().map(|h| h.to_string()).unwrap_or_default();
+        assert_eq!(
+            help,
+            "restoring volume data needs 12.3 MB at /var/lib/ctm/volumes (11.0 MB unpacked from \
+             the backup beside the volume, and up to 1.3 MB to keep the volume as it is as an \
+             archive first), and 5.0 MB are free there; nothing was changed: free some space \
+             there (older archives of the volume: `ctm backups --volume data`) and restore again"
+        );
+    }
 
     const HOST: &str = r#"network "lan" {
     bridge "br0"

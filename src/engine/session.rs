@@ -492,6 +492,14 @@ impl Session {
         // to make and refuses a quota their file system cannot enforce.
         system.volumes = volumes::observe(self.store.root(), &expect.volumes)?;
         system.last_backups = last_backups(self.store.root(), &expect);
+        system.last_volume_backups = last_volume_backups(self.store.root(), &expect);
+        // What each volume holds, for the plan's list of volumes: a
+        // project's own count where it has one, else a walk reused for a
+        // minute.
+        system.volume_usage = volumes::measure(self.store.root())
+            .into_iter()
+            .map(|(name, m)| (name, m.used))
+            .collect();
         if options.check_steps {
             // Only containers whose steps are installed have run them.
             let names: BTreeSet<String> = expect
@@ -521,6 +529,40 @@ impl Session {
     }
 }
 
+/// An archive found, as the plan and the status show it.
+fn last_backup(l: crate::backend::archive::Listed) -> plan::LastBackup {
+    plan::LastBackup {
+        id: l.id,
+        path: l.path.display().to_string(),
+        bytes: l.bytes,
+        at: l.modified,
+    }
+}
+
+/// The newest archive of each volume of `expect`, in its `backup` block's
+/// directory or in the default one (`ctm backup --volume` without `--to`).
+pub(crate) fn last_volume_backups(
+    root: &std::path::Path,
+    expect: &health::Health,
+) -> BTreeMap<String, plan::LastBackup> {
+    let mut dirs = vec![root.join(crate::layout::BACKUPS)];
+    dirs.extend(
+        expect
+            .volumes
+            .values()
+            .filter_map(|v| v.backup.as_ref())
+            .map(|b| root.join(b.to.trim_start_matches('/'))),
+    );
+    let subjects = expect
+        .volumes
+        .keys()
+        .map(|name| crate::backend::archive::Subject::Volume(name.clone()));
+    crate::backend::archive::newest_of(&dirs, subjects)
+        .into_iter()
+        .map(|(name, l)| (name, last_backup(l)))
+        .collect()
+}
+
 /// The newest archive of each container of `expect`, in its `backup`
 /// block's directory or in the default one (`ctm backup` without `--to`).
 pub(crate) fn last_backups(
@@ -536,16 +578,6 @@ pub(crate) fn last_backups(
     );
     crate::backend::archive::newest(&dirs, expect.containers.keys().map(String::as_str))
         .into_iter()
-        .map(|(name, l)| {
-            (
-                name,
-                plan::LastBackup {
-                    id: l.id,
-                    path: l.path.display().to_string(),
-                    bytes: l.bytes,
-                    at: l.modified,
-                },
-            )
-        })
+        .map(|(name, l)| (name, last_backup(l)))
         .collect()
 }

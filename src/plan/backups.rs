@@ -103,21 +103,27 @@ pub(super) fn idle_timers(input: &Inputs<'_>, changed: &[String]) -> Vec<String>
     let Some(timers) = &input.system.backup_timers else {
         return Vec::new();
     };
-    input
-        .expect
-        .backups
-        .keys()
-        .map(|name| crate::layout::backup_timer(name))
+    timer_units(input.expect)
         .filter(|t| !changed.contains(t) && timers.get(t) == Some(&false))
         .collect()
+}
+
+/// The backup timers of `expect`: its containers', then its volumes'.
+fn timer_units(expect: &crate::compile::health::Health) -> impl Iterator<Item = String> + '_ {
+    let containers = expect
+        .backups
+        .keys()
+        .map(|n| crate::layout::backup_timer(n));
+    let volumes = expect
+        .volumes
+        .iter()
+        .filter(|(_, v)| v.backup.is_some())
+        .map(|(n, _)| crate::layout::volume_backup_timer(n));
+    containers.chain(volumes)
 }
 
 /// The `backup_timers` part of the state of a system whose timers are
 /// all `active`: the recording fake's, for instance.
 pub fn all_active(expect: &crate::compile::health::Health) -> BTreeMap<String, bool> {
-    expect
-        .backups
-        .keys()
-        .map(|name| (crate::layout::backup_timer(name), true))
-        .collect()
+    timer_units(expect).map(|timer| (timer, true)).collect()
 }

@@ -24,7 +24,7 @@ pub use action::{Action, batches};
 pub use backups::{BackupNote, LastBackup, TimerRun, all_active as all_timers_active};
 pub use manifest::{Manifest, ManifestEntry, entry_of};
 pub use roots::{RootNote, RootsState, choose as choose_root};
-pub use volumes::{KeptVolume, Present, QuotaNote, QuotaSupport, VolumesState};
+pub use volumes::{KeptVolume, Present, QuotaNote, QuotaSupport, VolumeNote, VolumesState};
 
 /// What a plan may do beyond bringing ctm's files to the host file's
 /// version, and how closely it looks: `--adopt`, `--prune` and
@@ -118,6 +118,20 @@ pub struct SystemState {
     /// by the engine on every root. Not part of the fingerprint either.
     #[serde(skip)]
     pub last_backups: BTreeMap<String, LastBackup>,
+    /// How each volume backup timer's service last ran, by volume (a live
+    /// system only); not part of the fingerprint.
+    #[serde(skip)]
+    pub volume_timer_runs: BTreeMap<String, TimerRun>,
+    /// The newest archive of each volume of the desired generation, in
+    /// its `backup` block's directory or the default one, read by the
+    /// engine on every root; not part of the fingerprint.
+    #[serde(skip)]
+    pub last_volume_backups: BTreeMap<String, LastBackup>,
+    /// What each volume ctm made holds, in bytes, by name, as the engine
+    /// measured it (`backend::volumes::measure`); not part of the
+    /// fingerprint: data written changes nothing an apply does.
+    #[serde(skip)]
+    pub volume_usage: BTreeMap<String, u64>,
 }
 
 /// Whether the running kernel can make links of one kind.
@@ -259,6 +273,10 @@ pub struct Plan {
     /// their timer's last run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<BackupNote>,
+    /// The volumes of the host file: what each holds, its quota, its
+    /// last backup and its timer's last run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeNote>,
     /// False when the root is not the running system: actions are listed
     /// but not performed.
     pub live_system: bool,
@@ -429,6 +447,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
         new_roots: roots.new,
         unavailable_roots: roots.unavailable,
         backups: backups::notes(input),
+        volumes: volumes::notes(input),
         live_system: input.system.containers.is_some(),
         summary,
         fingerprint: fingerprint(input, desired_manifest),

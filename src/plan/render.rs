@@ -95,6 +95,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
         kept_rootfs(&mut out, plan);
         kept_volumes(&mut out, plan);
         backups(&mut out, plan);
+        volumes(&mut out, plan);
         return out;
     }
     if !plan.files.is_empty() {
@@ -209,6 +210,7 @@ pub fn text(plan: &Plan, title: &str, show: Show) -> String {
     quotas(&mut out, plan);
     roots(&mut out, plan);
     backups(&mut out, plan);
+    volumes(&mut out, plan);
     let s = &plan.summary;
     let _ = writeln!(
         out,
@@ -400,6 +402,27 @@ fn backups(out: &mut String, plan: &Plan) {
         let line = format!("container {}: {}", note.container, note.describe());
         let failed = note.last_run.as_ref().is_some_and(|r| r.failed());
         let _ = writeln!(out, "  {}", if failed { paint(RED, &line) } else { line });
+    }
+}
+
+/// Each volume of the host file: what it holds, its quota, its last
+/// backup.
+fn volumes(out: &mut String, plan: &Plan) {
+    if plan.volumes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nVolumes:");
+    for note in &plan.volumes {
+        let line = note.describe();
+        let _ = writeln!(
+            out,
+            "  {}",
+            if note.failed() {
+                paint(RED, &line)
+            } else {
+                line
+            }
+        );
     }
 }
 

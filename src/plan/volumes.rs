@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Action, Conflict, Inputs};
+use super::{Action, BackupNote, Conflict, Inputs, LastBackup, TimerRun};
 use crate::layout;
 
 /// The volumes directory and what is in it, as the system reports it.
@@ -77,6 +77,79 @@ pub struct KeptVolume {
     pub name: String,
     /// Where it is on the host (`/var/lib/ctm/volumes/NAME`).
     pub path: String,
+}
+
+/// A volume of the desired generation as the plan shows it: what it
+/// holds, its quota, and its backups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeNote {
+    pub name: String,
+    /// The quota the host file sets, in bytes (`null`: none).
+    pub quota: Option<u64>,
+    /// What it holds now, in bytes, as the engine measured it (a
+    /// project's count, else its files' blocks); `null` while ctm has not
+    /// made it.
+    pub used: Option<u64>,
+    /// `ctm-volume-backup-NAME.timer`, when it has a `backup` block.
+    pub timer: Option<String>,
+    /// Its newest archive; `null`: none found.
+    pub last: Option<LastBackup>,
+    /// The timer's last run, on a live system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<TimerRun>,
+}
+
+impl VolumeNote {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let used = match self.used {
+            Some(bytes) => format!("{:.1} MB used", bytes as f64 / 1e6),
+            None => "not made yet".to_string(),
+        };
+        let quota = match self.quota {
+            Some(q) => format!("quota {}", crate::model::size_text(q)),
+            None => "no quota".to_string(),
+        };
+        let mut line = format!("volume {}: {used}, {quota}; ", self.name);
+        line.push_str(
+            &BackupNote {
+                container: self.name.clone(),
+                timer: self.timer.clone(),
+                last: self.last.clone(),
+                last_run: self.last_run.clone(),
+            }
+            .describe(),
+        );
+        line
+    }
+
+    /// Whether its timer's last run failed.
+    pub fn failed(&self) -> bool {
+        self.last_run.as_ref().is_some_and(TimerRun::failed)
+    }
+}
+
+/// Every volume of the desired generation, with what it holds, its quota
+/// and its last backup.
+pub(super) fn notes(input: &Inputs<'_>) -> Vec<VolumeNote> {
+    input
+        .expect
+        .volumes
+        .iter()
+        .map(|(name, v)| VolumeNote {
+            name: name.clone(),
+            quota: v.quota,
+            used: input.system.volume_usage.get(name).copied(),
+            timer: v.backup.as_ref().map(|_| layout::volume_backup_timer(name)),
+            last: input.system.last_volume_backups.get(name).cloned(),
+            last_run: input
+                .system
+                .volume_timer_runs
+                .get(name)
+                .filter(|_| v.backup.is_some())
+                .cloned(),
+        })
+        .collect()
 }
 
 /// What the plan does about volumes.
@@ -181,6 +254,7 @@ mod tests {
                         VolumeHealth {
                             quota: *quota,
                             containers: vec!["db".into()],
+                            backup: None,
                         },
                     )
                 })
