@@ -752,6 +752,7 @@ mod tests {
                 VolumeHealth {
                     quota,
                     containers: vec!["db".into()],
+                    backup_to: None,
                 },
             );
         }

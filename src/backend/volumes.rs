@@ -839,6 +839,7 @@ mod tests {
             VolumeHealth {
                 quota: None,
                 containers: vec!["db".into()],
+                backup_to: None,
             },
         )])
     }

@@ -63,6 +63,10 @@ pub struct VolumeHealth {
     pub quota: Option<u64>,
     /// The containers that mount it, sorted.
     pub containers: Vec<String>,
+    /// The directory its `backup` block's archives go into, as the host
+    /// sees it; `None` without a block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +220,7 @@ pub fn health(host: &Host, chains: &Chains, sockets: Vec<String>) -> Health {
                 VolumeHealth {
                     quota: v.quota.map(|q| q.bytes()),
                     containers: users,
+                    backup_to: v.backup.as_ref().map(|b| b.to.to_string()),
                 },
             )
         })

@@ -181,6 +181,7 @@ mod tests {
                         VolumeHealth {
                             quota: *quota,
                             containers: vec!["db".into()],
+                            backup_to: None,
                         },
                     )
                 })
