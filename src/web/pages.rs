@@ -945,8 +945,8 @@ async fn container_page(
         div class="card shadow-sm mt-3" id="backups-card" data-refused=[refused.as_deref()] {
             div class="card-header d-flex flex-wrap align-items-center gap-2" {
                 h2 class="h6 mb-0 me-auto" { "Snapshots & backups" }
-                button class="btn btn-outline-primary btn-sm" type="button" id="snapshot-now" { "Snapshot now" }
-                button class="btn btn-outline-primary btn-sm" type="button" id="backup-now" { "Back up now" }
+                button class="btn btn-primary btn-sm" type="button" id="snapshot-now" { "Snapshot now" }
+                button class="btn btn-primary btn-sm" type="button" id="backup-now" { "Back up now" }
             }
             div class="card-body" {
                 div id="backup-result" aria-live="polite" {}

@@ -30,7 +30,7 @@ function table(headers, rows, empty) {
 
 function restoreButton(kind, id) {
   return h('button', {
-    class: 'btn btn-outline-warning btn-sm', type: 'button', 'data-restore': kind, 'data-id': id,
+    class: 'btn btn-outline-danger btn-sm', type: 'button', 'data-restore': kind, 'data-id': id,
     disabled: busy || Boolean($('backups-card')?.dataset.refused) || undefined,
     onclick: () => preview(kind, id),
   }, 'Restore…');
