@@ -175,12 +175,15 @@ pub fn preview_of(facts: &Facts) -> RestorePreview {
             facts.space_at
         ));
     }
-    let trees = if facts.volumes.is_empty() {
-        "its root file system".to_string()
+    let (trees, are) = if facts.volumes.is_empty() {
+        ("its root file system".to_string(), "it is")
     } else {
-        format!(
-            "its root file system and volumes {}",
-            facts.volumes.join(", ")
+        (
+            format!(
+                "its root file system and volumes {}",
+                facts.volumes.join(", ")
+            ),
+            "they are",
         )
     };
     let mut steps = Vec::new();
@@ -206,7 +209,7 @@ pub fn preview_of(facts: &Facts) -> RestorePreview {
         )),
     }
     steps.push(format!(
-        "{} {what}'s {trees} beside the current ones ({})",
+        "{} {trees} from {what} beside the current ones ({})",
         if facts.kind == Kind::Archive {
             "unpack"
         } else {
@@ -235,7 +238,7 @@ pub fn preview_of(facts: &Facts) -> RestorePreview {
         restarts: facts.running,
         volumes: facts.volumes.clone(),
         kept: format!(
-            "{trees} as they are now, as a new snapshot of container {name} (restoring it undoes this restore)"
+            "{trees} as {are} now, as a new snapshot of container {name} (restoring it undoes this restore)"
         ),
         kept_bytes: facts.replaced,
         space: Space {

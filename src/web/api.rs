@@ -75,11 +75,19 @@ pub fn routes() -> Router<Shared> {
         )
         .route(
             "/api/containers/{name}/snapshots/{id}/restore",
-            get(snapshot_restore_preview).post(snapshot_restore),
+            get(snapshot_restore_preview),
+        )
+        .route(
+            "/api/containers/{name}/snapshots/{id}/restore",
+            post(snapshot_restore),
         )
         .route(
             "/api/containers/{name}/archives/{id}/restore",
-            get(archive_restore_preview).post(archive_restore),
+            get(archive_restore_preview),
+        )
+        .route(
+            "/api/containers/{name}/archives/{id}/restore",
+            post(archive_restore),
         )
         .route("/api/volumes", get(volumes_list))
         .route("/metrics", get(metrics::metrics))

@@ -47,10 +47,9 @@ function render(d) {
     'No snapshots.'));
   fill($('archives'), table(['Written', 'Size', 'Id', ''],
     [...d.archives].reverse().map((a) => h('tr', { 'data-archive': a.id },
-      h('td', { class: 'text-nowrap small' }, when(a.modified),
-        h('div', { class: 'text-body-secondary font-monospace text-break' }, a.path)),
+      h('td', { class: 'text-nowrap small' }, when(a.modified)),
       h('td', { class: 'text-nowrap small' }, bytes(a.bytes)),
-      h('td', { class: 'font-monospace small' }, a.id),
+      h('td', { class: 'font-monospace small', title: a.path }, a.id),
       h('td', { class: 'text-end text-nowrap' },
         h('a', {
           class: 'btn btn-outline-secondary btn-sm me-1', 'data-download': a.id, download: '',
