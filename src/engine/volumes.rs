@@ -97,24 +97,6 @@ pub fn list(target: &Target, events: Events<'_>) -> miette::Result<Vec<VolumeVie
         .collect())
 }
 
-/// The archives of volume `name` in the default directory and its
-/// `backup` block's, oldest first.
-pub fn archives(target: &Target, name: &str) -> miette::Result<Vec<Listed>> {
-    let session = Session::open(target, Access::ReadShared, &mut |_| {})?;
-    let (_, expect) = current_expectations(&session)?;
-    let root = session.store.root();
-    let block = expect
-        .volumes
-        .get(name)
-        .and_then(|w| w.backup_to.as_deref())
-        .map(|to| block_dir(root, to));
-    Ok(listed_in(
-        root,
-        block.as_deref(),
-        &Subject::Volume(name.to_string()),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

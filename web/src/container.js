@@ -172,6 +172,8 @@ async function container() {
   }
   openConsole(name, $('terminal'), $('console-open'), $('console-close'));
   backups(name);
+  // A restore from the card stops and starts the container.
+  document.addEventListener('ctm:state', () => load().catch(() => {}));
   const d = await load();
   if (!d.live) {
     for (const figure of document.querySelectorAll('figure.chart')) figure.classList.add('d-none');
