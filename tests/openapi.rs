@@ -1232,6 +1232,76 @@ async fn every_answer_of_a_real_session_is_in_the_spec() {
             .await
             .expect(S::NOT_FOUND);
     }
+    // A restore, its preview first: a snapshot of a tree made here, its
+    // preview, a restore with another key (refused), then with the key.
+    let tree = h.root.join("var/lib/machines/web");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hello"), "one").unwrap();
+    let a = h
+        .api(Method::POST, "/api/containers/web/snapshot", Sent::Nothing)
+        .await
+        .expect(S::ACCEPTED);
+    let events = h.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+    let a = h.get("/api/containers/web/backups").await.expect(S::OK);
+    let id = a.json()["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let restore = format!("/api/containers/web/snapshots/{id}/restore");
+    let preview = h.get(&restore).await.expect(S::OK);
+    assert_eq!(preview.json()["restarts"], true, "{}", preview.json());
+    let key = preview.json()["key"].clone();
+    std::fs::write(tree.join("etc/hello"), "two").unwrap();
+    h.post(&restore, json!({ "key": "0".repeat(64) }))
+        .await
+        .expect(S::CONFLICT);
+    h.api(Method::POST, &restore, Sent::Rejected(json!({})))
+        .await
+        .expect(S::UNPROCESSABLE_ENTITY);
+    let a = h
+        .post(&restore, json!({ "key": key }))
+        .await
+        .expect(S::ACCEPTED);
+    let events = h.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["kind"], "done", "{events:?}");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hello")).unwrap(),
+        "one"
+    );
+    let none = "/api/containers/web/snapshots/20991231T000000Z/restore";
+    h.get(none).await.expect(S::NOT_FOUND);
+    h.post(none, json!({ "key": key }))
+        .await
+        .expect(S::NOT_FOUND);
+    h.get("/api/containers/no%20such/snapshots/x/restore")
+        .await
+        .expect(S::BAD_REQUEST);
+    h.get("/api/containers/web/archives/..%2f..%2fetc/restore")
+        .await
+        .expect(S::NOT_FOUND);
+    // The archive listed above is not one: its preview is shown (an
+    // archive is read when its restore verifies it), its restore accepted
+    // and then refused by the verification, nothing changed.
+    let restore = "/api/containers/web/archives/20261204T100000Z/restore";
+    let preview = h.get(restore).await.expect(S::OK);
+    assert_eq!(preview.json()["space"]["needed"], Value::Null);
+    let a = h
+        .post(restore, json!({ "key": preview.json()["key"] }))
+        .await
+        .expect(S::ACCEPTED);
+    let events = h.job_events(a.json()["job"].as_u64().unwrap()).await;
+    assert_eq!(events.last().unwrap()["kind"], "failed", "{events:?}");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hello")).unwrap(),
+        "one"
+    );
+    h.post(
+        "/api/containers/web/archives/20991231T000000Z/restore",
+        json!({ "key": "k" }),
+    )
+    .await
+    .expect(S::NOT_FOUND);
+    // The volumes view (homelab.kdl has none).
+    let a = h.get("/api/volumes").await.expect(S::OK);
+    assert_eq!(a.json()["volumes"], json!([]));
     // The console: refused before the upgrade when it is not a handshake,
     // and here, in-process, where no connection can be upgraded.
     h.get("/api/containers/web/console")

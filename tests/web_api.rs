@@ -1659,6 +1659,190 @@ async fn the_container_page_shows_one_container_and_its_buttons_act() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
 }
 
+/// Follows job `a` (a 202 answer) to its end; its last event.
+async fn job_end(f: &Fixture, a: &Answer) -> Value {
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let events = f.job_events(a.json()["job"].as_u64().unwrap()).await;
+    events.last().cloned().unwrap_or(Value::Null)
+}
+
+/// The container page's snapshots and backups: a snapshot and a backup
+/// as jobs, each restored after its preview (a stale preview refused), an
+/// archive in the `backup` block's own directory listed, downloaded and
+/// restored, and the volumes view with each volume's users and archives.
+#[tokio::test]
+async fn snapshots_and_archives_are_restored_after_their_preview() {
+    let (f, fake) = live_fixture();
+    f.edit_host(
+        "container \"web\" {\n",
+        "volume \"data\" {\n    backup {\n        to \"/srv/vb\"\n        every \"daily\"\n    }\n}\n\n\
+         container \"web\" {\n    volume \"data\" \"/srv/data\"\n    \
+         backup {\n        to \"/srv/cb\"\n        every \"daily\"\n    }\n",
+    );
+    let done = f.apply().await;
+    assert_eq!(done.last().unwrap()["kind"], "done", "{done:?}");
+    let tree = f.root.join("var/lib/machines/web");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hello"), "one").unwrap();
+    // The recording fake makes no volume: made here as an apply makes it.
+    ctm::backend::volumes::create(&f.root, "data", None, &mut |_| {}).unwrap();
+    let data = f.root.join("var/lib/ctm/volumes/data");
+    std::fs::write(data.join("db"), "rows 1").unwrap();
+
+    // A snapshot, its preview, a stale one refused, then the restore.
+    let a = f
+        .api(Method::POST, "/api/containers/web/snapshot", None)
+        .await;
+    let end = job_end(&f, &a).await;
+    assert_eq!(end["kind"], "done", "{end}");
+    let list = f
+        .api(Method::GET, "/api/containers/web/backups", None)
+        .await
+        .json();
+    let id = list["snapshots"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["snapshots"].as_array().unwrap().len(), 1, "{list}");
+    std::fs::write(tree.join("etc/hello"), "two").unwrap();
+    let restore = format!("/api/containers/web/snapshots/{id}/restore");
+    let p = f.api(Method::GET, &restore, None).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+    let p = p.json();
+    assert_eq!(p["restarts"], true, "{p}");
+    assert_eq!(p["blocked"], json!([]));
+    assert_eq!(p["volumes"], json!([]), "a snapshot without --volumes");
+    assert_eq!(p["steps"][0], "stop container web");
+    assert!(p["kept"].as_str().unwrap().contains("new snapshot"), "{p}");
+    // The container stopped since: what the restore does changed.
+    let stop = f.api(Method::POST, "/api/containers/web/stop", None).await;
+    assert_eq!(job_end(&f, &stop).await["kind"], "done");
+    let a = f
+        .api(Method::POST, &restore, Some(json!({ "key": p["key"] })))
+        .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(
+        a.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("stale restore"),
+        "{}",
+        a.text
+    );
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hello")).unwrap(),
+        "two"
+    );
+    let p = f.api(Method::GET, &restore, None).await.json();
+    assert_eq!(p["restarts"], false, "{p}");
+    let a = f
+        .api(Method::POST, &restore, Some(json!({ "key": p["key"] })))
+        .await;
+    let end = job_end(&f, &a).await;
+    assert_eq!(end["kind"], "done", "{end}");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hello")).unwrap(),
+        "one"
+    );
+    let list = f
+        .api(Method::GET, "/api/containers/web/backups", None)
+        .await
+        .json();
+    assert_eq!(
+        list["snapshots"].as_array().unwrap().len(),
+        2,
+        "what it replaced is kept: {list}"
+    );
+
+    // A backup, moved into the block's own directory: listed from there,
+    // downloaded by its id, restored with its volume after its preview.
+    let start = f.api(Method::POST, "/api/containers/web/start", None).await;
+    assert_eq!(job_end(&f, &start).await["kind"], "done");
+    let a = f
+        .api(Method::POST, "/api/containers/web/backup", None)
+        .await;
+    let end = job_end(&f, &a).await;
+    assert_eq!(end["kind"], "done", "{end}");
+    let list = f
+        .api(Method::GET, "/api/containers/web/backups", None)
+        .await
+        .json();
+    let made = std::path::PathBuf::from(list["archives"][0]["path"].as_str().unwrap());
+    let archive_id = list["archives"][0]["id"].as_str().unwrap().to_string();
+    let block = f.root.join("srv/cb");
+    std::fs::create_dir_all(&block).unwrap();
+    let moved = block.join(made.file_name().unwrap());
+    std::fs::rename(&made, &moved).unwrap();
+    let list = f
+        .api(Method::GET, "/api/containers/web/backups", None)
+        .await
+        .json();
+    assert_eq!(
+        list["archives"][0]["path"],
+        moved.display().to_string(),
+        "{list}"
+    );
+    let a = f
+        .api(
+            Method::GET,
+            &format!("/api/containers/web/archives/{archive_id}/download"),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.headers[header::CONTENT_LENGTH].to_str().unwrap(),
+        std::fs::metadata(&moved).unwrap().len().to_string()
+    );
+    for bad in ["..%2f..%2fetc%2fpasswd", "..%2fweb"] {
+        let a = f
+            .api(
+                Method::GET,
+                &format!("/api/containers/web/archives/{bad}/download"),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{bad}: {}", a.text);
+    }
+    std::fs::write(tree.join("etc/hello"), "three").unwrap();
+    std::fs::write(data.join("db"), "rows 2").unwrap();
+    let restore = format!("/api/containers/web/archives/{archive_id}/restore");
+    let p = f.api(Method::GET, &restore, None).await.json();
+    assert_eq!(p["volumes"], json!(["data"]), "{p}");
+    assert_eq!(p["path"], moved.display().to_string());
+    assert!(
+        p["steps"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("verify the archive"),
+        "{p}"
+    );
+    let a = f
+        .api(Method::POST, &restore, Some(json!({ "key": p["key"] })))
+        .await;
+    let end = job_end(&f, &a).await;
+    assert_eq!(end["kind"], "done", "{end}");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/hello")).unwrap(),
+        "one"
+    );
+    assert_eq!(std::fs::read_to_string(data.join("db")).unwrap(), "rows 1");
+    assert!(fake.running().contains("web"), "started again");
+
+    // The volumes view: its user, its block's directory, its archives.
+    let a = f.api(Method::GET, "/api/volumes", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let v = &a.json()["volumes"][0];
+    assert_eq!(v["name"], "data");
+    assert_eq!(v["containers"], json!(["web"]));
+    assert_eq!(v["backup_to"], "/srv/vb");
+    assert_eq!(v["archives"], 0);
+    assert!(v["used"].as_u64().is_some(), "{v}");
+    let vb = f.root.join("srv/vb");
+    std::fs::create_dir_all(&vb).unwrap();
+    std::fs::write(vb.join("data-20261204T100000Z.ctm-volume.tar.zst"), "x").unwrap();
+    let v = f.api(Method::GET, "/api/volumes", None).await.json()["volumes"][0].clone();
+    assert_eq!(v["archives"], 1);
+    assert_eq!(v["last_backup"]["id"], "20261204T100000Z");
+}
+
 /// The tunnels page and its API, over the recording fake: each tunnel
 /// with its link, and a Diagnose button whose findings are those of
 /// `ctm tunnel diagnose`. Here, a kernel without GRE (as this machine's)

@@ -74,6 +74,15 @@ fn the_editor_works_in_a_browser() {
     };
     let (dir, host) = scratch_example("homelab.kdl");
     let root = dir.path().join("root");
+    // An archive of container web where backups go (not a real one: the
+    // page lists it, downloads it, and shows its restore's preview).
+    let backups = root.join("var/lib/ctm/backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(
+        backups.join("web-20261204T100000Z.ctm-backup.tar.zst"),
+        "archive bytes",
+    )
+    .unwrap();
     // A fleet beside it, of one host that refuses SSH: the fleet page
     // shows why.
     let fleet = dir.path().join("fleet.kdl");

@@ -353,6 +353,43 @@ pub fn list_volume(
     list_of(target, &Subject::Volume(name.to_string()), dir)
 }
 
+/// A directory a `backup` block names (`to`, as the host sees it) under
+/// the root.
+pub(super) fn block_dir(root: &Path, to: &str) -> PathBuf {
+    root.join(to.trim_start_matches('/'))
+}
+
+/// Every archive of container `name` ctm knows where to find: in the
+/// default directory and in the directory of its `backup` block in the
+/// current generation, oldest first. An archive of either is listed once.
+pub fn archives(target: &Target, name: &Name) -> miette::Result<Vec<Listed>> {
+    let session = Session::open(target, Access::ReadShared, &mut |_| {})?;
+    let (_, expect) = current_expectations(&session)?;
+    let root = session.store.root();
+    let block = expect
+        .backups
+        .get(name.as_str())
+        .map(|b| block_dir(root, &b.to));
+    Ok(listed_in(
+        root,
+        block.as_deref(),
+        &Subject::Container(name.to_string()),
+    ))
+}
+
+/// The archives of `subject` in the default directory under `root` and in
+/// `block` (a `backup` block's directory), oldest first, each once.
+pub(super) fn listed_in(root: &Path, block: Option<&Path>, subject: &Subject) -> Vec<Listed> {
+    let default = default_dir(root);
+    let mut all = archive::list(&default, subject);
+    if let Some(block) = block.filter(|b| *b != default) {
+        all.extend(archive::list(block, subject));
+    }
+    all.sort_by(|a, b| (a.modified, &a.id, &a.path).cmp(&(b.modified, &b.id, &b.path)));
+    all.dedup_by(|a, b| a.path == b.path);
+    all
+}
+
 fn list_of(target: &Target, subject: &Subject, dir: Option<&Path>) -> miette::Result<Vec<Listed>> {
     let dir = match dir {
         Some(dir) => dir.to_path_buf(),
@@ -432,10 +469,37 @@ pub fn restore(
     path: &Path,
     events: Events<'_>,
 ) -> miette::Result<RestoredArchive> {
+    restore_expecting(target, name, path, None, events)
+}
+
+/// [`restore`], refused after the archive is verified if it holds other
+/// volumes than `volumes` (those a preview of the restore showed).
+pub(super) fn restore_expecting(
+    target: &Target,
+    name: &Name,
+    path: &Path,
+    volumes: Option<&[String]>,
+    events: Events<'_>,
+) -> miette::Result<RestoredArchive> {
     // Before the lock: reading a large archive takes long, and changes
     // nothing.
     let verified = verify(path, events)?;
     let manifest = &verified.manifest;
+    let set = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    if let Some(shown) = volumes
+        && set(shown) != set(&manifest.volumes)
+    {
+        return Err(miette!(
+            help = format!(
+                "`ctm restore {name} --from {}` restores it with the volumes it holds",
+                path.display()
+            ),
+            "{} holds the volumes [{}], not the [{}] the restore showed; nothing was changed",
+            path.display(),
+            manifest.volumes.join(", "),
+            shown.join(", ")
+        ));
+    }
     match &manifest.subject {
         Subject::Container(c) if c == name.as_str() => {}
         Subject::Container(c) => {

@@ -17,6 +17,8 @@
 //! | start, stop, restart, pause, resume, kill, exec, stats, destroy, logs; the container page's document | [`containers`] |
 //! | snapshot, list snapshots, restore | [`snapshots`] |
 //! | backup, restore from an archive, export, import | [`backups`] |
+//! | a restore's preview, and the restore it lets through (the web) | [`restores`] |
+//! | the volumes view: use, quota, containers, archives | [`volumes`] |
 //! | the Prometheus metrics of `ctm serve` | [`metrics`] |
 //! | info | [`info`] |
 //! | tunnel status | [`tunnels`] |
@@ -38,11 +40,13 @@ pub mod metrics;
 pub mod planning;
 pub mod preview;
 pub mod refused;
+pub mod restores;
 pub mod session;
 pub mod snapshots;
 pub mod status;
 pub mod topologies;
 pub mod tunnels;
+pub mod volumes;
 
 pub use events::{Event, Events};
 pub use refused::Refused;

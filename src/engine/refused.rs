@@ -1,8 +1,8 @@
 //! Why a use case refused to change the host. Each is a normal answer,
 //! not a fault: nothing was changed, and the message says what to do.
 //! The web server answers each with 409 Conflict (422 for `Invalid`, 404
-//! for `NoSuchContainer`, `NoSuchTunnel`, `NoSuchTopology`, `NoSuchImage` and
-//! `NoSuchSnapshot`).
+//! for `NoSuchContainer`, `NoSuchTunnel`, `NoSuchTopology`, `NoSuchImage`,
+//! `NoSuchSnapshot` and `NoSuchArchive`).
 
 use crate::clock::rfc3339;
 use crate::engine::events::generation_name;
@@ -162,6 +162,36 @@ pub enum Refused {
         id: String,
         /// The snapshots there are.
         help: String,
+    },
+    #[error("container {container} has no archive {id}")]
+    #[diagnostic(code(ctm::no_such_archive), help("{help}"))]
+    NoSuchArchive {
+        container: String,
+        id: String,
+        /// The archives there are.
+        help: String,
+    },
+    #[error(
+        "stale restore: what the restore of {what} into container {container} would do changed since it was shown; nothing was changed"
+    )]
+    #[diagnostic(
+        code(ctm::stale_restore),
+        help("look at what it does now (the restore's preview), then restore again")
+    )]
+    StaleRestore {
+        container: String,
+        /// `snapshot ID`, `archive ID`.
+        what: String,
+    },
+    #[error("the restore of {what} into container {container} cannot be done now: {}; nothing was changed", reasons.join("; "))]
+    #[diagnostic(
+        code(ctm::restore_blocked),
+        help("the restore's preview lists each reason; deal with them, then look at it again")
+    )]
+    RestoreBlocked {
+        container: String,
+        what: String,
+        reasons: Vec<String>,
     },
     #[error(
         "tunnel {name} is not managed by ctm: {}",

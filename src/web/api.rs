@@ -27,6 +27,7 @@ use crate::engine::images;
 use crate::engine::load::{
     Outcome, load_and_validate, lock_path_for, read_lock, summary, validate_text_with,
 };
+use crate::engine::restores::{self, Kind as RestoreKind};
 use crate::engine::status::Sources;
 use crate::engine::topologies::{self, Direction};
 use crate::engine::tunnels;
@@ -78,6 +79,23 @@ pub fn routes() -> Router<Shared> {
             "/api/containers/{name}/archives/{id}/download",
             get(archive_download),
         )
+        .route(
+            "/api/containers/{name}/snapshots/{id}/restore",
+            get(snapshot_restore_preview),
+        )
+        .route(
+            "/api/containers/{name}/snapshots/{id}/restore",
+            post(snapshot_restore),
+        )
+        .route(
+            "/api/containers/{name}/archives/{id}/restore",
+            get(archive_restore_preview),
+        )
+        .route(
+            "/api/containers/{name}/archives/{id}/restore",
+            post(archive_restore),
+        )
+        .route("/api/volumes", get(volumes_list))
         .route("/metrics", get(metrics::metrics))
 }
 
@@ -998,8 +1016,9 @@ async fn kill(
     .await
 }
 
-/// `GET /api/containers/{name}/backups`: its snapshots and the archives
-/// in the default backup directory, oldest first.
+/// `GET /api/containers/{name}/backups`: its snapshots, and its archives
+/// in the default backup directory and its `backup` block's, oldest
+/// first.
 async fn backups_list(State(state): State<Shared>, UrlPath(name): UrlPath<String>) -> ApiResult {
     let name = container_name(&name)?;
     state
@@ -1008,7 +1027,7 @@ async fn backups_list(State(state): State<Shared>, UrlPath(name): UrlPath<String
         .run(0, move || {
             let target = state.target();
             let snapshots = crate::engine::snapshots::list(&target, Some(&name))?;
-            let archives = crate::engine::backups::list(&target, &name, None)?;
+            let archives = crate::engine::backups::archives(&target, &name)?;
             Ok(Json(json!({
                 "container": name.as_str(),
                 "snapshots": snapshots,
@@ -1060,7 +1079,7 @@ async fn archive_download(
     let (listed, file) = state
         .workers
         .run(0, move || {
-            let listed = crate::engine::backups::list(&target, &name, None)?
+            let listed = crate::engine::backups::archives(&target, &name)?
                 .into_iter()
                 .find(|l| l.id == wanted)
                 .ok_or_else(|| {
@@ -1114,4 +1133,131 @@ async fn archive_download(
         )
         .body(axum::body::Body::from_stream(stream))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// An id of a snapshot or archive from the path: ctm's ids are letters,
+/// digits and `-`; anything else is none of them.
+fn restore_id(id: &str) -> Result<String, ApiError> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no snapshot or archive {id:?}"),
+        ));
+    }
+    Ok(id.to_string())
+}
+
+/// The preview of a restore, shown before it is done.
+async fn restore_preview(state: Shared, name: String, kind: RestoreKind, id: String) -> ApiResult {
+    let name = container_name(&name)?;
+    let id = restore_id(&id)?;
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let preview = restores::preview(&state.target(), &name, kind, &id, &mut server_log)?;
+            Ok(Json(json!(preview)))
+        })
+        .await
+}
+
+/// `GET /api/containers/{name}/snapshots/{id}/restore`: what restoring
+/// the snapshot does, with the key its restore takes.
+async fn snapshot_restore_preview(
+    State(state): State<Shared>,
+    UrlPath((name, id)): UrlPath<(String, String)>,
+) -> ApiResult {
+    restore_preview(state, name, RestoreKind::Snapshot, id).await
+}
+
+/// `GET /api/containers/{name}/archives/{id}/restore`: what restoring the
+/// archive does, with the key its restore takes.
+async fn archive_restore_preview(
+    State(state): State<Shared>,
+    UrlPath((name, id)): UrlPath<(String, String)>,
+) -> ApiResult {
+    restore_preview(state, name, RestoreKind::Archive, id).await
+}
+
+#[derive(Deserialize)]
+struct RestoreRequest {
+    /// The key of the preview the user saw.
+    key: String,
+}
+
+/// A restore as a job, once its preview still has the key the user saw
+/// and nothing blocks it (refused with the reason otherwise, nothing
+/// changed). Answers 202 with the job.
+async fn restore_job(
+    state: Shared,
+    name: String,
+    kind: RestoreKind,
+    id: String,
+    key: String,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.may_change()?;
+    let name = container_name(&name)?;
+    let id = restore_id(&id)?;
+    let job_state = state.clone();
+    let job = state
+        .jobs
+        .start("restore", move |ready, report| {
+            let target = job_state.target();
+            let shown =
+                match restores::check(&target, &name, kind, &id, &key, &mut |e| report.event(e)) {
+                    Ok(shown) => shown,
+                    Err(e) => return ready.refuse(ApiError::from(e)),
+                };
+            ready.accept();
+            match restores::restore(&target, &name, &shown, &mut |e| report.event(e)) {
+                Ok(done) => {
+                    let current = target.store().current().ok().flatten();
+                    report.done(
+                        &format!(
+                            "Restored {} into container {name}; what it replaced is snapshot {}.",
+                            shown.what(),
+                            done.kept
+                        ),
+                        current,
+                    );
+                }
+                Err(e) => report.failed(&format!("{e}")),
+            }
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job": job }))))
+}
+
+/// `POST /api/containers/{name}/snapshots/{id}/restore`: restores the
+/// snapshot, if its preview still has the key sent.
+async fn snapshot_restore(
+    State(state): State<Shared>,
+    UrlPath((name, id)): UrlPath<(String, String)>,
+    Json(req): Json<RestoreRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    restore_job(state, name, RestoreKind::Snapshot, id, req.key).await
+}
+
+/// `POST /api/containers/{name}/archives/{id}/restore`: restores the
+/// archive, if its preview still has the key sent.
+async fn archive_restore(
+    State(state): State<Shared>,
+    UrlPath((name, id)): UrlPath<(String, String)>,
+    Json(req): Json<RestoreRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    restore_job(state, name, RestoreKind::Archive, id, req.key).await
+}
+
+/// `GET /api/volumes`: every volume with what it holds, its quota, the
+/// containers that mount it and its newest archive.
+async fn volumes_list(State(state): State<Shared>) -> ApiResult {
+    state
+        .clone()
+        .workers
+        .run(0, move || {
+            let volumes = crate::engine::volumes::list(&state.target(), &mut server_log)?;
+            Ok(Json(json!({ "volumes": volumes })))
+        })
+        .await
 }

@@ -354,7 +354,8 @@ impl ApiError {
             | Refused::NoSuchTunnel { .. }
             | Refused::NoSuchTopology { .. }
             | Refused::NoSuchImage { .. }
-            | Refused::NoSuchSnapshot { .. } => StatusCode::NOT_FOUND,
+            | Refused::NoSuchSnapshot { .. }
+            | Refused::NoSuchArchive { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
         };
         let mut error = ApiError::new(status, refused.to_string());

@@ -927,7 +927,7 @@ async fn container_page(
         div class="d-flex flex-wrap align-items-center gap-2 mb-3" data-name=(name) id="container-head" {
             h1 class="h3 mb-0 me-auto" { "Container " code { (name) } }
             span id="state" aria-live="polite" {}
-            div class="btn-group btn-group-sm flex-wrap" role="group" aria-label="Act on the container" id="actions" data-refused=[refused] {
+            div class="btn-group btn-group-sm flex-wrap" role="group" aria-label="Act on the container" id="actions" data-refused=[refused.as_deref()] {
                 button class="btn btn-outline-success" type="button" data-verb="start" { "Start" }
                 button class="btn btn-outline-secondary" type="button" data-verb="stop" { "Stop" }
                 button class="btn btn-outline-secondary" type="button" data-verb="restart" { "Restart" }
@@ -976,6 +976,27 @@ async fn container_page(
                     }
                     div id="terminal" class="terminal-box" aria-label="Terminal" {}
                 }))
+            }
+        }
+        div class="card shadow-sm mt-3" id="backups-card" data-refused=[refused.as_deref()] {
+            div class="card-header d-flex flex-wrap align-items-center gap-2" {
+                h2 class="h6 mb-0 me-auto" { "Snapshots & backups" }
+                button class="btn btn-primary btn-sm" type="button" id="snapshot-now" { "Snapshot now" }
+                button class="btn btn-primary btn-sm" type="button" id="backup-now" { "Back up now" }
+            }
+            div class="card-body" {
+                div id="backup-result" aria-live="polite" {}
+                div id="restore-preview" aria-live="polite" {}
+                div class="row g-3" {
+                    div class="col-lg-6" {
+                        h3 class="h6" { "Snapshots " span class="small fw-normal text-body-secondary" { "(" code { "ctm snapshots " (name) } ")" } }
+                        div id="snapshots" { (loading()) }
+                    }
+                    div class="col-lg-6" {
+                        h3 class="h6" { "Archives " span class="small fw-normal text-body-secondary" { "(the default directory and the " code { "backup" } " block's)" } }
+                        div id="archives" { (loading()) }
+                    }
+                }
             }
         }
     };

@@ -305,6 +305,29 @@ try {
   await fitsThePhone(page, 'the container page');
   await shots('container');
 
+  step = 'the snapshots and backups card lists an archive, downloads it by cookie, and shows a restore first';
+  await page.waitForSelector('#archives table');
+  assert.match(await page.textContent('#snapshots'), /No snapshots/);
+  assert.match(await page.textContent('#archives'), /20261204T100000Z/);
+  const href = await page.getAttribute('[data-download="20261204T100000Z"]', 'href');
+  assert.equal(href, '/api/containers/web/archives/20261204T100000Z/download');
+  // The page's own session (its HttpOnly cookie) authorizes the link: no
+  // token in the URL.
+  const download = await page.request.get(`${URL_}${href.slice(1)}`);
+  assert.equal(download.status(), 200);
+  assert.equal(await download.text(), 'archive bytes');
+  await page.click('[data-restore="archive"][data-id="20261204T100000Z"]');
+  await page.waitForSelector('#restore-plan');
+  assert.match(await page.textContent('#restore-steps'), /verify the archive/);
+  // A files-only root has no root file system to restore into: blocked,
+  // and its button says so by being off.
+  assert.match(await page.textContent('#restore-blocked'), /no root file system/);
+  assert.ok(await page.isDisabled('#restore-go'));
+  await accessible(page, 'the container page with a restore shown');
+  await shots('container-restore');
+  await page.click('#restore-cancel');
+  assert.equal(await page.locator('#restore-plan').count(), 0);
+
   step = 'a second generation, then a rollback that shows its plan first';
   const source = await api('GET', '/api/source');
   await api('POST', '/api/save', { text: source.text.replace('host=5432', 'host=5433'), base: source.text });

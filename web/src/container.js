@@ -3,7 +3,8 @@
 // the last log lines), live CPU and memory graphs from successive
 // samples (GET .../stats every 2 s: CPU % is the growth of the CPU time
 // over the time between two samples, as on the dashboard), the buttons
-// (each a POST of the API, its result shown), and a console tab.
+// (each a POST of the API, its result shown), a console tab, and the
+// snapshots and backups card (backups.js).
 //
 // The graphs are uPlot's: 48 KB minified, no dependencies, canvas (so it
 // styles nothing inline), and kept up by its author for years.
@@ -19,6 +20,7 @@ import { follow } from './jobs.js';
 import { stateBadge } from './dashboard.js';
 import { tabs } from './tabs.js';
 import { openConsole } from './console.js';
+import { backups } from './backups.js';
 
 const SAMPLE_MS = 2000;
 /// Points kept in each graph: five minutes.
@@ -173,6 +175,9 @@ async function container() {
     b.addEventListener('click', () => act(b.dataset.verb));
   }
   openConsole(name, $('terminal'), $('console-open'), $('console-close'));
+  backups(name);
+  // A restore from the card stops and starts the container.
+  document.addEventListener('ctm:state', () => load().catch(() => {}));
   const d = await load();
   if (!d.live) {
     for (const figure of document.querySelectorAll('figure.chart')) figure.classList.add('d-none');

@@ -1,5 +1,6 @@
 // The dashboard: what GET /api/status says, refreshed every 5 seconds.
 // CPU use is the growth of the cgroup's CPU time between two samples.
+// The volumes card adds each volume's archives from GET /api/volumes.
 import { api } from './api.js';
 import { h, $, fill, muted, bytes } from './dom.js';
 import { filterRows } from './filter.js';
@@ -92,7 +93,16 @@ function summaryCard(title, value, detail) {
         detail ? h('div', { class: 'small text-body-secondary text-truncate' }, detail) : null)));
 }
 
-function render(s) {
+function lastBackup(view) {
+  if (!view) return muted('unknown');
+  const last = view.last_backup;
+  const where = view.backup_to ? h('div', { class: 'small text-body-secondary font-monospace' }, `to ${view.backup_to}`) : null;
+  if (!last) return [muted('none'), where];
+  return [h('span', { class: 'text-nowrap', title: last.path }, new Date(last.at * 1000).toLocaleString()),
+    h('div', { class: 'small text-body-secondary' }, `${bytes(last.bytes)} · ${view.archives} archive${view.archives === 1 ? '' : 's'}`), where];
+}
+
+function render(s, views = {}) {
   const g = s.generation;
   const drifted = s.drift.files.length + s.drift.conflicts.length;
   fill($('summary'),
@@ -162,7 +172,7 @@ function render(s) {
       h('td', {}, driftCell(t.drift)))),
     'No tunnels.'));
   fill($('volumes'), table(
-    ['Name', 'Used', 'Quota', 'Containers', 'Drift'],
+    ['Name', 'Used', 'Quota', 'Containers', 'Last backup', 'Drift'],
     (s.volumes ?? []).map((v) => h('tr', { 'data-volume': v.name },
       h('td', {}, h('span', { class: 'fw-semibold' }, v.name),
         h('div', { class: 'small text-body-secondary font-monospace' }, v.path),
@@ -173,6 +183,7 @@ function render(s) {
         ? v.containers.flatMap((c, i) => [i ? ', ' : null,
           h('a', { href: `/containers/${encodeURIComponent(c)}` }, c)])
         : muted(v.kept ? 'none: not in the host file' : 'none')),
+      h('td', { class: 'small' }, lastBackup(views[v.name])),
       h('td', {}, volumeDrift(v)))),
     'No volumes.'));
   $('refreshed').textContent = `updated ${new Date(s.sampled_at_ms).toLocaleTimeString()}`;
@@ -185,7 +196,11 @@ function render(s) {
 export async function dashboard() {
   const refresh = async () => {
     try {
-      render(await api('GET', '/api/status'));
+      const [status, volumes] = await Promise.all([
+        api('GET', '/api/status'),
+        api('GET', '/api/volumes').catch(() => ({ volumes: [] })),
+      ]);
+      render(status, Object.fromEntries(volumes.volumes.map((v) => [v.name, v])));
     } catch (e) {
       $('refreshed').textContent = `not updated: ${e.message}`;
     }
