@@ -475,7 +475,7 @@ pub fn restore(
         name,
         &format!("backup {}", manifest.id),
         events,
-        |events| {
+        |events, unmount| {
             let mut say = |line: &str| step(events, line);
             let trees = places(&root, name, &manifest.volumes);
             for at in &trees {
@@ -494,6 +494,7 @@ pub fn restore(
                 name,
                 &manifest.volumes,
                 &format!("the restore of backup {}", manifest.id),
+                unmount,
                 &mut say,
             )
         },

@@ -67,6 +67,9 @@ pub struct ContainerForm {
     pub nested: bool,
     /// Started at boot (the default).
     pub autostart: bool,
+    /// `root`: how the root file system is made (`auto`, `snapshot`,
+    /// `reflink`, `copy`, `overlay`); empty: not written (`auto`).
+    pub root: String,
 }
 
 impl Default for ContainerForm {
@@ -87,6 +90,7 @@ impl Default for ContainerForm {
             docker: false,
             nested: false,
             autostart: true,
+            root: String::new(),
         }
     }
 }
@@ -251,6 +255,7 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
                     .unwrap_or_default(),
                 docker: has("docker"),
                 nested: has("nested"),
+                root: child_arg("root"),
             })
         }
     };
@@ -273,6 +278,7 @@ fn managed(kind: Kind) -> &'static [&'static [&'static str]] {
             &["docker"],
             &["nested"],
             &["autostart"],
+            &["root"],
             &["ssh", "authorized-key"],
         ],
         Kind::Template | Kind::Image => &[],
@@ -459,6 +465,7 @@ mod kdl_edit {
             ("docker", c.docker.then(String::new)),
             ("nested", c.nested.then(String::new)),
             ("autostart", (!c.autostart).then(|| "#false".to_string())),
+            ("root", nonempty(&c.root).map(quoted)),
         ]
     }
 
@@ -939,6 +946,7 @@ mod toml_edit_form {
                     ("docker", flag(c.docker)),
                     ("nested", flag(c.nested)),
                     ("autostart", (!c.autostart).then(|| false.into())),
+                    ("root", string(&c.root)),
                 ]
             }
         }
@@ -1139,6 +1147,36 @@ container "web" {
             "    ipv4 \"10.42.0.1/24\"\n",
         );
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn every_root_kind_the_vocabulary_allows_round_trips_through_the_form() {
+        for kind in crate::model::RootMode::ALL {
+            let word = kind.as_str();
+            for (text, format) in [(KDL, Format::Kdl), (TOML, Format::Toml)] {
+                let mut form: ContainerForm = serde_json::from_value(
+                    read(text, format, Kind::Container, "web").unwrap()["form"].clone(),
+                )
+                .unwrap();
+                assert_eq!(form.root, "", "not written: the default");
+                form.root = word.to_string();
+                let out = apply(text, format, &Edit::Container(form.clone())).unwrap();
+                // Written, and read back as that kind.
+                let read_back: ContainerForm = serde_json::from_value(
+                    read(&out, format, Kind::Container, "web").unwrap()["form"].clone(),
+                )
+                .unwrap();
+                assert_eq!(read_back.root, word, "{out}");
+                assert_eq!(crate::model::RootMode::parse(&read_back.root), Ok(kind));
+                // Only the root line is new; cleared, it is gone again.
+                form.root = String::new();
+                assert_eq!(
+                    apply(&out, format, &Edit::Container(form)).unwrap(),
+                    text,
+                    "{word} {format:?}"
+                );
+            }
+        }
     }
 
     #[test]
