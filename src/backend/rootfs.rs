@@ -210,6 +210,9 @@ pub struct Rebuilt {
     pub files: u64,
     /// Entries of the image the restored tree has not: one whiteout each.
     pub whiteouts: u64,
+    /// Files whose bytes are the image's and whose metadata is not: kept
+    /// as metadata only, their data read from the image.
+    pub metadata_only: u64,
 }
 
 /// Builds, at [`overlay_staged`], an overlay directory for container
@@ -218,8 +221,10 @@ pub struct Rebuilt {
 /// an empty `work`, and as `upper` the tree `wanted` itself, moved (or
 /// copied, from another file system), then stripped of every entry the image has alike (so that the upper stays
 /// as small as the container's changes are, and the image's files stay
-/// shared), and with a whiteout (a character device 0/0, as overlayfs
-/// makes them) for each entry of the image that `wanted` has not. The
+/// shared), a file of the image's bytes with other metadata made
+/// metadata only ([`metadata_only`]), and with a whiteout (a character
+/// device 0/0, as overlayfs makes them) for each entry of the image that
+/// `wanted` has not. The
 /// current overlay directory is not touched: a failure leaves it as it
 /// was, and what was staged is deleted by the next try.
 pub fn build_overlay(
@@ -291,9 +296,10 @@ pub fn build_overlay(
     rebuilt.bytes = bytes;
     rebuilt.files = files;
     progress(&format!(
-        "the new upper directory holds {:.1} MB in {files} entries, {} of them whiteouts",
+        "the new upper directory holds {:.1} MB in {files} entries: {} whiteouts, {} files of the image's bytes with metadata of their own",
         bytes as f64 / 1e6,
-        rebuilt.whiteouts
+        rebuilt.whiteouts,
+        rebuilt.metadata_only
     ));
     Ok(rebuilt)
 }
@@ -351,8 +357,18 @@ fn strip(upper: &Path, lower: &Path, rebuilt: &mut Rebuilt) -> std::io::Result<(
             if same_attributes(&u, &um, &l, &lm)? && std::fs::read_dir(&u)?.next().is_none() {
                 std::fs::remove_dir(&u)?;
             }
-        } else if !um.is_dir() && same_entry(&u, &um, &l, &lm)? {
-            std::fs::remove_file(&u)?;
+        } else if !um.is_dir() {
+            if same_entry(&u, &um, &l, &lm)? {
+                std::fs::remove_file(&u)?;
+            } else if um.is_file()
+                && lm.is_file()
+                && um.nlink() == 1
+                && um.size() == lm.size()
+                && same_bytes(&u, &l)?
+            {
+                metadata_only(&u, &um)?;
+                rebuilt.metadata_only += 1;
+            }
         }
     }
     let times = |s: i64, ns: i64| nix::sys::time::TimeSpec::new(s, ns);
@@ -361,6 +377,33 @@ fn strip(upper: &Path, lower: &Path, rebuilt: &mut Rebuilt) -> std::io::Result<(
         upper,
         &times(own.atime(), own.atime_nsec()),
         &times(own.mtime(), own.mtime_nsec()),
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Makes the file at `path` (whose bytes are the image's at the same
+/// place, its metadata `meta` not) what overlayfs makes of a file whose
+/// owner, permissions or times alone changed (`metacopy=on`, which the
+/// mount unit sets): a sparse file of the same size, with its metadata
+/// and the `trusted.overlay.metacopy` attribute, whose data overlayfs
+/// reads from the image. A container whose tree nspawn chowned (its user
+/// namespace) changes the owner of every file; without this its restored
+/// upper would hold a copy of the whole image.
+fn metadata_only(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(0)?;
+    file.set_len(meta.size())?;
+    drop(file);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    xattr::set(path, "trusted.overlay.metacopy", b"")?;
+    let times = |s: i64, ns: i64| nix::sys::time::TimeSpec::new(s, ns);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &times(meta.atime(), meta.atime_nsec()),
+        &times(meta.mtime(), meta.mtime_nsec()),
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
     .map_err(std::io::Error::from)
@@ -398,7 +441,6 @@ fn same_entry(
     b: &Path,
     bm: &std::fs::Metadata,
 ) -> std::io::Result<bool> {
-    use std::io::Read as _;
     if am.size() != bm.size() || am.rdev() != bm.rdev() || !same_attributes(a, am, b, bm)? {
         return Ok(false);
     }
@@ -409,6 +451,12 @@ fn same_entry(
     if !kind.is_file() {
         return Ok(true);
     }
+    same_bytes(a, b)
+}
+
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read as _;
     let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
@@ -1160,13 +1208,16 @@ mod tests {
                 std::os::unix::fs::PermissionsExt::from_mode(0o600),
             )
             .unwrap();
+            // As nspawn's user namespace chowns every file: the 4 MiB
+            // file's owner is the container's, its bytes the image's.
+            std::os::unix::fs::lchown(a.join("usr/share/big"), Some(1234), Some(1234)).unwrap();
             cp_archive(&a, &snapshot);
             let wanted = listing(&snapshot);
             // Changed again since: what the restore must undo.
             std::fs::write(a.join("etc/gone"), "back\n").unwrap();
             std::fs::write(a.join("etc/changed"), "changed again\n").unwrap();
             std::fs::remove_file(a.join("etc/new")).unwrap();
-            std::fs::remove_file(a.join("usr/share/big")).unwrap();
+            std::fs::write(a.join("usr/share/big"), b"small now").unwrap();
             std::fs::create_dir_all(a.join("etc/deep")).unwrap();
             let before = listing(&a);
             assert_ne!(before, wanted);
@@ -1176,8 +1227,10 @@ mod tests {
             let staged = root.path().join(MACHINES).join(".#a.ctm-restoring");
             cp_archive(&snapshot, &staged);
             let rebuilt = build_overlay(root.path(), "a", &staged, &mut |_| {}).unwrap();
-            // etc/gone and etc/deep are whited out; nothing else.
+            // etc/gone and etc/deep are whited out; nothing else. The big
+            // file and os-release (mode) are metadata only.
             assert_eq!(rebuilt.whiteouts, 2, "{rebuilt:?}");
+            assert_eq!(rebuilt.metadata_only, 2, "{rebuilt:?}");
             // A failure before the swap (here: still mounted) leaves the
             // old upper in place, and the container's view as it was.
             let err = swap_overlay(root.path(), "a", &mut |_| {}).unwrap_err();
@@ -1198,7 +1251,10 @@ mod tests {
             let new_upper = upper(root.path(), "a");
             let (bytes, _) = size(&new_upper);
             assert!(bytes < 64 * 1024, "{bytes}");
-            assert!(!new_upper.join("usr/share/big").exists());
+            assert_eq!(
+                xattr::get(new_upper.join("usr/share/big"), "trusted.overlay.metacopy").unwrap(),
+                Some(Vec::new())
+            );
             let gone = std::fs::symlink_metadata(new_upper.join("etc/gone")).unwrap();
             assert!(
                 std::os::unix::fs::FileTypeExt::is_char_device(&gone.file_type())
