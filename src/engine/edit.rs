@@ -129,7 +129,7 @@ fn yes() -> bool {
 #[serde(tag = "kind", content = "values", rename_all = "lowercase")]
 pub enum Edit {
     Network(NetworkForm),
-    Container(ContainerForm),
+    Container(Box<ContainerForm>),
 }
 
 fn nonempty(s: &str) -> Option<&str> {
@@ -1095,7 +1095,12 @@ container "web" {
 
     #[test]
     fn a_new_kdl_container_is_appended_and_the_rest_is_untouched() {
-        let out = apply(KDL, Format::Kdl, &Edit::Container(container("db"))).unwrap();
+        let out = apply(
+            KDL,
+            Format::Kdl,
+            &Edit::Container(Box::new(container("db"))),
+        )
+        .unwrap();
         assert!(out.starts_with(KDL.trim_end()), "{out}");
         assert_eq!(
             &out[KDL.trim_end().len()..],
@@ -1112,7 +1117,7 @@ container "web" {
         form.ipv4 = "10.42.0.11".into();
         form.nested = false;
         form.docker = true;
-        let out = apply(KDL, Format::Kdl, &Edit::Container(form)).unwrap();
+        let out = apply(KDL, Format::Kdl, &Edit::Container(Box::new(form))).unwrap();
         let expected = KDL.replace(
             "network \"lan\" ipv4=\"10.42.0.10\"       // fixed address\n    forward \"tcp\" host=8080 container=80\n",
             "network \"lan\" ipv4=\"10.42.0.11\"       // fixed address\n    forward \"tcp\" host=2222 container=22\n",
@@ -1160,7 +1165,7 @@ container "web" {
                 .unwrap();
                 assert_eq!(form.root, "", "not written: the default");
                 form.root = word.to_string();
-                let out = apply(text, format, &Edit::Container(form.clone())).unwrap();
+                let out = apply(text, format, &Edit::Container(Box::new(form.clone()))).unwrap();
                 // Written, and read back as that kind.
                 let read_back: ContainerForm = serde_json::from_value(
                     read(&out, format, Kind::Container, "web").unwrap()["form"].clone(),
@@ -1171,7 +1176,7 @@ container "web" {
                 // Only the root line is new; cleared, it is gone again.
                 form.root = String::new();
                 assert_eq!(
-                    apply(&out, format, &Edit::Container(form)).unwrap(),
+                    apply(&out, format, &Edit::Container(Box::new(form))).unwrap(),
                     text,
                     "{word} {format:?}"
                 );
@@ -1239,7 +1244,7 @@ docker = true                         # Docker inside
         web.ipv4 = "10.42.0.10".into();
         web.docker = true;
         web.nested = false;
-        let out = apply(TOML, Format::Toml, &Edit::Container(web)).unwrap();
+        let out = apply(TOML, Format::Toml, &Edit::Container(Box::new(web))).unwrap();
         assert!(out.starts_with("# the lab host\n[host]\n"), "{out}");
         assert!(
             out.contains("network = { name = \"lan\", ipv4 = \"10.42.0.10\" }    # fixed address"),
@@ -1257,7 +1262,12 @@ docker = true                         # Docker inside
             out.contains("ssh = { authorized-key = [\"ssh-ed25519 AAAA me@laptop\"] }"),
             "{out}"
         );
-        let out = apply(TOML, Format::Toml, &Edit::Container(container("db"))).unwrap();
+        let out = apply(
+            TOML,
+            Format::Toml,
+            &Edit::Container(Box::new(container("db"))),
+        )
+        .unwrap();
         assert!(out.starts_with(TOML), "{out}");
         assert!(out.contains("[container.db]\n"), "{out}");
     }
@@ -1278,7 +1288,7 @@ docker = true                         # Docker inside
         ] {
             let mut form = container("web");
             form.forwards[0].loopback = false;
-            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            let out = apply(text, format, &Edit::Container(Box::new(form))).unwrap();
             assert!(out.contains(written), "{out}");
             let read = read(&out, format, Kind::Container, "web").unwrap();
             assert_eq!(read["form"]["forwards"][0]["loopback"], false, "{out}");
