@@ -1,8 +1,9 @@
 //! Overlay roots (`root "overlay"`, issue 16) on a real systemd host: two
 //! containers made from one stored image boot on overlays of its tree,
 //! keep their writes apart, survive each other's `ctm destroy`, and a
-//! snapshot restored into one gives back exactly what it held, an
-//! image's file it had deleted included (a whiteout in the new upper).
+//! snapshot (and an archive) restored into one gives back exactly what
+//! it held, an image's file it had deleted included (a whiteout in the
+//! new upper).
 //!
 //! The lab's own root is an overlay (`--volatile=overlay`), which cannot
 //! hold an upper directory: `/var/lib/ctm` is a directory of this
@@ -238,6 +239,50 @@ fn two_overlay_roots_share_an_image_keep_apart_and_restore_exactly() {
     );
     let snapshots = ctm_ok(&lab, &["snapshots", "a"]);
     assert!(snapshots.contains("kept by the restore"), "{snapshots}");
+
+    // A backup (an archive of the merged view, made from a snapshot)
+    // restored with --from: the same rebuild of the upper.
+    let t = Instant::now();
+    let said = ctm_ok(&lab, &["backup", "a"]);
+    let archive = said
+        .split("--from ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no archive made: {said}"))
+        .to_string();
+    eprintln!("backup took {:.1} s", t.elapsed().as_secs_f64());
+    in_container_ok(
+        &lab,
+        "a",
+        "echo after-backup > /root/only-a && rm /etc/os-release && touch /root/later",
+    );
+    let t = Instant::now();
+    let restored = ctm_ok(&lab, &["restore", "a", "--from", &archive]);
+    eprintln!(
+        "restore from the archive took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(restored.contains("Restored backup"), "{restored}");
+    eventually("a runs again", Duration::from_secs(60), || {
+        running(&lab, "a")
+    });
+    assert_eq!(fs_type(&lab, "/var/lib/machines/a"), "overlay");
+    assert_eq!(in_container_ok(&lab, "a", "cat /root/only-a"), "from-a");
+    assert!(
+        in_container(&lab, "a", "test -s /etc/os-release")
+            .status
+            .success()
+    );
+    assert!(
+        !in_container(&lab, "a", "test -e /root/later")
+            .status
+            .success()
+    );
+    assert!(
+        !in_container(&lab, "a", "test -e /etc/issue.net")
+            .status
+            .success()
+    );
 
     // Destroying b keeps the image and a.
     let t = Instant::now();
