@@ -329,6 +329,7 @@ pub fn swap_overlay(root: &Path, name: &str, progress: Progress<'_>) -> Result<(
 /// `upper` has not; see [`build_overlay`]. A directory left is given back
 /// its times, which the changes in it moved.
 fn strip(upper: &Path, lower: &Path, rebuilt: &mut Rebuilt) -> std::io::Result<()> {
+    clear_overlay_attributes(upper)?;
     let own = std::fs::symlink_metadata(upper)?;
     let names: BTreeSet<std::ffi::OsString> = std::fs::read_dir(upper)?
         .map(|e| e.map(|e| e.file_name()))
@@ -348,11 +349,19 @@ fn strip(upper: &Path, lower: &Path, rebuilt: &mut Rebuilt) -> std::io::Result<(
     }
     for file in &names {
         let (u, l) = (upper.join(file), lower.join(file));
-        let Ok(lm) = std::fs::symlink_metadata(&l) else {
+        let lm = std::fs::symlink_metadata(&l).ok();
+        let um = std::fs::symlink_metadata(&u)?;
+        let merged = um.is_dir() && lm.as_ref().is_some_and(|m| m.is_dir());
+        if !merged {
+            // Kept whole, or compared as a file: cleared here (a
+            // directory merged with the image's is cleared by `strip`).
+            clear_overlay_attributes_below(&u)?;
+        }
+        let Some(lm) = lm else {
             continue;
         };
         let um = std::fs::symlink_metadata(&u)?;
-        if um.is_dir() && lm.is_dir() {
+        if merged {
             strip(&u, &l, rebuilt)?;
             if same_attributes(&u, &um, &l, &lm)? && std::fs::read_dir(&u)?.next().is_none() {
                 std::fs::remove_dir(&u)?;
@@ -407,6 +416,31 @@ fn metadata_only(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
         nix::sys::stat::UtimensatFlags::NoFollowSymlink,
     )
     .map_err(std::io::Error::from)
+}
+
+/// Removes overlayfs's own attributes (`trusted.overlay.*`) from an
+/// entry of a restored tree: a merged view never shows them, so one in an
+/// archive was put there, and in an upper directory it would hide the
+/// image's files (`opaque`) or point elsewhere in it (`redirect`).
+fn clear_overlay_attributes(path: &Path) -> std::io::Result<()> {
+    let names: Vec<std::ffi::OsString> = xattr::list(path)?
+        .filter(|n| n.as_encoded_bytes().starts_with(b"trusted.overlay."))
+        .collect();
+    for name in names {
+        xattr::remove(path, &name)?;
+    }
+    Ok(())
+}
+
+/// [`clear_overlay_attributes`] of `path` and, a directory, of all in it.
+fn clear_overlay_attributes_below(path: &Path) -> std::io::Result<()> {
+    clear_overlay_attributes(path)?;
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            clear_overlay_attributes_below(&entry?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether two entries have the same type, permissions, owner,
@@ -1226,6 +1260,10 @@ mod tests {
             // Staged beside the tree, as a restore copies it.
             let staged = root.path().join(MACHINES).join(".#a.ctm-restoring");
             cp_archive(&snapshot, &staged);
+            // overlayfs's own attributes, as a crafted archive may hold:
+            // kept, `etc` would hide the image's files under it.
+            xattr::set(staged.join("etc"), "trusted.overlay.opaque", b"y").unwrap();
+            xattr::set(staged.join("etc/new"), "trusted.overlay.redirect", b"/usr").unwrap();
             let rebuilt = build_overlay(root.path(), "a", &staged, &mut |_| {}).unwrap();
             // etc/gone and etc/deep are whited out; nothing else. The big
             // file and os-release (mode) are metadata only.
@@ -1255,6 +1293,10 @@ mod tests {
                 xattr::get(new_upper.join("usr/share/big"), "trusted.overlay.metacopy").unwrap(),
                 Some(Vec::new())
             );
+            for (path, attribute) in [("etc", "opaque"), ("etc/new", "redirect")] {
+                let name = format!("trusted.overlay.{attribute}");
+                assert_eq!(xattr::get(new_upper.join(path), name).unwrap(), None);
+            }
             let gone = std::fs::symlink_metadata(new_upper.join("etc/gone")).unwrap();
             assert!(
                 std::os::unix::fs::FileTypeExt::is_char_device(&gone.file_type())
