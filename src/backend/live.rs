@@ -948,6 +948,22 @@ impl System for LiveSystem {
         }
     }
 
+    fn unmount_root(&mut self, root: &std::path::Path, name: &str) -> Result<(), SystemError> {
+        let unit = crate::layout::overlay_mount_unit(name);
+        let failed = self.runtime.block_on(self.systemd.jobs(
+            Verb::Stop,
+            std::slice::from_ref(&unit),
+            SERVICE_JOB_TIMEOUT,
+        ))?;
+        if let Some((unit, result)) = failed.first() {
+            return Err(error(
+                format!("stop {unit}"),
+                format!("{result}{}", log_tail(unit)),
+            ));
+        }
+        rootfs::unmount(&rootfs::tree(root, name))
+    }
+
     fn answers_ping(&mut self, address: IpAddr) -> Result<Option<bool>, SystemError> {
         // Three echoes a second apart: one lost packet is not an answer.
         let argv: Vec<String> = ["ping", "-n", "-q", "-c", "3", "-i", "1", "-W", "1"]

@@ -220,6 +220,13 @@ pub trait System {
     fn leader(&mut self, _name: &str) -> Result<Option<u32>, SystemError> {
         Ok(None)
     }
+    /// Unmounts container `name`'s overlay root (under `root`), for a
+    /// restore to replace its upper directory: its mount unit stopped on
+    /// the running system, then whatever is mounted there still (a mount
+    /// ctm made by hand for a snapshot) unmounted.
+    fn unmount_root(&mut self, root: &std::path::Path, name: &str) -> Result<(), SystemError> {
+        rootfs::unmount(&rootfs::tree(root, name))
+    }
     /// Deletes the root file systems that [`Action::RemoveRootfs`] set
     /// aside, once nothing can roll back to them; returns what failed
     /// (the next purge tries again).

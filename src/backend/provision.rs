@@ -901,6 +901,16 @@ pub(super) fn stored_tree(
     tree.is_dir().then_some(tree)
 }
 
+/// The lock this process holds while it builds the image stored at
+/// `tree`.
+fn building_lock(tree: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    static LOCKS: std::sync::Mutex<
+        std::collections::BTreeMap<PathBuf, std::sync::Arc<std::sync::Mutex<()>>>,
+    > = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    locks.entry(tree.to_path_buf()).or_default().clone()
+}
+
 /// Builds an image into `IMAGE_STORE/NAME-KEY` unless it is there: into a
 /// temporary directory first, renamed when complete. `KEY` hashes the
 /// definition and `extra`, what it points at (the mirror, the tarball's
@@ -917,6 +927,11 @@ pub(super) fn build_once(
     let store = root.join(IMAGE_STORE);
     let name = format!("{image}-{}", store_key(source, extra));
     let tree = store.join(&name);
+    // Containers are prepared in parallel: two made of one image that is
+    // not stored yet would both build it, into the same temporary
+    // directory. One builds; the other waits, then finds it stored.
+    let building = building_lock(&tree);
+    let _building = building.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(tree) = stored_tree(root, image, source, extra) {
         progress(&format!(
             "image {image} is in the store ({})",
@@ -1256,6 +1271,41 @@ mod tests {
             image_tree(root.path(), "t", &right, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(again, tree);
         assert!(lines[0].contains("is in the store"), "{lines:?}");
+    }
+
+    #[test]
+    fn two_containers_of_one_image_prepared_at_once_build_it_once() {
+        let root = tempfile::tempdir().unwrap();
+        make_tarball(root.path(), "srv/t.tar", "-cf");
+        let source = RootfsSource::Tarball {
+            path: "/srv/t.tar".into(),
+            sha256: None,
+        };
+        let built = std::sync::atomic::AtomicUsize::new(0);
+        let trees: Vec<PathBuf> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut lines = Vec::new();
+                        let tree = image_tree(root.path(), "t", &source, &mut |l| {
+                            lines.push(l.to_string())
+                        })
+                        .unwrap();
+                        if lines.iter().any(|l| l.starts_with("building image")) {
+                            built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        tree
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(trees[0], trees[1]);
+        assert_eq!(built.into_inner(), 1);
+        assert_eq!(
+            std::fs::read_to_string(trees[0].join("etc/os-release")).unwrap(),
+            "ID=debian\n"
+        );
     }
 
     #[test]

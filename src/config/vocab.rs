@@ -642,7 +642,7 @@ static ROOT_KIND: NodeSpec = leaf(
     &[arg(
         "kind",
         String,
-        "`auto`, `snapshot`, `reflink` or `copy`.",
+        "`auto`, `snapshot`, `reflink`, `copy` or `overlay`.",
     )],
 );
 

@@ -539,7 +539,7 @@ pub(super) fn restore_expecting(
         name,
         &format!("backup {}", manifest.id),
         events,
-        |events| {
+        |events, unmount| {
             let mut say = |line: &str| step(events, line);
             let trees = places(&root, name, &manifest.volumes);
             for at in &trees {
@@ -558,6 +558,7 @@ pub(super) fn restore_expecting(
                 name,
                 &manifest.volumes,
                 &format!("the restore of backup {}", manifest.id),
+                unmount,
                 &mut say,
             )
         },

@@ -67,6 +67,9 @@ pub struct ContainerForm {
     pub nested: bool,
     /// Started at boot (the default).
     pub autostart: bool,
+    /// `root`: how the root file system is made (`auto`, `snapshot`,
+    /// `reflink`, `copy`, `overlay`); empty: not written (`auto`).
+    pub root: String,
 }
 
 impl Default for ContainerForm {
@@ -87,6 +90,7 @@ impl Default for ContainerForm {
             docker: false,
             nested: false,
             autostart: true,
+            root: String::new(),
         }
     }
 }
@@ -125,7 +129,7 @@ fn yes() -> bool {
 #[serde(tag = "kind", content = "values", rename_all = "lowercase")]
 pub enum Edit {
     Network(NetworkForm),
-    Container(ContainerForm),
+    Container(Box<ContainerForm>),
 }
 
 fn nonempty(s: &str) -> Option<&str> {
@@ -251,6 +255,7 @@ pub fn read(text: &str, format: Format, kind: Kind, name: &str) -> Result<Value,
                     .unwrap_or_default(),
                 docker: has("docker"),
                 nested: has("nested"),
+                root: child_arg("root"),
             })
         }
     };
@@ -273,6 +278,7 @@ fn managed(kind: Kind) -> &'static [&'static [&'static str]] {
             &["docker"],
             &["nested"],
             &["autostart"],
+            &["root"],
             &["ssh", "authorized-key"],
         ],
         Kind::Template | Kind::Image => &[],
@@ -463,6 +469,7 @@ mod kdl_edit {
             ("docker", c.docker.then(String::new)),
             ("nested", c.nested.then(String::new)),
             ("autostart", (!c.autostart).then(|| "#false".to_string())),
+            ("root", nonempty(&c.root).map(quoted)),
         ]
     }
 
@@ -943,6 +950,7 @@ mod toml_edit_form {
                     ("docker", flag(c.docker)),
                     ("nested", flag(c.nested)),
                     ("autostart", (!c.autostart).then(|| false.into())),
+                    ("root", string(&c.root)),
                 ]
             }
         }
@@ -1140,7 +1148,12 @@ container "web" {
 
     #[test]
     fn a_new_kdl_container_is_appended_and_the_rest_is_untouched() {
-        let out = apply(KDL, Format::Kdl, &Edit::Container(container("db"))).unwrap();
+        let out = apply(
+            KDL,
+            Format::Kdl,
+            &Edit::Container(Box::new(container("db"))),
+        )
+        .unwrap();
         assert!(out.starts_with(KDL.trim_end()), "{out}");
         assert_eq!(
             &out[KDL.trim_end().len()..],
@@ -1157,7 +1170,7 @@ container "web" {
         form.ipv4 = "10.42.0.11".into();
         form.nested = false;
         form.docker = true;
-        let out = apply(KDL, Format::Kdl, &Edit::Container(form)).unwrap();
+        let out = apply(KDL, Format::Kdl, &Edit::Container(Box::new(form))).unwrap();
         let expected = KDL.replace(
             "network \"lan\" ipv4=\"10.42.0.10\"       // fixed address\n    forward \"tcp\" host=8080 container=80\n",
             "network \"lan\" ipv4=\"10.42.0.11\"       // fixed address\n    forward \"tcp\" host=2222 container=22\n",
@@ -1192,6 +1205,36 @@ container "web" {
             "    ipv4 \"10.42.0.1/24\"\n",
         );
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn every_root_kind_the_vocabulary_allows_round_trips_through_the_form() {
+        for kind in crate::model::RootMode::ALL {
+            let word = kind.as_str();
+            for (text, format) in [(KDL, Format::Kdl), (TOML, Format::Toml)] {
+                let mut form: ContainerForm = serde_json::from_value(
+                    read(text, format, Kind::Container, "web").unwrap()["form"].clone(),
+                )
+                .unwrap();
+                assert_eq!(form.root, "", "not written: the default");
+                form.root = word.to_string();
+                let out = apply(text, format, &Edit::Container(Box::new(form.clone()))).unwrap();
+                // Written, and read back as that kind.
+                let read_back: ContainerForm = serde_json::from_value(
+                    read(&out, format, Kind::Container, "web").unwrap()["form"].clone(),
+                )
+                .unwrap();
+                assert_eq!(read_back.root, word, "{out}");
+                assert_eq!(crate::model::RootMode::parse(&read_back.root), Ok(kind));
+                // Only the root line is new; cleared, it is gone again.
+                form.root = String::new();
+                assert_eq!(
+                    apply(&out, format, &Edit::Container(Box::new(form))).unwrap(),
+                    text,
+                    "{word} {format:?}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -1254,7 +1297,7 @@ docker = true                         # Docker inside
         web.ipv4 = "10.42.0.10".into();
         web.docker = true;
         web.nested = false;
-        let out = apply(TOML, Format::Toml, &Edit::Container(web)).unwrap();
+        let out = apply(TOML, Format::Toml, &Edit::Container(Box::new(web))).unwrap();
         assert!(out.starts_with("# the lab host\n[host]\n"), "{out}");
         assert!(
             out.contains("network = { name = \"lan\", ipv4 = \"10.42.0.10\" }    # fixed address"),
@@ -1272,7 +1315,12 @@ docker = true                         # Docker inside
             out.contains("ssh = { authorized-key = [\"ssh-ed25519 AAAA me@laptop\"] }"),
             "{out}"
         );
-        let out = apply(TOML, Format::Toml, &Edit::Container(container("db"))).unwrap();
+        let out = apply(
+            TOML,
+            Format::Toml,
+            &Edit::Container(Box::new(container("db"))),
+        )
+        .unwrap();
         assert!(out.starts_with(TOML), "{out}");
         assert!(out.contains("[container.db]\n"), "{out}");
     }
@@ -1293,7 +1341,7 @@ docker = true                         # Docker inside
         ] {
             let mut form = container("web");
             form.forwards[0].loopback = false;
-            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            let out = apply(text, format, &Edit::Container(Box::new(form))).unwrap();
             assert!(out.contains(written), "{out}");
             let read = read(&out, format, Kind::Container, "web").unwrap();
             assert_eq!(read["form"]["forwards"][0]["loopback"], false, "{out}");

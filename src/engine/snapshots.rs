@@ -457,7 +457,7 @@ pub fn restore(
         name,
         &format!("snapshot {id}"),
         events,
-        |events| swap_in(&root, name, &restored, events),
+        |events, unmount| swap_in(&root, name, &restored, events, unmount),
     )?;
     Ok(Restored {
         restored,
@@ -466,28 +466,22 @@ pub fn restore(
     })
 }
 
+/// Unmounts the overlay root of the container a restore replaces (its
+/// mount unit stopped), for [`swap_staged`] to swap in the new upper.
+pub(super) type Unmount<'a> = &'a mut dyn FnMut() -> miette::Result<()>;
+
 /// Runs `restore` (of `what`, e.g. "snapshot ID") with container `name`
 /// stopped if it runs, and starts it again whatever `restore` gave: what
 /// it replaced is kept either way. Also says whether it was running.
+/// Starting it mounts an overlay root again (its mount unit).
 pub(super) fn stopped_for_restore<T>(
     session: &mut Session,
     name: &str,
     what: &str,
     events: Events<'_>,
-    restore: impl FnOnce(Events<'_>) -> miette::Result<T>,
+    restore: impl FnOnce(Events<'_>, Unmount<'_>) -> miette::Result<T>,
 ) -> miette::Result<(T, bool)> {
     let root = session.store.root().to_path_buf();
-    if rootfs::overlay(&root, name).is_dir() {
-        // The swap renames the tree, and an overlay's tree is a mount
-        // point; its restore (changes against the image) is not made yet.
-        return Err(miette!(
-            help = format!(
-                "copy what you need from the snapshot's tree under {}, or give the container                  `root \"copy\"` (a new container) to restore into",
-                snapshots::container_dir(&root, name).display()
-            ),
-            "container {name}'s root is an overlay of its image, which {what} cannot be restored into yet; nothing was changed"
-        ));
-    }
     let running = live(session, name)?.is_some();
     if running {
         perform(
@@ -499,7 +493,13 @@ pub(super) fn stopped_for_restore<T>(
             events,
         )?;
     }
-    let result = restore(&mut *events);
+    let result = {
+        let mut unmount = || -> miette::Result<()> {
+            session.system.unmount_root(&root, name)?;
+            Ok(())
+        };
+        restore(&mut *events, &mut unmount)
+    };
     if running {
         perform(
             session,
@@ -570,6 +570,7 @@ fn swap_in(
     name: &str,
     snapshot: &Snapshot,
     events: Events<'_>,
+    unmount: Unmount<'_>,
 ) -> miette::Result<Snapshot> {
     let mut froms = vec![snapshots::rootfs_in(root, name, &snapshot.id)];
     for volume in &snapshot.volumes {
@@ -592,6 +593,7 @@ fn swap_in(
         name,
         &snapshot.volumes,
         &format!("the restore of {}", snapshot.id),
+        unmount,
         &mut say,
     )
 }
@@ -600,14 +602,28 @@ fn swap_in(
 /// `volumes` (see [`staged`]) put in their places, each at once; the
 /// trees they replace are kept as a new snapshot, recorded as kept by
 /// `what`.
+///
+/// An overlay root (whose tree is a mount point, which cannot be
+/// renamed) is kept as its merged view, copied into the new snapshot
+/// before anything changes; the staged tree becomes its new upper
+/// directory, built beside the old one ([`rootfs::build_overlay`]); the
+/// overlay is unmounted (`unmount`) and the two overlay directories
+/// swapped at once. Until the swap the old upper is untouched.
 pub(super) fn swap_staged(
     root: &Path,
     name: &str,
     volumes: &[String],
     what: &str,
+    unmount: Unmount<'_>,
     say: &mut dyn FnMut(&str),
 ) -> miette::Result<Snapshot> {
     let tree = rootfs::tree(root, name);
+    let overlaid = rootfs::overlay(root, name).is_dir();
+    // The merged view is what is kept; after a reboot nothing mounted a
+    // stopped container's overlay.
+    if overlaid && rootfs::mount_overlay(root, name)? {
+        say(&format!("mounted the overlay root at {}", tree.display()));
+    }
     // 2. The state being replaced is kept, under a record of its own.
     let (bytes, files) = places(root, name, volumes)
         .iter()
@@ -628,23 +644,42 @@ pub(super) fn swap_staged(
     };
     let keep_dir = snapshots::dir(root, name, &kept.id);
     crate::fs::create_dirs(&keep_dir.join("volumes")).map_err(|e| miette!("{e}"))?;
+    if overlaid {
+        let copied = snapshots::copy_tree(
+            &tree,
+            &snapshots::rootfs_in(root, name, &kept.id),
+            false,
+            bytes,
+            say,
+        );
+        if let Err(e) = copied {
+            snapshots::delete(root, name, &kept.id, say)?;
+            return Err(e.into());
+        }
+    }
     // Recorded before anything moves: `ctm snapshots` lists it as soon as
     // its root file system is in it.
     snapshots::record(root, &kept)?;
     // 3. Each swapped at once; what it replaced goes into the kept
     //    snapshot (a rename where the snapshots are on its file system, a
     //    copy otherwise). Until it is there it is at its staged path.
-    let made = rootfs::made_by_ctm(root, name);
-    snapshots::exchange(&tree, &staged(&tree))?;
-    if let Some(made) = made {
-        // The tree is ctm's still: `--prune` and `ctm destroy` know it.
-        rootfs::record(root, name, &made.image, made.kind, &tree)?;
+    if overlaid {
+        rootfs::build_overlay(root, name, &staged(&tree), say)?;
+        unmount()?;
+        rootfs::swap_overlay(root, name, say)?;
+    } else {
+        let made = rootfs::made_by_ctm(root, name);
+        snapshots::exchange(&tree, &staged(&tree))?;
+        if let Some(made) = made {
+            // The tree is ctm's still: `--prune` and `ctm destroy` know it.
+            rootfs::record(root, name, &made.image, made.kind, &tree)?;
+        }
+        move_into(
+            &staged(&tree),
+            &snapshots::rootfs_in(root, name, &kept.id),
+            say,
+        )?;
     }
-    move_into(
-        &staged(&tree),
-        &snapshots::rootfs_in(root, name, &kept.id),
-        say,
-    )?;
     for volume in volumes {
         let at = staged(&volumes::path(root, volume));
         volumes::replace(root, volume, &at, say)?;

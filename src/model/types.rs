@@ -332,6 +332,16 @@ pub enum RootMode {
 }
 
 impl RootMode {
+    /// Every kind, in the order the documentation and the web editor's
+    /// form list them (the default first).
+    pub const ALL: [RootMode; 5] = [
+        RootMode::Auto,
+        RootMode::Snapshot,
+        RootMode::Reflink,
+        RootMode::Copy,
+        RootMode::Overlay,
+    ];
+
     pub fn parse(s: &str) -> Result<RootMode, String> {
         match s {
             "auto" => Ok(RootMode::Auto),

@@ -362,6 +362,35 @@ fn select_input(id: &str, label: &str, kind: &str, help: Option<&str>) -> Markup
     }
 }
 
+/// A choice among fixed values: `choices` (value, label), the first the
+/// default.
+fn choice_input(id: &str, label: &str, choices: &[(&str, String)], help: &str) -> Markup {
+    html! {
+        div class="mb-2" {
+            label class="form-label small mb-1" for=(id) { (label) }
+            select class="form-select form-select-sm" id=(id) name=(id) {
+                @for (value, text) in choices {
+                    option value=(value) { (text) }
+                }
+            }
+            (feedback(id))
+            div class="form-text" { (help) }
+        }
+    }
+}
+
+/// The choices of the container form's root field: every kind the
+/// vocabulary allows, `auto` (the default) as not written.
+fn root_choices() -> Vec<(&'static str, String)> {
+    crate::model::RootMode::ALL
+        .iter()
+        .map(|kind| match kind {
+            crate::model::RootMode::Auto => ("", "auto (default)".to_string()),
+            other => (other.as_str(), other.as_str().to_string()),
+        })
+        .collect()
+}
+
 fn textarea_input(id: &str, label: &str, placeholder: &str, help: &str) -> Markup {
     html! {
         div class="mb-2" {
@@ -436,6 +465,7 @@ fn container_form() -> Markup {
                 div class="col-sm-6" { (text_input("container-memory", "Memory limit", "512M", None)) }
                 div class="col-sm-6" { (text_input("container-cpus", "CPUs", "1.5", None)) }
             }
+            (choice_input("container-root", "Root file system", &root_choices(), "How the tree is made from the image; overlay shares the image's files (not with a directory image). Only a new container's tree is made so."))
             (textarea_input("container-environment", "Environment", "TZ=Etc/UTC", "One a line: NAME=value."))
             (textarea_input("container-keys", "SSH authorized keys", "ssh-ed25519 AAAA… user@laptop", "One key a line."))
             div class="mb-2" {
@@ -1078,4 +1108,47 @@ pub fn routes(config: &Config) -> Router<Shared> {
         routes = routes.route("/fleet", get(fleet));
     }
     routes.fallback(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_container_form_offers_every_root_kind_the_vocabulary_allows() {
+        let page = container_form().into_string();
+        let start = page.find(r#"<select class="form-select form-select-sm" id="container-root""#);
+        let select = &page[start.expect("a root field")..];
+        let select = &select[..select.find("</select>").unwrap_or(select.len())];
+        let offered: Vec<&str> = select
+            .split(r#"<option value=""#)
+            .skip(1)
+            .filter_map(|o| o.split('"').next())
+            .collect();
+        // `auto` is offered as the default (not written).
+        let wanted: Vec<&str> = crate::model::RootMode::ALL
+            .iter()
+            .map(|k| if k.is_auto() { "" } else { k.as_str() })
+            .collect();
+        assert_eq!(offered, wanted);
+        assert!(offered.contains(&"overlay"), "{select}");
+        // Each is a value the host file takes.
+        for value in offered.iter().filter(|v| !v.is_empty()) {
+            assert!(crate::model::RootMode::parse(value).is_ok(), "{value}");
+        }
+        // The vocabulary's own description of the value names each kind.
+        let (_, spec) = crate::config::vocab::walk()
+            .into_iter()
+            .find(|(path, _)| path == &["container", "root"])
+            .expect("container root in the vocabulary");
+        for kind in crate::model::RootMode::ALL {
+            let word = format!("`{}`", kind.as_str());
+            assert!(spec.doc.contains(&word), "{word} missing from {}", spec.doc);
+            assert!(
+                spec.args.iter().any(|a| a.doc.contains(&word)),
+                "{word} missing from {:?}",
+                spec.args
+            );
+        }
+    }
 }

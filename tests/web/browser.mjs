@@ -175,6 +175,8 @@ try {
   await page.waitForSelector('#container-template option[value="base"]', { state: 'attached' });
   await page.waitForSelector('#container-image option[value="debian-bookworm"]', { state: 'attached' });
   assert.ok(await page.isChecked('#container-autostart'), 'a new container starts at boot');
+  assert.deepEqual(await page.$$eval('#container-root option', (os) => os.map((o) => o.value)),
+    ['', 'snapshot', 'reflink', 'copy', 'overlay'], 'the root field offers every kind, auto as the default');
   await page.fill('#container-name', 'tmp');
   await page.selectOption('#container-template', 'base');
   await page.fill('#container-memory', 'lots');
@@ -197,6 +199,7 @@ try {
   await page.selectOption('#container-network', 'lan');
   await page.fill('#container-forwards', 'tcp 5432 5432');
   await page.check('#container-docker');
+  await page.selectOption('#container-root', 'copy');
   await page.click('#container-form button[type=submit]');
   await page.waitForFunction(() => window.ctmEditor.state.doc.toString().includes('container "db"'));
   const withDb = await editorText();
@@ -204,7 +207,7 @@ try {
   for (const comment of ['// NAT and tunnels leave through this link', '// ctm picks the addresses', '// masquerade out of the uplink']) {
     assert.ok(withDb.includes(comment), `comment kept: ${comment}`);
   }
-  assert.match(withDb, /container "db" \{\n {4}from "base"\n {4}network "lan"\n {4}docker\n {4}forward "tcp" host=5432 container=5432\n\}/);
+  assert.match(withDb, /container "db" \{\n {4}from "base"\n {4}network "lan"\n {4}docker\n {4}root "copy"\n {4}forward "tcp" host=5432 container=5432\n\}/);
   await page.waitForSelector('#validity.text-bg-success');
   await shots('editor-form');
 

@@ -178,7 +178,7 @@ async function load() {
 
 const FIELDS = {
   network: ['name', 'bridge', 'ipv4', 'ipv6'],
-  container: ['name', 'template', 'image', 'network', 'ipv4', 'ipv6', 'memory', 'cpus'],
+  container: ['name', 'template', 'image', 'network', 'ipv4', 'ipv6', 'memory', 'cpus', 'root'],
 };
 const CHECKS = {
   network: [['nat4', 'ipv4_nat'], ['nat6', 'ipv6_nat']],
@@ -191,7 +191,7 @@ const FIELD_OF = {
   container: {
     from: 'template', image: 'image', network: 'network', forward: 'forwards', bind: 'binds',
     limits: 'memory', environment: 'environment', 'authorized-key': 'keys', ssh: 'keys',
-    docker: 'docker', nested: 'nested', autostart: 'autostart',
+    docker: 'docker', nested: 'nested', autostart: 'autostart', root: 'root',
   },
 };
 
@@ -241,7 +241,12 @@ function fillForm(kind, form) {
   for (const f of FIELDS[kind]) {
     const field = $(`${kind}-${f}`);
     const value = form?.[f] ?? '';
-    if (field.tagName === 'SELECT') {
+    if (field.tagName === 'SELECT' && !field.dataset.names) {
+      // Fixed choices (the root kinds): a value the vocabulary has not is
+      // shown as written, for the validator to say what is wrong.
+      if (![...field.options].some((o) => o.value === value)) field.append(h('option', { value }, value));
+      field.value = value;
+    } else if (field.tagName === 'SELECT') {
       setChoices(field, [...field.options].map((o) => o.value).filter(Boolean), value);
     } else {
       field.value = value;
