@@ -60,7 +60,8 @@ pub struct Facts {
     pub volumes: Vec<String>,
     /// Whether the container runs: `None` on a files-only root.
     pub running: Option<bool>,
-    /// Its root is an overlay of its image, which a restore cannot swap.
+    /// Its root is an overlay of its image: the restore rebuilds the
+    /// overlay's upper directory rather than swapping a whole tree.
     pub overlay: bool,
     /// Its root file system is there.
     pub has_tree: bool,
@@ -148,11 +149,6 @@ pub fn preview_of(facts: &Facts) -> RestorePreview {
             "container {name} has no root file system to restore into: `ctm start {name}` makes it"
         ));
     }
-    if facts.overlay {
-        blocked.push(format!(
-            "container {name}'s root is an overlay of its image, which cannot be restored into yet"
-        ));
-    }
     for volume in &facts.missing_volumes {
         blocked.push(format!(
             "volume {volume} does not exist now: `ctm apply` makes it"
@@ -219,10 +215,21 @@ pub fn preview_of(facts: &Facts) -> RestorePreview {
             .needed
             .map_or_else(|| "the archive's uncompressed size".into(), mb)
     ));
-    steps.push(format!(
-        "swap them in at once, keeping what they replace ({}) as a new snapshot of container {name}",
-        mb(facts.replaced)
-    ));
+    if facts.overlay {
+        steps.push(format!(
+            "keep the root file system as it is now ({}) as a new snapshot of container {name}, \
+             then rebuild its overlay's upper directory from {what}: only what differs from the image",
+            mb(facts.replaced)
+        ));
+    }
+    steps.push(if facts.overlay && facts.volumes.is_empty() {
+        "swap the new upper directory in at once".to_string()
+    } else {
+        format!(
+            "swap them in at once, keeping what they replace ({}) as a new snapshot of container {name}",
+            mb(facts.replaced)
+        )
+    });
     if facts.running == Some(true) {
         steps.push(format!("start container {name} again"));
     }
@@ -517,12 +524,27 @@ mod tests {
     fn what_blocks_a_restore_is_named_each() {
         let mut f = facts();
         f.free = Some(1);
-        f.overlay = true;
         f.other_users = vec![("data".into(), "db".into())];
         let p = preview_of(&f);
-        assert_eq!(p.blocked.len(), 3, "{:?}", p.blocked);
+        assert_eq!(p.blocked.len(), 2, "{:?}", p.blocked);
         assert_eq!(p.space.enough, Some(false));
         assert!(p.blocked.iter().any(|b| b.contains("container db")));
+    }
+
+    #[test]
+    fn an_overlay_root_is_restored_by_rebuilding_its_upper_directory() {
+        let mut f = facts();
+        f.overlay = true;
+        let p = preview_of(&f);
+        assert!(p.blocked.is_empty(), "{:?}", p.blocked);
+        assert!(
+            p.steps
+                .iter()
+                .any(|s| s.contains("rebuild its overlay's upper directory")),
+            "{:?}",
+            p.steps
+        );
+        assert_ne!(p.key, preview_of(&facts()).key);
     }
 
     #[test]
