@@ -1455,13 +1455,16 @@ ipv4 = "10.60.0.20"
             );
             assert_eq!(form.memory, "512M");
             form.memory = "1G".into();
-            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            let out = apply(text, format, &Edit::Container(Box::new(form))).unwrap();
             // Nothing but the memory changed, to the byte.
             assert_eq!(out, text.replace(memory.0, memory.1), "{format:?}");
             assert_eq!(gw_networks(&out, format), gw_networks(text, format));
             // Saving the form as read changes nothing at all.
             let form = gw(&out, format);
-            assert_eq!(apply(&out, format, &Edit::Container(form)).unwrap(), out);
+            assert_eq!(
+                apply(&out, format, &Edit::Container(Box::new(form))).unwrap(),
+                out
+            );
         }
     }
 
@@ -1492,7 +1495,7 @@ ipv4 = "10.60.0.20"
         ] {
             let mut form = gw(text, format);
             form.ipv4 = "10.50.0.21".into();
-            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            let out = apply(text, format, &Edit::Container(Box::new(form))).unwrap();
             assert_eq!(out, text.replace(first.0, first.1), "{format:?}\n{out}");
             let (old, new) = (gw_networks(text, format), gw_networks(&out, format));
             assert_eq!(new.len(), old.len(), "{out}");
@@ -1510,7 +1513,7 @@ ipv4 = "10.60.0.20"
             let mut form = gw(text, format);
             form.network = String::new();
             form.ipv4 = String::new();
-            let out = apply(text, format, &Edit::Container(form)).unwrap();
+            let out = apply(text, format, &Edit::Container(Box::new(form))).unwrap();
             let (old, new) = (gw_networks(text, format), gw_networks(&out, format));
             assert_eq!(new, old[1..], "{format:?}\n{out}");
         }
