@@ -349,6 +349,20 @@ impl Session {
         self.plan_prefetched(desired, options, events, None)
     }
 
+    /// [`Session::plan`] of a compile that a long-lived process keeps and
+    /// may plan again (`ctm serve`'s editor): its manifest is kept with it.
+    pub fn plan_shared(
+        &mut self,
+        desired: &Arc<Artifacts>,
+        options: plan::Options,
+        events: Events<'_>,
+    ) -> miette::Result<Plan> {
+        let manifest = self.store.manifest_of_shared(desired);
+        Ok(self
+            .plan_with(desired, Some(manifest), options, events, None)?
+            .0)
+    }
+
     /// [`Session::plan_and_state`], from what [`Session::prefetch`] read
     /// earlier in this session (under the same lock, so no apply came
     /// between). Its snapshot is used only if it covers every desired
@@ -358,6 +372,19 @@ impl Session {
     pub fn plan_prefetched(
         &mut self,
         desired: &Artifacts,
+        options: plan::Options,
+        events: Events<'_>,
+        prefetched: Option<Prefetch>,
+    ) -> miette::Result<(Plan, SystemState)> {
+        self.plan_with(desired, None, options, events, prefetched)
+    }
+
+    /// [`Session::plan_prefetched`], with the desired files' manifest if
+    /// the caller has it.
+    fn plan_with(
+        &mut self,
+        desired: &Artifacts,
+        desired_manifest: Option<Arc<Manifest>>,
         options: plan::Options,
         events: Events<'_>,
         prefetched: Option<Prefetch>,
@@ -383,7 +410,8 @@ impl Session {
             Some(snapshot) => snapshot,
             None => self.read_live(desired.files.keys().chain(manifest.files.keys()), &cache)?,
         };
-        let desired_manifest = self.store.manifest_of(desired);
+        let desired_manifest =
+            desired_manifest.unwrap_or_else(|| Arc::new(self.store.manifest_of(desired)));
         self.plan_against(
             current,
             &manifest,

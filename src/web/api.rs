@@ -261,7 +261,7 @@ async fn plan(State(state): State<Shared>, Json(req): Json<TextRequest>) -> ApiR
                 }
             };
             let mut session = Session::open(&state.target(), Access::ReadShared, &mut server_log)?;
-            let plan = session.plan(&artifacts, adopting(req.adopt), &mut server_log)?;
+            let plan = session.plan_shared(&artifacts, adopting(req.adopt), &mut server_log)?;
             Ok(Json(json!({
                 "check": check,
                 "host": host,
