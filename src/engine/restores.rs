@@ -274,6 +274,8 @@ fn key_of(facts: &Facts, blocked: &[String]) -> String {
         "bytes": facts.bytes,
         "volumes": facts.volumes,
         "running": facts.running,
+        // Restored another way: the overlay's upper rebuilt.
+        "overlay": facts.overlay,
         "blocked": blocked,
     });
     crate::fs::sha256_hex(basis.to_string().as_bytes())
