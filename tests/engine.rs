@@ -910,6 +910,21 @@ fn a_topology_goes_down_and_up_as_applies_and_a_rollback_returns_to_the_set_befo
     let shown =
         topologies::plan(&target, "bgp", Direction::Down, Access::Read, &mut |_| {}).unwrap();
     assert!(h.fake.take_calls().iter().all(|c| c == "observe"));
+    // The files of its members that it drops say why: the topology is
+    // down, not gone from the host file.
+    let dropped: Vec<_> = shown
+        .files
+        .iter()
+        .filter(|f| f.change == ctm::plan::Change::Destroy && f.owner != ctm::compile::Owner::Host)
+        .collect();
+    assert!(!dropped.is_empty(), "{:?}", shown.files);
+    for f in dropped {
+        assert_eq!(
+            f.reason, "left out while topology bgp is down",
+            "{}",
+            f.path
+        );
+    }
     let moved = |direction, seen: Option<&str>| {
         let seen = seen.map(|fingerprint| apply::Seen {
             fingerprint,

@@ -315,6 +315,21 @@ fn restart_irrelevant(path: &str) -> bool {
     path.starts_with(crate::layout::AUTOSTART_PREFIX) || path.ends_with("/provision.json")
 }
 
+/// Why a file ctm wrote is no longer wanted: its container or network
+/// is in a topology that `ctm down` took down (the host file still has
+/// it), or it left the host file.
+fn no_longer_wanted(expect: &Health, owner: &Owner) -> String {
+    let member = |t: &crate::compile::health::TopologyHealth| match owner {
+        Owner::Container(name) => t.containers.iter().any(|c| c == name.as_str()),
+        Owner::Network(name) => t.networks.iter().any(|n| n == name.as_str()),
+        Owner::Tunnel(_) | Owner::Firewall | Owner::Host => false,
+    };
+    match expect.topologies.iter().find(|(_, t)| t.down && member(t)) {
+        Some((name, _)) => format!("left out while topology {name} is down"),
+        None => "no longer in the host file".into(),
+    }
+}
+
 pub fn plan(input: &Inputs<'_>) -> Plan {
     let desired_manifest = input.desired_manifest;
     let empty = Manifest::default();
@@ -393,7 +408,7 @@ pub fn plan(input: &Inputs<'_>) -> Plan {
                         path: path.clone(),
                         change: Change::Destroy,
                         owner: m.owner.clone(),
-                        reason: "no longer in the host file".into(),
+                        reason: no_longer_wanted(input.expect, &m.owner),
                         before: entry.clone(),
                         after: Entry::Absent,
                         diff: diff(path, live, None),
