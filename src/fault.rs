@@ -125,3 +125,21 @@ pub fn skip_space_check() -> bool {
 pub fn skip_space_check() -> bool {
     false
 }
+
+/// Skips a unit test this machine cannot run: said on the real standard
+/// error (seen without `--nocapture`, and counted by `.ci/run`), and a
+/// failure under CI (`CI` set), as `tests/support`'s `skip_unless` does
+/// for the integration tests.
+#[cfg(test)]
+pub(crate) fn skip_test(why: &str) {
+    use std::io::Write as _;
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "CI must run this test, but {why}"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED ({}): {why}",
+        std::thread::current().name().unwrap_or("a test")
+    );
+}

@@ -615,7 +615,7 @@ mod tests {
             .arg(r.path("b"))
             .output();
         if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
-            eprintln!("skipped: cannot bind-mount ({mounted:?}); needs root");
+            crate::fault::skip_test(&format!("cannot bind-mount ({mounted:?}); needs root"));
             return;
         }
         let seen = r.read();
