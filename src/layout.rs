@@ -7,6 +7,12 @@
 //! or `--root DIR`); paths with one are as a container or systemd sees
 //! them.
 
+/// An absolute path as the host sees it (`/srv/backups`), under the
+/// root ctm manages (`/`, or `--root DIR`).
+pub fn under_root(root: &std::path::Path, path: &str) -> std::path::PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
 /// ctm's own state: generations, journal, records (see `state`).
 pub const STATE_DIR: &str = "var/lib/ctm";
 

@@ -1027,21 +1027,6 @@ pub fn list(dir: &Path, subject: &Subject) -> Vec<Listed> {
     found
 }
 
-/// The newest archive of each of `containers` in any of `dirs` (each read
-/// once, whatever the number of containers), by container; containers
-/// without one are left out.
-pub fn newest<'a>(
-    dirs: &[PathBuf],
-    containers: impl IntoIterator<Item = &'a str>,
-) -> BTreeMap<String, Listed> {
-    newest_of(
-        dirs,
-        containers
-            .into_iter()
-            .map(|c| Subject::Container(c.to_string())),
-    )
-}
-
 /// The newest archive of each of `subjects` (containers, volumes or both)
 /// in any of `dirs`, each directory read once, by the subject's name;
 /// subjects without one are left out. A container and a volume of one

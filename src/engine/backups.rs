@@ -353,12 +353,6 @@ pub fn list_volume(
     list_of(target, &Subject::Volume(name.to_string()), dir)
 }
 
-/// A directory a `backup` block names (`to`, as the host sees it) under
-/// the root.
-pub(super) fn block_dir(root: &Path, to: &str) -> PathBuf {
-    root.join(to.trim_start_matches('/'))
-}
-
 /// Every archive of container `name` ctm knows where to find: in the
 /// default directory and in the directory of its `backup` block in the
 /// current generation, oldest first. An archive of either is listed once.
@@ -369,7 +363,7 @@ pub fn archives(target: &Target, name: &Name) -> miette::Result<Vec<Listed>> {
     let block = expect
         .backups
         .get(name.as_str())
-        .map(|b| block_dir(root, &b.to));
+        .map(|b| crate::layout::under_root(root, &b.to));
     Ok(listed_in(
         root,
         block.as_deref(),

@@ -313,7 +313,7 @@ pub fn preview(
             let block = expect
                 .backups
                 .get(container)
-                .map(|b| backups::block_dir(&root, &b.to));
+                .map(|b| layout::under_root(&root, &b.to));
             let subject = crate::backend::archive::Subject::Container(container.to_string());
             let all = backups::listed_in(&root, block.as_deref(), &subject);
             let Some(a) = all.iter().find(|a| a.id == id) else {

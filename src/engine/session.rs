@@ -13,6 +13,7 @@ use nix::fcntl::Flock;
 
 use super::events::{Event, Events};
 use crate::apply::{Engine, Progress, Recovered, SwitchSpec};
+use crate::backend::archive::Subject;
 use crate::backend::live::LiveSystem;
 use crate::backend::{FilesOnly, System, volumes};
 use crate::clock::now_unix;
@@ -573,22 +574,11 @@ pub(crate) fn last_volume_backups(
     root: &std::path::Path,
     expect: &health::Health,
 ) -> BTreeMap<String, plan::LastBackup> {
-    let mut dirs = vec![root.join(crate::layout::BACKUPS)];
-    dirs.extend(
-        expect
-            .volumes
-            .values()
-            .filter_map(|v| v.backup.as_ref())
-            .map(|b| root.join(b.to.trim_start_matches('/'))),
-    );
-    let subjects = expect
-        .volumes
-        .keys()
-        .map(|name| crate::backend::archive::Subject::Volume(name.clone()));
-    crate::backend::archive::newest_of(&dirs, subjects)
-        .into_iter()
-        .map(|(name, l)| (name, last_backup(l)))
-        .collect()
+    newest_archives(
+        root,
+        expect.volumes.values().filter_map(|v| v.backup.as_ref()),
+        expect.volumes.keys().cloned().map(Subject::Volume),
+    )
 }
 
 /// The newest archive of each container of `expect`, in its `backup`
@@ -597,14 +587,23 @@ pub(crate) fn last_backups(
     root: &std::path::Path,
     expect: &health::Health,
 ) -> BTreeMap<String, plan::LastBackup> {
+    newest_archives(
+        root,
+        expect.backups.values(),
+        expect.containers.keys().cloned().map(Subject::Container),
+    )
+}
+
+/// The newest archive of each of `subjects` in the default directory or
+/// in one of `blocks`' directories.
+fn newest_archives<'a>(
+    root: &std::path::Path,
+    blocks: impl Iterator<Item = &'a health::BackupHealth>,
+    subjects: impl IntoIterator<Item = Subject>,
+) -> BTreeMap<String, plan::LastBackup> {
     let mut dirs = vec![root.join(crate::layout::BACKUPS)];
-    dirs.extend(
-        expect
-            .backups
-            .values()
-            .map(|b| root.join(b.to.trim_start_matches('/'))),
-    );
-    crate::backend::archive::newest(&dirs, expect.containers.keys().map(String::as_str))
+    dirs.extend(blocks.map(|b| crate::layout::under_root(root, &b.to)));
+    crate::backend::archive::newest_of(&dirs, subjects)
         .into_iter()
         .map(|(name, l)| (name, last_backup(l)))
         .collect()

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::backups::{block_dir, listed_in};
+use super::backups::listed_in;
 use super::events::Events;
 use super::session::{Access, Session, Target};
 use super::snapshots::current_expectations;
@@ -90,7 +90,7 @@ pub fn list(target: &Target, events: Events<'_>) -> miette::Result<Vec<VolumeVie
             let wanted = expect.volumes.get(name);
             let block = wanted
                 .and_then(|w| w.backup.as_ref())
-                .map(|b| block_dir(root, &b.to));
+                .map(|b| crate::layout::under_root(root, &b.to));
             let archives = listed_in(root, block.as_deref(), &Subject::Volume(name.clone()));
             view_of(name, wanted, measured.get(name), &archives)
         })
