@@ -1007,8 +1007,13 @@ fn roots_on_xfs_are_reflink_copies_and_a_file_system_without_reflinks_refuses_on
 
 /// The archive in `Backed up container NAME to PATH, …`.
 fn backed_up(said: &str) -> PathBuf {
+    backed_up_as("container", said)
+}
+
+/// The archive in `Backed up KIND NAME to PATH, …`.
+fn backed_up_as(kind: &str, said: &str) -> PathBuf {
     let rest = said
-        .split("Backed up container ")
+        .split(&format!("Backed up {kind} "))
         .nth(1)
         .unwrap_or_else(|| panic!("no backup made: {said}"));
     let path = rest
@@ -1451,18 +1456,7 @@ fn the_backup_timers_service_started_by_hand_archives_and_keeps_the_newest() {
 
 /// The archive in `Backed up volume NAME to PATH, …`.
 fn volume_backed_up(said: &str) -> PathBuf {
-    let rest = said
-        .split("Backed up volume ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no backup made: {said}"));
-    let path = rest
-        .split(" to ")
-        .nth(1)
-        .unwrap()
-        .split(", ")
-        .next()
-        .unwrap();
-    PathBuf::from(path)
+    backed_up_as("volume", said)
 }
 
 /// `bytes` that zstd cannot shrink, the same for one `seed`.
