@@ -10,7 +10,6 @@ use super::{DiffArgs, OutputFormat, RootArgs, SwitchArgs, confirm, print_diagnos
 use crate::clock::Timeout;
 use crate::engine::apply::{self, Applied, Runner, SavedPlan, Seen};
 use crate::engine::images;
-use crate::engine::load::load_at_most;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,38 +43,44 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     let target = args.root.target();
     let mut say = reporter(args.json);
     let is_saved = args.file.extension().is_some_and(|e| e == "json");
-    let (mut outcome, saved) = if is_saved {
-        let (saved, outcome) = SavedPlan::load(&args.file, &target)?;
-        (outcome, Some(saved))
+    let prepared = if is_saved {
+        let (saved, mut outcome) = SavedPlan::load(&args.file, &target)?;
+        print_diagnostics(&outcome, OutputFormat::Human);
+        // Compiled with the topologies that were down when it was saved.
+        let Some(desired) =
+            images::compile_resolved(&target.root, &mut outcome, &saved.down, &mut say)?
+        else {
+            return Ok(ExitCode::FAILURE);
+        };
+        let seen = Seen {
+            fingerprint: &saved.plan.fingerprint,
+            from_generation: saved.plan.from_generation,
+            when: format!("{} was made", args.file.display()),
+            what: "the host",
+        };
+        apply::prepare_apply(
+            &target,
+            desired,
+            saved.options,
+            args.confirm_timeout,
+            Some(&seen),
+            &mut say,
+        )?
     } else {
-        (load_at_most(&args.file, None, args.size.bytes())?, None)
+        let (outcome, prepared) = apply::prepare_apply_file(
+            &target,
+            &args.file,
+            args.size.bytes(),
+            args.options,
+            args.confirm_timeout,
+            &mut say,
+        )?;
+        print_diagnostics(&outcome, OutputFormat::Human);
+        match prepared {
+            Some(prepared) => prepared?,
+            None => return Ok(ExitCode::FAILURE),
+        }
     };
-    print_diagnostics(&outcome, OutputFormat::Human);
-    // A saved plan says which topologies were down; else the current
-    // generation does.
-    let down = match &saved {
-        Some(saved) => saved.down.clone(),
-        None => target.store().current_down()?,
-    };
-    let Some(desired) = images::compile_resolved(&target.root, &mut outcome, &down, &mut say)?
-    else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let options = saved.as_ref().map_or(args.options, |s| s.options);
-    let seen = saved.as_ref().map(|s| Seen {
-        fingerprint: &s.plan.fingerprint,
-        from_generation: s.plan.from_generation,
-        when: format!("{} was made", args.file.display()),
-        what: "the host",
-    });
-    let prepared = apply::prepare_apply(
-        &target,
-        desired,
-        options,
-        args.confirm_timeout,
-        seen.as_ref(),
-        &mut say,
-    )?;
     let runner = args.switch.runner();
     if runner != Runner::InUnit && !args.json {
         // The ctm that started the unit showed the plan already.
@@ -92,7 +97,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         Some(refused) => return Err(refused.into()),
         None => {}
     }
-    let asks = saved.is_none() && runner != Runner::InUnit && !prepared.plan.is_empty();
+    let asks = !is_saved && runner != Runner::InUnit && !prepared.plan.is_empty();
     if asks && !confirm("Apply these changes?", args.yes)? {
         errln("Nothing applied.");
         return Ok(ExitCode::FAILURE);

@@ -7,23 +7,25 @@
 //! user saw against the host; `apply` / `roll_back` performs it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use miette::{IntoDiagnostic as _, WrapErr as _, miette};
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, Events};
-use super::load::{Desired, Outcome, lock_path_for, validate_text};
-use super::planning::desired_key;
+use super::images;
+use super::load::{Desired, Outcome, lock_path_for, read_at_most, read_lock, validate_text};
+use super::planning::{Read, compile_while, desired_key, with_manifest};
 use super::refused::Refused;
-use super::session::{Access, Session, Target};
+use super::session::{Access, Prefetch, Session, Target};
 use crate::apply::{Progress, Stage, SwitchSpec};
 use crate::backend::live::{APPLY_UNIT, LiveSystem};
 use crate::clock::{Timeout, now_rfc3339, now_unix};
 use crate::compile::Artifacts;
 use crate::fs;
-use crate::plan::{self, Plan};
-use crate::state::{Meta, Store};
+use crate::plan::{self, Manifest, Plan};
+use crate::state::{Memory, Meta, Store};
 
 /// A plan saved with `ctm plan -o`: the plan, and what it was made from,
 /// so that `ctm apply` can check that nothing has changed since.
@@ -150,6 +152,9 @@ pub enum Runner {
 /// An apply, planned and checked, ready to go.
 pub struct PreparedApply {
     pub desired: Desired,
+    /// `Manifest::of(desired.artifacts)`, made once for the plan and the
+    /// switch.
+    pub manifest: Arc<Manifest>,
     pub session: Session,
     pub plan: Plan,
     pub options: plan::Options,
@@ -195,19 +200,131 @@ pub fn prepare_apply(
     seen: Option<&Seen<'_>>,
     events: Events<'_>,
 ) -> miette::Result<PreparedApply> {
-    if options.prune && confirm_timeout.is_some() {
-        return Err(Refused::PruneWithConfirm.into());
+    refuse_options(options, confirm_timeout)?;
+    let target = with_memory(target);
+    let session = Session::open(&target, Access::Change, events)?;
+    let manifest = Arc::new(session.store.manifest_of(&desired.artifacts));
+    prepare_opened(
+        Opened {
+            session,
+            prefetch: None,
+            desired,
+            manifest,
+        },
+        options,
+        seen,
+        events,
+    )
+}
+
+/// Reads, checks and compiles the host file at `file` (at most `limit`
+/// bytes), takes the lock, recovers and plans it: [`prepare_apply`] of
+/// the file, compiled while the plan reads what it compares with
+/// (`planning::compile_while`). Gives the file as checked, its
+/// diagnostics to show first, and the apply unless the file has errors.
+pub fn prepare_apply_file(
+    target: &Target,
+    file: &Path,
+    limit: usize,
+    options: plan::Options,
+    confirm_timeout: Option<Timeout>,
+    events: Events<'_>,
+) -> miette::Result<(Outcome, Option<miette::Result<PreparedApply>>)> {
+    refuse_options(options, confirm_timeout)?;
+    let bytes = read_at_most(file, limit)
+        .map_err(|e| miette!("cannot read host file {}: {e}", file.display()))?;
+    let lock_path = lock_path_for(file);
+    let lock_text = read_lock(&lock_path)?;
+    let target = with_memory(target);
+    let store = target.store();
+    let down = store.current_down()?;
+    // A session that cannot be opened is reported only if the host file
+    // compiles: the file's own errors come first.
+    let opened = Session::open(&target, Access::Change, events);
+    let read = Read {
+        file,
+        bytes,
+        limit,
+        lock_path,
+        lock_text,
+    };
+    let (loaded, opened) = compile_while(read, &down, &store, || {
+        opened.and_then(|session| Ok((session.prefetch()?, session)))
+    });
+    let (mut outcome, mut compiled) = loaded;
+    if images::unresolved(&outcome) {
+        compiled = images::compile_resolved(&target.root, &mut outcome, &down, events)?
+            .map(|desired| with_manifest(&store, desired));
     }
-    // The plan and then the switch read the current generation's manifest
-    // and hash the desired files: kept in memory for this apply, each is
-    // done once (the manifest of 5,000 containers is 5 MB of JSON).
+    let prepared = compiled.map(|(desired, manifest)| {
+        let (prefetch, session) = opened?;
+        prepare_opened(
+            Opened {
+                session,
+                prefetch: Some(prefetch),
+                desired,
+                manifest,
+            },
+            options,
+            None,
+            events,
+        )
+    });
+    Ok((outcome, prepared))
+}
+
+/// Options that cannot go together, refused before anything is read.
+fn refuse_options(options: plan::Options, confirm_timeout: Option<Timeout>) -> Result<(), Refused> {
+    if options.prune && confirm_timeout.is_some() {
+        return Err(Refused::PruneWithConfirm);
+    }
+    Ok(())
+}
+
+/// The target an apply plans and switches with: the plan and then the
+/// switch read the current generation's manifest, kept in memory for
+/// this apply so that it is read once (the manifest of 5,000 containers
+/// is 5 MB of JSON). A long-lived process's own memory is kept.
+fn with_memory(target: &Target) -> Target {
     let mut target = target.clone();
-    target.memory.get_or_insert_with(Default::default);
-    let mut session = Session::open(&target, Access::Change, events)?;
-    let plan = session.plan(&desired.artifacts, options, events)?;
+    target
+        .memory
+        .get_or_insert_with(|| Arc::new(Memory::once()));
+    target
+}
+
+/// A session opened for an apply, with what it read ahead and the
+/// desired files' manifest.
+struct Opened {
+    session: Session,
+    prefetch: Option<Prefetch>,
+    desired: Desired,
+    manifest: Arc<Manifest>,
+}
+
+fn prepare_opened(
+    opened: Opened,
+    options: plan::Options,
+    seen: Option<&Seen<'_>>,
+    events: Events<'_>,
+) -> miette::Result<PreparedApply> {
+    let Opened {
+        mut session,
+        prefetch,
+        desired,
+        manifest,
+    } = opened;
+    let (plan, _) = session.plan_with(
+        &desired.artifacts,
+        Some(manifest.clone()),
+        options,
+        events,
+        prefetch,
+    )?;
     check_seen(seen, &plan)?;
     Ok(PreparedApply {
         desired,
+        manifest,
         session,
         plan,
         options,
@@ -277,6 +394,7 @@ fn apply_prepared(
 ) -> miette::Result<Applied> {
     let PreparedApply {
         desired,
+        manifest,
         mut session,
         plan,
         options,
@@ -335,7 +453,14 @@ fn apply_prepared(
     }
     let deadline = confirm_timeout.map(Timeout::deadline);
     events(Event::Applying { generation: number });
-    switch_to_new(&mut session, number, &desired, &plan, deadline, events)?;
+    switch_to_new(
+        &mut session,
+        number,
+        (&desired, &manifest),
+        &plan,
+        deadline,
+        events,
+    )?;
     events(Event::Healthy { live });
     if runner != Runner::InUnit {
         // In the unit the host file's path may be relative to another
@@ -360,7 +485,7 @@ fn apply_prepared(
 fn switch_to_new(
     session: &mut Session,
     number: u64,
-    desired: &Desired,
+    (desired, manifest): (&Desired, &Manifest),
     plan: &Plan,
     confirm_deadline: Option<u64>,
     events: Events<'_>,
@@ -388,6 +513,7 @@ fn switch_to_new(
         confirm_deadline,
         stage: Some(Stage {
             meta: &meta,
+            manifest,
             source_text: &desired.source_text,
             lock_text: &desired.lock_text,
         }),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::events::Events;
 use super::images;
@@ -10,7 +11,7 @@ use super::load::{Desired, Outcome, lock_path_for, read_at_most, read_lock, vali
 use super::session::{Access, Session, Target};
 use crate::config::Format;
 use crate::model::Name;
-use crate::plan::{self, Plan};
+use crate::plan::{self, Manifest, Plan};
 use crate::state::Store;
 
 /// What planning a host file found.
@@ -133,37 +134,92 @@ pub fn plan_file(
     // Compiled with the topologies the current generation has down (read
     // without the lock: an apply checks the plan against the host again).
     let down = target.store().current_down()?;
-    let (loaded, opened) = std::thread::scope(|scope| {
-        let loading = scope.spawn(|| {
-            let outcome = validate_bytes(file, bytes, limit, lock_path, lock_text);
-            // Tags to resolve are resolved below, where events can be
-            // reported, and compiled after.
-            let desired = (!images::unresolved(&outcome))
-                .then(|| Desired::compile(&outcome, &down))
-                .flatten();
-            (outcome, desired)
-        });
-        let opened = opened.and_then(|session| Ok((session.prefetch()?, session)));
-        let loaded = loading
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (loaded, opened)
+    let read = Read {
+        file,
+        bytes,
+        limit,
+        lock_path,
+        lock_text,
+    };
+    let (loaded, opened) = compile_while(read, &down, &target.store(), || {
+        opened.and_then(|session| Ok((session.prefetch()?, session)))
     });
-    let (mut outcome, mut desired) = loaded;
+    let (mut outcome, mut compiled) = loaded;
     if images::unresolved(&outcome) {
-        desired = images::compile_resolved(&target.root, &mut outcome, &down, events)?;
+        compiled = images::compile_resolved(&target.root, &mut outcome, &down, events)?
+            .map(|desired| with_manifest(&target.store(), desired));
     }
-    let plan = desired.as_ref().map(|desired| {
+    let plan = compiled.as_ref().map(|(desired, manifest)| {
         let (prefetched, mut session) = opened?;
-        let (plan, _) =
-            session.plan_prefetched(&desired.artifacts, options, events, Some(prefetched))?;
+        let (plan, _) = session.plan_with(
+            &desired.artifacts,
+            Some(manifest.clone()),
+            options,
+            events,
+            Some(prefetched),
+        )?;
         Ok(plan)
     });
     Ok(Planned {
         outcome: Some(outcome),
         plan,
-        desired: desired.filter(|_| keep),
+        desired: compiled.map(|(desired, _)| desired).filter(|_| keep),
     })
+}
+
+/// A compile, with the manifest of its files.
+pub(super) type Compiled = (Desired, Arc<Manifest>);
+
+/// A host file as read, before it is checked.
+pub(super) struct Read<'a> {
+    pub file: &'a Path,
+    pub bytes: Vec<u8>,
+    pub limit: usize,
+    pub lock_path: std::path::PathBuf,
+    pub lock_text: Option<String>,
+}
+
+/// The host file checked and compiled with the topologies in `down` down,
+/// with the manifest of its files (hashed through `store`'s memory), on
+/// another thread while this one runs `here`: a plan reads what it
+/// compares the compile with (the manifest, the stat cache, the live
+/// files) in `here`, and neither needs the other. Half of a plan or an
+/// apply after an edit of 1,000 containers is each. A file with image
+/// tags to resolve is only checked: they are resolved where events can
+/// be reported (`images::compile_resolved`), then compiled.
+pub(super) fn compile_while<R>(
+    read: Read<'_>,
+    down: &BTreeSet<Name>,
+    store: &Store,
+    here: impl FnOnce() -> R,
+) -> ((Outcome, Option<Compiled>), R) {
+    std::thread::scope(|scope| {
+        let compiling = scope.spawn(|| {
+            let outcome = validate_bytes(
+                read.file,
+                read.bytes,
+                read.limit,
+                read.lock_path,
+                read.lock_text,
+            );
+            let compiled = (!images::unresolved(&outcome))
+                .then(|| Desired::compile(&outcome, down))
+                .flatten()
+                .map(|desired| with_manifest(store, desired));
+            (outcome, compiled)
+        });
+        let here = here();
+        let compiled = compiling
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (compiled, here)
+    })
+}
+
+/// `desired`, with the manifest of its files.
+pub(super) fn with_manifest(store: &Store, desired: Desired) -> Compiled {
+    let manifest = Arc::new(store.manifest_of(&desired.artifacts));
+    (desired, manifest)
 }
 
 /// The current generation, if the host file's and lock's bytes and this

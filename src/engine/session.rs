@@ -382,7 +382,7 @@ impl Session {
 
     /// [`Session::plan_prefetched`], with the desired files' manifest if
     /// the caller has it.
-    fn plan_with(
+    pub(super) fn plan_with(
         &mut self,
         desired: &Artifacts,
         desired_manifest: Option<Arc<Manifest>>,

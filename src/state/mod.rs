@@ -238,6 +238,10 @@ pub struct Reverted {
 #[derive(Default)]
 pub struct Memory {
     kept: Mutex<Kept>,
+    /// Set for one command's memory: the desired files' texts are not
+    /// kept to hash fewer next time, as there is no next time (keeping
+    /// them copied 7 MB for an apply of 1,000 containers).
+    once: bool,
     /// Vouches for live paths that have not changed (see `live::watch`).
     watcher: Option<Watcher>,
 }
@@ -274,8 +278,17 @@ impl Memory {
     pub fn watching(root: &Path, recheck: Duration) -> std::result::Result<Memory, WatchError> {
         Ok(Memory {
             kept: Mutex::default(),
+            once: false,
             watcher: Some(Watcher::new(root, recheck)?),
         })
+    }
+
+    /// The memory of one command, which plans once: see [`Memory::once`].
+    pub fn once() -> Memory {
+        Memory {
+            once: true,
+            ..Memory::default()
+        }
     }
 
     pub fn watcher(&self) -> Option<&Watcher> {
@@ -291,6 +304,9 @@ impl Memory {
     /// not, byte for byte, the one last hashed at the same path: between
     /// two plans of the editor most of the compiled files are the same.
     pub fn manifest_of(&self, artifacts: &Artifacts) -> Manifest {
+        if self.once {
+            return Manifest::of(artifacts);
+        }
         let mut kept = self.kept();
         let hashes = &mut kept.hashes;
         let mut texts = 0;
@@ -785,7 +801,10 @@ impl Store {
         }
         // Compact: a plan reads it every time.
         let manifest = staging.join("manifest.json");
-        let mut bytes = serde_json::to_vec(staged.manifest).map_err(|e| corrupt(&manifest, e))?;
+        // Sized for the usual entry (about 200 bytes) so that the buffer
+        // is not grown and copied a dozen times.
+        let mut bytes = Vec::with_capacity(256 * staged.manifest.files.len());
+        serde_json::to_writer(&mut bytes, staged.manifest).map_err(|e| corrupt(&manifest, e))?;
         bytes.push(b'\n');
         create(batch, &manifest, &bytes)?;
         let meta_path = staging.join("meta.json");
@@ -1196,6 +1215,10 @@ mod tests {
         let mut kept: Vec<String> = memory.kept().hashes.keys().cloned().collect();
         kept.sort();
         assert_eq!(kept, ["b", "c"]);
+        // One command's memory hashes the same, and keeps no text.
+        let once = Memory::once();
+        assert_eq!(once.manifest_of(&artifacts), Manifest::of(&artifacts));
+        assert!(once.kept().hashes.is_empty());
     }
 
     #[test]
