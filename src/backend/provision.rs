@@ -16,6 +16,7 @@ use super::oci;
 use super::{Progress, StepRecord, SystemError};
 use crate::compile::provision::{Action, Check, Phase, RootfsSource, Step};
 use crate::fs;
+use crate::layout::under_root;
 use crate::model::RootMode;
 
 /// Where built and unpacked images are kept, under the root.
@@ -65,7 +66,7 @@ pub fn before_boot(
     for step in steps.iter().filter(|s| s.phase == Phase::BeforeBoot) {
         let started = Instant::now();
         let done = match &step.check {
-            Check::PathExists { path } => host_path(root, path).exists(),
+            Check::PathExists { path } => under_root(root, path).exists(),
             other => {
                 return Err(error(
                     format!("step {} of container {name}", step.id),
@@ -90,7 +91,7 @@ pub fn before_boot(
                         image,
                         source,
                         *mode,
-                        &host_path(root, path),
+                        &under_root(root, path),
                         progress,
                     )?;
                 }
@@ -225,10 +226,6 @@ pub fn wait_until_booted(leader: u32, name: &str, timeout: Duration) -> Result<(
 
 fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
-}
-
-fn host_path(root: &Path, path: &str) -> PathBuf {
-    root.join(path.trim_start_matches('/'))
 }
 
 fn quiet(leader: u32, words: Vec<String>) -> Result<Ran, SystemError> {
@@ -564,7 +561,7 @@ pub fn image_tree(
 ) -> Result<PathBuf, SystemError> {
     match source {
         RootfsSource::Directory { path } => {
-            let tree = host_path(root, path);
+            let tree = under_root(root, path);
             if !tree.is_dir() {
                 return Err(error(
                     format!("image {image}"),
@@ -583,7 +580,7 @@ pub fn image_tree(
             Ok(tree)
         }
         RootfsSource::Tarball { path, sha256 } => {
-            let file = host_path(root, path);
+            let file = under_root(root, path);
             let (actual, compression) = read_tarball(&file).map_err(|e| {
                 error(
                     format!("reading image {image}"),
@@ -656,7 +653,7 @@ pub fn image_tree(
         } => {
             let reference = crate::model::oci::OciReference::parse(reference)
                 .map_err(|e| error(format!("image {image}"), e))?;
-            let credentials = credentials.as_deref().map(|c| host_path(root, c));
+            let credentials = credentials.as_deref().map(|c| under_root(root, c));
             // A digest in the definition names the image whole: once in the
             // store, nothing is pulled or hashed again for the next container.
             let pinned = reference.digest().is_some();
@@ -689,7 +686,7 @@ pub fn image_tree(
             )
         }
         RootfsSource::OciArchive { path } => {
-            let file = host_path(root, path);
+            let file = under_root(root, path);
             let pulled =
                 oci::import_archive(root, &file, progress).map_err(|e| in_image(image, e))?;
             build_once(

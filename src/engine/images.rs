@@ -16,6 +16,7 @@ use super::session::{Access, Session, Target};
 use crate::backend::{oci, provision};
 use crate::compile::provision::{Action, RootfsSource, Step};
 use crate::compile::{Artifacts, Content};
+use crate::layout::under_root;
 use crate::lock::Pinned;
 use crate::model::ImageSource;
 use crate::validate::Validated;
@@ -40,9 +41,7 @@ pub fn resolve_tags(
         if reference.digest().is_some() {
             continue;
         }
-        let credentials = credentials
-            .as_ref()
-            .map(|c| root.join(c.as_str().trim_start_matches('/')));
+        let credentials = credentials.as_ref().map(|c| under_root(root, c.as_str()));
         let digest = oci::resolve_tag(reference, credentials.as_deref(), *insecure)
             .map_err(|e| miette::miette!("image {name}: {e}"))?;
         events(Event::ImageResolved {
@@ -93,13 +92,11 @@ pub fn read_configs(
                 credentials,
                 insecure,
             } => {
-                let credentials = credentials
-                    .as_ref()
-                    .map(|c| root.join(c.as_str().trim_start_matches('/')));
+                let credentials = credentials.as_ref().map(|c| under_root(root, c.as_str()));
                 oci::config(root, reference, credentials.as_deref(), *insecure)
             }
             ImageSource::OciArchive { path } => {
-                let file = root.join(path.as_str().trim_start_matches('/'));
+                let file = under_root(root, path.as_str());
                 let mut step = |line: &str| events(Event::Step { line: line.into() });
                 oci::import_archive(root, &file, &mut step)
                     .and_then(|pulled| oci::read_config(root, &pulled.config))
