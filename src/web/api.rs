@@ -368,30 +368,19 @@ fn apply_job(
                     file: host_file.display().to_string(),
                     check: outcome.diagnostics_json(),
                 })?;
-        let seen = Seen {
-            fingerprint: &req.fingerprint,
-            from_generation: None,
-            when: "the plan was shown".into(),
-            what: "the host or the saved host file",
-        };
-        let prepared = apply::prepare_apply(
+        let seen = shown(&req.fingerprint, "the host or the saved host file");
+        Ok(apply::prepare_apply(
             &target,
             desired,
             adopting(req.adopt),
             req.confirm_timeout,
             Some(&seen),
             &mut |e| report.event(e),
-        )?;
-        match prepared.refusal() {
-            Some(refused) => Err(ApiError::from(refused)),
-            None => Ok(prepared),
-        }
+        )?)
     })();
-    let prepared = match prepared {
-        Ok(p) => p,
-        Err(e) => return ready.refuse(e),
+    let Some(prepared) = go_ahead(ready, prepared, apply::PreparedApply::refusal) else {
+        return;
     };
-    ready.accept();
     let applied = apply::apply(
         &target,
         prepared,
@@ -598,6 +587,41 @@ async fn topologies_list(State(state): State<Shared>) -> ApiResult {
         .await
 }
 
+/// What the user confirmed in the browser: the plan with `fingerprint`,
+/// of a host that `what` names as what may have changed since.
+fn shown<'a>(fingerprint: &'a str, what: &'static str) -> Seen<'a> {
+    Seen {
+        fingerprint,
+        from_generation: None,
+        when: "the plan was shown".into(),
+        what,
+    }
+}
+
+/// The answer to a request that starts a change as a job: accepted with
+/// the prepared change to carry out, or refused with why it could not be
+/// prepared or why its plan must not go ahead (`refusal`).
+fn go_ahead<P>(
+    ready: Ready,
+    prepared: Result<P, ApiError>,
+    refusal: impl FnOnce(&P) -> Option<Refused>,
+) -> Option<P> {
+    let checked = prepared.and_then(|p| match refusal(&p) {
+        Some(refused) => Err(ApiError::from(refused)),
+        None => Ok(p),
+    });
+    match checked {
+        Ok(p) => {
+            ready.accept();
+            Some(p)
+        }
+        Err(e) => {
+            ready.refuse(e);
+            None
+        }
+    }
+}
+
 /// The plan of moving a topology up or down, shown before the user
 /// decides, as `ctm up NAME` / `ctm down NAME` shows it before asking.
 async fn topology_plan(state: Shared, name: String, direction: Direction) -> ApiResult {
@@ -662,25 +686,17 @@ async fn topology_move(
         .jobs
         .start(kind, move |ready, report| {
             let target = job_state.target();
-            let seen = Seen {
-                fingerprint: &req.fingerprint,
-                from_generation: None,
-                when: "the plan was shown".into(),
-                what: "the host",
-            };
+            let seen = shown(&req.fingerprint, "the host");
             let prepared = topologies::prepare(&target, &name, direction, Some(&seen), &mut |e| {
                 report.event(e)
-            })
-            .map_err(ApiError::from)
-            .and_then(|p| match p.refusal() {
-                Some(refused) => Err(ApiError::from(refused)),
-                None => Ok(p),
             });
-            let prepared = match prepared {
-                Ok(p) => p,
-                Err(e) => return ready.refuse(e),
+            let Some(prepared) = go_ahead(
+                ready,
+                prepared.map_err(ApiError::from),
+                apply::PreparedApply::refusal,
+            ) else {
+                return;
             };
-            ready.accept();
             match apply::apply(&target, prepared, None, Runner::Foreground, &mut |e| {
                 report.event(e)
             }) {
@@ -762,26 +778,18 @@ async fn rollback(
         .jobs
         .start("rollback", move |ready, report| {
             let target = job_state.target();
-            let seen = Seen {
-                fingerprint: &req.fingerprint,
-                from_generation: None,
-                when: "the plan was shown".into(),
-                what: "the host",
-            };
+            let seen = shown(&req.fingerprint, "the host");
             let prepared =
                 apply::prepare_rollback(&target, Some(req.generation), Some(&seen), &mut |e| {
                     report.event(e)
-                })
-                .map_err(ApiError::from)
-                .and_then(|p| match p.refusal() {
-                    Some(refused) => Err(ApiError::from(refused)),
-                    None => Ok(p),
                 });
-            let prepared = match prepared {
-                Ok(p) => p,
-                Err(e) => return ready.refuse(e),
+            let Some(prepared) = go_ahead(
+                ready,
+                prepared.map_err(ApiError::from),
+                apply::PreparedRollback::refusal,
+            ) else {
+                return;
             };
-            ready.accept();
             match apply::roll_back(&target, prepared, Runner::Foreground, &mut |e| {
                 report.event(e)
             }) {
