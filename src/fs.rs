@@ -506,28 +506,18 @@ pub fn write_tree<'a>(
     // paths; a directory both runs write into is made by one and found by
     // the other, which then writes under a temporary name as into any
     // directory it did not make.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-    if threads < 2 || nodes.len() < PARALLEL_FROM {
-        return Ok(write_nodes(root, &nodes, None)?.0);
+    let runs = crate::cores::in_runs(&nodes, WRITE_RUN_MIN, 2, |run| write_nodes(root, run, None));
+    let mut written = TreeWritten::default();
+    for run in runs {
+        let (run, _) = run?;
+        written.written += run.written;
+        written.unchanged += run.unchanged;
     }
-    let (first, second) = nodes.split_at(nodes.len() / 2);
-    let (a, b) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| write_nodes(root, second, None));
-        let mine = write_nodes(root, first, None);
-        let other = other
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (mine, other)
-    });
-    let (a, b) = (a?.0, b?.0);
-    Ok(TreeWritten {
-        written: a.written + b.written,
-        unchanged: a.unchanged + b.unchanged,
-    })
+    Ok(written)
 }
 
-/// Below this many paths a second thread costs more than it saves.
-const PARALLEL_FROM: usize = 256;
+/// Below this many paths a run, a second thread costs more than it saves.
+const WRITE_RUN_MIN: usize = 128;
 
 /// Writes `nodes` (sorted by path) under `root`: with a `batch`, each
 /// under a temporary name that it records, returned with the rename
@@ -756,7 +746,7 @@ mod tests {
                 })
                 .collect()
         };
-        assert!(paths.len() >= 2 * PARALLEL_FROM);
+        assert!(paths.len() >= 2 * WRITE_RUN_MIN);
         let written = write_tree(root, tree(0), false).unwrap();
         assert_eq!((written.written, written.unchanged), (paths.len(), 0));
         for (node_path, node) in tree(0) {

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod compile;
 pub mod config;
+pub mod cores;
 pub mod diagnostic;
 pub mod engine;
 pub mod fault;

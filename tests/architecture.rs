@@ -12,7 +12,7 @@ mod support;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary",
-        &["model", "diagnostic", "layout", "clock", "fault", "fs"],
+        &["model", "diagnostic", "layout", "clock", "fault", "fs", "cores"],
     ),
     ("reading", &["config", "lock", "schema"]),
     ("validation", &["validate"]),

@@ -161,43 +161,23 @@ pub fn compile(host: &Host) -> Artifacts {
 fn containers(host: &Host, header: &[String]) -> Artifacts {
     // Starting a thread costs tens of microseconds; compiling one
     // container's files, about ten.
-    const PER_THREAD: usize = 64;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(host.containers.len() / PER_THREAD)
-        .clamp(1, 4);
-    containers_in_runs(host, header, threads)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    containers_in_runs(host, header, cores.min(4).min(host.containers.len() / 64))
 }
 
-/// [`containers`] in `threads` runs.
-fn containers_in_runs(host: &Host, header: &[String], threads: usize) -> Artifacts {
+/// [`containers`] in `runs` runs.
+fn containers_in_runs(host: &Host, header: &[String], runs: usize) -> Artifacts {
     let all: Vec<&Container> = host.containers.values().collect();
-    let run = |run: &[&Container]| {
+    let compiled = crate::cores::in_n_runs(&all, runs, |run| {
         let mut out = Artifacts::default();
         for container in run {
             nspawn::container(host, container, header, &mut out);
             provision::container(host, container, &mut out);
         }
         out
-    };
-    if threads <= 1 || all.is_empty() {
-        return run(&all);
-    }
-    let runs: Vec<Artifacts> = std::thread::scope(|scope| {
-        let handles: Vec<_> = all
-            .chunks(all.len().div_ceil(threads))
-            .map(|chunk| scope.spawn(move || run(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
     });
     let mut out = Artifacts::default();
-    for mut later in runs {
+    for mut later in compiled {
         // A path both runs hold keeps the later run's, as a loop's later
         // insert would.
         out.files.append(&mut later.files);
@@ -228,25 +208,35 @@ mod tests {
 
     #[test]
     fn containers_compiled_in_runs_are_those_of_one_loop() {
-        let source = Source::new(
-            "synthetic.kdl",
-            crate::synthetic::host_kdl(300, 8, 2),
-            Format::Kdl,
+        let mut text = String::from(
+            "image \"deb\" {\n    debootstrap suite=\"bookworm\"\n}\n\
+             network \"net0\" {\n    bridge \"br0\"\n    ipv4 \"10.0.0.1/22\"\n}\n",
         );
+        for i in 0..300 {
+            text.push_str(&format!(
+                "container \"ct{i:03}\" {{\n    image \"deb\"\n    network \"net0\"\n"
+            ));
+            if i % 3 == 0 {
+                text.push_str(&format!(
+                    "    forward \"tcp\" host={} container=80\n",
+                    20000 + i
+                ));
+            }
+            if i % 5 == 0 {
+                text.push_str("    limits memory=\"1G\"\n");
+            }
+            text.push_str("}\n");
+        }
+        let source = Source::new("many.kdl", text, Format::Kdl);
         let (doc, diagnostics) = config::parse(&source);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
-        let validated =
-            crate::validate::validate(&doc, &Lock::empty()).expect("the synthetic host is valid");
+        let validated = crate::validate::validate(&doc, &Lock::empty()).expect("the host is valid");
         let host = &validated.host;
         let header = header(host);
         let one = containers_in_runs(host, &header, 1);
         assert!(one.files.len() > 300 * 4, "{} files", one.files.len());
-        for threads in [2, 3, 4, 7] {
-            assert_eq!(
-                containers_in_runs(host, &header, threads),
-                one,
-                "{threads} runs"
-            );
+        for runs in [2, 3, 4, 7] {
+            assert_eq!(containers_in_runs(host, &header, runs), one, "{runs} runs");
         }
         // One run is a plain loop over every container.
         let mut loop_of_all = Artifacts::default();

@@ -297,10 +297,6 @@ fn look<'a>(
     cache: &StatCache,
     now_ns: i128,
 ) -> Result<Vec<Read<'a>>, IoError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = paths.len().div_ceil(threads).max(64);
     let read_chunk = |chunk: &[&'a str]| -> Result<Vec<Read<'a>>, IoError> {
         use std::os::unix::ffi::OsStrExt as _;
         // The paths are sorted, and so is the cache: one walk through both
@@ -335,19 +331,9 @@ fn look<'a>(
             })
             .collect()
     };
-    let parts: Vec<Result<Vec<Read>, IoError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = paths
-            .chunks(chunk.max(1))
-            .map(|c| scope.spawn(move || read_chunk(c)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
+    // Sixty-four paths at least to a run: a thread costs as much as
+    // looking at a few dozen.
+    let parts = crate::cores::in_runs(paths, 64, 8, read_chunk);
     let mut reads = Vec::with_capacity(paths.len());
     for part in parts {
         reads.extend(part?);

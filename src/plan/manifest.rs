@@ -87,44 +87,19 @@ where
 impl Manifest {
     pub fn of(artifacts: &Artifacts) -> Manifest {
         let all: Vec<(&String, &Artifact)> = artifacts.files.iter().collect();
-        let run = |run: &[(&String, &Artifact)]| -> Vec<(String, ManifestEntry)> {
-            run.iter()
-                .map(|(path, a)| {
-                    (
-                        (*path).clone(),
-                        ManifestEntry {
-                            entry: entry_of(a),
-                            owner: a.owner.clone(),
-                        },
-                    )
-                })
-                .collect()
-        };
         // Hashing is most of it, and an apply waits for it on its
         // compiling thread: a large host's files are hashed in runs, one
         // a core (a file is a few microseconds, a thread tens).
-        const PER_THREAD: usize = 512;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(all.len() / PER_THREAD)
-            .clamp(1, 4);
-        if threads == 1 {
-            return Manifest {
-                files: run(&all).into_iter().collect(),
-            };
-        }
-        let runs: Vec<Vec<(String, ManifestEntry)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = all
-                .chunks(all.len().div_ceil(threads))
-                .map(|chunk| scope.spawn(move || run(chunk)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        let runs = crate::cores::in_runs(&all, 512, 4, |run| {
+            run.iter()
+                .map(|(path, a)| {
+                    let entry = ManifestEntry {
+                        entry: entry_of(a),
+                        owner: a.owner.clone(),
+                    };
+                    ((*path).clone(), entry)
                 })
-                .collect()
+                .collect::<Vec<_>>()
         });
         // The runs are in path order, one after another: `collect`
         // builds the map from the sorted sequence in one pass.

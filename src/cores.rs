@@ -1,0 +1,78 @@
+//! Work split into runs, one a core.
+//!
+//! Where a step's items are independent (containers to compile, files to
+//! hash, paths to look at or write), consecutive runs of them go to scoped
+//! threads and their results come back in run order, so what a caller
+//! builds from them is what one loop over all the items would build.
+
+/// `f` over consecutive runs of `items`, in run order: one run a core, at
+/// most `max` runs, and none shorter than `per_run` items (below that a
+/// thread costs more than it saves; too few items make one run, on this
+/// thread).
+pub fn in_runs<T: Sync, R: Send>(
+    items: &[T],
+    per_run: usize,
+    max: usize,
+    f: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs = cores.min(max).min(items.len() / per_run.max(1));
+    in_n_runs(items, runs, f)
+}
+
+/// [`in_runs`] in exactly `runs` runs (at least one; fewer if there are
+/// fewer items). A run that panics panics here.
+pub fn in_n_runs<T: Sync, R: Send>(
+    items: &[T],
+    runs: usize,
+    f: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
+    if runs <= 1 || items.len() <= 1 {
+        return vec![f(items)];
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(items.len().div_ceil(runs))
+            .map(|run| scope.spawn(move || f(run)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_cover_every_item_once_in_order() {
+        let items: Vec<u32> = (0..1000).collect();
+        for runs in [0, 1, 2, 3, 7, 1000, 5000] {
+            let sums = in_n_runs(&items, runs, |run| run.to_vec());
+            assert!(sums.len() <= runs.max(1), "{runs} runs: {}", sums.len());
+            assert_eq!(sums.concat(), items, "{runs} runs");
+        }
+        assert_eq!(in_n_runs(&[] as &[u32], 4, |run| run.len()), vec![0]);
+        // Too few items for a second run: one, on this thread.
+        let here = std::thread::current().id();
+        let ids = in_runs(&items, 1000, 8, |_| std::thread::current().id());
+        assert_eq!(ids, vec![here]);
+    }
+
+    #[test]
+    #[should_panic(expected = "run of 3")]
+    fn a_panic_in_a_run_is_raised_again() {
+        let items = [1, 2, 3, 4, 5, 6];
+        in_n_runs(&items, 2, |run| {
+            if run.contains(&3) {
+                panic!("run of 3");
+            }
+        });
+    }
+}
