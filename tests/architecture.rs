@@ -12,7 +12,15 @@ mod support;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary",
-        &["model", "diagnostic", "layout", "clock", "fault", "fs", "cores"],
+        &[
+            "model",
+            "diagnostic",
+            "layout",
+            "clock",
+            "fault",
+            "fs",
+            "cores",
+        ],
     ),
     ("reading", &["config", "lock", "schema"]),
     ("validation", &["validate"]),
