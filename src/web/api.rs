@@ -359,7 +359,7 @@ fn apply_job(
     report: &Reporter,
 ) {
     let target = state.target();
-    let prepared = (|| {
+    let prepared = (|| -> Result<_, ApiError> {
         let mut outcome = load_and_validate(host_file, None)?;
         let down = target.store().current_down()?;
         let desired =
@@ -601,15 +601,17 @@ fn shown<'a>(fingerprint: &'a str, what: &'static str) -> Seen<'a> {
 /// The answer to a request that starts a change as a job: accepted with
 /// the prepared change to carry out, or refused with why it could not be
 /// prepared or why its plan must not go ahead (`refusal`).
-fn go_ahead<P>(
+fn go_ahead<P, E: Into<ApiError>>(
     ready: Ready,
-    prepared: Result<P, ApiError>,
+    prepared: Result<P, E>,
     refusal: impl FnOnce(&P) -> Option<Refused>,
 ) -> Option<P> {
-    let checked = prepared.and_then(|p| match refusal(&p) {
-        Some(refused) => Err(ApiError::from(refused)),
-        None => Ok(p),
-    });
+    let checked = prepared
+        .map_err(Into::into)
+        .and_then(|p| match refusal(&p) {
+            Some(refused) => Err(ApiError::from(refused)),
+            None => Ok(p),
+        });
     match checked {
         Ok(p) => {
             ready.accept();
@@ -690,11 +692,7 @@ async fn topology_move(
             let prepared = topologies::prepare(&target, &name, direction, Some(&seen), &mut |e| {
                 report.event(e)
             });
-            let Some(prepared) = go_ahead(
-                ready,
-                prepared.map_err(ApiError::from),
-                apply::PreparedApply::refusal,
-            ) else {
+            let Some(prepared) = go_ahead(ready, prepared, apply::PreparedApply::refusal) else {
                 return;
             };
             match apply::apply(&target, prepared, None, Runner::Foreground, &mut |e| {
@@ -783,11 +781,7 @@ async fn rollback(
                 apply::prepare_rollback(&target, Some(req.generation), Some(&seen), &mut |e| {
                     report.event(e)
                 });
-            let Some(prepared) = go_ahead(
-                ready,
-                prepared.map_err(ApiError::from),
-                apply::PreparedRollback::refusal,
-            ) else {
+            let Some(prepared) = go_ahead(ready, prepared, apply::PreparedRollback::refusal) else {
                 return;
             };
             match apply::roll_back(&target, prepared, Runner::Foreground, &mut |e| {
