@@ -18,7 +18,7 @@ mod lab;
 mod support;
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,15 +106,7 @@ fn frr_repository(rootfs: &Path) -> Result<PathBuf, String> {
     if done.join("Release").is_file() {
         return Ok(done);
     }
-    let lock_path = cache.join("frr-repo.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let _lock = lab::lock_cache(&cache.join("frr-repo.lock"), "the FRR repository")?;
     if done.join("Release").is_file() {
         return Ok(done);
     }
@@ -198,15 +190,7 @@ fn router_image(rootfs: &Path) -> Result<PathBuf, String> {
     if done.is_dir() {
         return Ok(done);
     }
-    let lock_path = cache.join("frr-repo.lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let _lock = lab::lock_cache(&cache.join("frr-repo.lock"), "the router image")?;
     if done.is_dir() {
         return Ok(done);
     }

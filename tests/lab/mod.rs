@@ -817,6 +817,28 @@ fn rootfs_key() -> String {
     })
 }
 
+/// Takes the flock at `lock_path` in the lab cache, which parallel tests
+/// and test binaries share: one builds `what` while the others wait,
+/// saying so. Released when the file is dropped; the caller looks again
+/// for what it wanted once it holds it.
+pub fn lock_cache(lock_path: &Path, what: &str) -> Result<File, String> {
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        progress(&format!(
+            "waiting for another test to finish building {what} ({})",
+            lock_path.display()
+        ));
+        lock.lock()
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    }
+    Ok(lock)
+}
+
 fn build_rootfs() -> Result<PathBuf, String> {
     let cache = cache_dir();
     let key = rootfs_key();
@@ -825,21 +847,7 @@ fn build_rootfs() -> Result<PathBuf, String> {
         return Ok(done);
     }
     fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
-    let lock_path = cache.join("lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    if lock.try_lock().is_err() {
-        progress(&format!(
-            "waiting for another test to finish building the lab rootfs ({})",
-            lock_path.display()
-        ));
-        lock.lock()
-            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    }
+    let _lock = lock_cache(&cache.join("lock"), "the lab rootfs")?;
     if done.is_dir() {
         return Ok(done);
     }
@@ -869,15 +877,7 @@ fn build_guest() -> Result<PathBuf, String> {
     if done.is_dir() {
         return Ok(done);
     }
-    let lock_path = cache.join("lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let _lock = lock_cache(&cache.join("lock"), "the lab guest image")?;
     if done.is_dir() {
         return Ok(done);
     }
