@@ -1,4 +1,4 @@
-//! Work split into runs, one a core.
+//! Work split into runs, one a core; two steps side by side.
 //!
 //! Where a step's items are independent (containers to compile, files to
 //! hash, paths to look at or write), consecutive runs of them go to scoped
@@ -15,9 +15,30 @@ pub fn in_runs<T: Sync, R: Send>(
     max: usize,
     f: impl Fn(&[T]) -> R + Sync,
 ) -> Vec<R> {
+    in_n_runs(items, runs(items.len(), per_run, max), f)
+}
+
+/// How many runs [`in_runs`] makes of `items` items: one a core, at most
+/// `max`, none shorter than `per_run` (0 or 1: a single run).
+pub fn runs(items: usize, per_run: usize, max: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runs = cores.min(max).min(items.len() / per_run.max(1));
-    in_n_runs(items, runs, f)
+    cores.min(max).min(items / per_run.max(1))
+}
+
+/// `there` on another thread while this one runs `here`: two steps that
+/// do not need each other. A panic in `there` panics here.
+pub fn side_by_side<A: Send, B>(
+    there: impl FnOnce() -> A + Send,
+    here: impl FnOnce() -> B,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let there = scope.spawn(there);
+        let here = here();
+        let there = there
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (there, here)
+    })
 }
 
 /// [`in_runs`] in exactly `runs` runs (at least one; fewer if there are
@@ -63,6 +84,20 @@ mod tests {
         let here = std::thread::current().id();
         let ids = in_runs(&items, 1000, 8, |_| std::thread::current().id());
         assert_eq!(ids, vec![here]);
+    }
+
+    #[test]
+    fn side_by_side_gives_both_results_and_runs_there_elsewhere() {
+        let here = std::thread::current().id();
+        let (there, mine) = side_by_side(|| std::thread::current().id(), || 2 + 2);
+        assert_ne!(there, here);
+        assert_eq!(mine, 4);
+    }
+
+    #[test]
+    #[should_panic(expected = "there")]
+    fn a_panic_on_the_other_side_is_raised_again() {
+        side_by_side(|| panic!("there"), || ());
     }
 
     #[test]

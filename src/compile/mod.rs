@@ -161,8 +161,8 @@ pub fn compile(host: &Host) -> Artifacts {
 fn containers(host: &Host, header: &[String]) -> Artifacts {
     // Starting a thread costs tens of microseconds; compiling one
     // container's files, about ten.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    containers_in_runs(host, header, cores.min(4).min(host.containers.len() / 64))
+    let runs = crate::cores::runs(host.containers.len(), 64, 4);
+    containers_in_runs(host, header, runs)
 }
 
 /// [`containers`] in `runs` runs.

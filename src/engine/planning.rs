@@ -193,27 +193,21 @@ pub(super) fn compile_while<R>(
     store: &Store,
     here: impl FnOnce() -> R,
 ) -> ((Outcome, Option<Compiled>), R) {
-    std::thread::scope(|scope| {
-        let compiling = scope.spawn(|| {
-            let outcome = validate_bytes(
-                read.file,
-                read.bytes,
-                read.limit,
-                read.lock_path,
-                read.lock_text,
-            );
-            let compiled = (!images::unresolved(&outcome))
-                .then(|| Desired::compile(&outcome, down))
-                .flatten()
-                .map(|desired| with_manifest(store, desired));
-            (outcome, compiled)
-        });
-        let here = here();
-        let compiled = compiling
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (compiled, here)
-    })
+    let compiling = || {
+        let outcome = validate_bytes(
+            read.file,
+            read.bytes,
+            read.limit,
+            read.lock_path,
+            read.lock_text,
+        );
+        let compiled = (!images::unresolved(&outcome))
+            .then(|| Desired::compile(&outcome, down))
+            .flatten()
+            .map(|desired| with_manifest(store, desired));
+        (outcome, compiled)
+    };
+    crate::cores::side_by_side(compiling, here)
 }
 
 /// `desired`, with the manifest of its files.

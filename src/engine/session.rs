@@ -437,14 +437,8 @@ impl Session {
         events: Events<'_>,
     ) -> miette::Result<(Plan, SystemState)> {
         // Neither needs the other, and each is about a fifth of such a plan.
-        let (manifest, cache) = std::thread::scope(|scope| {
-            let cache = scope.spawn(|| self.store.stat_cache());
-            let manifest = self.store.manifest(n);
-            let cache = cache
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (manifest, cache)
-        });
+        let (cache, manifest) =
+            crate::cores::side_by_side(|| self.store.stat_cache(), || self.store.manifest(n));
         let manifest = manifest?;
         let snapshot = self.read_live(manifest.files.keys(), &cache)?;
         // Both maps sorted by path: one walk, rather than a lookup (of
