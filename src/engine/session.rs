@@ -366,10 +366,10 @@ impl Session {
 
     /// [`Session::plan_and_state`], from what [`Session::prefetch`] read
     /// earlier in this session (under the same lock, so no apply came
-    /// between). Its snapshot is used only if it covers every desired
-    /// path (the paths of the manifest are all it has); else the live
-    /// files are read again, all of them, so that the snapshot and its
-    /// stat cache are always those of exactly the plan's paths.
+    /// between). Its snapshot holds the paths of the manifest; the
+    /// desired paths that the manifest lacks are read now and joined to
+    /// it, so that the snapshot and its stat cache are always those of
+    /// exactly the plan's paths.
     pub fn plan_prefetched(
         &mut self,
         desired: &Artifacts,
@@ -401,14 +401,25 @@ impl Session {
                 (current, manifest, self.store.stat_cache(), None)
             }
         };
-        let covered = |_: &live::Snapshot| {
-            desired
-                .files
-                .keys()
-                .all(|path| manifest.files.contains_key(path))
-        };
-        let snapshot = match snapshot.filter(covered) {
-            Some(snapshot) => snapshot,
+        let snapshot = match snapshot {
+            Some(ahead) => {
+                // Both maps sorted by path: one walk finds the desired
+                // paths that the manifest lacks.
+                let mut known = manifest.files.keys().peekable();
+                let lacking: Vec<&String> = desired
+                    .files
+                    .keys()
+                    .filter(|path| {
+                        while known.next_if(|k| k < path).is_some() {}
+                        known.peek() != Some(path)
+                    })
+                    .collect();
+                if lacking.is_empty() {
+                    ahead
+                } else {
+                    ahead.joined(self.read_live(lacking, &cache)?, &cache)
+                }
+            }
             None => self.read_live(desired.files.keys().chain(manifest.files.keys()), &cache)?,
         };
         let desired_manifest =

@@ -241,6 +241,30 @@ pub struct Snapshot {
     pub cache: Option<StatCache>,
 }
 
+impl Snapshot {
+    /// This snapshot and `more`, both taken with `cache` and of paths
+    /// that no two share: a plan reads the current manifest's paths ahead,
+    /// and then only the desired paths that the manifest lacks (at 5,000
+    /// containers, a new file named read all 33,000 paths again).
+    pub fn joined(self, more: Snapshot, cache: &StatCache) -> Snapshot {
+        let mut live = self.live;
+        live.extend(more.live);
+        let cache = match (self.cache, more.cache) {
+            // The usual case: the new paths are not there yet, so nothing
+            // of them is cached, and the cache for all is this one's.
+            (mine, Some(theirs)) if theirs.entries.is_empty() => mine,
+            (None, None) => None,
+            (mine, theirs) => {
+                let mut all = mine.unwrap_or_else(|| cache.clone());
+                all.entries
+                    .extend(theirs.unwrap_or_else(|| cache.clone()).entries);
+                Some(all)
+            }
+        };
+        Snapshot { live, cache }
+    }
+}
+
 /// One path read: what is there, and how it stands with the cache.
 struct Read<'a> {
     path: &'a str,
@@ -605,6 +629,45 @@ mod tests {
         assert_eq!(snap.live["f"].text.as_deref(), Some("x"));
         assert_eq!(snap.live["l"].entry, cache.entries["l"].1);
         assert_eq!(snap.cache, Some(cache));
+    }
+
+    #[test]
+    fn two_snapshots_joined_are_one_snapshot_of_all_their_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        std::fs::write(dir.path().join("g"), "y").unwrap();
+        let later = now_ns() + 3_000_000_000;
+        let read = |paths: &[&str], cache: &StatCache| {
+            read_at(dir.path(), &strings(paths), cache, later).unwrap()
+        };
+        let cache_of =
+            |paths: &[&str]| read(paths, &StatCache::default()).cache.unwrap_or_default();
+        // Whatever the cache held before: nothing, some of the paths, all
+        // of them, or more.
+        for cache in [
+            StatCache::default(),
+            cache_of(&["f"]),
+            cache_of(&["g"]),
+            cache_of(&["f", "g"]),
+        ] {
+            let whole = read(&["f", "g", "h"], &cache);
+            for (one, other) in [(&["f"][..], &["g", "h"][..]), (&["f", "g"], &["h"])] {
+                let joined = read(one, &cache).joined(read(other, &cache), &cache);
+                let texts = |s: &Snapshot| {
+                    s.live
+                        .iter()
+                        .map(|(p, f)| (p.clone(), f.entry.clone()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(texts(&joined), texts(&whole), "{one:?} + {other:?}");
+                assert_eq!(
+                    joined.cache.clone().unwrap_or_else(|| cache.clone()),
+                    whole.cache.clone().unwrap_or_else(|| cache.clone()),
+                    "{one:?} + {other:?} from {:?}",
+                    cache.entries.keys().collect::<Vec<_>>()
+                );
+            }
+        }
     }
 
     #[test]
