@@ -233,8 +233,12 @@ pub struct Reverted {
 /// rule of [`StatCache`]): a generation's files never change once written,
 /// but its number can be used again (a failed apply's generation is
 /// removed, and `gc` may remove the newest), and a new `manifest.json` is
-/// a new inode with a new ctime. The stat cache checks every entry
-/// against the live file anyway, wherever it was kept.
+/// a new inode with a new ctime. One command's memory ([`Memory::once`])
+/// keeps a manifest unsettled too: the command holds the store's lock
+/// from its plan to its switch, and makes at most one generation, under a
+/// number it has not read (an apply right after another read the manifest
+/// of 5,000 containers twice). The stat cache checks every entry against
+/// the live file anyway, wherever it was kept.
 #[derive(Default)]
 pub struct Memory {
     kept: Mutex<Kept>,
@@ -568,7 +572,7 @@ impl Store {
     }
 
     /// The manifest of generation `n`: from memory while its file is
-    /// unchanged, else read (and kept, once it has settled).
+    /// unchanged, else read (and kept: see [`Memory`]).
     pub fn manifest(&self, n: u64) -> Result<Arc<Manifest>> {
         self.manifest_at(n, crate::live::now_ns())
     }
@@ -602,7 +606,7 @@ impl Store {
             Arc::new(serde_json::from_str(&text).map_err(|e| corrupt(&path, e))?);
         let stat = Stat::of(&meta);
         if let Some(memory) = &self.memory
-            && StatCache::settled(&stat, now_ns)
+            && (memory.once || StatCache::settled(&stat, now_ns))
         {
             memory.kept().manifest = Some((n, stat, manifest.clone()));
         }
@@ -1181,6 +1185,22 @@ mod tests {
             store.manifest_at(3, later),
             Err(StateError::NoGeneration(3))
         ));
+    }
+
+    #[test]
+    fn one_command_keeps_the_manifest_it_read_just_after_it_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Arc::new(Memory::once());
+        let store = Store::new(dir.path()).with_memory(memory.clone());
+        write_manifest(&store, 1, &manifest_with("a"));
+        assert_eq!(*store.manifest(1).unwrap(), manifest_with("a"));
+        assert_eq!(memory.kept_generation(), Some(1), "kept unsettled");
+        let planted = Arc::new(manifest_with("planted"));
+        memory.kept().manifest.as_mut().unwrap().2 = planted.clone();
+        assert_eq!(*store.manifest(1).unwrap(), *planted, "served from memory");
+        // Still never once its file is another.
+        write_manifest(&store, 1, &manifest_with("b"));
+        assert_eq!(*store.manifest(1).unwrap(), manifest_with("b"));
     }
 
     #[test]
