@@ -389,8 +389,13 @@ fn an_edit_in_place_is_seen_after_the_stat_cache_trusts_the_file() {
     std::thread::sleep(Duration::from_millis(2100));
     let o = lab.ctm(&["plan", "host.kdl", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    let cache = std::fs::read_to_string(lab.root.join("var/lib/ctm/stat-cache")).unwrap();
-    assert!(cache.contains("etc/systemd/nspawn/web.nspawn"), "{cache}");
+    let cache = std::fs::read(lab.root.join("var/lib/ctm/stat-cache")).unwrap();
+    let cache = ctm::live::StatCache::decode(&cache).expect("a stat cache");
+    assert!(
+        cache.entries.contains_key("etc/systemd/nspawn/web.nspawn"),
+        "{:?}",
+        cache.entries.keys()
+    );
 
     // Same length, same place, different content: only ctime tells.
     use std::io::{Seek as _, Write as _};
