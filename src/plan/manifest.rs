@@ -85,6 +85,32 @@ where
 }
 
 impl Manifest {
+    /// The manifest as a generation stores it: compact JSON and a
+    /// newline, the form that [`Self::from_json`] reads fastest.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Sized for the usual entry (about 200 bytes) so that the buffer
+        // is not grown and copied a dozen times.
+        let mut bytes = Vec::with_capacity(256 * self.files.len());
+        // Strings, integers and sorted maps: nothing that can fail.
+        serde_json::to_writer(&mut bytes, self).expect("a manifest always serializes to JSON");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// A manifest read from its JSON: as [`Self::to_json`] writes it
+    /// (compact, fields in order, paths ascending, no escapes) by a reader
+    /// of that form alone, else by serde. A plan reads the current manifest every
+    /// time, and serde took 15 ms for the 33,000 entries of 5,000
+    /// containers; the two read the same text to the same manifest
+    /// (`tests`).
+    pub fn from_json(text: &str) -> serde_json::Result<Manifest> {
+        // `to_json`'s form is the one read without serde.
+        match Compact(text.as_bytes()).manifest() {
+            Some(manifest) => Ok(manifest),
+            None => serde_json::from_str(text),
+        }
+    }
+
     pub fn of(artifacts: &Artifacts) -> Manifest {
         let all: Vec<(&String, &Artifact)> = artifacts.files.iter().collect();
         // Hashing is most of it, and an apply waits for it on its
@@ -108,6 +134,111 @@ impl Manifest {
         }
     }
 }
+/// Reads a manifest in exactly the form `serde_json::to_vec` gives it;
+/// `None` at the first byte that is not of that form.
+struct Compact<'a>(&'a [u8]);
+
+impl<'a> Compact<'a> {
+    fn manifest(mut self) -> Option<Manifest> {
+        self.literal("{\"files\":{")?;
+        let mut files: Vec<(String, ManifestEntry)> = Vec::new();
+        let mut previous: Option<&str> = None;
+        if self.literal("}").is_none() {
+            loop {
+                let path = self.string()?;
+                // In order and once each, as serde writes a sorted map.
+                if previous.is_some_and(|p| p >= path) {
+                    return None;
+                }
+                previous = Some(path);
+                self.literal(":")?;
+                files.push((path.to_string(), self.entry()?));
+                if self.literal(",").is_none() {
+                    self.literal("}")?;
+                    break;
+                }
+            }
+        }
+        self.literal("}")?;
+        // Blank space after the value, as JSON allows.
+        let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        self.0.iter().all(blank).then(|| Manifest {
+            files: files.into_iter().collect(),
+        })
+    }
+
+    fn entry(&mut self) -> Option<ManifestEntry> {
+        self.literal("{\"kind\":")?;
+        let entry = match self.string()? {
+            "file" => {
+                self.literal(",\"sha256\":")?;
+                let sha256 = self.string()?.to_string();
+                self.literal(",\"mode\":")?;
+                Entry::File {
+                    sha256,
+                    mode: self.number()?,
+                }
+            }
+            "symlink" => {
+                self.literal(",\"target\":")?;
+                Entry::Symlink {
+                    target: self.string()?.to_string(),
+                }
+            }
+            _ => return None,
+        };
+        self.literal(",\"owner\":{\"kind\":")?;
+        let owner = match self.string()? {
+            "firewall" => Owner::Firewall,
+            "host" => Owner::Host,
+            kind => {
+                self.literal(",\"name\":")?;
+                let name = self.string()?;
+                match kind {
+                    "container" => Owner::Container(crate::model::Name::parse(name).ok()?),
+                    "network" => Owner::Network(crate::model::Name::parse(name).ok()?),
+                    "tunnel" => Owner::Tunnel(crate::model::IfName::parse(name).ok()?),
+                    _ => return None,
+                }
+            }
+        };
+        self.literal("}}")?;
+        Some(ManifestEntry { entry, owner })
+    }
+
+    fn literal(&mut self, expected: &str) -> Option<()> {
+        self.0 = self.0.strip_prefix(expected.as_bytes())?;
+        Some(())
+    }
+
+    /// A string without escapes or control characters (serde has the
+    /// rules for those).
+    fn string(&mut self) -> Option<&'a str> {
+        let rest = self.0.strip_prefix(b"\"")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        self.0 = &rest[end + 1..];
+        // The text came from a `&str`, and a quote is never inside a
+        // character: this is UTF-8 still, checked again for safety.
+        std::str::from_utf8(&rest[..end]).ok()
+    }
+
+    /// A `u32` in decimal, as serde writes it: no sign, no leading zero.
+    fn number(&mut self) -> Option<u32> {
+        let digits = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (number, rest) = self.0.split_at(digits);
+        if digits == 0 || (digits > 1 && number[0] == b'0') {
+            return None;
+        }
+        self.0 = rest;
+        std::str::from_utf8(number).ok()?.parse().ok()
+    }
+}
+
 /// What an artifact is once written.
 pub fn entry_of(artifact: &Artifact) -> Entry {
     match &artifact.content {
@@ -228,6 +359,64 @@ mod tests {
                 .join(", ")
         );
         assert_eq!(serde_json::from_str::<Manifest>(&reversed).unwrap(), m);
+    }
+
+    #[test]
+    fn the_compact_reader_reads_what_serde_writes_and_nothing_else() {
+        let m = sample();
+        assert_eq!(Compact(&m.to_json()).manifest(), Some(m.clone()));
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(Compact(text.as_bytes()).manifest(), Some(m.clone()));
+        let empty = serde_json::to_string(&Manifest::default()).unwrap();
+        assert_eq!(
+            Compact(empty.as_bytes()).manifest(),
+            Some(Manifest::default())
+        );
+        // Other forms are serde's: the same manifest either way.
+        let mut odd = m.clone();
+        odd.files.get_mut("etc/l0").unwrap().entry = Entry::Symlink {
+            target: "/a \"quoted\"\n\\target".into(),
+        };
+        odd.files.get_mut("etc/f1").unwrap().entry = Entry::Absent;
+        let odd_text = serde_json::to_string(&odd).unwrap();
+        for text in [
+            serde_json::to_string_pretty(&m).unwrap(),
+            text.replace("\"mode\":420", "\"mode\":420.0"),
+            odd_text,
+        ] {
+            assert_eq!(Compact(text.as_bytes()).manifest(), None, "{text}");
+            assert_eq!(
+                Manifest::from_json(&text).ok(),
+                serde_json::from_str::<Manifest>(&text).ok(),
+                "{text}"
+            );
+        }
+        // A byte changed anywhere: the compact reader reads the same as
+        // serde, or leaves it to serde. It never takes what serde refuses
+        // (a bad name, an out-of-range mode), nor reads it otherwise.
+        for at in 0..text.len() {
+            for byte in [b'"', b'\\', b'}', b',', b'0', b'9', b'A', b' ', 0x01] {
+                let mut garbled = text.clone().into_bytes();
+                garbled[at] = byte;
+                let Ok(garbled) = String::from_utf8(garbled) else {
+                    continue;
+                };
+                if let Some(read) = Compact(garbled.as_bytes()).manifest() {
+                    assert_eq!(
+                        Some(read),
+                        serde_json::from_str::<Manifest>(&garbled).ok(),
+                        "{garbled}"
+                    );
+                }
+            }
+        }
+        for bad in [
+            text.replace("\"name\":\"web\"", "\"name\":\"Web Server\""),
+            text.replace("\"mode\":420", "\"mode\":4294967296"),
+            text.replace("\"mode\":420", "\"mode\":0420"),
+        ] {
+            assert_eq!(Compact(bad.as_bytes()).manifest(), None, "{bad}");
+        }
     }
 
     #[test]

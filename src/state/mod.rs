@@ -603,7 +603,7 @@ impl Store {
             &path,
         )?;
         let manifest: Arc<Manifest> =
-            Arc::new(serde_json::from_str(&text).map_err(|e| corrupt(&path, e))?);
+            Arc::new(Manifest::from_json(&text).map_err(|e| corrupt(&path, e))?);
         let stat = Stat::of(&meta);
         if let Some(memory) = &self.memory
             && (memory.once || StatCache::settled(&stat, now_ns))
@@ -805,12 +805,7 @@ impl Store {
         }
         // Compact: a plan reads it every time.
         let manifest = staging.join("manifest.json");
-        // Sized for the usual entry (about 200 bytes) so that the buffer
-        // is not grown and copied a dozen times.
-        let mut bytes = Vec::with_capacity(256 * staged.manifest.files.len());
-        serde_json::to_writer(&mut bytes, staged.manifest).map_err(|e| corrupt(&manifest, e))?;
-        bytes.push(b'\n');
-        create(batch, &manifest, &bytes)?;
+        create(batch, &manifest, &staged.manifest.to_json())?;
         let meta_path = staging.join("meta.json");
         create(batch, &meta_path, &json_bytes(&meta_path, meta)?)?;
         Ok(())
