@@ -20,7 +20,7 @@
 //!                          what is being switched, from and to where
 //! pending-confirm.json     an apply waiting for `ctm confirm`
 //! last-apply.json          how the last apply ended, and how long it took
-//! stat-cache               hashes of managed files by stat, as text (see `live`)
+//! stat-cache               hashes of managed files by stat, binary (see `live`)
 //! images/, rootfs/         built images and the trees ctm made (owned by
 //!                          `backend::provision` and `backend::rootfs`)
 //! lock                     flock'ed by whoever changes any of the above
